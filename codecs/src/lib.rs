@@ -1,0 +1,11 @@
+//! Wire formats of the gateway: SIP, SDP, RTP/RTCP, RFC 4733 events and the Meta protocol.
+//!
+//! This crate never does I/O, never reads the clock and never panics on input: every decoder
+//! returns a typed error naming where the bytes went wrong.
+
+pub mod meta;
+pub mod rtcp;
+pub mod rtp;
+pub mod sdp;
+pub mod sip;
+pub mod telephone_event;

@@ -1,0 +1,1 @@
+//! `sgw`: the VoIP secure gateway. The sans-IO engine, the replay driver and the CLI.

@@ -1,0 +1,3 @@
+//! Translators between protocol messages and Meta, and IP-family mapping.
+//!
+//! Pure functions: no I/O, no clock, no state beyond what the caller passes in.
