@@ -1,0 +1,237 @@
+//! Message boundaries: one message per UDP datagram (RFC 3261 section 18.3: Content-Length
+//! optional, trailing octets ignored), and Content-Length framing on TCP/TLS streams.
+
+use super::error::SipError;
+use super::message::{self, Message};
+use super::{MAX_HEAD_SIZE, MAX_MESSAGE_SIZE};
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Where the header section ends: (index of the blank line, index of the first body byte).
+fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while let Some(rel) = buf.get(i..).and_then(|b| b.iter().position(|&c| c == b'\n')) {
+        let nl = i + rel;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some((nl, nl + 2)),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some((nl, nl + 3)),
+            _ => {}
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Number of leading CRLF/LF bytes (keepalives and stray line ends before a start line).
+fn leading_line_ends(buf: &[u8]) -> usize {
+    buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
+}
+
+struct Head {
+    start: message::StartLine,
+    headers: message::Headers,
+    body_start: usize,
+    content_length: Option<usize>,
+}
+
+fn parse_head_at(buf: &[u8]) -> Result<Head, SipError> {
+    let (blank, body_start) = match find_head_end(buf) {
+        Some(found) => found,
+        None if buf.len() > MAX_HEAD_SIZE => {
+            return Err(SipError::HeadTooLarge {
+                limit: MAX_HEAD_SIZE,
+            })
+        }
+        None => return Err(SipError::Incomplete),
+    };
+    if blank > MAX_HEAD_SIZE {
+        return Err(SipError::HeadTooLarge {
+            limit: MAX_HEAD_SIZE,
+        });
+    }
+    let head = buf.get(..blank).ok_or(SipError::Incomplete)?;
+    let head = std::str::from_utf8(head).map_err(|_| SipError::BadStartLine("not UTF-8"))?;
+    let (start, headers) = message::parse_head(head)?;
+    let content_length = message::content_length(&headers)?;
+    Ok(Head {
+        start,
+        headers,
+        body_start,
+        content_length,
+    })
+}
+
+/// Parses the SIP message in a datagram. Returns the message and the number of trailing bytes
+/// that were ignored (RFC 4475 section 3.1.1.8).
+pub fn parse_datagram(datagram: Bytes) -> Result<(Message, usize), SipError> {
+    if datagram.len() > MAX_MESSAGE_SIZE {
+        return Err(SipError::TooLarge {
+            size: datagram.len(),
+            limit: MAX_MESSAGE_SIZE,
+        });
+    }
+    let skip = leading_line_ends(&datagram);
+    let data = datagram.slice(skip..);
+    if data.is_empty() {
+        return Err(SipError::Empty);
+    }
+    let head = match parse_head_at(&data) {
+        // A datagram is complete by definition: a missing blank line means no body follows.
+        Err(SipError::Incomplete) => {
+            let mut padded = data.to_vec();
+            padded.extend_from_slice(b"\r\n\r\n");
+            let head = parse_head_at(&padded)?;
+            let raw = data.clone();
+            let len = raw.len();
+            return Ok((Message::new(raw, head.start, head.headers, len), 0));
+        }
+        other => other?,
+    };
+    let available = data.len().saturating_sub(head.body_start);
+    let body_len = match head.content_length {
+        Some(n) if n > available => {
+            return Err(SipError::BodyTruncated {
+                declared: n,
+                available,
+            })
+        }
+        Some(n) => n,
+        None => available,
+    };
+    let end = head.body_start + body_len;
+    let raw = data.slice(..end);
+    Ok((
+        Message::new(raw, head.start, head.headers, head.body_start),
+        data.len() - end,
+    ))
+}
+
+/// Splits a TCP/TLS byte stream into messages by Content-Length. After an error the stream is
+/// out of sync and must be closed: the framer keeps returning the error.
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    buf: BytesMut,
+    failed: Option<SipError>,
+    /// Bytes of CRLF keepalives skipped (RFC 5626 section 3.5.1).
+    pub keepalives: u64,
+}
+
+impl StreamFramer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends bytes received on the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// Bytes buffered but not yet part of a complete message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete message, `None` when more bytes are needed.
+    pub fn next_message(&mut self) -> Option<Result<Message, SipError>> {
+        if let Some(e) = &self.failed {
+            return Some(Err(e.clone()));
+        }
+        let skip = leading_line_ends(&self.buf);
+        if skip > 0 {
+            self.keepalives += 1;
+            self.buf.advance(skip);
+        }
+        if self.buf.is_empty() {
+            return None;
+        }
+        let head = match parse_head_at(&self.buf) {
+            Err(SipError::Incomplete) => return None,
+            Err(e) => return Some(Err(self.fail(e))),
+            Ok(h) => h,
+        };
+        let Some(body_len) = head.content_length else {
+            return Some(Err(self.fail(SipError::MissingContentLength)));
+        };
+        let total = head.body_start.saturating_add(body_len);
+        if total > MAX_MESSAGE_SIZE {
+            return Some(Err(self.fail(SipError::TooLarge {
+                size: total,
+                limit: MAX_MESSAGE_SIZE,
+            })));
+        }
+        if self.buf.len() < total {
+            return None;
+        }
+        let raw = self.buf.split_to(total).freeze();
+        Some(Ok(Message::new(
+            raw,
+            head.start,
+            head.headers,
+            head.body_start,
+        )))
+    }
+
+    fn fail(&mut self, e: SipError) -> SipError {
+        self.failed = Some(e.clone());
+        self.buf.clear();
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:u@example.com SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nTo: <sip:u@example.com>\r\nFrom: <sip:c@example.net>;tag=1\r\nCall-ID: a\r\nCSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
+
+    #[test]
+    fn datagram_with_trailing_bytes() {
+        let mut d = OPTIONS.to_vec();
+        d.extend_from_slice(b"garbage");
+        let (m, trailing) = parse_datagram(Bytes::from(d)).unwrap();
+        assert_eq!(trailing, 7);
+        assert_eq!(&m.body()[..], b"body");
+        assert_eq!(m.raw().len(), OPTIONS.len());
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn datagram_content_length_too_large() {
+        let d = String::from_utf8_lossy(OPTIONS).replace("Length: 4", "Length: 40");
+        assert!(matches!(
+            parse_datagram(Bytes::from(d)),
+            Err(SipError::BodyTruncated { declared: 40, available: 4 })
+        ));
+    }
+
+    #[test]
+    fn stream_split_and_joined() {
+        let mut two = OPTIONS.to_vec();
+        two.extend_from_slice(b"\r\n\r\n");
+        two.extend_from_slice(OPTIONS);
+        for split in 0..two.len() {
+            let mut f = StreamFramer::new();
+            let mut got = Vec::new();
+            for part in [&two[..split], &two[split..]] {
+                f.push(part);
+                while let Some(m) = f.next_message() {
+                    got.push(m.unwrap());
+                }
+            }
+            assert_eq!(got.len(), 2, "split at {split}");
+            assert_eq!(&got[1].raw()[..], OPTIONS);
+        }
+    }
+
+    #[test]
+    fn stream_requires_content_length() {
+        let d = String::from_utf8_lossy(OPTIONS).replace("Content-Length: 4\r\n", "");
+        let mut f = StreamFramer::new();
+        f.push(d.as_bytes());
+        assert_eq!(
+            f.next_message().map(|r| r.err()),
+            Some(Some(SipError::MissingContentLength))
+        );
+    }
+}

@@ -1,0 +1,697 @@
+//! Header value grammar (RFC 3261 section 25): lists, name-addr, parameters, URIs, Via, CSeq,
+//! media types. SIP URIs and host/port go through `ezk-sip-types`.
+
+use super::error::SipError;
+use super::{Method, MAX_CSEQ, MAX_PARAMS};
+use ezk_sip_types::host::{Host, HostPort};
+use ezk_sip_types::uri::{SipUri, SipUriUserPart};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// URI schemes the gateway knows (can parse and reason about). Only `sip`, `sips` and `tel`
+/// can address a call; the others may appear in headers and in OPTIONS.
+pub const KNOWN_URI_SCHEMES: &[&str] = &[
+    "sip",
+    "sips",
+    "tel",
+    "mailto",
+    "http",
+    "https",
+    "im",
+    "pres",
+    "urn",
+    "cid",
+    "soap.beep",
+    "soap.beeps",
+    "xmlrpc.beep",
+    "xmlrpc.beeps",
+    "h323",
+];
+
+/// RFC 3261 `token` characters.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Parses a non-negative decimal (leading zeros allowed) no larger than `max`.
+pub fn parse_decimal(s: &str, max: u32) -> Option<u32> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = s.trim_start_matches('0');
+    if digits.len() > 10 {
+        return None;
+    }
+    let n: u64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    u32::try_from(n).ok().filter(|n| *n <= max)
+}
+
+/// Splits a comma-separated header value, ignoring commas inside quoted strings and `<...>`.
+/// Elements are trimmed; empty elements are kept so callers can reject them.
+pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let mut in_quote = false;
+    let mut escaped = false;
+    let mut in_angle = false;
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => in_quote = true,
+            '<' => in_angle = true,
+            '>' => in_angle = false,
+            ',' if !in_angle => {
+                parts.push(value.get(start..i).unwrap_or("").trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value.get(start..).unwrap_or("").trim());
+    parts.into_iter()
+}
+
+/// A `;name[=value]` parameter. Names compare case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// Parses `*( SEMI generic-param )`; `s` starts at the first `;` (or is empty).
+fn parse_params(s: &str, header: &'static str) -> Result<Vec<Param>, SipError> {
+    let bad = |why| SipError::BadHeader { name: header, why };
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    let s = s
+        .strip_prefix(';')
+        .ok_or(bad("unexpected text after value"))?;
+    let mut out = Vec::new();
+    for part in split_outside_quotes(s, ';') {
+        if out.len() >= MAX_PARAMS {
+            return Err(bad("too many parameters"));
+        }
+        let (name, value) = match part.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (part.trim(), None),
+        };
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(bad("empty or invalid parameter name"));
+        }
+        let value = match value {
+            None => None,
+            Some(v) if v.starts_with('"') => {
+                let (q, rest) = split_quoted(v).ok_or(bad("unterminated quoted string"))?;
+                if !rest.trim().is_empty() {
+                    return Err(bad("text after quoted parameter value"));
+                }
+                Some(q.to_owned())
+            }
+            Some(v) => {
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| is_token_byte(b) || matches!(b, b'[' | b']' | b':'))
+                {
+                    return Err(bad("invalid parameter value"));
+                }
+                Some(v.to_owned())
+            }
+        };
+        out.push(Param {
+            name: name.to_owned(),
+            value,
+        });
+    }
+    Ok(out)
+}
+
+fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a Param> {
+    params.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// Splits on `sep` outside quoted strings.
+fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut in_quote = false;
+    let mut escaped = false;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quote = false;
+            }
+        } else if c == '"' {
+            in_quote = true;
+        } else if c == sep {
+            out.push(s.get(start..i).unwrap_or(""));
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(s.get(start..).unwrap_or(""));
+    out
+}
+
+/// Splits a leading quoted-string (`s` starts with `"`): returns its unescaped content and the
+/// rest after the closing quote.
+fn split_quoted(s: &str) -> Option<(String, &str)> {
+    let body = s.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        if escaped {
+            out.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return Some((out, body.get(i + 1..).unwrap_or("")));
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+/// The scheme of a URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UriScheme {
+    Sip,
+    Sips,
+    Tel,
+    Other(String),
+}
+
+/// A URI as the gateway needs it: scheme, user, host, port and parameters. `sip:`/`sips:` URIs
+/// are parsed by `ezk-sip-types`; `tel:` keeps the number; other schemes stay opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri {
+    pub scheme: UriScheme,
+    pub raw: String,
+    pub user: Option<String>,
+    pub host: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub params: Vec<Param>,
+    /// `?` headers of a SIP URI, as written; must not be acted on in a Request-URI.
+    pub headers: Option<String>,
+}
+
+impl Uri {
+    pub fn parse(s: &str) -> Result<Uri, SipError> {
+        let bad = SipError::BadRequestUri;
+        if s.is_empty() || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(bad("empty or contains whitespace"));
+        }
+        let (scheme, rest) = s.split_once(':').ok_or(bad("no scheme"))?;
+        let valid_scheme = scheme
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !valid_scheme {
+            return Err(bad("invalid scheme"));
+        }
+        let lower = scheme.to_ascii_lowercase();
+        match lower.as_str() {
+            "sip" | "sips" => Self::parse_sip(s, lower == "sips"),
+            "tel" => {
+                let (number, params) = match rest.split_once(';') {
+                    Some((n, p)) => (n, p),
+                    None => (rest, ""),
+                };
+                if number.is_empty() {
+                    return Err(bad("empty tel number"));
+                }
+                let params = if params.is_empty() {
+                    Vec::new()
+                } else {
+                    parse_params(&format!(";{params}"), "URI")?
+                };
+                Ok(Uri {
+                    scheme: UriScheme::Tel,
+                    raw: s.to_owned(),
+                    user: Some(number.to_owned()),
+                    host: None,
+                    ip: None,
+                    port: None,
+                    params,
+                    headers: None,
+                })
+            }
+            _ => {
+                if rest.is_empty() {
+                    return Err(bad("empty URI after scheme"));
+                }
+                Ok(Uri {
+                    scheme: UriScheme::Other(lower),
+                    raw: s.to_owned(),
+                    user: None,
+                    host: None,
+                    ip: None,
+                    port: None,
+                    params: Vec::new(),
+                    headers: None,
+                })
+            }
+        }
+    }
+
+    fn parse_sip(s: &str, sips: bool) -> Result<Uri, SipError> {
+        let bad = SipError::BadRequestUri;
+        let (without_headers, headers) = match s.split_once('?') {
+            Some((u, h)) => (u, Some(h.to_owned())),
+            None => (s, None),
+        };
+        let parsed = SipUri::from_str(s).map_err(|_| bad("malformed SIP URI"))?;
+        let (host, ip) = host_string(&parsed.host_port);
+        // A bare IPv6 address without brackets parses as a host name with colons: reject it
+        // (RFC 5118 section 4.2). The port parser would also have misread it.
+        if matches!(parsed.host_port.host, Host::Name(_)) && host.contains(':') {
+            return Err(bad("IPv6 reference without brackets"));
+        }
+        let user = match &parsed.user_part {
+            SipUriUserPart::Empty => None,
+            SipUriUserPart::User(u) => Some(u.to_string()),
+            SipUriUserPart::UserPw(up) => Some(up.user.to_string()),
+        };
+        let params_text = without_headers
+            .rsplit_once(['@', ']'])
+            .map(|(_, after)| after)
+            .unwrap_or(without_headers);
+        let params = match params_text.find(';') {
+            Some(i) => parse_params(params_text.get(i..).unwrap_or(""), "URI")?,
+            None => Vec::new(),
+        };
+        Ok(Uri {
+            scheme: if sips { UriScheme::Sips } else { UriScheme::Sip },
+            raw: s.to_owned(),
+            user,
+            host: Some(host),
+            ip,
+            port: parsed.host_port.port,
+            params,
+            headers,
+        })
+    }
+
+    /// The user part, percent-decoded for display (invalid escapes kept as written).
+    pub fn user_decoded(&self) -> Option<String> {
+        self.user.as_deref().map(percent_decode)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        find_param(&self.params, name)
+    }
+
+    pub fn is_known_scheme(&self) -> bool {
+        match &self.scheme {
+            UriScheme::Other(s) => KNOWN_URI_SCHEMES.contains(&s.as_str()),
+            _ => true,
+        }
+    }
+}
+
+fn host_string(hp: &HostPort) -> (String, Option<IpAddr>) {
+    match &hp.host {
+        Host::IP4(ip) => (ip.to_string(), Some(IpAddr::V4(*ip))),
+        Host::IP6(ip) => (format!("[{ip}]"), Some(IpAddr::V6(*ip))),
+        Host::Name(n) => (n.to_string(), None),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = hex {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `[display-name] <URI> *(;param)` or `URI *(;param)` (RFC 3261 section 20.10, 25.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    pub display: Option<String>,
+    pub uri: Uri,
+    pub params: Vec<Param>,
+}
+
+impl NameAddr {
+    /// Parses one value of From, To, Contact, Route...
+    pub fn parse(s: &str, header: &'static str) -> Result<NameAddr, SipError> {
+        let bad = |why| SipError::BadHeader { name: header, why };
+        let s = s.trim();
+        // Find '<' outside a quoted string.
+        let mut in_quote = false;
+        let mut escaped = false;
+        let mut lt = None;
+        for (i, c) in s.char_indices() {
+            if in_quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_quote = false;
+                }
+            } else if c == '"' {
+                in_quote = true;
+            } else if c == '<' {
+                lt = Some(i);
+                break;
+            }
+        }
+        if in_quote {
+            return Err(bad("unterminated quoted string"));
+        }
+        match lt {
+            Some(lt) => {
+                let display = s.get(..lt).unwrap_or("").trim();
+                let display = if display.is_empty() {
+                    None
+                } else if display.starts_with('"') {
+                    let (d, rest) = split_quoted(display).ok_or(bad("unterminated quoted string"))?;
+                    if !rest.trim().is_empty() {
+                        return Err(bad("text after quoted display name"));
+                    }
+                    Some(d)
+                } else {
+                    if !display
+                        .split([' ', '\t'])
+                        .filter(|w| !w.is_empty())
+                        .all(|w| w.bytes().all(is_token_byte))
+                    {
+                        return Err(bad("display name must be tokens or a quoted string"));
+                    }
+                    Some(display.to_owned())
+                };
+                let after = s.get(lt + 1..).unwrap_or("");
+                let gt = after.find('>').ok_or(bad("missing '>'"))?;
+                let uri = after.get(..gt).unwrap_or("");
+                if uri.starts_with([' ', '\t']) || uri.ends_with([' ', '\t']) {
+                    return Err(bad("whitespace inside <>"));
+                }
+                let uri = Uri::parse(uri).map_err(|_| bad("malformed URI"))?;
+                let params = parse_params(after.get(gt + 1..).unwrap_or(""), header)?;
+                Ok(NameAddr {
+                    display,
+                    uri,
+                    params,
+                })
+            }
+            None => {
+                // addr-spec: parameters after the URI belong to the header, and the URI may
+                // contain neither '?' nor ',' (RFC 3261 section 20.10).
+                let (uri, params) = match s.find(';') {
+                    Some(i) => (s.get(..i).unwrap_or(""), s.get(i..).unwrap_or("")),
+                    None => (s, ""),
+                };
+                if uri.contains('?') {
+                    return Err(bad("URI with headers must be enclosed in <>"));
+                }
+                let uri = Uri::parse(uri.trim()).map_err(|_| bad("malformed URI"))?;
+                let params = parse_params(params, header)?;
+                Ok(NameAddr {
+                    display: None,
+                    uri,
+                    params,
+                })
+            }
+        }
+    }
+
+    /// Parses the value of a single-valued header (From, To): a list is an error.
+    pub fn parse_single(s: &str, header: &'static str) -> Result<NameAddr, SipError> {
+        let mut it = split_list(s);
+        let first = it.next().unwrap_or("");
+        if it.next().is_some() {
+            return Err(SipError::BadHeader {
+                name: header,
+                why: "more than one value",
+            });
+        }
+        NameAddr::parse(first, header)
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag").and_then(|p| p.value.as_deref())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        find_param(&self.params, name)
+    }
+}
+
+/// One Via value: `SIP/2.0/transport sent-by *(;params)` (RFC 3261 section 20.42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    pub transport: String,
+    pub host: String,
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub params: Vec<Param>,
+    /// The value as written, for copying into responses.
+    pub raw: String,
+}
+
+impl Via {
+    pub fn parse(s: &str) -> Result<Via, SipError> {
+        let bad = |why| SipError::BadHeader { name: "Via", why };
+        let raw = s.trim();
+        let (head, params) = match raw.find(';') {
+            Some(i) => (raw.get(..i).unwrap_or(""), raw.get(i..).unwrap_or("")),
+            None => (raw, ""),
+        };
+        // sent-protocol with optional LWS around each '/'.
+        let mut slash = head.splitn(3, '/');
+        let (Some(name), Some(version), Some(rest)) = (slash.next(), slash.next(), slash.next())
+        else {
+            return Err(bad("malformed sent-protocol"));
+        };
+        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+            return Err(bad("sent-protocol is not SIP/2.0"));
+        }
+        let rest = rest.trim_start();
+        let split = rest.find([' ', '\t']).ok_or(bad("missing sent-by"))?;
+        let transport = rest.get(..split).unwrap_or("");
+        let sent_by = rest.get(split..).unwrap_or("").trim();
+        if transport.is_empty() || !transport.bytes().all(is_token_byte) {
+            return Err(bad("invalid transport"));
+        }
+        if sent_by.is_empty() || sent_by.contains([' ', '\t']) {
+            return Err(bad("invalid sent-by"));
+        }
+        let hp = HostPort::from_str(sent_by).map_err(|_| bad("invalid sent-by"))?;
+        let (host, ip) = host_string(&hp);
+        if matches!(hp.host, Host::Name(_)) && host.contains(':') {
+            return Err(bad("IPv6 sent-by without brackets"));
+        }
+        let params = parse_params(params, "Via")?;
+        Ok(Via {
+            transport: transport.to_ascii_uppercase(),
+            host,
+            ip,
+            port: hp.port,
+            params,
+            raw: raw.to_owned(),
+        })
+    }
+
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch").and_then(|p| p.value.as_deref())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        find_param(&self.params, name)
+    }
+}
+
+/// `CSeq: number method` (RFC 3261 section 20.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    pub seq: u32,
+    pub method: Method,
+}
+
+impl CSeq {
+    pub fn parse(s: &str) -> Result<CSeq, SipError> {
+        let bad = |why| SipError::BadHeader { name: "CSeq", why };
+        let mut parts = s.split([' ', '\t']).filter(|p| !p.is_empty());
+        let (Some(n), Some(m), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("expected 'number method'"));
+        };
+        let seq = parse_decimal(n, MAX_CSEQ).ok_or(bad("sequence number not below 2**31"))?;
+        if !m.bytes().all(is_token_byte) {
+            return Err(bad("method is not a token"));
+        }
+        Ok(CSeq {
+            seq,
+            method: Method::from_token(m),
+        })
+    }
+}
+
+/// `type/subtype *(;param)` of Content-Type and Accept, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaType {
+    pub kind: String,
+    pub subtype: String,
+    pub params: Vec<Param>,
+}
+
+impl MediaType {
+    pub fn parse(s: &str) -> Result<MediaType, SipError> {
+        let bad = |why| SipError::BadHeader {
+            name: "Content-Type",
+            why,
+        };
+        let (essence, params) = match s.find(';') {
+            Some(i) => (s.get(..i).unwrap_or(""), s.get(i..).unwrap_or("")),
+            None => (s, ""),
+        };
+        let (kind, subtype) = essence.split_once('/').ok_or(bad("missing '/'"))?;
+        let (kind, subtype) = (kind.trim(), subtype.trim());
+        let ok = |t: &str| !t.is_empty() && t.bytes().all(is_token_byte);
+        if !ok(kind) || !ok(subtype) {
+            return Err(bad("invalid type or subtype"));
+        }
+        Ok(MediaType {
+            kind: kind.to_ascii_lowercase(),
+            subtype: subtype.to_ascii_lowercase(),
+            params: parse_params(params, "Content-Type")?,
+        })
+    }
+
+    pub fn is(&self, kind: &str, subtype: &str) -> bool {
+        self.kind == kind && self.subtype == subtype
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        find_param(&self.params, name).and_then(|p| p.value.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_respect_quotes_and_angles() {
+        let v: Vec<_> = split_list(r#""a,b" <sip:x@y;p=1,2>, <sip:z@w>"#).collect();
+        assert_eq!(v, vec![r#""a,b" <sip:x@y;p=1,2>"#, "<sip:z@w>"]);
+    }
+
+    #[test]
+    fn name_addr_table() {
+        let ok = [
+            (r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#, Some(r#"J Rosenberg \""#), "98asjd8"),
+            ("sip:caller@example.net;tag=134161461246", None, "134161461246"),
+            ("caller<sip:caller@example.com>;tag=323", Some("caller"), "323"),
+            ("<sip:user@[2001:db8::10]>;tag=1", None, "1"),
+            ("<tel:+1-555-1234>;tag=9", None, "9"),
+        ];
+        for (s, display, tag) in ok {
+            let na = NameAddr::parse(s, "From").unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(na.display.as_deref(), display, "{s}");
+            assert_eq!(na.tag(), Some(tag), "{s}");
+        }
+        let bad = [
+            r#""Mr. J. User <sip:j.user@example.com>"#,
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "< sip:t.watson@example.org >",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            r#""Joe" <sip:joe@example.org>;;;;"#,
+        ];
+        for s in bad {
+            assert!(NameAddr::parse(s, "To").is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn uris() {
+        let u = Uri::parse("sip:user@[2001:db8::10]:5070;transport=tcp").unwrap();
+        assert_eq!(u.ip, Some("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.param("transport").and_then(|p| p.value.as_deref()), Some("tcp"));
+        let u = Uri::parse("sip:[2001:db8::10:5070]").unwrap();
+        assert_eq!(u.ip, Some("2001:db8::10:5070".parse().unwrap()));
+        assert_eq!(u.port, None);
+        assert!(Uri::parse("sip:2001:db8::10").is_err());
+        assert!(Uri::parse("<sip:user@example.com>").is_err());
+        let u = Uri::parse("nobodyKnowsThisScheme:totallyopaquecontent").unwrap();
+        assert!(!u.is_known_scheme());
+        assert!(Uri::parse("soap.beep://192.0.2.103:3002").unwrap().is_known_scheme());
+        let u = Uri::parse("sip:user@example.com?Route=%3Csip:example.com%3E").unwrap();
+        assert!(u.headers.is_some());
+    }
+
+    #[test]
+    fn vias() {
+        let v = Via::parse("SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+            .unwrap();
+        assert_eq!(v.ip, Some("2001:db8::9:1".parse().unwrap()));
+        assert_eq!(v.param("received").and_then(|p| p.value.as_deref()), Some("2001:db8::9:255"));
+        let v = Via::parse("SIP/2.0/TCP spindle.example.com   ; branch  =   z9hG4bK9ikj8").unwrap();
+        assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+        assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_err());
+        assert!(Via::parse("").is_err());
+        assert!(Via::parse("SIP/3.0/UDP h").is_err());
+    }
+
+    #[test]
+    fn cseq_and_numbers() {
+        assert_eq!(CSeq::parse("0009 INVITE").unwrap().seq, 9);
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
+        assert!(CSeq::parse("2147483648 INVITE").is_err());
+        assert_eq!(parse_decimal("0068", 255), Some(68));
+        assert_eq!(parse_decimal("300", 255), None);
+        assert_eq!(parse_decimal("-1", 255), None);
+    }
+
+    #[test]
+    fn media_types() {
+        let m = MediaType::parse("multipart/mixed;boundary=7a9cbec02ceef655").unwrap();
+        assert!(m.is("multipart", "mixed"));
+        assert_eq!(m.param("boundary"), Some("7a9cbec02ceef655"));
+        assert!(MediaType::parse("application sdp").is_err());
+    }
+}

@@ -1,0 +1,418 @@
+//! A parsed SIP message: start line, raw header multimap, body, and the exact original bytes.
+
+use super::error::SipError;
+use super::grammar::{self, CSeq, MediaType, NameAddr, Via};
+use super::{Method, MAX_HEADERS, MAX_HEADER_LEN, MAX_MAX_FORWARDS, MAX_VIAS};
+use bytes::Bytes;
+use ezk_sip_types::Name;
+
+/// The first line of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    Request(RequestLine),
+    Response(StatusLine),
+}
+
+/// `Method SP Request-URI SP SIP-Version` (RFC 3261 section 7.1). The version is kept as
+/// written so the policy can answer 505 rather than 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: Method,
+    pub uri: String,
+    pub version: String,
+}
+
+/// `SIP-Version SP Status-Code SP Reason-Phrase` (RFC 3261 section 7.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    pub version: String,
+    pub code: u16,
+    pub reason: String,
+}
+
+/// Ordered header fields as received, names normalized (compact forms resolved), values
+/// unfolded and trimmed.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    entries: Vec<(Name, String)>,
+}
+
+impl Headers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All values of a header, each as written (a comma list stays one value).
+    pub fn all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The single value of a header that must appear at most once.
+    pub fn single<'a>(
+        &'a self,
+        name: &'a Name,
+        label: &'static str,
+    ) -> Result<Option<&'a str>, SipError> {
+        let mut it = self.all(name);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(SipError::DuplicateHeader(label));
+        }
+        Ok(first)
+    }
+
+    /// Like [`Headers::single`] but the header must be present.
+    pub fn required<'a>(&'a self, name: &'a Name, label: &'static str) -> Result<&'a str, SipError> {
+        self.single(name, label)?
+            .ok_or(SipError::MissingHeader(label))
+    }
+
+    /// Every value of a list header (several fields and comma-separated values alike).
+    pub fn list<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
+        self.all(name).flat_map(grammar::split_list)
+    }
+
+    pub fn contains(&self, name: &Name) -> bool {
+        self.entries.iter().any(|(n, _)| n == name)
+    }
+
+    pub fn push(&mut self, name: Name, value: impl Into<String>) {
+        self.entries.push((name, value.into()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &str)> {
+        self.entries.iter().map(|(n, v)| (n, v.as_str()))
+    }
+}
+
+/// One SIP message. `raw` holds exactly the bytes it was parsed from (head and body).
+#[derive(Debug, Clone)]
+pub struct Message {
+    raw: Bytes,
+    start: StartLine,
+    headers: Headers,
+    body_start: usize,
+}
+
+impl Message {
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    pub fn start(&self) -> &StartLine {
+        &self.start
+    }
+
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    pub fn body(&self) -> Bytes {
+        self.raw.slice(self.body_start.min(self.raw.len())..)
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request(_))
+    }
+
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request(r) => Some(&r.method),
+            StartLine::Response(_) => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Request(_) => None,
+            StartLine::Response(s) => Some(s.code),
+        }
+    }
+
+    /// One line for transcripts: "INVITE sip:bob@example.com" or "200 OK (INVITE)".
+    pub fn summary(&self) -> String {
+        match &self.start {
+            StartLine::Request(r) => format!("{} {}", r.method, r.uri),
+            StartLine::Response(s) => {
+                let method = self.cseq().map(|c| c.method.to_string()).unwrap_or_default();
+                if method.is_empty() {
+                    format!("{} {}", s.code, s.reason)
+                } else {
+                    format!("{} {} ({method})", s.code, s.reason)
+                }
+            }
+        }
+    }
+
+    pub fn call_id(&self) -> Result<&str, SipError> {
+        let v = self.headers.required(&Name::CALL_ID, "Call-ID")?;
+        if v.is_empty() || v.chars().any(|c| c.is_whitespace()) {
+            return Err(SipError::BadHeader {
+                name: "Call-ID",
+                why: "empty or contains whitespace",
+            });
+        }
+        Ok(v)
+    }
+
+    pub fn cseq(&self) -> Result<CSeq, SipError> {
+        CSeq::parse(self.headers.required(&Name::CSEQ, "CSeq")?)
+    }
+
+    pub fn from(&self) -> Result<NameAddr, SipError> {
+        NameAddr::parse_single(self.headers.required(&Name::FROM, "From")?, "From")
+    }
+
+    pub fn to(&self) -> Result<NameAddr, SipError> {
+        NameAddr::parse_single(self.headers.required(&Name::TO, "To")?, "To")
+    }
+
+    /// All Via values, topmost first.
+    pub fn vias(&self) -> Result<Vec<Via>, SipError> {
+        let mut out = Vec::new();
+        for v in self.headers.list(&Name::VIA) {
+            if out.len() >= MAX_VIAS {
+                return Err(SipError::TooManyVias { limit: MAX_VIAS });
+            }
+            out.push(Via::parse(v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn contacts(&self) -> Result<Vec<NameAddr>, SipError> {
+        let mut out = Vec::new();
+        for v in self.headers.list(&Name::CONTACT) {
+            if v == "*" {
+                continue;
+            }
+            out.push(NameAddr::parse(v, "Contact")?);
+        }
+        Ok(out)
+    }
+
+    pub fn max_forwards(&self) -> Result<Option<u32>, SipError> {
+        match self.headers.single(&Name::MAX_FORWARDS, "Max-Forwards")? {
+            None => Ok(None),
+            Some(v) => {
+                let n = grammar::parse_decimal(v, MAX_MAX_FORWARDS).ok_or(SipError::BadHeader {
+                    name: "Max-Forwards",
+                    why: "not a number in 0-255",
+                })?;
+                Ok(Some(n))
+            }
+        }
+    }
+
+    pub fn content_length(&self) -> Result<Option<usize>, SipError> {
+        content_length(&self.headers)
+    }
+
+    pub fn content_type(&self) -> Result<Option<MediaType>, SipError> {
+        match self.headers.single(&Name::CONTENT_TYPE, "Content-Type")? {
+            None => Ok(None),
+            Some(v) => MediaType::parse(v).map(Some),
+        }
+    }
+
+    /// Option tags of a Require/Supported/Proxy-Require style header.
+    pub fn option_tags<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.list(name).filter(|t| !t.is_empty())
+    }
+}
+
+pub(super) fn content_length(headers: &Headers) -> Result<Option<usize>, SipError> {
+    match headers.single(&Name::CONTENT_LENGTH, "Content-Length")? {
+        None => Ok(None),
+        Some(v) => {
+            let n = grammar::parse_decimal(v, u32::MAX).ok_or(SipError::BadHeader {
+                name: "Content-Length",
+                why: "not a non-negative number",
+            })?;
+            Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)))
+        }
+    }
+}
+
+/// Parses a header section (start line and header fields, without the blank line).
+pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
+    let mut lines = LineIter { rest: head, line_no: 0 };
+    let first = lines.next().ok_or(SipError::Empty)?;
+    let start = parse_start_line(&first)?;
+    let mut headers = Headers::new();
+    for line in lines {
+        if headers.len() >= MAX_HEADERS {
+            return Err(SipError::TooManyHeaders { limit: MAX_HEADERS });
+        }
+        let line_no = headers.len() + 2;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or(SipError::BadHeaderLine { line: line_no })?;
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(grammar::is_token_byte) {
+            return Err(SipError::BadHeaderLine { line: line_no });
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if value.len() > MAX_HEADER_LEN {
+            return Err(SipError::HeaderTooLong {
+                name: name.to_owned(),
+                limit: MAX_HEADER_LEN,
+            });
+        }
+        headers.push(Name::from(name.to_owned()), value);
+    }
+    Ok((start, headers))
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
+    if let Some(rest) = line.strip_prefix("SIP/") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let (ver, rest) = rest
+            .split_once(' ')
+            .ok_or(SipError::BadStartLine("no status code"))?;
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            let n = code.parse::<u64>().unwrap_or(u64::MAX);
+            return Err(SipError::BadStatusCode(n));
+        }
+        let code: u16 = code.parse().map_err(|_| SipError::BadStatusCode(0))?;
+        if !(100..=699).contains(&code) {
+            return Err(SipError::BadStatusCode(u64::from(code)));
+        }
+        return Ok(StartLine::Response(StatusLine {
+            version: format!("SIP/{ver}"),
+            code,
+            reason: reason.to_owned(),
+        }));
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version: exactly two single spaces.
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SipError::BadStartLine(
+            "request line must be Method SP Request-URI SP SIP-Version",
+        ));
+    };
+    if method.is_empty() || !method.bytes().all(grammar::is_token_byte) {
+        return Err(SipError::BadStartLine("method is not a token"));
+    }
+    if uri.is_empty() || !version.starts_with("SIP/") {
+        return Err(SipError::BadStartLine("not a SIP request line"));
+    }
+    if uri.bytes().any(|b| b.is_ascii_control() || b == b'\t') {
+        return Err(SipError::BadRequestUri("control characters"));
+    }
+    Ok(StartLine::Request(RequestLine {
+        method: Method::from_token(method),
+        uri: uri.to_owned(),
+        version: version.to_owned(),
+    }))
+}
+
+/// Checks that a request carries what RFC 3261 section 8.1.1 requires and that single-valued
+/// headers are single: To, From, Call-ID, CSeq (matching the method), Via, Max-Forwards range,
+/// one Content-Length.
+pub(super) fn check_request(msg: &Message) -> Result<(), SipError> {
+    let StartLine::Request(req) = &msg.start else {
+        return Ok(());
+    };
+    msg.to()?;
+    msg.from()?;
+    msg.call_id()?;
+    let cseq = msg.cseq()?;
+    if cseq.method != req.method {
+        return Err(SipError::CSeqMismatch);
+    }
+    if msg.vias()?.is_empty() {
+        return Err(SipError::MissingHeader("Via"));
+    }
+    msg.max_forwards()?;
+    msg.content_length()?;
+    msg.content_type()?;
+    msg.contacts()?;
+    Ok(())
+}
+
+/// Checks the headers a response needs to be matched to a transaction.
+pub(super) fn check_response(msg: &Message) -> Result<(), SipError> {
+    msg.to()?;
+    msg.from()?;
+    msg.call_id()?;
+    msg.cseq()?;
+    if msg.vias()?.is_empty() {
+        return Err(SipError::MissingHeader("Via"));
+    }
+    msg.content_length()?;
+    Ok(())
+}
+
+impl Message {
+    pub(super) fn new(raw: Bytes, start: StartLine, headers: Headers, body_start: usize) -> Self {
+        Message {
+            raw,
+            start,
+            headers,
+            body_start,
+        }
+    }
+
+    /// Checks the mandatory headers and their syntax (see RFC 3261 section 8.1.1); a failure
+    /// means a 400 for a request and a silent drop for a response.
+    pub fn check(&self) -> Result<(), SipError> {
+        if self.is_request() {
+            check_request(self)
+        } else {
+            check_response(self)
+        }
+    }
+}
+
+/// Iterates over logical header lines: CRLF or LF line ends, continuation lines (starting with
+/// SP or HT) folded into one SP (RFC 3261 section 7.3.1).
+struct LineIter<'a> {
+    rest: &'a str,
+    line_no: usize,
+}
+
+impl Iterator for LineIter<'_> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        loop {
+            let (line, rest) = match self.rest.find('\n') {
+                Some(i) => (
+                    self.rest.get(..i).unwrap_or(""),
+                    self.rest.get(i + 1..).unwrap_or(""),
+                ),
+                None => (self.rest, ""),
+            };
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if out.is_empty() {
+                out.push_str(line);
+            } else {
+                out.push(' ');
+                out.push_str(line.trim_start_matches([' ', '\t']));
+            }
+            self.rest = rest;
+            self.line_no += 1;
+            if !self.rest.starts_with([' ', '\t']) {
+                return Some(out);
+            }
+        }
+    }
+}
