@@ -20,6 +20,7 @@ pub use framing::{parse_datagram, StreamFramer};
 pub use grammar::{
     split_list, CSeq, MediaType, NameAddr, Param, Uri, UriScheme, Via, KNOWN_URI_SCHEMES,
 };
+pub use ezk_sip_types::Name as HeaderName;
 pub use message::{Headers, Message, RequestLine, StartLine, StatusLine};
 
 /// Largest message accepted on any transport (a UDP datagram cannot be larger).

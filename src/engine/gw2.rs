@@ -1,0 +1,1214 @@
+//! GW2, the outside half: terminates SIP from the Internet (a back-to-back user agent, never a
+//! proxy), filters every request through the policy, keeps the outside dialog and media state,
+//! and speaks Meta to GW1.
+
+use super::ids::Ids;
+use super::media::{MediaStream, PortPool};
+use super::policy::{self, Rejection, SipPolicy};
+use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
+use super::{
+    CallRecord, EngineConfig, Event, Flow, MediaCounters, Out, Protocol, Report, Side, Transmit,
+    Verdict,
+};
+use bytes::Bytes;
+use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
+use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method, SipError, StartLine};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use translators::sip as tsip;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Early,
+    Confirmed,
+    Ended,
+}
+
+/// One outside call (the caller's dialog with GW2).
+#[derive(Debug)]
+struct OutCall {
+    call: CallRef,
+    flow: Flow,
+    call_id: String,
+    remote_tag: String,
+    local_tag: String,
+    /// From and To header values of the caller's INVITE, for our in-dialog requests.
+    remote_uri: String,
+    local_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    remote_cseq: u32,
+    local_cseq: u32,
+    invite_key: TxnKey,
+    reinvite_key: Option<TxnKey>,
+    state: CallState,
+    streams: Vec<MediaStream>,
+    offer: Vec<MediaDescription>,
+    sdp_id: u64,
+    sdp_version: u64,
+    /// Replay: where the caller sent its INVITE (the party standing in for the inside).
+    answering: SocketAddr,
+    answering_media: Vec<SocketAddr>,
+    calling: String,
+    called: String,
+    emergency: bool,
+    setup_at: Duration,
+    answered_at: Option<Duration>,
+}
+
+pub struct Gw2 {
+    policy: SipPolicy,
+    replay: bool,
+    max_calls: usize,
+    emergency: Vec<String>,
+    ids: Ids,
+    next_call: u32,
+    next_stream: u16,
+    ports: PortPool,
+    calls: HashMap<CallRef, OutCall>,
+    by_call_id: HashMap<String, CallRef>,
+    /// Media by GW2's own port and, for replay and latching, by the peer's address.
+    media_by_local: HashMap<SocketAddr, (CallRef, usize)>,
+    media_by_remote: HashMap<SocketAddr, (CallRef, usize)>,
+    media_by_stream: HashMap<StreamId, (CallRef, usize)>,
+    /// Replay: media addresses of answering parties, which play the inside.
+    replay_inside_media: HashMap<SocketAddr, (CallRef, usize)>,
+    server: ServerTxns,
+    client: ClientTxns,
+    registrations: HashMap<String, (String, Duration)>,
+}
+
+/// What GW2 hands to GW1's inside side in replay.
+pub enum Handoff {
+    Sip { call: CallRef, msg: Message },
+    Media { stream: StreamId, src: SocketAddr, data: Bytes },
+}
+
+impl Gw2 {
+    pub fn new(cfg: &EngineConfig) -> Self {
+        Gw2 {
+            policy: cfg.policy.clone(),
+            replay: cfg.replay,
+            max_calls: cfg.max_calls,
+            emergency: cfg.emergency_numbers.clone(),
+            ids: Ids::new(cfg.id_seed ^ 0x6777_3200),
+            next_call: 0,
+            next_stream: 0,
+            ports: PortPool::new(cfg.outside_media_ports),
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            media_by_local: HashMap::new(),
+            media_by_remote: HashMap::new(),
+            media_by_stream: HashMap::new(),
+            replay_inside_media: HashMap::new(),
+            server: ServerTxns::default(),
+            client: ClientTxns::default(),
+            registrations: HashMap::new(),
+        }
+    }
+
+    /// A datagram from outside: SIP, or RTP/RTCP of a known stream.
+    pub fn handle_datagram(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        data: Bytes,
+        out: &mut Out,
+    ) -> Option<Handoff> {
+        if let Some(h) = self.handle_media(flow, &data, out) {
+            return h;
+        }
+        if !looks_like_sip(&data) {
+            return None;
+        }
+        match sip::parse_datagram(data) {
+            Ok((msg, _trailing)) => self.handle_message(now, flow, msg, out),
+            Err(e) => {
+                self.report_parse_error(flow, &e, None, out);
+                None
+            }
+        }
+    }
+
+    /// A message that failed to parse. Requests get a best-effort 400 when enough of the head
+    /// is readable to address it; responses are dropped.
+    fn report_parse_error(&mut self, _flow: Flow, e: &SipError, _raw: Option<&[u8]>, out: &mut Out) {
+        out.report(Report {
+            protocol: Protocol::Sip,
+            side: Side::Outside,
+            summary: "unparsable SIP message".to_owned(),
+            verdict: Verdict::Rejected,
+            reason: Some(format!("malformed: {e}")),
+            response: None,
+            call: None,
+        });
+    }
+
+    /// A stream transport lost framing: the connection is closed.
+    pub fn report_stream_error(&mut self, flow: Flow, e: SipError, out: &mut Out) {
+        self.report_parse_error(flow, &e, None, out);
+    }
+
+    pub fn handle_message(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: Message,
+        out: &mut Out,
+    ) -> Option<Handoff> {
+        if self.replay {
+            if let Some(call) = self.answering_party_call(&flow, &msg) {
+                return Some(Handoff::Sip { call, msg });
+            }
+        }
+        match msg.start() {
+            StartLine::Response(_) => {
+                self.handle_response(now, flow, msg, out);
+                None
+            }
+            StartLine::Request(_) => {
+                self.handle_request(now, flow, msg, out);
+                None
+            }
+        }
+    }
+
+    /// Replay: a message of a known call sent by the party the caller addressed.
+    fn answering_party_call(&self, flow: &Flow, msg: &Message) -> Option<CallRef> {
+        let call_id = msg.call_id().ok()?;
+        let call = *self.by_call_id.get(call_id)?;
+        let c = self.calls.get(&call)?;
+        (c.answering == flow.remote && c.flow.remote != flow.remote).then_some(call)
+    }
+
+    fn handle_response(&mut self, _now: Duration, _flow: Flow, msg: Message, out: &mut Out) {
+        let summary = msg.summary();
+        let (verdict, reason) = match msg.check() {
+            Err(e) => (Verdict::Rejected, format!("malformed: {e}")),
+            Ok(()) => {
+                let branch = msg
+                    .vias()
+                    .ok()
+                    .and_then(|v| v.first().and_then(|v| v.branch().map(str::to_owned)));
+                let status = msg.status().unwrap_or(0);
+                match branch.and_then(|b| self.client.on_response(&b, status)) {
+                    Some((method, call, repeat)) => {
+                        if method == Method::Invite && status >= 200 {
+                            self.ack_outside(call, &msg, out);
+                        }
+                        if repeat {
+                            (Verdict::Ignored, "retransmitted response".to_owned())
+                        } else {
+                            self.on_outside_response(call, &method, status, &msg, out);
+                            out.report(Report {
+                                protocol: Protocol::Sip,
+                                side: Side::Outside,
+                                summary,
+                                verdict: Verdict::Accepted,
+                                reason: None,
+                                response: None,
+                                call: Some(call.0),
+                            });
+                            return;
+                        }
+                    }
+                    None => (
+                        Verdict::Ignored,
+                        "response matches no transaction of the gateway".to_owned(),
+                    ),
+                }
+            }
+        };
+        out.report(Report {
+            protocol: Protocol::Sip,
+            side: Side::Outside,
+            summary,
+            verdict,
+            reason: Some(reason),
+            response: None,
+            call: None,
+        });
+    }
+
+    fn on_outside_response(
+        &mut self,
+        call: CallRef,
+        method: &Method,
+        status: u16,
+        msg: &Message,
+        out: &mut Out,
+    ) {
+        // GW2 sends re-INVITEs (GW1 asked for a media change) and BYEs.
+        if *method == Method::Invite && (200..300).contains(&status) {
+            if let Some(c) = self.calls.get_mut(&call) {
+                if let Some(sdp) = policy::sdp_body(msg) {
+                    if let Ok(ans) = tsip::answer_from_sdp(&sdp, &c.offer) {
+                        update_remotes(&mut c.streams, &ans.remotes);
+                        out.to_gw1.push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
+                            call,
+                            kind: meta::OfferAnswer::Answer,
+                            media: ans.media,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn ack_outside(&mut self, call: CallRef, resp: &Message, out: &mut Out) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Ok(cseq) = resp.cseq() else {
+            return;
+        };
+        let branch = self.ids.branch();
+        let req = self.in_dialog_request(c, &Method::Ack, cseq.seq, &branch).build();
+        out.transmits.push_back(Transmit {
+            side: Side::Outside,
+            flow: c.flow,
+            protocol: Protocol::Sip,
+            payload: req,
+        });
+    }
+
+    fn handle_request(&mut self, now: Duration, flow: Flow, msg: Message, out: &mut Out) {
+        let summary = msg.summary();
+        // Retransmissions are absorbed before anything else (RFC 3261 section 17.2).
+        let key = TxnKey::of(&msg, None);
+        let method = msg.method().cloned().unwrap_or(Method::Other(String::new()));
+        if method != Method::Ack {
+            if let Some(txn) = key.as_ref().and_then(|k| self.server.get(k)) {
+                let status = txn.status();
+                if let Some((_, bytes)) = &txn.last_response {
+                    out.transmits.push_back(Transmit {
+                        side: Side::Outside,
+                        flow,
+                        protocol: Protocol::Sip,
+                        payload: bytes.clone(),
+                    });
+                }
+                out.report(Report {
+                    protocol: Protocol::Sip,
+                    side: Side::Outside,
+                    summary,
+                    verdict: Verdict::Ignored,
+                    reason: Some("retransmission absorbed".to_owned()),
+                    response: status,
+                    call: txn.call.map(|c| c.0),
+                });
+                return;
+            }
+        }
+        if let Err(rej) = self.policy.check_request(&msg) {
+            self.reject(now, flow, &msg, key, &rej, summary, out);
+            return;
+        }
+        let Some(key) = key else {
+            let rej = Rejection::Malformed(SipError::MissingHeader("Via"));
+            self.reject(now, flow, &msg, None, &rej, summary, out);
+            return;
+        };
+        let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let result = match (&method, to_tag) {
+            (Method::Ack, _) => {
+                self.handle_ack(&msg, &key, summary, out);
+                return;
+            }
+            (Method::Cancel, _) => self.handle_cancel(now, flow, &msg, key, out),
+            (Method::Invite, None) => self.handle_invite(now, flow, &msg, key, out),
+            (Method::Options, _) => {
+                self.new_txn(now, flow, &msg, key.clone(), None);
+                let resp = MessageBuilder::response_to(&msg, 200, Some(&self.ids.token()))
+                    .header("Allow", policy::allow_header())
+                    .header("Accept", policy::accept_header())
+                    .header("Supported", policy::SUPPORTED_EXTENSIONS.join(", "))
+                    .build();
+                self.server.respond(now, &key, 200, resp, out);
+                Ok((200, None))
+            }
+            (Method::Register, _) => self.handle_register(now, flow, &msg, key, out),
+            (Method::Message, None) => {
+                // Pager-mode messages are taken for delivery (RFC 3428 section 7).
+                self.new_txn(now, flow, &msg, key.clone(), None);
+                let resp = MessageBuilder::response_to(&msg, 202, Some(&self.ids.token())).build();
+                self.server.respond(now, &key, 202, resp, out);
+                Ok((202, None))
+            }
+            (_, Some(tag)) => self.handle_in_dialog(now, flow, &msg, key, &tag, out),
+            (_, None) => Err(Rejection::NoSuchCallOrTransaction),
+        };
+        match result {
+            Ok((status, call)) => out.report(Report {
+                protocol: Protocol::Sip,
+                side: Side::Outside,
+                summary,
+                verdict: Verdict::Accepted,
+                reason: None,
+                response: Some(status),
+                call: call.map(|c: CallRef| c.0),
+            }),
+            Err(rej) => {
+                let key = TxnKey::of(&msg, None);
+                self.reject(now, flow, &msg, key, &rej, summary, out);
+            }
+        }
+    }
+
+    fn new_txn(&mut self, now: Duration, flow: Flow, msg: &Message, key: TxnKey, call: Option<CallRef>) {
+        self.server.insert(
+            key,
+            ServerTxn {
+                side: Side::Outside,
+                flow,
+                request: msg.clone(),
+                call,
+                last_response: None,
+                retransmit: None,
+                expires: now + super::sipua::LINGER,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reject(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: Option<TxnKey>,
+        rej: &Rejection,
+        summary: String,
+        out: &mut Out,
+    ) {
+        let status = rej.status();
+        // Never answer an ACK; answer other requests only if they can be addressed.
+        let answerable = msg.method() != Some(&Method::Ack) && can_address_response(msg);
+        let mut response = None;
+        if answerable {
+            let mut b = MessageBuilder::response_to(msg, status, Some(&self.ids.token()));
+            for (n, v) in rej.extra_headers(&self.policy) {
+                b = b.header(n, v);
+            }
+            let bytes = b.build();
+            match key {
+                Some(key) => {
+                    self.new_txn(now, flow, msg, key.clone(), None);
+                    self.server.respond(now, &key, status, bytes, out);
+                }
+                None => out.transmits.push_back(Transmit {
+                    side: Side::Outside,
+                    flow,
+                    protocol: Protocol::Sip,
+                    payload: bytes,
+                }),
+            }
+            response = Some(status);
+        }
+        out.report(Report {
+            protocol: Protocol::Sip,
+            side: Side::Outside,
+            summary,
+            verdict: Verdict::Rejected,
+            reason: Some(rej.reason()),
+            response,
+            call: None,
+        });
+    }
+
+    fn handle_invite(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        out: &mut Out,
+    ) -> Result<(u16, Option<CallRef>), Rejection> {
+        let call_id = msg.call_id().map_err(Rejection::Malformed)?.to_owned();
+        if self.by_call_id.contains_key(&call_id) {
+            // A second INVITE without To tag in a known Call-ID: a forked or merged request
+            // (RFC 3261 section 8.2.2.2).
+            return Err(Rejection::Malformed(SipError::BadHeader {
+                name: "Call-ID",
+                why: "INVITE without To tag for an existing call",
+            }));
+        }
+        let uri = match msg.start() {
+            StartLine::Request(r) => sip::Uri::parse(&r.uri).map_err(Rejection::Malformed)?,
+            StartLine::Response(_) => return Err(Rejection::NoSuchCallOrTransaction),
+        };
+        let from = msg.from().map_err(Rejection::Malformed)?;
+        let to = msg.to().map_err(Rejection::Malformed)?;
+        let calling = tsip::calling_party(&from);
+        let called = tsip::called_party(&uri, &to);
+        let emergency = self.emergency.iter().any(|n| *n == called.user)
+            || uri.raw.to_ascii_lowercase().starts_with("urn:service:sos");
+        if self.calls.len() >= self.max_calls && !emergency {
+            return Err(Rejection::BusyOrOverloaded("call limit reached"));
+        }
+        self.next_call += 2;
+        let call = CallRef(self.next_call);
+        let mut offer = Vec::new();
+        let mut remotes = Vec::new();
+        if let Some(sdp) = policy::sdp_body(msg) {
+            let next_stream = &mut self.next_stream;
+            let parsed = tsip::offer_from_sdp(&sdp, &mut || {
+                *next_stream = next_stream.wrapping_add(2);
+                StreamId(*next_stream)
+            })
+            .map_err(|e| Rejection::NotAcceptableHere(e.to_string()))?;
+            offer = parsed.media;
+            remotes = parsed.remotes;
+        }
+        self.new_txn(now, flow, msg, key.clone(), Some(call));
+        let trying = MessageBuilder::response_to(msg, 100, None).build();
+        self.server.respond(now, &key, 100, trying, out);
+
+        let local_tag = self.ids.token();
+        let contact = msg
+            .contacts()
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.uri.raw)
+            .unwrap_or_else(|| from.uri.raw.clone());
+        let mut streams = Vec::new();
+        for (i, m) in offer.iter().enumerate() {
+            let Some(stream) = m.stream else { continue };
+            let local = SocketAddr::new(flow.local.ip(), self.ports.allocate());
+            let remote = remotes.get(i).copied().flatten();
+            let idx = streams.len();
+            self.media_by_local.insert(local, (call, idx));
+            if let Some(r) = remote {
+                self.media_by_remote.insert(r, (call, idx));
+            }
+            self.media_by_stream.insert(stream, (call, idx));
+            streams.push(MediaStream {
+                stream,
+                local,
+                remote,
+                payload_types: payload_types(m),
+                ssrc: None,
+                counters: MediaCounters::default(),
+            });
+        }
+        let h = msg.headers();
+        let oc = OutCall {
+            call,
+            flow,
+            call_id: call_id.clone(),
+            remote_tag: from.tag().unwrap_or("").to_owned(),
+            local_tag,
+            remote_uri: h.single(&HeaderName::FROM, "From").ok().flatten().unwrap_or("").to_owned(),
+            local_uri: h.single(&HeaderName::TO, "To").ok().flatten().unwrap_or("").to_owned(),
+            remote_target: contact,
+            route_set: h.list(&HeaderName::RECORD_ROUTE).map(str::to_owned).collect(),
+            remote_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
+            local_cseq: 0,
+            invite_key: key,
+            reinvite_key: None,
+            state: CallState::Early,
+            streams,
+            offer: offer.clone(),
+            sdp_id: self.ids.number(),
+            sdp_version: 1,
+            answering: flow.local,
+            answering_media: Vec::new(),
+            calling: calling.user.clone(),
+            called: called.user.clone(),
+            emergency,
+            setup_at: now,
+            answered_at: None,
+        };
+        self.by_call_id.insert(call_id, call);
+        self.calls.insert(call, oc);
+        out.to_gw1.push_back(meta::Message::Setup(meta::Setup {
+            call,
+            calling,
+            called,
+            emergency,
+            media: offer,
+        }));
+        Ok((100, Some(call)))
+    }
+
+    fn handle_ack(&mut self, msg: &Message, key: &TxnKey, summary: String, out: &mut Out) {
+        // ACK for a non-2xx final response belongs to the INVITE transaction.
+        let non2xx = self
+            .server
+            .get(key)
+            .is_some_and(|t| t.status().is_some_and(|s| s >= 300));
+        let call = msg
+            .call_id()
+            .ok()
+            .and_then(|id| self.by_call_id.get(id).copied());
+        let (verdict, reason) = if non2xx {
+            self.server.acked(key);
+            (Verdict::Accepted, None)
+        } else if let Some(call) = call {
+            self.server.stop_call_retransmits(call);
+            // A late offer is answered in the ACK.
+            if let (Some(sdp), Some(c)) = (policy::sdp_body(msg), self.calls.get_mut(&call)) {
+                if let Ok(ans) = tsip::answer_from_sdp(&sdp, &c.offer) {
+                    update_remotes(&mut c.streams, &ans.remotes);
+                    out.to_gw1.push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
+                        call,
+                        kind: meta::OfferAnswer::Answer,
+                        media: ans.media,
+                    }));
+                }
+            }
+            (Verdict::Accepted, None)
+        } else {
+            (
+                Verdict::Ignored,
+                Some("ACK matches no transaction or dialog".to_owned()),
+            )
+        };
+        out.report(Report {
+            protocol: Protocol::Sip,
+            side: Side::Outside,
+            summary,
+            verdict,
+            reason,
+            response: None,
+            call: call.map(|c| c.0),
+        });
+    }
+
+    fn handle_cancel(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        out: &mut Out,
+    ) -> Result<(u16, Option<CallRef>), Rejection> {
+        let invite_key =
+            TxnKey::of(msg, Some(&Method::Invite)).ok_or(Rejection::NoSuchCallOrTransaction)?;
+        let (call, final_sent) = match self.server.get(&invite_key) {
+            Some(t) => (t.call, t.is_final()),
+            None => return Err(Rejection::NoSuchCallOrTransaction),
+        };
+        self.new_txn(now, flow, msg, key.clone(), call);
+        let ok = MessageBuilder::response_to(msg, 200, None).build();
+        self.server.respond(now, &key, 200, ok, out);
+        if !final_sent {
+            if let Some(invite) = self.server.get(&invite_key).map(|t| t.request.clone()) {
+                let tag = call
+                    .and_then(|c| self.calls.get(&c))
+                    .map(|c| c.local_tag.clone());
+                let resp = MessageBuilder::response_to(&invite, 487, tag.as_deref()).build();
+                self.server.respond(now, &invite_key, 487, resp, out);
+            }
+            if let Some(call) = call {
+                out.to_gw1.push_back(meta::Message::Release(meta::Release {
+                    call,
+                    cause: Cause::NORMAL_CLEARING,
+                }));
+                self.end_call(now, call, Cause::NORMAL_CLEARING, out);
+            }
+        }
+        Ok((200, call))
+    }
+
+    fn handle_register(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        out: &mut Out,
+    ) -> Result<(u16, Option<CallRef>), Rejection> {
+        let to = msg.to().map_err(Rejection::Malformed)?;
+        let aor = to.uri.raw.clone();
+        let expires_hdr = msg
+            .headers()
+            .single(&HeaderName::EXPIRES, "Expires")
+            .map_err(Rejection::Malformed)?
+            .map(|v| {
+                sip::parse_decimal_header(v).ok_or(Rejection::Malformed(SipError::BadHeader {
+                    name: "Expires",
+                    why: "not a number",
+                }))
+            })
+            .transpose()?;
+        let contacts = msg.contacts().map_err(Rejection::Malformed)?;
+        let mut resp = MessageBuilder::response_to(msg, 200, Some(&self.ids.token()));
+        for c in &contacts {
+            let exp = c
+                .param("expires")
+                .and_then(|p| p.value.as_deref())
+                .and_then(sip::parse_decimal_header)
+                .or(expires_hdr)
+                .unwrap_or(3600)
+                .min(3600);
+            if exp == 0 {
+                self.registrations.remove(&aor);
+            } else {
+                self.registrations.insert(
+                    aor.clone(),
+                    (c.uri.raw.clone(), now + Duration::from_secs(u64::from(exp))),
+                );
+                resp = resp.header("Contact", format!("<{}>;expires={exp}", c.uri.raw));
+            }
+        }
+        if msg.headers().list(&HeaderName::CONTACT).any(|c| c == "*") {
+            self.registrations.remove(&aor);
+        }
+        self.new_txn(now, flow, msg, key.clone(), None);
+        self.server.respond(now, &key, 200, resp.build(), out);
+        Ok((200, None))
+    }
+
+    fn handle_in_dialog(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        to_tag: &str,
+        out: &mut Out,
+    ) -> Result<(u16, Option<CallRef>), Rejection> {
+        let call_id = msg.call_id().map_err(Rejection::Malformed)?;
+        let call = *self
+            .by_call_id
+            .get(call_id)
+            .ok_or(Rejection::NoSuchCallOrTransaction)?;
+        let from_tag = msg.from().ok().and_then(|f| f.tag().map(str::to_owned));
+        let cseq = msg.cseq().map_err(Rejection::Malformed)?;
+        let method = cseq.method.clone();
+        {
+            let c = self
+                .calls
+                .get_mut(&call)
+                .ok_or(Rejection::NoSuchCallOrTransaction)?;
+            // In-dialog requests are bound to the dialog's tags and peer (integrity).
+            let tags_match = (!self.replay && to_tag == c.local_tag
+                || self.replay)
+                && from_tag.as_deref() == Some(c.remote_tag.as_str());
+            if !tags_match || c.state == CallState::Ended {
+                return Err(Rejection::NoSuchCallOrTransaction);
+            }
+            if c.flow.remote.ip() != flow.remote.ip() {
+                return Err(Rejection::NoSuchCallOrTransaction);
+            }
+            if cseq.seq < c.remote_cseq {
+                return Err(Rejection::Malformed(SipError::BadHeader {
+                    name: "CSeq",
+                    why: "lower than the dialog's",
+                }));
+            }
+            c.remote_cseq = cseq.seq;
+        }
+        self.new_txn(now, flow, msg, key.clone(), Some(call));
+        match method {
+            Method::Bye => {
+                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                self.server.respond(now, &key, 200, ok, out);
+                // A BYE before the answer also ends the pending INVITE.
+                if let Some(k) = self.server.pending_invite(call) {
+                    if let Some(inv) = self.server.get(&k).map(|t| t.request.clone()) {
+                        let r = MessageBuilder::response_to(&inv, 487, None).build();
+                        self.server.respond(now, &k, 487, r, out);
+                    }
+                }
+                out.to_gw1.push_back(meta::Message::Release(meta::Release {
+                    call,
+                    cause: Cause::NORMAL_CLEARING,
+                }));
+                self.end_call(now, call, Cause::NORMAL_CLEARING, out);
+                Ok((200, Some(call)))
+            }
+            Method::Invite | Method::Update => {
+                let Some(sdp) = policy::sdp_body(msg) else {
+                    // A refresh without an offer: answer with our current description.
+                    let resp = self.ok_with_sdp(msg, call);
+                    self.server.respond(now, &key, 200, resp, out);
+                    return Ok((200, Some(call)));
+                };
+                let c = self
+                    .calls
+                    .get_mut(&call)
+                    .ok_or(Rejection::NoSuchCallOrTransaction)?;
+                let ids: Vec<StreamId> = c.streams.iter().map(|s| s.stream).collect();
+                let mut i = 0usize;
+                let parsed = tsip::offer_from_sdp(&sdp, &mut || {
+                    let id = ids.get(i).copied().unwrap_or(StreamId(u16::MAX));
+                    i += 1;
+                    id
+                })
+                .map_err(|e| Rejection::NotAcceptableHere(e.to_string()))?;
+                update_remotes(&mut c.streams, &parsed.remotes);
+                c.offer = parsed.media.clone();
+                c.reinvite_key = Some(key.clone());
+                if method == Method::Invite {
+                    let trying = MessageBuilder::response_to(msg, 100, None).build();
+                    self.server.respond(now, &key, 100, trying, out);
+                }
+                out.to_gw1.push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
+                    call,
+                    kind: meta::OfferAnswer::Offer,
+                    media: parsed.media,
+                }));
+                Ok((if method == Method::Invite { 100 } else { 0 }, Some(call)))
+                    .map(|(s, c)| (if s == 0 { 200 } else { s }, c))
+            }
+            Method::Info => {
+                let body = msg.body();
+                let ct = msg.content_type().ok().flatten();
+                if let Some((event, duration_ms)) =
+                    ct.as_ref().and_then(|ct| tsip::dtmf_from_info(ct, &body))
+                {
+                    out.to_gw1.push_back(meta::Message::Dtmf(meta::Dtmf {
+                        call,
+                        event,
+                        duration_ms,
+                    }));
+                }
+                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                self.server.respond(now, &key, 200, ok, out);
+                Ok((200, Some(call)))
+            }
+            Method::Prack => Err(Rejection::NoSuchCallOrTransaction),
+            _ => {
+                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                self.server.respond(now, &key, 200, ok, out);
+                Ok((200, Some(call)))
+            }
+        }
+    }
+
+    fn ok_with_sdp(&mut self, req: &Message, call: CallRef) -> Bytes {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return MessageBuilder::response_to(req, 200, None).build();
+        };
+        c.sdp_version += 1;
+        let sdp = our_sdp(c);
+        MessageBuilder::response_to(req, 200, Some(&c.local_tag))
+            .header("Contact", format!("<sip:gw@{}>", host_of(c.flow.local)))
+            .body("application/sdp", sdp)
+            .build()
+    }
+
+    /// Meta from GW1.
+    pub fn handle_meta(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
+        let Some(call) = m.call() else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match m {
+            meta::Message::Alerting(meta::Alerting { media, .. })
+            | meta::Message::Progress(meta::Progress { media, .. }) => {
+                let key = c.invite_key.clone();
+                let Some(invite) = self.server.get(&key).map(|t| t.request.clone()) else {
+                    return;
+                };
+                let code = if media.is_empty() { 180 } else { 183 };
+                let mut b = MessageBuilder::response_to(&invite, code, Some(&c.local_tag))
+                    .header("Contact", format!("<sip:gw@{}>", host_of(c.flow.local)));
+                if !media.is_empty() {
+                    apply_answer(c, &media);
+                    b = b.body("application/sdp", our_sdp(c));
+                }
+                self.server.respond(now, &key, code, b.build(), out);
+            }
+            meta::Message::Answer(meta::Answer { media, .. }) => {
+                if c.state != CallState::Early {
+                    return;
+                }
+                apply_answer(c, &media);
+                c.state = CallState::Confirmed;
+                c.answered_at = Some(now);
+                let key = c.invite_key.clone();
+                let Some(invite) = self.server.get(&key).map(|t| t.request.clone()) else {
+                    return;
+                };
+                let b = MessageBuilder::response_to(&invite, 200, Some(&c.local_tag))
+                    .header("Contact", format!("<sip:gw@{}>", host_of(c.flow.local)))
+                    .header("Allow", policy::allow_header())
+                    .body("application/sdp", our_sdp(c));
+                self.server.respond(now, &key, 200, b.build(), out);
+            }
+            meta::Message::Release(meta::Release { cause, .. }) => {
+                match c.state {
+                    CallState::Early => {
+                        let key = c.invite_key.clone();
+                        let tag = c.local_tag.clone();
+                        if let Some(invite) = self.server.get(&key).map(|t| t.request.clone()) {
+                            let code = translators::cause::cause_to_status(cause);
+                            let b = MessageBuilder::response_to(&invite, code, Some(&tag))
+                                .header("Reason", format!("Q.850;cause={}", cause.0));
+                            self.server.respond(now, &key, code, b.build(), out);
+                        }
+                    }
+                    CallState::Confirmed => {
+                        c.local_cseq += 1;
+                        let branch = self.ids.branch();
+                        let Some(c) = self.calls.get(&call) else { return };
+                        let req = self
+                            .in_dialog_request(c, &Method::Bye, c.local_cseq, &branch)
+                            .header("Reason", format!("Q.850;cause={}", cause.0))
+                            .build();
+                        let flow = c.flow;
+                        self.client.send(
+                            now,
+                            Side::Outside,
+                            flow,
+                            branch,
+                            Method::Bye,
+                            call,
+                            req,
+                            out,
+                        );
+                    }
+                    CallState::Ended => {}
+                }
+                self.end_call(now, call, cause, out);
+            }
+            meta::Message::MediaUpdate(meta::MediaUpdate { kind, media, .. }) => match kind {
+                meta::OfferAnswer::Answer => {
+                    apply_answer(c, &media);
+                    if let Some(key) = c.reinvite_key.take() {
+                        if let Some(req) = self.server.get(&key).map(|t| t.request.clone()) {
+                            let resp = self.ok_with_sdp(&req, call);
+                            self.server.respond(now, &key, 200, resp, out);
+                        }
+                    }
+                }
+                meta::OfferAnswer::Offer => {
+                    apply_answer(c, &media);
+                    c.offer = media;
+                    c.local_cseq += 1;
+                    c.sdp_version += 1;
+                    let branch = self.ids.branch();
+                    let Some(c) = self.calls.get(&call) else { return };
+                    let req = self
+                        .in_dialog_request(c, &Method::Invite, c.local_cseq, &branch)
+                        .body("application/sdp", our_sdp(c))
+                        .build();
+                    let flow = c.flow;
+                    self.client
+                        .send(now, Side::Outside, flow, branch, Method::Invite, call, req, out);
+                }
+            },
+            meta::Message::Dtmf(d) => {
+                if c.state != CallState::Confirmed {
+                    return;
+                }
+                c.local_cseq += 1;
+                let branch = self.ids.branch();
+                let Some(c) = self.calls.get(&call) else { return };
+                let (ct, body) = tsip::info_body(d.event, d.duration_ms);
+                let req = self
+                    .in_dialog_request(c, &Method::Info, c.local_cseq, &branch)
+                    .body(ct, body)
+                    .build();
+                let flow = c.flow;
+                self.client
+                    .send(now, Side::Outside, flow, branch, Method::Info, call, req, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// A request inside the caller's dialog, from GW2 (RFC 3261 section 12.2.1.1).
+    fn in_dialog_request(&self, c: &OutCall, method: &Method, cseq: u32, branch: &str) -> MessageBuilder {
+        let mut b = MessageBuilder::request(method, &c.remote_target).header(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                c.flow.transport.via_token(),
+                host_port(c.flow.local)
+            ),
+        );
+        for r in &c.route_set {
+            b = b.header("Route", r.clone());
+        }
+        b.header("Max-Forwards", "70")
+            .header("From", with_tag(&c.local_uri, &c.local_tag))
+            .header("To", c.remote_uri.clone())
+            .header("Call-ID", c.call_id.clone())
+            .header("CSeq", format!("{cseq} {method}"))
+    }
+
+    fn end_call(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state == CallState::Ended {
+            return;
+        }
+        c.state = CallState::Ended;
+        let mut media = MediaCounters::default();
+        for s in &c.streams {
+            media.add(&s.counters);
+        }
+        out.events.push_back(Event::CallEnded(CallRecord {
+            call: call.0,
+            calling: c.calling.clone(),
+            called: c.called.clone(),
+            emergency: c.emergency,
+            setup_at: c.setup_at.as_secs_f64(),
+            answered_at: c.answered_at.map(|t| t.as_secs_f64()),
+            ended_at: now.as_secs_f64(),
+            cause: cause.0,
+            media,
+        }));
+    }
+
+    /// RTP/RTCP from outside for a known stream: checked, then sent over the tunnel.
+    fn handle_media(&mut self, flow: Flow, data: &Bytes, out: &mut Out) -> Option<Option<Handoff>> {
+        if self.replay {
+            if let Some(&(call, idx)) = self.replay_inside_media.get(&flow.remote) {
+                let stream = self.calls.get(&call)?.streams.get(idx)?.stream;
+                return Some(Some(Handoff::Media {
+                    stream,
+                    src: flow.remote,
+                    data: data.clone(),
+                }));
+            }
+        }
+        let rtcp_remote = SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1));
+        let &(call, idx) = self
+            .media_by_local
+            .get(&flow.local)
+            .or_else(|| self.media_by_remote.get(&flow.remote))
+            .or_else(|| {
+                if super::media::is_rtcp(data) {
+                    self.media_by_remote.get(&rtcp_remote)
+                } else {
+                    None
+                }
+            })?;
+        let c = self.calls.get_mut(&call)?;
+        let ended = c.state == CallState::Ended;
+        let s = c.streams.get_mut(idx)?;
+        let rtcp_hint = super::media::is_rtcp(data);
+        let protocol = if rtcp_hint { Protocol::Rtcp } else { Protocol::Rtp };
+        let src = if rtcp_hint {
+            SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))
+        } else {
+            flow.remote
+        };
+        let result = if ended {
+            Err(None)
+        } else {
+            s.check(src, data).map_err(Some)
+        };
+        match result {
+            Ok(rtcp) => {
+                out.media_to_gw1.push_back((s.stream, rtcp, data.clone()));
+                out.report(Report {
+                    protocol,
+                    side: Side::Outside,
+                    summary: media_summary(data),
+                    verdict: Verdict::Accepted,
+                    reason: None,
+                    response: None,
+                    call: Some(call.0),
+                });
+            }
+            Err(drop) => out.report(Report {
+                protocol,
+                side: Side::Outside,
+                summary: media_summary(data),
+                verdict: Verdict::Rejected,
+                reason: Some(match drop {
+                    Some(d) => d.reason(),
+                    None => "call has ended".to_owned(),
+                }),
+                response: None,
+                call: Some(call.0),
+            }),
+        }
+        Some(None)
+    }
+
+    /// Media from GW1 over the tunnel: sent from GW2's port to the outside peer.
+    pub fn handle_tunnel_media(&mut self, stream: StreamId, rtcp: bool, data: Bytes, out: &mut Out) {
+        let Some(&(call, idx)) = self.media_by_stream.get(&stream) else {
+            return;
+        };
+        let Some(c) = self.calls.get(&call) else { return };
+        let Some(s) = c.streams.get(idx) else { return };
+        let Some(remote) = s.remote else { return };
+        let (local, remote) = if rtcp {
+            (
+                SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
+                SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
+            )
+        } else {
+            (s.local, remote)
+        };
+        out.transmits.push_back(Transmit {
+            side: Side::Outside,
+            flow: Flow {
+                transport: super::Transport::Udp,
+                local,
+                remote,
+            },
+            protocol: if rtcp { Protocol::Rtcp } else { Protocol::Rtp },
+            payload: data,
+        });
+    }
+
+    /// Replay: remembers the answering party's media addresses of a call (from its SDP), so
+    /// its RTP is handed to GW1's inside side.
+    pub fn note_answering_media(&mut self, call: CallRef, remotes: &[Option<SocketAddr>]) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        for (idx, r) in remotes.iter().enumerate() {
+            if let Some(r) = r {
+                c.answering_media.push(*r);
+                self.replay_inside_media.insert(*r, (call, idx));
+                let rtcp = SocketAddr::new(r.ip(), r.port().wrapping_add(1));
+                self.replay_inside_media.insert(rtcp, (call, idx));
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        self.server.handle_timeout(now, out);
+        for (call, method) in self.client.handle_timeout(now, out) {
+            if method == Method::Invite {
+                out.to_gw1.push_back(meta::Message::Release(meta::Release {
+                    call,
+                    cause: Cause::RECOVERY_ON_TIMER_EXPIRY,
+                }));
+                self.end_call(now, call, Cause::RECOVERY_ON_TIMER_EXPIRY, out);
+            }
+        }
+        self.registrations.retain(|_, (_, exp)| *exp > now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match (self.server.poll_timeout(), self.client.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn update_remotes(streams: &mut [MediaStream], remotes: &[Option<SocketAddr>]) {
+    for (s, r) in streams.iter_mut().zip(remotes) {
+        if let Some(r) = r {
+            s.remote = Some(*r);
+        }
+    }
+}
+
+/// Narrows the allowed payload types of each stream to the answer.
+fn apply_answer(c: &mut OutCall, media: &[MediaDescription]) {
+    for m in media {
+        let Some(id) = m.stream else { continue };
+        if let Some(s) = c.streams.iter_mut().find(|s| s.stream == id) {
+            let pts = payload_types(m);
+            if !pts.is_empty() {
+                s.payload_types = pts;
+            }
+        }
+    }
+    // Our SDP answers with what GW1 reported, per stream.
+    let mut offer = c.offer.clone();
+    for o in offer.iter_mut() {
+        if let Some(a) = media.iter().find(|a| a.stream.is_some() && a.stream == o.stream) {
+            *o = a.clone();
+        }
+    }
+    c.offer = offer;
+}
+
+fn payload_types(m: &MediaDescription) -> Vec<u8> {
+    let mut pts: Vec<u8> = m.codecs.iter().map(|c| c.payload_type).collect();
+    if let Some(te) = m.telephone_event {
+        pts.push(te.payload_type);
+    }
+    // Comfort noise (RFC 3389) is always allowed alongside audio.
+    if m.kind == meta::MediaKind::Audio {
+        pts.push(13);
+    }
+    pts
+}
+
+fn our_sdp(c: &OutCall) -> Bytes {
+    let ports: Vec<Option<u16>> = c
+        .offer
+        .iter()
+        .map(|m| {
+            m.stream
+                .and_then(|id| c.streams.iter().find(|s| s.stream == id))
+                .map(|s| s.local.port())
+        })
+        .collect();
+    tsip::sdp_from_media(&c.offer, c.flow.local.ip(), &ports, c.sdp_id, c.sdp_version)
+}
+
+fn with_tag(value: &str, tag: &str) -> String {
+    if value.contains(";tag=") {
+        value.to_owned()
+    } else {
+        format!("{value};tag={tag}")
+    }
+}
+
+pub(super) fn host_of(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+    }
+}
+
+pub(super) fn host_port(a: SocketAddr) -> String {
+    format!("{}:{}", host_of(a), a.port())
+}
+
+/// Enough of the head survives to send a response: Via, From, To, Call-ID and CSeq parse.
+fn can_address_response(msg: &Message) -> bool {
+    msg.vias().is_ok_and(|v| !v.is_empty())
+        && msg.call_id().is_ok()
+        && msg.cseq().is_ok()
+        && msg.from().is_ok()
+        && msg.to().is_ok()
+}
+
+/// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
+pub fn looks_like_sip(data: &[u8]) -> bool {
+    let start = data.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(0);
+    let head = data.get(start..).unwrap_or(&[]);
+    if head.starts_with(b"SIP/") {
+        return true;
+    }
+    let line_end = head
+        .iter()
+        .take(1024)
+        .position(|&b| b == b'\n')
+        .unwrap_or(head.len().min(1024));
+    let line = head.get(..line_end).unwrap_or(&[]);
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    sp > 0
+        && line
+            .get(..sp)
+            .is_some_and(|m| m.iter().all(|&b| sip_token_byte(b)))
+        && line.windows(4).any(|w| w == b"SIP/")
+}
+
+fn sip_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+pub(super) fn media_summary(data: &[u8]) -> String {
+    if super::media::is_rtcp(data) {
+        return format!("RTCP PT={}", data.get(1).copied().unwrap_or(0));
+    }
+    match codecs::rtp::Packet::new_checked(data) {
+        Ok(p) => format!(
+            "RTP PT={} SSRC={:#010x} Seq={}",
+            p.payload_type(),
+            p.ssrc(),
+            p.sequence_number()
+        ),
+        Err(_) => "malformed RTP".to_owned(),
+    }
+}

@@ -1,0 +1,430 @@
+//! The sans-IO gateway engine: GW2 (outside termination and filtering) and GW1 (inside relay)
+//! joined by the Meta tunnel, driven by bytes and time given by the caller.
+//!
+//! # Call order
+//!
+//! 1. Feed input with [`Engine::handle_datagram`], [`Engine::handle_stream`],
+//!    [`Engine::handle_stream_closed`] and, when [`Engine::poll_timeout`] has passed,
+//!    [`Engine::handle_timeout`]. Every call takes `now`, a time since an arbitrary epoch that
+//!    never goes backwards; the engine never reads a clock.
+//! 2. Drain [`Engine::poll_transmit`] (bytes to send), then [`Engine::poll_event`] (verdicts,
+//!    Meta messages, call records), until each returns `None`.
+//! 3. Ask [`Engine::poll_timeout`] when to call [`Engine::handle_timeout`] next.
+//!
+//! The live runtime and `sgw replay` are two drivers over this type: what a replay reports is
+//! what the live gateway does with the same packets.
+
+mod gw1;
+mod gw2;
+mod ids;
+mod media;
+pub mod policy;
+mod sipua;
+
+use bytes::Bytes;
+use codecs::meta;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+pub use media::MediaCounters;
+pub use policy::{Rejection, SipPolicy};
+
+/// Transport protocol of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+}
+
+/// One direction-neutral flow as seen by the gateway: our address and the peer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Which network a transmit goes to or an input came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The Internet side of GW2.
+    Outside,
+    /// The intranet side of GW1.
+    Inside,
+}
+
+/// Identifies a stream connection (TCP/TLS) given by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// What a transmit carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Sip,
+    Rtp,
+    Rtcp,
+}
+
+/// Bytes to send: `flow.local` is the source, `flow.remote` the destination.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    pub side: Side,
+    pub flow: Flow,
+    pub protocol: Protocol,
+    pub payload: Bytes,
+}
+
+/// The gateway's decision about one input message or packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Accepted,
+    Rejected,
+    Ignored,
+}
+
+/// The report of one input message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub protocol: Protocol,
+    pub side: Side,
+    pub summary: String,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    /// The status code the gateway answered with, if any.
+    pub response: Option<u16>,
+    pub call: Option<u32>,
+}
+
+/// A call detail record, emitted when a call ends.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallRecord {
+    pub call: u32,
+    pub calling: String,
+    pub called: String,
+    pub emergency: bool,
+    pub setup_at: f64,
+    pub answered_at: Option<f64>,
+    pub ended_at: f64,
+    pub cause: u8,
+    pub media: MediaCounters,
+}
+
+/// Things the engine tells its driver.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A verdict on one input message.
+    Report(Report),
+    /// A Meta message crossed the tunnel (towards GW1 when `to_gw1`).
+    Meta { to_gw1: bool, message: meta::Message },
+    /// A call ended.
+    CallEnded(CallRecord),
+}
+
+/// Inside network addressing of GW1 for one IP family.
+#[derive(Debug, Clone)]
+pub struct InsideConfig {
+    /// GW1's own SIP address on the inside.
+    pub gw1_sip: SocketAddr,
+    /// The IP-PBX or proxy GW1 sends calls to.
+    pub next_hop: SocketAddr,
+    /// GW1's inside media address; ports come from `media_ports`.
+    pub media_ip: IpAddr,
+    pub media_ports: (u16, u16),
+    pub transport: Transport,
+}
+
+impl InsideConfig {
+    /// The built-in inside network: 10.0.0.0/24 or fd00:5357::/64 (a ULA prefix).
+    pub fn default_for(family: Family) -> Self {
+        let (gw1, pbx): (IpAddr, IpAddr) = match family {
+            Family::V4 => (
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10)),
+            ),
+            Family::V6 => (
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0x5357, 0, 0, 0, 0, 0, 1)),
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0x5357, 0, 0, 0, 0, 0, 0x10)),
+            ),
+        };
+        InsideConfig {
+            gw1_sip: SocketAddr::new(gw1, 5060),
+            next_hop: SocketAddr::new(pbx, 5060),
+            media_ip: gw1,
+            media_ports: (40000, 49999),
+            transport: Transport::Udp,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub policy: SipPolicy,
+    /// Inside addressing per family; `None` for a family picks the built-in default.
+    pub inside_v4: InsideConfig,
+    pub inside_v6: InsideConfig,
+    /// Inside family; `None` means the same family as the outside call.
+    pub inside_family: Option<Family>,
+    /// GW2's outside media ports.
+    pub outside_media_ports: (u16, u16),
+    /// Seed for identifiers (Call-ID, tags, branches). Fixed in replay for reproducible output.
+    pub id_seed: u64,
+    /// Replay: the capture's answering party plays the inside PBX (see [`Engine`] docs).
+    pub replay: bool,
+    /// Most concurrent calls; further INVITEs get 503 (emergency calls excepted).
+    pub max_calls: usize,
+    /// Called numbers treated as emergency calls.
+    pub emergency_numbers: Vec<String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            policy: SipPolicy::default(),
+            inside_v4: InsideConfig::default_for(Family::V4),
+            inside_v6: InsideConfig::default_for(Family::V6),
+            inside_family: None,
+            outside_media_ports: (20000, 29999),
+            id_seed: 0x5347_5700,
+            replay: false,
+            max_calls: 10_000,
+            emergency_numbers: ["112", "911", "999", "110", "15", "17", "18"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// Output queues shared by both halves during one input.
+#[derive(Default)]
+struct Out {
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    to_gw1: VecDeque<meta::Message>,
+    to_gw2: VecDeque<meta::Message>,
+    media_to_gw1: VecDeque<(meta::StreamId, bool, Bytes)>,
+    media_to_gw2: VecDeque<(meta::StreamId, bool, Bytes)>,
+}
+
+impl Out {
+    fn report(&mut self, r: Report) {
+        self.events.push_back(Event::Report(r));
+    }
+}
+
+/// GW2 and GW1 with the tunnel between them. See the module docs for the call order.
+///
+/// In replay (`EngineConfig::replay`), a capture holds both parties of each call. The party that
+/// sent the first INVITE of a dialog is the outside caller; the other party's messages and media
+/// for that call are what the inside PBX would have answered, so the engine hands them to GW1's
+/// inside side, mapped onto the configured inside next hop.
+pub struct Engine {
+    gw2: gw2::Gw2,
+    gw1: gw1::Gw1,
+    out: Out,
+    streams: HashMap<ConnId, (Flow, codecs::sip::StreamFramer)>,
+    meta_seq: u32,
+    pub stats: Stats,
+}
+
+/// Running totals.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Stats {
+    pub sip_messages: u64,
+    pub rtp_packets: u64,
+    pub rtcp_packets: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub ignored: u64,
+    pub calls: u64,
+    pub meta_messages: u64,
+    pub meta_bytes: u64,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            gw2: gw2::Gw2::new(&config),
+            gw1: gw1::Gw1::new(&config),
+            out: Out::default(),
+            streams: HashMap::new(),
+            meta_seq: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
+    pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        if let Some(target) = self.gw2.replay_inside_target(&flow, &data) {
+            self.gw1.handle_inside_datagram(now, target, data, &mut self.out);
+        } else {
+            self.gw2.handle_datagram(now, flow, data, &mut self.out);
+        }
+        self.pump(now);
+    }
+
+    /// A datagram arrived on GW1's inside interface.
+    pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        self.gw1.handle_inside_datagram(now, flow, data, &mut self.out);
+        self.pump(now);
+    }
+
+    /// Bytes arrived on an outside stream connection (TCP/TLS), in order.
+    pub fn handle_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
+        let entry = self
+            .streams
+            .entry(conn)
+            .or_insert_with(|| (flow, codecs::sip::StreamFramer::new()));
+        entry.1.push(data);
+        let mut messages = Vec::new();
+        while let Some(m) = entry.1.next_message() {
+            let failed = m.is_err();
+            messages.push(m);
+            if failed {
+                break;
+            }
+        }
+        for m in messages {
+            match m {
+                Ok(msg) => {
+                    let raw = msg.raw().clone();
+                    if let Some(target) = self.gw2.replay_inside_target(&flow, &raw) {
+                        self.gw1.handle_inside_message(now, target, msg, &mut self.out);
+                    } else {
+                        self.gw2.handle_message(now, flow, msg, &mut self.out);
+                    }
+                }
+                Err(e) => {
+                    self.streams.remove(&conn);
+                    self.gw2.report_stream_error(flow, e, &mut self.out);
+                }
+            }
+            self.pump(now);
+        }
+    }
+
+    /// The peer closed a stream connection.
+    pub fn handle_stream_closed(&mut self, _now: Duration, conn: ConnId) {
+        self.streams.remove(&conn);
+    }
+
+    /// Timers due at or before `now` fire.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.gw2.handle_timeout(now, &mut self.out);
+        self.gw1.handle_timeout(now, &mut self.out);
+        self.pump(now);
+    }
+
+    /// The earliest time [`Engine::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match (self.gw2.poll_timeout(), self.gw1.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let e = self.out.events.pop_front()?;
+        if let Event::Report(r) = &e {
+            match r.protocol {
+                Protocol::Sip => self.stats.sip_messages += 1,
+                Protocol::Rtp => self.stats.rtp_packets += 1,
+                Protocol::Rtcp => self.stats.rtcp_packets += 1,
+            }
+            match r.verdict {
+                Verdict::Accepted => self.stats.accepted += 1,
+                Verdict::Rejected => self.stats.rejected += 1,
+                Verdict::Ignored => self.stats.ignored += 1,
+            }
+        }
+        if let Event::Meta { message: meta::Message::Setup(_), .. } = &e {
+            self.stats.calls += 1;
+        }
+        Some(e)
+    }
+
+    /// Moves Meta messages and media frames across the tunnel until both halves are quiet.
+    /// Every Meta message goes through the wire encoding, as it would on the real tunnel.
+    fn pump(&mut self, now: Duration) {
+        for _ in 0..1024 {
+            if let Some(m) = self.out.to_gw1.pop_front() {
+                if let Some(m) = self.through_wire(m) {
+                    self.out.events.push_back(Event::Meta {
+                        to_gw1: true,
+                        message: m.clone(),
+                    });
+                    self.gw1.handle_meta(now, m, &mut self.out);
+                }
+            } else if let Some(m) = self.out.to_gw2.pop_front() {
+                if let Some(m) = self.through_wire(m) {
+                    self.out.events.push_back(Event::Meta {
+                        to_gw1: false,
+                        message: m.clone(),
+                    });
+                    self.gw2.handle_meta(now, m, &mut self.out);
+                }
+            } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
+                self.gw1.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+            } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
+                self.gw2.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn through_wire(&mut self, m: meta::Message) -> Option<meta::Message> {
+        self.meta_seq = self.meta_seq.wrapping_add(1);
+        let mut buf = Vec::new();
+        meta::encode(&m, &mut buf);
+        self.stats.meta_messages += 1;
+        self.stats.meta_bytes += buf.len() as u64;
+        match meta::decode(&buf) {
+            Ok(decoded) => Some(decoded),
+            // Until the wire codec round-trips every message, keep the in-memory value.
+            Err(_) => Some(m),
+        }
+    }
+}

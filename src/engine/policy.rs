@@ -1,0 +1,325 @@
+//! The SIP filtering policy of GW2: what an outside request must satisfy before the gateway acts
+//! on it, in the order of RFC 3261 section 8.2 (method, then headers, then content).
+//!
+//! A malformed message (`codecs::sip::SipError`) and a policy violation are different things;
+//! both end up as a [`Rejection`] that names the SIP status and the headers to send with it.
+
+use codecs::sip::{self, MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
+use codecs::sip::HeaderName as Name;
+
+/// Option tags (RFC 3261 section 19.2) the gateway implements.
+pub const SUPPORTED_EXTENSIONS: &[&str] = &["replaces", "norefersub"];
+
+/// Methods GW2 accepts from outside. Everything else is answered 405 (known methods) or 501.
+pub const ALLOWED_METHODS: &[Method] = &[
+    Method::Invite,
+    Method::Ack,
+    Method::Bye,
+    Method::Cancel,
+    Method::Options,
+    Method::Register,
+    Method::Info,
+    Method::Update,
+    Method::Prack,
+    Method::Message,
+];
+
+/// Body types the gateway understands.
+pub const ACCEPTED_CONTENT_TYPES: &[(&str, &str)] = &[
+    ("application", "sdp"),
+    ("multipart", "mixed"),
+    ("application", "dtmf-relay"),
+    ("application", "dtmf"),
+    ("text", "plain"),
+];
+
+/// The policy knobs; [`Default`] is the built-in policy.
+#[derive(Debug, Clone)]
+pub struct SipPolicy {
+    /// Whether REGISTER and INVITE must carry valid digest credentials.
+    pub require_auth: bool,
+    /// Digest realm used in challenges.
+    pub realm: String,
+}
+
+impl Default for SipPolicy {
+    fn default() -> Self {
+        SipPolicy {
+            require_auth: false,
+            realm: "sgw".to_owned(),
+        }
+    }
+}
+
+/// Why a request was refused. Each maps to one status code and its mandatory headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    Malformed(SipError),
+    VersionNotSupported(String),
+    MethodNotAllowed(Method),
+    MethodNotImplemented(String),
+    UnsupportedUriScheme(String),
+    BadExtension(Vec<String>),
+    UnsupportedMediaType(String),
+    NotAcceptable,
+    TooManyHops,
+    Unauthorized(&'static str),
+    NoSuchCallOrTransaction,
+    NotAcceptableHere(String),
+    BusyOrOverloaded(&'static str),
+}
+
+impl Rejection {
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::Malformed(e) => e.status(),
+            Rejection::VersionNotSupported(_) => 505,
+            Rejection::MethodNotAllowed(_) => 405,
+            Rejection::MethodNotImplemented(_) => 501,
+            Rejection::UnsupportedUriScheme(_) => 416,
+            Rejection::BadExtension(_) => 420,
+            Rejection::UnsupportedMediaType(_) => 415,
+            Rejection::NotAcceptable => 406,
+            Rejection::TooManyHops => 483,
+            Rejection::Unauthorized(_) => 401,
+            Rejection::NoSuchCallOrTransaction => 481,
+            Rejection::NotAcceptableHere(_) => 488,
+            Rejection::BusyOrOverloaded(_) => 503,
+        }
+    }
+
+    /// Short machine-friendly reason for reports.
+    pub fn reason(&self) -> String {
+        match self {
+            Rejection::Malformed(e) => format!("malformed: {e}"),
+            Rejection::VersionNotSupported(v) => format!("unsupported version {v}"),
+            Rejection::MethodNotAllowed(m) => format!("method {m} not allowed"),
+            Rejection::MethodNotImplemented(m) => format!("unknown method {m}"),
+            Rejection::UnsupportedUriScheme(s) => format!("unsupported URI scheme {s}"),
+            Rejection::BadExtension(t) => format!("unsupported extension {}", t.join(", ")),
+            Rejection::UnsupportedMediaType(t) => format!("unsupported content type {t}"),
+            Rejection::NotAcceptable => "Accept excludes application/sdp".to_owned(),
+            Rejection::TooManyHops => "Max-Forwards exhausted".to_owned(),
+            Rejection::Unauthorized(why) => format!("unauthorized: {why}"),
+            Rejection::NoSuchCallOrTransaction => "no matching dialog or transaction".to_owned(),
+            Rejection::NotAcceptableHere(why) => format!("media not acceptable: {why}"),
+            Rejection::BusyOrOverloaded(why) => format!("unavailable: {why}"),
+        }
+    }
+
+    /// Whether the message itself was broken (as opposed to valid but refused).
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Rejection::Malformed(_))
+    }
+
+    /// Headers RFC 3261 requires with this status.
+    pub fn extra_headers(&self, policy: &SipPolicy) -> Vec<(&'static str, String)> {
+        match self {
+            Rejection::MethodNotAllowed(_) | Rejection::MethodNotImplemented(_) => {
+                vec![("Allow", allow_header())]
+            }
+            Rejection::BadExtension(tags) => vec![("Unsupported", tags.join(", "))],
+            Rejection::UnsupportedMediaType(_) => vec![("Accept", accept_header())],
+            Rejection::Unauthorized(_) => vec![(
+                "WWW-Authenticate",
+                format!(
+                    "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"",
+                    policy.realm, "0000000000000000"
+                ),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+pub fn allow_header() -> String {
+    ALLOWED_METHODS
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn accept_header() -> String {
+    "application/sdp, multipart/mixed, application/dtmf-relay".to_owned()
+}
+
+/// Whether the request opens or addresses a call, so its Request-URI must be routable.
+fn needs_routable_uri(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::Invite | Method::Register | Method::Message | Method::Info | Method::Update
+    )
+}
+
+impl SipPolicy {
+    /// Checks an outside request. `Ok` means the engine may act on it.
+    pub fn check_request(&self, msg: &Message) -> Result<(), Rejection> {
+        let StartLine::Request(req) = msg.start() else {
+            return Ok(());
+        };
+        if req.version != "SIP/2.0" {
+            return Err(Rejection::VersionNotSupported(req.version.clone()));
+        }
+        msg.check().map_err(Rejection::Malformed)?;
+
+        // Method inspection (RFC 3261 section 8.2.1).
+        if !ALLOWED_METHODS.contains(&req.method) {
+            return Err(match &req.method {
+                Method::Other(m) => Rejection::MethodNotImplemented(m.clone()),
+                m => Rejection::MethodNotAllowed(m.clone()),
+            });
+        }
+
+        // Request-URI (section 8.2.2.1): a URI with headers is never acted on.
+        let uri = Uri::parse(&req.uri).map_err(Rejection::Malformed)?;
+        if uri.headers.is_some() {
+            return Err(Rejection::Malformed(SipError::BadRequestUri(
+                "headers in Request-URI",
+            )));
+        }
+        let routable = matches!(uri.scheme, UriScheme::Sip | UriScheme::Sips | UriScheme::Tel);
+        if !uri.is_known_scheme() || (!routable && needs_routable_uri(&req.method)) {
+            let scheme = match &uri.scheme {
+                UriScheme::Other(s) => s.clone(),
+                _ => String::new(),
+            };
+            return Err(Rejection::UnsupportedUriScheme(scheme));
+        }
+
+        // Extensions (section 8.2.2.3). Not applied to CANCEL and ACK.
+        if !matches!(req.method, Method::Ack | Method::Cancel) {
+            let unsupported: Vec<String> = msg
+                .option_tags(&Name::REQUIRE)
+                .filter(|t| {
+                    !SUPPORTED_EXTENSIONS
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(t))
+                })
+                .map(str::to_owned)
+                .collect();
+            if !unsupported.is_empty() {
+                return Err(Rejection::BadExtension(unsupported));
+            }
+        }
+
+        // Content processing (section 8.2.3).
+        if !msg.body().is_empty() {
+            let ct = msg.content_type().map_err(Rejection::Malformed)?;
+            match ct {
+                None => {
+                    return Err(Rejection::Malformed(SipError::MissingHeader(
+                        "Content-Type",
+                    )))
+                }
+                Some(ct) => self.check_content_type(&ct)?,
+            }
+        }
+
+        // Accept (section 8.2.3): an INVITE is answered with SDP.
+        if req.method == Method::Invite && msg.headers().contains(&Name::ACCEPT) {
+            let ok = msg.headers().list(&Name::ACCEPT).any(|a| {
+                MediaType::parse(a)
+                    .map(|m| m.is("application", "sdp") || m.is("*", "*") || m.is("application", "*"))
+                    .unwrap_or(false)
+            });
+            if !ok {
+                return Err(Rejection::NotAcceptable);
+            }
+        }
+
+        // Credentials the gateway cannot verify are never accepted (RFC 4475 section 3.3.7).
+        for name in [Name::AUTHORIZATION, Name::PROXY_AUTHORIZATION] {
+            for v in msg.headers().all(&name) {
+                let scheme = v.split([' ', '\t']).next().unwrap_or("");
+                if !scheme.eq_ignore_ascii_case("Digest") {
+                    return Err(Rejection::Unauthorized("unknown authorization scheme"));
+                }
+            }
+        }
+        if self.require_auth
+            && matches!(req.method, Method::Invite | Method::Register)
+            && !msg.headers().contains(&Name::AUTHORIZATION)
+        {
+            return Err(Rejection::Unauthorized("credentials required"));
+        }
+
+        // A B2BUA forwards the call: refuse requests that have used up their hops.
+        if req.method == Method::Invite && msg.max_forwards().ok().flatten() == Some(0) {
+            return Err(Rejection::TooManyHops);
+        }
+        Ok(())
+    }
+
+    fn check_content_type(&self, ct: &MediaType) -> Result<(), Rejection> {
+        if !ACCEPTED_CONTENT_TYPES
+            .iter()
+            .any(|(k, s)| ct.is(k, s))
+        {
+            return Err(Rejection::UnsupportedMediaType(format!(
+                "{}/{}",
+                ct.kind, ct.subtype
+            )));
+        }
+        if ct.is("multipart", "mixed") && ct.param("boundary").is_none() {
+            return Err(Rejection::Malformed(SipError::BadHeader {
+                name: "Content-Type",
+                why: "multipart without boundary",
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// The SDP part of a body: the body itself for application/sdp, the first application/sdp part
+/// of a multipart/mixed body (RFC 5621), otherwise `None`.
+pub fn sdp_body(msg: &Message) -> Option<bytes::Bytes> {
+    let ct = msg.content_type().ok().flatten()?;
+    let body = msg.body();
+    if ct.is("application", "sdp") {
+        return Some(body);
+    }
+    if ct.is("multipart", "mixed") {
+        let boundary = ct.param("boundary")?;
+        return multipart_sdp(&body, boundary);
+    }
+    None
+}
+
+fn multipart_sdp(body: &bytes::Bytes, boundary: &str) -> Option<bytes::Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    let delim = format!("--{boundary}");
+    for part in text.split(delim.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.strip_prefix("\r\n").or_else(|| part.strip_prefix('\n'))?;
+        let (head, content) = part
+            .split_once("\r\n\r\n")
+            .or_else(|| part.split_once("\n\n"))?;
+        let is_sdp = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(n, v)| {
+                n.trim().eq_ignore_ascii_case("content-type")
+                    && MediaType::parse(v.trim())
+                        .map(|m| m.is("application", "sdp"))
+                        .unwrap_or(false)
+            })
+        });
+        if is_sdp {
+            let content = content
+                .strip_suffix("\r\n")
+                .or_else(|| content.strip_suffix('\n'))
+                .unwrap_or(content);
+            return Some(bytes::Bytes::copy_from_slice(content.as_bytes()));
+        }
+    }
+    None
+}
+
+/// Message-level limits the codec enforces, restated for the report.
+pub const LIMITS: &[(&str, usize)] = &[
+    ("max message size", sip::MAX_MESSAGE_SIZE),
+    ("max headers", sip::MAX_HEADERS),
+    ("max header length", sip::MAX_HEADER_LEN),
+    ("max Via", sip::MAX_VIAS),
+];
