@@ -99,6 +99,25 @@ pub enum MetaDecodeError {
     TrailingBytes { offset: usize },
 }
 
+impl MetaDecodeError {
+    /// The Q.850 cause a receiver reports when it refuses a frame for this reason (META.md §7),
+    /// e.g. in a Release for the call or in its transcript.
+    pub fn cause(&self) -> Cause {
+        match self {
+            MetaDecodeError::UnknownMessageType(_) => Cause::MESSAGE_TYPE_NOT_IMPLEMENTED,
+            MetaDecodeError::MissingField { .. } => Cause::MANDATORY_IE_MISSING,
+            // Q.850 99: information element / parameter non-existent or not implemented.
+            MetaDecodeError::UnknownCriticalField { .. }
+            | MetaDecodeError::UnknownCriticalFlags { .. } => Cause(99),
+            // Q.850 100: invalid information element contents.
+            MetaDecodeError::InvalidUtf8 { .. }
+            | MetaDecodeError::InvalidLength { .. }
+            | MetaDecodeError::InvalidValue { .. } => Cause(100),
+            _ => Cause::INVALID_MESSAGE,
+        }
+    }
+}
+
 impl From<Truncated> for MetaDecodeError {
     fn from(t: Truncated) -> Self {
         MetaDecodeError::Truncated {

@@ -673,6 +673,42 @@ fn decode_errors() {
 }
 
 #[test]
+fn errors_map_to_q850_causes() {
+    use MetaDecodeError as E;
+    let table = [
+        (E::UnknownMessageType(9), 97),
+        (
+            E::MissingField {
+                offset: 14,
+                context: "message body",
+                what: "cause",
+            },
+            96,
+        ),
+        (
+            E::UnknownCriticalField {
+                offset: 14,
+                context: "codec",
+                field: 0x8009,
+            },
+            99,
+        ),
+        (E::InvalidUtf8 { offset: 30 }, 100),
+        (
+            E::Truncated {
+                offset: 3,
+                what: "major version",
+            },
+            95,
+        ),
+        (E::TrailingBytes { offset: 40 }, 95),
+    ];
+    for (err, cause) in table {
+        assert_eq!(err.cause(), Cause(cause), "{err}");
+    }
+}
+
+#[test]
 fn frame_header_survives_body_errors() {
     // A receiver can still learn the sequence number of a frame it cannot decode.
     let bytes = frame(0x7f, 0, 99, &[1, 2, 3]);
