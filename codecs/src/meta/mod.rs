@@ -6,9 +6,13 @@
 //! never by IP address and port. The binary wire format lives in [`wire`] and is specified in
 //! `codecs/META.md`.
 
+pub(crate) mod codec;
 pub mod wire;
 
-pub use wire::{decode, encode, MetaDecodeError, META_VERSION};
+pub use wire::{
+    decode, decode_frame, encode, encode_frame, split_frame, FrameReader, MetaDecodeError,
+    MetaEncodeError, META_VERSION,
+};
 
 /// Identifies one call on the tunnel. Allocated by the gateway half that originates the call:
 /// GW2 uses even numbers, GW1 odd numbers, so both may start calls without collision.
