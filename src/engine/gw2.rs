@@ -522,6 +522,8 @@ impl Gw2 {
         };
         self.by_call_id.insert(call_id, call);
         self.calls.insert(call, oc);
+        out.outside_family
+            .insert(call, super::Family::of(flow.remote.ip()));
         out.to_gw1.push_back(meta::Message::Setup(meta::Setup {
             call,
             calling,

@@ -242,6 +242,10 @@ struct Out {
     to_gw2: VecDeque<meta::Message>,
     media_to_gw1: VecDeque<(meta::StreamId, bool, Bytes)>,
     media_to_gw2: VecDeque<(meta::StreamId, bool, Bytes)>,
+    /// The IP family of each call's outside leg, for "inside family same as outside".
+    outside_family: HashMap<meta::CallRef, Family>,
+    /// Replay: media addresses the answering party announced, per call.
+    replay_answering_media: VecDeque<(meta::CallRef, Vec<Option<SocketAddr>>)>,
 }
 
 impl Out {
@@ -293,12 +297,23 @@ impl Engine {
 
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        if let Some(target) = self.gw2.replay_inside_target(&flow, &data) {
-            self.gw1.handle_inside_datagram(now, target, data, &mut self.out);
-        } else {
-            self.gw2.handle_datagram(now, flow, data, &mut self.out);
-        }
+        let handoff = self.gw2.handle_datagram(now, flow, data, &mut self.out);
+        self.handoff(now, flow, handoff);
         self.pump(now);
+    }
+
+    /// Replay: GW2 recognised the capture's answering party, which plays the inside.
+    fn handoff(&mut self, now: Duration, flow: Flow, handoff: Option<gw2::Handoff>) {
+        match handoff {
+            None => {}
+            Some(gw2::Handoff::Sip { call, msg }) => {
+                self.gw1
+                    .handle_inside_message(now, flow, msg, Some(call), &mut self.out);
+            }
+            Some(gw2::Handoff::Media { stream, src, data }) => {
+                self.gw1.handle_inside_media(stream, src, data, &mut self.out);
+            }
+        }
     }
 
     /// A datagram arrived on GW1's inside interface.
@@ -325,12 +340,8 @@ impl Engine {
         for m in messages {
             match m {
                 Ok(msg) => {
-                    let raw = msg.raw().clone();
-                    if let Some(target) = self.gw2.replay_inside_target(&flow, &raw) {
-                        self.gw1.handle_inside_message(now, target, msg, &mut self.out);
-                    } else {
-                        self.gw2.handle_message(now, flow, msg, &mut self.out);
-                    }
+                    let handoff = self.gw2.handle_message(now, flow, msg, &mut self.out);
+                    self.handoff(now, flow, handoff);
                 }
                 Err(e) => {
                     self.streams.remove(&conn);
@@ -405,6 +416,8 @@ impl Engine {
                     });
                     self.gw2.handle_meta(now, m, &mut self.out);
                 }
+            } else if let Some((call, remotes)) = self.out.replay_answering_media.pop_front() {
+                self.gw2.note_answering_media(call, &remotes);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
                 self.gw1.handle_tunnel_media(stream, rtcp, data, &mut self.out);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
@@ -418,13 +431,10 @@ impl Engine {
     fn through_wire(&mut self, m: meta::Message) -> Option<meta::Message> {
         self.meta_seq = self.meta_seq.wrapping_add(1);
         let mut buf = Vec::new();
-        meta::encode(&m, &mut buf);
+        // A message over the wire limits never leaves GW2; the call it belongs to fails.
+        meta::encode_frame(self.meta_seq, &m, &mut buf).ok()?;
         self.stats.meta_messages += 1;
         self.stats.meta_bytes += buf.len() as u64;
-        match meta::decode(&buf) {
-            Ok(decoded) => Some(decoded),
-            // Until the wire codec round-trips every message, keep the in-memory value.
-            Err(_) => Some(m),
-        }
+        meta::decode_frame(&buf).ok().map(|(_, decoded)| decoded)
     }
 }

@@ -1,0 +1,735 @@
+//! GW1, the inside half: turns Meta into SIP toward the inside next hop (an IP-PBX or proxy) in
+//! the configured IP family, with fresh dialog identifiers, and relays media to the inside
+//! endpoint from its own ports. Nothing of the outside (address, host, tag, Call-ID) reaches it.
+
+use super::gw2::{host_of, host_port, media_summary};
+use super::ids::Ids;
+use super::media::{MediaStream, PortPool};
+use super::policy;
+use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
+use super::{
+    EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Transmit,
+    Transport, Verdict,
+};
+use bytes::Bytes;
+use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
+use codecs::sip::{self, Message, MessageBuilder, Method, StartLine};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use translators::sip as tsip;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Calling,
+    Early,
+    Confirmed,
+    Ended,
+}
+
+#[derive(Debug)]
+struct InCall {
+    call: CallRef,
+    flow: Flow,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    local_uri: String,
+    remote_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    invite_branch: String,
+    invite: Bytes,
+    state: State,
+    streams: Vec<MediaStream>,
+    offer: Vec<MediaDescription>,
+    sdp_id: u64,
+    sdp_version: u64,
+    reinvite: Option<TxnKey>,
+    media_ip: std::net::IpAddr,
+}
+
+pub struct Gw1 {
+    v4: InsideConfig,
+    v6: InsideConfig,
+    family: Option<Family>,
+    replay: bool,
+    ids: Ids,
+    ports_v4: PortPool,
+    ports_v6: PortPool,
+    calls: HashMap<CallRef, InCall>,
+    by_call_id: HashMap<String, CallRef>,
+    by_stream: HashMap<StreamId, (CallRef, usize)>,
+    client: ClientTxns,
+    server: ServerTxns,
+}
+
+impl Gw1 {
+    pub fn new(cfg: &EngineConfig) -> Self {
+        Gw1 {
+            v4: cfg.inside_v4.clone(),
+            v6: cfg.inside_v6.clone(),
+            family: cfg.inside_family,
+            replay: cfg.replay,
+            ids: Ids::new(cfg.id_seed ^ 0x6777_3100),
+            ports_v4: PortPool::new(cfg.inside_v4.media_ports),
+            ports_v6: PortPool::new(cfg.inside_v6.media_ports),
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            by_stream: HashMap::new(),
+            client: ClientTxns::default(),
+            server: ServerTxns::default(),
+        }
+    }
+
+    fn inside(&self, outside_family: Family) -> &InsideConfig {
+        match self.family.unwrap_or(outside_family) {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    /// Meta from GW2.
+    pub fn handle_meta(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
+        match m {
+            meta::Message::Setup(s) => {
+                let family = out.outside_family.get(&s.call).copied().unwrap_or(Family::V4);
+                self.setup(now, s, family, out)
+            }
+            meta::Message::Release(r) => self.release(now, r.call, r.cause, out),
+            meta::Message::Dtmf(d) => {
+                let Some(c) = self.calls.get_mut(&d.call) else { return };
+                if c.state != State::Confirmed {
+                    return;
+                }
+                c.local_cseq += 1;
+                let branch = self.ids.branch();
+                let Some(c) = self.calls.get(&d.call) else { return };
+                let (ct, body) = tsip::info_body(d.event, d.duration_ms);
+                let req = in_dialog(c, &Method::Info, c.local_cseq, &branch)
+                    .body(ct, body)
+                    .build();
+                let flow = c.flow;
+                self.client
+                    .send(now, Side::Inside, flow, branch, Method::Info, d.call, req, out);
+            }
+            meta::Message::MediaUpdate(u) => {
+                let Some(c) = self.calls.get_mut(&u.call) else { return };
+                match u.kind {
+                    meta::OfferAnswer::Offer => {
+                        c.offer = u.media;
+                        c.local_cseq += 1;
+                        c.sdp_version += 1;
+                        let branch = self.ids.branch();
+                        let Some(c) = self.calls.get(&u.call) else { return };
+                        let req = in_dialog(c, &Method::Invite, c.local_cseq, &branch)
+                            .header("Contact", contact(c.flow))
+                            .body("application/sdp", inside_sdp(c))
+                            .build();
+                        let flow = c.flow;
+                        self.client
+                            .send(now, Side::Inside, flow, branch, Method::Invite, u.call, req, out);
+                    }
+                    meta::OfferAnswer::Answer => {
+                        c.offer = u.media;
+                        c.sdp_version += 1;
+                        if let Some(key) = c.reinvite.take() {
+                            let Some(c) = self.calls.get(&u.call) else { return };
+                            let body = inside_sdp(c);
+                            let tag = c.local_tag.clone();
+                            let flow = c.flow;
+                            if let Some(req) = self.server.get(&key).map(|t| t.request.clone()) {
+                                let resp = MessageBuilder::response_to(&req, 200, Some(&tag))
+                                    .header("Contact", contact(flow))
+                                    .body("application/sdp", body)
+                                    .build();
+                                self.server.respond(now, &key, 200, resp, out);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `outside_family` only matters when the configuration says "same family as outside";
+    /// it is known when both halves run in one process (replay, `--role both`).
+    fn setup(&mut self, now: Duration, s: meta::Setup, outside_family: Family, out: &mut Out) {
+        let inside = self.inside(outside_family).clone();
+        let flow = Flow {
+            transport: inside.transport,
+            local: inside.gw1_sip,
+            remote: inside.next_hop,
+        };
+        let call_id = format!("{}@{}", self.ids.token(), host_of(inside.gw1_sip));
+        let local_tag = self.ids.token();
+        let branch = self.ids.branch();
+        let mut streams = Vec::new();
+        for m in &s.media {
+            let Some(stream) = m.stream else { continue };
+            let port = match Family::of(inside.media_ip) {
+                Family::V4 => self.ports_v4.allocate(),
+                Family::V6 => self.ports_v6.allocate(),
+            };
+            self.by_stream.insert(stream, (s.call, streams.len()));
+            streams.push(MediaStream {
+                stream,
+                local: SocketAddr::new(inside.media_ip, port),
+                remote: None,
+                payload_types: Vec::new(),
+                ssrc: None,
+                counters: MediaCounters::default(),
+            });
+        }
+        let target = tsip::inside_uri(&s.called.user, inside.next_hop);
+        let local_uri = tsip::inside_name_addr(&s.calling, inside.gw1_sip);
+        let remote_uri = format!("<{target}>");
+        let mut c = InCall {
+            call: s.call,
+            flow,
+            call_id: call_id.clone(),
+            local_tag,
+            remote_tag: None,
+            local_uri,
+            remote_uri,
+            remote_target: target,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            invite_branch: branch.clone(),
+            invite: Bytes::new(),
+            state: State::Calling,
+            streams,
+            offer: s.media,
+            sdp_id: self.ids.number(),
+            sdp_version: 1,
+            reinvite: None,
+            media_ip: inside.media_ip,
+        };
+        let mut b = in_dialog(&c, &Method::Invite, 1, &branch).header("Contact", contact(flow));
+        if s.emergency {
+            b = b.header("Priority", "emergency");
+        }
+        if !c.offer.is_empty() {
+            b = b.body("application/sdp", inside_sdp(&c));
+        }
+        let req = b.build();
+        c.invite = req.clone();
+        self.by_call_id.insert(call_id, s.call);
+        self.calls.insert(s.call, c);
+        self.client
+            .send(now, Side::Inside, flow, branch, Method::Invite, s.call, req, out);
+    }
+
+    fn release(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        match c.state {
+            State::Calling | State::Early => {
+                // CANCEL carries the INVITE's branch and CSeq number (RFC 3261 section 9.1).
+                let req = MessageBuilder::request(&Method::Cancel, &c.remote_target)
+                    .header(
+                        "Via",
+                        format!(
+                            "SIP/2.0/{} {};branch={};rport",
+                            c.flow.transport.via_token(),
+                            host_port(c.flow.local),
+                            c.invite_branch
+                        ),
+                    )
+                    .header("Max-Forwards", "70")
+                    .header("From", format!("{};tag={}", c.local_uri, c.local_tag))
+                    .header("To", c.remote_uri.clone())
+                    .header("Call-ID", c.call_id.clone())
+                    .header("CSeq", "1 CANCEL")
+                    .header("Reason", format!("Q.850;cause={}", cause.0))
+                    .build();
+                let branch = format!("{}-cancel", c.invite_branch);
+                let flow = c.flow;
+                c.state = State::Ended;
+                self.client
+                    .send(now, Side::Inside, flow, branch, Method::Cancel, call, req, out);
+            }
+            State::Confirmed => {
+                c.local_cseq += 1;
+                c.state = State::Ended;
+                let branch = self.ids.branch();
+                let Some(c) = self.calls.get(&call) else { return };
+                let req = in_dialog(c, &Method::Bye, c.local_cseq, &branch)
+                    .header("Reason", format!("Q.850;cause={}", cause.0))
+                    .build();
+                let flow = c.flow;
+                self.client
+                    .send(now, Side::Inside, flow, branch, Method::Bye, call, req, out);
+            }
+            State::Ended => {}
+        }
+    }
+
+    /// A datagram on the inside: SIP from the PBX or RTP from an inside endpoint.
+    pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes, out: &mut Out) {
+        if !super::gw2::looks_like_sip(&data) {
+            return;
+        }
+        match sip::parse_datagram(data) {
+            Ok((msg, _)) => self.handle_inside_message(now, flow, msg, None, out),
+            Err(e) => out.report(Report {
+                protocol: Protocol::Sip,
+                side: Side::Inside,
+                summary: "unparsable SIP message".to_owned(),
+                verdict: Verdict::Rejected,
+                reason: Some(format!("malformed: {e}")),
+                response: None,
+                call: None,
+            }),
+        }
+    }
+
+    /// A SIP message from the inside. `call` is set in replay, where the message comes from
+    /// the capture's answering party and carries the outside dialog's identifiers.
+    pub fn handle_inside_message(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: Message,
+        call: Option<CallRef>,
+        out: &mut Out,
+    ) {
+        let summary = msg.summary();
+        let call = call.or_else(|| {
+            msg.call_id()
+                .ok()
+                .and_then(|id| self.by_call_id.get(id).copied())
+        });
+        let report = |verdict, reason: Option<String>, response| Report {
+            protocol: Protocol::Sip,
+            side: Side::Inside,
+            summary: summary.clone(),
+            verdict,
+            reason,
+            response,
+            call: call.map(|c| c.0),
+        };
+        if let Err(e) = msg.check() {
+            out.report(report(Verdict::Rejected, Some(format!("malformed: {e}")), None));
+            return;
+        }
+        let Some(call) = call else {
+            out.report(report(
+                Verdict::Ignored,
+                Some("matches no call of the gateway".to_owned()),
+                None,
+            ));
+            return;
+        };
+        match msg.start() {
+            StartLine::Response(st) => {
+                let status = st.code;
+                let r = self.inside_response(now, call, status, &msg, out);
+                match r {
+                    Ok(()) => out.report(report(Verdict::Accepted, None, None)),
+                    Err(why) => out.report(report(Verdict::Ignored, Some(why.to_owned()), None)),
+                }
+            }
+            StartLine::Request(req) => {
+                let method = req.method.clone();
+                match self.inside_request(now, flow, call, &method, &msg, out) {
+                    Ok(status) => out.report(report(Verdict::Accepted, None, status)),
+                    Err(status) => out.report(report(
+                        Verdict::Rejected,
+                        Some("no matching dialog".to_owned()),
+                        Some(status),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn inside_response(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        status: u16,
+        msg: &Message,
+        out: &mut Out,
+    ) -> Result<(), &'static str> {
+        let cseq = msg.cseq().map_err(|_| "bad CSeq")?;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err("call has ended");
+        };
+        // Live: match our transaction by branch. Replay: the answering party answered the
+        // caller's request, so match by method within the call.
+        let branch = if self.replay {
+            match cseq.method {
+                Method::Invite => Some(c.invite_branch.clone()),
+                _ => None,
+            }
+        } else {
+            msg.vias()
+                .ok()
+                .and_then(|v| v.first().and_then(|v| v.branch().map(str::to_owned)))
+        };
+        if let Some(b) = &branch {
+            if let Some((_, _, true)) = self.client.on_response(b, status) {
+                if cseq.method == Method::Invite && (200..300).contains(&status) {
+                    self.send_ack(now, call, out);
+                }
+                return Err("retransmitted response");
+            }
+        }
+        if cseq.method != Method::Invite {
+            return Ok(());
+        }
+        if c.state == State::Ended && status < 200 {
+            return Ok(());
+        }
+        if let Ok(to) = msg.to() {
+            if let Some(tag) = to.tag() {
+                c.remote_tag = Some(tag.to_owned());
+            }
+        }
+        if let Some(Ok(contact)) = msg.contacts().ok().map(|v| v.into_iter().next().ok_or(())) {
+            c.remote_target = contact.uri.raw.clone();
+        }
+        let answer = policy::sdp_body(msg).and_then(|sdp| {
+            let ans = tsip::answer_from_sdp(&sdp, &c.offer).ok()?;
+            Some((ans, sdp))
+        });
+        let media = match &answer {
+            Some((ans, _)) => {
+                for (s, r) in c.streams.iter_mut().zip(&ans.remotes) {
+                    if let Some(r) = r {
+                        // Replay: the answering party is mapped onto the inside next hop.
+                        s.remote = Some(if self.replay {
+                            SocketAddr::new(c.flow.remote.ip(), r.port())
+                        } else {
+                            *r
+                        });
+                    }
+                }
+                ans.media.clone()
+            }
+            None => Vec::new(),
+        };
+        let remotes: Vec<Option<SocketAddr>> =
+            answer.as_ref().map(|(a, _)| a.remotes.clone()).unwrap_or_default();
+        if self.replay && !remotes.is_empty() {
+            out.replay_answering_media.push_back((call, remotes));
+        }
+        match status {
+            100 => {}
+            101..=199 => {
+                c.state = State::Early;
+                if status == 180 && media.is_empty() {
+                    out.to_gw2
+                        .push_back(meta::Message::Alerting(meta::Alerting { call, media }));
+                } else {
+                    out.to_gw2
+                        .push_back(meta::Message::Progress(meta::Progress { call, media }));
+                }
+            }
+            200..=299 => {
+                if c.state == State::Ended {
+                    // Answered after we cancelled: ACK and hang up (RFC 3261 section 15).
+                    self.send_ack(now, call, out);
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.state = State::Confirmed;
+                    }
+                    self.release(now, call, Cause::NORMAL_CLEARING, out);
+                    return Ok(());
+                }
+                c.state = State::Confirmed;
+                out.to_gw2
+                    .push_back(meta::Message::Answer(meta::Answer { call, media }));
+                self.send_ack(now, call, out);
+            }
+            _ => {
+                // Non-2xx final: ACK within the transaction (same branch), then release.
+                let was_ended = c.state == State::Ended;
+                c.state = State::Ended;
+                let ack = MessageBuilder::request(&Method::Ack, &c.remote_target.clone())
+                    .header(
+                        "Via",
+                        format!(
+                            "SIP/2.0/{} {};branch={};rport",
+                            c.flow.transport.via_token(),
+                            host_port(c.flow.local),
+                            c.invite_branch
+                        ),
+                    )
+                    .header("Max-Forwards", "70")
+                    .header("From", format!("{};tag={}", c.local_uri, c.local_tag))
+                    .header("To", to_value(c))
+                    .header("Call-ID", c.call_id.clone())
+                    .header("CSeq", "1 ACK")
+                    .build();
+                out.transmits.push_back(Transmit {
+                    side: Side::Inside,
+                    flow: c.flow,
+                    protocol: Protocol::Sip,
+                    payload: ack,
+                });
+                if !was_ended {
+                    out.to_gw2.push_back(meta::Message::Release(meta::Release {
+                        call,
+                        cause: translators::cause::status_to_cause(status),
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_ack(&mut self, now: Duration, call: CallRef, out: &mut Out) {
+        let branch = self.ids.branch();
+        let Some(c) = self.calls.get(&call) else { return };
+        let req = in_dialog(c, &Method::Ack, 1, &branch).build();
+        let flow = c.flow;
+        self.client
+            .send(now, Side::Inside, flow, branch, Method::Ack, call, req, out);
+    }
+
+    fn inside_request(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        call: CallRef,
+        method: &Method,
+        msg: &Message,
+        out: &mut Out,
+    ) -> Result<Option<u16>, u16> {
+        let key = TxnKey::of(msg, None).ok_or(400u16)?;
+        if *method == Method::Ack {
+            return Ok(None);
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(481);
+        };
+        self.server.insert(
+            key.clone(),
+            ServerTxn {
+                side: Side::Inside,
+                flow: c.flow,
+                request: msg.clone(),
+                call: Some(call),
+                last_response: None,
+                retransmit: None,
+                expires: now + super::sipua::LINGER,
+            },
+        );
+        let _ = flow;
+        match method {
+            Method::Bye => {
+                c.state = State::Ended;
+                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                self.server.respond(now, &key, 200, ok, out);
+                out.to_gw2.push_back(meta::Message::Release(meta::Release {
+                    call,
+                    cause: Cause::NORMAL_CLEARING,
+                }));
+                Ok(Some(200))
+            }
+            Method::Invite | Method::Update => {
+                let Some(sdp) = policy::sdp_body(msg) else {
+                    let body = inside_sdp(c);
+                    let resp = MessageBuilder::response_to(msg, 200, Some(&c.local_tag.clone()))
+                        .header("Contact", contact(c.flow))
+                        .body("application/sdp", body)
+                        .build();
+                    self.server.respond(now, &key, 200, resp, out);
+                    return Ok(Some(200));
+                };
+                let ids: Vec<StreamId> = c.streams.iter().map(|s| s.stream).collect();
+                let mut i = 0usize;
+                let Ok(parsed) = tsip::offer_from_sdp(&sdp, &mut || {
+                    let id = ids.get(i).copied().unwrap_or(StreamId(u16::MAX));
+                    i += 1;
+                    id
+                }) else {
+                    let r = MessageBuilder::response_to(msg, 488, None).build();
+                    self.server.respond(now, &key, 488, r, out);
+                    return Err(488);
+                };
+                for (s, r) in c.streams.iter_mut().zip(&parsed.remotes) {
+                    if let Some(r) = r {
+                        s.remote = Some(*r);
+                    }
+                }
+                c.reinvite = Some(key.clone());
+                if *method == Method::Invite {
+                    let t = MessageBuilder::response_to(msg, 100, None).build();
+                    self.server.respond(now, &key, 100, t, out);
+                }
+                out.to_gw2
+                    .push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
+                        call,
+                        kind: meta::OfferAnswer::Offer,
+                        media: parsed.media,
+                    }));
+                Ok(Some(100))
+            }
+            Method::Info => {
+                let ct = msg.content_type().ok().flatten();
+                if let Some((event, duration_ms)) =
+                    ct.as_ref().and_then(|ct| tsip::dtmf_from_info(ct, &msg.body()))
+                {
+                    out.to_gw2.push_back(meta::Message::Dtmf(meta::Dtmf {
+                        call,
+                        event,
+                        duration_ms,
+                    }));
+                }
+                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                self.server.respond(now, &key, 200, ok, out);
+                Ok(Some(200))
+            }
+            _ => {
+                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                self.server.respond(now, &key, 200, ok, out);
+                Ok(Some(200))
+            }
+        }
+    }
+
+    /// Media from GW2 over the tunnel: sent from GW1's inside port to the inside endpoint.
+    pub fn handle_tunnel_media(&mut self, stream: StreamId, rtcp: bool, data: Bytes, out: &mut Out) {
+        let Some(&(call, idx)) = self.by_stream.get(&stream) else { return };
+        let Some(c) = self.calls.get(&call) else { return };
+        let Some(s) = c.streams.get(idx) else { return };
+        let remote = match s.remote {
+            Some(r) => r,
+            None => return,
+        };
+        let (local, remote) = if rtcp {
+            (
+                SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
+                SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
+            )
+        } else {
+            (s.local, remote)
+        };
+        out.transmits.push_back(Transmit {
+            side: Side::Inside,
+            flow: Flow {
+                transport: Transport::Udp,
+                local,
+                remote,
+            },
+            protocol: if rtcp { Protocol::Rtcp } else { Protocol::Rtp },
+            payload: data,
+        });
+    }
+
+    /// RTP/RTCP from an inside endpoint for `stream`: checked, then sent over the tunnel.
+    pub fn handle_inside_media(
+        &mut self,
+        stream: StreamId,
+        src: SocketAddr,
+        data: Bytes,
+        out: &mut Out,
+    ) {
+        let Some(&(call, idx)) = self.by_stream.get(&stream) else { return };
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(s) = c.streams.get_mut(idx) else { return };
+        let rtcp_hint = super::media::is_rtcp(&data);
+        let src = if rtcp_hint && self.replay {
+            SocketAddr::new(src.ip(), src.port().wrapping_sub(1))
+        } else {
+            src
+        };
+        let protocol = if rtcp_hint { Protocol::Rtcp } else { Protocol::Rtp };
+        let summary = media_summary(&data);
+        match s.check(src, &data) {
+            Ok(rtcp) => {
+                out.media_to_gw2.push_back((s.stream, rtcp, data));
+                out.report(Report {
+                    protocol,
+                    side: Side::Inside,
+                    summary,
+                    verdict: Verdict::Accepted,
+                    reason: None,
+                    response: None,
+                    call: Some(call.0),
+                });
+            }
+            Err(d) => out.report(Report {
+                protocol,
+                side: Side::Inside,
+                summary,
+                verdict: Verdict::Rejected,
+                reason: Some(d.reason()),
+                response: None,
+                call: Some(call.0),
+            }),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        self.server.handle_timeout(now, out);
+        for (call, method) in self.client.handle_timeout(now, out) {
+            if method == Method::Invite {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if c.state == State::Calling || c.state == State::Early {
+                        c.state = State::Ended;
+                        out.to_gw2.push_back(meta::Message::Release(meta::Release {
+                            call,
+                            cause: Cause::RECOVERY_ON_TIMER_EXPIRY,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match (self.server.poll_timeout(), self.client.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn to_value(c: &InCall) -> String {
+    match &c.remote_tag {
+        Some(t) => format!("{};tag={t}", c.remote_uri),
+        None => c.remote_uri.clone(),
+    }
+}
+
+fn contact(flow: Flow) -> String {
+    format!("<sip:gw1@{}>", host_port(flow.local))
+}
+
+/// A request in the inside dialog (RFC 3261 section 12.2.1.1).
+fn in_dialog(c: &InCall, method: &Method, cseq: u32, branch: &str) -> MessageBuilder {
+    let mut b = MessageBuilder::request(method, &c.remote_target).header(
+        "Via",
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            c.flow.transport.via_token(),
+            host_port(c.flow.local)
+        ),
+    );
+    for r in &c.route_set {
+        b = b.header("Route", r.clone());
+    }
+    b.header("Max-Forwards", "70")
+        .header("From", format!("{};tag={}", c.local_uri, c.local_tag))
+        .header("To", to_value(c))
+        .header("Call-ID", c.call_id.clone())
+        .header("CSeq", format!("{cseq} {method}"))
+        .header("User-Agent", "sgw")
+}
+
+fn inside_sdp(c: &InCall) -> Bytes {
+    let ports: Vec<Option<u16>> = c
+        .offer
+        .iter()
+        .map(|m| {
+            m.stream
+                .and_then(|id| c.streams.iter().find(|s| s.stream == id))
+                .map(|s| s.local.port())
+        })
+        .collect();
+    tsip::sdp_from_media(&c.offer, c.media_ip, &ports, c.sdp_id, c.sdp_version)
+}
