@@ -63,6 +63,8 @@ pub enum RtcpError {
     LengthOverrun { offset: usize },
     #[error("compound RTCP starts with packet type {0}, not SR or RR")]
     FirstNotReport(u8),
+    #[error("compound RTCP starts with a padded packet")]
+    PaddedFirst,
     #[error("RTCP padding at offset {offset} in a packet that is not the last")]
     PaddingNotLast { offset: usize },
     #[error("RTCP padding count at offset {offset} is zero or exceeds the packet")]
@@ -317,7 +319,8 @@ pub struct Compound<'a> {
 }
 
 impl<'a> Compound<'a> {
-    /// Validates a datagram: every packet version 2; the first is SR or RR without padding;
+    /// Validates a datagram: every packet version 2; the first is SR or RR without padding
+    /// (even when it is the only one, as appendix A.2's mask has it);
     /// padding only in the last packet; the packet lengths add up to the datagram length.
     pub fn new_checked(data: &'a [u8]) -> Result<Compound<'a>, RtcpError> {
         let mut first = true;
@@ -328,6 +331,10 @@ impl<'a> Compound<'a> {
             if first {
                 if p.packet_type() != PT_SR && p.packet_type() != PT_RR {
                     return Err(RtcpError::FirstNotReport(p.packet_type()));
+                }
+                // Appendix A.2 masks the P bit of the first packet too.
+                if p.padding() {
+                    return Err(RtcpError::PaddedFirst);
                 }
                 first = false;
             }
@@ -396,10 +403,11 @@ impl ReportBlock {
 
     /// Writes the block into the first 24 bytes of `b`; the cumulative loss is clamped to 24 bits.
     pub fn emit(&self, b: &mut [u8]) -> Result<(), RtcpError> {
+        let len = b.len();
         let b = b
             .get_mut(..REPORT_BLOCK_LEN)
             .ok_or(RtcpError::BufferTooSmall {
-                len: 0,
+                len,
                 needed: REPORT_BLOCK_LEN,
             })?;
         put(b, field::RB_SSRC, &self.ssrc.to_be_bytes());
@@ -987,7 +995,12 @@ mod tests {
             ),
             (sr[..111].to_vec(), RtcpError::LengthOverrun { offset: 52 }),
             (vec![0x81, 0xca, 0, 0], RtcpError::FirstNotReport(PT_SDES)),
-            (padded_middle, RtcpError::PaddingNotLast { offset: 0 }),
+            (padded_middle, RtcpError::PaddedFirst),
+            (padded_first.clone(), RtcpError::PaddedFirst),
+            (
+                [&rr_only[..], &padded_first[..], &rr_only[..]].concat(),
+                RtcpError::PaddingNotLast { offset: 8 },
+            ),
             (
                 vec![0xa0, 0xc9, 0, 1, 0, 0, 0, 0],
                 RtcpError::BadPadding { offset: 0 },
@@ -1002,7 +1015,7 @@ mod tests {
         }
         // Padding in the last packet is fine.
         assert!(Compound::new_checked(&rr_then_padded_sdes).is_ok());
-        assert!(Compound::new_checked(&padded_first).is_ok());
+        assert!(packets(&padded_first).all(|p| p.is_ok()));
         // Reduced-size RTCP (a lone feedback packet) passes the plain iterator only.
         let nack = [0x81u8, 0xcd, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2];
         assert!(Compound::new_checked(&nack).is_err());

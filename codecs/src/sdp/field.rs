@@ -184,9 +184,21 @@ impl Origin {
         self.address = Address::Ip(ip);
     }
 
-    /// The version as a number, when it is one (to bump it on re-offers).
+    /// The version as a number, when it is one.
     pub fn session_version_number(&self) -> Option<u64> {
         self.session_version.parse().ok()
+    }
+
+    /// Adds one to a numeric version (RFC 3264 section 8: every changed offer bumps it).
+    /// False, and nothing changes, when the version is not a number or would overflow.
+    pub fn increment_version(&mut self) -> bool {
+        match self.session_version_number().and_then(|v| v.checked_add(1)) {
+            Some(v) => {
+                self.session_version = v.to_string();
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+//! SDP tests: corpus bodies from RFC 4475/5118 and captures, tables, properties.
+
 use super::*;
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -86,6 +88,11 @@ fn rfc4475_sdp01() {
     assert_eq!(o.username, "mhandley");
     assert_eq!(o.session_id, "29739");
     assert_eq!(o.session_version_number(), Some(7_272_939));
+    let mut bumped = o.clone();
+    assert!(bumped.increment_version());
+    assert_eq!(bumped.session_version, "7272940");
+    bumped.session_version = "x".into();
+    assert!(!bumped.increment_version());
     assert_eq!(o.address, Address::Ip(v4("192.0.2.5")));
     assert_eq!(s.session_name(), Some(&b"-"[..]));
     assert_eq!(s.connection().unwrap().address.ip(), Some(v4("192.0.2.5")));
