@@ -1,1 +1,6 @@
 //! `sgw`: the VoIP secure gateway. The sans-IO engine, the replay driver and the CLI.
+
+pub mod check;
+pub mod cli;
+pub mod engine;
+pub mod replay;

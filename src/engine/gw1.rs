@@ -29,7 +29,6 @@ enum State {
 
 #[derive(Debug)]
 struct InCall {
-    call: CallRef,
     flow: Flow,
     call_id: String,
     local_tag: String,
@@ -187,7 +186,6 @@ impl Gw1 {
         let local_uri = tsip::inside_name_addr(&s.calling, inside.gw1_sip);
         let remote_uri = format!("<{target}>");
         let mut c = InCall {
-            call: s.call,
             flow,
             call_id: call_id.clone(),
             local_tag,

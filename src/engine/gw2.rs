@@ -28,7 +28,6 @@ enum CallState {
 /// One outside call (the caller's dialog with GW2).
 #[derive(Debug)]
 struct OutCall {
-    call: CallRef,
     flow: Flow,
     call_id: String,
     remote_tag: String,
@@ -410,7 +409,11 @@ impl Gw2 {
             protocol: Protocol::Sip,
             side: Side::Outside,
             summary,
-            verdict: Verdict::Rejected,
+            verdict: if rej.is_filtered() {
+                Verdict::Rejected
+            } else {
+                Verdict::Accepted
+            },
             reason: Some(rej.reason()),
             response,
             call: None,
@@ -494,7 +497,6 @@ impl Gw2 {
         }
         let h = msg.headers();
         let oc = OutCall {
-            call,
             flow,
             call_id: call_id.clone(),
             remote_tag: from.tag().unwrap_or("").to_owned(),
@@ -629,7 +631,7 @@ impl Gw2 {
             .single(&HeaderName::EXPIRES, "Expires")
             .map_err(Rejection::Malformed)?
             .map(|v| {
-                sip::parse_decimal_header(v).ok_or(Rejection::Malformed(SipError::BadHeader {
+                sip::parse_decimal(v, u32::MAX).ok_or(Rejection::Malformed(SipError::BadHeader {
                     name: "Expires",
                     why: "not a number",
                 }))
@@ -641,7 +643,7 @@ impl Gw2 {
             let exp = c
                 .param("expires")
                 .and_then(|p| p.value.as_deref())
-                .and_then(sip::parse_decimal_header)
+                .and_then(|v| sip::parse_decimal(v, u32::MAX))
                 .or(expires_hdr)
                 .unwrap_or(3600)
                 .min(3600);
@@ -1164,13 +1166,11 @@ pub(super) fn host_port(a: SocketAddr) -> String {
     format!("{}:{}", host_of(a), a.port())
 }
 
-/// Enough of the head survives to send a response: Via, From, To, Call-ID and CSeq parse.
+/// A response can be addressed when the request has a Via: the other headers a response
+/// copies (From, To, Call-ID, CSeq) are copied as written, even when malformed, so the peer can
+/// still match the 400 (RFC 3261 section 8.2.6.2).
 fn can_address_response(msg: &Message) -> bool {
-    msg.vias().is_ok_and(|v| !v.is_empty())
-        && msg.call_id().is_ok()
-        && msg.cseq().is_ok()
-        && msg.from().is_ok()
-        && msg.to().is_ok()
+    msg.headers().contains(&HeaderName::VIA)
 }
 
 /// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.

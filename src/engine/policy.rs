@@ -112,6 +112,12 @@ impl Rejection {
         matches!(self, Rejection::Malformed(_))
     }
 
+    /// Whether this is a decision of the filter. A request that passed every check but names
+    /// no existing dialog or transaction is answered (481) without being a rejection.
+    pub fn is_filtered(&self) -> bool {
+        !matches!(self, Rejection::NoSuchCallOrTransaction)
+    }
+
     /// Headers RFC 3261 requires with this status.
     pub fn extra_headers(&self, policy: &SipPolicy) -> Vec<(&'static str, String)> {
         match self {

@@ -123,10 +123,6 @@ impl ServerTxns {
         self.map.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &TxnKey) -> Option<&mut ServerTxn> {
-        self.map.get_mut(key)
-    }
-
     pub fn insert(&mut self, key: TxnKey, txn: ServerTxn) {
         self.map.insert(key, txn);
     }
@@ -293,10 +289,6 @@ impl ClientTxns {
             t.retransmit = None;
         }
         Some((t.method.clone(), t.call, repeat))
-    }
-
-    pub fn get(&self, branch: &str) -> Option<&ClientTxn> {
-        self.map.get(branch)
     }
 
     /// Fires timers; returns the calls whose requests timed out without a final response.

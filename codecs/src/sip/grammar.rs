@@ -285,7 +285,16 @@ impl Uri {
             Some((u, h)) => (u, Some(h.to_owned())),
             None => (s, None),
         };
-        let parsed = SipUri::from_str(s).map_err(|_| bad("malformed SIP URI"))?;
+        // RFC 5118 section 4.10: "::" written as ":::" follows a bug in RFC 3261's ABNF;
+        // accept it leniently (and never generate it).
+        let lenient;
+        let to_parse = if s.contains(":::") && s.contains('[') {
+            lenient = s.replace(":::", "::");
+            lenient.as_str()
+        } else {
+            s
+        };
+        let parsed = SipUri::from_str(to_parse).map_err(|_| bad("malformed SIP URI"))?;
         let (host, ip) = host_string(&parsed.host_port);
         // A bare IPv6 address without brackets parses as a host name with colons: reject it
         // (RFC 5118 section 4.2). The port parser would also have misread it.

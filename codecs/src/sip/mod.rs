@@ -18,7 +18,8 @@ pub use builder::MessageBuilder;
 pub use error::SipError;
 pub use framing::{parse_datagram, StreamFramer};
 pub use grammar::{
-    split_list, CSeq, MediaType, NameAddr, Param, Uri, UriScheme, Via, KNOWN_URI_SCHEMES,
+    parse_decimal, split_list, CSeq, MediaType, NameAddr, Param, Uri, UriScheme, Via,
+    KNOWN_URI_SCHEMES,
 };
 pub use ezk_sip_types::Name as HeaderName;
 pub use message::{Headers, Message, RequestLine, StartLine, StatusLine};
@@ -31,8 +32,9 @@ pub const MAX_HEAD_SIZE: usize = 16_384;
 pub const MAX_HEADERS: usize = 128;
 /// Longest single header field value after unfolding.
 pub const MAX_HEADER_LEN: usize = 8_192;
-/// Most Via values in one message.
-pub const MAX_VIAS: usize = 16;
+/// Most Via values in one message: one per hop, and 70 is the initial Max-Forwards
+/// (RFC 3261 section 8.1.1.6).
+pub const MAX_VIAS: usize = 70;
 /// Most values in any comma-separated header list.
 pub const MAX_LIST_VALUES: usize = 64;
 /// Most parameters on one header value or URI.
