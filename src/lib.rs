@@ -1,1 +1,2 @@
 //! `sgw`: the VoIP secure gateway. The sans-IO engine, the replay driver and the CLI.
+pub mod capture;

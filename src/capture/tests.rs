@@ -1,0 +1,1 @@
+//! Integration of the capture layers: corpora, hand-built frames, writer round trips.
