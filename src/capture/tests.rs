@@ -1,6 +1,11 @@
 //! Tests across the capture layers: the corpora, hand-built captures per link type and file
 //! format, TCP and IP reassembly cases, truncated files, writer round trips, and mutated input.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +22,9 @@ use super::*;
 // Helpers
 
 fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/pcap").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpora/pcap")
+        .join(rel)
 }
 
 struct Run {
@@ -76,8 +83,20 @@ fn udp_packet(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
 
 /// A classic pcap file.
 fn pcap(linktype: u32, big_endian: bool, nanos: bool, frames: &[(Duration, Vec<u8>)]) -> Vec<u8> {
-    let w32 = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w16 = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut out = Vec::new();
     out.extend(w32(if nanos { 0xA1B2_3C4D } else { 0xA1B2_C3D4 }));
     out.extend(w16(2));
@@ -88,7 +107,11 @@ fn pcap(linktype: u32, big_endian: bool, nanos: bool, frames: &[(Duration, Vec<u
     out.extend(w32(linktype));
     for (t, f) in frames {
         out.extend(w32(t.as_secs() as u32));
-        out.extend(w32(if nanos { t.subsec_nanos() } else { t.subsec_micros() }));
+        out.extend(w32(if nanos {
+            t.subsec_nanos()
+        } else {
+            t.subsec_micros()
+        }));
         out.extend(w32(f.len() as u32));
         out.extend(w32(f.len() as u32));
         out.extend(f);
@@ -97,14 +120,20 @@ fn pcap(linktype: u32, big_endian: bool, nanos: bool, frames: &[(Duration, Vec<u
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }
 
 /// A pcapng block with its lengths.
 fn block(big_endian: bool, kind: u32, body: &[u8]) -> Vec<u8> {
-    let w32 = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut body = body.to_vec();
     pad4(&mut body);
     let total = body.len() as u32 + 12;
@@ -117,9 +146,26 @@ fn block(big_endian: bool, kind: u32, body: &[u8]) -> Vec<u8> {
 }
 
 /// A pcapng file: one section, one interface with microsecond (or `tsresol`) units; EPBs.
-fn pcapng(linktype: u16, big_endian: bool, tsresol: Option<u8>, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let w32 = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w16 = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+fn pcapng(
+    linktype: u16,
+    big_endian: bool,
+    tsresol: Option<u8>,
+    frames: &[(u64, Vec<u8>)],
+) -> Vec<u8> {
+    let w32 = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut shb = Vec::new();
     shb.extend(w32(0x1A2B_3C4D));
     shb.extend(w16(1));
@@ -168,8 +214,12 @@ fn streams(events: &[Event]) -> BTreeMap<(ConnId, SocketAddr), Vec<u8>> {
     let mut out: BTreeMap<(ConnId, SocketAddr), Vec<u8>> = BTreeMap::new();
     for e in events {
         match &e.kind {
-            EventKind::StreamData { conn, src, data, .. } => out.entry((*conn, *src)).or_default().extend(data),
-            EventKind::StreamGap { conn, src, missing, .. } => out
+            EventKind::StreamData {
+                conn, src, data, ..
+            } => out.entry((*conn, *src)).or_default().extend(data),
+            EventKind::StreamGap {
+                conn, src, missing, ..
+            } => out
                 .entry((*conn, *src))
                 .or_default()
                 .extend(format!("<gap {missing}>").as_bytes()),
@@ -188,7 +238,10 @@ fn streams(events: &[Event]) -> BTreeMap<(ConnId, SocketAddr), Vec<u8>> {
 fn corpora_match_index() {
     let index = std::fs::read_to_string(corpus("INDEX.md")).expect("corpora present");
     let mut checked = 0;
-    for line in index.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| file")) {
+    for line in index
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| file"))
+    {
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
         let (file, pkts, protos) = (cols[1], cols[3].parse::<u64>().unwrap(), cols[4]);
         let proto = |name: &str| {
@@ -203,12 +256,24 @@ fn corpora_match_index() {
         let s = &run.stats;
         assert_eq!(s.packets, pkts, "{file}: packets");
         let frames: BTreeSet<u64> = run.events.iter().map(|e| e.frame).collect();
-        assert_eq!(frames.len() as u64, pkts, "{file}: every frame yields an event");
-        assert_eq!(frames.last().copied().unwrap_or(0), pkts, "{file}: frame numbers");
+        assert_eq!(
+            frames.len() as u64,
+            pkts,
+            "{file}: every frame yields an event"
+        );
+        assert_eq!(
+            frames.last().copied().unwrap_or(0),
+            pkts,
+            "{file}: frame numbers"
+        );
         assert_eq!(s.ipv4 + s.ipv6, proto("ip"), "{file}: ip");
         assert_eq!(s.udp_datagrams, proto("udp"), "{file}: udp");
         assert_eq!(s.tcp_segments, proto("tcp"), "{file}: tcp");
-        assert_eq!(datagrams(&run.events).len() as u64, s.udp_datagrams, "{file}");
+        assert_eq!(
+            datagrams(&run.events).len() as u64,
+            s.udp_datagrams,
+            "{file}"
+        );
         assert_eq!(s.malformed, 0, "{file}: malformed");
         checked += 1;
     }
@@ -231,7 +296,9 @@ fn tpkts(stream: &[u8]) -> usize {
 
 #[test]
 fn corpus_sip_over_tcp_whole_messages() {
-    let run = run_file(&corpus("sipp-scenarios-lundgrel/sipp_uac_Media_DTMF_Speex.pcap"));
+    let run = run_file(&corpus(
+        "sipp-scenarios-lundgrel/sipp_uac_Media_DTMF_Speex.pcap",
+    ));
     assert!(run.error.is_none());
     assert_eq!(run.stats.tcp_gaps, 0);
     let streams = streams(&run.events);
@@ -243,15 +310,23 @@ fn corpus_sip_over_tcp_whole_messages() {
         let text = std::str::from_utf8(bytes).expect("SIP is text");
         let mut rest = text;
         while !rest.is_empty() {
-            let (head, after) = rest.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{key:?}: no header end"));
+            let (head, after) = rest
+                .split_once("\r\n\r\n")
+                .unwrap_or_else(|| panic!("{key:?}: no header end"));
             let first = head.lines().next().unwrap();
-            assert!(first.starts_with("SIP/2.0 ") || first.ends_with(" SIP/2.0"), "{first}");
+            assert!(
+                first.starts_with("SIP/2.0 ") || first.ends_with(" SIP/2.0"),
+                "{first}"
+            );
             let len: usize = head
                 .lines()
                 .find_map(|l| {
                     let (name, value) = l.split_once(':')?;
-                    matches!(name.trim().to_ascii_lowercase().as_str(), "content-length" | "l")
-                        .then(|| value.trim().parse().unwrap())
+                    matches!(
+                        name.trim().to_ascii_lowercase().as_str(),
+                        "content-length" | "l"
+                    )
+                    .then(|| value.trim().parse().unwrap())
                 })
                 .unwrap_or(0);
             rest = &after[len..];
@@ -259,14 +334,20 @@ fn corpus_sip_over_tcp_whole_messages() {
         }
     }
     assert!(messages >= 5, "{messages} SIP messages");
-    let all: String = streams.values().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+    let all: String = streams
+        .values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
     assert!(all.contains("INVITE sip:"));
     assert!(all.contains("SIP/2.0 200 OK"));
 }
 
 #[test]
 fn corpus_h323_tpkt_streams() {
-    for (file, conns) in [("ndpi/h323.pcap", 4), ("wireshark-samplecaptures/rtp_example.pcap", 2)] {
+    for (file, conns) in [
+        ("ndpi/h323.pcap", 4),
+        ("wireshark-samplecaptures/rtp_example.pcap", 2),
+    ] {
         let run = run_file(&corpus(file));
         assert!(run.error.is_none(), "{file}");
         let streams = streams(&run.events);
@@ -279,7 +360,10 @@ fn corpus_h323_tpkt_streams() {
                 continue;
             }
             total += tpkts(bytes);
-            assert!(!bytes.windows(5).any(|w| w == b"<gap "), "{file} {key:?}: gap");
+            assert!(
+                !bytes.windows(5).any(|w| w == b"<gap "),
+                "{file} {key:?}: gap"
+            );
         }
         assert!(total >= 15, "{file}: {total} TPKTs");
     }
@@ -292,7 +376,10 @@ fn corpus_pcapng_times_are_sane() {
         assert!(run.error.is_none());
         let first = run.events.first().unwrap().time;
         // After 2000-01-01 and before 2100.
-        assert!(first > Duration::from_secs(946_684_800) && first < Duration::from_secs(4_102_444_800), "{file}: {first:?}");
+        assert!(
+            first > Duration::from_secs(946_684_800) && first < Duration::from_secs(4_102_444_800),
+            "{file}: {first:?}"
+        );
         assert!(run.events.windows(2).all(|w| w[0].frame <= w[1].frame));
     }
 }
@@ -308,21 +395,54 @@ fn every_link_type_and_format_yields_the_datagram() {
     let cases: Vec<(&str, u32, Vec<u8>)> = vec![
         ("ethernet", LINKTYPE_ETHERNET, eth([0x08, 0], &ip4)),
         ("ethernet v6", LINKTYPE_ETHERNET, eth([0x86, 0xDD], &ip6)),
-        ("802.1q", LINKTYPE_ETHERNET, eth([0x81, 0], &[&[0, 7, 0x08, 0][..], &ip4].concat())),
+        (
+            "802.1q",
+            LINKTYPE_ETHERNET,
+            eth([0x81, 0], &[&[0, 7, 0x08, 0][..], &ip4].concat()),
+        ),
         (
             "qinq",
             LINKTYPE_ETHERNET,
-            eth([0x88, 0xA8], &[&[0, 1, 0x81, 0, 0, 2, 0x86, 0xDD][..], &ip6].concat()),
+            eth(
+                [0x88, 0xA8],
+                &[&[0, 1, 0x81, 0, 0, 2, 0x86, 0xDD][..], &ip6].concat(),
+            ),
         ),
-        ("sll", LINKTYPE_LINUX_SLL, [&[0, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 8, 0][..], &ip4].concat()),
-        ("sll2", LINKTYPE_LINUX_SLL2, [&[0x86, 0xDD, 0, 0, 0, 0, 0, 3, 0, 1, 4, 6, 1, 2, 3, 4, 5, 6, 0, 0][..], &ip6].concat()),
+        (
+            "sll",
+            LINKTYPE_LINUX_SLL,
+            [&[0, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 8, 0][..], &ip4].concat(),
+        ),
+        (
+            "sll2",
+            LINKTYPE_LINUX_SLL2,
+            [
+                &[
+                    0x86, 0xDD, 0, 0, 0, 0, 0, 3, 0, 1, 4, 6, 1, 2, 3, 4, 5, 6, 0, 0,
+                ][..],
+                &ip6,
+            ]
+            .concat(),
+        ),
         ("raw", LINKTYPE_RAW, ip4.clone()),
         ("raw v6", LINKTYPE_RAW, ip6.clone()),
         ("raw 12", LINKTYPE_RAW_12, ip4.clone()),
         ("raw 14", LINKTYPE_RAW_14, ip6.clone()),
-        ("null", LINKTYPE_NULL, [&2u32.to_le_bytes()[..], &ip4].concat()),
-        ("null v6", LINKTYPE_NULL, [&30u32.to_be_bytes()[..], &ip6].concat()),
-        ("loop", LINKTYPE_LOOP, [&2u32.to_be_bytes()[..], &ip4].concat()),
+        (
+            "null",
+            LINKTYPE_NULL,
+            [&2u32.to_le_bytes()[..], &ip4].concat(),
+        ),
+        (
+            "null v6",
+            LINKTYPE_NULL,
+            [&30u32.to_be_bytes()[..], &ip6].concat(),
+        ),
+        (
+            "loop",
+            LINKTYPE_LOOP,
+            [&2u32.to_be_bytes()[..], &ip4].concat(),
+        ),
         ("ipv4", LINKTYPE_IPV4, ip4.clone()),
         ("ipv6", LINKTYPE_IPV6, ip6.clone()),
     ];
@@ -334,9 +454,33 @@ fn every_link_type_and_format_yields_the_datagram() {
             ("pcap be", pcap(lt, true, false, &frames)),
             ("pcap ns le", pcap(lt, false, true, &frames)),
             ("pcap ns be", pcap(lt, true, true, &frames)),
-            ("pcapng le", pcapng(lt as u16, false, None, &[(t.as_micros() as u64, frame.clone())])),
-            ("pcapng be", pcapng(lt as u16, true, None, &[(t.as_micros() as u64, frame.clone())])),
-            ("pcapng ns", pcapng(lt as u16, false, Some(9), &[(t.as_nanos() as u64, frame.clone())])),
+            (
+                "pcapng le",
+                pcapng(
+                    lt as u16,
+                    false,
+                    None,
+                    &[(t.as_micros() as u64, frame.clone())],
+                ),
+            ),
+            (
+                "pcapng be",
+                pcapng(
+                    lt as u16,
+                    true,
+                    None,
+                    &[(t.as_micros() as u64, frame.clone())],
+                ),
+            ),
+            (
+                "pcapng ns",
+                pcapng(
+                    lt as u16,
+                    false,
+                    Some(9),
+                    &[(t.as_nanos() as u64, frame.clone())],
+                ),
+            ),
         ];
         for (fmt, bytes) in files {
             let run = run_bytes(&bytes);
@@ -347,7 +491,11 @@ fn every_link_type_and_format_yields_the_datagram() {
             let EventKind::Datagram { dst, payload, .. } = &e.kind else {
                 panic!("{name} {fmt}: {:?}", e.kind);
             };
-            assert_eq!((dst.port(), &payload[..]), (5062, &b"OPTIONS"[..]), "{name} {fmt}");
+            assert_eq!(
+                (dst.port(), &payload[..]),
+                (5062, &b"OPTIONS"[..]),
+                "{name} {fmt}"
+            );
         }
     }
 }
@@ -356,8 +504,18 @@ fn every_link_type_and_format_yields_the_datagram() {
 fn unknown_link_and_non_ip_are_counted_not_fatal() {
     let t = Duration::from_secs(1);
     let arp = [&[0u8; 12][..], &[0x08, 0x06], &[0; 28]].concat();
-    let udp = [&[0u8; 12][..], &[0x08, 0x00], &udp_packet("1.1.1.1:1", "2.2.2.2:2", b"x")].concat();
-    let run = run_bytes(&pcap(LINKTYPE_ETHERNET, false, false, &[(t, arp), (t, udp.clone())]));
+    let udp = [
+        &[0u8; 12][..],
+        &[0x08, 0x00],
+        &udp_packet("1.1.1.1:1", "2.2.2.2:2", b"x"),
+    ]
+    .concat();
+    let run = run_bytes(&pcap(
+        LINKTYPE_ETHERNET,
+        false,
+        false,
+        &[(t, arp), (t, udp.clone())],
+    ));
     assert_eq!(run.stats.non_ip, 1);
     assert_eq!(run.stats.udp_datagrams, 1);
     assert_eq!(run.events[0].kind, EventKind::Other(Skip::NonIp));
@@ -372,7 +530,10 @@ fn not_a_capture() {
     let err = CaptureReader::new(&b"GIF89a......"[..]).unwrap_err();
     assert!(matches!(err, CaptureError::UnknownFormat { .. }), "{err}");
     let err = CaptureReader::new(&b"\xd4\xc3"[..]).unwrap_err();
-    assert!(matches!(err, CaptureError::Truncated { offset: 0 }), "{err}");
+    assert!(
+        matches!(err, CaptureError::Truncated { offset: 0 }),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,13 +587,22 @@ fn truncated_pcapng_names_the_block() {
     let err = run.error.unwrap();
     // The last block starts where the 29 frames' blocks end.
     let last_block_len = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
-    assert_eq!(err.offset(), Some((bytes.len() - last_block_len) as u64), "{err}");
+    assert_eq!(
+        err.offset(),
+        Some((bytes.len() - last_block_len) as u64),
+        "{err}"
+    );
 }
 
 #[test]
 fn corrupt_record_length_is_an_error_not_an_allocation() {
     let t = Duration::from_secs(1);
-    let mut bytes = pcap(LINKTYPE_RAW, false, false, &[(t, udp_packet("1.1.1.1:1", "2.2.2.2:2", b"x"))]);
+    let mut bytes = pcap(
+        LINKTYPE_RAW,
+        false,
+        false,
+        &[(t, udp_packet("1.1.1.1:1", "2.2.2.2:2", b"x"))],
+    );
     let second = bytes.len();
     bytes.extend([0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]);
     let run = run_bytes(&bytes);
@@ -463,8 +633,19 @@ impl Tcpt {
         }
     }
 
-    fn seg(&mut self, from_a: bool, seq: u32, ack: Option<u32>, flags: &str, payload: &[u8]) -> Vec<Out> {
-        let (src, dst) = if from_a { (sa(A), sa(B)) } else { (sa(B), sa(A)) };
+    fn seg(
+        &mut self,
+        from_a: bool,
+        seq: u32,
+        ack: Option<u32>,
+        flags: &str,
+        payload: &[u8],
+    ) -> Vec<Out> {
+        let (src, dst) = if from_a {
+            (sa(A), sa(B))
+        } else {
+            (sa(B), sa(A))
+        };
         let seg = Segment {
             src,
             dst,
@@ -477,7 +658,8 @@ impl Tcpt {
         };
         self.t += 1;
         let mut out = Vec::new();
-        self.tcp.handle(Duration::from_secs(self.t), &seg, &mut self.stats, &mut out);
+        self.tcp
+            .handle(Duration::from_secs(self.t), &seg, &mut self.stats, &mut out);
         out
     }
 
@@ -493,7 +675,9 @@ fn show(outs: &[Out]) -> Vec<String> {
     let side = |s: &SocketAddr| if *s == sa(A) { "a" } else { "b" };
     outs.iter()
         .map(|o| match o {
-            Out::Data { src, data, .. } => format!("{}:{}", side(src), String::from_utf8_lossy(data)),
+            Out::Data { src, data, .. } => {
+                format!("{}:{}", side(src), String::from_utf8_lossy(data))
+            }
             Out::Gap { src, missing, .. } => format!("{}:<gap {missing}>", side(src)),
             Out::Closed { src, how, .. } => format!("{}:{how:?}", side(src)).to_lowercase(),
         })
@@ -506,9 +690,15 @@ fn tcp_handshake_data_fin() {
     assert!(t.seg(true, 100, None, "S", b"").is_empty());
     assert!(t.seg(false, 500, Some(101), "S", b"").is_empty());
     assert!(t.seg(true, 101, Some(501), "", b"").is_empty());
-    assert_eq!(show(&t.seg(true, 101, Some(501), "", b"hello ")), ["a:hello "]);
+    assert_eq!(
+        show(&t.seg(true, 101, Some(501), "", b"hello ")),
+        ["a:hello "]
+    );
     assert_eq!(show(&t.seg(false, 501, Some(107), "", b"HI")), ["b:HI"]);
-    assert_eq!(show(&t.seg(true, 107, Some(503), "F", b"world")), ["a:world", "a:fin"]);
+    assert_eq!(
+        show(&t.seg(true, 107, Some(503), "F", b"world")),
+        ["a:world", "a:fin"]
+    );
     assert_eq!(show(&t.seg(false, 503, Some(113), "F", b"")), ["b:fin"]);
     assert!(t.seg(true, 113, Some(504), "", b"").is_empty());
     assert_eq!(t.stats.tcp_connections, 1);
@@ -554,7 +744,10 @@ fn tcp_gap_acked_by_peer_is_reported_and_stream_goes_on() {
     // "two" (4..7) is lost by the capture; "three" arrives and waits.
     assert!(t.seg(true, 7, Some(1), "", b"three").is_empty());
     // The peer acknowledges everything: the hole will never fill.
-    assert_eq!(show(&t.seg(false, 1, Some(12), "", b"")), ["a:<gap 3>", "a:three"]);
+    assert_eq!(
+        show(&t.seg(false, 1, Some(12), "", b"")),
+        ["a:<gap 3>", "a:three"]
+    );
     assert_eq!(show(&t.seg(true, 12, Some(1), "", b"four")), ["a:four"]);
     assert_eq!((t.stats.tcp_gaps, t.stats.tcp_gap_bytes), (1, 3));
     // The missing segment turning up late counts as a retransmission.
@@ -589,7 +782,11 @@ fn tcp_gap_forced_by_full_buffer() {
     for i in 0..=(MAX_TCP_OOO_BYTES / 1000) as u32 {
         outs.extend(t.seg(true, 101 + i * 1000, None, "", &chunk));
     }
-    assert!(matches!(outs.first(), Some(Out::Gap { missing: 100, .. })), "{:?}", show(&outs[..1]));
+    assert!(
+        matches!(outs.first(), Some(Out::Gap { missing: 100, .. })),
+        "{:?}",
+        show(&outs[..1])
+    );
     assert_eq!(t.stats.tcp_gaps, 1);
 }
 
@@ -602,14 +799,20 @@ fn tcp_mid_stream_start_and_fin_after_a_hole() {
     assert!(t.seg(false, 9, Some(7_004), "", b"").is_empty());
     // FIN after a hole; the peer's ACK of the FIN settles it.
     assert!(t.seg(true, 7_010, Some(9), "F", b"end").is_empty());
-    assert_eq!(show(&t.seg(false, 9, Some(7_014), "", b"")), ["a:<gap 6>", "a:end", "a:fin"]);
+    assert_eq!(
+        show(&t.seg(false, 9, Some(7_014), "", b"")),
+        ["a:<gap 6>", "a:end", "a:fin"]
+    );
 }
 
 #[test]
 fn tcp_sequence_wraparound() {
     let mut t = Tcpt::new();
     t.seg(true, u32::MAX - 2, None, "S", b"");
-    assert_eq!(show(&t.seg(true, u32::MAX - 1, None, "", b"abcd")), ["a:abcd"]);
+    assert_eq!(
+        show(&t.seg(true, u32::MAX - 1, None, "", b"abcd")),
+        ["a:abcd"]
+    );
     assert_eq!(show(&t.seg(true, 2, None, "", b"ef")), ["a:ef"]);
 }
 
@@ -619,12 +822,24 @@ fn tcp_reset_flushes_and_closes_and_reuse_gets_a_new_id() {
     t.seg(true, 0, None, "S", b"");
     t.seg(true, 1, None, "", b"a");
     t.seg(true, 5, None, "", b"late");
-    assert_eq!(show(&t.seg(false, 0, None, "R", b"")), ["a:<gap 3>", "a:late", "b:reset"]);
+    assert_eq!(
+        show(&t.seg(false, 0, None, "R", b"")),
+        ["a:<gap 3>", "a:late", "b:reset"]
+    );
     assert!(t.seg(true, 9, None, "", b"more").is_empty());
     let out = t.seg(true, 77, None, "S", b"");
     assert!(out.is_empty());
     let out = t.seg(true, 78, None, "", b"new");
-    assert!(matches!(&out[..], [Out::Data { conn: ConnId(2), .. }]), "{out:?}");
+    assert!(
+        matches!(
+            &out[..],
+            [Out::Data {
+                conn: ConnId(2),
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -633,7 +848,13 @@ fn tcp_syn_with_new_isn_replaces_an_open_connection() {
     t.seg(true, 0, None, "S", b"");
     t.seg(true, 1, None, "", b"a");
     assert_eq!(show(&t.seg(true, 5000, None, "S", b"")), ["a:evicted"]);
-    assert!(matches!(&t.seg(true, 5001, None, "", b"b")[..], [Out::Data { conn: ConnId(2), .. }]));
+    assert!(matches!(
+        &t.seg(true, 5001, None, "", b"b")[..],
+        [Out::Data {
+            conn: ConnId(2),
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -641,7 +862,10 @@ fn tcp_connection_table_is_bounded() {
     let mut t = Tcpt::new();
     let mut outs = Vec::new();
     for i in 0..(MAX_TCP_CONNECTIONS + 10) {
-        let src = SocketAddr::new([10, 1, (i >> 8) as u8, i as u8].into(), 1000 + (i % 50) as u16);
+        let src = SocketAddr::new(
+            [10, 1, (i >> 8) as u8, i as u8].into(),
+            1000 + (i % 50) as u16,
+        );
         let seg = Segment {
             src,
             dst: sa(B),
@@ -652,10 +876,17 @@ fn tcp_connection_table_is_bounded() {
             rst: false,
             payload: b"x",
         };
-        t.tcp.handle(Duration::from_secs(i as u64), &seg, &mut t.stats, &mut outs);
+        t.tcp
+            .handle(Duration::from_secs(i as u64), &seg, &mut t.stats, &mut outs);
     }
     assert_eq!(t.stats.tcp_evicted, (MAX_TCP_CONNECTIONS / 8) as u64);
-    assert!(outs.iter().any(|o| matches!(o, Out::Closed { how: Close::Evicted, .. })));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Out::Closed {
+            how: Close::Evicted,
+            ..
+        }
+    )));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,7 +940,10 @@ fn pieces(d: &[u8], cuts: &[usize]) -> Vec<(usize, bool, Vec<u8>)> {
     let mut bounds = vec![0];
     bounds.extend(cuts);
     bounds.push(d.len());
-    bounds.windows(2).map(|w| (w[0], w[1] != d.len(), d[w[0]..w[1]].to_vec())).collect()
+    bounds
+        .windows(2)
+        .map(|w| (w[0], w[1] != d.len(), d[w[0]..w[1]].to_vec()))
+        .collect()
 }
 
 fn raw_run(frames: Vec<Vec<u8>>, step: Duration) -> Run {
@@ -726,7 +960,10 @@ fn ipv4_fragments_in_any_order() {
     let d = udp_datagram(100);
     let p = pieces(&d, &[40, 80]);
     for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
-        let frames = order.iter().map(|&i| ipv4_frag(7, p[i].0, p[i].1, 17, &p[i].2)).collect();
+        let frames = order
+            .iter()
+            .map(|&i| ipv4_frag(7, p[i].0, p[i].1, 17, &p[i].2))
+            .collect();
         let run = raw_run(frames, Duration::from_millis(1));
         let got = datagrams(&run.events);
         assert_eq!(got.len(), 1, "{order:?}");
@@ -765,7 +1002,10 @@ fn ipv4_duplicate_fragment_is_ignored_overlap_drops_the_datagram() {
 fn ipv4_fragments_time_out() {
     let d = udp_datagram(100);
     let p = pieces(&d, &[40]);
-    let frames = vec![ipv4_frag(3, p[0].0, true, 17, &p[0].2), ipv4_frag(3, p[1].0, false, 17, &p[1].2)];
+    let frames = vec![
+        ipv4_frag(3, p[0].0, true, 17, &p[0].2),
+        ipv4_frag(3, p[1].0, false, 17, &p[1].2),
+    ];
     let run = raw_run(frames, MAX_IP_REASSEMBLY_TIME + Duration::from_secs(1));
     assert!(datagrams(&run.events).is_empty());
     assert_eq!(run.stats.fragments_dropped, 1);
@@ -836,17 +1076,41 @@ fn tshark_check(path: &Path) {
         return;
     }
     let out = std::process::Command::new(tshark)
-        .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+        ])
         .args(["-V", "-r"])
         .arg(path)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
-    for bad in ["Malformed", "[Bad]", "incorrect", "Bad checksum", "Expert Info (Error"] {
-        assert!(!text.contains(bad), "tshark found {bad:?} in {}", path.display());
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for bad in [
+        "Malformed",
+        "Status: Bad",
+        "incorrect",
+        "Bad checksum",
+        "Expert Info (Error",
+    ] {
+        assert!(
+            !text.contains(bad),
+            "tshark found {bad:?} in {}",
+            path.display()
+        );
     }
-    assert!(text.contains("[Good]") || text.contains("Status: Good"), "no checksum was verified");
+    assert!(
+        text.contains("[Good]") || text.contains("Status: Good"),
+        "no checksum was verified"
+    );
 }
 
 #[test]
@@ -855,7 +1119,10 @@ fn writer_round_trip_udp_and_tcp_over_ipv4_and_ipv6() {
     std::fs::create_dir_all(&dir).unwrap();
     let big: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
     for link in [OutLink::Ethernet, OutLink::Raw] {
-        for (c, s) in [("10.0.0.1:5060", "10.0.0.2:5060"), ("[2001:db8::1]:1720", "[2001:db8::2]:1720")] {
+        for (c, s) in [
+            ("10.0.0.1:5060", "10.0.0.2:5060"),
+            ("[2001:db8::1]:1720", "[2001:db8::2]:1720"),
+        ] {
             let (c, s) = (sa(c), sa(s));
             let path = dir.join(format!("out-{link:?}-{}.pcap", c.is_ipv6()));
             let mut w = CaptureWriter::create(&path, link).unwrap();
@@ -871,7 +1138,16 @@ fn writer_round_trip_udp_and_tcp_over_ipv4_and_ipv6() {
                 Err(WriteError::PayloadTooLarge { .. })
             ));
             assert!(matches!(
-                w.write_udp(t(6), c, sa(if c.is_ipv4() { "[::1]:5" } else { "127.0.0.1:5" }), b"x"),
+                w.write_udp(
+                    t(6),
+                    c,
+                    sa(if c.is_ipv4() {
+                        "[::1]:5"
+                    } else {
+                        "127.0.0.1:5"
+                    }),
+                    b"x"
+                ),
                 Err(WriteError::MixedFamily { .. })
             ));
             w.finish().unwrap();
@@ -879,7 +1155,13 @@ fn writer_round_trip_udp_and_tcp_over_ipv4_and_ipv6() {
             let run = run_file(&path);
             assert!(run.error.is_none());
             let dg = datagrams(&run.events);
-            assert_eq!(dg, vec![(c, s, b"INVITE".to_vec()), (s, c, b"SIP/2.0 100 Trying".to_vec())]);
+            assert_eq!(
+                dg,
+                vec![
+                    (c, s, b"INVITE".to_vec()),
+                    (s, c, b"SIP/2.0 100 Trying".to_vec())
+                ]
+            );
             let st = streams(&run.events);
             let id = ConnId(1);
             assert_eq!(st[&(id, c)], [&b"\x03\x00\x00\x08setu"[..], &big].concat());
@@ -887,11 +1169,25 @@ fn writer_round_trip_udp_and_tcp_over_ipv4_and_ipv6() {
             let closes = run
                 .events
                 .iter()
-                .filter(|e| matches!(e.kind, EventKind::StreamClosed { how: Close::Fin, .. }))
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        EventKind::StreamClosed {
+                            how: Close::Fin,
+                            ..
+                        }
+                    )
+                })
                 .count();
             assert_eq!(closes, 2);
-            assert_eq!(run.events.first().unwrap().time, Duration::from_millis(1_700_000_000_000));
-            assert_eq!(run.stats.tcp_gaps + run.stats.tcp_retransmissions + run.stats.malformed, 0);
+            assert_eq!(
+                run.events.first().unwrap().time,
+                Duration::from_millis(1_700_000_000_000)
+            );
+            assert_eq!(
+                run.stats.tcp_gaps + run.stats.tcp_retransmissions + run.stats.malformed,
+                0
+            );
             tshark_check(&path);
         }
     }
@@ -942,7 +1238,15 @@ fn mutated_captures_never_panic() {
             LINKTYPE_ETHERNET as u16,
             true,
             Some(0x86),
-            &[(1, [&[0u8; 12][..], &[0x86, 0xDD], &ipv6_frag(5, 0, true, &[0; 64], true)].concat())],
+            &[(
+                1,
+                [
+                    &[0u8; 12][..],
+                    &[0x86, 0xDD],
+                    &ipv6_frag(5, 0, true, &[0; 64], true),
+                ]
+                .concat(),
+            )],
         ),
     ])
     .collect();
