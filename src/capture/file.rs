@@ -163,8 +163,8 @@ impl<R: Read> Container<R> {
             }
             // version (4), thiszone (4), sigfigs (4), snaplen (4), network (4).
             let linktype = order.u32(&hdr, 16).unwrap_or(u32::MAX);
-            // The upper 16 bits may carry FCS flags (pcap spec, LinkType field).
-            let linktype = linktype & 0x0FFF_FFFF;
+            // The upper 16 bits may carry FCS flags (pcap spec, LinkType and additional info).
+            let linktype = linktype & 0xFFFF;
             return Ok(Container {
                 src,
                 format: Format::Pcap {

@@ -76,6 +76,8 @@ enum FragKey {
 #[derive(Debug)]
 struct Pending {
     first_seen: Duration,
+    /// Arrival order, so eviction among equal times is deterministic.
+    serial: u64,
     /// (offset, bytes), unordered.
     pieces: Vec<(usize, Vec<u8>)>,
     /// Known once the last fragment (MF clear) arrives.
@@ -88,6 +90,7 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(crate) struct Ip {
     pending: HashMap<FragKey, Pending>,
+    serial: u64,
 }
 
 struct Fragment<'a> {
@@ -264,11 +267,14 @@ impl Ip {
         if !self.pending.contains_key(&frag.key) && self.pending.len() >= MAX_IP_REASSEMBLIES {
             self.evict_oldest(stats);
         }
+        self.serial += 1;
+        let serial = self.serial;
         let entry = self
             .pending
             .entry(frag.key.clone())
             .or_insert_with(|| Pending {
                 first_seen: now,
+                serial,
                 pieces: Vec::new(),
                 total: None,
                 next_header: None,
@@ -342,7 +348,7 @@ impl Ip {
         let oldest = self
             .pending
             .iter()
-            .min_by_key(|(_, p)| p.first_seen)
+            .min_by_key(|(_, p)| (p.first_seen, p.serial))
             .map(|(k, _)| k.clone());
         if let Some(k) = oldest {
             let held = self.pending.remove(&k).map_or(0, |p| p.pieces.len() as u64);
