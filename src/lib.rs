@@ -1,5 +1,6 @@
 //! `sgw`: the VoIP secure gateway. The sans-IO engine, the replay driver and the CLI.
 
+pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod engine;

@@ -1,0 +1,303 @@
+//! The capture reader: frames from the file, through link, IP (with reassembly) and UDP/TCP
+//! (with stream reassembly), out as [`Event`]s in capture order, pulled one at a time.
+//!
+//! Never panics on any input; memory is bounded by the `MAX_*` constants of each layer. On a
+//! truncated or corrupt file every event of the frames before the failure is yielded first,
+//! then the error, then nothing.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use etherparse::TcpHeaderSlice;
+
+use super::file::Container;
+use super::ip::{Ip, IpOutcome, IpPacket};
+use super::link::{self, Link};
+use super::tcp::{Out, Segment, Tcp};
+use super::{CaptureError, Event, EventKind, Skip, Stats};
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const READ_BUFFER: usize = 1 << 16;
+
+/// Reads a pcap or pcapng capture as [`Event`]s. See the [module docs](super) for an example.
+///
+/// Call order: [`CaptureReader::next_event`] (or iterate) until `None`; [`CaptureReader::stats`]
+/// and [`CaptureReader::offset`] at any time (for progress). After `Some(Err(..))` the reader
+/// yields `None`.
+#[derive(Debug)]
+pub struct CaptureReader<R = BufReader<File>> {
+    container: Container<R>,
+    buf: Vec<u8>,
+    ip: Ip,
+    tcp: Tcp,
+    stats: Stats,
+    queue: VecDeque<Event>,
+    tcp_out: Vec<Out>,
+    frame: u64,
+    last_time: Duration,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Running,
+    /// The file failed; the error is yielded once the queue is empty.
+    Failed(Option<CaptureError>),
+    Done,
+}
+
+impl CaptureReader<BufReader<File>> {
+    /// Opens a capture file and reads its header.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, CaptureError> {
+        let file = File::open(path).map_err(|source| CaptureError::Io { offset: 0, source })?;
+        Self::new(BufReader::with_capacity(READ_BUFFER, file))
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    /// Reads the header of a capture from any byte source.
+    pub fn new(src: R) -> Result<Self, CaptureError> {
+        Ok(CaptureReader {
+            container: Container::new(src)?,
+            buf: Vec::new(),
+            ip: Ip::default(),
+            tcp: Tcp::default(),
+            stats: Stats::default(),
+            queue: VecDeque::new(),
+            tcp_out: Vec::new(),
+            frame: 0,
+            last_time: Duration::ZERO,
+            state: State::Running,
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Bytes of the file consumed so far (for a progress bar).
+    pub fn offset(&self) -> u64 {
+        self.container.offset()
+    }
+
+    /// The next event; `None` at the end of the capture or after an error.
+    pub fn next_event(&mut self) -> Option<Result<Event, CaptureError>> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(Ok(ev));
+            }
+            match &mut self.state {
+                State::Done => return None,
+                State::Failed(err) => {
+                    let err = err.take();
+                    self.state = State::Done;
+                    return err.map(Err);
+                }
+                State::Running => {}
+            }
+            let mut buf = std::mem::take(&mut self.buf);
+            match self.container.next_frame(&mut buf) {
+                Ok(Some(meta)) => {
+                    let end = meta.start.saturating_add(meta.len);
+                    let data = buf.get(meta.start..end).unwrap_or_default();
+                    self.frame += 1;
+                    self.last_time = meta.time;
+                    self.handle_frame(meta.time, meta.linktype, data);
+                }
+                Ok(None) => {
+                    self.finish();
+                    self.state = State::Done;
+                }
+                Err(e) => {
+                    self.finish();
+                    self.state = State::Failed(Some(e));
+                }
+            }
+            self.buf = buf;
+        }
+    }
+
+    /// Gives up on every TCP hole: what was buffered after them is still delivered.
+    fn finish(&mut self) {
+        self.tcp.finish(&mut self.stats, &mut self.tcp_out);
+        self.push_tcp_out(self.last_time);
+    }
+
+    fn push(&mut self, time: Duration, kind: EventKind) {
+        self.queue.push_back(Event {
+            frame: self.frame,
+            time,
+            kind,
+        });
+    }
+
+    fn skip(&mut self, time: Duration, why: Skip) {
+        self.push(time, EventKind::Other(why));
+    }
+
+    fn handle_frame(&mut self, time: Duration, linktype: u32, data: &[u8]) {
+        self.stats.packets += 1;
+        self.stats.bytes += data.len() as u64;
+        let outcome = match link::decap(linktype, data) {
+            Link::Ipv4(p) => {
+                self.stats.ipv4 += 1;
+                self.ip.handle_v4(time, p, &mut self.stats)
+            }
+            Link::Ipv6(p) => {
+                self.stats.ipv6 += 1;
+                self.ip.handle_v6(time, p, &mut self.stats)
+            }
+            Link::NonIp => {
+                self.stats.non_ip += 1;
+                return self.skip(time, Skip::NonIp);
+            }
+            Link::Unknown => {
+                self.stats.unknown_link += 1;
+                return self.skip(time, Skip::UnknownLink(linktype));
+            }
+            Link::Malformed => {
+                self.stats.malformed += 1;
+                return self.skip(time, Skip::Malformed);
+            }
+        };
+        match outcome {
+            IpOutcome::Packet(p) => self.handle_transport(time, &p),
+            IpOutcome::FragmentPending => self.skip(time, Skip::FragmentPending),
+            IpOutcome::FragmentDropped => self.skip(time, Skip::FragmentDropped),
+            IpOutcome::Truncated => {
+                self.stats.truncated += 1;
+                self.skip(time, Skip::Truncated);
+            }
+            IpOutcome::Malformed => {
+                self.stats.malformed += 1;
+                self.skip(time, Skip::Malformed);
+            }
+        }
+    }
+
+    fn handle_transport(&mut self, time: Duration, p: &IpPacket<'_>) {
+        let payload: &[u8] = &p.payload;
+        match p.proto {
+            IPPROTO_UDP => {
+                let (Some(sport), Some(dport), Some(len)) =
+                    (be16(payload, 0), be16(payload, 2), be16(payload, 4))
+                else {
+                    self.stats.malformed += 1;
+                    return self.skip(time, Skip::Malformed);
+                };
+                // Length 0 only in IPv6 jumbograms (RFC 2675): the IP length rules.
+                let end = if len == 0 {
+                    payload.len()
+                } else {
+                    usize::from(len)
+                };
+                let Some(body) = payload.get(8..end) else {
+                    self.stats.malformed += 1;
+                    return self.skip(time, Skip::Malformed);
+                };
+                self.stats.udp_datagrams += 1;
+                self.push(
+                    time,
+                    EventKind::Datagram {
+                        src: SocketAddr::new(p.src, sport),
+                        dst: SocketAddr::new(p.dst, dport),
+                        payload: Bytes::copy_from_slice(body),
+                    },
+                );
+            }
+            IPPROTO_TCP => {
+                let Ok(h) = TcpHeaderSlice::from_slice(payload) else {
+                    self.stats.malformed += 1;
+                    return self.skip(time, Skip::Malformed);
+                };
+                self.stats.tcp_segments += 1;
+                let seg = Segment {
+                    src: SocketAddr::new(p.src, h.source_port()),
+                    dst: SocketAddr::new(p.dst, h.destination_port()),
+                    seq: h.sequence_number(),
+                    ack: h.ack().then(|| h.acknowledgment_number()),
+                    syn: h.syn(),
+                    fin: h.fin(),
+                    rst: h.rst(),
+                    payload: payload.get(h.slice().len()..).unwrap_or_default(),
+                };
+                self.tcp
+                    .handle(time, &seg, &mut self.stats, &mut self.tcp_out);
+                if self.tcp_out.is_empty() {
+                    self.skip(time, Skip::TcpNoData);
+                } else {
+                    self.push_tcp_out(time);
+                }
+            }
+            other => {
+                self.stats.other_ip_protocol += 1;
+                self.skip(time, Skip::IpProtocol(other));
+            }
+        }
+    }
+
+    fn push_tcp_out(&mut self, time: Duration) {
+        let outs = std::mem::take(&mut self.tcp_out);
+        for out in outs {
+            let kind = match out {
+                Out::Data {
+                    conn,
+                    src,
+                    dst,
+                    data,
+                } => EventKind::StreamData {
+                    conn,
+                    src,
+                    dst,
+                    data: Bytes::from(data),
+                },
+                Out::Gap {
+                    conn,
+                    src,
+                    dst,
+                    missing,
+                } => EventKind::StreamGap {
+                    conn,
+                    src,
+                    dst,
+                    missing,
+                },
+                Out::Closed {
+                    conn,
+                    src,
+                    dst,
+                    how,
+                } => EventKind::StreamClosed {
+                    conn,
+                    src,
+                    dst,
+                    how,
+                },
+            };
+            self.push(time, kind);
+        }
+    }
+}
+
+impl<R: Read> Iterator for CaptureReader<R> {
+    type Item = Result<Event, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event()
+    }
+}
+
+impl<R: Read> std::iter::FusedIterator for CaptureReader<R> {}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
