@@ -352,6 +352,13 @@ impl Engine {
         }
     }
 
+    /// Bytes were lost on a stream (a capture gap): framing restarts at the next start line.
+    pub fn handle_stream_gap(&mut self, _now: Duration, conn: ConnId) {
+        if let Some((_, framer)) = self.streams.get_mut(&conn) {
+            framer.resync();
+        }
+    }
+
     /// The peer closed a stream connection.
     pub fn handle_stream_closed(&mut self, _now: Duration, conn: ConnId) {
         self.streams.remove(&conn);

@@ -1,7 +1,250 @@
-//! `sgw replay`: drives the engine from a packet capture. TODO: capture layer being merged.
+//! `sgw replay`: the offline driver. Each packet of a capture is given to the engine with its
+//! capture timestamp as the clock; the engine's verdicts become the report, and what it sends
+//! to the inside becomes `--out`. Nothing here decides what happens to a message.
 
-use crate::cli::ReplayArgs;
+mod report;
 
-pub fn run(_args: &ReplayArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("replay is not built yet")
+use crate::capture::{CaptureReader, CaptureWriter, EventKind, OutLink};
+use crate::cli::{FamilyArg, ReplayArgs};
+use crate::engine::{
+    ConnId, Engine, EngineConfig, Event, Family, Flow, Protocol, Side, Transport, Verdict,
+};
+use anyhow::Context;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use report::{CallSummary, MessageEntry, ReplayReport, Summary};
+
+/// How often (in capture time) the engine's timers are run.
+const TIMER_TICK: Duration = Duration::from_millis(50);
+
+/// Options of one replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    pub inside_family: Option<Family>,
+    /// List accepted media packets too (rejected ones are always listed).
+    pub all_media: bool,
 }
+
+/// The result of a replay: the report, and the error that stopped reading early, if any.
+pub struct Replayed {
+    pub report: ReplayReport,
+    pub error: Option<crate::capture::CaptureError>,
+}
+
+/// Replays a capture from any reader; `out` receives inside-bound traffic.
+pub fn replay<R: std::io::Read>(
+    mut reader: CaptureReader<R>,
+    opts: &ReplayOptions,
+    mut out: Option<&mut CaptureWriter<std::io::BufWriter<std::fs::File>>>,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<Replayed> {
+    let config = EngineConfig {
+        replay: true,
+        inside_family: opts.inside_family,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config);
+    let mut report = ReplayReport::default();
+    let mut first_time: Option<Duration> = None;
+    let mut last_tick = Duration::ZERO;
+    let mut error = None;
+    let mut count = 0u64;
+    while let Some(ev) = reader.next_event() {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        };
+        count += 1;
+        if count % 4096 == 0 {
+            progress(reader.offset());
+        }
+        let t0 = *first_time.get_or_insert(ev.time);
+        let now = ev.time;
+        if now >= last_tick + TIMER_TICK {
+            engine.handle_timeout(now);
+            last_tick = now;
+            drain(&mut engine, &mut report, None, now, t0, opts, out.as_deref_mut())?;
+        }
+        let ctx = match ev.kind {
+            EventKind::Datagram { src, dst, payload } => {
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local: dst,
+                    remote: src,
+                };
+                engine.handle_datagram(now, flow, payload);
+                Some((ev.frame, src, dst))
+            }
+            EventKind::StreamData {
+                conn,
+                src,
+                dst,
+                data,
+            } => {
+                let flow = Flow {
+                    transport: Transport::Tcp,
+                    local: dst,
+                    remote: src,
+                };
+                engine.handle_stream(now, stream_id(conn.0, src, dst), flow, &data);
+                Some((ev.frame, src, dst))
+            }
+            EventKind::StreamGap { conn, src, dst, .. } => {
+                engine.handle_stream_gap(now, stream_id(conn.0, src, dst));
+                None
+            }
+            EventKind::StreamClosed { conn, src, dst, .. } => {
+                engine.handle_stream_closed(now, stream_id(conn.0, src, dst));
+                engine.handle_stream_closed(now, stream_id(conn.0, dst, src));
+                None
+            }
+            _ => None,
+        };
+        drain(&mut engine, &mut report, ctx, now, t0, opts, out.as_deref_mut())?;
+    }
+    // Let pending transactions and retransmission timers run out.
+    let end = last_tick + Duration::from_secs(64);
+    engine.handle_timeout(end);
+    drain(
+        &mut engine,
+        &mut report,
+        None,
+        end,
+        first_time.unwrap_or_default(),
+        opts,
+        out.as_deref_mut(),
+    )?;
+    report.summary.packets = reader.stats().packets;
+    report.summary.calls = engine.stats.calls;
+    report.summary.meta_messages = engine.stats.meta_messages;
+    report.capture = serde_json::to_value(reader.stats()).unwrap_or_default();
+    Ok(Replayed { report, error })
+}
+
+/// The engine's stream key for one direction of a TCP connection.
+fn stream_id(conn: u64, src: SocketAddr, dst: SocketAddr) -> ConnId {
+    ConnId(conn << 1 | u64::from(src > dst))
+}
+
+/// Collects what the engine produced for the input just given.
+fn drain(
+    engine: &mut Engine,
+    report: &mut ReplayReport,
+    ctx: Option<(u64, SocketAddr, SocketAddr)>,
+    now: Duration,
+    t0: Duration,
+    opts: &ReplayOptions,
+    mut out: Option<&mut CaptureWriter<std::io::BufWriter<std::fs::File>>>,
+) -> anyhow::Result<()> {
+    while let Some(t) = engine.poll_transmit() {
+        if t.side == Side::Inside {
+            report.summary.inside_packets += 1;
+            if let Some(w) = out.as_deref_mut() {
+                match t.flow.transport {
+                    Transport::Udp => w.write_udp(now, t.flow.local, t.flow.remote, &t.payload),
+                    Transport::Tcp | Transport::Tls => {
+                        w.write_tcp(now, t.flow.local, t.flow.remote, &t.payload)
+                    }
+                }
+                .context("writing --out")?;
+            }
+        } else {
+            report.summary.outside_packets += 1;
+        }
+    }
+    while let Some(e) = engine.poll_event() {
+        match e {
+            Event::Report(r) => {
+                let (frame, src, dst) = ctx.unwrap_or((0, unspecified(), unspecified()));
+                report.count(&r);
+                let media = matches!(r.protocol, Protocol::Rtp | Protocol::Rtcp);
+                if media && r.verdict == Verdict::Accepted && !opts.all_media {
+                    continue;
+                }
+                report.messages.push(MessageEntry {
+                    frame,
+                    time: now.saturating_sub(t0).as_secs_f64(),
+                    protocol: r.protocol,
+                    src: src.to_string(),
+                    dst: dst.to_string(),
+                    summary: r.summary,
+                    verdict: r.verdict,
+                    reason: r.reason,
+                    response: r.response,
+                    call: r.call,
+                });
+            }
+            Event::Meta { to_gw1, message } => report.meta(to_gw1, &message),
+            Event::CallEnded(rec) => report.calls_ended.push(rec),
+        }
+    }
+    Ok(())
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+/// `sgw replay` as the CLI runs it: exit 0, 1 with `--fail-on-reject` and rejections, 2 when
+/// the capture cannot be read (after printing what was read).
+pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
+    let path = &args.capture;
+    let reader = CaptureReader::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let opts = ReplayOptions {
+        inside_family: args.inside_family.map(|f| match f {
+            FamilyArg::Ipv4 => Family::V4,
+            FamilyArg::Ipv6 => Family::V6,
+        }),
+        all_media: args.all_media,
+    };
+    let mut writer = match &args.out {
+        Some(p) => Some(
+            CaptureWriter::create(p, OutLink::Ethernet)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let bar = (std::io::stderr().is_terminal() && size > 8 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(size);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} [{bar:40}] {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let replayed = replay(reader, &opts, writer.as_mut(), |pos| {
+        if let Some(b) = &bar {
+            b.set_position(pos);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(w) = writer {
+        w.finish().context("writing --out")?;
+    }
+    let rep = &replayed.report;
+    if args.json {
+        println!("{}", serde_json::to_string(&rep.to_json())?);
+    } else {
+        print!("{}", rep.human(&path.display().to_string()));
+    }
+    if let Some(e) = replayed.error {
+        eprintln!("sgw: {}: {e}", path.display());
+        return Ok(2);
+    }
+    Ok(if args.fail_on_reject && rep.summary.rejected > 0 {
+        1
+    } else {
+        0
+    })
+}
+

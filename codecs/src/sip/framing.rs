@@ -21,6 +21,23 @@ fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// The offset of the first line that starts like a SIP request or status line.
+fn find_start_line(buf: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let line = buf.get(at..)?;
+        let end = line.iter().position(|&b| b == b'\n')?;
+        let text = line.get(..end).unwrap_or(&[]);
+        let is_start = text.starts_with(b"SIP/2.0 ")
+            || (text.ends_with(b" SIP/2.0\r") || text.ends_with(b" SIP/2.0"))
+                && text.first().is_some_and(|b| b.is_ascii_uppercase());
+        if is_start {
+            return Some(at);
+        }
+        at += end + 1;
+    }
+}
+
 /// Number of leading CRLF/LF bytes (keepalives and stray line ends before a start line).
 fn leading_line_ends(buf: &[u8]) -> usize {
     buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
@@ -111,6 +128,7 @@ pub fn parse_datagram(datagram: Bytes) -> Result<(Message, usize), SipError> {
 pub struct StreamFramer {
     buf: BytesMut,
     failed: Option<SipError>,
+    resyncing: bool,
     /// Bytes of CRLF keepalives skipped (RFC 5626 section 3.5.1).
     pub keepalives: u64,
 }
@@ -127,6 +145,14 @@ impl StreamFramer {
         }
     }
 
+    /// Bytes were lost: drop what is buffered and, from the next bytes on, skip to the first
+    /// line that looks like a SIP start line.
+    pub fn resync(&mut self) {
+        self.buf.clear();
+        self.failed = None;
+        self.resyncing = true;
+    }
+
     /// Bytes buffered but not yet part of a complete message.
     pub fn buffered(&self) -> usize {
         self.buf.len()
@@ -136,6 +162,21 @@ impl StreamFramer {
     pub fn next_message(&mut self) -> Option<Result<Message, SipError>> {
         if let Some(e) = &self.failed {
             return Some(Err(e.clone()));
+        }
+        if self.resyncing {
+            match find_start_line(&self.buf) {
+                Some(at) => {
+                    self.buf.advance(at);
+                    self.resyncing = false;
+                }
+                None => {
+                    // Keep only a possible partial line.
+                    let keep = self.buf.iter().rev().take_while(|&&b| b != b'\n').count();
+                    let drop = self.buf.len() - keep;
+                    self.buf.advance(drop);
+                    return None;
+                }
+            }
         }
         let skip = leading_line_ends(&self.buf);
         if skip > 0 {

@@ -1,0 +1,192 @@
+//! The replay report: totals, per-message verdicts, per-call summaries; as JSON or as text.
+
+use crate::engine::{CallRecord, Protocol, Report, Verdict};
+use codecs::meta;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Totals over the whole capture.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub packets: u64,
+    pub sip_messages: u64,
+    pub rtp_packets: u64,
+    pub rtcp_packets: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub ignored: u64,
+    pub calls: u64,
+    pub meta_messages: u64,
+    /// Packets GW1 sent to the inside (what `--out` holds).
+    pub inside_packets: u64,
+    /// Packets GW2 sent to the outside (responses, relayed media).
+    pub outside_packets: u64,
+}
+
+/// One reported message or packet.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageEntry {
+    pub frame: u64,
+    /// Seconds since the first packet of the capture.
+    pub time: f64,
+    pub protocol: Protocol,
+    pub src: String,
+    pub dst: String,
+    pub summary: String,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub response: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<u32>,
+}
+
+/// What the report says about one call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallSummary {
+    pub call: u32,
+    pub calling: String,
+    pub called: String,
+    pub meta: Vec<String>,
+    pub record: Option<CallRecord>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReplayReport {
+    pub summary: Summary,
+    pub messages: Vec<MessageEntry>,
+    pub calls_ended: Vec<CallRecord>,
+    /// Meta messages per call, in order, as "→GW1 Setup".
+    pub meta_log: BTreeMap<u32, Vec<String>>,
+    pub parties: BTreeMap<u32, (String, String)>,
+    /// Counters of the capture reader.
+    pub capture: serde_json::Value,
+}
+
+impl ReplayReport {
+    pub(super) fn count(&mut self, r: &Report) {
+        let s = &mut self.summary;
+        match r.protocol {
+            Protocol::Sip => s.sip_messages += 1,
+            Protocol::Rtp => s.rtp_packets += 1,
+            Protocol::Rtcp => s.rtcp_packets += 1,
+        }
+        match r.verdict {
+            Verdict::Accepted => s.accepted += 1,
+            Verdict::Rejected => s.rejected += 1,
+            Verdict::Ignored => s.ignored += 1,
+        }
+    }
+
+    pub(super) fn meta(&mut self, to_gw1: bool, m: &meta::Message) {
+        let Some(call) = m.call() else { return };
+        if let meta::Message::Setup(s) = m {
+            self.parties
+                .insert(call.0, (s.calling.user.clone(), s.called.user.clone()));
+        }
+        let arrow = if to_gw1 { "GW2->GW1" } else { "GW1->GW2" };
+        let detail = match m {
+            meta::Message::Release(r) => format!(" cause {}", r.cause.0),
+            meta::Message::Dtmf(d) => format!(" '{}'", d.digit().unwrap_or('?')),
+            meta::Message::MediaUpdate(u) => format!(" {:?}", u.kind),
+            _ => String::new(),
+        };
+        self.meta_log
+            .entry(call.0)
+            .or_default()
+            .push(format!("{arrow} {}{detail}", m.name()));
+    }
+
+    /// The calls seen, in order.
+    pub fn calls(&self) -> Vec<CallSummary> {
+        self.parties
+            .iter()
+            .map(|(&call, (calling, called))| CallSummary {
+                call,
+                calling: calling.clone(),
+                called: called.clone(),
+                meta: self.meta_log.get(&call).cloned().unwrap_or_default(),
+                record: self.calls_ended.iter().find(|r| r.call == call).cloned(),
+            })
+            .collect()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "summary": self.summary,
+            "messages": self.messages,
+            "calls": self.calls(),
+            "capture": self.capture,
+        })
+    }
+
+    /// The human summary: per call, per message verdict, and totals.
+    pub fn human(&self, name: &str) -> String {
+        let mut o = String::new();
+        let s = &self.summary;
+        let _ = writeln!(
+            o,
+            "{name}: {} packets, {} SIP messages, {} RTP and {} RTCP packets, {} calls",
+            s.packets, s.sip_messages, s.rtp_packets, s.rtcp_packets, s.calls
+        );
+        let mut by_call: BTreeMap<Option<u32>, Vec<&MessageEntry>> = BTreeMap::new();
+        for m in &self.messages {
+            by_call.entry(m.call).or_default().push(m);
+        }
+        for c in self.calls() {
+            let _ = writeln!(o, "\ncall {}: {} -> {}", c.call, c.calling, c.called);
+            if let Some(r) = &c.record {
+                let dur = r.answered_at.map(|a| r.ended_at - a);
+                let _ = writeln!(
+                    o,
+                    "  {} cause {}{}; media forwarded {}, dropped {}",
+                    if dur.is_some() { "answered," } else { "not answered," },
+                    r.cause,
+                    dur.map(|d| format!(", {d:.1} s")).unwrap_or_default(),
+                    r.media.forwarded + r.media.rtcp_forwarded,
+                    r.media.dropped_source
+                        + r.media.dropped_malformed
+                        + r.media.dropped_payload_type
+                        + r.media.dropped_size
+                );
+            }
+            let _ = writeln!(o, "  meta: {}", c.meta.join(", "));
+            for m in by_call.remove(&Some(c.call)).unwrap_or_default() {
+                line(&mut o, m);
+            }
+        }
+        let rest: Vec<_> = by_call.into_values().flatten().collect();
+        if !rest.is_empty() {
+            let _ = writeln!(o, "\noutside any call:");
+            for m in rest {
+                line(&mut o, m);
+            }
+        }
+        let _ = writeln!(
+            o,
+            "\ntotals: {} accepted, {} rejected, {} ignored; {} packets to the inside",
+            s.accepted, s.rejected, s.ignored, s.inside_packets
+        );
+        o
+    }
+}
+
+fn line(o: &mut String, m: &MessageEntry) {
+    let verdict = match m.verdict {
+        Verdict::Accepted => "accepted",
+        Verdict::Rejected => "REJECTED",
+        Verdict::Ignored => "ignored",
+    };
+    let _ = writeln!(
+        o,
+        "  #{:<6} {:>9.3}  {} -> {}  {}  {}{}{}",
+        m.frame,
+        m.time,
+        m.src,
+        m.dst,
+        m.summary,
+        verdict,
+        m.response.map(|r| format!(" ({r})")).unwrap_or_default(),
+        m.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+    );
+}
