@@ -27,8 +27,12 @@ pub fn check_bytes(name: &str, data: &[u8]) -> CheckResult {
     let mut engine = Engine::new(EngineConfig::default());
     let flow = Flow {
         transport: Transport::Udp,
-        local: CHECK_GW2.parse().unwrap_or(SocketAddr::from(([198, 51, 100, 1], 5060))),
-        remote: CHECK_PEER.parse().unwrap_or(SocketAddr::from(([192, 0, 2, 1], 5060))),
+        local: CHECK_GW2
+            .parse()
+            .unwrap_or(SocketAddr::from(([198, 51, 100, 1], 5060))),
+        remote: CHECK_PEER
+            .parse()
+            .unwrap_or(SocketAddr::from(([192, 0, 2, 1], 5060))),
     };
     engine.handle_datagram(Duration::ZERO, flow, Bytes::copy_from_slice(data));
     let mut result = CheckResult {

@@ -23,8 +23,7 @@ fn main() -> ExitCode {
 fn run_check(args: &sgw::cli::CheckArgs) -> anyhow::Result<u8> {
     let mut results = Vec::new();
     for f in &args.files {
-        let r = sgw::check::check_file(f)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        let r = sgw::check::check_file(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         results.push(r);
     }
     if args.json {

@@ -93,48 +93,78 @@ impl Gw1 {
     pub fn handle_meta(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
         match m {
             meta::Message::Setup(s) => {
-                let family = out.outside_family.get(&s.call).copied().unwrap_or(Family::V4);
+                let family = out
+                    .outside_family
+                    .get(&s.call)
+                    .copied()
+                    .unwrap_or(Family::V4);
                 self.setup(now, s, family, out)
             }
             meta::Message::Release(r) => self.release(now, r.call, r.cause, out),
             meta::Message::Dtmf(d) => {
-                let Some(c) = self.calls.get_mut(&d.call) else { return };
+                let Some(c) = self.calls.get_mut(&d.call) else {
+                    return;
+                };
                 if c.state != State::Confirmed {
                     return;
                 }
                 c.local_cseq += 1;
                 let branch = self.ids.branch();
-                let Some(c) = self.calls.get(&d.call) else { return };
+                let Some(c) = self.calls.get(&d.call) else {
+                    return;
+                };
                 let (ct, body) = tsip::info_body(d.event, d.duration_ms);
                 let req = in_dialog(c, &Method::Info, c.local_cseq, &branch)
                     .body(ct, body)
                     .build();
                 let flow = c.flow;
-                self.client
-                    .send(now, Side::Inside, flow, branch, Method::Info, d.call, req, out);
+                self.client.send(
+                    now,
+                    Side::Inside,
+                    flow,
+                    branch,
+                    Method::Info,
+                    d.call,
+                    req,
+                    out,
+                );
             }
             meta::Message::MediaUpdate(u) => {
-                let Some(c) = self.calls.get_mut(&u.call) else { return };
+                let Some(c) = self.calls.get_mut(&u.call) else {
+                    return;
+                };
                 match u.kind {
                     meta::OfferAnswer::Offer => {
                         c.offer = u.media;
                         c.local_cseq += 1;
                         c.sdp_version += 1;
                         let branch = self.ids.branch();
-                        let Some(c) = self.calls.get(&u.call) else { return };
+                        let Some(c) = self.calls.get(&u.call) else {
+                            return;
+                        };
                         let req = in_dialog(c, &Method::Invite, c.local_cseq, &branch)
                             .header("Contact", contact(c.flow))
                             .body("application/sdp", inside_sdp(c))
                             .build();
                         let flow = c.flow;
-                        self.client
-                            .send(now, Side::Inside, flow, branch, Method::Invite, u.call, req, out);
+                        self.client.send(
+                            now,
+                            Side::Inside,
+                            flow,
+                            branch,
+                            Method::Invite,
+                            u.call,
+                            req,
+                            out,
+                        );
                     }
                     meta::OfferAnswer::Answer => {
                         c.offer = u.media;
                         c.sdp_version += 1;
                         if let Some(key) = c.reinvite.take() {
-                            let Some(c) = self.calls.get(&u.call) else { return };
+                            let Some(c) = self.calls.get(&u.call) else {
+                                return;
+                            };
                             let body = inside_sdp(c);
                             let tag = c.local_tag.clone();
                             let flow = c.flow;
@@ -216,12 +246,22 @@ impl Gw1 {
         c.invite = req.clone();
         self.by_call_id.insert(call_id, s.call);
         self.calls.insert(s.call, c);
-        self.client
-            .send(now, Side::Inside, flow, branch, Method::Invite, s.call, req, out);
+        self.client.send(
+            now,
+            Side::Inside,
+            flow,
+            branch,
+            Method::Invite,
+            s.call,
+            req,
+            out,
+        );
     }
 
     fn release(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         match c.state {
             State::Calling | State::Early => {
                 // CANCEL carries the INVITE's branch and CSeq number (RFC 3261 section 9.1).
@@ -245,14 +285,24 @@ impl Gw1 {
                 let branch = format!("{}-cancel", c.invite_branch);
                 let flow = c.flow;
                 c.state = State::Ended;
-                self.client
-                    .send(now, Side::Inside, flow, branch, Method::Cancel, call, req, out);
+                self.client.send(
+                    now,
+                    Side::Inside,
+                    flow,
+                    branch,
+                    Method::Cancel,
+                    call,
+                    req,
+                    out,
+                );
             }
             State::Confirmed => {
                 c.local_cseq += 1;
                 c.state = State::Ended;
                 let branch = self.ids.branch();
-                let Some(c) = self.calls.get(&call) else { return };
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
                 let req = in_dialog(c, &Method::Bye, c.local_cseq, &branch)
                     .header("Reason", format!("Q.850;cause={}", cause.0))
                     .build();
@@ -265,7 +315,13 @@ impl Gw1 {
     }
 
     /// A datagram on the inside: SIP from the PBX or RTP from an inside endpoint.
-    pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes, out: &mut Out) {
+    pub fn handle_inside_datagram(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        data: Bytes,
+        out: &mut Out,
+    ) {
         if !super::gw2::looks_like_sip(&data) {
             return;
         }
@@ -309,7 +365,11 @@ impl Gw1 {
             call: call.map(|c| c.0),
         };
         if let Err(e) = msg.check() {
-            out.report(report(Verdict::Rejected, Some(format!("malformed: {e}")), None));
+            out.report(report(
+                Verdict::Rejected,
+                Some(format!("malformed: {e}")),
+                None,
+            ));
             return;
         }
         let Some(call) = call else {
@@ -409,8 +469,10 @@ impl Gw1 {
             }
             None => Vec::new(),
         };
-        let remotes: Vec<Option<SocketAddr>> =
-            answer.as_ref().map(|(a, _)| a.remotes.clone()).unwrap_or_default();
+        let remotes: Vec<Option<SocketAddr>> = answer
+            .as_ref()
+            .map(|(a, _)| a.remotes.clone())
+            .unwrap_or_default();
         if self.replay && !remotes.is_empty() {
             out.replay_answering_media.push_back((call, remotes));
         }
@@ -480,7 +542,9 @@ impl Gw1 {
 
     fn send_ack(&mut self, now: Duration, call: CallRef, out: &mut Out) {
         let branch = self.ids.branch();
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         let req = in_dialog(c, &Method::Ack, 1, &branch).build();
         let flow = c.flow;
         self.client
@@ -568,8 +632,9 @@ impl Gw1 {
             }
             Method::Info => {
                 let ct = msg.content_type().ok().flatten();
-                if let Some((event, duration_ms)) =
-                    ct.as_ref().and_then(|ct| tsip::dtmf_from_info(ct, &msg.body()))
+                if let Some((event, duration_ms)) = ct
+                    .as_ref()
+                    .and_then(|ct| tsip::dtmf_from_info(ct, &msg.body()))
                 {
                     out.to_gw2.push_back(meta::Message::Dtmf(meta::Dtmf {
                         call,
@@ -590,9 +655,19 @@ impl Gw1 {
     }
 
     /// Media from GW2 over the tunnel: sent from GW1's inside port to the inside endpoint.
-    pub fn handle_tunnel_media(&mut self, stream: StreamId, rtcp: bool, data: Bytes, out: &mut Out) {
-        let Some(&(call, idx)) = self.by_stream.get(&stream) else { return };
-        let Some(c) = self.calls.get(&call) else { return };
+    pub fn handle_tunnel_media(
+        &mut self,
+        stream: StreamId,
+        rtcp: bool,
+        data: Bytes,
+        out: &mut Out,
+    ) {
+        let Some(&(call, idx)) = self.by_stream.get(&stream) else {
+            return;
+        };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         let Some(s) = c.streams.get(idx) else { return };
         let remote = match s.remote {
             Some(r) => r,
@@ -626,16 +701,33 @@ impl Gw1 {
         data: Bytes,
         out: &mut Out,
     ) {
-        let Some(&(call, idx)) = self.by_stream.get(&stream) else { return };
-        let Some(c) = self.calls.get_mut(&call) else { return };
-        let Some(s) = c.streams.get_mut(idx) else { return };
+        let Some(&(call, idx)) = self.by_stream.get(&stream) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(s) = c.streams.get_mut(idx) else {
+            return;
+        };
         let rtcp_hint = super::media::is_rtcp(&data);
-        let src = if rtcp_hint && self.replay {
-            SocketAddr::new(src.ip(), src.port().wrapping_sub(1))
+        // Replay: the answering party is mapped onto the inside next hop, RTCP onto its RTP
+        // port, so the source check compares like with like.
+        let src = if self.replay {
+            let port = if rtcp_hint {
+                src.port().wrapping_sub(1)
+            } else {
+                src.port()
+            };
+            SocketAddr::new(c.flow.remote.ip(), port)
         } else {
             src
         };
-        let protocol = if rtcp_hint { Protocol::Rtcp } else { Protocol::Rtp };
+        let protocol = if rtcp_hint {
+            Protocol::Rtcp
+        } else {
+            Protocol::Rtp
+        };
         let summary = media_summary(&data);
         match s.check(src, &data) {
             Ok(rtcp) => {

@@ -80,8 +80,15 @@ pub struct Gw2 {
 
 /// What GW2 hands to GW1's inside side in replay.
 pub enum Handoff {
-    Sip { call: CallRef, msg: Message },
-    Media { stream: StreamId, src: SocketAddr, data: Bytes },
+    Sip {
+        call: CallRef,
+        msg: Message,
+    },
+    Media {
+        stream: StreamId,
+        src: SocketAddr,
+        data: Bytes,
+    },
 }
 
 impl Gw2 {
@@ -132,7 +139,13 @@ impl Gw2 {
 
     /// A message that failed to parse. Requests get a best-effort 400 when enough of the head
     /// is readable to address it; responses are dropped.
-    fn report_parse_error(&mut self, _flow: Flow, e: &SipError, _raw: Option<&[u8]>, out: &mut Out) {
+    fn report_parse_error(
+        &mut self,
+        _flow: Flow,
+        e: &SipError,
+        _raw: Option<&[u8]>,
+        out: &mut Out,
+    ) {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
@@ -191,6 +204,16 @@ impl Gw2 {
                     .ok()
                     .and_then(|v| v.first().and_then(|v| v.branch().map(str::to_owned)));
                 let status = msg.status().unwrap_or(0);
+                // Replay: the caller answered the other party's request, not ours, so the
+                // branch differs; match by dialog and method instead.
+                let branch = match branch {
+                    Some(b) if !self.replay => Some(b),
+                    b => b.filter(|b| self.client.contains(b)).or_else(|| {
+                        let call = msg.call_id().ok().and_then(|id| self.by_call_id.get(id))?;
+                        let method = msg.cseq().ok()?.method;
+                        self.client.find(*call, &method)
+                    }),
+                };
                 match branch.and_then(|b| self.client.on_response(&b, status)) {
                     Some((method, call, repeat)) => {
                         if method == Method::Invite && status >= 200 {
@@ -244,11 +267,12 @@ impl Gw2 {
                 if let Some(sdp) = policy::sdp_body(msg) {
                     if let Ok(ans) = tsip::answer_from_sdp(&sdp, &c.offer) {
                         update_remotes(&mut c.streams, &ans.remotes);
-                        out.to_gw1.push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
-                            call,
-                            kind: meta::OfferAnswer::Answer,
-                            media: ans.media,
-                        }));
+                        out.to_gw1
+                            .push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
+                                call,
+                                kind: meta::OfferAnswer::Answer,
+                                media: ans.media,
+                            }));
                     }
                 }
             }
@@ -263,7 +287,9 @@ impl Gw2 {
             return;
         };
         let branch = self.ids.branch();
-        let req = self.in_dialog_request(c, &Method::Ack, cseq.seq, &branch).build();
+        let req = self
+            .in_dialog_request(c, &Method::Ack, cseq.seq, &branch)
+            .build();
         out.transmits.push_back(Transmit {
             side: Side::Outside,
             flow: c.flow,
@@ -276,7 +302,10 @@ impl Gw2 {
         let summary = msg.summary();
         // Retransmissions are absorbed before anything else (RFC 3261 section 17.2).
         let key = TxnKey::of(&msg, None);
-        let method = msg.method().cloned().unwrap_or(Method::Other(String::new()));
+        let method = msg
+            .method()
+            .cloned()
+            .unwrap_or(Method::Other(String::new()));
         if method != Method::Ack {
             if let Some(txn) = key.as_ref().and_then(|k| self.server.get(k)) {
                 let status = txn.status();
@@ -355,7 +384,14 @@ impl Gw2 {
         }
     }
 
-    fn new_txn(&mut self, now: Duration, flow: Flow, msg: &Message, key: TxnKey, call: Option<CallRef>) {
+    fn new_txn(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        call: Option<CallRef>,
+    ) {
         self.server.insert(
             key,
             ServerTxn {
@@ -445,7 +481,7 @@ impl Gw2 {
         let to = msg.to().map_err(Rejection::Malformed)?;
         let calling = tsip::calling_party(&from);
         let called = tsip::called_party(&uri, &to);
-        let emergency = self.emergency.iter().any(|n| *n == called.user)
+        let emergency = self.emergency.contains(&called.user)
             || uri.raw.to_ascii_lowercase().starts_with("urn:service:sos");
         if self.calls.len() >= self.max_calls && !emergency {
             return Err(Rejection::BusyOrOverloaded("call limit reached"));
@@ -501,10 +537,23 @@ impl Gw2 {
             call_id: call_id.clone(),
             remote_tag: from.tag().unwrap_or("").to_owned(),
             local_tag,
-            remote_uri: h.single(&HeaderName::FROM, "From").ok().flatten().unwrap_or("").to_owned(),
-            local_uri: h.single(&HeaderName::TO, "To").ok().flatten().unwrap_or("").to_owned(),
+            remote_uri: h
+                .single(&HeaderName::FROM, "From")
+                .ok()
+                .flatten()
+                .unwrap_or("")
+                .to_owned(),
+            local_uri: h
+                .single(&HeaderName::TO, "To")
+                .ok()
+                .flatten()
+                .unwrap_or("")
+                .to_owned(),
             remote_target: contact,
-            route_set: h.list(&HeaderName::RECORD_ROUTE).map(str::to_owned).collect(),
+            route_set: h
+                .list(&HeaderName::RECORD_ROUTE)
+                .map(str::to_owned)
+                .collect(),
             remote_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
             local_cseq: 0,
             invite_key: key,
@@ -555,11 +604,12 @@ impl Gw2 {
             if let (Some(sdp), Some(c)) = (policy::sdp_body(msg), self.calls.get_mut(&call)) {
                 if let Ok(ans) = tsip::answer_from_sdp(&sdp, &c.offer) {
                     update_remotes(&mut c.streams, &ans.remotes);
-                    out.to_gw1.push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
-                        call,
-                        kind: meta::OfferAnswer::Answer,
-                        media: ans.media,
-                    }));
+                    out.to_gw1
+                        .push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
+                            call,
+                            kind: meta::OfferAnswer::Answer,
+                            media: ans.media,
+                        }));
                 }
             }
             (Verdict::Accepted, None)
@@ -688,9 +738,10 @@ impl Gw2 {
                 .get_mut(&call)
                 .ok_or(Rejection::NoSuchCallOrTransaction)?;
             // In-dialog requests are bound to the dialog's tags and peer (integrity).
-            let tags_match = (!self.replay && to_tag == c.local_tag
-                || self.replay)
-                && from_tag.as_deref() == Some(c.remote_tag.as_str());
+            // Replay: the caller's in-dialog requests carry the tag the capture's answering
+            // party chose, not GW2's.
+            let to_ok = self.replay || to_tag == c.local_tag;
+            let tags_match = to_ok && from_tag.as_deref() == Some(c.remote_tag.as_str());
             if !tags_match || c.state == CallState::Ended {
                 return Err(Rejection::NoSuchCallOrTransaction);
             }
@@ -750,11 +801,12 @@ impl Gw2 {
                     let trying = MessageBuilder::response_to(msg, 100, None).build();
                     self.server.respond(now, &key, 100, trying, out);
                 }
-                out.to_gw1.push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
-                    call,
-                    kind: meta::OfferAnswer::Offer,
-                    media: parsed.media,
-                }));
+                out.to_gw1
+                    .push_back(meta::Message::MediaUpdate(meta::MediaUpdate {
+                        call,
+                        kind: meta::OfferAnswer::Offer,
+                        media: parsed.media,
+                    }));
                 Ok((if method == Method::Invite { 100 } else { 0 }, Some(call)))
                     .map(|(s, c)| (if s == 0 { 200 } else { s }, c))
             }
@@ -849,7 +901,9 @@ impl Gw2 {
                     CallState::Confirmed => {
                         c.local_cseq += 1;
                         let branch = self.ids.branch();
-                        let Some(c) = self.calls.get(&call) else { return };
+                        let Some(c) = self.calls.get(&call) else {
+                            return;
+                        };
                         let req = self
                             .in_dialog_request(c, &Method::Bye, c.local_cseq, &branch)
                             .header("Reason", format!("Q.850;cause={}", cause.0))
@@ -886,14 +940,24 @@ impl Gw2 {
                     c.local_cseq += 1;
                     c.sdp_version += 1;
                     let branch = self.ids.branch();
-                    let Some(c) = self.calls.get(&call) else { return };
+                    let Some(c) = self.calls.get(&call) else {
+                        return;
+                    };
                     let req = self
                         .in_dialog_request(c, &Method::Invite, c.local_cseq, &branch)
                         .body("application/sdp", our_sdp(c))
                         .build();
                     let flow = c.flow;
-                    self.client
-                        .send(now, Side::Outside, flow, branch, Method::Invite, call, req, out);
+                    self.client.send(
+                        now,
+                        Side::Outside,
+                        flow,
+                        branch,
+                        Method::Invite,
+                        call,
+                        req,
+                        out,
+                    );
                 }
             },
             meta::Message::Dtmf(d) => {
@@ -902,22 +966,38 @@ impl Gw2 {
                 }
                 c.local_cseq += 1;
                 let branch = self.ids.branch();
-                let Some(c) = self.calls.get(&call) else { return };
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
                 let (ct, body) = tsip::info_body(d.event, d.duration_ms);
                 let req = self
                     .in_dialog_request(c, &Method::Info, c.local_cseq, &branch)
                     .body(ct, body)
                     .build();
                 let flow = c.flow;
-                self.client
-                    .send(now, Side::Outside, flow, branch, Method::Info, call, req, out);
+                self.client.send(
+                    now,
+                    Side::Outside,
+                    flow,
+                    branch,
+                    Method::Info,
+                    call,
+                    req,
+                    out,
+                );
             }
             _ => {}
         }
     }
 
     /// A request inside the caller's dialog, from GW2 (RFC 3261 section 12.2.1.1).
-    fn in_dialog_request(&self, c: &OutCall, method: &Method, cseq: u32, branch: &str) -> MessageBuilder {
+    fn in_dialog_request(
+        &self,
+        c: &OutCall,
+        method: &Method,
+        cseq: u32,
+        branch: &str,
+    ) -> MessageBuilder {
         let mut b = MessageBuilder::request(method, &c.remote_target).header(
             "Via",
             format!(
@@ -989,7 +1069,11 @@ impl Gw2 {
         let ended = c.state == CallState::Ended;
         let s = c.streams.get_mut(idx)?;
         let rtcp_hint = super::media::is_rtcp(data);
-        let protocol = if rtcp_hint { Protocol::Rtcp } else { Protocol::Rtp };
+        let protocol = if rtcp_hint {
+            Protocol::Rtcp
+        } else {
+            Protocol::Rtp
+        };
         let src = if rtcp_hint {
             SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))
         } else {
@@ -1030,11 +1114,19 @@ impl Gw2 {
     }
 
     /// Media from GW1 over the tunnel: sent from GW2's port to the outside peer.
-    pub fn handle_tunnel_media(&mut self, stream: StreamId, rtcp: bool, data: Bytes, out: &mut Out) {
+    pub fn handle_tunnel_media(
+        &mut self,
+        stream: StreamId,
+        rtcp: bool,
+        data: Bytes,
+        out: &mut Out,
+    ) {
         let Some(&(call, idx)) = self.media_by_stream.get(&stream) else {
             return;
         };
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         let Some(s) = c.streams.get(idx) else { return };
         let Some(remote) = s.remote else { return };
         let (local, remote) = if rtcp {
@@ -1060,7 +1152,9 @@ impl Gw2 {
     /// Replay: remembers the answering party's media addresses of a call (from its SDP), so
     /// its RTP is handed to GW1's inside side.
     pub fn note_answering_media(&mut self, call: CallRef, remotes: &[Option<SocketAddr>]) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         for (idx, r) in remotes.iter().enumerate() {
             if let Some(r) = r {
                 c.answering_media.push(*r);
@@ -1115,7 +1209,10 @@ fn apply_answer(c: &mut OutCall, media: &[MediaDescription]) {
     // Our SDP answers with what GW1 reported, per stream.
     let mut offer = c.offer.clone();
     for o in offer.iter_mut() {
-        if let Some(a) = media.iter().find(|a| a.stream.is_some() && a.stream == o.stream) {
+        if let Some(a) = media
+            .iter()
+            .find(|a| a.stream.is_some() && a.stream == o.stream)
+        {
             *o = a.clone();
         }
     }
@@ -1175,7 +1272,10 @@ fn can_address_response(msg: &Message) -> bool {
 
 /// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
 pub fn looks_like_sip(data: &[u8]) -> bool {
-    let start = data.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(0);
+    let start = data
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(0);
     let head = data.get(start..).unwrap_or(&[]);
     if head.starts_with(b"SIP/") {
         return true;

@@ -101,7 +101,11 @@ impl MediaStream {
         }
         if rtcp {
             let ok = data.len() >= 8 && data.first().is_some_and(|b| b >> 6 == 2);
-            return if ok { Ok(true) } else { Err(MediaDrop::Malformed) };
+            return if ok {
+                Ok(true)
+            } else {
+                Err(MediaDrop::Malformed)
+            };
         }
         let pkt = codecs::rtp::Packet::new_checked(data).map_err(|_| MediaDrop::Malformed)?;
         let pt = pkt.payload_type();

@@ -135,7 +135,10 @@ pub enum Event {
     /// A verdict on one input message.
     Report(Report),
     /// A Meta message crossed the tunnel (towards GW1 when `to_gw1`).
-    Meta { to_gw1: bool, message: meta::Message },
+    Meta {
+        to_gw1: bool,
+        message: meta::Message,
+    },
     /// A call ended.
     CallEnded(CallRecord),
 }
@@ -233,6 +236,17 @@ impl Default for EngineConfig {
     }
 }
 
+/// The well-known SIP ports (RFC 3261 section 18.1.1).
+pub fn is_sip_port(port: u16) -> bool {
+    port == 5060 || port == 5061
+}
+
+fn resynced_framer() -> codecs::sip::StreamFramer {
+    let mut f = codecs::sip::StreamFramer::new();
+    f.resync();
+    f
+}
+
 /// Output queues shared by both halves during one input.
 #[derive(Default)]
 struct Out {
@@ -264,7 +278,8 @@ pub struct Engine {
     gw2: gw2::Gw2,
     gw1: gw1::Gw1,
     out: Out,
-    streams: HashMap<ConnId, (Flow, codecs::sip::StreamFramer)>,
+    /// SIP framing per stream; `None` for streams that are not SIP or lost framing.
+    streams: HashMap<ConnId, Option<codecs::sip::StreamFramer>>,
     meta_seq: u32,
     pub stats: Stats,
 }
@@ -311,26 +326,33 @@ impl Engine {
                     .handle_inside_message(now, flow, msg, Some(call), &mut self.out);
             }
             Some(gw2::Handoff::Media { stream, src, data }) => {
-                self.gw1.handle_inside_media(stream, src, data, &mut self.out);
+                self.gw1
+                    .handle_inside_media(stream, src, data, &mut self.out);
             }
         }
     }
 
     /// A datagram arrived on GW1's inside interface.
     pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        self.gw1.handle_inside_datagram(now, flow, data, &mut self.out);
+        self.gw1
+            .handle_inside_datagram(now, flow, data, &mut self.out);
         self.pump(now);
     }
 
-    /// Bytes arrived on an outside stream connection (TCP/TLS), in order.
+    /// Bytes arrived on an outside stream connection (TCP/TLS), in order. A stream is SIP when
+    /// it uses a SIP port (5060, 5061: the listener's) or its first bytes look like SIP;
+    /// other streams are ignored.
     pub fn handle_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
-        let entry = self
-            .streams
-            .entry(conn)
-            .or_insert_with(|| (flow, codecs::sip::StreamFramer::new()));
-        entry.1.push(data);
+        let entry = self.streams.entry(conn).or_insert_with(|| {
+            let sip = is_sip_port(flow.local.port())
+                || is_sip_port(flow.remote.port())
+                || gw2::looks_like_sip(data);
+            sip.then(codecs::sip::StreamFramer::new)
+        });
+        let Some(framer) = entry else { return };
+        framer.push(data);
         let mut messages = Vec::new();
-        while let Some(m) = entry.1.next_message() {
+        while let Some(m) = framer.next_message() {
             let failed = m.is_err();
             messages.push(m);
             if failed {
@@ -344,7 +366,8 @@ impl Engine {
                     self.handoff(now, flow, handoff);
                 }
                 Err(e) => {
-                    self.streams.remove(&conn);
+                    // Framing is lost: the live gateway closes the connection.
+                    self.streams.insert(conn, None);
                     self.gw2.report_stream_error(flow, e, &mut self.out);
                 }
             }
@@ -354,8 +377,11 @@ impl Engine {
 
     /// Bytes were lost on a stream (a capture gap): framing restarts at the next start line.
     pub fn handle_stream_gap(&mut self, _now: Duration, conn: ConnId) {
-        if let Some((_, framer)) = self.streams.get_mut(&conn) {
-            framer.resync();
+        match self.streams.get_mut(&conn) {
+            Some(Some(framer)) => framer.resync(),
+            // A stream that lost framing may recover after the gap.
+            Some(entry) => *entry = Some(resynced_framer()),
+            None => {}
         }
     }
 
@@ -397,7 +423,11 @@ impl Engine {
                 Verdict::Ignored => self.stats.ignored += 1,
             }
         }
-        if let Event::Meta { message: meta::Message::Setup(_), .. } = &e {
+        if let Event::Meta {
+            message: meta::Message::Setup(_),
+            ..
+        } = &e
+        {
             self.stats.calls += 1;
         }
         Some(e)
@@ -426,9 +456,11 @@ impl Engine {
             } else if let Some((call, remotes)) = self.out.replay_answering_media.pop_front() {
                 self.gw2.note_answering_media(call, &remotes);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
-                self.gw1.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                self.gw1
+                    .handle_tunnel_media(stream, rtcp, data, &mut self.out);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
-                self.gw2.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                self.gw2
+                    .handle_tunnel_media(stream, rtcp, data, &mut self.out);
             } else {
                 return;
             }

@@ -4,8 +4,8 @@
 //! A malformed message (`codecs::sip::SipError`) and a policy violation are different things;
 //! both end up as a [`Rejection`] that names the SIP status and the headers to send with it.
 
-use codecs::sip::{self, MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
 use codecs::sip::HeaderName as Name;
+use codecs::sip::{self, MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
 
 /// Option tags (RFC 3261 section 19.2) the gateway implements.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &["replaces", "norefersub"];
@@ -184,7 +184,10 @@ impl SipPolicy {
                 "headers in Request-URI",
             )));
         }
-        let routable = matches!(uri.scheme, UriScheme::Sip | UriScheme::Sips | UriScheme::Tel);
+        let routable = matches!(
+            uri.scheme,
+            UriScheme::Sip | UriScheme::Sips | UriScheme::Tel
+        );
         if !uri.is_known_scheme() || (!routable && needs_routable_uri(&req.method)) {
             let scheme = match &uri.scheme {
                 UriScheme::Other(s) => s.clone(),
@@ -226,7 +229,9 @@ impl SipPolicy {
         if req.method == Method::Invite && msg.headers().contains(&Name::ACCEPT) {
             let ok = msg.headers().list(&Name::ACCEPT).any(|a| {
                 MediaType::parse(a)
-                    .map(|m| m.is("application", "sdp") || m.is("*", "*") || m.is("application", "*"))
+                    .map(|m| {
+                        m.is("application", "sdp") || m.is("*", "*") || m.is("application", "*")
+                    })
                     .unwrap_or(false)
             });
             if !ok {
@@ -258,10 +263,7 @@ impl SipPolicy {
     }
 
     fn check_content_type(&self, ct: &MediaType) -> Result<(), Rejection> {
-        if !ACCEPTED_CONTENT_TYPES
-            .iter()
-            .any(|(k, s)| ct.is(k, s))
-        {
+        if !ACCEPTED_CONTENT_TYPES.iter().any(|(k, s)| ct.is(k, s)) {
             return Err(Rejection::UnsupportedMediaType(format!(
                 "{}/{}",
                 ct.kind, ct.subtype
@@ -299,7 +301,9 @@ fn multipart_sdp(body: &bytes::Bytes, boundary: &str) -> Option<bytes::Bytes> {
         if part.starts_with("--") {
             break;
         }
-        let part = part.strip_prefix("\r\n").or_else(|| part.strip_prefix('\n'))?;
+        let part = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))?;
         let (head, content) = part
             .split_once("\r\n\r\n")
             .or_else(|| part.split_once("\n\n"))?;

@@ -143,8 +143,8 @@ impl ServerTxns {
         if code >= 200 {
             txn.expires = now + LINGER;
             let invite = txn.request.method() == Some(&Method::Invite);
-            txn.retransmit = (invite && !txn.flow.transport.is_reliable())
-                .then(|| Retransmit::start(now));
+            txn.retransmit =
+                (invite && !txn.flow.transport.is_reliable()).then(|| Retransmit::start(now));
         }
     }
 
@@ -164,9 +164,7 @@ impl ServerTxns {
         self.map
             .iter()
             .find(|(_, t)| {
-                t.call == Some(call)
-                    && !t.is_final()
-                    && t.request.method() == Some(&Method::Invite)
+                t.call == Some(call) && !t.is_final() && t.request.method() == Some(&Method::Invite)
             })
             .map(|(k, _)| k.clone())
     }
@@ -289,6 +287,19 @@ impl ClientTxns {
             t.retransmit = None;
         }
         Some((t.method.clone(), t.call, repeat))
+    }
+
+    pub fn contains(&self, branch: &str) -> bool {
+        self.map.contains_key(branch)
+    }
+
+    /// The branch of the most recent transaction of `call` with `method` (replay matching).
+    pub fn find(&self, call: CallRef, method: &Method) -> Option<String> {
+        self.map
+            .iter()
+            .filter(|(_, t)| t.call == call && t.method == *method)
+            .max_by_key(|(_, t)| t.timeout)
+            .map(|(b, _)| b.clone())
     }
 
     /// Fires timers; returns the calls whose requests timed out without a final response.

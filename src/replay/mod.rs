@@ -60,7 +60,7 @@ pub fn replay<R: std::io::Read>(
             }
         };
         count += 1;
-        if count % 4096 == 0 {
+        if count.is_multiple_of(4096) {
             progress(reader.offset());
         }
         let t0 = *first_time.get_or_insert(ev.time);
@@ -68,7 +68,15 @@ pub fn replay<R: std::io::Read>(
         if now >= last_tick + TIMER_TICK {
             engine.handle_timeout(now);
             last_tick = now;
-            drain(&mut engine, &mut report, None, now, t0, opts, out.as_deref_mut())?;
+            drain(
+                &mut engine,
+                &mut report,
+                None,
+                now,
+                t0,
+                opts,
+                out.as_deref_mut(),
+            )?;
         }
         let ctx = match ev.kind {
             EventKind::Datagram { src, dst, payload } => {
@@ -105,7 +113,15 @@ pub fn replay<R: std::io::Read>(
             }
             _ => None,
         };
-        drain(&mut engine, &mut report, ctx, now, t0, opts, out.as_deref_mut())?;
+        drain(
+            &mut engine,
+            &mut report,
+            ctx,
+            now,
+            t0,
+            opts,
+            out.as_deref_mut(),
+        )?;
     }
     // Let pending transactions and retransmission timers run out.
     let end = last_tick + Duration::from_secs(64);
@@ -117,7 +133,7 @@ pub fn replay<R: std::io::Read>(
         end,
         first_time.unwrap_or_default(),
         opts,
-        out.as_deref_mut(),
+        out,
     )?;
     report.summary.packets = reader.stats().packets;
     report.summary.calls = engine.stats.calls;
@@ -194,7 +210,8 @@ fn unspecified() -> SocketAddr {
 /// the capture cannot be read (after printing what was read).
 pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
     let path = &args.capture;
-    let reader = CaptureReader::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let reader =
+        CaptureReader::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let opts = ReplayOptions {
         inside_family: args.inside_family.map(|f| match f {
             FamilyArg::Ipv4 => Family::V4,
@@ -247,4 +264,3 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
         0
     })
 }
-

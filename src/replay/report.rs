@@ -140,7 +140,11 @@ impl ReplayReport {
                 let _ = writeln!(
                     o,
                     "  {} cause {}{}; media forwarded {}, dropped {}",
-                    if dur.is_some() { "answered," } else { "not answered," },
+                    if dur.is_some() {
+                        "answered,"
+                    } else {
+                        "not answered,"
+                    },
                     r.cause,
                     dur.map(|d| format!(", {d:.1} s")).unwrap_or_default(),
                     r.media.forwarded + r.media.rtcp_forwarded,
@@ -187,6 +191,9 @@ fn line(o: &mut String, m: &MessageEntry) {
         m.summary,
         verdict,
         m.response.map(|r| format!(" ({r})")).unwrap_or_default(),
-        m.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        m.reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
     );
 }

@@ -47,7 +47,11 @@ pub fn calling_party(from: &NameAddr) -> Party {
 pub fn called_party(request_uri: &Uri, to: &NameAddr) -> Party {
     let user = uri_user(request_uri);
     Party {
-        user: if user.is_empty() { uri_user(&to.uri) } else { user },
+        user: if user.is_empty() {
+            uri_user(&to.uri)
+        } else {
+            user
+        },
         display: to.display.clone().filter(|d| !d.is_empty()),
     }
 }
@@ -58,7 +62,9 @@ fn uri_user(uri: &Uri) -> String {
             let u = uri.user_decoded().unwrap_or_default();
             // Visual separators in telephone numbers (RFC 3966) are dropped.
             if uri.scheme == UriScheme::Tel || u.starts_with('+') {
-                u.chars().filter(|c| !matches!(c, '-' | '.' | '(' | ')')).collect()
+                u.chars()
+                    .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+                    .collect()
             } else {
                 u
             }
@@ -186,7 +192,11 @@ pub fn sdp_from_media(
 ) -> Bytes {
     let mut b = Session::builder(Origin::new("sgw", session_id, version, ip)).connection(ip);
     for (i, m) in media.iter().enumerate() {
-        let port = ports.get(i).copied().flatten().filter(|_| m.stream.is_some());
+        let port = ports
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|_| m.stream.is_some());
         let kind = match m.kind {
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
@@ -211,7 +221,11 @@ pub fn sdp_from_media(
         if let Some(te) = m.telephone_event {
             mb = mb
                 .format(te.payload_type)
-                .rtpmap(Rtpmap::new(te.payload_type, "telephone-event", te.clock_rate))
+                .rtpmap(Rtpmap::new(
+                    te.payload_type,
+                    "telephone-event",
+                    te.clock_rate,
+                ))
                 .fmtp(&te.payload_type.to_string(), "0-16");
         }
         if let Some(p) = m.ptime_ms {
@@ -242,7 +256,9 @@ pub fn dtmf_from_info(ct: &MediaType, body: &[u8]) -> Option<(u8, u16)> {
         let mut event = None;
         let mut duration = 250u16;
         for line in text.lines() {
-            let Some((k, v)) = line.split_once('=') else { continue };
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
             match k.trim().to_ascii_lowercase().as_str() {
                 "signal" => {
                     let v = v.trim();
@@ -361,7 +377,10 @@ mod tests {
     #[test]
     fn info_dtmf() {
         let ct = MediaType::parse("application/dtmf-relay").unwrap();
-        assert_eq!(dtmf_from_info(&ct, b"Signal=5\r\nDuration=160\r\n"), Some((5, 160)));
+        assert_eq!(
+            dtmf_from_info(&ct, b"Signal=5\r\nDuration=160\r\n"),
+            Some((5, 160))
+        );
         assert_eq!(dtmf_from_info(&ct, b"Signal=#\r\n"), Some((11, 250)));
         let (_, body) = info_body(10, 100);
         assert_eq!(dtmf_from_info(&ct, &body), Some((10, 100)));

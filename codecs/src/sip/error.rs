@@ -26,7 +26,10 @@ pub enum SipError {
     #[error("more than one {0} header")]
     DuplicateHeader(&'static str),
     #[error("malformed {name} header: {why}")]
-    BadHeader { name: &'static str, why: &'static str },
+    BadHeader {
+        name: &'static str,
+        why: &'static str,
+    },
     #[error("more than {limit} Via values")]
     TooManyVias { limit: usize },
     #[error("more than {limit} values in {name}")]

@@ -9,7 +9,10 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Where the header section ends: (index of the blank line, index of the first body byte).
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
-    while let Some(rel) = buf.get(i..).and_then(|b| b.iter().position(|&c| c == b'\n')) {
+    while let Some(rel) = buf
+        .get(i..)
+        .and_then(|b| b.iter().position(|&c| c == b'\n'))
+    {
         let nl = i + rel;
         match buf.get(nl + 1) {
             Some(b'\n') => return Some((nl, nl + 2)),
@@ -40,7 +43,9 @@ fn find_start_line(buf: &[u8]) -> Option<usize> {
 
 /// Number of leading CRLF/LF bytes (keepalives and stray line ends before a start line).
 fn leading_line_ends(buf: &[u8]) -> usize {
-    buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
 }
 
 struct Head {
@@ -242,7 +247,10 @@ mod tests {
         let d = String::from_utf8_lossy(OPTIONS).replace("Length: 4", "Length: 40");
         assert!(matches!(
             parse_datagram(Bytes::from(d)),
-            Err(SipError::BodyTruncated { declared: 40, available: 4 })
+            Err(SipError::BodyTruncated {
+                declared: 40,
+                available: 4
+            })
         ));
     }
 

@@ -220,7 +220,10 @@ pub struct Uri {
 impl Uri {
     pub fn parse(s: &str) -> Result<Uri, SipError> {
         let bad = SipError::BadRequestUri;
-        if s.is_empty() || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if s.is_empty()
+            || s.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(bad("empty or contains whitespace"));
         }
         let (scheme, rest) = s.split_once(':').ok_or(bad("no scheme"))?;
@@ -315,7 +318,11 @@ impl Uri {
             None => Vec::new(),
         };
         Ok(Uri {
-            scheme: if sips { UriScheme::Sips } else { UriScheme::Sip },
+            scheme: if sips {
+                UriScheme::Sips
+            } else {
+                UriScheme::Sip
+            },
             raw: s.to_owned(),
             user,
             host: Some(host),
@@ -415,7 +422,8 @@ impl NameAddr {
                 let display = if display.is_empty() {
                     None
                 } else if display.starts_with('"') {
-                    let (d, rest) = split_quoted(display).ok_or(bad("unterminated quoted string"))?;
+                    let (d, rest) =
+                        split_quoted(display).ok_or(bad("unterminated quoted string"))?;
                     if !rest.trim().is_empty() {
                         return Err(bad("text after quoted display name"));
                     }
@@ -629,9 +637,21 @@ mod tests {
     #[test]
     fn name_addr_table() {
         let ok = [
-            (r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#, Some(r#"J Rosenberg \""#), "98asjd8"),
-            ("sip:caller@example.net;tag=134161461246", None, "134161461246"),
-            ("caller<sip:caller@example.com>;tag=323", Some("caller"), "323"),
+            (
+                r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#,
+                Some(r#"J Rosenberg \""#),
+                "98asjd8",
+            ),
+            (
+                "sip:caller@example.net;tag=134161461246",
+                None,
+                "134161461246",
+            ),
+            (
+                "caller<sip:caller@example.com>;tag=323",
+                Some("caller"),
+                "323",
+            ),
             ("<sip:user@[2001:db8::10]>;tag=1", None, "1"),
             ("<tel:+1-555-1234>;tag=9", None, "9"),
         ];
@@ -657,7 +677,10 @@ mod tests {
         let u = Uri::parse("sip:user@[2001:db8::10]:5070;transport=tcp").unwrap();
         assert_eq!(u.ip, Some("2001:db8::10".parse().unwrap()));
         assert_eq!(u.port, Some(5070));
-        assert_eq!(u.param("transport").and_then(|p| p.value.as_deref()), Some("tcp"));
+        assert_eq!(
+            u.param("transport").and_then(|p| p.value.as_deref()),
+            Some("tcp")
+        );
         let u = Uri::parse("sip:[2001:db8::10:5070]").unwrap();
         assert_eq!(u.ip, Some("2001:db8::10:5070".parse().unwrap()));
         assert_eq!(u.port, None);
@@ -665,7 +688,9 @@ mod tests {
         assert!(Uri::parse("<sip:user@example.com>").is_err());
         let u = Uri::parse("nobodyKnowsThisScheme:totallyopaquecontent").unwrap();
         assert!(!u.is_known_scheme());
-        assert!(Uri::parse("soap.beep://192.0.2.103:3002").unwrap().is_known_scheme());
+        assert!(Uri::parse("soap.beep://192.0.2.103:3002")
+            .unwrap()
+            .is_known_scheme());
         let u = Uri::parse("sip:user@example.com?Route=%3Csip:example.com%3E").unwrap();
         assert!(u.headers.is_some());
     }
@@ -675,10 +700,14 @@ mod tests {
         let v = Via::parse("SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!(v.transport, "UDP");
         assert_eq!(v.branch(), Some("390skdjuw"));
-        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
-            .unwrap();
+        let v =
+            Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+                .unwrap();
         assert_eq!(v.ip, Some("2001:db8::9:1".parse().unwrap()));
-        assert_eq!(v.param("received").and_then(|p| p.value.as_deref()), Some("2001:db8::9:255"));
+        assert_eq!(
+            v.param("received").and_then(|p| p.value.as_deref()),
+            Some("2001:db8::9:255")
+        );
         let v = Via::parse("SIP/2.0/TCP spindle.example.com   ; branch  =   z9hG4bK9ikj8").unwrap();
         assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_err());

@@ -65,7 +65,11 @@ impl Headers {
     }
 
     /// Like [`Headers::single`] but the header must be present.
-    pub fn required<'a>(&'a self, name: &'a Name, label: &'static str) -> Result<&'a str, SipError> {
+    pub fn required<'a>(
+        &'a self,
+        name: &'a Name,
+        label: &'static str,
+    ) -> Result<&'a str, SipError> {
         self.single(name, label)?
             .ok_or(SipError::MissingHeader(label))
     }
@@ -145,7 +149,10 @@ impl Message {
         match &self.start {
             StartLine::Request(r) => format!("{} {}", r.method, r.uri),
             StartLine::Response(s) => {
-                let method = self.cseq().map(|c| c.method.to_string()).unwrap_or_default();
+                let method = self
+                    .cseq()
+                    .map(|c| c.method.to_string())
+                    .unwrap_or_default();
                 if method.is_empty() {
                     format!("{} {}", s.code, s.reason)
                 } else {
@@ -246,7 +253,10 @@ pub(super) fn content_length(headers: &Headers) -> Result<Option<usize>, SipErro
 
 /// Parses a header section (start line and header fields, without the blank line).
 pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
-    let mut lines = LineIter { rest: head, line_no: 0 };
+    let mut lines = LineIter {
+        rest: head,
+        line_no: 0,
+    };
     let first = lines.next().ok_or(SipError::Empty)?;
     let start = parse_start_line(&first)?;
     let mut headers = Headers::new();

@@ -16,12 +16,12 @@ mod message;
 
 pub use builder::MessageBuilder;
 pub use error::SipError;
+pub use ezk_sip_types::Name as HeaderName;
 pub use framing::{parse_datagram, StreamFramer};
 pub use grammar::{
     parse_decimal, split_list, CSeq, MediaType, NameAddr, Param, Uri, UriScheme, Via,
     KNOWN_URI_SCHEMES,
 };
-pub use ezk_sip_types::Name as HeaderName;
 pub use message::{Headers, Message, RequestLine, StartLine, StatusLine};
 
 /// Largest message accepted on any transport (a UDP datagram cannot be larger).
