@@ -128,31 +128,41 @@ impl Gw2 {
         if !looks_like_sip(&data) {
             return None;
         }
-        match sip::parse_datagram(data) {
+        match sip::parse_datagram(data.clone()) {
             Ok((msg, _trailing)) => self.handle_message(now, flow, msg, out),
             Err(e) => {
-                self.report_parse_error(flow, &e, None, out);
+                self.report_parse_error(flow, &e, Some(&data), out);
                 None
             }
         }
     }
 
-    /// A message that failed to parse. Requests get a best-effort 400 when enough of the head
-    /// is readable to address it; responses are dropped.
-    fn report_parse_error(
-        &mut self,
-        _flow: Flow,
-        e: &SipError,
-        _raw: Option<&[u8]>,
-        out: &mut Out,
-    ) {
+    /// A message that failed to parse. A request still gets a 400 (513 when too large) when
+    /// its Via survives, so the peer's transaction ends; responses are dropped.
+    fn report_parse_error(&mut self, flow: Flow, e: &SipError, raw: Option<&[u8]>, out: &mut Out) {
+        let salvaged = raw
+            .and_then(sip::salvage_request_headers)
+            .filter(|h| h.contains(&HeaderName::VIA));
+        let mut response = None;
+        if let Some(h) = salvaged {
+            let status = e.status();
+            let bytes = MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token()))
+                .build();
+            out.transmits.push_back(Transmit {
+                side: Side::Outside,
+                flow,
+                protocol: Protocol::Sip,
+                payload: bytes,
+            });
+            response = Some(status);
+        }
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
             summary: "unparsable SIP message".to_owned(),
             verdict: Verdict::Rejected,
             reason: Some(format!("malformed: {e}")),
-            response: None,
+            response,
             call: None,
         });
     }

@@ -1,6 +1,6 @@
 //! Emitting SIP messages: a start line, headers in order, and a body with its Content-Length.
 
-use super::message::{Message, StartLine};
+use super::message::{Headers, Message, StartLine};
 use super::{reason_phrase, Method};
 use bytes::Bytes;
 use ezk_sip_types::Name;
@@ -38,22 +38,22 @@ impl MessageBuilder {
     /// A response to `req` with Via, From, To, Call-ID and CSeq copied (RFC 3261 section
     /// 8.2.6.2); `to_tag` is added to To when it has none.
     pub fn response_to(req: &Message, code: u16, to_tag: Option<&str>) -> Self {
+        let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(true);
+        Self::response_to_headers(req.headers(), code, to_tag.filter(|_| !has_tag))
+    }
+
+    /// Like [`MessageBuilder::response_to`] from bare header fields (a request that did not
+    /// parse completely); `to_tag`, if given, is appended to To.
+    pub fn response_to_headers(h: &Headers, code: u16, to_tag: Option<&str>) -> Self {
         let mut b = Self::response(code);
-        let h = req.headers();
-        for v in h.all(&Name::VIA) {
-            b = b.header("Via", v);
-        }
-        for (name, label) in [(Name::FROM, "From")] {
+        for (name, label) in [(Name::VIA, "Via"), (Name::FROM, "From")] {
             for v in h.all(&name) {
                 b = b.header(label, v);
             }
         }
         for v in h.all(&Name::TO) {
-            let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(true);
             match to_tag {
-                Some(tag) if !has_tag && code > 100 => {
-                    b = b.header("To", format!("{v};tag={tag}"));
-                }
+                Some(tag) if code > 100 => b = b.header("To", format!("{v};tag={tag}")),
                 _ => b = b.header("To", v),
             }
         }

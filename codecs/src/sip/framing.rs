@@ -127,6 +127,20 @@ pub fn parse_datagram(datagram: Bytes) -> Result<(Message, usize), SipError> {
     ))
 }
 
+/// Best effort for a message that failed to parse: the header fields of its head, skipping
+/// lines that do not parse, so a 400 can still be addressed to a broken request. Returns
+/// `None` for responses (never answered) and when nothing usable is left.
+pub fn salvage_request_headers(data: &[u8]) -> Option<message::Headers> {
+    let data = data.get(leading_line_ends(data)..)?;
+    if data.starts_with(b"SIP/") {
+        return None;
+    }
+    let end = find_head_end(data).map_or(data.len().min(MAX_HEAD_SIZE), |(blank, _)| blank);
+    let head = String::from_utf8_lossy(data.get(..end.min(MAX_HEAD_SIZE))?);
+    let headers = message::parse_header_lines_lenient(&head);
+    (!headers.is_empty()).then_some(headers)
+}
+
 /// Splits a TCP/TLS byte stream into messages by Content-Length. After an error the stream is
 /// out of sync and must be closed: the framer keeps returning the error.
 #[derive(Debug, Default)]

@@ -284,6 +284,28 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
     Ok((start, headers))
 }
 
+/// Header lines after the start line, skipping lines that are not `name: value`.
+pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
+    let mut headers = Headers::new();
+    for line in (LineIter { rest: head, line_no: 0 }).skip(1) {
+        if headers.len() >= MAX_HEADERS {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(grammar::is_token_byte) {
+            continue;
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if value.len() <= MAX_HEADER_LEN {
+            headers.push(Name::from(name.to_owned()), value);
+        }
+    }
+    headers
+}
+
 fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
     if let Some(rest) = line.strip_prefix("SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase

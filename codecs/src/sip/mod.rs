@@ -17,7 +17,7 @@ mod message;
 pub use builder::MessageBuilder;
 pub use error::SipError;
 pub use ezk_sip_types::Name as HeaderName;
-pub use framing::{parse_datagram, StreamFramer};
+pub use framing::{parse_datagram, salvage_request_headers, StreamFramer};
 pub use grammar::{
     parse_decimal, split_list, CSeq, MediaType, NameAddr, Param, Uri, UriScheme, Via,
     KNOWN_URI_SCHEMES,
