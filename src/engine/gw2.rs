@@ -852,7 +852,7 @@ impl Gw2 {
         c.sdp_version += 1;
         let sdp = our_sdp(c);
         MessageBuilder::response_to(req, 200, Some(&c.local_tag))
-            .header("Contact", format!("<sip:gw@{}>", host_of(c.flow.local)))
+            .header("Contact", format!("<sip:gw@{}>", host_port(c.flow.local)))
             .body("application/sdp", sdp)
             .build()
     }
@@ -872,7 +872,7 @@ impl Gw2 {
                 };
                 let code = if media.is_empty() { 180 } else { 183 };
                 let mut b = MessageBuilder::response_to(&invite, code, Some(&c.local_tag))
-                    .header("Contact", format!("<sip:gw@{}>", host_of(c.flow.local)));
+                    .header("Contact", format!("<sip:gw@{}>", host_port(c.flow.local)));
                 if !media.is_empty() {
                     apply_answer(c, &media);
                     b = b.body("application/sdp", our_sdp(c));
@@ -891,7 +891,7 @@ impl Gw2 {
                     return;
                 };
                 let b = MessageBuilder::response_to(&invite, 200, Some(&c.local_tag))
-                    .header("Contact", format!("<sip:gw@{}>", host_of(c.flow.local)))
+                    .header("Contact", format!("<sip:gw@{}>", host_port(c.flow.local)))
                     .header("Allow", policy::allow_header())
                     .body("application/sdp", our_sdp(c));
                 self.server.respond(now, &key, 200, b.build(), out);

@@ -2,8 +2,6 @@
 //! a seed and a counter only, so nothing of an incoming message leaks into them and replay output
 //! is reproducible. The live driver seeds from the OS random generator.
 
-use std::hash::{Hash, Hasher};
-
 #[derive(Debug, Clone)]
 pub struct Ids {
     seed: u64,
@@ -15,11 +13,16 @@ impl Ids {
         Ids { seed, counter: 0 }
     }
 
+    /// SplitMix64 of seed and counter: well mixed, and stable across Rust releases (unlike
+    /// `DefaultHasher`), so snapshots stay put.
     fn next(&mut self) -> u64 {
         self.counter += 1;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.seed, self.counter).hash(&mut h);
-        h.finish()
+        let mut z = self
+            .seed
+            .wrapping_add(self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// A token of 16 hex digits.

@@ -226,7 +226,7 @@ pub fn sdp_from_media(
                     "telephone-event",
                     te.clock_rate,
                 ))
-                .fmtp(&te.payload_type.to_string(), "0-16");
+                .fmtp(&te.payload_type.to_string(), "0-15");
         }
         if let Some(p) = m.ptime_ms {
             mb = mb.ptime(u32::from(p));
