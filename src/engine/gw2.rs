@@ -1175,6 +1175,18 @@ impl Gw2 {
         }
     }
 
+    /// Calls not yet ended.
+    pub fn active_calls(&self) -> Vec<CallRef> {
+        let mut v: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state != CallState::Ended)
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
         self.server.handle_timeout(now, out);
         for (call, method) in self.client.handle_timeout(now, out) {
