@@ -7,12 +7,16 @@ use super::media::{MediaStream, PortPool};
 use super::policy::{self, Rejection, SipPolicy};
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
+    Summary,
     CallRecord, EngineConfig, Event, Flow, MediaCounters, Out, Protocol, Report, Side, Transmit,
     Verdict,
 };
 use bytes::Bytes;
 use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
 use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method, SipError, StartLine};
+use rustc_hash::FxHashMap;
+// Maps keyed by what outside peers choose (Call-ID, addresses) keep the default SipHash
+// against hash flooding; maps keyed by the gateway's own identifiers use FxHash.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,12 +69,12 @@ pub struct Gw2 {
     next_call: u32,
     next_stream: u16,
     ports: PortPool,
-    calls: HashMap<CallRef, OutCall>,
+    calls: FxHashMap<CallRef, OutCall>,
     by_call_id: HashMap<String, CallRef>,
     /// Media by GW2's own port and, for replay and latching, by the peer's address.
-    media_by_local: HashMap<SocketAddr, (CallRef, usize)>,
+    media_by_local: FxHashMap<SocketAddr, (CallRef, usize)>,
     media_by_remote: HashMap<SocketAddr, (CallRef, usize)>,
-    media_by_stream: HashMap<StreamId, (CallRef, usize)>,
+    media_by_stream: FxHashMap<StreamId, (CallRef, usize)>,
     /// Replay: media addresses of answering parties, which play the inside.
     replay_inside_media: HashMap<SocketAddr, (CallRef, usize)>,
     server: ServerTxns,
@@ -102,11 +106,11 @@ impl Gw2 {
             next_call: 0,
             next_stream: 0,
             ports: PortPool::new(cfg.outside_media_ports),
-            calls: HashMap::new(),
+            calls: FxHashMap::default(),
             by_call_id: HashMap::new(),
-            media_by_local: HashMap::new(),
+            media_by_local: FxHashMap::default(),
             media_by_remote: HashMap::new(),
-            media_by_stream: HashMap::new(),
+            media_by_stream: FxHashMap::default(),
             replay_inside_media: HashMap::new(),
             server: ServerTxns::default(),
             client: ClientTxns::default(),
@@ -159,7 +163,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary: "unparsable SIP message".to_owned(),
+            summary: Summary::Text("unparsable SIP message".to_owned()),
             verdict: Verdict::Rejected,
             reason: Some(format!("malformed: {e}")),
             response,
@@ -236,7 +240,7 @@ impl Gw2 {
                             out.report(Report {
                                 protocol: Protocol::Sip,
                                 side: Side::Outside,
-                                summary,
+                                summary: summary.into(),
                                 verdict: Verdict::Accepted,
                                 reason: None,
                                 response: None,
@@ -255,7 +259,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary,
+            summary: summary.into(),
             verdict,
             reason: Some(reason),
             response: None,
@@ -330,7 +334,7 @@ impl Gw2 {
                 out.report(Report {
                     protocol: Protocol::Sip,
                     side: Side::Outside,
-                    summary,
+                    summary: summary.into(),
                     verdict: Verdict::Ignored,
                     reason: Some("retransmission absorbed".to_owned()),
                     response: status,
@@ -381,7 +385,7 @@ impl Gw2 {
             Ok((status, call)) => out.report(Report {
                 protocol: Protocol::Sip,
                 side: Side::Outside,
-                summary,
+                summary: summary.into(),
                 verdict: Verdict::Accepted,
                 reason: None,
                 response: Some(status),
@@ -454,7 +458,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary,
+            summary: summary.into(),
             verdict: if rej.is_filtered() {
                 Verdict::Rejected
             } else {
@@ -632,7 +636,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary,
+            summary: summary.into(),
             verdict,
             reason,
             response: None,
@@ -1322,17 +1326,18 @@ fn sip_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
-pub(super) fn media_summary(data: &[u8]) -> String {
+pub(super) fn media_summary(data: &[u8]) -> Summary {
     if super::media::is_rtcp(data) {
-        return format!("RTCP PT={}", data.get(1).copied().unwrap_or(0));
+        return Summary::Rtcp {
+            packet_type: data.get(1).copied().unwrap_or(0),
+        };
     }
     match codecs::rtp::Packet::new_checked(data) {
-        Ok(p) => format!(
-            "RTP PT={} SSRC={:#010x} Seq={}",
-            p.payload_type(),
-            p.ssrc(),
-            p.sequence_number()
-        ),
-        Err(_) => "malformed RTP".to_owned(),
+        Ok(p) => Summary::Rtp {
+            payload_type: p.payload_type(),
+            ssrc: p.ssrc(),
+            seq: p.sequence_number(),
+        },
+        Err(_) => Summary::MalformedMedia,
     }
 }

@@ -102,12 +102,48 @@ pub enum Verdict {
     Ignored,
 }
 
+/// What a report is about, formatted only when shown (media reports are many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Summary {
+    Text(String),
+    Rtp { payload_type: u8, ssrc: u32, seq: u16 },
+    Rtcp { packet_type: u8 },
+    MalformedMedia,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Summary::Text(t) => f.write_str(t),
+            Summary::Rtp {
+                payload_type,
+                ssrc,
+                seq,
+            } => write!(f, "RTP PT={payload_type} SSRC={ssrc:#010x} Seq={seq}"),
+            Summary::Rtcp { packet_type } => write!(f, "RTCP PT={packet_type}"),
+            Summary::MalformedMedia => f.write_str("malformed RTP"),
+        }
+    }
+}
+
+impl serde::Serialize for Summary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl From<String> for Summary {
+    fn from(s: String) -> Self {
+        Summary::Text(s)
+    }
+}
+
 /// The report of one input message.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     pub protocol: Protocol,
     pub side: Side,
-    pub summary: String,
+    pub summary: Summary,
     pub verdict: Verdict,
     pub reason: Option<String>,
     /// The status code the gateway answered with, if any.

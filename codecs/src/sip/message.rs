@@ -34,7 +34,8 @@ pub struct StatusLine {
 /// unfolded and trimmed.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
-    entries: Vec<(Name, String)>,
+    /// Name, its canonical spelling (compact forms resolved) for fast comparison, value.
+    entries: Vec<(Name, Box<str>, String)>,
 }
 
 impl Headers {
@@ -44,10 +45,11 @@ impl Headers {
 
     /// All values of a header, each as written (a comma list stays one value).
     pub fn all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
+        let canonical = name.as_print_str();
         self.entries
             .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .filter(move |(_, c, _)| c.eq_ignore_ascii_case(canonical))
+            .map(|(_, _, v)| v.as_str())
     }
 
     /// The single value of a header that must appear at most once.
@@ -65,11 +67,7 @@ impl Headers {
     }
 
     /// Like [`Headers::single`] but the header must be present.
-    pub fn required<'a>(
-        &'a self,
-        name: &'a Name,
-        label: &'static str,
-    ) -> Result<&'a str, SipError> {
+    pub fn required<'a>(&'a self, name: &'a Name, label: &'static str) -> Result<&'a str, SipError> {
         self.single(name, label)?
             .ok_or(SipError::MissingHeader(label))
     }
@@ -80,11 +78,12 @@ impl Headers {
     }
 
     pub fn contains(&self, name: &Name) -> bool {
-        self.entries.iter().any(|(n, _)| n == name)
+        self.all(name).next().is_some()
     }
 
     pub fn push(&mut self, name: Name, value: impl Into<String>) {
-        self.entries.push((name, value.into()));
+        let canonical = name.as_print_str().into();
+        self.entries.push((name, canonical, value.into()));
     }
 
     pub fn len(&self) -> usize {
@@ -96,7 +95,7 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Name, &str)> {
-        self.entries.iter().map(|(n, v)| (n, v.as_str()))
+        self.entries.iter().map(|(n, _, v)| (n, v.as_str()))
     }
 }
 
