@@ -146,15 +146,28 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The rasn backend, with mandatory extension additions of SEQUENCEs made OPTIONAL first.
+/// The rasn backend, with two rewrites of the IR before each module is generated (both work
+/// around how rasn 0.30 treats constraints, see the README):
 ///
-/// X.691 lets a value from an earlier version omit every extension addition, mandatory or not
-/// (H.225.0 v1 endpoints send no `h245Tunneling`, for one). rasn rejects a missing mandatory
-/// addition and could not re-encode its absence, so each becomes an `Option` in Rust. The PER
-/// encoding of a present addition is the same either way (each is its own open type; H.225.0
-/// and H.245 use no `[[ ]]` groups, where an OPTIONAL would add a presence bit).
+/// 1. Mandatory extension additions of SEQUENCEs become OPTIONAL. X.691 lets a value from an
+///    earlier version omit every extension addition (H.225.0 v1 endpoints send no
+///    `h245Tunneling`, for one); rasn rejects a missing mandatory addition and could not re-encode
+///    its absence. The PER encoding of a present addition is the same either way (each is its own
+///    open type; H.225.0 and H.245 use no `[[ ]]` groups, where OPTIONAL would add a bit).
+/// 2. A component whose type is a reference to a constrained INTEGER, string, OCTET STRING or
+///    BIT STRING type gets that type inlined (e.g. `TimeToLive` becomes `u32` with
+///    `value("1..=4294967295")`) when it is OPTIONAL, an extension addition, or adds constraints
+///    of its own. In those three cases rasn's derive codes the component with only the
+///    component's own constraints and drops the referenced type's (`Option<T>` has no
+///    constraints; a CHOICE alternative's constraints are not intersected with its type's), so
+///    `TBCD-STRING (SIZE (3..16)) OPTIONAL` lost its permitted alphabet and an extension-addition
+///    `TimeToLive` decoded as an unconstrained INTEGER.
 #[derive(Default)]
-struct H323Backend(RasnBackend);
+struct H323Backend {
+    rasn: RasnBackend,
+    /// Constrained simple types by name, resolved to their built-in type, from every module seen.
+    simple_types: BTreeMap<String, ir::ASN1Type>,
+}
 
 impl Backend for H323Backend {
     type Config = RasnConfig;
@@ -164,19 +177,31 @@ impl Backend for H323Backend {
         &mut self,
         mut tlds: Vec<ToplevelDefinition>,
     ) -> Result<GeneratedModule, GeneratorError> {
-        for tld in &mut tlds {
-            if let ToplevelDefinition::Type(t) = tld {
-                optional_extension_additions(&mut t.ty);
+        let defs: BTreeMap<String, ir::ASN1Type> = tlds
+            .iter()
+            .filter_map(|tld| match tld {
+                ToplevelDefinition::Type(t) => Some((t.name.clone(), t.ty.clone())),
+                _ => None,
+            })
+            .collect();
+        for name in defs.keys() {
+            if let Some(ty) = resolve_simple(name, &defs, &self.simple_types, 0) {
+                self.simple_types.insert(name.clone(), ty);
             }
         }
-        self.0.generate_module(tlds)
+        for tld in &mut tlds {
+            if let ToplevelDefinition::Type(t) = tld {
+                rewrite(&mut t.ty, &self.simple_types);
+            }
+        }
+        self.rasn.generate_module(tlds)
     }
 
     fn generate(&self, mut tld: ToplevelDefinition) -> Result<String, GeneratorError> {
         if let ToplevelDefinition::Type(t) = &mut tld {
-            optional_extension_additions(&mut t.ty);
+            rewrite(&mut t.ty, &self.simple_types);
         }
-        self.0.generate(tld)
+        self.rasn.generate(tld)
     }
 
     fn format_bindings(bindings: &str) -> Result<String, CompilerError> {
@@ -184,11 +209,14 @@ impl Backend for H323Backend {
     }
 
     fn config(&self) -> &Self::Config {
-        self.0.config()
+        self.rasn.config()
     }
 
     fn from_config(config: Self::Config) -> Self {
-        Self(RasnBackend::from_config(config))
+        Self {
+            rasn: RasnBackend::from_config(config),
+            simple_types: BTreeMap::new(),
+        }
     }
 
     fn new(
@@ -196,34 +224,87 @@ impl Backend for H323Backend {
         tagging_environment: TaggingEnvironment,
         extensibility_environment: ExtensibilityEnvironment,
     ) -> Self {
-        Self(RasnBackend::new(
-            config,
-            tagging_environment,
-            extensibility_environment,
-        ))
+        Self {
+            rasn: RasnBackend::new(config, tagging_environment, extensibility_environment),
+            simple_types: BTreeMap::new(),
+        }
     }
 }
 
-fn optional_extension_additions(ty: &mut ir::ASN1Type) {
+/// The built-in type behind `name` with all constraints along the way, if it is a constrained
+/// INTEGER, character string, OCTET STRING or BIT STRING.
+fn resolve_simple(
+    name: &str,
+    defs: &BTreeMap<String, ir::ASN1Type>,
+    known: &BTreeMap<String, ir::ASN1Type>,
+    depth: usize,
+) -> Option<ir::ASN1Type> {
+    use ir::ASN1Type;
+    if let Some(ty) = known.get(name) {
+        return Some(ty.clone());
+    }
+    if depth > 8 {
+        return None;
+    }
+    match defs.get(name)? {
+        ty @ (ASN1Type::Integer(_)
+        | ASN1Type::CharacterString(_)
+        | ASN1Type::OctetString(_)
+        | ASN1Type::BitString(_)) => {
+            Some(ty.clone()).filter(|t| t.constraints().is_some_and(|c| !c.is_empty()))
+        }
+        ASN1Type::ElsewhereDeclaredType(d) => {
+            let mut ty = resolve_simple(&d.identifier, defs, known, depth + 1)?;
+            ty.constraints_mut()?.extend(d.constraints.iter().cloned());
+            Some(ty)
+        }
+        _ => None,
+    }
+}
+
+/// `ty` with the referenced type inlined, if it is a reference to a constrained simple type.
+fn inlined(ty: &ir::ASN1Type, simple_types: &BTreeMap<String, ir::ASN1Type>) -> Option<ir::ASN1Type> {
+    let ir::ASN1Type::ElsewhereDeclaredType(d) = ty else {
+        return None;
+    };
+    let mut inner = simple_types.get(&d.identifier)?.clone();
+    inner.constraints_mut()?.extend(d.constraints.iter().cloned());
+    Some(inner)
+}
+
+fn rewrite(ty: &mut ir::ASN1Type, simple_types: &BTreeMap<String, ir::ASN1Type>) {
     use ir::{ASN1Type, Optionality};
     match ty {
         ASN1Type::Sequence(seq) | ASN1Type::Set(seq) => {
             let first_addition = seq.extensible.unwrap_or(usize::MAX);
             for (i, member) in seq.members.iter_mut().enumerate() {
-                if i >= first_addition && matches!(member.optionality, Optionality::Required) {
+                let addition = i >= first_addition;
+                if addition && matches!(member.optionality, Optionality::Required) {
                     member.optionality = Optionality::Optional;
                 }
-                optional_extension_additions(&mut member.ty);
+                let own_constraints = !member.constraints.is_empty()
+                    || member.ty.constraints().is_some_and(|c| !c.is_empty());
+                if addition || (own_constraints && member.optionality != Optionality::Required) {
+                    if let Some(inner) = inlined(&member.ty, simple_types) {
+                        member.ty = inner;
+                    }
+                }
+                rewrite(&mut member.ty, simple_types);
             }
         }
         ASN1Type::Choice(choice) => {
             for option in &mut choice.options {
-                optional_extension_additions(&mut option.ty);
+                let own_constraints = !option.constraints.is_empty()
+                    || option.ty.constraints().is_some_and(|c| !c.is_empty());
+                if own_constraints {
+                    if let Some(inner) = inlined(&option.ty, simple_types) {
+                        option.ty = inner;
+                    }
+                }
+                rewrite(&mut option.ty, simple_types);
             }
         }
-        ASN1Type::SequenceOf(of) | ASN1Type::SetOf(of) => {
-            optional_extension_additions(&mut of.element_type);
-        }
+        ASN1Type::SequenceOf(of) | ASN1Type::SetOf(of) => rewrite(&mut of.element_type, simple_types),
         _ => {}
     }
 }

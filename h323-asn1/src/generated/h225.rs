@@ -30,27 +30,75 @@ use std::sync::LazyLock;
 #[rasn(choice, automatic_tags)]
 #[non_exhaustive]
 pub enum ANSI41UIMSystemId {
-    #[rasn(size("1..=4"))]
-    sid(TBCDSTRING),
-    #[rasn(size("1..=4"))]
-    mid(TBCDSTRING),
+    #[rasn(
+        size("1..=4"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    sid(Ia5String),
+    #[rasn(
+        size("1..=4"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    mid(Ia5String),
 }
 #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
 #[rasn(automatic_tags, identifier = "ANSI-41-UIM")]
 #[non_exhaustive]
 pub struct ANSI41UIM {
-    #[rasn(size("3..=16"))]
-    pub imsi: Option<TBCDSTRING>,
-    #[rasn(size("3..=16"))]
-    pub min: Option<TBCDSTRING>,
-    #[rasn(size("3..=16"))]
-    pub mdn: Option<TBCDSTRING>,
-    #[rasn(size("3..=16"))]
-    pub msisdn: Option<TBCDSTRING>,
-    #[rasn(size("16"))]
-    pub esn: Option<TBCDSTRING>,
-    #[rasn(size("3..=16"))]
-    pub mscid: Option<TBCDSTRING>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub imsi: Option<Ia5String>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub min: Option<Ia5String>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub mdn: Option<Ia5String>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub msisdn: Option<Ia5String>,
+    #[rasn(
+        size("16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub esn: Option<Ia5String>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub mscid: Option<Ia5String>,
     #[rasn(identifier = "system-id")]
     pub system_id: ANSI41UIMSystemId,
     #[rasn(size("1"), identifier = "systemMyTypeCode")]
@@ -59,25 +107,37 @@ pub struct ANSI41UIM {
     pub system_access_type: Option<OctetString>,
     #[rasn(size("1"), identifier = "qualificationInformationCode")]
     pub qualification_information_code: Option<OctetString>,
-    #[rasn(size("16"))]
-    pub sesn: Option<TBCDSTRING>,
-    #[rasn(size("3..=16"))]
-    pub soc: Option<TBCDSTRING>,
+    #[rasn(
+        size("16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub sesn: Option<Ia5String>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub soc: Option<Ia5String>,
 }
 impl ANSI41UIM {
     pub fn new(
-        imsi: Option<TBCDSTRING>,
-        min: Option<TBCDSTRING>,
-        mdn: Option<TBCDSTRING>,
-        msisdn: Option<TBCDSTRING>,
-        esn: Option<TBCDSTRING>,
-        mscid: Option<TBCDSTRING>,
+        imsi: Option<Ia5String>,
+        min: Option<Ia5String>,
+        mdn: Option<Ia5String>,
+        msisdn: Option<Ia5String>,
+        esn: Option<Ia5String>,
+        mscid: Option<Ia5String>,
         system_id: ANSI41UIMSystemId,
         system_my_type_code: Option<OctetString>,
         system_access_type: Option<OctetString>,
         qualification_information_code: Option<OctetString>,
-        sesn: Option<TBCDSTRING>,
-        soc: Option<TBCDSTRING>,
+        sesn: Option<Ia5String>,
+        soc: Option<Ia5String>,
     ) -> Self {
         Self {
             imsi,
@@ -402,8 +462,12 @@ pub struct AdmissionRequest {
     pub src_alternatives: Option<SequenceOf<Endpoint>>,
     #[rasn(extension_addition, identifier = "destAlternatives")]
     pub dest_alternatives: Option<SequenceOf<Endpoint>>,
-    #[rasn(extension_addition, identifier = "gatekeeperIdentifier")]
-    pub gatekeeper_identifier: Option<GatekeeperIdentifier>,
+    #[rasn(
+        extension_addition,
+        size("1..=128"),
+        identifier = "gatekeeperIdentifier"
+    )]
+    pub gatekeeper_identifier: Option<BmpString>,
     #[rasn(extension_addition)]
     pub tokens: Option<SequenceOf<ClearToken>>,
     #[rasn(extension_addition, identifier = "cryptoTokens")]
@@ -455,7 +519,7 @@ impl AdmissionRequest {
         call_identifier: Option<CallIdentifier>,
         src_alternatives: Option<SequenceOf<Endpoint>>,
         dest_alternatives: Option<SequenceOf<Endpoint>>,
-        gatekeeper_identifier: Option<GatekeeperIdentifier>,
+        gatekeeper_identifier: Option<BmpString>,
         tokens: Option<SequenceOf<ClearToken>>,
         crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         integrity_check_value: Option<ICV>,
@@ -845,8 +909,12 @@ pub struct BandwidthRequest {
     pub non_standard_data: Option<NonStandardParameter>,
     #[rasn(extension_addition, identifier = "callIdentifier")]
     pub call_identifier: Option<CallIdentifier>,
-    #[rasn(extension_addition, identifier = "gatekeeperIdentifier")]
-    pub gatekeeper_identifier: Option<GatekeeperIdentifier>,
+    #[rasn(
+        extension_addition,
+        size("1..=128"),
+        identifier = "gatekeeperIdentifier"
+    )]
+    pub gatekeeper_identifier: Option<BmpString>,
     #[rasn(extension_addition)]
     pub tokens: Option<SequenceOf<ClearToken>>,
     #[rasn(extension_addition, identifier = "cryptoTokens")]
@@ -878,7 +946,7 @@ impl BandwidthRequest {
         band_width: BandWidth,
         non_standard_data: Option<NonStandardParameter>,
         call_identifier: Option<CallIdentifier>,
-        gatekeeper_identifier: Option<GatekeeperIdentifier>,
+        gatekeeper_identifier: Option<BmpString>,
         tokens: Option<SequenceOf<ClearToken>>,
         crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         integrity_check_value: Option<ICV>,
@@ -1487,8 +1555,8 @@ pub struct CryptoH323TokenCryptoEPPwdHashTokenParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -1498,7 +1566,7 @@ impl CryptoH323TokenCryptoEPPwdHashTokenParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -1564,8 +1632,8 @@ pub struct CryptoH323TokenCryptoGKPwdHashTokenParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -1575,7 +1643,7 @@ impl CryptoH323TokenCryptoGKPwdHashTokenParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -1642,8 +1710,8 @@ pub struct CryptoH323TokenCryptoEPPwdEncrParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -1653,7 +1721,7 @@ impl CryptoH323TokenCryptoEPPwdEncrParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -1698,8 +1766,8 @@ pub struct CryptoH323TokenCryptoGKPwdEncrParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -1709,7 +1777,7 @@ impl CryptoH323TokenCryptoGKPwdEncrParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -1754,8 +1822,8 @@ pub struct CryptoH323TokenCryptoEPCertParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -1765,7 +1833,7 @@ impl CryptoH323TokenCryptoEPCertParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -1813,8 +1881,8 @@ pub struct CryptoH323TokenCryptoGKCertParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -1824,7 +1892,7 @@ impl CryptoH323TokenCryptoGKCertParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -1872,8 +1940,8 @@ pub struct CryptoH323TokenCryptoFastStartParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -1883,7 +1951,7 @@ impl CryptoH323TokenCryptoFastStartParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -2093,8 +2161,12 @@ pub struct DisengageRequest {
     pub non_standard_data: Option<NonStandardParameter>,
     #[rasn(extension_addition, identifier = "callIdentifier")]
     pub call_identifier: Option<CallIdentifier>,
-    #[rasn(extension_addition, identifier = "gatekeeperIdentifier")]
-    pub gatekeeper_identifier: Option<GatekeeperIdentifier>,
+    #[rasn(
+        extension_addition,
+        size("1..=128"),
+        identifier = "gatekeeperIdentifier"
+    )]
+    pub gatekeeper_identifier: Option<BmpString>,
     #[rasn(extension_addition)]
     pub tokens: Option<SequenceOf<ClearToken>>,
     #[rasn(extension_addition, identifier = "cryptoTokens")]
@@ -2127,7 +2199,7 @@ impl DisengageRequest {
         disengage_reason: DisengageReason,
         non_standard_data: Option<NonStandardParameter>,
         call_identifier: Option<CallIdentifier>,
-        gatekeeper_identifier: Option<GatekeeperIdentifier>,
+        gatekeeper_identifier: Option<BmpString>,
         tokens: Option<SequenceOf<ClearToken>>,
         crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         integrity_check_value: Option<ICV>,
@@ -2492,27 +2564,57 @@ impl FeatureSet {
 #[rasn(automatic_tags, identifier = "GSM-UIM")]
 #[non_exhaustive]
 pub struct GSMUIM {
-    #[rasn(size("3..=16"))]
-    pub imsi: Option<TBCDSTRING>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub imsi: Option<Ia5String>,
     #[rasn(size("1..=4"))]
     pub tmsi: Option<OctetString>,
-    #[rasn(size("3..=16"))]
-    pub msisdn: Option<TBCDSTRING>,
-    #[rasn(size("15..=16"))]
-    pub imei: Option<TBCDSTRING>,
-    #[rasn(size("1..=4"))]
-    pub hplmn: Option<TBCDSTRING>,
-    #[rasn(size("1..=4"))]
-    pub vplmn: Option<TBCDSTRING>,
+    #[rasn(
+        size("3..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub msisdn: Option<Ia5String>,
+    #[rasn(
+        size("15..=16"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub imei: Option<Ia5String>,
+    #[rasn(
+        size("1..=4"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub hplmn: Option<Ia5String>,
+    #[rasn(
+        size("1..=4"),
+        from(
+            "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+            "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        )
+    )]
+    pub vplmn: Option<Ia5String>,
 }
 impl GSMUIM {
     pub fn new(
-        imsi: Option<TBCDSTRING>,
+        imsi: Option<Ia5String>,
         tmsi: Option<OctetString>,
-        msisdn: Option<TBCDSTRING>,
-        imei: Option<TBCDSTRING>,
-        hplmn: Option<TBCDSTRING>,
-        vplmn: Option<TBCDSTRING>,
+        msisdn: Option<Ia5String>,
+        imei: Option<Ia5String>,
+        hplmn: Option<Ia5String>,
+        vplmn: Option<Ia5String>,
     ) -> Self {
         Self {
             imsi,
@@ -3699,8 +3801,8 @@ pub struct LocationConfirm {
     pub service_control: Option<SequenceOf<ServiceControlSession>>,
     #[rasn(extension_addition, identifier = "modifiedSrcInfo")]
     pub modified_src_info: Option<SequenceOf<AliasAddress>>,
-    #[rasn(extension_addition, identifier = "bandWidth")]
-    pub band_width: Option<BandWidth>,
+    #[rasn(extension_addition, value("0..=4294967295"), identifier = "bandWidth")]
+    pub band_width: Option<u32>,
     #[rasn(extension_addition)]
     pub language: Option<LocationConfirmLanguage>,
 }
@@ -3726,7 +3828,7 @@ impl LocationConfirm {
         circuit_info: Option<CircuitInfo>,
         service_control: Option<SequenceOf<ServiceControlSession>>,
         modified_src_info: Option<SequenceOf<AliasAddress>>,
-        band_width: Option<BandWidth>,
+        band_width: Option<u32>,
         language: Option<LocationConfirmLanguage>,
     ) -> Self {
         Self {
@@ -3866,8 +3968,12 @@ pub struct LocationRequest {
     pub source_info: Option<SequenceOf<AliasAddress>>,
     #[rasn(extension_addition, identifier = "canMapAlias")]
     pub can_map_alias: Option<bool>,
-    #[rasn(extension_addition, identifier = "gatekeeperIdentifier")]
-    pub gatekeeper_identifier: Option<GatekeeperIdentifier>,
+    #[rasn(
+        extension_addition,
+        size("1..=128"),
+        identifier = "gatekeeperIdentifier"
+    )]
+    pub gatekeeper_identifier: Option<BmpString>,
     #[rasn(extension_addition)]
     pub tokens: Option<SequenceOf<ClearToken>>,
     #[rasn(extension_addition, identifier = "cryptoTokens")]
@@ -3888,8 +3994,8 @@ pub struct LocationRequest {
     pub circuit_info: Option<CircuitInfo>,
     #[rasn(extension_addition, identifier = "callIdentifier")]
     pub call_identifier: Option<CallIdentifier>,
-    #[rasn(extension_addition, identifier = "bandWidth")]
-    pub band_width: Option<BandWidth>,
+    #[rasn(extension_addition, value("0..=4294967295"), identifier = "bandWidth")]
+    pub band_width: Option<u32>,
     #[rasn(extension_addition, identifier = "sourceEndpointInfo")]
     pub source_endpoint_info: Option<SequenceOf<AliasAddress>>,
     #[rasn(extension_addition, identifier = "canMapSrcAlias")]
@@ -3906,7 +4012,7 @@ impl LocationRequest {
         reply_address: TransportAddress,
         source_info: Option<SequenceOf<AliasAddress>>,
         can_map_alias: Option<bool>,
-        gatekeeper_identifier: Option<GatekeeperIdentifier>,
+        gatekeeper_identifier: Option<BmpString>,
         tokens: Option<SequenceOf<ClearToken>>,
         crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         integrity_check_value: Option<ICV>,
@@ -3917,7 +4023,7 @@ impl LocationRequest {
         hop_count: Option<u8>,
         circuit_info: Option<CircuitInfo>,
         call_identifier: Option<CallIdentifier>,
-        band_width: Option<BandWidth>,
+        band_width: Option<u32>,
         source_endpoint_info: Option<SequenceOf<AliasAddress>>,
         can_map_src_alias: Option<bool>,
         language: Option<LocationRequestLanguage>,
@@ -4370,8 +4476,8 @@ pub struct RTPSession {
     pub associated_session_ids: RTPSessionAssociatedSessionIds,
     #[rasn(extension_addition)]
     pub multicast: Option<()>,
-    #[rasn(extension_addition)]
-    pub bandwidth: Option<BandWidth>,
+    #[rasn(extension_addition, value("0..=4294967295"))]
+    pub bandwidth: Option<u32>,
 }
 impl RTPSession {
     pub fn new(
@@ -4382,7 +4488,7 @@ impl RTPSession {
         session_id: u8,
         associated_session_ids: RTPSessionAssociatedSessionIds,
         multicast: Option<()>,
-        bandwidth: Option<BandWidth>,
+        bandwidth: Option<u32>,
     ) -> Self {
         Self {
             rtp_address,
@@ -4567,8 +4673,12 @@ pub struct RegistrationConfirmPreGrantedARQ {
         identifier = "irrFrequencyInCall"
     )]
     pub irr_frequency_in_call: Option<u16>,
-    #[rasn(extension_addition, identifier = "totalBandwidthRestriction")]
-    pub total_bandwidth_restriction: Option<BandWidth>,
+    #[rasn(
+        extension_addition,
+        value("0..=4294967295"),
+        identifier = "totalBandwidthRestriction"
+    )]
+    pub total_bandwidth_restriction: Option<u32>,
     #[rasn(extension_addition, identifier = "alternateTransportAddresses")]
     pub alternate_transport_addresses: Option<AlternateTransportAddresses>,
     #[rasn(extension_addition, identifier = "useSpecifiedTransport")]
@@ -4581,7 +4691,7 @@ impl RegistrationConfirmPreGrantedARQ {
         answer_call: bool,
         use_gkcall_signal_address_to_answer: bool,
         irr_frequency_in_call: Option<u16>,
-        total_bandwidth_restriction: Option<BandWidth>,
+        total_bandwidth_restriction: Option<u32>,
         alternate_transport_addresses: Option<AlternateTransportAddresses>,
         use_specified_transport: Option<UseSpecifiedTransport>,
     ) -> Self {
@@ -4625,8 +4735,8 @@ pub struct RegistrationConfirm {
     pub endpoint_identifier: EndpointIdentifier,
     #[rasn(extension_addition, identifier = "alternateGatekeeper")]
     pub alternate_gatekeeper: Option<SequenceOf<AlternateGK>>,
-    #[rasn(extension_addition, identifier = "timeToLive")]
-    pub time_to_live: Option<TimeToLive>,
+    #[rasn(extension_addition, value("1..=4294967295"), identifier = "timeToLive")]
+    pub time_to_live: Option<u32>,
     #[rasn(extension_addition)]
     pub tokens: Option<SequenceOf<ClearToken>>,
     #[rasn(extension_addition, identifier = "cryptoTokens")]
@@ -4676,7 +4786,7 @@ impl RegistrationConfirm {
         gatekeeper_identifier: Option<GatekeeperIdentifier>,
         endpoint_identifier: EndpointIdentifier,
         alternate_gatekeeper: Option<SequenceOf<AlternateGK>>,
-        time_to_live: Option<TimeToLive>,
+        time_to_live: Option<u32>,
         tokens: Option<SequenceOf<ClearToken>>,
         crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         integrity_check_value: Option<ICV>,
@@ -4883,8 +4993,8 @@ pub struct RegistrationRequest {
     pub endpoint_vendor: VendorIdentifier,
     #[rasn(extension_addition, identifier = "alternateEndpoints")]
     pub alternate_endpoints: Option<SequenceOf<Endpoint>>,
-    #[rasn(extension_addition, identifier = "timeToLive")]
-    pub time_to_live: Option<TimeToLive>,
+    #[rasn(extension_addition, value("1..=4294967295"), identifier = "timeToLive")]
+    pub time_to_live: Option<u32>,
     #[rasn(extension_addition)]
     pub tokens: Option<SequenceOf<ClearToken>>,
     #[rasn(extension_addition, identifier = "cryptoTokens")]
@@ -4893,8 +5003,8 @@ pub struct RegistrationRequest {
     pub integrity_check_value: Option<ICV>,
     #[rasn(extension_addition, identifier = "keepAlive")]
     pub keep_alive: Option<bool>,
-    #[rasn(extension_addition, identifier = "endpointIdentifier")]
-    pub endpoint_identifier: Option<EndpointIdentifier>,
+    #[rasn(extension_addition, size("1..=128"), identifier = "endpointIdentifier")]
+    pub endpoint_identifier: Option<BmpString>,
     #[rasn(extension_addition, identifier = "willSupplyUUIEs")]
     pub will_supply_uuies: Option<bool>,
     #[rasn(extension_addition, identifier = "maintainConnection")]
@@ -4949,12 +5059,12 @@ impl RegistrationRequest {
         gatekeeper_identifier: Option<GatekeeperIdentifier>,
         endpoint_vendor: VendorIdentifier,
         alternate_endpoints: Option<SequenceOf<Endpoint>>,
-        time_to_live: Option<TimeToLive>,
+        time_to_live: Option<u32>,
         tokens: Option<SequenceOf<ClearToken>>,
         crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         integrity_check_value: Option<ICV>,
         keep_alive: Option<bool>,
-        endpoint_identifier: Option<EndpointIdentifier>,
+        endpoint_identifier: Option<BmpString>,
         will_supply_uuies: Option<bool>,
         maintain_connection: Option<bool>,
         alternate_transport_addresses: Option<AlternateTransportAddresses>,
@@ -5648,8 +5758,8 @@ pub struct SetupUUIE {
     pub media_wait_for_connect: Option<bool>,
     #[rasn(extension_addition, identifier = "canOverlapSend")]
     pub can_overlap_send: Option<bool>,
-    #[rasn(extension_addition, identifier = "endpointIdentifier")]
-    pub endpoint_identifier: Option<EndpointIdentifier>,
+    #[rasn(extension_addition, size("1..=128"), identifier = "endpointIdentifier")]
+    pub endpoint_identifier: Option<BmpString>,
     #[rasn(extension_addition, identifier = "multipleCalls")]
     pub multiple_calls: Option<bool>,
     #[rasn(extension_addition, identifier = "maintainConnection")]
@@ -5711,7 +5821,7 @@ impl SetupUUIE {
         fast_start: Option<SequenceOf<OctetString>>,
         media_wait_for_connect: Option<bool>,
         can_overlap_send: Option<bool>,
-        endpoint_identifier: Option<EndpointIdentifier>,
+        endpoint_identifier: Option<BmpString>,
         multiple_calls: Option<bool>,
         maintain_connection: Option<bool>,
         connection_parameters: Option<SetupUUIEConnectionParameters>,
@@ -6391,8 +6501,12 @@ pub struct UnregistrationRequest {
     pub endpoint_identifier: Option<EndpointIdentifier>,
     #[rasn(extension_addition, identifier = "alternateEndpoints")]
     pub alternate_endpoints: Option<SequenceOf<Endpoint>>,
-    #[rasn(extension_addition, identifier = "gatekeeperIdentifier")]
-    pub gatekeeper_identifier: Option<GatekeeperIdentifier>,
+    #[rasn(
+        extension_addition,
+        size("1..=128"),
+        identifier = "gatekeeperIdentifier"
+    )]
+    pub gatekeeper_identifier: Option<BmpString>,
     #[rasn(extension_addition)]
     pub tokens: Option<SequenceOf<ClearToken>>,
     #[rasn(extension_addition, identifier = "cryptoTokens")]
@@ -6420,7 +6534,7 @@ impl UnregistrationRequest {
         non_standard_data: Option<NonStandardParameter>,
         endpoint_identifier: Option<EndpointIdentifier>,
         alternate_endpoints: Option<SequenceOf<Endpoint>>,
-        gatekeeper_identifier: Option<GatekeeperIdentifier>,
+        gatekeeper_identifier: Option<BmpString>,
         tokens: Option<SequenceOf<ClearToken>>,
         crypto_tokens: Option<SequenceOf<CryptoH323Token>>,
         integrity_check_value: Option<ICV>,

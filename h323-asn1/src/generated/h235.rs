@@ -69,8 +69,8 @@ pub struct ClearToken {
     pub non_standard: Option<H235NonStandardParameter>,
     #[rasn(extension_addition)]
     pub eckasdhkey: Option<ECKASDH>,
-    #[rasn(extension_addition, identifier = "sendersID")]
-    pub senders_id: Option<Identifier>,
+    #[rasn(extension_addition, size("1..=128"), identifier = "sendersID")]
+    pub senders_id: Option<BmpString>,
     #[rasn(extension_addition, identifier = "h235Key")]
     pub h235_key: Option<H235Key>,
     #[rasn(extension_addition, identifier = "profileInfo")]
@@ -90,7 +90,7 @@ impl ClearToken {
         general_id: Option<Identifier>,
         non_standard: Option<H235NonStandardParameter>,
         eckasdhkey: Option<ECKASDH>,
-        senders_id: Option<Identifier>,
+        senders_id: Option<BmpString>,
         h235_key: Option<H235Key>,
         profile_info: Option<SequenceOf<ProfileElement>>,
         dhkeyext: Option<DHsetExt>,
@@ -121,8 +121,8 @@ pub struct CryptoTokenCryptoEncryptedTokenTokenParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -132,7 +132,7 @@ impl CryptoTokenCryptoEncryptedTokenTokenParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -193,8 +193,8 @@ pub struct CryptoTokenCryptoSignedTokenTokenParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -204,7 +204,7 @@ impl CryptoTokenCryptoSignedTokenTokenParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -265,8 +265,8 @@ pub struct CryptoTokenCryptoHashedTokenTokenParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -276,7 +276,7 @@ impl CryptoTokenCryptoHashedTokenTokenParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -343,8 +343,8 @@ pub struct CryptoTokenCryptoPwdEncrParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -354,7 +354,7 @@ impl CryptoTokenCryptoPwdEncrParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -577,8 +577,8 @@ pub struct H235CertificateSignatureSignatureParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -588,7 +588,7 @@ impl H235CertificateSignatureSignatureParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -662,8 +662,8 @@ pub struct H235KeySharedSecretParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -673,7 +673,7 @@ impl H235KeySharedSecretParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -718,8 +718,8 @@ pub struct H235KeyCertProtectedKeyParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -729,7 +729,7 @@ impl H235KeyCertProtectedKeyParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -823,8 +823,8 @@ pub struct KeySignedMaterialEncrptvalParamS {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -834,7 +834,7 @@ impl KeySignedMaterialEncrptvalParamS {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {
@@ -926,8 +926,8 @@ pub struct Params {
     #[rasn(identifier = "ranInt")]
     pub ran_int: Option<Integer>,
     pub iv8: Option<IV8>,
-    #[rasn(extension_addition)]
-    pub iv16: Option<IV16>,
+    #[rasn(extension_addition, size("16"))]
+    pub iv16: Option<OctetString>,
     #[rasn(extension_addition)]
     pub iv: Option<OctetString>,
     #[rasn(extension_addition, identifier = "clearSalt")]
@@ -937,7 +937,7 @@ impl Params {
     pub fn new(
         ran_int: Option<Integer>,
         iv8: Option<IV8>,
-        iv16: Option<IV16>,
+        iv16: Option<OctetString>,
         iv: Option<OctetString>,
         clear_salt: Option<OctetString>,
     ) -> Self {

@@ -5637,8 +5637,12 @@ pub struct ModeElement {
     pub generic_mode_parameters: Option<GenericCapability>,
     #[rasn(extension_addition, identifier = "multiplexedStreamModeParameters")]
     pub multiplexed_stream_mode_parameters: Option<MultiplexedStreamModeParameters>,
-    #[rasn(extension_addition, identifier = "logicalChannelNumber")]
-    pub logical_channel_number: Option<LogicalChannelNumber>,
+    #[rasn(
+        extension_addition,
+        value("1..=65535"),
+        identifier = "logicalChannelNumber"
+    )]
+    pub logical_channel_number: Option<u16>,
 }
 impl ModeElement {
     pub fn new(
@@ -5648,7 +5652,7 @@ impl ModeElement {
         h2250_mode_parameters: Option<H2250ModeParameters>,
         generic_mode_parameters: Option<GenericCapability>,
         multiplexed_stream_mode_parameters: Option<MultiplexedStreamModeParameters>,
-        logical_channel_number: Option<LogicalChannelNumber>,
+        logical_channel_number: Option<u16>,
     ) -> Self {
         Self {
             r_type,
@@ -6734,18 +6738,22 @@ pub struct OpenLogicalChannelForwardLogicalChannelParameters {
     #[rasn(identifier = "multiplexParameters")]
     pub multiplex_parameters:
         OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters,
-    #[rasn(extension_addition, identifier = "forwardLogicalChannelDependency")]
-    pub forward_logical_channel_dependency: Option<LogicalChannelNumber>,
-    #[rasn(extension_addition, identifier = "replacementFor")]
-    pub replacement_for: Option<LogicalChannelNumber>,
+    #[rasn(
+        extension_addition,
+        value("1..=65535"),
+        identifier = "forwardLogicalChannelDependency"
+    )]
+    pub forward_logical_channel_dependency: Option<u16>,
+    #[rasn(extension_addition, value("1..=65535"), identifier = "replacementFor")]
+    pub replacement_for: Option<u16>,
 }
 impl OpenLogicalChannelForwardLogicalChannelParameters {
     pub fn new(
         port_number: Option<u16>,
         data_type: DataType,
         multiplex_parameters : OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters,
-        forward_logical_channel_dependency: Option<LogicalChannelNumber>,
-        replacement_for: Option<LogicalChannelNumber>,
+        forward_logical_channel_dependency: Option<u16>,
+        replacement_for: Option<u16>,
     ) -> Self {
         Self {
             port_number,
@@ -6776,10 +6784,14 @@ pub struct OpenLogicalChannelReverseLogicalChannelParameters {
     #[rasn(identifier = "multiplexParameters")]
     pub multiplex_parameters:
         Option<OpenLogicalChannelReverseLogicalChannelParametersMultiplexParameters>,
-    #[rasn(extension_addition, identifier = "reverseLogicalChannelDependency")]
-    pub reverse_logical_channel_dependency: Option<LogicalChannelNumber>,
-    #[rasn(extension_addition, identifier = "replacementFor")]
-    pub replacement_for: Option<LogicalChannelNumber>,
+    #[rasn(
+        extension_addition,
+        value("1..=65535"),
+        identifier = "reverseLogicalChannelDependency"
+    )]
+    pub reverse_logical_channel_dependency: Option<u16>,
+    #[rasn(extension_addition, value("1..=65535"), identifier = "replacementFor")]
+    pub replacement_for: Option<u16>,
 }
 impl OpenLogicalChannelReverseLogicalChannelParameters {
     pub fn new(
@@ -6787,8 +6799,8 @@ impl OpenLogicalChannelReverseLogicalChannelParameters {
         multiplex_parameters: Option<
             OpenLogicalChannelReverseLogicalChannelParametersMultiplexParameters,
         >,
-        reverse_logical_channel_dependency: Option<LogicalChannelNumber>,
-        replacement_for: Option<LogicalChannelNumber>,
+        reverse_logical_channel_dependency: Option<u16>,
+        replacement_for: Option<u16>,
     ) -> Self {
         Self {
             data_type,
@@ -6865,8 +6877,8 @@ pub struct OpenLogicalChannelAckReverseLogicalChannelParameters {
     #[rasn(identifier = "multiplexParameters")]
     pub multiplex_parameters:
         Option<OpenLogicalChannelAckReverseLogicalChannelParametersMultiplexParameters>,
-    #[rasn(extension_addition, identifier = "replacementFor")]
-    pub replacement_for: Option<LogicalChannelNumber>,
+    #[rasn(extension_addition, value("1..=65535"), identifier = "replacementFor")]
+    pub replacement_for: Option<u16>,
 }
 impl OpenLogicalChannelAckReverseLogicalChannelParameters {
     pub fn new(
@@ -6875,7 +6887,7 @@ impl OpenLogicalChannelAckReverseLogicalChannelParameters {
         multiplex_parameters: Option<
             OpenLogicalChannelAckReverseLogicalChannelParametersMultiplexParameters,
         >,
-        replacement_for: Option<LogicalChannelNumber>,
+        replacement_for: Option<u16>,
     ) -> Self {
         Self {
             reverse_logical_channel_number,
@@ -8489,14 +8501,14 @@ pub struct TerminalYouAreSeeingInSubPictureNumber {
     pub terminal_number: TerminalNumber,
     #[rasn(value("0..=255"), identifier = "subPictureNumber")]
     pub sub_picture_number: u8,
-    #[rasn(extension_addition, identifier = "mcuNumber")]
-    pub mcu_number: Option<McuNumber>,
+    #[rasn(extension_addition, value("0..=192"), identifier = "mcuNumber")]
+    pub mcu_number: Option<u8>,
 }
 impl TerminalYouAreSeeingInSubPictureNumber {
     pub fn new(
         terminal_number: TerminalNumber,
         sub_picture_number: u8,
-        mcu_number: Option<McuNumber>,
+        mcu_number: Option<u8>,
     ) -> Self {
         Self {
             terminal_number,
