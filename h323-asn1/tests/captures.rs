@@ -3,11 +3,16 @@
 //! pycrate produced for it (`testdata/<kind>/canonical/`), which must decode to the same value.
 //! The ones tshark flags as malformed must give an error, never a panic.
 
+// Test helpers panic on bad fixtures; clippy counts only #[test] fns as tests.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 fn hex_files(kind: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(kind);
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())

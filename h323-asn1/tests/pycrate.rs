@@ -5,14 +5,17 @@
 //! `python3`/`python` on the PATH that can import pycrate. Without one the tests print
 //! "skipped: pycrate not available", or fail when `CI=true`.
 
+// Test helpers panic on bad fixtures; clippy counts only #[test] fns as tests.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use h323_asn1::h225::{H323UUPDUH323MessageBody, TransportAddress, TransportAddressIp6Address};
 use h323_asn1::h245::{
-    H245TransportAddress, OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters as Mux,
-    UnicastAddress,
+    H245TransportAddress,
+    OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters as Mux, UnicastAddress,
 };
 use rasn::types::OctetString;
 
@@ -67,8 +70,9 @@ fn hexs(bytes: &[u8]) -> String {
 fn reencode(pdu: &str, bytes: &[u8]) -> Vec<u8> {
     use h323_asn1::*;
     let result = match pdu {
-        "h225" => decode_h323_user_information(bytes)
-            .and_then(|v| encode_h323_user_information(&v)),
+        "h225" => {
+            decode_h323_user_information(bytes).and_then(|v| encode_h323_user_information(&v))
+        }
         "ras" => decode_ras(bytes).and_then(|v| encode_ras(&v)),
         "h245" => decode_h245(bytes).and_then(|v| encode_h245(&v)),
         "olc" => decode_fast_start_olc(bytes).and_then(|v| encode_fast_start_olc(&v)),
@@ -90,9 +94,17 @@ fn pycrate_decode(python: &Path, items: &[(&str, Vec<u8>)]) -> Vec<Result<String
     for (pdu, bytes) in items {
         input.push_str(&format!("{pdu} {}\n", hexs(bytes)));
     }
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "pycrate_oracle.py decode-lines failed");
+    assert!(
+        out.status.success(),
+        "pycrate_oracle.py decode-lines failed"
+    );
     let lines: Vec<Result<String, String>> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -107,7 +119,11 @@ fn pycrate_decode(python: &Path, items: &[(&str, Vec<u8>)]) -> Vec<Result<String
 
 /// (name, pdu, encoding, pycrate decodes it itself) of each message pycrate encodes.
 fn pycrate_messages(python: &Path) -> Vec<(String, String, Vec<u8>, bool)> {
-    let out = Command::new(python).arg(script()).arg("encode").output().unwrap();
+    let out = Command::new(python)
+        .arg(script())
+        .arg("encode")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "pycrate_oracle.py encode: {}",
@@ -153,7 +169,10 @@ fn pycrate_encodings_round_trip() {
                 "h225" => h323_asn1::decode_h323_user_information(bytes).map(drop),
                 _ => h323_asn1::decode_h245(bytes).map(drop),
             };
-            assert!(result.is_err(), "{name}: decoded pycrate's invalid encoding");
+            assert!(
+                result.is_err(),
+                "{name}: decoded pycrate's invalid encoding"
+            );
             println!("{name}: pycrate cannot decode its own encoding; checked via captures");
             continue;
         }
@@ -169,7 +188,11 @@ fn pycrate_encodings_round_trip() {
 fn pycrate_ipv6_fast_start_values() {
     let Some(python) = python() else { return };
     let messages = pycrate_messages(&python);
-    let setup = &messages.iter().find(|m| m.0 == "setup-faststart-ipv6").unwrap().2;
+    let setup = &messages
+        .iter()
+        .find(|m| m.0 == "setup-faststart-ipv6")
+        .unwrap()
+        .2;
     let uu = h323_asn1::decode_h323_user_information(setup).unwrap();
     let H323UUPDUH323MessageBody::setup(body) = &uu.h323_uu_pdu.h323_message_body else {
         panic!("not a Setup: {uu:?}");
@@ -184,7 +207,10 @@ fn pycrate_ipv6_fast_start_values() {
     assert_eq!(fast_start.len(), 2);
     for element in fast_start {
         let olc = h323_asn1::decode_fast_start_olc(element).unwrap();
-        assert_eq!(h323_asn1::encode_fast_start_olc(&olc).unwrap(), element.as_ref());
+        assert_eq!(
+            h323_asn1::encode_fast_start_olc(&olc).unwrap(),
+            element.as_ref()
+        );
         let mux = match (&olc.reverse_logical_channel_parameters, olc.forward_logical_channel_number.0) {
             (None, 1) => &olc.forward_logical_channel_parameters.multiplex_parameters,
             (Some(reverse), 2) => match &reverse.multiplex_parameters {
@@ -201,7 +227,10 @@ fn pycrate_ipv6_fast_start_values() {
         let Mux::h2250LogicalChannelParameters(p) = mux else {
             panic!("multiplexParameters {mux:?}");
         };
-        assert_eq!(unicast_v6(p.media_control_channel.as_ref().unwrap()), (v6.clone(), 5005));
+        assert_eq!(
+            unicast_v6(p.media_control_channel.as_ref().unwrap()),
+            (v6.clone(), 5005)
+        );
     }
 }
 
@@ -245,19 +274,24 @@ fn pycrate_decodes_our_encodings() {
 
     // A Setup we change: new IPv6 h245Address, one fastStart element dropped.
     let messages = pycrate_messages(&python);
-    let setup = &messages.iter().find(|m| m.0 == "setup-faststart-ipv6").unwrap().2;
+    let setup = &messages
+        .iter()
+        .find(|m| m.0 == "setup-faststart-ipv6")
+        .unwrap()
+        .2;
     let mut uu = h323_asn1::decode_h323_user_information(setup).unwrap();
     let H323UUPDUH323MessageBody::setup(body) = &mut uu.h323_uu_pdu.h323_message_body else {
         panic!("not a Setup");
     };
     let ip = hex("20010db80000000000000000000000ff");
-    body.h245_address = Some(TransportAddress::ip6Address(TransportAddressIp6Address::new(
-        OctetString::from(ip.clone()),
-        4242,
-    )));
+    body.h245_address = Some(TransportAddress::ip6Address(
+        TransportAddressIp6Address::new(OctetString::from(ip.clone()), 4242),
+    ));
     body.fast_start.as_mut().unwrap().truncate(1);
     let ours = h323_asn1::encode_h323_user_information(&uu).unwrap();
-    let jer = pycrate_decode(&python, &[("h225", ours)]).remove(0).unwrap();
+    let jer = pycrate_decode(&python, &[("h225", ours)])
+        .remove(0)
+        .unwrap();
     let compact: String = jer.chars().filter(|c| !c.is_whitespace()).collect();
     assert!(
         compact.contains(&format!(

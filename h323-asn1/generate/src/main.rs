@@ -141,6 +141,15 @@ fn run() -> Result<(), String> {
         }
         let out = out_dir.join(format!("{}.rs", module.rust_name));
         fs::write(&out, header(module) + &body).map_err(|e| format!("{}: {e}", out.display()))?;
+        // Format as `cargo fmt` would, so that a regeneration diffs cleanly.
+        let status = std::process::Command::new("rustfmt")
+            .args(["--edition", "2021"])
+            .arg(&out)
+            .status()
+            .map_err(|e| format!("rustfmt: {e}"))?;
+        if !status.success() {
+            return Err(format!("rustfmt failed on {}", out.display()));
+        }
         eprintln!("wrote {}", out.display());
     }
     Ok(())

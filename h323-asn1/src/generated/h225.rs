@@ -695,10 +695,7 @@ pub struct AltGKInfo {
     pub alt_gkis_permanent: bool,
 }
 impl AltGKInfo {
-    pub fn new(
-        alternate_gatekeeper: SequenceOf<AlternateGK>,
-        alt_gkis_permanent: bool,
-    ) -> Self {
+    pub fn new(alternate_gatekeeper: SequenceOf<AlternateGK>, alt_gkis_permanent: bool) -> Self {
         Self {
             alternate_gatekeeper,
             alt_gkis_permanent,
@@ -1362,11 +1359,7 @@ pub struct CircuitIdentifier {
     pub carrier: Option<CarrierInfo>,
 }
 impl CircuitIdentifier {
-    pub fn new(
-        cic: Option<CicInfo>,
-        group: Option<GroupID>,
-        carrier: Option<CarrierInfo>,
-    ) -> Self {
+    pub fn new(cic: Option<CicInfo>, group: Option<GroupID>, carrier: Option<CarrierInfo>) -> Self {
         Self {
             cic,
             group,
@@ -2910,10 +2903,7 @@ pub struct GenericData {
     pub parameters: Option<SequenceOf<EnumeratedParameter>>,
 }
 impl GenericData {
-    pub fn new(
-        id: GenericIdentifier,
-        parameters: Option<SequenceOf<EnumeratedParameter>>,
-    ) -> Self {
+    pub fn new(id: GenericIdentifier, parameters: Option<SequenceOf<EnumeratedParameter>>) -> Self {
         Self { id, parameters }
     }
 }
@@ -3559,9 +3549,7 @@ impl AnonymousInfoRequestResponsePerCallInfo {
 #[doc = " Inner type "]
 #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
 #[rasn(delegate)]
-pub struct InfoRequestResponsePerCallInfo(
-    pub SequenceOf<AnonymousInfoRequestResponsePerCallInfo>,
-);
+pub struct InfoRequestResponsePerCallInfo(pub SequenceOf<AnonymousInfoRequestResponsePerCallInfo>);
 #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
 #[rasn(automatic_tags)]
 #[non_exhaustive]
@@ -3702,8 +3690,8 @@ pub enum IntegrityMechanism {
     delegate,
     size("1..=128"),
     from(
-        "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}", "\u{36}", "\u{37}",
-        "\u{38}", "\u{39}", "\u{41}", "\u{42}", "\u{43}", "\u{44}", "\u{45}"
+        "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}", "\u{36}", "\u{37}", "\u{38}",
+        "\u{39}", "\u{41}", "\u{42}", "\u{43}", "\u{44}", "\u{45}"
     )
 )]
 pub struct IsupDigits(pub Ia5String);
@@ -4247,8 +4235,8 @@ impl NotifyUUIE {
     delegate,
     size("1..=128"),
     from(
-        "\u{23}", "\u{2a}", "\u{2c}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}",
-        "\u{35}", "\u{36}", "\u{37}", "\u{38}", "\u{39}"
+        "\u{23}", "\u{2a}", "\u{2c}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
+        "\u{36}", "\u{37}", "\u{38}", "\u{39}"
     )
 )]
 pub struct NumberDigits(pub Ia5String);
@@ -4456,9 +4444,7 @@ pub struct AnonymousRTPSessionAssociatedSessionIds(pub u8);
 #[doc = " Inner type "]
 #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
 #[rasn(delegate)]
-pub struct RTPSessionAssociatedSessionIds(
-    pub SequenceOf<AnonymousRTPSessionAssociatedSessionIds>,
-);
+pub struct RTPSessionAssociatedSessionIds(pub SequenceOf<AnonymousRTPSessionAssociatedSessionIds>);
 #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq, Hash)]
 #[rasn(automatic_tags)]
 #[non_exhaustive]
@@ -6089,8 +6075,8 @@ impl T38FaxAnnexbOnlyCaps {
     delegate,
     identifier = "TBCD-STRING",
     from(
-        "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}",
-        "\u{36}", "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
+        "\u{23}", "\u{2a}", "\u{30}", "\u{31}", "\u{32}", "\u{33}", "\u{34}", "\u{35}", "\u{36}",
+        "\u{37}", "\u{38}", "\u{39}", "\u{61}", "\u{62}", "\u{63}"
     )
 )]
 pub struct TBCDSTRING(pub Ia5String);

@@ -178,10 +178,7 @@ pub struct CryptoTokenCryptoEncryptedToken {
     pub token: CryptoTokenCryptoEncryptedTokenToken,
 }
 impl CryptoTokenCryptoEncryptedToken {
-    pub fn new(
-        token_oid: ObjectIdentifier,
-        token: CryptoTokenCryptoEncryptedTokenToken,
-    ) -> Self {
+    pub fn new(token_oid: ObjectIdentifier, token: CryptoTokenCryptoEncryptedTokenToken) -> Self {
         Self { token_oid, token }
     }
 }

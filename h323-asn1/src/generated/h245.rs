@@ -1212,10 +1212,7 @@ pub struct DataApplicationCapabilityApplicationT38fax {
     pub t38_fax_profile: T38FaxProfile,
 }
 impl DataApplicationCapabilityApplicationT38fax {
-    pub fn new(
-        t38_fax_protocol: DataProtocolCapability,
-        t38_fax_profile: T38FaxProfile,
-    ) -> Self {
+    pub fn new(t38_fax_protocol: DataProtocolCapability, t38_fax_profile: T38FaxProfile) -> Self {
         Self {
             t38_fax_protocol,
             t38_fax_profile,
@@ -1369,10 +1366,7 @@ pub struct DataModeApplicationT38fax {
     pub t38_fax_profile: T38FaxProfile,
 }
 impl DataModeApplicationT38fax {
-    pub fn new(
-        t38_fax_protocol: DataProtocolCapability,
-        t38_fax_profile: T38FaxProfile,
-    ) -> Self {
+    pub fn new(t38_fax_protocol: DataProtocolCapability, t38_fax_profile: T38FaxProfile) -> Self {
         Self {
             t38_fax_protocol,
             t38_fax_profile,
@@ -1848,10 +1842,7 @@ pub struct EncryptionUpdateRequest {
     pub synch_flag: Option<u8>,
 }
 impl EncryptionUpdateRequest {
-    pub fn new(
-        key_protection_method: Option<KeyProtectionMethod>,
-        synch_flag: Option<u8>,
-    ) -> Self {
+    pub fn new(key_protection_method: Option<KeyProtectionMethod>, synch_flag: Option<u8>) -> Self {
         Self {
             key_protection_method,
             synch_flag,
@@ -2234,10 +2225,7 @@ pub struct FlowControlCommand {
     pub restriction: FlowControlCommandRestriction,
 }
 impl FlowControlCommand {
-    pub fn new(
-        scope: FlowControlCommandScope,
-        restriction: FlowControlCommandRestriction,
-    ) -> Self {
+    pub fn new(scope: FlowControlCommandScope, restriction: FlowControlCommandRestriction) -> Self {
         Self { scope, restriction }
     }
 }
@@ -2299,10 +2287,7 @@ pub struct FunctionNotSupported {
     pub returned_function: Option<OctetString>,
 }
 impl FunctionNotSupported {
-    pub fn new(
-        cause: FunctionNotSupportedCause,
-        returned_function: Option<OctetString>,
-    ) -> Self {
+    pub fn new(cause: FunctionNotSupportedCause, returned_function: Option<OctetString>) -> Self {
         Self {
             cause,
             returned_function,
@@ -5798,10 +5783,7 @@ pub struct MultilinkRequestAddConnection {
     pub dialing_information: DialingInformation,
 }
 impl MultilinkRequestAddConnection {
-    pub fn new(
-        sequence_number: SequenceNumber,
-        dialing_information: DialingInformation,
-    ) -> Self {
+    pub fn new(sequence_number: SequenceNumber, dialing_information: DialingInformation) -> Self {
         Self {
             sequence_number,
             dialing_information,
@@ -6072,10 +6054,7 @@ pub struct MultiplexElement {
     pub repeat_count: MultiplexElementRepeatCount,
 }
 impl MultiplexElement {
-    pub fn new(
-        r_type: MultiplexElementType,
-        repeat_count: MultiplexElementRepeatCount,
-    ) -> Self {
+    pub fn new(r_type: MultiplexElementType, repeat_count: MultiplexElementRepeatCount) -> Self {
         Self {
             r_type,
             repeat_count,
@@ -6736,8 +6715,7 @@ pub struct OpenLogicalChannelForwardLogicalChannelParameters {
     #[rasn(identifier = "dataType")]
     pub data_type: DataType,
     #[rasn(identifier = "multiplexParameters")]
-    pub multiplex_parameters:
-        OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters,
+    pub multiplex_parameters: OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters,
     #[rasn(
         extension_addition,
         value("1..=65535"),
@@ -6751,7 +6729,7 @@ impl OpenLogicalChannelForwardLogicalChannelParameters {
     pub fn new(
         port_number: Option<u16>,
         data_type: DataType,
-        multiplex_parameters : OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters,
+        multiplex_parameters: OpenLogicalChannelForwardLogicalChannelParametersMultiplexParameters,
         forward_logical_channel_dependency: Option<u16>,
         replacement_for: Option<u16>,
     ) -> Self {
