@@ -8,9 +8,8 @@ use super::media::{MediaStream, PortPool};
 use super::policy;
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
-    Summary,
-    EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Transmit,
-    Transport, Verdict,
+    EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Summary,
+    Transmit, Transport, Verdict,
 };
 use bytes::Bytes;
 use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};

@@ -7,9 +7,8 @@ use super::media::{MediaStream, PortPool};
 use super::policy::{self, Rejection, SipPolicy};
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
-    Summary,
-    CallRecord, EngineConfig, Event, Flow, MediaCounters, Out, Protocol, Report, Side, Transmit,
-    Verdict,
+    CallRecord, EngineConfig, Event, Flow, MediaCounters, Out, Protocol, Report, Side, Summary,
+    Transmit, Verdict,
 };
 use bytes::Bytes;
 use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
@@ -150,8 +149,8 @@ impl Gw2 {
         let mut response = None;
         if let Some(h) = salvaged {
             let status = e.status();
-            let bytes = MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token()))
-                .build();
+            let bytes =
+                MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token())).build();
             out.transmits.push_back(Transmit {
                 side: Side::Outside,
                 flow,

@@ -106,8 +106,14 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Summary {
     Text(String),
-    Rtp { payload_type: u8, ssrc: u32, seq: u16 },
-    Rtcp { packet_type: u8 },
+    Rtp {
+        payload_type: u8,
+        ssrc: u32,
+        seq: u16,
+    },
+    Rtcp {
+        packet_type: u8,
+    },
     MalformedMedia,
 }
 
@@ -527,15 +533,19 @@ impl Engine {
                 self.gw2.note_answering_media(call, &remotes);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
                 if local {
-                    self.gw1.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                    self.gw1
+                        .handle_tunnel_media(stream, rtcp, data, &mut self.out);
                 } else {
-                    self.tunnel.push_back(TunnelOut::Media { stream, rtcp, data });
+                    self.tunnel
+                        .push_back(TunnelOut::Media { stream, rtcp, data });
                 }
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
                 if local {
-                    self.gw2.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                    self.gw2
+                        .handle_tunnel_media(stream, rtcp, data, &mut self.out);
                 } else {
-                    self.tunnel.push_back(TunnelOut::Media { stream, rtcp, data });
+                    self.tunnel
+                        .push_back(TunnelOut::Media { stream, rtcp, data });
                 }
             } else {
                 return;
@@ -553,7 +563,9 @@ impl Engine {
         self.stats.meta_messages += 1;
         self.stats.meta_bytes += buf.len() as u64;
         if !local {
-            self.out.events.push_back(Event::Meta { to_gw1, message: m });
+            self.out
+                .events
+                .push_back(Event::Meta { to_gw1, message: m });
             self.tunnel.push_back(TunnelOut::Meta(Bytes::from(buf)));
             return;
         }
@@ -597,11 +609,19 @@ impl Engine {
     }
 
     /// A media packet arrived from the other half.
-    pub fn handle_tunnel_media(&mut self, now: Duration, stream: meta::StreamId, rtcp: bool, data: Bytes) {
+    pub fn handle_tunnel_media(
+        &mut self,
+        now: Duration,
+        stream: meta::StreamId,
+        rtcp: bool,
+        data: Bytes,
+    ) {
         if self.role == Role::Gw1 {
-            self.gw1.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+            self.gw1
+                .handle_tunnel_media(stream, rtcp, data, &mut self.out);
         } else {
-            self.gw2.handle_tunnel_media(stream, rtcp, data, &mut self.out);
+            self.gw2
+                .handle_tunnel_media(stream, rtcp, data, &mut self.out);
         }
         self.pump(now);
     }
@@ -611,12 +631,18 @@ impl Engine {
     pub fn handle_tunnel_down(&mut self, now: Duration) {
         let cause = meta::Cause::TEMPORARY_FAILURE;
         for call in self.gw2.active_calls() {
-            self.gw2
-                .handle_meta(now, meta::Message::Release(meta::Release { call, cause }), &mut self.out);
+            self.gw2.handle_meta(
+                now,
+                meta::Message::Release(meta::Release { call, cause }),
+                &mut self.out,
+            );
         }
         for call in self.gw1.active_calls() {
-            self.gw1
-                .handle_meta(now, meta::Message::Release(meta::Release { call, cause }), &mut self.out);
+            self.gw1.handle_meta(
+                now,
+                meta::Message::Release(meta::Release { call, cause }),
+                &mut self.out,
+            );
         }
         self.out.to_gw1.clear();
         self.out.to_gw2.clear();
@@ -631,5 +657,4 @@ impl Engine {
     pub fn poll_tunnel(&mut self) -> Option<TunnelOut> {
         self.tunnel.pop_front()
     }
-
 }

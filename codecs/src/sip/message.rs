@@ -67,7 +67,11 @@ impl Headers {
     }
 
     /// Like [`Headers::single`] but the header must be present.
-    pub fn required<'a>(&'a self, name: &'a Name, label: &'static str) -> Result<&'a str, SipError> {
+    pub fn required<'a>(
+        &'a self,
+        name: &'a Name,
+        label: &'static str,
+    ) -> Result<&'a str, SipError> {
         self.single(name, label)?
             .ok_or(SipError::MissingHeader(label))
     }
@@ -286,7 +290,12 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
 /// Header lines after the start line, skipping lines that are not `name: value`.
 pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
     let mut headers = Headers::new();
-    for line in (LineIter { rest: head, line_no: 0 }).skip(1) {
+    for line in (LineIter {
+        rest: head,
+        line_no: 0,
+    })
+    .skip(1)
+    {
         if headers.len() >= MAX_HEADERS {
             break;
         }
