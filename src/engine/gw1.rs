@@ -736,7 +736,7 @@ impl Gw1 {
                 out.report(Report {
                     protocol,
                     side: Side::Inside,
-                    summary: summary.into(),
+                    summary,
                     verdict: Verdict::Accepted,
                     reason: None,
                     response: None,
@@ -746,7 +746,7 @@ impl Gw1 {
             Err(d) => out.report(Report {
                 protocol,
                 side: Side::Inside,
-                summary: summary.into(),
+                summary,
                 verdict: Verdict::Rejected,
                 reason: Some(d.reason()),
                 response: None,
