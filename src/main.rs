@@ -2,6 +2,11 @@
 //! returns the exit code (0 ok, 1 findings, 2 usage or I/O error).
 
 use clap::Parser;
+
+/// mimalloc: replay hands packet buffers from the reader thread to the engine thread, a pattern
+/// glibc's allocator handles poorly (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sgw::cli::{Cli, Command};
 use std::process::ExitCode;
 

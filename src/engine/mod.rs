@@ -255,6 +255,8 @@ pub struct EngineConfig {
     pub replay: bool,
     /// Which halves this engine runs; with one half, the other is behind the tunnel.
     pub role: Role,
+    /// Whether accepted RTP/RTCP packets produce a [`Report`] each (they are always counted).
+    pub report_accepted_media: bool,
     /// Most concurrent calls; further INVITEs get 503 (emergency calls excepted).
     pub max_calls: usize,
     /// Called numbers treated as emergency calls.
@@ -272,6 +274,7 @@ impl Default for EngineConfig {
             id_seed: 0x5347_5700,
             replay: false,
             role: Role::Both,
+            report_accepted_media: false,
             max_calls: 10_000,
             emergency_numbers: ["112", "911", "999", "110", "15", "17", "18"]
                 .iter()
@@ -337,13 +340,31 @@ struct Out {
     media_to_gw2: VecDeque<(meta::StreamId, bool, Bytes)>,
     /// The IP family of each call's outside leg, for "inside family same as outside".
     outside_family: HashMap<meta::CallRef, Family>,
+    stats: Stats,
+    report_accepted_media: bool,
     /// Replay: media addresses the answering party announced, per call.
     replay_answering_media: VecDeque<(meta::CallRef, Vec<Option<SocketAddr>>)>,
 }
 
 impl Out {
+    /// Counts a verdict and queues its report. Accepted media packets are only counted unless
+    /// the driver asked for them (they are the bulk of all traffic).
     fn report(&mut self, r: Report) {
-        self.events.push_back(Event::Report(r));
+        let s = &mut self.stats;
+        match r.protocol {
+            Protocol::Sip => s.sip_messages += 1,
+            Protocol::Rtp => s.rtp_packets += 1,
+            Protocol::Rtcp => s.rtcp_packets += 1,
+        }
+        match r.verdict {
+            Verdict::Accepted => s.accepted += 1,
+            Verdict::Rejected => s.rejected += 1,
+            Verdict::Ignored => s.ignored += 1,
+        }
+        let media = r.protocol != Protocol::Sip;
+        if !media || r.verdict != Verdict::Accepted || self.report_accepted_media {
+            self.events.push_back(Event::Report(r));
+        }
     }
 }
 
@@ -364,7 +385,6 @@ pub struct Engine {
     meta_seq: u32,
     meta_expected: u32,
     tunnel: VecDeque<TunnelOut>,
-    pub stats: Stats,
 }
 
 /// Running totals.
@@ -386,13 +406,15 @@ impl Engine {
         Engine {
             gw2: gw2::Gw2::new(&config),
             gw1: gw1::Gw1::new(&config),
-            out: Out::default(),
+            out: Out {
+                report_accepted_media: config.report_accepted_media,
+                ..Out::default()
+            },
             streams: HashMap::new(),
             role: config.role,
             meta_seq: 0,
             meta_expected: 0,
             tunnel: VecDeque::new(),
-            stats: Stats::default(),
         }
     }
 
@@ -496,27 +518,12 @@ impl Engine {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        let e = self.out.events.pop_front()?;
-        if let Event::Report(r) = &e {
-            match r.protocol {
-                Protocol::Sip => self.stats.sip_messages += 1,
-                Protocol::Rtp => self.stats.rtp_packets += 1,
-                Protocol::Rtcp => self.stats.rtcp_packets += 1,
-            }
-            match r.verdict {
-                Verdict::Accepted => self.stats.accepted += 1,
-                Verdict::Rejected => self.stats.rejected += 1,
-                Verdict::Ignored => self.stats.ignored += 1,
-            }
-        }
-        if let Event::Meta {
-            message: meta::Message::Setup(_),
-            ..
-        } = &e
-        {
-            self.stats.calls += 1;
-        }
-        Some(e)
+        self.out.events.pop_front()
+    }
+
+    /// Running totals of verdicts, calls and tunnel traffic.
+    pub fn stats(&self) -> &Stats {
+        &self.out.stats
     }
 
     /// Moves Meta messages and media across the tunnel until both halves are quiet: in memory
@@ -560,8 +567,11 @@ impl Engine {
             return;
         }
         self.meta_seq = self.meta_seq.wrapping_add(1);
-        self.stats.meta_messages += 1;
-        self.stats.meta_bytes += buf.len() as u64;
+        self.out.stats.meta_messages += 1;
+        self.out.stats.meta_bytes += buf.len() as u64;
+        if matches!(m, meta::Message::Setup(_)) {
+            self.out.stats.calls += 1;
+        }
         if !local {
             self.out
                 .events

@@ -6,9 +6,7 @@ mod report;
 
 use crate::capture::{CaptureReader, CaptureWriter, EventKind, OutLink};
 use crate::cli::{FamilyArg, ReplayArgs};
-use crate::engine::{
-    ConnId, Engine, EngineConfig, Event, Family, Flow, Protocol, Side, Transport, Verdict,
-};
+use crate::engine::{ConnId, Engine, EngineConfig, Event, Family, Flow, Side, Transport};
 use anyhow::Context;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -33,9 +31,62 @@ pub struct Replayed {
     pub error: Option<crate::capture::CaptureError>,
 }
 
-/// Replays a capture from any reader; `out` receives inside-bound traffic.
-pub fn replay<R: std::io::Read>(
+/// Events read ahead per batch handed from the reader thread to the engine.
+const BATCH: usize = 1024;
+
+/// One batch from the reader thread: events, the file offset reached, and the error that ended
+/// reading, if any (always in the last batch).
+struct Batch {
+    events: Vec<crate::capture::Event>,
+    offset: u64,
+    error: Option<crate::capture::CaptureError>,
+}
+
+/// Reads the capture on its own thread (file, link layers, IP and TCP reassembly) while the
+/// engine runs on this one; batches keep the hand-over cheap.
+fn read_ahead<R: std::io::Read + Send + 'static>(
     mut reader: CaptureReader<R>,
+) -> (
+    std::sync::mpsc::Receiver<Batch>,
+    std::thread::JoinHandle<crate::capture::Stats>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+    let handle = std::thread::spawn(move || {
+        let mut events = Vec::with_capacity(BATCH);
+        loop {
+            match reader.next_event() {
+                Some(Ok(ev)) => {
+                    events.push(ev);
+                    if events.len() == BATCH {
+                        let batch = Batch {
+                            events: std::mem::replace(&mut events, Vec::with_capacity(BATCH)),
+                            offset: reader.offset(),
+                            error: None,
+                        };
+                        if tx.send(batch).is_err() {
+                            break;
+                        }
+                    }
+                }
+                end => {
+                    let error = end.and_then(Result::err);
+                    let _ = tx.send(Batch {
+                        events,
+                        offset: reader.offset(),
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        reader.stats().clone()
+    });
+    (rx, handle)
+}
+
+/// Replays a capture from any reader; `out` receives inside-bound traffic.
+pub fn replay<R: std::io::Read + Send + 'static>(
+    reader: CaptureReader<R>,
     opts: &ReplayOptions,
     mut out: Option<&mut CaptureWriter<std::io::BufWriter<std::fs::File>>>,
     mut progress: impl FnMut(u64),
@@ -43,6 +94,7 @@ pub fn replay<R: std::io::Read>(
     let config = EngineConfig {
         replay: true,
         inside_family: opts.inside_family,
+        report_accepted_media: opts.all_media,
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(config);
@@ -50,78 +102,57 @@ pub fn replay<R: std::io::Read>(
     let mut first_time: Option<Duration> = None;
     let mut last_tick = Duration::ZERO;
     let mut error = None;
-    let mut count = 0u64;
-    while let Some(ev) = reader.next_event() {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                error = Some(e);
-                break;
-            }
-        };
-        count += 1;
-        if count.is_multiple_of(4096) {
-            progress(reader.offset());
+    let (batches, reader) = read_ahead(reader);
+    for batch in batches {
+        progress(batch.offset);
+        if let Some(e) = batch.error {
+            error = Some(e);
         }
-        let t0 = *first_time.get_or_insert(ev.time);
-        let now = ev.time;
-        if now >= last_tick + TIMER_TICK {
-            engine.handle_timeout(now);
-            last_tick = now;
-            drain(
-                &mut engine,
-                &mut report,
-                None,
-                now,
-                t0,
-                opts,
-                out.as_deref_mut(),
-            )?;
+        for ev in batch.events {
+            let t0 = *first_time.get_or_insert(ev.time);
+            let now = ev.time;
+            if now >= last_tick + TIMER_TICK {
+                engine.handle_timeout(now);
+                last_tick = now;
+                drain(&mut engine, &mut report, None, now, t0, out.as_deref_mut())?;
+            }
+            let ctx = match ev.kind {
+                EventKind::Datagram { src, dst, payload } => {
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        local: dst,
+                        remote: src,
+                    };
+                    engine.handle_datagram(now, flow, payload);
+                    Some((ev.frame, src, dst))
+                }
+                EventKind::StreamData {
+                    conn,
+                    src,
+                    dst,
+                    data,
+                } => {
+                    let flow = Flow {
+                        transport: Transport::Tcp,
+                        local: dst,
+                        remote: src,
+                    };
+                    engine.handle_stream(now, stream_id(conn.0, src, dst), flow, &data);
+                    Some((ev.frame, src, dst))
+                }
+                EventKind::StreamGap { conn, src, dst, .. } => {
+                    engine.handle_stream_gap(now, stream_id(conn.0, src, dst));
+                    None
+                }
+                EventKind::StreamClosed { conn, src, dst, .. } => {
+                    engine.handle_stream_closed(now, stream_id(conn.0, src, dst));
+                    engine.handle_stream_closed(now, stream_id(conn.0, dst, src));
+                    None
+                }
+                _ => None,
+            };
+            drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
         }
-        let ctx = match ev.kind {
-            EventKind::Datagram { src, dst, payload } => {
-                let flow = Flow {
-                    transport: Transport::Udp,
-                    local: dst,
-                    remote: src,
-                };
-                engine.handle_datagram(now, flow, payload);
-                Some((ev.frame, src, dst))
-            }
-            EventKind::StreamData {
-                conn,
-                src,
-                dst,
-                data,
-            } => {
-                let flow = Flow {
-                    transport: Transport::Tcp,
-                    local: dst,
-                    remote: src,
-                };
-                engine.handle_stream(now, stream_id(conn.0, src, dst), flow, &data);
-                Some((ev.frame, src, dst))
-            }
-            EventKind::StreamGap { conn, src, dst, .. } => {
-                engine.handle_stream_gap(now, stream_id(conn.0, src, dst));
-                None
-            }
-            EventKind::StreamClosed { conn, src, dst, .. } => {
-                engine.handle_stream_closed(now, stream_id(conn.0, src, dst));
-                engine.handle_stream_closed(now, stream_id(conn.0, dst, src));
-                None
-            }
-            _ => None,
-        };
-        drain(
-            &mut engine,
-            &mut report,
-            ctx,
-            now,
-            t0,
-            opts,
-            out.as_deref_mut(),
-        )?;
     }
     // Let pending transactions and retransmission timers run out.
     let end = last_tick + Duration::from_secs(64);
@@ -132,13 +163,14 @@ pub fn replay<R: std::io::Read>(
         None,
         end,
         first_time.unwrap_or_default(),
-        opts,
         out,
     )?;
-    report.summary.packets = reader.stats().packets;
-    report.summary.calls = engine.stats.calls;
-    report.summary.meta_messages = engine.stats.meta_messages;
-    report.capture = serde_json::to_value(reader.stats()).unwrap_or_default();
+    let stats = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the capture reader thread failed"))?;
+    report.summary.packets = stats.packets;
+    report.count(engine.stats());
+    report.capture = serde_json::to_value(&stats).unwrap_or_default();
     Ok(Replayed { report, error })
 }
 
@@ -154,7 +186,6 @@ fn drain(
     ctx: Option<(u64, SocketAddr, SocketAddr)>,
     now: Duration,
     t0: Duration,
-    opts: &ReplayOptions,
     mut out: Option<&mut CaptureWriter<std::io::BufWriter<std::fs::File>>>,
 ) -> anyhow::Result<()> {
     while let Some(t) = engine.poll_transmit() {
@@ -177,11 +208,6 @@ fn drain(
         match e {
             Event::Report(r) => {
                 let (frame, src, dst) = ctx.unwrap_or((0, unspecified(), unspecified()));
-                report.count(&r);
-                let media = matches!(r.protocol, Protocol::Rtp | Protocol::Rtcp);
-                if media && r.verdict == Verdict::Accepted && !opts.all_media {
-                    continue;
-                }
                 report.messages.push(MessageEntry {
                     frame,
                     time: now.saturating_sub(t0).as_secs_f64(),

@@ -1,6 +1,6 @@
 //! The replay report: totals, per-message verdicts, per-call summaries; as JSON or as text.
 
-use crate::engine::{CallRecord, Protocol, Report, Verdict};
+use crate::engine::{CallRecord, Protocol, Stats, Verdict};
 use codecs::meta;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -64,18 +64,17 @@ pub struct ReplayReport {
 }
 
 impl ReplayReport {
-    pub(super) fn count(&mut self, r: &Report) {
+    /// Takes the engine's totals.
+    pub(super) fn count(&mut self, e: &Stats) {
         let s = &mut self.summary;
-        match r.protocol {
-            Protocol::Sip => s.sip_messages += 1,
-            Protocol::Rtp => s.rtp_packets += 1,
-            Protocol::Rtcp => s.rtcp_packets += 1,
-        }
-        match r.verdict {
-            Verdict::Accepted => s.accepted += 1,
-            Verdict::Rejected => s.rejected += 1,
-            Verdict::Ignored => s.ignored += 1,
-        }
+        s.sip_messages = e.sip_messages;
+        s.rtp_packets = e.rtp_packets;
+        s.rtcp_packets = e.rtcp_packets;
+        s.accepted = e.accepted;
+        s.rejected = e.rejected;
+        s.ignored = e.ignored;
+        s.calls = e.calls;
+        s.meta_messages = e.meta_messages;
     }
 
     pub(super) fn meta(&mut self, to_gw1: bool, m: &meta::Message) {
