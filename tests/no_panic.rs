@@ -124,7 +124,7 @@ static RTCP_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
         vec![0, 0, 0x10, 0, 0, 0, 0, 10, 0, 0, 6, 0x40],
         vec![5, 6, 7, 8, 0, 0, 0, 3, 0, 1, 0, 9, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0],
         // SDES: one chunk, CNAME "ab", END, padded to 32 bits
-        vec![0x81, 202, 0, 2, 1, 2, 3, 4, 1, 2, b'a', b'b'],
+        vec![0x81, 202, 0, 3, 1, 2, 3, 4, 1, 2, b'a', b'b'],
         vec![0, 0, 0, 0],
         // BYE with a reason
         vec![0x81, 203, 0, 2, 1, 2, 3, 4, 2, b'o', b'k', 0],
@@ -484,7 +484,7 @@ fn exercise_meta(data: &[u8]) {
 // ---- the properties ----
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn sip_arbitrary_bytes(data in arbitrary(512), split in any::<usize>()) {
@@ -545,7 +545,7 @@ proptest! {
 
 proptest! {
     // The engine is the slowest target: fewer cases.
-    #![proptest_config(config(128))]
+    #![proptest_config(config(384))]
 
     #[test]
     fn engine_mutated_seeds(data in mutated(&SIP_SEEDS), split in any::<usize>()) {
