@@ -17,7 +17,7 @@ use codecs::{rtcp, rtp, sdp, telephone_event};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sgw::check::check_bytes;
-use sgw::engine::{policy, ConnId, Engine, EngineConfig, Flow, Transport};
+use sgw::engine::{policy, ConnId, Engine, EngineConfig, Flow, Transport, Verdict};
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -37,7 +37,7 @@ Contact: <sip:alice@192.0.2.1:5060;transport=udp>\r\n\
 Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n\
 Supported: timer, 100rel\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 215\r\n\
+Content-Length: 224\r\n\
 \r\n\
 v=0\r\n\
 o=alice 2890844526 2890844526 IN IP4 192.0.2.1\r\n\
@@ -64,7 +64,11 @@ static SIP_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
         files.sort();
         seeds.extend(files.iter().map(|p| std::fs::read(p).unwrap()));
     }
-    assert!(seeds.len() > 40, "RFC 4475/5118 seeds found: {}", seeds.len());
+    assert!(
+        seeds.len() > 40,
+        "RFC 4475/5118 seeds found: {}",
+        seeds.len()
+    );
     seeds
 });
 
@@ -95,7 +99,9 @@ a=fmtp:18 annexb=no\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\r\n"
 /// Valid RTP packets: plain, with CSRCs, extension and padding, and a telephone-event.
 static RTP_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
     let plain = [
-        vec![0x80, 0x00, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef],
+        vec![
+            0x80, 0x00, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef,
+        ],
         vec![0xff; 160],
     ]
     .concat();
@@ -122,7 +128,9 @@ static RTCP_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
         vec![0x81, 200, 0, 12, 1, 2, 3, 4],
         vec![0xe1, 0x2c, 0x3b, 0x4a, 0x10, 0x20, 0x30, 0x40],
         vec![0, 0, 0x10, 0, 0, 0, 0, 10, 0, 0, 6, 0x40],
-        vec![5, 6, 7, 8, 0, 0, 0, 3, 0, 1, 0, 9, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0],
+        vec![
+            5, 6, 7, 8, 0, 0, 0, 3, 0, 1, 0, 9, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
         // SDES: one chunk, CNAME "ab", END, padded to 32 bits
         vec![0x81, 202, 0, 3, 1, 2, 3, 4, 1, 2, b'a', b'b'],
         vec![0, 0, 0, 0],
@@ -143,11 +151,7 @@ static RTCP_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
 static META_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
     let mut seeds = Vec::new();
     let mut engine = Engine::new(EngineConfig::default());
-    engine.handle_datagram(
-        Duration::ZERO,
-        udp_flow(),
-        Bytes::from_static(INVITE),
-    );
+    engine.handle_datagram(Duration::ZERO, udp_flow(), Bytes::from_static(INVITE));
     while let Some(e) = engine.poll_event() {
         if let sgw::engine::Event::Meta { message, .. } = e {
             let mut frame = Vec::new();
@@ -157,7 +161,10 @@ static META_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
     }
     let mut ka = Vec::new();
     meta::wire::encode(
-        &meta::Message::Keepalive(meta::Keepalive { seq: 3, reply: true }),
+        &meta::Message::Keepalive(meta::Keepalive {
+            seq: 3,
+            reply: true,
+        }),
         &mut ka,
     )
     .unwrap();
@@ -226,7 +233,10 @@ fn apply(data: &mut Vec<u8>, m: &Mutation) {
         Mutation::DuplicateLine(i) => {
             if !data.is_empty() {
                 let p = at(i, data.len());
-                let start = data[..p].iter().rposition(|&b| b == b'\n').map_or(0, |s| s + 1);
+                let start = data[..p]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |s| s + 1);
                 let end = data[p..]
                     .iter()
                     .position(|&b| b == b'\n')
@@ -278,7 +288,13 @@ fn config(cases: u32) -> ProptestConfig {
 /// Every typed accessor of a parsed message, the policy, and the SDP of its body.
 fn exercise_message(m: &Message) {
     let _ = m.check();
-    let _ = (m.summary(), m.body(), m.is_request(), m.method(), m.status());
+    let _ = (
+        m.summary(),
+        m.body(),
+        m.is_request(),
+        m.method(),
+        m.status(),
+    );
     let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.content_length());
     if let Ok(from) = m.from() {
         let _ = (from.tag(), from.param("x"), from.uri.user_decoded());
@@ -303,7 +319,11 @@ fn exercise_message(m: &Message) {
         let _ = (ct.param("boundary"), ct.is("application", "sdp"));
         let _ = translators::sip::dtmf_from_info(ct, &m.body());
     }
-    for name in [HeaderName::REQUIRE, HeaderName::SUPPORTED, HeaderName::ALLOW] {
+    for name in [
+        HeaderName::REQUIRE,
+        HeaderName::SUPPORTED,
+        HeaderName::ALLOW,
+    ] {
         let _ = m.option_tags(&name).count();
     }
     for (name, value) in m.headers().iter() {
@@ -332,9 +352,17 @@ fn exercise_sdp(body: &[u8]) {
         let _ = (s.direction(), s.attribute("group"), s.buffer_len());
         for m in s.media() {
             let _ = (m.media_line(), m.port(), m.is_rejected(), m.connection());
-            let _ = (m.rtpmaps().count(), m.fmtps().count(), m.ptime(), m.maxptime());
+            let _ = (
+                m.rtpmaps().count(),
+                m.fmtps().count(),
+                m.ptime(),
+                m.maxptime(),
+            );
             let _ = (m.direction(), m.rtcp(), m.telephone_event(), m.codecs());
-            let _ = (m.media_line().is_rtp(), m.media_line().payload_types().count());
+            let _ = (
+                m.media_line().is_rtp(),
+                m.media_line().payload_types().count(),
+            );
             let _ = (s.media_connection(m), s.media_direction(m));
             for pt in m.media_line().payload_types() {
                 let _ = (m.codec(pt), m.rtpmap(pt), m.fmtp(&pt.to_string()));
@@ -399,14 +427,26 @@ fn exercise_rtp(data: &[u8]) {
     let _ = rtp::classify(data);
     let _ = (rtp::looks_like_rtp(data), rtp::looks_like_rtcp(data));
     if let Ok(p) = rtp::Packet::new_checked(data) {
-        let _ = (p.version(), p.padding(), p.extension(), p.csrc_count(), p.marker());
-        let _ = (p.payload_type(), p.sequence_number(), p.timestamp(), p.ssrc());
+        let _ = (
+            p.version(),
+            p.padding(),
+            p.extension(),
+            p.csrc_count(),
+            p.marker(),
+        );
+        let _ = (
+            p.payload_type(),
+            p.sequence_number(),
+            p.timestamp(),
+            p.ssrc(),
+        );
         let _ = (p.csrc(0), p.csrc(15), p.extension_header(), p.header_len());
         let _ = (p.padding_len(), p.payload());
         let _ = rtp::static_payload_type(p.payload_type());
         if let Ok(repr) = rtp::Repr::parse(&p) {
             let mut buf = vec![0xa5; repr.buffer_len()];
-            repr.emit(&mut rtp::Packet::new_unchecked(&mut buf[..])).unwrap();
+            repr.emit(&mut rtp::Packet::new_unchecked(&mut buf[..]))
+                .unwrap();
             let again = rtp::Packet::new_checked(&buf[..]).unwrap();
             assert_eq!(rtp::Repr::parse(&again).unwrap(), repr);
         }
@@ -416,7 +456,14 @@ fn exercise_rtp(data: &[u8]) {
 
 fn exercise_telephone_event(data: &[u8]) {
     if let Ok(p) = telephone_event::Packet::new_checked(data) {
-        let _ = (p.event(), p.end(), p.reserved(), p.volume(), p.duration(), p.digit());
+        let _ = (
+            p.event(),
+            p.end(),
+            p.reserved(),
+            p.volume(),
+            p.duration(),
+            p.digit(),
+        );
         if let Ok(repr) = telephone_event::Repr::parse(&p) {
             let _ = repr.digit();
             let mut buf = [0u8; telephone_event::PAYLOAD_LEN];
@@ -427,8 +474,18 @@ fn exercise_telephone_event(data: &[u8]) {
 
 fn exercise_rtcp(data: &[u8]) {
     for p in rtcp::packets(data).flatten() {
-        let _ = (p.version(), p.count(), p.packet_type(), p.length(), p.ssrc());
-        let _ = (p.padding_len(), p.body(), rtcp::packet_type_name(p.packet_type()));
+        let _ = (
+            p.version(),
+            p.count(),
+            p.packet_type(),
+            p.length(),
+            p.ssrc(),
+        );
+        let _ = (
+            p.padding_len(),
+            p.body(),
+            rtcp::packet_type_name(p.packet_type()),
+        );
         exercise_rtcp_repr(&p);
     }
     if let Ok(c) = rtcp::Compound::new_checked(data) {
@@ -443,7 +500,8 @@ fn exercise_rtcp_repr(p: &rtcp::Packet<&[u8]>) {
     if let Ok(repr) = rtcp::Repr::parse(p) {
         let _ = (repr.packet_type(), repr.buffer_len());
         match &repr {
-            rtcp::Repr::SenderReport { reports, .. } | rtcp::Repr::ReceiverReport { reports, .. } => {
+            rtcp::Repr::SenderReport { reports, .. }
+            | rtcp::Repr::ReceiverReport { reports, .. } => {
                 let _ = reports.iter().count();
             }
             rtcp::Repr::SourceDescription(chunks) => {
@@ -561,6 +619,8 @@ proptest! {
 /// Every seed unmodified, and every truncation of the INVITE, through everything.
 #[test]
 fn seeds_and_every_truncation() {
+    let invite = check_bytes("invite", INVITE);
+    assert_eq!(invite.verdict, Verdict::Accepted, "{invite:?}");
     for s in SIP_SEEDS.iter() {
         exercise_sip(s, 0);
         exercise_engine(s, s.len() / 2);

@@ -142,7 +142,11 @@ fn groups() -> Vec<(String, usize, usize)> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_owned(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            (
+                f[0].to_owned(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -195,7 +199,14 @@ fn protos_c07_sip_through_the_engine() {
     let mut outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = cases
             .chunks(cases.len().div_ceil(threads))
-            .map(|chunk| s.spawn(|| chunk.iter().map(|(n, m)| run_case(*n, m)).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(|| {
+                    chunk
+                        .iter()
+                        .map(|(n, m)| run_case(*n, m))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -242,13 +253,25 @@ fn protos_c07_sip_through_the_engine() {
                 .or_default() += 1;
         }
     }
-    eprintln!("{:<32} {CASES:>4}  {verdicts:?} response: {responses:?}", "total");
+    eprintln!(
+        "{:<32} {CASES:>4}  {verdicts:?} response: {responses:?}",
+        "total"
+    );
 
     let panics: Vec<String> = outcomes
         .iter()
-        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{:07}: {e}", o.case)))
+        .filter_map(|o| {
+            o.result
+                .as_ref()
+                .err()
+                .map(|e| format!("{:07}: {e}", o.case))
+        })
         .collect();
-    assert!(panics.is_empty(), "cases that panicked:\n{}", panics.join("\n"));
+    assert!(
+        panics.is_empty(),
+        "cases that panicked:\n{}",
+        panics.join("\n")
+    );
     assert_eq!(outcomes.len(), CASES, "a verdict for every case");
     let valid = &outcomes[0];
     assert_eq!(
