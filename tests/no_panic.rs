@@ -59,7 +59,8 @@ static SIP_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "dat"))
+            // RFC 4475's files end in .dat, RFC 5118's have no extension.
+            .filter(|p| !p.extension().is_some_and(|x| x == "txt" || x == "md"))
             .collect();
         files.sort();
         seeds.extend(files.iter().map(|p| std::fs::read(p).unwrap()));
