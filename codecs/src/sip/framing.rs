@@ -58,7 +58,9 @@ struct Head {
 fn parse_head_at(buf: &[u8]) -> Result<Head, SipError> {
     let (blank, body_start) = match find_head_end(buf) {
         Some(found) => found,
-        None if buf.len() > MAX_HEAD_SIZE => {
+        // The blank line may start in the last two bytes ("\n" or "\n\r" with the rest still to
+        // come): only beyond that is the head certainly too large, whatever bytes follow.
+        None if buf.len() > MAX_HEAD_SIZE + 2 => {
             return Err(SipError::HeadTooLarge {
                 limit: MAX_HEAD_SIZE,
             })
@@ -285,6 +287,45 @@ mod tests {
             assert_eq!(got.len(), 2, "split at {split}");
             assert_eq!(&got[1].raw()[..], OPTIONS);
         }
+    }
+
+    /// A head whose blank line starts right at the limit is accepted in one segment; it must
+    /// not be refused when the segment ends inside the blank line.
+    #[test]
+    fn stream_head_at_limit_split_in_blank_line() {
+        let head = |len: usize| {
+            let mut h = String::from_utf8_lossy(OPTIONS).replace("\r\n\r\nbody", "");
+            h = h.replace("Content-Length: 4", "Content-Length: 0");
+            // Filler headers, each under MAX_HEADER_LEN.
+            while h.len() < len {
+                let pad = (len - h.len()).saturating_sub("\r\nX: ".len()).min(4096);
+                h.push_str(&format!("\r\nX: {}", "a".repeat(pad.max(1))));
+            }
+            assert_eq!(h.len(), len);
+            h
+        };
+        // The blank line's first LF is at offset MAX_HEAD_SIZE: the largest head accepted.
+        let msg = head(MAX_HEAD_SIZE - 1) + "\r\n\r\n";
+        let bytes = msg.as_bytes();
+        assert!(parse_datagram(Bytes::copy_from_slice(bytes)).is_ok());
+        for cut in bytes.len() - 3..bytes.len() {
+            let mut f = StreamFramer::new();
+            f.push(&bytes[..cut]);
+            assert!(f.next_message().is_none(), "cut at {cut}");
+            f.push(&bytes[cut..]);
+            let m = f.next_message().unwrap().unwrap();
+            assert_eq!(m.raw().len(), bytes.len(), "cut at {cut}");
+        }
+        // One byte more is too large, and known to be once the blank line cannot start earlier.
+        let msg = head(MAX_HEAD_SIZE) + "\r\n\r";
+        let mut f = StreamFramer::new();
+        f.push(msg.as_bytes());
+        assert_eq!(
+            f.next_message().map(|r| r.err()),
+            Some(Some(SipError::HeadTooLarge {
+                limit: MAX_HEAD_SIZE
+            }))
+        );
     }
 
     #[test]
