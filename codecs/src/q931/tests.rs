@@ -234,10 +234,7 @@ fn ie_table() -> Vec<(&'static str, Ie)> {
                 ..BearerCapability::unrestricted_digital()
             }),
         ),
-        (
-            "08 02 80 90",
-            Ie::Cause(Cause::new(16)),
-        ),
+        ("08 02 80 90", Ie::Cause(Cause::new(16))),
         (
             "08 02 81 91",
             Ie::Cause(Cause {
@@ -255,10 +252,13 @@ fn ie_table() -> Vec<(&'static str, Ie)> {
             }),
         ),
         ("14 01 0a", Ie::CallState(CallState::new(CallState::ACTIVE))),
-        ("14 01 c0", Ie::CallState(CallState {
-            coding_standard: CodingStandard::Network,
-            state: 0,
-        })),
+        (
+            "14 01 c0",
+            Ie::CallState(CallState {
+                coding_standard: CodingStandard::Network,
+                state: 0,
+            }),
+        ),
         ("18 01 89", Ie::ChannelIdentification(vec![0x89])),
         (
             "1e 02 81 88",
@@ -268,7 +268,10 @@ fn ie_table() -> Vec<(&'static str, Ie)> {
                 description: ProgressDescription::InbandInfoAvailable,
             }),
         ),
-        ("27 01 81", Ie::NotificationIndicator(NotificationIndicator(1))),
+        (
+            "27 01 81",
+            Ie::NotificationIndicator(NotificationIndicator(1)),
+        ),
         ("28 05 41 6c 69 63 65", Ie::Display("Alice".into())),
         ("28 06 c3 a9 6c c3 a8 6e", Ie::Display("élèn".into())),
         ("28 00", Ie::Display(String::new())),
@@ -320,10 +323,7 @@ fn ie_table() -> Vec<(&'static str, Ie)> {
             "7e 00 03 05 20 a8",
             Ie::UserUser(UserUser::h225(vec![0x20, 0xa8])),
         ),
-        (
-            "7e 00 01 05",
-            Ie::UserUser(UserUser::h225(vec![])),
-        ),
+        ("7e 00 01 05", Ie::UserUser(UserUser::h225(vec![]))),
         (
             "7e 00 02 04 01",
             Ie::UserUser(UserUser {
@@ -336,23 +336,23 @@ fn ie_table() -> Vec<(&'static str, Ie)> {
         ("4c 03 81 31 32", raw(0, 0x4c, "813132")),
         ("00 00", raw(0, 0x00, "")),
         // Typed identifiers whose contents are not in a form we type exactly: raw.
-        ("04 01 80", raw(0, 0x04, "80")),             // bearer: octet 4 missing
-        ("04 02 00 90", raw(0, 0x04, "0090")),        // bearer: octet 3a
-        ("04 03 80 90 25", raw(0, 0x04, "809025")),   // octet 5 announces 5a, none follows
-        ("04 02 88 98", raw(0, 0x04, "8898")),        // multirate without octet 4.1
-        ("08 01 80", raw(0, 0x08, "80")),             // cause: no value
-        ("08 02 90 90", raw(0, 0x08, "9090")),        // cause: spare bit set
-        ("08 02 80 10", raw(0, 0x08, "8010")),        // cause: extension bit clear
+        ("04 01 80", raw(0, 0x04, "80")), // bearer: octet 4 missing
+        ("04 02 00 90", raw(0, 0x04, "0090")), // bearer: octet 3a
+        ("04 03 80 90 25", raw(0, 0x04, "809025")), // octet 5 announces 5a, none follows
+        ("04 02 88 98", raw(0, 0x04, "8898")), // multirate without octet 4.1
+        ("08 01 80", raw(0, 0x08, "80")), // cause: no value
+        ("08 02 90 90", raw(0, 0x08, "9090")), // cause: spare bit set
+        ("08 02 80 10", raw(0, 0x08, "8010")), // cause: extension bit clear
         ("14 02 0a 00", raw(0, 0x14, "0a00")),
         ("1e 01 81", raw(0, 0x1e, "81")),
         ("27 01 01", raw(0, 0x27, "01")),
-        ("28 02 ff fe", raw(0, 0x28, "fffe")),        // display not UTF-8 (Latin-1)
+        ("28 02 ff fe", raw(0, 0x28, "fffe")), // display not UTF-8 (Latin-1)
         ("2c 01 b1", raw(0, 0x2c, "b1")),
         ("34 00", raw(0, 0x34, "")),
         ("6c 00", raw(0, 0x6c, "")),
-        ("6c 02 01 31", raw(0, 0x6c, "0131")),        // octet 3a without bit 8
-        ("6c 03 01 9c 31", raw(0, 0x6c, "019c31")),   // octet 3a spare bits
-        ("70 02 81 b1", raw(0, 0x70, "81b1")),        // digit with bit 8 set
+        ("6c 02 01 31", raw(0, 0x6c, "0131")), // octet 3a without bit 8
+        ("6c 03 01 9c 31", raw(0, 0x6c, "019c31")), // octet 3a spare bits
+        ("70 02 81 b1", raw(0, 0x70, "81b1")), // digit with bit 8 set
     ]
 }
 
@@ -769,12 +769,18 @@ fn ndpi_overflow_input() {
     );
     assert_eq!(
         Message::decode(&seg),
-        Err(Q931Error::new(0, Q931ErrorKind::BadProtocolDiscriminator(3)))
+        Err(Q931Error::new(
+            0,
+            Q931ErrorKind::BadProtocolDiscriminator(3)
+        ))
     );
 }
 
 fn seeds() -> Vec<Vec<u8>> {
-    let mut s: Vec<Vec<u8>> = vectors().into_iter().map(|v| v.tpkt[4..].to_vec()).collect();
+    let mut s: Vec<Vec<u8>> = vectors()
+        .into_iter()
+        .map(|v| v.tpkt[4..].to_vec())
+        .collect();
     s.extend(ie_table().into_iter().map(|(h, _)| with_header(&hex(h))));
     s
 }
