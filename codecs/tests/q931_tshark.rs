@@ -5,6 +5,13 @@
 //!
 //! Without tshark/text2pcap the test prints "skipped" and passes, except under `CI=true`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
