@@ -2,7 +2,7 @@
 //! message header, the information elements that H.323 uses, and builders for the messages a
 //! gateway sends. The H.225.0 PDU inside the User-user IE is kept as opaque bytes.
 //!
-//! Decoding never panics and never allocates more than the input's size (plus the limits below).
+//! Decoding never panics; what it allocates is bounded by the input's size and [`MAX_IES`].
 //! [`Message::decode`] checks the framing strictly (header, every IE length) and the contents of
 //! typed IEs leniently: a known IE whose contents are not in the exact form this module types is
 //! kept as [`Ie::Raw`], so decode → encode gives back the same bytes for every message that
@@ -353,6 +353,13 @@ impl Message {
         }
         Ok(())
     }
+}
+
+/// Zero-copy look at a message: its header and an iterator over its IEs, without typing or
+/// copying them (e.g. to name a message in a transcript). Errors in IEs surface while iterating.
+pub fn peek(bytes: &[u8]) -> Result<(CallRef, MessageType, RawIes<'_>), Q931Error> {
+    let (call_ref, msg_type, ies_at) = decode_header(bytes)?;
+    Ok((call_ref, msg_type, RawIes::new(bytes, ies_at)))
 }
 
 /// Decodes protocol discriminator, call reference and message type; returns where IEs start.

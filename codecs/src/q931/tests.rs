@@ -755,6 +755,22 @@ fn real_capture_truncations_and_mutations_fail_cleanly() {
 }
 
 #[test]
+fn peek_without_copying() {
+    let bytes = with_header(&hex("a1 04 03 88 90 a5 7e 00 01 05"));
+    let (cr, mt, ies) = peek(&bytes).unwrap();
+    assert_eq!((cr, mt), (CallRef::new(0x1234), MessageType::Setup));
+    let ids: Vec<(usize, u8, usize)> = ies
+        .map(|r| r.map(|r| (r.offset, r.id, r.data.len())))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, [(5, 0xa1, 0), (6, 0x04, 3), (11, 0x7e, 1)]);
+    let mut bad = peek(&with_header(&hex("a1 04 09"))).unwrap().2;
+    assert!(bad.next().unwrap().is_ok());
+    assert!(bad.next().unwrap().is_err());
+    assert!(bad.next().is_none());
+}
+
+#[test]
 fn ndpi_overflow_input() {
     let seg = hex(include_str!("../../testdata/q931/ndpi-h323-overflow.hex"));
     assert_eq!(seg, [3, 0, 0, 4]);
