@@ -764,7 +764,8 @@ fn peek_without_copying() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(ids, [(5, 0xa1, 0), (6, 0x04, 3), (11, 0x7e, 1)]);
-    let mut bad = peek(&with_header(&hex("a1 04 09"))).unwrap().2;
+    let bad_bytes = with_header(&hex("a1 04 09"));
+    let mut bad = peek(&bad_bytes).unwrap().2;
     assert!(bad.next().unwrap().is_ok());
     assert!(bad.next().unwrap().is_err());
     assert!(bad.next().is_none());
