@@ -4,8 +4,10 @@
 //! returns a typed error naming where the bytes went wrong.
 
 pub mod meta;
+pub mod q931;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
 pub mod telephone_event;
+pub mod tpkt;
