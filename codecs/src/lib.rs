@@ -1,5 +1,4 @@
-//! Wire formats of the gateway: SIP, SDP, RTP/RTCP, RFC 4733 events, the Meta protocol and the
-//! tunnel framing between GW1 and GW2.
+//! Wire formats of the gateway: SIP, SDP, RTP/RTCP, RFC 4733 events and the Meta protocol.
 //!
 //! This crate never does I/O, never reads the clock and never panics on input: every decoder
 //! returns a typed error naming where the bytes went wrong.
