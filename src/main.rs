@@ -69,8 +69,10 @@ fn run_check_config(args: &sgw::cli::CheckConfigArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         Err(errors) => {
+            // grep style: FILE:LINE: key: message
             for e in errors.errors() {
-                println!("{}:{e}", args.file.display());
+                let sep = if e.line.is_some() { "" } else { " " };
+                println!("{}:{sep}{e}", args.file.display());
             }
             Ok(2)
         }
