@@ -146,8 +146,8 @@ impl Gw2 {
         let mut response = None;
         if let Some(h) = salvaged {
             let status = e.status();
-            let bytes =
-                MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token())).build();
+            let bytes = MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token()))
+                .build();
             out.transmits.push_back(Transmit {
                 side: Side::Outside,
                 flow,

@@ -287,12 +287,7 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
 /// Header lines after the start line, skipping lines that are not `name: value`.
 pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
     let mut headers = Headers::new();
-    for line in (LineIter {
-        rest: head,
-        line_no: 0,
-    })
-    .skip(1)
-    {
+    for line in (LineIter { rest: head, line_no: 0 }).skip(1) {
         if headers.len() >= MAX_HEADERS {
             break;
         }
