@@ -1,7 +1,12 @@
 //! RFC 4475 and RFC 5118 torture messages through `sgw check`, each row of
 //! `../shared/corpora/EXPECTED.md` checked by file name.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use bytes::Bytes;
 use sgw::check::{check_bytes, CheckResult};
@@ -25,7 +30,12 @@ fn rfc4475_rows() -> Vec<(String, String)> {
             in_4475 = false;
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if in_4475 && cells.len() == 6 && !cells[1].is_empty() && cells[1] != "file" && !cells[1].starts_with("---") {
+        if in_4475
+            && cells.len() == 6
+            && !cells[1].is_empty()
+            && cells[1] != "file"
+            && !cells[1].starts_with("---")
+        {
             rows.push((cells[1].to_owned(), cells[4].to_owned()));
         }
     }
@@ -148,17 +158,29 @@ fn rejections_carry_their_mandatory_headers() {
         "{r}"
     );
     let r = response_of("invut.dat");
-    assert!(r.starts_with("SIP/2.0 415 ") && r.contains("\r\nAccept: application/sdp"), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 415 ") && r.contains("\r\nAccept: application/sdp"),
+        "{r}"
+    );
     let r = response_of("regaut01.dat");
-    assert!(r.starts_with("SIP/2.0 401 ") && r.contains("\r\nWWW-Authenticate: Digest "), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 401 ") && r.contains("\r\nWWW-Authenticate: Digest "),
+        "{r}"
+    );
     let r = response_of("intmeth.dat");
-    assert!(r.starts_with("SIP/2.0 501 ") && r.contains("\r\nAllow: INVITE, ACK"), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 501 ") && r.contains("\r\nAllow: INVITE, ACK"),
+        "{r}"
+    );
     let r = response_of("badvers.dat");
     assert!(r.starts_with("SIP/2.0 505 "), "{r}");
     // A request whose start line does not parse still gets a 400 its sender can match.
     let r = response_of("lwsruri.dat");
     assert!(r.starts_with("SIP/2.0 400 "), "{r}");
-    assert!(r.contains("\r\nCall-ID: lwsruri.asdfasdoeoi2323-asdfwrn23-asd834rk423\r\n"), "{r}");
+    assert!(
+        r.contains("\r\nCall-ID: lwsruri.asdfasdoeoi2323-asdfwrn23-asd834rk423\r\n"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -182,6 +204,9 @@ fn wsinv_fields_parse_correctly() {
     assert_eq!(vias[2].branch(), Some("z9hG4bK30239"));
     let contact = &m.contacts().unwrap()[0];
     assert_eq!(contact.display.as_deref(), Some(r#"Quoted string """#));
-    assert_eq!(contact.param("secondparam").map(|p| p.value.is_none()), Some(true));
+    assert_eq!(
+        contact.param("secondparam").map(|p| p.value.is_none()),
+        Some(true)
+    );
     assert_eq!(m.content_length().unwrap(), Some(150));
 }

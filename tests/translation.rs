@@ -2,7 +2,12 @@
 //! networks, then the inside answer back to the outside, as insta snapshots in `snapshots/`.
 //! Each case also asserts topology hiding: nothing of the outside message reaches the inside.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use bytes::Bytes;
 use codecs::sip::{self, MessageBuilder};
@@ -69,7 +74,10 @@ fn outside_secrets(msg: &sip::Message) -> Vec<String> {
     }
     let body = text(&msg.body());
     for line in body.lines() {
-        if let Some(rest) = line.strip_prefix("c=IN IP4 ").or(line.strip_prefix("c=IN IP6 ")) {
+        if let Some(rest) = line
+            .strip_prefix("c=IN IP4 ")
+            .or(line.strip_prefix("c=IN IP6 "))
+        {
             s.push(rest.trim().to_owned());
         }
     }
@@ -164,7 +172,10 @@ fn drain(e: &mut Engine, out: &mut String, invite: &mut Option<(Flow, Bytes)>) {
 #[test]
 fn translation_snapshots() {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/translation"));
+    settings.set_snapshot_path(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/snapshots/translation"
+    ));
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
         for path in inputs() {

@@ -8,12 +8,13 @@ use super::media::{MediaStream, PortPool};
 use super::policy;
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
-    EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Transmit,
-    Transport, Verdict,
+    EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Summary,
+    Transmit, Transport, Verdict,
 };
 use bytes::Bytes;
 use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
 use codecs::sip::{self, Message, MessageBuilder, Method, StartLine};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,9 +58,9 @@ pub struct Gw1 {
     ids: Ids,
     ports_v4: PortPool,
     ports_v6: PortPool,
-    calls: HashMap<CallRef, InCall>,
+    calls: FxHashMap<CallRef, InCall>,
     by_call_id: HashMap<String, CallRef>,
-    by_stream: HashMap<StreamId, (CallRef, usize)>,
+    by_stream: FxHashMap<StreamId, (CallRef, usize)>,
     client: ClientTxns,
     server: ServerTxns,
 }
@@ -74,9 +75,9 @@ impl Gw1 {
             ids: Ids::new(cfg.id_seed ^ 0x6777_3100),
             ports_v4: PortPool::new(cfg.inside_v4.media_ports),
             ports_v6: PortPool::new(cfg.inside_v6.media_ports),
-            calls: HashMap::new(),
+            calls: FxHashMap::default(),
             by_call_id: HashMap::new(),
-            by_stream: HashMap::new(),
+            by_stream: FxHashMap::default(),
             client: ClientTxns::default(),
             server: ServerTxns::default(),
         }
@@ -330,7 +331,7 @@ impl Gw1 {
             Err(e) => out.report(Report {
                 protocol: Protocol::Sip,
                 side: Side::Inside,
-                summary: "unparsable SIP message".to_owned(),
+                summary: Summary::Text("unparsable SIP message".to_owned()),
                 verdict: Verdict::Rejected,
                 reason: Some(format!("malformed: {e}")),
                 response: None,
@@ -358,7 +359,7 @@ impl Gw1 {
         let report = |verdict, reason: Option<String>, response| Report {
             protocol: Protocol::Sip,
             side: Side::Inside,
-            summary: summary.clone(),
+            summary: summary.clone().into(),
             verdict,
             reason,
             response,
@@ -752,6 +753,18 @@ impl Gw1 {
                 call: Some(call.0),
             }),
         }
+    }
+
+    /// Calls not yet ended.
+    pub fn active_calls(&self) -> Vec<CallRef> {
+        let mut v: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state != State::Ended)
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {

@@ -7,12 +7,15 @@ use super::media::{MediaStream, PortPool};
 use super::policy::{self, Rejection, SipPolicy};
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
-    CallRecord, EngineConfig, Event, Flow, MediaCounters, Out, Protocol, Report, Side, Transmit,
-    Verdict,
+    CallRecord, EngineConfig, Event, Flow, MediaCounters, Out, Protocol, Report, Side, Summary,
+    Transmit, Verdict,
 };
 use bytes::Bytes;
 use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
 use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method, SipError, StartLine};
+use rustc_hash::FxHashMap;
+// Maps keyed by what outside peers choose (Call-ID, addresses) keep the default SipHash
+// against hash flooding; maps keyed by the gateway's own identifiers use FxHash.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,12 +68,12 @@ pub struct Gw2 {
     next_call: u32,
     next_stream: u16,
     ports: PortPool,
-    calls: HashMap<CallRef, OutCall>,
+    calls: FxHashMap<CallRef, OutCall>,
     by_call_id: HashMap<String, CallRef>,
     /// Media by GW2's own port and, for replay and latching, by the peer's address.
-    media_by_local: HashMap<SocketAddr, (CallRef, usize)>,
+    media_by_local: FxHashMap<SocketAddr, (CallRef, usize)>,
     media_by_remote: HashMap<SocketAddr, (CallRef, usize)>,
-    media_by_stream: HashMap<StreamId, (CallRef, usize)>,
+    media_by_stream: FxHashMap<StreamId, (CallRef, usize)>,
     /// Replay: media addresses of answering parties, which play the inside.
     replay_inside_media: HashMap<SocketAddr, (CallRef, usize)>,
     server: ServerTxns,
@@ -102,11 +105,11 @@ impl Gw2 {
             next_call: 0,
             next_stream: 0,
             ports: PortPool::new(cfg.outside_media_ports),
-            calls: HashMap::new(),
+            calls: FxHashMap::default(),
             by_call_id: HashMap::new(),
-            media_by_local: HashMap::new(),
+            media_by_local: FxHashMap::default(),
             media_by_remote: HashMap::new(),
-            media_by_stream: HashMap::new(),
+            media_by_stream: FxHashMap::default(),
             replay_inside_media: HashMap::new(),
             server: ServerTxns::default(),
             client: ClientTxns::default(),
@@ -146,8 +149,8 @@ impl Gw2 {
         let mut response = None;
         if let Some(h) = salvaged {
             let status = e.status();
-            let bytes = MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token()))
-                .build();
+            let bytes =
+                MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token())).build();
             out.transmits.push_back(Transmit {
                 side: Side::Outside,
                 flow,
@@ -159,7 +162,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary: "unparsable SIP message".to_owned(),
+            summary: Summary::Text("unparsable SIP message".to_owned()),
             verdict: Verdict::Rejected,
             reason: Some(format!("malformed: {e}")),
             response,
@@ -236,7 +239,7 @@ impl Gw2 {
                             out.report(Report {
                                 protocol: Protocol::Sip,
                                 side: Side::Outside,
-                                summary,
+                                summary: summary.into(),
                                 verdict: Verdict::Accepted,
                                 reason: None,
                                 response: None,
@@ -255,7 +258,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary,
+            summary: summary.into(),
             verdict,
             reason: Some(reason),
             response: None,
@@ -330,7 +333,7 @@ impl Gw2 {
                 out.report(Report {
                     protocol: Protocol::Sip,
                     side: Side::Outside,
-                    summary,
+                    summary: summary.into(),
                     verdict: Verdict::Ignored,
                     reason: Some("retransmission absorbed".to_owned()),
                     response: status,
@@ -381,7 +384,7 @@ impl Gw2 {
             Ok((status, call)) => out.report(Report {
                 protocol: Protocol::Sip,
                 side: Side::Outside,
-                summary,
+                summary: summary.into(),
                 verdict: Verdict::Accepted,
                 reason: None,
                 response: Some(status),
@@ -454,7 +457,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary,
+            summary: summary.into(),
             verdict: if rej.is_filtered() {
                 Verdict::Rejected
             } else {
@@ -632,7 +635,7 @@ impl Gw2 {
         out.report(Report {
             protocol: Protocol::Sip,
             side: Side::Outside,
-            summary,
+            summary: summary.into(),
             verdict,
             reason,
             response: None,
@@ -1175,6 +1178,18 @@ impl Gw2 {
         }
     }
 
+    /// Calls not yet ended.
+    pub fn active_calls(&self) -> Vec<CallRef> {
+        let mut v: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state != CallState::Ended)
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
         self.server.handle_timeout(now, out);
         for (call, method) in self.client.handle_timeout(now, out) {
@@ -1310,17 +1325,18 @@ fn sip_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
-pub(super) fn media_summary(data: &[u8]) -> String {
+pub(super) fn media_summary(data: &[u8]) -> Summary {
     if super::media::is_rtcp(data) {
-        return format!("RTCP PT={}", data.get(1).copied().unwrap_or(0));
+        return Summary::Rtcp {
+            packet_type: data.get(1).copied().unwrap_or(0),
+        };
     }
     match codecs::rtp::Packet::new_checked(data) {
-        Ok(p) => format!(
-            "RTP PT={} SSRC={:#010x} Seq={}",
-            p.payload_type(),
-            p.ssrc(),
-            p.sequence_number()
-        ),
-        Err(_) => "malformed RTP".to_owned(),
+        Ok(p) => Summary::Rtp {
+            payload_type: p.payload_type(),
+            ssrc: p.ssrc(),
+            seq: p.sequence_number(),
+        },
+        Err(_) => Summary::MalformedMedia,
     }
 }

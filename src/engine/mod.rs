@@ -102,12 +102,54 @@ pub enum Verdict {
     Ignored,
 }
 
+/// What a report is about, formatted only when shown (media reports are many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Summary {
+    Text(String),
+    Rtp {
+        payload_type: u8,
+        ssrc: u32,
+        seq: u16,
+    },
+    Rtcp {
+        packet_type: u8,
+    },
+    MalformedMedia,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Summary::Text(t) => f.write_str(t),
+            Summary::Rtp {
+                payload_type,
+                ssrc,
+                seq,
+            } => write!(f, "RTP PT={payload_type} SSRC={ssrc:#010x} Seq={seq}"),
+            Summary::Rtcp { packet_type } => write!(f, "RTCP PT={packet_type}"),
+            Summary::MalformedMedia => f.write_str("malformed RTP"),
+        }
+    }
+}
+
+impl serde::Serialize for Summary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl From<String> for Summary {
+    fn from(s: String) -> Self {
+        Summary::Text(s)
+    }
+}
+
 /// The report of one input message.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     pub protocol: Protocol,
     pub side: Side,
-    pub summary: String,
+    pub summary: Summary,
     pub verdict: Verdict,
     pub reason: Option<String>,
     /// The status code the gateway answered with, if any.
@@ -211,6 +253,8 @@ pub struct EngineConfig {
     pub id_seed: u64,
     /// Replay: the capture's answering party plays the inside PBX (see [`Engine`] docs).
     pub replay: bool,
+    /// Which halves this engine runs; with one half, the other is behind the tunnel.
+    pub role: Role,
     /// Most concurrent calls; further INVITEs get 503 (emergency calls excepted).
     pub max_calls: usize,
     /// Called numbers treated as emergency calls.
@@ -227,6 +271,7 @@ impl Default for EngineConfig {
             outside_media_ports: (20000, 29999),
             id_seed: 0x5347_5700,
             replay: false,
+            role: Role::Both,
             max_calls: 10_000,
             emergency_numbers: ["112", "911", "999", "110", "15", "17", "18"]
                 .iter()
@@ -234,6 +279,40 @@ impl Default for EngineConfig {
                 .collect(),
         }
     }
+}
+
+/// Which halves of the gateway an engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Both halves in one process, the tunnel in memory (replay, `sgw check`, demos).
+    Both,
+    /// The inside half: Meta and media arrive from GW2 over the tunnel.
+    Gw1,
+    /// The outside half: Meta and media go to GW1 over the tunnel.
+    Gw2,
+}
+
+/// What an engine with one half sends over the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelOut {
+    /// One encoded Meta frame (`codecs/META.md`), for the signalling connection.
+    Meta(Bytes),
+    /// One RTP or RTCP packet of a stream, for the media connection.
+    Media {
+        stream: meta::StreamId,
+        rtcp: bool,
+        data: Bytes,
+    },
+}
+
+/// The peer broke the tunnel protocol: the driver closes the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelError {
+    #[error("bad Meta frame: {0}")]
+    Frame(#[from] meta::MetaDecodeError),
+    #[error("Meta frame out of sequence: expected {expected}, got {got}")]
+    Sequence { expected: u32, got: u32 },
 }
 
 /// The well-known SIP ports (RFC 3261 section 18.1.1).
@@ -280,7 +359,11 @@ pub struct Engine {
     out: Out,
     /// SIP framing per stream; `None` for streams that are not SIP or lost framing.
     streams: HashMap<ConnId, Option<codecs::sip::StreamFramer>>,
+    role: Role,
+    /// Sequence numbers of Meta frames sent and expected (DESIGN: sequence-checked frames).
     meta_seq: u32,
+    meta_expected: u32,
+    tunnel: VecDeque<TunnelOut>,
     pub stats: Stats,
 }
 
@@ -305,7 +388,10 @@ impl Engine {
             gw1: gw1::Gw1::new(&config),
             out: Out::default(),
             streams: HashMap::new(),
+            role: config.role,
             meta_seq: 0,
+            meta_expected: 0,
+            tunnel: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -433,47 +519,142 @@ impl Engine {
         Some(e)
     }
 
-    /// Moves Meta messages and media frames across the tunnel until both halves are quiet.
-    /// Every Meta message goes through the wire encoding, as it would on the real tunnel.
+    /// Moves Meta messages and media across the tunnel until both halves are quiet: in memory
+    /// when this engine runs both halves, into [`Engine::poll_tunnel`] otherwise. Every Meta
+    /// message goes through the wire encoding, as it does on the real tunnel.
     fn pump(&mut self, now: Duration) {
-        for _ in 0..1024 {
+        let local = self.role == Role::Both;
+        for _ in 0..4096 {
             if let Some(m) = self.out.to_gw1.pop_front() {
-                if let Some(m) = self.through_wire(m) {
-                    self.out.events.push_back(Event::Meta {
-                        to_gw1: true,
-                        message: m.clone(),
-                    });
-                    self.gw1.handle_meta(now, m, &mut self.out);
-                }
+                self.send_meta(now, m, true, local);
             } else if let Some(m) = self.out.to_gw2.pop_front() {
-                if let Some(m) = self.through_wire(m) {
-                    self.out.events.push_back(Event::Meta {
-                        to_gw1: false,
-                        message: m.clone(),
-                    });
-                    self.gw2.handle_meta(now, m, &mut self.out);
-                }
+                self.send_meta(now, m, false, local);
             } else if let Some((call, remotes)) = self.out.replay_answering_media.pop_front() {
                 self.gw2.note_answering_media(call, &remotes);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
-                self.gw1
-                    .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                if local {
+                    self.gw1
+                        .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                } else {
+                    self.tunnel
+                        .push_back(TunnelOut::Media { stream, rtcp, data });
+                }
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
-                self.gw2
-                    .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                if local {
+                    self.gw2
+                        .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                } else {
+                    self.tunnel
+                        .push_back(TunnelOut::Media { stream, rtcp, data });
+                }
             } else {
                 return;
             }
         }
     }
 
-    fn through_wire(&mut self, m: meta::Message) -> Option<meta::Message> {
-        self.meta_seq = self.meta_seq.wrapping_add(1);
+    fn send_meta(&mut self, now: Duration, m: meta::Message, to_gw1: bool, local: bool) {
         let mut buf = Vec::new();
-        // A message over the wire limits never leaves GW2; the call it belongs to fails.
-        meta::encode_frame(self.meta_seq, &m, &mut buf).ok()?;
+        // A message over the wire limits never leaves its half.
+        if meta::encode_frame(self.meta_seq, &m, &mut buf).is_err() {
+            return;
+        }
+        self.meta_seq = self.meta_seq.wrapping_add(1);
         self.stats.meta_messages += 1;
         self.stats.meta_bytes += buf.len() as u64;
-        meta::decode_frame(&buf).ok().map(|(_, decoded)| decoded)
+        if !local {
+            self.out
+                .events
+                .push_back(Event::Meta { to_gw1, message: m });
+            self.tunnel.push_back(TunnelOut::Meta(Bytes::from(buf)));
+            return;
+        }
+        let Ok((_, m)) = meta::decode_frame(&buf) else {
+            return;
+        };
+        self.out.events.push_back(Event::Meta {
+            to_gw1,
+            message: m.clone(),
+        });
+        if to_gw1 {
+            self.gw1.handle_meta(now, m, &mut self.out);
+        } else {
+            self.gw2.handle_meta(now, m, &mut self.out);
+        }
+    }
+
+    /// A Meta frame arrived from the other half. An error means the peer broke the protocol
+    /// and the tunnel must be closed (then call [`Engine::handle_tunnel_down`]).
+    pub fn handle_tunnel_meta(&mut self, now: Duration, frame: &[u8]) -> Result<(), TunnelError> {
+        let (seq, m) = meta::decode_frame(frame)?;
+        if seq != self.meta_expected {
+            return Err(TunnelError::Sequence {
+                expected: self.meta_expected,
+                got: seq,
+            });
+        }
+        self.meta_expected = seq.wrapping_add(1);
+        let to_gw1 = self.role == Role::Gw1;
+        self.out.events.push_back(Event::Meta {
+            to_gw1,
+            message: m.clone(),
+        });
+        if to_gw1 {
+            self.gw1.handle_meta(now, m, &mut self.out);
+        } else {
+            self.gw2.handle_meta(now, m, &mut self.out);
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// A media packet arrived from the other half.
+    pub fn handle_tunnel_media(
+        &mut self,
+        now: Duration,
+        stream: meta::StreamId,
+        rtcp: bool,
+        data: Bytes,
+    ) {
+        if self.role == Role::Gw1 {
+            self.gw1
+                .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+        } else {
+            self.gw2
+                .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+        }
+        self.pump(now);
+    }
+
+    /// The tunnel went down: every call is released on this side with "temporary failure"
+    /// (Q.850 cause 41), so no call outlives it. Sequence numbers restart with the next tunnel.
+    pub fn handle_tunnel_down(&mut self, now: Duration) {
+        let cause = meta::Cause::TEMPORARY_FAILURE;
+        for call in self.gw2.active_calls() {
+            self.gw2.handle_meta(
+                now,
+                meta::Message::Release(meta::Release { call, cause }),
+                &mut self.out,
+            );
+        }
+        for call in self.gw1.active_calls() {
+            self.gw1.handle_meta(
+                now,
+                meta::Message::Release(meta::Release { call, cause }),
+                &mut self.out,
+            );
+        }
+        self.out.to_gw1.clear();
+        self.out.to_gw2.clear();
+        self.out.media_to_gw1.clear();
+        self.out.media_to_gw2.clear();
+        self.tunnel.clear();
+        self.meta_seq = 0;
+        self.meta_expected = 0;
+    }
+
+    /// The next frame to send over the tunnel (roles GW1 and GW2 only).
+    pub fn poll_tunnel(&mut self) -> Option<TunnelOut> {
+        self.tunnel.pop_front()
     }
 }

@@ -33,7 +33,7 @@ pub struct MessageEntry {
     pub protocol: Protocol,
     pub src: String,
     pub dst: String,
-    pub summary: String,
+    pub summary: crate::engine::Summary,
     pub verdict: Verdict,
     pub reason: Option<String>,
     pub response: Option<u16>,

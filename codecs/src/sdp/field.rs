@@ -105,7 +105,14 @@ fn parse_address(addrtype: &AddrType, s: &str) -> Result<Address, SdpErrorKind> 
             }
         }
         AddrType::Ip6 => {
-            if let Ok(v6) = s.parse::<Ipv6Addr>() {
+            // Some UAs (sipp among them) write a bracketed literal, as in SIP URIs.
+            let unbracketed = s
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|r| r.parse::<Ipv6Addr>().ok());
+            if let Some(v6) = unbracketed {
+                Ok(Address::Ip(IpAddr::V6(v6)))
+            } else if let Ok(v6) = s.parse::<Ipv6Addr>() {
                 Ok(Address::Ip(IpAddr::V6(v6)))
             } else if s.parse::<Ipv4Addr>().is_ok() {
                 Err(SdpErrorKind::AddressFamilyMismatch)

@@ -34,7 +34,8 @@ pub struct StatusLine {
 /// unfolded and trimmed.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
-    entries: Vec<(Name, String)>,
+    /// Name, its canonical spelling (compact forms resolved) for fast comparison, value.
+    entries: Vec<(Name, Box<str>, String)>,
 }
 
 impl Headers {
@@ -44,10 +45,11 @@ impl Headers {
 
     /// All values of a header, each as written (a comma list stays one value).
     pub fn all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
+        let canonical = name.as_print_str();
         self.entries
             .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .filter(move |(_, c, _)| c.eq_ignore_ascii_case(canonical))
+            .map(|(_, _, v)| v.as_str())
     }
 
     /// The single value of a header that must appear at most once.
@@ -80,11 +82,12 @@ impl Headers {
     }
 
     pub fn contains(&self, name: &Name) -> bool {
-        self.entries.iter().any(|(n, _)| n == name)
+        self.all(name).next().is_some()
     }
 
     pub fn push(&mut self, name: Name, value: impl Into<String>) {
-        self.entries.push((name, value.into()));
+        let canonical = name.as_print_str().into();
+        self.entries.push((name, canonical, value.into()));
     }
 
     pub fn len(&self) -> usize {
@@ -96,7 +99,7 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Name, &str)> {
-        self.entries.iter().map(|(n, v)| (n, v.as_str()))
+        self.entries.iter().map(|(n, _, v)| (n, v.as_str()))
     }
 }
 
@@ -287,7 +290,12 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
 /// Header lines after the start line, skipping lines that are not `name: value`.
 pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
     let mut headers = Headers::new();
-    for line in (LineIter { rest: head, line_no: 0 }).skip(1) {
+    for line in (LineIter {
+        rest: head,
+        line_no: 0,
+    })
+    .skip(1)
+    {
         if headers.len() >= MAX_HEADERS {
             break;
         }
