@@ -18,6 +18,11 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Run single raw SIP message files through the gateway as if each arrived over UDP.
     Check(CheckArgs),
+    /// Manage the private PKI of the GW1-GW2 tunnel.
+    Pki(PkiArgs),
+    /// Check a configuration file: prints "ok" or each error with its key and line.
+    #[command(after_long_help = crate::config::EXAMPLE_CONFIG_HELP)]
+    CheckConfig(CheckConfigArgs),
 }
 
 /// IP family of the inside network.
@@ -56,4 +61,36 @@ pub struct CheckArgs {
     /// Print a JSON array with one object per file.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    #[command(subcommand)]
+    pub command: PkiCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem,
+    /// ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600).
+    Init(PkiInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// Directory to write the six PEM files into (created if missing).
+    pub dir: PathBuf,
+    /// A DNS name or IP address GW1 uses to reach GW2; repeat for several
+    /// [default: localhost, 127.0.0.1, ::1].
+    #[arg(long = "gw2-name", value_name = "NAME")]
+    pub gw2_names: Vec<String>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML configuration file to check.
+    pub file: PathBuf,
 }

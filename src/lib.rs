@@ -3,5 +3,8 @@
 pub mod capture;
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod live;
+pub mod pki;
 pub mod replay;

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => sgw::replay::run(&args),
         Command::Check(args) => run_check(&args),
+        Command::Pki(args) => run_pki(&args),
+        Command::CheckConfig(args) => run_check_config(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -46,4 +48,38 @@ fn run_check(args: &sgw::cli::CheckArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+fn run_pki(args: &sgw::cli::PkiArgs) -> anyhow::Result<u8> {
+    match &args.command {
+        sgw::cli::PkiCommand::Init(a) => {
+            let mut opts = sgw::pki::PkiOptions::default();
+            if !a.gw2_names.is_empty() {
+                opts.gw2_names.clone_from(&a.gw2_names);
+            }
+            for path in sgw::pki::init(&a.dir, &opts, a.force)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn run_check_config(args: &sgw::cli::CheckConfigArgs) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    match sgw::config::Config::from_toml_str(&text) {
+        Ok(_) => {
+            println!("ok");
+            Ok(0)
+        }
+        Err(errors) => {
+            // grep style: FILE:LINE: key: message
+            for e in errors.errors() {
+                let sep = if e.line.is_some() { "" } else { " " };
+                println!("{}:{sep}{e}", args.file.display());
+            }
+            Ok(2)
+        }
+    }
 }

@@ -11,3 +11,4 @@ pub mod sdp;
 pub mod sip;
 pub mod telephone_event;
 pub mod tpkt;
+pub mod tunnel;

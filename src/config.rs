@@ -1,0 +1,556 @@
+//! The gateway's configuration file (TOML): raw text becomes a validated [`Config`] in one step,
+//! and every error names the key path and the line it is on (`sgw check-config FILE`).
+//!
+//! Parsing is two passes over the same text: serde fills the typed structure (unknown keys are
+//! errors, so a misspelt key never goes unnoticed), and `toml`'s spanned document tree maps an
+//! error's byte offset to a key path, or a key path to its line, for the checks serde cannot
+//! express (a port range upside down, an IPv4 next hop on an IPv6 inside network, ...).
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// The annotated example configuration shipped in `examples/sgw.toml`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../examples/sgw.toml");
+/// `sgw check-config --help` shows the example verbatim (and so does the man page).
+pub const EXAMPLE_CONFIG_HELP: &str = concat!(
+    "Example configuration (examples/sgw.toml):\n\n",
+    include_str!("../examples/sgw.toml")
+);
+
+/// Default for `[gw2.limits] max_calls`.
+pub const DEFAULT_MAX_CALLS: u32 = 1000;
+/// Default for `[gw2.limits] calls_per_second`.
+pub const DEFAULT_CALLS_PER_SECOND: u32 = 50;
+/// Default and largest `[gw2.limits] max_message_size`: the largest UDP payload SIP can use.
+pub const MAX_MESSAGE_SIZE: u32 = 65_535;
+/// Smallest `max_message_size`: RFC 3261 §18.1.1 expects at least 1300-byte messages over UDP.
+pub const MIN_MESSAGE_SIZE: u32 = 1300;
+/// Longest configuration file accepted, in bytes.
+pub const MAX_CONFIG_LEN: usize = 1 << 20;
+
+/// A complete configuration. A host running one half needs only that half's section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gw2: Option<Gw2Config>,
+    pub gw1: Option<Gw1Config>,
+    /// Absent: ephemeral certificates, only useful when both halves run in one process.
+    pub pki: Option<PkiConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// The termination gateway in the DMZ.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gw2Config {
+    /// SIP over UDP listeners.
+    #[serde(default)]
+    pub sip_udp: Vec<SocketAddr>,
+    /// SIP over TCP listeners.
+    #[serde(default)]
+    pub sip_tcp: Vec<SocketAddr>,
+    /// SIP over TLS listeners; need `sip_tls_cert` and `sip_tls_key`.
+    #[serde(default)]
+    pub sip_tls: Vec<SocketAddr>,
+    pub sip_tls_cert: Option<PathBuf>,
+    pub sip_tls_key: Option<PathBuf>,
+    /// Where GW1's two tunnel connections arrive.
+    pub tunnel_listen: SocketAddr,
+    /// Accept more than one GW1 instance at a time.
+    #[serde(default)]
+    pub allow_multiple_gw1: bool,
+    /// Outside media: the address put in SDP and the RTP/RTCP port range.
+    pub media: MediaConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// The relay gateway in the intranet.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gw1Config {
+    /// GW2's tunnel address as GW1 dials it, `host:port`.
+    pub tunnel: String,
+    /// The name GW2's certificate must carry (DNS name or IP address).
+    pub tunnel_server_name: String,
+    /// Where GW1 listens for SIP from the inside.
+    pub sip_bind: SocketAddr,
+    /// The inside next hop (IP-PBX or proxy) that calls from outside are sent to.
+    pub next_hop: SocketAddr,
+    /// IP family of the inside network.
+    pub family: Family,
+    #[serde(default)]
+    pub transport: Transport,
+    /// Inside media: the address put in SDP and the port range.
+    pub media: MediaConfig,
+}
+
+/// An RTP/RTCP port range and the address advertised for it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    pub ip: IpAddr,
+    /// First port, even (RTP on even ports, RTCP on the next odd one).
+    pub port_min: u16,
+    /// Last port, inclusive.
+    pub port_max: u16,
+}
+
+impl MediaConfig {
+    /// The ports as a range, end exclusive.
+    pub fn ports(&self) -> Range<u32> {
+        u32::from(self.port_min)..u32::from(self.port_max).saturating_add(1)
+    }
+}
+
+/// GW2's protections (availability, paper table 1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_max_calls")]
+    pub max_calls: u32,
+    #[serde(default = "default_cps")]
+    pub calls_per_second: u32,
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u32,
+}
+
+fn default_max_calls() -> u32 {
+    DEFAULT_MAX_CALLS
+}
+fn default_cps() -> u32 {
+    DEFAULT_CALLS_PER_SECOND
+}
+fn default_max_message_size() -> u32 {
+    MAX_MESSAGE_SIZE
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_calls: DEFAULT_MAX_CALLS,
+            calls_per_second: DEFAULT_CALLS_PER_SECOND,
+            max_message_size: MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn matches(self, ip: IpAddr) -> bool {
+        matches!(
+            (self, ip),
+            (Family::Ipv4, IpAddr::V4(_)) | (Family::Ipv6, IpAddr::V6(_))
+        )
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+/// Certificate and key of this host's gateway half, and the CA both halves trust
+/// (`sgw pki init` makes them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Access control (parsed and checked for form; the engine's policy applies it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Challenge outside callers with SIP digest authentication.
+    #[serde(default)]
+    pub require_auth: bool,
+    /// Digest realm; required with `require_auth`.
+    pub realm: Option<String>,
+    /// Numbers that are always let through, ahead of rate limits.
+    #[serde(default)]
+    pub emergency_numbers: Vec<String>,
+    /// Who may call in; empty allows everyone. `*` matches any run, `?` one character.
+    #[serde(default)]
+    pub allowed_callers: Vec<String>,
+    /// Which numbers may be called; empty allows every number.
+    #[serde(default)]
+    pub allowed_callees: Vec<String>,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `gw2.media.port_min`; empty for the document as a whole.
+    pub key: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "{line}: ")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found (a syntax or type error stops at the first; the semantic checks report
+/// them all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "line {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// 1-based line of byte offset `pos` in `text`.
+fn line_of(text: &str, pos: usize) -> usize {
+    let pos = pos.min(text.len());
+    text.as_bytes()
+        .get(..pos)
+        .map_or(0, |b| b.iter().filter(|c| **c == b'\n').count())
+        .saturating_add(1)
+}
+
+/// Every key of the document with where its key and value are, in document order.
+struct KeyIndex {
+    entries: Vec<(String, Range<usize>, Range<usize>)>,
+}
+
+impl KeyIndex {
+    fn new(doc: &toml::de::DeTable<'_>) -> Self {
+        let mut entries = Vec::new();
+        Self::walk_table(doc, "", &mut entries);
+        entries.sort_by_key(|(_, k, _)| k.start);
+        KeyIndex { entries }
+    }
+
+    fn walk_table(
+        t: &toml::de::DeTable<'_>,
+        prefix: &str,
+        out: &mut Vec<(String, Range<usize>, Range<usize>)>,
+    ) {
+        for (k, v) in t.iter() {
+            let path = if prefix.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", k.get_ref())
+            };
+            out.push((path.clone(), k.span(), v.span()));
+            Self::walk_value(v.get_ref(), &path, out);
+        }
+    }
+
+    fn walk_value(
+        v: &toml::de::DeValue<'_>,
+        path: &str,
+        out: &mut Vec<(String, Range<usize>, Range<usize>)>,
+    ) {
+        if let Some(t) = v.as_table() {
+            Self::walk_table(t, path, out);
+        } else if let Some(a) = v.as_array() {
+            for (i, item) in a.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                out.push((p.clone(), item.span(), item.span()));
+                Self::walk_value(item.get_ref(), &p, out);
+            }
+        }
+    }
+
+    /// The key an error at `span` is about: the innermost key or value containing its start,
+    /// else the last key before it.
+    fn key_at(&self, span: &Range<usize>) -> Option<&str> {
+        let pos = span.start;
+        let within = |r: &Range<usize>| r.start <= pos && pos < r.end.max(r.start + 1);
+        self.entries
+            .iter()
+            .filter(|(_, k, v)| within(k) || within(v))
+            .min_by_key(|(_, k, v)| {
+                let r = if within(k) { k } else { v };
+                r.end.saturating_sub(r.start)
+            })
+            .or_else(|| self.entries.iter().rev().find(|(_, k, _)| k.start <= pos))
+            .map(|(p, _, _)| p.as_str())
+    }
+
+    /// Where `path` is written, or the closest enclosing key that is.
+    fn span_of(&self, path: &str) -> Option<Range<usize>> {
+        let mut p = path;
+        loop {
+            if let Some((_, k, _)) = self.entries.iter().find(|(q, _, _)| q == p) {
+                return Some(k.clone());
+            }
+            p = p.get(..p.rfind(['.', '['])?)?;
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a configuration. Errors carry key paths and lines.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        let one = |key: String, line: Option<usize>, message: String| {
+            ConfigErrors(vec![ConfigError { key, line, message }])
+        };
+        if text.len() > MAX_CONFIG_LEN {
+            return Err(one(
+                String::new(),
+                None,
+                format!("file larger than {MAX_CONFIG_LEN} bytes"),
+            ));
+        }
+        let doc = toml::de::DeTable::parse(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            one(String::new(), line, e.message().trim().to_owned())
+        })?;
+        let index = KeyIndex::new(doc.get_ref());
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            let key = span
+                .as_ref()
+                .and_then(|s| index.key_at(s))
+                .unwrap_or_default()
+                .to_owned();
+            let line = span.map(|s| line_of(text, s.start));
+            one(key, line, e.message().trim().to_owned())
+        })?;
+        let problems = config.check();
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        Err(ConfigErrors(
+            problems
+                .into_iter()
+                .map(|(key, message)| ConfigError {
+                    line: index.span_of(&key).map(|s| line_of(text, s.start)),
+                    key,
+                    message,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The checks serde cannot express: (key path, message) for each problem.
+    fn check(&self) -> Vec<(String, String)> {
+        let mut p = Problems::default();
+        if self.gw1.is_none() && self.gw2.is_none() {
+            p.add("", "neither a [gw2] nor a [gw1] section: nothing to run");
+        }
+        if let Some(gw2) = &self.gw2 {
+            check_gw2(gw2, &mut p);
+        }
+        if let Some(gw1) = &self.gw1 {
+            check_gw1(gw1, &mut p);
+        }
+        if let (Some(gw2), Some(gw1)) = (&self.gw2, &self.gw1) {
+            let (a, b) = (gw2.media.ports(), gw1.media.ports());
+            if gw2.media.ip == gw1.media.ip && a.start < b.end && b.start < a.end {
+                p.add(
+                    "gw1.media.port_min",
+                    format!(
+                        "port range {}-{} overlaps gw2's {}-{} on the same address {}",
+                        gw1.media.port_min,
+                        gw1.media.port_max,
+                        gw2.media.port_min,
+                        gw2.media.port_max,
+                        gw1.media.ip
+                    ),
+                );
+            }
+        }
+        check_policy(&self.policy, &mut p);
+        p.0
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push((key.to_owned(), message.into()));
+    }
+}
+
+fn check_media(m: &MediaConfig, section: &str, p: &mut Problems) {
+    let key = |k: &str| format!("{section}.media.{k}");
+    if m.ip.is_unspecified() || m.ip.is_multicast() {
+        p.add(
+            &key("ip"),
+            format!(
+                "{} cannot be advertised in SDP: give the address peers send media to",
+                m.ip
+            ),
+        );
+    }
+    if m.port_min == 0 {
+        p.add(&key("port_min"), "must be at least 1");
+    } else if m.port_min > m.port_max {
+        p.add(
+            &key("port_min"),
+            format!("{} is above port_max {}", m.port_min, m.port_max),
+        );
+    } else if m.port_max - m.port_min < 1 {
+        p.add(
+            &key("port_max"),
+            "the range needs at least 2 ports (RTP and RTCP)",
+        );
+    }
+    if m.port_min % 2 == 1 {
+        p.add(
+            &key("port_min"),
+            format!(
+                "{} is odd: RTP uses even ports, RTCP the next odd one (RFC 3550 §11)",
+                m.port_min
+            ),
+        );
+    }
+}
+
+fn check_gw2(g: &Gw2Config, p: &mut Problems) {
+    if g.sip_udp.is_empty() && g.sip_tcp.is_empty() && g.sip_tls.is_empty() {
+        p.add("gw2", "no SIP listener: set sip_udp, sip_tcp or sip_tls");
+    }
+    if !g.sip_tls.is_empty() {
+        if g.sip_tls_cert.is_none() {
+            p.add("gw2.sip_tls_cert", "required when sip_tls is set");
+        }
+        if g.sip_tls_key.is_none() {
+            p.add("gw2.sip_tls_key", "required when sip_tls is set");
+        }
+    }
+    if g.tunnel_listen.port() == 0 {
+        p.add(
+            "gw2.tunnel_listen",
+            "needs a fixed port: GW1 dials it and the firewall opens it",
+        );
+    }
+    check_media(&g.media, "gw2", p);
+    let l = &g.limits;
+    if l.max_calls == 0 {
+        p.add("gw2.limits.max_calls", "must be at least 1");
+    }
+    if l.calls_per_second == 0 {
+        p.add("gw2.limits.calls_per_second", "must be at least 1");
+    }
+    if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&l.max_message_size) {
+        p.add(
+            "gw2.limits.max_message_size",
+            format!(
+                "{} is outside {MIN_MESSAGE_SIZE}..={MAX_MESSAGE_SIZE}",
+                l.max_message_size
+            ),
+        );
+    }
+}
+
+fn check_gw1(g: &Gw1Config, p: &mut Problems) {
+    match g.tunnel.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0) => {}
+        _ => p.add(
+            "gw1.tunnel",
+            format!("{:?} is not host:port (IPv6 as [addr]:port)", g.tunnel),
+        ),
+    }
+    if rustls::pki_types::ServerName::try_from(g.tunnel_server_name.as_str()).is_err() {
+        p.add(
+            "gw1.tunnel_server_name",
+            format!("{:?} is not a DNS name or IP address", g.tunnel_server_name),
+        );
+    }
+    for (key, ip) in [
+        ("gw1.sip_bind", g.sip_bind.ip()),
+        ("gw1.next_hop", g.next_hop.ip()),
+        ("gw1.media.ip", g.media.ip),
+    ] {
+        if !g.family.matches(ip) {
+            p.add(
+                key,
+                format!("{ip} is not an {} address (gw1.family)", g.family),
+            );
+        }
+    }
+    if g.next_hop.ip().is_unspecified() || g.next_hop.port() == 0 {
+        p.add(
+            "gw1.next_hop",
+            format!("{} is not an address to send to", g.next_hop),
+        );
+    }
+    check_media(&g.media, "gw1", p);
+}
+
+fn check_policy(pol: &PolicyConfig, p: &mut Problems) {
+    if pol.require_auth && pol.realm.as_deref().is_none_or(str::is_empty) {
+        p.add("policy.realm", "required when require_auth is true");
+    }
+    for (i, n) in pol.emergency_numbers.iter().enumerate() {
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit() || b"+*#".contains(&b)) {
+            p.add(
+                &format!("policy.emergency_numbers[{i}]"),
+                format!("{n:?} is not a dialable number (digits, +, *, #)"),
+            );
+        }
+    }
+    for (list, key) in [
+        (&pol.allowed_callers, "policy.allowed_callers"),
+        (&pol.allowed_callees, "policy.allowed_callees"),
+    ] {
+        for (i, pat) in list.iter().enumerate() {
+            if pat.is_empty() || pat.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                p.add(
+                    &format!("{key}[{i}]"),
+                    format!("{pat:?} is empty or contains spaces"),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,3 @@
+//! The live driver (tokio): sockets, TLS and timers around the sans-IO engine. Nothing here
+//! decides what happens to a message.
+pub mod tunnel;
