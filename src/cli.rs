@@ -14,6 +14,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway. Without --config: the built-in demo, both halves on loopback joined by
+    /// the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it
+    /// prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half's counters.
+    Run(RunArgs),
     /// Show what the gateway would accept, reject and emit for a packet capture.
     Replay(ReplayArgs),
     /// Run single raw SIP message files through the gateway as if each arrived over UDP.
@@ -30,6 +34,33 @@ pub enum Command {
 pub enum FamilyArg {
     Ipv4,
     Ipv6,
+}
+
+/// Which gateway half `sgw run` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// The relay gateway in the intranet: opens the tunnel, speaks SIP to the inside.
+    Gw1,
+    /// The termination gateway in the DMZ: terminates outside SIP, accepts the tunnel.
+    Gw2,
+    /// Both halves in one process, joined by the real tunnel.
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The TOML configuration (see `sgw check-config --help`); without it, the built-in demo.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Which half to run [default: the halves the configuration describes].
+    #[arg(long, value_enum, value_name = "ROLE", requires = "config")]
+    pub role: Option<RoleArg>,
+    /// Demo only: GW2's SIP address, UDP and TCP (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5060")]
+    pub listen: std::net::SocketAddr,
+    /// No per-call log lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run_gateway(&args),
         Command::Replay(args) => sgw::replay::run(&args),
         Command::Check(args) => run_check(&args),
         Command::Pki(args) => run_pki(&args),
@@ -25,6 +26,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_gateway(args: &sgw::cli::RunArgs) -> anyhow::Result<u8> {
+    use sgw::cli::RoleArg;
+    use sgw::engine::Role;
+    let opts = sgw::live::run::RunOptions {
+        config: args.config.clone(),
+        role: args.role.map(|r| match r {
+            RoleArg::Gw1 => Role::Gw1,
+            RoleArg::Gw2 => Role::Gw2,
+            RoleArg::Both => Role::Both,
+        }),
+        listen: args.listen,
+        quiet: args.quiet,
+    };
+    sgw::live::run::run(&opts)
 }
 
 fn run_check(args: &sgw::cli::CheckArgs) -> anyhow::Result<u8> {

@@ -48,6 +48,22 @@ struct InCall {
     sdp_version: u64,
     reinvite: Option<TxnKey>,
     media_ip: std::net::IpAddr,
+    /// Whether the media sockets of this call are still open (closed once, when it ends).
+    media_open: bool,
+}
+
+/// Ends a call's inside leg: its media sockets are released (live) and its ports stop
+/// accepting media. Idempotent.
+fn mark_ended(c: &mut InCall, by_local: &mut FxHashMap<SocketAddr, StreamId>, out: &mut Out) {
+    c.state = State::Ended;
+    if !std::mem::take(&mut c.media_open) {
+        return;
+    }
+    for s in &c.streams {
+        by_local.remove(&s.local);
+        by_local.remove(&SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)));
+        out.media_sockets(Side::Inside, s.local, false);
+    }
 }
 
 pub struct Gw1 {
@@ -61,6 +77,9 @@ pub struct Gw1 {
     calls: FxHashMap<CallRef, InCall>,
     by_call_id: HashMap<String, CallRef>,
     by_stream: FxHashMap<StreamId, (CallRef, usize)>,
+    /// Live: GW1's own media addresses (RTP and RTCP) to their stream, so RTP from inside
+    /// endpoints is told from SIP by the port it arrives on.
+    by_local: FxHashMap<SocketAddr, StreamId>,
     client: ClientTxns,
     server: ServerTxns,
 }
@@ -78,6 +97,7 @@ impl Gw1 {
             calls: FxHashMap::default(),
             by_call_id: HashMap::new(),
             by_stream: FxHashMap::default(),
+            by_local: FxHashMap::default(),
             client: ClientTxns::default(),
             server: ServerTxns::default(),
         }
@@ -204,9 +224,16 @@ impl Gw1 {
                 Family::V6 => self.ports_v6.allocate(),
             };
             self.by_stream.insert(stream, (s.call, streams.len()));
+            let local = SocketAddr::new(inside.media_ip, port);
+            if !self.replay {
+                self.by_local.insert(local, stream);
+                self.by_local
+                    .insert(SocketAddr::new(local.ip(), port.wrapping_add(1)), stream);
+                out.media_sockets(Side::Inside, local, true);
+            }
             streams.push(MediaStream {
                 stream,
-                local: SocketAddr::new(inside.media_ip, port),
+                local,
                 remote: None,
                 payload_types: Vec::new(),
                 ssrc: None,
@@ -235,6 +262,7 @@ impl Gw1 {
             sdp_version: 1,
             reinvite: None,
             media_ip: inside.media_ip,
+            media_open: !self.replay,
         };
         let mut b = in_dialog(&c, &Method::Invite, 1, &branch).header("Contact", contact(flow));
         if s.emergency {
@@ -285,7 +313,7 @@ impl Gw1 {
                     .build();
                 let branch = format!("{}-cancel", c.invite_branch);
                 let flow = c.flow;
-                c.state = State::Ended;
+                mark_ended(c, &mut self.by_local, out);
                 self.client.send(
                     now,
                     Side::Inside,
@@ -299,7 +327,7 @@ impl Gw1 {
             }
             State::Confirmed => {
                 c.local_cseq += 1;
-                c.state = State::Ended;
+                mark_ended(c, &mut self.by_local, out);
                 let branch = self.ids.branch();
                 let Some(c) = self.calls.get(&call) else {
                     return;
@@ -323,6 +351,11 @@ impl Gw1 {
         data: Bytes,
         out: &mut Out,
     ) {
+        // RTP/RTCP on one of GW1's media ports (live; replay hands media over by stream).
+        if let Some(&stream) = self.by_local.get(&flow.local) {
+            self.handle_inside_media(stream, flow.remote, data, out);
+            return;
+        }
         if !super::gw2::looks_like_sip(&data) {
             return;
         }
@@ -507,7 +540,7 @@ impl Gw1 {
             _ => {
                 // Non-2xx final: ACK within the transaction (same branch), then release.
                 let was_ended = c.state == State::Ended;
-                c.state = State::Ended;
+                mark_ended(c, &mut self.by_local, out);
                 let ack = MessageBuilder::request(&Method::Ack, &c.remote_target.clone())
                     .header(
                         "Via",
@@ -583,7 +616,7 @@ impl Gw1 {
         let _ = flow;
         match method {
             Method::Bye => {
-                c.state = State::Ended;
+                mark_ended(c, &mut self.by_local, out);
                 let ok = MessageBuilder::response_to(msg, 200, None).build();
                 self.server.respond(now, &key, 200, ok, out);
                 out.to_gw2.push_back(meta::Message::Release(meta::Release {
@@ -773,7 +806,7 @@ impl Gw1 {
             if method == Method::Invite {
                 if let Some(c) = self.calls.get_mut(&call) {
                     if c.state == State::Calling || c.state == State::Early {
-                        c.state = State::Ended;
+                        mark_ended(c, &mut self.by_local, out);
                         out.to_gw2.push_back(meta::Message::Release(meta::Release {
                             call,
                             cause: Cause::RECOVERY_ON_TIMER_EXPIRY,

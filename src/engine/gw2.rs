@@ -528,6 +528,8 @@ impl Gw2 {
         for (i, m) in offer.iter().enumerate() {
             let Some(stream) = m.stream else { continue };
             let local = SocketAddr::new(flow.local.ip(), self.ports.allocate());
+            // Live: the driver binds the port before the answer announces it.
+            out.media_sockets(Side::Outside, local, true);
             let remote = remotes.get(i).copied().flatten();
             let idx = streams.len();
             self.media_by_local.insert(local, (call, idx));
@@ -1040,6 +1042,8 @@ impl Gw2 {
         let mut media = MediaCounters::default();
         for s in &c.streams {
             media.add(&s.counters);
+            // Live: the call's media sockets close (replay never opened any).
+            out.media_sockets(Side::Outside, s.local, false);
         }
         out.events.push_back(Event::CallEnded(CallRecord {
             call: call.0,

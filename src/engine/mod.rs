@@ -11,6 +11,14 @@
 //!    Meta messages, call records), until each returns `None`.
 //! 3. Ask [`Engine::poll_timeout`] when to call [`Engine::handle_timeout`] next.
 //!
+//! A live driver also drains [`Engine::poll_socket_request`] *before* the transmits of the same
+//! input (the engine names the media ports it needs, the driver binds them, as quinn's endpoint
+//! says what to send and the driver sends it), and with one half per process it moves
+//! [`Engine::poll_tunnel`] frames over the tunnel, feeds what arrives to
+//! [`Engine::handle_tunnel_meta`] / [`Engine::handle_tunnel_media`], and reports the tunnel's
+//! life with [`Engine::handle_tunnel_up`] / [`Engine::handle_tunnel_down`]. The engine owns the
+//! Meta sequence numbers, so it also sends the tunnel keepalives (TUNNEL.md §6) from its timer.
+//!
 //! The live runtime and `sgw replay` are two drivers over this type: what a replay reports is
 //! what the live gateway does with the same packets.
 
@@ -185,6 +193,20 @@ pub enum Event {
     CallEnded(CallRecord),
 }
 
+/// A UDP socket the live driver must open or close: media ports are chosen per call by the
+/// engine. RTP and RTCP are separate requests (RTCP on the next port). Replay never asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketRequest {
+    /// Bind a UDP socket on exactly `local`; what arrives goes to [`Engine::handle_datagram`]
+    /// (outside) or [`Engine::handle_inside_datagram`] (inside).
+    Open { side: Side, local: SocketAddr },
+    /// The call using `local` has ended: close the socket.
+    Close { side: Side, local: SocketAddr },
+}
+
+/// The default interval of tunnel keepalives (TUNNEL.md §6).
+pub const DEFAULT_TUNNEL_KEEPALIVE: Duration = Duration::from_secs(5);
+
 /// Inside network addressing of GW1 for one IP family.
 #[derive(Debug, Clone)]
 pub struct InsideConfig {
@@ -261,6 +283,9 @@ pub struct EngineConfig {
     pub max_calls: usize,
     /// Called numbers treated as emergency calls.
     pub emergency_numbers: Vec<String>,
+    /// With one half per process: a Meta `Keepalive` goes out when nothing was sent on the
+    /// tunnel's signalling connection for this long.
+    pub tunnel_keepalive: Duration,
 }
 
 impl Default for EngineConfig {
@@ -280,6 +305,7 @@ impl Default for EngineConfig {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            tunnel_keepalive: DEFAULT_TUNNEL_KEEPALIVE,
         }
     }
 }
@@ -344,9 +370,27 @@ struct Out {
     report_accepted_media: bool,
     /// Replay: media addresses the answering party announced, per call.
     replay_answering_media: VecDeque<(meta::CallRef, Vec<Option<SocketAddr>>)>,
+    /// Live only (empty in replay): media sockets to open and close.
+    sockets: VecDeque<SocketRequest>,
+    replay: bool,
 }
 
 impl Out {
+    /// Asks the live driver for the RTP and RTCP sockets of a media port (see [`SocketRequest`]).
+    fn media_sockets(&mut self, side: Side, rtp: SocketAddr, open: bool) {
+        if self.replay {
+            return;
+        }
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+        for local in [rtp, rtcp] {
+            self.sockets.push_back(if open {
+                SocketRequest::Open { side, local }
+            } else {
+                SocketRequest::Close { side, local }
+            });
+        }
+    }
+
     /// Counts a verdict and queues its report. Accepted media packets are only counted unless
     /// the driver asked for them (they are the bulk of all traffic).
     fn report(&mut self, r: Report) {
@@ -385,6 +429,12 @@ pub struct Engine {
     meta_seq: u32,
     meta_expected: u32,
     tunnel: VecDeque<TunnelOut>,
+    /// One half per process: whether the tunnel is up ([`Engine::handle_tunnel_up`]).
+    tunnel_up: bool,
+    keepalive_interval: Duration,
+    /// When the last Meta frame went onto the tunnel, for keepalives.
+    last_meta_sent: Duration,
+    keepalive_seq: u32,
 }
 
 /// Running totals.
@@ -408,6 +458,7 @@ impl Engine {
             gw1: gw1::Gw1::new(&config),
             out: Out {
                 report_accepted_media: config.report_accepted_media,
+                replay: config.replay,
                 ..Out::default()
             },
             streams: HashMap::new(),
@@ -415,6 +466,10 @@ impl Engine {
             meta_seq: 0,
             meta_expected: 0,
             tunnel: VecDeque::new(),
+            tunnel_up: false,
+            keepalive_interval: config.tunnel_keepalive.max(Duration::from_millis(10)),
+            last_meta_sent: Duration::ZERO,
+            keepalive_seq: 0,
         }
     }
 
@@ -502,15 +557,51 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Duration) {
         self.gw2.handle_timeout(now, &mut self.out);
         self.gw1.handle_timeout(now, &mut self.out);
+        if self.keepalive_due().is_some_and(|due| now >= due) {
+            self.send_keepalive(now, None);
+        }
         self.pump(now);
     }
 
     /// The earliest time [`Engine::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        match (self.gw2.poll_timeout(), self.gw1.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.gw2.poll_timeout(),
+            self.gw1.poll_timeout(),
+            self.keepalive_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When the next tunnel keepalive is due: the signalling connection has been quiet for the
+    /// keepalive interval (TUNNEL.md §6).
+    fn keepalive_due(&self) -> Option<Duration> {
+        (self.tunnel_up && self.role != Role::Both)
+            .then(|| self.last_meta_sent + self.keepalive_interval)
+    }
+
+    /// Queues a Meta `Keepalive`: a new one, or the reply to the peer's `seq`.
+    fn send_keepalive(&mut self, now: Duration, reply_to: Option<u32>) {
+        let seq = match reply_to {
+            Some(seq) => seq,
+            None => {
+                self.keepalive_seq = self.keepalive_seq.wrapping_add(1);
+                self.keepalive_seq
+            }
+        };
+        let m = meta::Message::Keepalive(meta::Keepalive {
+            seq,
+            reply: reply_to.is_some(),
+        });
+        self.send_meta(now, m, self.role == Role::Gw2, false);
+    }
+
+    /// The next media socket to open or close (live drivers; see [`SocketRequest`]). Drain
+    /// these before [`Engine::poll_transmit`]: the transmits may announce the ports.
+    pub fn poll_socket_request(&mut self) -> Option<SocketRequest> {
+        self.out.sockets.pop_front()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -561,6 +652,20 @@ impl Engine {
     }
 
     fn send_meta(&mut self, now: Duration, m: meta::Message, to_gw1: bool, local: bool) {
+        if !local && !self.tunnel_up {
+            // No tunnel: nothing can reach the other half. A new outside call is refused at
+            // once (GW2 answers 503) rather than left ringing into the void.
+            if let meta::Message::Setup(s) = &m {
+                if self.role == Role::Gw2 {
+                    let release = meta::Message::Release(meta::Release {
+                        call: s.call,
+                        cause: meta::Cause::TEMPORARY_FAILURE,
+                    });
+                    self.gw2.handle_meta(now, release, &mut self.out);
+                }
+            }
+            return;
+        }
         let mut buf = Vec::new();
         // A message over the wire limits never leaves its half.
         if meta::encode_frame(self.meta_seq, &m, &mut buf).is_err() {
@@ -573,9 +678,12 @@ impl Engine {
             self.out.stats.calls += 1;
         }
         if !local {
-            self.out
-                .events
-                .push_back(Event::Meta { to_gw1, message: m });
+            self.last_meta_sent = now;
+            if !matches!(m, meta::Message::Keepalive(_)) {
+                self.out
+                    .events
+                    .push_back(Event::Meta { to_gw1, message: m });
+            }
             self.tunnel.push_back(TunnelOut::Meta(Bytes::from(buf)));
             return;
         }
@@ -604,6 +712,12 @@ impl Engine {
             });
         }
         self.meta_expected = seq.wrapping_add(1);
+        if let meta::Message::Keepalive(k) = &m {
+            if !k.reply {
+                self.send_keepalive(now, Some(k.seq));
+            }
+            return Ok(());
+        }
         let to_gw1 = self.role == Role::Gw1;
         self.out.events.push_back(Event::Meta {
             to_gw1,
@@ -636,9 +750,26 @@ impl Engine {
         self.pump(now);
     }
 
+    /// Both tunnel connections are up (roles GW1 and GW2): Meta sequence numbers start at 0 and
+    /// a first Keepalive goes out at once (TUNNEL.md §6). Until this is called, GW2 refuses new
+    /// outside calls with 503.
+    pub fn handle_tunnel_up(&mut self, now: Duration) {
+        self.tunnel.clear();
+        self.meta_seq = 0;
+        self.meta_expected = 0;
+        self.tunnel_up = true;
+        self.send_keepalive(now, None);
+    }
+
+    /// Whether the tunnel is up, as last reported by the driver.
+    pub fn is_tunnel_up(&self) -> bool {
+        self.tunnel_up
+    }
+
     /// The tunnel went down: every call is released on this side with "temporary failure"
     /// (Q.850 cause 41), so no call outlives it. Sequence numbers restart with the next tunnel.
     pub fn handle_tunnel_down(&mut self, now: Duration) {
+        self.tunnel_up = false;
         let cause = meta::Cause::TEMPORARY_FAILURE;
         for call in self.gw2.active_calls() {
             self.gw2.handle_meta(
@@ -661,6 +792,7 @@ impl Engine {
         self.tunnel.clear();
         self.meta_seq = 0;
         self.meta_expected = 0;
+        self.pump(now);
     }
 
     /// The next frame to send over the tunnel (roles GW1 and GW2 only).

@@ -1,0 +1,498 @@
+//! `sgw run`: turns the configuration (or the built-in demo) into one or two [`Driver`]s with
+//! their sockets and tunnel, runs them until SIGINT/SIGTERM, and prints each half's counters.
+
+use super::answer::AnswerEndpoint;
+use super::runtime::{bind_tcp_for, bind_udp_for, Driver, StartError, Summary};
+use super::tunnel::{
+    random_instance_nonce, TunnelClient, TunnelClientConfig, TunnelServer, TunnelServerConfig,
+};
+use crate::config::{self, Config};
+use crate::engine::{
+    policy::SipPolicy, Engine, EngineConfig, Family, InsideConfig, Role, Side, Transport,
+};
+use crate::pki::TlsIdentity;
+use anyhow::{anyhow, bail, Context};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+/// Outside media ports of the demo.
+pub const DEMO_OUTSIDE_PORTS: (u16, u16) = (20000, 24999);
+/// Inside media ports of the demo.
+pub const DEMO_INSIDE_PORTS: (u16, u16) = (25000, 29999);
+/// How long the demo waits for its own tunnel before printing the address to call anyway.
+const DEMO_TUNNEL_WAIT: Duration = Duration::from_secs(10);
+
+/// What `sgw run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: Option<std::path::PathBuf>,
+    pub role: Option<Role>,
+    /// Demo only: GW2's SIP address (UDP and TCP); port 0 picks a free one.
+    pub listen: SocketAddr,
+    pub quiet: bool,
+}
+
+/// GW2's part of a configuration, ready to bind.
+#[derive(Debug, Clone)]
+pub struct Gw2Plan {
+    pub engine: EngineConfig,
+    pub sip_udp: Vec<SocketAddr>,
+    pub sip_tcp: Vec<SocketAddr>,
+    /// The address outside peers reach GW2 on: replaces an unspecified bind address in what
+    /// the engine writes (Via, Contact, SDP).
+    pub advertise: IpAddr,
+    pub tunnel_listen: SocketAddr,
+    pub allow_multiple_gw1: bool,
+    pub identity: TlsIdentity,
+}
+
+/// GW1's part of a configuration, ready to bind.
+#[derive(Debug, Clone)]
+pub struct Gw1Plan {
+    pub engine: EngineConfig,
+    pub family: Family,
+    pub sip_bind: SocketAddr,
+    pub advertise: IpAddr,
+    pub tunnel: String,
+    pub tunnel_server_name: String,
+    pub identity: TlsIdentity,
+}
+
+/// Where a started GW2 listens.
+#[derive(Debug, Clone)]
+pub struct Gw2Bound {
+    pub sip_udp: Vec<SocketAddr>,
+    pub sip_tcp: Vec<SocketAddr>,
+    pub tunnel: SocketAddr,
+}
+
+fn random_seed() -> u64 {
+    random_instance_nonce()
+        .ok()
+        .and_then(|n| n.0.get(..8).and_then(|b| b.try_into().ok()))
+        .map_or(0x5347_5700, u64::from_be_bytes)
+}
+
+fn advertised(bound: SocketAddr, advertise: IpAddr) -> SocketAddr {
+    if bound.ip().is_unspecified() {
+        SocketAddr::new(advertise, bound.port())
+    } else {
+        bound
+    }
+}
+
+/// Binds GW2's SIP listeners and tunnel server; the returned driver is ready to run.
+pub async fn start_gw2(plan: Gw2Plan) -> Result<(Driver, Gw2Bound), StartError> {
+    let mut udp = Vec::new();
+    for a in &plan.sip_udp {
+        udp.push(bind_udp_for("SIP UDP listener", *a)?);
+    }
+    let mut tcp = Vec::new();
+    for a in &plan.sip_tcp {
+        tcp.push(bind_tcp_for("SIP TCP listener", *a).await?);
+    }
+    start_gw2_with(plan, udp, tcp).await
+}
+
+async fn start_gw2_with(
+    plan: Gw2Plan,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+) -> Result<(Driver, Gw2Bound), StartError> {
+    let keepalive = plan.engine.tunnel_keepalive;
+    let mut server_cfg =
+        TunnelServerConfig::new(plan.tunnel_listen, plan.identity, random_instance_nonce()?);
+    server_cfg.allow_multiple_gw1 = plan.allow_multiple_gw1;
+    let server = TunnelServer::bind(server_cfg).await?;
+    let mut driver = Driver::new(
+        "gw2",
+        Engine::new(EngineConfig {
+            role: Role::Gw2,
+            ..plan.engine
+        }),
+    );
+    let mut bound = Gw2Bound {
+        sip_udp: Vec::new(),
+        sip_tcp: Vec::new(),
+        tunnel: server.local_addr(),
+    };
+    for s in udp {
+        let local = s.local_addr().map_err(|source| StartError::Bind {
+            what: "SIP UDP listener",
+            addr: plan.advertise.into_socket(0),
+            source,
+        })?;
+        let addr = advertised(local, plan.advertise);
+        driver.add_udp(Side::Outside, s, addr);
+        bound.sip_udp.push(addr);
+    }
+    for l in tcp {
+        if let Ok(a) = l.local_addr() {
+            bound.sip_tcp.push(advertised(a, plan.advertise));
+        }
+        driver.add_tcp_listener(l);
+    }
+    driver.add_tunnel_server(server, keepalive);
+    Ok((driver, bound))
+}
+
+trait IntoSocket {
+    fn into_socket(self, port: u16) -> SocketAddr;
+}
+
+impl IntoSocket for IpAddr {
+    fn into_socket(self, port: u16) -> SocketAddr {
+        SocketAddr::new(self, port)
+    }
+}
+
+/// Binds GW1's inside SIP socket and starts its tunnel client; returns the driver and the
+/// address GW1 uses for SIP on the inside.
+pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
+    let sock = bind_udp_for("inside SIP socket", plan.sip_bind)?;
+    let local = sock.local_addr().map_err(|source| StartError::Bind {
+        what: "inside SIP socket",
+        addr: plan.sip_bind,
+        source,
+    })?;
+    let sip = advertised(local, plan.advertise);
+    let mut engine = EngineConfig {
+        role: Role::Gw1,
+        inside_family: Some(plan.family),
+        ..plan.engine
+    };
+    match plan.family {
+        Family::V4 => engine.inside_v4.gw1_sip = sip,
+        Family::V6 => engine.inside_v6.gw1_sip = sip,
+    }
+    let keepalive = engine.tunnel_keepalive;
+    let mut client_cfg = TunnelClientConfig::new(
+        plan.tunnel,
+        plan.tunnel_server_name,
+        plan.identity,
+        random_instance_nonce()?,
+    );
+    client_cfg.handshake_timeout = Duration::from_secs(5);
+    let client = TunnelClient::new(client_cfg)?;
+    let mut driver = Driver::new("gw1", Engine::new(engine));
+    driver.add_udp(Side::Inside, sock, sip);
+    driver.add_tunnel_client(client, keepalive);
+    Ok((driver, sip))
+}
+
+fn engine_family(f: config::Family) -> Family {
+    match f {
+        config::Family::Ipv4 => Family::V4,
+        config::Family::Ipv6 => Family::V6,
+    }
+}
+
+/// The engine settings both halves share, from the configuration.
+fn base_engine(cfg: &Config) -> EngineConfig {
+    let mut e = EngineConfig {
+        policy: SipPolicy {
+            require_auth: cfg.policy.require_auth,
+            realm: cfg
+                .policy
+                .realm
+                .clone()
+                .unwrap_or_else(|| SipPolicy::default().realm),
+        },
+        id_seed: random_seed(),
+        ..EngineConfig::default()
+    };
+    if !cfg.policy.emergency_numbers.is_empty() {
+        e.emergency_numbers.clone_from(&cfg.policy.emergency_numbers);
+    }
+    if let Some(g) = &cfg.gw2 {
+        e.outside_media_ports = (g.media.port_min, g.media.port_max);
+        e.max_calls = usize::try_from(g.limits.max_calls).unwrap_or(usize::MAX);
+    }
+    if let Some(g) = &cfg.gw1 {
+        let inside = InsideConfig {
+            gw1_sip: g.sip_bind,
+            next_hop: g.next_hop,
+            media_ip: g.media.ip,
+            media_ports: (g.media.port_min, g.media.port_max),
+            transport: match g.transport {
+                config::Transport::Udp => Transport::Udp,
+                config::Transport::Tcp => Transport::Tcp,
+            },
+        };
+        match engine_family(g.family) {
+            Family::V4 => e.inside_v4 = inside,
+            Family::V6 => e.inside_v6 = inside,
+        }
+        e.inside_family = Some(engine_family(g.family));
+    }
+    e
+}
+
+fn load_identity(cfg: &Config, half: &str) -> anyhow::Result<TlsIdentity> {
+    let Some(p) = &cfg.pki else {
+        bail!("--role {half} needs a [pki] section (make one with `sgw pki init DIR`)");
+    };
+    TlsIdentity::load(&p.ca, &p.cert, &p.key).map_err(|e| anyhow!("[pki]: {e}"))
+}
+
+/// `sgw run` entry point: returns the exit code.
+pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let drivers = match &opts.config {
+            Some(path) => start_from_config(path, opts).await?,
+            None => start_demo(opts).await?,
+        };
+        let mut handles = Vec::new();
+        for d in drivers {
+            handles.push(tokio::spawn(d.run(stop_rx.clone())));
+        }
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+        for h in handles {
+            if let Ok(summary) = h.await {
+                print_summary(&summary);
+            }
+        }
+        Ok(0)
+    })
+}
+
+fn print_summary(s: &Summary) {
+    let json = serde_json::to_string(s).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "stats {} {json}", s.half);
+    let _ = out.flush();
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg = Config::from_toml_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let role = match (opts.role, &cfg.gw2, &cfg.gw1) {
+        (Some(r), _, _) => r,
+        (None, Some(_), Some(_)) => Role::Both,
+        (None, Some(_), None) => Role::Gw2,
+        (None, None, _) => Role::Gw1,
+    };
+    let engine = base_engine(&cfg);
+    let mut drivers = Vec::new();
+    // With both halves in one process and no [pki], the tunnel uses ephemeral certificates.
+    let ephemeral = match (&cfg.pki, role) {
+        (None, Role::Both) => Some(crate::pki::ephemeral_pki()?),
+        _ => None,
+    };
+    if matches!(role, Role::Gw2 | Role::Both) {
+        let g = cfg
+            .gw2
+            .as_ref()
+            .ok_or_else(|| anyhow!("--role gw2 needs a [gw2] section"))?;
+        let identity = match &ephemeral {
+            Some(p) => p.gw2_tls()?,
+            None => load_identity(&cfg, "gw2")?,
+        };
+        if !g.sip_tls.is_empty() {
+            eprintln!("sgw gw2: SIP over TLS is not served yet; sip_tls listeners are ignored");
+        }
+        let plan = Gw2Plan {
+            engine: engine.clone(),
+            sip_udp: g.sip_udp.clone(),
+            sip_tcp: g.sip_tcp.clone(),
+            advertise: g.media.ip,
+            tunnel_listen: g.tunnel_listen,
+            allow_multiple_gw1: g.allow_multiple_gw1,
+            identity,
+        };
+        let (mut d, bound) = start_gw2(plan).await?;
+        d.verbose = !opts.quiet;
+        println!(
+            "gw2 sip udp {} tcp {} tunnel {}",
+            list(&bound.sip_udp),
+            list(&bound.sip_tcp),
+            bound.tunnel
+        );
+        drivers.push(d);
+    }
+    if matches!(role, Role::Gw1 | Role::Both) {
+        let g = cfg
+            .gw1
+            .as_ref()
+            .ok_or_else(|| anyhow!("--role gw1 needs a [gw1] section"))?;
+        let identity = match &ephemeral {
+            Some(p) => p.gw1_tls()?,
+            None => load_identity(&cfg, "gw1")?,
+        };
+        if g.transport == config::Transport::Tcp {
+            eprintln!("sgw gw1: SIP over TCP toward the inside is not served yet; using UDP");
+        }
+        let plan = Gw1Plan {
+            engine,
+            family: engine_family(g.family),
+            sip_bind: g.sip_bind,
+            advertise: g.media.ip,
+            tunnel: g.tunnel.clone(),
+            tunnel_server_name: g.tunnel_server_name.clone(),
+            identity,
+        };
+        let (mut d, sip) = start_gw1(plan)?;
+        d.verbose = !opts.quiet;
+        println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
+        drivers.push(d);
+    }
+    let _ = std::io::stdout().flush();
+    Ok(drivers)
+}
+
+fn list(a: &[SocketAddr]) -> String {
+    if a.is_empty() {
+        return "-".to_owned();
+    }
+    a.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// GW2's SIP UDP and TCP sockets on the same port (a free one when the port is 0).
+async fn bind_sip_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = bind_udp_for("SIP UDP listener", listen)?;
+        let port = udp.local_addr()?.port();
+        match bind_tcp_for("SIP TCP listener", SocketAddr::new(listen.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if listen.port() == 0 => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.map_or_else(|| anyhow!("no free SIP port"), Into::into))
+}
+
+/// The built-in demo: both halves on loopback joined by the real mutual-TLS tunnel (ephemeral
+/// certificates), GW1's next hop the built-in answering endpoint.
+async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
+    let listen = opts.listen;
+    let ip = if listen.ip().is_loopback() {
+        listen.ip()
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
+    let advertise = if listen.ip().is_unspecified() {
+        ip
+    } else {
+        listen.ip()
+    };
+    let family = Family::of(ip);
+    let pki = crate::pki::ephemeral_pki()?;
+    let answer = AnswerEndpoint::start(ip).context("starting the answering endpoint")?;
+    let (udp, tcp) = bind_sip_pair(listen).await?;
+    let base = EngineConfig {
+        id_seed: random_seed(),
+        outside_media_ports: DEMO_OUTSIDE_PORTS,
+        ..EngineConfig::default()
+    };
+    let gw2_plan = Gw2Plan {
+        engine: base.clone(),
+        sip_udp: Vec::new(),
+        sip_tcp: Vec::new(),
+        advertise,
+        tunnel_listen: SocketAddr::new(ip, 0),
+        allow_multiple_gw1: false,
+        identity: pki.gw2_tls()?,
+    };
+    let (mut gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
+    let inside = InsideConfig {
+        gw1_sip: SocketAddr::new(ip, 0),
+        next_hop: answer.sip,
+        media_ip: ip,
+        media_ports: DEMO_INSIDE_PORTS,
+        transport: Transport::Udp,
+    };
+    let mut gw1_engine = base;
+    match family {
+        Family::V4 => gw1_engine.inside_v4 = inside,
+        Family::V6 => gw1_engine.inside_v6 = inside,
+    }
+    let gw1_plan = Gw1Plan {
+        engine: gw1_engine,
+        family,
+        sip_bind: SocketAddr::new(ip, 0),
+        advertise: ip,
+        tunnel: bound.tunnel.to_string(),
+        tunnel_server_name: ip.to_string(),
+        identity: pki.gw1_tls()?,
+    };
+    let (mut gw1, gw1_sip) = start_gw1(gw1_plan)?;
+    gw1.verbose = !opts.quiet;
+    gw2.verbose = !opts.quiet;
+    let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);
+    // The answering endpoint lives as long as the process.
+    tokio::spawn(async move {
+        let _answer = answer;
+        std::future::pending::<()>().await;
+    });
+    let mut up = gw2.tunnel_state();
+    let sip = bound.sip_udp.first().copied().unwrap_or(listen);
+    let drivers = vec![gw2, gw1];
+    // The drivers must run for the tunnel to come up: the caller spawns them, so wait in a
+    // task and print once it is up.
+    let host = match sip {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    let tunnel = bound.tunnel;
+    tokio::spawn(async move {
+        let ok = tokio::time::timeout(DEMO_TUNNEL_WAIT, up.wait_for(|u| *u))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "sgw demo: GW2 and GW1 on loopback, joined by the mutual-TLS tunnel (ephemeral certificates){}",
+            if ok { "" } else { " -- tunnel NOT up yet" }
+        );
+        let _ = writeln!(out, "  call:        sip:service@{host}");
+        let _ = writeln!(out, "  gw2 sip:     {host} (UDP and TCP)");
+        let _ = writeln!(
+            out,
+            "  gw2 media:   {} ports {}-{}",
+            sip.ip(),
+            DEMO_OUTSIDE_PORTS.0,
+            DEMO_OUTSIDE_PORTS.1
+        );
+        let _ = writeln!(out, "  tunnel:      {tunnel} (GW1 connects out: signalling + media)");
+        let _ = writeln!(
+            out,
+            "  gw1 sip:     {gw1_sip}, media ports {}-{}",
+            DEMO_INSIDE_PORTS.0, DEMO_INSIDE_PORTS.1
+        );
+        let _ = writeln!(
+            out,
+            "  inside:      answering endpoint sip {answer_sip} rtp {answer_rtp} (answers every call, echoes RTP)"
+        );
+        let _ = writeln!(out, "  try:         sipp -sn uac {host} -m 10");
+        let _ = out.flush();
+    });
+    Ok(drivers)
+}

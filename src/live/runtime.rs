@@ -1,0 +1,860 @@
+//! The tokio driver of one gateway half: sockets, the tunnel's two TLS connections and the
+//! engine's timer around one [`Engine`]. It moves bytes and time in and out and never decides
+//! what happens to a message: every verdict, answer, port choice and keepalive is the engine's.
+//!
+//! One task owns the engine; reader tasks (UDP sockets, SIP TCP connections, the tunnel) send it
+//! [`Input`]s over one channel, and it drains the engine's outputs after each input in the order
+//! the engine documents: socket requests, transmits, tunnel frames, events.
+
+use crate::engine::{
+    ConnId, Engine, Event, Flow, Protocol, Side, SocketRequest, Stats, Transmit, Transport,
+    TunnelOut, Verdict,
+};
+use crate::live::tunnel::{
+    ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
+};
+use bytes::Bytes;
+use codecs::meta::{FrameReader, StreamId};
+use codecs::tunnel::{ConnectionKind, MediaFramer, MediaRepr};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Inputs queued for the engine task.
+const INPUT_QUEUE: usize = 8192;
+/// Media packets queued for the tunnel's media connection; more are dropped (as UDP would).
+const MEDIA_QUEUE: usize = 4096;
+/// SIP messages queued per TCP connection.
+const STREAM_QUEUE: usize = 256;
+/// Largest datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+/// Bytes of tunnel frames written per flush at most.
+const WRITE_BATCH: usize = 64 * 1024;
+/// A tunnel is declared dead after this many keepalive intervals of silence from the peer.
+const DEAD_AFTER_INTERVALS: u32 = 3;
+
+/// What the reader tasks hand the engine task.
+#[derive(Debug)]
+enum Input {
+    Datagram {
+        side: Side,
+        flow: Flow,
+        data: Bytes,
+    },
+    StreamOpened {
+        conn: ConnId,
+        flow: Flow,
+        writer: mpsc::Sender<Bytes>,
+    },
+    Stream {
+        conn: ConnId,
+        data: Bytes,
+    },
+    StreamClosed {
+        conn: ConnId,
+    },
+    TunnelUp {
+        generation: u64,
+        remote: SocketAddr,
+        meta: mpsc::UnboundedSender<Bytes>,
+        media: mpsc::Sender<(StreamId, bool, Bytes)>,
+    },
+    TunnelMeta {
+        generation: u64,
+        frame: Bytes,
+    },
+    TunnelMedia {
+        generation: u64,
+        stream: StreamId,
+        rtcp: bool,
+        data: Bytes,
+    },
+    TunnelDown {
+        generation: u64,
+        reason: String,
+    },
+}
+
+/// Packets the driver handed to the operating system, and what it could not send.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct DriverCounters {
+    pub outside_sip_sent: u64,
+    pub outside_rtp_sent: u64,
+    pub outside_rtcp_sent: u64,
+    pub inside_sip_sent: u64,
+    pub inside_rtp_sent: u64,
+    pub inside_rtcp_sent: u64,
+    pub tunnel_meta_sent: u64,
+    pub tunnel_media_sent: u64,
+    pub tunnel_media_received: u64,
+    /// Transmits with no socket or connection to send from, or a full queue.
+    pub send_failures: u64,
+    /// Media sockets the engine asked for that could not be bound.
+    pub bind_failures: u64,
+    pub tunnel_ups: u64,
+    pub tunnel_downs: u64,
+}
+
+/// What a half reports when it stops.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub half: &'static str,
+    pub engine: Stats,
+    pub driver: DriverCounters,
+}
+
+struct UdpEntry {
+    socket: Arc<UdpSocket>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for UdpEntry {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+struct ConnEntry {
+    flow: Flow,
+    writer: mpsc::Sender<Bytes>,
+}
+
+struct TunnelLink {
+    generation: u64,
+    meta: mpsc::UnboundedSender<Bytes>,
+    media: mpsc::Sender<(StreamId, bool, Bytes)>,
+}
+
+/// Writes a log line to stderr, prefixed with the half's name.
+fn log(half: &str, msg: std::fmt::Arguments<'_>) {
+    eprintln!("sgw {half}: {msg}");
+}
+
+/// One half's engine with its sockets and tunnel. Build it, add sockets and a tunnel, then
+/// [`Driver::run`].
+pub struct Driver {
+    half: &'static str,
+    engine: Engine,
+    base: Instant,
+    tx: mpsc::Sender<Input>,
+    rx: mpsc::Receiver<Input>,
+    /// UDP sockets by the address the engine knows them by.
+    udp: HashMap<SocketAddr, UdpEntry>,
+    conns: HashMap<ConnId, ConnEntry>,
+    conn_by_flow: HashMap<(SocketAddr, SocketAddr), ConnId>,
+    next_conn: Arc<AtomicU64>,
+    tunnel: Option<TunnelLink>,
+    tunnel_state: watch::Sender<bool>,
+    counters: DriverCounters,
+    tasks: Vec<JoinHandle<()>>,
+    /// Log each call record and rejection on stderr.
+    pub verbose: bool,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Driver {
+    pub fn new(half: &'static str, engine: Engine) -> Self {
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        Driver {
+            half,
+            engine,
+            base: Instant::now(),
+            tx,
+            rx,
+            udp: HashMap::new(),
+            conns: HashMap::new(),
+            conn_by_flow: HashMap::new(),
+            next_conn: Arc::new(AtomicU64::new(1)),
+            tunnel: None,
+            tunnel_state: watch::channel(false).0,
+            counters: DriverCounters::default(),
+            tasks: Vec::new(),
+            verbose: true,
+        }
+    }
+
+    /// Follows the tunnel's state: `true` while both connections are up.
+    pub fn tunnel_state(&self) -> watch::Receiver<bool> {
+        self.tunnel_state.subscribe()
+    }
+
+    fn now(&self) -> Duration {
+        self.base.elapsed()
+    }
+
+    /// Adds a bound UDP socket; the engine knows it as `engine_addr` (the bound address, or the
+    /// advertised one when bound to the unspecified address).
+    pub fn add_udp(&mut self, side: Side, socket: UdpSocket, engine_addr: SocketAddr) {
+        let socket = Arc::new(socket);
+        let reader = tokio::spawn(udp_reader(
+            socket.clone(),
+            side,
+            engine_addr,
+            self.tx.clone(),
+        ));
+        self.udp.insert(engine_addr, UdpEntry { socket, reader });
+    }
+
+    /// Accepts SIP over TCP on `listener` (outside).
+    pub fn add_tcp_listener(&mut self, listener: TcpListener) {
+        let task = tokio::spawn(tcp_accept(
+            listener,
+            self.next_conn.clone(),
+            self.tx.clone(),
+        ));
+        self.tasks.push(task);
+    }
+
+    /// GW2: takes GW1's tunnel connections from `server`, one signalling and one media
+    /// connection of the same instance making a tunnel.
+    pub fn add_tunnel_server(&mut self, server: TunnelServer, keepalive: Duration) {
+        let half = self.half;
+        let task = tokio::spawn(tunnel_server(server, self.tx.clone(), keepalive, half));
+        self.tasks.push(task);
+    }
+
+    /// GW1: keeps the tunnel to GW2 up, reconnecting with the client's backoff.
+    pub fn add_tunnel_client(&mut self, client: TunnelClient, keepalive: Duration) {
+        let half = self.half;
+        let task = tokio::spawn(tunnel_client(client, self.tx.clone(), keepalive, half));
+        self.tasks.push(task);
+    }
+
+    /// Runs until `shutdown` turns true (or its sender is dropped); returns the counters.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Summary {
+        loop {
+            let deadline = self.engine.poll_timeout().map(|d| self.base + d);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = self.rx.recv() => {
+                    // The driver holds a sender, so the channel never closes.
+                    let Some(input) = input else { break };
+                    self.input(input);
+                    // Take what else is queued before draining, in arrival order.
+                    for _ in 0..64 {
+                        match self.rx.try_recv() {
+                            Ok(input) => self.input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep => {
+                    let now = self.now();
+                    self.engine.handle_timeout(now);
+                }
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+            self.drain();
+        }
+        Summary {
+            half: self.half,
+            engine: self.engine.stats().clone(),
+            driver: self.counters.clone(),
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Datagram { side, flow, data } => match side {
+                Side::Outside => self.engine.handle_datagram(now, flow, data),
+                Side::Inside => self.engine.handle_inside_datagram(now, flow, data),
+            },
+            Input::StreamOpened { conn, flow, writer } => {
+                self.conn_by_flow.insert((flow.local, flow.remote), conn);
+                self.conns.insert(conn, ConnEntry { flow, writer });
+            }
+            Input::Stream { conn, data } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let flow = c.flow;
+                    self.engine.handle_stream(now, conn, flow, &data);
+                }
+            }
+            Input::StreamClosed { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.conn_by_flow.remove(&(c.flow.local, c.flow.remote));
+                }
+                self.engine.handle_stream_closed(now, conn);
+            }
+            Input::TunnelUp {
+                generation,
+                remote,
+                meta,
+                media,
+            } => {
+                if self.tunnel.is_some() {
+                    // A new tunnel replaces the old one: its calls are gone with it.
+                    self.engine.handle_tunnel_down(now);
+                }
+                self.tunnel = Some(TunnelLink {
+                    generation,
+                    meta,
+                    media,
+                });
+                self.counters.tunnel_ups += 1;
+                log(self.half, format_args!("tunnel up ({remote})"));
+                self.engine.handle_tunnel_up(now);
+                self.tunnel_state.send_replace(true);
+            }
+            Input::TunnelMeta { generation, frame } => {
+                if !self.is_current(generation) {
+                    return;
+                }
+                if let Err(e) = self.engine.handle_tunnel_meta(now, &frame) {
+                    self.tunnel_lost(&format!("peer broke the Meta protocol: {e}"));
+                }
+            }
+            Input::TunnelMedia {
+                generation,
+                stream,
+                rtcp,
+                data,
+            } => {
+                if self.is_current(generation) {
+                    self.counters.tunnel_media_received += 1;
+                    self.engine.handle_tunnel_media(now, stream, rtcp, data);
+                }
+            }
+            Input::TunnelDown { generation, reason } => {
+                if self.is_current(generation) {
+                    self.tunnel_lost(&reason);
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, generation: u64) -> bool {
+        self.tunnel
+            .as_ref()
+            .is_some_and(|t| t.generation == generation)
+    }
+
+    /// Drops the tunnel (its session task sees its queues close and closes both connections)
+    /// and lets the engine release the calls.
+    fn tunnel_lost(&mut self, reason: &str) {
+        self.tunnel = None;
+        self.counters.tunnel_downs += 1;
+        log(self.half, format_args!("tunnel down: {reason}"));
+        let now = self.now();
+        self.engine.handle_tunnel_down(now);
+        self.tunnel_state.send_replace(false);
+    }
+
+    fn drain(&mut self) {
+        while let Some(req) = self.engine.poll_socket_request() {
+            self.socket_request(req);
+        }
+        while let Some(t) = self.engine.poll_transmit() {
+            self.transmit(t);
+        }
+        while let Some(t) = self.engine.poll_tunnel() {
+            self.tunnel_out(t);
+        }
+        while let Some(e) = self.engine.poll_event() {
+            self.event(e);
+        }
+    }
+
+    fn socket_request(&mut self, req: SocketRequest) {
+        match req {
+            SocketRequest::Open { side, local } => {
+                if self.udp.contains_key(&local) {
+                    return;
+                }
+                match bind_udp(local) {
+                    Ok(s) => self.add_udp(side, s, local),
+                    Err(e) => {
+                        self.counters.bind_failures += 1;
+                        log(self.half, format_args!("cannot bind media port {local}: {e}"));
+                    }
+                }
+            }
+            SocketRequest::Close { local, .. } => {
+                self.udp.remove(&local);
+            }
+        }
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        let sent = match t.flow.transport {
+            Transport::Udp => self
+                .udp
+                .get(&t.flow.local)
+                .is_some_and(|u| u.socket.try_send_to(&t.payload, t.flow.remote).is_ok()),
+            Transport::Tcp | Transport::Tls => self
+                .conn_by_flow
+                .get(&(t.flow.local, t.flow.remote))
+                .and_then(|c| self.conns.get(c))
+                .is_some_and(|c| c.writer.try_send(t.payload).is_ok()),
+        };
+        if !sent {
+            self.counters.send_failures += 1;
+            return;
+        }
+        let c = &mut self.counters;
+        let n = match (t.side, t.protocol) {
+            (Side::Outside, Protocol::Sip) => &mut c.outside_sip_sent,
+            (Side::Outside, Protocol::Rtp) => &mut c.outside_rtp_sent,
+            (Side::Outside, Protocol::Rtcp) => &mut c.outside_rtcp_sent,
+            (Side::Inside, Protocol::Sip) => &mut c.inside_sip_sent,
+            (Side::Inside, Protocol::Rtp) => &mut c.inside_rtp_sent,
+            (Side::Inside, Protocol::Rtcp) => &mut c.inside_rtcp_sent,
+        };
+        *n += 1;
+    }
+
+    fn tunnel_out(&mut self, t: TunnelOut) {
+        let Some(link) = &self.tunnel else {
+            self.counters.send_failures += 1;
+            return;
+        };
+        let ok = match t {
+            TunnelOut::Meta(frame) => {
+                self.counters.tunnel_meta_sent += 1;
+                link.meta.send(frame).is_ok()
+            }
+            TunnelOut::Media { stream, rtcp, data } => {
+                self.counters.tunnel_media_sent += 1;
+                link.media.try_send((stream, rtcp, data)).is_ok()
+            }
+        };
+        if !ok {
+            self.counters.send_failures += 1;
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        if !self.verbose {
+            return;
+        }
+        match e {
+            Event::Report(r) if r.verdict == Verdict::Rejected => log(
+                self.half,
+                format_args!(
+                    "rejected {:?} {}: {}{}",
+                    r.side,
+                    r.summary,
+                    r.reason.as_deref().unwrap_or(""),
+                    r.response.map(|c| format!(" ({c})")).unwrap_or_default()
+                ),
+            ),
+            Event::CallEnded(rec) => log(
+                self.half,
+                format_args!(
+                    "call ended {}",
+                    serde_json::to_string(&rec).unwrap_or_default()
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Binds a UDP socket synchronously (the engine's request is served before its transmits).
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = std::net::UdpSocket::bind(addr)?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+async fn udp_reader(
+    socket: Arc<UdpSocket>,
+    side: Side,
+    local: SocketAddr,
+    tx: mpsc::Sender<Input>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, remote)) => {
+                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote: unmap(remote),
+                };
+                if tx.send(Input::Datagram { side, flow, data }).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP errors reported on the socket and the like: keep reading.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn unmap(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        SocketAddr::V4(_) => a,
+    }
+}
+
+async fn tcp_accept(listener: TcpListener, next: Arc<AtomicU64>, tx: mpsc::Sender<Input>) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = ConnId(next.fetch_add(1, Ordering::Relaxed));
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: unmap(local),
+            remote: unmap(remote),
+        };
+        let (mut r, mut w) = stream.into_split();
+        let (wtx, mut wrx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
+        tokio::spawn(async move {
+            while let Some(b) = wrx.recv().await {
+                if w.write_all(&b).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if tx
+                .send(Input::StreamOpened {
+                    conn,
+                    flow,
+                    writer: wtx,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                        if tx.send(Input::Stream { conn, data }).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Input::StreamClosed { conn }).await;
+        });
+    }
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// GW2's side of the tunnel: pairs one signalling and one media connection of the same GW1
+/// instance into a session. A half pair not completed within the handshake timeout is dropped,
+/// so a GW1 that died between its two connections does not block its successor.
+async fn tunnel_server(
+    mut server: TunnelServer,
+    tx: mpsc::Sender<Input>,
+    keepalive: Duration,
+    half: &'static str,
+) {
+    let mut pending: Option<(TunnelConnection, Instant)> = None;
+    loop {
+        let expiry = pending
+            .as_ref()
+            .map(|(_, at)| *at + crate::live::tunnel::DEFAULT_HANDSHAKE_TIMEOUT);
+        let event = tokio::select! {
+            e = server.next_event() => e,
+            () = async {
+                match expiry {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                pending = None;
+                continue;
+            }
+        };
+        match event {
+            Ok(ServerEvent::Connected(c)) => {
+                let c = *c;
+                let other = match pending.take() {
+                    Some((p, _)) if p.peer.instance == c.peer.instance && p.kind != c.kind => p,
+                    Some(old) if old.0.peer.instance == c.peer.instance => {
+                        // Same kind again: keep the newer.
+                        drop(old);
+                        pending = Some((c, Instant::now()));
+                        continue;
+                    }
+                    _ => {
+                        pending = Some((c, Instant::now()));
+                        continue;
+                    }
+                };
+                let pair = if c.kind == ConnectionKind::Signalling {
+                    TunnelPair {
+                        signalling: c,
+                        media: other,
+                    }
+                } else {
+                    TunnelPair {
+                        signalling: other,
+                        media: c,
+                    }
+                };
+                tokio::spawn(session(pair, tx.clone(), keepalive));
+            }
+            Ok(ServerEvent::Rejected { remote, error }) => {
+                log(half, format_args!("tunnel connection from {remote} refused: {error}"));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// GW1's side: connects both connections, runs the session until it ends, and reconnects.
+async fn tunnel_client(
+    mut client: TunnelClient,
+    tx: mpsc::Sender<Input>,
+    keepalive: Duration,
+    half: &'static str,
+) {
+    loop {
+        match client.connect_pair().await {
+            Ok(pair) => session(pair, tx.clone(), keepalive).await,
+            Err(e) => {
+                log(half, format_args!("tunnel to GW2 failed: {e}"));
+                // connect_pair only gives up on errors retrying cannot fix; an operator may
+                // still fix GW2, so try again slowly.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// One tunnel: reads and writes both connections until either fails, is silent for
+/// [`DEAD_AFTER_INTERVALS`] keepalive intervals, or the driver drops its queues.
+async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, keepalive: Duration) {
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    let dead_after = keepalive.saturating_mul(DEAD_AFTER_INTERVALS);
+    let remote = pair.signalling.remote;
+    let (sig_r, sig_w) = tokio::io::split(pair.signalling.with_dead_peer_timeout(dead_after));
+    let (med_r, med_w) = tokio::io::split(pair.media.with_dead_peer_timeout(dead_after));
+    let (meta_tx, meta_rx) = mpsc::unbounded_channel();
+    let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+    let up = Input::TunnelUp {
+        generation,
+        remote,
+        meta: meta_tx,
+        media: media_tx,
+    };
+    if tx.send(up).await.is_err() {
+        return;
+    }
+    let reason = tokio::select! {
+        r = read_meta(sig_r, generation, &tx) => r,
+        r = read_media(med_r, generation, &tx) => r,
+        r = write_meta(sig_w, meta_rx) => r,
+        r = write_media(med_w, media_rx, keepalive) => r,
+    };
+    let _ = tx.send(Input::TunnelDown { generation, reason }).await;
+}
+
+async fn read_meta<R: AsyncRead + Unpin>(
+    mut r: R,
+    generation: u64,
+    tx: &mpsc::Sender<Input>,
+) -> String {
+    let mut reader = FrameReader::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) => return "signalling connection closed by the peer".to_owned(),
+            Ok(n) => n,
+            Err(e) => return format!("signalling connection: {e}"),
+        };
+        reader.push(buf.get(..n).unwrap_or_default());
+        loop {
+            match reader.next_frame() {
+                Ok(Some(f)) => {
+                    let frame = Bytes::copy_from_slice(f);
+                    if tx
+                        .send(Input::TunnelMeta { generation, frame })
+                        .await
+                        .is_err()
+                    {
+                        return "gateway stopping".to_owned();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return format!("bad Meta frame: {e}"),
+            }
+        }
+    }
+}
+
+async fn read_media<R: AsyncRead + Unpin>(
+    mut r: R,
+    generation: u64,
+    tx: &mpsc::Sender<Input>,
+) -> String {
+    let mut framer = MediaFramer::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) => return "media connection closed by the peer".to_owned(),
+            Ok(n) => n,
+            Err(e) => return format!("media connection: {e}"),
+        };
+        framer.push(buf.get(..n).unwrap_or_default());
+        loop {
+            match framer.next_frame() {
+                Ok(Some((repr, packet))) => {
+                    if repr.cover {
+                        continue;
+                    }
+                    let input = Input::TunnelMedia {
+                        generation,
+                        stream: repr.stream,
+                        rtcp: repr.rtcp,
+                        data: Bytes::copy_from_slice(packet),
+                    };
+                    if tx.send(input).await.is_err() {
+                        return "gateway stopping".to_owned();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return format!("bad media frame: {e}"),
+            }
+        }
+    }
+}
+
+async fn write_meta<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) -> String {
+    let mut buf = Vec::new();
+    while let Some(frame) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&frame);
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(f) => buf.extend_from_slice(&f),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = write_flush(&mut w, &buf).await {
+            return format!("signalling connection: {e}");
+        }
+    }
+    let _ = w.shutdown().await;
+    "closed by this gateway".to_owned()
+}
+
+async fn write_media<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::Receiver<(StreamId, bool, Bytes)>,
+    keepalive: Duration,
+) -> String {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match tokio::time::timeout(keepalive, rx.recv()).await {
+            Ok(Some((stream, rtcp, data))) => {
+                let repr = MediaRepr {
+                    stream,
+                    rtcp,
+                    cover: false,
+                };
+                // A packet over the frame limit is dropped (the engine caps media far below).
+                let _ = repr.encode(&data, &mut buf);
+                while buf.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok((stream, rtcp, data)) => {
+                            let repr = MediaRepr {
+                                stream,
+                                rtcp,
+                                cover: false,
+                            };
+                            let _ = repr.encode(&data, &mut buf);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            Ok(None) => {
+                let _ = w.shutdown().await;
+                return "closed by this gateway".to_owned();
+            }
+            // Idle for a keepalive interval: a cover frame proves we are alive (TUNNEL.md §7).
+            Err(_) => {
+                let _ = MediaRepr::COVER.encode(&[], &mut buf);
+            }
+        }
+        if let Err(e) = write_flush(&mut w, &buf).await {
+            return format!("media connection: {e}");
+        }
+    }
+}
+
+async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
+    w.write_all(buf).await?;
+    w.flush().await
+}
+
+/// Why a half could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
+}
+
+/// Binds a UDP socket, naming what it is for in the error.
+pub fn bind_udp_for(what: &'static str, addr: SocketAddr) -> Result<UdpSocket, StartError> {
+    bind_udp(addr).map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Binds a TCP listener, naming what it is for in the error.
+pub async fn bind_tcp_for(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
