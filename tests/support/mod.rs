@@ -1,0 +1,225 @@
+//! Helpers for the live tests: gateway processes killed on drop, their output as lines, sipp
+//! runs with a deadline, free loopback ports and scratch directories.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Whether sipp can run here. Under CI=true a missing sipp fails the test; otherwise the test
+/// prints why it is skipped.
+pub fn sipp_available(test: &str) -> bool {
+    let ok = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: sipp is required under CI=true (apt-get install sip-tester)");
+        }
+        eprintln!("{test}: skipped: sipp not found");
+    }
+    ok
+}
+
+/// A free UDP port on `ip` (released before use: good enough on a test host).
+pub fn free_udp_port(ip: &str) -> u16 {
+    UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A free even UDP port with the next one free too (RTP and RTCP).
+pub fn free_rtp_port(ip: &str) -> u16 {
+    for _ in 0..100 {
+        let a = UdpSocket::bind((ip, 0)).unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p % 2 == 0 && p < 65_000 && UdpSocket::bind((ip, p + 1)).is_ok() && UdpSocket::bind((ip, p + 2)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free RTP port pair");
+}
+
+pub fn free_tcp_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let p = std::env::temp_dir().join(format!("sgw-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (SIGKILL) on drop, its stdout and stderr collected as lines.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Proc {
+            name: name.to_owned(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it. Panics with everything seen on timeout.
+    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.seen.push(l.clone());
+                    if hit {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no line with {needle:?} within {timeout:?}; output:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Lines received so far, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit, collecting its output.
+    pub fn terminate(&mut self, timeout: Duration) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Output threads finish when the pipes close.
+        std::thread::sleep(Duration::from_millis(100));
+        self.drain();
+    }
+
+    /// SIGKILL now.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The JSON after `stats HALF ` in the output (printed at SIGTERM).
+    pub fn stats(&self, half: &str) -> serde_json::Value {
+        let prefix = format!("stats {half} ");
+        let line = self
+            .seen
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{}: no stats line; output:\n{}", self.name, self.seen.join("\n")));
+        serde_json::from_str(line).unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion within `timeout` (killed after it); returns its status and
+/// combined output.
+pub fn run_bounded(name: &str, cmd: &mut Command, timeout: Duration) -> (ExitStatus, String) {
+    let mut p = Proc::spawn(name, cmd);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            p.kill9();
+            break p.child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    p.drain();
+    (status, p.seen.join("\n"))
+}
+
+/// The sgw binary under test.
+pub fn sgw() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sgw"))
+}
+
+/// A sipp command with the options every test uses: no keyboard, bounded run.
+pub fn sipp(dir: &Path) -> Command {
+    let mut c = Command::new("sipp");
+    c.current_dir(dir).args(["-nostdin", "-timeout", "30s", "-timeout_error"]);
+    c
+}
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
