@@ -15,7 +15,11 @@ fn demo_answers_ten_sipp_calls() {
     let dir = Scratch::new("live-sipp");
     let mut gw = Proc::spawn("sgw run", sgw().args(["run", "--listen", "127.0.0.1:0"]));
     let line = gw.wait_line("call:", Duration::from_secs(20));
-    assert!(!gw.seen.iter().any(|l| l.contains("NOT up")), "{}", gw.seen.join("\n"));
+    assert!(
+        !gw.seen.iter().any(|l| l.contains("NOT up")),
+        "{}",
+        gw.seen.join("\n")
+    );
     let target = line
         .rsplit_once('@')
         .map(|(_, a)| a.trim().to_owned())
@@ -23,11 +27,25 @@ fn demo_answers_ten_sipp_calls() {
     let port = free_udp_port("127.0.0.1").to_string();
     let (status, out) = run_bounded(
         "sipp uac",
-        sipp(&dir.0).args(["-sn", "uac", &target, "-m", "10", "-p", &port, "-i", "127.0.0.1"]),
+        sipp(&dir.0).args([
+            "-sn",
+            "uac",
+            &target,
+            "-m",
+            "10",
+            "-p",
+            &port,
+            "-i",
+            "127.0.0.1",
+        ]),
         Duration::from_secs(60),
     );
     gw.terminate(Duration::from_secs(5));
-    assert!(status.success(), "sipp failed ({status}):\n{out}\n--- sgw:\n{}", gw.seen.join("\n"));
+    assert!(
+        status.success(),
+        "sipp failed ({status}):\n{out}\n--- sgw:\n{}",
+        gw.seen.join("\n")
+    );
     assert!(out.contains("Successful call"), "{out}");
     let stats = gw.stats("gw2");
     assert_eq!(stats["engine"]["calls"], 10, "{stats}");

@@ -61,7 +61,10 @@ fn mark_ended(c: &mut InCall, by_local: &mut FxHashMap<SocketAddr, StreamId>, ou
     }
     for s in &c.streams {
         by_local.remove(&s.local);
-        by_local.remove(&SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)));
+        by_local.remove(&SocketAddr::new(
+            s.local.ip(),
+            s.local.port().wrapping_add(1),
+        ));
         out.media_sockets(Side::Inside, s.local, false);
     }
 }

@@ -206,7 +206,8 @@ fn base_engine(cfg: &Config) -> EngineConfig {
         ..EngineConfig::default()
     };
     if !cfg.policy.emergency_numbers.is_empty() {
-        e.emergency_numbers.clone_from(&cfg.policy.emergency_numbers);
+        e.emergency_numbers
+            .clone_from(&cfg.policy.emergency_numbers);
     }
     if let Some(g) = &cfg.gw2 {
         e.outside_media_ports = (g.media.port_min, g.media.port_max);
@@ -371,7 +372,10 @@ fn list(a: &[SocketAddr]) -> String {
     if a.is_empty() {
         return "-".to_owned();
     }
-    a.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    a.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// GW2's SIP UDP and TCP sockets on the same port (a free one when the port is 0).
@@ -481,7 +485,10 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
             DEMO_OUTSIDE_PORTS.0,
             DEMO_OUTSIDE_PORTS.1
         );
-        let _ = writeln!(out, "  tunnel:      {tunnel} (GW1 connects out: signalling + media)");
+        let _ = writeln!(
+            out,
+            "  tunnel:      {tunnel} (GW1 connects out: signalling + media)"
+        );
         let _ = writeln!(
             out,
             "  gw1 sip:     {gw1_sip}, media ports {}-{}",

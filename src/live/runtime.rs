@@ -388,7 +388,10 @@ impl Driver {
                     Ok(s) => self.add_udp(side, s, local),
                     Err(e) => {
                         self.counters.bind_failures += 1;
-                        log(self.half, format_args!("cannot bind media port {local}: {e}"));
+                        log(
+                            self.half,
+                            format_args!("cannot bind media port {local}: {e}"),
+                        );
                     }
                 }
             }
@@ -451,16 +454,19 @@ impl Driver {
             return;
         }
         match e {
-            Event::Report(r) if r.verdict == Verdict::Rejected => log(
-                self.half,
-                format_args!(
-                    "rejected {:?} {}: {}{}",
-                    r.side,
-                    r.summary,
-                    r.reason.as_deref().unwrap_or(""),
-                    r.response.map(|c| format!(" ({c})")).unwrap_or_default()
-                ),
-            ),
+            // Media drops are counted in the call record, not logged one by one.
+            Event::Report(r) if r.verdict == Verdict::Rejected && r.protocol == Protocol::Sip => {
+                log(
+                    self.half,
+                    format_args!(
+                        "rejected {:?} {}: {}{}",
+                        r.side,
+                        r.summary,
+                        r.reason.as_deref().unwrap_or(""),
+                        r.response.map(|c| format!(" ({c})")).unwrap_or_default()
+                    ),
+                )
+            }
             Event::CallEnded(rec) => log(
                 self.half,
                 format_args!(
@@ -633,7 +639,10 @@ async fn tunnel_server(
                 tokio::spawn(session(pair, tx.clone(), keepalive));
             }
             Ok(ServerEvent::Rejected { remote, error }) => {
-                log(half, format_args!("tunnel connection from {remote} refused: {error}"));
+                log(
+                    half,
+                    format_args!("tunnel connection from {remote} refused: {error}"),
+                );
             }
             Err(_) => return,
         }

@@ -29,7 +29,11 @@ pub fn sipp_available(test: &str) -> bool {
 
 /// A free UDP port on `ip` (released before use: good enough on a test host).
 pub fn free_udp_port(ip: &str) -> u16 {
-    UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A free even UDP port with the next one free too (RTP and RTCP).
@@ -37,7 +41,11 @@ pub fn free_rtp_port(ip: &str) -> u16 {
     for _ in 0..100 {
         let a = UdpSocket::bind((ip, 0)).unwrap();
         let p = a.local_addr().unwrap().port();
-        if p % 2 == 0 && p < 65_000 && UdpSocket::bind((ip, p + 1)).is_ok() && UdpSocket::bind((ip, p + 2)).is_ok() {
+        if p % 2 == 0
+            && p < 65_000
+            && UdpSocket::bind((ip, p + 1)).is_ok()
+            && UdpSocket::bind((ip, p + 2)).is_ok()
+        {
             return p;
         }
     }
@@ -45,7 +53,11 @@ pub fn free_rtp_port(ip: &str) -> u16 {
 }
 
 pub fn free_tcp_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A scratch directory removed on drop.
@@ -94,7 +106,10 @@ impl Proc {
         let (tx, rx) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
-        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
@@ -176,7 +191,13 @@ impl Proc {
             .seen
             .iter()
             .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("{}: no stats line; output:\n{}", self.name, self.seen.join("\n")));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no stats line; output:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                )
+            });
         serde_json::from_str(line).unwrap()
     }
 }
@@ -216,7 +237,8 @@ pub fn sgw() -> Command {
 /// A sipp command with the options every test uses: no keyboard, bounded run.
 pub fn sipp(dir: &Path) -> Command {
     let mut c = Command::new("sipp");
-    c.current_dir(dir).args(["-nostdin", "-timeout", "30s", "-timeout_error"]);
+    c.current_dir(dir)
+        .args(["-nostdin", "-timeout", "30s", "-timeout_error"]);
     c
 }
 
