@@ -7,6 +7,13 @@
 //! That a client without a certificate from the CA cannot open the tunnel is tested in
 //! `src/live/tunnel/tests.rs` (the server refuses the TLS handshake).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod support;
 
 use std::path::Path;

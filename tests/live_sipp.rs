@@ -2,6 +2,13 @@
 //! real mutual-TLS tunnel, an answering endpoint inside) answers `sipp -sn uac` with 10
 //! successful calls: the acceptance test of the live gateway issue.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod support;
 
 use std::time::Duration;

@@ -409,6 +409,10 @@ impl Gw1 {
             ));
             return;
         }
+        // TODO(issue 4, calls from the inside): an INVITE from the PBX that matches no call is
+        // a new intranet -> Internet call. It needs a GW1 UAS leg here (CallRefs and StreamIds
+        // odd, as GW2's are even), a Meta Setup toward GW2, and a GW2 UAC leg toward an outside
+        // next hop that `[gw2]` does not configure yet. Until then it is ignored, as before.
         let Some(call) = call else {
             out.report(report(
                 Verdict::Ignored,

@@ -1,6 +1,12 @@
 //! Helpers for the live tests: gateway processes killed on drop, their output as lines, sipp
 //! runs with a deadline, free loopback ports and scratch directories.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -41,7 +47,7 @@ pub fn free_rtp_port(ip: &str) -> u16 {
     for _ in 0..100 {
         let a = UdpSocket::bind((ip, 0)).unwrap();
         let p = a.local_addr().unwrap().port();
-        if p % 2 == 0
+        if p.is_multiple_of(2)
             && p < 65_000
             && UdpSocket::bind((ip, p + 1)).is_ok()
             && UdpSocket::bind((ip, p + 2)).is_ok()
