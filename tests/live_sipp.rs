@@ -58,3 +58,42 @@ fn demo_answers_ten_sipp_calls() {
     assert_eq!(stats["engine"]["calls"], 10, "{stats}");
     assert_eq!(stats["driver"]["tunnel_ups"], 1, "{stats}");
 }
+
+#[test]
+fn demo_answers_sipp_over_tcp() {
+    if !sipp_available("demo_answers_sipp_over_tcp") {
+        return;
+    }
+    let dir = Scratch::new("live-sipp-tcp");
+    let mut gw = Proc::spawn(
+        "sgw run",
+        sgw().args(["run", "-q", "--listen", "127.0.0.1:0"]),
+    );
+    let line = gw.wait_line("call:", Duration::from_secs(20));
+    let target = line
+        .rsplit_once('@')
+        .map(|(_, a)| a.trim().to_owned())
+        .unwrap();
+    let (status, out) = run_bounded(
+        "sipp uac tcp",
+        sipp(&dir.0).args([
+            "-sn",
+            "uac",
+            "-t",
+            "t1",
+            &target,
+            "-m",
+            "3",
+            "-i",
+            "127.0.0.1",
+        ]),
+        Duration::from_secs(60),
+    );
+    gw.terminate(Duration::from_secs(5));
+    assert!(
+        status.success(),
+        "sipp over TCP failed ({status}):\n{out}\n--- sgw:\n{}",
+        gw.seen.join("\n")
+    );
+    assert_eq!(gw.stats("gw2")["engine"]["calls"], 3);
+}

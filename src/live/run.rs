@@ -123,7 +123,7 @@ async fn start_gw2_with(
     for s in udp {
         let local = s.local_addr().map_err(|source| StartError::Bind {
             what: "SIP UDP listener",
-            addr: plan.advertise.into_socket(0),
+            addr: SocketAddr::new(plan.advertise, 0),
             source,
         })?;
         let addr = advertised(local, plan.advertise);
@@ -138,16 +138,6 @@ async fn start_gw2_with(
     }
     driver.add_tunnel_server(server, keepalive);
     Ok((driver, bound))
-}
-
-trait IntoSocket {
-    fn into_socket(self, port: u16) -> SocketAddr;
-}
-
-impl IntoSocket for IpAddr {
-    fn into_socket(self, port: u16) -> SocketAddr {
-        SocketAddr::new(self, port)
-    }
 }
 
 /// Binds GW1's inside SIP socket and starts its tunnel client; returns the driver and the
