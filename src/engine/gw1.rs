@@ -48,6 +48,8 @@ struct InCall {
     sdp_version: u64,
     reinvite: Option<TxnKey>,
     media_ip: std::net::IpAddr,
+    /// When the call was first seen ended (set lazily by the timer).
+    ended_at: Option<Duration>,
 }
 
 pub struct Gw1 {
@@ -235,6 +237,7 @@ impl Gw1 {
             sdp_version: 1,
             reinvite: None,
             media_ip: inside.media_ip,
+            ended_at: None,
         };
         let mut b = in_dialog(&c, &Method::Invite, 1, &branch).header("Contact", contact(flow));
         if s.emergency {
@@ -755,6 +758,28 @@ impl Gw1 {
         }
     }
 
+    /// Ended calls linger to absorb retransmissions, then go with their indexes.
+    fn forget_ended_calls(&mut self, now: Duration) {
+        let mut expired = Vec::new();
+        for (k, c) in self.calls.iter_mut() {
+            if c.state != State::Ended {
+                continue;
+            }
+            match c.ended_at {
+                None => c.ended_at = Some(now),
+                Some(t) if now >= t + super::sipua::LINGER => expired.push(*k),
+                Some(_) => {}
+            }
+        }
+        for call in expired {
+            let Some(c) = self.calls.remove(&call) else { continue };
+            self.by_call_id.remove(&c.call_id);
+            for s in &c.streams {
+                self.by_stream.remove(&s.stream);
+            }
+        }
+    }
+
     /// Calls not yet ended.
     pub fn active_calls(&self) -> Vec<CallRef> {
         let mut v: Vec<CallRef> = self
@@ -768,6 +793,7 @@ impl Gw1 {
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        self.forget_ended_calls(now);
         self.server.handle_timeout(now, out);
         for (call, method) in self.client.handle_timeout(now, out) {
             if method == Method::Invite {

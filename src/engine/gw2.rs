@@ -57,6 +57,7 @@ struct OutCall {
     emergency: bool,
     setup_at: Duration,
     answered_at: Option<Duration>,
+    ended_at: Option<Duration>,
 }
 
 pub struct Gw2 {
@@ -583,6 +584,7 @@ impl Gw2 {
             emergency,
             setup_at: now,
             answered_at: None,
+            ended_at: None,
         };
         self.by_call_id.insert(call_id, call);
         self.calls.insert(call, oc);
@@ -1037,6 +1039,7 @@ impl Gw2 {
             return;
         }
         c.state = CallState::Ended;
+        c.ended_at = Some(now);
         let mut media = MediaCounters::default();
         for s in &c.streams {
             media.add(&s.counters);
@@ -1202,6 +1205,34 @@ impl Gw2 {
             }
         }
         self.registrations.retain(|_, (_, exp)| *exp > now);
+        self.forget_ended_calls(now);
+    }
+
+    /// Ended calls stay long enough to absorb late retransmissions and stray media, then go,
+    /// with every index that points at them.
+    fn forget_ended_calls(&mut self, now: Duration) {
+        let expired: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.ended_at.is_some_and(|t| now >= t + super::sipua::LINGER))
+            .map(|(k, _)| *k)
+            .collect();
+        for call in expired {
+            let Some(c) = self.calls.remove(&call) else { continue };
+            self.by_call_id.remove(&c.call_id);
+            for s in &c.streams {
+                self.media_by_local.remove(&s.local);
+                self.media_by_stream.remove(&s.stream);
+                if let Some(r) = s.remote {
+                    self.media_by_remote.remove(&r);
+                }
+            }
+            for r in &c.answering_media {
+                self.replay_inside_media.remove(r);
+                self.replay_inside_media
+                    .remove(&SocketAddr::new(r.ip(), r.port().wrapping_add(1)));
+            }
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Duration> {
