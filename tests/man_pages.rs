@@ -1,0 +1,116 @@
+//! The man pages in `man/` and the shell completions in `completions/` are generated from the one
+//! clap definition (`sgw::cli::Cli`). This test renders them and fails when the committed files
+//! are stale; `SGW_UPDATE_MAN=1 cargo test --test man_pages` rewrites them instead.
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const UPDATE_VAR: &str = "SGW_UPDATE_MAN";
+const REGENERATE: &str = "SGW_UPDATE_MAN=1 cargo test --test man_pages";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn updating() -> bool {
+    std::env::var(UPDATE_VAR).as_deref() == Ok("1")
+}
+
+/// `sgw.1` and one page per visible subcommand, at any depth (`sgw-replay.1`, `sgw-check.1`, …).
+fn man_pages() -> BTreeMap<String, Vec<u8>> {
+    fn walk(cmd: clap::Command, pages: &mut BTreeMap<String, Vec<u8>>) {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            walk(sub, pages);
+        }
+        let man = clap_mangen::Man::new(cmd);
+        let mut page = Vec::new();
+        man.render(&mut page).unwrap();
+        pages.insert(man.get_filename(), page);
+    }
+    // As `clap_mangen::generate_to` does: no `help` page; `build` names subcommands `sgw-<name>`.
+    let mut cmd = sgw::cli::Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = BTreeMap::new();
+    walk(cmd, &mut pages);
+    pages
+}
+
+fn completions() -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Elvish, Shell::PowerShell] {
+        let mut cmd = sgw::cli::Cli::command();
+        let name = clap_complete::Generator::file_name(&shell, "sgw");
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "sgw", &mut out);
+        files.insert(name, out);
+    }
+    files
+}
+
+/// Compares `expected` with the files of `dir` (all of them: a page for a removed subcommand is
+/// stale too), or rewrites `dir` when updating.
+fn check_dir(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
+    let on_disk: BTreeMap<String, Vec<u8>> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                let name = e.file_name().into_string().unwrap();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+
+    if updating() {
+        std::fs::create_dir_all(dir).unwrap();
+        for name in on_disk.keys().filter(|n| !expected.contains_key(*n)) {
+            std::fs::remove_file(dir.join(name)).unwrap();
+        }
+        for (name, bytes) in expected {
+            if on_disk.get(name) != Some(bytes) {
+                std::fs::write(dir.join(name), bytes).unwrap();
+                eprintln!("wrote {}", dir.join(name).display());
+            }
+        }
+        return;
+    }
+
+    let mut problems = Vec::new();
+    for (name, bytes) in expected {
+        match on_disk.get(name) {
+            None => problems.push(format!("{name}: missing")),
+            Some(b) if b != bytes => problems.push(format!("{name}: differs from the clap definition")),
+            Some(_) => {}
+        }
+    }
+    for name in on_disk.keys().filter(|n| !expected.contains_key(*n)) {
+        problems.push(format!("{name}: no longer generated (removed subcommand?)"));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} is stale:\n  {}\nRegenerate with: {REGENERATE}",
+        dir.display(),
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn man_pages_are_current() {
+    let pages = man_pages();
+    // Every subcommand has its page; guards the walk itself.
+    for sub in sgw::cli::Cli::command().get_subcommands() {
+        let name = format!("sgw-{}.1", sub.get_name());
+        assert!(pages.contains_key(&name), "no page {name}");
+    }
+    assert!(pages.contains_key("sgw.1"));
+    check_dir(&root().join("man"), &pages);
+}
+
+#[test]
+fn completions_are_current() {
+    check_dir(&root().join("completions"), &completions());
+}
