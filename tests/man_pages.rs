@@ -24,7 +24,9 @@ fn man_pages() -> BTreeMap<String, Vec<u8>> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
             walk(sub, pages);
         }
-        let man = clap_mangen::Man::new(cmd);
+        // The source is the package for every page, not the subcommand's own name.
+        let source = format!("sgw {}", env!("CARGO_PKG_VERSION"));
+        let man = clap_mangen::Man::new(cmd).source(source);
         let mut page = Vec::new();
         man.render(&mut page).unwrap();
         pages.insert(man.get_filename(), page);
@@ -39,7 +41,13 @@ fn man_pages() -> BTreeMap<String, Vec<u8>> {
 
 fn completions() -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Elvish, Shell::PowerShell] {
+    for shell in [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::Elvish,
+        Shell::PowerShell,
+    ] {
         let mut cmd = sgw::cli::Cli::command();
         let name = clap_complete::Generator::file_name(&shell, "sgw");
         let mut out = Vec::new();
@@ -83,7 +91,9 @@ fn check_dir(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
     for (name, bytes) in expected {
         match on_disk.get(name) {
             None => problems.push(format!("{name}: missing")),
-            Some(b) if b != bytes => problems.push(format!("{name}: differs from the clap definition")),
+            Some(b) if b != bytes => {
+                problems.push(format!("{name}: differs from the clap definition"))
+            }
             Some(_) => {}
         }
     }
