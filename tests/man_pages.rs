@@ -5,10 +5,13 @@
 use clap::CommandFactory;
 use clap_complete::Shell;
 use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 
 const UPDATE_VAR: &str = "SGW_UPDATE_MAN";
 const REGENERATE: &str = "SGW_UPDATE_MAN=1 cargo test --test man_pages";
+
+type Files = BTreeMap<String, Vec<u8>>;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,28 +22,29 @@ fn updating() -> bool {
 }
 
 /// `sgw.1` and one page per visible subcommand, at any depth (`sgw-replay.1`, `sgw-check.1`, …).
-fn man_pages() -> BTreeMap<String, Vec<u8>> {
-    fn walk(cmd: clap::Command, pages: &mut BTreeMap<String, Vec<u8>>) {
+fn man_pages() -> io::Result<Files> {
+    fn walk(cmd: clap::Command, pages: &mut Files) -> io::Result<()> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
-            walk(sub, pages);
+            walk(sub, pages)?;
         }
         // The source is the package for every page, not the subcommand's own name.
         let source = format!("sgw {}", env!("CARGO_PKG_VERSION"));
         let man = clap_mangen::Man::new(cmd).source(source);
         let mut page = Vec::new();
-        man.render(&mut page).unwrap();
+        man.render(&mut page)?;
         pages.insert(man.get_filename(), page);
+        Ok(())
     }
     // As `clap_mangen::generate_to` does: no `help` page; `build` names subcommands `sgw-<name>`.
     let mut cmd = sgw::cli::Cli::command().disable_help_subcommand(true);
     cmd.build();
-    let mut pages = BTreeMap::new();
-    walk(cmd, &mut pages);
-    pages
+    let mut pages = Files::new();
+    walk(cmd, &mut pages)?;
+    Ok(pages)
 }
 
-fn completions() -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
+fn completions() -> Files {
+    let mut files = Files::new();
     for shell in [
         Shell::Bash,
         Shell::Zsh,
@@ -57,36 +61,27 @@ fn completions() -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// Compares `expected` with the files of `dir` (all of them: a page for a removed subcommand is
-/// stale too), or rewrites `dir` when updating.
-fn check_dir(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
-    let on_disk: BTreeMap<String, Vec<u8>> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().unwrap().is_file())
-            .map(|e| {
-                let name = e.file_name().into_string().unwrap();
-                (name, std::fs::read(e.path()).unwrap())
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-        Err(e) => panic!("{}: {e}", dir.display()),
+fn read_dir(dir: &Path) -> io::Result<Files> {
+    let mut files = Files::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(e),
     };
-
-    if updating() {
-        std::fs::create_dir_all(dir).unwrap();
-        for name in on_disk.keys().filter(|n| !expected.contains_key(*n)) {
-            std::fs::remove_file(dir.join(name)).unwrap();
+    for e in entries {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            files.insert(name, std::fs::read(e.path())?);
         }
-        for (name, bytes) in expected {
-            if on_disk.get(name) != Some(bytes) {
-                std::fs::write(dir.join(name), bytes).unwrap();
-                eprintln!("wrote {}", dir.join(name).display());
-            }
-        }
-        return;
     }
+    Ok(files)
+}
 
+/// Compares `expected` with the files of `dir` (all of them: a page for a removed subcommand is
+/// stale too), or rewrites `dir` when updating. Returns the problems found.
+fn check_dir(dir: &Path, expected: &Files) -> io::Result<Vec<String>> {
+    let on_disk = read_dir(dir)?;
     let mut problems = Vec::new();
     for (name, bytes) in expected {
         match on_disk.get(name) {
@@ -100,27 +95,44 @@ fn check_dir(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
     for name in on_disk.keys().filter(|n| !expected.contains_key(*n)) {
         problems.push(format!("{name}: no longer generated (removed subcommand?)"));
     }
+    if updating() && !problems.is_empty() {
+        std::fs::create_dir_all(dir)?;
+        for name in on_disk.keys().filter(|n| !expected.contains_key(*n)) {
+            std::fs::remove_file(dir.join(name))?;
+        }
+        for (name, bytes) in expected {
+            std::fs::write(dir.join(name), bytes)?;
+        }
+        eprintln!("rewrote {}:\n  {}", dir.display(), problems.join("\n  "));
+        return Ok(Vec::new());
+    }
+    Ok(problems)
+}
+
+fn assert_current(dir: &Path, expected: &Files) -> io::Result<()> {
+    let problems = check_dir(dir, expected)?;
     assert!(
         problems.is_empty(),
         "{} is stale:\n  {}\nRegenerate with: {REGENERATE}",
         dir.display(),
         problems.join("\n  ")
     );
+    Ok(())
 }
 
 #[test]
-fn man_pages_are_current() {
-    let pages = man_pages();
+fn man_pages_are_current() -> io::Result<()> {
+    let pages = man_pages()?;
     // Every subcommand has its page; guards the walk itself.
+    assert!(pages.contains_key("sgw.1"));
     for sub in sgw::cli::Cli::command().get_subcommands() {
         let name = format!("sgw-{}.1", sub.get_name());
         assert!(pages.contains_key(&name), "no page {name}");
     }
-    assert!(pages.contains_key("sgw.1"));
-    check_dir(&root().join("man"), &pages);
+    assert_current(&root().join("man"), &pages)
 }
 
 #[test]
-fn completions_are_current() {
-    check_dir(&root().join("completions"), &completions());
+fn completions_are_current() -> io::Result<()> {
+    assert_current(&root().join("completions"), &completions())
 }
