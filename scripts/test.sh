@@ -70,8 +70,14 @@ if command -v "$python" >/dev/null 2>&1; then
     fi
     for p in "${PY_PACKAGES[@]}"; do
         if ! "$VENV/bin/python" -m pip show --quiet "$p" >/dev/null 2>&1; then
-            "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$p"
-            installed+=("$p (pip)")
+            if "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$p"; then
+                installed+=("$p (pip)")
+            elif [[ ${CI-} == true ]]; then
+                say "pip could not install $p"
+                exit 2
+            else
+                say "pip could not install $p: tests that need it are skipped"
+            fi
         fi
     done
     SGW_PYTHON="$PWD/$VENV/bin/python"
