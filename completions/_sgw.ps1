@@ -1,0 +1,72 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'sgw'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'sgw' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files through the gateway as if each arrived over UDP')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;replay' {
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write what the inside network would receive (GW1''s output) to this pcap file')
+            [CompletionResult]::new('--inside-family', '--inside-family', [CompletionResultType]::ParameterName, 'IP family of the inside network (default: the same as each call''s outside leg)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document instead of the human summary')
+            [CompletionResult]::new('--fail-on-reject', '--fail-on-reject', [CompletionResultType]::ParameterName, 'Exit with status 1 when any message or packet was rejected')
+            [CompletionResult]::new('--all-media', '--all-media', [CompletionResultType]::ParameterName, 'List every RTP/RTCP packet in the JSON output, not only rejected ones')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;check' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array with one object per file')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;help' {
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files through the gateway as if each arrived over UDP')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;help;replay' {
+            break
+        }
+        'sgw;help;check' {
+            break
+        }
+        'sgw;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

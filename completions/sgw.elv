@@ -1,0 +1,60 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[sgw] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'sgw'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'sgw'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
+            cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;replay'= {
+            cand --out 'Write what the inside network would receive (GW1''s output) to this pcap file'
+            cand --inside-family 'IP family of the inside network (default: the same as each call''s outside leg)'
+            cand --json 'Print one JSON document instead of the human summary'
+            cand --fail-on-reject 'Exit with status 1 when any message or packet was rejected'
+            cand --all-media 'List every RTP/RTCP packet in the JSON output, not only rejected ones'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;check'= {
+            cand --json 'Print a JSON array with one object per file'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;help'= {
+            cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
+            cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;help;replay'= {
+        }
+        &'sgw;help;check'= {
+        }
+        &'sgw;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,45 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_sgw_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_sgw_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_sgw_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_sgw_using_subcommand
+    set -l cmd (__fish_sgw_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c sgw -n "__fish_sgw_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c sgw -n "__fish_sgw_needs_command" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "check" -d 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l out -d 'Write what the inside network would receive (GW1\'s output) to this pcap file' -r -F
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l inside-family -d 'IP family of the inside network (default: the same as each call\'s outside leg)' -r -f -a "ipv4\t''
+ipv6\t''"
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l json -d 'Print one JSON document instead of the human summary'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l fail-on-reject -d 'Exit with status 1 when any message or packet was rejected'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l all-media -d 'List every RTP/RTCP packet in the JSON output, not only rejected ones'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -s h -l help -d 'Print help'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -l json -d 'Print a JSON array with one object per file'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -s h -l help -d 'Print help'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from replay check help" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from replay check help" -f -a "check" -d 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from replay check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
