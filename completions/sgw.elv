@@ -24,6 +24,8 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;replay'= {
@@ -44,14 +46,53 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'sgw;pki'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;pki;init'= {
+            cand --gw2-name 'A DNS name or IP address GW1 uses to reach GW2; repeat for several [default: localhost, 127.0.0.1, ::1]'
+            cand --force 'Overwrite existing files'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;pki;help'= {
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;pki;help;init'= {
+        }
+        &'sgw;pki;help;help'= {
+        }
+        &'sgw;check-config'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'sgw;help'= {
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;help;replay'= {
         }
         &'sgw;help;check'= {
+        }
+        &'sgw;help;pki'= {
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+        }
+        &'sgw;help;pki;init'= {
+        }
+        &'sgw;help;check-config'= {
         }
         &'sgw;help;help'= {
         }
