@@ -46,6 +46,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
         }
         'sgw;check' {
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array with one object per file')
+            [CompletionResult]::new('--fail-on-reject', '--fail-on-reject', [CompletionResultType]::ParameterName, 'Exit with status 1 when any message was rejected')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

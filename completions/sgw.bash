@@ -82,7 +82,7 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__check)
-            opts="-h -V --json --help --version"
+            opts="-h -V --json --fail-on-reject --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -41,6 +41,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         }
         &'sgw;check'= {
             cand --json 'Print a JSON array with one object per file'
+            cand --fail-on-reject 'Exit with status 1 when any message was rejected'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'

@@ -40,6 +40,7 @@ complete -c sgw -n "__fish_sgw_using_subcommand replay" -l all-media -d 'List ev
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -s h -l help -d 'Print help'
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -s V -l version -d 'Print version'
 complete -c sgw -n "__fish_sgw_using_subcommand check" -l json -d 'Print a JSON array with one object per file'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -l fail-on-reject -d 'Exit with status 1 when any message was rejected'
 complete -c sgw -n "__fish_sgw_using_subcommand check" -s h -l help -d 'Print help'
 complete -c sgw -n "__fish_sgw_using_subcommand check" -s V -l version -d 'Print version'
 complete -c sgw -n "__fish_sgw_using_subcommand pki; and not __fish_seen_subcommand_from init help" -s h -l help -d 'Print help'

@@ -73,6 +73,9 @@ pub struct CheckArgs {
     /// Print a JSON array with one object per file.
     #[arg(long)]
     pub json: bool,
+    /// Exit with status 1 when any message was rejected.
+    #[arg(long)]
+    pub fail_on_reject: bool,
 }
 
 #[derive(Debug, Args)]

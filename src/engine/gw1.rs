@@ -169,10 +169,9 @@ impl Gw1 {
                                 return;
                             };
                             let body = inside_sdp(c);
-                            let tag = c.local_tag.clone();
                             let flow = c.flow;
                             if let Some(req) = self.server.get(&key).map(|t| t.request.clone()) {
-                                let resp = MessageBuilder::response_to(&req, 200, Some(&tag))
+                                let resp = respond_inside(self.replay, c, &req, 200)
                                     .header("Contact", contact(flow))
                                     .body("application/sdp", body)
                                     .build();
@@ -424,7 +423,7 @@ impl Gw1 {
         let branch = if self.replay {
             match cseq.method {
                 Method::Invite => Some(c.invite_branch.clone()),
-                _ => None,
+                ref m => self.client.find(call, m),
             }
         } else {
             msg.vias()
@@ -450,8 +449,12 @@ impl Gw1 {
                 c.remote_tag = Some(tag.to_owned());
             }
         }
-        if let Some(Ok(contact)) = msg.contacts().ok().map(|v| v.into_iter().next().ok_or(())) {
-            c.remote_target = contact.uri.raw.clone();
+        // Replay: the answering party's Contact is an outside address; the inside next hop
+        // stays the target.
+        if !self.replay {
+            if let Some(Ok(contact)) = msg.contacts().ok().map(|v| v.into_iter().next().ok_or(())) {
+                c.remote_target = contact.uri.raw.clone();
+            }
         }
         let answer = policy::sdp_body(msg).and_then(|sdp| {
             let ans = tsip::answer_from_sdp(&sdp, &c.offer).ok()?;
@@ -459,14 +462,10 @@ impl Gw1 {
         });
         let media = match &answer {
             Some((ans, _)) => {
+                let peer = c.flow.remote;
                 for (s, r) in c.streams.iter_mut().zip(&ans.remotes) {
                     if let Some(r) = r {
-                        // Replay: the answering party is mapped onto the inside next hop.
-                        s.remote = Some(if self.replay {
-                            SocketAddr::new(c.flow.remote.ip(), r.port())
-                        } else {
-                            *r
-                        });
+                        s.remote = Some(inside_media_addr(self.replay, peer, *r));
                     }
                 }
                 ans.media.clone()
@@ -587,7 +586,7 @@ impl Gw1 {
         match method {
             Method::Bye => {
                 c.state = State::Ended;
-                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                let ok = respond_inside(self.replay, c, msg, 200).build();
                 self.server.respond(now, &key, 200, ok, out);
                 out.to_gw2.push_back(meta::Message::Release(meta::Release {
                     call,
@@ -598,7 +597,7 @@ impl Gw1 {
             Method::Invite | Method::Update => {
                 let Some(sdp) = policy::sdp_body(msg) else {
                     let body = inside_sdp(c);
-                    let resp = MessageBuilder::response_to(msg, 200, Some(&c.local_tag.clone()))
+                    let resp = respond_inside(self.replay, c, msg, 200)
                         .header("Contact", contact(c.flow))
                         .body("application/sdp", body)
                         .build();
@@ -612,18 +611,19 @@ impl Gw1 {
                     i += 1;
                     id
                 }) else {
-                    let r = MessageBuilder::response_to(msg, 488, None).build();
+                    let r = respond_inside(self.replay, c, msg, 488).build();
                     self.server.respond(now, &key, 488, r, out);
                     return Err(488);
                 };
+                let peer = c.flow.remote;
                 for (s, r) in c.streams.iter_mut().zip(&parsed.remotes) {
                     if let Some(r) = r {
-                        s.remote = Some(*r);
+                        s.remote = Some(inside_media_addr(self.replay, peer, *r));
                     }
                 }
                 c.reinvite = Some(key.clone());
                 if *method == Method::Invite {
-                    let t = MessageBuilder::response_to(msg, 100, None).build();
+                    let t = respond_inside(self.replay, c, msg, 100).build();
                     self.server.respond(now, &key, 100, t, out);
                 }
                 out.to_gw2
@@ -646,12 +646,12 @@ impl Gw1 {
                         duration_ms,
                     }));
                 }
-                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                let ok = respond_inside(self.replay, c, msg, 200).build();
                 self.server.respond(now, &key, 200, ok, out);
                 Ok(Some(200))
             }
             _ => {
-                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                let ok = respond_inside(self.replay, c, msg, 200).build();
                 self.server.respond(now, &key, 200, ok, out);
                 Ok(Some(200))
             }
@@ -772,7 +772,9 @@ impl Gw1 {
             }
         }
         for call in expired {
-            let Some(c) = self.calls.remove(&call) else { continue };
+            let Some(c) = self.calls.remove(&call) else {
+                continue;
+            };
             self.by_call_id.remove(&c.call_id);
             for s in &c.streams {
                 self.by_stream.remove(&s.stream);
@@ -816,6 +818,47 @@ impl Gw1 {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// Where inside media goes. Replay maps the capture's answering party onto the inside next hop
+/// (its IP, the announced port), so the output stays in the inside network and family.
+fn inside_media_addr(replay: bool, next_hop: SocketAddr, announced: SocketAddr) -> SocketAddr {
+    if replay {
+        SocketAddr::new(next_hop.ip(), announced.port())
+    } else {
+        announced
+    }
+}
+
+/// A response to an inside request (RFC 3261 section 8.2.6.2). In replay the request is the
+/// capture's answering party's and carries the outside dialog's identifiers; the response is
+/// written in GW1's inside dialog instead, as the inside party would have received it.
+fn respond_inside(replay: bool, c: &InCall, req: &Message, code: u16) -> MessageBuilder {
+    if !replay {
+        return MessageBuilder::response_to(req, code, Some(&c.local_tag));
+    }
+    let branch = req
+        .vias()
+        .ok()
+        .and_then(|v| v.first().and_then(|v| v.branch().map(str::to_owned)))
+        .unwrap_or_default();
+    let cseq = req
+        .cseq()
+        .map(|c| format!("{} {}", c.seq, c.method))
+        .unwrap_or_default();
+    MessageBuilder::response(code)
+        .header(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={branch}",
+                c.flow.transport.via_token(),
+                host_port(c.flow.remote)
+            ),
+        )
+        .header("From", to_value(c))
+        .header("To", format!("{};tag={}", c.local_uri, c.local_tag))
+        .header("Call-ID", c.call_id.clone())
+        .header("CSeq", cseq)
 }
 
 fn to_value(c: &InCall) -> String {

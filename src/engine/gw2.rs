@@ -1140,11 +1140,14 @@ impl Gw2 {
         let Some(&(call, idx)) = self.media_by_stream.get(&stream) else {
             return;
         };
-        let Some(c) = self.calls.get(&call) else {
+        let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let Some(s) = c.streams.get(idx) else { return };
+        let Some(s) = c.streams.get_mut(idx) else {
+            return;
+        };
         let Some(remote) = s.remote else { return };
+        s.counters.relayed += 1;
         let (local, remote) = if rtcp {
             (
                 SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
@@ -1218,7 +1221,9 @@ impl Gw2 {
             .map(|(k, _)| *k)
             .collect();
         for call in expired {
-            let Some(c) = self.calls.remove(&call) else { continue };
+            let Some(c) = self.calls.remove(&call) else {
+                continue;
+            };
             self.by_call_id.remove(&c.call_id);
             for s in &c.streams {
                 self.media_by_local.remove(&s.local);

@@ -10,7 +10,10 @@ pub const MAX_MEDIA_PACKET: usize = 1500;
 /// Per-stream counters, summed per call in the call record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MediaCounters {
+    /// RTP packets from this side's peer that passed the checks and went over the tunnel.
     pub forwarded: u64,
+    /// RTP/RTCP packets from the other half sent on to this side's peer.
+    pub relayed: u64,
     pub rtcp_forwarded: u64,
     pub dropped_source: u64,
     pub dropped_malformed: u64,
@@ -22,6 +25,7 @@ pub struct MediaCounters {
 impl MediaCounters {
     pub fn add(&mut self, o: &MediaCounters) {
         self.forwarded += o.forwarded;
+        self.relayed += o.relayed;
         self.rtcp_forwarded += o.rtcp_forwarded;
         self.dropped_source += o.dropped_source;
         self.dropped_malformed += o.dropped_malformed;

@@ -136,9 +136,13 @@ impl ReplayReport {
             let _ = writeln!(o, "\ncall {}: {} -> {}", c.call, c.calling, c.called);
             if let Some(r) = &c.record {
                 let dur = r.answered_at.map(|a| r.ended_at - a);
+                let dropped = r.media.dropped_source
+                    + r.media.dropped_malformed
+                    + r.media.dropped_payload_type
+                    + r.media.dropped_size;
                 let _ = writeln!(
                     o,
-                    "  {} cause {}{}; media forwarded {}, dropped {}",
+                    "  {} cause {}{}; media from outside {}, to outside {}, dropped {}",
                     if dur.is_some() {
                         "answered,"
                     } else {
@@ -147,10 +151,8 @@ impl ReplayReport {
                     r.cause,
                     dur.map(|d| format!(", {d:.1} s")).unwrap_or_default(),
                     r.media.forwarded + r.media.rtcp_forwarded,
-                    r.media.dropped_source
-                        + r.media.dropped_malformed
-                        + r.media.dropped_payload_type
-                        + r.media.dropped_size
+                    r.media.relayed,
+                    dropped
                 );
             }
             let _ = writeln!(o, "  meta: {}", c.meta.join(", "));
