@@ -86,7 +86,7 @@ pub struct Gw2 {
 pub enum Handoff {
     Sip {
         call: CallRef,
-        msg: Message,
+        msg: Box<Message>,
     },
     Media {
         stream: StreamId,
@@ -184,7 +184,10 @@ impl Gw2 {
     ) -> Option<Handoff> {
         if self.replay {
             if let Some(call) = self.answering_party_call(&flow, &msg) {
-                return Some(Handoff::Sip { call, msg });
+                return Some(Handoff::Sip {
+                    call,
+                    msg: Box::new(msg),
+                });
             }
         }
         match msg.start() {
@@ -1235,7 +1238,11 @@ impl Gw2 {
             }
             // Ports and peer addresses may already serve a newer call: remove only our own.
             for s in &c.streams {
-                if self.media_by_local.get(&s.local).is_some_and(|e| e.0 == call) {
+                if self
+                    .media_by_local
+                    .get(&s.local)
+                    .is_some_and(|e| e.0 == call)
+                {
                     self.media_by_local.remove(&s.local);
                 }
                 self.media_by_stream.remove(&s.stream);

@@ -4,8 +4,8 @@ use super::error::SipError;
 use super::grammar::{self, CSeq, MediaType, NameAddr, Via};
 use super::{Method, MAX_HEADERS, MAX_HEADER_LEN, MAX_MAX_FORWARDS, MAX_VIAS};
 use bytes::Bytes;
-use std::sync::OnceLock;
 use ezk_sip_types::Name;
+use std::sync::OnceLock;
 
 /// The first line of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
