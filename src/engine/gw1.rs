@@ -9,7 +9,7 @@ use super::policy;
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
     EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Summary,
-    Transmit, Transport, Verdict,
+    Transmit, Verdict,
 };
 use bytes::Bytes;
 use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
@@ -669,32 +669,12 @@ impl Gw1 {
         let Some(&(call, idx)) = self.by_stream.get(&stream) else {
             return;
         };
-        let Some(c) = self.calls.get(&call) else {
-            return;
-        };
-        let Some(s) = c.streams.get(idx) else { return };
-        let remote = match s.remote {
-            Some(r) => r,
-            None => return,
-        };
-        let (local, remote) = if rtcp {
-            (
-                SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
-                SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
-            )
-        } else {
-            (s.local, remote)
-        };
-        out.transmits.push_back(Transmit {
-            side: Side::Inside,
-            flow: Flow {
-                transport: Transport::Udp,
-                local,
-                remote,
-            },
-            protocol: if rtcp { Protocol::Rtcp } else { Protocol::Rtp },
-            payload: data,
-        });
+        let transmit = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.streams.get_mut(idx))
+            .and_then(|s| s.relay(Side::Inside, rtcp, data));
+        out.transmits.extend(transmit);
     }
 
     /// RTP/RTCP from an inside endpoint for `stream`: checked, then sent over the tunnel.

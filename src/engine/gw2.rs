@@ -1148,32 +1148,12 @@ impl Gw2 {
         let Some(&(call, idx)) = self.media_by_stream.get(&stream) else {
             return;
         };
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let Some(s) = c.streams.get_mut(idx) else {
-            return;
-        };
-        let Some(remote) = s.remote else { return };
-        s.counters.relayed += 1;
-        let (local, remote) = if rtcp {
-            (
-                SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
-                SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
-            )
-        } else {
-            (s.local, remote)
-        };
-        out.transmits.push_back(Transmit {
-            side: Side::Outside,
-            flow: Flow {
-                transport: super::Transport::Udp,
-                local,
-                remote,
-            },
-            protocol: if rtcp { Protocol::Rtcp } else { Protocol::Rtp },
-            payload: data,
-        });
+        let transmit = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.streams.get_mut(idx))
+            .and_then(|s| s.relay(Side::Outside, rtcp, data));
+        out.transmits.extend(transmit);
     }
 
     /// Replay: remembers the answering party's media addresses of a call (from its SDP), so

@@ -76,6 +76,38 @@ pub fn is_rtcp(data: &[u8]) -> bool {
 }
 
 impl MediaStream {
+    /// The transmit that relays a packet from the other half to this stream's peer, from our
+    /// RTP port (RTCP: both ports + 1, RFC 3550 section 11); `None` before the peer is known.
+    pub fn relay(
+        &mut self,
+        side: super::Side,
+        rtcp: bool,
+        data: bytes::Bytes,
+    ) -> Option<super::Transmit> {
+        let remote = self.remote?;
+        self.counters.relayed += 1;
+        let bump = |a: SocketAddr| SocketAddr::new(a.ip(), a.port().wrapping_add(1));
+        let (local, remote) = if rtcp {
+            (bump(self.local), bump(remote))
+        } else {
+            (self.local, remote)
+        };
+        Some(super::Transmit {
+            side,
+            flow: super::Flow {
+                transport: super::Transport::Udp,
+                local,
+                remote,
+            },
+            protocol: if rtcp {
+                super::Protocol::Rtcp
+            } else {
+                super::Protocol::Rtp
+            },
+            payload: data,
+        })
+    }
+
     /// Checks one packet from `src`. On success returns whether it is RTCP.
     pub fn check(&mut self, src: SocketAddr, data: &[u8]) -> Result<bool, MediaDrop> {
         let result = self.check_inner(src, data);

@@ -293,7 +293,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
         eprintln!("sgw: {}: {e}", path.display());
         return Ok(2);
     }
-    Ok(if args.fail_on_reject && rep.summary.rejected > 0 {
+    Ok(if args.fail_on_reject && rep.summary.engine.rejected > 0 {
         1
     } else {
         0
