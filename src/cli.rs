@@ -4,9 +4,21 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// Shown by `sgw --help` and in `sgw(1)`.
+const EXIT_STATUS: &str =
+    "Exit status: 0 ok; 1 findings (`replay --fail-on-reject` with a rejected \
+message or packet); 2 usage or I/O error (unreadable or truncated input).";
+
 /// VoIP secure gateway and SIP/H.323 protocol-translation toolkit.
 #[derive(Debug, Parser)]
-#[command(name = "sgw", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "sgw",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_long_help = EXIT_STATUS
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -92,6 +104,9 @@ pub struct CheckArgs {
     /// Print a JSON array with one object per file.
     #[arg(long)]
     pub json: bool,
+    /// Exit with status 1 when any message was rejected.
+    #[arg(long)]
+    pub fail_on_reject: bool,
 }
 
 #[derive(Debug, Args)]

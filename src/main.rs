@@ -64,7 +64,10 @@ fn run_check(args: &sgw::cli::CheckArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    Ok(0)
+    let rejected = results
+        .iter()
+        .any(|r| r.verdict == sgw::engine::Verdict::Rejected);
+    Ok(u8::from(args.fail_on_reject && rejected))
 }
 
 fn run_pki(args: &sgw::cli::PkiArgs) -> anyhow::Result<u8> {

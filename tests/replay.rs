@@ -248,3 +248,59 @@ fn replay_transcripts_of_testdata() {
         }
     });
 }
+
+/// Topology hiding in replay: what GW1 sends to the inside names no outside address and no
+/// outside Call-ID, for every SIP capture in `testdata/`.
+#[test]
+fn out_pcap_hides_the_outside() {
+    let Some(tshark) = tshark() else { return };
+    let dir = std::env::temp_dir().join(format!("sgw-hide-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<PathBuf> = captures(&root().join("testdata/sip"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    assert!(!files.is_empty());
+    for f in files {
+        let fields = |path: &Path, field: &str| -> Vec<String> {
+            let o = Command::new(tshark)
+                .args(["-n", "-r"])
+                .arg(path)
+                .args(["-Y", "sip", "-T", "fields", "-e", field])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let out = dir.join("inside.pcap");
+        let (code, _) = replay_json(&f, &["--out", out.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}", f.display());
+        let outside_ids = fields(&f, "sip.Call-ID");
+        let inside_ids = fields(&out, "sip.Call-ID");
+        assert!(
+            !inside_ids.is_empty(),
+            "{}: nothing reached the inside",
+            f.display()
+        );
+        for id in &inside_ids {
+            assert!(
+                !outside_ids.contains(id),
+                "{}: outside Call-ID {id} inside",
+                f.display()
+            );
+        }
+        for hdr in fields(&out, "sip.msg_hdr") {
+            for outside in ["127.0.0.1", "[::1]", "localhost"] {
+                assert!(
+                    !hdr.contains(outside),
+                    "{}: '{outside}' inside:\n{hdr}",
+                    f.display()
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

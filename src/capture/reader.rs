@@ -24,6 +24,17 @@ use super::{CaptureError, Event, EventKind, Skip, Stats};
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const READ_BUFFER: usize = 1 << 16;
+/// Size of the chunks datagram payloads are copied into.
+const ARENA_CHUNK: usize = 64 * 1024;
+
+/// Copies `data` into the arena and returns it as its own `Bytes` (sharing the chunk).
+fn arena_copy(arena: &mut bytes::BytesMut, data: &[u8]) -> Bytes {
+    if arena.capacity() - arena.len() < data.len() {
+        *arena = bytes::BytesMut::with_capacity(ARENA_CHUNK.max(data.len()));
+    }
+    arena.extend_from_slice(data);
+    arena.split().freeze()
+}
 
 /// Reads a pcap or pcapng capture as [`Event`]s. See the [module docs](super) for an example.
 ///
@@ -34,6 +45,9 @@ const READ_BUFFER: usize = 1 << 16;
 pub struct CaptureReader<R = BufReader<File>> {
     container: Container<R>,
     buf: Vec<u8>,
+    /// Datagram payloads are carved out of shared chunks: one allocation per chunk instead of
+    /// one per packet (replay's hot path).
+    arena: bytes::BytesMut,
     ip: Ip,
     tcp: Tcp,
     stats: Stats,
@@ -66,6 +80,7 @@ impl<R: Read> CaptureReader<R> {
         Ok(CaptureReader {
             container: Container::new(src)?,
             buf: Vec::new(),
+            arena: bytes::BytesMut::new(),
             ip: Ip::default(),
             tcp: Tcp::default(),
             stats: Stats::default(),
@@ -203,12 +218,13 @@ impl<R: Read> CaptureReader<R> {
                     return self.skip(time, Skip::Malformed);
                 };
                 self.stats.udp_datagrams += 1;
+                let payload = arena_copy(&mut self.arena, body);
                 self.push(
                     time,
                     EventKind::Datagram {
                         src: SocketAddr::new(p.src, sport),
                         dst: SocketAddr::new(p.dst, dport),
-                        payload: Bytes::copy_from_slice(body),
+                        payload,
                     },
                 );
             }

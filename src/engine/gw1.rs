@@ -9,7 +9,7 @@ use super::policy;
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
     EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Summary,
-    Transmit, Transport, Verdict,
+    Transmit, Verdict,
 };
 use bytes::Bytes;
 use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
@@ -50,6 +50,8 @@ struct InCall {
     media_ip: std::net::IpAddr,
     /// Whether the media sockets of this call are still open (closed once, when it ends).
     media_open: bool,
+    /// When the call was first seen ended (set lazily by the timer).
+    ended_at: Option<Duration>,
 }
 
 /// Ends a call's inside leg: its media sockets are released (live) and its ports stop
@@ -60,11 +62,13 @@ fn mark_ended(c: &mut InCall, by_local: &mut FxHashMap<SocketAddr, StreamId>, ou
         return;
     }
     for s in &c.streams {
-        by_local.remove(&s.local);
-        by_local.remove(&SocketAddr::new(
-            s.local.ip(),
-            s.local.port().wrapping_add(1),
-        ));
+        let rtcp = SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1));
+        // A port may already serve a newer call: remove only this stream's entries.
+        for local in [s.local, rtcp] {
+            if by_local.get(&local) == Some(&s.stream) {
+                by_local.remove(&local);
+            }
+        }
         out.media_sockets(Side::Inside, s.local, false);
     }
 }
@@ -190,10 +194,9 @@ impl Gw1 {
                                 return;
                             };
                             let body = inside_sdp(c);
-                            let tag = c.local_tag.clone();
                             let flow = c.flow;
                             if let Some(req) = self.server.get(&key).map(|t| t.request.clone()) {
-                                let resp = MessageBuilder::response_to(&req, 200, Some(&tag))
+                                let resp = respond_inside(self.replay, c, &req, 200)
                                     .header("Contact", contact(flow))
                                     .body("application/sdp", body)
                                     .build();
@@ -266,6 +269,7 @@ impl Gw1 {
             reinvite: None,
             media_ip: inside.media_ip,
             media_open: !self.replay,
+            ended_at: None,
         };
         let mut b = in_dialog(&c, &Method::Invite, 1, &branch).header("Contact", contact(flow));
         if s.emergency {
@@ -461,7 +465,7 @@ impl Gw1 {
         let branch = if self.replay {
             match cseq.method {
                 Method::Invite => Some(c.invite_branch.clone()),
-                _ => None,
+                ref m => self.client.find(call, m),
             }
         } else {
             msg.vias()
@@ -487,8 +491,12 @@ impl Gw1 {
                 c.remote_tag = Some(tag.to_owned());
             }
         }
-        if let Some(Ok(contact)) = msg.contacts().ok().map(|v| v.into_iter().next().ok_or(())) {
-            c.remote_target = contact.uri.raw.clone();
+        // Replay: the answering party's Contact is an outside address; the inside next hop
+        // stays the target.
+        if !self.replay {
+            if let Some(Ok(contact)) = msg.contacts().ok().map(|v| v.into_iter().next().ok_or(())) {
+                c.remote_target = contact.uri.raw.clone();
+            }
         }
         let answer = policy::sdp_body(msg).and_then(|sdp| {
             let ans = tsip::answer_from_sdp(&sdp, &c.offer).ok()?;
@@ -496,14 +504,10 @@ impl Gw1 {
         });
         let media = match &answer {
             Some((ans, _)) => {
+                let peer = c.flow.remote;
                 for (s, r) in c.streams.iter_mut().zip(&ans.remotes) {
                     if let Some(r) = r {
-                        // Replay: the answering party is mapped onto the inside next hop.
-                        s.remote = Some(if self.replay {
-                            SocketAddr::new(c.flow.remote.ip(), r.port())
-                        } else {
-                            *r
-                        });
+                        s.remote = Some(inside_media_addr(self.replay, peer, *r));
                     }
                 }
                 ans.media.clone()
@@ -624,7 +628,7 @@ impl Gw1 {
         match method {
             Method::Bye => {
                 mark_ended(c, &mut self.by_local, out);
-                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                let ok = respond_inside(self.replay, c, msg, 200).build();
                 self.server.respond(now, &key, 200, ok, out);
                 out.to_gw2.push_back(meta::Message::Release(meta::Release {
                     call,
@@ -635,7 +639,7 @@ impl Gw1 {
             Method::Invite | Method::Update => {
                 let Some(sdp) = policy::sdp_body(msg) else {
                     let body = inside_sdp(c);
-                    let resp = MessageBuilder::response_to(msg, 200, Some(&c.local_tag.clone()))
+                    let resp = respond_inside(self.replay, c, msg, 200)
                         .header("Contact", contact(c.flow))
                         .body("application/sdp", body)
                         .build();
@@ -649,18 +653,19 @@ impl Gw1 {
                     i += 1;
                     id
                 }) else {
-                    let r = MessageBuilder::response_to(msg, 488, None).build();
+                    let r = respond_inside(self.replay, c, msg, 488).build();
                     self.server.respond(now, &key, 488, r, out);
                     return Err(488);
                 };
+                let peer = c.flow.remote;
                 for (s, r) in c.streams.iter_mut().zip(&parsed.remotes) {
                     if let Some(r) = r {
-                        s.remote = Some(*r);
+                        s.remote = Some(inside_media_addr(self.replay, peer, *r));
                     }
                 }
                 c.reinvite = Some(key.clone());
                 if *method == Method::Invite {
-                    let t = MessageBuilder::response_to(msg, 100, None).build();
+                    let t = respond_inside(self.replay, c, msg, 100).build();
                     self.server.respond(now, &key, 100, t, out);
                 }
                 out.to_gw2
@@ -683,12 +688,12 @@ impl Gw1 {
                         duration_ms,
                     }));
                 }
-                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                let ok = respond_inside(self.replay, c, msg, 200).build();
                 self.server.respond(now, &key, 200, ok, out);
                 Ok(Some(200))
             }
             _ => {
-                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                let ok = respond_inside(self.replay, c, msg, 200).build();
                 self.server.respond(now, &key, 200, ok, out);
                 Ok(Some(200))
             }
@@ -706,32 +711,12 @@ impl Gw1 {
         let Some(&(call, idx)) = self.by_stream.get(&stream) else {
             return;
         };
-        let Some(c) = self.calls.get(&call) else {
-            return;
-        };
-        let Some(s) = c.streams.get(idx) else { return };
-        let remote = match s.remote {
-            Some(r) => r,
-            None => return,
-        };
-        let (local, remote) = if rtcp {
-            (
-                SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
-                SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
-            )
-        } else {
-            (s.local, remote)
-        };
-        out.transmits.push_back(Transmit {
-            side: Side::Inside,
-            flow: Flow {
-                transport: Transport::Udp,
-                local,
-                remote,
-            },
-            protocol: if rtcp { Protocol::Rtcp } else { Protocol::Rtp },
-            payload: data,
-        });
+        let transmit = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.streams.get_mut(idx))
+            .and_then(|s| s.relay(Side::Inside, rtcp, data));
+        out.transmits.extend(transmit);
     }
 
     /// RTP/RTCP from an inside endpoint for `stream`: checked, then sent over the tunnel.
@@ -795,6 +780,30 @@ impl Gw1 {
         }
     }
 
+    /// Ended calls linger to absorb retransmissions, then go with their indexes.
+    fn forget_ended_calls(&mut self, now: Duration) {
+        let mut expired = Vec::new();
+        for (k, c) in self.calls.iter_mut() {
+            if c.state != State::Ended {
+                continue;
+            }
+            match c.ended_at {
+                None => c.ended_at = Some(now),
+                Some(t) if now >= t + super::sipua::LINGER => expired.push(*k),
+                Some(_) => {}
+            }
+        }
+        for call in expired {
+            let Some(c) = self.calls.remove(&call) else {
+                continue;
+            };
+            self.by_call_id.remove(&c.call_id);
+            for s in &c.streams {
+                self.by_stream.remove(&s.stream);
+            }
+        }
+    }
+
     /// Calls not yet ended.
     pub fn active_calls(&self) -> Vec<CallRef> {
         let mut v: Vec<CallRef> = self
@@ -808,6 +817,7 @@ impl Gw1 {
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        self.forget_ended_calls(now);
         self.server.handle_timeout(now, out);
         for (call, method) in self.client.handle_timeout(now, out) {
             if method == Method::Invite {
@@ -830,6 +840,47 @@ impl Gw1 {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// Where inside media goes. Replay maps the capture's answering party onto the inside next hop
+/// (its IP, the announced port), so the output stays in the inside network and family.
+fn inside_media_addr(replay: bool, next_hop: SocketAddr, announced: SocketAddr) -> SocketAddr {
+    if replay {
+        SocketAddr::new(next_hop.ip(), announced.port())
+    } else {
+        announced
+    }
+}
+
+/// A response to an inside request (RFC 3261 section 8.2.6.2). In replay the request is the
+/// capture's answering party's and carries the outside dialog's identifiers; the response is
+/// written in GW1's inside dialog instead, as the inside party would have received it.
+fn respond_inside(replay: bool, c: &InCall, req: &Message, code: u16) -> MessageBuilder {
+    if !replay {
+        return MessageBuilder::response_to(req, code, Some(&c.local_tag));
+    }
+    let branch = req
+        .vias()
+        .ok()
+        .and_then(|v| v.first().and_then(|v| v.branch().map(str::to_owned)))
+        .unwrap_or_default();
+    let cseq = req
+        .cseq()
+        .map(|c| format!("{} {}", c.seq, c.method))
+        .unwrap_or_default();
+    MessageBuilder::response(code)
+        .header(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={branch}",
+                c.flow.transport.via_token(),
+                host_port(c.flow.remote)
+            ),
+        )
+        .header("From", to_value(c))
+        .header("To", format!("{};tag={}", c.local_uri, c.local_tag))
+        .header("Call-ID", c.call_id.clone())
+        .header("CSeq", cseq)
 }
 
 fn to_value(c: &InCall) -> String {

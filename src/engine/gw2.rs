@@ -51,12 +51,14 @@ struct OutCall {
     sdp_version: u64,
     /// Replay: where the caller sent its INVITE (the party standing in for the inside).
     answering: SocketAddr,
-    answering_media: Vec<SocketAddr>,
+    /// Every key this call put into `media_by_remote`.
+    remote_keys: Vec<SocketAddr>,
     calling: String,
     called: String,
     emergency: bool,
     setup_at: Duration,
     answered_at: Option<Duration>,
+    ended_at: Option<Duration>,
 }
 
 pub struct Gw2 {
@@ -72,10 +74,9 @@ pub struct Gw2 {
     by_call_id: HashMap<String, CallRef>,
     /// Media by GW2's own port and, for replay and latching, by the peer's address.
     media_by_local: FxHashMap<SocketAddr, (CallRef, usize)>,
-    media_by_remote: HashMap<SocketAddr, (CallRef, usize)>,
+    /// By the peer's address; `true` marks replay's answering party (media for GW1's inside).
+    media_by_remote: HashMap<SocketAddr, (CallRef, usize, bool)>,
     media_by_stream: FxHashMap<StreamId, (CallRef, usize)>,
-    /// Replay: media addresses of answering parties, which play the inside.
-    replay_inside_media: HashMap<SocketAddr, (CallRef, usize)>,
     server: ServerTxns,
     client: ClientTxns,
     registrations: HashMap<String, (String, Duration)>,
@@ -85,7 +86,7 @@ pub struct Gw2 {
 pub enum Handoff {
     Sip {
         call: CallRef,
-        msg: Message,
+        msg: Box<Message>,
     },
     Media {
         stream: StreamId,
@@ -110,7 +111,6 @@ impl Gw2 {
             media_by_local: FxHashMap::default(),
             media_by_remote: HashMap::new(),
             media_by_stream: FxHashMap::default(),
-            replay_inside_media: HashMap::new(),
             server: ServerTxns::default(),
             client: ClientTxns::default(),
             registrations: HashMap::new(),
@@ -184,7 +184,10 @@ impl Gw2 {
     ) -> Option<Handoff> {
         if self.replay {
             if let Some(call) = self.answering_party_call(&flow, &msg) {
-                return Some(Handoff::Sip { call, msg });
+                return Some(Handoff::Sip {
+                    call,
+                    msg: Box::new(msg),
+                });
             }
         }
         match msg.start() {
@@ -534,7 +537,7 @@ impl Gw2 {
             let idx = streams.len();
             self.media_by_local.insert(local, (call, idx));
             if let Some(r) = remote {
-                self.media_by_remote.insert(r, (call, idx));
+                self.media_by_remote.insert(r, (call, idx, false));
             }
             self.media_by_stream.insert(stream, (call, idx));
             streams.push(MediaStream {
@@ -579,12 +582,13 @@ impl Gw2 {
             sdp_id: self.ids.number(),
             sdp_version: 1,
             answering: flow.local,
-            answering_media: Vec::new(),
+            remote_keys: remotes.iter().flatten().copied().collect(),
             calling: calling.user.clone(),
             called: called.user.clone(),
             emergency,
             setup_at: now,
             answered_at: None,
+            ended_at: None,
         };
         self.by_call_id.insert(call_id, call);
         self.calls.insert(call, oc);
@@ -810,6 +814,12 @@ impl Gw2 {
                 })
                 .map_err(|e| Rejection::NotAcceptableHere(e.to_string()))?;
                 update_remotes(&mut c.streams, &parsed.remotes);
+                for (idx, r) in parsed.remotes.iter().enumerate() {
+                    if let Some(r) = r {
+                        self.media_by_remote.insert(*r, (call, idx, false));
+                        c.remote_keys.push(*r);
+                    }
+                }
                 c.offer = parsed.media.clone();
                 c.reinvite_key = Some(key.clone());
                 if method == Method::Invite {
@@ -1039,6 +1049,7 @@ impl Gw2 {
             return;
         }
         c.state = CallState::Ended;
+        c.ended_at = Some(now);
         let mut media = MediaCounters::default();
         for s in &c.streams {
             media.add(&s.counters);
@@ -1060,28 +1071,28 @@ impl Gw2 {
 
     /// RTP/RTCP from outside for a known stream: checked, then sent over the tunnel.
     fn handle_media(&mut self, flow: Flow, data: &Bytes, out: &mut Out) -> Option<Option<Handoff>> {
-        if self.replay {
-            if let Some(&(call, idx)) = self.replay_inside_media.get(&flow.remote) {
-                let stream = self.calls.get(&call)?.streams.get(idx)?.stream;
-                return Some(Some(Handoff::Media {
-                    stream,
-                    src: flow.remote,
-                    data: data.clone(),
-                }));
-            }
-        }
+        // One lookup per packet in the common case: our port (live), else the peer's address.
         let rtcp_remote = SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1));
-        let &(call, idx) = self
+        let (call, idx, answering) = self
             .media_by_local
             .get(&flow.local)
-            .or_else(|| self.media_by_remote.get(&flow.remote))
+            .map(|&(c, i)| (c, i, false))
+            .or_else(|| self.media_by_remote.get(&flow.remote).copied())
             .or_else(|| {
                 if super::media::is_rtcp(data) {
-                    self.media_by_remote.get(&rtcp_remote)
+                    self.media_by_remote.get(&rtcp_remote).copied()
                 } else {
                     None
                 }
             })?;
+        if answering {
+            let stream = self.calls.get(&call)?.streams.get(idx)?.stream;
+            return Some(Some(Handoff::Media {
+                stream,
+                src: flow.remote,
+                data: data.clone(),
+            }));
+        }
         let c = self.calls.get_mut(&call)?;
         let ended = c.state == CallState::Ended;
         let s = c.streams.get_mut(idx)?;
@@ -1141,29 +1152,12 @@ impl Gw2 {
         let Some(&(call, idx)) = self.media_by_stream.get(&stream) else {
             return;
         };
-        let Some(c) = self.calls.get(&call) else {
-            return;
-        };
-        let Some(s) = c.streams.get(idx) else { return };
-        let Some(remote) = s.remote else { return };
-        let (local, remote) = if rtcp {
-            (
-                SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
-                SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
-            )
-        } else {
-            (s.local, remote)
-        };
-        out.transmits.push_back(Transmit {
-            side: Side::Outside,
-            flow: Flow {
-                transport: super::Transport::Udp,
-                local,
-                remote,
-            },
-            protocol: if rtcp { Protocol::Rtcp } else { Protocol::Rtp },
-            payload: data,
-        });
+        let transmit = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.streams.get_mut(idx))
+            .and_then(|s| s.relay(Side::Outside, rtcp, data));
+        out.transmits.extend(transmit);
     }
 
     /// Replay: remembers the answering party's media addresses of a call (from its SDP), so
@@ -1174,10 +1168,11 @@ impl Gw2 {
         };
         for (idx, r) in remotes.iter().enumerate() {
             if let Some(r) = r {
-                c.answering_media.push(*r);
-                self.replay_inside_media.insert(*r, (call, idx));
+                c.remote_keys.push(*r);
+                self.media_by_remote.insert(*r, (call, idx, true));
                 let rtcp = SocketAddr::new(r.ip(), r.port().wrapping_add(1));
-                self.replay_inside_media.insert(rtcp, (call, idx));
+                self.media_by_remote.insert(rtcp, (call, idx, true));
+                c.remote_keys.push(rtcp);
             }
         }
     }
@@ -1206,6 +1201,42 @@ impl Gw2 {
             }
         }
         self.registrations.retain(|_, (_, exp)| *exp > now);
+        self.forget_ended_calls(now);
+    }
+
+    /// Ended calls stay long enough to absorb late retransmissions and stray media, then go,
+    /// with every index that points at them.
+    fn forget_ended_calls(&mut self, now: Duration) {
+        let expired: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.ended_at.is_some_and(|t| now >= t + super::sipua::LINGER))
+            .map(|(k, _)| *k)
+            .collect();
+        for call in expired {
+            let Some(c) = self.calls.remove(&call) else {
+                continue;
+            };
+            if self.by_call_id.get(&c.call_id) == Some(&call) {
+                self.by_call_id.remove(&c.call_id);
+            }
+            // Ports and peer addresses may already serve a newer call: remove only our own.
+            for s in &c.streams {
+                if self
+                    .media_by_local
+                    .get(&s.local)
+                    .is_some_and(|e| e.0 == call)
+                {
+                    self.media_by_local.remove(&s.local);
+                }
+                self.media_by_stream.remove(&s.stream);
+            }
+            for r in &c.remote_keys {
+                if self.media_by_remote.get(r).is_some_and(|e| e.0 == call) {
+                    self.media_by_remote.remove(r);
+                }
+            }
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Duration> {

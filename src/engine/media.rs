@@ -10,7 +10,10 @@ pub const MAX_MEDIA_PACKET: usize = 1500;
 /// Per-stream counters, summed per call in the call record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MediaCounters {
+    /// RTP packets from this side's peer that passed the checks and went over the tunnel.
     pub forwarded: u64,
+    /// RTP/RTCP packets from the other half sent on to this side's peer.
+    pub relayed: u64,
     pub rtcp_forwarded: u64,
     pub dropped_source: u64,
     pub dropped_malformed: u64,
@@ -22,6 +25,7 @@ pub struct MediaCounters {
 impl MediaCounters {
     pub fn add(&mut self, o: &MediaCounters) {
         self.forwarded += o.forwarded;
+        self.relayed += o.relayed;
         self.rtcp_forwarded += o.rtcp_forwarded;
         self.dropped_source += o.dropped_source;
         self.dropped_malformed += o.dropped_malformed;
@@ -72,6 +76,38 @@ pub fn is_rtcp(data: &[u8]) -> bool {
 }
 
 impl MediaStream {
+    /// The transmit that relays a packet from the other half to this stream's peer, from our
+    /// RTP port (RTCP: both ports + 1, RFC 3550 section 11); `None` before the peer is known.
+    pub fn relay(
+        &mut self,
+        side: super::Side,
+        rtcp: bool,
+        data: bytes::Bytes,
+    ) -> Option<super::Transmit> {
+        let remote = self.remote?;
+        self.counters.relayed += 1;
+        let bump = |a: SocketAddr| SocketAddr::new(a.ip(), a.port().wrapping_add(1));
+        let (local, remote) = if rtcp {
+            (bump(self.local), bump(remote))
+        } else {
+            (self.local, remote)
+        };
+        Some(super::Transmit {
+            side,
+            flow: super::Flow {
+                transport: super::Transport::Udp,
+                local,
+                remote,
+            },
+            protocol: if rtcp {
+                super::Protocol::Rtcp
+            } else {
+                super::Protocol::Rtp
+            },
+            payload: data,
+        })
+    }
+
     /// Checks one packet from `src`. On success returns whether it is RTCP.
     pub fn check(&mut self, src: SocketAddr, data: &[u8]) -> Result<bool, MediaDrop> {
         let result = self.check_inner(src, data);

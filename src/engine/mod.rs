@@ -486,7 +486,7 @@ impl Engine {
             None => {}
             Some(gw2::Handoff::Sip { call, msg }) => {
                 self.gw1
-                    .handle_inside_message(now, flow, msg, Some(call), &mut self.out);
+                    .handle_inside_message(now, flow, *msg, Some(call), &mut self.out);
             }
             Some(gw2::Handoff::Media { stream, src, data }) => {
                 self.gw1

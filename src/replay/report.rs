@@ -6,18 +6,13 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Totals over the whole capture.
+/// Totals over the whole capture: the reader's packet count, the engine's totals, and what
+/// the gateway sent each way.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Summary {
     pub packets: u64,
-    pub sip_messages: u64,
-    pub rtp_packets: u64,
-    pub rtcp_packets: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub ignored: u64,
-    pub calls: u64,
-    pub meta_messages: u64,
+    #[serde(flatten)]
+    pub engine: Stats,
     /// Packets GW1 sent to the inside (what `--out` holds).
     pub inside_packets: u64,
     /// Packets GW2 sent to the outside (responses, relayed media).
@@ -66,15 +61,7 @@ pub struct ReplayReport {
 impl ReplayReport {
     /// Takes the engine's totals.
     pub(super) fn count(&mut self, e: &Stats) {
-        let s = &mut self.summary;
-        s.sip_messages = e.sip_messages;
-        s.rtp_packets = e.rtp_packets;
-        s.rtcp_packets = e.rtcp_packets;
-        s.accepted = e.accepted;
-        s.rejected = e.rejected;
-        s.ignored = e.ignored;
-        s.calls = e.calls;
-        s.meta_messages = e.meta_messages;
+        self.summary.engine = e.clone();
     }
 
     pub(super) fn meta(&mut self, to_gw1: bool, m: &meta::Message) {
@@ -122,11 +109,11 @@ impl ReplayReport {
     /// The human summary: per call, per message verdict, and totals.
     pub fn human(&self, name: &str) -> String {
         let mut o = String::new();
-        let s = &self.summary;
+        let s = &self.summary.engine;
         let _ = writeln!(
             o,
             "{name}: {} packets, {} SIP messages, {} RTP and {} RTCP packets, {} calls",
-            s.packets, s.sip_messages, s.rtp_packets, s.rtcp_packets, s.calls
+            self.summary.packets, s.sip_messages, s.rtp_packets, s.rtcp_packets, s.calls
         );
         let mut by_call: BTreeMap<Option<u32>, Vec<&MessageEntry>> = BTreeMap::new();
         for m in &self.messages {
@@ -136,9 +123,13 @@ impl ReplayReport {
             let _ = writeln!(o, "\ncall {}: {} -> {}", c.call, c.calling, c.called);
             if let Some(r) = &c.record {
                 let dur = r.answered_at.map(|a| r.ended_at - a);
+                let dropped = r.media.dropped_source
+                    + r.media.dropped_malformed
+                    + r.media.dropped_payload_type
+                    + r.media.dropped_size;
                 let _ = writeln!(
                     o,
-                    "  {} cause {}{}; media forwarded {}, dropped {}",
+                    "  {} cause {}{}; media from outside {}, to outside {}, dropped {}",
                     if dur.is_some() {
                         "answered,"
                     } else {
@@ -147,10 +138,8 @@ impl ReplayReport {
                     r.cause,
                     dur.map(|d| format!(", {d:.1} s")).unwrap_or_default(),
                     r.media.forwarded + r.media.rtcp_forwarded,
-                    r.media.dropped_source
-                        + r.media.dropped_malformed
-                        + r.media.dropped_payload_type
-                        + r.media.dropped_size
+                    r.media.relayed,
+                    dropped
                 );
             }
             let _ = writeln!(o, "  meta: {}", c.meta.join(", "));
@@ -168,7 +157,7 @@ impl ReplayReport {
         let _ = writeln!(
             o,
             "\ntotals: {} accepted, {} rejected, {} ignored; {} packets to the inside",
-            s.accepted, s.rejected, s.ignored, s.inside_packets
+            s.accepted, s.rejected, s.ignored, self.summary.inside_packets
         );
         o
     }

@@ -15,6 +15,8 @@ pub enum SipError {
     Empty,
     #[error("malformed start line: {0}")]
     BadStartLine(&'static str),
+    #[error("line {line} is not UTF-8")]
+    NotUtf8 { line: usize },
     #[error("malformed header line {line}")]
     BadHeaderLine { line: usize },
     #[error("more than {limit} header fields")]

@@ -73,7 +73,12 @@ fn parse_head_at(buf: &[u8]) -> Result<Head, SipError> {
         });
     }
     let head = buf.get(..blank).ok_or(SipError::Incomplete)?;
-    let head = std::str::from_utf8(head).map_err(|_| SipError::BadStartLine("not UTF-8"))?;
+    let head = std::str::from_utf8(head).map_err(|e| {
+        let before = head.get(..e.valid_up_to()).unwrap_or(&[]);
+        SipError::NotUtf8 {
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+        }
+    })?;
     let (start, headers) = message::parse_head(head)?;
     let content_length = message::content_length(&headers)?;
     Ok(Head {

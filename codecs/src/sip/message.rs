@@ -5,6 +5,7 @@ use super::grammar::{self, CSeq, MediaType, NameAddr, Via};
 use super::{Method, MAX_HEADERS, MAX_HEADER_LEN, MAX_MAX_FORWARDS, MAX_VIAS};
 use bytes::Bytes;
 use ezk_sip_types::Name;
+use std::sync::OnceLock;
 
 /// The first line of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +111,17 @@ pub struct Message {
     start: StartLine,
     headers: Headers,
     body_start: usize,
+    /// Typed headers, parsed on first use: the transaction layer, the policy and the
+    /// translators all ask for the same few.
+    parsed: Parsed,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Parsed {
+    from: OnceLock<Result<NameAddr, SipError>>,
+    to: OnceLock<Result<NameAddr, SipError>>,
+    vias: OnceLock<Result<Vec<Via>, SipError>>,
+    cseq: OnceLock<Result<CSeq, SipError>>,
 }
 
 impl Message {
@@ -177,27 +189,43 @@ impl Message {
     }
 
     pub fn cseq(&self) -> Result<CSeq, SipError> {
-        CSeq::parse(self.headers.required(&Name::CSEQ, "CSeq")?)
+        self.parsed
+            .cseq
+            .get_or_init(|| CSeq::parse(self.headers.required(&Name::CSEQ, "CSeq")?))
+            .clone()
     }
 
     pub fn from(&self) -> Result<NameAddr, SipError> {
-        NameAddr::parse_single(self.headers.required(&Name::FROM, "From")?, "From")
+        self.parsed
+            .from
+            .get_or_init(|| {
+                NameAddr::parse_single(self.headers.required(&Name::FROM, "From")?, "From")
+            })
+            .clone()
     }
 
     pub fn to(&self) -> Result<NameAddr, SipError> {
-        NameAddr::parse_single(self.headers.required(&Name::TO, "To")?, "To")
+        self.parsed
+            .to
+            .get_or_init(|| NameAddr::parse_single(self.headers.required(&Name::TO, "To")?, "To"))
+            .clone()
     }
 
     /// All Via values, topmost first.
     pub fn vias(&self) -> Result<Vec<Via>, SipError> {
-        let mut out = Vec::new();
-        for v in self.headers.list(&Name::VIA) {
-            if out.len() >= MAX_VIAS {
-                return Err(SipError::TooManyVias { limit: MAX_VIAS });
-            }
-            out.push(Via::parse(v)?);
-        }
-        Ok(out)
+        self.parsed
+            .vias
+            .get_or_init(|| {
+                let mut out = Vec::new();
+                for v in self.headers.list(&Name::VIA) {
+                    if out.len() >= MAX_VIAS {
+                        return Err(SipError::TooManyVias { limit: MAX_VIAS });
+                    }
+                    out.push(Via::parse(v)?);
+                }
+                Ok(out)
+            })
+            .clone()
     }
 
     pub fn contacts(&self) -> Result<Vec<NameAddr>, SipError> {
@@ -404,6 +432,7 @@ impl Message {
             start,
             headers,
             body_start,
+            parsed: Parsed::default(),
         }
     }
 

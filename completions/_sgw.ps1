@@ -1,0 +1,140 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'sgw'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'sgw' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files through the gateway as if each arrived over UDP')
+            [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
+            [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;run' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'The TOML configuration (see `sgw check-config --help`); without it, the built-in demo')
+            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'Which half to run [default: the halves the configuration describes]')
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Demo only: GW2''s SIP address, UDP and TCP (port 0 picks a free port)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No per-call log lines on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No per-call log lines on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;replay' {
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write what the inside network would receive (GW1''s output) to this pcap file')
+            [CompletionResult]::new('--inside-family', '--inside-family', [CompletionResultType]::ParameterName, 'IP family of the inside network (default: the same as each call''s outside leg)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document instead of the human summary')
+            [CompletionResult]::new('--fail-on-reject', '--fail-on-reject', [CompletionResultType]::ParameterName, 'Exit with status 1 when any message or packet was rejected')
+            [CompletionResult]::new('--all-media', '--all-media', [CompletionResultType]::ParameterName, 'List every RTP/RTCP packet in the JSON output, not only rejected ones')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;check' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array with one object per file')
+            [CompletionResult]::new('--fail-on-reject', '--fail-on-reject', [CompletionResultType]::ParameterName, 'Exit with status 1 when any message was rejected')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;pki' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;pki;init' {
+            [CompletionResult]::new('--gw2-name', '--gw2-name', [CompletionResultType]::ParameterName, 'A DNS name or IP address GW1 uses to reach GW2; repeat for several [default: localhost, 127.0.0.1, ::1]')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite existing files')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;pki;help' {
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;pki;help;init' {
+            break
+        }
+        'sgw;pki;help;help' {
+            break
+        }
+        'sgw;check-config' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;help' {
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files through the gateway as if each arrived over UDP')
+            [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
+            [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;help;run' {
+            break
+        }
+        'sgw;help;replay' {
+            break
+        }
+        'sgw;help;check' {
+            break
+        }
+        'sgw;help;pki' {
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)')
+            break
+        }
+        'sgw;help;pki;init' {
+            break
+        }
+        'sgw;help;check-config' {
+            break
+        }
+        'sgw;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

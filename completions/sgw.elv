@@ -1,0 +1,117 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[sgw] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'sgw'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'sgw'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters'
+            cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
+            cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;run'= {
+            cand --config 'The TOML configuration (see `sgw check-config --help`); without it, the built-in demo'
+            cand --role 'Which half to run [default: the halves the configuration describes]'
+            cand --listen 'Demo only: GW2''s SIP address, UDP and TCP (port 0 picks a free port)'
+            cand -q 'No per-call log lines on stderr'
+            cand --quiet 'No per-call log lines on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;replay'= {
+            cand --out 'Write what the inside network would receive (GW1''s output) to this pcap file'
+            cand --inside-family 'IP family of the inside network (default: the same as each call''s outside leg)'
+            cand --json 'Print one JSON document instead of the human summary'
+            cand --fail-on-reject 'Exit with status 1 when any message or packet was rejected'
+            cand --all-media 'List every RTP/RTCP packet in the JSON output, not only rejected ones'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;check'= {
+            cand --json 'Print a JSON array with one object per file'
+            cand --fail-on-reject 'Exit with status 1 when any message was rejected'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;pki'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;pki;init'= {
+            cand --gw2-name 'A DNS name or IP address GW1 uses to reach GW2; repeat for several [default: localhost, 127.0.0.1, ::1]'
+            cand --force 'Overwrite existing files'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;pki;help'= {
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;pki;help;init'= {
+        }
+        &'sgw;pki;help;help'= {
+        }
+        &'sgw;check-config'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;help'= {
+            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters'
+            cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
+            cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;help;run'= {
+        }
+        &'sgw;help;replay'= {
+        }
+        &'sgw;help;check'= {
+        }
+        &'sgw;help;pki'= {
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+        }
+        &'sgw;help;pki;init'= {
+        }
+        &'sgw;help;check-config'= {
+        }
+        &'sgw;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,73 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_sgw_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_sgw_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_sgw_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_sgw_using_subcommand
+    set -l cmd (__fish_sgw_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c sgw -n "__fish_sgw_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c sgw -n "__fish_sgw_needs_command" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half\'s counters'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "check" -d 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "pki" -d 'Manage the private PKI of the GW1-GW2 tunnel'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "check-config" -d 'Check a configuration file: prints "ok" or each error with its key and line'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sgw -n "__fish_sgw_using_subcommand run" -l config -d 'The TOML configuration (see `sgw check-config --help`); without it, the built-in demo' -r -F
+complete -c sgw -n "__fish_sgw_using_subcommand run" -l role -d 'Which half to run [default: the halves the configuration describes]' -r -f -a "gw1\t'The relay gateway in the intranet: opens the tunnel, speaks SIP to the inside'
+gw2\t'The termination gateway in the DMZ: terminates outside SIP, accepts the tunnel'
+both\t'Both halves in one process, joined by the real tunnel'"
+complete -c sgw -n "__fish_sgw_using_subcommand run" -l listen -d 'Demo only: GW2\'s SIP address, UDP and TCP (port 0 picks a free port)' -r
+complete -c sgw -n "__fish_sgw_using_subcommand run" -s q -l quiet -d 'No per-call log lines on stderr'
+complete -c sgw -n "__fish_sgw_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c sgw -n "__fish_sgw_using_subcommand run" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l out -d 'Write what the inside network would receive (GW1\'s output) to this pcap file' -r -F
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l inside-family -d 'IP family of the inside network (default: the same as each call\'s outside leg)' -r -f -a "ipv4\t''
+ipv6\t''"
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l json -d 'Print one JSON document instead of the human summary'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l fail-on-reject -d 'Exit with status 1 when any message or packet was rejected'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l all-media -d 'List every RTP/RTCP packet in the JSON output, not only rejected ones'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -s h -l help -d 'Print help'
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -l json -d 'Print a JSON array with one object per file'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -l fail-on-reject -d 'Exit with status 1 when any message was rejected'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -s h -l help -d 'Print help'
+complete -c sgw -n "__fish_sgw_using_subcommand check" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and not __fish_seen_subcommand_from init help" -s h -l help -d 'Print help'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and not __fish_seen_subcommand_from init help" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and not __fish_seen_subcommand_from init help" -f -a "init" -d 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and not __fish_seen_subcommand_from init help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_from init" -l gw2-name -d 'A DNS name or IP address GW1 uses to reach GW2; repeat for several [default: localhost, 127.0.0.1, ::1]' -r
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_from init" -l force -d 'Overwrite existing files'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_from init" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "init" -d 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sgw -n "__fish_sgw_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c sgw -n "__fish_sgw_using_subcommand check-config" -s V -l version -d 'Print version'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half\'s counters'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "check" -d 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "pki" -d 'Manage the private PKI of the GW1-GW2 tunnel'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "check-config" -d 'Check a configuration file: prints "ok" or each error with its key and line'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and __fish_seen_subcommand_from pki" -f -a "init" -d 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
