@@ -10,8 +10,8 @@ use crate::q931;
 use h323_asn1::h225::{
     AlertingUUIE, CallIdentifier, CallProceedingUUIE, CallType, ConferenceIdentifier, ConnectUUIE,
     EndpointType, GatewayInfo, GloballyUniqueID, H221NonStandard, H323UUPDUH323MessageBody,
-    H323UserInformation, ProtocolIdentifier, ReleaseCompleteReason, ReleaseCompleteUUIE,
-    SetupUUIE, SetupUUIEConferenceGoal, TransportAddress, TransportAddressIp6Address,
+    H323UserInformation, ProtocolIdentifier, ReleaseCompleteReason, ReleaseCompleteUUIE, SetupUUIE,
+    SetupUUIEConferenceGoal, TransportAddress, TransportAddressIp6Address,
     TransportAddressIpAddress, VendorIdentifier, H323UUPDU,
 };
 use h323_asn1::rasn::types::{FixedOctetString, ObjectIdentifier, OctetString};

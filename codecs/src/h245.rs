@@ -434,15 +434,8 @@ pub fn user_input_signal(event: u8, duration_ms: u16) -> Option<MultimediaSystem
     };
     let mut buf = [0u8; 4];
     let ty = Ia5String::from_iso646_bytes(c.encode_utf8(&mut buf).as_bytes()).ok()?;
-    let signal = UserInputIndicationSignal::new(
-        ty,
-        Some(duration_ms.max(1)),
-        None,
-        None,
-        None,
-        None,
-        None,
-    );
+    let signal =
+        UserInputIndicationSignal::new(ty, Some(duration_ms.max(1)), None, None, None, None, None);
     Some(MultimediaSystemControlMessage::indication(
         IndicationMessage::userInput(UserInputIndication::signal(signal)),
     ))
@@ -475,7 +468,13 @@ mod tests {
 
     #[test]
     fn codecs_round_trip() {
-        for (pt, name) in [(0, "PCMU"), (8, "PCMA"), (9, "G722"), (4, "G723"), (18, "G729")] {
+        for (pt, name) in [
+            (0, "PCMU"),
+            (8, "PCMA"),
+            (9, "G722"),
+            (4, "G723"),
+            (18, "G729"),
+        ] {
             let a = codec_to_audio(&codec(pt, name), 20).unwrap();
             let back = audio_to_codec(&a).unwrap();
             assert_eq!((back.payload_type, back.name.as_str()), (pt, name));

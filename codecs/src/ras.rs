@@ -7,8 +7,8 @@ use crate::h225::protocol_identifier;
 use h323_asn1::h225::{
     AdmissionReject, AdmissionRejectReason, BandRejectReason, BandWidth, BandwidthReject,
     DisengageReject, DisengageRejectReason, GatekeeperReject, GatekeeperRejectReason,
-    LocationReject, LocationRejectReason, RasMessage, RegistrationReject,
-    RegistrationRejectReason, RequestSeqNum, UnregRejectReason, UnregistrationReject,
+    LocationReject, LocationRejectReason, RasMessage, RegistrationReject, RegistrationRejectReason,
+    RequestSeqNum, UnregRejectReason, UnregistrationReject,
 };
 
 /// The H.225.0 name of a RAS message ("RegistrationRequest") and its usual abbreviation
@@ -192,12 +192,13 @@ mod tests {
             if p.extension().is_none_or(|x| x != "hex") {
                 continue;
             }
-            let m = h323_asn1::decode_ras(&hex(std::fs::read_to_string(&p).unwrap().trim()))
-                .unwrap();
+            let m =
+                h323_asn1::decode_ras(&hex(std::fs::read_to_string(&p).unwrap().trim())).unwrap();
             let (name, _) = message_name(&m);
             let file = p.file_name().unwrap().to_string_lossy().into_owned();
             assert!(
-                file.to_ascii_lowercase().contains(&name.to_ascii_lowercase()),
+                file.to_ascii_lowercase()
+                    .contains(&name.to_ascii_lowercase()),
                 "{file}: {name}"
             );
             if let Some(rej) = gatekeeper_reject(&m) {
