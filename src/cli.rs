@@ -32,6 +32,13 @@ pub enum FamilyArg {
     Ipv6,
 }
 
+/// Signalling protocol of the inside network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    Sip,
+    H323,
+}
+
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The capture to replay (pcap or pcapng).
@@ -45,6 +52,10 @@ pub struct ReplayArgs {
     /// IP family of the inside network (default: the same as each call's outside leg).
     #[arg(long, value_enum, value_name = "FAMILY")]
     pub inside_family: Option<FamilyArg>,
+    /// Signalling protocol GW1 speaks on the inside (default: the same as each call's outside
+    /// leg): H.323 sends Q.931/H.225.0 Setup with fastStart over TCP to the next hop's port 1720.
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub inside: Option<ProtocolArg>,
     /// Exit with status 1 when any message or packet was rejected.
     #[arg(long)]
     pub fail_on_reject: bool,

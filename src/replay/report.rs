@@ -11,6 +11,12 @@ use std::fmt::Write;
 pub struct Summary {
     pub packets: u64,
     pub sip_messages: u64,
+    /// H.225.0 call signalling messages (Q.931 messages in TPKT; empty keepalive TPKTs excluded).
+    pub h225_messages: u64,
+    /// H.245 PDUs, on separate connections or tunnelled.
+    pub h245_messages: u64,
+    /// RAS messages (UDP 1718/1719).
+    pub ras_messages: u64,
     pub rtp_packets: u64,
     pub rtcp_packets: u64,
     pub accepted: u64,
@@ -68,6 +74,9 @@ impl ReplayReport {
     pub(super) fn count(&mut self, e: &Stats) {
         let s = &mut self.summary;
         s.sip_messages = e.sip_messages;
+        s.h225_messages = e.h225_messages;
+        s.h245_messages = e.h245_messages;
+        s.ras_messages = e.ras_messages;
         s.rtp_packets = e.rtp_packets;
         s.rtcp_packets = e.rtcp_packets;
         s.accepted = e.accepted;
@@ -125,8 +134,15 @@ impl ReplayReport {
         let s = &self.summary;
         let _ = writeln!(
             o,
-            "{name}: {} packets, {} SIP messages, {} RTP and {} RTCP packets, {} calls",
-            s.packets, s.sip_messages, s.rtp_packets, s.rtcp_packets, s.calls
+            "{name}: {} packets, {} SIP, {} H.225.0, {} H.245 and {} RAS messages, {} RTP and {} RTCP packets, {} calls",
+            s.packets,
+            s.sip_messages,
+            s.h225_messages,
+            s.h245_messages,
+            s.ras_messages,
+            s.rtp_packets,
+            s.rtcp_packets,
+            s.calls
         );
         let mut by_call: BTreeMap<Option<u32>, Vec<&MessageEntry>> = BTreeMap::new();
         for m in &self.messages {
