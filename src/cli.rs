@@ -16,7 +16,8 @@ pub struct Cli {
 pub enum Command {
     /// Show what the gateway would accept, reject and emit for a packet capture.
     Replay(ReplayArgs),
-    /// Run single raw SIP message files through the gateway as if each arrived over UDP.
+    /// Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as
+    /// a TCP stream to port 1720) through the gateway.
     Check(CheckArgs),
     /// Manage the private PKI of the GW1-GW2 tunnel.
     Pki(PkiArgs),
@@ -66,7 +67,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Raw SIP message files (one message each, as in RFC 4475's archive).
+    /// Raw message files: SIP (one message each, as in RFC 4475's archive) or TPKT-framed
+    /// H.225.0 (detected by a TPKT header at offset 0).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print a JSON array with one object per file.
