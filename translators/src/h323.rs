@@ -403,6 +403,17 @@ fn alias(user: &str) -> Option<AliasAddress> {
     if user.is_empty() {
         return None;
     }
+    // dialedDigits has no '+': an E.164 number is sent without it (H.225.0 AliasAddress).
+    let number = user.strip_prefix('+').unwrap_or(user);
+    let digits = !number.is_empty()
+        && number.len() <= 128
+        && number
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'#' || b == b'*' || b == b',');
+    if digits {
+        let s = h323_asn1::rasn::types::Ia5String::from_iso646_bytes(number.as_bytes()).ok()?;
+        return Some(AliasAddress::dialedDigits(s));
+    }
     let digits = user.len() <= 128
         && user
             .bytes()
