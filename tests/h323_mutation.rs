@@ -241,7 +241,10 @@ fn codec(pt: u8, name: &str) -> Codec {
 
 /// Seeds: captured H.225.0 PDUs plus our fastStart Setups (IPv4 and IPv6); OLCs from the
 /// captured H.245 OpenLogicalChannels and from our fastStart; captured RAS.
-fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// PDUs to mutate: (H.225.0, fastStart OLCs, RAS).
+type Seeds = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn seeds() -> Seeds {
     let media = vec![MediaDescription {
         stream: Some(StreamId(2)),
         kind: MediaKind::Audio,
