@@ -302,7 +302,7 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__replay)
-            opts="-h -V --json --out --inside-family --fail-on-reject --all-media --help --version"
+            opts="-h -V --json --out --inside-family --inside --fail-on-reject --all-media --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -314,6 +314,10 @@ _sgw() {
                     ;;
                 --inside-family)
                     COMPREPLY=($(compgen -W "ipv4 ipv6" -- "${cur}"))
+                    return 0
+                    ;;
+                --inside)
+                    COMPREPLY=($(compgen -W "sip h323" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -24,7 +24,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
             cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
-            cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -43,6 +43,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;replay'= {
             cand --out 'Write what the inside network would receive (GW1''s output) to this pcap file'
             cand --inside-family 'IP family of the inside network (default: the same as each call''s outside leg)'
+            cand --inside 'Signalling protocol GW1 speaks on the inside (default: the same as each call''s outside leg): H.323 sends Q.931/H.225.0 Setup with fastStart over TCP to the next hop''s port 1720'
             cand --json 'Print one JSON document instead of the human summary'
             cand --fail-on-reject 'Exit with status 1 when any message or packet was rejected'
             cand --all-media 'List every RTP/RTCP packet in the JSON output, not only rejected ones'
@@ -92,7 +93,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help'= {
             cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
-            cand check 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+            cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand help 'Print this message or the help of the given subcommand(s)'

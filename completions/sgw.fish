@@ -28,7 +28,7 @@ complete -c sgw -n "__fish_sgw_needs_command" -s h -l help -d 'Print help (see m
 complete -c sgw -n "__fish_sgw_needs_command" -s V -l version -d 'Print version'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half\'s counters'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
-complete -c sgw -n "__fish_sgw_needs_command" -f -a "check" -d 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "check" -d 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "pki" -d 'Manage the private PKI of the GW1-GW2 tunnel'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "check-config" -d 'Check a configuration file: prints "ok" or each error with its key and line'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -43,6 +43,8 @@ complete -c sgw -n "__fish_sgw_using_subcommand run" -s V -l version -d 'Print v
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l out -d 'Write what the inside network would receive (GW1\'s output) to this pcap file' -r -F
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l inside-family -d 'IP family of the inside network (default: the same as each call\'s outside leg)' -r -f -a "ipv4\t''
 ipv6\t''"
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l inside -d 'Signalling protocol GW1 speaks on the inside (default: the same as each call\'s outside leg): H.323 sends Q.931/H.225.0 Setup with fastStart over TCP to the next hop\'s port 1720' -r -f -a "sip\t''
+h323\t''"
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l json -d 'Print one JSON document instead of the human summary'
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l fail-on-reject -d 'Exit with status 1 when any message or packet was rejected'
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l all-media -d 'List every RTP/RTCP packet in the JSON output, not only rejected ones'
@@ -66,7 +68,7 @@ complete -c sgw -n "__fish_sgw_using_subcommand check-config" -s h -l help -d 'P
 complete -c sgw -n "__fish_sgw_using_subcommand check-config" -s V -l version -d 'Print version'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half\'s counters'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
-complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "check" -d 'Run single raw SIP message files through the gateway as if each arrived over UDP'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "check" -d 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "pki" -d 'Manage the private PKI of the GW1-GW2 tunnel'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "check-config" -d 'Check a configuration file: prints "ok" or each error with its key and line'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -32,7 +32,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show what the gateway would accept, reject and emit for a packet capture.
     Replay(ReplayArgs),
-    /// Run single raw SIP message files through the gateway as if each arrived over UDP.
+    /// Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as
+    /// a TCP stream to port 1720) through the gateway.
     Check(CheckArgs),
     /// Manage the private PKI of the GW1-GW2 tunnel.
     Pki(PkiArgs),
@@ -75,6 +76,13 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// Signalling protocol of the inside network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    Sip,
+    H323,
+}
+
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The capture to replay (pcap or pcapng).
@@ -88,6 +96,10 @@ pub struct ReplayArgs {
     /// IP family of the inside network (default: the same as each call's outside leg).
     #[arg(long, value_enum, value_name = "FAMILY")]
     pub inside_family: Option<FamilyArg>,
+    /// Signalling protocol GW1 speaks on the inside (default: the same as each call's outside
+    /// leg): H.323 sends Q.931/H.225.0 Setup with fastStart over TCP to the next hop's port 1720.
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub inside: Option<ProtocolArg>,
     /// Exit with status 1 when any message or packet was rejected.
     #[arg(long)]
     pub fail_on_reject: bool,
@@ -98,7 +110,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Raw SIP message files (one message each, as in RFC 4475's archive).
+    /// Raw message files: SIP (one message each, as in RFC 4475's archive) or TPKT-framed
+    /// H.225.0 (detected by a TPKT header at offset 0).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print a JSON array with one object per file.

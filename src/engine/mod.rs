@@ -24,6 +24,7 @@
 
 mod gw1;
 mod gw2;
+mod h323;
 mod ids;
 mod media;
 pub mod policy;
@@ -35,6 +36,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+pub use h323::InsideProtocol;
 pub use media::MediaCounters;
 pub use policy::{Rejection, SipPolicy};
 
@@ -90,6 +92,12 @@ pub enum Protocol {
     Sip,
     Rtp,
     Rtcp,
+    /// H.225.0 call signalling (Q.931 in TPKT).
+    H225,
+    /// H.245, on its own TCP connection or tunnelled in H.225.0.
+    H245,
+    /// H.225.0 RAS.
+    Ras,
 }
 
 /// Bytes to send: `flow.local` is the source, `flow.remote` the destination.
@@ -269,6 +277,8 @@ pub struct EngineConfig {
     pub inside_v6: InsideConfig,
     /// Inside family; `None` means the same family as the outside call.
     pub inside_family: Option<Family>,
+    /// Inside protocol; `None` means the same protocol as the outside call.
+    pub inside_protocol: Option<InsideProtocol>,
     /// GW2's outside media ports.
     pub outside_media_ports: (u16, u16),
     /// Seed for identifiers (Call-ID, tags, branches). Fixed in replay for reproducible output.
@@ -295,6 +305,7 @@ impl Default for EngineConfig {
             inside_v4: InsideConfig::default_for(Family::V4),
             inside_v6: InsideConfig::default_for(Family::V6),
             inside_family: None,
+            inside_protocol: None,
             outside_media_ports: (20000, 29999),
             id_seed: 0x5347_5700,
             replay: false,
@@ -399,13 +410,16 @@ impl Out {
             Protocol::Sip => s.sip_messages += 1,
             Protocol::Rtp => s.rtp_packets += 1,
             Protocol::Rtcp => s.rtcp_packets += 1,
+            Protocol::H225 => s.h225_messages += 1,
+            Protocol::H245 => s.h245_messages += 1,
+            Protocol::Ras => s.ras_messages += 1,
         }
         match r.verdict {
             Verdict::Accepted => s.accepted += 1,
             Verdict::Rejected => s.rejected += 1,
             Verdict::Ignored => s.ignored += 1,
         }
-        let media = r.protocol != Protocol::Sip;
+        let media = matches!(r.protocol, Protocol::Rtp | Protocol::Rtcp);
         if !media || r.verdict != Verdict::Accepted || self.report_accepted_media {
             self.events.push_back(Event::Report(r));
         }
@@ -421,6 +435,7 @@ impl Out {
 pub struct Engine {
     gw2: gw2::Gw2,
     gw1: gw1::Gw1,
+    h323: h323::H323,
     out: Out,
     /// SIP framing per stream; `None` for streams that are not SIP or lost framing.
     streams: HashMap<ConnId, Option<codecs::sip::StreamFramer>>,
@@ -441,6 +456,9 @@ pub struct Engine {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Stats {
     pub sip_messages: u64,
+    pub h225_messages: u64,
+    pub h245_messages: u64,
+    pub ras_messages: u64,
     pub rtp_packets: u64,
     pub rtcp_packets: u64,
     pub accepted: u64,
@@ -456,6 +474,7 @@ impl Engine {
         Engine {
             gw2: gw2::Gw2::new(&config),
             gw1: gw1::Gw1::new(&config),
+            h323: h323::H323::new(&config),
             out: Out {
                 report_accepted_media: config.report_accepted_media,
                 replay: config.replay,
@@ -475,6 +494,11 @@ impl Engine {
 
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        // RAS (UDP 1718/1719) and media of H.323 calls.
+        if self.h323.handle_datagram(flow, &data, &mut self.out) {
+            self.pump(now);
+            return;
+        }
         let handoff = self.gw2.handle_datagram(now, flow, data, &mut self.out);
         self.handoff(now, flow, handoff);
         self.pump(now);
@@ -502,10 +526,17 @@ impl Engine {
         self.pump(now);
     }
 
-    /// Bytes arrived on an outside stream connection (TCP/TLS), in order. A stream is SIP when
-    /// it uses a SIP port (5060, 5061: the listener's) or its first bytes look like SIP;
-    /// other streams are ignored.
+    /// Bytes arrived on an outside stream connection (TCP/TLS), in order. A stream is H.225.0
+    /// when it uses port 1720 or starts with TPKT + Q.931, H.245 when it goes to or from an
+    /// `h245Address` announced in H.225.0, SIP when it uses a SIP port (5060, 5061: the
+    /// listener's) or its first bytes look like SIP; other streams are ignored.
     pub fn handle_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
+        if !self.streams.contains_key(&conn) && self.h323.claim_stream(conn, &flow, data) {
+            self.h323
+                .handle_stream(now, conn, flow, data, &mut self.out);
+            self.pump(now);
+            return;
+        }
         let entry = self.streams.entry(conn).or_insert_with(|| {
             let sip = is_sip_port(flow.local.port())
                 || is_sip_port(flow.remote.port())
@@ -540,6 +571,7 @@ impl Engine {
 
     /// Bytes were lost on a stream (a capture gap): framing restarts at the next start line.
     pub fn handle_stream_gap(&mut self, _now: Duration, conn: ConnId) {
+        self.h323.stream_gap(conn);
         match self.streams.get_mut(&conn) {
             Some(Some(framer)) => framer.resync(),
             // A stream that lost framing may recover after the gap.
@@ -551,6 +583,7 @@ impl Engine {
     /// The peer closed a stream connection.
     pub fn handle_stream_closed(&mut self, _now: Duration, conn: ConnId) {
         self.streams.remove(&conn);
+        self.h323.stream_closed(conn);
     }
 
     /// Timers due at or before `now` fire.
@@ -630,7 +663,10 @@ impl Engine {
             } else if let Some((call, remotes)) = self.out.replay_answering_media.pop_front() {
                 self.gw2.note_answering_media(call, &remotes);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
-                if local {
+                if local && self.h323.owns_inside_stream(stream) {
+                    self.h323
+                        .handle_tunnel_media_inside(stream, rtcp, data, &mut self.out);
+                } else if local {
                     self.gw1
                         .handle_tunnel_media(stream, rtcp, data, &mut self.out);
                 } else {
@@ -638,7 +674,10 @@ impl Engine {
                         .push_back(TunnelOut::Media { stream, rtcp, data });
                 }
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
-                if local {
+                if local && self.h323.owns_outside_stream(stream) {
+                    self.h323
+                        .handle_tunnel_media_outside(stream, rtcp, data, &mut self.out);
+                } else if local {
                     self.gw2
                         .handle_tunnel_media(stream, rtcp, data, &mut self.out);
                 } else {
@@ -694,8 +733,20 @@ impl Engine {
             to_gw1,
             message: m.clone(),
         });
+        self.deliver_meta(now, m, to_gw1);
+    }
+
+    /// Hands a Meta message to the half it is for: the H.323 side owns the calls it terminates
+    /// (GW2) or places (GW1), the SIP halves the rest.
+    fn deliver_meta(&mut self, now: Duration, m: meta::Message, to_gw1: bool) {
         if to_gw1 {
-            self.gw1.handle_meta(now, m, &mut self.out);
+            if self.h323.inside_wants(&m) {
+                self.h323.handle_meta_inside(now, m, &mut self.out);
+            } else {
+                self.gw1.handle_meta(now, m, &mut self.out);
+            }
+        } else if m.call().is_some_and(|c| self.h323.outside_owns(c)) {
+            self.h323.handle_meta_outside(now, m, &mut self.out);
         } else {
             self.gw2.handle_meta(now, m, &mut self.out);
         }
@@ -723,11 +774,7 @@ impl Engine {
             to_gw1,
             message: m.clone(),
         });
-        if to_gw1 {
-            self.gw1.handle_meta(now, m, &mut self.out);
-        } else {
-            self.gw2.handle_meta(now, m, &mut self.out);
-        }
+        self.deliver_meta(now, m, to_gw1);
         self.pump(now);
         Ok(())
     }
@@ -740,9 +787,15 @@ impl Engine {
         rtcp: bool,
         data: Bytes,
     ) {
-        if self.role == Role::Gw1 {
+        if self.role == Role::Gw1 && self.h323.owns_inside_stream(stream) {
+            self.h323
+                .handle_tunnel_media_inside(stream, rtcp, data, &mut self.out);
+        } else if self.role == Role::Gw1 {
             self.gw1
                 .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+        } else if self.h323.owns_outside_stream(stream) {
+            self.h323
+                .handle_tunnel_media_outside(stream, rtcp, data, &mut self.out);
         } else {
             self.gw2
                 .handle_tunnel_media(stream, rtcp, data, &mut self.out);
@@ -773,6 +826,13 @@ impl Engine {
         let cause = meta::Cause::TEMPORARY_FAILURE;
         for call in self.gw2.active_calls() {
             self.gw2.handle_meta(
+                now,
+                meta::Message::Release(meta::Release { call, cause }),
+                &mut self.out,
+            );
+        }
+        for call in self.h323.active_calls() {
+            self.h323.handle_meta_outside(
                 now,
                 meta::Message::Release(meta::Release { call, cause }),
                 &mut self.out,

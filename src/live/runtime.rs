@@ -419,10 +419,15 @@ impl Driver {
         }
         let c = &mut self.counters;
         let n = match (t.side, t.protocol) {
-            (Side::Outside, Protocol::Sip) => &mut c.outside_sip_sent,
+            // H.225.0, H.245 and RAS count with the signalling.
+            (Side::Outside, Protocol::Sip | Protocol::H225 | Protocol::H245 | Protocol::Ras) => {
+                &mut c.outside_sip_sent
+            }
             (Side::Outside, Protocol::Rtp) => &mut c.outside_rtp_sent,
             (Side::Outside, Protocol::Rtcp) => &mut c.outside_rtcp_sent,
-            (Side::Inside, Protocol::Sip) => &mut c.inside_sip_sent,
+            (Side::Inside, Protocol::Sip | Protocol::H225 | Protocol::H245 | Protocol::Ras) => {
+                &mut c.inside_sip_sent
+            }
             (Side::Inside, Protocol::Rtp) => &mut c.inside_rtp_sent,
             (Side::Inside, Protocol::Rtcp) => &mut c.inside_rtcp_sent,
         };

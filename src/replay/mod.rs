@@ -5,8 +5,10 @@
 mod report;
 
 use crate::capture::{CaptureReader, CaptureWriter, EventKind, OutLink};
-use crate::cli::{FamilyArg, ReplayArgs};
-use crate::engine::{ConnId, Engine, EngineConfig, Event, Family, Flow, Side, Transport};
+use crate::cli::{FamilyArg, ProtocolArg, ReplayArgs};
+use crate::engine::{
+    ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Side, Transport,
+};
 use anyhow::Context;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -21,6 +23,8 @@ const TIMER_TICK: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, Default)]
 pub struct ReplayOptions {
     pub inside_family: Option<Family>,
+    /// Inside protocol; `None`: the same as each call's outside protocol.
+    pub inside_protocol: Option<InsideProtocol>,
     /// List accepted media packets too (rejected ones are always listed).
     pub all_media: bool,
 }
@@ -102,6 +106,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
     let config = EngineConfig {
         replay: true,
         inside_family: opts.inside_family,
+        inside_protocol: opts.inside_protocol,
         report_accepted_media: opts.all_media,
         ..EngineConfig::default()
     };
@@ -251,6 +256,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
         inside_family: args.inside_family.map(|f| match f {
             FamilyArg::Ipv4 => Family::V4,
             FamilyArg::Ipv6 => Family::V6,
+        }),
+        inside_protocol: args.inside.map(|p| match p {
+            ProtocolArg::Sip => InsideProtocol::Sip,
+            ProtocolArg::H323 => InsideProtocol::H323,
         }),
         all_media: args.all_media,
     };

@@ -115,6 +115,13 @@ impl ReplayReport {
             "{name}: {} packets, {} SIP messages, {} RTP and {} RTCP packets, {} calls",
             self.summary.packets, s.sip_messages, s.rtp_packets, s.rtcp_packets, s.calls
         );
+        if s.h225_messages + s.h245_messages + s.ras_messages > 0 {
+            let _ = writeln!(
+                o,
+                "H.323: {} H.225.0, {} H.245 and {} RAS messages",
+                s.h225_messages, s.h245_messages, s.ras_messages
+            );
+        }
         let mut by_call: BTreeMap<Option<u32>, Vec<&MessageEntry>> = BTreeMap::new();
         for m in &self.messages {
             by_call.entry(m.call).or_default().push(m);

@@ -3,4 +3,5 @@
 //! Pure functions: no I/O, no clock, no state beyond what the caller passes in.
 
 pub mod cause;
+pub mod h323;
 pub mod sip;

@@ -1,0 +1,366 @@
+//! Translation conformance for H.323, as insta snapshots in `snapshots/translation/`:
+//! - SIP → Meta → H.323: the SIP INVITEs of `testdata/sip/messages` with an H.323 inside, IPv4
+//!   and IPv6 (GW1's Setup with fastStart in the inside family);
+//! - H.323 → Meta → SIP: fastStart Setups from IPv4 and IPv6 callers and a captured Setup, with a
+//!   SIP inside in both families, the PBX's 200 OK, and GW2's Connect with the fastStart answer.
+//!
+//! Each case also asserts topology hiding: no outside address (as text or as the octets in a
+//! PER-encoded transport address) reaches the inside.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use bytes::Bytes;
+use codecs::meta::{self, Codec, Direction, MediaDescription, MediaKind, Party, StreamId};
+use codecs::sip::{self, MessageBuilder};
+use codecs::{h225, h245, q931};
+use sgw::engine::{
+    ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Side, Transport,
+};
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).replace("\r\n", "\n")
+}
+
+fn ip_octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// A readable account of one TPKT/Q.931/H.225.0 message.
+fn render_h225(payload: &[u8]) -> String {
+    let mut o = String::new();
+    let q = payload.get(codecs::tpkt::HEADER_LEN..).unwrap();
+    let msg = q931::Message::decode(q).unwrap();
+    msg.check_mandatory().unwrap();
+    let _ = writeln!(
+        o,
+        "Q.931 {} call ref {} (from destination: {})",
+        msg.msg_type.name(),
+        msg.call_ref.value,
+        msg.call_ref.from_destination
+    );
+    for ie in &msg.ies {
+        if !matches!(ie, q931::Ie::UserUser(_)) {
+            let _ = writeln!(o, "  {ie:?}");
+        }
+    }
+    let uu = h225::user_information(&msg).unwrap();
+    let pdu = &uu.h323_uu_pdu;
+    let _ = writeln!(
+        o,
+        "  H.225.0 {} h245Tunnelling={} h245Address={:?} callIdentifier={}",
+        h225::body_name(&pdu.h323_message_body),
+        h225::h245_tunnelling(pdu),
+        h225::h245_address(pdu),
+        h225::call_identifier(pdu)
+            .map(|g| g.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            .unwrap_or_default()
+    );
+    if let h225::asn::H323UUPDUH323MessageBody::setup(s) = &pdu.h323_message_body {
+        let _ = writeln!(o, "  sourceAddress={:?}", s.source_address);
+        let _ = writeln!(o, "  destinationAddress={:?}", s.destination_address);
+    }
+    if let Some(fs) = h225::fast_start(pdu) {
+        for olc in h225::fast_start_olcs(fs).unwrap() {
+            let _ = writeln!(o, "  fastStart {:?}", h245::olc_media(&olc));
+        }
+    }
+    o
+}
+
+fn drain(e: &mut Engine, out: &mut String) -> Vec<(Side, Flow, Bytes, sgw::engine::Protocol)> {
+    while let Some(ev) = e.poll_event() {
+        if let Event::Meta { to_gw1, message } = ev {
+            let _ = writeln!(
+                out,
+                "--- Meta {} ---\n{message:#?}",
+                if to_gw1 { "GW2 -> GW1" } else { "GW1 -> GW2" }
+            );
+        }
+    }
+    let mut sent = Vec::new();
+    while let Some(t) = e.poll_transmit() {
+        let side = match t.side {
+            Side::Inside => "inside",
+            Side::Outside => "outside",
+        };
+        let body = match t.protocol {
+            sgw::engine::Protocol::H225 => render_h225(&t.payload),
+            _ => text(&t.payload),
+        };
+        let _ = writeln!(
+            out,
+            "--- {side}: {} -> {} ---\n{body}",
+            t.flow.local, t.flow.remote
+        );
+        sent.push((t.side, t.flow, t.payload.clone(), t.protocol));
+    }
+    sent
+}
+
+fn assert_hidden(
+    name: &str,
+    outside: &[IpAddr],
+    inside: &[(Side, Flow, Bytes, sgw::engine::Protocol)],
+) {
+    for (side, flow, payload, _) in inside {
+        if *side != Side::Inside {
+            continue;
+        }
+        for ip in outside {
+            assert_ne!(flow.remote.ip(), *ip, "{name}");
+            assert!(
+                !text(payload).contains(&ip.to_string()),
+                "{name}: {ip} leaked"
+            );
+            let oct = ip_octets(*ip);
+            assert!(
+                !payload.windows(oct.len()).any(|w| w == oct.as_slice()),
+                "{name}: {ip} leaked as octets"
+            );
+        }
+    }
+}
+
+fn sip_inputs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("testdata/sip/messages"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("invite")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn sip_to_h323(path: &Path, family: Family) -> String {
+    let data = std::fs::read(path).unwrap();
+    let (msg, _) = sip::parse_datagram(Bytes::from(data.clone())).unwrap();
+    let via = &msg.vias().unwrap()[0];
+    let peer = match via.ip {
+        Some(ip) => SocketAddr::new(ip, via.port.unwrap_or(5060)),
+        None => "192.0.2.1:5060".parse().unwrap(),
+    };
+    let gw2: SocketAddr = match peer {
+        SocketAddr::V4(_) => "198.51.100.1:5060".parse().unwrap(),
+        SocketAddr::V6(_) => "[2001:db8:5357::1]:5060".parse().unwrap(),
+    };
+    let mut e = Engine::new(EngineConfig {
+        inside_family: Some(family),
+        inside_protocol: Some(InsideProtocol::H323),
+        ..EngineConfig::default()
+    });
+    let mut out = String::new();
+    e.handle_datagram(
+        Duration::ZERO,
+        Flow {
+            transport: Transport::Udp,
+            local: gw2,
+            remote: peer,
+        },
+        Bytes::from(data),
+    );
+    let sent = drain(&mut e, &mut out);
+    let setup = sent
+        .iter()
+        .find(|(s, _, _, p)| *s == Side::Inside && *p == sgw::engine::Protocol::H225)
+        .expect("GW1 sent a Setup");
+    let want = match family {
+        Family::V4 => "10.0.0.10:1720",
+        Family::V6 => "[fd00:5357::10]:1720",
+    };
+    assert_eq!(setup.1.remote.to_string(), want);
+    // Outside addresses from Via and SDP must not reach the inside.
+    let mut outside = vec![peer.ip()];
+    for line in text(&msg.body()).lines() {
+        if let Some(rest) = line
+            .strip_prefix("c=IN IP4 ")
+            .or(line.strip_prefix("c=IN IP6 "))
+        {
+            if let Ok(ip) = rest.trim().parse() {
+                outside.push(ip);
+            }
+        }
+    }
+    assert_hidden(&path.display().to_string(), &outside, &sent);
+    out
+}
+
+fn codec(pt: u8, name: &str) -> Codec {
+    Codec {
+        payload_type: pt,
+        name: name.to_owned(),
+        clock_rate: 8000,
+        channels: 1,
+        fmtp: None,
+    }
+}
+
+/// An outside caller's Setup (TPKT-framed) with fastStart from `rtp`.
+fn caller_setup(rtp: SocketAddr) -> Vec<u8> {
+    let media = vec![MediaDescription {
+        stream: Some(StreamId(2)),
+        kind: MediaKind::Audio,
+        direction: Direction::SendRecv,
+        codecs: vec![codec(8, "PCMA"), codec(0, "PCMU"), codec(18, "G729")],
+        telephone_event: None,
+        ptime_ms: Some(20),
+    }];
+    let setup = meta::Setup {
+        call: meta::CallRef(2),
+        calling: Party {
+            user: "4930555".to_owned(),
+            display: Some("Caller".to_owned()),
+        },
+        called: Party {
+            user: "2001".to_owned(),
+            display: None,
+        },
+        emergency: false,
+        media: media.clone(),
+    };
+    let ids = translators::h323::CallIds {
+        call_ref: 0x1234,
+        conference_id: [0xc0; 16],
+        call_identifier: [0xca; 16],
+    };
+    let fs = translators::h323::fast_start_offer(&media, rtp).unwrap();
+    let q = translators::h323::setup_message(&setup, &ids, fs)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let mut out = Vec::new();
+    codecs::tpkt::encode(&q, &mut out).unwrap();
+    out
+}
+
+/// A captured Setup (ndpi-h323 frame 6) in a Q.931 Setup with its numbers.
+fn captured_setup() -> Vec<u8> {
+    let text =
+        std::fs::read_to_string(root().join("h323-asn1/testdata/h225/ndpi-h323-f6-setup.hex"))
+            .unwrap();
+    let text = text.trim();
+    let uu: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect();
+    let q = q931::Message::setup(
+        q931::CallRef::new(1),
+        q931::BearerCapability::speech(q931::Layer1Protocol::G711Ulaw),
+        uu,
+    )
+    .with_calling_number(q931::PartyNumber::e164("5295672"))
+    .with_called_number(q931::PartyNumber::e164("9246526"))
+    .to_vec()
+    .unwrap();
+    let mut out = Vec::new();
+    codecs::tpkt::encode(&q, &mut out).unwrap();
+    out
+}
+
+fn h323_to_sip(setup: &[u8], caller: SocketAddr, family: Family) -> String {
+    let gw2: SocketAddr = match caller {
+        SocketAddr::V4(_) => "198.51.100.1:1720".parse().unwrap(),
+        SocketAddr::V6(_) => "[2001:db8:5357::1]:1720".parse().unwrap(),
+    };
+    let mut e = Engine::new(EngineConfig {
+        inside_family: Some(family),
+        inside_protocol: Some(InsideProtocol::Sip),
+        ..EngineConfig::default()
+    });
+    let mut out = String::new();
+    let flow = Flow {
+        transport: Transport::Tcp,
+        local: gw2,
+        remote: caller,
+    };
+    e.handle_stream(Duration::ZERO, ConnId(1), flow, setup);
+    let sent = drain(&mut e, &mut out);
+    assert_hidden("h323", &[caller.ip()], &sent);
+    let (_, inside_flow, invite, _) = sent
+        .iter()
+        .find(|(s, _, p, _)| *s == Side::Inside && p.starts_with(b"INVITE "))
+        .expect("GW1 sent an INVITE")
+        .clone();
+    let (inv, _) = sip::parse_datagram(invite).unwrap();
+    let pbx_ip = inside_flow.remote.ip();
+    let v = if pbx_ip.is_ipv4() { "IP4" } else { "IP6" };
+    let sdp = format!(
+        "v=0\r\no=pbx 1 1 IN {v} {pbx_ip}\r\ns=-\r\nc=IN {v} {pbx_ip}\r\nt=0 0\r\nm=audio 16384 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"
+    );
+    let body = if inv.body().is_empty() {
+        None
+    } else {
+        Some(sdp)
+    };
+    let mut b = MessageBuilder::response_to(&inv, 200, Some("pbx-tag-1"))
+        .header("Contact", format!("<sip:pbx@{}>", inside_flow.remote));
+    if let Some(sdp) = body {
+        b = b.body("application/sdp", sdp.into_bytes());
+    }
+    let _ = writeln!(out, "==> inside: PBX answers 200 OK");
+    e.handle_inside_datagram(Duration::from_millis(500), inside_flow, b.build());
+    drain(&mut e, &mut out);
+    out
+}
+
+#[test]
+fn h323_translation_snapshots() {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/snapshots/translation"
+    ));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        let families = [(Family::V4, "v4"), (Family::V6, "v6")];
+        for path in sip_inputs() {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            for (family, tag) in families {
+                let t = sip_to_h323(&path, family);
+                insta::assert_snapshot!(format!("{stem}.inside-h323-{tag}"), t);
+            }
+        }
+        let v4: SocketAddr = "192.0.2.10:11720".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::10]:11720".parse().unwrap();
+        let cases = [
+            (
+                "h323-setup-faststart-ipv4",
+                caller_setup("192.0.2.10:5000".parse().unwrap()),
+                v4,
+            ),
+            (
+                "h323-setup-faststart-ipv6",
+                caller_setup("[2001:db8::10]:5000".parse().unwrap()),
+                v6,
+            ),
+            ("h323-setup-ndpi-f6", captured_setup(), v4),
+        ];
+        for (name, setup, caller) in cases {
+            for (family, tag) in families {
+                let t = h323_to_sip(&setup, caller, family);
+                insta::assert_snapshot!(format!("{name}.inside-sip-{tag}"), t);
+            }
+        }
+    });
+}
