@@ -65,6 +65,10 @@ pub struct Gw2Config {
     pub allow_multiple_gw1: bool,
     /// Outside media: the address put in SDP and the RTP/RTCP port range.
     pub media: MediaConfig,
+    /// Where calls from the intranet go out (a provider or SBC, `ip:port`, SIP over UDP);
+    /// without it GW2 refuses them (Q.850 cause 3, no route).
+    #[serde(default)]
+    pub outside_next_hop: Option<SocketAddr>,
     #[serde(default)]
     pub limits: LimitsConfig,
 }

@@ -52,6 +52,8 @@ struct InCall {
     media_open: bool,
     /// When the call was first seen ended (set lazily by the timer).
     ended_at: Option<Duration>,
+    /// Calls from the inside: the PBX's INVITE transaction GW1 answers (GW1 is the UAS).
+    uas_invite: Option<TxnKey>,
 }
 
 /// Ends a call's inside leg: its media sockets are released (live) and its ports stop
@@ -89,6 +91,9 @@ pub struct Gw1 {
     by_local: FxHashMap<SocketAddr, StreamId>,
     client: ClientTxns,
     server: ServerTxns,
+    /// Calls from the inside take odd call and stream numbers (GW2 uses even ones).
+    next_call: u32,
+    next_stream: u16,
 }
 
 impl Gw1 {
@@ -107,6 +112,8 @@ impl Gw1 {
             by_local: FxHashMap::default(),
             client: ClientTxns::default(),
             server: ServerTxns::default(),
+            next_call: 1,
+            next_stream: 1,
         }
     }
 
@@ -129,6 +136,9 @@ impl Gw1 {
                 self.setup(now, s, family, out)
             }
             meta::Message::Release(r) => self.release(now, r.call, r.cause, out),
+            meta::Message::Alerting(_) | meta::Message::Progress(_) | meta::Message::Answer(_) => {
+                self.answer_inside(now, &m, out)
+            }
             meta::Message::Dtmf(d) => {
                 let Some(c) = self.calls.get_mut(&d.call) else {
                     return;
@@ -270,6 +280,7 @@ impl Gw1 {
             media_ip: inside.media_ip,
             media_open: !self.replay,
             ended_at: None,
+            uas_invite: None,
         };
         let mut b = in_dialog(&c, &Method::Invite, 1, &branch).header("Contact", contact(flow));
         if s.emergency {
@@ -298,6 +309,18 @@ impl Gw1 {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        // A call from the inside that is not answered yet: a final response to the PBX.
+        if let (Some(key), State::Early) = (c.uas_invite.clone(), c.state) {
+            c.state = State::Ended;
+            let tag = c.local_tag.clone();
+            if let Some(req) = self.server.get(&key).map(|t| t.request.clone()) {
+                let code = translators::cause::cause_to_status(cause);
+                let b = MessageBuilder::response_to(&req, code, Some(&tag))
+                    .header("Reason", format!("Q.850;cause={}", cause.0));
+                self.server.respond(now, &key, code, b.build(), out);
+            }
+            return;
+        }
         match c.state {
             State::Calling | State::Early => {
                 // CANCEL carries the INVITE's branch and CSeq number (RFC 3261 section 9.1).
@@ -413,10 +436,26 @@ impl Gw1 {
             ));
             return;
         }
-        // TODO(issue 4, calls from the inside): an INVITE from the PBX that matches no call is
-        // a new intranet -> Internet call. It needs a GW1 UAS leg here (CallRefs and StreamIds
-        // odd, as GW2's are even), a Meta Setup toward GW2, and a GW2 UAC leg toward an outside
-        // next hop that `[gw2]` does not configure yet. Until then it is ignored, as before.
+        // An INVITE from the PBX that matches no call starts a call toward the Internet.
+        let new_call = call.is_none()
+            && msg.method() == Some(&Method::Invite)
+            && msg.to().is_ok_and(|t| t.tag().is_none())
+            && !self.replay;
+        if new_call {
+            let r = match self.call_from_inside(now, flow, &msg, out) {
+                Ok(call) => Report {
+                    call: Some(call.0),
+                    ..report(Verdict::Accepted, None, Some(100))
+                },
+                Err(status) => report(
+                    Verdict::Rejected,
+                    Some("call from the inside refused".to_owned()),
+                    Some(status),
+                ),
+            };
+            out.report(r);
+            return;
+        }
         let Some(call) = call else {
             out.report(report(
                 Verdict::Ignored,
@@ -446,6 +485,178 @@ impl Gw1 {
                 }
             }
         }
+    }
+
+    /// A new call from the PBX (intranet -> Internet): GW1 is the UAS of the inside dialog and
+    /// hands the call to GW2 as a Meta Setup. Returns the status of a refusal.
+    fn call_from_inside(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        out: &mut Out,
+    ) -> Result<CallRef, u16> {
+        let key = TxnKey::of(msg, None).ok_or(400u16)?;
+        let call_id = msg.call_id().map_err(|_| 400u16)?.to_owned();
+        let from = msg.from().map_err(|_| 400u16)?;
+        let to = msg.to().map_err(|_| 400u16)?;
+        let uri = match msg.start() {
+            StartLine::Request(r) => sip::Uri::parse(&r.uri).map_err(|_| 400u16)?,
+            StartLine::Response(_) => return Err(400),
+        };
+        let call = CallRef(self.next_call);
+        self.next_call = self.next_call.wrapping_add(2);
+        let mut media = Vec::new();
+        let mut remotes = Vec::new();
+        if let Some(sdp) = policy::sdp_body(msg) {
+            let next_stream = &mut self.next_stream;
+            let parsed = tsip::offer_from_sdp(&sdp, &mut || {
+                let id = StreamId(*next_stream);
+                *next_stream = next_stream.wrapping_add(2);
+                id
+            })
+            .map_err(|_| 488u16)?;
+            media = parsed.media;
+            remotes = parsed.remotes;
+        }
+        let media_ip = if flow.local.is_ipv4() {
+            self.v4.media_ip
+        } else {
+            self.v6.media_ip
+        };
+        let mut streams = Vec::new();
+        for (i, m) in media.iter().enumerate() {
+            let Some(stream) = m.stream else { continue };
+            let port = match Family::of(media_ip) {
+                Family::V4 => self.ports_v4.allocate(),
+                Family::V6 => self.ports_v6.allocate(),
+            };
+            let local = SocketAddr::new(media_ip, port);
+            self.by_stream.insert(stream, (call, streams.len()));
+            self.by_local.insert(local, stream);
+            self.by_local
+                .insert(SocketAddr::new(local.ip(), port.wrapping_add(1)), stream);
+            out.media_sockets(Side::Inside, local, true);
+            streams.push(MediaStream {
+                stream,
+                local,
+                remote: remotes.get(i).copied().flatten(),
+                payload_types: Vec::new(),
+                ssrc: None,
+                counters: MediaCounters::default(),
+            });
+        }
+        let remote_target = msg
+            .contacts()
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.uri.raw)
+            .unwrap_or_else(|| from.uri.raw.clone());
+        let c = InCall {
+            flow,
+            call_id: call_id.clone(),
+            local_tag: self.ids.token(),
+            remote_tag: from.tag().map(str::to_owned),
+            local_uri: format!("<{}>", to.uri.raw),
+            remote_uri: format!("<{}>", from.uri.raw),
+            remote_target,
+            route_set: msg
+                .headers()
+                .list(&sip::HeaderName::RECORD_ROUTE)
+                .map(str::to_owned)
+                .collect(),
+            local_cseq: 0,
+            invite_branch: String::new(),
+            invite: Bytes::new(),
+            state: State::Early,
+            streams,
+            offer: media.clone(),
+            sdp_id: self.ids.number(),
+            sdp_version: 1,
+            reinvite: None,
+            media_ip,
+            media_open: true,
+            ended_at: None,
+            uas_invite: Some(key.clone()),
+        };
+        self.server.insert(
+            key.clone(),
+            ServerTxn {
+                side: Side::Inside,
+                flow,
+                request: msg.clone(),
+                call: Some(call),
+                last_response: None,
+                retransmit: None,
+                expires: now + super::sipua::LINGER,
+            },
+        );
+        let trying = MessageBuilder::response_to(msg, 100, None).build();
+        self.server.respond(now, &key, 100, trying, out);
+        let emergency = msg
+            .headers()
+            .single(&sip::HeaderName::from("Priority"), "Priority")
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.eq_ignore_ascii_case("emergency"));
+        out.to_gw2.push_back(meta::Message::Setup(meta::Setup {
+            call,
+            calling: tsip::calling_party(&from),
+            called: tsip::called_party(&uri, &to),
+            emergency,
+            media,
+        }));
+        self.by_call_id.insert(call_id, call);
+        self.calls.insert(call, c);
+        Ok(call)
+    }
+
+    /// GW2's answers for a call from the inside become responses on the PBX's INVITE.
+    fn answer_inside(&mut self, now: Duration, m: &meta::Message, out: &mut Out) {
+        let Some(call) = m.call() else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(key) = c.uas_invite.clone() else {
+            return;
+        };
+        let Some(req) = self.server.get(&key).map(|t| t.request.clone()) else {
+            return;
+        };
+        if self.server.get(&key).is_some_and(|t| t.is_final()) {
+            return;
+        }
+        let (code, media) = match m {
+            meta::Message::Alerting(a) if a.media.is_empty() => (180, None),
+            meta::Message::Alerting(a) => (183, Some(a.media.clone())),
+            meta::Message::Progress(p) if p.media.is_empty() => (180, None),
+            meta::Message::Progress(p) => (183, Some(p.media.clone())),
+            meta::Message::Answer(a) => (200, Some(a.media.clone())),
+            _ => return,
+        };
+        if let Some(media) = media {
+            // The answer's codecs, on GW1's ports.
+            let mut offer = c.offer.clone();
+            for o in offer.iter_mut() {
+                if let Some(a) = media
+                    .iter()
+                    .find(|a| a.stream.is_some() && a.stream == o.stream)
+                {
+                    *o = a.clone();
+                }
+            }
+            c.offer = offer;
+        }
+        let mut b = MessageBuilder::response_to(&req, code, Some(&c.local_tag))
+            .header("Contact", contact(c.flow));
+        if code != 180 {
+            c.sdp_version += 1;
+            b = b.body("application/sdp", inside_sdp(c));
+        }
+        if code == 200 {
+            c.state = State::Confirmed;
+        }
+        self.server.respond(now, &key, code, b.build(), out);
     }
 
     fn inside_response(
@@ -607,6 +818,8 @@ impl Gw1 {
     ) -> Result<Option<u16>, u16> {
         let key = TxnKey::of(msg, None).ok_or(400u16)?;
         if *method == Method::Ack {
+            // The PBX confirmed our 2xx (calls from the inside): stop retransmitting it.
+            self.server.stop_call_retransmits(call);
             return Ok(None);
         }
         let Some(c) = self.calls.get_mut(&call) else {
@@ -626,6 +839,26 @@ impl Gw1 {
         );
         let _ = flow;
         match method {
+            Method::Cancel if c.uas_invite.is_some() && c.state == State::Early => {
+                // The PBX gave up on its call (RFC 3261 section 9.2): 200 to the CANCEL,
+                // 487 to the INVITE, and the call is released toward GW2.
+                c.state = State::Ended;
+                let tag = c.local_tag.clone();
+                let invite_key = c.uas_invite.clone();
+                let ok = MessageBuilder::response_to(msg, 200, None).build();
+                self.server.respond(now, &key, 200, ok, out);
+                if let Some(k) = invite_key {
+                    if let Some(inv) = self.server.get(&k).map(|t| t.request.clone()) {
+                        let r = MessageBuilder::response_to(&inv, 487, Some(&tag)).build();
+                        self.server.respond(now, &k, 487, r, out);
+                    }
+                }
+                out.to_gw2.push_back(meta::Message::Release(meta::Release {
+                    call,
+                    cause: Cause::NORMAL_CLEARING,
+                }));
+                Ok(Some(200))
+            }
             Method::Bye => {
                 mark_ended(c, &mut self.by_local, out);
                 let ok = respond_inside(self.replay, c, msg, 200).build();

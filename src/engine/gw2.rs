@@ -59,10 +59,14 @@ struct OutCall {
     setup_at: Duration,
     answered_at: Option<Duration>,
     ended_at: Option<Duration>,
+    /// Calls from the inside: GW2 is the UAC; the branch of its INVITE.
+    uac_branch: Option<String>,
 }
 
 pub struct Gw2 {
     policy: SipPolicy,
+    outside_sip: Option<SocketAddr>,
+    outside_next_hop: Option<SocketAddr>,
     replay: bool,
     max_calls: usize,
     emergency: Vec<String>,
@@ -99,6 +103,8 @@ impl Gw2 {
     pub fn new(cfg: &EngineConfig) -> Self {
         Gw2 {
             policy: cfg.policy.clone(),
+            outside_sip: cfg.outside_sip,
+            outside_next_hop: cfg.outside_next_hop,
             replay: cfg.replay,
             max_calls: cfg.max_calls,
             emergency: cfg.emergency_numbers.clone(),
@@ -210,7 +216,7 @@ impl Gw2 {
         (c.answering == flow.remote && c.flow.remote != flow.remote).then_some(call)
     }
 
-    fn handle_response(&mut self, _now: Duration, _flow: Flow, msg: Message, out: &mut Out) {
+    fn handle_response(&mut self, now: Duration, _flow: Flow, msg: Message, out: &mut Out) {
         let summary = msg.summary();
         let (verdict, reason) = match msg.check() {
             Err(e) => (Verdict::Rejected, format!("malformed: {e}")),
@@ -230,15 +236,31 @@ impl Gw2 {
                         self.client.find(*call, &method)
                     }),
                 };
-                match branch.and_then(|b| self.client.on_response(&b, status)) {
+                let matched = branch
+                    .as_ref()
+                    .and_then(|b| self.client.on_response(b, status));
+                match matched {
                     Some((method, call, repeat)) => {
+                        // The INVITE that placed a call from the inside (GW2 is the UAC).
+                        let placed = method == Method::Invite
+                            && branch.is_some()
+                            && self
+                                .calls
+                                .get(&call)
+                                .is_some_and(|c| c.uac_branch == branch);
                         if method == Method::Invite && status >= 200 {
-                            self.ack_outside(call, &msg, out);
+                            // A non-2xx ACK belongs to the INVITE's transaction (same branch).
+                            let ack_branch = branch.clone().filter(|_| status >= 300);
+                            self.ack_outside(call, &msg, ack_branch, out);
                         }
                         if repeat {
                             (Verdict::Ignored, "retransmitted response".to_owned())
                         } else {
-                            self.on_outside_response(call, &method, status, &msg, out);
+                            if placed {
+                                self.on_placed_call_response(now, call, status, &msg, out);
+                            } else {
+                                self.on_outside_response(call, &method, status, &msg, out);
+                            }
                             out.report(Report {
                                 protocol: Protocol::Sip,
                                 side: Side::Outside,
@@ -295,14 +317,20 @@ impl Gw2 {
         }
     }
 
-    fn ack_outside(&mut self, call: CallRef, resp: &Message, out: &mut Out) {
+    fn ack_outside(
+        &mut self,
+        call: CallRef,
+        resp: &Message,
+        branch: Option<String>,
+        out: &mut Out,
+    ) {
+        let branch = branch.unwrap_or_else(|| self.ids.branch());
         let Some(c) = self.calls.get(&call) else {
             return;
         };
         let Ok(cseq) = resp.cseq() else {
             return;
         };
-        let branch = self.ids.branch();
         let req = self
             .in_dialog_request(c, &Method::Ack, cseq.seq, &branch)
             .build();
@@ -589,6 +617,7 @@ impl Gw2 {
             setup_at: now,
             answered_at: None,
             ended_at: None,
+            uac_branch: None,
         };
         self.by_call_id.insert(call_id, call);
         self.calls.insert(call, oc);
@@ -874,6 +903,10 @@ impl Gw2 {
 
     /// Meta from GW1.
     pub fn handle_meta(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
+        if let meta::Message::Setup(s) = m {
+            self.place_call(now, s, out);
+            return;
+        }
         let Some(call) = m.call() else { return };
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -913,6 +946,28 @@ impl Gw2 {
             }
             meta::Message::Release(meta::Release { cause, .. }) => {
                 match c.state {
+                    CallState::Early if c.uac_branch.is_some() => {
+                        // Our own INVITE outside is still pending: CANCEL it (RFC 3261 9.1).
+                        let branch = c.uac_branch.clone().unwrap_or_default();
+                        let Some(c) = self.calls.get(&call) else {
+                            return;
+                        };
+                        let req = self
+                            .in_dialog_request(c, &Method::Cancel, 1, &branch)
+                            .header("Reason", format!("Q.850;cause={}", cause.0))
+                            .build();
+                        let flow = c.flow;
+                        self.client.send(
+                            now,
+                            Side::Outside,
+                            flow,
+                            format!("{branch}-cancel"),
+                            Method::Cancel,
+                            call,
+                            req,
+                            out,
+                        );
+                    }
                     CallState::Early => {
                         let key = c.invite_key.clone();
                         let tag = c.local_tag.clone();
@@ -1012,6 +1067,173 @@ impl Gw2 {
                 );
             }
             _ => {}
+        }
+    }
+
+    /// A call from the inside (Meta Setup from GW1): GW2 places it outside as the UAC, toward
+    /// the configured next hop, with its own addresses only.
+    fn place_call(&mut self, now: Duration, s: meta::Setup, out: &mut Out) {
+        let (Some(local), Some(next_hop)) = (self.outside_sip, self.outside_next_hop) else {
+            out.to_gw1.push_back(meta::Message::Release(meta::Release {
+                call: s.call,
+                cause: Cause::NO_ROUTE_TO_DESTINATION,
+            }));
+            return;
+        };
+        let call = s.call;
+        let flow = Flow {
+            transport: super::Transport::Udp,
+            local,
+            remote: next_hop,
+        };
+        let mut streams = Vec::new();
+        for m in &s.media {
+            let Some(stream) = m.stream else { continue };
+            let media_local = SocketAddr::new(local.ip(), self.ports.allocate());
+            let idx = streams.len();
+            self.media_by_local.insert(media_local, (call, idx));
+            self.media_by_stream.insert(stream, (call, idx));
+            if !self.replay {
+                out.media_sockets(Side::Outside, media_local, true);
+            }
+            streams.push(MediaStream {
+                stream,
+                local: media_local,
+                remote: None,
+                payload_types: payload_types(m),
+                ssrc: None,
+                counters: MediaCounters::default(),
+            });
+        }
+        let target = tsip::inside_uri(&s.called.user, next_hop);
+        let local_tag = self.ids.token();
+        let branch = self.ids.branch();
+        let call_id = format!("{}@{}", self.ids.token(), host_of(local));
+        let oc = OutCall {
+            flow,
+            call_id: call_id.clone(),
+            remote_tag: String::new(),
+            local_tag: local_tag.clone(),
+            remote_uri: format!("<{target}>"),
+            local_uri: tsip::inside_name_addr(&s.calling, local),
+            remote_target: target,
+            route_set: Vec::new(),
+            remote_cseq: 0,
+            local_cseq: 1,
+            invite_key: TxnKey::Branch {
+                branch: branch.clone(),
+                sent_by: host_port(local),
+                method: "INVITE".to_owned(),
+            },
+            reinvite_key: None,
+            state: CallState::Early,
+            streams,
+            offer: s.media.clone(),
+            sdp_id: self.ids.number(),
+            sdp_version: 1,
+            answering: next_hop,
+            remote_keys: Vec::new(),
+            calling: s.calling.user.clone(),
+            called: s.called.user.clone(),
+            emergency: s.emergency,
+            setup_at: now,
+            answered_at: None,
+            ended_at: None,
+            uac_branch: Some(branch.clone()),
+        };
+        let mut b = self
+            .in_dialog_request(&oc, &Method::Invite, 1, &branch)
+            .header("Contact", format!("<sip:gw@{}>", host_port(local)))
+            .header("Allow", policy::allow_header());
+        if s.emergency {
+            b = b.header("Priority", "emergency");
+        }
+        if !oc.offer.is_empty() {
+            b = b.body("application/sdp", our_sdp(&oc));
+        }
+        let req = b.build();
+        self.by_call_id.insert(call_id, call);
+        self.calls.insert(call, oc);
+        self.client.send(
+            now,
+            Side::Outside,
+            flow,
+            branch,
+            Method::Invite,
+            call,
+            req,
+            out,
+        );
+    }
+
+    /// Responses to GW2's own INVITE for a call from the inside become Meta toward GW1.
+    fn on_placed_call_response(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        status: u16,
+        msg: &Message,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Early {
+            return;
+        }
+        if let Ok(to) = msg.to() {
+            if let Some(tag) = to.tag() {
+                c.remote_tag = tag.to_owned();
+                c.remote_uri = format!("<{}>;tag={tag}", to.uri.raw);
+            }
+        }
+        if let Some(contact) = msg.contacts().ok().and_then(|v| v.into_iter().next()) {
+            c.remote_target = contact.uri.raw;
+        }
+        // A UAC's route set is the Record-Route list reversed (RFC 3261 section 12.1.2).
+        let mut route_set: Vec<String> = msg
+            .headers()
+            .list(&HeaderName::RECORD_ROUTE)
+            .map(str::to_owned)
+            .collect();
+        route_set.reverse();
+        c.route_set = route_set;
+        let media = policy::sdp_body(msg)
+            .and_then(|sdp| tsip::answer_from_sdp(&sdp, &c.offer).ok())
+            .map(|ans| {
+                update_remotes(&mut c.streams, &ans.remotes);
+                for (idx, r) in ans.remotes.iter().enumerate() {
+                    if let Some(r) = r {
+                        self.media_by_remote.insert(*r, (call, idx, false));
+                        c.remote_keys.push(*r);
+                    }
+                }
+                ans.media
+            })
+            .unwrap_or_default();
+        if !media.is_empty() {
+            apply_answer(c, &media);
+        }
+        match status {
+            100 => {}
+            180 if media.is_empty() => out
+                .to_gw1
+                .push_back(meta::Message::Alerting(meta::Alerting { call, media })),
+            101..=199 => out
+                .to_gw1
+                .push_back(meta::Message::Progress(meta::Progress { call, media })),
+            200..=299 => {
+                c.state = CallState::Confirmed;
+                c.answered_at = Some(now);
+                out.to_gw1
+                    .push_back(meta::Message::Answer(meta::Answer { call, media }));
+            }
+            _ => {
+                let cause = translators::cause::status_to_cause(status);
+                out.to_gw1
+                    .push_back(meta::Message::Release(meta::Release { call, cause }));
+                self.end_call(now, call, cause, out);
+            }
         }
     }
 

@@ -281,6 +281,10 @@ pub struct EngineConfig {
     pub inside_protocol: Option<InsideProtocol>,
     /// GW2's outside media ports.
     pub outside_media_ports: (u16, u16),
+    /// GW2's own outside SIP address (Via, Contact, source of calls it places outside).
+    pub outside_sip: Option<SocketAddr>,
+    /// Where GW2 sends calls from the inside (a provider or SBC); `None` refuses them.
+    pub outside_next_hop: Option<SocketAddr>,
     /// Seed for identifiers (Call-ID, tags, branches). Fixed in replay for reproducible output.
     pub id_seed: u64,
     /// Replay: the capture's answering party plays the inside PBX (see [`Engine`] docs).
@@ -307,6 +311,8 @@ impl Default for EngineConfig {
             inside_family: None,
             inside_protocol: None,
             outside_media_ports: (20000, 29999),
+            outside_sip: None,
+            outside_next_hop: None,
             id_seed: 0x5347_5700,
             replay: false,
             role: Role::Both,

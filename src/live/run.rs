@@ -201,6 +201,17 @@ fn base_engine(cfg: &Config) -> EngineConfig {
     }
     if let Some(g) = &cfg.gw2 {
         e.outside_media_ports = (g.media.port_min, g.media.port_max);
+        e.outside_next_hop = g.outside_next_hop;
+        // GW2's address in Via and Contact of calls it places: the UDP listener, with the
+        // advertised media address when the listener is bound to the wildcard.
+        e.outside_sip = g.sip_udp.first().map(|a| {
+            let ip = if a.ip().is_unspecified() {
+                g.media.ip
+            } else {
+                a.ip()
+            };
+            SocketAddr::new(ip, a.port())
+        });
         e.max_calls = usize::try_from(g.limits.max_calls).unwrap_or(usize::MAX);
     }
     if let Some(g) = &cfg.gw1 {
