@@ -26,13 +26,16 @@ up() {
 	for z in $ZONES; do
 		ip netns add "$p-$z"
 		ip -n "$p-$z" link set lo up
+		# No duplicate address detection on the veths made below, link-local addresses
+		# included: while a router's link-local address is tentative it sends no neighbour
+		# solicitation, so the first forwarded packets wait (or a SYN is retransmitted).
+		ip netns exec "$p-$z" sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
 	done
 	for z in inet dmz intra; do
 		ip link add name "r-$z" netns "$p-router" type veth peer name eth0 netns "$p-$z"
 		ip -n "$p-router" link set "r-$z" up
 		ip -n "$p-$z" link set eth0 up
 	done
-	# nodad: the addresses are usable at once rather than after duplicate address detection.
 	ip -n "$p-router" addr add 198.51.100.1/24 dev r-inet
 	ip -n "$p-router" addr add fd00:5357::1/64 dev r-inet nodad
 	ip -n "$p-router" addr add 203.0.113.1/24 dev r-dmz
@@ -50,12 +53,33 @@ up() {
 	ip -n "$p-dmz" -6 route add default via fd00:5357:1::1
 
 	ip -n "$p-intra" addr add fd00:5357:2::10/64 dev eth0 nodad
-	ip -n "$p-intra" addr add fd00:5357:2::20/64 dev eth0 nodad
+	# The PBX's address is deprecated (preferred_lft 0) so that it is never picked as a source
+	# address: GW1's tunnel connections leave from GW1's address, which the firewall names.
+	ip -n "$p-intra" addr add fd00:5357:2::20/64 dev eth0 nodad preferred_lft 0
 	ip -n "$p-intra" -6 route add default via fd00:5357:2::1
+
+	# Wait until every veth end is up with its queue activated and no address is tentative:
+	# otherwise the first packets through the router are delayed or lost, the tunnel's first
+	# SYN is retransmitted, and the firewall counts it twice.
+	local i ready
+	for i in $(seq 100); do
+		ready=1
+		for z in inet dmz intra; do
+			if ip -n "$p-router" link show dev "r-$z" | grep -qE 'qdisc noop|NO-CARRIER|state DOWN' ||
+				ip -n "$p-$z" link show dev eth0 | grep -qE 'qdisc noop|NO-CARRIER|state DOWN' ||
+				[ -n "$(ip -n "$p-$z" -6 addr show tentative)" ] ||
+				[ -n "$(ip -n "$p-router" -6 addr show tentative)" ]; then
+				ready=0
+			fi
+		done
+		[ "$ready" = 1 ] && break
+		sleep 0.05
+	done
+	[ "$ready" = 1 ] || { echo "lab.sh: veths not up after 5 s" >&2; exit 1; }
 
 	ip netns exec "$p-router" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 	ip netns exec "$p-router" nft \
-		-D gw2_v4=203.0.113.10 -D gw2_v6=fd00:5357:1::10 \
+		-D gw2_v4=203.0.113.10 -D gw2_v6=fd00:5357:1::10 -D gw1_v6=fd00:5357:2::10 \
 		-D tunnel_port="$LAB_TUNNEL_PORT" -D sip_port="$LAB_SIP_PORT" \
 		-D rtp_min="$LAB_RTP_MIN" -D rtp_max="$LAB_RTP_MAX" \
 		-f "$(dirname "$0")/router.nft"
