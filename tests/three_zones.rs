@@ -45,6 +45,17 @@ const GW2_RTP: (u16, u16) = (20000, 20999);
 const GW1_RTP: (u16, u16) = (30000, 30999);
 const CALLS: u32 = 2;
 
+/// The whole test's time limit: every wait below is cut to what is left of it.
+const BUDGET: Duration = Duration::from_secs(85);
+
+/// What is left of [`BUDGET`] since `started`, at most `cap` (and at least a moment, so that a
+/// late step still fails with its own message).
+fn left(started: Instant, cap: Duration) -> Duration {
+    BUDGET
+        .saturating_sub(started.elapsed())
+        .clamp(Duration::from_millis(100), cap)
+}
+
 /// The namespaces of one run, named after the test's pid; removed on drop (also on panic).
 /// Declared before the processes that run inside it, so those are killed first.
 struct Zones {
@@ -53,19 +64,19 @@ struct Zones {
 }
 
 impl Zones {
-    fn up() -> Zones {
+    fn up(started: Instant) -> Zones {
         let zones = Zones {
             prefix: format!("sgw{}", std::process::id()),
             script: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netns/lab.sh"),
         };
         // A namespace left over by an earlier run with the same pid.
-        zones.script("down");
-        let (st, out) = zones.script("up");
+        zones.script("down", Duration::from_secs(10));
+        let (st, out) = zones.script("up", left(started, Duration::from_secs(20)));
         assert!(st.success(), "lab.sh up {} failed:\n{out}", zones.prefix);
         zones
     }
 
-    fn script(&self, verb: &str) -> (std::process::ExitStatus, String) {
+    fn script(&self, verb: &str, timeout: Duration) -> (std::process::ExitStatus, String) {
         run_bounded(
             &format!("lab.sh {verb}"),
             Command::new("bash")
@@ -75,7 +86,7 @@ impl Zones {
                 .env("LAB_SIP_PORT", SIP_PORT.to_string())
                 .env("LAB_RTP_MIN", GW2_RTP.0.to_string())
                 .env("LAB_RTP_MAX", GW2_RTP.1.to_string()),
-            Duration::from_secs(20),
+            timeout,
         )
     }
 
@@ -141,7 +152,7 @@ impl Zones {
 
 impl Drop for Zones {
     fn drop(&mut self) {
-        let (st, out) = self.script("down");
+        let (st, out) = self.script("down", Duration::from_secs(10));
         if !st.success() {
             eprintln!("lab.sh down {}: {out}", self.prefix);
         }
@@ -244,14 +255,14 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
         return;
     }
     let started = Instant::now();
-    let zones = Zones::up();
+    let zones = Zones::up(started);
     let dir = Scratch::new("three-zones");
 
     let pki = dir.0.join("pki");
     let (st, out) = run_bounded(
         "sgw pki init",
         sgw().args(["pki", "init", "--gw2-name", GW2_V6]).arg(&pki),
-        Duration::from_secs(30),
+        left(started, Duration::from_secs(30)),
     );
     assert!(st.success(), "{out}");
     let gw2_cfg = dir.file("gw2.toml", &gw2_config(&pki));
@@ -260,7 +271,7 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
         let (st, out) = run_bounded(
             "sgw check-config",
             sgw().arg("check-config").arg(cfg),
-            Duration::from_secs(10),
+            left(started, Duration::from_secs(10)),
         );
         assert!(st.success(), "{}: {out}", cfg.display());
     }
@@ -287,7 +298,7 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
             .arg(&gw2_cfg)
             .args(["--role", "gw2"]),
     );
-    gw2.wait_line("gw2 sip udp", Duration::from_secs(15));
+    gw2.wait_line("gw2 sip udp", left(started, Duration::from_secs(15)));
     let mut gw1 = Proc::spawn(
         "gw1",
         zones
@@ -297,7 +308,7 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
             .arg(&gw1_cfg)
             .args(["--role", "gw1"]),
     );
-    gw1.wait_line("tunnel up", Duration::from_secs(15));
+    gw1.wait_line("tunnel up", left(started, Duration::from_secs(15)));
     let before_call = zones.counters();
 
     // The caller on the Internet, IPv4.
@@ -315,7 +326,7 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
                 "-i", CALLER_V4, "-p", "5060", "-mi", CALLER_V4, "-mp", "6000",
             ])
             .args(["-m", &CALLS.to_string(), "-l", "2", "-trace_err"]),
-        Duration::from_secs(40),
+        left(started, Duration::from_secs(40)),
     );
     // Late RTP echoes and BYE retransmissions settle.
     std::thread::sleep(Duration::from_millis(300));
@@ -360,8 +371,8 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
     }
     let after_probes = zones.counters();
 
-    gw1.terminate(Duration::from_secs(5));
-    gw2.terminate(Duration::from_secs(5));
+    gw1.terminate(left(started, Duration::from_secs(5)));
+    gw2.terminate(left(started, Duration::from_secs(5)));
     let logs = format!(
         "{uac_out}\n--- gw2:\n{}\n--- gw1:\n{}",
         gw2.seen.join("\n"),
@@ -441,5 +452,5 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
 
     let took = started.elapsed();
     eprintln!("three_zones: {took:?}");
-    assert!(took < Duration::from_secs(90), "the lab took {took:?}");
+    assert!(took < BUDGET, "the lab took {took:?}");
 }
