@@ -429,6 +429,11 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
         "the call opened something into intra"
     );
     assert!(c(&after_call, "intra_reply_in") > c(&before_call, "intra_reply_in"));
+    assert_eq!(
+        c(&after_call, "dropped"),
+        0,
+        "the call needed something the policy drops"
+    );
     // (SIP from the caller's port to GW2's is one UDP flow for both calls.)
     assert!(c(&after_call, "inet_dmz_sip") > 0, "no SIP from the caller");
     assert!(c(&after_call, "inet_dmz_rtp") > 0, "no RTP from the caller");
