@@ -8,6 +8,8 @@
     clippy::panic
 )]
 
+pub mod scenarios;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
