@@ -13,6 +13,9 @@
 # failed call in the -trace_stat file). The DUT's CPS is the highest passing step whose
 # achieved rate (calls / elapsed) is at least 90 % of the asked rate; the search stops at the
 # first failing step (after one retry with a fresh DUT, to separate noise from saturation).
+# "Lenient" CPS also passes a step whose only failed calls are sipp's complaint about a 180
+# that arrived after the 200 (a multi-worker proxy relays them in parallel and they can swap;
+# the call itself completes): the strict CPS is the highest strictly passing step below it.
 #
 # Usage: bench/signalling-vs-kamailio.sh
 # Env:   RATES   "100 200 ..." the steps (default below); CALLS per step (default 2000);
@@ -28,7 +31,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RATES=${RATES:-"100 200 300 400 500 600 700 800 1000 1200 1500 2000 2500 3000"}
+RATES=${RATES:-"200 400 600 800 1000 1200 1500 2000 2500 3000"}
 CALLS=${CALLS:-2000}
 REPEATS=${REPEATS:-3}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
@@ -186,14 +189,26 @@ try:
     achieved = ok / secs if secs > 0 else 0
 except Exception as e:  # no stats: sipp died
     print(f"fail 0 -1 -1 0 rc={rc} ({e})"); sys.exit()
+# A 180 that overtakes the 200 (two proxy workers relaying them in parallel) reaches sipp during
+# the pause after the ACK: sipp counts the call failed ("Unexpected-Msg" on the Pause row).
+# Such calls are complete in SIP terms; they are counted as "reorder", not as failures, for
+# the lenient CPS.
+late = 0
+try:
+    for line in open(path[:-4] + ".out"):
+        if line.strip().startswith("Pause ["):
+            late = int(line.split()[-1])
+except Exception:
+    pass
 good = rc == 0 and failed == 0 and ok > 0
-print(f"{'ok' if good else 'fail'} {achieved:.0f} ok={ok} failed={failed} retrans={retr} secs={secs:.2f} rc={rc}")
+verdict = "ok" if good else ("reorder" if failed > 0 and failed == late else "fail")
+print(f"{verdict} {achieved:.0f} ok={ok} failed={failed} late180={late} retrans={retr} secs={secs:.2f} rc={rc}")
 EOF
 }
 
 # Searches the highest passing rate for a DUT; echoes it.
 search() {
-    local dut=$1 best=0 r out verdict achieved retried
+    local dut=$1 best=0 lenient=0 r out verdict achieved retried
     for r in $RATES; do
         retried=0
         while :; do
@@ -205,8 +220,9 @@ search() {
             log "$dut rate $r: $out (load $(cut -d' ' -f1-3 /proc/loadavg))"
             verdict=${out%% *}
             achieved=$(echo "$out" | cut -d' ' -f2)
-            if [[ $verdict == ok && $achieved -ge $((r * 9 / 10)) ]]; then
-                best=$r
+            if [[ $verdict != fail && $achieved -ge $((r * 9 / 10)) ]]; then
+                [[ $verdict == ok ]] && best=$r
+                lenient=$r
                 break
             fi
             mkdir -p "$LOGDIR"
@@ -214,29 +230,30 @@ search() {
                 [[ -f "$WORK/$f" ]] && cp "$WORK/$f" "$LOGDIR/$dut-$r-try$retried-$f"
             done
             if [[ $retried == 0 ]]; then retried=1; continue; fi
-            echo "$best"
+            echo "$best $lenient"
             return
         done
     done
-    echo "$best"
+    echo "$best $lenient"
 }
 
 log "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "sgw $("$SGW" --version 2>/dev/null || echo '?'), commit $(cd "$ROOT" && git rev-parse --short HEAD)"
 declare -a S K
 for i in $(seq "$REPEATS"); do
-    if [[ $ONLY != kamailio ]]; then S+=("$(search sgw)"); log "rep $i sgw CPS ${S[-1]}"; fi
-    if [[ $ONLY != sgw ]]; then K+=("$(search kamailio)"); log "rep $i kamailio CPS ${K[-1]}"; fi
+    if [[ $ONLY != kamailio ]]; then S+=("$(search sgw)"); log "rep $i sgw CPS (strict lenient) ${S[-1]}"; fi
+    if [[ $ONLY != sgw ]]; then K+=("$(search kamailio)"); log "rep $i kamailio CPS (strict lenient) ${K[-1]}"; fi
 done
 
-echo "| repetition | sgw (GW2→tunnel→GW1) CPS | kamailio (tm, stateful) CPS | ratio |"
-echo "|---|---|---|---|"
+echo "| repetition | sgw (GW2→tunnel→GW1) CPS | kamailio (tm, stateful) CPS | ratio | lenient: sgw | lenient: kamailio | lenient ratio |"
+echo "|---|---|---|---|---|---|---|"
 for i in $(seq 0 $((REPEATS - 1))); do
-    s=${S[$i]:-0}
-    k=${K[$i]:-0}
+    read -r s sl <<<"${S[$i]:-0 0}"
+    read -r k kl <<<"${K[$i]:-0 0}"
     ratio=$(python3 -c "print(f'{$s/$k:.2f}×' if $k else '-')")
-    echo "| $((i + 1)) | $s | $k | $ratio |"
+    lratio=$(python3 -c "print(f'{$sl/$kl:.2f}×' if $kl else '-')")
+    echo "| $((i + 1)) | $s | $k | $ratio | $sl | $kl | $lratio |"
 done
 echo
-echo "Steps of $CALLS calls; rates: $RATES; kamailio children=$KAM_CHILDREN;" \
+echo "Steps of max($CALLS, 4 × rate) calls; rates: $RATES; kamailio children=$KAM_CHILDREN;" \
     "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
