@@ -4,12 +4,16 @@
 # concurrent G.711 streams, 20 ms ptime (50 packets/s each, 172-byte RTP), made and timed by
 # examples/rtp_load.rs:
 #
-#   sgw:       rtp_load places N calls through the `sgw run` demo (SIP INVITE/ACK, its sockets
+#   sgw (demo): rtp_load places N calls through the `sgw run` demo (SIP INVITE/ACK, its sockets
 #              in the SDP), then each stream's socket A sends to GW2's media port; the demo's
 #              inside endpoint echoes, so a packet goes A -> GW2 -> TLS tunnel -> GW1 -> echo ->
 #              GW1 -> tunnel -> GW2 -> A. Timed at A: round trip, reported also halved.
 #              Per sent packet: 2 relays by GW2, 2 by GW1, 2 tunnel frames, 1 echo — all in the
 #              one sgw process (2 tokio workers).
+#   sgw-ext:   the same through `sgw run --config` (role both) whose GW1 next hop is rtp_load
+#              itself (--uas): each call's inside leg ends on an rtp_load socket B that echoes.
+#              A -> GW2 -> tunnel -> GW1 -> B is timed at B (one way through the pair), the
+#              round trip at A; the echo costs rtp_load's CPU, as for rtpengine.
 #   rtpengine: rtp_load makes N sessions with ng offer/answer; A -> rtpengine -> B, B (in
 #              rtp_load) echoes -> rtpengine -> A. Timed at B (one way through one relay) and at
 #              A (round trip, two relays). The echo costs rtp_load's CPU, not rtpengine's.
@@ -18,7 +22,7 @@
 #
 # Usage: bench/media-vs-rtpengine.sh
 # Env:   STREAMS "250 500 1000" (loads to run); SECONDS_PER_RUN (default 10); REPEATS (default
-#        3, interleaved direct/sgw/rtpengine); RTPE_THREADS (default 2, = cores);
+#        3, interleaved direct/sgw-ext/sgw/rtpengine); RTPE_THREADS (default 2, = cores);
 #        SGW_BIN=PATH and LOAD_BIN=PATH to skip the build.
 # Output: one JSON line per run on stderr, and a markdown table on stdout. Needs rtpengine
 # (Debian: apt-get install rtpengine-daemon; run here in the foreground with --table=-1),
@@ -89,6 +93,43 @@ run_sgw() {
     grep "^stats" "$WORK/sgw.out" | cut -c1-600 >&2 || true
 }
 
+# sgw with a configuration (role both) whose GW1 next hop is rtp_load itself (--uas): the inside
+# leg of each call ends on a socket of rtp_load that echoes (no demo echo in the sgw process).
+run_sgw_ext() {
+    local rep=$1 n=$2 sip tunnel uas
+    sip=$(free_port)
+    tunnel=$(free_port)
+    uas=$(free_port)
+    cat >"$WORK/sgw.toml" <<TOML
+[gw2]
+sip_udp = ["127.0.0.1:$sip"]
+tunnel_listen = "127.0.0.1:$tunnel"
+[gw2.media]
+ip = "127.0.0.1"
+port_min = 10000
+port_max = 19999
+[gw2.limits]
+max_calls = 100000
+[gw1]
+tunnel = "127.0.0.1:$tunnel"
+tunnel_server_name = "127.0.0.1"
+sip_bind = "127.0.0.1:0"
+next_hop = "127.0.0.1:$uas"
+family = "ipv4"
+[gw1.media]
+ip = "127.0.0.1"
+port_min = 20000
+port_max = 29999
+TOML
+    "$SGW" run -q --config "$WORK/sgw.toml" --role both >"$WORK/sgw.out" 2>"$WORK/sgw.err" </dev/null &
+    PID=$!
+    for _ in $(seq 150); do grep -q "tunnel up" "$WORK/sgw.err" 2>/dev/null && break; sleep 0.1; done
+    sleep 0.3
+    record sgw-ext "$rep" "$n" sgw --sip "127.0.0.1:$sip" --uas "127.0.0.1:$uas"
+    stop
+    grep "^stats" "$WORK/sgw.out" | cut -c1-600 >&2 || true
+}
+
 run_rtpengine() {
     local rep=$1 n=$2 ng
     ng=$(free_port)
@@ -112,6 +153,7 @@ log "rtpengine $(rtpengine --version 2>&1 | head -1), sgw commit $(cd "$ROOT" &&
 for n in $STREAMS; do
     for rep in $(seq "$REPEATS"); do
         run_direct "$rep" "$n"
+        run_sgw_ext "$rep" "$n"
         run_sgw "$rep" "$n"
         run_rtpengine "$rep" "$n"
     done
@@ -135,7 +177,7 @@ for n in sorted({r["streams"] for r in rows}):
     b99 = med([g(r, "round_trip", "half_p99_us") for r in base])
     bo50 = med([g(r, "one_way", "p50_us") for r in base])
     bo99 = med([g(r, "one_way", "p99_us") for r in base])
-    for dut in ["direct", "sgw", "rtpengine"]:
+    for dut in ["direct", "sgw-ext", "sgw", "rtpengine"]:
         rs = [r for r in rows if r["streams"] == n and r["dut"] == dut]
         ok = [r for r in rs if "error" not in r]
         if not ok:
@@ -154,9 +196,10 @@ for n in sorted({r["streams"] for r in rows}):
             added = "(baseline)"
         elif dut == "sgw":
             added = f"{h50 - b50:.0f} / {h99 - b99:.0f} (from rt/2)"
-        else:
+        else:  # one way, measured at B
             added = f"{o50 - bo50:.0f} / {o99 - bo99:.0f}"
         print(f"| {n} | {dut} | {off:,.0f} | {recv:,.0f} | {loss:.3f} ({losses}) | {ow} | {h50:.0f} / {h99:.0f} | {added} |")
 print()
+print("Latencies are capped at 1 s by the histogram (999999 µs, or 500000 for halves, means ≥ 1 s).")
 print(f"{len(rows)} runs of {rows[0].get('seconds', 0):.0f} s; load average at end: {open('/proc/loadavg').read().split()[:3]}")
 EOF

@@ -9,6 +9,10 @@
 //! # N sessions through rtpengine (ng offer/answer over UDP): A -> rtpengine -> B, B echoes
 //! # -> rtpengine -> A. One-way latency is measured at B, the round trip at A.
 //! cargo run --release --example rtp_load -- rtpengine --ng 127.0.0.1:2223 --streams 1000 --seconds 10
+//! # The same through `sgw run --config` whose GW1 next hop is rtp_load itself (`--uas`): each
+//! # call's inside leg ends on a socket B of rtp_load that echoes, so one way (A -> GW2 -> tunnel
+//! # -> GW1 -> B) is timed at B, and the round trip at A.
+//! cargo run --release --example rtp_load -- sgw --sip 127.0.0.1:5060 --uas 127.0.0.1:5090 --streams 1000
 //! # No relay: A -> B, B echoes -> A. The generator's own floor (scheduling, syscalls).
 //! cargo run --release --example rtp_load -- direct --streams 1000 --seconds 10
 //! ```
@@ -44,10 +48,11 @@ struct Opts {
     ptime_ms: u64,
     warmup: f64,
     setup_window: usize,
+    uas: Option<SocketAddr>,
 }
 
 fn usage() -> String {
-    "usage: rtp_load sgw --sip HOST:PORT | rtpengine --ng HOST:PORT | direct \
+    "usage: rtp_load sgw --sip HOST:PORT [--uas HOST:PORT] | rtpengine --ng HOST:PORT | direct \
      [--streams N] [--seconds S] [--ptime MS] [--warmup S] [--window N]"
         .to_owned()
 }
@@ -64,6 +69,7 @@ fn parse_opts() -> Res<Opts> {
         ptime_ms: 20,
         warmup: 1.0,
         setup_window: 32,
+        uas: None,
     };
     while let Some(a) = args.next() {
         let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
@@ -75,6 +81,7 @@ fn parse_opts() -> Res<Opts> {
             "--ptime" => o.ptime_ms = v.parse()?,
             "--warmup" => o.warmup = v.parse()?,
             "--window" => o.setup_window = v.parse()?,
+            "--uas" => o.uas = Some(v.parse()?),
             _ => return Err(usage().into()),
         }
     }
@@ -161,8 +168,19 @@ fn real_main() -> Res<()> {
     let streams = match o.mode.as_str() {
         "sgw" => {
             let target = o.sip.ok_or("sgw mode needs --sip HOST:PORT")?;
-            let (streams, calls) = sip_setup(target, o.streams, o.setup_window)?;
+            let uas = match o.uas {
+                Some(addr) => Some(Uas::start(addr)?),
+                None => None,
+            };
+            let (mut streams, calls) = sip_setup(target, o.streams, o.setup_window)?;
             sip_calls = Some((target, calls));
+            if let Some(uas) = &uas {
+                // The inside legs: one echo socket per call, each answering GW1's INVITE.
+                let legs = uas.take(streams.len(), Duration::from_secs(10))?;
+                for (s, leg) in streams.iter_mut().zip(legs) {
+                    s.b = Some(leg);
+                }
+            }
             streams
         }
         "rtpengine" => {
@@ -386,7 +404,7 @@ fn blast(o: &Opts, streams: Vec<Stream>) -> Res<serde_json::Value> {
         "sender_late_max_us": late_max_ns / 1000,
         "round_trip": rtt_s,
     });
-    if o.mode != "sgw" {
+    if o.mode != "sgw" || o.uas.is_some() {
         if let Some(obj) = out.as_object_mut() {
             obj.insert(
                 "at_b".into(),
@@ -693,6 +711,101 @@ fn sip_teardown(target: SocketAddr, calls: &[Established]) -> usize {
         ok += got;
     }
     ok
+}
+
+/// `--uas`: the inside endpoint for `sgw run --config` whose GW1 next hop is this address.
+/// Answers each INVITE with 200 and an SDP naming a fresh socket of its own (the stream's B
+/// socket, which echoes to GW1's media address from the offer), answers BYE with 200.
+struct Uas {
+    legs: Arc<std::sync::Mutex<Vec<(StdUdp, SocketAddr)>>>,
+}
+
+impl Uas {
+    fn start(addr: SocketAddr) -> Res<Uas> {
+        let sock = StdUdp::bind(addr)?;
+        let legs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = legs.clone();
+        std::thread::spawn(move || {
+            let _ = uas_loop(&sock, &out);
+        });
+        Ok(Uas { legs })
+    }
+
+    /// Waits until `n` calls have been answered and hands over their sockets.
+    fn take(&self, n: usize, wait: Duration) -> Res<Vec<(StdUdp, SocketAddr)>> {
+        let until = Instant::now() + wait;
+        loop {
+            {
+                let mut g = self.legs.lock().map_err(|_| "uas lock")?;
+                if g.len() >= n || Instant::now() > until {
+                    if g.len() < n {
+                        return Err(format!("the inside endpoint saw {} of {n} calls", g.len()).into());
+                    }
+                    return Ok(g.drain(..).collect());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn uas_loop(sock: &StdUdp, legs: &std::sync::Mutex<Vec<(StdUdp, SocketAddr)>>) -> Res<()> {
+    let me = sock.local_addr()?;
+    let mut answered: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (len, from) = sock.recv_from(&mut buf)?;
+        let msg = String::from_utf8_lossy(buf.get(..len).unwrap_or_default()).into_owned();
+        if msg.starts_with("SIP/2.0") || msg.starts_with("ACK ") {
+            continue;
+        }
+        let Some(cid) = header(&msg, &["call-id", "i"]) else {
+            continue;
+        };
+        let mut r = String::from("SIP/2.0 200 OK\r\n");
+        for h in msg.split("\r\n\r\n").next().unwrap_or("").split("\r\n").skip(1) {
+            let k = h.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+            if ["via", "v", "from", "f", "call-id", "i", "cseq"].contains(&k.as_str()) {
+                r.push_str(h);
+                r.push_str("\r\n");
+            } else if k == "to" || k == "t" {
+                r.push_str(h);
+                if !h.contains("tag=") {
+                    r.push_str(";tag=uas");
+                }
+                r.push_str("\r\n");
+            }
+        }
+        if msg.starts_with("INVITE ") {
+            if let Some(resp) = answered.get(cid) {
+                sock.send_to(resp, from)?;
+                continue;
+            }
+            let Some(remote) = sdp_media(&msg) else {
+                continue;
+            };
+            let leg = StdUdp::bind(SocketAddr::new(me.ip(), 0))?;
+            let port = leg.local_addr()?.port();
+            let ip = me.ip();
+            let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+            let sdp = format!(
+                "v=0\r\no=- 1 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
+                 m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+            );
+            r.push_str(&format!(
+                "Contact: <sip:uas@{me}>\r\nContent-Type: application/sdp\r\n\
+                 Content-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ));
+            let resp = r.into_bytes();
+            sock.send_to(&resp, from)?;
+            answered.insert(cid.to_owned(), resp);
+            legs.lock().map_err(|_| "uas lock")?.push((leg, remote));
+        } else {
+            r.push_str("Content-Length: 0\r\n\r\n");
+            sock.send_to(r.as_bytes(), from)?;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
