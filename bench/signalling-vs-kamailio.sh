@@ -238,7 +238,7 @@ search() {
 }
 
 log "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-log "sgw $("$SGW" --version 2>/dev/null || echo '?'), commit $(cd "$ROOT" && git rev-parse --short HEAD)"
+log "$("$SGW" --version 2>/dev/null || echo '?'), commit $(cd "$ROOT" && git rev-parse --short HEAD)"
 declare -a S K
 for i in $(seq "$REPEATS"); do
     if [[ $ONLY != kamailio ]]; then S+=("$(search sgw)"); log "rep $i sgw CPS (strict lenient) ${S[-1]}"; fi

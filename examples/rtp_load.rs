@@ -739,7 +739,9 @@ impl Uas {
                 let mut g = self.legs.lock().map_err(|_| "uas lock")?;
                 if g.len() >= n || Instant::now() > until {
                     if g.len() < n {
-                        return Err(format!("the inside endpoint saw {} of {n} calls", g.len()).into());
+                        return Err(
+                            format!("the inside endpoint saw {} of {n} calls", g.len()).into()
+                        );
                     }
                     return Ok(g.drain(..).collect());
                 }
@@ -763,8 +765,19 @@ fn uas_loop(sock: &StdUdp, legs: &std::sync::Mutex<Vec<(StdUdp, SocketAddr)>>) -
             continue;
         };
         let mut r = String::from("SIP/2.0 200 OK\r\n");
-        for h in msg.split("\r\n\r\n").next().unwrap_or("").split("\r\n").skip(1) {
-            let k = h.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        for h in msg
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .split("\r\n")
+            .skip(1)
+        {
+            let k = h
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if ["via", "v", "from", "f", "call-id", "i", "cseq"].contains(&k.as_str()) {
                 r.push_str(h);
                 r.push_str("\r\n");
