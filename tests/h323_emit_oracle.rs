@@ -294,7 +294,7 @@ fn gw2_engine_answers(out: &mut Vec<Emitted>) {
 fn bye_from_pbx(inv: &sip::Message, inside: Flow) -> Bytes {
     let header = |name: &str| -> String {
         let raw = inv.raw();
-        let text = String::from_utf8_lossy(&raw).into_owned();
+        let text = String::from_utf8_lossy(raw).into_owned();
         text.lines()
             .find_map(|l| {
                 let (n, v) = l.split_once(':')?;
