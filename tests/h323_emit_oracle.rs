@@ -651,3 +651,45 @@ fn engine_h225_output_decodes_in_tshark_cleanly() {
         assert_eq!(split(&row[2]).len(), *fast_start, "{row:?}");
     }
 }
+
+/// The error filter is not vacuous: the captured H.225.0 PDU tshark flags ("too long integer",
+/// `h323-asn1/testdata/malformed/h225/ndpi-h323-f65-malformed.hex`), framed the same way as
+/// ours, is reported.
+#[test]
+fn tshark_error_filter_flags_a_malformed_h225() {
+    if !have_tshark() {
+        return skip("tshark");
+    }
+    let text = std::fs::read_to_string(
+        root().join("h323-asn1/testdata/malformed/h225/ndpi-h323-f65-malformed.hex"),
+    )
+    .unwrap();
+    let text = text.trim();
+    let uu: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect();
+    let q = q931::Message::setup(
+        q931::CallRef::new(CALL_REF),
+        q931::BearerCapability::speech(q931::Layer1Protocol::G711Ulaw),
+        uu,
+    )
+    .to_vec()
+    .unwrap();
+    let mut framed = Vec::new();
+    tpkt::encode(&q, &mut framed).unwrap();
+    let pcap = tmp_pcap("malformed");
+    write_pcap(
+        &pcap,
+        &[Emitted {
+            label: "malformed".to_owned(),
+            src: "[fd00:5357::1]:30000".parse().unwrap(),
+            dst: "[fd00:5357::10]:1720".parse().unwrap(),
+            tpkt: framed,
+        }],
+    );
+    let errors = tshark_errors(&pcap);
+    let _ = std::fs::remove_file(&pcap);
+    println!("tshark: {errors}");
+    assert!(!errors.is_empty(), "tshark flags the malformed PDU");
+}
