@@ -2,10 +2,11 @@
 //! the configured IP family, with fresh dialog identifiers, and relays media to the inside
 //! endpoint from its own ports. Nothing of the outside (address, host, tag, Call-ID) reaches it.
 
-use super::gw2::{host_of, host_port, media_summary};
 use super::ids::Ids;
+use super::media::media_summary;
 use super::media::{MediaStream, PortPool};
 use super::policy;
+use super::sipua::{host_of, host_port, looks_like_sip};
 use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
     EngineConfig, Family, Flow, InsideConfig, MediaCounters, Out, Protocol, Report, Side, Summary,
@@ -386,7 +387,7 @@ impl Gw1 {
             self.handle_inside_media(stream, flow.remote, data, out);
             return;
         }
-        if !super::gw2::looks_like_sip(&data) {
+        if !looks_like_sip(&data) {
             return;
         }
         match sip::parse_datagram(data) {

@@ -3,9 +3,10 @@
 //! and speaks Meta to GW1.
 
 use super::ids::Ids;
+use super::media::media_summary;
 use super::media::{MediaStream, PortPool};
 use super::policy::{self, Rejection, SipPolicy};
-use super::sipua::{ClientTxns, ServerTxn, ServerTxns, TxnKey};
+use super::sipua::{host_of, host_port, looks_like_sip, ClientTxns, ServerTxn, ServerTxns, TxnKey};
 use super::{
     CallRecord, EngineConfig, Event, Flow, MediaCounters, Out, Protocol, Report, Side, Summary,
     Transmit, Verdict,
@@ -1294,6 +1295,8 @@ impl Gw2 {
     /// RTP/RTCP from outside for a known stream: checked, then sent over the tunnel.
     fn handle_media(&mut self, flow: Flow, data: &Bytes, out: &mut Out) -> Option<Option<Handoff>> {
         // One lookup per packet in the common case: our port (live), else the peer's address.
+        // RTCP comes from the port above the peer's RTP port (RFC 3550 section 11).
+        let rtcp_hint = super::media::is_rtcp(data);
         let rtcp_remote = SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1));
         let (call, idx, answering) = self
             .media_by_local
@@ -1301,11 +1304,9 @@ impl Gw2 {
             .map(|&(c, i)| (c, i, false))
             .or_else(|| self.media_by_remote.get(&flow.remote).copied())
             .or_else(|| {
-                if super::media::is_rtcp(data) {
-                    self.media_by_remote.get(&rtcp_remote).copied()
-                } else {
-                    None
-                }
+                rtcp_hint
+                    .then(|| self.media_by_remote.get(&rtcp_remote).copied())
+                    .flatten()
             })?;
         if answering {
             let stream = self.calls.get(&call)?.streams.get(idx)?.stream;
@@ -1318,17 +1319,12 @@ impl Gw2 {
         let c = self.calls.get_mut(&call)?;
         let ended = c.state == CallState::Ended;
         let s = c.streams.get_mut(idx)?;
-        let rtcp_hint = super::media::is_rtcp(data);
         let protocol = if rtcp_hint {
             Protocol::Rtcp
         } else {
             Protocol::Rtp
         };
-        let src = if rtcp_hint {
-            SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))
-        } else {
-            flow.remote
-        };
+        let src = if rtcp_hint { rtcp_remote } else { flow.remote };
         let result = if ended {
             Err(None)
         } else {
@@ -1534,66 +1530,9 @@ fn with_tag(value: &str, tag: &str) -> String {
     }
 }
 
-pub(super) fn host_of(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V4(v4) => v4.ip().to_string(),
-        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
-    }
-}
-
-pub(super) fn host_port(a: SocketAddr) -> String {
-    format!("{}:{}", host_of(a), a.port())
-}
-
 /// A response can be addressed when the request has a Via: the other headers a response
 /// copies (From, To, Call-ID, CSeq) are copied as written, even when malformed, so the peer can
 /// still match the 400 (RFC 3261 section 8.2.6.2).
 fn can_address_response(msg: &Message) -> bool {
     msg.headers().contains(&HeaderName::VIA)
-}
-
-/// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
-pub fn looks_like_sip(data: &[u8]) -> bool {
-    let start = data
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(0);
-    let head = data.get(start..).unwrap_or(&[]);
-    if head.starts_with(b"SIP/") {
-        return true;
-    }
-    let line_end = head
-        .iter()
-        .take(1024)
-        .position(|&b| b == b'\n')
-        .unwrap_or(head.len().min(1024));
-    let line = head.get(..line_end).unwrap_or(&[]);
-    let Some(sp) = line.iter().position(|&b| b == b' ') else {
-        return false;
-    };
-    sp > 0
-        && line
-            .get(..sp)
-            .is_some_and(|m| m.iter().all(|&b| sip_token_byte(b)))
-        && line.windows(4).any(|w| w == b"SIP/")
-}
-
-fn sip_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
-}
-
-pub(super) fn media_summary(data: &[u8]) -> Summary {
-    if super::media::is_rtcp(data) {
-        return Summary::Rtcp {
-            packet_type: data.get(1).copied().unwrap_or(0),
-        };
-    }
-    match codecs::rtp::Packet::new_checked(data) {
-        Ok(p) => Summary::Rtp {
-            payload_type: p.payload_type(),
-            ssrc: p.ssrc(),
-            seq: p.sequence_number(),
-        },
-        Err(_) => Summary::MalformedMedia,
-    }
 }

@@ -877,7 +877,7 @@ impl H323 {
         } else {
             s.check(src, data).map_err(|d| d.reason())
         };
-        let summary = super::gw2::media_summary(data);
+        let summary = super::media::media_summary(data);
         match result {
             Ok(rtcp) => {
                 out.media_to_gw1.push_back((s.stream, rtcp, data.clone()));

@@ -185,3 +185,20 @@ impl PortPool {
         port
     }
 }
+
+/// The summary of a media packet for reports (formatted only when shown).
+pub fn media_summary(data: &[u8]) -> super::Summary {
+    if is_rtcp(data) {
+        return super::Summary::Rtcp {
+            packet_type: data.get(1).copied().unwrap_or(0),
+        };
+    }
+    match codecs::rtp::Packet::new_checked(data) {
+        Ok(p) => super::Summary::Rtp {
+            payload_type: p.payload_type(),
+            ssrc: p.ssrc(),
+            seq: p.sequence_number(),
+        },
+        Err(_) => super::Summary::MalformedMedia,
+    }
+}

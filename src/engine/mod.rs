@@ -39,6 +39,7 @@ use std::time::Duration;
 pub use h323::InsideProtocol;
 pub use media::MediaCounters;
 pub use policy::{Rejection, SipPolicy};
+pub use sipua::host_port;
 
 /// Transport protocol of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -546,7 +547,7 @@ impl Engine {
         let entry = self.streams.entry(conn).or_insert_with(|| {
             let sip = is_sip_port(flow.local.port())
                 || is_sip_port(flow.remote.port())
-                || gw2::looks_like_sip(data);
+                || sipua::looks_like_sip(data);
             sip.then(codecs::sip::StreamFramer::new)
         });
         let Some(framer) = entry else { return };

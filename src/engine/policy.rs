@@ -5,7 +5,7 @@
 //! both end up as a [`Rejection`] that names the SIP status and the headers to send with it.
 
 use codecs::sip::HeaderName as Name;
-use codecs::sip::{self, MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
+use codecs::sip::{MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
 
 /// Option tags (RFC 3261 section 19.2) the gateway implements.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &["replaces", "norefersub"];
@@ -105,11 +105,6 @@ impl Rejection {
             Rejection::NotAcceptableHere(why) => format!("media not acceptable: {why}"),
             Rejection::BusyOrOverloaded(why) => format!("unavailable: {why}"),
         }
-    }
-
-    /// Whether the message itself was broken (as opposed to valid but refused).
-    pub fn is_malformed(&self) -> bool {
-        matches!(self, Rejection::Malformed(_))
     }
 
     /// Whether this is a decision of the filter. A request that passed every check but names
@@ -325,11 +320,3 @@ fn multipart_sdp(body: &bytes::Bytes, boundary: &str) -> Option<bytes::Bytes> {
     }
     None
 }
-
-/// Message-level limits the codec enforces, restated for the report.
-pub const LIMITS: &[(&str, usize)] = &[
-    ("max message size", sip::MAX_MESSAGE_SIZE),
-    ("max headers", sip::MAX_HEADERS),
-    ("max header length", sip::MAX_HEADER_LEN),
-    ("max Via", sip::MAX_VIAS),
-];

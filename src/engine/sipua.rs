@@ -7,6 +7,7 @@ use bytes::Bytes;
 use codecs::meta::CallRef;
 use codecs::sip::{Message, Method, StartLine};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub const T1: Duration = Duration::from_millis(500);
@@ -339,4 +340,43 @@ impl ClientTxns {
             })
             .min()
     }
+}
+
+/// The host part as SIP writes it: IPv6 in brackets (RFC 3261 section 19.1.1).
+pub fn host_of(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+    }
+}
+
+/// `host:port` as SIP writes it (IPv6 in brackets): `SocketAddr`'s own display form.
+pub fn host_port(a: SocketAddr) -> String {
+    a.to_string()
+}
+
+/// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
+pub fn looks_like_sip(data: &[u8]) -> bool {
+    let start = data
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(0);
+    let head = data.get(start..).unwrap_or(&[]);
+    if head.starts_with(b"SIP/") {
+        return true;
+    }
+    let line_end = head
+        .iter()
+        .take(1024)
+        .position(|&b| b == b'\n')
+        .unwrap_or(head.len().min(1024));
+    let line = head.get(..line_end).unwrap_or(&[]);
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    sp > 0
+        && line
+            .get(..sp)
+            .is_some_and(|m| m.iter().all(|&b| codecs::sip::is_token_byte(b)))
+        && line.windows(4).any(|w| w == b"SIP/")
 }

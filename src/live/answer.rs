@@ -103,7 +103,7 @@ async fn answer_loop(sock: Arc<UdpSocket>, rtp: SocketAddr) {
                     next_tag += 1;
                     let tag = format!("{next_tag:x}");
                     let sdp = answer_sdp(&msg.body(), rtp);
-                    let contact = format!("<sip:answer@{}>", host_port(local));
+                    let contact = format!("<sip:answer@{}>", crate::engine::host_port(local));
                     let ringing = MessageBuilder::response_to(&msg, 180, Some(&tag))
                         .header("Contact", contact.clone())
                         .build();
@@ -132,13 +132,6 @@ async fn answer_loop(sock: Arc<UdpSocket>, rtp: SocketAddr) {
         for r in replies {
             let _ = sock.send_to(&r, from).await;
         }
-    }
-}
-
-fn host_port(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V4(v4) => format!("{}:{}", v4.ip(), v4.port()),
-        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
     }
 }
 

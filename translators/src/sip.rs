@@ -5,9 +5,7 @@
 //! it: the gateway keeps them for its media checks, Meta never carries them.
 
 use bytes::Bytes;
-use codecs::meta::{
-    Codec, Direction, MediaDescription, MediaKind, Party, StreamId, TelephoneEvent,
-};
+use codecs::meta::{Codec, MediaDescription, MediaKind, Party, StreamId, TelephoneEvent};
 use codecs::sdp::{self, MediaBuilder, Origin, Rtpmap, Session};
 use codecs::sip::{MediaType, NameAddr, Uri, UriScheme};
 use std::net::{IpAddr, SocketAddr};
@@ -333,11 +331,6 @@ fn escape_user(user: &str) -> String {
         }
     }
     out
-}
-
-/// Direction helper for hold: the answer to a `sendonly` offer is `recvonly`, and so on.
-pub fn answer_direction(offer: Direction) -> Direction {
-    offer.reversed()
 }
 
 #[cfg(test)]
