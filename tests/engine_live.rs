@@ -13,8 +13,8 @@ use bytes::Bytes;
 use codecs::meta::{self, Keepalive, Message};
 use codecs::sip::{self, MessageBuilder};
 use sgw::engine::{
-    Engine, EngineConfig, Family, Flow, InsideConfig, Role, Side, SocketRequest, Transmit,
-    Transport, TunnelOut,
+    Binder, Engine, EngineConfig, Family, Flow, InsideConfig, Role, Side, Transmit, Transport,
+    TunnelOut,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -67,8 +67,40 @@ fn transmits(e: &mut Engine) -> Vec<Transmit> {
     std::iter::from_fn(|| e.poll_transmit()).collect()
 }
 
-fn sockets(e: &mut Engine) -> Vec<SocketRequest> {
-    std::iter::from_fn(|| e.poll_socket_request()).collect()
+/// The media sockets an engine opened and closed, RTP and RTCP, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SocketRequest {
+    Open { side: Side, local: SocketAddr },
+    Close { side: Side, local: SocketAddr },
+}
+
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<SocketRequest>>>);
+
+impl Binder for Recorder {
+    fn open(&mut self, side: Side, rtp: SocketAddr) -> bool {
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port() + 1);
+        let mut v = self.0.lock().unwrap();
+        v.push(SocketRequest::Open { side, local: rtp });
+        v.push(SocketRequest::Open { side, local: rtcp });
+        true
+    }
+    fn close(&mut self, side: Side, rtp: SocketAddr) {
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port() + 1);
+        let mut v = self.0.lock().unwrap();
+        v.push(SocketRequest::Close { side, local: rtp });
+        v.push(SocketRequest::Close { side, local: rtcp });
+    }
+}
+
+fn recorded(e: &mut Engine) -> Recorder {
+    let r = Recorder::default();
+    e.set_binder(Box::new(r.clone()));
+    r
+}
+
+fn sockets(r: &Recorder) -> Vec<SocketRequest> {
+    std::mem::take(&mut *r.0.lock().unwrap())
 }
 
 fn status(t: &Transmit) -> Option<u16> {
@@ -124,32 +156,20 @@ fn keepalives_start_at_tunnel_up_repeat_when_idle_and_are_answered() {
 #[test]
 fn gw2_refuses_calls_with_503_while_the_tunnel_is_down() {
     let mut gw2 = engine(Role::Gw2);
+    let rec = recorded(&mut gw2);
     gw2.handle_datagram(Duration::ZERO, outside_flow(), invite());
     let codes: Vec<_> = transmits(&mut gw2).iter().filter_map(status).collect();
-    assert_eq!(codes, [100, 503]);
+    // The admission chain refuses before anything is allocated: no 100, no port.
+    assert_eq!(codes, [503]);
     assert!(gw2.poll_tunnel().is_none());
-    // The ports it allocated are given back at once.
-    let reqs = sockets(&mut gw2);
-    assert_eq!(reqs.len(), 4, "{reqs:?}");
-    assert!(matches!(
-        reqs[0],
-        SocketRequest::Open {
-            side: Side::Outside,
-            ..
-        }
-    ));
-    assert!(matches!(
-        reqs[3],
-        SocketRequest::Close {
-            side: Side::Outside,
-            ..
-        }
-    ));
+    assert_eq!(sockets(&rec), []);
+    assert_eq!(gw2.stats().admission.refused_tunnel_down, 1);
 }
 
 #[test]
 fn media_sockets_follow_the_call_and_inside_rtp_is_dispatched_by_port() {
     let (mut gw2, mut gw1) = (engine(Role::Gw2), engine(Role::Gw1));
+    let (rec2, rec1) = (recorded(&mut gw2), recorded(&mut gw1));
     let t = Duration::from_secs(1);
     gw2.handle_tunnel_up(t);
     gw1.handle_tunnel_up(t);
@@ -160,7 +180,7 @@ fn media_sockets_follow_the_call_and_inside_rtp_is_dispatched_by_port() {
     gw2.handle_datagram(t, outside_flow(), invite());
     let outside_rtp = a("198.51.100.1:20000");
     assert_eq!(
-        sockets(&mut gw2),
+        sockets(&rec2),
         [
             SocketRequest::Open {
                 side: Side::Outside,
@@ -176,7 +196,7 @@ fn media_sockets_follow_the_call_and_inside_rtp_is_dispatched_by_port() {
     assert!(matches!(moved.as_slice(), [Message::Setup(_)]), "{moved:?}");
     let inside_rtp = a("10.0.0.1:30000");
     assert_eq!(
-        sockets(&mut gw1),
+        sockets(&rec1),
         [
             SocketRequest::Open {
                 side: Side::Inside,
@@ -258,7 +278,7 @@ fn media_sockets_follow_the_call_and_inside_rtp_is_dispatched_by_port() {
     let codes: Vec<_> = transmits(&mut gw2).iter().filter_map(status).collect();
     assert_eq!(codes, [200]);
     assert_eq!(
-        sockets(&mut gw2),
+        sockets(&rec2),
         [
             SocketRequest::Close {
                 side: Side::Outside,
@@ -272,7 +292,7 @@ fn media_sockets_follow_the_call_and_inside_rtp_is_dispatched_by_port() {
     );
     shuttle(t, &mut gw2, &mut gw1);
     assert_eq!(
-        sockets(&mut gw1),
+        sockets(&rec1),
         [
             SocketRequest::Close {
                 side: Side::Inside,

@@ -19,15 +19,16 @@
 //!   with the matching reject, so endpoints stop retrying; everything else (confirms, rejects,
 //!   IRQ from a gatekeeper we are not registered with) is reported and ignored.
 //!
-//! Call references and stream ids of H.323 calls come from ranges of their own
-//! ([`CALL_BASE`], [`STREAM_BASE`]) so they never collide with the SIP half's, and media ports from
-//! the upper half of the configured ranges.
+//! Calls, their references, stream ids and media ports live in the engine's call and media
+//! tables, shared with SIP: one admission chain, one pool of ports, one call record per call.
+//! The state of a call here is dropped when the call table forgets it.
 
+use super::calls::{CallProtocol, Direction, NewCall};
 use super::ids::Ids;
-use super::media::{MediaStream, PortPool};
+use super::media::payload_types;
 use super::{
-    CallRecord, ConnId, EngineConfig, Event, Family, Flow, InsideConfig, MediaCounters, Out,
-    Protocol, Report, Side, Summary, Transmit, Transport, Verdict,
+    ConnId, EngineConfig, Event, Family, Flow, InsideConfig, Out, Protocol, Report, Side, Summary,
+    Transmit, Transport, Verdict,
 };
 use bytes::Bytes;
 use codecs::h225::{self, asn::H323UUPDUH323MessageBody as Body};
@@ -44,10 +45,6 @@ use translators::h323 as th323;
 pub const H225_PORT: u16 = 1720;
 /// RAS ports: gatekeeper discovery (multicast) and unicast RAS (H.225.0 clause 7.7).
 pub const RAS_PORTS: [u16; 2] = [1718, 1719];
-/// Meta call references of H.323 calls start here (GW2 allocates even numbers).
-pub const CALL_BASE: u32 = 0x4000_0000;
-/// Tunnel stream ids of H.323 calls start here.
-pub const STREAM_BASE: u16 = 0x8000;
 /// H.225.0 and H.245 streams tracked at once; further connections are not followed.
 pub const MAX_STREAMS: usize = 65_536;
 /// Separate H.245 addresses remembered at once.
@@ -94,13 +91,11 @@ struct OutCall {
     ids: th323::CallIds,
     proposals: Vec<codecs::h245::asn::OpenLogicalChannel>,
     offer: Vec<MediaDescription>,
-    streams: Vec<MediaStream>,
+    streams: Vec<StreamId>,
     state: State,
-    calling: String,
-    called: String,
-    emergency: bool,
-    setup_at: Duration,
-    answered_at: Option<Duration>,
+    /// Keys this call put into `by_key` and `h245`, removed when it is forgotten.
+    key: (SocketAddr, SocketAddr, u16),
+    h245: Vec<SocketAddr>,
 }
 
 /// One inside H.323 call that GW1 originates.
@@ -108,26 +103,17 @@ struct InCall {
     flow: Flow,
     ids: th323::CallIds,
     offer: Vec<MediaDescription>,
-    streams: Vec<MediaStream>,
     state: State,
 }
 
 pub struct H323 {
     replay: bool,
-    max_calls: usize,
-    emergency: Vec<String>,
-    inside_protocol: Option<InsideProtocol>,
     v4: InsideConfig,
     v6: InsideConfig,
     inside_family: Option<Family>,
     ids: Ids,
-    next_call: u32,
-    next_stream: u16,
     next_crv: u16,
     next_tcp_port: u16,
-    ports: PortPool,
-    ports_v4: PortPool,
-    ports_v6: PortPool,
     streams: HashMap<ConnId, Stream>,
     calls: FxHashMap<CallRef, OutCall>,
     /// (caller, GW2, call reference value) of each outside call.
@@ -135,44 +121,23 @@ pub struct H323 {
     /// Separate H.245 addresses announced in H.225.0 messages.
     h245: HashMap<SocketAddr, CallRef>,
     inside: FxHashMap<CallRef, InCall>,
-    media_by_local: FxHashMap<SocketAddr, (CallRef, usize)>,
-    media_by_remote: HashMap<SocketAddr, (CallRef, usize)>,
-    out_streams: FxHashMap<StreamId, (CallRef, usize)>,
-    in_streams: FxHashMap<StreamId, (CallRef, usize)>,
-}
-
-fn upper_half((low, high): (u16, u16)) -> (u16, u16) {
-    let mid = low + (high.saturating_sub(low)) / 2;
-    (mid.max(low) & !1, high)
 }
 
 impl H323 {
     pub fn new(cfg: &EngineConfig) -> Self {
         H323 {
             replay: cfg.replay,
-            max_calls: cfg.max_calls,
-            emergency: cfg.emergency_numbers.clone(),
-            inside_protocol: cfg.inside_protocol,
             v4: cfg.inside_v4.clone(),
             v6: cfg.inside_v6.clone(),
             inside_family: cfg.inside_family,
             ids: Ids::new(cfg.id_seed ^ 0x6832_3233),
-            next_call: CALL_BASE,
-            next_stream: STREAM_BASE,
             next_crv: 0,
             next_tcp_port: 0,
-            ports: PortPool::new(upper_half(cfg.outside_media_ports)),
-            ports_v4: PortPool::new(upper_half(cfg.inside_v4.media_ports)),
-            ports_v6: PortPool::new(upper_half(cfg.inside_v6.media_ports)),
             streams: HashMap::new(),
             calls: FxHashMap::default(),
             by_key: HashMap::new(),
             h245: HashMap::new(),
             inside: FxHashMap::default(),
-            media_by_local: FxHashMap::default(),
-            media_by_remote: HashMap::new(),
-            out_streams: FxHashMap::default(),
-            in_streams: FxHashMap::default(),
         }
     }
 
@@ -210,6 +175,30 @@ impl H323 {
             },
         );
         true
+    }
+
+    /// A stream from the H.225.0 listener (live): H.225.0 whatever its first bytes.
+    pub fn claim_h225_stream(&mut self, conn: ConnId) -> bool {
+        if self.streams.len() >= MAX_STREAMS {
+            return false;
+        }
+        self.streams.insert(
+            conn,
+            Stream {
+                kind: Kind::H225,
+                framer: TpktFramer::new(),
+                dead: false,
+            },
+        );
+        true
+    }
+
+    /// Whether this part holds `call` on `side` (GW2's outside calls, GW1's inside calls).
+    pub fn holds(&self, side: Side, call: CallRef) -> bool {
+        match side {
+            Side::Outside => self.calls.contains_key(&call),
+            Side::Inside => self.inside.contains_key(&call),
+        }
     }
 
     pub fn stream_closed(&mut self, conn: ConnId) {
@@ -435,6 +424,9 @@ impl H323 {
         if let (Some(a), Some(c)) = (h225::h245_address(pdu), call) {
             if self.h245.len() < MAX_H245_ADDRESSES {
                 self.h245.insert(a, c);
+                if let Some(oc) = self.calls.get_mut(&c) {
+                    oc.h245.push(a);
+                }
             }
         }
         // Tunnelled H.245 is reported PDU by PDU.
@@ -477,8 +469,10 @@ impl H323 {
                     let cause = th323::release_cause(&msg, Some(&uu));
                     let live = self.calls.get(&c).is_some_and(|x| x.state != State::Ended);
                     if live {
-                        out.to_gw1
-                            .push_back(meta::Message::Release(meta::Release { call: c, cause }));
+                        out.send_other(
+                            Side::Outside,
+                            meta::Message::Release(meta::Release { call: c, cause }),
+                        );
                         self.end_call(now, c, cause, out);
                     }
                     self.report(
@@ -536,11 +530,8 @@ impl H323 {
         uu: &h225::asn::H323UserInformation,
         out: &mut Out,
     ) {
-        let next_stream = &mut self.next_stream;
-        let info = match th323::setup_to_meta(msg, uu, &mut || {
-            *next_stream = next_stream.wrapping_add(2).max(STREAM_BASE);
-            StreamId(*next_stream)
-        }) {
+        // Stream ids are placeholders until the call is admitted.
+        let mut info = match th323::setup_to_meta(msg, uu, &mut || StreamId(0)) {
             Ok(i) => i,
             Err(e) => {
                 self.reject_h225(
@@ -554,96 +545,114 @@ impl H323 {
                 return;
             }
         };
-        let emergency = self.emergency.contains(&info.called.user);
-        let active = self
-            .calls
-            .values()
-            .filter(|c| c.state != State::Ended)
-            .count();
-        if active >= self.max_calls && !emergency {
-            let ids = th323::CallIds {
-                call_ref: msg.call_ref.value,
-                conference_id: info.conference_id,
-                call_identifier: info.call_identifier.unwrap_or(info.conference_id),
-            };
-            if let Ok(m) =
-                th323::release_complete_message(&ids, true, Cause::SWITCHING_EQUIPMENT_CONGESTION)
-            {
-                self.send_q931(Side::Outside, flow, &m, out);
-            }
-            self.report(
-                out,
-                Protocol::H225,
-                Side::Outside,
-                "Setup".to_owned(),
-                Verdict::Rejected,
-                Some("call limit reached; answered Release Complete, cause 42".to_owned()),
-                None,
-            );
-            return;
-        }
-        self.next_call = self.next_call.wrapping_add(2).max(CALL_BASE);
-        let call = CallRef(self.next_call);
         let ids = th323::CallIds {
             call_ref: msg.call_ref.value,
             conference_id: info.conference_id,
             call_identifier: info.call_identifier.unwrap_or(info.conference_id),
         };
-        let mut streams = Vec::new();
-        for (i, m) in info.media.media.iter().enumerate() {
-            let Some(stream) = m.stream else { continue };
-            let local = SocketAddr::new(flow.local.ip(), self.ports.allocate());
-            let remote = info.media.remotes.get(i).copied().flatten();
-            let idx = streams.len();
-            self.media_by_local.insert(local, (call, idx));
-            if let Some(r) = remote {
-                self.media_by_remote.insert(r, (call, idx));
+        let emergency = out.calls.emergency.recognises(&info.called.user, None);
+        let new = NewCall {
+            direction: Direction::FromOutside,
+            protocol: CallProtocol::H323,
+            family: Family::of(flow.remote.ip()),
+            calling: info.calling.user.clone(),
+            called: info.called.user.clone(),
+            emergency,
+        };
+        let refuse = |this: &Self, out: &mut Out, cause: Cause, why: &str| {
+            if let Ok(m) = th323::release_complete_message(&ids, true, cause) {
+                this.send_q931(Side::Outside, flow, &m, out);
             }
-            self.out_streams.insert(stream, (call, idx));
-            streams.push(MediaStream {
-                stream,
-                local,
-                remote,
-                payload_types: payload_types(m),
-                ssrc: None,
-                counters: MediaCounters::default(),
-            });
+            this.report(
+                out,
+                Protocol::H225,
+                Side::Outside,
+                "Setup".to_owned(),
+                Verdict::Rejected,
+                Some(format!(
+                    "{why}; answered Release Complete, cause {}",
+                    cause.0
+                )),
+                None,
+            );
+        };
+        let call = match out.calls.admit(now, Side::Outside, &new, out.tunnel_up) {
+            Ok(c) => c,
+            Err(r) => {
+                refuse(self, out, r.cause(), r.reason());
+                return;
+            }
+        };
+        let mut streams = Vec::new();
+        let mut failed = None;
+        for (m, remote) in info.media.media.iter_mut().zip(&info.media.remotes) {
+            if m.stream.is_none() {
+                continue;
+            }
+            let Some(id) = out.media.stream_id(Side::Outside) else {
+                failed = Some(super::calls::Refusal::NoMediaPort);
+                break;
+            };
+            m.stream = Some(id);
+            let ip = flow.local.ip();
+            if let Err(r) = out
+                .media
+                .open(Side::Outside, call, id, ip, payload_types(m), *remote)
+            {
+                failed = Some(r);
+                break;
+            }
+            streams.push(id);
+        }
+        let setup = meta::Message::Setup(meta::Setup {
+            call,
+            calling: info.calling,
+            called: info.called,
+            emergency,
+            media: info.media.media.clone(),
+        });
+        if failed.is_none() && meta::encode_frame(0, &setup, &mut Vec::new()).is_err() {
+            out.end_call(now, call, Cause::INTERWORKING);
+            refuse(
+                self,
+                out,
+                Cause::INTERWORKING,
+                "Setup cannot be carried as Meta",
+            );
+            return;
+        }
+        if let Some(r) = failed {
+            out.calls.count_refusal(r);
+            out.end_call(now, call, r.cause());
+            refuse(self, out, r.cause(), r.reason());
+            return;
         }
         if let Ok(m) = th323::call_proceeding_message(&ids) {
             self.send_q931(Side::Outside, flow, &m, out);
         }
+        let mut h245 = Vec::new();
         if let Some(a) = info.h245_address {
             if self.h245.len() < MAX_H245_ADDRESSES {
                 self.h245.insert(a, call);
+                h245.push(a);
             }
         }
-        self.by_key
-            .insert((flow.remote, flow.local, msg.call_ref.value), call);
+        let key = (flow.remote, flow.local, msg.call_ref.value);
+        self.by_key.insert(key, call);
         self.calls.insert(
             call,
             OutCall {
                 flow,
                 ids,
                 proposals: info.proposals,
-                offer: info.media.media.clone(),
+                offer: info.media.media,
                 streams,
                 state: State::Early,
-                calling: info.calling.user.clone(),
-                called: info.called.user.clone(),
-                emergency,
-                setup_at: now,
-                answered_at: None,
+                key,
+                h245,
             },
         );
-        out.outside_family
-            .insert(call, Family::of(flow.remote.ip()));
-        out.to_gw1.push_back(meta::Message::Setup(meta::Setup {
-            call,
-            calling: info.calling,
-            called: info.called,
-            emergency,
-            media: info.media.media,
-        }));
+        out.send_other(Side::Outside, setup);
         self.report(
             out,
             Protocol::H225,
@@ -722,7 +731,7 @@ impl H323 {
             _ => None,
         };
         if let Some(m) = m {
-            out.to_gw2.push_back(m);
+            out.send_other(Side::Inside, m);
         }
         self.report(
             out,
@@ -756,11 +765,14 @@ impl H323 {
                         .get(&c)
                         .is_some_and(|x| x.state == State::Confirmed);
                     if side == Side::Outside && confirmed {
-                        out.to_gw1.push_back(meta::Message::Dtmf(meta::Dtmf {
-                            call: c,
-                            event,
-                            duration_ms,
-                        }));
+                        out.send_other(
+                            Side::Outside,
+                            meta::Message::Dtmf(meta::Dtmf {
+                                call: c,
+                                event,
+                                duration_ms,
+                            }),
+                        );
                     }
                 }
                 self.report(
@@ -785,14 +797,13 @@ impl H323 {
         }
     }
 
-    /// A UDP datagram: RAS on its ports, or media of an H.323 call. Returns false when it is
-    /// neither (the SIP half takes it).
+    /// A UDP datagram: RAS on its ports. Returns false when it is not RAS.
     pub fn handle_datagram(&mut self, flow: Flow, data: &Bytes, out: &mut Out) -> bool {
         if RAS_PORTS.contains(&flow.local.port()) || RAS_PORTS.contains(&flow.remote.port()) {
             self.handle_ras(flow, data, out);
             return true;
         }
-        self.handle_media(flow, data, out)
+        false
     }
 
     fn handle_ras(&mut self, flow: Flow, data: &[u8], out: &mut Out) {
@@ -846,88 +857,6 @@ impl H323 {
         }
     }
 
-    fn handle_media(&mut self, flow: Flow, data: &Bytes, out: &mut Out) -> bool {
-        let Some(&(call, idx)) = self
-            .media_by_local
-            .get(&flow.local)
-            .or_else(|| self.media_by_remote.get(&flow.remote))
-        else {
-            return false;
-        };
-        let Some(c) = self.calls.get_mut(&call) else {
-            return false;
-        };
-        let ended = c.state == State::Ended;
-        let Some(s) = c.streams.get_mut(idx) else {
-            return false;
-        };
-        let rtcp_hint = super::media::is_rtcp(data);
-        let protocol = if rtcp_hint {
-            Protocol::Rtcp
-        } else {
-            Protocol::Rtp
-        };
-        let src = if rtcp_hint {
-            SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))
-        } else {
-            flow.remote
-        };
-        let result = if ended {
-            Err("call has ended".to_owned())
-        } else {
-            s.check(src, data).map_err(|d| d.reason())
-        };
-        let summary = super::media::media_summary(data);
-        match result {
-            Ok(rtcp) => {
-                out.media_to_gw1.push_back((s.stream, rtcp, data.clone()));
-                out.report(Report {
-                    protocol,
-                    side: Side::Outside,
-                    summary,
-                    verdict: Verdict::Accepted,
-                    reason: None,
-                    response: None,
-                    call: Some(call.0),
-                });
-            }
-            Err(reason) => out.report(Report {
-                protocol,
-                side: Side::Outside,
-                summary,
-                verdict: Verdict::Rejected,
-                reason: Some(reason),
-                response: None,
-                call: Some(call.0),
-            }),
-        }
-        true
-    }
-
-    /// Whether Meta toward GW1 about `m` is for the H.323 inside.
-    pub fn inside_wants(&self, m: &meta::Message) -> bool {
-        match m {
-            meta::Message::Setup(s) => match self.inside_protocol {
-                Some(p) => p == InsideProtocol::H323,
-                None => self.calls.contains_key(&s.call),
-            },
-            other => other.call().is_some_and(|c| self.inside.contains_key(&c)),
-        }
-    }
-
-    /// Whether Meta toward GW2 about this call is for an outside H.323 call.
-    pub fn outside_owns(&self, call: CallRef) -> bool {
-        self.calls.contains_key(&call)
-    }
-
-    pub fn owns_outside_stream(&self, s: StreamId) -> bool {
-        self.out_streams.contains_key(&s)
-    }
-
-    pub fn owns_inside_stream(&self, s: StreamId) -> bool {
-        self.in_streams.contains_key(&s)
-    }
-
     /// Meta from GW1 for an outside H.323 call.
     pub fn handle_meta_outside(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
         let Some(call) = m.call() else { return };
@@ -939,7 +868,10 @@ impl H323 {
         }
         let flow = c.flow;
         let ids = c.ids;
-        let rtp = c.streams.first().map(|s| s.local);
+        let rtp = c
+            .streams
+            .first()
+            .and_then(|s| out.media.local(Side::Outside, *s));
         let answer = |c: &OutCall, media: &[MediaDescription]| match rtp {
             Some(rtp) if !media.is_empty() => {
                 th323::fast_start_answer(&c.proposals, media, rtp).unwrap_or_default()
@@ -948,23 +880,23 @@ impl H323 {
         };
         let msg = match m {
             meta::Message::Alerting(a) => {
-                narrow(c, &a.media);
+                narrow(out, &a.media);
                 th323::alerting_message(&ids, answer(c, &a.media))
             }
             meta::Message::Progress(p) => {
                 if p.media.is_empty() {
                     return;
                 }
-                narrow(c, &p.media);
+                narrow(out, &p.media);
                 th323::progress_message(&ids, answer(c, &p.media))
             }
             meta::Message::Answer(a) => {
                 if c.state != State::Early {
                     return;
                 }
-                narrow(c, &a.media);
+                narrow(out, &a.media);
                 c.state = State::Confirmed;
-                c.answered_at = Some(now);
+                out.calls.answered(now, call);
                 th323::connect_message(&ids, answer(c, &a.media))
             }
             meta::Message::Release(r) => {
@@ -983,25 +915,28 @@ impl H323 {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if c.state == State::Ended {
-            return;
-        }
         c.state = State::Ended;
-        let mut media = MediaCounters::default();
-        for s in &c.streams {
-            media.add(&s.counters);
+        out.end_call(now, call, cause);
+    }
+
+    /// The call table forgot the call: everything held for it goes.
+    pub fn forget(&mut self, call: CallRef) {
+        if let Some(c) = self.calls.remove(&call) {
+            if self.by_key.get(&c.key) == Some(&call) {
+                self.by_key.remove(&c.key);
+            }
+            for a in c.h245 {
+                if self.h245.get(&a) == Some(&call) {
+                    self.h245.remove(&a);
+                }
+            }
         }
-        out.events.push_back(Event::CallEnded(CallRecord {
-            call: call.0,
-            calling: c.calling.clone(),
-            called: c.called.clone(),
-            emergency: c.emergency,
-            setup_at: c.setup_at.as_secs_f64(),
-            answered_at: c.answered_at.map(|t| t.as_secs_f64()),
-            ended_at: now.as_secs_f64(),
-            cause: cause.0,
-            media,
-        }));
+        self.inside.remove(&call);
+    }
+
+    /// Calls and addresses held now (for `stats` and the bounded-state tests).
+    pub fn state_size(&self) -> usize {
+        self.calls.len() + self.inside.len() + self.by_key.len() + self.h245.len()
     }
 
     fn inside_config(&self, outside: Family) -> &InsideConfig {
@@ -1013,15 +948,31 @@ impl H323 {
 
     /// Meta from GW2 for the H.323 inside: GW1 places the call toward the inside next hop
     /// (port 1720), with fresh identifiers and its own addresses only.
-    pub fn handle_meta_inside(&mut self, _now: Duration, m: meta::Message, out: &mut Out) {
+    pub fn handle_meta_inside(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
         match m {
             meta::Message::Setup(s) => {
-                let family = out
-                    .outside_family
-                    .get(&s.call)
-                    .copied()
-                    .unwrap_or(Family::V4);
+                let family = out.calls.family(s.call).unwrap_or(Family::V4);
                 let inside = self.inside_config(family).clone();
+                let call = s.call;
+                let release = |out: &mut Out, cause: Cause| {
+                    out.send_other(
+                        Side::Inside,
+                        meta::Message::Release(meta::Release { call, cause }),
+                    );
+                    out.end_call(now, call, cause);
+                };
+                let new = NewCall {
+                    direction: Direction::FromOutside,
+                    protocol: CallProtocol::H323,
+                    family,
+                    calling: s.calling.user.clone(),
+                    called: s.called.user.clone(),
+                    emergency: s.emergency,
+                };
+                if let Err(r) = out.calls.join(now, call, &new) {
+                    release(out, r.cause());
+                    return;
+                }
                 self.next_tcp_port = self.next_tcp_port.wrapping_add(1) % 10_000;
                 let flow = Flow {
                     transport: Transport::Tcp,
@@ -1034,25 +985,27 @@ impl H323 {
                     conference_id: self.guid(),
                     call_identifier: self.guid(),
                 };
-                let mut streams = Vec::new();
                 let mut rtp = None;
                 for m in &s.media {
                     let Some(stream) = m.stream else { continue };
-                    let port = match Family::of(inside.media_ip) {
-                        Family::V4 => self.ports_v4.allocate(),
-                        Family::V6 => self.ports_v6.allocate(),
-                    };
-                    let local = SocketAddr::new(inside.media_ip, port);
-                    rtp.get_or_insert(local);
-                    self.in_streams.insert(stream, (s.call, streams.len()));
-                    streams.push(MediaStream {
+                    let opened = out.media.open(
+                        Side::Inside,
+                        call,
                         stream,
-                        local,
-                        remote: None,
-                        payload_types: payload_types(m),
-                        ssrc: None,
-                        counters: MediaCounters::default(),
-                    });
+                        inside.media_ip,
+                        payload_types(m),
+                        None,
+                    );
+                    match opened {
+                        Ok(local) => {
+                            rtp.get_or_insert(local);
+                        }
+                        Err(r) => {
+                            out.calls.count_refusal(r);
+                            release(out, r.cause());
+                            return;
+                        }
+                    }
                 }
                 let fs = match rtp {
                     Some(rtp) => th323::fast_start_offer(&s.media, rtp).unwrap_or_default(),
@@ -1067,7 +1020,6 @@ impl H323 {
                         flow,
                         ids,
                         offer: s.media,
-                        streams,
                         state: State::Early,
                     },
                 );
@@ -1084,100 +1036,19 @@ impl H323 {
                 if let Ok(msg) = th323::release_complete_message(&ids, false, r.cause) {
                     self.send_q931(Side::Inside, flow, &msg, out);
                 }
+                out.end_call(now, r.call, r.cause);
             }
             _ => {}
         }
     }
-
-    /// Media from GW1 for an outside H.323 call: sent from GW2's port to the caller.
-    pub fn handle_tunnel_media_outside(
-        &mut self,
-        stream: StreamId,
-        rtcp: bool,
-        data: Bytes,
-        out: &mut Out,
-    ) {
-        let Some(&(call, idx)) = self.out_streams.get(&stream) else {
-            return;
-        };
-        let Some(s) = self.calls.get(&call).and_then(|c| c.streams.get(idx)) else {
-            return;
-        };
-        relay(s, Side::Outside, rtcp, data, out);
-    }
-
-    /// Media from GW2 for an inside H.323 call: sent from GW1's port to the inside endpoint.
-    pub fn handle_tunnel_media_inside(
-        &mut self,
-        stream: StreamId,
-        rtcp: bool,
-        data: Bytes,
-        out: &mut Out,
-    ) {
-        let Some(&(call, idx)) = self.in_streams.get(&stream) else {
-            return;
-        };
-        let Some(s) = self.inside.get(&call).and_then(|c| c.streams.get(idx)) else {
-            return;
-        };
-        relay(s, Side::Inside, rtcp, data, out);
-    }
-
-    /// Outside calls not yet ended.
-    pub fn active_calls(&self) -> Vec<CallRef> {
-        let mut v: Vec<CallRef> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.state != State::Ended)
-            .map(|(k, _)| *k)
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-fn relay(s: &MediaStream, side: Side, rtcp: bool, data: Bytes, out: &mut Out) {
-    let Some(remote) = s.remote else { return };
-    let (local, remote) = if rtcp {
-        (
-            SocketAddr::new(s.local.ip(), s.local.port().wrapping_add(1)),
-            SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
-        )
-    } else {
-        (s.local, remote)
-    };
-    out.transmits.push_back(Transmit {
-        side,
-        flow: Flow {
-            transport: Transport::Udp,
-            local,
-            remote,
-        },
-        protocol: if rtcp { Protocol::Rtcp } else { Protocol::Rtp },
-        payload: data,
-    });
 }
 
 /// Narrows each stream's allowed payload types to an answer.
-fn narrow(c: &mut OutCall, media: &[MediaDescription]) {
+fn narrow(out: &mut Out, media: &[MediaDescription]) {
     for m in media {
-        let Some(id) = m.stream else { continue };
-        if let Some(s) = c.streams.iter_mut().find(|s| s.stream == id) {
-            let pts = payload_types(m);
-            if !pts.is_empty() {
-                s.payload_types = pts;
-            }
+        if let Some(id) = m.stream {
+            out.media
+                .set_payload_types(Side::Outside, id, payload_types(m));
         }
     }
-}
-
-fn payload_types(m: &MediaDescription) -> Vec<u8> {
-    let mut pts: Vec<u8> = m.codecs.iter().map(|c| c.payload_type).collect();
-    if let Some(te) = m.telephone_event {
-        pts.push(te.payload_type);
-    }
-    if m.kind == meta::MediaKind::Audio {
-        pts.push(13);
-    }
-    pts
 }

@@ -22,13 +22,15 @@
 //! The live runtime and `sgw replay` are two drivers over this type: what a replay reports is
 //! what the live gateway does with the same packets.
 
-mod gw1;
-mod gw2;
+mod answering;
+pub mod calls;
 mod h323;
 mod ids;
-mod media;
+pub mod media;
 pub mod policy;
-mod sipua;
+mod sip_leg;
+mod timers;
+mod txn;
 
 use bytes::Bytes;
 use codecs::meta;
@@ -36,10 +38,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+pub use calls::{CallCounters, Emergency};
 pub use h323::InsideProtocol;
-pub use media::MediaCounters;
+pub use media::{Binder, MediaCounters, MediaTableCounters, NoSockets};
 pub use policy::{Rejection, SipPolicy};
-pub use sipua::host_port;
+pub use txn::TxnCounters;
 
 /// Transport protocol of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -202,15 +205,12 @@ pub enum Event {
     CallEnded(CallRecord),
 }
 
-/// A UDP socket the live driver must open or close: media ports are chosen per call by the
-/// engine. RTP and RTCP are separate requests (RTCP on the next port). Replay never asks.
+/// What a stream connection carries, as the listener that accepted it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketRequest {
-    /// Bind a UDP socket on exactly `local`; what arrives goes to [`Engine::handle_datagram`]
-    /// (outside) or [`Engine::handle_inside_datagram`] (inside).
-    Open { side: Side, local: SocketAddr },
-    /// The call using `local` has ended: close the socket.
-    Close { side: Side, local: SocketAddr },
+pub enum StreamProtocol {
+    Sip,
+    /// H.225.0 call signalling (TPKT + Q.931).
+    H225,
 }
 
 /// The default interval of tunnel keepalives (TUNNEL.md §6).
@@ -367,45 +367,89 @@ pub fn is_sip_port(port: u16) -> bool {
     port == 5060 || port == 5061
 }
 
+/// IP families, the size of per-family tables.
+pub const MAX_FAMILY: usize = 2;
+
+/// The host part as SIP writes it: IPv6 in brackets (RFC 3261 section 19.1.1).
+pub fn host_of(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+    }
+}
+
+/// `host:port` as SIP writes it (IPv6 in brackets): `SocketAddr`'s own display form.
+pub fn host_port(a: SocketAddr) -> String {
+    a.to_string()
+}
+
+/// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
+pub fn looks_like_sip(data: &[u8]) -> bool {
+    let start = data
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(0);
+    let head = data.get(start..).unwrap_or(&[]);
+    if head.starts_with(b"SIP/") {
+        return true;
+    }
+    let line_end = head
+        .iter()
+        .take(1024)
+        .position(|&b| b == b'\n')
+        .unwrap_or(head.len().min(1024));
+    let line = head.get(..line_end).unwrap_or(&[]);
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    sp > 0
+        && line
+            .get(..sp)
+            .is_some_and(|m| m.iter().all(|&b| codecs::sip::is_token_byte(b)))
+        && line.windows(4).any(|w| w == b"SIP/")
+}
+
 fn resynced_framer() -> codecs::sip::StreamFramer {
     let mut f = codecs::sip::StreamFramer::new();
     f.resync();
     f
 }
 
-/// Output queues shared by both halves during one input.
-#[derive(Default)]
+/// What the legs of one engine share while they handle an input: the call and media tables,
+/// and the output queues drained by the driver.
 struct Out {
+    calls: calls::CallTable,
+    media: media::MediaTable,
+    /// Whether a new call can reach the other half (always with both halves in one engine).
+    tunnel_up: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     to_gw1: VecDeque<meta::Message>,
     to_gw2: VecDeque<meta::Message>,
     media_to_gw1: VecDeque<(meta::StreamId, bool, Bytes)>,
     media_to_gw2: VecDeque<(meta::StreamId, bool, Bytes)>,
-    /// The IP family of each call's outside leg, for "inside family same as outside".
-    outside_family: HashMap<meta::CallRef, Family>,
     stats: Stats,
     report_accepted_media: bool,
-    /// Replay: media addresses the answering party announced, per call.
-    replay_answering_media: VecDeque<(meta::CallRef, Vec<Option<SocketAddr>>)>,
-    /// Live only (empty in replay): media sockets to open and close.
-    sockets: VecDeque<SocketRequest>,
-    replay: bool,
 }
 
 impl Out {
-    /// Asks the live driver for the RTP and RTCP sockets of a media port (see [`SocketRequest`]).
-    fn media_sockets(&mut self, side: Side, rtp: SocketAddr, open: bool) {
-        if self.replay {
+    /// Queues a Meta message from a leg on `side` for the other half.
+    fn send_other(&mut self, side: Side, m: meta::Message) {
+        match side {
+            Side::Outside => self.to_gw1.push_back(m),
+            Side::Inside => self.to_gw2.push_back(m),
+        }
+    }
+
+    /// Ends a call in both tables: its media ports are released, and the first end yields the
+    /// call's one record.
+    fn end_call(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause) {
+        if !self.calls.is_live(call) {
             return;
         }
-        let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
-        for local in [rtp, rtcp] {
-            self.sockets.push_back(if open {
-                SocketRequest::Open { side, local }
-            } else {
-                SocketRequest::Close { side, local }
-            });
+        let media = self.media.end_call(call);
+        if let Some(rec) = self.calls.end(now, call, cause, media) {
+            self.events.push_back(Event::CallEnded(rec));
         }
     }
 
@@ -433,19 +477,35 @@ impl Out {
     }
 }
 
+/// Most stream connections whose framing the engine keeps at once (the driver caps
+/// connections before this).
+pub const MAX_STREAMS: usize = 100_000;
+
+/// Framing state of one stream connection.
+enum StreamState {
+    Sip(codecs::sip::StreamFramer),
+    /// Owned by the H.323 part (H.225.0 or H.245).
+    H323,
+    /// Not SIP, or framing was lost: the rest is dropped (the live driver closes it).
+    Dead,
+}
+
 /// GW2 and GW1 with the tunnel between them. See the module docs for the call order.
 ///
-/// In replay (`EngineConfig::replay`), a capture holds both parties of each call. The party that
-/// sent the first INVITE of a dialog is the outside caller; the other party's messages and media
-/// for that call are what the inside PBX would have answered, so the engine hands them to GW1's
-/// inside side, mapped onto the configured inside next hop.
+/// Each half has a SIP leg (outside for GW2, inside for GW1) and the H.323 part; around them
+/// sit the call table (identity, admission, the end of calls), the media table (ports, stream
+/// ids, packet checks) and the tunnel (Meta framing, sequence numbers, keepalives). In replay,
+/// `answering` routes the capture's answering party to the inside (see that module).
 pub struct Engine {
-    gw2: gw2::Gw2,
-    gw1: gw1::Gw1,
+    outside: sip_leg::SipLeg,
+    inside: sip_leg::SipLeg,
     h323: h323::H323,
     out: Out,
-    /// SIP framing per stream; `None` for streams that are not SIP or lost framing.
-    streams: HashMap<ConnId, Option<codecs::sip::StreamFramer>>,
+    streams: HashMap<ConnId, StreamState>,
+    /// Live: the protocol of each stream, as its listener declared it.
+    declared: HashMap<ConnId, StreamProtocol>,
+    inside_protocol: Option<InsideProtocol>,
+    replay: bool,
     role: Role,
     /// Sequence numbers of Meta frames sent and expected (DESIGN: sequence-checked frames).
     meta_seq: u32,
@@ -459,7 +519,7 @@ pub struct Engine {
     keepalive_seq: u32,
 }
 
-/// Running totals.
+/// Running totals, and the size of every table an outside party can grow.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Stats {
     pub sip_messages: u64,
@@ -474,20 +534,75 @@ pub struct Stats {
     pub calls: u64,
     pub meta_messages: u64,
     pub meta_bytes: u64,
+    /// Stream connections whose bytes were not the protocol of their listener, or lost framing.
+    pub protocol_errors: u64,
+    /// Stream connections refused because the engine tracked [`MAX_STREAMS`].
+    pub streams_refused: u64,
+    /// Calls up now, and calls still held (live and lingering).
+    pub calls_live: u64,
+    pub calls_held: u64,
+    pub admission: CallCounters,
+    pub media: MediaTableCounters,
+    pub media_streams: u64,
+    pub sip_outside: TxnCounters,
+    pub sip_inside: TxnCounters,
+    pub server_txns: u64,
+    pub dialogs: u64,
+    pub h323_state: u64,
+    pub streams: u64,
 }
 
 impl Engine {
+    /// An engine whose media ports are only numbers (replay, `sgw check`, tests).
     pub fn new(config: EngineConfig) -> Engine {
+        Engine::with_binder(config, Box::new(NoSockets))
+    }
+
+    /// An engine that opens media sockets through `binder` (the live driver).
+    pub fn with_binder(config: EngineConfig, binder: Box<dyn Binder>) -> Engine {
+        let inside = sip_leg::LegConfig::inside(
+            config.policy.clone(),
+            &config.inside_v4,
+            &config.inside_v6,
+            config.inside_family,
+            config.id_seed,
+        );
+        let outside = sip_leg::LegConfig::outside(
+            config.policy.clone(),
+            config.outside_sip,
+            config.outside_next_hop,
+            config.id_seed,
+        );
+        let emergency = Emergency {
+            numbers: config.emergency_numbers.clone(),
+        };
         Engine {
-            gw2: gw2::Gw2::new(&config),
-            gw1: gw1::Gw1::new(&config),
+            outside: sip_leg::SipLeg::new(outside),
+            inside: sip_leg::SipLeg::new(inside),
             h323: h323::H323::new(&config),
             out: Out {
+                calls: calls::CallTable::new(config.max_calls, emergency),
+                media: media::MediaTable::new(
+                    binder,
+                    config.replay,
+                    config.outside_media_ports,
+                    config.inside_v4.media_ports,
+                    config.inside_v6.media_ports,
+                ),
+                tunnel_up: config.role == Role::Both,
+                transmits: VecDeque::new(),
+                events: VecDeque::new(),
+                to_gw1: VecDeque::new(),
+                to_gw2: VecDeque::new(),
+                media_to_gw1: VecDeque::new(),
+                media_to_gw2: VecDeque::new(),
+                stats: Stats::default(),
                 report_accepted_media: config.report_accepted_media,
-                replay: config.replay,
-                ..Out::default()
             },
             streams: HashMap::new(),
+            declared: HashMap::new(),
+            inside_protocol: config.inside_protocol,
+            replay: config.replay,
             role: config.role,
             meta_seq: 0,
             meta_expected: 0,
@@ -499,58 +614,223 @@ impl Engine {
         }
     }
 
-    /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
-    pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        // RAS (UDP 1718/1719) and media of H.323 calls.
-        if self.h323.handle_datagram(flow, &data, &mut self.out) {
-            self.pump(now);
-            return;
-        }
-        let handoff = self.gw2.handle_datagram(now, flow, data, &mut self.out);
-        self.handoff(now, flow, handoff);
-        self.pump(now);
+    /// Media sockets are opened through `binder` from now on (the live driver's).
+    pub fn set_binder(&mut self, binder: Box<dyn Binder>) {
+        self.out.media.set_binder(binder);
     }
 
-    /// Replay: GW2 recognised the capture's answering party, which plays the inside.
-    fn handoff(&mut self, now: Duration, flow: Flow, handoff: Option<gw2::Handoff>) {
-        match handoff {
-            None => {}
-            Some(gw2::Handoff::Sip { call, msg }) => {
-                self.gw1
-                    .handle_inside_message(now, flow, *msg, Some(call), &mut self.out);
-            }
-            Some(gw2::Handoff::Media { stream, src, data }) => {
-                self.gw1
-                    .handle_inside_media(stream, src, data, &mut self.out);
+    /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
+    pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        if !self.handle_media(Side::Outside, flow, &data) {
+            // RAS (UDP 1718/1719), then SIP.
+            if !self.h323.handle_datagram(flow, &data, &mut self.out) && looks_like_sip(&data) {
+                match codecs::sip::parse_datagram(data.clone()) {
+                    Ok((msg, _)) => self.handle_sip(now, flow, msg),
+                    Err(e) => self
+                        .outside
+                        .report_parse_error(flow, &e, Some(&data), &mut self.out),
+                }
             }
         }
+        self.pump(now);
     }
 
     /// A datagram arrived on GW1's inside interface.
     pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        self.gw1
-            .handle_inside_datagram(now, flow, data, &mut self.out);
+        if !self.handle_media(Side::Inside, flow, &data) && looks_like_sip(&data) {
+            self.inside.handle_datagram(now, flow, data, &mut self.out);
+        }
         self.pump(now);
     }
 
-    /// Bytes arrived on an outside stream connection (TCP/TLS), in order. A stream is H.225.0
-    /// when it uses port 1720 or starts with TPKT + Q.931, H.245 when it goes to or from an
-    /// `h245Address` announced in H.225.0, SIP when it uses a SIP port (5060, 5061: the
-    /// listener's) or its first bytes look like SIP; other streams are ignored.
-    pub fn handle_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
-        if !self.streams.contains_key(&conn) && self.h323.claim_stream(conn, &flow, data) {
-            self.h323
-                .handle_stream(now, conn, flow, data, &mut self.out);
-            self.pump(now);
+    /// One SIP message from the outside network (UDP or a stream).
+    fn handle_sip(&mut self, now: Duration, flow: Flow, msg: codecs::sip::Message) {
+        if !self.replay {
+            self.outside.handle_message(now, flow, msg, &mut self.out);
             return;
         }
-        let entry = self.streams.entry(conn).or_insert_with(|| {
-            let sip = is_sip_port(flow.local.port())
-                || is_sip_port(flow.remote.port())
-                || sipua::looks_like_sip(data);
-            sip.then(codecs::sip::StreamFramer::new)
+        match answering::route(&self.outside, &self.inside, &flow, msg) {
+            answering::Route::Outside(m) => {
+                self.outside.handle_message(now, flow, m, &mut self.out)
+            }
+            answering::Route::Inside(inside_flow, m, remotes) => {
+                let call = m
+                    .call_id()
+                    .ok()
+                    .and_then(|id| self.inside.call_by_call_id(id));
+                self.inside
+                    .handle_message(now, inside_flow, m, &mut self.out);
+                // The answering party's own media addresses find the inside streams.
+                if let Some(call) = call {
+                    self.alias_answering_media(call, &remotes);
+                }
+            }
+        }
+    }
+
+    /// Replay: the answering party's media, sent from the addresses of its SDP, belongs to the
+    /// inside streams of the call, in m-line order.
+    fn alias_answering_media(&mut self, call: meta::CallRef, remotes: &[Option<SocketAddr>]) {
+        let streams = self.out.media.streams_of(call, Side::Inside);
+        for (stream, remote) in streams.into_iter().zip(remotes) {
+            if let Some(r) = remote {
+                self.out.media.alias(Side::Inside, stream, *r);
+                let rtcp = SocketAddr::new(r.ip(), r.port().wrapping_add(1));
+                self.out.media.alias(Side::Inside, stream, rtcp);
+            }
+        }
+    }
+
+    /// RTP/RTCP of a known stream: checked, then sent over the tunnel. Returns false when the
+    /// datagram belongs to no stream on this side.
+    fn handle_media(&mut self, side: Side, flow: Flow, data: &Bytes) -> bool {
+        let rtcp_hint = media::is_rtcp(data);
+        let (arrival, stream, call) = match self.out.media.find(side, &flow, rtcp_hint) {
+            Some((s, c)) => (side, s, c),
+            // Replay: the answering party's media, seen on the outside, is the inside's.
+            None if self.replay && side == Side::Outside => {
+                match self.out.media.find(Side::Inside, &flow, rtcp_hint) {
+                    Some((s, c)) => (Side::Inside, s, c),
+                    None => return false,
+                }
+            }
+            None => return false,
+        };
+        let src = if arrival != side {
+            let next_hop = self
+                .inside
+                .dialog(call)
+                .map(|d| d.flow.remote)
+                .unwrap_or(flow.remote);
+            answering::inside_source(next_hop, flow.remote, rtcp_hint)
+        } else if rtcp_hint && self.replay {
+            SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))
+        } else {
+            flow.remote
+        };
+        let protocol = if rtcp_hint {
+            Protocol::Rtcp
+        } else {
+            Protocol::Rtp
+        };
+        let result = self.out.media.check(arrival, stream, src, data);
+        let (verdict, reason) = match result {
+            Ok(rtcp) => {
+                match arrival {
+                    Side::Outside => self
+                        .out
+                        .media_to_gw1
+                        .push_back((stream, rtcp, data.clone())),
+                    Side::Inside => self
+                        .out
+                        .media_to_gw2
+                        .push_back((stream, rtcp, data.clone())),
+                }
+                (Verdict::Accepted, None)
+            }
+            Err(Some(d)) => (Verdict::Rejected, Some(d.reason())),
+            Err(None) => (Verdict::Rejected, Some("call has ended".to_owned())),
+        };
+        self.out.report(Report {
+            protocol,
+            side: arrival,
+            summary: media::media_summary(data),
+            verdict,
+            reason,
+            response: None,
+            call: Some(call.0),
         });
-        let Some(framer) = entry else { return };
+        true
+    }
+
+    /// The live driver declares what a stream connection carries, from the listener that
+    /// accepted it (or the connection it opened). A stream never declared (replay) is told by
+    /// its ports and first bytes.
+    pub fn declare_stream(&mut self, conn: ConnId, protocol: StreamProtocol) {
+        if self.declared.len() < MAX_STREAMS {
+            self.declared.insert(conn, protocol);
+        }
+    }
+
+    /// Bytes arrived on an outside stream connection (TCP/TLS), in order. A declared stream is
+    /// read as its listener's protocol only. An undeclared one (replay) is H.225.0 when it uses
+    /// port 1720 or starts with TPKT + Q.931, H.245 when it goes to or from an `h245Address`
+    /// announced in H.225.0, SIP when it uses a SIP port or its first bytes look like SIP;
+    /// other streams are ignored.
+    pub fn handle_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
+        if !self.streams.contains_key(&conn) {
+            if self.streams.len() >= MAX_STREAMS {
+                self.out.stats.streams_refused += 1;
+                return;
+            }
+            let state = match self.declared.get(&conn) {
+                Some(StreamProtocol::Sip) => StreamState::Sip(codecs::sip::StreamFramer::new()),
+                Some(StreamProtocol::H225) => {
+                    if self.h323.claim_h225_stream(conn) {
+                        StreamState::H323
+                    } else {
+                        StreamState::Dead
+                    }
+                }
+                None if self.h323.claim_stream(conn, &flow, data) => StreamState::H323,
+                None => {
+                    let sip = is_sip_port(flow.local.port())
+                        || is_sip_port(flow.remote.port())
+                        || looks_like_sip(data);
+                    if sip {
+                        StreamState::Sip(codecs::sip::StreamFramer::new())
+                    } else {
+                        StreamState::Dead
+                    }
+                }
+            };
+            self.streams.insert(conn, state);
+        }
+        let messages = match self.streams.get_mut(&conn) {
+            Some(StreamState::H323) => {
+                self.h323
+                    .handle_stream(now, conn, flow, data, &mut self.out);
+                self.pump(now);
+                return;
+            }
+            Some(StreamState::Sip(framer)) => {
+                framer.push(data);
+                let mut messages = Vec::new();
+                while let Some(m) = framer.next_message() {
+                    let failed = m.is_err();
+                    messages.push(m);
+                    if failed {
+                        break;
+                    }
+                }
+                messages
+            }
+            Some(StreamState::Dead) | None => return,
+        };
+        for m in messages {
+            match m {
+                Ok(msg) => self.handle_sip(now, flow, msg),
+                Err(e) => {
+                    // Framing is lost (or this is not SIP): the live gateway closes it.
+                    self.streams.insert(conn, StreamState::Dead);
+                    self.out.stats.protocol_errors += 1;
+                    self.outside
+                        .report_parse_error(flow, &e, None, &mut self.out);
+                }
+            }
+            self.pump(now);
+        }
+    }
+
+    /// Bytes arrived on an inside stream connection (GW1's SIP over TCP toward the PBX).
+    pub fn handle_inside_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
+        let state = self
+            .streams
+            .entry(conn)
+            .or_insert_with(|| StreamState::Sip(codecs::sip::StreamFramer::new()));
+        let StreamState::Sip(framer) = state else {
+            return;
+        };
         framer.push(data);
         let mut messages = Vec::new();
         while let Some(m) = framer.next_message() {
@@ -562,14 +842,12 @@ impl Engine {
         }
         for m in messages {
             match m {
-                Ok(msg) => {
-                    let handoff = self.gw2.handle_message(now, flow, msg, &mut self.out);
-                    self.handoff(now, flow, handoff);
-                }
+                Ok(msg) => self.inside.handle_message(now, flow, msg, &mut self.out),
                 Err(e) => {
-                    // Framing is lost: the live gateway closes the connection.
-                    self.streams.insert(conn, None);
-                    self.gw2.report_stream_error(flow, e, &mut self.out);
+                    self.streams.insert(conn, StreamState::Dead);
+                    self.out.stats.protocol_errors += 1;
+                    self.inside
+                        .report_parse_error(flow, &e, None, &mut self.out);
                 }
             }
             self.pump(now);
@@ -580,23 +858,35 @@ impl Engine {
     pub fn handle_stream_gap(&mut self, _now: Duration, conn: ConnId) {
         self.h323.stream_gap(conn);
         match self.streams.get_mut(&conn) {
-            Some(Some(framer)) => framer.resync(),
+            Some(StreamState::Sip(framer)) => framer.resync(),
             // A stream that lost framing may recover after the gap.
-            Some(entry) => *entry = Some(resynced_framer()),
-            None => {}
+            Some(entry @ StreamState::Dead) => *entry = StreamState::Sip(resynced_framer()),
+            _ => {}
         }
     }
 
     /// The peer closed a stream connection.
     pub fn handle_stream_closed(&mut self, _now: Duration, conn: ConnId) {
         self.streams.remove(&conn);
+        self.declared.remove(&conn);
         self.h323.stream_closed(conn);
+    }
+
+    /// Whether a stream's framing is lost (the live driver closes it).
+    pub fn is_stream_dead(&self, conn: ConnId) -> bool {
+        matches!(self.streams.get(&conn), Some(StreamState::Dead))
     }
 
     /// Timers due at or before `now` fire.
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.gw2.handle_timeout(now, &mut self.out);
-        self.gw1.handle_timeout(now, &mut self.out);
+        self.outside.handle_timeout(now, &mut self.out);
+        self.inside.handle_timeout(now, &mut self.out);
+        while let Some(call) = self.out.calls.poll_forget(now) {
+            self.outside.forget(call);
+            self.inside.forget(call);
+            self.h323.forget(call);
+            self.out.media.forget_call(call);
+        }
         if self.keepalive_due().is_some_and(|due| now >= due) {
             self.send_keepalive(now, None);
         }
@@ -606,8 +896,9 @@ impl Engine {
     /// The earliest time [`Engine::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Duration> {
         [
-            self.gw2.poll_timeout(),
-            self.gw1.poll_timeout(),
+            self.outside.poll_timeout(),
+            self.inside.poll_timeout(),
+            self.out.calls.poll_timeout(),
             self.keepalive_due(),
         ]
         .into_iter()
@@ -638,12 +929,6 @@ impl Engine {
         self.send_meta(now, m, self.role == Role::Gw2, false);
     }
 
-    /// The next media socket to open or close (live drivers; see [`SocketRequest`]). Drain
-    /// these before [`Engine::poll_transmit`]: the transmits may announce the ports.
-    pub fn poll_socket_request(&mut self) -> Option<SocketRequest> {
-        self.out.sockets.pop_front()
-    }
-
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.transmits.pop_front()
     }
@@ -652,9 +937,21 @@ impl Engine {
         self.out.events.pop_front()
     }
 
-    /// Running totals of verdicts, calls and tunnel traffic.
-    pub fn stats(&self) -> &Stats {
-        &self.out.stats
+    /// Running totals of verdicts, calls and tunnel traffic, and the size of every table.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.out.stats.clone();
+        s.calls_live = self.out.calls.live() as u64;
+        s.calls_held = self.out.calls.len() as u64;
+        s.admission = self.out.calls.counters.clone();
+        s.media = self.out.media.counters.clone();
+        s.media_streams = self.out.media.len() as u64;
+        s.sip_outside = self.outside.counters.clone();
+        s.sip_inside = self.inside.counters.clone();
+        s.server_txns = (self.outside.server_txns() + self.inside.server_txns()) as u64;
+        s.dialogs = (self.outside.dialogs() + self.inside.dialogs()) as u64;
+        s.h323_state = self.h323.state_size() as u64;
+        s.streams = self.streams.len() as u64;
+        s
     }
 
     /// Moves Meta messages and media across the tunnel until both halves are quiet: in memory
@@ -667,26 +964,16 @@ impl Engine {
                 self.send_meta(now, m, true, local);
             } else if let Some(m) = self.out.to_gw2.pop_front() {
                 self.send_meta(now, m, false, local);
-            } else if let Some((call, remotes)) = self.out.replay_answering_media.pop_front() {
-                self.gw2.note_answering_media(call, &remotes);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
-                if local && self.h323.owns_inside_stream(stream) {
-                    self.h323
-                        .handle_tunnel_media_inside(stream, rtcp, data, &mut self.out);
-                } else if local {
-                    self.gw1
-                        .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                if local {
+                    self.relay(Side::Inside, stream, rtcp, data);
                 } else {
                     self.tunnel
                         .push_back(TunnelOut::Media { stream, rtcp, data });
                 }
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
-                if local && self.h323.owns_outside_stream(stream) {
-                    self.h323
-                        .handle_tunnel_media_outside(stream, rtcp, data, &mut self.out);
-                } else if local {
-                    self.gw2
-                        .handle_tunnel_media(stream, rtcp, data, &mut self.out);
+                if local {
+                    self.relay(Side::Outside, stream, rtcp, data);
                 } else {
                     self.tunnel
                         .push_back(TunnelOut::Media { stream, rtcp, data });
@@ -697,17 +984,24 @@ impl Engine {
         }
     }
 
+    /// A media packet from the other half, sent on from this side's port of the stream.
+    fn relay(&mut self, side: Side, stream: meta::StreamId, rtcp: bool, data: Bytes) {
+        if let Some(t) = self.out.media.relay(side, stream, rtcp, data) {
+            self.out.transmits.push_back(t);
+        }
+    }
+
     fn send_meta(&mut self, now: Duration, m: meta::Message, to_gw1: bool, local: bool) {
         if !local && !self.tunnel_up {
-            // No tunnel: nothing can reach the other half. A new outside call is refused at
-            // once (GW2 answers 503) rather than left ringing into the void.
-            if let meta::Message::Setup(s) = &m {
-                if self.role == Role::Gw2 {
-                    let release = meta::Message::Release(meta::Release {
-                        call: s.call,
-                        cause: meta::Cause::TEMPORARY_FAILURE,
-                    });
-                    self.gw2.handle_meta(now, release, &mut self.out);
+            // No tunnel: nothing can reach the other half. The admission chain refuses new
+            // calls; a call still in flight is released here.
+            if let Some(call) = m.call() {
+                let release = meta::Message::Release(meta::Release {
+                    call,
+                    cause: meta::Cause::TEMPORARY_FAILURE,
+                });
+                if !matches!(m, meta::Message::Release(_)) {
+                    self.deliver_meta(now, release, !to_gw1);
                 }
             }
             return;
@@ -743,19 +1037,25 @@ impl Engine {
         self.deliver_meta(now, m, to_gw1);
     }
 
-    /// Hands a Meta message to the half it is for: the H.323 side owns the calls it terminates
-    /// (GW2) or places (GW1), the SIP halves the rest.
+    /// Hands a Meta message to the leg it is for: the leg that holds the call, or for a Setup
+    /// the protocol of that half (GW1: the inside protocol, or the call's own by default).
     fn deliver_meta(&mut self, now: Duration, m: meta::Message, to_gw1: bool) {
-        if to_gw1 {
-            if self.h323.inside_wants(&m) {
-                self.h323.handle_meta_inside(now, m, &mut self.out);
-            } else {
-                self.gw1.handle_meta(now, m, &mut self.out);
-            }
-        } else if m.call().is_some_and(|c| self.h323.outside_owns(c)) {
-            self.h323.handle_meta_outside(now, m, &mut self.out);
-        } else {
-            self.gw2.handle_meta(now, m, &mut self.out);
+        let side = if to_gw1 { Side::Inside } else { Side::Outside };
+        let h323 = match &m {
+            meta::Message::Setup(s) => match side {
+                Side::Outside => false,
+                Side::Inside => match self.inside_protocol {
+                    Some(p) => p == InsideProtocol::H323,
+                    None => self.out.calls.protocol(s.call) == Some(calls::CallProtocol::H323),
+                },
+            },
+            other => other.call().is_some_and(|c| self.h323.holds(side, c)),
+        };
+        match (side, h323) {
+            (Side::Inside, true) => self.h323.handle_meta_inside(now, m, &mut self.out),
+            (Side::Outside, true) => self.h323.handle_meta_outside(now, m, &mut self.out),
+            (Side::Inside, false) => self.inside.handle_meta(now, m, &mut self.out),
+            (Side::Outside, false) => self.outside.handle_meta(now, m, &mut self.out),
         }
     }
 
@@ -794,30 +1094,24 @@ impl Engine {
         rtcp: bool,
         data: Bytes,
     ) {
-        if self.role == Role::Gw1 && self.h323.owns_inside_stream(stream) {
-            self.h323
-                .handle_tunnel_media_inside(stream, rtcp, data, &mut self.out);
-        } else if self.role == Role::Gw1 {
-            self.gw1
-                .handle_tunnel_media(stream, rtcp, data, &mut self.out);
-        } else if self.h323.owns_outside_stream(stream) {
-            self.h323
-                .handle_tunnel_media_outside(stream, rtcp, data, &mut self.out);
+        let side = if self.role == Role::Gw1 {
+            Side::Inside
         } else {
-            self.gw2
-                .handle_tunnel_media(stream, rtcp, data, &mut self.out);
-        }
+            Side::Outside
+        };
+        self.relay(side, stream, rtcp, data);
         self.pump(now);
     }
 
     /// Both tunnel connections are up (roles GW1 and GW2): Meta sequence numbers start at 0 and
-    /// a first Keepalive goes out at once (TUNNEL.md §6). Until this is called, GW2 refuses new
-    /// outside calls with 503.
+    /// a first Keepalive goes out at once (TUNNEL.md §6). Until this is called, the admission
+    /// chain refuses new calls (503, cause 41).
     pub fn handle_tunnel_up(&mut self, now: Duration) {
         self.tunnel.clear();
         self.meta_seq = 0;
         self.meta_expected = 0;
         self.tunnel_up = true;
+        self.out.tunnel_up = true;
         self.send_keepalive(now, None);
     }
 
@@ -830,27 +1124,28 @@ impl Engine {
     /// (Q.850 cause 41), so no call outlives it. Sequence numbers restart with the next tunnel.
     pub fn handle_tunnel_down(&mut self, now: Duration) {
         self.tunnel_up = false;
+        self.out.tunnel_up = self.role == Role::Both;
         let cause = meta::Cause::TEMPORARY_FAILURE;
-        for call in self.gw2.active_calls() {
-            self.gw2.handle_meta(
-                now,
-                meta::Message::Release(meta::Release { call, cause }),
-                &mut self.out,
-            );
-        }
-        for call in self.h323.active_calls() {
-            self.h323.handle_meta_outside(
-                now,
-                meta::Message::Release(meta::Release { call, cause }),
-                &mut self.out,
-            );
-        }
-        for call in self.gw1.active_calls() {
-            self.gw1.handle_meta(
-                now,
-                meta::Message::Release(meta::Release { call, cause }),
-                &mut self.out,
-            );
+        for call in self.out.calls.live_calls() {
+            let release = meta::Message::Release(meta::Release { call, cause });
+            for side in [Side::Outside, Side::Inside] {
+                if self.h323.holds(side, call) {
+                    match side {
+                        Side::Outside => {
+                            self.h323
+                                .handle_meta_outside(now, release.clone(), &mut self.out)
+                        }
+                        Side::Inside => {
+                            self.h323
+                                .handle_meta_inside(now, release.clone(), &mut self.out)
+                        }
+                    }
+                }
+            }
+            self.outside
+                .handle_meta(now, release.clone(), &mut self.out);
+            self.inside.handle_meta(now, release, &mut self.out);
+            self.out.end_call(now, call, cause);
         }
         self.out.to_gw1.clear();
         self.out.to_gw2.clear();

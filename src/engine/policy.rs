@@ -8,7 +8,9 @@ use codecs::sip::HeaderName as Name;
 use codecs::sip::{MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
 
 /// Option tags (RFC 3261 section 19.2) the gateway implements.
-pub const SUPPORTED_EXTENSIONS: &[&str] = &["replaces", "norefersub"];
+/// None yet: `replaces` (RFC 3891) and `norefersub` (RFC 4488) need REFER, which the gateway
+/// refuses.
+pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
 
 /// Methods GW2 accepts from outside. Everything else is answered 405 (known methods) or 501.
 pub const ALLOWED_METHODS: &[Method] = &[
@@ -67,6 +69,10 @@ pub enum Rejection {
     NoSuchCallOrTransaction,
     NotAcceptableHere(String),
     BusyOrOverloaded(&'static str),
+    /// Out of order in its dialog (RFC 3261 section 12.2.2).
+    OutOfOrder,
+    /// Valid, but more than Meta can carry to the other half (e.g. an oversized name).
+    Unrepresentable(String),
 }
 
 impl Rejection {
@@ -85,6 +91,7 @@ impl Rejection {
             Rejection::NoSuchCallOrTransaction => 481,
             Rejection::NotAcceptableHere(_) => 488,
             Rejection::BusyOrOverloaded(_) => 503,
+            Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
         }
     }
 
@@ -104,6 +111,8 @@ impl Rejection {
             Rejection::NoSuchCallOrTransaction => "no matching dialog or transaction".to_owned(),
             Rejection::NotAcceptableHere(why) => format!("media not acceptable: {why}"),
             Rejection::BusyOrOverloaded(why) => format!("unavailable: {why}"),
+            Rejection::OutOfOrder => "CSeq lower than the dialog's".to_owned(),
+            Rejection::Unrepresentable(why) => format!("cannot be carried as Meta: {why}"),
         }
     }
 

@@ -7,8 +7,8 @@
 //! the engine documents: socket requests, transmits, tunnel frames, events.
 
 use crate::engine::{
-    ConnId, Engine, Event, Flow, Protocol, Side, SocketRequest, Stats, Transmit, Transport,
-    TunnelOut, Verdict,
+    Binder, ConnId, Engine, Event, Flow, Protocol, Side, Stats, StreamProtocol, Transmit,
+    Transport, TunnelOut, Verdict,
 };
 use crate::live::tunnel::{
     ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
@@ -51,6 +51,7 @@ enum Input {
     StreamOpened {
         conn: ConnId,
         flow: Flow,
+        protocol: StreamProtocol,
         writer: mpsc::Sender<Bytes>,
     },
     Stream {
@@ -110,6 +111,61 @@ pub struct Summary {
     pub driver: DriverCounters,
 }
 
+/// What the engine's binder did, for the driver to take up: sockets to read, sockets to close.
+enum SocketOp {
+    Opened {
+        side: Side,
+        local: SocketAddr,
+        socket: std::net::UdpSocket,
+    },
+    Closed {
+        local: SocketAddr,
+    },
+}
+
+/// The engine's [`Binder`] in the live gateway: binds media sockets at once (so a port another
+/// program holds is known before the port is announced) and hands them to the driver, which
+/// reads them.
+struct LiveBinder {
+    ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
+}
+
+impl Binder for LiveBinder {
+    fn open(&mut self, side: Side, rtp: SocketAddr) -> bool {
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+        let bind = |a: SocketAddr| {
+            let s = std::net::UdpSocket::bind(a)?;
+            s.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(s)
+        };
+        let (Ok(a), Ok(b)) = (bind(rtp), bind(rtcp)) else {
+            return false;
+        };
+        let Ok(mut ops) = self.ops.lock() else {
+            return false;
+        };
+        ops.push(SocketOp::Opened {
+            side,
+            local: rtp,
+            socket: a,
+        });
+        ops.push(SocketOp::Opened {
+            side,
+            local: rtcp,
+            socket: b,
+        });
+        true
+    }
+
+    fn close(&mut self, _side: Side, rtp: SocketAddr) {
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.push(SocketOp::Closed { local: rtp });
+            ops.push(SocketOp::Closed { local: rtcp });
+        }
+    }
+}
+
 struct UdpEntry {
     socket: Arc<UdpSocket>,
     reader: JoinHandle<()>,
@@ -154,6 +210,8 @@ pub struct Driver {
     tunnel_state: watch::Sender<bool>,
     counters: DriverCounters,
     tasks: Vec<JoinHandle<()>>,
+    /// Media sockets the engine's binder opened or closed, not yet taken up.
+    socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// Log each call record and rejection on stderr.
     pub verbose: bool,
 }
@@ -167,9 +225,14 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    pub fn new(half: &'static str, engine: Engine) -> Self {
+    pub fn new(half: &'static str, mut engine: Engine) -> Self {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let socket_ops = Arc::new(std::sync::Mutex::new(Vec::new()));
+        engine.set_binder(Box::new(LiveBinder {
+            ops: socket_ops.clone(),
+        }));
         Driver {
+            socket_ops,
             half,
             engine,
             base: Instant::now(),
@@ -211,8 +274,15 @@ impl Driver {
 
     /// Accepts SIP over TCP on `listener` (outside).
     pub fn add_tcp_listener(&mut self, listener: TcpListener) {
+        self.add_stream_listener(listener, StreamProtocol::Sip);
+    }
+
+    /// Accepts stream connections of `protocol` on `listener` (outside): the engine reads
+    /// them as that protocol only.
+    pub fn add_stream_listener(&mut self, listener: TcpListener, protocol: StreamProtocol) {
         let task = tokio::spawn(tcp_accept(
             listener,
+            protocol,
             self.next_conn.clone(),
             self.tx.clone(),
         ));
@@ -271,7 +341,7 @@ impl Driver {
         }
         Summary {
             half: self.half,
-            engine: self.engine.stats().clone(),
+            engine: self.engine.stats(),
             driver: self.counters.clone(),
         }
     }
@@ -283,7 +353,13 @@ impl Driver {
                 Side::Outside => self.engine.handle_datagram(now, flow, data),
                 Side::Inside => self.engine.handle_inside_datagram(now, flow, data),
             },
-            Input::StreamOpened { conn, flow, writer } => {
+            Input::StreamOpened {
+                conn,
+                flow,
+                protocol,
+                writer,
+            } => {
+                self.engine.declare_stream(conn, protocol);
                 self.conn_by_flow.insert((flow.local, flow.remote), conn);
                 self.conns.insert(conn, ConnEntry { flow, writer });
             }
@@ -291,6 +367,11 @@ impl Driver {
                 if let Some(c) = self.conns.get(&conn) {
                     let flow = c.flow;
                     self.engine.handle_stream(now, conn, flow, &data);
+                    if self.engine.is_stream_dead(conn) {
+                        // Not its listener's protocol, or framing lost: the connection closes.
+                        self.conns.remove(&conn);
+                        self.conn_by_flow.remove(&(flow.local, flow.remote));
+                    }
                 }
             }
             Input::StreamClosed { conn } => {
@@ -364,9 +445,7 @@ impl Driver {
     }
 
     fn drain(&mut self) {
-        while let Some(req) = self.engine.poll_socket_request() {
-            self.socket_request(req);
-        }
+        self.take_socket_ops();
         while let Some(t) = self.engine.poll_transmit() {
             self.transmit(t);
         }
@@ -378,25 +457,32 @@ impl Driver {
         }
     }
 
-    fn socket_request(&mut self, req: SocketRequest) {
-        match req {
-            SocketRequest::Open { side, local } => {
-                if self.udp.contains_key(&local) {
-                    return;
-                }
-                match bind_udp(local) {
+    /// Takes up the media sockets the engine opened (a reader each) and drops those it closed.
+    /// Runs before the transmits of the same input: they may use the new ports.
+    fn take_socket_ops(&mut self) {
+        let ops = match self.socket_ops.lock() {
+            Ok(mut ops) => std::mem::take(&mut *ops),
+            Err(_) => return,
+        };
+        for op in ops {
+            match op {
+                SocketOp::Opened {
+                    side,
+                    local,
+                    socket,
+                } => match UdpSocket::from_std(socket) {
                     Ok(s) => self.add_udp(side, s, local),
                     Err(e) => {
                         self.counters.bind_failures += 1;
                         log(
                             self.half,
-                            format_args!("cannot bind media port {local}: {e}"),
+                            format_args!("cannot use media port {local}: {e}"),
                         );
                     }
+                },
+                SocketOp::Closed { local } => {
+                    self.udp.remove(&local);
                 }
-            }
-            SocketRequest::Close { local, .. } => {
-                self.udp.remove(&local);
             }
         }
     }
@@ -528,7 +614,12 @@ fn unmap(a: SocketAddr) -> SocketAddr {
     }
 }
 
-async fn tcp_accept(listener: TcpListener, next: Arc<AtomicU64>, tx: mpsc::Sender<Input>) {
+async fn tcp_accept(
+    listener: TcpListener,
+    protocol: StreamProtocol,
+    next: Arc<AtomicU64>,
+    tx: mpsc::Sender<Input>,
+) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -562,6 +653,7 @@ async fn tcp_accept(listener: TcpListener, next: Arc<AtomicU64>, tx: mpsc::Sende
                 .send(Input::StreamOpened {
                     conn,
                     flow,
+                    protocol,
                     writer: wtx,
                 })
                 .await

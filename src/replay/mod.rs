@@ -183,7 +183,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
         .join()
         .map_err(|_| anyhow::anyhow!("the capture reader thread failed"))?;
     report.summary.packets = stats.packets;
-    report.count(engine.stats());
+    report.count(&engine.stats());
     report.capture = serde_json::to_value(&stats).unwrap_or_default();
     Ok(Replayed { report, error })
 }

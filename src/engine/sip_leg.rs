@@ -1,0 +1,1738 @@
+//! The SIP leg: one back-to-back user agent half, used on both sides. GW2's outside leg and
+//! GW1's inside leg are two configurations of it ([`LegConfig`]); a call from the Internet and a
+//! call from the intranet run the same code with the direction swapped.
+//!
+//! A leg is the UAS of calls that arrive on its side (it answers the INVITE, then hands the call
+//! to the other half as a Meta Setup) and the UAC of calls the other half hands it (it places
+//! them toward its next hop). Dialogs follow RFC 3261 section 12 on both: the route set from
+//! Record-Route (copied by a UAS, reversed by a UAC), the remote target from Contact, in-dialog
+//! requests sent to the first route (else the remote target), responses sent where the Via says
+//! (section 18.2.2), and a Contact that names the transport in use.
+//!
+//! Every call a leg takes ends: a final answer from the other half, CANCEL, BYE, an unanswered
+//! INVITE ([`NO_ANSWER`], timer C of RFC 3261 section 16.6), a 2xx never acknowledged (BYE after
+//! 64*T1, section 13.3.1.4), a request timeout, or a Setup that Meta cannot carry (500).
+
+use super::calls::{CallProtocol, Direction, NewCall, Refusal};
+use super::ids::Ids;
+use super::media::payload_types;
+use super::policy::{self, Rejection, SipPolicy};
+use super::timers::Timers;
+use super::txn::{ClientTxns, ServerTxn, ServerTxns, TxnCounters, TxnKey};
+use super::{
+    Family, Flow, InsideConfig, Out, Protocol, Report, Side, Summary, Transmit, Transport,
+};
+use super::{Verdict, MAX_FAMILY};
+use bytes::Bytes;
+use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
+use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method, SipError, StartLine};
+use rustc_hash::FxHashMap;
+// Maps keyed by what peers choose (Call-ID) keep SipHash against hash flooding; maps keyed by
+// the gateway's own identifiers use FxHash.
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use translators::sip as tsip;
+
+/// How long an INVITE may stay unanswered before the leg gives up on it (timer C, RFC 3261
+/// section 16.6: more than three minutes).
+pub const NO_ANSWER: Duration = Duration::from_secs(181);
+
+/// Where a leg places the calls the other half hands it, per IP family.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The leg's own SIP address (Via, Contact, source).
+    pub local: SocketAddr,
+    /// The proxy, PBX or provider calls go to.
+    pub next_hop: SocketAddr,
+    pub transport: Transport,
+    /// The address put in SDP; ports from the media table.
+    pub media_ip: IpAddr,
+}
+
+/// What makes a leg GW2's outside or GW1's inside.
+#[derive(Debug, Clone)]
+pub struct LegConfig {
+    pub side: Side,
+    pub policy: SipPolicy,
+    /// Placement per family ([`Family::V4`], [`Family::V6`]); `None` refuses calls from the
+    /// other half in that family (cause 3, no route).
+    pub placement: [Option<Placement>; MAX_FAMILY],
+    /// The family calls are placed in; `None` keeps the family the call arrived in.
+    pub family: Option<Family>,
+    /// The media address of calls this leg answers, per family; `None` uses the address the
+    /// INVITE arrived on.
+    pub media_ip: [Option<IpAddr>; MAX_FAMILY],
+    /// In-dialog requests from a peer must come from the dialog's peer address, and requests to
+    /// a peer without a route set go back to where it sent from (symmetric signalling, for
+    /// peers behind NAT). GW2's outside leg; the inside follows the remote target.
+    pub symmetric: bool,
+    /// The user part of the leg's Contact.
+    pub contact_user: &'static str,
+    pub ids_seed: u64,
+}
+
+impl LegConfig {
+    /// GW1's inside leg from the inside addressing.
+    pub fn inside(
+        policy: SipPolicy,
+        v4: &InsideConfig,
+        v6: &InsideConfig,
+        family: Option<Family>,
+        seed: u64,
+    ) -> Self {
+        let placement = |c: &InsideConfig| Placement {
+            local: c.gw1_sip,
+            next_hop: c.next_hop,
+            transport: c.transport,
+            media_ip: c.media_ip,
+        };
+        LegConfig {
+            side: Side::Inside,
+            policy,
+            placement: [Some(placement(v4)), Some(placement(v6))],
+            family,
+            media_ip: [Some(v4.media_ip), Some(v6.media_ip)],
+            symmetric: false,
+            contact_user: "gw1",
+            ids_seed: seed ^ 0x6777_3100,
+        }
+    }
+
+    /// GW2's outside leg: calls from the inside go to `next_hop` over UDP, from `local`.
+    pub fn outside(
+        policy: SipPolicy,
+        local: Option<SocketAddr>,
+        next_hop: Option<SocketAddr>,
+        seed: u64,
+    ) -> Self {
+        let placement = match (local, next_hop) {
+            (Some(local), Some(next_hop)) => Some(Placement {
+                local,
+                next_hop,
+                transport: Transport::Udp,
+                media_ip: local.ip(),
+            }),
+            _ => None,
+        };
+        let fam = placement
+            .as_ref()
+            .map(|p| Family::of(p.next_hop.ip()))
+            .unwrap_or(Family::V4);
+        LegConfig {
+            side: Side::Outside,
+            policy,
+            placement: match fam {
+                Family::V4 => [placement, None],
+                Family::V6 => [None, placement],
+            },
+            family: Some(fam),
+            media_ip: [None, None],
+            symmetric: true,
+            contact_user: "gw",
+            ids_seed: seed ^ 0x6777_3200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Early,
+    Confirmed,
+    Ended,
+}
+
+/// One dialog of a leg (RFC 3261 section 12), as UAS or UAC.
+#[derive(Debug)]
+pub struct Dialog {
+    /// This leg sent the initial INVITE.
+    pub uac: bool,
+    /// Transport, the leg's own address, and the peer the dialog talks to by default.
+    pub flow: Flow,
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: Option<String>,
+    /// From/To values without tag, as this leg writes them in its requests.
+    local_uri: String,
+    remote_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    remote_cseq: Option<u32>,
+    pub state: State,
+    /// UAS: the initial INVITE's transaction.
+    invite_key: Option<TxnKey>,
+    /// UAC: the initial INVITE's branch and CSeq.
+    pub invite_branch: Option<String>,
+    /// UAS: a re-INVITE or UPDATE waiting for the other half's answer.
+    reinvite: Option<TxnKey>,
+    /// UAS: INVITE transactions whose 2xx the peer's ACK confirms.
+    awaiting_ack: Vec<TxnKey>,
+    /// The last request this leg sent per method, by branch (replay matches by method).
+    pub sent: Vec<(Method, String)>,
+    /// UAC: the ACK of the 2xx, sent again when the 2xx is retransmitted.
+    ack: Option<Bytes>,
+    /// UAC: the last provisional status handed on (a repeated one is not handed on again).
+    provisional: u16,
+    /// The media as this leg describes it to its peer (streams and codecs).
+    offer: Vec<MediaDescription>,
+    media_ip: IpAddr,
+    sdp_id: u64,
+    sdp_version: u64,
+}
+
+impl Dialog {
+    /// The value of our From (UAC requests) with tag.
+    fn local(&self) -> String {
+        with_tag(&self.local_uri, Some(&self.local_tag))
+    }
+
+    fn remote(&self) -> String {
+        with_tag(&self.remote_uri, self.remote_tag.as_deref())
+    }
+
+    /// Where an in-dialog request goes: the first route, else the remote target, else (and
+    /// always for a symmetric leg without routes) the peer the dialog was set up with.
+    fn destination(&self, symmetric: bool) -> SocketAddr {
+        let uri = match self.route_set.first() {
+            Some(r) => sip::NameAddr::parse(r, "Route").ok().map(|n| n.uri),
+            None if symmetric => None,
+            None => sip::Uri::parse(&self.remote_target).ok(),
+        };
+        uri.and_then(|u| {
+            let ip = u.ip?;
+            let port = u.port.unwrap_or(if u.scheme == sip::UriScheme::Sips {
+                5061
+            } else {
+                5060
+            });
+            Some(SocketAddr::new(ip, port))
+        })
+        .unwrap_or(self.flow.remote)
+    }
+
+    fn sdp(&self, media: &super::media::MediaTable, side: Side) -> Bytes {
+        let ports: Vec<Option<u16>> = self
+            .offer
+            .iter()
+            .map(|m| {
+                m.stream
+                    .and_then(|id| media.local(side, id))
+                    .map(|a| a.port())
+            })
+            .collect();
+        tsip::sdp_from_media(
+            &self.offer,
+            self.media_ip,
+            &ports,
+            self.sdp_id,
+            self.sdp_version,
+        )
+    }
+
+    /// Takes the answer's codecs per stream into the media this leg describes.
+    fn take_answer(&mut self, media: &[MediaDescription]) {
+        for o in self.offer.iter_mut() {
+            if let Some(a) = media
+                .iter()
+                .find(|a| a.stream.is_some() && a.stream == o.stream)
+            {
+                *o = a.clone();
+            }
+        }
+    }
+}
+
+/// One SIP leg. See the module docs.
+pub struct SipLeg {
+    cfg: LegConfig,
+    ids: Ids,
+    dialogs: FxHashMap<CallRef, Dialog>,
+    by_call_id: HashMap<String, CallRef>,
+    server: ServerTxns,
+    client: ClientTxns,
+    /// No-answer timers of early dialogs.
+    timers: Timers<CallRef>,
+    pub counters: TxnCounters,
+}
+
+/// What a request handler answers: the status sent (if any) and the call.
+type Handled = Result<(Option<u16>, Option<CallRef>), Rejection>;
+
+impl SipLeg {
+    pub fn new(cfg: LegConfig) -> Self {
+        SipLeg {
+            ids: Ids::new(cfg.ids_seed),
+            cfg,
+            dialogs: FxHashMap::default(),
+            by_call_id: HashMap::new(),
+            server: ServerTxns::default(),
+            client: ClientTxns::default(),
+            timers: Timers::default(),
+            counters: TxnCounters::default(),
+        }
+    }
+
+    pub fn dialog(&self, call: CallRef) -> Option<&Dialog> {
+        self.dialogs.get(&call)
+    }
+
+    pub fn call_by_call_id(&self, call_id: &str) -> Option<CallRef> {
+        self.by_call_id.get(call_id).copied()
+    }
+
+    /// Whether a response with this branch answers a request of this leg.
+    pub fn knows_branch(&self, branch: &str) -> bool {
+        self.client.contains(branch)
+    }
+
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    pub fn server_txns(&self) -> usize {
+        self.server.len()
+    }
+
+    fn report(&self, out: &mut Out, summary: String, verdict: Verdict, reason: Option<String>) {
+        self.report_full(out, summary, verdict, reason, None, None);
+    }
+
+    fn report_full(
+        &self,
+        out: &mut Out,
+        summary: String,
+        verdict: Verdict,
+        reason: Option<String>,
+        response: Option<u16>,
+        call: Option<CallRef>,
+    ) {
+        out.report(Report {
+            protocol: Protocol::Sip,
+            side: self.cfg.side,
+            summary: Summary::Text(summary),
+            verdict,
+            reason,
+            response,
+            call: call.map(|c| c.0),
+        });
+    }
+
+    fn transmit(&self, out: &mut Out, flow: Flow, payload: Bytes) {
+        out.transmits.push_back(Transmit {
+            side: self.cfg.side,
+            flow,
+            protocol: Protocol::Sip,
+            payload,
+        });
+    }
+
+    fn contact(&self, flow: Flow) -> String {
+        contact_uri(self.cfg.contact_user, flow)
+    }
+
+    // ---- input -----------------------------------------------------------------------------
+
+    /// A datagram that looks like SIP.
+    pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes, out: &mut Out) {
+        match sip::parse_datagram(data.clone()) {
+            Ok((msg, _trailing)) => self.handle_message(now, flow, msg, out),
+            Err(e) => self.report_parse_error(flow, &e, Some(&data), out),
+        }
+    }
+
+    /// A message that failed to parse. A request still gets a 400 (513 when too large) when
+    /// its Via survives, so the peer's transaction ends; responses are dropped.
+    pub fn report_parse_error(
+        &mut self,
+        flow: Flow,
+        e: &SipError,
+        raw: Option<&[u8]>,
+        out: &mut Out,
+    ) {
+        let salvaged = raw
+            .and_then(sip::salvage_request_headers)
+            .filter(|h| h.contains(&HeaderName::VIA));
+        let mut response = None;
+        if let Some(h) = salvaged {
+            let status = e.status();
+            let bytes =
+                MessageBuilder::response_to_headers(&h, status, Some(&self.ids.token())).build();
+            self.transmit(out, flow, bytes);
+            response = Some(status);
+        }
+        self.report_full(
+            out,
+            "unparsable SIP message".to_owned(),
+            Verdict::Rejected,
+            Some(format!("malformed: {e}")),
+            response,
+            None,
+        );
+    }
+
+    pub fn handle_message(&mut self, now: Duration, flow: Flow, msg: Message, out: &mut Out) {
+        match msg.start() {
+            StartLine::Response(_) => self.handle_response(now, msg, out),
+            StartLine::Request(_) => self.handle_request(now, flow, msg, out),
+        }
+    }
+
+    fn handle_request(&mut self, now: Duration, flow: Flow, msg: Message, out: &mut Out) {
+        let summary = msg.summary();
+        // Retransmissions are absorbed before anything else (RFC 3261 section 17.2).
+        let key = TxnKey::of(&msg, None);
+        let method = msg
+            .method()
+            .cloned()
+            .unwrap_or(Method::Other(String::new()));
+        if method != Method::Ack {
+            if let Some(txn) = key.as_ref().and_then(|k| self.server.get(k)) {
+                let status = txn.status();
+                let call = txn.call;
+                if let Some(bytes) = self.server_last(key.as_ref()) {
+                    self.transmit(out, flow, bytes);
+                }
+                self.report_full(
+                    out,
+                    summary,
+                    Verdict::Ignored,
+                    Some("retransmission absorbed".to_owned()),
+                    status,
+                    call,
+                );
+                return;
+            }
+        }
+        if let Err(rej) = self.cfg.policy.check_request(&msg) {
+            self.reject(now, flow, &msg, key, &rej, summary, None, out);
+            return;
+        }
+        let Some(key) = key else {
+            let rej = Rejection::Malformed(SipError::MissingHeader("Via"));
+            self.reject(now, flow, &msg, None, &rej, summary, None, out);
+            return;
+        };
+        let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let result = match (&method, to_tag) {
+            (Method::Ack, _) => {
+                self.handle_ack(now, &msg, &key, summary, out);
+                return;
+            }
+            (Method::Cancel, _) => self.handle_cancel(now, flow, &msg, key.clone(), out),
+            (Method::Invite, None) => self.handle_invite(now, flow, &msg, key.clone(), out),
+            (Method::Options, None) => {
+                let resp = MessageBuilder::response_to(&msg, 200, Some(&self.ids.token()));
+                let resp = with_capabilities(resp).build();
+                self.respond_new(now, flow, &msg, key.clone(), None, 200, resp, out);
+                Ok((Some(200), None))
+            }
+            (_, Some(tag)) => self.handle_in_dialog(now, flow, &msg, key.clone(), &tag, out),
+            (_, None) => Err(Rejection::NoSuchCallOrTransaction),
+        };
+        match result {
+            Ok((status, call)) => {
+                self.report_full(out, summary, Verdict::Accepted, None, status, call)
+            }
+            Err(rej) => {
+                let call = msg
+                    .call_id()
+                    .ok()
+                    .and_then(|id| self.by_call_id.get(id).copied());
+                self.reject(now, flow, &msg, Some(key), &rej, summary, call, out);
+            }
+        }
+    }
+
+    fn server_last(&self, key: Option<&TxnKey>) -> Option<Bytes> {
+        self.server.last_response(key?)
+    }
+
+    /// A new server transaction answered at once with a final response.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_new(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        call: Option<CallRef>,
+        code: u16,
+        bytes: Bytes,
+        out: &mut Out,
+    ) {
+        let flow = response_flow(self.cfg.symmetric, flow, msg);
+        let txn = ServerTxn::new(self.cfg.side, flow, msg, call, false);
+        if self.server.insert(key.clone(), txn, &mut self.counters) {
+            self.server.respond(now, &key, code, bytes, out);
+        } else {
+            self.transmit(out, flow, bytes);
+        }
+    }
+
+    /// Refuses a request with the rejection's status and headers. The response is kept for
+    /// retransmissions (not the request).
+    #[allow(clippy::too_many_arguments)]
+    fn reject(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: Option<TxnKey>,
+        rej: &Rejection,
+        summary: String,
+        call: Option<CallRef>,
+        out: &mut Out,
+    ) {
+        let status = rej.status();
+        // Never answer an ACK; answer other requests only if they can be addressed.
+        let answerable =
+            msg.method() != Some(&Method::Ack) && msg.headers().contains(&HeaderName::VIA);
+        let mut response = None;
+        if answerable {
+            let mut b = MessageBuilder::response_to(msg, status, Some(&self.ids.token()));
+            for (n, v) in rej.extra_headers(&self.cfg.policy) {
+                b = b.header(n, v);
+            }
+            let bytes = b.build();
+            match key {
+                Some(key) => self.respond_new(now, flow, msg, key, None, status, bytes, out),
+                None => self.transmit(out, response_flow(self.cfg.symmetric, flow, msg), bytes),
+            }
+            response = Some(status);
+        }
+        self.report_full(
+            out,
+            summary,
+            if rej.is_filtered() {
+                Verdict::Rejected
+            } else {
+                Verdict::Accepted
+            },
+            Some(rej.reason()),
+            response,
+            call,
+        );
+    }
+
+    /// A new call arriving on this side: the leg becomes its UAS and hands it on as Meta.
+    fn handle_invite(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        out: &mut Out,
+    ) -> Handled {
+        let call_id = msg.call_id().map_err(Rejection::Malformed)?.to_owned();
+        if self.by_call_id.contains_key(&call_id) {
+            // A second INVITE without To tag in a known Call-ID: a forked or merged request
+            // (RFC 3261 section 8.2.2.2).
+            return Err(Rejection::Malformed(SipError::BadHeader {
+                name: "Call-ID",
+                why: "INVITE without To tag for an existing call",
+            }));
+        }
+        let uri = match msg.start() {
+            StartLine::Request(r) => sip::Uri::parse(&r.uri).map_err(Rejection::Malformed)?,
+            StartLine::Response(_) => return Err(Rejection::NoSuchCallOrTransaction),
+        };
+        let from = msg.from().map_err(Rejection::Malformed)?;
+        let to = msg.to().map_err(Rejection::Malformed)?;
+        // An RFC 2543 caller sends no tag: the dialog's remote tag is then null, and its
+        // in-dialog requests match without one (RFC 3261 section 12.1.1).
+        let remote_tag = from.tag().filter(|t| !t.is_empty()).map(str::to_owned);
+        let calling = tsip::calling_party(&from);
+        let called = tsip::called_party(&uri, &to);
+        let emergency = out.calls.emergency.recognises(&called.user, Some(&uri.raw));
+        // The offer is read before admission, with placeholder stream ids.
+        let mut offer = Vec::new();
+        let mut remotes = Vec::new();
+        if let Some(sdp) = policy::sdp_body(msg) {
+            let parsed = tsip::offer_from_sdp(&sdp, &mut || StreamId(0))
+                .map_err(|e| Rejection::NotAcceptableHere(e.to_string()))?;
+            offer = parsed.media;
+            remotes = parsed.remotes;
+        }
+        let family = Family::of(flow.remote.ip());
+        let new = NewCall {
+            direction: match self.cfg.side {
+                Side::Outside => Direction::FromOutside,
+                Side::Inside => Direction::FromInside,
+            },
+            protocol: CallProtocol::Sip,
+            family,
+            calling: calling.user.clone(),
+            called: called.user.clone(),
+            emergency,
+        };
+        let call = out
+            .calls
+            .admit(now, self.cfg.side, &new, out.tunnel_up)
+            .map_err(refusal)?;
+        let media_ip = self
+            .cfg
+            .media_ip
+            .get(family_index(Family::of(flow.local.ip())))
+            .copied()
+            .flatten()
+            .unwrap_or(flow.local.ip());
+        // Stream ids and ports; any failure ends the call it just began.
+        let mut failure = None;
+        for (m, remote) in offer.iter_mut().zip(&remotes) {
+            if m.stream.is_none() {
+                continue;
+            }
+            let Some(id) = out.media.stream_id(self.cfg.side) else {
+                failure = Some(Refusal::NoMediaPort);
+                break;
+            };
+            m.stream = Some(id);
+            if let Err(r) =
+                out.media
+                    .open(self.cfg.side, call, id, media_ip, payload_types(m), *remote)
+            {
+                failure = Some(r);
+                break;
+            }
+        }
+        let setup = meta::Message::Setup(meta::Setup {
+            call,
+            calling,
+            called,
+            emergency,
+            media: offer.clone(),
+        });
+        if let Some(r) = failure {
+            out.calls.count_refusal(r);
+            out.end_call(now, call, r.cause());
+            return Err(refusal(r));
+        }
+        if let Err(e) = meta::encode_frame(0, &setup, &mut Vec::new()) {
+            out.end_call(now, call, Cause::INTERWORKING);
+            return Err(Rejection::Unrepresentable(e.to_string()));
+        }
+        let rflow = response_flow(self.cfg.symmetric, flow, msg);
+        let txn = ServerTxn::new(self.cfg.side, rflow, msg, Some(call), true);
+        if !self.server.insert(key.clone(), txn, &mut self.counters) {
+            out.end_call(now, call, Cause::SWITCHING_EQUIPMENT_CONGESTION);
+            return Err(Rejection::BusyOrOverloaded("too many transactions"));
+        }
+        let trying = MessageBuilder::response_to(msg, 100, None).build();
+        self.server.respond(now, &key, 100, trying, out);
+
+        let h = msg.headers();
+        let remote_target = msg
+            .contacts()
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.uri.raw)
+            .unwrap_or_else(|| from.uri.raw.clone());
+        let dialog = Dialog {
+            uac: false,
+            flow,
+            call_id: call_id.clone(),
+            local_tag: self.ids.token(),
+            remote_tag,
+            local_uri: strip_tag(h.single(&HeaderName::TO, "To").ok().flatten().unwrap_or("")),
+            remote_uri: strip_tag(
+                h.single(&HeaderName::FROM, "From")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(""),
+            ),
+            remote_target,
+            // A UAS copies the Record-Route list in order (RFC 3261 section 12.1.1).
+            route_set: h
+                .list(&HeaderName::RECORD_ROUTE)
+                .map(str::to_owned)
+                .collect(),
+            local_cseq: 0,
+            remote_cseq: msg.cseq().ok().map(|c| c.seq),
+            state: State::Early,
+            invite_key: Some(key),
+            invite_branch: None,
+            reinvite: None,
+            awaiting_ack: Vec::new(),
+            sent: Vec::new(),
+            ack: None,
+            provisional: 0,
+            offer,
+            media_ip,
+            sdp_id: self.ids.number(),
+            sdp_version: 1,
+        };
+        self.by_call_id.insert(call_id, call);
+        self.dialogs.insert(call, dialog);
+        self.timers.set(now + NO_ANSWER, call);
+        out.send_other(self.cfg.side, setup);
+        Ok((Some(100), Some(call)))
+    }
+
+    fn handle_ack(
+        &mut self,
+        now: Duration,
+        msg: &Message,
+        key: &TxnKey,
+        summary: String,
+        out: &mut Out,
+    ) {
+        // ACK for a non-2xx final response belongs to the INVITE transaction.
+        let non2xx = self
+            .server
+            .get(key)
+            .is_some_and(|t| t.status().is_some_and(|s| s >= 300));
+        let call = msg
+            .call_id()
+            .ok()
+            .and_then(|id| self.by_call_id.get(id).copied());
+        let (verdict, reason) = if non2xx {
+            self.server.acked(now, key);
+            (Verdict::Accepted, None)
+        } else if let Some(d) = call.and_then(|c| self.dialogs.get_mut(&c)) {
+            for k in std::mem::take(&mut d.awaiting_ack) {
+                self.server.acked(now, &k);
+            }
+            // A late offer is answered in the ACK.
+            if let (Some(sdp), Some(call)) = (policy::sdp_body(msg), call) {
+                if let Ok(ans) = tsip::answer_from_sdp(&sdp, &d.offer) {
+                    apply_remotes(out, self.cfg.side, &d.offer, &ans.remotes);
+                    out.send_other(
+                        self.cfg.side,
+                        meta::Message::MediaUpdate(meta::MediaUpdate {
+                            call,
+                            kind: meta::OfferAnswer::Answer,
+                            media: ans.media,
+                        }),
+                    );
+                }
+            }
+            (Verdict::Accepted, None)
+        } else {
+            (
+                Verdict::Ignored,
+                Some("ACK matches no transaction or dialog".to_owned()),
+            )
+        };
+        self.report_full(out, summary, verdict, reason, None, call);
+    }
+
+    fn handle_cancel(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        out: &mut Out,
+    ) -> Handled {
+        let invite_key =
+            TxnKey::of(msg, Some(&Method::Invite)).ok_or(Rejection::NoSuchCallOrTransaction)?;
+        let (call, final_sent) = match self.server.get(&invite_key) {
+            Some(t) => (t.call, t.is_final()),
+            None => return Err(Rejection::NoSuchCallOrTransaction),
+        };
+        let ok = MessageBuilder::response_to(msg, 200, None).build();
+        self.respond_new(now, flow, msg, key, call, 200, ok, out);
+        if !final_sent {
+            if let Some(call) = call {
+                self.fail_invite(now, call, 487, None, out);
+                out.send_other(
+                    self.cfg.side,
+                    meta::Message::Release(meta::Release {
+                        call,
+                        cause: Cause::NORMAL_CLEARING,
+                    }),
+                );
+                self.end(now, call, Cause::NORMAL_CLEARING, out);
+            }
+        }
+        Ok((Some(200), call))
+    }
+
+    /// Answers the pending initial INVITE of a UAS dialog with a final error.
+    fn fail_invite(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        code: u16,
+        cause: Option<Cause>,
+        out: &mut Out,
+    ) {
+        let Some(d) = self.dialogs.get(&call) else {
+            return;
+        };
+        let Some(key) = d.invite_key.clone() else {
+            return;
+        };
+        let Some(invite) = self.server.request(&key) else {
+            return;
+        };
+        let mut b = MessageBuilder::response_to(invite, code, Some(&d.local_tag));
+        if let Some(cause) = cause {
+            b = b.header("Reason", format!("Q.850;cause={}", cause.0));
+        }
+        let bytes = b.build();
+        self.server.respond(now, &key, code, bytes, out);
+    }
+
+    fn handle_in_dialog(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        key: TxnKey,
+        to_tag: &str,
+        out: &mut Out,
+    ) -> Handled {
+        let call_id = msg.call_id().map_err(Rejection::Malformed)?;
+        let call = *self
+            .by_call_id
+            .get(call_id)
+            .ok_or(Rejection::NoSuchCallOrTransaction)?;
+        let from_tag = msg
+            .from()
+            .ok()
+            .and_then(|f| f.tag().filter(|t| !t.is_empty()).map(str::to_owned));
+        let cseq = msg.cseq().map_err(Rejection::Malformed)?;
+        let method = cseq.method.clone();
+        let symmetric = self.cfg.symmetric;
+        {
+            let d = self
+                .dialogs
+                .get_mut(&call)
+                .ok_or(Rejection::NoSuchCallOrTransaction)?;
+            // In-dialog requests are bound to the dialog's tags (and, symmetric, its peer).
+            let tags_match = to_tag == d.local_tag && from_tag == d.remote_tag;
+            // A BYE that crosses ours is still answered 200 while the dialog lingers.
+            let ended = d.state == State::Ended && method != Method::Bye;
+            if !tags_match || ended {
+                return Err(Rejection::NoSuchCallOrTransaction);
+            }
+            if symmetric && d.flow.remote.ip() != flow.remote.ip() {
+                return Err(Rejection::NoSuchCallOrTransaction);
+            }
+            // Requests out of order are refused with 500 (RFC 3261 section 12.2.2).
+            if d.remote_cseq.is_some_and(|r| cseq.seq < r) {
+                return Err(Rejection::OutOfOrder);
+            }
+            d.remote_cseq = Some(cseq.seq);
+            // A target refresh updates the remote target (section 12.2.2).
+            if matches!(method, Method::Invite | Method::Update) {
+                if let Some(c) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
+                    d.remote_target = c.uri.raw;
+                }
+            }
+        }
+        let rflow = response_flow(self.cfg.symmetric, flow, msg);
+        let keep = method == Method::Invite || method == Method::Update;
+        let txn = ServerTxn::new(self.cfg.side, rflow, msg, Some(call), keep);
+        if !self.server.insert(key.clone(), txn, &mut self.counters) {
+            return Err(Rejection::BusyOrOverloaded("too many transactions"));
+        }
+        let local_tag = self
+            .dialogs
+            .get(&call)
+            .map(|d| d.local_tag.clone())
+            .unwrap_or_default();
+        let ok = |msg: &Message| MessageBuilder::response_to(msg, 200, Some(&local_tag)).build();
+        match method {
+            Method::Bye => {
+                self.server.respond(now, &key, 200, ok(msg), out);
+                if self
+                    .dialogs
+                    .get(&call)
+                    .is_some_and(|d| d.state == State::Ended)
+                {
+                    return Ok((Some(200), Some(call)));
+                }
+                // A BYE before the answer also ends the pending INVITE.
+                self.fail_invite(now, call, 487, None, out);
+                out.send_other(
+                    self.cfg.side,
+                    meta::Message::Release(meta::Release {
+                        call,
+                        cause: Cause::NORMAL_CLEARING,
+                    }),
+                );
+                self.end(now, call, Cause::NORMAL_CLEARING, out);
+                Ok((Some(200), Some(call)))
+            }
+            Method::Invite | Method::Update => {
+                let Some(sdp) = policy::sdp_body(msg) else {
+                    // A refresh without an offer: answer with our current description.
+                    let resp = self.ok_with_sdp(call, msg, out);
+                    self.server.respond(now, &key, 200, resp, out);
+                    return Ok((Some(200), Some(call)));
+                };
+                let side = self.cfg.side;
+                let d = self
+                    .dialogs
+                    .get_mut(&call)
+                    .ok_or(Rejection::NoSuchCallOrTransaction)?;
+                let ids: Vec<Option<StreamId>> = d.offer.iter().map(|m| m.stream).collect();
+                let mut i = 0usize;
+                let parsed = tsip::offer_from_sdp(&sdp, &mut || {
+                    let id = ids.get(i).copied().flatten().unwrap_or(StreamId(u16::MAX));
+                    i += 1;
+                    id
+                });
+                let parsed = match parsed {
+                    Ok(p) => p,
+                    Err(e) => return Err(Rejection::NotAcceptableHere(e.to_string())),
+                };
+                apply_remotes(out, side, &parsed.media, &parsed.remotes);
+                d.offer = parsed.media.clone();
+                d.reinvite = Some(key.clone());
+                if method == Method::Invite {
+                    let trying = MessageBuilder::response_to(msg, 100, None).build();
+                    self.server.respond(now, &key, 100, trying, out);
+                }
+                out.send_other(
+                    side,
+                    meta::Message::MediaUpdate(meta::MediaUpdate {
+                        call,
+                        kind: meta::OfferAnswer::Offer,
+                        media: parsed.media,
+                    }),
+                );
+                Ok((
+                    Some(if method == Method::Invite { 100 } else { 200 }),
+                    Some(call),
+                ))
+            }
+            Method::Info => {
+                let ct = msg.content_type().ok().flatten();
+                if let Some((event, duration_ms)) = ct
+                    .as_ref()
+                    .and_then(|ct| tsip::dtmf_from_info(ct, &msg.body()))
+                {
+                    out.send_other(
+                        self.cfg.side,
+                        meta::Message::Dtmf(meta::Dtmf {
+                            call,
+                            event,
+                            duration_ms,
+                        }),
+                    );
+                }
+                self.server.respond(now, &key, 200, ok(msg), out);
+                Ok((Some(200), Some(call)))
+            }
+            Method::Options => {
+                let resp =
+                    with_capabilities(MessageBuilder::response_to(msg, 200, Some(&local_tag)));
+                self.server.respond(now, &key, 200, resp.build(), out);
+                Ok((Some(200), Some(call)))
+            }
+            // PRACK needs reliable provisional responses (RFC 3262), which the gateway never
+            // sends: nothing to acknowledge.
+            _ => Err(Rejection::NoSuchCallOrTransaction),
+        }
+    }
+
+    /// 200 to an in-dialog INVITE/UPDATE with this leg's current media description.
+    fn ok_with_sdp(&mut self, call: CallRef, req: &Message, out: &Out) -> Bytes {
+        let side = self.cfg.side;
+        let contact_flow = self.dialogs.get(&call).map(|d| d.flow);
+        let contact = contact_flow.map(|f| self.contact(f)).unwrap_or_default();
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return MessageBuilder::response_to(req, 200, None).build();
+        };
+        d.sdp_version += 1;
+        MessageBuilder::response_to(req, 200, Some(&d.local_tag))
+            .header("Contact", contact)
+            .body("application/sdp", d.sdp(&out.media, side))
+            .build()
+    }
+
+    fn handle_response(&mut self, now: Duration, msg: Message, out: &mut Out) {
+        let summary = msg.summary();
+        if let Err(e) = msg.check() {
+            self.report(
+                out,
+                summary,
+                Verdict::Rejected,
+                Some(format!("malformed: {e}")),
+            );
+            return;
+        }
+        let branch = msg
+            .vias()
+            .ok()
+            .and_then(|v| v.first().and_then(|v| v.branch().map(str::to_owned)));
+        let status = msg.status().unwrap_or(0);
+        let matched = branch
+            .as_deref()
+            .and_then(|b| Some((b, self.client.on_response(b, status)?)));
+        let Some((branch, m)) = matched else {
+            self.report(
+                out,
+                summary,
+                Verdict::Ignored,
+                Some("response matches no transaction of the gateway".to_owned()),
+            );
+            return;
+        };
+        let call = m.call;
+        let initial = self
+            .dialogs
+            .get(&call)
+            .is_some_and(|d| d.invite_branch.as_deref() == Some(branch));
+        let branch = branch.to_owned();
+        if m.method == Method::Invite && status >= 200 {
+            if (200..300).contains(&status) && m.repeat {
+                // A retransmitted 2xx: its ACK is sent again (RFC 3261 section 13.2.2.4).
+                if let Some(d) = self.dialogs.get(&call) {
+                    if let Some(ack) = d.ack.clone() {
+                        let flow = Flow {
+                            remote: d.destination(self.cfg.symmetric),
+                            ..d.flow
+                        };
+                        self.transmit(out, flow, ack);
+                    }
+                }
+            } else if status >= 300 {
+                // A non-2xx ACK belongs to the INVITE's transaction (same branch, hop by hop).
+                self.ack_non2xx(call, &msg, &branch, out);
+            }
+        }
+        if m.repeat {
+            self.report_full(
+                out,
+                summary,
+                Verdict::Ignored,
+                Some("retransmitted response".to_owned()),
+                None,
+                Some(call),
+            );
+            return;
+        }
+        if m.method == Method::Invite {
+            if initial {
+                self.on_invite_response(now, call, status, &msg, out);
+            } else {
+                self.on_reinvite_response(now, call, status, &msg, out);
+            }
+        }
+        self.report_full(out, summary, Verdict::Accepted, None, None, Some(call));
+    }
+
+    /// The ACK of a non-2xx final response (RFC 3261 section 17.1.1.3).
+    fn ack_non2xx(&mut self, call: CallRef, resp: &Message, branch: &str, out: &mut Out) {
+        let Some(d) = self.dialogs.get(&call) else {
+            return;
+        };
+        let Ok(cseq) = resp.cseq() else { return };
+        let to = resp
+            .headers()
+            .single(&HeaderName::TO, "To")
+            .ok()
+            .flatten()
+            .map(str::to_owned)
+            .unwrap_or_else(|| d.remote());
+        let req = MessageBuilder::request(&Method::Ack, &d.remote_target_initial())
+            .header("Via", via(d.flow, branch))
+            .header("Max-Forwards", "70")
+            .header("From", d.local())
+            .header("To", to)
+            .header("Call-ID", d.call_id.clone())
+            .header("CSeq", format!("{} ACK", cseq.seq))
+            .build();
+        self.transmit(out, d.flow, req);
+    }
+
+    /// A response to the INVITE that placed a call: learn the dialog, hand the progress on.
+    fn on_invite_response(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        status: u16,
+        msg: &Message,
+        out: &mut Out,
+    ) {
+        let side = self.cfg.side;
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
+        if status > 100 && status < 300 {
+            if let Ok(to) = msg.to() {
+                if let Some(tag) = to.tag() {
+                    d.remote_tag = Some(tag.to_owned());
+                }
+            }
+            if let Some(contact) = msg.contacts().ok().and_then(|v| v.into_iter().next()) {
+                d.remote_target = contact.uri.raw;
+            }
+            // A UAC's route set is the Record-Route list reversed (RFC 3261 section 12.1.2).
+            let mut route_set: Vec<String> = msg
+                .headers()
+                .list(&HeaderName::RECORD_ROUTE)
+                .map(str::to_owned)
+                .collect();
+            route_set.reverse();
+            d.route_set = route_set;
+        }
+        if d.state == State::Ended {
+            if (200..300).contains(&status) {
+                // Answered after we gave up: confirm and hang up (RFC 3261 section 15).
+                d.state = State::Confirmed;
+                self.send_ack(now, call, msg, out);
+                self.send_bye(now, call, Cause::NORMAL_CLEARING, out);
+                if let Some(d) = self.dialogs.get_mut(&call) {
+                    d.state = State::Ended;
+                }
+            }
+            return;
+        }
+        if (101..200).contains(&status) {
+            if d.provisional == status && policy::sdp_body(msg).is_none() {
+                return;
+            }
+            d.provisional = status;
+        }
+        let media = if status > 100 {
+            policy::sdp_body(msg)
+                .and_then(|sdp| tsip::answer_from_sdp(&sdp, &d.offer).ok())
+                .map(|ans| {
+                    apply_remotes(out, side, &ans.media, &ans.remotes);
+                    d.take_answer(&ans.media);
+                    narrow(out, side, &ans.media);
+                    ans.media
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        match status {
+            100 => {}
+            180 if media.is_empty() => out.send_other(
+                side,
+                meta::Message::Alerting(meta::Alerting { call, media }),
+            ),
+            101..=199 => out.send_other(
+                side,
+                meta::Message::Progress(meta::Progress { call, media }),
+            ),
+            200..=299 => {
+                d.state = State::Confirmed;
+                out.calls.answered(now, call);
+                self.send_ack(now, call, msg, out);
+                out.send_other(side, meta::Message::Answer(meta::Answer { call, media }));
+            }
+            _ => {
+                let cause = translators::cause::status_to_cause(status);
+                out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
+                self.end(now, call, cause, out);
+            }
+        }
+    }
+
+    fn on_reinvite_response(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        status: u16,
+        msg: &Message,
+        out: &mut Out,
+    ) {
+        let side = self.cfg.side;
+        if !(200..300).contains(&status) {
+            return;
+        }
+        self.send_ack(now, call, msg, out);
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
+        if let Some(sdp) = policy::sdp_body(msg) {
+            if let Ok(ans) = tsip::answer_from_sdp(&sdp, &d.offer) {
+                apply_remotes(out, side, &ans.media, &ans.remotes);
+                out.send_other(
+                    side,
+                    meta::Message::MediaUpdate(meta::MediaUpdate {
+                        call,
+                        kind: meta::OfferAnswer::Answer,
+                        media: ans.media,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// The ACK of a 2xx: a new transaction-less request in the dialog, along the route set.
+    fn send_ack(&mut self, now: Duration, call: CallRef, resp: &Message, out: &mut Out) {
+        let Ok(cseq) = resp.cseq() else { return };
+        let branch = self.ids.branch();
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
+        let req = in_dialog(d, &Method::Ack, cseq.seq, &branch).build();
+        d.ack = Some(req.clone());
+        let flow = Flow {
+            remote: d.destination(self.cfg.symmetric),
+            ..d.flow
+        };
+        self.client.send(
+            now,
+            self.cfg.side,
+            flow,
+            branch,
+            Method::Ack,
+            call,
+            req,
+            out,
+        );
+    }
+
+    /// Sends an in-dialog request with a new CSeq and remembers its branch.
+    fn send_in_dialog(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        method: Method,
+        build: impl FnOnce(MessageBuilder, &Dialog) -> MessageBuilder,
+        out: &mut Out,
+    ) {
+        let branch = self.ids.branch();
+        let symmetric = self.cfg.symmetric;
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
+        d.local_cseq += 1;
+        let req = build(in_dialog(d, &method, d.local_cseq, &branch), d).build();
+        let flow = Flow {
+            remote: d.destination(symmetric),
+            ..d.flow
+        };
+        remember(&mut d.sent, &method, &branch);
+        self.client
+            .send(now, self.cfg.side, flow, branch, method, call, req, out);
+    }
+
+    fn send_bye(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
+        self.send_in_dialog(
+            now,
+            call,
+            Method::Bye,
+            |b, _| b.header("Reason", format!("Q.850;cause={}", cause.0)),
+            out,
+        );
+    }
+
+    // ---- Meta from the other half ----------------------------------------------------------
+
+    /// A Meta message for a call of this leg, or a Setup for it to place.
+    pub fn handle_meta(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
+        if let meta::Message::Setup(s) = m {
+            self.place_call(now, s, out);
+            return;
+        }
+        let Some(call) = m.call() else { return };
+        let side = self.cfg.side;
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
+        match m {
+            meta::Message::Alerting(meta::Alerting { media, .. })
+            | meta::Message::Progress(meta::Progress { media, .. }) => {
+                if d.uac || d.state != State::Early {
+                    return;
+                }
+                let code = if media.is_empty() { 180 } else { 183 };
+                if !media.is_empty() {
+                    d.take_answer(&media);
+                    narrow(out, side, &media);
+                }
+                self.answer_invite(now, call, code, !media.is_empty(), out);
+            }
+            meta::Message::Answer(meta::Answer { media, .. }) => {
+                if d.uac || d.state != State::Early {
+                    return;
+                }
+                d.take_answer(&media);
+                narrow(out, side, &media);
+                d.state = State::Confirmed;
+                out.calls.answered(now, call);
+                self.answer_invite(now, call, 200, true, out);
+            }
+            meta::Message::Release(meta::Release { cause, .. }) => {
+                self.release(now, call, cause, out);
+            }
+            meta::Message::MediaUpdate(meta::MediaUpdate { kind, media, .. }) => match kind {
+                meta::OfferAnswer::Answer => {
+                    d.take_answer(&media);
+                    narrow(out, side, &media);
+                    if let Some(key) = d.reinvite.take() {
+                        if let Some(req) = self.server.request(&key).cloned() {
+                            let resp = self.ok_with_sdp(call, &req, out);
+                            self.server.respond(now, &key, 200, resp, out);
+                            if req.method() == Some(&Method::Invite) {
+                                if let Some(d) = self.dialogs.get_mut(&call) {
+                                    d.awaiting_ack.push(key);
+                                }
+                            }
+                        }
+                    }
+                }
+                meta::OfferAnswer::Offer => {
+                    if d.state == State::Ended {
+                        return;
+                    }
+                    d.take_answer(&media);
+                    d.offer = media;
+                    d.sdp_version += 1;
+                    let contact = contact_uri(self.cfg.contact_user, d.flow);
+                    let sdp = d.sdp(&out.media, side);
+                    self.send_in_dialog(
+                        now,
+                        call,
+                        Method::Invite,
+                        |b, _| b.header("Contact", contact).body("application/sdp", sdp),
+                        out,
+                    );
+                }
+            },
+            meta::Message::Dtmf(dtmf) => {
+                if d.state != State::Confirmed {
+                    return;
+                }
+                let (ct, body) = tsip::info_body(dtmf.event, dtmf.duration_ms);
+                self.send_in_dialog(now, call, Method::Info, |b, _| b.body(ct, body), out);
+            }
+            _ => {}
+        }
+    }
+
+    /// A provisional or 2xx response on the initial INVITE of a UAS dialog.
+    fn answer_invite(&mut self, now: Duration, call: CallRef, code: u16, sdp: bool, out: &mut Out) {
+        let side = self.cfg.side;
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
+        let Some(key) = d.invite_key.clone() else {
+            return;
+        };
+        let Some(invite) = self.server.request(&key) else {
+            return;
+        };
+        let contact = contact_uri(self.cfg.contact_user, d.flow);
+        let mut b = MessageBuilder::response_to(invite, code, Some(&d.local_tag));
+        // The dialog's Record-Route is copied into every response that makes it (RFC 3261
+        // section 12.1.1).
+        for r in invite.headers().all(&HeaderName::RECORD_ROUTE) {
+            b = b.header("Record-Route", r);
+        }
+        b = b.header("Contact", contact);
+        if code == 200 {
+            b = with_capabilities(b);
+        }
+        if sdp {
+            b = b.body("application/sdp", d.sdp(&out.media, side));
+        }
+        let bytes = b.build();
+        if code == 200 {
+            d.awaiting_ack.push(key.clone());
+        }
+        self.server.respond(now, &key, code, bytes, out);
+    }
+
+    /// The other half released the call.
+    fn release(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
+        let Some(d) = self.dialogs.get(&call) else {
+            return;
+        };
+        match (d.state, d.uac) {
+            (State::Early, false) => {
+                let code = translators::cause::cause_to_status(cause);
+                self.fail_invite(now, call, code, Some(cause), out);
+            }
+            (State::Early, true) => self.cancel(now, call, cause, out),
+            (State::Confirmed, _) => self.send_bye(now, call, cause, out),
+            (State::Ended, _) => {}
+        }
+        self.end(now, call, cause, out);
+    }
+
+    /// CANCEL of our pending INVITE: its branch, its CSeq number (RFC 3261 section 9.1).
+    fn cancel(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
+        let Some(d) = self.dialogs.get(&call) else {
+            return;
+        };
+        let Some(branch) = d.invite_branch.clone() else {
+            return;
+        };
+        let req = MessageBuilder::request(&Method::Cancel, &d.remote_target_initial())
+            .header("Via", via(d.flow, &branch))
+            .header("Max-Forwards", "70")
+            .header("From", d.local())
+            .header("To", d.remote_uri.clone())
+            .header("Call-ID", d.call_id.clone())
+            .header("CSeq", "1 CANCEL")
+            .header("Reason", format!("Q.850;cause={}", cause.0))
+            .build();
+        let flow = d.flow;
+        let cancel_branch = format!("{branch}-cancel");
+        if let Some(d) = self.dialogs.get_mut(&call) {
+            remember(&mut d.sent, &Method::Cancel, &cancel_branch);
+        }
+        self.client.send(
+            now,
+            self.cfg.side,
+            flow,
+            cancel_branch,
+            Method::Cancel,
+            call,
+            req,
+            out,
+        );
+    }
+
+    /// A call from the other half: this leg places it toward its next hop as the UAC.
+    fn place_call(&mut self, now: Duration, s: meta::Setup, out: &mut Out) {
+        let side = self.cfg.side;
+        let call = s.call;
+        let arrived = out.calls.family(call).unwrap_or(Family::V4);
+        let family = self.cfg.family.unwrap_or(arrived);
+        let release = |out: &mut Out, cause: Cause| {
+            out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
+            out.end_call(now, call, cause);
+        };
+        let new = NewCall {
+            direction: match side {
+                Side::Outside => Direction::FromInside,
+                Side::Inside => Direction::FromOutside,
+            },
+            protocol: CallProtocol::Sip,
+            family,
+            calling: s.calling.user.clone(),
+            called: s.called.user.clone(),
+            emergency: s.emergency,
+        };
+        if let Err(r) = out.calls.join(now, call, &new) {
+            release(out, r.cause());
+            return;
+        }
+        let Some(p) = self
+            .cfg
+            .placement
+            .get(family_index(family))
+            .cloned()
+            .flatten()
+        else {
+            release(out, Cause::NO_ROUTE_TO_DESTINATION);
+            return;
+        };
+        for m in &s.media {
+            let Some(stream) = m.stream else { continue };
+            if let Err(r) = out
+                .media
+                .open(side, call, stream, p.media_ip, payload_types(m), None)
+            {
+                out.calls.count_refusal(r);
+                release(out, r.cause());
+                return;
+            }
+        }
+        let flow = Flow {
+            transport: p.transport,
+            local: p.local,
+            remote: p.next_hop,
+        };
+        let target = tsip::inside_uri(&s.called.user, p.next_hop);
+        let call_id = format!("{}@{}", self.ids.token(), super::host_of(p.local));
+        let local_tag = self.ids.token();
+        let branch = self.ids.branch();
+        let d = Dialog {
+            uac: true,
+            flow,
+            call_id: call_id.clone(),
+            local_tag,
+            remote_tag: None,
+            local_uri: tsip::inside_name_addr(&s.calling, p.local),
+            remote_uri: format!("<{target}>"),
+            remote_target: target,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: None,
+            state: State::Early,
+            invite_key: None,
+            invite_branch: Some(branch.clone()),
+            reinvite: None,
+            awaiting_ack: Vec::new(),
+            sent: vec![(Method::Invite, branch.clone())],
+            ack: None,
+            provisional: 0,
+            offer: s.media,
+            media_ip: p.media_ip,
+            sdp_id: self.ids.number(),
+            sdp_version: 1,
+        };
+        let mut b = in_dialog(&d, &Method::Invite, 1, &branch)
+            .header("Contact", self.contact(flow))
+            .header("Allow", policy::allow_header());
+        if s.emergency {
+            // RFC 3261 section 20.26: the request's urgency, for the PBX or provider.
+            b = b.header("Priority", "emergency");
+        }
+        if !d.offer.is_empty() {
+            b = b.body("application/sdp", d.sdp(&out.media, side));
+        }
+        let req = b.build();
+        self.by_call_id.insert(call_id, call);
+        self.dialogs.insert(call, d);
+        self.timers.set(now + NO_ANSWER, call);
+        self.client
+            .send(now, side, flow, branch, Method::Invite, call, req, out);
+    }
+
+    // ---- time and the end of calls ---------------------------------------------------------
+
+    /// The call ends on this leg: it stops taking requests, and the call table and media
+    /// table end it (one call record, ports released).
+    fn end(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
+        if let Some(d) = self.dialogs.get_mut(&call) {
+            d.state = State::Ended;
+        }
+        out.end_call(now, call, cause);
+    }
+
+    /// The call table forgot the call: its dialog and transactions go.
+    pub fn forget(&mut self, call: CallRef) {
+        let Some(d) = self.dialogs.remove(&call) else {
+            return;
+        };
+        if self.by_call_id.get(&d.call_id) == Some(&call) {
+            self.by_call_id.remove(&d.call_id);
+        }
+        for (_, branch) in &d.sent {
+            self.client.remove(branch);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        let side = self.cfg.side;
+        for call in self.server.handle_timeout(now, out) {
+            // A 2xx never acknowledged: the dialog is ended with a BYE (section 13.3.1.4).
+            if self
+                .dialogs
+                .get(&call)
+                .is_some_and(|d| d.state == State::Confirmed)
+            {
+                self.counters.unacked_2xx += 1;
+                let cause = Cause::RECOVERY_ON_TIMER_EXPIRY;
+                out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
+                self.send_bye(now, call, cause, out);
+                self.end(now, call, cause, out);
+            }
+        }
+        let mut counters = std::mem::take(&mut self.counters);
+        let timed_out = self.client.handle_timeout(now, out, &mut counters);
+        self.counters = counters;
+        for (call, method) in timed_out {
+            let early = self
+                .dialogs
+                .get(&call)
+                .is_some_and(|d| d.state == State::Early);
+            if method == Method::Invite && early {
+                let cause = Cause::RECOVERY_ON_TIMER_EXPIRY;
+                out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
+                self.end(now, call, cause, out);
+            }
+        }
+        while let Some((_, call)) = self.timers.pop_due(now) {
+            let Some(d) = self.dialogs.get(&call) else {
+                continue;
+            };
+            if d.state != State::Early {
+                continue;
+            }
+            // Timer C: nobody answered. CANCEL our INVITE, or 408 to theirs.
+            let cause = Cause::RECOVERY_ON_TIMER_EXPIRY;
+            if d.uac {
+                self.cancel(now, call, cause, out);
+            } else {
+                self.fail_invite(now, call, 408, Some(cause), out);
+            }
+            out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
+            self.end(now, call, cause, out);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        [
+            self.server.poll_timeout(),
+            self.client.poll_timeout(),
+            self.timers.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+impl Dialog {
+    /// This leg's party in the dialog, with its tag (From of its requests).
+    pub fn local_party(&self) -> String {
+        self.local()
+    }
+
+    /// The peer's party with `tag` (its tag in responses, or the dialog's).
+    pub fn remote_party(&self, tag: Option<&str>) -> String {
+        with_tag(&self.remote_uri, tag)
+    }
+
+    /// The CSeq number of this leg's latest request in the dialog.
+    pub fn local_cseq(&self) -> u32 {
+        self.local_cseq
+    }
+
+    /// The Request-URI of the initial INVITE (CANCEL and non-2xx ACK repeat it).
+    fn remote_target_initial(&self) -> String {
+        sip::NameAddr::parse(&self.remote_uri, "To")
+            .map(|n| n.uri.raw)
+            .unwrap_or_else(|_| self.remote_target.clone())
+    }
+}
+
+/// The status for a refusal of the admission chain.
+fn refusal(r: Refusal) -> Rejection {
+    Rejection::BusyOrOverloaded(r.reason())
+}
+
+fn family_index(f: Family) -> usize {
+    match f {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+/// Stream remotes from SDP into the media table.
+fn apply_remotes(
+    out: &mut Out,
+    side: Side,
+    media: &[MediaDescription],
+    remotes: &[Option<SocketAddr>],
+) {
+    for (m, r) in media.iter().zip(remotes) {
+        if let (Some(id), Some(r)) = (m.stream, r) {
+            out.media.set_remote(side, id, *r);
+        }
+    }
+}
+
+/// Narrows each stream's allowed payload types to an answer's.
+fn narrow(out: &mut Out, side: Side, media: &[MediaDescription]) {
+    for m in media {
+        if let Some(id) = m.stream {
+            out.media.set_payload_types(side, id, payload_types(m));
+        }
+    }
+}
+
+fn remember(sent: &mut Vec<(Method, String)>, method: &Method, branch: &str) {
+    match sent.iter_mut().find(|(m, _)| m == method) {
+        Some(e) => e.1 = branch.to_owned(),
+        None => sent.push((method.clone(), branch.to_owned())),
+    }
+}
+
+/// Allow and Accept of the gateway, and Supported when it implements any option tag.
+fn with_capabilities(b: MessageBuilder) -> MessageBuilder {
+    let b = b
+        .header("Allow", policy::allow_header())
+        .header("Accept", policy::accept_header());
+    if policy::SUPPORTED_EXTENSIONS.is_empty() {
+        b
+    } else {
+        b.header("Supported", policy::SUPPORTED_EXTENSIONS.join(", "))
+    }
+}
+
+/// The leg's Contact on `flow`, naming the transport when it is not UDP, so the peer's
+/// in-dialog requests come back over the same transport (RFC 3261 section 19.1.1).
+fn contact_uri(user: &str, flow: Flow) -> String {
+    let transport = match flow.transport {
+        Transport::Udp => "",
+        Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
+    };
+    format!("<sip:{user}@{}{transport}>", super::host_port(flow.local))
+}
+
+fn via(flow: Flow, branch: &str) -> String {
+    format!(
+        "SIP/2.0/{} {};branch={branch};rport",
+        flow.transport.via_token(),
+        super::host_port(flow.local)
+    )
+}
+
+/// A request in the dialog (RFC 3261 section 12.2.1.1): Request-URI the remote target, Route
+/// the route set (loose routing).
+fn in_dialog(d: &Dialog, method: &Method, cseq: u32, branch: &str) -> MessageBuilder {
+    let mut b =
+        MessageBuilder::request(method, &d.remote_target).header("Via", via(d.flow, branch));
+    for r in &d.route_set {
+        b = b.header("Route", r.clone());
+    }
+    b.header("Max-Forwards", "70")
+        .header("From", d.local())
+        .header("To", d.remote())
+        .header("Call-ID", d.call_id.clone())
+        .header("CSeq", format!("{cseq} {method}"))
+}
+
+fn with_tag(value: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(t) if !value.contains(";tag=") => format!("{value};tag={t}"),
+        _ => value.to_owned(),
+    }
+}
+
+/// A From/To value without its tag parameter (the dialog adds its own).
+fn strip_tag(value: &str) -> String {
+    let lower = value.to_ascii_lowercase();
+    match lower.find(";tag=") {
+        Some(i) => {
+            let rest = value.get(i + 5..).unwrap_or("");
+            let end = rest.find(';').map(|j| i + 5 + j).unwrap_or(value.len());
+            format!(
+                "{}{}",
+                value.get(..i).unwrap_or(value),
+                value.get(end..).unwrap_or("")
+            )
+        }
+        None => value.to_owned(),
+    }
+}
+
+/// Where a response goes (RFC 3261 section 18.2.2, RFC 3581): over a stream, back on the
+/// connection; over UDP, to the source address when the Via asks for `rport` (and always on a
+/// symmetric leg: peers behind NAT), else to the source IP at the Via's sent-by port.
+fn response_flow(symmetric: bool, flow: Flow, msg: &Message) -> Flow {
+    if symmetric || flow.transport.is_reliable() {
+        return flow;
+    }
+    let Some(via) = msg.vias().ok().and_then(|v| v.into_iter().next()) else {
+        return flow;
+    };
+    if via.param("rport").is_some() || via.param("maddr").is_some() {
+        return flow;
+    }
+    let port = via.port.unwrap_or(5060);
+    Flow {
+        remote: SocketAddr::new(flow.remote.ip(), port),
+        ..flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_tag_keeps_other_params() {
+        assert_eq!(strip_tag("<sip:a@b>;tag=x;foo=1"), "<sip:a@b>;foo=1");
+        assert_eq!(strip_tag("<sip:a@b>;TAG=x"), "<sip:a@b>");
+        assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
+    }
+}
