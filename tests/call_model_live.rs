@@ -1137,9 +1137,9 @@ fn completed_calls_do_not_count_against_max_calls() {
     // sipp's final screen: "Successful call" and "Failed call" lines with cumulative counts.
     let cumulative = |what: &str| -> u64 {
         out.lines()
+            .rev()
             .filter(|l| l.contains(what))
-            .filter_map(|l| l.split('|').nth(2)?.trim().parse().ok())
-            .last()
+            .find_map(|l| l.split('|').nth(2)?.trim().parse().ok())
             .unwrap_or(0)
     };
     let (good, failed) = (cumulative("Successful call"), cumulative("Failed call"));
