@@ -28,6 +28,14 @@ pub const DEFAULT_CALLS_PER_SECOND: u32 = 50;
 pub const MAX_MESSAGE_SIZE: u32 = 65_535;
 /// Smallest `max_message_size`: RFC 3261 §18.1.1 expects at least 1300-byte messages over UDP.
 pub const MIN_MESSAGE_SIZE: u32 = 1300;
+/// Default for `[gw2.limits] max_tcp_connections`: SIP TCP connections open at once.
+pub const DEFAULT_MAX_TCP_CONNECTIONS: u32 = 10_000;
+/// Default for `[gw2.limits] max_tcp_per_source`: SIP TCP connections open at once from one
+/// source address (a NAT or a site proxy may carry many phones, hence not lower).
+pub const DEFAULT_MAX_TCP_PER_SOURCE: u32 = 256;
+/// Default for `[gw2.limits] tcp_idle_timeout_secs`: a SIP TCP connection with no bytes either
+/// way for this long is closed (as kamailio's `tcp_connection_lifetime`, 120 s).
+pub const DEFAULT_TCP_IDLE_TIMEOUT_SECS: u32 = 120;
 /// Longest configuration file accepted, in bytes.
 pub const MAX_CONFIG_LEN: usize = 1 << 20;
 
@@ -121,6 +129,15 @@ pub struct LimitsConfig {
     pub calls_per_second: u32,
     #[serde(default = "default_max_message_size")]
     pub max_message_size: u32,
+    /// SIP TCP connections open at once; further connections are closed on accept.
+    #[serde(default = "default_max_tcp_connections")]
+    pub max_tcp_connections: u32,
+    /// SIP TCP connections open at once from one source address.
+    #[serde(default = "default_max_tcp_per_source")]
+    pub max_tcp_per_source: u32,
+    /// Seconds without a byte either way after which a SIP TCP connection is closed.
+    #[serde(default = "default_tcp_idle_timeout_secs")]
+    pub tcp_idle_timeout_secs: u32,
 }
 
 fn default_max_calls() -> u32 {
@@ -132,6 +149,15 @@ fn default_cps() -> u32 {
 fn default_max_message_size() -> u32 {
     MAX_MESSAGE_SIZE
 }
+fn default_max_tcp_connections() -> u32 {
+    DEFAULT_MAX_TCP_CONNECTIONS
+}
+fn default_max_tcp_per_source() -> u32 {
+    DEFAULT_MAX_TCP_PER_SOURCE
+}
+fn default_tcp_idle_timeout_secs() -> u32 {
+    DEFAULT_TCP_IDLE_TIMEOUT_SECS
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -139,6 +165,9 @@ impl Default for LimitsConfig {
             max_calls: DEFAULT_MAX_CALLS,
             calls_per_second: DEFAULT_CALLS_PER_SECOND,
             max_message_size: MAX_MESSAGE_SIZE,
+            max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            max_tcp_per_source: DEFAULT_MAX_TCP_PER_SOURCE,
+            tcp_idle_timeout_secs: DEFAULT_TCP_IDLE_TIMEOUT_SECS,
         }
     }
 }
@@ -481,6 +510,24 @@ fn check_gw2(g: &Gw2Config, p: &mut Problems) {
     }
     if l.calls_per_second == 0 {
         p.add("gw2.limits.calls_per_second", "must be at least 1");
+    }
+    for (key, v) in [
+        ("gw2.limits.max_tcp_connections", l.max_tcp_connections),
+        ("gw2.limits.max_tcp_per_source", l.max_tcp_per_source),
+        ("gw2.limits.tcp_idle_timeout_secs", l.tcp_idle_timeout_secs),
+    ] {
+        if v == 0 {
+            p.add(key, "must be at least 1");
+        }
+    }
+    if l.max_tcp_per_source > l.max_tcp_connections {
+        p.add(
+            "gw2.limits.max_tcp_per_source",
+            format!(
+                "{} is above max_tcp_connections {}",
+                l.max_tcp_per_source, l.max_tcp_connections
+            ),
+        );
     }
     if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&l.max_message_size) {
         p.add(

@@ -179,6 +179,20 @@ fn bad_configs_name_key_and_line() {
             "at least 1",
         ),
         (
+            "tcp per-source cap above the total",
+            format!("{BASE}\n[gw2.limits]\nmax_tcp_connections = 10\nmax_tcp_per_source = 20\n"),
+            "gw2.limits.max_tcp_per_source",
+            24,
+            "above max_tcp_connections",
+        ),
+        (
+            "tcp idle timeout",
+            format!("{BASE}\n[gw2.limits]\ntcp_idle_timeout_secs = 0\n"),
+            "gw2.limits.tcp_idle_timeout_secs",
+            23,
+            "at least 1",
+        ),
+        (
             "auth without realm",
             format!("{BASE}\n[policy]\nrequire_auth = true\n"),
             "policy.realm",

@@ -188,11 +188,15 @@ impl SipPolicy {
                 "headers in Request-URI",
             )));
         }
-        let routable = matches!(
-            uri.scheme,
-            UriScheme::Sip | UriScheme::Sips | UriScheme::Tel
-        );
-        if !uri.is_known_scheme() || (!routable && needs_routable_uri(&req.method)) {
+        // An emergency call to the service URN (RFC 5031) is routable: the call table
+        // recognises it before any other link.
+        let sos = super::calls::is_sos_urn(&req.uri);
+        let routable = sos
+            || matches!(
+                uri.scheme,
+                UriScheme::Sip | UriScheme::Sips | UriScheme::Tel
+            );
+        if !(sos || uri.is_known_scheme()) || (!routable && needs_routable_uri(&req.method)) {
             let scheme = match &uri.scheme {
                 UriScheme::Other(s) => s.clone(),
                 _ => String::new(),

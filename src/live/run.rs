@@ -2,7 +2,7 @@
 //! their sockets and tunnel, runs them until SIGINT/SIGTERM, and prints each half's counters.
 
 use super::answer::AnswerEndpoint;
-use super::runtime::{bind_tcp_for, bind_udp_for, Driver, StartError, Summary};
+use super::runtime::{bind_tcp_for, bind_udp_for, Driver, StartError, Summary, TcpLimits};
 use super::tunnel::{
     random_instance_nonce, TunnelClient, TunnelClientConfig, TunnelServer, TunnelServerConfig,
 };
@@ -48,6 +48,7 @@ pub struct Gw2Plan {
     pub tunnel_listen: SocketAddr,
     pub allow_multiple_gw1: bool,
     pub identity: TlsIdentity,
+    pub tcp_limits: TcpLimits,
 }
 
 /// GW1's part of a configuration, ready to bind.
@@ -130,6 +131,7 @@ async fn start_gw2_with(
         driver.add_udp(Side::Outside, s, addr);
         bound.sip_udp.push(addr);
     }
+    driver.set_tcp_limits(plan.tcp_limits);
     for l in tcp {
         if let Ok(a) = l.local_addr() {
             bound.sip_tcp.push(advertised(a, plan.advertise));
@@ -328,6 +330,11 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
             tunnel_listen: g.tunnel_listen,
             allow_multiple_gw1: g.allow_multiple_gw1,
             identity,
+            tcp_limits: TcpLimits {
+                max_total: usize::try_from(g.limits.max_tcp_connections).unwrap_or(usize::MAX),
+                max_per_source: usize::try_from(g.limits.max_tcp_per_source).unwrap_or(usize::MAX),
+                idle_timeout: Duration::from_secs(u64::from(g.limits.tcp_idle_timeout_secs)),
+            },
         };
         let (mut d, bound) = start_gw2(plan).await?;
         d.verbose = !opts.quiet;
@@ -425,6 +432,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tunnel_listen: SocketAddr::new(ip, 0),
         allow_multiple_gw1: false,
         identity: pki.gw2_tls()?,
+        tcp_limits: TcpLimits::default(),
     };
     let (mut gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
     let inside = InsideConfig {

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use codecs::meta::{FrameReader, StreamId};
 use codecs::tunnel::{ConnectionKind, MediaFramer, MediaRepr};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -101,6 +101,120 @@ pub struct DriverCounters {
     pub bind_failures: u64,
     pub tunnel_ups: u64,
     pub tunnel_downs: u64,
+    /// SIP TCP connections accepted and kept (within the caps).
+    pub tcp_accepted: u64,
+    /// SIP TCP connections closed on accept: `max_tcp_connections` were open.
+    pub tcp_refused_total: u64,
+    /// SIP TCP connections closed on accept: `max_tcp_per_source` were open from that address.
+    pub tcp_refused_per_source: u64,
+    /// SIP TCP connections closed after `tcp_idle_timeout_secs` without a byte either way.
+    pub tcp_idle_closed: u64,
+}
+
+/// Caps on the SIP TCP connections a driver accepts. TCP state is the cheapest thing for an
+/// outside party to pile up (a connect costs it nothing after the handshake), so the number
+/// open is capped in total and per source address, and a silent connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub max_total: usize,
+    pub max_per_source: usize,
+    /// No byte received or sent for this long closes the connection.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_total: crate::config::DEFAULT_MAX_TCP_CONNECTIONS as usize,
+            max_per_source: crate::config::DEFAULT_MAX_TCP_PER_SOURCE as usize,
+            idle_timeout: Duration::from_secs(u64::from(
+                crate::config::DEFAULT_TCP_IDLE_TIMEOUT_SECS,
+            )),
+        }
+    }
+}
+
+/// The open SIP TCP connections of one driver (all its listeners), by source address. The map
+/// holds only addresses with a connection open, so it is bounded by `max_total`.
+#[derive(Debug, Default)]
+struct TcpOpen {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+/// Admission of SIP TCP connections against [`TcpLimits`], shared by the accept tasks.
+#[derive(Debug)]
+struct TcpGate {
+    limits: TcpLimits,
+    open: Mutex<TcpOpen>,
+    accepted: AtomicU64,
+    refused_total: AtomicU64,
+    refused_per_source: AtomicU64,
+    idle_closed: AtomicU64,
+}
+
+/// One admitted connection's place in the gate; released on drop.
+struct TcpSlot {
+    gate: Arc<TcpGate>,
+    source: IpAddr,
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .gate
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.by_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.by_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+impl TcpGate {
+    fn new(limits: TcpLimits) -> Arc<Self> {
+        Arc::new(TcpGate {
+            limits,
+            open: Mutex::new(TcpOpen::default()),
+            accepted: AtomicU64::new(0),
+            refused_total: AtomicU64::new(0),
+            refused_per_source: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
+        })
+    }
+
+    /// A slot for a connection from `source`, or `None` (counted) when a cap is reached.
+    fn admit(self: &Arc<Self>, source: IpAddr) -> Option<TcpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.total >= self.limits.max_total {
+            self.refused_total.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let n = open.by_source.entry(source).or_insert(0);
+        if *n >= self.limits.max_per_source {
+            self.refused_per_source.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *n += 1;
+        open.total += 1;
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        Some(TcpSlot {
+            gate: self.clone(),
+            source,
+        })
+    }
+
+    fn count_into(&self, c: &mut DriverCounters) {
+        c.tcp_accepted = self.accepted.load(Ordering::Relaxed);
+        c.tcp_refused_total = self.refused_total.load(Ordering::Relaxed);
+        c.tcp_refused_per_source = self.refused_per_source.load(Ordering::Relaxed);
+        c.tcp_idle_closed = self.idle_closed.load(Ordering::Relaxed);
+    }
 }
 
 /// What a half reports when it stops.
@@ -209,6 +323,7 @@ pub struct Driver {
     tunnel: Option<TunnelLink>,
     tunnel_state: watch::Sender<bool>,
     counters: DriverCounters,
+    tcp_gate: Arc<TcpGate>,
     tasks: Vec<JoinHandle<()>>,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
@@ -245,6 +360,7 @@ impl Driver {
             tunnel: None,
             tunnel_state: watch::channel(false).0,
             counters: DriverCounters::default(),
+            tcp_gate: TcpGate::new(TcpLimits::default()),
             tasks: Vec::new(),
             verbose: true,
         }
@@ -272,7 +388,13 @@ impl Driver {
         self.udp.insert(engine_addr, UdpEntry { socket, reader });
     }
 
-    /// Accepts SIP over TCP on `listener` (outside).
+    /// Sets the caps on SIP TCP connections; call before [`Driver::add_tcp_listener`] (all
+    /// listeners added after it share the caps).
+    pub fn set_tcp_limits(&mut self, limits: TcpLimits) {
+        self.tcp_gate = TcpGate::new(limits);
+    }
+
+    /// Accepts SIP over TCP on `listener` (outside), within the driver's [`TcpLimits`].
     pub fn add_tcp_listener(&mut self, listener: TcpListener) {
         self.add_stream_listener(listener, StreamProtocol::Sip);
     }
@@ -285,6 +407,7 @@ impl Driver {
             protocol,
             self.next_conn.clone(),
             self.tx.clone(),
+            self.tcp_gate.clone(),
         ));
         self.tasks.push(task);
     }
@@ -339,10 +462,12 @@ impl Driver {
             }
             self.drain();
         }
+        let mut driver = self.counters.clone();
+        self.tcp_gate.count_into(&mut driver);
         Summary {
             half: self.half,
             engine: self.engine.stats(),
-            driver: self.counters.clone(),
+            driver,
         }
     }
 
@@ -619,7 +744,9 @@ async fn tcp_accept(
     protocol: StreamProtocol,
     next: Arc<AtomicU64>,
     tx: mpsc::Sender<Input>,
+    gate: Arc<TcpGate>,
 ) {
+    let idle = gate.limits.idle_timeout;
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -627,6 +754,10 @@ async fn tcp_accept(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        // Over a cap: the stream is dropped here, which closes it.
+        let Some(slot) = gate.admit(unmap(remote).ip()) else {
+            continue;
         };
         let Ok(local) = stream.local_addr() else {
             continue;
@@ -640,14 +771,20 @@ async fn tcp_accept(
         };
         let (mut r, mut w) = stream.into_split();
         let (wtx, mut wrx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
+        // Milliseconds since `opened` of the last byte either way.
+        let opened = Instant::now();
+        let last = Arc::new(AtomicU64::new(0));
+        let last_w = last.clone();
         tokio::spawn(async move {
             while let Some(b) = wrx.recv().await {
                 if w.write_all(&b).await.is_err() {
                     return;
                 }
+                last_w.store(millis_since(opened), Ordering::Relaxed);
             }
         });
         let tx = tx.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             if tx
                 .send(Input::StreamOpened {
@@ -661,11 +798,22 @@ async fn tcp_accept(
             {
                 return;
             }
+            let _slot = slot;
             let mut buf = vec![0u8; 16 * 1024];
             loop {
-                match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
+                let quiet = Duration::from_millis(
+                    millis_since(opened).saturating_sub(last.load(Ordering::Relaxed)),
+                );
+                let Some(left) = idle.checked_sub(quiet).filter(|d| !d.is_zero()) else {
+                    gate.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                };
+                match tokio::time::timeout(left, r.read(&mut buf)).await {
+                    // Woken by the deadline: the loop checks whether a write moved it.
+                    Err(_) => {}
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => {
+                        last.store(millis_since(opened), Ordering::Relaxed);
                         let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                         if tx.send(Input::Stream { conn, data }).await.is_err() {
                             return;
@@ -676,6 +824,10 @@ async fn tcp_accept(
             let _ = tx.send(Input::StreamClosed { conn }).await;
         });
     }
+}
+
+fn millis_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);

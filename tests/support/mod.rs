@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+pub mod rawsip;
 pub mod scenarios;
 
 use std::io::{BufRead, BufReader};
