@@ -61,6 +61,10 @@ pub struct Gw2Config {
     /// SIP over TCP listeners.
     #[serde(default)]
     pub sip_tcp: Vec<SocketAddr>,
+    /// H.225.0 call signalling listeners (TCP; the standard port is 1720). Only H.225.0 is
+    /// read on them, and H.225.0 is read nowhere else.
+    #[serde(default)]
+    pub h225_tcp: Vec<SocketAddr>,
     /// SIP over TLS listeners; need `sip_tls_cert` and `sip_tls_key`.
     #[serde(default)]
     pub sip_tls: Vec<SocketAddr>,

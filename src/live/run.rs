@@ -42,6 +42,7 @@ pub struct Gw2Plan {
     pub engine: EngineConfig,
     pub sip_udp: Vec<SocketAddr>,
     pub sip_tcp: Vec<SocketAddr>,
+    pub h225_tcp: Vec<SocketAddr>,
     /// The address outside peers reach GW2 on: replaces an unspecified bind address in what
     /// the engine writes (Via, Contact, SDP).
     pub advertise: IpAddr,
@@ -68,6 +69,7 @@ pub struct Gw1Plan {
 pub struct Gw2Bound {
     pub sip_udp: Vec<SocketAddr>,
     pub sip_tcp: Vec<SocketAddr>,
+    pub h225_tcp: Vec<SocketAddr>,
     pub tunnel: SocketAddr,
 }
 
@@ -96,7 +98,18 @@ pub async fn start_gw2(plan: Gw2Plan) -> Result<(Driver, Gw2Bound), StartError> 
     for a in &plan.sip_tcp {
         tcp.push(bind_tcp_for("SIP TCP listener", *a).await?);
     }
-    start_gw2_with(plan, udp, tcp).await
+    let mut h225 = Vec::new();
+    for a in &plan.h225_tcp {
+        h225.push(bind_tcp_for("H.225.0 listener", *a).await?);
+    }
+    let (mut driver, mut bound) = start_gw2_with(plan, udp, tcp).await?;
+    for l in h225 {
+        if let Ok(a) = l.local_addr() {
+            bound.h225_tcp.push(a);
+        }
+        driver.add_stream_listener(l, crate::engine::StreamProtocol::H225);
+    }
+    Ok((driver, bound))
 }
 
 async fn start_gw2_with(
@@ -119,6 +132,7 @@ async fn start_gw2_with(
     let mut bound = Gw2Bound {
         sip_udp: Vec::new(),
         sip_tcp: Vec::new(),
+        h225_tcp: Vec::new(),
         tunnel: server.local_addr(),
     };
     for s in udp {
@@ -326,6 +340,7 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
             engine: engine.clone(),
             sip_udp: g.sip_udp.clone(),
             sip_tcp: g.sip_tcp.clone(),
+            h225_tcp: g.h225_tcp.clone(),
             advertise: g.media.ip,
             tunnel_listen: g.tunnel_listen,
             allow_multiple_gw1: g.allow_multiple_gw1,
@@ -339,9 +354,10 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
         let (mut d, bound) = start_gw2(plan).await?;
         d.verbose = !opts.quiet;
         println!(
-            "gw2 sip udp {} tcp {} tunnel {}",
+            "gw2 sip udp {} tcp {} h225 {} tunnel {}",
             list(&bound.sip_udp),
             list(&bound.sip_tcp),
+            list(&bound.h225_tcp),
             bound.tunnel
         );
         drivers.push(d);
@@ -428,6 +444,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         engine: base.clone(),
         sip_udp: Vec::new(),
         sip_tcp: Vec::new(),
+        h225_tcp: Vec::new(),
         advertise,
         tunnel_listen: SocketAddr::new(ip, 0),
         allow_multiple_gw1: false,
