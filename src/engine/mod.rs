@@ -65,6 +65,15 @@ impl Transport {
     pub fn is_reliable(self) -> bool {
         !matches!(self, Transport::Udp)
     }
+
+    /// The stream transport of the two, if either is one.
+    pub fn max_reliable(self, other: Transport) -> Transport {
+        if self.is_reliable() {
+            self
+        } else {
+            other
+        }
+    }
 }
 
 /// One direction-neutral flow as seen by the gateway: our address and the peer's.

@@ -184,8 +184,33 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
     );
     client_cfg.handshake_timeout = Duration::from_secs(5);
     let client = TunnelClient::new(client_cfg)?;
+    let tcp = match engine
+        .inside_v4
+        .transport
+        .max_reliable(engine.inside_v6.transport)
+    {
+        Transport::Udp => None,
+        _ => Some(
+            std::net::TcpListener::bind(local).map_err(|source| StartError::Bind {
+                what: "inside SIP TCP listener",
+                addr: local,
+                source,
+            })?,
+        ),
+    };
     let mut driver = Driver::new("gw1", Engine::new(engine));
     driver.add_udp(Side::Inside, sock, sip);
+    if let Some(l) = tcp {
+        let l = l
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(l))
+            .map_err(|source| StartError::Bind {
+                what: "inside SIP TCP listener",
+                addr: local,
+                source,
+            })?;
+        driver.add_inside_tcp_listener(l);
+    }
     driver.add_tunnel_client(client, keepalive);
     Ok((driver, sip))
 }
@@ -371,9 +396,6 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
             Some(p) => p.gw1_tls()?,
             None => load_identity(&cfg, "gw1")?,
         };
-        if g.transport == config::Transport::Tcp {
-            eprintln!("sgw gw1: SIP over TCP toward the inside is not served yet; using UDP");
-        }
         let plan = Gw1Plan {
             engine,
             family: engine_family(g.family),

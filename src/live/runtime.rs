@@ -33,6 +33,8 @@ const INPUT_QUEUE: usize = 8192;
 const MEDIA_QUEUE: usize = 4096;
 /// SIP messages queued per TCP connection.
 const STREAM_QUEUE: usize = 256;
+/// How long GW1 waits for a TCP connection toward the inside.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 /// Bytes of tunnel frames written per flush at most.
@@ -51,8 +53,13 @@ enum Input {
     StreamOpened {
         conn: ConnId,
         flow: Flow,
+        side: Side,
         protocol: StreamProtocol,
         writer: mpsc::Sender<Bytes>,
+    },
+    /// A connection the engine needed could not be opened.
+    ConnectFailed {
+        flow: Flow,
     },
     Stream {
         conn: ConnId,
@@ -99,6 +106,8 @@ pub struct DriverCounters {
     pub send_failures: u64,
     /// Media sockets the engine asked for that could not be bound.
     pub bind_failures: u64,
+    /// TCP connections GW1 opened toward the inside.
+    pub tcp_connects: u64,
     pub tunnel_ups: u64,
     pub tunnel_downs: u64,
     /// SIP TCP connections accepted and kept (within the caps).
@@ -293,6 +302,7 @@ impl Drop for UdpEntry {
 
 struct ConnEntry {
     flow: Flow,
+    side: Side,
     writer: mpsc::Sender<Bytes>,
 }
 
@@ -325,6 +335,8 @@ pub struct Driver {
     counters: DriverCounters,
     tcp_gate: Arc<TcpGate>,
     tasks: Vec<JoinHandle<()>>,
+    /// Connections being opened for the engine, with what it sent meanwhile.
+    connecting: HashMap<(SocketAddr, SocketAddr), Vec<Bytes>>,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// Log each call record and rejection on stderr.
@@ -347,6 +359,7 @@ impl Driver {
             ops: socket_ops.clone(),
         }));
         Driver {
+            connecting: HashMap::new(),
             socket_ops,
             half,
             engine,
@@ -402,8 +415,18 @@ impl Driver {
     /// Accepts stream connections of `protocol` on `listener` (outside): the engine reads
     /// them as that protocol only.
     pub fn add_stream_listener(&mut self, listener: TcpListener, protocol: StreamProtocol) {
+        self.add_listener(listener, Side::Outside, protocol);
+    }
+
+    /// Accepts SIP over TCP from the inside (GW1 with `transport = "tcp"`).
+    pub fn add_inside_tcp_listener(&mut self, listener: TcpListener) {
+        self.add_listener(listener, Side::Inside, StreamProtocol::Sip);
+    }
+
+    fn add_listener(&mut self, listener: TcpListener, side: Side, protocol: StreamProtocol) {
         let task = tokio::spawn(tcp_accept(
             listener,
+            side,
             protocol,
             self.next_conn.clone(),
             self.tx.clone(),
@@ -481,17 +504,42 @@ impl Driver {
             Input::StreamOpened {
                 conn,
                 flow,
+                side,
                 protocol,
                 writer,
             } => {
                 self.engine.declare_stream(conn, protocol);
                 self.conn_by_flow.insert((flow.local, flow.remote), conn);
-                self.conns.insert(conn, ConnEntry { flow, writer });
+                // What the engine sent while the connection was being opened.
+                for payload in self
+                    .connecting
+                    .remove(&(flow.local, flow.remote))
+                    .unwrap_or_default()
+                {
+                    if writer.try_send(payload).is_err() {
+                        self.counters.send_failures += 1;
+                    }
+                }
+                self.conns.insert(conn, ConnEntry { flow, side, writer });
+            }
+            Input::ConnectFailed { flow } => {
+                let lost = self
+                    .connecting
+                    .remove(&(flow.local, flow.remote))
+                    .map_or(0, |v| v.len() as u64);
+                self.counters.send_failures += lost;
+                log(
+                    self.half,
+                    format_args!("cannot connect to {} over TCP", flow.remote),
+                );
             }
             Input::Stream { conn, data } => {
                 if let Some(c) = self.conns.get(&conn) {
-                    let flow = c.flow;
-                    self.engine.handle_stream(now, conn, flow, &data);
+                    let (flow, side) = (c.flow, c.side);
+                    match side {
+                        Side::Outside => self.engine.handle_stream(now, conn, flow, &data),
+                        Side::Inside => self.engine.handle_inside_stream(now, conn, flow, &data),
+                    }
                     if self.engine.is_stream_dead(conn) {
                         // Not its listener's protocol, or framing lost: the connection closes.
                         self.conns.remove(&conn);
@@ -582,6 +630,24 @@ impl Driver {
         }
     }
 
+    /// Queues `payload` for a connection to `flow.remote`, opening it when none is under way.
+    fn connect(&mut self, flow: Flow, payload: Bytes) {
+        let key = (flow.local, flow.remote);
+        if let Some(q) = self.connecting.get_mut(&key) {
+            if q.len() < STREAM_QUEUE {
+                q.push(payload);
+            } else {
+                self.counters.send_failures += 1;
+            }
+            return;
+        }
+        self.connecting.insert(key, vec![payload]);
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        self.counters.tcp_connects += 1;
+        let task = tokio::spawn(tcp_connect(flow, conn, self.tx.clone()));
+        drop(task);
+    }
+
     /// Takes up the media sockets the engine opened (a reader each) and drops those it closed.
     /// Runs before the transmits of the same input: they may use the new ports.
     fn take_socket_ops(&mut self) {
@@ -613,16 +679,25 @@ impl Driver {
     }
 
     fn transmit(&mut self, t: Transmit) {
+        let key = (t.flow.local, t.flow.remote);
         let sent = match t.flow.transport {
             Transport::Udp => self
                 .udp
                 .get(&t.flow.local)
                 .is_some_and(|u| u.socket.try_send_to(&t.payload, t.flow.remote).is_ok()),
-            Transport::Tcp | Transport::Tls => self
-                .conn_by_flow
-                .get(&(t.flow.local, t.flow.remote))
-                .and_then(|c| self.conns.get(c))
-                .is_some_and(|c| c.writer.try_send(t.payload).is_ok()),
+            Transport::Tcp | Transport::Tls => match self.conn_by_flow.get(&key) {
+                Some(c) => self
+                    .conns
+                    .get(c)
+                    .is_some_and(|c| c.writer.try_send(t.payload.clone()).is_ok()),
+                // GW1 opens its connections toward the inside (RFC 3261 section 18.1.1);
+                // outside peers are reached only on the connections they opened.
+                None if t.side == Side::Inside && t.flow.transport == Transport::Tcp => {
+                    self.connect(t.flow, t.payload.clone());
+                    true
+                }
+                None => false,
+            },
         };
         if !sent {
             self.counters.send_failures += 1;
@@ -741,12 +816,12 @@ fn unmap(a: SocketAddr) -> SocketAddr {
 
 async fn tcp_accept(
     listener: TcpListener,
+    side: Side,
     protocol: StreamProtocol,
     next: Arc<AtomicU64>,
     tx: mpsc::Sender<Input>,
     gate: Arc<TcpGate>,
 ) {
-    let idle = gate.limits.idle_timeout;
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -762,68 +837,121 @@ async fn tcp_accept(
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let conn = ConnId(next.fetch_add(1, Ordering::Relaxed));
         let flow = Flow {
             transport: Transport::Tcp,
             local: unmap(local),
             remote: unmap(remote),
         };
-        let (mut r, mut w) = stream.into_split();
-        let (wtx, mut wrx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
-        // Milliseconds since `opened` of the last byte either way.
-        let opened = Instant::now();
-        let last = Arc::new(AtomicU64::new(0));
-        let last_w = last.clone();
-        tokio::spawn(async move {
-            while let Some(b) = wrx.recv().await {
-                if w.write_all(&b).await.is_err() {
-                    return;
-                }
-                last_w.store(millis_since(opened), Ordering::Relaxed);
-            }
-        });
-        let tx = tx.clone();
-        let gate = gate.clone();
-        tokio::spawn(async move {
-            if tx
-                .send(Input::StreamOpened {
-                    conn,
-                    flow,
-                    protocol,
-                    writer: wtx,
-                })
-                .await
-                .is_err()
-            {
+        let idle = Some((gate.limits.idle_timeout, gate.clone()));
+        tokio::spawn(serve_stream(
+            stream,
+            conn,
+            flow,
+            side,
+            protocol,
+            tx.clone(),
+            Some(slot),
+            idle,
+        ));
+    }
+}
+
+/// Opens a SIP connection the engine asked for (GW1 toward the inside over TCP). `flow` is
+/// the engine's view of it: its own SIP address and the peer.
+async fn tcp_connect(flow: Flow, conn: ConnId, tx: mpsc::Sender<Input>) {
+    let connect = tokio::net::TcpStream::connect(flow.remote);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => {
+            serve_stream(
+                stream,
+                conn,
+                flow,
+                Side::Inside,
+                StreamProtocol::Sip,
+                tx,
+                None,
+                None,
+            )
+            .await
+        }
+        _ => {
+            let _ = tx.send(Input::ConnectFailed { flow }).await;
+        }
+    }
+}
+
+/// Reads and writes one stream connection for the engine task until either side closes it
+/// or (with `idle`) it has been quiet both ways for the idle timeout.
+#[allow(clippy::too_many_arguments)]
+async fn serve_stream(
+    stream: tokio::net::TcpStream,
+    conn: ConnId,
+    flow: Flow,
+    side: Side,
+    protocol: StreamProtocol,
+    tx: mpsc::Sender<Input>,
+    slot: Option<TcpSlot>,
+    idle: Option<(Duration, Arc<TcpGate>)>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut r, mut w) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
+    // Milliseconds since `opened` of the last byte either way.
+    let opened = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let last_w = last.clone();
+    tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            if w.write_all(&b).await.is_err() {
                 return;
             }
-            let _slot = slot;
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
+            last_w.store(millis_since(opened), Ordering::Relaxed);
+        }
+    });
+    let opened_input = Input::StreamOpened {
+        conn,
+        flow,
+        side,
+        protocol,
+        writer: wtx,
+    };
+    if tx.send(opened_input).await.is_err() {
+        return;
+    }
+    let _slot = slot;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let read = r.read(&mut buf);
+        let result = match &idle {
+            Some((timeout, gate)) => {
                 let quiet = Duration::from_millis(
                     millis_since(opened).saturating_sub(last.load(Ordering::Relaxed)),
                 );
-                let Some(left) = idle.checked_sub(quiet).filter(|d| !d.is_zero()) else {
+                let Some(left) = timeout.checked_sub(quiet).filter(|d| !d.is_zero()) else {
                     gate.idle_closed.fetch_add(1, Ordering::Relaxed);
                     break;
                 };
-                match tokio::time::timeout(left, r.read(&mut buf)).await {
+                match tokio::time::timeout(left, read).await {
                     // Woken by the deadline: the loop checks whether a write moved it.
-                    Err(_) => {}
-                    Ok(Ok(0) | Err(_)) => break,
-                    Ok(Ok(n)) => {
-                        last.store(millis_since(opened), Ordering::Relaxed);
-                        let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                        if tx.send(Input::Stream { conn, data }).await.is_err() {
-                            return;
-                        }
-                    }
+                    Err(_) => continue,
+                    Ok(r) => r,
                 }
             }
-            let _ = tx.send(Input::StreamClosed { conn }).await;
-        });
+            None => read.await,
+        };
+        match result {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                last.store(millis_since(opened), Ordering::Relaxed);
+                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                if tx.send(Input::Stream { conn, data }).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
+    let _ = tx.send(Input::StreamClosed { conn }).await;
 }
 
 fn millis_since(t: Instant) -> u64 {
