@@ -42,6 +42,8 @@ const INSIDE_USER: &str = "1001";
 /// The number the inside phone calls out; the outside phone's user (baresip takes a call
 /// whose request URI names its AOR's user).
 const OUTSIDE_NUMBER: &str = "4930555777";
+/// The second inside phone of the control lab.
+const CONTROL_USER: &str = "1002";
 /// How long each call keeps its audio up before it is hung up.
 const TALK: Duration = Duration::from_millis(1500);
 /// RTP packets (20 ms each) each direction must have carried through each half: half a
@@ -72,6 +74,8 @@ enum Outside {
 enum Direction {
     OutsideIn,
     InsideOut,
+    /// The control: one inside phone calls another through kamailio, no gateway.
+    InsideToInside,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +95,7 @@ impl std::fmt::Display for Case {
         let d = match self.direction {
             Direction::OutsideIn => "outside phone calls inside 1001",
             Direction::InsideOut => "inside 1001 calls the outside phone",
+            Direction::InsideToInside => "inside 1001 calls inside 1002 (no gateway)",
         };
         let h = match self.hangs_up {
             HangsUp::Caller => "caller hangs up",
@@ -145,22 +150,32 @@ fn free_sip_port(ip: &str) -> u16 {
     panic!("no port free for both UDP and TCP on {ip}");
 }
 
-/// One set-up: the capture, kamailio, the gateway and the two phones. Fields drop in order:
+/// The gateway of a lab.
+struct Gateway {
+    proc: Proc,
+    /// When its engine clock started (call records count from it), as [`epoch`]; at most a
+    /// few milliseconds late.
+    origin: f64,
+    gw2: SocketAddr,
+    outside: Outside,
+}
+
+/// One set-up: the capture, kamailio, the gateway and two phones. Fields drop in order:
 /// phones first, the scratch directory last.
 struct Lab {
     name: String,
-    outside_transport: Outside,
-    inside_phone: Phone,
-    outside_phone: Phone,
-    sgw: Proc,
+    /// The inside phone, 1001.
+    a: Phone,
+    /// The outside phone; in the control lab, a second inside phone (1002).
+    b: Phone,
+    gateway: Option<Gateway>,
     kamailio: Kamailio,
     wire: Wire,
-    gw2: SocketAddr,
     _dir: Scratch,
 }
 
 impl Lab {
-    /// `slot` (0..6) picks the lab's media port ranges, so labs can run in parallel.
+    /// `slot` (0..7) picks the lab's media port ranges, so labs can run in parallel.
     fn start(name: &str, slot: u16, inside: Inside, outside: Outside) -> Lab {
         let dir = Scratch::new(&format!("phones-{name}"));
         let ip = match inside {
@@ -237,9 +252,12 @@ port_max = {i_max}
                 .arg(&cfg)
                 .args(["--role", "both"]),
         );
+        // GW2's engine is made just before this line is printed.
+        sgw.wait_line("gw2 sip", Duration::from_secs(20));
+        let origin = epoch();
         sgw.wait_line("tunnel up", Duration::from_secs(20));
 
-        let inside_phone = Phone::start(
+        let a = Phone::start(
             &dir,
             &PhoneSpec {
                 name: &format!("inside phone {INSIDE_USER}"),
@@ -252,7 +270,7 @@ port_max = {i_max}
             },
             Duration::from_secs(10),
         );
-        let outside_phone = Phone::start(
+        let b = Phone::start(
             &dir,
             &PhoneSpec {
                 name: "outside phone",
@@ -267,20 +285,72 @@ port_max = {i_max}
         );
         Lab {
             name: name.to_owned(),
-            outside_transport: outside,
-            inside_phone,
-            outside_phone,
-            sgw,
+            a,
+            b,
+            gateway: Some(Gateway {
+                proc: sgw,
+                origin,
+                gw2,
+                outside,
+            }),
             kamailio,
             wire,
-            gw2,
+            _dir: dir,
+        }
+    }
+
+    /// The control: two phones registered at the same kamailio call each other, no gateway.
+    /// It shows that the phones, the proxy's strictness and the checks pass a call between
+    /// two user agents that follow RFC 3261.
+    fn control(name: &str, slot: u16) -> Lab {
+        let dir = Scratch::new(&format!("phones-{name}"));
+        let ip = "127.0.0.1";
+        let at = |port: u16| SocketAddr::new(ip.parse().unwrap(), port);
+        let kam = at(free_udp_port(ip));
+        let nowhere = at(free_udp_port(ip));
+        let (a_sip, b_sip) = (at(free_sip_port(ip)), at(free_sip_port(ip)));
+        let phone_rtp = 26_400 + slot * 40;
+        let wire = Wire::start(
+            &[kam.port(), a_sip.port(), b_sip.port()],
+            Duration::from_secs(20),
+        );
+        let kamailio = Kamailio::start(
+            &dir,
+            kam,
+            &kamailio_cfg(kam, nowhere),
+            Duration::from_secs(10),
+        );
+        let phone = |user: &str, sip: SocketAddr, rtp: u16, tone_hz: u32| {
+            Phone::start(
+                &dir,
+                &PhoneSpec {
+                    name: &format!("inside phone {user}"),
+                    sip,
+                    aor: format!("sip:{user}@{}", hostport(kam)),
+                    register: true,
+                    ctrl_port: free_tcp_port("127.0.0.1"),
+                    rtp_ports: (rtp, rtp + 19),
+                    tone_hz,
+                },
+                Duration::from_secs(10),
+            )
+        };
+        let a = phone(INSIDE_USER, a_sip, phone_rtp, 440);
+        let b = phone(CONTROL_USER, b_sip, phone_rtp + 20, 660);
+        Lab {
+            name: name.to_owned(),
+            a,
+            b,
+            gateway: None,
+            kamailio,
+            wire,
             _dir: dir,
         }
     }
 
     fn run_case(&mut self, case: Case) -> Outcome {
         let t0 = epoch();
-        let sgw_mark = self.sgw.mark();
+        let sgw_mark = self.gateway.as_mut().map_or(0, |g| g.proc.mark());
         let kam_mark = self.kamailio.proc.mark();
         let mut o = Outcome {
             case,
@@ -292,26 +362,59 @@ port_max = {i_max}
             sgw_log: Vec::new(),
             kamailio_log: Vec::new(),
         };
-        let (target, caller, callee) = match case.direction {
-            Direction::OutsideIn => {
-                let tp = match self.outside_transport {
+        let outside = self.gateway.as_ref().map(|g| g.outside);
+        let (target, caller, callee) = match (case.direction, &self.gateway) {
+            (Direction::OutsideIn, Some(g)) => {
+                let tp = match g.outside {
                     Outside::Udp => "",
                     Outside::Tcp | Outside::TcpOnly => ";transport=tcp",
                 };
                 (
-                    format!("sip:{INSIDE_USER}@{}{tp}", hostport(self.gw2)),
-                    &mut self.outside_phone,
-                    &mut self.inside_phone,
+                    format!("sip:{INSIDE_USER}@{}{tp}", hostport(g.gw2)),
+                    &mut self.b,
+                    &mut self.a,
                 )
             }
-            Direction::InsideOut => (
+            (Direction::InsideOut, _) => (
                 format!("sip:{OUTSIDE_NUMBER}@{}", hostport(self.kamailio.addr)),
-                &mut self.inside_phone,
-                &mut self.outside_phone,
+                &mut self.a,
+                &mut self.b,
+            ),
+            (Direction::InsideToInside, _) | (Direction::OutsideIn, None) => (
+                format!("sip:{CONTROL_USER}@{}", hostport(self.kamailio.addr)),
+                &mut self.a,
+                &mut self.b,
             ),
         };
         let (cm, em) = (caller.mark(), callee.mark());
-        call(case, &target, caller, cm, callee, em, &mut o);
+        let ids = call(case, &target, caller, cm, callee, em, &mut o);
+
+        // Over TCP outside, the outside phone's whole dialog goes over TCP: its ACK and BYE
+        // follow GW2's Contact, which must say `;transport=tcp` (RFC 3261 §12.1.1, §19.1.4).
+        if matches!(outside, Some(Outside::Tcp | Outside::TcpOnly)) {
+            let (phone, id) = match case.direction {
+                Direction::OutsideIn => (&mut *caller, &ids.0),
+                _ => (&mut *callee, &ids.1),
+            };
+            let trace = phone.trace(id);
+            let udp: Vec<&support::phones::TraceMsg> =
+                trace.iter().filter(|m| m.path.starts_with("UDP")).collect();
+            if !id.is_empty() && !udp.is_empty() {
+                let contact = trace
+                    .iter()
+                    .find(|m| {
+                        m.is_response() && m.cseq_method() == "INVITE" && !m.contact.is_empty()
+                    })
+                    .map_or("none", |m| m.contact.as_str());
+                let what: Vec<String> = udp.iter().map(|m| m.first_line.clone()).collect();
+                o.problems.push(format!(
+                    "transport: the outside leg should run over TCP, but the outside phone's \
+                     trace has {} of the call's messages over UDP ({}); GW2's Contact was {contact}",
+                    udp.len(),
+                    what.join("; ")
+                ));
+            }
+        }
 
         // Whatever is still up is hung up, so that the next call starts clean.
         for (p, m) in [(&mut *caller, cm), (&mut *callee, em)] {
@@ -335,44 +438,11 @@ port_max = {i_max}
             }
         }
 
-        // GW2's call record (GW1 writes none): media both ways. `forwarded` counts RTP from the
-        // outside phone that went into the tunnel, towards the inside phone; `relayed` counts
-        // RTP from the tunnel, i.e. from the inside phone, sent on to the outside phone.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let record = loop {
-            let rec = self.sgw.since(sgw_mark).iter().find_map(|l| {
-                let json = l.strip_prefix("sgw gw2: call ended ")?;
-                serde_json::from_str::<serde_json::Value>(json).ok()
-            });
-            if rec.is_some() || Instant::now() > deadline {
-                break rec;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        match record {
-            None => o
-                .problems
-                .push("call record: GW2 wrote none (it never ended the call)".to_owned()),
-            Some(rec) => {
-                let m = &rec["media"];
-                let out_in = m["forwarded"].as_u64().unwrap_or(0);
-                let in_out = m["relayed"].as_u64().unwrap_or(0);
-                if out_in < MIN_RTP || in_out < MIN_RTP {
-                    o.problems.push(format!(
-                        "audio: GW2 carried {out_in} RTP packets outside -> inside and {in_out} \
-                         inside -> outside (want at least {MIN_RTP} each way): {rec}"
-                    ));
-                } else {
-                    o.notes.push(format!(
-                        "GW2's call record: {out_in} RTP packets outside -> inside, {in_out} \
-                         inside -> outside"
-                    ));
-                }
-            }
+        if let Some(g) = &mut self.gateway {
+            record_check(g, sgw_mark, t0, &mut o);
+            o.sgw_log = g.proc.since(sgw_mark).to_vec();
         }
-
         o.t_end = epoch();
-        o.sgw_log = self.sgw.since(sgw_mark).to_vec();
         o.call_ids = self.wire.call_ids_first_seen(o.t0, o.t_end);
         o.kamailio_log = self
             .kamailio
@@ -388,11 +458,11 @@ port_max = {i_max}
         o
     }
 
-    /// Runs the four calls, checks that none left a retransmission running, and fails with a
-    /// report when any call failed.
-    fn run(mut self) {
+    /// Runs the calls, checks that none left a retransmission running, and fails with a report
+    /// when any call failed.
+    fn run(mut self, cases: &[Case]) {
         let started = Instant::now();
-        let mut outcomes: Vec<Outcome> = CASES.iter().map(|&c| self.run_case(c)).collect();
+        let mut outcomes: Vec<Outcome> = cases.iter().map(|&c| self.run_case(c)).collect();
         // The last call's window for retransmissions.
         let last = outcomes.last().map_or(0.0, |o| o.t_end);
         let wait = last + QUIET.as_secs_f64() - epoch();
@@ -439,10 +509,12 @@ port_max = {i_max}
             }
         }
         eprintln!("{report}");
-        if failed == 0 {
+        // SGW_PHONES_TRACE=1 shows every call's details, passed or not.
+        let all = std::env::var("SGW_PHONES_TRACE").is_ok_and(|v| v == "1");
+        if failed == 0 && !all {
             return;
         }
-        for o in outcomes.iter().filter(|o| !o.problems.is_empty()) {
+        for o in outcomes.iter().filter(|o| all || !o.problems.is_empty()) {
             let _ = writeln!(report, "\n==== {}: {}", self.name, o.case);
             for p in &o.problems {
                 let _ = writeln!(report, "  FAILED {p}");
@@ -470,16 +542,61 @@ port_max = {i_max}
             for l in &o.kamailio_log {
                 let _ = writeln!(report, "    {}", l.trim());
             }
-            let _ = writeln!(report, "  -- sgw:");
+            if self.gateway.is_some() {
+                let _ = writeln!(report, "  -- sgw:");
+            }
             for l in &o.sgw_log {
                 let _ = writeln!(report, "    {l}");
             }
+        }
+        if failed == 0 {
+            eprintln!("{report}");
+            return;
         }
         panic!("{report}");
     }
 }
 
-/// One call from `caller` to `target`; every step's failure goes into `o.problems`.
+/// GW2's call record of the call that started at `t0` (GW1 writes none): media both ways.
+/// `forwarded` counts RTP from the outside phone that went into the tunnel, towards the inside
+/// phone; `relayed` counts RTP from the tunnel, i.e. from the inside phone, sent on to the
+/// outside phone. Records of earlier calls that end late are told apart by `setup_at`.
+fn record_check(g: &mut Gateway, mark: usize, t0: f64, o: &mut Outcome) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let record = loop {
+        let rec = g.proc.since(mark).iter().find_map(|l| {
+            let json = l.strip_prefix("sgw gw2: call ended ")?;
+            let v: serde_json::Value = serde_json::from_str(json).ok()?;
+            let setup = g.origin + v["setup_at"].as_f64()?;
+            (setup > t0 - 0.3).then_some(v)
+        });
+        if rec.is_some() || Instant::now() > deadline {
+            break rec;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let Some(rec) = record else {
+        o.problems
+            .push("call record: GW2 wrote none for this call (it never ended it)".to_owned());
+        return;
+    };
+    let m = &rec["media"];
+    let out_in = m["forwarded"].as_u64().unwrap_or(0);
+    let in_out = m["relayed"].as_u64().unwrap_or(0);
+    if out_in < MIN_RTP || in_out < MIN_RTP {
+        o.problems.push(format!(
+            "audio: GW2 carried {out_in} RTP packets outside -> inside and {in_out} inside -> \
+             outside (want at least {MIN_RTP} each way): {rec}"
+        ));
+    } else {
+        o.notes.push(format!(
+            "GW2's call record: {out_in} RTP packets outside -> inside, {in_out} inside -> outside"
+        ));
+    }
+}
+
+/// One call from `caller` to `target`; every step's failure goes into `o.problems`. Returns
+/// the caller's and the callee's Call-IDs (empty when unknown).
 fn call(
     case: Case,
     target: &str,
@@ -488,7 +605,7 @@ fn call(
     callee: &mut Phone,
     em: usize,
     o: &mut Outcome,
-) {
+) -> (String, String) {
     let secs = |s: u64| Instant::now() + Duration::from_secs(s);
     caller.command("dial", target);
 
@@ -503,7 +620,7 @@ fn call(
                 caller.name,
                 list(&caller_saw)
             ));
-            return;
+            return (first_id(caller, cm), String::new());
         }
     };
     let callee_id = incoming.call_id.clone().unwrap_or_default();
@@ -518,14 +635,14 @@ fn call(
                 "answer: {} answered, but the call closed at {} instead: {e}",
                 callee.name, caller.name
             ));
-            return;
+            return (first_id(caller, cm), callee_id);
         }
         Err(seen) => {
             o.problems.push(format!(
                 "answer: {} answered, but {} never saw the call established ({seen})",
                 callee.name, caller.name
             ));
-            return;
+            return (first_id(caller, cm), callee_id);
         }
     };
     let answered = Instant::now();
@@ -558,6 +675,8 @@ fn call(
     if talked < TALK {
         std::thread::sleep(TALK - talked);
     }
+
+    let ids = (caller_id.clone(), callee_id.clone());
 
     // hang-up: the BYE ends the call at the other phone.
     let (hanger, hm, hid, other, oid) = match case.hangs_up {
@@ -631,6 +750,15 @@ fn call(
             lines(&t)
         ));
     }
+    ids
+}
+
+/// The Call-ID of the first call event since `mark`, or empty.
+fn first_id(p: &mut Phone, mark: usize) -> String {
+    p.events_since(mark)
+        .into_iter()
+        .find_map(|e| e.call_id)
+        .unwrap_or_default()
 }
 
 fn list(events: &[support::phones::PhoneEvent]) -> String {
@@ -677,7 +805,26 @@ fn lab(test: &str, slot: u16, inside: Inside, outside: Outside) {
     if !peers_available(test) {
         return;
     }
-    Lab::start(test, slot, inside, outside).run();
+    Lab::start(test, slot, inside, outside).run(&CASES);
+}
+
+/// The control: without the gateway, the same phones, proxy and checks pass.
+#[test]
+fn control_two_inside_phones_without_the_gateway() {
+    let test = "control_two_inside_phones_without_the_gateway";
+    if !peers_available(test) {
+        return;
+    }
+    Lab::control(test, 6).run(&[
+        Case {
+            direction: Direction::InsideToInside,
+            hangs_up: HangsUp::Caller,
+        },
+        Case {
+            direction: Direction::InsideToInside,
+            hangs_up: HangsUp::Callee,
+        },
+    ]);
 }
 
 #[test]

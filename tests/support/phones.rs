@@ -204,6 +204,7 @@ pub struct TraceMsg {
     pub call_id: String,
     pub cseq: String,
     pub route: Vec<String>,
+    pub contact: String,
 }
 
 impl TraceMsg {
@@ -235,6 +236,9 @@ impl fmt::Display for TraceMsg {
         )?;
         if !self.route.is_empty() {
             write!(f, "  Route: {}", self.route.join(", "))?;
+        }
+        if !self.contact.is_empty() {
+            write!(f, "  Contact: {}", self.contact)?;
         }
         Ok(())
     }
@@ -598,6 +602,7 @@ fn parse_trace(lines: &[String]) -> Vec<TraceMsg> {
             call_id: String::new(),
             cseq: String::new(),
             route: Vec::new(),
+            contact: String::new(),
         };
         let mut j = i + 3;
         while j < lines.len() {
@@ -621,6 +626,7 @@ fn parse_trace(lines: &[String]) -> Vec<TraceMsg> {
                     "call-id" | "i" => msg.call_id = value,
                     "cseq" => msg.cseq = value,
                     "route" => msg.route.push(value),
+                    "contact" | "m" => msg.contact = value,
                     _ => {}
                 }
             }
