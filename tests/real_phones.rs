@@ -439,7 +439,9 @@ port_max = {i_max}
         }
 
         if let Some(g) = &mut self.gateway {
-            record_check(g, sgw_mark, t0, &mut o);
+            if !ids.0.is_empty() && !ids.1.is_empty() {
+                record_check(g, sgw_mark, t0, &mut o);
+            }
             o.sgw_log = g.proc.since(sgw_mark).to_vec();
         }
         o.t_end = epoch();
@@ -646,7 +648,10 @@ fn call(
         }
     };
     let answered = Instant::now();
-    if let Err(seen) = callee.wait_event(em, &["CALL_ESTABLISHED"], secs(3)) {
+    if callee
+        .wait_event(em, &["CALL_ESTABLISHED"], secs(3))
+        .is_err()
+    {
         let acks = callee
             .trace(&callee_id)
             .iter()
@@ -658,8 +663,8 @@ fn call(
             .filter(|m| m.status() == Some(200) && m.cseq_method() == "INVITE")
             .count();
         o.problems.push(format!(
-            "ACK: {} sent 200 OK {oks} times but no ACK reached it ({acks} ACKs in its trace; \
-             {seen})",
+            "ACK: {} answered (its 200 OK went out {oks} times in 3 s) but no ACK reached it \
+             ({acks} ACKs in its trace), so the call never became established there",
             callee.name
         ));
     }
@@ -725,11 +730,15 @@ fn call(
                 .iter()
                 .filter(|m| m.first_line.starts_with("BYE "))
                 .count();
-            o.problems.push(format!(
-                "BYE: {}'s BYE got no final answer within 5 s (sent {byes} times):\n      {}",
-                hanger.name,
-                lines(&t)
-            ));
+            let what = if byes == 0 {
+                "sent no BYE within 5 s (a callee may not send one before the ACK, RFC 3261 \
+                 §15)"
+                    .to_owned()
+            } else {
+                format!("got no final answer to its BYE within 5 s (sent {byes} times)")
+            };
+            o.problems
+                .push(format!("BYE: {} {what}:\n      {}", hanger.name, lines(&t)));
         }
     }
     // ... and the other phone received the BYE and answered it 200.

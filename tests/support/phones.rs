@@ -291,10 +291,7 @@ fn read_netstrings(mut r: impl Read, tx: mpsc::Sender<serde_json::Value>) {
             return;
         }
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        loop {
-            let Some(colon) = buf.iter().position(|&b| b == b':') else {
-                break;
-            };
+        while let Some(colon) = buf.iter().position(|&b| b == b':') {
             let Some(len) = std::str::from_utf8(buf.get(..colon).unwrap_or_default())
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
@@ -405,10 +402,13 @@ impl Phone {
         };
         // Registered once `reginfo` says OK (a REGISTER_OK event may come before the control
         // connection does).
-        while spec.register {
+        if !spec.register {
+            return phone;
+        }
+        loop {
             let info = phone.request("reginfo", "", Duration::from_secs(2));
             if info.contains("OK") {
-                break;
+                return phone;
             }
             if Instant::now() > deadline {
                 phone.proc.drain();
@@ -421,7 +421,6 @@ impl Phone {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        phone
     }
 
     /// Sends a command and waits for its response's `data` (or the error, as text).
@@ -539,10 +538,10 @@ impl Phone {
             let Some(id) = e.call_id else { continue };
             match e.kind.as_str() {
                 "CALL_CLOSED" => open.retain(|c| *c != id),
-                "CALL_INCOMING" | "CALL_RINGING" | "CALL_PROGRESS" | "CALL_ESTABLISHED" => {
-                    if !open.contains(&id) {
-                        open.push(id);
-                    }
+                "CALL_INCOMING" | "CALL_RINGING" | "CALL_PROGRESS" | "CALL_ESTABLISHED"
+                    if !open.contains(&id) =>
+                {
+                    open.push(id);
                 }
                 _ => {}
             }
