@@ -846,8 +846,14 @@ impl Wire {
     }
 }
 
-/// Whether a capture on `lo` can start here (tshark installed and allowed to capture).
+/// Whether a capture on `lo` can start here (tshark installed and allowed to capture); asked
+/// once per test binary.
 pub fn capture_works() -> Result<(), String> {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER.get_or_init(try_capture).clone()
+}
+
+fn try_capture() -> Result<(), String> {
     let out = Command::new("tshark")
         .args([
             "-i",
