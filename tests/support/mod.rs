@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+pub mod phones;
 pub mod rawsip;
 pub mod scenarios;
 
@@ -21,17 +22,28 @@ use std::time::{Duration, Instant};
 /// Whether sipp can run here. Under CI=true a missing sipp fails the test; otherwise the test
 /// prints why it is skipped.
 pub fn sipp_available(test: &str) -> bool {
-    let ok = Command::new("sipp")
-        .arg("-v")
+    peer_available(test, "sipp", &["-v"], "sip-tester")
+}
+
+/// Whether `program` (from the Debian package `package`) runs with `args`. Under CI=true a
+/// missing peer fails the test with an install hint; otherwise the test prints why it is
+/// skipped.
+pub fn peer_available(test: &str, program: &str, args: &[&str], package: &str) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok();
     if !ok {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: sipp is required under CI=true (apt-get install sip-tester)");
+            panic!(
+                "{test}: {program} is required under CI=true \
+                 (apt-get install {package}, or run ./scripts/test.sh as root)"
+            );
         }
-        eprintln!("{test}: skipped: sipp not found");
+        eprintln!("{test}: skipped: {program} not found (apt-get install {package})");
     }
     ok
 }
@@ -102,6 +114,8 @@ pub struct Proc {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
+    /// Spawned as the leader of its own process group, which is signalled as a whole.
+    group: bool,
 }
 
 impl Proc {
@@ -134,7 +148,48 @@ impl Proc {
             child,
             lines: rx,
             seen: Vec::new(),
+            group: false,
         }
+    }
+
+    /// As [`Proc::spawn`], for a program that starts children of its own (kamailio, tshark's
+    /// dumpcap): it leads a new process group, and dropping it stops the whole group (SIGTERM,
+    /// then SIGKILL after two seconds).
+    pub fn spawn_group(name: &str, cmd: &mut Command) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let mut p = Proc::spawn(name, cmd.process_group(0));
+        p.group = true;
+        p
+    }
+
+    /// Sends `signal` (a name for kill(1), e.g. "TERM") to the process, or to its group.
+    fn signal(&self, signal: &str) {
+        let id = self.child.id();
+        let target = if self.group {
+            format!("-{id}")
+        } else {
+            id.to_string()
+        };
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg("--")
+            .arg(target)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Drains what arrived and returns how many lines have been seen: a mark for
+    /// [`Proc::since`].
+    pub fn mark(&mut self) -> usize {
+        self.drain();
+        self.seen.len()
+    }
+
+    /// The lines seen since `mark`, after draining what arrived.
+    pub fn since(&mut self, mark: usize) -> &[String] {
+        self.drain();
+        self.seen.get(mark..).unwrap_or_default()
     }
 
     /// Waits for a line containing `needle`; returns it. Panics with everything seen on timeout.
@@ -171,10 +226,7 @@ impl Proc {
 
     /// Sends SIGTERM and waits (bounded) for the process to exit, collecting its output.
     pub fn terminate(&mut self, timeout: Duration) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        self.signal("TERM");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -213,6 +265,15 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.group {
+            // The leader may exit before its children: the group is signalled by its id.
+            self.signal("TERM");
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.signal("KILL");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
