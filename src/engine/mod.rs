@@ -293,6 +293,8 @@ pub struct EngineConfig {
     pub outside_media_ports: (u16, u16),
     /// GW2's own outside SIP address (Via, Contact, source of calls it places outside).
     pub outside_sip: Option<SocketAddr>,
+    /// How GW2 reaches `outside_next_hop`.
+    pub outside_transport: Transport,
     /// Where GW2 sends calls from the inside (a provider or SBC); `None` refuses them.
     pub outside_next_hop: Option<SocketAddr>,
     /// Seed for identifiers (Call-ID, tags, branches). Fixed in replay for reproducible output.
@@ -322,6 +324,7 @@ impl Default for EngineConfig {
             inside_protocol: None,
             outside_media_ports: (20000, 29999),
             outside_sip: None,
+            outside_transport: Transport::Udp,
             outside_next_hop: None,
             id_seed: 0x5347_5700,
             replay: false,
@@ -580,6 +583,7 @@ impl Engine {
             config.policy.clone(),
             config.outside_sip,
             config.outside_next_hop,
+            config.outside_transport,
             config.id_seed,
         );
         let emergency = Emergency {

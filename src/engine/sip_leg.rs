@@ -99,18 +99,20 @@ impl LegConfig {
         }
     }
 
-    /// GW2's outside leg: calls from the inside go to `next_hop` over UDP, from `local`.
+    /// GW2's outside leg: calls from the inside go to `next_hop` over `transport`, from
+    /// `local`.
     pub fn outside(
         policy: SipPolicy,
         local: Option<SocketAddr>,
         next_hop: Option<SocketAddr>,
+        transport: Transport,
         seed: u64,
     ) -> Self {
         let placement = match (local, next_hop) {
             (Some(local), Some(next_hop)) => Some(Placement {
                 local,
                 next_hop,
-                transport: Transport::Udp,
+                transport,
                 media_ip: local.ip(),
             }),
             _ => None,

@@ -243,9 +243,16 @@ fn base_engine(cfg: &Config) -> EngineConfig {
     if let Some(g) = &cfg.gw2 {
         e.outside_media_ports = (g.media.port_min, g.media.port_max);
         e.outside_next_hop = g.outside_next_hop;
-        // GW2's address in Via and Contact of calls it places: the UDP listener, with the
-        // advertised media address when the listener is bound to the wildcard.
-        e.outside_sip = g.sip_udp.first().map(|a| {
+        // GW2's address in Via and Contact of calls it places: the UDP listener (else the
+        // TCP one, and the calls go over TCP), with the advertised media address when the
+        // listener is bound to the wildcard.
+        let (listener, transport) = match (g.sip_udp.first(), g.sip_tcp.first()) {
+            (Some(a), _) => (Some(a), Transport::Udp),
+            (None, Some(a)) => (Some(a), Transport::Tcp),
+            (None, None) => (None, Transport::Udp),
+        };
+        e.outside_transport = transport;
+        e.outside_sip = listener.map(|a| {
             let ip = if a.ip().is_unspecified() {
                 g.media.ip
             } else {

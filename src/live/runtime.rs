@@ -106,7 +106,7 @@ pub struct DriverCounters {
     pub send_failures: u64,
     /// Media sockets the engine asked for that could not be bound.
     pub bind_failures: u64,
-    /// TCP connections GW1 opened toward the inside.
+    /// SIP TCP connections the gateway opened (GW1 inside, GW2 toward its next hop).
     pub tcp_connects: u64,
     pub tunnel_ups: u64,
     pub tunnel_downs: u64,
@@ -631,7 +631,7 @@ impl Driver {
     }
 
     /// Queues `payload` for a connection to `flow.remote`, opening it when none is under way.
-    fn connect(&mut self, flow: Flow, payload: Bytes) {
+    fn connect(&mut self, side: Side, flow: Flow, payload: Bytes) {
         let key = (flow.local, flow.remote);
         if let Some(q) = self.connecting.get_mut(&key) {
             if q.len() < STREAM_QUEUE {
@@ -644,7 +644,7 @@ impl Driver {
         self.connecting.insert(key, vec![payload]);
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         self.counters.tcp_connects += 1;
-        let task = tokio::spawn(tcp_connect(flow, conn, self.tx.clone()));
+        let task = tokio::spawn(tcp_connect(flow, side, conn, self.tx.clone()));
         drop(task);
     }
 
@@ -690,10 +690,10 @@ impl Driver {
                     .conns
                     .get(c)
                     .is_some_and(|c| c.writer.try_send(t.payload.clone()).is_ok()),
-                // GW1 opens its connections toward the inside (RFC 3261 section 18.1.1);
-                // outside peers are reached only on the connections they opened.
-                None if t.side == Side::Inside && t.flow.transport == Transport::Tcp => {
-                    self.connect(t.flow, t.payload.clone());
+                // A request with no connection to carry it opens one (RFC 3261 section
+                // 18.1.1): GW1 toward the inside, GW2 toward its outside next hop.
+                None if t.flow.transport == Transport::Tcp => {
+                    self.connect(t.side, t.flow, t.payload.clone());
                     true
                 }
                 None => false,
@@ -857,9 +857,9 @@ async fn tcp_accept(
     }
 }
 
-/// Opens a SIP connection the engine asked for (GW1 toward the inside over TCP). `flow` is
-/// the engine's view of it: its own SIP address and the peer.
-async fn tcp_connect(flow: Flow, conn: ConnId, tx: mpsc::Sender<Input>) {
+/// Opens a SIP connection the engine needs (a request with no connection to carry it). `flow`
+/// is the engine's view of it: its own SIP address and the peer.
+async fn tcp_connect(flow: Flow, side: Side, conn: ConnId, tx: mpsc::Sender<Input>) {
     let connect = tokio::net::TcpStream::connect(flow.remote);
     match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(stream)) => {
@@ -867,7 +867,7 @@ async fn tcp_connect(flow: Flow, conn: ConnId, tx: mpsc::Sender<Input>) {
                 stream,
                 conn,
                 flow,
-                Side::Inside,
+                side,
                 StreamProtocol::Sip,
                 tx,
                 None,
