@@ -121,6 +121,10 @@ pub struct H323 {
     /// Separate H.245 addresses announced in H.225.0 messages.
     h245: HashMap<SocketAddr, CallRef>,
     inside: FxHashMap<CallRef, InCall>,
+    /// H.225.0/H.245 streams not followed because [`MAX_STREAMS`] were tracked.
+    pub streams_refused: u64,
+    /// `h245Address`es not remembered because [`MAX_H245_ADDRESSES`] were.
+    pub h245_addresses_refused: u64,
 }
 
 impl H323 {
@@ -138,6 +142,8 @@ impl H323 {
             by_key: HashMap::new(),
             h245: HashMap::new(),
             inside: FxHashMap::default(),
+            streams_refused: 0,
+            h245_addresses_refused: 0,
         }
     }
 
@@ -157,6 +163,7 @@ impl H323 {
             return true;
         }
         if self.streams.len() >= MAX_STREAMS {
+            self.streams_refused += 1;
             return false;
         }
         let kind = if self.h245.contains_key(&flow.local) || self.h245.contains_key(&flow.remote) {
@@ -180,6 +187,7 @@ impl H323 {
     /// A stream from the H.225.0 listener (live): H.225.0 whatever its first bytes.
     pub fn claim_h225_stream(&mut self, conn: ConnId) -> bool {
         if self.streams.len() >= MAX_STREAMS {
+            self.streams_refused += 1;
             return false;
         }
         self.streams.insert(
@@ -427,6 +435,8 @@ impl H323 {
                 if let Some(oc) = self.calls.get_mut(&c) {
                     oc.h245.push(a);
                 }
+            } else {
+                self.h245_addresses_refused += 1;
             }
         }
         // Tunnelled H.245 is reported PDU by PDU.
@@ -635,6 +645,8 @@ impl H323 {
             if self.h245.len() < MAX_H245_ADDRESSES {
                 self.h245.insert(a, call);
                 h245.push(a);
+            } else {
+                self.h245_addresses_refused += 1;
             }
         }
         let key = (flow.remote, flow.local, msg.call_ref.value);

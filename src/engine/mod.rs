@@ -561,6 +561,9 @@ pub struct Stats {
     pub server_txns: u64,
     pub dialogs: u64,
     pub h323_state: u64,
+    /// H.225.0/H.245 streams and H.245 addresses the H.323 part refused at its caps.
+    pub h323_streams_refused: u64,
+    pub h323_h245_addresses_refused: u64,
     pub streams: u64,
 }
 
@@ -963,6 +966,8 @@ impl Engine {
         s.server_txns = (self.outside.server_txns() + self.inside.server_txns()) as u64;
         s.dialogs = (self.outside.dialogs() + self.inside.dialogs()) as u64;
         s.h323_state = self.h323.state_size() as u64;
+        s.h323_streams_refused = self.h323.streams_refused;
+        s.h323_h245_addresses_refused = self.h323.h245_addresses_refused;
         s.streams = self.streams.len() as u64;
         s
     }

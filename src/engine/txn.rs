@@ -159,7 +159,7 @@ impl ServerTxn {
 pub struct TxnCounters {
     pub server_txns: u64,
     /// Requests answered without state because the server table was full.
-    pub server_table_full: u64,
+    pub server_txn_table_full: u64,
     pub client_txns: u64,
     pub client_timeouts: u64,
     /// 2xx responses never acknowledged: the dialog was ended with a BYE.
@@ -185,7 +185,7 @@ impl ServerTxns {
     /// Adds a transaction; `false` when the table is full (answer statelessly).
     pub fn insert(&mut self, key: TxnKey, txn: ServerTxn, counters: &mut TxnCounters) -> bool {
         if self.map.len() >= MAX_SERVER_TXNS && !self.map.contains_key(&key) {
-            counters.server_table_full += 1;
+            counters.server_txn_table_full += 1;
             return false;
         }
         counters.server_txns += 1;

@@ -29,6 +29,9 @@ use tokio::time::Instant;
 
 /// Inputs queued for the engine task.
 const INPUT_QUEUE: usize = 8192;
+/// Meta frames queued for the tunnel's signalling connection. Frames cannot be dropped (the
+/// peer checks their sequence), so a full queue (a peer that stopped reading) ends the tunnel.
+const META_QUEUE: usize = 16_384;
 /// Media packets queued for the tunnel's media connection; more are dropped (as UDP would).
 const MEDIA_QUEUE: usize = 4096;
 /// SIP messages queued per TCP connection.
@@ -71,7 +74,7 @@ enum Input {
     TunnelUp {
         generation: u64,
         remote: SocketAddr,
-        meta: mpsc::UnboundedSender<Bytes>,
+        meta: mpsc::Sender<Bytes>,
         media: mpsc::Sender<(StreamId, bool, Bytes)>,
     },
     TunnelMeta {
@@ -106,6 +109,8 @@ pub struct DriverCounters {
     pub send_failures: u64,
     /// Media sockets the engine asked for that could not be bound.
     pub bind_failures: u64,
+    /// The tunnel was dropped because its Meta queue was full ([`META_QUEUE`]).
+    pub meta_queue_full: u64,
     /// SIP TCP connections the gateway opened (GW1 inside, GW2 toward its next hop).
     pub tcp_connects: u64,
     pub tunnel_ups: u64,
@@ -308,7 +313,7 @@ struct ConnEntry {
 
 struct TunnelLink {
     generation: u64,
-    meta: mpsc::UnboundedSender<Bytes>,
+    meta: mpsc::Sender<Bytes>,
     media: mpsc::Sender<(StreamId, bool, Bytes)>,
 }
 
@@ -728,7 +733,12 @@ impl Driver {
         let ok = match t {
             TunnelOut::Meta(frame) => {
                 self.counters.tunnel_meta_sent += 1;
-                link.meta.send(frame).is_ok()
+                if link.meta.try_send(frame).is_err() {
+                    self.counters.meta_queue_full += 1;
+                    self.tunnel_lost("Meta queue full: the peer stopped reading");
+                    return;
+                }
+                true
             }
             TunnelOut::Media { stream, rtcp, data } => {
                 self.counters.tunnel_media_sent += 1;
@@ -1057,7 +1067,7 @@ async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, keepalive: Duration)
     let remote = pair.signalling.remote;
     let (sig_r, sig_w) = tokio::io::split(pair.signalling.with_dead_peer_timeout(dead_after));
     let (med_r, med_w) = tokio::io::split(pair.media.with_dead_peer_timeout(dead_after));
-    let (meta_tx, meta_rx) = mpsc::unbounded_channel();
+    let (meta_tx, meta_rx) = mpsc::channel(META_QUEUE);
     let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
     let up = Input::TunnelUp {
         generation,
@@ -1147,10 +1157,7 @@ async fn read_media<R: AsyncRead + Unpin>(
     }
 }
 
-async fn write_meta<W: AsyncWrite + Unpin>(
-    mut w: W,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-) -> String {
+async fn write_meta<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) -> String {
     let mut buf = Vec::new();
     while let Some(frame) = rx.recv().await {
         buf.clear();
