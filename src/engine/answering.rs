@@ -249,38 +249,11 @@ fn sdp_at(body: &[u8], ip: IpAddr) -> Vec<u8> {
 }
 
 fn set_tag(value: &str, tag: &str) -> String {
-    let lower = value.to_ascii_lowercase();
-    match lower.find(";tag=") {
-        Some(i) => {
-            let rest = value.get(i + 5..).unwrap_or("");
-            let end = rest.find(';').map(|j| i + 5 + j).unwrap_or(value.len());
-            format!(
-                "{};tag={tag}{}",
-                value.get(..i).unwrap_or(value),
-                value.get(end..).unwrap_or("")
-            )
-        }
-        None => format!("{value};tag={tag}"),
-    }
+    super::sip_leg::replace_param(value, ";tag=", Some(tag))
 }
 
 fn set_branch(value: &str, branch: &str) -> String {
-    let lower = value.to_ascii_lowercase();
-    match lower.find(";branch=") {
-        Some(i) => {
-            let rest = value.get(i + 8..).unwrap_or("");
-            let end = rest
-                .find([';', ','])
-                .map(|j| i + 8 + j)
-                .unwrap_or(value.len());
-            format!(
-                "{};branch={branch}{}",
-                value.get(..i).unwrap_or(value),
-                value.get(end..).unwrap_or("")
-            )
-        }
-        None => format!("{value};branch={branch}"),
-    }
+    super::sip_leg::replace_param(value, ";branch=", Some(branch))
 }
 
 /// The answering party's media address for the inside: its port at the next hop's IP (RTCP on

@@ -802,49 +802,31 @@ impl Engine {
             };
             self.streams.insert(conn, state);
         }
-        let messages = match self.streams.get_mut(&conn) {
+        match self.streams.get_mut(&conn) {
             Some(StreamState::H323) => {
                 self.h323
                     .handle_stream(now, conn, flow, data, &mut self.out);
                 self.pump(now);
                 return;
             }
-            Some(StreamState::Sip(framer)) => {
-                framer.push(data);
-                let mut messages = Vec::new();
-                while let Some(m) = framer.next_message() {
-                    let failed = m.is_err();
-                    messages.push(m);
-                    if failed {
-                        break;
-                    }
-                }
-                messages
-            }
+            Some(StreamState::Sip(_)) => {}
             Some(StreamState::Dead) | None => return,
         };
-        for m in messages {
-            match m {
-                Ok(msg) => self.handle_sip(now, flow, msg),
-                Err(e) => {
-                    // Framing is lost (or this is not SIP): the live gateway closes it.
-                    self.streams.insert(conn, StreamState::Dead);
-                    self.out.stats.protocol_errors += 1;
-                    self.outside
-                        .report_parse_error(flow, &e, None, &mut self.out);
-                }
-            }
-            self.pump(now);
-        }
+        self.sip_stream(now, Side::Outside, conn, flow, data);
     }
 
     /// Bytes arrived on an inside stream connection (GW1's SIP over TCP toward the PBX).
     pub fn handle_inside_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
-        let state = self
-            .streams
+        self.streams
             .entry(conn)
             .or_insert_with(|| StreamState::Sip(codecs::sip::StreamFramer::new()));
-        let StreamState::Sip(framer) = state else {
+        self.sip_stream(now, Side::Inside, conn, flow, data);
+    }
+
+    /// SIP framing of a stream on `side`, each message to that side's leg. A framing error
+    /// makes the stream dead (the live driver closes it) and counts as a protocol error.
+    fn sip_stream(&mut self, now: Duration, side: Side, conn: ConnId, flow: Flow, data: &[u8]) {
+        let Some(StreamState::Sip(framer)) = self.streams.get_mut(&conn) else {
             return;
         };
         framer.push(data);
@@ -857,13 +839,19 @@ impl Engine {
             }
         }
         for m in messages {
-            match m {
-                Ok(msg) => self.inside.handle_message(now, flow, msg, &mut self.out),
-                Err(e) => {
+            match (m, side) {
+                (Ok(msg), Side::Outside) => self.handle_sip(now, flow, msg),
+                (Ok(msg), Side::Inside) => {
+                    self.inside.handle_message(now, flow, msg, &mut self.out)
+                }
+                (Err(e), _) => {
                     self.streams.insert(conn, StreamState::Dead);
                     self.out.stats.protocol_errors += 1;
-                    self.inside
-                        .report_parse_error(flow, &e, None, &mut self.out);
+                    let leg = match side {
+                        Side::Outside => &mut self.outside,
+                        Side::Inside => &mut self.inside,
+                    };
+                    leg.report_parse_error(flow, &e, None, &mut self.out);
                 }
             }
             self.pump(now);

@@ -1692,18 +1692,26 @@ fn with_tag(value: &str, tag: Option<&str>) -> String {
 
 /// A From/To value without its tag parameter (the dialog adds its own).
 fn strip_tag(value: &str) -> String {
+    replace_param(value, ";tag=", None)
+}
+
+/// `value` with the parameter that starts with `prefix` (e.g. `;tag=`, matched without regard
+/// to case) set to `to`, appended when absent, or removed with `None`.
+pub fn replace_param(value: &str, prefix: &str, to: Option<&str>) -> String {
     let lower = value.to_ascii_lowercase();
-    match lower.find(";tag=") {
+    let set = |v: &str| to.map(|t| format!("{prefix}{t}")).unwrap_or_default() + v;
+    match lower.find(prefix) {
         Some(i) => {
-            let rest = value.get(i + 5..).unwrap_or("");
-            let end = rest.find(';').map(|j| i + 5 + j).unwrap_or(value.len());
+            let from = i + prefix.len();
+            let rest = value.get(from..).unwrap_or("");
+            let end = rest.find([';', ',']).map_or(value.len(), |j| from + j);
             format!(
                 "{}{}",
                 value.get(..i).unwrap_or(value),
-                value.get(end..).unwrap_or("")
+                set(value.get(end..).unwrap_or(""))
             )
         }
-        None => value.to_owned(),
+        None => format!("{value}{}", set("")),
     }
 }
 
