@@ -1,0 +1,336 @@
+//! The call model on virtual time, one engine with both halves: every way a call ends frees
+//! what it holds (2xx never acknowledged, unanswered INVITE, a Setup Meta cannot carry), the
+//! call cap counts live calls only, emergency calls have one definition and pass the cap, and
+//! the inside dialog follows RFC 3261 section 12 behind a record-routing proxy.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use bytes::Bytes;
+use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method};
+use sgw::engine::{Engine, EngineConfig, Flow, Side, Transmit, Transport};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const GW2: &str = "198.51.100.1:5060";
+const GW1: &str = "10.0.0.1:5060";
+const PROXY: &str = "10.0.0.10:5060";
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn engine(max_calls: usize) -> Engine {
+    Engine::new(EngineConfig {
+        max_calls,
+        emergency_numbers: vec!["112".to_owned()],
+        ..EngineConfig::default()
+    })
+}
+
+fn caller(i: u32) -> SocketAddr {
+    SocketAddr::new([192, 0, 2, 7].into(), 5000 + i as u16)
+}
+
+/// An INVITE from outside caller `i` to `uri`, with an SDP offer.
+fn invite(i: u32, uri: &str, display: &str) -> Bytes {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+        6000 + 2 * i
+    );
+    MessageBuilder::request(&Method::Invite, uri)
+        .header(
+            "Via",
+            format!("SIP/2.0/UDP {};branch=z9hG4bK-cm-{i}", caller(i)),
+        )
+        .header("Max-Forwards", "70")
+        .header(
+            "From",
+            format!("\"{display}\" <sip:c{i}@192.0.2.7>;tag=t{i}"),
+        )
+        .header("To", format!("<{uri}>"))
+        .header("Call-ID", format!("cm-{i}@192.0.2.7"))
+        .header("CSeq", "1 INVITE")
+        .header("Contact", format!("<sip:c{i}@{}>", caller(i)))
+        .body("application/sdp", sdp)
+        .build()
+}
+
+fn from_caller(e: &mut Engine, now: Duration, i: u32, data: Bytes) {
+    let flow = Flow {
+        transport: Transport::Udp,
+        local: a(GW2),
+        remote: caller(i),
+    };
+    e.handle_datagram(now, flow, data);
+}
+
+fn from_inside(e: &mut Engine, now: Duration, from: SocketAddr, data: Bytes) {
+    let flow = Flow {
+        transport: Transport::Udp,
+        local: a(GW1),
+        remote: from,
+    };
+    e.handle_inside_datagram(now, flow, data);
+}
+
+fn drain(e: &mut Engine) -> Vec<Transmit> {
+    std::iter::from_fn(|| e.poll_transmit()).collect()
+}
+
+fn sip_of(t: &Transmit) -> Message {
+    sip::parse_datagram(t.payload.clone()).unwrap().0
+}
+
+fn statuses(ts: &[Transmit], side: Side) -> Vec<u16> {
+    ts.iter()
+        .filter(|t| t.side == side)
+        .filter_map(|t| sip_of(t).status())
+        .collect()
+}
+
+/// Requests in `ts` counted once per transaction (UDP retransmissions share the branch).
+fn distinct(msgs: &[Message]) -> usize {
+    let mut branches: Vec<String> = msgs
+        .iter()
+        .filter_map(|m| m.vias().ok()?.first()?.branch().map(str::to_owned))
+        .collect();
+    branches.sort();
+    branches.dedup();
+    branches.len()
+}
+
+fn requests(ts: &[Transmit], side: Side, method: Method) -> Vec<Message> {
+    ts.iter()
+        .filter(|t| t.side == side)
+        .map(sip_of)
+        .filter(|m| m.method() == Some(&method))
+        .collect()
+}
+
+/// The inside answers GW1's INVITE with 200 and SDP, as `from` (with `rr` as Record-Route).
+fn answer_inside(e: &mut Engine, now: Duration, inv: &Message, from: SocketAddr, rr: &[&str]) {
+    let sdp = "v=0\r\no=- 2 2 IN IP4 10.0.0.20\r\ns=-\r\nc=IN IP4 10.0.0.20\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+    let mut b = MessageBuilder::response_to(inv, 200, Some("pbx"));
+    for r in rr {
+        b = b.header("Record-Route", *r);
+    }
+    let ok = b
+        .header("Contact", "<sip:phone@10.0.0.20:5060>")
+        .body("application/sdp", Bytes::from(sdp))
+        .build();
+    from_inside(e, now, from, ok);
+}
+
+#[test]
+fn a_2xx_never_acknowledged_ends_with_bye_and_frees_the_slot() {
+    let mut e = engine(1);
+    let t0 = Duration::from_secs(1);
+    from_caller(&mut e, t0, 1, invite(1, "sip:100@198.51.100.1", "a"));
+    let inv = requests(&drain(&mut e), Side::Inside, Method::Invite)
+        .pop()
+        .unwrap();
+    answer_inside(&mut e, t0, &inv, a(PROXY), &[]);
+    let out = drain(&mut e);
+    assert_eq!(statuses(&out, Side::Outside), [200]);
+    assert_eq!(e.stats().calls_live, 1);
+    // The caller never ACKs: the 2xx is retransmitted until 64*T1, then the dialog ends.
+    let mut now = t0;
+    let mut byes = Vec::new();
+    while let Some(due) = e.poll_timeout() {
+        if due > t0 + Duration::from_secs(40) {
+            break;
+        }
+        now = due;
+        e.handle_timeout(now);
+        byes.extend(requests(&drain(&mut e), Side::Outside, Method::Bye));
+    }
+    assert_eq!(distinct(&byes), 1, "one BYE to the caller");
+    assert!(now >= t0 + Duration::from_secs(32));
+    assert_eq!(e.stats().calls_live, 0);
+    assert_eq!(e.stats().sip_outside.unacked_2xx, 1);
+    // The only slot is free again.
+    from_caller(&mut e, now, 2, invite(2, "sip:100@198.51.100.1", "b"));
+    assert_eq!(statuses(&drain(&mut e), Side::Outside), [100]);
+}
+
+#[test]
+fn setups_meta_cannot_carry_get_500_and_leave_no_call() {
+    let mut e = engine(3);
+    let long = "x".repeat(2000);
+    for i in 0..3 {
+        from_caller(
+            &mut e,
+            Duration::ZERO,
+            i,
+            invite(i, "sip:100@198.51.100.1", &long),
+        );
+        assert_eq!(statuses(&drain(&mut e), Side::Outside), [500], "INVITE {i}");
+    }
+    assert_eq!(e.stats().calls_live, 0);
+    from_caller(
+        &mut e,
+        Duration::ZERO,
+        9,
+        invite(9, "sip:100@198.51.100.1", "ok"),
+    );
+    let out = drain(&mut e);
+    assert_eq!(statuses(&out, Side::Outside), [100]);
+    assert_eq!(requests(&out, Side::Inside, Method::Invite).len(), 1);
+}
+
+#[test]
+fn an_unanswered_invite_times_out_with_408_and_cancel() {
+    let mut e = engine(10);
+    from_caller(
+        &mut e,
+        Duration::ZERO,
+        1,
+        invite(1, "sip:100@198.51.100.1", "a"),
+    );
+    let inv = requests(&drain(&mut e), Side::Inside, Method::Invite)
+        .pop()
+        .unwrap();
+    // The inside rings for ever.
+    let ringing = MessageBuilder::response_to(&inv, 180, Some("pbx")).build();
+    from_inside(&mut e, Duration::ZERO, a(PROXY), ringing);
+    drain(&mut e);
+    let mut out = Vec::new();
+    while let Some(due) = e.poll_timeout() {
+        if due > Duration::from_secs(200) {
+            break;
+        }
+        e.handle_timeout(due);
+        out.extend(drain(&mut e));
+    }
+    assert!(statuses(&out, Side::Outside).contains(&408), "{out:?}");
+    assert_eq!(distinct(&requests(&out, Side::Inside, Method::Cancel)), 1);
+    assert_eq!(e.stats().calls_live, 0);
+}
+
+#[test]
+fn the_cap_counts_calls_in_progress_not_lingering_ones() {
+    let mut e = engine(2);
+    let mut now = Duration::ZERO;
+    // Twenty calls one after the other, each ended by the caller: never more than one up.
+    for i in 0..20 {
+        from_caller(&mut e, now, i, invite(i, "sip:100@198.51.100.1", "a"));
+        let out = drain(&mut e);
+        assert_eq!(statuses(&out, Side::Outside), [100], "call {i}");
+        let inv = requests(&out, Side::Inside, Method::Invite).pop().unwrap();
+        answer_inside(&mut e, now, &inv, a(PROXY), &[]);
+        let ok = drain(&mut e)
+            .iter()
+            .filter(|t| t.side == Side::Outside)
+            .map(sip_of)
+            .find(|m| m.status() == Some(200))
+            .unwrap();
+        let tag = ok.to().unwrap().tag().unwrap().to_owned();
+        let bye = MessageBuilder::request(&Method::Bye, "sip:gw@198.51.100.1")
+            .header(
+                "Via",
+                format!("SIP/2.0/UDP {};branch=z9hG4bK-bye-{i}", caller(i)),
+            )
+            .header("From", format!("<sip:c{i}@192.0.2.7>;tag=t{i}"))
+            .header("To", format!("<sip:100@198.51.100.1>;tag={tag}"))
+            .header("Call-ID", format!("cm-{i}@192.0.2.7"))
+            .header("CSeq", "2 BYE")
+            .build();
+        from_caller(&mut e, now, i, bye);
+        assert_eq!(statuses(&drain(&mut e), Side::Outside), [200]);
+        now += Duration::from_millis(10);
+    }
+    assert_eq!(e.stats().calls_live, 0);
+    assert!(e.stats().calls_held >= 20, "ended calls linger");
+    // After the linger they are forgotten with all they held.
+    e.handle_timeout(now + Duration::from_secs(40));
+    assert_eq!(e.stats().calls_held, 0);
+    assert_eq!(e.stats().media_streams, 0);
+    assert_eq!(e.stats().dialogs, 0);
+}
+
+#[test]
+fn emergency_calls_have_one_definition_and_pass_the_cap() {
+    let mut e = engine(1);
+    from_caller(
+        &mut e,
+        Duration::ZERO,
+        1,
+        invite(1, "sip:100@198.51.100.1", "a"),
+    );
+    drain(&mut e);
+    // Full: a normal call is refused, the service URN and a configured number are not.
+    from_caller(
+        &mut e,
+        Duration::ZERO,
+        2,
+        invite(2, "sip:101@198.51.100.1", "b"),
+    );
+    assert_eq!(statuses(&drain(&mut e), Side::Outside), [503]);
+    for (i, uri) in [
+        (3, "urn:service:sos"),
+        (4, "urn:service:sos.police"),
+        (5, "sip:112@198.51.100.1"),
+    ] {
+        from_caller(&mut e, Duration::ZERO, i, invite(i, uri, "e"));
+        let out = drain(&mut e);
+        assert_eq!(statuses(&out, Side::Outside), [100], "{uri}");
+        let inv = requests(&out, Side::Inside, Method::Invite).pop().unwrap();
+        let name = HeaderName::from("Priority");
+        let priority = inv.headers().single(&name, "Priority").unwrap();
+        assert_eq!(priority, Some("emergency"), "{uri}");
+    }
+    assert_eq!(e.stats().admission.emergency_admitted, 3);
+}
+
+#[test]
+fn the_inside_dialog_follows_the_route_set_and_the_via() {
+    let mut e = engine(10);
+    let t = Duration::ZERO;
+    from_caller(&mut e, t, 1, invite(1, "sip:100@198.51.100.1", "a"));
+    let inv = requests(&drain(&mut e), Side::Inside, Method::Invite)
+        .pop()
+        .unwrap();
+    // A record-routing proxy at 10.0.0.10 forwards the phone's answer.
+    answer_inside(&mut e, t, &inv, a(PROXY), &["<sip:10.0.0.10;lr>"]);
+    let out = drain(&mut e);
+    let ack = out
+        .iter()
+        .find(|t| t.side == Side::Inside && sip_of(t).method() == Some(&Method::Ack))
+        .unwrap();
+    // RFC 3261 section 12.1.2 and 12.2.1.1: the ACK goes to the route, names it, and its
+    // Request-URI is the phone's Contact.
+    assert_eq!(ack.flow.remote, a(PROXY));
+    let ack = sip_of(ack);
+    assert_eq!(
+        ack.headers().all(&HeaderName::ROUTE).collect::<Vec<_>>(),
+        ["<sip:10.0.0.10;lr>"]
+    );
+    assert!(ack.summary().contains("sip:phone@10.0.0.20:5060"));
+    // The phone hangs up through the proxy; the 200 follows the top Via, not the dialog.
+    let gw1_from = inv
+        .headers()
+        .single(&HeaderName::FROM, "From")
+        .unwrap()
+        .unwrap()
+        .to_owned();
+    let bye = MessageBuilder::request(&Method::Bye, "sip:gw1@10.0.0.1:5060")
+        .header("Via", "SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bK-pbye")
+        .header("Via", "SIP/2.0/UDP 10.0.0.20:5060;branch=z9hG4bK-phone")
+        .header("From", "<sip:100@10.0.0.10>;tag=pbx")
+        .header("To", gw1_from)
+        .header("Call-ID", inv.call_id().unwrap())
+        .header("CSeq", "2 BYE")
+        .build();
+    from_inside(&mut e, t, a("10.0.0.10:5070"), bye);
+    let out = drain(&mut e);
+    let ok = out
+        .iter()
+        .find(|t| t.side == Side::Inside && sip_of(t).status() == Some(200))
+        .expect("200 to the BYE");
+    assert_eq!(ok.flow.remote, a("10.0.0.10:5070"));
+    assert_eq!(requests(&out, Side::Outside, Method::Bye).len(), 1);
+}
