@@ -36,10 +36,15 @@ pub const ACCEPTED_CONTENT_TYPES: &[(&str, &str)] = &[
 /// The policy knobs; [`Default`] is the built-in policy.
 #[derive(Debug, Clone)]
 pub struct SipPolicy {
-    /// Whether REGISTER and INVITE must carry valid digest credentials.
+    /// Whether INVITE must carry credentials. Nothing sets it yet: the configuration refuses
+    /// `require_auth` until digest verification exists.
     pub require_auth: bool,
     /// Digest realm used in challenges.
     pub realm: String,
+    /// Largest request accepted, in bytes (`[gw2.limits] max_message_size`); a larger one is
+    /// answered 513 (RFC 3261 section 21.5.14). The codec's own ceiling is
+    /// [`codecs::sip::MAX_MESSAGE_SIZE`].
+    pub max_message_size: usize,
 }
 
 impl Default for SipPolicy {
@@ -47,6 +52,7 @@ impl Default for SipPolicy {
         SipPolicy {
             require_auth: false,
             realm: "sgw".to_owned(),
+            max_message_size: codecs::sip::MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -159,6 +165,13 @@ impl SipPolicy {
         let StartLine::Request(req) = msg.start() else {
             return Ok(());
         };
+        let size = msg.raw().len();
+        if size > self.max_message_size {
+            return Err(Rejection::Malformed(SipError::TooLarge {
+                size,
+                limit: self.max_message_size,
+            }));
+        }
         if req.version != "SIP/2.0" {
             return Err(Rejection::VersionNotSupported(req.version.clone()));
         }
