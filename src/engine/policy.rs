@@ -7,21 +7,23 @@
 use codecs::sip::HeaderName as Name;
 use codecs::sip::{MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
 
-/// Option tags (RFC 3261 section 19.2) the gateway implements.
-pub const SUPPORTED_EXTENSIONS: &[&str] = &["replaces", "norefersub"];
+/// Option tags (RFC 3261 section 19.2) the gateway implements: none yet. `replaces` (RFC 3891)
+/// and `norefersub` (RFC 4488) were advertised without being implemented; a `Require` naming
+/// any tag is answered 420. A `Supported` header built from this list is empty: omit it.
+pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
 
-/// Methods GW2 accepts from outside. Everything else is answered 405 (known methods) or 501.
+/// Methods GW2 accepts from outside. Everything else is answered 405 (known methods) or 501,
+/// with `Allow` listing these. REGISTER (registrations were kept and never used) and MESSAGE
+/// (answered 202, then dropped) are refused until the gateway does something with them.
 pub const ALLOWED_METHODS: &[Method] = &[
     Method::Invite,
     Method::Ack,
     Method::Bye,
     Method::Cancel,
     Method::Options,
-    Method::Register,
     Method::Info,
     Method::Update,
     Method::Prack,
-    Method::Message,
 ];
 
 /// Body types the gateway understands.
@@ -153,10 +155,7 @@ pub fn accept_header() -> String {
 
 /// Whether the request opens or addresses a call, so its Request-URI must be routable.
 fn needs_routable_uri(method: &Method) -> bool {
-    matches!(
-        method,
-        Method::Invite | Method::Register | Method::Message | Method::Info | Method::Update
-    )
+    matches!(method, Method::Invite | Method::Info | Method::Update)
 }
 
 impl SipPolicy {
@@ -257,7 +256,7 @@ impl SipPolicy {
             }
         }
         if self.require_auth
-            && matches!(req.method, Method::Invite | Method::Register)
+            && req.method == Method::Invite
             && !msg.headers().contains(&Name::AUTHORIZATION)
         {
             return Err(Rejection::Unauthorized("credentials required"));
@@ -332,4 +331,106 @@ fn multipart_sdp(body: &bytes::Bytes, boundary: &str) -> Option<bytes::Bytes> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codecs::sip::parse_datagram;
+
+    /// A valid request: `method` to `uri`, with `extra` header lines and an optional SDP body.
+    fn request(method: &str, uri: &str, extra: &str, sdp: &str) -> String {
+        let body = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@192.0.2.1>;tag=1928301774\r\n\
+             To: <sip:bob@198.51.100.1>\r\n\
+             Call-ID: a84b4c76e66710@192.0.2.1\r\n\
+             CSeq: 314159 {method}\r\n\
+             {extra}{body}Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    }
+
+    fn check(policy: &SipPolicy, text: &str) -> Result<(), Rejection> {
+        let (msg, _) =
+            parse_datagram(bytes::Bytes::from(text.to_owned())).map_err(Rejection::Malformed)?;
+        policy.check_request(&msg)
+    }
+
+    #[test]
+    fn max_message_size_is_the_configured_limit() {
+        let padding = format!("Subject: {}\r\n", "x".repeat(1200));
+        let text = request("INVITE", "sip:bob@198.51.100.1", &padding, "");
+        assert!(text.len() > 1300 && text.len() < 1500, "{}", text.len());
+        let small = SipPolicy {
+            max_message_size: 1300,
+            ..SipPolicy::default()
+        };
+        let rej = check(&small, &text).unwrap_err();
+        assert_eq!(rej.status(), 513, "{rej:?}");
+        assert_eq!(
+            rej,
+            Rejection::Malformed(SipError::TooLarge {
+                size: text.len(),
+                limit: 1300
+            })
+        );
+        let exact = SipPolicy {
+            max_message_size: text.len(),
+            ..SipPolicy::default()
+        };
+        assert_eq!(check(&exact, &text), Ok(()));
+        assert_eq!(check(&SipPolicy::default(), &text), Ok(()));
+    }
+
+    #[test]
+    fn methods_the_gateway_does_not_serve_get_405_with_allow() {
+        let p = SipPolicy::default();
+        for (method, status) in [
+            ("INVITE", None),
+            ("OPTIONS", None),
+            ("BYE", None),
+            ("REGISTER", Some(405)),
+            ("MESSAGE", Some(405)),
+            ("SUBSCRIBE", Some(405)),
+            ("FOO", Some(501)),
+        ] {
+            let r = check(&p, &request(method, "sip:bob@198.51.100.1", "", ""));
+            assert_eq!(r.as_ref().err().map(Rejection::status), status, "{method}");
+            if let Err(rej) = r {
+                let headers = rej.extra_headers(&p);
+                let allow = &headers.iter().find(|(n, _)| *n == "Allow").unwrap().1;
+                assert!(
+                    !allow.contains("REGISTER") && !allow.contains("MESSAGE"),
+                    "{allow}"
+                );
+                assert!(allow.contains("INVITE"), "{allow}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_option_tag_is_claimed() {
+        let p = SipPolicy::default();
+        for tag in ["replaces", "norefersub", "100rel", "timer"] {
+            let text = request(
+                "INVITE",
+                "sip:bob@198.51.100.1",
+                &format!("Require: {tag}\r\n"),
+                "",
+            );
+            assert_eq!(
+                check(&p, &text),
+                Err(Rejection::BadExtension(vec![tag.to_owned()])),
+                "{tag}"
+            );
+        }
+    }
 }
