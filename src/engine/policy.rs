@@ -75,6 +75,8 @@ pub enum Rejection {
     NoSuchCallOrTransaction,
     NotAcceptableHere(String),
     BusyOrOverloaded(&'static str),
+    /// An INVITE that names nobody to call: no user part in the Request-URI or the To URI.
+    AddressIncomplete,
 }
 
 impl Rejection {
@@ -93,6 +95,7 @@ impl Rejection {
             Rejection::NoSuchCallOrTransaction => 481,
             Rejection::NotAcceptableHere(_) => 488,
             Rejection::BusyOrOverloaded(_) => 503,
+            Rejection::AddressIncomplete => 484,
         }
     }
 
@@ -112,6 +115,7 @@ impl Rejection {
             Rejection::NoSuchCallOrTransaction => "no matching dialog or transaction".to_owned(),
             Rejection::NotAcceptableHere(why) => format!("media not acceptable: {why}"),
             Rejection::BusyOrOverloaded(why) => format!("unavailable: {why}"),
+            Rejection::AddressIncomplete => "no user part to call".to_owned(),
         }
     }
 
@@ -201,6 +205,15 @@ impl SipPolicy {
                 _ => String::new(),
             };
             return Err(Rejection::UnsupportedUriScheme(scheme));
+        }
+        // The called party is the Request-URI's user, else the To URI's (a call addressed to
+        // the gateway's host): without either there is nobody to call (RFC 3261 section
+        // 21.4.22).
+        if req.method == Method::Invite && routable {
+            let to = msg.to().map_err(Rejection::Malformed)?;
+            if translators::sip::called_party(&uri, &to).user.is_empty() {
+                return Err(Rejection::AddressIncomplete);
+            }
         }
 
         // Extensions (section 8.2.2.3). Not applied to CANCEL and ACK.
@@ -414,6 +427,91 @@ mod tests {
                 assert!(allow.contains("INVITE"), "{allow}");
             }
         }
+    }
+
+    /// What the gateway acts on or passes on must be well formed (PROTOS c07-sip, issue 7
+    /// item 12): each row is one edit of a valid INVITE and the status it must get.
+    #[test]
+    fn malformed_parts_of_an_invite() {
+        let p = SipPolicy::default();
+        let valid = request("INVITE", "sip:bob@198.51.100.1", "", "");
+        let cases: &[(&str, &str, &str, Option<u16>)] = &[
+            ("valid", "", "", None),
+            ("Via port 0", "192.0.2.1:5060;", "192.0.2.1:0;", Some(400)),
+            (
+                "Via host not a host",
+                "192.0.2.1:5060;",
+                "10.10.10.256:5060;",
+                Some(400),
+            ),
+            (
+                "Via host name",
+                "192.0.2.1:5060;",
+                "pc33.atlanta.example:5060;",
+                None,
+            ),
+            (
+                "NUL in Call-ID",
+                "Call-ID: a84b",
+                "Call-ID: a\0\084b",
+                Some(400),
+            ),
+            (
+                "empty Call-ID word",
+                "Call-ID: a84b4c76e66710@",
+                "Call-ID: @",
+                Some(400),
+            ),
+            (
+                "NUL in From tag",
+                "tag=1928301774",
+                "tag=19283\x0001774",
+                Some(400),
+            ),
+            (
+                "quoted From tag",
+                "tag=1928301774",
+                "tag=\"1928301774\"",
+                Some(400),
+            ),
+            (
+                "NUL in To user",
+                "To: <sip:bob@",
+                "To: <sip:b\0ob@",
+                Some(400),
+            ),
+            (
+                "empty Request-URI user",
+                "INVITE sip:bob@",
+                "INVITE sip:@",
+                Some(400),
+            ),
+            (
+                "no Request-URI user, To names one",
+                "INVITE sip:bob@",
+                "INVITE sip:",
+                None,
+            ),
+        ];
+        for (name, from, to, status) in cases {
+            assert!(valid.contains(from), "{name}");
+            let text = valid.replacen(from, to, 1);
+            let got = check(&p, &text).err();
+            assert_eq!(
+                got.as_ref().map(Rejection::status),
+                *status,
+                "{name}: {got:?}"
+            );
+        }
+        // Nobody to call at all: 484 Address Incomplete.
+        let text = request("INVITE", "sip:198.51.100.1", "", "")
+            .replace("To: <sip:bob@198.51.100.1>", "To: <sip:198.51.100.1>");
+        assert_eq!(check(&p, &text), Err(Rejection::AddressIncomplete));
+        assert_eq!(Rejection::AddressIncomplete.status(), 484);
+        // Other methods do not call anybody.
+        let text = request("OPTIONS", "sip:198.51.100.1", "", "")
+            .replace("To: <sip:bob@198.51.100.1>", "To: <sip:198.51.100.1>");
+        assert_eq!(check(&p, &text), Ok(()));
     }
 
     #[test]
