@@ -1,6 +1,8 @@
 //! The PROTOS c07-sip suite (OUSPG, 4527 malformed INVITEs) through the whole engine, as
 //! `sgw check` sees it: no case panics, every case gets a verdict, the valid case 0000000 is
-//! accepted. A per-group histogram of verdicts and responses goes to stderr.
+//! accepted, and the cases in [`DECIDED`] get their status (what the gateway acts on or passes
+//! on is checked, issue 7 item 12). A per-group histogram of verdicts and responses goes to
+//! stderr.
 //!
 //! The suite is read in place from `../shared/corpora/protos-c07-sip` and unpacked in memory
 //! (`xz -dc` piped into a small tar reader), so nothing is written to disk.
@@ -52,6 +54,44 @@ const PLACEHOLDERS: &[&str] = &[
     "<Branch-ID>",
     "<Call-ID>",
     "<Content-Length>",
+];
+
+/// Cases with a decided answer: (case, status, what it exercises). `None` is a case that must
+/// stay accepted (the gateway answers 100): a near miss of a refused one.
+const DECIDED: &[(usize, Option<u16>, &str)] = &[
+    (229, None, "Request-URI without user, To names one"),
+    (231, Some(400), "Request-URI sip:@host: empty user part"),
+    (933, Some(400), "From sip:@host: empty user part"),
+    (330, None, "Via host 10.10.10.1"),
+    (335, None, "Via host 10.10.10.a (a host name)"),
+    (
+        332,
+        Some(400),
+        "Via host 10.10.10.256: neither IPv4 nor host name",
+    ),
+    (334, Some(400), "Via host 10.10.10.4095"),
+    (378, Some(400), "Via host with a label over 63 octets"),
+    (436, Some(400), "Via host 192.0.2.15060 (colon missing)"),
+    (453, None, "Via port 1"),
+    (452, Some(400), "Via port 0"),
+    (1468, Some(400), "Call-ID with an empty word before @"),
+    (1513, Some(400), "Call-ID starting with NUL"),
+    (1522, Some(400), "Call-ID with NUL inside"),
+    (1748, Some(400), "Call-ID host part starting with NUL"),
+    (1756, Some(400), "Call-ID host part with NUL inside"),
+    (3611, None, "c= 10.10.10.1"),
+    (3614, Some(488), "c= 10.10.10.-1: not an address"),
+    (3616, Some(488), "c= 10.10.10.a: a name, not an address"),
+    (3619, Some(488), "c= -1"),
+    (3620, Some(488), "c= v.x.y.z: a name, not an address"),
+    (3656, Some(488), "c= aaaaaaaaa: a name, not an address"),
+    (4123, Some(488), "m= payload type -1"),
+    (4130, Some(488), "m= payload type 128"),
+    (4303, Some(488), "rtpmap payload type -1"),
+    (4310, Some(488), "rtpmap payload type 128"),
+    (4482, None, "rtpmap clock rate 1"),
+    (4481, Some(488), "rtpmap clock rate 0"),
+    (4483, Some(488), "rtpmap clock rate -1"),
 ];
 
 /// Unpacks the suite: (file name, contents) for every regular file, in archive order.
@@ -273,6 +313,18 @@ fn protos_c07_sip_through_the_engine() {
         panics.join("\n")
     );
     assert_eq!(outcomes.len(), CASES, "a verdict for every case");
+    let wrong: Vec<String> = DECIDED
+        .iter()
+        .filter_map(|(case, status, what)| {
+            let got = outcomes[*case].result.as_ref().ok()?;
+            let ok = match status {
+                None => got.0 == Verdict::Accepted && got.1 == Some(100),
+                Some(s) => got.0 == Verdict::Rejected && got.1 == Some(*s),
+            };
+            (!ok).then(|| format!("{case:07} ({what}): want {status:?}, got {got:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let valid = &outcomes[0];
     assert_eq!(
         valid.result.as_ref().map(|(v, _)| *v),

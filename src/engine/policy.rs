@@ -7,23 +7,23 @@
 use codecs::sip::HeaderName as Name;
 use codecs::sip::{MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
 
-/// Option tags (RFC 3261 section 19.2) the gateway implements.
-/// None yet: `replaces` (RFC 3891) and `norefersub` (RFC 4488) need REFER, which the gateway
-/// refuses.
+/// Option tags (RFC 3261 section 19.2) the gateway implements: none yet. `replaces` (RFC 3891)
+/// and `norefersub` (RFC 4488) were advertised without being implemented; a `Require` naming
+/// any tag is answered 420. A `Supported` header built from this list is empty: omit it.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
 
-/// Methods GW2 accepts from outside. Everything else is answered 405 (known methods) or 501.
+/// Methods GW2 accepts from outside. Everything else is answered 405 (known methods) or 501,
+/// with `Allow` listing these. REGISTER (registrations were kept and never used) and MESSAGE
+/// (answered 202, then dropped) are refused until the gateway does something with them.
 pub const ALLOWED_METHODS: &[Method] = &[
     Method::Invite,
     Method::Ack,
     Method::Bye,
     Method::Cancel,
     Method::Options,
-    Method::Register,
     Method::Info,
     Method::Update,
     Method::Prack,
-    Method::Message,
 ];
 
 /// Body types the gateway understands.
@@ -38,10 +38,15 @@ pub const ACCEPTED_CONTENT_TYPES: &[(&str, &str)] = &[
 /// The policy knobs; [`Default`] is the built-in policy.
 #[derive(Debug, Clone)]
 pub struct SipPolicy {
-    /// Whether REGISTER and INVITE must carry valid digest credentials.
+    /// Whether INVITE must carry credentials. Nothing sets it yet: the configuration refuses
+    /// `require_auth` until digest verification exists.
     pub require_auth: bool,
     /// Digest realm used in challenges.
     pub realm: String,
+    /// Largest request accepted, in bytes (`[gw2.limits] max_message_size`); a larger one is
+    /// answered 513 (RFC 3261 section 21.5.14). The codec's own ceiling is
+    /// [`codecs::sip::MAX_MESSAGE_SIZE`].
+    pub max_message_size: usize,
 }
 
 impl Default for SipPolicy {
@@ -49,6 +54,7 @@ impl Default for SipPolicy {
         SipPolicy {
             require_auth: false,
             realm: "sgw".to_owned(),
+            max_message_size: codecs::sip::MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -73,6 +79,8 @@ pub enum Rejection {
     OutOfOrder,
     /// Valid, but more than Meta can carry to the other half (e.g. an oversized name).
     Unrepresentable(String),
+    /// An INVITE that names nobody to call: no user part in the Request-URI or the To URI.
+    AddressIncomplete,
 }
 
 impl Rejection {
@@ -92,6 +100,7 @@ impl Rejection {
             Rejection::NotAcceptableHere(_) => 488,
             Rejection::BusyOrOverloaded(_) => 503,
             Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
+            Rejection::AddressIncomplete => 484,
         }
     }
 
@@ -113,6 +122,7 @@ impl Rejection {
             Rejection::BusyOrOverloaded(why) => format!("unavailable: {why}"),
             Rejection::OutOfOrder => "CSeq lower than the dialog's".to_owned(),
             Rejection::Unrepresentable(why) => format!("cannot be carried as Meta: {why}"),
+            Rejection::AddressIncomplete => "no user part to call".to_owned(),
         }
     }
 
@@ -156,10 +166,7 @@ pub fn accept_header() -> String {
 
 /// Whether the request opens or addresses a call, so its Request-URI must be routable.
 fn needs_routable_uri(method: &Method) -> bool {
-    matches!(
-        method,
-        Method::Invite | Method::Register | Method::Message | Method::Info | Method::Update
-    )
+    matches!(method, Method::Invite | Method::Info | Method::Update)
 }
 
 impl SipPolicy {
@@ -168,6 +175,13 @@ impl SipPolicy {
         let StartLine::Request(req) = msg.start() else {
             return Ok(());
         };
+        let size = msg.raw().len();
+        if size > self.max_message_size {
+            return Err(Rejection::Malformed(SipError::TooLarge {
+                size,
+                limit: self.max_message_size,
+            }));
+        }
         if req.version != "SIP/2.0" {
             return Err(Rejection::VersionNotSupported(req.version.clone()));
         }
@@ -202,6 +216,15 @@ impl SipPolicy {
                 _ => String::new(),
             };
             return Err(Rejection::UnsupportedUriScheme(scheme));
+        }
+        // The called party is the Request-URI's user, else the To URI's (a call addressed to
+        // the gateway's host): without either there is nobody to call (RFC 3261 section
+        // 21.4.22).
+        if req.method == Method::Invite && routable {
+            let to = msg.to().map_err(Rejection::Malformed)?;
+            if translators::sip::called_party(&uri, &to).user.is_empty() {
+                return Err(Rejection::AddressIncomplete);
+            }
         }
 
         // Extensions (section 8.2.2.3). Not applied to CANCEL and ACK.
@@ -257,7 +280,7 @@ impl SipPolicy {
             }
         }
         if self.require_auth
-            && matches!(req.method, Method::Invite | Method::Register)
+            && req.method == Method::Invite
             && !msg.headers().contains(&Name::AUTHORIZATION)
         {
             return Err(Rejection::Unauthorized("credentials required"));
@@ -332,4 +355,191 @@ fn multipart_sdp(body: &bytes::Bytes, boundary: &str) -> Option<bytes::Bytes> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codecs::sip::parse_datagram;
+
+    /// A valid request: `method` to `uri`, with `extra` header lines and an optional SDP body.
+    fn request(method: &str, uri: &str, extra: &str, sdp: &str) -> String {
+        let body = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@192.0.2.1>;tag=1928301774\r\n\
+             To: <sip:bob@198.51.100.1>\r\n\
+             Call-ID: a84b4c76e66710@192.0.2.1\r\n\
+             CSeq: 314159 {method}\r\n\
+             {extra}{body}Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    }
+
+    fn check(policy: &SipPolicy, text: &str) -> Result<(), Rejection> {
+        let (msg, _) =
+            parse_datagram(bytes::Bytes::from(text.to_owned())).map_err(Rejection::Malformed)?;
+        policy.check_request(&msg)
+    }
+
+    #[test]
+    fn max_message_size_is_the_configured_limit() {
+        let padding = format!("Subject: {}\r\n", "x".repeat(1200));
+        let text = request("INVITE", "sip:bob@198.51.100.1", &padding, "");
+        assert!(text.len() > 1300 && text.len() < 1500, "{}", text.len());
+        let small = SipPolicy {
+            max_message_size: 1300,
+            ..SipPolicy::default()
+        };
+        let rej = check(&small, &text).unwrap_err();
+        assert_eq!(rej.status(), 513, "{rej:?}");
+        assert_eq!(
+            rej,
+            Rejection::Malformed(SipError::TooLarge {
+                size: text.len(),
+                limit: 1300
+            })
+        );
+        let exact = SipPolicy {
+            max_message_size: text.len(),
+            ..SipPolicy::default()
+        };
+        assert_eq!(check(&exact, &text), Ok(()));
+        assert_eq!(check(&SipPolicy::default(), &text), Ok(()));
+    }
+
+    #[test]
+    fn methods_the_gateway_does_not_serve_get_405_with_allow() {
+        let p = SipPolicy::default();
+        for (method, status) in [
+            ("INVITE", None),
+            ("OPTIONS", None),
+            ("BYE", None),
+            ("REGISTER", Some(405)),
+            ("MESSAGE", Some(405)),
+            ("SUBSCRIBE", Some(405)),
+            ("FOO", Some(501)),
+        ] {
+            let r = check(&p, &request(method, "sip:bob@198.51.100.1", "", ""));
+            assert_eq!(r.as_ref().err().map(Rejection::status), status, "{method}");
+            if let Err(rej) = r {
+                let headers = rej.extra_headers(&p);
+                let allow = &headers.iter().find(|(n, _)| *n == "Allow").unwrap().1;
+                assert!(
+                    !allow.contains("REGISTER") && !allow.contains("MESSAGE"),
+                    "{allow}"
+                );
+                assert!(allow.contains("INVITE"), "{allow}");
+            }
+        }
+    }
+
+    /// What the gateway acts on or passes on must be well formed (PROTOS c07-sip, issue 7
+    /// item 12): each row is one edit of a valid INVITE and the status it must get.
+    #[test]
+    fn malformed_parts_of_an_invite() {
+        let p = SipPolicy::default();
+        let valid = request("INVITE", "sip:bob@198.51.100.1", "", "");
+        let cases: &[(&str, &str, &str, Option<u16>)] = &[
+            ("valid", "", "", None),
+            ("Via port 0", "192.0.2.1:5060;", "192.0.2.1:0;", Some(400)),
+            (
+                "Via host not a host",
+                "192.0.2.1:5060;",
+                "10.10.10.256:5060;",
+                Some(400),
+            ),
+            (
+                "Via host name",
+                "192.0.2.1:5060;",
+                "pc33.atlanta.example:5060;",
+                None,
+            ),
+            (
+                "NUL in Call-ID",
+                "Call-ID: a84b",
+                "Call-ID: a\0\084b",
+                Some(400),
+            ),
+            (
+                "empty Call-ID word",
+                "Call-ID: a84b4c76e66710@",
+                "Call-ID: @",
+                Some(400),
+            ),
+            (
+                "NUL in From tag",
+                "tag=1928301774",
+                "tag=19283\x0001774",
+                Some(400),
+            ),
+            (
+                "quoted From tag",
+                "tag=1928301774",
+                "tag=\"1928301774\"",
+                Some(400),
+            ),
+            (
+                "NUL in To user",
+                "To: <sip:bob@",
+                "To: <sip:b\0ob@",
+                Some(400),
+            ),
+            (
+                "empty Request-URI user",
+                "INVITE sip:bob@",
+                "INVITE sip:@",
+                Some(400),
+            ),
+            (
+                "no Request-URI user, To names one",
+                "INVITE sip:bob@",
+                "INVITE sip:",
+                None,
+            ),
+        ];
+        for (name, from, to, status) in cases {
+            assert!(valid.contains(from), "{name}");
+            let text = valid.replacen(from, to, 1);
+            let got = check(&p, &text).err();
+            assert_eq!(
+                got.as_ref().map(Rejection::status),
+                *status,
+                "{name}: {got:?}"
+            );
+        }
+        // Nobody to call at all: 484 Address Incomplete.
+        let text = request("INVITE", "sip:198.51.100.1", "", "")
+            .replace("To: <sip:bob@198.51.100.1>", "To: <sip:198.51.100.1>");
+        assert_eq!(check(&p, &text), Err(Rejection::AddressIncomplete));
+        assert_eq!(Rejection::AddressIncomplete.status(), 484);
+        // Other methods do not call anybody.
+        let text = request("OPTIONS", "sip:198.51.100.1", "", "")
+            .replace("To: <sip:bob@198.51.100.1>", "To: <sip:198.51.100.1>");
+        assert_eq!(check(&p, &text), Ok(()));
+    }
+
+    #[test]
+    fn no_option_tag_is_claimed() {
+        let p = SipPolicy::default();
+        for tag in ["replaces", "norefersub", "100rel", "timer"] {
+            let text = request(
+                "INVITE",
+                "sip:bob@198.51.100.1",
+                &format!("Require: {tag}\r\n"),
+                "",
+            );
+            assert_eq!(
+                check(&p, &text),
+                Err(Rejection::BadExtension(vec![tag.to_owned()])),
+                "{tag}"
+            );
+        }
+    }
 }

@@ -225,14 +225,6 @@ fn engine_family(f: config::Family) -> Family {
 /// The engine settings both halves share, from the configuration.
 fn base_engine(cfg: &Config) -> EngineConfig {
     let mut e = EngineConfig {
-        policy: SipPolicy {
-            require_auth: cfg.policy.require_auth,
-            realm: cfg
-                .policy
-                .realm
-                .clone()
-                .unwrap_or_else(|| SipPolicy::default().realm),
-        },
         id_seed: random_seed(),
         ..EngineConfig::default()
     };
@@ -261,6 +253,11 @@ fn base_engine(cfg: &Config) -> EngineConfig {
             SocketAddr::new(ip, a.port())
         });
         e.max_calls = usize::try_from(g.limits.max_calls).unwrap_or(usize::MAX);
+        e.policy = SipPolicy {
+            max_message_size: usize::try_from(g.limits.max_message_size)
+                .unwrap_or(codecs::sip::MAX_MESSAGE_SIZE),
+            ..e.policy
+        };
     }
     if let Some(g) = &cfg.gw1 {
         let inside = InsideConfig {
@@ -365,9 +362,6 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
             Some(p) => p.gw2_tls()?,
             None => load_identity(&cfg, "gw2")?,
         };
-        if !g.sip_tls.is_empty() {
-            eprintln!("sgw gw2: SIP over TLS is not served yet; sip_tls listeners are ignored");
-        }
         let plan = Gw2Plan {
             engine: engine.clone(),
             sip_udp: g.sip_udp.clone(),
@@ -557,4 +551,23 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         let _ = out.flush();
     });
     Ok(drivers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_message_size_reaches_the_policy() {
+        let text = crate::config::EXAMPLE_CONFIG
+            .replace("max_message_size = 65535", "max_message_size = 1500");
+        let cfg = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(base_engine(&cfg).policy.max_message_size, 1500);
+        let cfg =
+            Config::from_toml_str(crate::config::EXAMPLE_CONFIG).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            base_engine(&cfg).policy.max_message_size,
+            codecs::sip::MAX_MESSAGE_SIZE
+        );
+    }
 }

@@ -19,6 +19,10 @@ pub enum TranslateError {
     NoMedia,
     #[error("answer has {answer} streams for an offer of {offer}")]
     StreamCount { offer: usize, answer: usize },
+    /// The gateway sends media to an IP address; it never resolves names (RFC 8866 allows an
+    /// FQDN in c=, and an unknown address type carries anything).
+    #[error("connection address {0} is not an IP address")]
+    ConnectionNotIp(String),
 }
 
 /// Media of an offer or answer, with the peer's RTP address per description (`None` for a
@@ -82,7 +86,7 @@ pub fn offer_from_sdp(
         remotes: Vec::new(),
     };
     for m in session.media() {
-        let (desc, remote) = describe(&session, m, None);
+        let (desc, remote) = describe(&session, m, None)?;
         let desc = MediaDescription {
             stream: desc.stream.and(Some(alloc())),
             ..desc
@@ -113,7 +117,7 @@ pub fn answer_from_sdp(
         remotes: Vec::new(),
     };
     for (m, o) in session.media().iter().zip(offer) {
-        let (desc, remote) = describe(&session, m, o.stream);
+        let (desc, remote) = describe(&session, m, o.stream)?;
         out.media.push(desc);
         out.remotes.push(remote);
     }
@@ -121,12 +125,12 @@ pub fn answer_from_sdp(
 }
 
 /// One m= section as Meta; `stream` is `Some` (a placeholder or the given id) when the stream
-/// is an accepted RTP stream.
+/// is an accepted RTP stream. A stream the gateway would relay must name an IP address.
 fn describe(
     session: &Session,
     m: &sdp::MediaSection,
     stream: Option<StreamId>,
-) -> (MediaDescription, Option<SocketAddr>) {
+) -> Result<(MediaDescription, Option<SocketAddr>), TranslateError> {
     let line = m.media_line();
     let kind = match line.media.to_ascii_lowercase().as_str() {
         "audio" => MediaKind::Audio,
@@ -154,14 +158,12 @@ fn describe(
             });
         }
     }
-    let remote = if usable {
-        session
-            .media_connection(m)
-            .and_then(|c| c.address.ip())
-            .filter(|ip| !ip.is_unspecified())
-            .map(|ip| SocketAddr::new(ip, line.port))
-    } else {
-        None
+    let remote = match session.media_connection(m).map(|c| &c.address) {
+        _ if !usable => None,
+        Some(sdp::Address::Host(h)) => return Err(TranslateError::ConnectionNotIp(h.clone())),
+        // 0.0.0.0 / :: (hold, RFC 3264 section 8.4) or no c= (lenient): learnt by latching.
+        Some(sdp::Address::Ip(ip)) if !ip.is_unspecified() => Some(SocketAddr::new(*ip, line.port)),
+        _ => None,
     };
     let desc = MediaDescription {
         stream: if usable {
@@ -175,7 +177,7 @@ fn describe(
         telephone_event,
         ptime_ms: m.ptime().and_then(|p| u16::try_from(p).ok()),
     };
-    (desc, remote)
+    Ok((desc, remote))
 }
 
 /// A fresh SDP body for `media`, with `ip` as the connection address and `ports[i]` for the
@@ -338,6 +340,49 @@ mod tests {
     use super::*;
 
     const OFFER: &[u8] = b"v=0\r\no=alice 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\nm=video 0 RTP/AVP 31\r\n";
+
+    /// An offer the gateway cannot relay is refused (the engine answers 488): each row edits
+    /// one line of OFFER (PROTOS c07-sip sdp-connection-ip, sdp-media-type,
+    /// sdp-attribute-payloadtype and sdp-attribute-clockrate).
+    #[test]
+    fn unusable_offers() {
+        let text = std::str::from_utf8(OFFER).unwrap();
+        for (from, to, ok) in [
+            ("c=IN IP4 198.51.100.7", "c=IN IP4 198.51.100.7", true),
+            ("c=IN IP4 198.51.100.7", "c=IN IP4 0.0.0.0", true),
+            ("c=IN IP4 198.51.100.7", "c=IN IP6 2001:db8::7", true),
+            ("c=IN IP4 198.51.100.7", "c=IN IP4 v.x.y.z", false),
+            ("c=IN IP4 198.51.100.7", "c=IN IP4 10.10.10.a", false),
+            ("c=IN IP4 198.51.100.7", "c=IN IP4 aaaaaaaaa", false),
+            ("c=IN IP4 198.51.100.7", "c=IN IP4 10.10.10.-1", false),
+            ("c=IN IP4 198.51.100.7", "c=IN IP4 -1", false),
+            ("c=IN IP4 198.51.100.7", "c=IN XY 198.51.100.7", false),
+            ("RTP/AVP 0 8 101", "RTP/AVP 0 8 128", false),
+            ("RTP/AVP 0 8 101", "RTP/AVP 0 8 -1", false),
+            ("a=rtpmap:8 PCMA/8000", "a=rtpmap:128 PCMA/8000", false),
+            ("a=rtpmap:8 PCMA/8000", "a=rtpmap:-1 PCMA/8000", false),
+            ("a=rtpmap:8 PCMA/8000", "a=rtpmap:8 PCMA/0", false),
+            ("a=rtpmap:8 PCMA/8000", "a=rtpmap:8 PCMA/-8000", false),
+            ("a=rtpmap:8 PCMA/8000", "a=rtpmap:8 PCMA/1", true),
+        ] {
+            let body = text.replacen(from, to, 1);
+            let got = offer_from_sdp(body.as_bytes(), &mut || StreamId(2));
+            assert_eq!(got.is_ok(), ok, "{to}: {got:?}");
+        }
+        // A host name on a refused stream is nobody's media address: nothing to refuse.
+        let refused = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nt=0 0\r\n\
+                       m=audio 49170 RTP/AVP 0\r\nc=IN IP4 198.51.100.7\r\n\
+                       m=video 0 RTP/AVP 31\r\nc=IN IP4 media.example.com\r\n";
+        assert!(offer_from_sdp(refused.as_bytes(), &mut || StreamId(2)).is_ok());
+        assert_eq!(
+            offer_from_sdp(
+                text.replacen("c=IN IP4 198.51.100.7", "c=IN IP4 media.example.com", 1)
+                    .as_bytes(),
+                &mut || StreamId(2)
+            ),
+            Err(TranslateError::ConnectionNotIp("media.example.com".into()))
+        );
+    }
 
     #[test]
     fn offer_to_meta_and_back() {

@@ -84,6 +84,9 @@ fn is_hostname(s: &str) -> bool {
             !label.is_empty()
                 && label.len() <= 63
                 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                // RFC 1123 section 2.1: a label neither starts nor ends with '-'.
+                && !label.starts_with('-')
+                && !label.ends_with('-')
         })
         // All-numeric dotted strings are failed IPv4 literals, not names.
         && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -135,6 +138,17 @@ fn number<T: core::str::FromStr>(s: &str, kind: SdpErrorKind) -> Result<T, SdpEr
         return Err(kind);
     }
     s.parse().map_err(|_| kind)
+}
+
+/// Largest RTP payload type: the field has seven bits (RFC 3550 section 5.1).
+pub const MAX_PAYLOAD_TYPE: u8 = 127;
+
+/// An RTP payload type: a decimal number in 0-127.
+fn payload_type(s: &str) -> Result<u8, SdpErrorKind> {
+    number::<u8>(s, SdpErrorKind::BadPayloadType)
+        .ok()
+        .filter(|pt| *pt <= MAX_PAYLOAD_TYPE)
+        .ok_or(SdpErrorKind::BadPayloadType)
 }
 
 /// o= (RFC 8866 section 5.2).
@@ -404,13 +418,18 @@ impl MediaLine {
             }
             formats.push(f.to_owned());
         }
-        Ok(MediaLine {
+        let line = MediaLine {
             media: media.to_owned(),
             port,
             port_count,
             proto: proto.to_owned(),
             formats,
-        })
+        };
+        // Under an RTP profile the formats are payload types (RFC 8866 section 5.14).
+        if line.is_rtp() && line.formats.iter().any(|f| payload_type(f).is_err()) {
+            return Err(SdpErrorKind::BadPayloadType);
+        }
+        Ok(line)
     }
 
     /// True for the RTP profiles (RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF, UDP/TLS/RTP/SAVP...).
@@ -420,10 +439,7 @@ impl MediaLine {
 
     /// The formats that are RTP payload type numbers (0-127), in order.
     pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
-        self.formats
-            .iter()
-            .filter_map(|f| number::<u8>(f, SdpErrorKind::Empty).ok())
-            .filter(|pt| *pt <= 127)
+        self.formats.iter().filter_map(|f| payload_type(f).ok())
     }
 }
 
@@ -467,13 +483,15 @@ impl Rtpmap {
         let (Some(pt), Some(enc), None) = (t.next(), t.next(), t.next()) else {
             return Err(bad);
         };
-        let payload_type: u8 = number(pt, bad.clone())?;
-        if payload_type > 127 {
-            return Err(bad);
-        }
+        let payload_type = payload_type(pt)?;
         let mut parts = enc.split('/');
         let encoding = parts.next().filter(|e| !e.is_empty()).ok_or(bad.clone())?;
-        let clock_rate = number(parts.next().ok_or(bad.clone())?, bad.clone())?;
+        // Missing is merely malformed (RFC 4475's "31 LPC"); written, it must be usable.
+        let clock_rate =
+            number::<u32>(parts.next().ok_or(bad.clone())?, SdpErrorKind::BadClockRate)
+                .ok()
+                .filter(|hz| *hz > 0)
+                .ok_or(SdpErrorKind::BadClockRate)?;
         let channels = parts.next().map(|c| number(c, bad.clone())).transpose()?;
         if parts.next().is_some() || !encoding.bytes().all(is_token_char) {
             return Err(bad);

@@ -22,8 +22,10 @@
 //! every understood line must parse. [`Session::parse_lenient`] accepts missing or misplaced
 //! lines and keeps lines it cannot parse as [`Field::Invalid`] (emitted unchanged, ignored by
 //! accessors). Both modes always reject: size and count limits, NUL or bare CR bytes, a
-//! v= other than 0, and malformed o=, c= or m= lines (including an address that does not
-//! parse as its IP4/IP6 address type; a host name is kept as [`Address::Host`]). Trailing
+//! v= other than 0, malformed o=, c= or m= lines (including an address that does not
+//! parse as its IP4/IP6 address type; a host name is kept as [`Address::Host`]), RTP payload
+//! types outside 0-127 (m= of an RTP profile, a=rtpmap), and an a=rtpmap clock rate of 0 or
+//! below. (An a=rtpmap without a clock rate, as in RFC 4475's messages, is only malformed.) Trailing
 //! whitespace and repeated spaces between fields are accepted in both modes.
 
 mod builder;
@@ -36,7 +38,7 @@ use std::net::IpAddr;
 pub use builder::{MediaBuilder, SessionBuilder};
 pub use field::{
     AddrType, Address, Attribute, Bandwidth, Connection, Fmtp, MediaLine, Origin, RtcpAttr, Rtpmap,
-    Timing, NETTYPE_IN,
+    Timing, MAX_PAYLOAD_TYPE, NETTYPE_IN,
 };
 
 use crate::rtp::static_payload_type;
@@ -101,6 +103,13 @@ pub enum SdpErrorKind {
     AddressFamilyMismatch,
     #[error("bad port")]
     BadPort,
+    /// An RTP payload type outside 0-127 (RFC 3550 section 5.1: seven bits), in an m= line
+    /// of an RTP profile or an a=rtpmap.
+    #[error("RTP payload type is not a number in 0-127")]
+    BadPayloadType,
+    /// An a=rtpmap clock rate that is written but is not a positive number of Hz.
+    #[error("rtpmap clock rate is not a positive number")]
+    BadClockRate,
 }
 
 impl SdpErrorKind {
@@ -113,6 +122,8 @@ impl SdpErrorKind {
                 | SdpErrorKind::BadAddress
                 | SdpErrorKind::AddressFamilyMismatch
                 | SdpErrorKind::BadVersion
+                | SdpErrorKind::BadPayloadType
+                | SdpErrorKind::BadClockRate
         ) || matches!(letter, Some(b'o' | b'c' | b'm' | b'v'))
     }
 }

@@ -484,7 +484,21 @@ fn attribute_forms() {
             "rtpmap:101  telephone-event/8000  ",
             Ok(Attribute::Rtpmap(Rtpmap::new(101, "telephone-event", 8000))),
         ),
-        ("rtpmap:128 X/8000", Err(SdpErrorKind::Malformed("rtpmap"))),
+        (
+            "rtpmap:127 X/1",
+            Ok(Attribute::Rtpmap(Rtpmap::new(127, "X", 1))),
+        ),
+        // PROTOS c07-sip sdp-attribute-payloadtype and -clockrate.
+        ("rtpmap:128 X/8000", Err(SdpErrorKind::BadPayloadType)),
+        ("rtpmap:-1 PCMU/8000", Err(SdpErrorKind::BadPayloadType)),
+        ("rtpmap:65536 PCMU/8000", Err(SdpErrorKind::BadPayloadType)),
+        ("rtpmap:x PCMU/8000", Err(SdpErrorKind::BadPayloadType)),
+        ("rtpmap:0 PCMU/0", Err(SdpErrorKind::BadClockRate)),
+        ("rtpmap:0 PCMU/-1", Err(SdpErrorKind::BadClockRate)),
+        ("rtpmap:0 PCMU/-8000", Err(SdpErrorKind::BadClockRate)),
+        ("rtpmap:0 PCMU/4294967296", Err(SdpErrorKind::BadClockRate)),
+        ("rtpmap:0 PCMU/", Err(SdpErrorKind::BadClockRate)),
+        // No clock rate at all: malformed only (RFC 4475 keeps such lines in valid messages).
         ("rtpmap:31 LPC", Err(SdpErrorKind::Malformed("rtpmap"))),
         (
             "rtpmap:0 PCMU/8000/1/2",
@@ -563,6 +577,15 @@ fn media_line_forms() {
         MediaLine::parse("audio 5/0 RTP/AVP 0"),
         Err(SdpErrorKind::Malformed("media"))
     );
+    for formats in ["128", "-1", "0 256", "0 x", "96 1024"] {
+        assert_eq!(
+            MediaLine::parse(&format!("audio 9876 RTP/AVP {formats}")),
+            Err(SdpErrorKind::BadPayloadType),
+            "{formats}"
+        );
+    }
+    assert!(MediaLine::parse("audio 9876 RTP/SAVPF 0 127").is_ok());
+    assert!(MediaLine::parse("application 9 TCP/BFCP *").is_ok());
     let many = format!("audio 5 RTP/AVP{}", " 0".repeat(MAX_FORMATS_PER_MEDIA + 1));
     assert_eq!(MediaLine::parse(&many), Err(SdpErrorKind::TooManyFormats));
 }
@@ -618,6 +641,33 @@ fn strict_and_lenient_errors() {
             format!("{base}c=IN IP4 10.0.0.300\r\n"),
             e(6, SdpErrorKind::BadAddress),
             Some(e(6, SdpErrorKind::BadAddress)),
+        ),
+        // PROTOS c07-sip sdp-connection-ip 3614, sdp-media-type 4130,
+        // sdp-attribute-payloadtype 4310, sdp-attribute-clockrate 4481 and 4483.
+        (
+            format!("{base}c=IN IP4 10.10.10.-1\r\n"),
+            e(6, SdpErrorKind::BadAddress),
+            Some(e(6, SdpErrorKind::BadAddress)),
+        ),
+        (
+            format!("{base}m=audio 9876 RTP/AVP 128\r\n"),
+            e(6, SdpErrorKind::BadPayloadType),
+            Some(e(6, SdpErrorKind::BadPayloadType)),
+        ),
+        (
+            format!("{base}a=rtpmap:128 PCMU/8000\r\n"),
+            e(6, SdpErrorKind::BadPayloadType),
+            Some(e(6, SdpErrorKind::BadPayloadType)),
+        ),
+        (
+            format!("{base}a=rtpmap:0 PCMU/0\r\n"),
+            e(6, SdpErrorKind::BadClockRate),
+            Some(e(6, SdpErrorKind::BadClockRate)),
+        ),
+        (
+            format!("{base}a=rtpmap:0 PCMU/-1\r\n"),
+            e(6, SdpErrorKind::BadClockRate),
+            Some(e(6, SdpErrorKind::BadClockRate)),
         ),
         (
             format!("{base}a=rtcp:5 IN IP6 10.0.0.1\r\n"),

@@ -33,6 +33,33 @@ pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
+/// Longest host name, written without the final dot (RFC 1035 section 2.3.4).
+pub const MAX_HOSTNAME_LEN: usize = 253;
+/// Longest label of a host name (RFC 1035 section 2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// RFC 3261 section 25.1 `hostname`: `*( domainlabel "." ) toplabel [ "." ]`. Labels are
+/// letters, digits and `-` (neither first nor last), the top label starts with a letter (so a
+/// failed IPv4 literal such as `10.0.0.256` is not a name), within RFC 1035's lengths.
+pub fn is_hostname(s: &str) -> bool {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= MAX_LABEL_LEN
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !name.is_empty()
+        && name.len() <= MAX_HOSTNAME_LEN
+        && name.split('.').all(label)
+        && name
+            .rsplit('.')
+            .next()
+            .and_then(|top| top.bytes().next())
+            .is_some_and(|b| b.is_ascii_alphabetic())
+}
+
 /// Parses a non-negative decimal (leading zeros allowed) no larger than `max`.
 pub fn parse_decimal(s: &str, max: u32) -> Option<u32> {
     let s = s.trim();
@@ -116,6 +143,14 @@ fn parse_params(s: &str, header: &'static str) -> Result<Vec<Param>, SipError> {
         }
         let value = match value {
             None => None,
+            // tag-param = "tag" EQUAL token (RFC 3261 section 25.1).
+            Some(v)
+                if v.starts_with('"')
+                    && matches!(header, "From" | "To")
+                    && name.eq_ignore_ascii_case("tag") =>
+            {
+                return Err(bad("tag is not a token"));
+            }
             Some(v) if v.starts_with('"') => {
                 let (q, rest) = split_quoted(v).ok_or(bad("unterminated quoted string"))?;
                 if !rest.trim().is_empty() {
@@ -297,6 +332,11 @@ impl Uri {
         } else {
             s
         };
+        // userinfo = user [ ":" password ] "@", user = 1*( ... ): never empty.
+        let after_scheme = s.split_once(':').map_or("", |(_, rest)| rest);
+        if after_scheme.starts_with(['@', ':']) {
+            return Err(bad("empty user part"));
+        }
         let parsed = SipUri::from_str(to_parse).map_err(|_| bad("malformed SIP URI"))?;
         let (host, ip) = host_string(&parsed.host_port);
         // A bare IPv6 address without brackets parses as a host name with colons: reject it
@@ -483,7 +523,9 @@ impl NameAddr {
                 why: "more than one value",
             });
         }
-        NameAddr::parse(first, header)
+        let na = NameAddr::parse(first, header)?;
+        na.check_tag(header)?;
+        Ok(na)
     }
 
     pub fn tag(&self) -> Option<&str> {
@@ -492,6 +534,21 @@ impl NameAddr {
 
     pub fn param(&self, name: &str) -> Option<&Param> {
         find_param(&self.params, name)
+    }
+
+    /// `tag-param = "tag" EQUAL token` (RFC 3261 section 25.1): a tag without a value, or one
+    /// that is not a token (a quoted string, control characters), cannot identify a dialog.
+    fn check_tag(&self, header: &'static str) -> Result<(), SipError> {
+        match self.param("tag") {
+            None => Ok(()),
+            Some(Param { value: Some(v), .. }) if !v.is_empty() && v.bytes().all(is_token_byte) => {
+                Ok(())
+            }
+            Some(_) => Err(SipError::BadHeader {
+                name: header,
+                why: "tag is not a token",
+            }),
+        }
     }
 }
 
@@ -538,6 +595,13 @@ impl Via {
         let (host, ip) = host_string(&hp);
         if matches!(hp.host, Host::Name(_)) && host.contains(':') {
             return Err(bad("IPv6 sent-by without brackets"));
+        }
+        // sent-by = host [ COLON port ], host = hostname / IPv4address / IPv6reference.
+        if matches!(hp.host, Host::Name(_)) && !is_hostname(&host) {
+            return Err(bad("sent-by host is neither a host name nor an IP address"));
+        }
+        if hp.port == Some(0) {
+            return Err(bad("sent-by port 0"));
         }
         let params = parse_params(params, "Via")?;
         Ok(Via {
@@ -713,6 +777,108 @@ mod tests {
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_err());
         assert!(Via::parse("").is_err());
         assert!(Via::parse("SIP/3.0/UDP h").is_err());
+    }
+
+    #[test]
+    fn hostnames() {
+        let long_label = "a".repeat(MAX_LABEL_LEN);
+        let longest = [long_label.as_str(); 4]
+            .join(".")
+            .get(..MAX_HOSTNAME_LEN)
+            .unwrap_or("")
+            .to_owned();
+        for (host, ok) in [
+            ("example.com", true),
+            ("example.com.", true),
+            ("h", true),
+            ("host-of-the-hour.example.com", true),
+            ("10.10.10.a", true),
+            ("v.x.y.z", true),
+            ("a1.example", true),
+            (long_label.as_str(), true),
+            (longest.as_str(), true),
+            ("", false),
+            (".", false),
+            ("a..b", false),
+            (".example.com", false),
+            ("10.10.10.256", false),
+            ("10.10.10.4095", false),
+            ("192.0.2.15060", false),
+            ("example.123", false),
+            ("-example.com", false),
+            ("example-.com", false),
+            ("exa_mple.com", false),
+            ("exa mple.com", false),
+            ("ex\0ample.com", false),
+            (&format!("{long_label}a"), false),
+            (&format!("{longest}a"), false),
+        ] {
+            assert_eq!(is_hostname(host), ok, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn via_sent_by() {
+        for (sent_by, ok) in [
+            ("192.0.2.1:5060", true),
+            ("192.0.2.1", true),
+            ("[2001:db8::9:1]:5061", true),
+            ("pc33.atlanta.com:1", true),
+            ("192.0.2.1:65535", true),
+            ("0.10.10.0", true),
+            // PROTOS c07-sip sip-via-hostport 452, sip-via-host 332, 334, 436.
+            ("192.0.2.1:0", false),
+            ("[2001:db8::1]:0", false),
+            ("pc33.atlanta.com:0", false),
+            ("10.10.10.256:5060", false),
+            ("10.10.10.4095:5060", false),
+            ("192.0.2.15060", false),
+            ("192.0.2.1:65536", false),
+            ("a.-b.example:5060", false),
+        ] {
+            let v = format!("SIP/2.0/UDP {sent_by};branch=z9hG4bK74bf9");
+            assert_eq!(Via::parse(&v).is_ok(), ok, "{v}");
+        }
+    }
+
+    #[test]
+    fn user_parts() {
+        for (uri, user) in [
+            ("sip:alice@example.com", Ok(Some("alice"))),
+            ("sip:alice:pw@example.com", Ok(Some("alice"))),
+            ("sip:example.com", Ok(None)),
+            // Escaped controls are valid (RFC 4475 section 3.1.1.4); ezk decodes them.
+            ("sip:null-%00-null@example.com", Ok(Some("null-\0-null"))),
+            // PROTOS c07-sip sip-request-uri 231, sip-from-uri 933.
+            ("sip:@sip.no.invalid", Err(())),
+            ("sips:@example.com", Err(())),
+            ("sip::pw@example.com", Err(())),
+            ("sip:al\0ice@example.com", Err(())),
+            ("sip:al\x01ice@example.com", Err(())),
+        ] {
+            let got = Uri::parse(uri).map(|u| u.user).map_err(|_| ());
+            assert_eq!(got, user.map(|u| u.map(str::to_owned)), "{uri:?}");
+        }
+    }
+
+    #[test]
+    fn tags_are_tokens() {
+        for (from, tag) in [
+            ("<sip:a@example.com>;tag=1928301774", Ok(Some("1928301774"))),
+            ("<sip:a@example.com>;tag=%.999d", Ok(Some("%.999d"))),
+            ("<sip:a@example.com>", Ok(None)),
+            ("<sip:a@example.com>;tagtoken", Ok(None)),
+            ("<sip:a@example.com>;tag", Err(())),
+            ("<sip:a@example.com>;tag=\"a b\"", Err(())),
+            ("<sip:a@example.com>;tag=\"ab\"", Err(())),
+            ("<sip:a@example.com>;tag=\"a\\\0b\"", Err(())),
+            ("<sip:a@example.com>;tag=a\0b", Err(())),
+        ] {
+            let got = NameAddr::parse_single(from, "From")
+                .map(|na| na.tag().map(str::to_owned))
+                .map_err(|_| ());
+            assert_eq!(got, tag.map(|t| t.map(str::to_owned)), "{from:?}");
+        }
     }
 
     #[test]

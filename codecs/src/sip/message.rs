@@ -177,13 +177,25 @@ impl Message {
         }
     }
 
+    /// The Call-ID: `word [ "@" word ]` (RFC 3261 section 25.1), read leniently as one or
+    /// two non-empty runs of visible characters (some UAs use characters `word` lacks, such
+    /// as `=`); whitespace, control characters and an empty side of `@` are refused.
     pub fn call_id(&self) -> Result<&str, SipError> {
         let v = self.headers.required(&Name::CALL_ID, "Call-ID")?;
+        let bad = |why| SipError::BadHeader {
+            name: "Call-ID",
+            why,
+        };
         if v.is_empty() || v.chars().any(|c| c.is_whitespace()) {
-            return Err(SipError::BadHeader {
-                name: "Call-ID",
-                why: "empty or contains whitespace",
-            });
+            return Err(bad("empty or contains whitespace"));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(bad("control character"));
+        }
+        if let Some((local, host)) = v.split_once('@') {
+            if local.is_empty() || host.is_empty() {
+                return Err(bad("empty word around '@'"));
+            }
         }
         Ok(v)
     }
@@ -482,6 +494,46 @@ impl Iterator for LineIter<'_> {
             if !self.rest.starts_with([' ', '\t']) {
                 return Some(out);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sip::{parse_datagram, SipError};
+    use bytes::Bytes;
+
+    fn with_call_id(call_id: &str) -> Result<String, SipError> {
+        let text = format!(
+            "OPTIONS sip:u@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             To: <sip:u@example.com>\r\nFrom: <sip:c@example.net>;tag=1\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (m, _) = parse_datagram(Bytes::from(text))?;
+        m.check()?;
+        m.call_id().map(str::to_owned)
+    }
+
+    #[test]
+    fn call_ids() {
+        for (call_id, ok) in [
+            ("a84b4c76e66710@pc33.atlanta.com", true),
+            ("a84b4c76e66710", true),
+            ("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{", true),
+            ("3d9485ad0c49859b@Zmx1ZmZ5LW1hYy0xNi5sb2NhbA..", true),
+            ("%s%x%n@192.0.2.1", true),
+            ("MTIzNDU2Nzg5MA==", true),
+            // PROTOS c07-sip sip-call-id-value 1468, 1513, 1522; sip-call-id-ip 1748, 1756.
+            ("@192.0.2.1", false),
+            ("\0\0aaaaaaaaa@192.0.2.1", false),
+            ("a\0a@192.0.2.1", false),
+            ("protos@\0aaaaaaaaaaaaaaaaa", false),
+            ("protos@a\0a", false),
+            ("protos@", false),
+            ("a\x7fb", false),
+        ] {
+            let got = with_call_id(call_id);
+            assert_eq!(got.is_ok(), ok, "{call_id:?}: {got:?}");
         }
     }
 }

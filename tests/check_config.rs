@@ -1,0 +1,62 @@
+//! `sgw check-config` as a user runs it: the shipped example is accepted, and a key the gateway
+//! does not implement is refused with its line and "not supported yet", exit status 2.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn check_config(name: &str, text: &str) -> (Output, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sgw-check-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sgw"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    (out, file)
+}
+
+#[test]
+fn the_example_is_accepted() {
+    let (out, _) = check_config("example.toml", sgw::config::EXAMPLE_CONFIG);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+#[test]
+fn unimplemented_keys_exit_2_with_file_line_and_key() {
+    let text = sgw::config::EXAMPLE_CONFIG
+        .replace(
+            "max_calls = 1000",
+            "max_calls = 1000\ncalls_per_second = 50",
+        )
+        .replace(
+            "emergency_numbers =",
+            "allowed_callees = [\"1??\"]\nemergency_numbers =",
+        );
+    let (out, file) = check_config("unsupported.toml", &text);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    for (key, written) in [
+        ("gw2.limits.calls_per_second", "calls_per_second"),
+        ("policy.allowed_callees", "allowed_callees"),
+    ] {
+        let want = format!(
+            "{}:{}: {key}: not supported yet: {key}",
+            file.display(),
+            line_of(written)
+        );
+        assert!(stdout.contains(&want), "want {want:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn inside_tcp_is_accepted() {
+    let text = sgw::config::EXAMPLE_CONFIG.replace("transport = \"udp\"", "transport = \"tcp\"");
+    assert_ne!(text, sgw::config::EXAMPLE_CONFIG);
+    let (out, _) = check_config("tcp.toml", &text);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
