@@ -220,7 +220,7 @@ impl SipPolicy {
         // The called party is the Request-URI's user, else the To URI's (a call addressed to
         // the gateway's host): without either there is nobody to call (RFC 3261 section
         // 21.4.22).
-        if req.method == Method::Invite && routable {
+        if req.method == Method::Invite && routable && !sos {
             let to = msg.to().map_err(Rejection::Malformed)?;
             if translators::sip::called_party(&uri, &to).user.is_empty() {
                 return Err(Rejection::AddressIncomplete);
