@@ -829,6 +829,27 @@ impl Engine {
         let Some(StreamState::Sip(framer)) = self.streams.get_mut(&conn) else {
             return;
         };
+        // On a SIP listener, a message whose first byte cannot begin one (a method is a token,
+        // a response starts "SIP/") is another protocol: refused at once, not buffered.
+        let first = data.iter().find(|b| !matches!(b, b'\r' | b'\n'));
+        let declared = self.declared.contains_key(&conn);
+        if declared
+            && framer.buffered() == 0
+            && first.is_some_and(|b| !codecs::sip::is_token_byte(*b))
+        {
+            self.streams.insert(conn, StreamState::Dead);
+            self.out.stats.protocol_errors += 1;
+            self.out.report(Report {
+                protocol: Protocol::Sip,
+                side,
+                summary: Summary::Text("stream that is not SIP".to_owned()),
+                verdict: Verdict::Rejected,
+                reason: Some("not SIP on a SIP listener; connection closed".to_owned()),
+                response: None,
+                call: None,
+            });
+            return;
+        }
         framer.push(data);
         let mut messages = Vec::new();
         while let Some(m) = framer.next_message() {
