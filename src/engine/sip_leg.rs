@@ -464,7 +464,10 @@ impl SipLeg {
         out: &mut Out,
     ) {
         let flow = response_flow(self.cfg.symmetric, flow, msg);
-        let txn = ServerTxn::new(self.cfg.side, flow, msg, call, false);
+        let mut txn = ServerTxn::new(self.cfg.side, flow, msg, call, false);
+        if code >= 300 {
+            txn = txn.rejection();
+        }
         if self.server.insert(key.clone(), txn, &mut self.counters) {
             self.server.respond(now, &key, code, bytes, out);
         } else {

@@ -22,6 +22,9 @@ pub const T4: Duration = Duration::from_secs(5);
 pub const TIMEOUT: Duration = Duration::from_secs(32);
 /// Most server transactions kept at once; beyond it requests are answered statelessly.
 pub const MAX_SERVER_TXNS: usize = 50_000;
+/// Of those, most that only remember a rejection: a flood of refused requests never takes the
+/// room of calls (beyond it, rejections are answered statelessly).
+pub const MAX_REJECTED_TXNS: usize = 8_192;
 /// Most client transactions at once; the gateway creates them, one or two per call.
 pub const MAX_CLIENT_TXNS: usize = 100_000;
 
@@ -106,6 +109,8 @@ pub struct ServerTxn {
     pub flow: Flow,
     pub call: Option<CallRef>,
     invite: bool,
+    /// Only remembers a rejection (counted against [`MAX_REJECTED_TXNS`]).
+    rejected: bool,
     /// An INVITE whose final answer is still to come: kept to build the responses. Dropped at
     /// the final response; a rejected request never keeps it.
     request: Option<Message>,
@@ -126,12 +131,19 @@ impl ServerTxn {
             flow,
             call,
             invite: msg.method() == Some(&Method::Invite),
+            rejected: false,
             request: keep.then(|| msg.clone()),
             last: None,
             retransmit: None,
             expires: None,
             ack_deadline: None,
         }
+    }
+
+    /// The transaction only answers a rejection.
+    pub fn rejection(mut self) -> Self {
+        self.rejected = true;
+        self
     }
 
     pub fn is_final(&self) -> bool {
@@ -171,6 +183,8 @@ pub struct TxnCounters {
 pub struct ServerTxns {
     map: HashMap<TxnKey, ServerTxn>,
     timers: Timers<TxnKey>,
+    /// Transactions in `map` that only remember a rejection.
+    rejected: usize,
 }
 
 impl ServerTxns {
@@ -184,13 +198,27 @@ impl ServerTxns {
 
     /// Adds a transaction; `false` when the table is full (answer statelessly).
     pub fn insert(&mut self, key: TxnKey, txn: ServerTxn, counters: &mut TxnCounters) -> bool {
-        if self.map.len() >= MAX_SERVER_TXNS && !self.map.contains_key(&key) {
+        let full = if txn.rejected {
+            self.rejected >= MAX_REJECTED_TXNS
+        } else {
+            self.map.len() >= MAX_SERVER_TXNS
+        };
+        if full && !self.map.contains_key(&key) {
             counters.server_txn_table_full += 1;
             return false;
         }
         counters.server_txns += 1;
-        self.map.insert(key, txn);
+        self.rejected += usize::from(txn.rejected);
+        if let Some(old) = self.map.insert(key, txn) {
+            self.rejected -= usize::from(old.rejected);
+        }
         true
+    }
+
+    fn remove(&mut self, key: &TxnKey) {
+        if let Some(t) = self.map.remove(key) {
+            self.rejected -= usize::from(t.rejected);
+        }
     }
 
     /// The last response sent on a transaction (for a retransmitted request).
@@ -291,7 +319,7 @@ impl ServerTxns {
                 t.expires = Some(now);
             }
             if t.expires.is_some_and(|e| now >= e) && t.retransmit.is_none() {
-                self.map.remove(&key);
+                self.remove(&key);
                 continue;
             }
             if let Some(d) = t.deadline() {

@@ -38,6 +38,8 @@ const MEDIA_QUEUE: usize = 4096;
 const STREAM_QUEUE: usize = 256;
 /// How long GW1 waits for a TCP connection toward the inside.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from a stream connection at once.
+const STREAM_READ: usize = 16 * 1024;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 /// Bytes of tunnel frames written per flush at most.
@@ -396,14 +398,26 @@ impl Driver {
     /// Adds a bound UDP socket; the engine knows it as `engine_addr` (the bound address, or the
     /// advertised one when bound to the unspecified address).
     pub fn add_udp(&mut self, side: Side, socket: UdpSocket, engine_addr: SocketAddr) {
+        self.add_udp_sized(side, socket, engine_addr, MAX_DATAGRAM);
+    }
+
+    /// A media socket: its reader keeps a buffer one byte larger than the largest packet the
+    /// engine relays (a larger one arrives truncated to that and is dropped as too large).
+    fn add_media_udp(&mut self, side: Side, socket: UdpSocket, engine_addr: SocketAddr) {
+        let size = crate::engine::media::MAX_MEDIA_PACKET + 1;
+        self.add_udp_sized(side, socket, engine_addr, size);
+    }
+
+    fn add_udp_sized(&mut self, side: Side, socket: UdpSocket, addr: SocketAddr, size: usize) {
         let socket = Arc::new(socket);
         let reader = tokio::spawn(udp_reader(
             socket.clone(),
             side,
-            engine_addr,
+            addr,
+            size,
             self.tx.clone(),
         ));
-        self.udp.insert(engine_addr, UdpEntry { socket, reader });
+        self.udp.insert(addr, UdpEntry { socket, reader });
     }
 
     /// Sets the caps on SIP TCP connections; call before [`Driver::add_tcp_listener`] (all
@@ -667,7 +681,7 @@ impl Driver {
                     local,
                     socket,
                 } => match UdpSocket::from_std(socket) {
-                    Ok(s) => self.add_udp(side, s, local),
+                    Ok(s) => self.add_media_udp(side, s, local),
                     Err(e) => {
                         self.counters.bind_failures += 1;
                         log(
@@ -791,9 +805,10 @@ async fn udp_reader(
     socket: Arc<UdpSocket>,
     side: Side,
     local: SocketAddr,
+    size: usize,
     tx: mpsc::Sender<Input>,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut buf = vec![0u8; size];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, remote)) => {
@@ -905,7 +920,7 @@ async fn serve_stream(
     idle: Option<(Duration, Arc<TcpGate>)>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut r, mut w) = stream.into_split();
+    let (r, mut w) = stream.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
     // Milliseconds since `opened` of the last byte either way.
     let opened = Instant::now();
@@ -930,9 +945,21 @@ async fn serve_stream(
         return;
     }
     let _slot = slot;
-    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let read = r.read(&mut buf);
+        // The buffer exists only while there is something to read: thousands of quiet
+        // connections hold no read buffer each.
+        let read = async {
+            loop {
+                r.readable().await?;
+                // Readiness can be spurious: the buffer is dropped again before waiting.
+                let mut buf = vec![0u8; STREAM_READ];
+                match r.try_read(&mut buf) {
+                    Ok(n) => return Ok(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         let result = match &idle {
             Some((timeout, gate)) => {
                 let quiet = Duration::from_millis(
@@ -951,10 +978,10 @@ async fn serve_stream(
             None => read.await,
         };
         match result {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
+            Err(_) => break,
+            Ok(buf) if buf.is_empty() => break,
+            Ok(data) => {
                 last.store(millis_since(opened), Ordering::Relaxed);
-                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                 if tx.send(Input::Stream { conn, data }).await.is_err() {
                     return;
                 }
