@@ -46,6 +46,25 @@ pub struct NewCall {
     pub emergency: bool,
 }
 
+impl NewCall {
+    /// A call the other half hands over in a Meta Setup (it decided emergency already).
+    pub fn from_setup(
+        s: &codecs::meta::Setup,
+        direction: Direction,
+        protocol: CallProtocol,
+        family: Family,
+    ) -> Self {
+        NewCall {
+            direction,
+            protocol,
+            family,
+            calling: s.calling.user.clone(),
+            called: s.called.user.clone(),
+            emergency: s.emergency,
+        }
+    }
+}
+
 /// Why the admission chain refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

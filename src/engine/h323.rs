@@ -973,14 +973,8 @@ impl H323 {
                     );
                     out.end_call(now, call, cause);
                 };
-                let new = NewCall {
-                    direction: Direction::FromOutside,
-                    protocol: CallProtocol::H323,
-                    family,
-                    calling: s.calling.user.clone(),
-                    called: s.called.user.clone(),
-                    emergency: s.emergency,
-                };
+                let new =
+                    NewCall::from_setup(&s, Direction::FromOutside, CallProtocol::H323, family);
                 if let Err(r) = out.calls.join(now, call, &new) {
                     release(out, r.cause());
                     return;

@@ -11,13 +11,25 @@
 //!    Meta messages, call records), until each returns `None`.
 //! 3. Ask [`Engine::poll_timeout`] when to call [`Engine::handle_timeout`] next.
 //!
-//! A live driver also drains [`Engine::poll_socket_request`] *before* the transmits of the same
-//! input (the engine names the media ports it needs, the driver binds them, as quinn's endpoint
-//! says what to send and the driver sends it), and with one half per process it moves
-//! [`Engine::poll_tunnel`] frames over the tunnel, feeds what arrives to
+//! A live driver also gives the engine a [`Binder`] ([`Engine::with_binder`]): the media table
+//! binds a port's sockets through it at the moment it takes the port, so a port another program
+//! holds is known before any message announces it (the engine then takes the next one, or
+//! refuses the call). This is the one place the engine asks its driver for something
+//! synchronously; replay's [`NoSockets`] binds nothing. The driver declares what each stream
+//! connection carries ([`Engine::declare_stream`], from the listener that accepted it), and
+//! opens a SIP connection when a transmit names a stream flow it has none for. With one half
+//! per process it moves [`Engine::poll_tunnel`] frames over the tunnel, feeds what arrives to
 //! [`Engine::handle_tunnel_meta`] / [`Engine::handle_tunnel_media`], and reports the tunnel's
 //! life with [`Engine::handle_tunnel_up`] / [`Engine::handle_tunnel_down`]. The engine owns the
 //! Meta sequence numbers, so it also sends the tunnel keepalives (TUNNEL.md §6) from its timer.
+//!
+//! # Inside
+//!
+//! One place per concern (DESIGN: inside the engine): `calls` (identity, the admission chain,
+//! the end of a call, linger), `media` (ports, stream ids, packet checks), `sip_leg` (one SIP
+//! back-to-back user agent half, configured as GW2's outside or GW1's inside) over `txn` (RFC
+//! 3261 section 17) and `timers`, `h323`, `policy` (RFC 3261 section 8.2 filtering), and
+//! `answering` (replay's answering party, mapped onto the inside).
 //!
 //! The live runtime and `sgw replay` are two drivers over this type: what a replay reports is
 //! what the live gateway does with the same packets.

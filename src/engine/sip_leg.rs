@@ -738,18 +738,9 @@ impl SipLeg {
         };
         let ok = MessageBuilder::response_to(msg, 200, None).build();
         self.respond_new(now, flow, msg, key, call, 200, ok, out);
-        if !final_sent {
-            if let Some(call) = call {
-                self.fail_invite(now, call, 487, None, out);
-                out.send_other(
-                    self.cfg.side,
-                    meta::Message::Release(meta::Release {
-                        call,
-                        cause: Cause::NORMAL_CLEARING,
-                    }),
-                );
-                self.end(now, call, Cause::NORMAL_CLEARING, out);
-            }
+        if let (false, Some(call)) = (final_sent, call) {
+            self.fail_invite(now, call, 487, None, out);
+            self.end_both(now, call, Cause::NORMAL_CLEARING, out);
         }
         Ok((Some(200), call))
     }
@@ -852,14 +843,7 @@ impl SipLeg {
                 }
                 // A BYE before the answer also ends the pending INVITE.
                 self.fail_invite(now, call, 487, None, out);
-                out.send_other(
-                    self.cfg.side,
-                    meta::Message::Release(meta::Release {
-                        call,
-                        cause: Cause::NORMAL_CLEARING,
-                    }),
-                );
-                self.end(now, call, Cause::NORMAL_CLEARING, out);
+                self.end_both(now, call, Cause::NORMAL_CLEARING, out);
                 Ok((Some(200), Some(call)))
             }
             Method::Invite | Method::Update => {
@@ -1126,8 +1110,7 @@ impl SipLeg {
             }
             _ => {
                 let cause = translators::cause::status_to_cause(status);
-                out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
-                self.end(now, call, cause, out);
+                self.end_both(now, call, cause, out);
             }
         }
     }
@@ -1401,17 +1384,11 @@ impl SipLeg {
             out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
             out.end_call(now, call, cause);
         };
-        let new = NewCall {
-            direction: match side {
-                Side::Outside => Direction::FromInside,
-                Side::Inside => Direction::FromOutside,
-            },
-            protocol: CallProtocol::Sip,
-            family,
-            calling: s.calling.user.clone(),
-            called: s.called.user.clone(),
-            emergency: s.emergency,
+        let direction = match side {
+            Side::Outside => Direction::FromInside,
+            Side::Inside => Direction::FromOutside,
         };
+        let new = NewCall::from_setup(&s, direction, CallProtocol::Sip, family);
         if let Err(r) = out.calls.join(now, call, &new) {
             release(out, r.cause());
             return;
@@ -1500,6 +1477,13 @@ impl SipLeg {
         out.end_call(now, call, cause);
     }
 
+    /// The call ends here and the other half is told (Meta Release with `cause`).
+    fn end_both(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
+        let release = meta::Message::Release(meta::Release { call, cause });
+        out.send_other(self.cfg.side, release);
+        self.end(now, call, cause, out);
+    }
+
     /// The call table forgot the call: its dialog and transactions go.
     pub fn forget(&mut self, call: CallRef) {
         let Some(d) = self.dialogs.remove(&call) else {
@@ -1514,7 +1498,6 @@ impl SipLeg {
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
-        let side = self.cfg.side;
         for call in self.server.handle_timeout(now, out) {
             // A 2xx never acknowledged: the dialog is ended with a BYE (section 13.3.1.4).
             if self
@@ -1524,9 +1507,8 @@ impl SipLeg {
             {
                 self.counters.unacked_2xx += 1;
                 let cause = Cause::RECOVERY_ON_TIMER_EXPIRY;
-                out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
                 self.send_bye(now, call, cause, out);
-                self.end(now, call, cause, out);
+                self.end_both(now, call, cause, out);
             }
         }
         let mut counters = std::mem::take(&mut self.counters);
@@ -1539,8 +1521,7 @@ impl SipLeg {
                 .is_some_and(|d| d.state == State::Early);
             if method == Method::Invite && early {
                 let cause = Cause::RECOVERY_ON_TIMER_EXPIRY;
-                out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
-                self.end(now, call, cause, out);
+                self.end_both(now, call, cause, out);
             }
         }
         while let Some((_, call)) = self.timers.pop_due(now) {
@@ -1557,8 +1538,7 @@ impl SipLeg {
             } else {
                 self.fail_invite(now, call, 408, Some(cause), out);
             }
-            out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
-            self.end(now, call, cause, out);
+            self.end_both(now, call, cause, out);
         }
     }
 

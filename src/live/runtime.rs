@@ -111,7 +111,7 @@ pub struct DriverCounters {
     pub send_failures: u64,
     /// Media sockets the engine asked for that could not be bound.
     pub bind_failures: u64,
-    /// The tunnel was dropped because its Meta queue was full ([`META_QUEUE`]).
+    /// The tunnel was dropped because its Meta queue was full (`META_QUEUE` frames).
     pub meta_queue_full: u64,
     /// SIP TCP connections the gateway opened (GW1 inside, GW2 toward its next hop).
     pub tcp_connects: u64,
