@@ -113,7 +113,6 @@ port_min = 10000
 port_max = 19999
 [gw2.limits]
 max_calls = 100000
-calls_per_second = 100000
 [gw1]
 tunnel = "127.0.0.1:$tunnel"
 tunnel_server_name = "127.0.0.1"
