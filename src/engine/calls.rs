@@ -13,6 +13,12 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+/// Ended calls kept lingering, per allowed concurrent call: beyond it the oldest ended call is
+/// forgotten early (a flood of short calls cannot grow the table without bound).
+pub const LINGER_PER_CALL: usize = 4;
+/// Ended calls kept lingering whatever `max_calls` is.
+pub const MIN_LINGERING: usize = 1024;
+
 /// How long an ended call stays in the table, so late retransmissions and stray media still find
 /// it (64*T1, RFC 3261 section 17.1.1.2: the longest a peer keeps retransmitting).
 pub const LINGER: Duration = Duration::from_secs(32);
@@ -140,6 +146,8 @@ pub struct CallCounters {
     pub refused_tunnel_down: u64,
     pub refused_no_media_port: u64,
     pub ended: u64,
+    /// Ended calls forgotten before their linger was over (the lingering cap was reached).
+    pub linger_evicted: u64,
 }
 
 #[derive(Debug)]
@@ -353,20 +361,34 @@ impl CallTable {
         })
     }
 
-    /// The next call whose linger is over at `now`: it is gone from the table, and the legs
-    /// drop what they still hold of it.
+    /// The next call whose linger is over at `now` (or the oldest ended call, when more linger
+    /// than the cap allows): it is gone from the table, and the legs drop what they still hold
+    /// of it.
     pub fn poll_forget(&mut self, now: Duration) -> Option<CallRef> {
         let &(at, call) = self.lingering.front()?;
-        if now < at {
+        let over_cap = self.lingering.len() > self.max_lingering();
+        if now < at && !over_cap {
             return None;
+        }
+        if now < at {
+            self.counters.linger_evicted += 1;
         }
         self.lingering.pop_front();
         self.calls.remove(&call);
         Some(call)
     }
 
-    /// When the next lingering call is forgotten.
+    fn max_lingering(&self) -> usize {
+        self.max_calls
+            .saturating_mul(LINGER_PER_CALL)
+            .max(MIN_LINGERING)
+    }
+
+    /// When the next lingering call is forgotten (at once when over the cap).
     pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.lingering.len() > self.max_lingering() {
+            return Some(Duration::ZERO);
+        }
         self.lingering.front().map(|(at, _)| *at)
     }
 
@@ -439,6 +461,24 @@ mod tests {
         assert_eq!(t.live(), 2);
         assert_eq!(t.poll_forget(now + LINGER), Some(a));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn lingering_calls_are_capped() {
+        let mut t = CallTable::new(1, Emergency::default());
+        let now = Duration::ZERO;
+        for _ in 0..MIN_LINGERING + 5 {
+            let c = t.admit(now, Side::Outside, &new_call(false), true).unwrap();
+            t.end(now, c, Cause::NORMAL_CLEARING, MediaCounters::default());
+        }
+        assert_eq!(t.poll_timeout(), Some(Duration::ZERO));
+        let mut evicted = 0;
+        while t.poll_forget(now).is_some() {
+            evicted += 1;
+        }
+        assert_eq!(evicted, 5);
+        assert_eq!(t.counters.linger_evicted, 5);
+        assert_eq!(t.len(), MIN_LINGERING);
     }
 
     #[test]

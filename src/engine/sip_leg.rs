@@ -1168,6 +1168,7 @@ impl SipLeg {
             call,
             req,
             out,
+            &mut self.counters,
         );
     }
 
@@ -1192,8 +1193,18 @@ impl SipLeg {
             ..d.flow
         };
         remember(&mut d.sent, &method, &branch);
-        self.client
-            .send(now, self.cfg.side, flow, branch, method, call, req, out);
+        let counters = &mut self.counters;
+        self.client.send(
+            now,
+            self.cfg.side,
+            flow,
+            branch,
+            method,
+            call,
+            req,
+            out,
+            counters,
+        );
     }
 
     fn send_bye(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
@@ -1371,6 +1382,7 @@ impl SipLeg {
             call,
             req,
             out,
+            &mut self.counters,
         );
     }
 
@@ -1462,8 +1474,18 @@ impl SipLeg {
         self.by_call_id.insert(call_id, call);
         self.dialogs.insert(call, d);
         self.timers.set(now + NO_ANSWER, call);
-        self.client
-            .send(now, side, flow, branch, Method::Invite, call, req, out);
+        let counters = &mut self.counters;
+        self.client.send(
+            now,
+            side,
+            flow,
+            branch,
+            Method::Invite,
+            call,
+            req,
+            out,
+            counters,
+        );
     }
 
     // ---- time and the end of calls ---------------------------------------------------------

@@ -173,6 +173,8 @@ pub struct TxnCounters {
     /// Requests answered without state because the server table was full.
     pub server_txn_table_full: u64,
     pub client_txns: u64,
+    /// Requests sent without a transaction because the client table was full.
+    pub client_txn_table_full: u64,
     pub client_timeouts: u64,
     /// 2xx responses never acknowledged: the dialog was ended with a BYE.
     pub unacked_2xx: u64,
@@ -377,6 +379,7 @@ impl ClientTxns {
         call: CallRef,
         request: Bytes,
         out: &mut Out,
+        counters: &mut TxnCounters,
     ) {
         out.transmits.push_back(Transmit {
             side,
@@ -384,9 +387,14 @@ impl ClientTxns {
             protocol: Protocol::Sip,
             payload: request.clone(),
         });
-        if method == Method::Ack || self.map.len() >= MAX_CLIENT_TXNS {
+        if method == Method::Ack {
             return;
         }
+        if self.map.len() >= MAX_CLIENT_TXNS {
+            counters.client_txn_table_full += 1;
+            return;
+        }
+        counters.client_txns += 1;
         let retransmit = (!flow.transport.is_reliable()).then(|| Retransmit::start(now));
         let timeout = now + TIMEOUT;
         self.timers

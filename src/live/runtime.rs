@@ -36,6 +36,8 @@ const META_QUEUE: usize = 16_384;
 const MEDIA_QUEUE: usize = 4096;
 /// SIP messages queued per TCP connection.
 const STREAM_QUEUE: usize = 256;
+/// SIP connections being opened at once; a request needing one more is not sent (counted).
+const MAX_CONNECTING: usize = 1024;
 /// How long GW1 waits for a TCP connection toward the inside.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read from a stream connection at once.
@@ -113,6 +115,8 @@ pub struct DriverCounters {
     pub bind_failures: u64,
     /// The tunnel was dropped because its Meta queue was full (`META_QUEUE` frames).
     pub meta_queue_full: u64,
+    /// Connections not opened because `MAX_CONNECTING` were under way.
+    pub connects_refused: u64,
     /// SIP TCP connections the gateway opened (GW1 inside, GW2 toward its next hop).
     pub tcp_connects: u64,
     pub tunnel_ups: u64,
@@ -658,6 +662,11 @@ impl Driver {
             } else {
                 self.counters.send_failures += 1;
             }
+            return;
+        }
+        if self.connecting.len() >= MAX_CONNECTING {
+            self.counters.connects_refused += 1;
+            self.counters.send_failures += 1;
             return;
         }
         self.connecting.insert(key, vec![payload]);
