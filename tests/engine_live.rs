@@ -1,7 +1,8 @@
 //! The engine's live-driver interface, on virtual time with two engines (GW2 and GW1) joined
 //! by an in-test tunnel, as quinn-proto tests its endpoints: tunnel keepalives and their
-//! replies, 503 while the tunnel is down, media socket requests (open on allocation, close at
-//! the end of the call), and RTP from the inside told from SIP by GW1's media ports.
+//! replies, 503 while the tunnel is down, media sockets through the driver's binder (opened when
+//! the port is taken, closed at the end of the call; a port another program holds is skipped,
+//! none free refuses the call), and RTP from the inside told from SIP by GW1's media ports.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -307,4 +308,52 @@ fn media_sockets_follow_the_call_and_inside_rtp_is_dispatched_by_port() {
     // Media on the closed port is no longer taken for this call.
     gw1.handle_inside_datagram(t, media_flow, rtp);
     assert!(gw1.poll_tunnel().is_none());
+}
+
+/// Refuses to bind the RTP ports in its list, as if another program held them.
+struct Held(Vec<u16>);
+
+impl Binder for Held {
+    fn open(&mut self, _side: Side, rtp: SocketAddr) -> bool {
+        !self.0.contains(&rtp.port())
+    }
+    fn close(&mut self, _side: Side, _rtp: SocketAddr) {}
+}
+
+#[test]
+fn a_port_another_program_holds_is_skipped_and_none_free_refuses_the_call() {
+    // The first two outside ports are held: the call takes the third.
+    let mut gw2 = engine(Role::Both);
+    gw2.set_binder(Box::new(Held(vec![20000, 20002])));
+    let t = Duration::from_secs(1);
+    gw2.handle_datagram(t, outside_flow(), invite());
+    let sent = transmits(&mut gw2);
+    let inv = sent
+        .iter()
+        .find(|t| t.side == Side::Inside)
+        .expect("INVITE inside");
+    let (req, _) = sip::parse_datagram(inv.payload.clone()).unwrap();
+    let sdp = "v=0\r\no=- 2 2 IN IP4 10.0.0.10\r\ns=-\r\nc=IN IP4 10.0.0.10\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+    let ok = MessageBuilder::response_to(&req, 200, Some("pbx"))
+        .header("Contact", "<sip:pbx@10.0.0.10:5060>")
+        .body("application/sdp", Bytes::from(sdp))
+        .build();
+    gw2.handle_inside_datagram(t, inv.flow, ok);
+    let answer = transmits(&mut gw2)
+        .into_iter()
+        .find(|t| t.side == Side::Outside && status(t) == Some(200))
+        .expect("200 to the caller");
+    let body = String::from_utf8_lossy(&answer.payload).into_owned();
+    assert!(body.contains("m=audio 20004 "), "{body}");
+    assert_eq!(gw2.stats().media.bind_failures, 2);
+
+    // Every outside port held: the call is refused cleanly, nothing goes inside.
+    let mut gw2 = engine(Role::Both);
+    gw2.set_binder(Box::new(Held((20000..20100).collect())));
+    gw2.handle_datagram(t, outside_flow(), invite());
+    let sent = transmits(&mut gw2);
+    assert_eq!(sent.iter().filter_map(status).collect::<Vec<_>>(), [503]);
+    assert!(sent.iter().all(|t| t.side == Side::Outside));
+    assert_eq!(gw2.stats().admission.refused_no_media_port, 1);
+    assert_eq!(gw2.stats().calls_live, 0);
 }
