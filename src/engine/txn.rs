@@ -428,6 +428,8 @@ impl ClientTxns {
         } else {
             t.final_status = Some(status);
             t.retransmit = None;
+            // Never sent again: only the branch is kept, to absorb retransmitted finals.
+            t.request = Bytes::new();
         }
         Some(Matched {
             method: t.method.clone(),
