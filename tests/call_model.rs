@@ -1,7 +1,8 @@
 //! The call model on virtual time, one engine with both halves: every way a call ends frees
 //! what it holds (2xx never acknowledged, unanswered INVITE, a Setup Meta cannot carry), the
-//! call cap counts live calls only, emergency calls have one definition and pass the cap, and
-//! the inside dialog follows RFC 3261 section 12 behind a record-routing proxy.
+//! call cap counts live calls only, emergency calls have one definition and pass the cap, an RFC
+//! 2543 caller without tags can hang up, and the inside dialog follows RFC 3261 section 12
+//! behind a record-routing proxy.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -333,4 +334,41 @@ fn the_inside_dialog_follows_the_route_set_and_the_via() {
         .expect("200 to the BYE");
     assert_eq!(ok.flow.remote, a("10.0.0.10:5070"));
     assert_eq!(requests(&out, Side::Outside, Method::Bye).len(), 1);
+}
+
+#[test]
+fn an_rfc_2543_caller_without_from_tag_can_end_its_call() {
+    let mut e = engine(10);
+    let t = Duration::ZERO;
+    let inv = String::from_utf8(invite(1, "sip:100@198.51.100.1", "a").to_vec())
+        .unwrap()
+        .replace(";tag=t1", "");
+    from_caller(&mut e, t, 1, Bytes::from(inv));
+    let out = drain(&mut e);
+    assert_eq!(statuses(&out, Side::Outside), [100]);
+    let inside_inv = requests(&out, Side::Inside, Method::Invite).pop().unwrap();
+    answer_inside(&mut e, t, &inside_inv, a(PROXY), &[]);
+    let ok = drain(&mut e)
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .map(sip_of)
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    let tag = ok.to().unwrap().tag().unwrap().to_owned();
+    // The BYE carries no From tag either (RFC 3261 section 12.2.1.1: the remote tag is null).
+    let bye = MessageBuilder::request(&Method::Bye, "sip:gw@198.51.100.1")
+        .header(
+            "Via",
+            format!("SIP/2.0/UDP {};branch=z9hG4bK-bye", caller(1)),
+        )
+        .header("From", "<sip:c1@192.0.2.7>")
+        .header("To", format!("<sip:100@198.51.100.1>;tag={tag}"))
+        .header("Call-ID", "cm-1@192.0.2.7")
+        .header("CSeq", "2 BYE")
+        .build();
+    from_caller(&mut e, t, 1, bye);
+    let out = drain(&mut e);
+    assert_eq!(statuses(&out, Side::Outside), [200]);
+    assert_eq!(requests(&out, Side::Inside, Method::Bye).len(), 1);
+    assert_eq!(e.stats().calls_live, 0);
 }
