@@ -126,6 +126,33 @@ fn answer_inside(e: &mut Engine, now: Duration, inv: &Message, from: SocketAddr,
     from_inside(e, now, from, ok);
 }
 
+/// The inside answers the call; returns GW2's tag in the 200 to the caller.
+fn answered(e: &mut Engine, now: Duration, inside_invite: &Message) -> String {
+    answer_inside(e, now, inside_invite, a(PROXY), &[]);
+    let ok = drain(e)
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .map(sip_of)
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    ok.to().unwrap().tag().unwrap().to_owned()
+}
+
+/// Caller `i`'s BYE in its dialog with GW2 (`from_tag` as its INVITE had it).
+fn caller_bye(i: u32, from_tag: Option<&str>, gw2_tag: &str) -> Bytes {
+    let tag = from_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    MessageBuilder::request(&Method::Bye, "sip:gw@198.51.100.1")
+        .header(
+            "Via",
+            format!("SIP/2.0/UDP {};branch=z9hG4bK-bye-{i}", caller(i)),
+        )
+        .header("From", format!("<sip:c{i}@192.0.2.7>{tag}"))
+        .header("To", format!("<sip:100@198.51.100.1>;tag={gw2_tag}"))
+        .header("Call-ID", format!("cm-{i}@192.0.2.7"))
+        .header("CSeq", "2 BYE")
+        .build()
+}
+
 #[test]
 fn a_2xx_never_acknowledged_ends_with_bye_and_frees_the_slot() {
     let mut e = engine(1);
@@ -222,24 +249,8 @@ fn the_cap_counts_calls_in_progress_not_lingering_ones() {
         let out = drain(&mut e);
         assert_eq!(statuses(&out, Side::Outside), [100], "call {i}");
         let inv = requests(&out, Side::Inside, Method::Invite).pop().unwrap();
-        answer_inside(&mut e, now, &inv, a(PROXY), &[]);
-        let ok = drain(&mut e)
-            .iter()
-            .filter(|t| t.side == Side::Outside)
-            .map(sip_of)
-            .find(|m| m.status() == Some(200))
-            .unwrap();
-        let tag = ok.to().unwrap().tag().unwrap().to_owned();
-        let bye = MessageBuilder::request(&Method::Bye, "sip:gw@198.51.100.1")
-            .header(
-                "Via",
-                format!("SIP/2.0/UDP {};branch=z9hG4bK-bye-{i}", caller(i)),
-            )
-            .header("From", format!("<sip:c{i}@192.0.2.7>;tag=t{i}"))
-            .header("To", format!("<sip:100@198.51.100.1>;tag={tag}"))
-            .header("Call-ID", format!("cm-{i}@192.0.2.7"))
-            .header("CSeq", "2 BYE")
-            .build();
+        let tag = answered(&mut e, now, &inv);
+        let bye = caller_bye(i, Some(&format!("t{i}")), &tag);
         from_caller(&mut e, now, i, bye);
         assert_eq!(statuses(&drain(&mut e), Side::Outside), [200]);
         now += Duration::from_millis(10);
@@ -347,25 +358,9 @@ fn an_rfc_2543_caller_without_from_tag_can_end_its_call() {
     let out = drain(&mut e);
     assert_eq!(statuses(&out, Side::Outside), [100]);
     let inside_inv = requests(&out, Side::Inside, Method::Invite).pop().unwrap();
-    answer_inside(&mut e, t, &inside_inv, a(PROXY), &[]);
-    let ok = drain(&mut e)
-        .iter()
-        .filter(|t| t.side == Side::Outside)
-        .map(sip_of)
-        .find(|m| m.status() == Some(200))
-        .unwrap();
-    let tag = ok.to().unwrap().tag().unwrap().to_owned();
+    let tag = answered(&mut e, t, &inside_inv);
     // The BYE carries no From tag either (RFC 3261 section 12.2.1.1: the remote tag is null).
-    let bye = MessageBuilder::request(&Method::Bye, "sip:gw@198.51.100.1")
-        .header(
-            "Via",
-            format!("SIP/2.0/UDP {};branch=z9hG4bK-bye", caller(1)),
-        )
-        .header("From", "<sip:c1@192.0.2.7>")
-        .header("To", format!("<sip:100@198.51.100.1>;tag={tag}"))
-        .header("Call-ID", "cm-1@192.0.2.7")
-        .header("CSeq", "2 BYE")
-        .build();
+    let bye = caller_bye(1, None, &tag);
     from_caller(&mut e, t, 1, bye);
     let out = drain(&mut e);
     assert_eq!(statuses(&out, Side::Outside), [200]);

@@ -745,6 +745,14 @@ impl SipLeg {
         Ok((Some(200), call))
     }
 
+    /// A UAS dialog's initial INVITE while it still waits for its final answer.
+    fn pending_invite(&self, call: CallRef) -> Option<(&Dialog, TxnKey, &Message)> {
+        let d = self.dialogs.get(&call)?;
+        let key = d.invite_key.clone()?;
+        let invite = self.server.request(&key)?;
+        Some((d, key, invite))
+    }
+
     /// Answers the pending initial INVITE of a UAS dialog with a final error.
     fn fail_invite(
         &mut self,
@@ -754,13 +762,7 @@ impl SipLeg {
         cause: Option<Cause>,
         out: &mut Out,
     ) {
-        let Some(d) = self.dialogs.get(&call) else {
-            return;
-        };
-        let Some(key) = d.invite_key.clone() else {
-            return;
-        };
-        let Some(invite) = self.server.request(&key) else {
+        let Some((d, key, invite)) = self.pending_invite(call) else {
             return;
         };
         let mut b = MessageBuilder::response_to(invite, code, Some(&d.local_tag));
@@ -1304,13 +1306,7 @@ impl SipLeg {
     /// A provisional or 2xx response on the initial INVITE of a UAS dialog.
     fn answer_invite(&mut self, now: Duration, call: CallRef, code: u16, sdp: bool, out: &mut Out) {
         let side = self.cfg.side;
-        let Some(d) = self.dialogs.get_mut(&call) else {
-            return;
-        };
-        let Some(key) = d.invite_key.clone() else {
-            return;
-        };
-        let Some(invite) = self.server.request(&key) else {
+        let Some((d, key, invite)) = self.pending_invite(call) else {
             return;
         };
         let contact = contact_uri(self.cfg.contact_user, d.flow);
@@ -1329,7 +1325,9 @@ impl SipLeg {
         }
         let bytes = b.build();
         if code == 200 {
-            d.awaiting_ack.push(key.clone());
+            if let Some(d) = self.dialogs.get_mut(&call) {
+                d.awaiting_ack.push(key.clone());
+            }
         }
         self.server.respond(now, &key, code, bytes, out);
     }
