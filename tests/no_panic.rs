@@ -422,6 +422,31 @@ fn exercise_engine(data: &[u8], split: usize) {
     engine.handle_timeout(Duration::from_secs(64));
     while engine.poll_event().is_some() {}
     while engine.poll_transmit().is_some() {}
+
+    // With a call in progress (GW2's outside dialog and GW1's inside one exist), the bytes as
+    // a datagram from the caller, and from the inside next hop as a datagram and a stream: the
+    // inside is one more peer whose input is not trusted.
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.handle_datagram(Duration::ZERO, udp_flow(), Bytes::from_static(INVITE));
+    let inside = engine
+        .poll_transmit()
+        .into_iter()
+        .chain(std::iter::from_fn(|| engine.poll_transmit()))
+        .find(|t| t.side == sgw::engine::Side::Inside)
+        .map(|t| t.flow)
+        .expect("the INVITE goes inside");
+    let t = Duration::from_millis(5);
+    engine.handle_datagram(t, udp_flow(), Bytes::copy_from_slice(data));
+    engine.handle_inside_datagram(t, inside, Bytes::copy_from_slice(data));
+    let inside_tcp = Flow {
+        transport: Transport::Tcp,
+        ..inside
+    };
+    engine.handle_inside_stream(t, ConnId(2), inside_tcp, &data[..cut]);
+    engine.handle_inside_stream(t, ConnId(2), inside_tcp, &data[cut..]);
+    engine.handle_timeout(Duration::from_secs(400));
+    while engine.poll_event().is_some() {}
+    while engine.poll_transmit().is_some() {}
 }
 
 fn exercise_rtp(data: &[u8]) {
