@@ -141,12 +141,16 @@ struct Outcome {
     kamailio_log: Vec<String>,
 }
 
-/// A port free for both UDP and TCP on `ip`.
+/// A port free for both UDP and TCP on `ip`, with the TCP port above it free too: baresip
+/// binds its SIP/TLS transport there, and a phone that cannot bind it does not start.
 fn free_sip_port(ip: &str) -> u16 {
     for _ in 0..100 {
         let t = TcpListener::bind((ip, 0)).unwrap();
         let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind((ip, p)).is_ok() {
+        let above = p
+            .checked_add(1)
+            .is_some_and(|q| TcpListener::bind((ip, q)).is_ok());
+        if above && UdpSocket::bind((ip, p)).is_ok() {
             return p;
         }
     }
