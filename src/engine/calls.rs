@@ -83,12 +83,6 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The SIP status that answers a refused INVITE (RFC 3261 section 21.5.4: 503 for a
-    /// temporary overload).
-    pub fn sip_status(self) -> u16 {
-        503
-    }
-
     /// The Q.850 cause that releases a refused H.323 Setup or Meta call.
     pub fn cause(self) -> Cause {
         match self {
@@ -152,7 +146,6 @@ pub struct CallCounters {
 
 #[derive(Debug)]
 struct Entry {
-    direction: Direction,
     protocol: CallProtocol,
     family: Family,
     calling: String,
@@ -262,7 +255,6 @@ impl CallTable {
         self.calls.insert(
             call_ref,
             Entry {
-                direction: call.direction,
                 protocol: call.protocol,
                 family: call.family,
                 calling: call.calling.clone(),
@@ -297,17 +289,9 @@ impl CallTable {
         self.calls.get(&call).is_some_and(|e| e.ended_at.is_none())
     }
 
-    pub fn is_emergency(&self, call: CallRef) -> bool {
-        self.calls.get(&call).is_some_and(|e| e.emergency)
-    }
-
     /// The family of the network the call arrived from (for "inside family as outside").
     pub fn family(&self, call: CallRef) -> Option<Family> {
         self.calls.get(&call).map(|e| e.family)
-    }
-
-    pub fn direction(&self, call: CallRef) -> Option<Direction> {
-        self.calls.get(&call).map(|e| e.direction)
     }
 
     pub fn protocol(&self, call: CallRef) -> Option<CallProtocol> {

@@ -531,10 +531,6 @@ impl MediaTable {
         }
     }
 
-    pub fn call_of(&self, side: Side, stream: StreamId) -> Option<CallRef> {
-        self.streams.get(&(side, stream)).map(|e| e.call)
-    }
-
     /// The call ended: its ports are released and their sockets closed, and its packets are
     /// refused from now on. Returns the call's media counters as the outside sees them (the
     /// outside streams when this engine has them, else the inside ones), summed over streams.

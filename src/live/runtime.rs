@@ -115,13 +115,13 @@ pub struct DriverCounters {
     pub bind_failures: u64,
     /// The tunnel was dropped because its Meta queue was full (`META_QUEUE` frames).
     pub meta_queue_full: u64,
-    /// Connections not opened because `MAX_CONNECTING` were under way.
+    /// Connections not opened: `MAX_CONNECTING` were under way, or the TCP caps were reached.
     pub connects_refused: u64,
     /// SIP TCP connections the gateway opened (GW1 inside, GW2 toward its next hop).
     pub tcp_connects: u64,
     pub tunnel_ups: u64,
     pub tunnel_downs: u64,
-    /// SIP TCP connections accepted and kept (within the caps).
+    /// SIP TCP connections admitted within the caps: accepted, or opened by the gateway.
     pub tcp_accepted: u64,
     /// SIP TCP connections closed on accept: `max_tcp_connections` were open.
     pub tcp_refused_total: u64,
@@ -669,10 +669,18 @@ impl Driver {
             self.counters.send_failures += 1;
             return;
         }
+        // Connections the gateway opens count against the same caps as those it accepts, and
+        // close when idle like them: the engine reopens one when it next needs it.
+        let Some(slot) = self.tcp_gate.admit(flow.remote.ip()) else {
+            self.counters.connects_refused += 1;
+            self.counters.send_failures += 1;
+            return;
+        };
         self.connecting.insert(key, vec![payload]);
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         self.counters.tcp_connects += 1;
-        let task = tokio::spawn(tcp_connect(flow, side, conn, self.tx.clone()));
+        let gate = self.tcp_gate.clone();
+        let task = tokio::spawn(tcp_connect(flow, side, conn, self.tx.clone(), slot, gate));
         drop(task);
     }
 
@@ -893,10 +901,18 @@ async fn tcp_accept(
 
 /// Opens a SIP connection the engine needs (a request with no connection to carry it). `flow`
 /// is the engine's view of it: its own SIP address and the peer.
-async fn tcp_connect(flow: Flow, side: Side, conn: ConnId, tx: mpsc::Sender<Input>) {
+async fn tcp_connect(
+    flow: Flow,
+    side: Side,
+    conn: ConnId,
+    tx: mpsc::Sender<Input>,
+    slot: TcpSlot,
+    gate: Arc<TcpGate>,
+) {
     let connect = tokio::net::TcpStream::connect(flow.remote);
     match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(stream)) => {
+            let idle = Some((gate.limits.idle_timeout, gate.clone()));
             serve_stream(
                 stream,
                 conn,
@@ -904,8 +920,8 @@ async fn tcp_connect(flow: Flow, side: Side, conn: ConnId, tx: mpsc::Sender<Inpu
                 side,
                 StreamProtocol::Sip,
                 tx,
-                None,
-                None,
+                Some(slot),
+                idle,
             )
             .await
         }
