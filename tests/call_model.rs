@@ -2,7 +2,7 @@
 //! what it holds (2xx never acknowledged, unanswered INVITE, a Setup Meta cannot carry), the
 //! call cap counts live calls only, emergency calls have one definition and pass the cap, an RFC
 //! 2543 caller without tags can hang up, and the inside dialog follows RFC 3261 section 12
-//! behind a record-routing proxy.
+//! behind a record-routing proxy (a refused re-INVITE included).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -366,4 +366,73 @@ fn an_rfc_2543_caller_without_from_tag_can_end_its_call() {
     assert_eq!(statuses(&out, Side::Outside), [200]);
     assert_eq!(requests(&out, Side::Inside, Method::Bye).len(), 1);
     assert_eq!(e.stats().calls_live, 0);
+}
+
+#[test]
+fn a_refused_re_invite_is_acknowledged_along_the_route_set() {
+    let mut e = engine(10);
+    let t = Duration::ZERO;
+    from_caller(&mut e, t, 1, invite(1, "sip:100@198.51.100.1", "a"));
+    let inv = requests(&drain(&mut e), Side::Inside, Method::Invite)
+        .pop()
+        .unwrap();
+    answer_inside(&mut e, t, &inv, a(PROXY), &["<sip:10.0.0.10;lr>"]);
+    let ok = drain(&mut e)
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .map(sip_of)
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    let gw2_tag = ok.to().unwrap().tag().unwrap().to_owned();
+    // The caller puts the call on hold: GW1 re-INVITEs the phone through the proxy.
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=sendonly\r\n";
+    let reinvite = MessageBuilder::request(&Method::Invite, "sip:gw@198.51.100.1")
+        .header(
+            "Via",
+            format!("SIP/2.0/UDP {};branch=z9hG4bK-re", caller(1)),
+        )
+        .header("From", "<sip:c1@192.0.2.7>;tag=t1")
+        .header("To", format!("<sip:100@198.51.100.1>;tag={gw2_tag}"))
+        .header("Call-ID", "cm-1@192.0.2.7")
+        .header("CSeq", "2 INVITE")
+        .header("Contact", format!("<sip:c1@{}>", caller(1)))
+        .body("application/sdp", Bytes::from(sdp))
+        .build();
+    from_caller(&mut e, t, 1, reinvite);
+    let inside_re = requests(&drain(&mut e), Side::Inside, Method::Invite)
+        .pop()
+        .expect("re-INVITE inside");
+    // The phone refuses it; the ACK repeats the re-INVITE's Request-URI and Route and goes to
+    // the proxy (RFC 3261 section 17.1.1.3).
+    let refused = MessageBuilder::response_to(&inside_re, 488, None).build();
+    from_inside(&mut e, t, a(PROXY), refused);
+    let out = drain(&mut e);
+    let ack = out
+        .iter()
+        .find(|t| t.side == Side::Inside && sip_of(t).method() == Some(&Method::Ack))
+        .expect("ACK of the 488");
+    assert_eq!(ack.flow.remote, a(PROXY));
+    let ack = sip_of(ack);
+    assert!(
+        ack.summary().contains("sip:phone@10.0.0.20:5060"),
+        "{}",
+        ack.summary()
+    );
+    assert_eq!(
+        ack.headers().all(&HeaderName::ROUTE).collect::<Vec<_>>(),
+        ["<sip:10.0.0.10;lr>"]
+    );
+    // The caller's re-INVITE is not left unanswered: it gets the session as it was.
+    let answer = out
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .map(sip_of)
+        .find(|m| m.cseq().is_ok_and(|c| c.seq == 2) && m.status().is_some_and(|s| s >= 200))
+        .expect("a final answer to the caller's re-INVITE");
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(
+        e.stats().calls_live,
+        1,
+        "a refused re-INVITE leaves the call up"
+    );
 }

@@ -178,6 +178,8 @@ pub struct Dialog {
     provisional: u16,
     /// The media as this leg describes it to its peer (streams and codecs).
     offer: Vec<MediaDescription>,
+    /// UAC of a re-INVITE: the media before it, restored when the peer refuses it.
+    before_offer: Option<Vec<MediaDescription>>,
     media_ip: IpAddr,
     sdp_id: u64,
     sdp_version: u64,
@@ -662,6 +664,7 @@ impl SipLeg {
             sent: Vec::new(),
             ack: None,
             provisional: 0,
+            before_offer: None,
             offer,
             media_ip,
             sdp_id: self.ids.number(),
@@ -984,7 +987,7 @@ impl SipLeg {
                 }
             } else if status >= 300 {
                 // A non-2xx ACK belongs to the INVITE's transaction (same branch, hop by hop).
-                self.ack_non2xx(call, &msg, &branch, out);
+                self.ack_non2xx(call, &msg, &branch, initial, out);
             }
         }
         if m.repeat {
@@ -1009,7 +1012,16 @@ impl SipLeg {
     }
 
     /// The ACK of a non-2xx final response (RFC 3261 section 17.1.1.3).
-    fn ack_non2xx(&mut self, call: CallRef, resp: &Message, branch: &str, out: &mut Out) {
+    /// The ACK repeats its INVITE's Request-URI and Route and goes where it went: the initial
+    /// INVITE to the next hop, a re-INVITE along the route set.
+    fn ack_non2xx(
+        &mut self,
+        call: CallRef,
+        resp: &Message,
+        branch: &str,
+        initial: bool,
+        out: &mut Out,
+    ) {
         let Some(d) = self.dialogs.get(&call) else {
             return;
         };
@@ -1021,15 +1033,27 @@ impl SipLeg {
             .flatten()
             .map(str::to_owned)
             .unwrap_or_else(|| d.remote());
-        let req = MessageBuilder::request(&Method::Ack, &d.remote_target_initial())
-            .header("Via", via(d.flow, branch))
+        let (uri, routes, flow) = if initial {
+            (d.remote_target_initial(), &[][..], d.flow)
+        } else {
+            let flow = Flow {
+                remote: d.destination(self.cfg.symmetric),
+                ..d.flow
+            };
+            (d.remote_target.clone(), &d.route_set[..], flow)
+        };
+        let mut b = MessageBuilder::request(&Method::Ack, &uri).header("Via", via(d.flow, branch));
+        for r in routes {
+            b = b.header("Route", r.clone());
+        }
+        let req = b
             .header("Max-Forwards", "70")
             .header("From", d.local())
             .header("To", to)
             .header("Call-ID", d.call_id.clone())
             .header("CSeq", format!("{} ACK", cseq.seq))
             .build();
-        self.transmit(out, d.flow, req);
+        self.transmit(out, flow, req);
     }
 
     /// A response to the INVITE that placed a call: learn the dialog, hand the progress on.
@@ -1127,12 +1151,25 @@ impl SipLeg {
     ) {
         let side = self.cfg.side;
         if !(200..300).contains(&status) {
+            // Refused: the session stays as it was (RFC 3261 section 14.1), and the other half
+            // answers its peer with the media it had, so no offer is left unanswered.
+            let Some(d) = self.dialogs.get_mut(&call) else {
+                return;
+            };
+            if let Some(before) = d.before_offer.take() {
+                d.offer = before;
+                let media = d.offer.clone();
+                let kind = meta::OfferAnswer::Answer;
+                let update = meta::MediaUpdate { call, kind, media };
+                out.send_other(side, meta::Message::MediaUpdate(update));
+            }
             return;
         }
         self.send_ack(now, call, msg, out);
         let Some(d) = self.dialogs.get_mut(&call) else {
             return;
         };
+        d.before_offer = None;
         if let Some(sdp) = policy::sdp_body(msg) {
             if let Ok(ans) = tsip::answer_from_sdp(&sdp, &d.offer) {
                 apply_remotes(out, side, &ans.media, &ans.remotes);
@@ -1279,7 +1316,7 @@ impl SipLeg {
                         return;
                     }
                     d.take_answer(&media);
-                    d.offer = media;
+                    d.before_offer = Some(std::mem::replace(&mut d.offer, media));
                     d.sdp_version += 1;
                     let contact = contact_uri(self.cfg.contact_user, d.flow);
                     let sdp = d.sdp(&out.media, side);
@@ -1453,6 +1490,7 @@ impl SipLeg {
             sent: vec![(Method::Invite, branch.clone())],
             ack: None,
             provisional: 0,
+            before_offer: None,
             offer: s.media,
             media_ip: p.media_ip,
             sdp_id: self.ids.number(),
@@ -1514,6 +1552,10 @@ impl SipLeg {
         }
         for (_, branch) in &d.sent {
             self.client.remove(branch);
+        }
+        // Transactions the dialog never answered have no timer of their own.
+        for key in d.invite_key.iter().chain(&d.reinvite) {
+            self.server.forget_unanswered(key);
         }
     }
 

@@ -217,6 +217,14 @@ impl ServerTxns {
         true
     }
 
+    /// Drops a transaction still waiting for its final answer (its call is gone); one with a
+    /// final response ends by its own timers.
+    pub fn forget_unanswered(&mut self, key: &TxnKey) {
+        if self.map.get(key).is_some_and(|t| !t.is_final()) {
+            self.remove(key);
+        }
+    }
+
     fn remove(&mut self, key: &TxnKey) {
         if let Some(t) = self.map.remove(key) {
             self.rejected -= usize::from(t.rejected);
