@@ -46,6 +46,9 @@ pub struct NewCall {
     pub protocol: CallProtocol,
     /// The family of the network the call arrived from.
     pub family: Family,
+    /// The address the call's first message came from; `None` for a call the other half
+    /// admitted and handed over in a Meta Setup.
+    pub source: Option<std::net::IpAddr>,
     pub calling: String,
     pub called: String,
     /// From [`Emergency::recognises`], the one definition of an emergency call.
@@ -64,6 +67,7 @@ impl NewCall {
             direction,
             protocol,
             family,
+            source: None,
             calling: s.calling.user.clone(),
             called: s.called.user.clone(),
             emergency: s.emergency,
@@ -396,6 +400,7 @@ mod tests {
             direction: Direction::FromOutside,
             protocol: CallProtocol::Sip,
             family: Family::V4,
+            source: None,
             calling: "a".into(),
             called: "b".into(),
             emergency,

@@ -565,6 +565,7 @@ impl H323 {
             direction: Direction::FromOutside,
             protocol: CallProtocol::H323,
             family: Family::of(flow.remote.ip()),
+            source: Some(flow.remote.ip()),
             calling: info.calling.user.clone(),
             called: info.called.user.clone(),
             emergency,

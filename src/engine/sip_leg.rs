@@ -569,6 +569,7 @@ impl SipLeg {
             },
             protocol: CallProtocol::Sip,
             family,
+            source: Some(flow.remote.ip()),
             calling: calling.user.clone(),
             called: called.user.clone(),
             emergency,
