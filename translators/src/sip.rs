@@ -180,6 +180,10 @@ fn describe(
     Ok((desc, remote))
 }
 
+/// The o= user name of the SDP the gateway writes: `-`, "no concept of user IDs" (RFC 8866
+/// section 5.2). A product name here would tell a scanner (svmap) what answers.
+pub const ORIGIN_USER: &str = "-";
+
 /// A fresh SDP body for `media`, with `ip` as the connection address and `ports[i]` for the
 /// i-th description (`None` refuses the stream with port 0). Nothing of any incoming SDP is
 /// copied: this is how topology hiding rewrites c=, o= and m=.
@@ -190,7 +194,7 @@ pub fn sdp_from_media(
     session_id: u64,
     version: u64,
 ) -> Bytes {
-    let mut b = Session::builder(Origin::new("sgw", session_id, version, ip)).connection(ip);
+    let mut b = Session::builder(Origin::new(ORIGIN_USER, session_id, version, ip)).connection(ip);
     for (i, m) in media.iter().enumerate() {
         let port = ports
             .get(i)
@@ -240,7 +244,7 @@ pub fn sdp_from_media(
         Ok(s) => Bytes::from(s.to_bytes()),
         // The builder only fails on values Meta cannot hold (a codec name with a space):
         // fall back to a session without media rather than emitting invalid SDP.
-        Err(_) => Session::builder(Origin::new("sgw", session_id, version, ip))
+        Err(_) => Session::builder(Origin::new(ORIGIN_USER, session_id, version, ip))
             .connection(ip)
             .build()
             .map(|s| Bytes::from(s.to_bytes()))

@@ -25,7 +25,7 @@ use super::{
 ///     )
 ///     .build()
 ///     .unwrap();
-/// assert!(sdp.to_bytes().starts_with(b"v=0\r\no=sgw 1 1 IN IP4 192.0.2.1\r\ns=-\r\n"));
+/// assert!(sdp.to_bytes().starts_with(b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionBuilder {

@@ -342,7 +342,7 @@ fn builder_fresh_session() {
         .unwrap();
     assert_eq!(
         std::str::from_utf8(&s.to_bytes()).unwrap(),
-        "v=0\r\no=sgw 123 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+        "v=0\r\no=- 123 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
          m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:8 PCMA/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendonly\r\n\
          m=video 0 RTP/AVP 31\r\nc=IN IP6 2001:db8::2\r\n"
