@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+pub mod gateway;
 pub mod phones;
 pub mod rawsip;
 pub mod scenarios;
