@@ -12,7 +12,10 @@ fn the_example_parses() {
     assert_eq!(gw1.transport, Transport::Udp);
     assert_eq!(c.policy.emergency_numbers, ["112", "110", "911"]);
     let names: Vec<&str> = c.policy.rules.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["emergency", "toll-fraud", "inside-out", "inbound-did"]);
+    assert_eq!(
+        names,
+        ["emergency", "toll-fraud", "inside-out", "inbound-did"]
+    );
     assert!(c.pki.is_some());
     assert!(EXAMPLE_CONFIG_HELP.ends_with(EXAMPLE_CONFIG));
 }

@@ -257,11 +257,7 @@ impl Pattern {
         while let Some(c) = chars.next() {
             match c {
                 '*' if chars.peek().is_none() => rest = true,
-                '*' => {
-                    return Err(format!(
-                        "{s:?}: '*' is only allowed at the end (any rest)"
-                    ))
-                }
+                '*' => return Err(format!("{s:?}: '*' is only allowed at the end (any rest)")),
                 'X' => tokens.push(Token::Digit),
                 c if c.is_control() || c.is_whitespace() => {
                     return Err(format!("{s:?}: control or space character"))
@@ -438,7 +434,10 @@ impl AccessPolicy {
                     key("name"),
                     format!("{:?} is reserved for the implicit decision", r.name),
                 ));
-            } else if let Some(j) = rules.get(..i).and_then(|p| p.iter().position(|o| o.name == r.name)) {
+            } else if let Some(j) = rules
+                .get(..i)
+                .and_then(|p| p.iter().position(|o| o.name == r.name))
+            {
                 problems.push((
                     key("name"),
                     format!("duplicate name {:?} (rule {})", r.name, j + 1),
@@ -484,10 +483,7 @@ impl AccessPolicy {
                 RuleAction::Allow => {
                     for (k, v) in [("status", r.status), ("cause", r.cause)] {
                         if v.is_some() {
-                            problems.push((
-                                key(k),
-                                format!("{k} is only for action = \"deny\""),
-                            ));
+                            problems.push((key(k), format!("{k} is only for action = \"deny\"")));
                         }
                     }
                     Action::Allow
@@ -607,7 +603,9 @@ impl AccessPolicy {
             Some((i, name, action)) => (u32::try_from(i).unwrap_or(Denial::IMPLICIT), name, action),
             None => (
                 Denial::IMPLICIT,
-                self.default_deny.clone().unwrap_or_else(|| DEFAULT_DENY.into()),
+                self.default_deny
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_DENY.into()),
                 Action::Deny {
                     status: DEFAULT_STATUS,
                     cause: DEFAULT_CAUSE,

@@ -83,7 +83,11 @@ pub enum Rejection {
     AddressIncomplete,
     /// An access rule denied the call: its status (4xx-6xx) and Q.850 cause; the rule's name
     /// goes into the report, never to the caller.
-    Denied { status: u16, cause: u8, rule: String },
+    Denied {
+        status: u16,
+        cause: u8,
+        rule: String,
+    },
 }
 
 impl Rejection {

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use super::*;
 use crate::engine::calls::{CallProtocol, Direction, NewCall};
@@ -107,33 +112,222 @@ fn rules_decide_first_match_wins() {
         case(Out, Sip, "192.0.2.9", "x", "112", true, "emergency", true),
         case(In, Sip, "10.1.2.3", "201", "112", true, "emergency", true),
         // CIDR v4 and v6; the v6 prefix is a /48.
-        case(Out, Sip, "192.0.2.9", "x", "+49301234567", false, "banned-net", false),
-        case(Out, Sip, "2001:db8:bad:1::5", "x", "+49301234567", false, "banned-net", false),
-        case(Out, Sip, "2001:db8:bae::5", "x", "+49301234567", false, "did", true),
+        case(
+            Out,
+            Sip,
+            "192.0.2.9",
+            "x",
+            "+49301234567",
+            false,
+            "banned-net",
+            false,
+        ),
+        case(
+            Out,
+            Sip,
+            "2001:db8:bad:1::5",
+            "x",
+            "+49301234567",
+            false,
+            "banned-net",
+            false,
+        ),
+        case(
+            Out,
+            Sip,
+            "2001:db8:bae::5",
+            "x",
+            "+49301234567",
+            false,
+            "did",
+            true,
+        ),
         // An IPv4-mapped IPv6 source is the IPv4 address.
-        case(Out, Sip, "::ffff:192.0.2.1", "x", "alice", false, "banned-net", false),
+        case(
+            Out,
+            Sip,
+            "::ffff:192.0.2.1",
+            "x",
+            "alice",
+            false,
+            "banned-net",
+            false,
+        ),
         // Direction: the toll rule is for inside callers only.
-        case(In, Sip, "10.0.0.10", "201", "0044123", false, "toll-fraud", false),
-        case(In, Sip, "10.0.0.10", "201", "+88112345", false, "toll-fraud", false),
-        case(In, Sip, "10.0.0.10", "201", "19001234567", false, "toll-fraud", false),
+        case(
+            In,
+            Sip,
+            "10.0.0.10",
+            "201",
+            "0044123",
+            false,
+            "toll-fraud",
+            false,
+        ),
+        case(
+            In,
+            Sip,
+            "10.0.0.10",
+            "201",
+            "+88112345",
+            false,
+            "toll-fraud",
+            false,
+        ),
+        case(
+            In,
+            Sip,
+            "10.0.0.10",
+            "201",
+            "19001234567",
+            false,
+            "toll-fraud",
+            false,
+        ),
         // X is exactly one digit.
-        case(In, Sip, "10.0.0.10", "201", "1900123456", false, "inside-out", true),
-        case(In, Sip, "fd00::10", "201", "+4930999", false, "inside-out", true),
-        case(In, Sip, "172.16.0.1", "201", "+4930999", false, DEFAULT_DENY, false),
+        case(
+            In,
+            Sip,
+            "10.0.0.10",
+            "201",
+            "1900123456",
+            false,
+            "inside-out",
+            true,
+        ),
+        case(
+            In,
+            Sip,
+            "fd00::10",
+            "201",
+            "+4930999",
+            false,
+            "inside-out",
+            true,
+        ),
+        case(
+            In,
+            Sip,
+            "172.16.0.1",
+            "201",
+            "+4930999",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
         // Patterns: the DID range, visual separators dropped, exact user names.
-        case(Out, Sip, "203.0.113.5", "x", "+49301234000", false, "did", true),
-        case(Out, Sip, "203.0.113.5", "x", "+49-30-1234-999", false, "did", true),
-        case(Out, Sip, "203.0.113.5", "x", "+4930123400", false, DEFAULT_DENY, false),
-        case(Out, Sip, "203.0.113.5", "x", "+493012340000", false, DEFAULT_DENY, false),
-        case(Out, Sip, "203.0.113.5", "x", "+49301234a00", false, DEFAULT_DENY, false),
+        case(
+            Out,
+            Sip,
+            "203.0.113.5",
+            "x",
+            "+49301234000",
+            false,
+            "did",
+            true,
+        ),
+        case(
+            Out,
+            Sip,
+            "203.0.113.5",
+            "x",
+            "+49-30-1234-999",
+            false,
+            "did",
+            true,
+        ),
+        case(
+            Out,
+            Sip,
+            "203.0.113.5",
+            "x",
+            "+4930123400",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
+        case(
+            Out,
+            Sip,
+            "203.0.113.5",
+            "x",
+            "+493012340000",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
+        case(
+            Out,
+            Sip,
+            "203.0.113.5",
+            "x",
+            "+49301234a00",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
         case(Out, Sip, "203.0.113.5", "x", "alice", false, "did", true),
-        case(Out, Sip, "203.0.113.5", "x", "Alice", false, DEFAULT_DENY, false),
-        case(Out, Sip, "203.0.113.5", "x", "00", false, DEFAULT_DENY, false),
+        case(
+            Out,
+            Sip,
+            "203.0.113.5",
+            "x",
+            "Alice",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
+        case(
+            Out,
+            Sip,
+            "203.0.113.5",
+            "x",
+            "00",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
         // Protocol, source and caller together.
-        case(Out, H323, "198.51.100.7", "+4940555", "999", false, "h323-trunk", true),
-        case(Out, Sip, "198.51.100.7", "+4940555", "999", false, DEFAULT_DENY, false),
-        case(Out, H323, "198.51.100.8", "+4940555", "999", false, DEFAULT_DENY, false),
-        case(Out, H323, "198.51.100.7", "+4941555", "999", false, DEFAULT_DENY, false),
+        case(
+            Out,
+            H323,
+            "198.51.100.7",
+            "+4940555",
+            "999",
+            false,
+            "h323-trunk",
+            true,
+        ),
+        case(
+            Out,
+            Sip,
+            "198.51.100.7",
+            "+4940555",
+            "999",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
+        case(
+            Out,
+            H323,
+            "198.51.100.8",
+            "+4940555",
+            "999",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
+        case(
+            Out,
+            H323,
+            "198.51.100.7",
+            "+4941555",
+            "999",
+            false,
+            DEFAULT_DENY,
+            false,
+        ),
         // No source known (handed over by the other half): source rules do not match.
         case(Out, H323, "", "+4940555", "999", false, DEFAULT_DENY, false),
     ];
@@ -168,14 +362,29 @@ fn rules_decide_first_match_wins() {
     }
     match p.decide(&call(&cases[11])) {
         Err(Refusal::Denied(d)) => {
-            assert_eq!((d.status, d.cause, d.rule), (403, Cause(21), Denial::IMPLICIT));
+            assert_eq!(
+                (d.status, d.cause, d.rule),
+                (403, Cause(21), Denial::IMPLICIT)
+            );
             assert_eq!(p.name(d.rule), DEFAULT_DENY);
         }
         other => panic!("{other:?}"),
     }
     let c = p.counters();
-    assert_eq!(c["emergency"], RuleCounters { allowed: 2, denied: 0 });
-    assert_eq!(c["banned-net"], RuleCounters { allowed: 0, denied: 4 });
+    assert_eq!(
+        c["emergency"],
+        RuleCounters {
+            allowed: 2,
+            denied: 0
+        }
+    );
+    assert_eq!(
+        c["banned-net"],
+        RuleCounters {
+            allowed: 0,
+            denied: 4
+        }
+    );
     assert_eq!(c["toll-fraud"].denied, 3);
     assert_eq!(c[DEFAULT_DENY].denied, 11);
 }
@@ -241,7 +450,14 @@ fn pattern_and_prefix_containment() {
     assert!(c("2001:db8::/32").covers(&c("2001:db8:1::/48")));
     assert!(c("0.0.0.0/0").contains("203.0.113.1".parse().unwrap()));
     assert!(!c("10.0.0.0/8").contains("11.0.0.1".parse().unwrap()));
-    for bad in ["10.0.0.1/8", "10.0.0.0/33", "2001:db8::1/32", "ten", "10.0.0.0/x", ""] {
+    for bad in [
+        "10.0.0.1/8",
+        "10.0.0.0/33",
+        "2001:db8::1/32",
+        "ten",
+        "10.0.0.0/x",
+        "",
+    ] {
         assert!(Cidr::parse(bad).is_err(), "{bad:?}");
     }
 }
@@ -274,7 +490,10 @@ fn unreachable_rules_name_the_rule_that_shadows_them() {
         let p = problems(text);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].0, "policy.rules[1].name");
-        assert!(p[0].1.contains("unreachable") && p[0].1.contains(want), "{p:?}");
+        assert!(
+            p[0].1.contains("unreachable") && p[0].1.contains(want),
+            "{p:?}"
+        );
     }
     // Overlapping but each reachable: accepted.
     policy(
