@@ -199,8 +199,9 @@ impl CallTable {
         }
     }
 
-    /// The admission chain for a call that arrives on `side`: tunnel, then capacity. An
-    /// emergency call passes the capacity link when every slot is taken.
+    /// The admission chain for a call that arrives on `side`: tunnel, access rules
+    /// ([`AccessPolicy::decide`]), then capacity. An emergency call passes the capacity link
+    /// when every slot is taken.
     pub fn admit(
         &mut self,
         now: Duration,
