@@ -500,3 +500,45 @@ fn unreachable_rules_name_the_rule_that_shadows_them() {
         "[[rules]]\nname = \"a\"\nsource = [\"0.0.0.0/0\"]\naction = \"allow\"\n[[rules]]\nname = \"b\"\ncallee = [\"00*\"]\naction = \"deny\"\n",
     );
 }
+
+/// The link's place in the chain: after the tunnel (a call the tunnel refuses is not decided
+/// or counted), before the cap (a denied call takes no slot); an allowed call's record names
+/// its rule.
+#[test]
+fn the_access_link_sits_between_tunnel_and_cap() {
+    use crate::engine::calls::CallTable;
+    use crate::engine::media::MediaCounters;
+    use crate::engine::{Emergency, Side};
+    use std::time::Duration;
+    let mut t = CallTable::new(1, Emergency::default());
+    t.access = policy(RULES);
+    let now = Duration::ZERO;
+    let mut c = call(&Case {
+        direction: Direction::FromOutside,
+        protocol: CallProtocol::Sip,
+        source: "192.0.2.9",
+        calling: "x",
+        called: "+49301234567",
+        emergency: false,
+        rule: "",
+        allowed: false,
+    });
+    assert_eq!(
+        t.admit(now, Side::Outside, &c, false),
+        Err(Refusal::TunnelDown)
+    );
+    assert!(t.access.take_decided().is_none());
+    assert_eq!(t.access.counters()["banned-net"].denied, 0);
+    assert!(matches!(
+        t.admit(now, Side::Outside, &c, true),
+        Err(Refusal::Denied(_))
+    ));
+    assert_eq!(t.len(), 0);
+    assert_eq!(t.live(), 0);
+    c.source = Some("203.0.113.1".parse().unwrap());
+    let r = t.admit(now, Side::Outside, &c, true).unwrap();
+    let rec = t
+        .end(now, r, Cause::NORMAL_CLEARING, MediaCounters::default())
+        .unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("did"));
+}
