@@ -395,7 +395,9 @@ port_max = 12699
             .args(["--role", "both"]),
     );
     p.wait_line("gw1 sip", Duration::from_secs(30));
-    p.wait_line("tunnel up", Duration::from_secs(30));
+    // Each half says so: before GW2 has, its calls meet the tunnel link first.
+    p.wait_line("gw1: tunnel up", Duration::from_secs(30));
+    p.wait_line("gw2: tunnel up", Duration::from_secs(30));
     let gw2 = SocketAddr::from(([127, 0, 0, 1], sip));
     let gw1 = SocketAddr::from(([127, 0, 0, 1], gw1));
     let mut problems = Vec::new();
