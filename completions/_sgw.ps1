@@ -49,6 +49,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write what the inside network would receive (GW1''s output) to this pcap file')
             [CompletionResult]::new('--inside-family', '--inside-family', [CompletionResultType]::ParameterName, 'IP family of the inside network (default: the same as each call''s outside leg)')
             [CompletionResult]::new('--inside', '--inside', [CompletionResultType]::ParameterName, 'Signalling protocol GW1 speaks on the inside (default: the same as each call''s outside leg): H.323 sends Q.931/H.225.0 Setup with fastStart over TCP to the next hop''s port 1720')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'A gateway configuration whose [policy] applies: its access rules decide each call (the JSON names the rule on the INVITE or Setup) and its emergency numbers are used. Without it no access rule applies')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document instead of the human summary')
             [CompletionResult]::new('--fail-on-reject', '--fail-on-reject', [CompletionResultType]::ParameterName, 'Exit with status 1 when any message or packet was rejected')
             [CompletionResult]::new('--all-media', '--all-media', [CompletionResultType]::ParameterName, 'List every RTP/RTCP packet in the JSON output, not only rejected ones')

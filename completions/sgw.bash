@@ -302,7 +302,7 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__replay)
-            opts="-h -V --json --out --inside-family --inside --fail-on-reject --all-media --help --version"
+            opts="-h -V --json --out --inside-family --inside --fail-on-reject --all-media --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -318,6 +318,10 @@ _sgw() {
                     ;;
                 --inside)
                     COMPREPLY=($(compgen -W "sip h323" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -44,6 +44,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --out 'Write what the inside network would receive (GW1''s output) to this pcap file'
             cand --inside-family 'IP family of the inside network (default: the same as each call''s outside leg)'
             cand --inside 'Signalling protocol GW1 speaks on the inside (default: the same as each call''s outside leg): H.323 sends Q.931/H.225.0 Setup with fastStart over TCP to the next hop''s port 1720'
+            cand --config 'A gateway configuration whose [policy] applies: its access rules decide each call (the JSON names the rule on the INVITE or Setup) and its emergency numbers are used. Without it no access rule applies'
             cand --json 'Print one JSON document instead of the human summary'
             cand --fail-on-reject 'Exit with status 1 when any message or packet was rejected'
             cand --all-media 'List every RTP/RTCP packet in the JSON output, not only rejected ones'

@@ -45,6 +45,7 @@ complete -c sgw -n "__fish_sgw_using_subcommand replay" -l inside-family -d 'IP 
 ipv6\t''"
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l inside -d 'Signalling protocol GW1 speaks on the inside (default: the same as each call\'s outside leg): H.323 sends Q.931/H.225.0 Setup with fastStart over TCP to the next hop\'s port 1720' -r -f -a "sip\t''
 h323\t''"
+complete -c sgw -n "__fish_sgw_using_subcommand replay" -l config -d 'A gateway configuration whose [policy] applies: its access rules decide each call (the JSON names the rule on the INVITE or Setup) and its emergency numbers are used. Without it no access rule applies' -r -F
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l json -d 'Print one JSON document instead of the human summary'
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l fail-on-reject -d 'Exit with status 1 when any message or packet was rejected'
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l all-media -d 'List every RTP/RTCP packet in the JSON output, not only rejected ones'

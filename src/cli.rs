@@ -106,6 +106,11 @@ pub struct ReplayArgs {
     /// List every RTP/RTCP packet in the JSON output, not only rejected ones.
     #[arg(long)]
     pub all_media: bool,
+    /// A gateway configuration whose [policy] applies: its access rules decide each call (the
+    /// JSON names the rule on the INVITE or Setup) and its emergency numbers are used. Without
+    /// it no access rule applies.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

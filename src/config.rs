@@ -51,8 +51,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
     ("gw2.limits.calls_per_second", "no call rate limit exists"),
     ("policy.require_auth", "no digest challenge is verified"),
     ("policy.realm", "it only serves require_auth"),
-    ("policy.allowed_callers", "no access rule is applied"),
-    ("policy.allowed_callees", "no access rule is applied"),
 ];
 
 /// The transports GW1 can speak SIP over toward the inside (over TCP it listens on `sip_bind`
@@ -240,13 +238,25 @@ pub struct PkiConfig {
     pub key: PathBuf,
 }
 
-/// Call policy. Authentication and access rules are [`NOT_SUPPORTED_YET`].
+/// Call policy. Authentication is [`NOT_SUPPORTED_YET`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Called numbers that are emergency calls: admitted beyond `max_calls`.
     #[serde(default)]
     pub emergency_numbers: Vec<String>,
+    /// Access rules (`[[policy.rules]]`), first match wins; see [`crate::engine::access`].
+    #[serde(default)]
+    pub rules: Vec<crate::engine::access::RuleConfig>,
+}
+
+impl PolicyConfig {
+    /// The compiled access rules. A configuration from [`Config::from_toml_str`] always
+    /// compiles; one built otherwise that does not denies every call rather than none.
+    pub fn access_policy(&self) -> crate::engine::access::AccessPolicy {
+        crate::engine::access::AccessPolicy::compile(&self.rules)
+            .unwrap_or_else(|_| crate::engine::access::AccessPolicy::deny_all())
+    }
 }
 
 /// One problem in a configuration file.
@@ -610,6 +620,11 @@ fn check_policy(pol: &PolicyConfig, p: &mut Problems) {
                 &format!("policy.emergency_numbers[{i}]"),
                 format!("{n:?} is not a dialable number (digits, +, *, #)"),
             );
+        }
+    }
+    if let Err(problems) = crate::engine::access::AccessPolicy::compile(&pol.rules) {
+        for (key, message) in problems {
+            p.add(&key, message);
         }
     }
 }

@@ -34,7 +34,7 @@ fn unimplemented_keys_exit_2_with_file_line_and_key() {
         )
         .replace(
             "emergency_numbers =",
-            "allowed_callees = [\"1??\"]\nemergency_numbers =",
+            "require_auth = true\nemergency_numbers =",
         );
     let (out, file) = check_config("unsupported.toml", &text);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -42,7 +42,7 @@ fn unimplemented_keys_exit_2_with_file_line_and_key() {
     let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
     for (key, written) in [
         ("gw2.limits.calls_per_second", "calls_per_second"),
-        ("policy.allowed_callees", "allowed_callees"),
+        ("policy.require_auth", "require_auth"),
     ] {
         let want = format!(
             "{}:{}: {key}: not supported yet: {key}",
@@ -51,6 +51,25 @@ fn unimplemented_keys_exit_2_with_file_line_and_key() {
         );
         assert!(stdout.contains(&want), "want {want:?} in:\n{stdout}");
     }
+}
+
+/// A rule of the shipped example made unreachable by an earlier one: exit 2, the line of its
+/// name, its key path, and the rule that shadows it.
+#[test]
+fn unreachable_rule_exits_2_with_file_line_and_key() {
+    let text = format!(
+        "{}\n[[policy.rules]]\nname = \"no-did\"\ndirection = \"from_outside\"\ncallee = [\"+4930123456X\"]\naction = \"deny\"\n",
+        sgw::config::EXAMPLE_CONFIG
+    );
+    let (out, file) = check_config("unreachable.toml", &text);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().position(|l| l == "name = \"no-did\"").unwrap() + 1;
+    let want = format!(
+        "{}:{line}: policy.rules[4].name: rule \"no-did\" is unreachable: every call it matches is matched first by rule \"inbound-did\", which allows what this rule would deny",
+        file.display()
+    );
+    assert!(stdout.contains(&want), "want {want:?} in:\n{stdout}");
 }
 
 #[test]

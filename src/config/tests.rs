@@ -11,6 +11,11 @@ fn the_example_parses() {
     assert_eq!(gw1.family, Family::Ipv6);
     assert_eq!(gw1.transport, Transport::Udp);
     assert_eq!(c.policy.emergency_numbers, ["112", "110", "911"]);
+    let names: Vec<&str> = c.policy.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["emergency", "toll-fraud", "inside-out", "inbound-did"]
+    );
     assert!(c.pki.is_some());
     assert!(EXAMPLE_CONFIG_HELP.ends_with(EXAMPLE_CONFIG));
 }
@@ -274,7 +279,6 @@ fn unimplemented_keys_are_refused() {
         "gw2.sip_tls" => "[\"0.0.0.0:5061\"]",
         "gw2.limits.calls_per_second" => "50",
         "policy.require_auth" => "true",
-        "policy.allowed_callers" | "policy.allowed_callees" => "[\"*\"]",
         _ => "\"x\"",
     };
     for (key, _) in NOT_SUPPORTED_YET {
@@ -330,4 +334,154 @@ fn line_of_counts_newlines() {
     assert_eq!(line_of("a\nb\nc", 2), 2);
     assert_eq!(line_of("a\nb\nc", 4), 3);
     assert_eq!(line_of("a\nb\nc", 99), 3);
+}
+
+/// Three good rules after BASE (lines 22-41); the cases below edit them.
+const RULES: &str = r#"
+[[policy.rules]]
+name = "emergency"
+emergency = true
+action = "allow"
+
+[[policy.rules]]
+name = "toll-fraud"
+direction = "from_inside"
+callee = ["00*", "+881*"]
+action = "deny"
+status = 403
+cause = 21
+
+[[policy.rules]]
+name = "did"
+direction = "from_outside"
+source = ["0.0.0.0/0", "2001:db8::/32"]
+callee = ["+49301234XXX"]
+protocol = "sip"
+action = "allow"
+"#;
+
+#[test]
+fn good_rules_parse_and_compile() {
+    let text = format!("{BASE}{RULES}");
+    let c = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.policy.rules.len(), 3);
+    assert!(c.policy.access_policy().is_active());
+}
+
+#[test]
+fn bad_policies_name_key_and_line() {
+    let rules = |from: &str, to: &str| {
+        assert!(RULES.contains(from), "{from}");
+        format!("{BASE}{}", RULES.replacen(from, to, 1))
+    };
+    let cases: Vec<(&str, String, &str, usize, &str)> = vec![
+        (
+            "unknown key",
+            rules("protocol = \"sip\"", "protocols = \"sip\""),
+            "policy.rules[2].protocols",
+            40,
+            "unknown field",
+        ),
+        (
+            "duplicate name",
+            rules("name = \"did\"", "name = \"toll-fraud\""),
+            "policy.rules[2].name",
+            36,
+            "duplicate name \"toll-fraud\"",
+        ),
+        (
+            "bad CIDR",
+            rules("\"2001:db8::/32\"", "\"2001:db8::1/32\""),
+            "policy.rules[2].source[1]",
+            38,
+            "host bits",
+        ),
+        (
+            "bad pattern",
+            rules("\"+881*\"", "\"+8*81\""),
+            "policy.rules[1].callee[1]",
+            30,
+            "only allowed at the end",
+        ),
+        (
+            "bad status",
+            rules("status = 403", "status = 200"),
+            "policy.rules[1].status",
+            32,
+            "400-699",
+        ),
+        (
+            "bad cause",
+            rules("cause = 21", "cause = 128"),
+            "policy.rules[1].cause",
+            33,
+            "1-127",
+        ),
+        (
+            "status on an allow rule",
+            rules("protocol = \"sip\"", "protocol = \"sip\"\nstatus = 404"),
+            "policy.rules[2].status",
+            41,
+            "only for action = \"deny\"",
+        ),
+        (
+            "bad direction",
+            rules("\"from_inside\"", "\"inbound\""),
+            "policy.rules[1].direction",
+            29,
+            "unknown variant",
+        ),
+        (
+            "missing action",
+            rules("action = \"deny\"\n", ""),
+            "policy.rules[1]",
+            27,
+            "action",
+        ),
+        (
+            "unreachable rule",
+            rules("direction = \"from_outside\"\nsource = [\"0.0.0.0/0\", \"2001:db8::/32\"]\ncallee = [\"+49301234XXX\"]", "direction = \"from_inside\"\nsource = [\"10.0.0.0/8\"]\ncallee = [\"0049XXX\"]"),
+            "policy.rules[2].name",
+            36,
+            "\"did\" is unreachable: every call it matches is matched first by rule \"toll-fraud\", which denies what this rule would allow",
+        ),
+        (
+            "identical matchers, conflicting actions",
+            format!(
+                "{BASE}{RULES}\n[[policy.rules]]\nname = \"no-did\"\ndirection = \"from_outside\"\nsource = [\"0.0.0.0/0\", \"2001:db8::/32\"]\ncallee = [\"+49301234XXX\"]\nprotocol = \"sip\"\naction = \"deny\"\n"
+            ),
+            "policy.rules[3].name",
+            44,
+            "matched first by rule \"did\", which allows what this rule would deny",
+        ),
+        (
+            "reserved name",
+            rules("name = \"did\"", "name = \"default-deny\""),
+            "policy.rules[2].name",
+            36,
+            "reserved",
+        ),
+        (
+            "empty list",
+            rules("callee = [\"+49301234XXX\"]", "callee = []"),
+            "policy.rules[2].callee",
+            39,
+            "omit the key",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, key, line, part) in &cases {
+        match Config::from_toml_str(text) {
+            Ok(_) => failures.push(format!("{name}: accepted")),
+            Err(errors) => {
+                let e = &errors.errors()[0];
+                if e.key != *key || e.line != Some(*line) || !e.message.contains(part) {
+                    failures.push(format!(
+                        "{name}: got {errors}, want line {line} key {key} with {part:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -6,6 +6,7 @@
 //! refuses with a [`Refusal`] that maps to a SIP status and a Q.850 cause; the security links
 //! (rate limits, access rules, authentication) join this chain.
 
+use super::access::{AccessPolicy, Denial};
 use super::media::MediaCounters;
 use super::{CallRecord, Family, Side};
 use codecs::meta::{CallRef, Cause};
@@ -84,6 +85,8 @@ pub enum Refusal {
     CallLimit,
     /// The call's media could not be given ports.
     NoMediaPort,
+    /// An access rule denied the call (its name: [`AccessPolicy::name`]).
+    Denied(Denial),
 }
 
 impl Refusal {
@@ -93,6 +96,7 @@ impl Refusal {
             Refusal::TunnelDown => Cause::TEMPORARY_FAILURE,
             Refusal::CallLimit => Cause::SWITCHING_EQUIPMENT_CONGESTION,
             Refusal::NoMediaPort => Cause::RESOURCE_UNAVAILABLE,
+            Refusal::Denied(d) => d.cause,
         }
     }
 
@@ -101,6 +105,7 @@ impl Refusal {
             Refusal::TunnelDown => "tunnel to the other half is down",
             Refusal::CallLimit => "call limit reached",
             Refusal::NoMediaPort => "no free media port",
+            Refusal::Denied(_) => "denied by an access rule",
         }
     }
 }
@@ -156,6 +161,8 @@ struct Entry {
     called: String,
     emergency: bool,
     setup_at: Duration,
+    /// The access rule that allowed the call (none when no rules are configured).
+    rule: Option<std::sync::Arc<str>>,
     answered_at: Option<Duration>,
     ended_at: Option<Duration>,
 }
@@ -174,6 +181,8 @@ pub struct CallTable {
     next: [u32; 2],
     pub emergency: Emergency,
     pub counters: CallCounters,
+    /// The access-rule link of the chain.
+    pub access: AccessPolicy,
 }
 
 impl CallTable {
@@ -186,11 +195,13 @@ impl CallTable {
             next: [2, 1],
             emergency,
             counters: CallCounters::default(),
+            access: AccessPolicy::default(),
         }
     }
 
-    /// The admission chain for a call that arrives on `side`: tunnel, then capacity. An
-    /// emergency call passes the capacity link when every slot is taken.
+    /// The admission chain for a call that arrives on `side`: tunnel, access rules
+    /// ([`AccessPolicy::decide`]), then capacity. An emergency call passes the capacity link
+    /// when every slot is taken.
     pub fn admit(
         &mut self,
         now: Duration,
@@ -198,12 +209,14 @@ impl CallTable {
         call: &NewCall,
         tunnel_up: bool,
     ) -> Result<CallRef, Refusal> {
+        self.access.take_decided();
         let result = self.check(call, tunnel_up);
         match result {
             Err(Refusal::TunnelDown) => self.counters.refused_tunnel_down += 1,
             Err(Refusal::CallLimit) => self.counters.refused_call_limit += 1,
             Err(Refusal::NoMediaPort) => self.counters.refused_no_media_port += 1,
-            Ok(()) => {}
+            // Counted per rule by the access link.
+            Err(Refusal::Denied(_)) | Ok(()) => {}
         }
         result?;
         let parity = usize::from(side == Side::Inside);
@@ -217,14 +230,16 @@ impl CallTable {
                 break CallRef(n);
             }
         };
-        self.insert(now, call_ref, call);
+        let rule = self.access.decided().cloned();
+        self.insert(now, call_ref, call, rule);
         Ok(call_ref)
     }
 
-    fn check(&self, call: &NewCall, tunnel_up: bool) -> Result<(), Refusal> {
+    fn check(&mut self, call: &NewCall, tunnel_up: bool) -> Result<(), Refusal> {
         if !tunnel_up {
             return Err(Refusal::TunnelDown);
         }
+        self.access.decide(call)?;
         if self.live >= self.max_calls && !call.emergency {
             return Err(Refusal::CallLimit);
         }
@@ -246,11 +261,17 @@ impl CallTable {
             self.counters.refused_call_limit += 1;
             return Err(Refusal::CallLimit);
         }
-        self.insert(now, call_ref, call);
+        self.insert(now, call_ref, call, None);
         Ok(())
     }
 
-    fn insert(&mut self, now: Duration, call_ref: CallRef, call: &NewCall) {
+    fn insert(
+        &mut self,
+        now: Duration,
+        call_ref: CallRef,
+        call: &NewCall,
+        rule: Option<std::sync::Arc<str>>,
+    ) {
         self.live += 1;
         self.counters.admitted += 1;
         if call.emergency {
@@ -265,6 +286,7 @@ impl CallTable {
                 called: call.called.clone(),
                 emergency: call.emergency,
                 setup_at: now,
+                rule,
                 answered_at: None,
                 ended_at: None,
             },
@@ -277,6 +299,15 @@ impl CallTable {
             Refusal::TunnelDown => self.counters.refused_tunnel_down += 1,
             Refusal::CallLimit => self.counters.refused_call_limit += 1,
             Refusal::NoMediaPort => self.counters.refused_no_media_port += 1,
+            Refusal::Denied(_) => {}
+        }
+    }
+
+    /// The reason of a refusal for reports and logs; a denial names its rule.
+    pub fn describe(&self, r: Refusal) -> String {
+        match r {
+            Refusal::Denied(d) => format!("denied by rule {}", self.access.name(d.rule)),
+            r => r.reason().to_owned(),
         }
     }
 
@@ -346,6 +377,7 @@ impl CallTable {
             ended_at: now.as_secs_f64(),
             cause: cause.0,
             media,
+            rule: e.rule.as_deref().map(str::to_owned),
         })
     }
 

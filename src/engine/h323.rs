@@ -273,6 +273,7 @@ impl H323 {
                 reason: Some(format!("malformed: {e}; connection closed")),
                 response: None,
                 call: None,
+                rule: None,
             }));
         }
     }
@@ -335,6 +336,7 @@ impl H323 {
             reason,
             response: None,
             call: call.map(|c| c.0),
+            rule: None,
         });
     }
 
@@ -590,7 +592,8 @@ impl H323 {
         let call = match out.calls.admit(now, Side::Outside, &new, out.tunnel_up) {
             Ok(c) => c,
             Err(r) => {
-                refuse(self, out, r.cause(), r.reason());
+                let why = out.calls.describe(r);
+                refuse(self, out, r.cause(), &why);
                 return;
             }
         };

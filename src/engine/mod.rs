@@ -34,6 +34,7 @@
 //! The live runtime and `sgw replay` are two drivers over this type: what a replay reports is
 //! what the live gateway does with the same packets.
 
+pub mod access;
 mod answering;
 pub mod calls;
 mod h323;
@@ -196,6 +197,10 @@ pub struct Report {
     /// The status code the gateway answered with, if any.
     pub response: Option<u16>,
     pub call: Option<u32>,
+    /// The access rule that decided the INVITE or Setup this report is about (none when no
+    /// `[[policy.rules]]` are configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// A call detail record, emitted when a call ends.
@@ -210,6 +215,9 @@ pub struct CallRecord {
     pub ended_at: f64,
     pub cause: u8,
     pub media: MediaCounters,
+    /// The access rule that allowed the call (none when no rules are configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// Things the engine tells its driver.
@@ -321,6 +329,8 @@ pub struct EngineConfig {
     pub max_calls: usize,
     /// Called numbers treated as emergency calls.
     pub emergency_numbers: Vec<String>,
+    /// The access rules (`[[policy.rules]]`); empty: every call passes the access link.
+    pub access: access::AccessPolicy,
     /// With one half per process: a Meta `Keepalive` goes out when nothing was sent on the
     /// tunnel's signalling connection for this long.
     pub tunnel_keepalive: Duration,
@@ -347,6 +357,7 @@ impl Default for EngineConfig {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            access: access::AccessPolicy::default(),
             tunnel_keepalive: DEFAULT_TUNNEL_KEEPALIVE,
         }
     }
@@ -479,7 +490,12 @@ impl Out {
 
     /// Counts a verdict and queues its report. Accepted media packets are only counted unless
     /// the driver asked for them (they are the bulk of all traffic).
-    fn report(&mut self, r: Report) {
+    fn report(&mut self, mut r: Report) {
+        // The access rule of the latest admission goes on the report of the message it
+        // decided: the INVITE or Setup, reported next.
+        if r.rule.is_none() && matches!(r.protocol, Protocol::Sip | Protocol::H225) {
+            r.rule = self.calls.access.take_decided().map(|n| n.to_string());
+        }
         let s = &mut self.stats;
         match r.protocol {
             Protocol::Sip => s.sip_messages += 1,
@@ -577,6 +593,9 @@ pub struct Stats {
     pub h323_streams_refused: u64,
     pub h323_h245_addresses_refused: u64,
     pub streams: u64,
+    /// Calls allowed and denied per access rule (absent when no rules are configured).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub access_rules: std::collections::BTreeMap<String, access::RuleCounters>,
 }
 
 impl Engine {
@@ -609,7 +628,11 @@ impl Engine {
             inside: sip_leg::SipLeg::new(inside),
             h323: h323::H323::new(&config),
             out: Out {
-                calls: calls::CallTable::new(config.max_calls, emergency),
+                calls: {
+                    let mut t = calls::CallTable::new(config.max_calls, emergency);
+                    t.access = config.access.clone();
+                    t
+                },
                 media: media::MediaTable::new(
                     binder,
                     config.replay,
@@ -767,6 +790,7 @@ impl Engine {
             reason,
             response: None,
             call: Some(call.0),
+            rule: None,
         });
         true
     }
@@ -859,6 +883,7 @@ impl Engine {
                 reason: Some("not SIP on a SIP listener; connection closed".to_owned()),
                 response: None,
                 call: None,
+                rule: None,
             });
             return;
         }
@@ -990,6 +1015,7 @@ impl Engine {
         s.h323_streams_refused = self.h323.streams_refused;
         s.h323_h245_addresses_refused = self.h323.h245_addresses_refused;
         s.streams = self.streams.len() as u64;
+        s.access_rules = self.out.calls.access.counters();
         s
     }
 

@@ -81,6 +81,13 @@ pub enum Rejection {
     Unrepresentable(String),
     /// An INVITE that names nobody to call: no user part in the Request-URI or the To URI.
     AddressIncomplete,
+    /// An access rule denied the call: its status (4xx-6xx) and Q.850 cause; the rule's name
+    /// goes into the report, never to the caller.
+    Denied {
+        status: u16,
+        cause: u8,
+        rule: String,
+    },
 }
 
 impl Rejection {
@@ -101,6 +108,7 @@ impl Rejection {
             Rejection::BusyOrOverloaded(_) => 503,
             Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
             Rejection::AddressIncomplete => 484,
+            Rejection::Denied { status, .. } => *status,
         }
     }
 
@@ -123,6 +131,7 @@ impl Rejection {
             Rejection::OutOfOrder => "CSeq lower than the dialog's".to_owned(),
             Rejection::Unrepresentable(why) => format!("cannot be carried as Meta: {why}"),
             Rejection::AddressIncomplete => "no user part to call".to_owned(),
+            Rejection::Denied { rule, .. } => format!("denied by rule {rule}"),
         }
     }
 
@@ -147,6 +156,8 @@ impl Rejection {
                     policy.realm, "0000000000000000"
                 ),
             )],
+            // RFC 3326: the cause, as an H.323 caller would get it; nothing names the rule.
+            Rejection::Denied { cause, .. } => vec![("Reason", format!("Q.850;cause={cause}"))],
             _ => Vec::new(),
         }
     }

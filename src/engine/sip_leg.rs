@@ -319,6 +319,7 @@ impl SipLeg {
             reason,
             response,
             call: call.map(|c| c.0),
+            rule: None,
         });
     }
 
@@ -577,7 +578,7 @@ impl SipLeg {
         let call = out
             .calls
             .admit(now, self.cfg.side, &new, out.tunnel_up)
-            .map_err(refusal)?;
+            .map_err(|r| admission_refusal(&out.calls, r))?;
         let media_ip = self
             .cfg
             .media_ip
@@ -1644,6 +1645,19 @@ impl Dialog {
 /// The status for a refusal of the admission chain.
 fn refusal(r: Refusal) -> Rejection {
     Rejection::BusyOrOverloaded(r.reason())
+}
+
+/// The rejection for a refusal of the admission chain: a denial answers with its rule's
+/// status and cause, and names the rule in the report (never to the caller).
+fn admission_refusal(calls: &super::calls::CallTable, r: Refusal) -> Rejection {
+    match r {
+        Refusal::Denied(d) => Rejection::Denied {
+            status: d.status,
+            cause: d.cause.0,
+            rule: calls.access.name(d.rule).to_owned(),
+        },
+        r => refusal(r),
+    }
 }
 
 fn family_index(f: Family) -> usize {

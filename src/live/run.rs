@@ -228,6 +228,7 @@ fn base_engine(cfg: &Config) -> EngineConfig {
         id_seed: random_seed(),
         ..EngineConfig::default()
     };
+    e.access = cfg.policy.access_policy();
     if !cfg.policy.emergency_numbers.is_empty() {
         e.emergency_numbers
             .clone_from(&cfg.policy.emergency_numbers);

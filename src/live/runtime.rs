@@ -787,7 +787,10 @@ impl Driver {
         }
         match e {
             // Media drops are counted in the call record, not logged one by one.
-            Event::Report(r) if r.verdict == Verdict::Rejected && r.protocol == Protocol::Sip => {
+            Event::Report(r)
+                if r.verdict == Verdict::Rejected
+                    && matches!(r.protocol, Protocol::Sip | Protocol::H225) =>
+            {
                 log(
                     self.half,
                     format_args!(

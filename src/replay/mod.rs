@@ -27,6 +27,8 @@ pub struct ReplayOptions {
     pub inside_protocol: Option<InsideProtocol>,
     /// List accepted media packets too (rejected ones are always listed).
     pub all_media: bool,
+    /// The `[policy]` of `--config`: access rules and emergency numbers.
+    pub policy: Option<crate::config::PolicyConfig>,
 }
 
 /// The result of a replay: the report, and the error that stopped reading early, if any.
@@ -110,6 +112,13 @@ pub fn replay<R: std::io::Read + Send + 'static>(
         report_accepted_media: opts.all_media,
         ..EngineConfig::default()
     };
+    let mut config = config;
+    if let Some(p) = &opts.policy {
+        config.access = p.access_policy();
+        if !p.emergency_numbers.is_empty() {
+            config.emergency_numbers.clone_from(&p.emergency_numbers);
+        }
+    }
     let mut engine = Engine::new(config);
     let mut report = ReplayReport::default();
     let mut first_time: Option<Duration> = None;
@@ -233,6 +242,7 @@ fn drain(
                     reason: r.reason,
                     response: r.response,
                     call: r.call,
+                    rule: r.rule,
                 });
             }
             Event::Meta { to_gw1, message } => report.meta(to_gw1, &message),
@@ -262,6 +272,16 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
             ProtocolArg::H323 => InsideProtocol::H323,
         }),
         all_media: args.all_media,
+        policy: match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                let cfg = crate::config::Config::from_toml_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                Some(cfg.policy)
+            }
+            None => None,
+        },
     };
     let mut writer = match &args.out {
         Some(p) => Some(

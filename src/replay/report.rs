@@ -34,6 +34,9 @@ pub struct MessageEntry {
     pub response: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<u32>,
+    /// The access rule that decided this INVITE or Setup (with `--config` rules only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// What the report says about one call.
