@@ -292,7 +292,11 @@ fn injected_rtp_is_dropped_counted_and_never_takes_the_stream() {
     assert_eq!(n(m, "forwarded") + n(m, "rtcp_forwarded"), c.sent, "{m}");
     assert_eq!(n(m, "dropped_source"), injected, "{m}");
     assert_eq!((n(m, "relatches"), n(m, "rtcp_relatches")), (0, 0), "{m}");
-    assert_eq!(n(&stats, "engine.media.dropped_source"), injected, "{stats}");
+    assert_eq!(
+        n(&stats, "engine.media.dropped_source"),
+        injected,
+        "{stats}"
+    );
     assert_eq!(n(&stats, "engine.media.relatches"), 0, "{stats}");
 }
 

@@ -50,16 +50,6 @@ pub enum LatchMode {
     Any,
 }
 
-impl LatchMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            LatchMode::Sdp => "sdp",
-            LatchMode::Signalling => "signalling",
-            LatchMode::Any => "any",
-        }
-    }
-}
-
 /// How the streams of one side latch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Latching {
@@ -111,8 +101,10 @@ pub struct MediaCounters {
     pub dropped_payload_type: u64,
     pub dropped_size: u64,
     pub ssrc_changes: u64,
-    /// RTP latched to a new source after the old one fell silent (or the SDP moved it).
+    /// RTP latched to a new source after the latched one fell silent (a new SDP address is
+    /// a fresh start, not a re-latch).
     pub relatches: u64,
+    /// The same for RTCP, on its own (not when it follows an RTP re-latch).
     pub rtcp_relatches: u64,
 }
 
