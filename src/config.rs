@@ -37,6 +37,12 @@ pub const DEFAULT_MAX_TCP_PER_SOURCE: u32 = 256;
 /// Default for `[gw2.limits] tcp_idle_timeout_secs`: a SIP TCP connection with no bytes either
 /// way for this long is closed (as kamailio's `tcp_connection_lifetime`, 120 s).
 pub const DEFAULT_TCP_IDLE_TIMEOUT_SECS: u32 = 120;
+/// Default for `[gw2.media]`/`[gw1.media] relatch_idle_ms`: how long the source a media stream
+/// latched to must be silent before another may take the stream (100 packets at 20 ms).
+pub const DEFAULT_RELATCH_IDLE_MS: u32 = 2000;
+/// Bounds of `relatch_idle_ms`: below a few packet times an outsider could take a stream in the
+/// gaps of a live one; above an hour re-latching is off in all but name.
+pub const RELATCH_IDLE_MS_RANGE: (u32, u32) = (100, 3_600_000);
 /// Longest configuration file accepted, in bytes.
 pub const MAX_CONFIG_LEN: usize = 1 << 20;
 
@@ -128,6 +134,30 @@ pub struct MediaConfig {
     pub port_min: u16,
     /// Last port, inclusive.
     pub port_max: u16,
+    /// Which first packet latches a media stream (symmetric RTP, RFC 4961). Unset: GW2's
+    /// outside uses `signalling`, GW1's inside `sdp`.
+    #[serde(default)]
+    pub latch: Option<LatchMode>,
+    /// Milliseconds of silence from the latched source before another source may latch.
+    #[serde(default = "default_relatch_idle_ms")]
+    pub relatch_idle_ms: u32,
+}
+
+fn default_relatch_idle_ms() -> u32 {
+    DEFAULT_RELATCH_IDLE_MS
+}
+
+/// `latch` of a media section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatchMode {
+    /// Only the address and port of the SDP.
+    Sdp,
+    /// The SDP's address and port, or any port of the address the call's signalling came
+    /// from (phones behind NAT).
+    Signalling,
+    /// Any first packet: whoever sends first takes the stream.
+    Any,
 }
 
 impl MediaConfig {
@@ -511,6 +541,17 @@ fn check_media(m: &MediaConfig, section: &str, p: &mut Problems) {
         p.add(
             &key("port_max"),
             "the range needs at least 2 ports (RTP and RTCP)",
+        );
+    }
+    let (lo, hi) = RELATCH_IDLE_MS_RANGE;
+    if !(lo..=hi).contains(&m.relatch_idle_ms) {
+        p.add(
+            &key("relatch_idle_ms"),
+            format!(
+                "{} is outside {lo}-{hi}: a shorter silence would let an outsider take a stream \
+                 between the packets of a live one",
+                m.relatch_idle_ms
+            ),
         );
     }
     if m.port_min % 2 == 1 {

@@ -485,3 +485,86 @@ fn bad_policies_name_key_and_line() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn media_latching_keys() {
+    // Unset: the side's default mode (chosen in the engine wiring) and 2 s.
+    let c = Config::from_toml_str(BASE).unwrap();
+    let (gw2, gw1) = (c.gw2.unwrap(), c.gw1.unwrap());
+    assert_eq!((gw2.media.latch, gw1.media.latch), (None, None));
+    assert_eq!(gw2.media.relatch_idle_ms, DEFAULT_RELATCH_IDLE_MS);
+    for (word, mode) in [
+        ("sdp", LatchMode::Sdp),
+        ("signalling", LatchMode::Signalling),
+        ("any", LatchMode::Any),
+    ] {
+        let text = edit(
+            "port_max = 20099\n",
+            &format!("port_max = 20099\nlatch = \"{word}\"\nrelatch_idle_ms = 5000\n"),
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let m = c.gw2.unwrap().media;
+        assert_eq!((m.latch, m.relatch_idle_ms), (Some(mode), 5000));
+    }
+    let text = edit("port_max = 30099\n", "port_max = 30099\nlatch = \"sdp\"\n");
+    assert_eq!(
+        Config::from_toml_str(&text)
+            .unwrap()
+            .gw1
+            .unwrap()
+            .media
+            .latch,
+        Some(LatchMode::Sdp)
+    );
+}
+
+#[test]
+fn bad_media_latching_keys_name_key_and_line() {
+    for (text, key, line, message) in [
+        (
+            edit("port_max = 20099\n", "port_max = 20099\nlatch = \"nat\"\n"),
+            "gw2.media.latch",
+            9,
+            "unknown variant",
+        ),
+        (
+            edit(
+                "port_max = 30099\n",
+                "port_max = 30099\nrelatch_idle_ms = 0\n",
+            ),
+            "gw1.media.relatch_idle_ms",
+            21,
+            "outside 100-3600000",
+        ),
+        (
+            edit(
+                "port_max = 20099\n",
+                "port_max = 20099\nrelatch_idle_ms = 3600001\n",
+            ),
+            "gw2.media.relatch_idle_ms",
+            9,
+            "outside 100-3600000",
+        ),
+        (
+            edit(
+                "port_max = 20099\n",
+                "port_max = 20099\nrelatch_idle_secs = 2\n",
+            ),
+            "gw2.media.relatch_idle_secs",
+            9,
+            "unknown field",
+        ),
+    ] {
+        let errors = Config::from_toml_str(&text).unwrap_err();
+        let e = &errors.errors()[0];
+        assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{errors}");
+        assert!(e.message.contains(message), "{errors}");
+    }
+    for (ms, ok) in [(99, false), (100, true), (3_600_000, true)] {
+        let text = edit(
+            "port_max = 20099\n",
+            &format!("port_max = 20099\nrelatch_idle_ms = {ms}\n"),
+        );
+        assert_eq!(Config::from_toml_str(&text).is_ok(), ok, "{ms}");
+    }
+}

@@ -597,6 +597,9 @@ impl H323 {
                 return;
             }
         };
+        // Latch mode `signalling`: the caller's media may come from where its Setup came from.
+        out.media
+            .set_signalling(Side::Outside, call, flow.remote.ip());
         let mut streams = Vec::new();
         let mut failed = None;
         for (m, remote) in info.media.media.iter_mut().zip(&info.media.remotes) {
@@ -995,6 +998,8 @@ impl H323 {
                     conference_id: self.guid(),
                     call_identifier: self.guid(),
                 };
+                out.media
+                    .set_signalling(Side::Inside, call, inside.next_hop.ip());
                 let mut rtp = None;
                 for m in &s.media {
                     let Some(stream) = m.stream else { continue };

@@ -2,6 +2,13 @@
 //! ids from tracked free lists, and the per-packet checks of RTP/RTCP: source, version, payload
 //! type, SSRC, size (DESIGN: media).
 //!
+//! Latching follows symmetric RTP (RFC 4961): a stream latches to the address and port of the
+//! first packet it accepts, sends its return media there, and drops RTP from any other address
+//! or port. Which first packet may latch is the side's [`LatchMode`]. It re-latches to another
+//! source only after the latched one has been silent for [`Latching::relatch_idle`], so an
+//! outsider cannot take a stream that is in use; every re-latch is counted. RTCP latches on its
+//! own (the RTP port + 1, or the RTP port itself with rtcp-mux, RFC 5761).
+//!
 //! Ports and stream ids are handed out first-in first-out from free lists: a value is never
 //! handed out while a call holds it, and a released one goes to the back, so it is reused as
 //! late as possible. Media sockets are opened through the driver's [`Binder`] when a port is
@@ -14,9 +21,70 @@ use codecs::meta::{CallRef, StreamId};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Largest RTP/RTCP packet relayed.
 pub const MAX_MEDIA_PACKET: usize = 1500;
+
+/// Default silence of the latched source before a stream may re-latch: 100 packets at the
+/// usual 20 ms. A peer that is sending never pauses that long (comfort noise, RFC 3389, keeps
+/// coming during silence), and one whose NAT binding moved loses at most this much audio.
+pub const DEFAULT_RELATCH_IDLE: Duration = Duration::from_secs(2);
+
+/// RTCP is sent every 5 s or so (RFC 3550 section 6.2): its latch waits for at least three
+/// missed reports before it moves on its own, so the gaps between reports are no window for an
+/// outsider. It also moves when the stream's RTP re-latches.
+pub const RTCP_RELATCH_IDLE_MIN: Duration = Duration::from_secs(15);
+
+/// Which first packet may latch a stream (`[gw2.media] latch`, `[gw1.media] latch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatchMode {
+    /// Only the address and port the SDP (or H.323 fastStart) gave.
+    Sdp,
+    /// The SDP's address and port, or any port of the IP address the call's signalling came
+    /// from: a phone behind NAT announces its private address but sends from the NAT's public
+    /// one, which is also where its SIP came from.
+    Signalling,
+    /// Any source: whoever sends first takes the stream.
+    Any,
+}
+
+/// How the streams of one side latch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latching {
+    pub mode: LatchMode,
+    /// Silence of the latched source after which another source may latch the stream.
+    pub relatch_idle: Duration,
+}
+
+impl Latching {
+    /// GW2's outside default: NATed phones get two-way audio.
+    pub const OUTSIDE: Latching = Latching {
+        mode: LatchMode::Signalling,
+        relatch_idle: DEFAULT_RELATCH_IDLE,
+    };
+    /// GW1's inside default: the inside network has no NAT between the PBX and the gateway.
+    pub const INSIDE: Latching = Latching {
+        mode: LatchMode::Sdp,
+        relatch_idle: DEFAULT_RELATCH_IDLE,
+    };
+}
+
+/// Where one stream's RTP (or RTCP) is latched and when it last accepted a packet from there.
+#[derive(Debug, Clone, Copy, Default)]
+struct Latch {
+    addr: Option<SocketAddr>,
+    last: Duration,
+}
+
+/// What the source check decided for one packet.
+enum SourceVerdict {
+    /// From the latched address.
+    Latched,
+    /// A first latch, or a re-latch when `again`.
+    Latch { again: bool },
+}
 
 /// Per-stream counters, summed per call in the call record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -26,11 +94,18 @@ pub struct MediaCounters {
     /// RTP/RTCP packets from the other half sent on to this side's peer.
     pub relayed: u64,
     pub rtcp_forwarded: u64,
+    /// RTP/RTCP from a source the stream does not accept (not latched to it, or not allowed
+    /// to latch to it by the side's latch mode).
     pub dropped_source: u64,
     pub dropped_malformed: u64,
     pub dropped_payload_type: u64,
     pub dropped_size: u64,
     pub ssrc_changes: u64,
+    /// RTP latched to a new source after the latched one fell silent (a new SDP address is
+    /// a fresh start, not a re-latch).
+    pub relatches: u64,
+    /// The same for RTCP, on its own (not when it follows an RTP re-latch).
+    pub rtcp_relatches: u64,
 }
 
 impl MediaCounters {
@@ -43,6 +118,8 @@ impl MediaCounters {
         self.dropped_payload_type += o.dropped_payload_type;
         self.dropped_size += o.dropped_size;
         self.ssrc_changes += o.ssrc_changes;
+        self.relatches += o.relatches;
+        self.rtcp_relatches += o.rtcp_relatches;
     }
 }
 
@@ -52,8 +129,13 @@ pub struct MediaStream {
     pub stream: StreamId,
     /// Our RTP address (RTCP is the next port).
     pub local: SocketAddr,
-    /// The peer's RTP address as negotiated; learnt from the first packet when latching.
-    pub remote: Option<SocketAddr>,
+    /// The peer's RTP address as negotiated (SDP or H.323 fastStart).
+    pub negotiated: Option<SocketAddr>,
+    /// The IP address the call's signalling came from on this side (latch mode `signalling`).
+    pub signalling: Option<IpAddr>,
+    pub latching: Latching,
+    rtp: Latch,
+    rtcp: Latch,
     /// Payload types negotiated for this stream (codecs and telephone-event).
     pub payload_types: Vec<u8>,
     pub ssrc: Option<u32>,
@@ -63,7 +145,11 @@ pub struct MediaStream {
 /// Why a media packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaDrop {
-    Source,
+    /// Not a source the side's latch mode lets the stream latch to.
+    Source(LatchMode),
+    /// The stream is latched to another address and port, which has not been silent long
+    /// enough for a re-latch.
+    Latched,
     Malformed,
     PayloadType(u8),
     Size,
@@ -72,7 +158,18 @@ pub enum MediaDrop {
 impl MediaDrop {
     pub fn reason(self) -> String {
         match self {
-            MediaDrop::Source => "packet from a source other than the negotiated peer".to_owned(),
+            MediaDrop::Source(LatchMode::Sdp) => {
+                "not from the negotiated address and port (latch = \"sdp\")".to_owned()
+            }
+            MediaDrop::Source(LatchMode::Signalling) => {
+                "neither from the negotiated address nor from the call's signalling address \
+                 (latch = \"signalling\")"
+                    .to_owned()
+            }
+            // Any source may latch: only a latched stream drops for its source.
+            MediaDrop::Source(LatchMode::Any) | MediaDrop::Latched => {
+                "the stream is latched to another address and port (RFC 4961)".to_owned()
+            }
             MediaDrop::Malformed => "not a valid RTP/RTCP packet".to_owned(),
             MediaDrop::PayloadType(pt) => format!("payload type {pt} not negotiated"),
             MediaDrop::Size => format!("larger than {MAX_MEDIA_PACKET} bytes"),
@@ -87,22 +184,64 @@ pub fn is_rtcp(data: &[u8]) -> bool {
 }
 
 impl MediaStream {
+    /// A stream that has latched to nothing yet.
+    pub fn new(
+        stream: StreamId,
+        local: SocketAddr,
+        negotiated: Option<SocketAddr>,
+        latching: Latching,
+        payload_types: Vec<u8>,
+    ) -> MediaStream {
+        MediaStream {
+            stream,
+            local,
+            negotiated,
+            signalling: None,
+            latching,
+            rtp: Latch::default(),
+            rtcp: Latch::default(),
+            payload_types,
+            ssrc: None,
+            counters: MediaCounters::default(),
+        }
+    }
+
+    /// Where return RTP goes: the latched source, else the negotiated address.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.rtp.addr.or(self.negotiated)
+    }
+
+    /// Where return RTCP goes: the latched RTCP source, else the RTP destination's port + 1.
+    pub fn rtcp_remote(&self) -> Option<SocketAddr> {
+        self.rtcp.addr.or_else(|| self.remote().map(bump))
+    }
+
+    /// The SDP gave the peer's address (an answer, a re-INVITE). A new address starts latching
+    /// afresh: the peer moved its media on purpose.
+    pub fn set_negotiated(&mut self, remote: SocketAddr) {
+        if self.negotiated == Some(remote) {
+            return;
+        }
+        self.negotiated = Some(remote);
+        self.rtp.addr = None;
+        self.rtcp.addr = None;
+    }
+
     /// The transmit that relays a packet from the other half to this stream's peer, from our
-    /// RTP port (RTCP: both ports + 1, RFC 3550 section 11); `None` before the peer is known.
+    /// RTP port (RTCP: from the port above, RFC 3550 section 11, to where the peer's RTCP comes
+    /// from); `None` before the peer is known.
     pub fn relay(
         &mut self,
         side: super::Side,
         rtcp: bool,
         data: bytes::Bytes,
     ) -> Option<super::Transmit> {
-        let remote = self.remote?;
-        self.counters.relayed += 1;
-        let bump = |a: SocketAddr| SocketAddr::new(a.ip(), a.port().wrapping_add(1));
         let (local, remote) = if rtcp {
-            (bump(self.local), bump(remote))
+            (bump(self.local), self.rtcp_remote()?)
         } else {
-            (self.local, remote)
+            (self.local, self.remote()?)
         };
+        self.counters.relayed += 1;
         Some(super::Transmit {
             side,
             flow: super::Flow {
@@ -119,13 +258,19 @@ impl MediaStream {
         })
     }
 
-    /// Checks one packet from `src`. On success returns whether it is RTCP.
-    pub fn check(&mut self, src: SocketAddr, data: &[u8]) -> Result<bool, MediaDrop> {
-        let result = self.check_inner(src, data);
+    /// Checks one packet from `src` at engine time `now`. On success returns whether it is
+    /// RTCP.
+    pub fn check(
+        &mut self,
+        now: Duration,
+        src: SocketAddr,
+        data: &[u8],
+    ) -> Result<bool, MediaDrop> {
+        let result = self.check_inner(now, src, data);
         match result {
             Ok(true) => self.counters.rtcp_forwarded += 1,
             Ok(false) => self.counters.forwarded += 1,
-            Err(MediaDrop::Source) => self.counters.dropped_source += 1,
+            Err(MediaDrop::Source(_) | MediaDrop::Latched) => self.counters.dropped_source += 1,
             Err(MediaDrop::Malformed) => self.counters.dropped_malformed += 1,
             Err(MediaDrop::PayloadType(_)) => self.counters.dropped_payload_type += 1,
             Err(MediaDrop::Size) => self.counters.dropped_size += 1,
@@ -133,38 +278,98 @@ impl MediaStream {
         result
     }
 
-    fn check_inner(&mut self, src: SocketAddr, data: &[u8]) -> Result<bool, MediaDrop> {
+    /// Whether the side's latch mode lets `src` latch this stream's RTP (or RTCP).
+    fn may_latch(&self, src: SocketAddr, rtcp: bool) -> bool {
+        let expected = |a: SocketAddr| {
+            if rtcp {
+                // RTCP on the port above RTP, or on the RTP port itself (rtcp-mux, RFC 5761).
+                src == bump(a) || src == a
+            } else {
+                src == a
+            }
+        };
+        let negotiated = self.negotiated.is_some_and(expected);
+        // RTCP follows the source its stream's RTP latched to.
+        let rtp_source = rtcp && self.rtp.addr.is_some_and(expected);
+        match self.latching.mode {
+            LatchMode::Any => true,
+            LatchMode::Sdp => negotiated || rtp_source,
+            LatchMode::Signalling => negotiated || rtp_source || self.signalling == Some(src.ip()),
+        }
+    }
+
+    /// The source check (nothing is latched yet: the packet must pass the other checks).
+    fn check_source(
+        &self,
+        now: Duration,
+        src: SocketAddr,
+        rtcp: bool,
+    ) -> Result<SourceVerdict, MediaDrop> {
+        let (latch, idle) = if rtcp {
+            (
+                self.rtcp,
+                self.latching.relatch_idle.max(RTCP_RELATCH_IDLE_MIN),
+            )
+        } else {
+            (self.rtp, self.latching.relatch_idle)
+        };
+        match latch.addr {
+            Some(a) if a == src => Ok(SourceVerdict::Latched),
+            Some(_) if now.saturating_sub(latch.last) < idle => Err(MediaDrop::Latched),
+            latched if self.may_latch(src, rtcp) => Ok(SourceVerdict::Latch {
+                again: latched.is_some(),
+            }),
+            _ => Err(MediaDrop::Source(self.latching.mode)),
+        }
+    }
+
+    fn check_inner(
+        &mut self,
+        now: Duration,
+        src: SocketAddr,
+        data: &[u8],
+    ) -> Result<bool, MediaDrop> {
         if data.len() > MAX_MEDIA_PACKET {
             return Err(MediaDrop::Size);
         }
         let rtcp = is_rtcp(data);
-        match self.remote {
-            // Symmetric RTP: the first packet from the negotiated address, or from any port of
-            // the negotiated IP, latches the stream (NATed peers change ports).
-            Some(r) if r.ip() != src.ip() => return Err(MediaDrop::Source),
-            Some(r) if !rtcp && r != src => self.remote = Some(src),
-            None => self.remote = Some(src),
-            _ => {}
-        }
+        let verdict = self.check_source(now, src, rtcp)?;
+        let mut ssrc = None;
         if rtcp {
             let ok = data.len() >= 8 && data.first().is_some_and(|b| b >> 6 == 2);
-            return if ok {
-                Ok(true)
+            if !ok {
+                return Err(MediaDrop::Malformed);
+            }
+        } else {
+            let pkt = codecs::rtp::Packet::new_checked(data).map_err(|_| MediaDrop::Malformed)?;
+            let pt = pkt.payload_type();
+            if !self.payload_types.is_empty() && !self.payload_types.contains(&pt) {
+                return Err(MediaDrop::PayloadType(pt));
+            }
+            ssrc = Some(pkt.ssrc());
+        }
+        // Accepted: the latch moves (or is refreshed) only now.
+        let latch = if rtcp { &mut self.rtcp } else { &mut self.rtp };
+        latch.addr = Some(src);
+        latch.last = now;
+        if let SourceVerdict::Latch { again } = verdict {
+            if rtcp {
+                self.counters.rtcp_relatches += u64::from(again);
             } else {
-                Err(MediaDrop::Malformed)
-            };
+                self.counters.relatches += u64::from(again);
+                if again {
+                    // The peer moved: its RTCP latches afresh too.
+                    self.rtcp.addr = None;
+                }
+            }
         }
-        let pkt = codecs::rtp::Packet::new_checked(data).map_err(|_| MediaDrop::Malformed)?;
-        let pt = pkt.payload_type();
-        if !self.payload_types.is_empty() && !self.payload_types.contains(&pt) {
-            return Err(MediaDrop::PayloadType(pt));
+        if let Some(ssrc) = ssrc {
+            if self.ssrc.is_some_and(|s| s != ssrc) {
+                self.counters.ssrc_changes += 1;
+            }
+            self.ssrc = Some(ssrc);
         }
-        let ssrc = pkt.ssrc();
-        if self.ssrc.is_some_and(|s| s != ssrc) {
-            self.counters.ssrc_changes += 1;
-        }
-        self.ssrc = Some(ssrc);
-        Ok(false)
+        Ok(rtcp)
     }
 }
 
@@ -277,6 +482,9 @@ pub struct MediaTableCounters {
     pub no_port: u64,
     /// Packets for no known stream, or a stream whose call has ended.
     pub unknown_stream: u64,
+    /// Over all streams: packets dropped for their source, and re-latches (RTP and RTCP).
+    pub dropped_source: u64,
+    pub relatches: u64,
 }
 
 #[derive(Debug)]
@@ -302,6 +510,10 @@ pub struct MediaTable {
     by_local: FxHashMap<SocketAddr, (Side, StreamId)>,
     by_remote: HashMap<SocketAddr, (Side, StreamId)>,
     by_call: FxHashMap<CallRef, Vec<(Side, StreamId)>>,
+    /// Per side (outside, inside).
+    latching: [Latching; 2],
+    /// The IP address each call's signalling came from, per side.
+    signalling: FxHashMap<(CallRef, Side), IpAddr>,
     pub counters: MediaTableCounters,
 }
 
@@ -332,7 +544,35 @@ impl MediaTable {
             by_local: FxHashMap::default(),
             by_remote: HashMap::new(),
             by_call: FxHashMap::default(),
+            latching: [Latching::OUTSIDE, Latching::INSIDE],
+            signalling: FxHashMap::default(),
             counters: MediaTableCounters::default(),
+        }
+    }
+
+    /// How streams opened on `side` from now on latch.
+    pub fn set_latching(&mut self, side: Side, latching: Latching) {
+        if let Some(l) = self.latching.get_mut(usize::from(side == Side::Inside)) {
+            *l = latching;
+        }
+    }
+
+    fn latching(&self, side: Side) -> Latching {
+        let i = usize::from(side == Side::Inside);
+        self.latching.get(i).copied().unwrap_or(Latching::INSIDE)
+    }
+
+    /// The IP address `call`'s signalling on `side` came from (or goes to): latch mode
+    /// `signalling` accepts a first packet from any port of it. Streams of the call on that
+    /// side, opened before or after, take it.
+    pub fn set_signalling(&mut self, side: Side, call: CallRef, ip: IpAddr) {
+        self.signalling.insert((call, side), ip);
+        for key in self.by_call.get(&call).into_iter().flatten() {
+            if key.0 == side {
+                if let Some(e) = self.streams.get_mut(key) {
+                    e.stream.signalling = Some(ip);
+                }
+            }
         }
     }
 
@@ -410,18 +650,13 @@ impl MediaTable {
             remotes.push(r);
         }
         self.by_call.entry(call).or_default().push((side, stream));
+        let mut s = MediaStream::new(stream, local, remote, self.latching(side), payload_types);
+        s.signalling = self.signalling.get(&(call, side)).copied();
         self.streams.insert(
             (side, stream),
             Entry {
                 call,
-                stream: MediaStream {
-                    stream,
-                    local,
-                    remote,
-                    payload_types,
-                    ssrc: None,
-                    counters: MediaCounters::default(),
-                },
+                stream: s,
                 ended: false,
                 remotes,
             },
@@ -436,7 +671,7 @@ impl MediaTable {
     /// The peer's RTP address from SDP (an answer, a re-INVITE).
     pub fn set_remote(&mut self, side: Side, stream: StreamId, remote: SocketAddr) {
         if let Some(e) = self.streams.get_mut(&(side, stream)) {
-            e.stream.remote = Some(remote);
+            e.stream.set_negotiated(remote);
             if self.replay {
                 self.by_remote.insert(remote, (side, stream));
                 e.remotes.push(remote);
@@ -471,17 +706,26 @@ impl MediaTable {
         self.streams.get(key).map(|e| (key.1, e.call))
     }
 
-    /// Checks a packet from `src` on a stream; `Ok(rtcp)` when it may be forwarded. A packet
-    /// for an ended call is refused with `None`.
+    /// Checks a packet from `src` on a stream at engine time `now`; `Ok(rtcp)` when it may be
+    /// forwarded. A packet for an ended call is refused with `None`.
     pub fn check(
         &mut self,
+        now: Duration,
         side: Side,
         stream: StreamId,
         src: SocketAddr,
         data: &[u8],
     ) -> Result<bool, Option<MediaDrop>> {
         match self.streams.get_mut(&(side, stream)) {
-            Some(e) if !e.ended => e.stream.check(src, data).map_err(Some),
+            Some(e) if !e.ended => {
+                let c = e.stream.counters;
+                let result = e.stream.check(now, src, data).map_err(Some);
+                let d = &e.stream.counters;
+                self.counters.dropped_source += d.dropped_source.saturating_sub(c.dropped_source);
+                self.counters.relatches +=
+                    (d.relatches + d.rtcp_relatches).saturating_sub(c.relatches + c.rtcp_relatches);
+                result
+            }
             _ => {
                 self.counters.unknown_stream += 1;
                 Err(None)
@@ -567,6 +811,9 @@ impl MediaTable {
     /// The call is forgotten: its entries and stream ids go.
     pub fn forget_call(&mut self, call: CallRef) {
         self.end_call(call);
+        for side in [Side::Outside, Side::Inside] {
+            self.signalling.remove(&(call, side));
+        }
         let Some(keys) = self.by_call.remove(&call) else {
             return;
         };
@@ -699,5 +946,329 @@ mod tests {
             .unwrap();
         t.forget_call(CallRef(2));
         assert_ne!(t.stream_id(Side::Outside).unwrap(), a);
+    }
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A PCMA RTP packet with `ssrc`.
+    fn rtp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 8, 0, 1, 0, 0, 0, 160];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    /// An RTCP receiver report.
+    fn rtcp() -> Vec<u8> {
+        vec![0x80, 201, 0, 1, 0, 0, 0, 1]
+    }
+
+    /// A stream negotiated at 198.51.100.7:4000, the call's signalling from 203.0.113.9.
+    fn stream(mode: LatchMode) -> MediaStream {
+        let mut s = MediaStream::new(
+            StreamId(2),
+            a("192.0.2.1:20000"),
+            Some(a("198.51.100.7:4000")),
+            Latching {
+                mode,
+                relatch_idle: ms(2000),
+            },
+            vec![8],
+        );
+        s.signalling = Some("203.0.113.9".parse().unwrap());
+        s
+    }
+
+    fn relay_to(s: &mut MediaStream, rtcp: bool) -> SocketAddr {
+        s.relay(Side::Outside, rtcp, Bytes::from_static(&[0x80, 8]))
+            .unwrap()
+            .flow
+            .remote
+    }
+
+    #[test]
+    fn latches_once_and_drops_other_ports_and_addresses() {
+        for mode in [LatchMode::Sdp, LatchMode::Signalling, LatchMode::Any] {
+            let mut s = stream(mode);
+            let peer = a("198.51.100.7:4000");
+            assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(false), "{mode:?}");
+            // The same IP on another port, another IP: dropped, counted, return media stays.
+            for (i, other) in [a("198.51.100.7:4002"), a("198.51.100.66:4000")]
+                .into_iter()
+                .enumerate()
+            {
+                assert!(
+                    s.check(ms(20 + i as u64), other, &rtp(2)).is_err(),
+                    "{mode:?}"
+                );
+            }
+            assert_eq!(s.check(ms(40), peer, &rtp(1)), Ok(false));
+            assert_eq!(s.counters.forwarded, 2);
+            assert_eq!(s.counters.dropped_source, 2);
+            assert_eq!(s.counters.relatches, 0);
+            assert_eq!(s.counters.ssrc_changes, 0);
+            assert_eq!(relay_to(&mut s, false), peer);
+        }
+    }
+
+    #[test]
+    fn an_outsider_sending_first_cannot_take_a_strict_stream() {
+        let mut s = stream(LatchMode::Sdp);
+        let outsider = a("198.51.100.66:4000");
+        assert_eq!(
+            s.check(ms(0), outsider, &rtp(9)),
+            Err(MediaDrop::Source(LatchMode::Sdp))
+        );
+        // Nor from the negotiated IP on another port.
+        assert!(s.check(ms(1), a("198.51.100.7:5000"), &rtp(9)).is_err());
+        // Before any packet, return media goes to the negotiated address.
+        assert_eq!(relay_to(&mut s, false), a("198.51.100.7:4000"));
+        assert_eq!(s.check(ms(2), a("198.51.100.7:4000"), &rtp(1)), Ok(false));
+    }
+
+    #[test]
+    fn re_latches_only_after_the_latched_source_is_idle() {
+        let mut s = stream(LatchMode::Signalling);
+        let (first, moved) = (a("203.0.113.9:30000"), a("203.0.113.9:31000"));
+        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(1000), first, &rtp(1)), Ok(false));
+        // 1.999 s of silence: not yet.
+        assert_eq!(s.check(ms(2999), moved, &rtp(1)), Err(MediaDrop::Latched));
+        // Packets that are dropped do not count as activity of the new source, nor of the
+        // latched one; 2 s after the last accepted packet the stream re-latches.
+        assert_eq!(s.check(ms(3000), moved, &rtp(1)), Ok(false));
+        assert_eq!(s.counters.relatches, 1);
+        assert_eq!(relay_to(&mut s, false), moved);
+        // The old source is now the outsider.
+        assert_eq!(s.check(ms(3020), first, &rtp(1)), Err(MediaDrop::Latched));
+        // A dropped packet (wrong payload type) from the latched source keeps nothing alive;
+        // and a malformed packet from a new source never latches.
+        assert_eq!(
+            s.check(ms(6000), a("203.0.113.9:32000"), &[0x80]),
+            Err(MediaDrop::Malformed)
+        );
+        assert_eq!(relay_to(&mut s, false), moved);
+        assert_eq!(s.counters.dropped_source, 2);
+    }
+
+    #[test]
+    fn idle_re_latch_still_obeys_the_mode() {
+        let mut s = stream(LatchMode::Sdp);
+        let peer = a("198.51.100.7:4000");
+        assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(false));
+        assert_eq!(
+            s.check(ms(60_000), a("198.51.100.66:4000"), &rtp(1)),
+            Err(MediaDrop::Source(LatchMode::Sdp))
+        );
+        assert_eq!(s.check(ms(60_020), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.counters.relatches, 0);
+    }
+
+    #[test]
+    fn signalling_mode_takes_the_nat_address_of_the_signalling() {
+        // The SDP names a private address; the media comes from the NAT's public one, where
+        // the SIP came from.
+        let mut s = stream(LatchMode::Signalling);
+        s.negotiated = Some(a("10.99.0.1:4000"));
+        let nat = a("203.0.113.9:61000");
+        assert_eq!(s.check(ms(0), nat, &rtp(1)), Ok(false));
+        assert_eq!(relay_to(&mut s, false), nat);
+        // Another host is still refused; a strict stream refuses the NAT address.
+        assert_eq!(
+            s.check(ms(10_000), a("198.51.100.66:4000"), &rtp(1)),
+            Err(MediaDrop::Source(LatchMode::Signalling))
+        );
+        let mut strict = stream(LatchMode::Sdp);
+        strict.negotiated = Some(a("10.99.0.1:4000"));
+        assert_eq!(
+            strict.check(ms(0), nat, &rtp(1)),
+            Err(MediaDrop::Source(LatchMode::Sdp))
+        );
+    }
+
+    #[test]
+    fn any_mode_latches_whoever_sends_first() {
+        let mut s = stream(LatchMode::Any);
+        let first = a("198.51.100.66:7000");
+        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(false));
+        assert_eq!(relay_to(&mut s, false), first);
+        assert_eq!(
+            s.check(ms(20), a("198.51.100.7:4000"), &rtp(1)),
+            Err(MediaDrop::Latched)
+        );
+        assert_eq!(
+            s.check(ms(2020), a("198.51.100.7:4000"), &rtp(1)),
+            Ok(false)
+        );
+        assert_eq!(s.counters.relatches, 1);
+    }
+
+    #[test]
+    fn rtcp_latches_on_its_own() {
+        let mut s = stream(LatchMode::Sdp);
+        let peer = a("198.51.100.7:4000");
+        // RTCP from the port above the negotiated RTP port, before any RTP.
+        assert_eq!(s.check(ms(0), a("198.51.100.7:4001"), &rtcp()), Ok(true));
+        assert_eq!(relay_to(&mut s, true), a("198.51.100.7:4001"));
+        // RTCP from elsewhere, or from the RTP port once latched on +1: dropped.
+        assert_eq!(
+            s.check(ms(10), a("198.51.100.66:4001"), &rtcp()),
+            Err(MediaDrop::Latched)
+        );
+        assert_eq!(s.check(ms(20), peer, &rtcp()), Err(MediaDrop::Latched));
+        // RTP latches independently of RTCP.
+        assert_eq!(s.check(ms(30), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.counters.rtcp_forwarded, 1);
+        assert_eq!(s.counters.dropped_source, 2);
+        // RTCP's latch outlasts the gaps between reports (5 s): after 6 s of silence, the
+        // RTP port (rtcp-mux) cannot take it yet.
+        assert_eq!(s.check(ms(6000), peer, &rtcp()), Err(MediaDrop::Latched));
+        assert_eq!(
+            s.check(ms(15_000), peer, &rtcp()),
+            Ok(true),
+            "after 15 s RTCP may move to the RTP port (rtcp-mux)"
+        );
+        assert_eq!(s.counters.rtcp_relatches, 1);
+    }
+
+    #[test]
+    fn rtcp_mux_and_rtcp_following_a_nat_latch() {
+        let mut s = stream(LatchMode::Sdp);
+        // rtcp-mux: RTCP from the RTP port.
+        assert_eq!(s.check(ms(0), a("198.51.100.7:4000"), &rtcp()), Ok(true));
+        assert_eq!(relay_to(&mut s, true), a("198.51.100.7:4000"));
+        // Before any RTCP came, RTCP goes to the RTP destination's port + 1.
+        let mut n = stream(LatchMode::Signalling);
+        n.negotiated = Some(a("10.99.0.1:4000"));
+        assert_eq!(relay_to(&mut n, true), a("10.99.0.1:4001"));
+        assert_eq!(n.check(ms(0), a("203.0.113.9:61000"), &rtp(1)), Ok(false));
+        assert_eq!(relay_to(&mut n, true), a("203.0.113.9:61001"));
+        assert_eq!(n.check(ms(5), a("203.0.113.9:61001"), &rtcp()), Ok(true));
+        assert_eq!(relay_to(&mut n, true), a("203.0.113.9:61001"));
+    }
+
+    #[test]
+    fn rtp_re_latch_frees_rtcp_to_follow() {
+        let mut s = stream(LatchMode::Signalling);
+        let (rtp_a, rtcp_a) = (a("203.0.113.9:30000"), a("203.0.113.9:30001"));
+        let (rtp_b, rtcp_b) = (a("203.0.113.9:40000"), a("203.0.113.9:40001"));
+        assert_eq!(s.check(ms(0), rtp_a, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(1), rtcp_a, &rtcp()), Ok(true));
+        assert_eq!(s.check(ms(3000), rtp_b, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(3001), rtcp_b, &rtcp()), Ok(true));
+        assert_eq!((s.counters.relatches, s.counters.rtcp_relatches), (1, 0));
+    }
+
+    #[test]
+    fn a_new_sdp_address_latches_afresh() {
+        let mut s = stream(LatchMode::Sdp);
+        assert_eq!(s.check(ms(0), a("198.51.100.7:4000"), &rtp(1)), Ok(false));
+        // Same address again (a session refresh): the latch stays.
+        s.set_negotiated(a("198.51.100.7:4000"));
+        assert_eq!(relay_to(&mut s, false), a("198.51.100.7:4000"));
+        // A re-INVITE moves the media: the new address latches at once.
+        s.set_negotiated(a("198.51.100.8:6000"));
+        assert_eq!(relay_to(&mut s, false), a("198.51.100.8:6000"));
+        assert_eq!(s.check(ms(20), a("198.51.100.8:6000"), &rtp(1)), Ok(false));
+        assert!(s.check(ms(40), a("198.51.100.7:4000"), &rtp(1)).is_err());
+    }
+
+    #[test]
+    fn the_table_threads_time_side_modes_signalling_and_totals() {
+        let mut t = MediaTable::new(
+            Box::new(NoSockets),
+            false,
+            (30000, 30019),
+            (40000, 40019),
+            (0, 0),
+        );
+        t.set_latching(
+            Side::Inside,
+            Latching {
+                mode: LatchMode::Sdp,
+                relatch_idle: ms(500),
+            },
+        );
+        let call = CallRef(2);
+        let out_id = t.stream_id(Side::Outside).unwrap();
+        let in_id = t.stream_id(Side::Inside).unwrap();
+        t.set_signalling(Side::Outside, call, "203.0.113.9".parse().unwrap());
+        t.open(
+            Side::Outside,
+            call,
+            out_id,
+            ip(),
+            vec![8],
+            Some(a("10.99.0.1:4000")),
+        )
+        .unwrap();
+        t.open(Side::Inside, call, in_id, ip(), vec![8], None)
+            .unwrap();
+        // Outside (default `signalling`): the NAT address latches.
+        let nat = a("203.0.113.9:61000");
+        assert_eq!(
+            t.check(ms(0), Side::Outside, out_id, nat, &rtp(1)),
+            Ok(false)
+        );
+        assert_eq!(
+            t.check(
+                ms(10),
+                Side::Outside,
+                out_id,
+                a("203.0.113.9:61002"),
+                &rtp(1)
+            ),
+            Err(Some(MediaDrop::Latched))
+        );
+        // Inside (`sdp`): nothing before the answer gave an address; the signalling address
+        // set for the outside does not count on the inside.
+        let pbx = a("127.0.0.9:5000");
+        assert_eq!(
+            t.check(ms(0), Side::Inside, in_id, pbx, &rtp(1)),
+            Err(Some(MediaDrop::Source(LatchMode::Sdp)))
+        );
+        t.set_remote(Side::Inside, in_id, pbx);
+        assert_eq!(t.check(ms(1), Side::Inside, in_id, pbx, &rtp(1)), Ok(false));
+        assert_eq!(t.counters.dropped_source, 2);
+        // The inside's shorter idle time applies to the inside only.
+        t.set_signalling(Side::Inside, call, "127.0.0.9".parse().unwrap());
+        assert_eq!(
+            t.check(ms(600), Side::Inside, in_id, a("127.0.0.9:5002"), &rtp(1)),
+            Err(Some(MediaDrop::Source(LatchMode::Sdp)))
+        );
+        assert_eq!(
+            t.check(
+                ms(600),
+                Side::Outside,
+                out_id,
+                a("203.0.113.9:61002"),
+                &rtp(1)
+            ),
+            Err(Some(MediaDrop::Latched))
+        );
+        assert_eq!(
+            t.check(
+                ms(2000),
+                Side::Outside,
+                out_id,
+                a("203.0.113.9:61002"),
+                &rtp(1)
+            ),
+            Ok(false)
+        );
+        assert_eq!(t.counters.relatches, 1);
+        assert_eq!(t.counters.dropped_source, 4);
+        let sum = t.end_call(call);
+        assert_eq!(
+            (sum.relatches, sum.dropped_source, sum.forwarded),
+            (1, 2, 2)
+        );
+        t.forget_call(call);
+        assert!(t.signalling.is_empty());
     }
 }

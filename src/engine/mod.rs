@@ -53,7 +53,7 @@ use std::time::Duration;
 
 pub use calls::{CallCounters, Emergency};
 pub use h323::InsideProtocol;
-pub use media::{Binder, MediaCounters, MediaTableCounters, NoSockets};
+pub use media::{Binder, LatchMode, Latching, MediaCounters, MediaTableCounters, NoSockets};
 pub use policy::{Rejection, SipPolicy};
 pub use txn::TxnCounters;
 
@@ -334,6 +334,9 @@ pub struct EngineConfig {
     /// With one half per process: a Meta `Keepalive` goes out when nothing was sent on the
     /// tunnel's signalling connection for this long.
     pub tunnel_keepalive: Duration,
+    /// How media streams latch on GW2's outside and on GW1's inside (RFC 4961, NAT modes).
+    pub outside_latching: media::Latching,
+    pub inside_latching: media::Latching,
 }
 
 impl Default for EngineConfig {
@@ -359,6 +362,8 @@ impl Default for EngineConfig {
                 .collect(),
             access: access::AccessPolicy::default(),
             tunnel_keepalive: DEFAULT_TUNNEL_KEEPALIVE,
+            outside_latching: media::Latching::OUTSIDE,
+            inside_latching: media::Latching::INSIDE,
         }
     }
 }
@@ -623,6 +628,15 @@ impl Engine {
         let emergency = Emergency {
             numbers: config.emergency_numbers.clone(),
         };
+        let mut media = media::MediaTable::new(
+            binder,
+            config.replay,
+            config.outside_media_ports,
+            config.inside_v4.media_ports,
+            config.inside_v6.media_ports,
+        );
+        media.set_latching(Side::Outside, config.outside_latching);
+        media.set_latching(Side::Inside, config.inside_latching);
         Engine {
             outside: sip_leg::SipLeg::new(outside),
             inside: sip_leg::SipLeg::new(inside),
@@ -633,13 +647,7 @@ impl Engine {
                     t.access = config.access.clone();
                     t
                 },
-                media: media::MediaTable::new(
-                    binder,
-                    config.replay,
-                    config.outside_media_ports,
-                    config.inside_v4.media_ports,
-                    config.inside_v6.media_ports,
-                ),
+                media,
                 tunnel_up: config.role == Role::Both,
                 transmits: VecDeque::new(),
                 events: VecDeque::new(),
@@ -672,7 +680,7 @@ impl Engine {
 
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        if !self.handle_media(Side::Outside, flow, &data) {
+        if !self.handle_media(now, Side::Outside, flow, &data) {
             // RAS (UDP 1718/1719), then SIP.
             if !self.h323.handle_datagram(flow, &data, &mut self.out) && looks_like_sip(&data) {
                 match codecs::sip::parse_datagram(data.clone()) {
@@ -688,7 +696,7 @@ impl Engine {
 
     /// A datagram arrived on GW1's inside interface.
     pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        if !self.handle_media(Side::Inside, flow, &data) && looks_like_sip(&data) {
+        if !self.handle_media(now, Side::Inside, flow, &data) && looks_like_sip(&data) {
             self.inside.handle_datagram(now, flow, data, &mut self.out);
         }
         self.pump(now);
@@ -734,7 +742,7 @@ impl Engine {
 
     /// RTP/RTCP of a known stream: checked, then sent over the tunnel. Returns false when the
     /// datagram belongs to no stream on this side.
-    fn handle_media(&mut self, side: Side, flow: Flow, data: &Bytes) -> bool {
+    fn handle_media(&mut self, now: Duration, side: Side, flow: Flow, data: &Bytes) -> bool {
         let rtcp_hint = media::is_rtcp(data);
         let (arrival, stream, call) = match self.out.media.find(side, &flow, rtcp_hint) {
             Some((s, c)) => (side, s, c),
@@ -764,7 +772,7 @@ impl Engine {
         } else {
             Protocol::Rtp
         };
-        let result = self.out.media.check(arrival, stream, src, data);
+        let result = self.out.media.check(now, arrival, stream, src, data);
         let (verdict, reason) = match result {
             Ok(rtcp) => {
                 match arrival {

@@ -586,6 +586,9 @@ impl SipLeg {
             .copied()
             .flatten()
             .unwrap_or(flow.local.ip());
+        // Latch mode `signalling`: the caller's media may come from where its INVITE came from.
+        out.media
+            .set_signalling(self.cfg.side, call, flow.remote.ip());
         // Stream ids and ports; any failure ends the call it just began.
         let mut failure = None;
         for (m, remote) in offer.iter_mut().zip(&remotes) {
@@ -1452,6 +1455,8 @@ impl SipLeg {
             release(out, Cause::NO_ROUTE_TO_DESTINATION);
             return;
         };
+        // Latch mode `signalling`: the callee's media may come from the next hop's address.
+        out.media.set_signalling(side, call, p.next_hop.ip());
         for m in &s.media {
             let Some(stream) = m.stream else { continue };
             if let Err(r) = out

@@ -8,7 +8,8 @@ use super::tunnel::{
 };
 use crate::config::{self, Config};
 use crate::engine::{
-    policy::SipPolicy, Engine, EngineConfig, Family, InsideConfig, Role, Side, Transport,
+    policy::SipPolicy, Engine, EngineConfig, Family, InsideConfig, LatchMode, Latching, Role, Side,
+    Transport,
 };
 use crate::pki::TlsIdentity;
 use anyhow::{anyhow, bail, Context};
@@ -215,6 +216,19 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
     Ok((driver, sip))
 }
 
+/// A side's latching from its media section; `default` gives the mode when `latch` is unset.
+fn latching(m: &config::MediaConfig, default: Latching) -> Latching {
+    Latching {
+        mode: match m.latch {
+            None => default.mode,
+            Some(config::LatchMode::Sdp) => LatchMode::Sdp,
+            Some(config::LatchMode::Signalling) => LatchMode::Signalling,
+            Some(config::LatchMode::Any) => LatchMode::Any,
+        },
+        relatch_idle: Duration::from_millis(u64::from(m.relatch_idle_ms)),
+    }
+}
+
 fn engine_family(f: config::Family) -> Family {
     match f {
         config::Family::Ipv4 => Family::V4,
@@ -235,6 +249,7 @@ fn base_engine(cfg: &Config) -> EngineConfig {
     }
     if let Some(g) = &cfg.gw2 {
         e.outside_media_ports = (g.media.port_min, g.media.port_max);
+        e.outside_latching = latching(&g.media, Latching::OUTSIDE);
         e.outside_next_hop = g.outside_next_hop;
         // GW2's address in Via and Contact of calls it places: the UDP listener (else the
         // TCP one, and the calls go over TCP), with the advertised media address when the
@@ -271,6 +286,7 @@ fn base_engine(cfg: &Config) -> EngineConfig {
                 config::Transport::Tcp => Transport::Tcp,
             },
         };
+        e.inside_latching = latching(&g.media, Latching::INSIDE);
         match engine_family(g.family) {
             Family::V4 => e.inside_v4 = inside,
             Family::V6 => e.inside_v6 = inside,
@@ -570,5 +586,32 @@ mod tests {
             base_engine(&cfg).policy.max_message_size,
             codecs::sip::MAX_MESSAGE_SIZE
         );
+    }
+
+    #[test]
+    fn media_latching_reaches_each_side() {
+        let cfg =
+            Config::from_toml_str(crate::config::EXAMPLE_CONFIG).unwrap_or_else(|e| panic!("{e}"));
+        let e = base_engine(&cfg);
+        assert_eq!(e.outside_latching, Latching::OUTSIDE);
+        assert_eq!(e.inside_latching, Latching::INSIDE);
+        // Unset keys give the side's default.
+        let text = crate::config::EXAMPLE_CONFIG
+            .replace("latch = \"signalling\"", "")
+            .replace("latch = \"sdp\"", "")
+            .replace("relatch_idle_ms = 2000", "");
+        let cfg = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let e = base_engine(&cfg);
+        assert_eq!(e.outside_latching, Latching::OUTSIDE);
+        assert_eq!(e.inside_latching, Latching::INSIDE);
+        let text = crate::config::EXAMPLE_CONFIG
+            .replace("latch = \"signalling\"", "latch = \"any\"")
+            .replace("latch = \"sdp\"", "latch = \"signalling\"")
+            .replace("relatch_idle_ms = 2000", "relatch_idle_ms = 750");
+        let cfg = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let e = base_engine(&cfg);
+        assert_eq!(e.outside_latching.mode, LatchMode::Any);
+        assert_eq!(e.outside_latching.relatch_idle, Duration::from_millis(750));
+        assert_eq!(e.inside_latching.mode, LatchMode::Signalling);
     }
 }

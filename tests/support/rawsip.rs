@@ -322,6 +322,19 @@ impl RawCall {
         display: &str,
         wait: Duration,
     ) -> Result<RawCall, (u16, String)> {
+        Self::invite_announcing(gw, src_ip, ruri, display, wait, None)
+    }
+
+    /// [`RawCall::invite`] whose SDP announces `announce` instead of the RTP socket's address
+    /// (a phone behind NAT writes its private address); the RTP is still sent from the socket.
+    pub fn invite_announcing(
+        gw: SocketAddr,
+        src_ip: &str,
+        ruri: &str,
+        display: &str,
+        wait: Duration,
+        announce: Option<SocketAddr>,
+    ) -> Result<RawCall, (u16, String)> {
         let sip = UdpSocket::bind((src_ip, 0)).unwrap();
         let rtp = UdpSocket::bind((src_ip, 0)).unwrap();
         let local = sip.local_addr().unwrap();
@@ -338,7 +351,7 @@ impl RawCall {
             rtp: Arc::new(rtp),
             sip,
         };
-        let sdp = pcma_sdp(call.rtp.local_addr().unwrap());
+        let sdp = pcma_sdp(announce.unwrap_or(call.rtp.local_addr().unwrap()));
         let branch = format!("z9hG4bKraw{n}i");
         let inv = request(
             "INVITE",
