@@ -628,7 +628,10 @@ fn memory_stays_bounded_under_flood() {
         &Setup {
             quiet: true,
             h225: true,
-            limits: "max_calls = 4000",
+            // The caps of the tables are under test here, not the rate limits and the block
+            // list (tests/flood.rs): those are opened wide.
+            limits: "max_calls = 4000\ncalls_per_source = 100000\ncalls_per_source_burst = 100000\n\
+                     requests_per_source = 100000\nrequests_per_source_burst = 100000\nblock_after = 0",
             ..Setup::new((10_000, 14_999), (15_000, 19_999), uas.sip)
         },
     );
@@ -1158,7 +1161,10 @@ fn completed_calls_do_not_count_against_max_calls() {
     let mut gw = Gateway::start(
         "cm-completed",
         &Setup {
-            limits: "max_calls = 10000",
+            // One sipp source at 500 calls/s: far above the per-source rate limits' defaults,
+            // which are not what this test is about.
+            limits: "max_calls = 10000\ncalls_per_source = 1000\ncalls_per_source_burst = 2000\n\
+                     requests_per_source = 5000\nrequests_per_source_burst = 10000",
             quiet: true,
             ..Setup::new((12_000, 21_999), (22_000, 31_999), uas.sip)
         },
