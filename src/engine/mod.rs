@@ -886,7 +886,9 @@ impl Engine {
                 Some(StreamProtocol::H225) => Protocol::H225,
                 _ => Protocol::Sip,
             };
-            self.streams.insert(conn, StreamState::Dead);
+            if self.streams.contains_key(&conn) || self.streams.len() < MAX_STREAMS {
+                self.streams.insert(conn, StreamState::Dead);
+            }
             self.drop_blocked(first, protocol);
             return;
         }
