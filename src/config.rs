@@ -142,7 +142,8 @@ impl MediaConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Concurrent calls; emergency calls are admitted beyond it.
+    /// Concurrent calls; `emergency_reserve_percent` of them are kept for emergency calls,
+    /// which pre-empt the newest other call when every slot is taken.
     #[serde(default = "default_max_calls")]
     pub max_calls: u32,
     /// Largest SIP message accepted from outside, in bytes; a larger request is answered 513.
@@ -341,7 +342,8 @@ pub struct PkiConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Called numbers that are emergency calls: admitted beyond `max_calls`.
+    /// Called numbers that are emergency calls: they pass the rate limits, use the reserve of
+    /// `max_calls` and pre-empt other calls when it is full.
     #[serde(default)]
     pub emergency_numbers: Vec<String>,
 }

@@ -84,7 +84,8 @@ impl NewCall {
 pub enum Refusal {
     /// The tunnel to the other half is down: nothing could carry the call.
     TunnelDown,
-    /// Every call slot is taken (emergency calls excepted).
+    /// Every call slot open to the call is taken (the reserve is for emergency calls; an
+    /// emergency call finds every slot held by emergency calls).
     CallLimit,
     /// The call's media could not be given ports.
     NoMediaPort,
@@ -322,7 +323,8 @@ impl CallTable {
     }
 
     /// A call the other half admitted, arriving over the tunnel. With both halves in one engine
-    /// it is already here; otherwise this half applies its own cap (emergency calls excepted).
+    /// it is already here; otherwise this half applies its own cap (an emergency call takes a
+    /// slot by pre-emption when none is free).
     pub fn join(
         &mut self,
         now: Duration,

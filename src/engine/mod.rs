@@ -319,7 +319,8 @@ pub struct EngineConfig {
     pub role: Role,
     /// Whether accepted RTP/RTCP packets produce a [`Report`] each (they are always counted).
     pub report_accepted_media: bool,
-    /// Most concurrent calls; further INVITEs get 503 (emergency calls excepted).
+    /// Most concurrent calls; `limits.emergency_reserve_percent` of them only for emergency
+    /// calls, which pre-empt the newest other call when every slot is taken.
     pub max_calls: usize,
     /// Called numbers treated as emergency calls.
     pub emergency_numbers: Vec<String>,
