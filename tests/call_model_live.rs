@@ -977,7 +977,8 @@ fn unacked_2xx_dialogs_end_with_bye() {
             // 10,000 INVITEs from 8 sources as fast as they are answered: the per-source rate
             // limits (tests/flood.rs) are opened wide, they are not under test here.
             limits: "max_calls = 10000\ncalls_per_source = 100000\ncalls_per_source_burst = 100000\n\
-                     requests_per_source = 100000\nrequests_per_source_burst = 100000\nblock_after = 0",
+                     requests_per_source = 100000\nrequests_per_source_burst = 100000\nblock_after = 0\n\
+                     emergency_reserve_percent = 0",
             // The INVITEs carry no offer, so no call holds media sockets (10,000 calls with
             // media would need 40,000 descriptors, over the host's limit).
             ..Setup::new((12_000, 12_999), (13_000, 13_999), uas.sip)
