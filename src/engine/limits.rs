@@ -178,6 +178,9 @@ fn quota(rate: u32, burst: u32) -> Option<Quota> {
     Some(Quota::per_second(rate).allow_burst(burst))
 }
 
+/// The latest time the limiters' clock reaches: 200 years, far below `u64::MAX` nanoseconds.
+const MAX_CLOCK: Duration = Duration::from_secs(200 * 365 * 24 * 3600);
+
 /// How often keys whose bucket is full again are dropped.
 const RETAIN_EVERY: Duration = Duration::from_secs(1);
 
@@ -207,6 +210,9 @@ impl Limits {
     }
 
     fn advance(&mut self, now: Duration) {
+        // governor's clock counts nanoseconds in a u64 (and panics past it): a capture's
+        // far-future time stops the clock instead.
+        let now = now.min(MAX_CLOCK);
         if now > self.clock_at {
             self.clock.advance(now - self.clock_at);
             self.clock_at = now;
@@ -230,7 +236,7 @@ impl Limits {
     }
 
     fn retain(&mut self, now: Duration) {
-        if now < self.last_retain + RETAIN_EVERY {
+        if now < self.last_retain.saturating_add(RETAIN_EVERY) {
             return;
         }
         self.last_retain = now;
@@ -278,7 +284,7 @@ impl Limits {
     /// connection. `Err` carries the seconds for `Retry-After`.
     pub fn check_request(&mut self, now: Duration, ip: IpAddr) -> Result<(), u32> {
         self.advance(now);
-        if now >= self.last_retain + Duration::from_secs(10) {
+        if now >= self.last_retain.saturating_add(Duration::from_secs(10)) {
             self.retain(now);
         }
         let key = self.key(ip);
@@ -341,7 +347,7 @@ impl Limits {
         }
         o.refusals += 1;
         if o.refusals >= self.cfg.block_after {
-            o.blocked_until = Some(now + self.cfg.block_time);
+            o.blocked_until = Some(now.saturating_add(self.cfg.block_time));
             o.drop_reported = false;
             o.refusals = 0;
             self.blocked += 1;
@@ -554,6 +560,14 @@ mod tests {
             l.requests.as_ref().unwrap().len(),
             l.offenders.len()
         );
+    }
+
+    #[test]
+    fn a_far_future_time_does_not_panic() {
+        let mut l = Limits::new(LimitsConfig::default());
+        assert!(l.check_request(Duration::MAX, ip4(1)).is_ok());
+        assert!(l.check_call(Duration::MAX, Some(ip4(1))).is_ok());
+        assert_eq!(l.blocked(Duration::MAX, ip4(1)), None);
     }
 
     #[test]
