@@ -113,6 +113,12 @@ port_min = 10000
 port_max = 19999
 [gw2.limits]
 max_calls = 100000
+# One sipp source at benchmark rates: the per-source rate limits are opened wide.
+calls_per_source = 1000000
+calls_per_source_burst = 1000000
+requests_per_source = 1000000
+requests_per_source_burst = 1000000
+block_after = 0
 [gw1]
 tunnel = "127.0.0.1:$tunnel"
 tunnel_server_name = "127.0.0.1"

@@ -54,7 +54,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
     ("gw2.sip_tls", "SIP over TLS is not served"),
     ("gw2.sip_tls_cert", "SIP over TLS is not served"),
     ("gw2.sip_tls_key", "SIP over TLS is not served"),
-    ("gw2.limits.calls_per_second", "no call rate limit exists"),
     ("policy.require_auth", "no digest challenge is verified"),
     ("policy.realm", "it only serves require_auth"),
 ];
@@ -171,7 +170,8 @@ impl MediaConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Concurrent calls; emergency calls are admitted beyond it.
+    /// Concurrent calls; `emergency_reserve_percent` of them are kept for emergency calls,
+    /// which pre-empt the newest other call when every slot is taken.
     #[serde(default = "default_max_calls")]
     pub max_calls: u32,
     /// Largest SIP message accepted from outside, in bytes; a larger request is answered 513.
@@ -186,6 +186,92 @@ pub struct LimitsConfig {
     /// Seconds without a byte either way after which a SIP TCP connection is closed.
     #[serde(default = "default_tcp_idle_timeout_secs")]
     pub tcp_idle_timeout_secs: u32,
+    /// New calls per second from outside, all sources together; 0: no global limit.
+    #[serde(default)]
+    pub calls_per_second: u32,
+    /// New calls (INVITE, H.225.0 Setup) per second from one source, and its burst.
+    #[serde(default = "default_calls_per_source")]
+    pub calls_per_source: u32,
+    #[serde(default = "default_calls_per_source_burst")]
+    pub calls_per_source_burst: u32,
+    /// SIP requests (and new H.225.0 connections) per second from one source, and its burst.
+    #[serde(default = "default_requests_per_source")]
+    pub requests_per_source: u32,
+    #[serde(default = "default_requests_per_source_burst")]
+    pub requests_per_source_burst: u32,
+    /// The prefix length that keys an IPv6 source (IPv4: the address).
+    #[serde(default = "default_ipv6_prefix_len")]
+    pub ipv6_prefix_len: u8,
+    /// Refusals by a source limit within `block_window_secs` that block the source for
+    /// `block_secs`; 0: never block.
+    #[serde(default = "default_block_after")]
+    pub block_after: u32,
+    #[serde(default = "default_block_window_secs")]
+    pub block_window_secs: u32,
+    #[serde(default = "default_block_secs")]
+    pub block_secs: u32,
+    /// Most sources the limiters and the block list track.
+    #[serde(default = "default_max_sources")]
+    pub max_sources: u32,
+    /// Share of max_calls only emergency calls may use, in percent.
+    #[serde(default = "default_emergency_reserve_percent")]
+    pub emergency_reserve_percent: u8,
+    /// Seconds a tunnel connection has from accept to the end of its TLS and tunnel handshake.
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u32,
+}
+
+fn default_calls_per_source() -> u32 {
+    crate::engine::limits::DEFAULT_SOURCE_CALLS_PER_SECOND
+}
+fn default_calls_per_source_burst() -> u32 {
+    crate::engine::limits::DEFAULT_SOURCE_CALLS_BURST
+}
+fn default_requests_per_source() -> u32 {
+    crate::engine::limits::DEFAULT_SOURCE_REQUESTS_PER_SECOND
+}
+fn default_requests_per_source_burst() -> u32 {
+    crate::engine::limits::DEFAULT_SOURCE_REQUESTS_BURST
+}
+fn default_ipv6_prefix_len() -> u8 {
+    crate::engine::limits::DEFAULT_IPV6_PREFIX
+}
+fn default_block_after() -> u32 {
+    crate::engine::limits::DEFAULT_BLOCK_AFTER
+}
+fn default_block_window_secs() -> u32 {
+    10
+}
+fn default_block_secs() -> u32 {
+    60
+}
+fn default_max_sources() -> u32 {
+    100_000
+}
+fn default_emergency_reserve_percent() -> u8 {
+    crate::engine::limits::DEFAULT_EMERGENCY_RESERVE_PERCENT
+}
+fn default_handshake_timeout_secs() -> u32 {
+    10
+}
+
+impl LimitsConfig {
+    /// The engine's settings of the rate limits, block list and emergency reserve.
+    pub fn engine_limits(&self) -> crate::engine::LimitsConfig {
+        crate::engine::LimitsConfig {
+            source_calls_per_second: self.calls_per_source,
+            source_calls_burst: self.calls_per_source_burst,
+            source_requests_per_second: self.requests_per_source,
+            source_requests_burst: self.requests_per_source_burst,
+            calls_per_second: self.calls_per_second,
+            ipv6_prefix: self.ipv6_prefix_len,
+            block_after: self.block_after,
+            block_window: std::time::Duration::from_secs(u64::from(self.block_window_secs)),
+            block_time: std::time::Duration::from_secs(u64::from(self.block_secs)),
+            max_sources: usize::try_from(self.max_sources).unwrap_or(usize::MAX),
+            emergency_reserve_percent: self.emergency_reserve_percent,
+        }
+    }
 }
 
 fn default_max_calls() -> u32 {
@@ -212,6 +298,18 @@ impl Default for LimitsConfig {
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             max_tcp_per_source: DEFAULT_MAX_TCP_PER_SOURCE,
             tcp_idle_timeout_secs: DEFAULT_TCP_IDLE_TIMEOUT_SECS,
+            calls_per_second: 0,
+            calls_per_source: default_calls_per_source(),
+            calls_per_source_burst: default_calls_per_source_burst(),
+            requests_per_source: default_requests_per_source(),
+            requests_per_source_burst: default_requests_per_source_burst(),
+            ipv6_prefix_len: default_ipv6_prefix_len(),
+            block_after: default_block_after(),
+            block_window_secs: default_block_window_secs(),
+            block_secs: default_block_secs(),
+            max_sources: default_max_sources(),
+            emergency_reserve_percent: default_emergency_reserve_percent(),
+            handshake_timeout_secs: default_handshake_timeout_secs(),
         }
     }
 }
@@ -272,7 +370,8 @@ pub struct PkiConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Called numbers that are emergency calls: admitted beyond `max_calls`.
+    /// Called numbers that are emergency calls: they pass the rate limits, use the reserve of
+    /// `max_calls` and pre-empt other calls when it is full.
     #[serde(default)]
     pub emergency_numbers: Vec<String>,
     /// Access rules (`[[policy.rules]]`), first match wins; see [`crate::engine::access`].
@@ -584,10 +683,68 @@ fn check_gw2(g: &Gw2Config, p: &mut Problems) {
         ("gw2.limits.max_tcp_connections", l.max_tcp_connections),
         ("gw2.limits.max_tcp_per_source", l.max_tcp_per_source),
         ("gw2.limits.tcp_idle_timeout_secs", l.tcp_idle_timeout_secs),
+        ("gw2.limits.block_window_secs", l.block_window_secs),
+        ("gw2.limits.block_secs", l.block_secs),
+        ("gw2.limits.max_sources", l.max_sources),
+        (
+            "gw2.limits.handshake_timeout_secs",
+            l.handshake_timeout_secs,
+        ),
     ] {
         if v == 0 {
             p.add(key, "must be at least 1");
         }
+    }
+    for (key, rate, burst) in [
+        (
+            "gw2.limits.calls_per_source_burst",
+            l.calls_per_source,
+            l.calls_per_source_burst,
+        ),
+        (
+            "gw2.limits.requests_per_source_burst",
+            l.requests_per_source,
+            l.requests_per_source_burst,
+        ),
+    ] {
+        if rate > 0 && burst < rate {
+            p.add(
+                key,
+                format!(
+                    "{burst} is below the rate {rate} (a burst is at least one second's worth)"
+                ),
+            );
+        }
+    }
+    if l.calls_per_source > 0
+        && l.requests_per_source > 0
+        && l.requests_per_source < l.calls_per_source
+    {
+        p.add(
+            "gw2.limits.requests_per_source",
+            format!(
+                "{} is below calls_per_source {} (every call is a request)",
+                l.requests_per_source, l.calls_per_source
+            ),
+        );
+    }
+    if !(16..=128).contains(&l.ipv6_prefix_len) {
+        p.add(
+            "gw2.limits.ipv6_prefix_len",
+            format!("{} is outside 16..=128", l.ipv6_prefix_len),
+        );
+    }
+    if l.emergency_reserve_percent > 50 {
+        p.add(
+            "gw2.limits.emergency_reserve_percent",
+            format!("{} is above 50", l.emergency_reserve_percent),
+        );
+    }
+    if l.handshake_timeout_secs > 300 {
+        p.add(
+            "gw2.limits.handshake_timeout_secs",
+            format!("{} is above 300", l.handshake_timeout_secs),
+        );
     }
     if l.max_tcp_per_source > l.max_tcp_connections {
         p.add(

@@ -1,6 +1,7 @@
 //! The call model on virtual time, one engine with both halves: every way a call ends frees
 //! what it holds (2xx never acknowledged, unanswered INVITE, a Setup Meta cannot carry), the
-//! call cap counts live calls only, emergency calls have one definition and pass the cap, an RFC
+//! call cap counts live calls only, emergency calls have one definition and take a reserved or
+//! pre-empted slot, a flooding source is rate limited and blocked, an RFC
 //! 2543 caller without tags can hang up, and the inside dialog follows RFC 3261 section 12
 //! behind a record-routing proxy (a refused re-INVITE included).
 #![allow(
@@ -265,37 +266,168 @@ fn the_cap_counts_calls_in_progress_not_lingering_ones() {
 }
 
 #[test]
-fn emergency_calls_have_one_definition_and_pass_the_cap() {
-    let mut e = engine(1);
-    from_caller(
-        &mut e,
-        Duration::ZERO,
-        1,
-        invite(1, "sip:100@198.51.100.1", "a"),
-    );
-    drain(&mut e);
-    // Full: a normal call is refused, the service URN and a configured number are not.
-    from_caller(
-        &mut e,
-        Duration::ZERO,
-        2,
-        invite(2, "sip:101@198.51.100.1", "b"),
-    );
-    assert_eq!(statuses(&drain(&mut e), Side::Outside), [503]);
+fn emergency_calls_have_one_definition_and_take_a_slot() {
     for (i, uri) in [
         (3, "urn:service:sos"),
         (4, "urn:service:sos.police"),
         (5, "sip:112@198.51.100.1"),
     ] {
+        let mut e = engine(1);
+        from_caller(
+            &mut e,
+            Duration::ZERO,
+            1,
+            invite(1, "sip:100@198.51.100.1", "a"),
+        );
+        drain(&mut e);
+        // Full: a normal call is refused, the service URN and a configured number are not:
+        // they pre-empt the unanswered call, whose caller gets 503 with cause 8.
+        from_caller(
+            &mut e,
+            Duration::ZERO,
+            2,
+            invite(2, "sip:101@198.51.100.1", "b"),
+        );
+        assert_eq!(statuses(&drain(&mut e), Side::Outside), [503]);
         from_caller(&mut e, Duration::ZERO, i, invite(i, uri, "e"));
         let out = drain(&mut e);
-        assert_eq!(statuses(&out, Side::Outside), [100], "{uri}");
+        assert_eq!(statuses(&out, Side::Outside), [100, 503], "{uri}");
         let inv = requests(&out, Side::Inside, Method::Invite).pop().unwrap();
         let name = HeaderName::from("Priority");
         let priority = inv.headers().single(&name, "Priority").unwrap();
         assert_eq!(priority, Some("emergency"), "{uri}");
+        assert_eq!(e.stats().admission.emergency_admitted, 1);
+        assert_eq!(e.stats().admission.preempted, 1);
+        assert_eq!(e.stats().calls_live, 1);
     }
-    assert_eq!(e.stats().admission.emergency_admitted, 3);
+}
+
+fn reason(m: &Message) -> Option<String> {
+    m.headers()
+        .single(&HeaderName::from("Reason"), "Reason")
+        .ok()
+        .flatten()
+        .map(str::to_owned)
+}
+
+/// With every slot taken, an emergency call pre-empts the newest ordinary call: an answered
+/// one ends with a BYE carrying `Reason: Q.850;cause=8` on both sides, an unanswered one gets
+/// 503 (and the inside a CANCEL) with cause 8; the emergency call proceeds, and further
+/// emergency calls are bounded by `max_calls` (they never pre-empt one another).
+#[test]
+fn an_emergency_call_preempts_the_newest_ordinary_call() {
+    // 10 slots, 1 reserved for emergency calls.
+    let mut e = engine(10);
+    let now = Duration::from_secs(1);
+    let mut tags = Vec::new();
+    for i in 0..9 {
+        from_caller(&mut e, now, i, invite(i, "sip:100@198.51.100.1", "a"));
+        let inv = requests(&drain(&mut e), Side::Inside, Method::Invite)
+            .pop()
+            .unwrap();
+        if i < 8 {
+            tags.push(answered(&mut e, now, &inv));
+        }
+    }
+    // The ordinary slots are full; the reserve is not for them.
+    from_caller(&mut e, now, 20, invite(20, "sip:100@198.51.100.1", "x"));
+    assert_eq!(statuses(&drain(&mut e), Side::Outside), [503]);
+    // The reserved slot: no pre-emption.
+    from_caller(&mut e, now, 30, invite(30, "sip:112@198.51.100.1", "e"));
+    assert_eq!(statuses(&drain(&mut e), Side::Outside), [100]);
+    assert_eq!(e.stats().admission.preempted, 0);
+    // Full: the newest ordinary call (8, unanswered) is pre-empted.
+    from_caller(&mut e, now, 31, invite(31, "sip:112@198.51.100.1", "e"));
+    let out = drain(&mut e);
+    assert_eq!(statuses(&out, Side::Outside), [100, 503]);
+    let refused = out
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .map(sip_of)
+        .find(|m| m.status() == Some(503))
+        .unwrap();
+    assert_eq!(refused.call_id().unwrap(), "cm-8@192.0.2.7");
+    assert_eq!(reason(&refused).as_deref(), Some("Q.850;cause=8"));
+    let cancels = requests(&out, Side::Inside, Method::Cancel);
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(reason(&cancels[0]).as_deref(), Some("Q.850;cause=8"));
+    assert_eq!(requests(&out, Side::Inside, Method::Invite).len(), 1);
+    // Next: the newest answered call (7) gets a BYE with cause 8, both ways.
+    from_caller(&mut e, now, 32, invite(32, "urn:service:sos", "e"));
+    let out = drain(&mut e);
+    assert_eq!(statuses(&out, Side::Outside), [100]);
+    let byes = requests(&out, Side::Outside, Method::Bye);
+    assert_eq!(byes.len(), 1);
+    assert_eq!(byes[0].call_id().unwrap(), "cm-7@192.0.2.7");
+    assert_eq!(reason(&byes[0]).as_deref(), Some("Q.850;cause=8"));
+    let inside_byes = requests(&out, Side::Inside, Method::Bye);
+    assert_eq!(inside_byes.len(), 1);
+    assert_eq!(reason(&inside_byes[0]).as_deref(), Some("Q.850;cause=8"));
+    assert_eq!(e.stats().admission.preempted, 2);
+    assert_eq!(e.stats().calls_live, 10);
+    assert_eq!(tags.len(), 8);
+}
+
+/// A source over its call rate gets 503 with Retry-After; one that keeps on is blocked and
+/// then hears nothing, every dropped message still counted; an emergency call from a busy
+/// source that is not blocked passes the rate limits.
+#[test]
+fn a_flooding_source_is_refused_then_blocked() {
+    let mut e = Engine::new(EngineConfig {
+        emergency_numbers: vec!["112".to_owned()],
+        limits: sgw::engine::LimitsConfig {
+            source_calls_per_second: 2,
+            source_calls_burst: 2,
+            block_after: 5,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    });
+    let now = Duration::from_secs(1);
+    let mut got = Vec::new();
+    for i in 0..4 {
+        from_caller(&mut e, now, i, invite(i, "sip:100@198.51.100.1", "f"));
+        got.push(drain(&mut e));
+    }
+    assert_eq!(statuses(&got[1], Side::Outside), [100]);
+    let busy: Vec<Message> = got[2]
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .map(sip_of)
+        .collect();
+    assert_eq!(busy[0].status(), Some(503));
+    let name = HeaderName::from("Retry-After");
+    let retry = busy[0].headers().single(&name, "Retry-After").unwrap();
+    assert_eq!(retry, Some("1"));
+    // Emergency calls pass the rate limits.
+    from_caller(&mut e, now, 10, invite(10, "sip:112@198.51.100.1", "e"));
+    assert_eq!(statuses(&drain(&mut e), Side::Outside), [100]);
+    // Three more refusals (five in all) block the source.
+    for i in 11..14 {
+        from_caller(&mut e, now, i, invite(i, "sip:100@198.51.100.1", "f"));
+        assert_eq!(statuses(&drain(&mut e), Side::Outside), [503]);
+    }
+    assert_eq!(e.stats().limits.blocks, 1);
+    let before = e.stats();
+    while e.poll_event().is_some() {}
+    for i in 20..30 {
+        from_caller(&mut e, now, i, invite(i, "sip:100@198.51.100.1", "f"));
+        assert!(drain(&mut e).is_empty(), "dropped silently");
+    }
+    // Every drop is counted as a rejected SIP message; one is reported (the live log line).
+    let s = e.stats();
+    assert_eq!(s.limits.dropped_blocked, 10);
+    assert_eq!(s.rejected - before.rejected, 10);
+    assert_eq!(s.sip_messages - before.sip_messages, 10);
+    let reports = std::iter::from_fn(|| e.poll_event())
+        .filter(|ev| matches!(ev, sgw::engine::Event::Report(_)))
+        .count();
+    assert_eq!(reports, 1);
+    assert_eq!(s.limits.refused_source_calls, 5);
+    // The block ends.
+    let later = now + Duration::from_secs(61);
+    from_caller(&mut e, later, 40, invite(40, "sip:100@198.51.100.1", "f"));
+    assert_eq!(statuses(&drain(&mut e), Side::Outside), [100]);
 }
 
 #[test]

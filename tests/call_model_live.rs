@@ -358,7 +358,10 @@ fn memory_stays_bounded_under_flood() {
         &Setup {
             quiet: true,
             h225: true,
-            limits: "max_calls = 4000",
+            // The caps of the tables are under test here, not the rate limits and the block
+            // list (tests/flood.rs): those are opened wide.
+            limits: "max_calls = 4000\ncalls_per_source = 100000\ncalls_per_source_burst = 100000\n\
+                     requests_per_source = 100000\nrequests_per_source_burst = 100000\nblock_after = 0",
             ..Setup::new((10_000, 14_999), (15_000, 19_999), uas.sip)
         },
     );
@@ -701,7 +704,11 @@ fn unacked_2xx_dialogs_end_with_bye() {
     let mut gw = Gateway::start(
         "cm-unacked",
         &Setup {
-            limits: "max_calls = 10000",
+            // 10,000 INVITEs from 8 sources as fast as they are answered: the per-source rate
+            // limits (tests/flood.rs) are opened wide, they are not under test here.
+            limits: "max_calls = 10000\ncalls_per_source = 100000\ncalls_per_source_burst = 100000\n\
+                     requests_per_source = 100000\nrequests_per_source_burst = 100000\nblock_after = 0\n\
+                     emergency_reserve_percent = 0",
             // The INVITEs carry no offer, so no call holds media sockets (10,000 calls with
             // media would need 40,000 descriptors, over the host's limit).
             ..Setup::new((12_000, 12_999), (13_000, 13_999), uas.sip)
@@ -888,7 +895,10 @@ fn completed_calls_do_not_count_against_max_calls() {
     let mut gw = Gateway::start(
         "cm-completed",
         &Setup {
-            limits: "max_calls = 10000",
+            // One sipp source at 500 calls/s: far above the per-source rate limits' defaults,
+            // which are not what this test is about.
+            limits: "max_calls = 10000\ncalls_per_source = 1000\ncalls_per_source_burst = 2000\n\
+                     requests_per_source = 5000\nrequests_per_source_burst = 10000",
             quiet: true,
             ..Setup::new((12_000, 21_999), (22_000, 31_999), uas.sip)
         },

@@ -364,3 +364,56 @@ fn h323_translation_snapshots() {
         }
     });
 }
+
+/// An H.225.0 Setup over a source's call rate is released with Release Complete, cause 42
+/// (switching equipment congestion), and never reaches the inside.
+#[test]
+fn setups_over_the_source_call_rate_get_cause_42() {
+    let mut e = Engine::new(EngineConfig {
+        inside_protocol: Some(InsideProtocol::Sip),
+        limits: sgw::engine::LimitsConfig {
+            source_calls_per_second: 1,
+            source_calls_burst: 1,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    });
+    let caller: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+    let gw2: SocketAddr = "198.51.100.1:1720".parse().unwrap();
+    let mut reasons = Vec::new();
+    let mut inside_invites = 0;
+    for conn in 1..=2u64 {
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: gw2,
+            remote: SocketAddr::new(caller.ip(), 40000 + conn as u16),
+        };
+        let rtp = SocketAddr::new(caller.ip(), 6000 + 2 * conn as u16);
+        e.handle_stream(
+            Duration::from_secs(1),
+            ConnId(conn),
+            flow,
+            &caller_setup(rtp),
+        );
+        while let Some(t) = e.poll_transmit() {
+            if t.side == Side::Inside && t.payload.starts_with(b"INVITE ") {
+                inside_invites += 1;
+            }
+        }
+        while let Some(ev) = e.poll_event() {
+            if let sgw::engine::Event::Report(r) = ev {
+                if let Some(why) = r.reason {
+                    reasons.push(why);
+                }
+            }
+        }
+    }
+    assert_eq!(inside_invites, 1, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("source call rate exceeded") && r.contains("cause 42")),
+        "{reasons:?}"
+    );
+    assert_eq!(e.stats().limits.refused_source_calls, 1);
+}

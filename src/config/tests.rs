@@ -197,6 +197,43 @@ fn bad_configs_name_key_and_line() {
             "at least 1",
         ),
         (
+            "burst below rate",
+            format!("{BASE}\n[gw2.limits]\ncalls_per_source = 30\ncalls_per_source_burst = 10\n"),
+            "gw2.limits.calls_per_source_burst",
+            24,
+            "below the rate",
+        ),
+        (
+            "ipv6 prefix",
+            format!("{BASE}\n[gw2.limits]\nipv6_prefix_len = 200\n"),
+            "gw2.limits.ipv6_prefix_len",
+            23,
+            "outside 16..=128",
+        ),
+        (
+            "emergency reserve",
+            format!("{BASE}\n[gw2.limits]\nemergency_reserve_percent = 90\n"),
+            "gw2.limits.emergency_reserve_percent",
+            23,
+            "above 50",
+        ),
+        (
+            "handshake timeout",
+            format!("{BASE}\n[gw2.limits]\nhandshake_timeout_secs = 0\n"),
+            "gw2.limits.handshake_timeout_secs",
+            23,
+            "at least 1",
+        ),
+        (
+            "requests below calls",
+            format!(
+                "{BASE}\n[gw2.limits]\nrequests_per_source = 5\nrequests_per_source_burst = 5\n"
+            ),
+            "gw2.limits.requests_per_source",
+            23,
+            "below calls_per_source",
+        ),
+        (
             "auth",
             format!("{BASE}\n[policy]\nrequire_auth = false\n"),
             "policy.require_auth",
@@ -277,7 +314,6 @@ fn semantic_errors_are_all_reported() {
 fn unimplemented_keys_are_refused() {
     let value = |key: &str| match key {
         "gw2.sip_tls" => "[\"0.0.0.0:5061\"]",
-        "gw2.limits.calls_per_second" => "50",
         "policy.require_auth" => "true",
         _ => "\"x\"",
     };

@@ -7,6 +7,7 @@
 //! (rate limits, access rules, authentication) join this chain.
 
 use super::access::{AccessPolicy, Denial};
+use super::limits::{Limited, Limits, LimitsConfig};
 use super::media::MediaCounters;
 use super::{CallRecord, Family, Side};
 use codecs::meta::{CallRef, Cause};
@@ -23,6 +24,9 @@ pub const MIN_LINGERING: usize = 1024;
 /// How long an ended call stays in the table, so late retransmissions and stray media still find
 /// it (64*T1, RFC 3261 section 17.1.1.2: the longest a peer keeps retransmitting).
 pub const LINGER: Duration = Duration::from_secs(32);
+
+/// Q.850 cause 8, preemption: a call released to make room for an emergency call.
+pub const PREEMPTION: Cause = Cause(8);
 
 /// Whether a call reached the gateway from the Internet or from the intranet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,12 +85,15 @@ impl NewCall {
 pub enum Refusal {
     /// The tunnel to the other half is down: nothing could carry the call.
     TunnelDown,
-    /// Every call slot is taken (emergency calls excepted).
+    /// Every call slot open to the call is taken (the reserve is for emergency calls; an
+    /// emergency call finds every slot held by emergency calls).
     CallLimit,
     /// The call's media could not be given ports.
     NoMediaPort,
     /// An access rule denied the call (its name: [`AccessPolicy::name`]).
     Denied(Denial),
+    /// A rate limit refused the call; the caller may retry after the seconds given.
+    RateLimited(Limited, u32),
 }
 
 impl Refusal {
@@ -97,6 +104,15 @@ impl Refusal {
             Refusal::CallLimit => Cause::SWITCHING_EQUIPMENT_CONGESTION,
             Refusal::NoMediaPort => Cause::RESOURCE_UNAVAILABLE,
             Refusal::Denied(d) => d.cause,
+            Refusal::RateLimited(..) => Cause::SWITCHING_EQUIPMENT_CONGESTION,
+        }
+    }
+
+    /// Seconds for `Retry-After`, for the refusals that have one.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            Refusal::RateLimited(_, secs) => Some(secs),
+            _ => None,
         }
     }
 
@@ -106,6 +122,7 @@ impl Refusal {
             Refusal::CallLimit => "call limit reached",
             Refusal::NoMediaPort => "no free media port",
             Refusal::Denied(_) => "denied by an access rule",
+            Refusal::RateLimited(l, _) => l.reason(),
         }
     }
 }
@@ -148,6 +165,10 @@ pub struct CallCounters {
     pub refused_call_limit: u64,
     pub refused_tunnel_down: u64,
     pub refused_no_media_port: u64,
+    /// Refused by a rate limit (per source or global; details in `limits`).
+    pub refused_rate_limited: u64,
+    /// Calls released (cause 8) to make room for an emergency call.
+    pub preempted: u64,
     pub ended: u64,
     /// Ended calls forgotten before their linger was over (the lingering cap was reached).
     pub linger_evicted: u64,
@@ -160,6 +181,10 @@ struct Entry {
     calling: String,
     called: String,
     emergency: bool,
+    /// Admission order (the newest call is the one an emergency call pre-empts).
+    seq: u64,
+    /// Chosen for pre-emption, not yet ended.
+    preempted: bool,
     setup_at: Duration,
     /// The access rule that allowed the call (none when no rules are configured).
     rule: Option<std::sync::Arc<str>>,
@@ -174,6 +199,13 @@ pub struct CallTable {
     /// Calls not yet ended: what the call cap counts.
     live: usize,
     max_calls: usize,
+    /// Slots only emergency calls may use.
+    reserve: usize,
+    /// Calls chosen for pre-emption that the engine has not ended yet.
+    preempting: Vec<CallRef>,
+    seq: u64,
+    /// The rate links of the chain and the block list.
+    pub limits: Limits,
     /// Ended calls in the order they ended, to forget after [`LINGER`].
     lingering: VecDeque<(Duration, CallRef)>,
     /// Next even (GW2) and odd (GW1) call reference: the halves never collide. Even references
@@ -187,10 +219,19 @@ pub struct CallTable {
 
 impl CallTable {
     pub fn new(max_calls: usize, emergency: Emergency) -> Self {
+        Self::with_limits(max_calls, emergency, LimitsConfig::default())
+    }
+
+    pub fn with_limits(max_calls: usize, emergency: Emergency, limits: LimitsConfig) -> Self {
+        let limits = Limits::new(limits);
         CallTable {
             calls: FxHashMap::default(),
             live: 0,
             max_calls,
+            reserve: limits.emergency_reserve(max_calls),
+            preempting: Vec::new(),
+            seq: 0,
+            limits,
             lingering: VecDeque::new(),
             next: [2, 1],
             emergency,
@@ -199,9 +240,10 @@ impl CallTable {
         }
     }
 
-    /// The admission chain for a call that arrives on `side`: tunnel, access rules
-    /// ([`AccessPolicy::decide`]), then capacity. An emergency call passes the capacity link
-    /// when every slot is taken.
+    /// The admission chain for a call that arrives on `side`: tunnel; the access rules
+    /// ([`AccessPolicy::decide`]); for an emergency call then every slot of `max_calls`,
+    /// pre-empting the newest other call when all are taken; for other calls from outside the
+    /// rate limits (per source, then the gateway's), then the slots below the emergency reserve.
     pub fn admit(
         &mut self,
         now: Duration,
@@ -210,15 +252,13 @@ impl CallTable {
         tunnel_up: bool,
     ) -> Result<CallRef, Refusal> {
         self.access.take_decided();
-        let result = self.check(call, tunnel_up);
-        match result {
-            Err(Refusal::TunnelDown) => self.counters.refused_tunnel_down += 1,
-            Err(Refusal::CallLimit) => self.counters.refused_call_limit += 1,
-            Err(Refusal::NoMediaPort) => self.counters.refused_no_media_port += 1,
-            // Counted per rule by the access link.
-            Err(Refusal::Denied(_)) | Ok(()) => {}
+        let result = self.check(now, call, tunnel_up);
+        if let Err(r) = result {
+            self.count_refusal(r);
         }
-        result?;
+        if let Some(victim) = result? {
+            self.preempt(victim);
+        }
         let parity = usize::from(side == Side::Inside);
         let call_ref = loop {
             let n = self.next.get(parity).copied().unwrap_or(0);
@@ -235,19 +275,69 @@ impl CallTable {
         Ok(call_ref)
     }
 
-    fn check(&mut self, call: &NewCall, tunnel_up: bool) -> Result<(), Refusal> {
+    /// `Ok(Some(call))`: admitted once `call` is pre-empted.
+    fn check(
+        &mut self,
+        now: Duration,
+        call: &NewCall,
+        tunnel_up: bool,
+    ) -> Result<Option<CallRef>, Refusal> {
         if !tunnel_up {
             return Err(Refusal::TunnelDown);
         }
         self.access.decide(call)?;
-        if self.live >= self.max_calls && !call.emergency {
+        if call.emergency {
+            return self.emergency_slot();
+        }
+        if call.direction == Direction::FromOutside {
+            self.limits
+                .check_call(now, call.source)
+                .map_err(|(l, secs)| Refusal::RateLimited(l, secs))?;
+        }
+        if self.occupied() >= self.max_calls.saturating_sub(self.reserve) {
             return Err(Refusal::CallLimit);
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Live calls not being pre-empted.
+    fn occupied(&self) -> usize {
+        self.live.saturating_sub(self.preempting.len())
+    }
+
+    /// An emergency call may use every slot; when none is free, the newest call that is not
+    /// an emergency call gives its slot up.
+    fn emergency_slot(&self) -> Result<Option<CallRef>, Refusal> {
+        if self.occupied() < self.max_calls {
+            return Ok(None);
+        }
+        self.calls
+            .iter()
+            .filter(|(_, e)| e.ended_at.is_none() && !e.emergency && !e.preempted)
+            .max_by_key(|(_, e)| e.seq)
+            .map(|(c, _)| Some(*c))
+            .ok_or(Refusal::CallLimit)
+    }
+
+    fn preempt(&mut self, victim: CallRef) {
+        if let Some(e) = self.calls.get_mut(&victim) {
+            e.preempted = true;
+            self.preempting.push(victim);
+            self.counters.preempted += 1;
+        }
+    }
+
+    /// The next call to release with cause 8 ([`PREEMPTION`]) through the leg that holds it,
+    /// to make room for an emergency call.
+    pub fn poll_preempted(&mut self) -> Option<CallRef> {
+        let victim = *self.preempting.first()?;
+        self.preempting.remove(0);
+        Some(victim)
     }
 
     /// A call the other half admitted, arriving over the tunnel. With both halves in one engine
-    /// it is already here; otherwise this half applies its own cap (emergency calls excepted).
+    /// it is already here; otherwise this half applies its own cap (an emergency call takes a
+    /// slot by pre-emption when none is free).
     pub fn join(
         &mut self,
         now: Duration,
@@ -257,7 +347,15 @@ impl CallTable {
         if self.calls.contains_key(&call_ref) {
             return Ok(());
         }
-        if self.live >= self.max_calls && !call.emergency {
+        if call.emergency {
+            let slot = self.emergency_slot();
+            if let Err(r) = slot {
+                self.count_refusal(r);
+            }
+            if let Some(victim) = slot? {
+                self.preempt(victim);
+            }
+        } else if self.occupied() >= self.max_calls {
             self.counters.refused_call_limit += 1;
             return Err(Refusal::CallLimit);
         }
@@ -273,6 +371,7 @@ impl CallTable {
         rule: Option<std::sync::Arc<str>>,
     ) {
         self.live += 1;
+        self.seq += 1;
         self.counters.admitted += 1;
         if call.emergency {
             self.counters.emergency_admitted += 1;
@@ -285,6 +384,8 @@ impl CallTable {
                 calling: call.calling.clone(),
                 called: call.called.clone(),
                 emergency: call.emergency,
+                seq: self.seq,
+                preempted: false,
                 setup_at: now,
                 rule,
                 answered_at: None,
@@ -299,6 +400,7 @@ impl CallTable {
             Refusal::TunnelDown => self.counters.refused_tunnel_down += 1,
             Refusal::CallLimit => self.counters.refused_call_limit += 1,
             Refusal::NoMediaPort => self.counters.refused_no_media_port += 1,
+            Refusal::RateLimited(..) => self.counters.refused_rate_limited += 1,
             Refusal::Denied(_) => {}
         }
     }
@@ -364,6 +466,9 @@ impl CallTable {
             return None;
         }
         e.ended_at = Some(now);
+        if e.preempted {
+            self.preempting.retain(|c| *c != call);
+        }
         self.live = self.live.saturating_sub(1);
         self.counters.ended += 1;
         self.lingering.push_back((now + LINGER, call));
@@ -464,13 +569,14 @@ mod tests {
         let mut t = CallTable::new(2, Emergency::default());
         let now = Duration::ZERO;
         let a = t.admit(now, Side::Outside, &new_call(false), true).unwrap();
-        let _b = t.admit(now, Side::Outside, &new_call(false), true).unwrap();
+        let b = t.admit(now, Side::Outside, &new_call(false), true).unwrap();
         assert_eq!(
             t.admit(now, Side::Outside, &new_call(false), true),
             Err(Refusal::CallLimit)
         );
-        // An emergency call passes the cap.
+        // An emergency call takes a slot: the newest ordinary call is pre-empted.
         assert!(t.admit(now, Side::Outside, &new_call(true), true).is_ok());
+        assert_eq!(t.poll_preempted(), Some(b));
         assert!(t
             .end(now, a, Cause::NORMAL_CLEARING, MediaCounters::default())
             .is_some());
@@ -510,6 +616,98 @@ mod tests {
             Err(Refusal::TunnelDown)
         );
         assert_eq!(t.counters.refused_tunnel_down, 1);
+    }
+
+    fn outside_call(emergency: bool, source: u8) -> NewCall {
+        NewCall {
+            source: Some(std::net::IpAddr::from([192, 0, 2, source])),
+            ..new_call(emergency)
+        }
+    }
+
+    #[test]
+    fn ordinary_calls_leave_the_reserve_to_emergency_calls() {
+        // 10 slots, 10 % reserved: 9 for ordinary calls, all 10 for emergency calls.
+        let mut t = CallTable::new(10, Emergency::default());
+        let now = Duration::ZERO;
+        for i in 0..9 {
+            t.admit(now, Side::Outside, &outside_call(false, i), true)
+                .unwrap();
+        }
+        assert_eq!(
+            t.admit(now, Side::Outside, &outside_call(false, 9), true),
+            Err(Refusal::CallLimit)
+        );
+        assert!(t
+            .admit(now, Side::Outside, &outside_call(true, 9), true)
+            .is_ok());
+        assert_eq!(t.poll_preempted(), None);
+        assert_eq!(t.live(), 10);
+    }
+
+    #[test]
+    fn a_full_table_preempts_the_newest_ordinary_call() {
+        let mut t = CallTable::new(3, Emergency::default());
+        let now = Duration::ZERO;
+        let a = t.admit(now, Side::Outside, &new_call(false), true).unwrap();
+        let e = t.admit(now, Side::Outside, &new_call(true), true).unwrap();
+        let b = t.admit(now, Side::Outside, &new_call(false), true).unwrap();
+        assert_eq!(t.live(), 3);
+        // Full: the newest non-emergency call (b, not the emergency call e) gives way.
+        let e2 = t.admit(now, Side::Outside, &new_call(true), true).unwrap();
+        assert_eq!(t.poll_preempted(), Some(b));
+        assert_eq!(t.poll_preempted(), None);
+        assert_eq!(t.counters.preempted, 1);
+        let rec = t.end(now, b, PREEMPTION, MediaCounters::default()).unwrap();
+        assert_eq!(rec.cause, 8);
+        // Next: a.
+        let _e3 = t.admit(now, Side::Outside, &new_call(true), true).unwrap();
+        assert_eq!(t.poll_preempted(), Some(a));
+        t.end(now, a, PREEMPTION, MediaCounters::default());
+        // Only emergency calls left: the next one is refused, the cap holds.
+        assert_eq!(
+            t.admit(now, Side::Outside, &new_call(true), true),
+            Err(Refusal::CallLimit)
+        );
+        assert_eq!(t.live(), 3);
+        let _ = (e, e2);
+    }
+
+    #[test]
+    fn emergency_calls_pass_the_rate_limits() {
+        let mut t = CallTable::with_limits(
+            100,
+            Emergency::default(),
+            LimitsConfig {
+                source_calls_per_second: 1,
+                source_calls_burst: 1,
+                calls_per_second: 1,
+                ..LimitsConfig::default()
+            },
+        );
+        let now = Duration::from_secs(1);
+        assert!(t
+            .admit(now, Side::Outside, &outside_call(false, 1), true)
+            .is_ok());
+        assert!(matches!(
+            t.admit(now, Side::Outside, &outside_call(false, 1), true),
+            Err(Refusal::RateLimited(Limited::SourceCalls, 1))
+        ));
+        assert!(matches!(
+            t.admit(now, Side::Outside, &outside_call(false, 2), true),
+            Err(Refusal::RateLimited(Limited::GlobalCalls, 1))
+        ));
+        for _ in 0..5 {
+            assert!(t
+                .admit(now, Side::Outside, &outside_call(true, 1), true)
+                .is_ok());
+        }
+        // Calls from inside are not rate limited.
+        let mut inside = new_call(false);
+        inside.direction = Direction::FromInside;
+        assert!(t.admit(now, Side::Inside, &inside, true).is_ok());
+        assert_eq!(t.counters.refused_rate_limited, 2);
+        assert_eq!(Refusal::RateLimited(Limited::GlobalCalls, 1).cause().0, 42);
     }
 
     #[test]

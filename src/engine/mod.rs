@@ -39,6 +39,7 @@ mod answering;
 pub mod calls;
 mod h323;
 mod ids;
+pub mod limits;
 pub mod media;
 pub mod policy;
 mod sip_leg;
@@ -53,6 +54,7 @@ use std::time::Duration;
 
 pub use calls::{CallCounters, Emergency};
 pub use h323::InsideProtocol;
+pub use limits::{LimitCounters, LimitsConfig};
 pub use media::{Binder, LatchMode, Latching, MediaCounters, MediaTableCounters, NoSockets};
 pub use policy::{Rejection, SipPolicy};
 pub use txn::TxnCounters;
@@ -325,7 +327,8 @@ pub struct EngineConfig {
     pub role: Role,
     /// Whether accepted RTP/RTCP packets produce a [`Report`] each (they are always counted).
     pub report_accepted_media: bool,
-    /// Most concurrent calls; further INVITEs get 503 (emergency calls excepted).
+    /// Most concurrent calls; `limits.emergency_reserve_percent` of them only for emergency
+    /// calls, which pre-empt the newest other call when every slot is taken.
     pub max_calls: usize,
     /// Called numbers treated as emergency calls.
     pub emergency_numbers: Vec<String>,
@@ -337,6 +340,8 @@ pub struct EngineConfig {
     /// How media streams latch on GW2's outside and on GW1's inside (RFC 4961, NAT modes).
     pub outside_latching: media::Latching,
     pub inside_latching: media::Latching,
+    /// Rate limits, the block list and the emergency reserve (GW2's outside).
+    pub limits: LimitsConfig,
 }
 
 impl Default for EngineConfig {
@@ -364,6 +369,7 @@ impl Default for EngineConfig {
             tunnel_keepalive: DEFAULT_TUNNEL_KEEPALIVE,
             outside_latching: media::Latching::OUTSIDE,
             inside_latching: media::Latching::INSIDE,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -501,6 +507,15 @@ impl Out {
         if r.rule.is_none() && matches!(r.protocol, Protocol::Sip | Protocol::H225) {
             r.rule = self.calls.access.take_decided().map(|n| n.to_string());
         }
+        self.count(&r);
+        let media = matches!(r.protocol, Protocol::Rtp | Protocol::Rtcp);
+        if !media || r.verdict != Verdict::Accepted || self.report_accepted_media {
+            self.events.push_back(Event::Report(r));
+        }
+    }
+
+    /// Counts a verdict without reporting it.
+    fn count(&mut self, r: &Report) {
         let s = &mut self.stats;
         match r.protocol {
             Protocol::Sip => s.sip_messages += 1,
@@ -514,10 +529,6 @@ impl Out {
             Verdict::Accepted => s.accepted += 1,
             Verdict::Rejected => s.rejected += 1,
             Verdict::Ignored => s.ignored += 1,
-        }
-        let media = matches!(r.protocol, Protocol::Rtp | Protocol::Rtcp);
-        if !media || r.verdict != Verdict::Accepted || self.report_accepted_media {
-            self.events.push_back(Event::Report(r));
         }
     }
 }
@@ -601,6 +612,11 @@ pub struct Stats {
     /// Calls allowed and denied per access rule (absent when no rules are configured).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub access_rules: std::collections::BTreeMap<String, access::RuleCounters>,
+    /// Refusals by the rate limits, blocks and drops of blocked sources.
+    pub limits: LimitCounters,
+    /// Sources held by the rate limiters and the block list, and those blocked now.
+    pub limit_keys: u64,
+    pub blocked_sources: u64,
 }
 
 impl Engine {
@@ -643,7 +659,11 @@ impl Engine {
             h323: h323::H323::new(&config),
             out: Out {
                 calls: {
-                    let mut t = calls::CallTable::new(config.max_calls, emergency);
+                    let mut t = calls::CallTable::with_limits(
+                        config.max_calls,
+                        emergency,
+                        config.limits.clone(),
+                    );
                     t.access = config.access.clone();
                     t
                 },
@@ -680,6 +700,17 @@ impl Engine {
 
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        if let Some(first) = self.out.calls.limits.blocked(now, flow.remote.ip()) {
+            let protocol = if looks_like_sip(&data) {
+                Protocol::Sip
+            } else if media::is_rtcp(&data) {
+                Protocol::Rtcp
+            } else {
+                Protocol::Rtp
+            };
+            self.drop_blocked(first, protocol);
+            return;
+        }
         if !self.handle_media(now, Side::Outside, flow, &data) {
             // RAS (UDP 1718/1719), then SIP.
             if !self.h323.handle_datagram(flow, &data, &mut self.out) && looks_like_sip(&data) {
@@ -702,8 +733,74 @@ impl Engine {
         self.pump(now);
     }
 
+    /// A message or packet from a blocked source: dropped unanswered. Every drop is counted as
+    /// a rejected verdict; a live gateway reports only the first of each block (one log line
+    /// per source and period), a replay reports each.
+    fn drop_blocked(&mut self, first: bool, protocol: Protocol) {
+        let r = Report {
+            protocol,
+            side: Side::Outside,
+            summary: Summary::Text("message from a blocked source".to_owned()),
+            verdict: Verdict::Rejected,
+            reason: Some("source blocked".to_owned()),
+            response: None,
+            call: None,
+            rule: None,
+        };
+        if first || self.replay {
+            self.out.report(r);
+        } else {
+            self.out.count(&r);
+        }
+    }
+
+    /// The per-source request limit on a SIP request from outside (emergency INVITEs pass):
+    /// over it, 503 with `Retry-After`. Returns the message when it may go on.
+    fn limit_request(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: codecs::sip::Message,
+    ) -> Option<codecs::sip::Message> {
+        let codecs::sip::StartLine::Request(r) = msg.start() else {
+            return Some(msg);
+        };
+        if r.method == codecs::sip::Method::Invite && self.is_emergency_invite(&msg) {
+            return Some(msg);
+        }
+        match self.out.calls.limits.check_request(now, flow.remote.ip()) {
+            Ok(()) => Some(msg),
+            Err(secs) => {
+                let rej = Rejection::RateLimited(limits::Limited::SourceRequests.reason(), secs);
+                self.outside.refuse(now, flow, &msg, &rej, &mut self.out);
+                None
+            }
+        }
+    }
+
+    /// Whether an INVITE calls an emergency number or URN ([`Emergency::recognises`]).
+    fn is_emergency_invite(&self, msg: &codecs::sip::Message) -> bool {
+        let codecs::sip::StartLine::Request(r) = msg.start() else {
+            return false;
+        };
+        let Ok(uri) = codecs::sip::Uri::parse(&r.uri) else {
+            return false;
+        };
+        let Ok(to) = msg.to() else {
+            return false;
+        };
+        let called = translators::sip::called_party(&uri, &to);
+        self.out
+            .calls
+            .emergency
+            .recognises(&called.user, Some(&uri.raw))
+    }
+
     /// One SIP message from the outside network (UDP or a stream).
     fn handle_sip(&mut self, now: Duration, flow: Flow, msg: codecs::sip::Message) {
+        let Some(msg) = self.limit_request(now, flow, msg) else {
+            return;
+        };
         if !self.replay {
             self.outside.handle_message(now, flow, msg, &mut self.out);
             return;
@@ -818,6 +915,17 @@ impl Engine {
     /// announced in H.225.0, SIP when it uses a SIP port or its first bytes look like SIP;
     /// other streams are ignored.
     pub fn handle_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
+        if let Some(first) = self.out.calls.limits.blocked(now, flow.remote.ip()) {
+            let protocol = match self.declared.get(&conn) {
+                Some(StreamProtocol::H225) => Protocol::H225,
+                _ => Protocol::Sip,
+            };
+            if self.streams.contains_key(&conn) || self.streams.len() < MAX_STREAMS {
+                self.streams.insert(conn, StreamState::Dead);
+            }
+            self.drop_blocked(first, protocol);
+            return;
+        }
         if !self.streams.contains_key(&conn) {
             if self.streams.len() >= MAX_STREAMS {
                 self.out.stats.streams_refused += 1;
@@ -826,6 +934,24 @@ impl Engine {
             let state = match self.declared.get(&conn) {
                 Some(StreamProtocol::Sip) => StreamState::Sip(codecs::sip::StreamFramer::new()),
                 Some(StreamProtocol::H225) => {
+                    // A new H.225.0 connection counts as a request of its source.
+                    if let Err(secs) = self.out.calls.limits.check_request(now, flow.remote.ip()) {
+                        self.out.report(Report {
+                            protocol: Protocol::H225,
+                            side: Side::Outside,
+                            summary: Summary::Text("H.225.0 connection".to_owned()),
+                            verdict: Verdict::Rejected,
+                            reason: Some(format!(
+                                "{}; connection closed (retry after {secs} s)",
+                                limits::Limited::SourceRequests.reason()
+                            )),
+                            response: None,
+                            call: None,
+                            rule: None,
+                        });
+                        self.streams.insert(conn, StreamState::Dead);
+                        return;
+                    }
                     if self.h323.claim_h225_stream(conn) {
                         StreamState::H323
                     } else {
@@ -1024,6 +1150,9 @@ impl Engine {
         s.h323_h245_addresses_refused = self.h323.h245_addresses_refused;
         s.streams = self.streams.len() as u64;
         s.access_rules = self.out.calls.access.counters();
+        s.limits = self.out.calls.limits.counters.clone();
+        s.limit_keys = self.out.calls.limits.keys() as u64;
+        s.blocked_sources = self.out.calls.limits.blocked_sources() as u64;
         s
     }
 
@@ -1033,7 +1162,9 @@ impl Engine {
     fn pump(&mut self, now: Duration) {
         let local = self.role == Role::Both;
         for _ in 0..4096 {
-            if let Some(m) = self.out.to_gw1.pop_front() {
+            if let Some(victim) = self.out.calls.poll_preempted() {
+                self.preempt(now, victim);
+            } else if let Some(m) = self.out.to_gw1.pop_front() {
                 self.send_meta(now, m, true, local);
             } else if let Some(m) = self.out.to_gw2.pop_front() {
                 self.send_meta(now, m, false, local);
@@ -1054,6 +1185,33 @@ impl Engine {
             } else {
                 return;
             }
+        }
+    }
+
+    /// Releases a call to make room for an emergency call, with Q.850 cause 8 through every leg
+    /// of this engine that holds it (BYE with `Reason` toward an answered SIP party, 503
+    /// toward an unanswered caller, Release Complete for H.323), and tells the other half
+    /// when it runs in another process. The Release goes ahead of the emergency call's Setup,
+    /// so the other half has the slot free when the Setup arrives.
+    fn preempt(&mut self, now: Duration, call: meta::CallRef) {
+        let cause = calls::PREEMPTION;
+        let release = meta::Message::Release(meta::Release { call, cause });
+        if self.h323.holds(Side::Outside, call) {
+            self.h323
+                .handle_meta_outside(now, release.clone(), &mut self.out);
+        }
+        if self.h323.holds(Side::Inside, call) {
+            self.h323
+                .handle_meta_inside(now, release.clone(), &mut self.out);
+        }
+        self.outside
+            .handle_meta(now, release.clone(), &mut self.out);
+        self.inside.handle_meta(now, release.clone(), &mut self.out);
+        self.out.end_call(now, call, cause);
+        match self.role {
+            Role::Both => {}
+            Role::Gw2 => self.out.to_gw1.push_front(release),
+            Role::Gw1 => self.out.to_gw2.push_front(release),
         }
     }
 

@@ -75,6 +75,8 @@ pub enum Rejection {
     NoSuchCallOrTransaction,
     NotAcceptableHere(String),
     BusyOrOverloaded(&'static str),
+    /// A rate limit refused it: 503 with `Retry-After` (seconds).
+    RateLimited(&'static str, u32),
     /// Out of order in its dialog (RFC 3261 section 12.2.2).
     OutOfOrder,
     /// Valid, but more than Meta can carry to the other half (e.g. an oversized name).
@@ -105,7 +107,7 @@ impl Rejection {
             Rejection::Unauthorized(_) => 401,
             Rejection::NoSuchCallOrTransaction => 481,
             Rejection::NotAcceptableHere(_) => 488,
-            Rejection::BusyOrOverloaded(_) => 503,
+            Rejection::BusyOrOverloaded(_) | Rejection::RateLimited(..) => 503,
             Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
             Rejection::AddressIncomplete => 484,
             Rejection::Denied { status, .. } => *status,
@@ -128,6 +130,7 @@ impl Rejection {
             Rejection::NoSuchCallOrTransaction => "no matching dialog or transaction".to_owned(),
             Rejection::NotAcceptableHere(why) => format!("media not acceptable: {why}"),
             Rejection::BusyOrOverloaded(why) => format!("unavailable: {why}"),
+            Rejection::RateLimited(why, _) => format!("rate limited: {why}"),
             Rejection::OutOfOrder => "CSeq lower than the dialog's".to_owned(),
             Rejection::Unrepresentable(why) => format!("cannot be carried as Meta: {why}"),
             Rejection::AddressIncomplete => "no user part to call".to_owned(),
@@ -149,6 +152,7 @@ impl Rejection {
             }
             Rejection::BadExtension(tags) => vec![("Unsupported", tags.join(", "))],
             Rejection::UnsupportedMediaType(_) => vec![("Accept", accept_header())],
+            Rejection::RateLimited(_, secs) => vec![("Retry-After", secs.to_string())],
             Rejection::Unauthorized(_) => vec![(
                 "WWW-Authenticate",
                 format!(

@@ -449,6 +449,24 @@ impl SipLeg {
         }
     }
 
+    /// Refuses a request before it reaches the leg (the engine's per-source request limit).
+    pub fn refuse(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        msg: &Message,
+        rej: &Rejection,
+        out: &mut Out,
+    ) {
+        let summary = msg.summary();
+        let key = TxnKey::of(msg, None);
+        let call = msg
+            .call_id()
+            .ok()
+            .and_then(|id| self.by_call_id.get(id).copied());
+        self.reject(now, flow, msg, key, rej, summary, call, out);
+    }
+
     fn server_last(&self, key: Option<&TxnKey>) -> Option<Bytes> {
         self.server.last_response(key?)
     }
@@ -1647,9 +1665,12 @@ impl Dialog {
     }
 }
 
-/// The status for a refusal of the admission chain.
+/// The status for a refusal of the admission chain (503; with `Retry-After` for a rate limit).
 fn refusal(r: Refusal) -> Rejection {
-    Rejection::BusyOrOverloaded(r.reason())
+    match r.retry_after() {
+        Some(secs) => Rejection::RateLimited(r.reason(), secs),
+        None => Rejection::BusyOrOverloaded(r.reason()),
+    }
 }
 
 /// The rejection for a refusal of the admission chain: a denial answers with its rule's

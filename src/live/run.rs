@@ -51,6 +51,8 @@ pub struct Gw2Plan {
     pub allow_multiple_gw1: bool,
     pub identity: TlsIdentity,
     pub tcp_limits: TcpLimits,
+    /// From TCP accept to the end of the TLS and tunnel handshake on the tunnel listener.
+    pub handshake_timeout: Duration,
 }
 
 /// GW1's part of a configuration, ready to bind.
@@ -122,6 +124,7 @@ async fn start_gw2_with(
     let mut server_cfg =
         TunnelServerConfig::new(plan.tunnel_listen, plan.identity, random_instance_nonce()?);
     server_cfg.allow_multiple_gw1 = plan.allow_multiple_gw1;
+    server_cfg.handshake_timeout = plan.handshake_timeout;
     let server = TunnelServer::bind(server_cfg).await?;
     let mut driver = Driver::new(
         "gw2",
@@ -269,6 +272,7 @@ fn base_engine(cfg: &Config) -> EngineConfig {
             SocketAddr::new(ip, a.port())
         });
         e.max_calls = usize::try_from(g.limits.max_calls).unwrap_or(usize::MAX);
+        e.limits = g.limits.engine_limits();
         e.policy = SipPolicy {
             max_message_size: usize::try_from(g.limits.max_message_size)
                 .unwrap_or(codecs::sip::MAX_MESSAGE_SIZE),
@@ -393,6 +397,7 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
                 max_per_source: usize::try_from(g.limits.max_tcp_per_source).unwrap_or(usize::MAX),
                 idle_timeout: Duration::from_secs(u64::from(g.limits.tcp_idle_timeout_secs)),
             },
+            handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
         };
         let (mut d, bound) = start_gw2(plan).await?;
         d.verbose = !opts.quiet;
@@ -490,6 +495,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         allow_multiple_gw1: false,
         identity: pki.gw2_tls()?,
         tcp_limits: TcpLimits::default(),
+        handshake_timeout: crate::live::tunnel::DEFAULT_HANDSHAKE_TIMEOUT,
     };
     let (mut gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
     let inside = InsideConfig {
