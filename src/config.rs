@@ -206,6 +206,10 @@ pub struct LimitsConfig {
     /// `block_secs`; 0: never block.
     #[serde(default = "default_block_after")]
     pub block_after: u32,
+    /// Calls that end on a number the inside does not have (404, 484, 604), within
+    /// `block_window_secs`, that block the source (a scanner walking numbers); 0: never.
+    #[serde(default = "default_block_after_unknown_numbers")]
+    pub block_after_unknown_numbers: u32,
     #[serde(default = "default_block_window_secs")]
     pub block_window_secs: u32,
     #[serde(default = "default_block_secs")]
@@ -239,6 +243,9 @@ fn default_ipv6_prefix_len() -> u8 {
 fn default_block_after() -> u32 {
     crate::engine::limits::DEFAULT_BLOCK_AFTER
 }
+fn default_block_after_unknown_numbers() -> u32 {
+    crate::engine::limits::DEFAULT_BLOCK_AFTER_UNKNOWN_NUMBERS
+}
 fn default_block_window_secs() -> u32 {
     10
 }
@@ -266,6 +273,7 @@ impl LimitsConfig {
             calls_per_second: self.calls_per_second,
             ipv6_prefix: self.ipv6_prefix_len,
             block_after: self.block_after,
+            block_after_unknown_numbers: self.block_after_unknown_numbers,
             block_window: std::time::Duration::from_secs(u64::from(self.block_window_secs)),
             block_time: std::time::Duration::from_secs(u64::from(self.block_secs)),
             max_sources: usize::try_from(self.max_sources).unwrap_or(usize::MAX),
@@ -305,6 +313,7 @@ impl Default for LimitsConfig {
             requests_per_source_burst: default_requests_per_source_burst(),
             ipv6_prefix_len: default_ipv6_prefix_len(),
             block_after: default_block_after(),
+            block_after_unknown_numbers: default_block_after_unknown_numbers(),
             block_window_secs: default_block_window_secs(),
             block_secs: default_block_secs(),
             max_sources: default_max_sources(),

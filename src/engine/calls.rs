@@ -176,6 +176,9 @@ pub struct CallCounters {
 
 #[derive(Debug)]
 struct Entry {
+    direction: Direction,
+    /// Where the call's first message came from (calls admitted by this half).
+    source: Option<std::net::IpAddr>,
     protocol: CallProtocol,
     family: Family,
     calling: String,
@@ -379,6 +382,8 @@ impl CallTable {
         self.calls.insert(
             call_ref,
             Entry {
+                direction: call.direction,
+                source: call.source,
                 protocol: call.protocol,
                 family: call.family,
                 calling: call.calling.clone(),
@@ -472,6 +477,17 @@ impl CallTable {
         self.live = self.live.saturating_sub(1);
         self.counters.ended += 1;
         self.lingering.push_back((now + LINGER, call));
+        // A number the inside does not have (SIP 404, 484, 604): a scanner walking numbers
+        // earns a block.
+        let unknown = matches!(
+            cause,
+            Cause::UNALLOCATED_NUMBER | Cause::INVALID_NUMBER_FORMAT
+        );
+        if let (true, Direction::FromOutside, None, Some(ip)) =
+            (unknown, e.direction, e.answered_at, e.source)
+        {
+            self.limits.unknown_number(now, ip);
+        }
         Some(CallRecord {
             call: call.0,
             calling: e.calling.clone(),

@@ -39,6 +39,11 @@ pub struct LimitsConfig {
     /// Refusals by a limit within `block_window` after which the source is blocked; 0 never
     /// blocks.
     pub block_after: u32,
+    /// Calls from one source that end unanswered on a number the inside does not have (Q.850
+    /// cause 1 or 28: SIP 404, 484, 604), within `block_window`, after which the source is
+    /// blocked: a scanner walking a number range (svwar) is stopped before it reaches the
+    /// numbers that exist. 0 never blocks for them.
+    pub block_after_unknown_numbers: u32,
     pub block_window: Duration,
     /// How long a blocked source's packets are dropped unanswered.
     pub block_time: Duration,
@@ -54,6 +59,7 @@ pub const DEFAULT_SOURCE_REQUESTS_PER_SECOND: u32 = 200;
 pub const DEFAULT_SOURCE_REQUESTS_BURST: u32 = 400;
 pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 pub const DEFAULT_BLOCK_AFTER: u32 = 50;
+pub const DEFAULT_BLOCK_AFTER_UNKNOWN_NUMBERS: u32 = 10;
 pub const DEFAULT_BLOCK_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_BLOCK_TIME: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_SOURCES: usize = 100_000;
@@ -69,6 +75,7 @@ impl Default for LimitsConfig {
             calls_per_second: 0,
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
             block_after: DEFAULT_BLOCK_AFTER,
+            block_after_unknown_numbers: DEFAULT_BLOCK_AFTER_UNKNOWN_NUMBERS,
             block_window: DEFAULT_BLOCK_WINDOW,
             block_time: DEFAULT_BLOCK_TIME,
             max_sources: DEFAULT_MAX_SOURCES,
@@ -127,7 +134,9 @@ pub struct LimitCounters {
     pub refused_source_calls: u64,
     pub refused_global_calls: u64,
     pub refused_source_requests: u64,
-    /// Sources blocked for repeated refusals.
+    /// Calls from outside that ended on a number the inside does not have.
+    pub unknown_numbers: u64,
+    /// Sources blocked for repeated refusals or calls to unknown numbers.
     pub blocks: u64,
     /// Messages and packets dropped unanswered from a blocked source.
     pub dropped_blocked: u64,
@@ -139,10 +148,21 @@ type Keyed =
     RateLimiter<SourceKey, HashMapStateStore<SourceKey>, FakeRelativeClock, NoOpMiddleware<Nanos>>;
 type Direct = RateLimiter<NotKeyed, InMemoryState, FakeRelativeClock, NoOpMiddleware<Nanos>>;
 
+/// What a source did to count towards its block.
+#[derive(Debug, Clone, Copy)]
+enum Offence {
+    /// Refused by a source limit.
+    Refusal,
+    /// A call that ended on a number the inside does not have.
+    UnknownNumber,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Offender {
     window_start: Duration,
     refusals: u32,
+    /// Calls to numbers the inside does not have, in the window.
+    unknown_numbers: u32,
     blocked_until: Option<Duration>,
     /// Whether a drop was reported in the current block.
     drop_reported: bool,
@@ -320,9 +340,24 @@ impl Limits {
         Ok(())
     }
 
+    /// A call from outside, from `ip`, ended unanswered on a number the inside does not have.
+    pub fn unknown_number(&mut self, now: Duration, ip: IpAddr) {
+        self.counters.unknown_numbers += 1;
+        let key = self.key(ip);
+        self.offence_of(now, key, Offence::UnknownNumber);
+    }
+
     /// A refusal by a source limit: enough of them within the window block the source.
     fn offence(&mut self, now: Duration, key: SourceKey) {
-        if self.cfg.block_after == 0 || key == SourceKey::Overflow {
+        self.offence_of(now, key, Offence::Refusal);
+    }
+
+    fn offence_of(&mut self, now: Duration, key: SourceKey, kind: Offence) {
+        let threshold = match kind {
+            Offence::Refusal => self.cfg.block_after,
+            Offence::UnknownNumber => self.cfg.block_after_unknown_numbers,
+        };
+        if threshold == 0 || key == SourceKey::Overflow {
             return;
         }
         if !self.offenders.contains_key(&key) && self.offenders.len() >= self.cfg.max_sources {
@@ -335,6 +370,7 @@ impl Limits {
         let o = self.offenders.entry(key).or_insert(Offender {
             window_start: now,
             refusals: 0,
+            unknown_numbers: 0,
             blocked_until: None,
             drop_reported: false,
         });
@@ -344,12 +380,18 @@ impl Limits {
         if now.saturating_sub(o.window_start) > window {
             o.window_start = now;
             o.refusals = 0;
+            o.unknown_numbers = 0;
         }
-        o.refusals += 1;
-        if o.refusals >= self.cfg.block_after {
+        let count = match kind {
+            Offence::Refusal => &mut o.refusals,
+            Offence::UnknownNumber => &mut o.unknown_numbers,
+        };
+        *count += 1;
+        if *count >= threshold {
             o.blocked_until = Some(now.saturating_add(self.cfg.block_time));
             o.drop_reported = false;
             o.refusals = 0;
+            o.unknown_numbers = 0;
             self.blocked += 1;
             self.counters.blocks += 1;
         }
@@ -383,6 +425,7 @@ impl Limits {
             o.blocked_until = None;
             o.window_start = now;
             o.refusals = 0;
+            o.unknown_numbers = 0;
             self.blocked = self.blocked.saturating_sub(1);
             return None;
         }
@@ -538,6 +581,39 @@ mod tests {
             now += Duration::from_secs(3);
         }
         assert_eq!(l.counters.blocks, 0);
+    }
+
+    /// A scanner walking numbers (svwar): calls ending on unknown numbers block it, on their
+    /// own threshold; a few misdials do not.
+    #[test]
+    fn calls_to_unknown_numbers_block_a_scanner() {
+        let mut l = Limits::new(LimitsConfig {
+            block_after_unknown_numbers: 3,
+            block_window: Duration::from_secs(10),
+            ..LimitsConfig::default()
+        });
+        let now = Duration::from_secs(1);
+        for _ in 0..2 {
+            l.unknown_number(now, ip4(1));
+        }
+        assert_eq!(l.blocked(now, ip4(1)), None, "two misdials are no scan");
+        // Beyond the window they are forgotten.
+        let later = now + Duration::from_secs(11);
+        l.unknown_number(later, ip4(1));
+        assert_eq!(l.blocked(later, ip4(1)), None);
+        l.unknown_number(later, ip4(1));
+        l.unknown_number(later, ip4(1));
+        assert_eq!(l.blocked(later, ip4(1)), Some(true));
+        assert_eq!(l.blocked(later, ip4(2)), None);
+        assert_eq!((l.counters.unknown_numbers, l.counters.blocks), (5, 1));
+        let mut off = Limits::new(LimitsConfig {
+            block_after_unknown_numbers: 0,
+            ..LimitsConfig::default()
+        });
+        for _ in 0..100 {
+            off.unknown_number(now, ip4(1));
+        }
+        assert_eq!(off.blocked(now, ip4(1)), None);
     }
 
     #[test]
