@@ -277,6 +277,11 @@ impl SipLeg {
         }
     }
 
+    /// Identifiers from this generator from now on (the live driver's cryptographic one).
+    pub fn set_ids(&mut self, ids: Ids) {
+        self.ids = ids;
+    }
+
     pub fn dialog(&self, call: CallRef) -> Option<&Dialog> {
         self.dialogs.get(&call)
     }
