@@ -81,6 +81,10 @@ pub enum Rejection {
     Unrepresentable(String),
     /// An INVITE that names nobody to call: no user part in the Request-URI or the To URI.
     AddressIncomplete,
+    /// A request in a dialog (or a CANCEL) with the dialog's Call-ID and tags from elsewhere
+    /// than the dialog's peer: answered like an unknown dialog (481, RFC 3261 section
+    /// 12.2.2), the call stays up.
+    NotDialogPeer(String),
 }
 
 impl Rejection {
@@ -96,7 +100,7 @@ impl Rejection {
             Rejection::NotAcceptable => 406,
             Rejection::TooManyHops => 483,
             Rejection::Unauthorized(_) => 401,
-            Rejection::NoSuchCallOrTransaction => 481,
+            Rejection::NoSuchCallOrTransaction | Rejection::NotDialogPeer(_) => 481,
             Rejection::NotAcceptableHere(_) => 488,
             Rejection::BusyOrOverloaded(_) => 503,
             Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
@@ -123,6 +127,7 @@ impl Rejection {
             Rejection::OutOfOrder => "CSeq lower than the dialog's".to_owned(),
             Rejection::Unrepresentable(why) => format!("cannot be carried as Meta: {why}"),
             Rejection::AddressIncomplete => "no user part to call".to_owned(),
+            Rejection::NotDialogPeer(why) => format!("not from the dialog's peer: {why}"),
         }
     }
 
