@@ -593,6 +593,17 @@ impl SipLeg {
         let remote_tag = from.tag().filter(|t| !t.is_empty()).map(str::to_owned);
         let calling = tsip::calling_party(&from);
         let called = tsip::called_party(&uri, &to);
+        // A display name or user part with a control character (a quoted-pair may escape NUL
+        // and other controls, a URI may percent-encode CR and LF, a bare CR is no line end)
+        // is malformed for the gateway: 400 before anything is admitted or carried.
+        for (party, name) in [(&calling, "From"), (&called, "To")] {
+            if tsip::check_party(party).is_err() {
+                return Err(Rejection::Malformed(SipError::BadHeader {
+                    name,
+                    why: "control character in the display name or user part",
+                }));
+            }
+        }
         let emergency = out.calls.emergency.recognises(&called.user, Some(&uri.raw));
         // The offer is read before admission, with placeholder stream ids.
         let mut offer = Vec::new();
@@ -1576,6 +1587,23 @@ impl SipLeg {
             local: p.local,
             remote: p.next_hop,
         };
+        // A party with a control character never reaches a header (Meta refuses it already):
+        // cause 100, invalid information element contents.
+        let local_uri = match tsip::inside_name_addr(&s.calling, p.local) {
+            Ok(u) => u,
+            Err(e) => {
+                self.report_full(
+                    out,
+                    format!("Setup of call {}", call.0),
+                    Verdict::Rejected,
+                    Some(format!("calling party: {e}")),
+                    None,
+                    Some(call),
+                );
+                release(out, Cause(100));
+                return;
+            }
+        };
         let target = tsip::inside_uri(&s.called.user, p.next_hop);
         let call_id = format!("{}@{}", self.ids.token(), super::host_of(p.local));
         let local_tag = self.ids.token();
@@ -1586,7 +1614,7 @@ impl SipLeg {
             call_id: call_id.clone(),
             local_tag,
             remote_tag: None,
-            local_uri: tsip::inside_name_addr(&s.calling, p.local),
+            local_uri,
             remote_uri: format!("<{target}>"),
             remote_target: target,
             route_set: Vec::new(),
@@ -1616,7 +1644,23 @@ impl SipLeg {
         if !d.offer.is_empty() {
             b = b.body("application/sdp", d.sdp(&out.media, side));
         }
-        let req = b.build();
+        // The last line of defence: a header with a control character is not written, and
+        // the call is refused (cause 100) rather than placed without it.
+        let req = match b.try_build() {
+            Ok(r) => r,
+            Err(e) => {
+                self.report_full(
+                    out,
+                    format!("Setup of call {}", call.0),
+                    Verdict::Rejected,
+                    Some(e.to_string()),
+                    None,
+                    Some(call),
+                );
+                release(out, Cause(100));
+                return;
+            }
+        };
         self.by_call_id.insert(call_id, call);
         self.dialogs.insert(call, d);
         self.timers.set(now + NO_ANSWER, call);

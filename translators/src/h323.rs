@@ -99,11 +99,16 @@ fn party(
     aliases: Option<&Vec<AliasAddress>>,
     display: Option<&str>,
 ) -> Party {
+    // Text with a control character (CR, LF, NUL, ...) is invalid contents: a Display IE or
+    // alias carrying one is treated as absent, as Q.931 clause 5.8.7.2 has a receiver do
+    // with a non-mandatory IE of invalid contents. It never reaches a header.
+    let text = |s: &str| s.chars().all(codecs::meta::is_text_char);
     let aliases: Vec<(String, bool)> = aliases
         .map(|v| {
             v.iter()
                 .take(h225::MAX_ALIASES)
                 .filter_map(alias_text)
+                .filter(|(s, _)| text(s))
                 .collect()
         })
         .unwrap_or_default();
@@ -116,6 +121,7 @@ fn party(
         .or(name.clone())
         .unwrap_or_default();
     let display = display
+        .filter(|d| text(d))
         .map(str::to_owned)
         .or(name.filter(|n| *n != user))
         .filter(|d| !d.is_empty());
@@ -471,8 +477,9 @@ pub fn setup_message(
     }
     if let Some(d) = &setup.calling.display {
         // The Display IE is IA5 of at most 82 characters (Q.931 clause 4.5.16).
+        // Never a control character (Meta refuses them already; the IE is left out).
         let d: String = d.chars().filter(char::is_ascii).take(82).collect();
-        if !d.is_empty() {
+        if !d.is_empty() && !d.chars().any(|c| c.is_ascii_control()) {
             m = m.with_display(&d);
         }
     }

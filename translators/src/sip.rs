@@ -23,6 +23,25 @@ pub enum TranslateError {
     /// FQDN in c=, and an unknown address type carries anything).
     #[error("connection address {0} is not an IP address")]
     ConnectionNotIp(String),
+    /// A party's user or display name holds a control character (CR, LF, NUL, ...): it would
+    /// inject lines into the header it is written to.
+    #[error("control character in the {0}")]
+    ControlCharacter(&'static str),
+}
+
+/// Whether a party's user and display name are free of control characters (HTAB aside, which
+/// a quoted display name may hold). A quoted-pair may escape NUL and other controls (RFC 3261
+/// section 25.1; only CR and LF are excluded), and a user part may percent-encode them: the
+/// gateway carries neither.
+pub fn check_party(p: &Party) -> Result<(), TranslateError> {
+    let text = |s: &str| s.chars().all(codecs::meta::is_text_char);
+    if !text(&p.user) {
+        return Err(TranslateError::ControlCharacter("user part"));
+    }
+    if !p.display.as_deref().is_none_or(text) {
+        return Err(TranslateError::ControlCharacter("display name"));
+    }
+    Ok(())
 }
 
 /// Media of an offer or answer, with the peer's RTP address per description (`None` for a
@@ -302,8 +321,10 @@ pub fn inside_uri(user: &str, next_hop: SocketAddr) -> String {
     }
 }
 
-/// `"Display" <sip:user@gw1>` for the inside From.
-pub fn inside_name_addr(party: &Party, gw1: SocketAddr) -> String {
+/// `"Display" <sip:user@gw1>` for the inside From; refused when the party holds a control
+/// character ([`check_party`]).
+pub fn inside_name_addr(party: &Party, gw1: SocketAddr) -> Result<String, TranslateError> {
+    check_party(party)?;
     let host = match gw1 {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -313,13 +334,13 @@ pub fn inside_name_addr(party: &Party, gw1: SocketAddr) -> String {
     } else {
         escape_user(&party.user)
     };
-    match &party.display {
+    Ok(match &party.display {
         Some(d) => format!(
             "\"{}\" <sip:{user}@{host}>",
             d.replace('\\', "\\\\").replace('"', "\\\"")
         ),
         None => format!("<sip:{user}@{host}>"),
-    }
+    })
 }
 
 /// Percent-encodes everything outside RFC 3261's `user` unreserved set.
