@@ -167,6 +167,55 @@ fn caller_bye(gw2_tag: &str, via: SocketAddr, branch: &str) -> Bytes {
         .build()
 }
 
+// ---- identifiers -----------------------------------------------------------------------------
+
+/// GW1's Call-ID, tags and branch toward the inside, and GW2's tag to the caller, for one call.
+fn identifiers(config: EngineConfig) -> Vec<String> {
+    let mut e = Engine::new(config);
+    e.handle_datagram(Duration::ZERO, udp(GW2, caller()), invite());
+    let inv = requests(&drain(&mut e), Side::Inside, Method::Invite)
+        .pop()
+        .unwrap();
+    e.handle_inside_datagram(Duration::ZERO, udp(GW1, a(PROXY)), pbx_ok(&inv));
+    let ok = drain(&mut e)
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .map(sip_of)
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    vec![
+        inv.call_id().unwrap().to_owned(),
+        inv.from().unwrap().tag().unwrap().to_owned(),
+        inv.vias().unwrap()[0].branch().unwrap().to_owned(),
+        ok.to().unwrap().tag().unwrap().to_owned(),
+    ]
+}
+
+/// Replay and tests: the seeded generator gives the same identifiers every run. Live (a key
+/// from the OS): identifiers differ from the seeded ones and between two gateways with the same
+/// seed, so the seed does not predict them.
+#[test]
+fn live_identifiers_come_from_the_os_key_not_the_seed() {
+    let seeded = || EngineConfig {
+        id_seed: 7,
+        ..EngineConfig::default()
+    };
+    assert_eq!(identifiers(seeded()), identifiers(seeded()));
+    let live = || EngineConfig {
+        id_key: Some(sgw::engine::ids::IdKey::from_os().unwrap()),
+        ..seeded()
+    };
+    let (a1, a2, s) = (
+        identifiers(live()),
+        identifiers(live()),
+        identifiers(seeded()),
+    );
+    for i in 0..a1.len() {
+        assert_ne!(a1[i], s[i], "identifier {i} follows the seed");
+        assert_ne!(a1[i], a2[i], "identifier {i} repeats across keys");
+    }
+}
+
 // ---- binding ---------------------------------------------------------------------------------
 
 /// A BYE with the right Call-ID and tags from the caller's IP on another port, and from
@@ -426,4 +475,282 @@ fn outside_h323_display_injection_never_reaches_the_inside() {
         .pop()
         .unwrap();
     assert_eq!(inv.from().unwrap().display.as_deref(), Some("Caller Bob"));
+}
+
+// ---- live: `sgw run --role both` on loopback -------------------------------------------------
+
+mod support;
+
+use std::net::UdpSocket;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+use support::rawsip::{self, InsideUas, RawCall};
+use support::{free_tcp_port, free_udp_port, sgw, Proc, Scratch};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The live tests share two cores: one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running `sgw run --config --role both` whose GW1 next hop is `inside`.
+struct Gateway {
+    p: Proc,
+    sip: SocketAddr,
+    _dir: Scratch,
+}
+
+impl Gateway {
+    fn start(name: &str, inside: SocketAddr, media: u16) -> Gateway {
+        let dir = Scratch::new(name);
+        let (sip, tunnel, gw1) = (
+            free_udp_port("127.0.0.1"),
+            free_tcp_port("127.0.0.1"),
+            free_udp_port("127.0.0.1"),
+        );
+        let text = format!(
+            r#"[gw2]
+sip_udp = ["127.0.0.1:{sip}"]
+tunnel_listen = "127.0.0.1:{tunnel}"
+
+[gw2.media]
+ip = "127.0.0.1"
+port_min = {}
+port_max = {}
+
+[gw1]
+tunnel = "127.0.0.1:{tunnel}"
+tunnel_server_name = "127.0.0.1"
+sip_bind = "127.0.0.1:{gw1}"
+next_hop = "{inside}"
+family = "ipv4"
+transport = "udp"
+
+[gw1.media]
+ip = "127.0.0.1"
+port_min = {}
+port_max = {}
+"#,
+            media,
+            media + 99,
+            media + 100,
+            media + 199,
+        );
+        let cfg = dir.file("sgw.toml", &text);
+        let mut p = Proc::spawn(
+            name,
+            sgw()
+                .arg("run")
+                .arg("--config")
+                .arg(&cfg)
+                .args(["--role", "both"]),
+        );
+        p.wait_line("gw1 sip", Duration::from_secs(30));
+        p.wait_line("tunnel up", Duration::from_secs(30));
+        Gateway {
+            p,
+            sip: SocketAddr::from(([127, 0, 0, 1], sip)),
+            _dir: dir,
+        }
+    }
+
+    fn stop(&mut self) -> (serde_json::Value, serde_json::Value) {
+        self.p.terminate(Duration::from_secs(20));
+        (self.p.stats("gw2"), self.p.stats("gw1"))
+    }
+}
+
+/// Sends `req` from `sock` to `to` and waits (bounded) for a response to it; its status.
+fn ask(sock: &UdpSocket, to: SocketAddr, req: &str, wait: Duration) -> Option<u16> {
+    sock.send_to(req.as_bytes(), to).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    let mut buf = vec![0u8; 65_535];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if let Some(s) = rawsip::status(&text).filter(|s| *s >= 200) {
+                return Some(s);
+            }
+        }
+    }
+    None
+}
+
+/// The counter `name` of a `stats` half's SIP leg (`sip_outside` or `sip_inside`).
+fn leg_counter(stats: &serde_json::Value, leg: &str, name: &str) -> u64 {
+    let v = stats
+        .pointer(&format!("/engine/{leg}/{name}"))
+        .or_else(|| stats.pointer(&format!("/{leg}/{name}")));
+    v.and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no {leg}.{name} in {stats}"))
+}
+
+/// Acceptance: a BYE with the call's Call-ID and both tags, from the caller's IP on another
+/// port and from another loopback address, gets 481 and the call stays up (the inside sees no
+/// BYE); the caller's own BYE then ends it.
+#[test]
+fn live_spoofed_bye_is_refused_and_the_call_stays_up() {
+    let _serial = serial();
+    let uas = InsideUas::start();
+    let mut gw = Gateway::start("integ-bye", uas.sip, 42_000);
+    let mut call = RawCall::invite(
+        gw.sip,
+        "127.0.0.3",
+        &format!("sip:2001@{}", gw.sip),
+        "Alice",
+        Duration::from_secs(10),
+    )
+    .expect("the call is answered");
+    let media = call.start_media();
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, ip) in ["127.0.0.3", "127.0.0.4"].into_iter().enumerate() {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
+        let local = sock.local_addr().unwrap();
+        let bye = rawsip::request(
+            "BYE",
+            &call.ruri,
+            local,
+            &call.call_id,
+            &call.from,
+            &call.to,
+            10 + i as u32,
+            &format!("z9hG4bKspoof{i}"),
+            "",
+            None,
+        );
+        let status = ask(&sock, gw.sip, &bye, Duration::from_secs(3));
+        assert_eq!(status, Some(481), "spoofed BYE from {local}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(uas.log().byes, 0, "a spoofed BYE reached the inside");
+    let (_, received_before) = media.peek();
+    std::thread::sleep(Duration::from_millis(400));
+    let (_, received_after) = media.peek();
+    assert!(
+        received_after > received_before,
+        "media stopped flowing after the spoofed BYEs ({received_before} -> {received_after})"
+    );
+    media.stop();
+    assert!(call.hangup(Duration::from_secs(5)), "the real BYE gets 200");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while uas.log().byes == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(uas.log().byes, 1, "the real BYE ends the call inside");
+    let (gw2, _) = gw.stop();
+    assert_eq!(leg_counter(&gw2, "sip_outside", "requests_wrong_source"), 2);
+}
+
+/// Acceptance: a 200 OK to GW1's INVITE sent from an address that is not the inside next hop
+/// (its IP on another port, another loopback address on its port) is ignored: the caller gets
+/// no 200 from it; the next hop's own 200 answers the call.
+#[test]
+fn live_200_from_elsewhere_than_the_next_hop_is_ignored() {
+    let _serial = serial();
+    let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let pbx_addr = pbx.local_addr().unwrap();
+    let mut gw = Gateway::start("integ-200", pbx_addr, 42_200);
+    let target = format!("sip:2001@{}", gw.sip);
+    let gw_sip = gw.sip;
+    let caller = std::thread::spawn(move || {
+        let r = RawCall::invite(
+            gw_sip,
+            "127.0.0.3",
+            &target,
+            "Alice",
+            Duration::from_secs(15),
+        );
+        (r.map(|c| c.call_id), Instant::now())
+    });
+    // GW1's INVITE.
+    pbx.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (inv, gw1) = loop {
+        assert!(Instant::now() < deadline, "no INVITE from GW1");
+        if let Ok((n, from)) = pbx.recv_from(&mut buf) {
+            let (m, _) = sip::parse_datagram(Bytes::copy_from_slice(&buf[..n])).unwrap();
+            if m.method() == Some(&Method::Invite) {
+                break (m, from);
+            }
+        }
+    };
+    let sdp = "v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n";
+    let ok = MessageBuilder::response_to(&inv, 200, Some("pbx1"))
+        .header("Contact", format!("<sip:pbx@{pbx_addr}>"))
+        .body("application/sdp", Bytes::from(sdp))
+        .build();
+    // 100 Trying stops GW1's retransmissions.
+    pbx.send_to(&MessageBuilder::response_to(&inv, 100, None).build(), gw1)
+        .unwrap();
+    let spoofers = [
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind(("127.0.0.5", pbx_addr.port())).unwrap(),
+    ];
+    for s in &spoofers {
+        s.send_to(&ok, gw1).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !caller.is_finished(),
+        "the caller's INVITE ended on a 200 that did not come from the next hop"
+    );
+    let real = Instant::now();
+    pbx.send_to(&ok, gw1).unwrap();
+    let (answered, at) = caller.join().unwrap();
+    assert!(
+        answered.is_ok(),
+        "the real 200 answers the call: {answered:?}"
+    );
+    assert!(at >= real);
+    // GW1 ACKs the real 200 at the next hop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut acked = false;
+    while !acked && Instant::now() < deadline {
+        if let Ok((n, _)) = pbx.recv_from(&mut buf) {
+            acked = buf[..n].starts_with(b"ACK ");
+        }
+    }
+    assert!(acked, "GW1 ACKs the next hop's 200");
+    let (_, gw1_stats) = gw.stop();
+    assert_eq!(
+        leg_counter(&gw1_stats, "sip_inside", "responses_wrong_source"),
+        2
+    );
+}
+
+/// Acceptance: an outside INVITE whose From display name carries a bare CR and an injected
+/// header gets 400, and nothing reaches the inside.
+#[test]
+fn live_header_injection_from_outside_sip_gets_400() {
+    let _serial = serial();
+    let uas = InsideUas::start();
+    let mut gw = Gateway::start("integ-inj", uas.sip, 42_400);
+    let sock = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let local = sock.local_addr().unwrap();
+    for (i, display) in ["\"Alice\rX-Injected: yes\"", "\"Alice\\\0X-Injected: yes\""]
+        .into_iter()
+        .enumerate()
+    {
+        let req = rawsip::request(
+            "INVITE",
+            &format!("sip:2001@{}", gw.sip),
+            local,
+            &format!("inj-{i}@127.0.0.3"),
+            &format!("{display} <sip:a@127.0.0.3>;tag=i{i}"),
+            &format!("<sip:2001@{}>", gw.sip),
+            1,
+            &format!("z9hG4bKinj{i}"),
+            "",
+            Some(&rawsip::pcma_sdp(local)),
+        );
+        assert_eq!(ask(&sock, gw.sip, &req, Duration::from_secs(3)), Some(400));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(uas.log().invites, 0, "an INVITE reached the inside");
+    gw.stop();
 }

@@ -121,6 +121,8 @@ fn party(
         .or(name.clone())
         .unwrap_or_default();
     let display = display
+        // A C-string terminator is no part of the name.
+        .map(|d| d.trim_end_matches('\0'))
         .filter(|d| text(d))
         .map(str::to_owned)
         .or(name.filter(|n| *n != user))

@@ -167,6 +167,13 @@ fn describe(
             });
             continue;
         }
+        // A codec whose name or parameters hold a control character (a bare CR is no SDP
+        // line end) is not carried: Meta would refuse the whole message, and the other half
+        // writes these into its SDP.
+        let text = |s: &str| s.chars().all(codecs::meta::is_text_char);
+        if !text(&c.encoding) || !c.fmtp.as_deref().is_none_or(text) {
+            continue;
+        }
         if codecs.len() < MAX_CODECS_PER_STREAM {
             codecs.push(Codec {
                 payload_type: c.payload_type,

@@ -426,7 +426,8 @@ impl Ie {
                 // Never a control character: a Display IE is shown and carried into SIP
                 // headers (header injection). A received one with control characters does
                 // not type as Display (it is kept raw, and `Message::display` has none).
-                if v.chars().any(char::is_control) {
+                // Trailing NULs are the C-string terminator many endpoints send.
+                if v.trim_end_matches('\0').chars().any(char::is_control) {
                     return Err(Q931EncodeError::FieldRange(
                         "display holds a control character",
                     ));
