@@ -236,7 +236,7 @@ impl Dialog {
     /// - over TCP and TLS, on the dialog's connection, or on a connection from one of those
     ///   hosts: a peer opens a new connection from an ephemeral port when the old one closed
     ///   (idle), and a TCP source cannot be forged off the path.
-    fn from_peer(&self, flow: &Flow) -> bool {
+    fn is_from_peer(&self, flow: &Flow) -> bool {
         let src = flow.remote;
         let host = |p: SocketAddr| canonical(p.ip()) == canonical(src.ip());
         if flow.transport.is_reliable() {
@@ -757,7 +757,7 @@ impl SipLeg {
                 .ok()
                 .and_then(|f| f.tag().filter(|t| !t.is_empty()).map(str::to_owned));
             let tags = to_tag.as_deref() == Some(d.local_tag.as_str()) && from_tag == d.remote_tag;
-            (tags, d.from_peer(&flow), d.flow.remote)
+            (tags, d.is_from_peer(&flow), d.flow.remote)
         });
         let (verdict, reason) = if non2xx {
             self.server.acked(now, key);
@@ -821,7 +821,7 @@ impl SipLeg {
         };
         // A CANCEL goes hop by hop where its INVITE went: from the INVITE's peer.
         if let Some(d) = call.and_then(|c| self.dialogs.get(&c)) {
-            if !d.from_peer(&flow) {
+            if !d.is_from_peer(&flow) {
                 self.counters.requests_wrong_source += 1;
                 return Err(Rejection::NotDialogPeer(format!(
                     "CANCEL from {} over {}, the INVITE came from {}",
@@ -900,7 +900,7 @@ impl SipLeg {
             if !tags_match || ended {
                 return Err(Rejection::NoSuchCallOrTransaction);
             }
-            if !d.from_peer(&flow) {
+            if !d.is_from_peer(&flow) {
                 self.counters.requests_wrong_source += 1;
                 return Err(Rejection::NotDialogPeer(format!(
                     "{method} from {} over {}, the dialog's peer is {}",

@@ -1080,7 +1080,8 @@ fn control_characters_are_refused_on_encode() {
         f(&mut s);
         encode_frame(0, &Message::Setup(s), &mut Vec::new())
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Setup)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Setup)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "party display name",
             Box::new(|s| s.calling.display = Some(injected.into())),
