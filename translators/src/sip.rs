@@ -463,4 +463,38 @@ mod tests {
             "sip:bob%20smith@[fd00::10]:5060"
         );
     }
+
+    /// Header injection: a party with a control character is refused, whichever field holds
+    /// it; HTAB in a display name is linear whitespace and passes.
+    #[test]
+    fn parties_with_control_characters_are_refused() {
+        let gw1: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let party = |user: &str, display: Option<&str>| Party {
+            user: user.to_owned(),
+            display: display.map(str::to_owned),
+        };
+        for p in [
+            party("alice", Some("Alice\r\nX-Injected: yes")),
+            party("alice", Some("Alice\u{0}")),
+            party("alice\r\nX-Injected: yes", None),
+            party("alice", Some("\u{1b}[31m")),
+        ] {
+            assert!(check_party(&p).is_err(), "{p:?}");
+            assert!(
+                matches!(
+                    inside_name_addr(&p, gw1),
+                    Err(TranslateError::ControlCharacter(_))
+                ),
+                "{p:?}"
+            );
+        }
+        assert_eq!(
+            inside_name_addr(&party("alice", Some("Alice\tSmith \"A\"")), gw1).unwrap(),
+            "\"Alice\tSmith \\\"A\\\"\" <sip:alice@10.0.0.1>"
+        );
+        // A percent-decoded user part with CR LF: refused before it reaches Meta.
+        let na =
+            NameAddr::parse("<sip:a%0D%0AX-Injected:%20yes@example.com>;tag=1", "From").unwrap();
+        assert!(check_party(&calling_party(&na)).is_err());
+    }
 }
