@@ -63,9 +63,10 @@ pub struct LegConfig {
     /// The media address of calls this leg answers, per family; `None` uses the address the
     /// INVITE arrived on.
     pub media_ip: [Option<IpAddr>; MAX_FAMILY],
-    /// In-dialog requests from a peer must come from the dialog's peer address, and requests to
-    /// a peer without a route set go back to where it sent from (symmetric signalling, for
-    /// peers behind NAT). GW2's outside leg; the inside follows the remote target.
+    /// Requests to a peer without a route set go back to where it sent from, and responses to
+    /// its source address (symmetric signalling, for peers behind NAT). GW2's outside leg;
+    /// the inside follows the remote target and the Via. (Both legs take in-dialog requests
+    /// from the dialog's peer only: `Dialog::is_from_peer`.)
     pub symmetric: bool,
     /// The user part of the leg's Contact.
     pub contact_user: &'static str,
