@@ -430,6 +430,10 @@ fn alias(user: &str) -> Option<AliasAddress> {
         let s = h323_asn1::rasn::types::Ia5String::from_iso646_bytes(user.as_bytes()).ok()?;
         return Some(AliasAddress::dialedDigits(s));
     }
+    // Never a control character in an alias (Meta refuses them already): no alias then.
+    if user.chars().any(char::is_control) {
+        return None;
+    }
     let text: String = user.chars().take(256).collect();
     h323_asn1::bmp_string(&text).ok().map(AliasAddress::h323_ID)
 }
@@ -683,6 +687,40 @@ mod tests {
             assert_eq!(a.media[0].codecs[0].payload_type, 0);
             assert_eq!(a.remotes[0], Some(gw));
         }
+    }
+
+    /// Header injection, H.323 side: the Setup builder writes no control character into the
+    /// Display IE or the aliases, and a received alias or Display IE with one is dropped.
+    #[test]
+    fn control_characters_never_reach_display_or_aliases() {
+        let media = vec![audio(vec![codec(0, "PCMU")])];
+        let rtp: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let mut setup = meta_setup(media.clone());
+        setup.calling.display = Some("Alice\r\nX-Injected: yes".to_owned());
+        setup.called.user = "bob\r\nX-Injected: yes".to_owned();
+        let msg = setup_message(&setup, &IDS, fast_start_offer(&media, rtp).unwrap()).unwrap();
+        assert_eq!(msg.display(), None);
+        let bytes = msg.to_vec().unwrap();
+        assert!(!bytes.windows(10).any(|w| w == b"X-Injected"));
+        let back = q931::Message::decode(&bytes).unwrap();
+        let uu = h225::user_information(&back).unwrap();
+        let info = setup_to_meta(&back, &uu, &mut || StreamId(2)).unwrap();
+        assert_eq!(info.calling.display, None);
+        assert_eq!(info.called.user, "", "the injected alias was not written");
+        // A received h323-ID alias with CR LF is no party name.
+        let p = party(
+            None,
+            Some(&vec![alias("Mallory\r\nX-Injected: yes").unwrap_or_else(
+                || AliasAddress::h323_ID(h323_asn1::bmp_string("Mallory\r\nX: y").unwrap()),
+            )]),
+            Some("Mallory\0"),
+        );
+        assert_eq!(p.user, "");
+        assert_eq!(
+            p.display.as_deref(),
+            Some("Mallory"),
+            "a C-string NUL is trimmed"
+        );
     }
 
     #[test]
