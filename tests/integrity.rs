@@ -325,6 +325,22 @@ fn a_response_from_elsewhere_is_ignored() {
     assert_eq!(requests(&out, Side::Inside, Method::Ack).len(), 1);
 }
 
+/// A copy of a request's branch from another host is absorbed as a retransmission, but the
+/// last response goes only to the host the request came from.
+#[test]
+fn a_retransmission_from_another_host_gets_no_response() {
+    let mut e = engine();
+    e.handle_datagram(Duration::ZERO, udp(GW2, caller()), invite());
+    assert_eq!(statuses(&drain(&mut e), Side::Outside), [100]);
+    e.handle_datagram(Duration::ZERO, udp(GW2, a("192.0.2.66:5001")), invite());
+    assert!(drain(&mut e).is_empty());
+    e.handle_datagram(Duration::ZERO, udp(GW2, caller()), invite());
+    let out = drain(&mut e);
+    assert_eq!(statuses(&out, Side::Outside), [100]);
+    assert_eq!(out[0].flow.remote, caller());
+    assert_eq!(e.stats().calls_live, 1);
+}
+
 // ---- header injection ------------------------------------------------------------------------
 
 /// From and To values that carry a control character into the display name or user part:

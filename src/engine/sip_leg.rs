@@ -437,7 +437,10 @@ impl SipLeg {
             if let Some(txn) = key.as_ref().and_then(|k| self.server.get(k)) {
                 let status = txn.status();
                 let call = txn.call;
-                if let Some(bytes) = self.server_last(key.as_ref()) {
+                // The last response goes again only to the host the request came from: a copy
+                // of its branch from elsewhere learns nothing (the answer's SDP, its tag).
+                let same_host = canonical(txn.flow.remote.ip()) == canonical(flow.remote.ip());
+                if let Some(bytes) = self.server_last(key.as_ref()).filter(|_| same_host) {
                     self.transmit(out, flow, bytes);
                 }
                 self.report_full(
