@@ -134,7 +134,10 @@ impl H323 {
             v4: cfg.inside_v4.clone(),
             v6: cfg.inside_v6.clone(),
             inside_family: cfg.inside_family,
-            ids: Ids::new(cfg.id_seed ^ 0x6832_3233),
+            ids: match &cfg.id_key {
+                Some(key) => key.ids(0x6832_3233),
+                None => Ids::new(cfg.id_seed ^ 0x6832_3233),
+            },
             next_crv: 0,
             next_tcp_port: 0,
             streams: HashMap::new(),

@@ -38,7 +38,7 @@ pub mod access;
 mod answering;
 pub mod calls;
 mod h323;
-mod ids;
+pub mod ids;
 pub mod limits;
 pub mod media;
 pub mod policy;
@@ -321,6 +321,9 @@ pub struct EngineConfig {
     pub outside_next_hop: Option<SocketAddr>,
     /// Seed for identifiers (Call-ID, tags, branches). Fixed in replay for reproducible output.
     pub id_seed: u64,
+    /// Live runs: the key of the cryptographic generator identifiers come from instead of
+    /// `id_seed` (see [`ids`](self::ids)); `None` in replay and tests.
+    pub id_key: Option<ids::IdKey>,
     /// Replay: the capture's answering party plays the inside PBX (see [`Engine`] docs).
     pub replay: bool,
     /// Which halves this engine runs; with one half, the other is behind the tunnel.
@@ -357,6 +360,7 @@ impl Default for EngineConfig {
             outside_transport: Transport::Udp,
             outside_next_hop: None,
             id_seed: 0x5347_5700,
+            id_key: None,
             replay: false,
             role: Role::Both,
             report_accepted_media: false,
@@ -653,9 +657,15 @@ impl Engine {
         );
         media.set_latching(Side::Outside, config.outside_latching);
         media.set_latching(Side::Inside, config.inside_latching);
+        let mut outside = sip_leg::SipLeg::new(outside);
+        let mut inside = sip_leg::SipLeg::new(inside);
+        if let Some(key) = &config.id_key {
+            outside.set_ids(key.ids(0x6777_3200));
+            inside.set_ids(key.ids(0x6777_3100));
+        }
         Engine {
-            outside: sip_leg::SipLeg::new(outside),
-            inside: sip_leg::SipLeg::new(inside),
+            outside,
+            inside,
             h323: h323::H323::new(&config),
             out: Out {
                 calls: {

@@ -90,6 +90,10 @@ pub enum Rejection {
         cause: u8,
         rule: String,
     },
+    /// A request in a dialog (or a CANCEL) with the dialog's Call-ID and tags from elsewhere
+    /// than the dialog's peer: answered like an unknown dialog (481, RFC 3261 section
+    /// 12.2.2), the call stays up.
+    NotDialogPeer(String),
 }
 
 impl Rejection {
@@ -105,7 +109,7 @@ impl Rejection {
             Rejection::NotAcceptable => 406,
             Rejection::TooManyHops => 483,
             Rejection::Unauthorized(_) => 401,
-            Rejection::NoSuchCallOrTransaction => 481,
+            Rejection::NoSuchCallOrTransaction | Rejection::NotDialogPeer(_) => 481,
             Rejection::NotAcceptableHere(_) => 488,
             Rejection::BusyOrOverloaded(_) | Rejection::RateLimited(..) => 503,
             Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
@@ -135,6 +139,7 @@ impl Rejection {
             Rejection::Unrepresentable(why) => format!("cannot be carried as Meta: {why}"),
             Rejection::AddressIncomplete => "no user part to call".to_owned(),
             Rejection::Denied { rule, .. } => format!("denied by rule {rule}"),
+            Rejection::NotDialogPeer(why) => format!("not from the dialog's peer: {why}"),
         }
     }
 

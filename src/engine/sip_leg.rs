@@ -63,9 +63,10 @@ pub struct LegConfig {
     /// The media address of calls this leg answers, per family; `None` uses the address the
     /// INVITE arrived on.
     pub media_ip: [Option<IpAddr>; MAX_FAMILY],
-    /// In-dialog requests from a peer must come from the dialog's peer address, and requests to
-    /// a peer without a route set go back to where it sent from (symmetric signalling, for
-    /// peers behind NAT). GW2's outside leg; the inside follows the remote target.
+    /// Requests to a peer without a route set go back to where it sent from, and responses to
+    /// its source address (symmetric signalling, for peers behind NAT). GW2's outside leg;
+    /// the inside follows the remote target and the Via. (Both legs take in-dialog requests
+    /// from the dialog's peer only: `Dialog::is_from_peer`.)
     pub symmetric: bool,
     /// The user part of the leg's Contact.
     pub contact_user: &'static str,
@@ -203,16 +204,53 @@ impl Dialog {
             None if symmetric => None,
             None => sip::Uri::parse(&self.remote_target).ok(),
         };
-        uri.and_then(|u| {
-            let ip = u.ip?;
-            let port = u.port.unwrap_or(if u.scheme == sip::UriScheme::Sips {
-                5061
-            } else {
-                5060
-            });
-            Some(SocketAddr::new(ip, port))
-        })
-        .unwrap_or(self.flow.remote)
+        uri.and_then(|u| uri_addr(&u)).unwrap_or(self.flow.remote)
+    }
+
+    /// The adjacent proxy of a record-routed dialog: its first route, when it names an
+    /// address.
+    fn first_route(&self) -> Option<SocketAddr> {
+        self.route_set
+            .first()
+            .and_then(|r| sip::NameAddr::parse(r, "Route").ok())
+            .and_then(|n| uri_addr(&n.uri))
+    }
+
+    /// Where the dialog's peer sends from: the flow it was set up on, the remote target (a
+    /// peer not behind NAT that sends its requests itself) and the first route (the adjacent
+    /// proxy), each as an address when the URI holds one.
+    fn peers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let target = sip::Uri::parse(&self.remote_target)
+            .ok()
+            .and_then(|u| uri_addr(&u));
+        std::iter::once(self.flow.remote)
+            .chain(target)
+            .chain(self.first_route())
+    }
+
+    /// Whether a request on `flow` comes from the dialog's peer (RFC 3261 sections 12.2.2 and
+    /// 18, hardened against forged requests that copy the Call-ID and tags):
+    /// - over UDP, from the address *and port* of the flow the dialog was set up on or of its
+    ///   remote target; a datagram from the peer's host on another port, or from another host,
+    ///   is refused. A record-routing proxy (the first route) is bound to its host only: a
+    ///   proxy with several sockets may forward from another port than its Record-Route names;
+    /// - over TCP and TLS, on the dialog's connection, or on a connection from one of those
+    ///   hosts: a peer opens a new connection from an ephemeral port when the old one closed
+    ///   (idle), and a TCP source cannot be forged off the path.
+    fn is_from_peer(&self, flow: &Flow) -> bool {
+        let src = flow.remote;
+        let host = |p: SocketAddr| canonical(p.ip()) == canonical(src.ip());
+        if flow.transport.is_reliable() {
+            return self.peers().any(host);
+        }
+        let exact = std::iter::once(self.flow.remote)
+            .chain(
+                sip::Uri::parse(&self.remote_target)
+                    .ok()
+                    .and_then(|u| uri_addr(&u)),
+            )
+            .any(|p| same_addr(p, src));
+        exact || self.first_route().is_some_and(host)
     }
 
     fn sdp(&self, media: &super::media::MediaTable, side: Side) -> Bytes {
@@ -275,6 +313,11 @@ impl SipLeg {
             timers: Timers::default(),
             counters: TxnCounters::default(),
         }
+    }
+
+    /// Identifiers from this generator from now on (the live driver's cryptographic one).
+    pub fn set_ids(&mut self, ids: Ids) {
+        self.ids = ids;
     }
 
     pub fn dialog(&self, call: CallRef) -> Option<&Dialog> {
@@ -378,7 +421,7 @@ impl SipLeg {
 
     pub fn handle_message(&mut self, now: Duration, flow: Flow, msg: Message, out: &mut Out) {
         match msg.start() {
-            StartLine::Response(_) => self.handle_response(now, msg, out),
+            StartLine::Response(_) => self.handle_response(now, flow, msg, out),
             StartLine::Request(_) => self.handle_request(now, flow, msg, out),
         }
     }
@@ -395,7 +438,10 @@ impl SipLeg {
             if let Some(txn) = key.as_ref().and_then(|k| self.server.get(k)) {
                 let status = txn.status();
                 let call = txn.call;
-                if let Some(bytes) = self.server_last(key.as_ref()) {
+                // The last response goes again only to the host the request came from: a copy
+                // of its branch from elsewhere learns nothing (the answer's SDP, its tag).
+                let same_host = canonical(txn.flow.remote.ip()) == canonical(flow.remote.ip());
+                if let Some(bytes) = self.server_last(key.as_ref()).filter(|_| same_host) {
                     self.transmit(out, flow, bytes);
                 }
                 self.report_full(
@@ -421,7 +467,7 @@ impl SipLeg {
         let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
         let result = match (&method, to_tag) {
             (Method::Ack, _) => {
-                self.handle_ack(now, &msg, &key, summary, out);
+                self.handle_ack(now, flow, &msg, &key, summary, out);
                 return;
             }
             (Method::Cancel, _) => self.handle_cancel(now, flow, &msg, key.clone(), out),
@@ -570,6 +616,17 @@ impl SipLeg {
         let remote_tag = from.tag().filter(|t| !t.is_empty()).map(str::to_owned);
         let calling = tsip::calling_party(&from);
         let called = tsip::called_party(&uri, &to);
+        // A display name or user part with a control character (a quoted-pair may escape NUL
+        // and other controls, a URI may percent-encode CR and LF, a bare CR is no line end)
+        // is malformed for the gateway: 400 before anything is admitted or carried.
+        for (party, name) in [(&calling, "From"), (&called, "To")] {
+            if tsip::check_party(party).is_err() {
+                return Err(Rejection::Malformed(SipError::BadHeader {
+                    name,
+                    why: "control character in the display name or user part",
+                }));
+            }
+        }
         let emergency = out.calls.emergency.recognises(&called.user, Some(&uri.raw));
         // The offer is read before admission, with placeholder stream ids.
         let mut offer = Vec::new();
@@ -703,6 +760,7 @@ impl SipLeg {
     fn handle_ack(
         &mut self,
         now: Duration,
+        flow: Flow,
         msg: &Message,
         key: &TxnKey,
         summary: String,
@@ -717,9 +775,34 @@ impl SipLeg {
             .call_id()
             .ok()
             .and_then(|id| self.by_call_id.get(id).copied());
+        // The ACK of a 2xx is a request in the dialog: its tags and its peer (as any other).
+        let dialog_check = call.and_then(|c| self.dialogs.get(&c)).map(|d| {
+            let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
+            let from_tag = msg
+                .from()
+                .ok()
+                .and_then(|f| f.tag().filter(|t| !t.is_empty()).map(str::to_owned));
+            let tags = to_tag.as_deref() == Some(d.local_tag.as_str()) && from_tag == d.remote_tag;
+            (tags, d.is_from_peer(&flow), d.flow.remote)
+        });
         let (verdict, reason) = if non2xx {
             self.server.acked(now, key);
             (Verdict::Accepted, None)
+        } else if let Some((false, _, _)) = dialog_check {
+            (
+                Verdict::Ignored,
+                Some("ACK with tags of no dialog of the gateway".to_owned()),
+            )
+        } else if let Some((true, false, peer)) = dialog_check {
+            self.counters.requests_wrong_source += 1;
+            (
+                Verdict::Rejected,
+                Some(format!(
+                    "not from the dialog's peer: ACK from {} over {}, the dialog's peer is {peer}",
+                    flow.remote,
+                    flow.transport.via_token()
+                )),
+            )
         } else if let Some(d) = call.and_then(|c| self.dialogs.get_mut(&c)) {
             for k in std::mem::take(&mut d.awaiting_ack) {
                 self.server.acked(now, &k);
@@ -762,6 +845,18 @@ impl SipLeg {
             Some(t) => (t.call, t.is_final()),
             None => return Err(Rejection::NoSuchCallOrTransaction),
         };
+        // A CANCEL goes hop by hop where its INVITE went: from the INVITE's peer.
+        if let Some(d) = call.and_then(|c| self.dialogs.get(&c)) {
+            if !d.is_from_peer(&flow) {
+                self.counters.requests_wrong_source += 1;
+                return Err(Rejection::NotDialogPeer(format!(
+                    "CANCEL from {} over {}, the INVITE came from {}",
+                    flow.remote,
+                    flow.transport.via_token(),
+                    d.flow.remote
+                )));
+            }
+        }
         let ok = MessageBuilder::response_to(msg, 200, None).build();
         self.respond_new(now, flow, msg, key, call, 200, ok, out);
         if let (false, Some(call)) = (final_sent, call) {
@@ -819,7 +914,6 @@ impl SipLeg {
             .and_then(|f| f.tag().filter(|t| !t.is_empty()).map(str::to_owned));
         let cseq = msg.cseq().map_err(Rejection::Malformed)?;
         let method = cseq.method.clone();
-        let symmetric = self.cfg.symmetric;
         {
             let d = self
                 .dialogs
@@ -832,8 +926,14 @@ impl SipLeg {
             if !tags_match || ended {
                 return Err(Rejection::NoSuchCallOrTransaction);
             }
-            if symmetric && d.flow.remote.ip() != flow.remote.ip() {
-                return Err(Rejection::NoSuchCallOrTransaction);
+            if !d.is_from_peer(&flow) {
+                self.counters.requests_wrong_source += 1;
+                return Err(Rejection::NotDialogPeer(format!(
+                    "{method} from {} over {}, the dialog's peer is {}",
+                    flow.remote,
+                    flow.transport.via_token(),
+                    d.flow.remote
+                )));
             }
             // Requests out of order are refused with 500 (RFC 3261 section 12.2.2).
             if d.remote_cseq.is_some_and(|r| cseq.seq < r) {
@@ -962,7 +1062,7 @@ impl SipLeg {
             .build()
     }
 
-    fn handle_response(&mut self, now: Duration, msg: Message, out: &mut Out) {
+    fn handle_response(&mut self, now: Duration, flow: Flow, msg: Message, out: &mut Out) {
         let summary = msg.summary();
         if let Err(e) = msg.check() {
             self.report(
@@ -978,6 +1078,30 @@ impl SipLeg {
             .ok()
             .and_then(|v| v.first().and_then(|v| v.branch().map(str::to_owned)));
         let status = msg.status().unwrap_or(0);
+        // Bound to where the request went: a response from anywhere else is dropped before it
+        // touches the transaction (RFC 3261 section 17.1.3 matches by branch only, which an
+        // attacker who saw the request can copy).
+        if let Some(sent) = branch.as_deref().and_then(|b| self.client.sent_on(b)) {
+            if !response_from_destination(&flow, &sent) {
+                self.counters.responses_wrong_source += 1;
+                let call = branch.as_deref().and_then(|b| self.client.call_of(b));
+                self.report_full(
+                    out,
+                    summary,
+                    Verdict::Rejected,
+                    Some(format!(
+                        "response from {} over {}, not from {} over {} where the request went",
+                        flow.remote,
+                        flow.transport.via_token(),
+                        sent.remote,
+                        sent.transport.via_token()
+                    )),
+                    None,
+                    call,
+                );
+                return;
+            }
+        }
         let matched = branch
             .as_deref()
             .and_then(|b| Some((b, self.client.on_response(b, status)?)));
@@ -1491,6 +1615,23 @@ impl SipLeg {
             local: p.local,
             remote: p.next_hop,
         };
+        // A party with a control character never reaches a header (Meta refuses it already):
+        // cause 100, invalid information element contents.
+        let local_uri = match tsip::inside_name_addr(&s.calling, p.local) {
+            Ok(u) => u,
+            Err(e) => {
+                self.report_full(
+                    out,
+                    format!("Setup of call {}", call.0),
+                    Verdict::Rejected,
+                    Some(format!("calling party: {e}")),
+                    None,
+                    Some(call),
+                );
+                release(out, Cause(100));
+                return;
+            }
+        };
         let target = tsip::inside_uri(&s.called.user, p.next_hop);
         let call_id = format!("{}@{}", self.ids.token(), super::host_of(p.local));
         let local_tag = self.ids.token();
@@ -1501,7 +1642,7 @@ impl SipLeg {
             call_id: call_id.clone(),
             local_tag,
             remote_tag: None,
-            local_uri: tsip::inside_name_addr(&s.calling, p.local),
+            local_uri,
             remote_uri: format!("<{target}>"),
             remote_target: target,
             route_set: Vec::new(),
@@ -1531,7 +1672,23 @@ impl SipLeg {
         if !d.offer.is_empty() {
             b = b.body("application/sdp", d.sdp(&out.media, side));
         }
-        let req = b.build();
+        // The last line of defence: a header with a control character is not written, and
+        // the call is refused (cause 100) rather than placed without it.
+        let req = match b.try_build() {
+            Ok(r) => r,
+            Err(e) => {
+                self.report_full(
+                    out,
+                    format!("Setup of call {}", call.0),
+                    Verdict::Rejected,
+                    Some(e.to_string()),
+                    None,
+                    Some(call),
+                );
+                release(out, Cause(100));
+                return;
+            }
+        };
         self.by_call_id.insert(call_id, call);
         self.dialogs.insert(call, d);
         self.timers.set(now + NO_ANSWER, call);
@@ -1799,6 +1956,35 @@ pub fn replace_param(value: &str, prefix: &str, to: Option<&str>) -> String {
         }
         None => format!("{value}{}", set("")),
     }
+}
+
+/// The address a `sip:` URI names when its host is an IP address (default ports of RFC 3261
+/// section 19.1.2).
+fn uri_addr(u: &sip::Uri) -> Option<SocketAddr> {
+    let ip = u.ip?;
+    let port = u.port.unwrap_or(if u.scheme == sip::UriScheme::Sips {
+        5061
+    } else {
+        5060
+    });
+    Some(SocketAddr::new(ip, port))
+}
+
+/// An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// The same address and port, whichever way the family is written.
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
+}
+
+/// Whether a response on `flow` came from where its request went (`sent`): over UDP the same
+/// address and port (RFC 3581 section 4: the server answers from where it received the
+/// request; our Via asks for `rport`), over TCP and TLS the same connection.
+fn response_from_destination(flow: &Flow, sent: &Flow) -> bool {
+    flow.transport == sent.transport && same_addr(flow.remote, sent.remote)
 }
 
 /// Where a response goes (RFC 3261 section 18.2.2, RFC 3581): over a stream, back on the

@@ -178,6 +178,11 @@ pub struct TxnCounters {
     pub client_timeouts: u64,
     /// 2xx responses never acknowledged: the dialog was ended with a BYE.
     pub unacked_2xx: u64,
+    /// Responses to the gateway's requests that came from elsewhere than where the request
+    /// went (or on another connection): dropped.
+    pub responses_wrong_source: u64,
+    /// Requests in a dialog (and CANCELs) from elsewhere than the dialog's peer: refused.
+    pub requests_wrong_source: u64,
 }
 
 /// Server transactions of one side.
@@ -448,6 +453,16 @@ impl ClientTxns {
 
     pub fn contains(&self, branch: &str) -> bool {
         self.map.contains_key(branch)
+    }
+
+    /// The call of the request with this branch.
+    pub fn call_of(&self, branch: &str) -> Option<CallRef> {
+        self.map.get(branch).map(|t| t.call)
+    }
+
+    /// The flow the request with this branch went out on.
+    pub fn sent_on(&self, branch: &str) -> Option<Flow> {
+        self.map.get(branch).map(|t| t.flow)
     }
 
     /// Fires timers; returns the transactions that timed out without a final response. An

@@ -7,6 +7,7 @@ use super::tunnel::{
     random_instance_nonce, TunnelClient, TunnelClientConfig, TunnelServer, TunnelServerConfig,
 };
 use crate::config::{self, Config};
+use crate::engine::ids::IdKey;
 use crate::engine::{
     policy::SipPolicy, Engine, EngineConfig, Family, InsideConfig, LatchMode, Latching, Role, Side,
     Transport,
@@ -81,6 +82,13 @@ fn random_seed() -> u64 {
         .ok()
         .and_then(|n| n.0.get(..8).and_then(|b| b.try_into().ok()))
         .map_or(0x5347_5700, u64::from_be_bytes)
+}
+
+/// The key of live identifiers (Call-IDs, tags, branches: `engine::ids`), from the OS
+/// generator. A gateway that cannot get one does not start: predictable identifiers would let
+/// an outsider forge in-dialog requests.
+fn live_id_key() -> anyhow::Result<IdKey> {
+    IdKey::from_os().map_err(|e| anyhow!("no random key for identifiers from the OS: {e}"))
 }
 
 fn advertised(bound: SocketAddr, advertise: IpAddr) -> SocketAddr {
@@ -367,7 +375,8 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
         (None, Some(_), None) => Role::Gw2,
         (None, None, _) => Role::Gw1,
     };
-    let engine = base_engine(&cfg);
+    let mut engine = base_engine(&cfg);
+    engine.id_key = Some(live_id_key()?);
     let mut drivers = Vec::new();
     // With both halves in one process and no [pki], the tunnel uses ephemeral certificates.
     let ephemeral = match (&cfg.pki, role) {
@@ -482,6 +491,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
     let (udp, tcp) = bind_sip_pair(listen).await?;
     let base = EngineConfig {
         id_seed: random_seed(),
+        id_key: Some(live_id_key()?),
         outside_media_ports: DEMO_OUTSIDE_PORTS,
         ..EngineConfig::default()
     };

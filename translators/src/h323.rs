@@ -99,11 +99,16 @@ fn party(
     aliases: Option<&Vec<AliasAddress>>,
     display: Option<&str>,
 ) -> Party {
+    // Text with a control character (CR, LF, NUL, ...) is invalid contents: a Display IE or
+    // alias carrying one is treated as absent, as Q.931 clause 5.8.7.2 has a receiver do
+    // with a non-mandatory IE of invalid contents. It never reaches a header.
+    let text = |s: &str| s.chars().all(codecs::meta::is_text_char);
     let aliases: Vec<(String, bool)> = aliases
         .map(|v| {
             v.iter()
                 .take(h225::MAX_ALIASES)
                 .filter_map(alias_text)
+                .filter(|(s, _)| text(s))
                 .collect()
         })
         .unwrap_or_default();
@@ -116,6 +121,9 @@ fn party(
         .or(name.clone())
         .unwrap_or_default();
     let display = display
+        // A C-string terminator is no part of the name.
+        .map(|d| d.trim_end_matches('\0'))
+        .filter(|d| text(d))
         .map(str::to_owned)
         .or(name.filter(|n| *n != user))
         .filter(|d| !d.is_empty());
@@ -422,6 +430,10 @@ fn alias(user: &str) -> Option<AliasAddress> {
         let s = h323_asn1::rasn::types::Ia5String::from_iso646_bytes(user.as_bytes()).ok()?;
         return Some(AliasAddress::dialedDigits(s));
     }
+    // Never a control character in an alias (Meta refuses them already): no alias then.
+    if user.chars().any(char::is_control) {
+        return None;
+    }
     let text: String = user.chars().take(256).collect();
     h323_asn1::bmp_string(&text).ok().map(AliasAddress::h323_ID)
 }
@@ -471,8 +483,9 @@ pub fn setup_message(
     }
     if let Some(d) = &setup.calling.display {
         // The Display IE is IA5 of at most 82 characters (Q.931 clause 4.5.16).
+        // Never a control character (Meta refuses them already; the IE is left out).
         let d: String = d.chars().filter(char::is_ascii).take(82).collect();
-        if !d.is_empty() {
+        if !d.is_empty() && !d.chars().any(|c| c.is_ascii_control()) {
             m = m.with_display(&d);
         }
     }
@@ -674,6 +687,40 @@ mod tests {
             assert_eq!(a.media[0].codecs[0].payload_type, 0);
             assert_eq!(a.remotes[0], Some(gw));
         }
+    }
+
+    /// Header injection, H.323 side: the Setup builder writes no control character into the
+    /// Display IE or the aliases, and a received alias or Display IE with one is dropped.
+    #[test]
+    fn control_characters_never_reach_display_or_aliases() {
+        let media = vec![audio(vec![codec(0, "PCMU")])];
+        let rtp: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let mut setup = meta_setup(media.clone());
+        setup.calling.display = Some("Alice\r\nX-Injected: yes".to_owned());
+        setup.called.user = "bob\r\nX-Injected: yes".to_owned();
+        let msg = setup_message(&setup, &IDS, fast_start_offer(&media, rtp).unwrap()).unwrap();
+        assert_eq!(msg.display(), None);
+        let bytes = msg.to_vec().unwrap();
+        assert!(!bytes.windows(10).any(|w| w == b"X-Injected"));
+        let back = q931::Message::decode(&bytes).unwrap();
+        let uu = h225::user_information(&back).unwrap();
+        let info = setup_to_meta(&back, &uu, &mut || StreamId(2)).unwrap();
+        assert_eq!(info.calling.display, None);
+        assert_eq!(info.called.user, "", "the injected alias was not written");
+        // A received h323-ID alias with CR LF is no party name.
+        let p = party(
+            None,
+            Some(&vec![alias("Mallory\r\nX-Injected: yes").unwrap_or_else(
+                || AliasAddress::h323_ID(h323_asn1::bmp_string("Mallory\r\nX: y").unwrap()),
+            )]),
+            Some("Mallory\0"),
+        );
+        assert_eq!(p.user, "");
+        assert_eq!(
+            p.display.as_deref(),
+            Some("Mallory"),
+            "a C-string NUL is trimmed"
+        );
     }
 
     #[test]

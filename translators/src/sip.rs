@@ -23,6 +23,25 @@ pub enum TranslateError {
     /// FQDN in c=, and an unknown address type carries anything).
     #[error("connection address {0} is not an IP address")]
     ConnectionNotIp(String),
+    /// A party's user or display name holds a control character (CR, LF, NUL, ...): it would
+    /// inject lines into the header it is written to.
+    #[error("control character in the {0}")]
+    ControlCharacter(&'static str),
+}
+
+/// Whether a party's user and display name are free of control characters (HTAB aside, which
+/// a quoted display name may hold). A quoted-pair may escape NUL and other controls (RFC 3261
+/// section 25.1; only CR and LF are excluded), and a user part may percent-encode them: the
+/// gateway carries neither.
+pub fn check_party(p: &Party) -> Result<(), TranslateError> {
+    let text = |s: &str| s.chars().all(codecs::meta::is_text_char);
+    if !text(&p.user) {
+        return Err(TranslateError::ControlCharacter("user part"));
+    }
+    if !p.display.as_deref().is_none_or(text) {
+        return Err(TranslateError::ControlCharacter("display name"));
+    }
+    Ok(())
 }
 
 /// Media of an offer or answer, with the peer's RTP address per description (`None` for a
@@ -146,6 +165,13 @@ fn describe(
                 payload_type: c.payload_type,
                 clock_rate: c.clock_rate,
             });
+            continue;
+        }
+        // A codec whose name or parameters hold a control character (a bare CR is no SDP
+        // line end) is not carried: Meta would refuse the whole message, and the other half
+        // writes these into its SDP.
+        let text = |s: &str| s.chars().all(codecs::meta::is_text_char);
+        if !text(&c.encoding) || !c.fmtp.as_deref().is_none_or(text) {
             continue;
         }
         if codecs.len() < MAX_CODECS_PER_STREAM {
@@ -306,8 +332,10 @@ pub fn inside_uri(user: &str, next_hop: SocketAddr) -> String {
     }
 }
 
-/// `"Display" <sip:user@gw1>` for the inside From.
-pub fn inside_name_addr(party: &Party, gw1: SocketAddr) -> String {
+/// `"Display" <sip:user@gw1>` for the inside From; refused when the party holds a control
+/// character ([`check_party`]).
+pub fn inside_name_addr(party: &Party, gw1: SocketAddr) -> Result<String, TranslateError> {
+    check_party(party)?;
     let host = match gw1 {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -317,13 +345,13 @@ pub fn inside_name_addr(party: &Party, gw1: SocketAddr) -> String {
     } else {
         escape_user(&party.user)
     };
-    match &party.display {
+    Ok(match &party.display {
         Some(d) => format!(
             "\"{}\" <sip:{user}@{host}>",
             d.replace('\\', "\\\\").replace('"', "\\\"")
         ),
         None => format!("<sip:{user}@{host}>"),
-    }
+    })
 }
 
 /// Percent-encodes everything outside RFC 3261's `user` unreserved set.
@@ -438,5 +466,39 @@ mod tests {
             inside_uri("bob smith", "[fd00::10]:5060".parse().unwrap()),
             "sip:bob%20smith@[fd00::10]:5060"
         );
+    }
+
+    /// Header injection: a party with a control character is refused, whichever field holds
+    /// it; HTAB in a display name is linear whitespace and passes.
+    #[test]
+    fn parties_with_control_characters_are_refused() {
+        let gw1: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let party = |user: &str, display: Option<&str>| Party {
+            user: user.to_owned(),
+            display: display.map(str::to_owned),
+        };
+        for p in [
+            party("alice", Some("Alice\r\nX-Injected: yes")),
+            party("alice", Some("Alice\u{0}")),
+            party("alice\r\nX-Injected: yes", None),
+            party("alice", Some("\u{1b}[31m")),
+        ] {
+            assert!(check_party(&p).is_err(), "{p:?}");
+            assert!(
+                matches!(
+                    inside_name_addr(&p, gw1),
+                    Err(TranslateError::ControlCharacter(_))
+                ),
+                "{p:?}"
+            );
+        }
+        assert_eq!(
+            inside_name_addr(&party("alice", Some("Alice\tSmith \"A\"")), gw1).unwrap(),
+            "\"Alice\tSmith \\\"A\\\"\" <sip:alice@10.0.0.1>"
+        );
+        // A percent-decoded user part with CR LF: refused before it reaches Meta.
+        let na =
+            NameAddr::parse("<sip:a%0D%0AX-Injected:%20yes@example.com>;tag=1", "From").unwrap();
+        assert!(check_party(&calling_party(&na)).is_err());
     }
 }

@@ -10,8 +10,8 @@ pub(crate) mod codec;
 pub mod wire;
 
 pub use wire::{
-    decode, decode_frame, encode, encode_frame, split_frame, FrameReader, MetaDecodeError,
-    MetaEncodeError, META_VERSION,
+    decode, decode_frame, encode, encode_frame, is_text_char, split_frame, FrameReader,
+    MetaDecodeError, MetaEncodeError, META_VERSION,
 };
 
 /// Identifies one call on the tunnel. Allocated by the gateway half that originates the call:

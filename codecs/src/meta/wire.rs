@@ -74,6 +74,10 @@ pub enum MetaDecodeError {
     },
     #[error("invalid UTF-8 at offset {offset}")]
     InvalidUtf8 { offset: usize },
+    /// A string with a control character (CR, LF, NUL, ...; only HTAB is allowed): it would
+    /// end up in a header the receiver writes.
+    #[error("control character in {what} at offset {offset}")]
+    ControlCharacter { offset: usize, what: &'static str },
     #[error("{what} at offset {offset} has length {found}, expected {expected}")]
     InvalidLength {
         offset: usize,
@@ -111,6 +115,7 @@ impl MetaDecodeError {
             | MetaDecodeError::UnknownCriticalFlags { .. } => Cause(99),
             // Q.850 100: invalid information element contents.
             MetaDecodeError::InvalidUtf8 { .. }
+            | MetaDecodeError::ControlCharacter { .. }
             | MetaDecodeError::InvalidLength { .. }
             | MetaDecodeError::InvalidValue { .. } => Cause(100),
             _ => Cause::INVALID_MESSAGE,
@@ -134,6 +139,17 @@ impl From<Truncated> for MetaDecodeError {
 pub enum MetaEncodeError {
     #[error("{what} exceeds the limit of {limit}")]
     LimitExceeded { what: &'static str, limit: usize },
+    /// A string with a control character (only HTAB is allowed); see
+    /// [`MetaDecodeError::ControlCharacter`].
+    #[error("control character in {what}")]
+    ControlCharacter { what: &'static str },
+}
+
+/// Whether `c` may appear in a Meta string: anything but control characters (C0, DEL, C1),
+/// HTAB excepted (SIP's quoted strings and SDP allow it). A string the other half writes into
+/// a SIP header or a Q.931 IE can then never carry CR, LF or NUL (header injection).
+pub fn is_text_char(c: char) -> bool {
+    c == '\t' || !c.is_control()
 }
 
 impl From<LengthOverflow> for MetaEncodeError {
@@ -535,6 +551,9 @@ fn write_str(
             limit: MAX_STRING_LEN,
         });
     }
+    if !v.chars().all(is_text_char) {
+        return Err(MetaEncodeError::ControlCharacter { what });
+    }
     write_field(w, code, what, |w| {
         w.bytes(v.as_bytes());
         Ok(())
@@ -729,7 +748,13 @@ impl<'a> Field<'a> {
         }
         let bytes = self.value.rest();
         match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => match s.char_indices().find(|(_, c)| !is_text_char(*c)) {
+                Some((i, _)) => Err(MetaDecodeError::ControlCharacter {
+                    offset: start.saturating_add(i),
+                    what,
+                }),
+                None => Ok(s.to_owned()),
+            },
             Err(e) => Err(MetaDecodeError::InvalidUtf8 {
                 offset: start.saturating_add(e.valid_up_to()),
             }),

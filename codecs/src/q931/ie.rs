@@ -422,7 +422,18 @@ impl Ie {
             Ie::ChannelIdentification(v) => out.extend_from_slice(v),
             Ie::ProgressIndicator(v) => v.emit(out)?,
             Ie::NotificationIndicator(v) => v.emit(out)?,
-            Ie::Display(v) => out.extend_from_slice(v.as_bytes()),
+            Ie::Display(v) => {
+                // Never a control character: a Display IE is shown and carried into SIP
+                // headers (header injection). A received one with control characters does
+                // not type as Display (it is kept raw, and `Message::display` has none).
+                // Trailing NULs are the C-string terminator many endpoints send.
+                if v.trim_end_matches('\0').chars().any(char::is_control) {
+                    return Err(Q931EncodeError::FieldRange(
+                        "display holds a control character",
+                    ));
+                }
+                out.extend_from_slice(v.as_bytes())
+            }
             Ie::Keypad(v) => {
                 if !v.is_ascii() {
                     return Err(Q931EncodeError::FieldRange("keypad is not IA5"));

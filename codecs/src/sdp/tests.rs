@@ -322,7 +322,7 @@ fn retain_and_remove() {
 #[test]
 fn builder_fresh_session() {
     let ip = v4("192.0.2.1");
-    let s = Session::builder(Origin::new("sgw", 123, 1, ip))
+    let s = Session::builder(Origin::new("-", 123, 1, ip))
         .connection(ip)
         .media(
             MediaBuilder::new("audio", 40000, "RTP/AVP")

@@ -7,19 +7,42 @@ use ezk_sip_types::Name;
 
 /// Builds a request or response. Content-Length is always written last among the headers,
 /// computed from the body.
+///
+/// No header line the builder writes can carry a control character: a header name or value
+/// (or a Request-URI) with CR, LF, NUL or any other control character but HTAB (which LWS
+/// allows, RFC 3261 section 25.1) is refused. It is left out of the message, and
+/// [`MessageBuilder::try_build`] fails; callers that write what a peer chose use it and refuse
+/// the message. This is the last line of defence against header injection: Meta strings and
+/// the SIP parser already refuse such characters.
 #[derive(Debug, Clone)]
 pub struct MessageBuilder {
     start: String,
     headers: Vec<(String, String)>,
     body: Bytes,
+    /// The first part refused for a control character.
+    refused: Option<String>,
+}
+
+/// Whether a header value may hold `c`: no control character but HTAB.
+pub fn is_header_char(c: char) -> bool {
+    c == '\t' || !c.is_control()
+}
+
+fn is_header_text(s: &str) -> bool {
+    s.chars().all(is_header_char)
 }
 
 impl MessageBuilder {
     pub fn request(method: &Method, uri: &str) -> Self {
+        let method = method.to_string();
+        let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
+        let refused = (!is_header_text(&method) || uri.chars().any(|c| c.is_control()))
+            .then(|| "the request line".to_owned());
         MessageBuilder {
-            start: format!("{method} {uri} SIP/2.0"),
+            start: format!("{} {} SIP/2.0", clean(&method), clean(uri)),
             headers: Vec::new(),
             body: Bytes::new(),
+            refused,
         }
     }
 
@@ -28,10 +51,13 @@ impl MessageBuilder {
     }
 
     pub fn response_with_reason(code: u16, reason: &str) -> Self {
+        let refused = (!is_header_text(reason)).then(|| "the status line".to_owned());
+        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
         MessageBuilder {
             start: format!("SIP/2.0 {code} {reason}"),
             headers: Vec::new(),
             body: Bytes::new(),
+            refused,
         }
     }
 
@@ -65,18 +91,35 @@ impl MessageBuilder {
         b
     }
 
+    /// Adds a header; one whose name or value holds a control character is refused (see the
+    /// type's docs).
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_owned(), value.into()));
+        let value = value.into();
+        let name_ok =
+            !name.is_empty() && !name.contains(':') && !name.contains(char::is_whitespace);
+        if name_ok && is_header_text(name) && is_header_text(&value) {
+            self.headers.push((name.to_owned(), value));
+        } else if self.refused.is_none() {
+            self.refused = Some(format!("header {}", name.escape_debug()));
+        }
         self
     }
 
-    pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> Self {
-        self.headers
-            .push(("Content-Type".to_owned(), content_type.to_owned()));
-        self.body = body.into();
-        self
+    pub fn body(self, content_type: &str, body: impl Into<Bytes>) -> Self {
+        let mut b = self.header("Content-Type", content_type);
+        b.body = body.into();
+        b
     }
 
+    /// The message, or the error when a part was refused for a control character.
+    pub fn try_build(self) -> Result<Bytes, super::SipError> {
+        match self.refused.clone() {
+            Some(what) => Err(super::SipError::ControlCharacter(what)),
+            None => Ok(self.build()),
+        }
+    }
+
+    /// The message; parts refused for a control character are left out.
     pub fn build(self) -> Bytes {
         let mut out = String::with_capacity(256 + self.headers.len() * 48);
         out.push_str(&self.start);
@@ -130,5 +173,52 @@ mod tests {
         r.check().unwrap();
         assert_eq!(r.to().unwrap().tag(), Some("t1"));
         assert_eq!(r.status(), Some(180));
+    }
+
+    /// Header injection: no control character but HTAB reaches a line the builder writes.
+    #[test]
+    fn control_characters_are_refused() {
+        let base = || {
+            MessageBuilder::request(&Method::Invite, "sip:bob@192.0.2.1")
+                .header("Via", "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKx")
+                .header("To", "<sip:bob@192.0.2.1>")
+                .header("Call-ID", "c1")
+                .header("CSeq", "1 INVITE")
+        };
+        for bad in [
+            "\r\nX-Injected: yes",
+            "\nX-Injected: yes",
+            "\rX",
+            "a\u{0}b",
+            "\u{1b}[0m",
+            "\u{7f}",
+            "\u{85}",
+        ] {
+            let b = base().header("From", format!("\"Alice{bad}\" <sip:a@192.0.2.2>;tag=1"));
+            assert!(
+                matches!(
+                    b.clone().try_build(),
+                    Err(crate::sip::SipError::ControlCharacter(_))
+                ),
+                "{bad:?}"
+            );
+            let bytes = b.build();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains("X-Injected"), "{text}");
+            assert!(
+                !text.contains("Alice"),
+                "the refused header is left out: {text}"
+            );
+            // A header name cannot smuggle a line either.
+            let b = base().header(&format!("X{bad}"), "v");
+            assert!(b.try_build().is_err(), "name {bad:?}");
+        }
+        let uri = MessageBuilder::request(&Method::Invite, "sip:bob@192.0.2.1\r\nX-Injected: yes");
+        assert!(uri.clone().try_build().is_err());
+        assert!(!String::from_utf8_lossy(&uri.build()).contains("\r\nX-Injected"));
+        // HTAB is linear whitespace: allowed.
+        let tab = base().header("From", "\"Alice\tSmith\" <sip:a@192.0.2.2>;tag=1");
+        let (m, _) = parse_datagram(tab.try_build().unwrap()).unwrap();
+        assert_eq!(m.from().unwrap().display.as_deref(), Some("Alice\tSmith"));
     }
 }

@@ -46,6 +46,10 @@ pub enum SipError {
     BadStatusCode(u64),
     #[error("CSeq method does not match the request method")]
     CSeqMismatch,
+    /// A header the gateway was to write holds a control character (CR, LF, NUL, ...):
+    /// writing it would let a peer inject header lines. The message is not sent.
+    #[error("control character in {0}")]
+    ControlCharacter(String),
 }
 
 impl SipError {

@@ -890,8 +890,9 @@ fn frame_reader_errors_are_sticky() {
 
 // ---- Property tests ----
 
+/// Strings Meta carries: anything but control characters (HTAB aside).
 fn arb_string() -> impl Strategy<Value = String> {
-    "(?s).{0,12}"
+    "[^\\p{Cc}]{0,12}"
 }
 
 fn arb_party() -> impl Strategy<Value = Party> {
@@ -1063,5 +1064,107 @@ proptest! {
         check_stable(&bytes);
         let cut = cut.index(bytes.len());
         check_stable(&bytes[..cut]);
+    }
+}
+
+// ---- Header injection: control characters never cross the tunnel ----
+
+/// Every string field refuses CR, LF, NUL and the other controls on encode; HTAB passes.
+#[test]
+fn control_characters_are_refused_on_encode() {
+    let injected = "Alice\r\nX-Injected: yes";
+    let with = |f: &dyn Fn(&mut Setup)| {
+        let Message::Setup(mut s) = golden_setup() else {
+            unreachable!()
+        };
+        f(&mut s);
+        encode_frame(0, &Message::Setup(s), &mut Vec::new())
+    };
+    type Edit = Box<dyn Fn(&mut Setup)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "party display name",
+            Box::new(|s| s.calling.display = Some(injected.into())),
+        ),
+        ("party user", Box::new(|s| s.called.user = injected.into())),
+        (
+            "party user",
+            Box::new(|s| s.calling.user = "100\u{0}1".into()),
+        ),
+        (
+            "codec name",
+            Box::new(|s| s.media[0].codecs[0].name = "PCMU\n".into()),
+        ),
+        (
+            "fmtp",
+            Box::new(|s| s.media[0].codecs[0].fmtp = Some("a=1\rb".into())),
+        ),
+        (
+            "party display name",
+            Box::new(|s| s.calling.display = Some("A\u{7f}".into())),
+        ),
+        (
+            "party display name",
+            Box::new(|s| s.calling.display = Some("A\u{85}".into())),
+        ),
+    ];
+    for (what, f) in &cases {
+        let mut out = vec![1, 2, 3];
+        let Message::Setup(mut s) = golden_setup() else {
+            unreachable!()
+        };
+        f(&mut s);
+        assert_eq!(
+            encode_frame(0, &Message::Setup(s), &mut out),
+            Err(MetaEncodeError::ControlCharacter { what }),
+            "{what}"
+        );
+        assert_eq!(out, vec![1, 2, 3], "the buffer is left as it was");
+    }
+    assert!(with(&|s| s.calling.display = Some("Alice\tSmith".into())).is_ok());
+}
+
+/// A frame whose string holds a control character is refused on decode, with cause 100.
+#[test]
+fn control_characters_are_refused_on_decode() {
+    let good = encoded(0, &golden_setup());
+    let at = good
+        .windows(5)
+        .position(|w| w == b"Alice")
+        .expect("the display name is in the frame");
+    for bad in [b'\r', b'\n', 0, 0x1b, 0x7f] {
+        let mut frame = good.clone();
+        frame[at + 2] = bad;
+        let err = decode_frame(&frame).unwrap_err();
+        assert_eq!(
+            err,
+            MetaDecodeError::ControlCharacter {
+                offset: at + 2,
+                what: "party display name"
+            },
+            "byte {bad:#04x}"
+        );
+        assert_eq!(err.cause(), Cause(100));
+    }
+    let mut tab = good.clone();
+    tab[at + 2] = b'\t';
+    assert!(decode_frame(&tab).is_ok());
+}
+
+proptest! {
+    /// A string with any control character but HTAB never encodes.
+    #[test]
+    fn any_control_character_is_refused(
+        pre in arb_string(),
+        c in proptest::char::any().prop_filter("control", |c| c.is_control() && *c != '\t'),
+        post in arb_string(),
+    ) {
+        let Message::Setup(mut s) = golden_setup() else { unreachable!() };
+        s.calling.display = Some(format!("{pre}{c}{post}"));
+        let refused = matches!(
+            encode_frame(0, &Message::Setup(s), &mut Vec::new()),
+            Err(MetaEncodeError::ControlCharacter { .. })
+        );
+        prop_assert!(refused);
     }
 }
