@@ -22,121 +22,27 @@ mod support;
 
 use serde_json::Value;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::gateway::{rss_kib, serial, Gateway, Setup};
 use support::rawsip::{InsideUas, RawCall};
 use support::*;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Concurrent calls of the flood test's gateway; 10 % of them are kept for emergency calls.
+/// `max_calls` of the flood test's gateway (`start("flood", "max_calls = 100", ..)`).
 const MAX_CALLS: usize = 100;
 const RESERVE: usize = MAX_CALLS / 10;
 const RSS_LIMIT_KIB: u64 = 256 * 1024;
 
-fn sip_port() -> u16 {
-    for _ in 0..100 {
-        let p = free_udp_port("127.0.0.1");
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no port free for both UDP and TCP");
-}
-
-struct Gateway {
-    p: Proc,
-    sip: SocketAddr,
-    tunnel: SocketAddr,
-    dir: Scratch,
-}
-
-impl Gateway {
-    fn start(name: &str, limits: &str, inside: SocketAddr, media: u16) -> Gateway {
-        let dir = Scratch::new(name);
-        let (sip, tunnel, gw1) = (
-            sip_port(),
-            free_tcp_port("127.0.0.1"),
-            free_udp_port("127.0.0.1"),
-        );
-        let text = format!(
-            r#"[gw2]
-sip_udp = ["127.0.0.1:{sip}"]
-sip_tcp = ["127.0.0.1:{sip}"]
-tunnel_listen = "127.0.0.1:{tunnel}"
-
-[gw2.media]
-ip = "127.0.0.1"
-port_min = {}
-port_max = {}
-
-[gw2.limits]
-{limits}
-
-[gw1]
-tunnel = "127.0.0.1:{tunnel}"
-tunnel_server_name = "127.0.0.1"
-sip_bind = "127.0.0.1:{gw1}"
-next_hop = "{inside}"
-family = "ipv4"
-transport = "udp"
-
-[gw1.media]
-ip = "127.0.0.1"
-port_min = {}
-port_max = {}
-
-[policy]
-emergency_numbers = ["112"]
-"#,
-            media,
-            media + 1999,
-            media + 2000,
-            media + 3999,
-        );
-        let cfg = dir.file("sgw.toml", &text);
-        let mut cmd = sgw();
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--role", "both", "-q"]);
-        let mut p = Proc::spawn(name, &mut cmd);
-        p.wait_line("gw1 sip", Duration::from_secs(30));
-        p.wait_line("tunnel up", Duration::from_secs(30));
-        Gateway {
-            p,
-            sip: SocketAddr::from(([127, 0, 0, 1], sip)),
-            tunnel: SocketAddr::from(([127, 0, 0, 1], tunnel)),
-            dir,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.p.child.id()
-    }
-
-    /// SIGTERM; the `stats gw2` line.
-    fn stop(&mut self) -> Value {
-        self.p.terminate(Duration::from_secs(20));
-        self.p.stats("gw2")
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+/// `sgw run --role both` quiet (`-q`: no line per refused message) with these `[gw2.limits]`
+/// lines, emergency number 112, and media ranges from `media` (2,000 ports each half).
+fn start(name: &str, limits: &'static str, inside: SocketAddr, media: u16) -> Gateway {
+    let mut s = Setup::new((media, media + 1999), (media + 2000, media + 3999), inside);
+    s.limits = limits;
+    s.policy = "emergency_numbers = [\"112\"]";
+    s.quiet = true;
+    Gateway::start(name, &s)
 }
 
 /// User plus system CPU time of a process, in clock ticks (`/proc/PID/stat` fields 14, 15).
@@ -227,13 +133,8 @@ fn legitimate_and_emergency_calls_complete_under_an_invite_flood() {
     }
     let _serial = serial();
     let uas = InsideUas::start();
-    let mut gw = Gateway::start(
-        "flood",
-        &format!("max_calls = {MAX_CALLS}"),
-        uas.sip,
-        30_000,
-    );
-    let pid = gw.pid();
+    let mut gw = start("flood", "max_calls = 100", uas.sip, 30_000);
+    let pid = gw.p.child.id();
     let ticks = clock_ticks_per_second();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -324,7 +225,7 @@ fn legitimate_and_emergency_calls_complete_under_an_invite_flood() {
     for c in &mut held {
         c.hangup(Duration::from_millis(200));
     }
-    let s2 = gw.stop();
+    let (s2, _) = gw.stop();
 
     let flood_sent = sipp_count(&flood_out, "Outgoing calls created");
     let legit_ok = sipp_count(&legit_out, "Successful call");
@@ -405,7 +306,7 @@ fn legitimate_and_emergency_calls_complete_under_an_invite_flood() {
 fn a_silent_tunnel_connection_is_closed_after_the_handshake_timeout() {
     let _serial = serial();
     let uas = InsideUas::start();
-    let mut gw = Gateway::start(
+    let mut gw = start(
         "flood-handshake",
         "handshake_timeout_secs = 1",
         uas.sip,

@@ -23,131 +23,49 @@
 mod support;
 
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::gateway::{n, serial, Gateway, Setup};
 use support::rawsip::{InsideUas, MediaCount, RawCall};
-use support::*;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+/// `sgw run --role both` with fixed media ranges; `gw2_media` are extra lines of `[gw2.media]`
+/// (the latch keys).
+fn start(name: &str, inside: SocketAddr, gw2_media: &'static str) -> Gateway {
+    let mut s = Setup::new((16600, 16639), (16700, 16739), inside);
+    s.gw2_media_lines = gw2_media;
+    Gateway::start(name, &s)
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn sip_port() -> u16 {
-    for _ in 0..100 {
-        let p = free_udp_port("127.0.0.1");
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
+/// An outside call from `src_ip` through GW2, announcing `announce` in its SDP when given.
+fn call(gw: &mut Gateway, src_ip: &str, announce: Option<SocketAddr>) -> RawCall {
+    let ruri = format!("sip:media@{}", gw.sip);
+    match RawCall::invite_announcing(
+        gw.sip,
+        src_ip,
+        &ruri,
+        "media",
+        Duration::from_secs(10),
+        announce,
+    ) {
+        Ok(c) => c,
+        Err((code, seen)) => panic!("call not answered: {code} (saw {seen})\n{}", gw.output()),
     }
-    panic!("no port free for both UDP and TCP");
 }
 
-/// A running `sgw run --config --role both`.
-struct Gateway {
-    p: Proc,
-    sip: SocketAddr,
-    _dir: Scratch,
-}
-
-impl Gateway {
-    /// `gw2_media` are extra lines of `[gw2.media]` (the latch keys).
-    fn start(name: &str, inside: SocketAddr, gw2_media: &str) -> Gateway {
-        let dir = Scratch::new(name);
-        let (sip, tunnel, gw1) = (
-            sip_port(),
-            free_tcp_port("127.0.0.1"),
-            free_udp_port("127.0.0.1"),
-        );
-        let text = format!(
-            r#"[gw2]
-sip_udp = ["127.0.0.1:{sip}"]
-sip_tcp = ["127.0.0.1:{sip}"]
-tunnel_listen = "127.0.0.1:{tunnel}"
-
-[gw2.media]
-ip = "127.0.0.1"
-port_min = 16600
-port_max = 16639
-{gw2_media}
-
-[gw1]
-tunnel = "127.0.0.1:{tunnel}"
-tunnel_server_name = "127.0.0.1"
-sip_bind = "127.0.0.1:{gw1}"
-next_hop = "{inside}"
-family = "ipv4"
-
-[gw1.media]
-ip = "127.0.0.1"
-port_min = 16700
-port_max = 16739
-"#
-        );
-        let cfg = dir.file("sgw.toml", &text);
-        let mut cmd = sgw();
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--role", "both"]);
-        let mut p = Proc::spawn(name, &mut cmd);
-        p.wait_line("gw1 sip", Duration::from_secs(30));
-        p.wait_line("tunnel up", Duration::from_secs(30));
-        Gateway {
-            p,
-            sip: SocketAddr::from(([127, 0, 0, 1], sip)),
-            _dir: dir,
-        }
-    }
-
-    fn call(&mut self, src_ip: &str, announce: Option<SocketAddr>) -> RawCall {
-        let ruri = format!("sip:media@{}", self.sip);
-        match RawCall::invite_announcing(
-            self.sip,
-            src_ip,
-            &ruri,
-            "media",
-            Duration::from_secs(10),
-            announce,
-        ) {
-            Ok(c) => c,
-            Err((code, seen)) => {
-                self.p.drain();
-                panic!(
-                    "call not answered: {code} (saw {seen})\n{}",
-                    self.p.seen.join("\n")
-                )
-            }
-        }
-    }
-
-    /// SIGTERM; the `stats gw2` line and the call records GW2 printed.
-    fn stop(&mut self) -> (Value, Vec<Value>) {
-        self.p.terminate(Duration::from_secs(20));
-        let records = self
-            .p
-            .seen
+/// SIGTERM; the `stats gw2` line and the call records GW2 printed.
+fn stop(gw: &mut Gateway) -> (Value, Vec<Value>) {
+    let (stats, _) = gw.stop();
+    let records =
+        gw.p.seen
             .iter()
             .filter(|l| l.starts_with("sgw gw2: "))
             .filter_map(|l| l.split_once("call ended ").map(|(_, j)| j))
             .filter_map(|j| serde_json::from_str(j).ok())
             .collect();
-        (self.p.stats("gw2"), records)
-    }
-}
-
-fn n(v: &Value, path: &str) -> u64 {
-    let mut v = v;
-    for p in path.split('.') {
-        v = &v[p];
-    }
-    v.as_u64()
-        .unwrap_or_else(|| panic!("no counter {path} in {v}"))
+    (stats, records)
 }
 
 /// An RTP packet (PCMA, the payload type the call negotiated) with `ssrc`.
@@ -239,8 +157,8 @@ fn wait_echoed(uas: &InsideUas, n: u64) -> u64 {
 fn injected_rtp_is_dropped_counted_and_never_takes_the_stream() {
     let _serial = serial();
     let uas = InsideUas::start();
-    let mut gw = Gateway::start("media-inject", uas.sip, "");
-    let mut call = gw.call("127.61.0.1", None);
+    let mut gw = start("media-inject", uas.sip, "");
+    let mut call = call(&mut gw, "127.61.0.1", None);
     let gw_media = call.gw_media.unwrap();
     let media = call.start_media();
     // The caller's first packets latch the stream.
@@ -267,7 +185,7 @@ fn injected_rtp_is_dropped_counted_and_never_takes_the_stream() {
     let echoed = echoed.max(uas.echoed.load(Ordering::Relaxed));
     assert!(call.hangup(Duration::from_secs(5)), "BYE not answered");
     std::thread::sleep(Duration::from_millis(300));
-    let (stats, records) = gw.stop();
+    let (stats, records) = stop(&mut gw);
     let injected = o_sent + s_sent;
     eprintln!(
         "caller sent {} RTP, {} came back (longest gap {:?}); inside received {echoed}; \
@@ -310,12 +228,12 @@ fn a_caller_behind_nat_has_two_way_audio_by_default() {
     let uas = InsideUas::start();
     let mut figures = Vec::new();
     for (mode, lines) in [("default", ""), ("sdp", "latch = \"sdp\"")] {
-        let mut gw = Gateway::start(&format!("media-nat-{mode}"), uas.sip, lines);
+        let mut gw = start(&format!("media-nat-{mode}"), uas.sip, lines);
         let echoed_before = uas.echoed.load(Ordering::Relaxed);
         let rtp = UdpSocket::bind("127.62.0.1:0").unwrap();
         let private = SocketAddr::from(([10, 99, 0, 1], rtp.local_addr().unwrap().port()));
         drop(rtp);
-        let mut call = gw.call("127.62.0.1", Some(private));
+        let mut call = call(&mut gw, "127.62.0.1", Some(private));
         let media = call.start_media();
         std::thread::sleep(Duration::from_millis(1500));
         let c = media.stop();
@@ -326,7 +244,7 @@ fn a_caller_behind_nat_has_two_way_audio_by_default() {
             "{mode}: BYE not answered"
         );
         std::thread::sleep(Duration::from_millis(300));
-        let (stats, records) = gw.stop();
+        let (stats, records) = stop(&mut gw);
         figures.push(format!(
             "{mode}: sent {}, inside got {echoed}, back {}, dropped_source {}",
             c.sent,
@@ -360,8 +278,8 @@ fn a_caller_behind_nat_has_two_way_audio_by_default() {
 fn a_moved_nat_binding_re_latches_after_the_idle_time() {
     let _serial = serial();
     let uas = InsideUas::start();
-    let mut gw = Gateway::start("media-relatch", uas.sip, "");
-    let mut call = gw.call("127.63.0.1", None);
+    let mut gw = start("media-relatch", uas.sip, "");
+    let mut call = call(&mut gw, "127.63.0.1", None);
     let gw_media = call.gw_media.unwrap();
     let first = call.start_media();
     std::thread::sleep(Duration::from_millis(400));
@@ -378,7 +296,7 @@ fn a_moved_nat_binding_re_latches_after_the_idle_time() {
     let b = second.stop();
     assert!(call.hangup(Duration::from_secs(5)), "BYE not answered");
     std::thread::sleep(Duration::from_millis(300));
-    let (stats, records) = gw.stop();
+    let (stats, records) = stop(&mut gw);
     eprintln!(
         "before: sent {} back {}; early from the new port: {early_sent} (back {early_back}); \
          after the move: sent {} back {}",

@@ -45,6 +45,8 @@ pub struct Setup {
     pub gw1_transport: &'static str,
     /// GW1's media address: another loopback address lets both halves use the same ports.
     pub gw1_media_ip: &'static str,
+    /// Extra lines of `[gw2.media]` (e.g. `latch = "sdp"`).
+    pub gw2_media_lines: &'static str,
     pub outside_next_hop: Option<SocketAddr>,
     pub inside_next_hop: SocketAddr,
     /// `-q`: no per-call and per-rejection lines (the floods would print a line per message).
@@ -62,6 +64,7 @@ impl Setup {
             policy: "",
             gw1_transport: "udp",
             gw1_media_ip: "127.0.0.1",
+            gw2_media_lines: "",
             outside_next_hop: None,
             inside_next_hop: inside,
             quiet: false,
@@ -77,6 +80,8 @@ pub struct Gateway {
     pub sip: SocketAddr,
     /// GW1's inside SIP address.
     pub gw1_sip: SocketAddr,
+    /// GW2's tunnel listener.
+    pub tunnel: SocketAddr,
     /// Where H.225.0 goes: GW2's `h225_tcp` listener, or the SIP TCP port without one.
     pub h225: SocketAddr,
     pub h225_listener: bool,
@@ -101,6 +106,7 @@ tunnel_listen = "127.0.0.1:{tunnel}"
 ip = "127.0.0.1"
 port_min = {}
 port_max = {}
+{}
 
 [gw2.limits]
 {}
@@ -123,6 +129,7 @@ port_max = {}
 "#,
         s.gw2_media.0,
         s.gw2_media.1,
+        s.gw2_media_lines,
         s.limits,
         s.inside_next_hop,
         s.gw1_transport,
@@ -156,10 +163,14 @@ impl Gateway {
         }
         let mut p = Proc::spawn(name, &mut cmd);
         p.wait_line("gw1 sip", Duration::from_secs(30));
-        p.wait_line("tunnel up", Duration::from_secs(30));
+        // Each half logs its own end of the tunnel: a call placed before GW2's is up meets the
+        // tunnel link of the admission chain.
+        p.wait_line("gw1: tunnel up", Duration::from_secs(30));
+        p.wait_line("gw2: tunnel up", Duration::from_secs(30));
         Gateway {
             p,
             sip: SocketAddr::from(([127, 0, 0, 1], sip)),
+            tunnel: SocketAddr::from(([127, 0, 0, 1], tunnel)),
             gw1_sip: SocketAddr::from(([127, 0, 0, 1], gw1)),
             h225,
             h225_listener,
