@@ -279,7 +279,10 @@ fn denied_h323_setup_gets_release_complete_with_the_rules_cause() {
         Duration::from_millis(1),
         ConnId(1),
         flow,
-        &h225_setup(addr("203.0.113.9:16000")),
+        &h225::setup(&h225::SetupSpec {
+            calling: "4940555",
+            ..h225::SetupSpec::new(addr("203.0.113.9:16000"))
+        }),
     );
     let (t, r, _) = drain(&mut e);
     let rc = t
@@ -297,51 +300,6 @@ fn denied_h323_setup_gets_release_complete_with_the_rules_cause() {
             .is_some_and(|s| s.contains("denied by rule h323-deny")),
         "{setup:?}"
     );
-}
-
-/// The H.225.0 Setup of an outside caller to extension 2001 with a fastStart offer.
-fn h225_setup(rtp: SocketAddr) -> Vec<u8> {
-    use codecs::meta::{self, Codec, Direction, MediaDescription, MediaKind, Party, StreamId};
-    let media = vec![MediaDescription {
-        stream: Some(StreamId(2)),
-        kind: MediaKind::Audio,
-        direction: Direction::SendRecv,
-        codecs: vec![Codec {
-            payload_type: 8,
-            name: "PCMA".to_owned(),
-            clock_rate: 8000,
-            channels: 1,
-            fmtp: None,
-        }],
-        telephone_event: None,
-        ptime_ms: Some(20),
-    }];
-    let setup = meta::Setup {
-        call: meta::CallRef(2),
-        calling: Party {
-            user: "4940555".to_owned(),
-            display: None,
-        },
-        called: Party {
-            user: "2001".to_owned(),
-            display: None,
-        },
-        emergency: false,
-        media: media.clone(),
-    };
-    let ids = translators::h323::CallIds {
-        call_ref: 7,
-        conference_id: [0xc0; 16],
-        call_identifier: [0xca; 16],
-    };
-    let fs = translators::h323::fast_start_offer(&media, rtp).unwrap();
-    let q = translators::h323::setup_message(&setup, &ids, fs)
-        .unwrap()
-        .to_vec()
-        .unwrap();
-    let mut out = Vec::new();
-    codecs::tpkt::encode(&q, &mut out).unwrap();
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

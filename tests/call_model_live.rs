@@ -37,56 +37,6 @@ use support::*;
 
 use support::gateway::*;
 
-/// The H.225.0 Setup of an outside caller (TPKT + Q.931 Setup + H.225.0 UUIE with a fastStart
-/// offer for `rtp`), distinct by `i`.
-fn h225_setup(i: u32, rtp: SocketAddr) -> Vec<u8> {
-    use codecs::meta::{self, Codec, Direction, MediaDescription, MediaKind, Party, StreamId};
-    let media = vec![MediaDescription {
-        stream: Some(StreamId(2)),
-        kind: MediaKind::Audio,
-        direction: Direction::SendRecv,
-        codecs: vec![Codec {
-            payload_type: 8,
-            name: "PCMA".to_owned(),
-            clock_rate: 8000,
-            channels: 1,
-            fmtp: None,
-        }],
-        telephone_event: None,
-        ptime_ms: Some(20),
-    }];
-    let setup = meta::Setup {
-        call: meta::CallRef(2),
-        calling: Party {
-            user: format!("49305{i:06}"),
-            display: None,
-        },
-        called: Party {
-            user: "2001".to_owned(),
-            display: None,
-        },
-        emergency: false,
-        media: media.clone(),
-    };
-    let mut conference_id = [0xc0; 16];
-    conference_id[..4].copy_from_slice(&i.to_be_bytes());
-    let mut call_identifier = [0xca; 16];
-    call_identifier[..4].copy_from_slice(&i.to_be_bytes());
-    let ids = translators::h323::CallIds {
-        call_ref: (i % 0x7fff) as u16 + 1,
-        conference_id,
-        call_identifier,
-    };
-    let fs = translators::h323::fast_start_offer(&media, rtp).unwrap();
-    let q = translators::h323::setup_message(&setup, &ids, fs)
-        .unwrap()
-        .to_vec()
-        .unwrap();
-    let mut out = Vec::new();
-    codecs::tpkt::encode(&q, &mut out).unwrap();
-    out
-}
-
 /// Opens `n` TCP connections to `target`, spread over `sources` loopback addresses
 /// (127.`net`.a.b), sending `first(i)` on each (nothing when empty). Returns the connections
 /// that opened, and how many did not.
@@ -1325,4 +1275,14 @@ fn tcp_connection_caps_and_idle_timeout() {
         problems.join("\n"),
         gw.output()
     );
+}
+
+/// The H.225.0 Setup of outside caller `i` (distinct calling number and call ids).
+fn h225_setup(i: u32, rtp: SocketAddr) -> Vec<u8> {
+    let calling = format!("49305{i:06}");
+    h225::setup(&h225::SetupSpec {
+        calling: &calling,
+        call_ref: (i % 0x7fff) as u16 + 1,
+        ..h225::SetupSpec::new(rtp)
+    })
 }

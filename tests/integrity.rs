@@ -13,7 +13,6 @@
 )]
 
 use bytes::Bytes;
-use codecs::meta::{self, Codec, Direction, MediaDescription, MediaKind, Party, StreamId};
 use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method};
 use sgw::engine::{
     ConnId, Engine, EngineConfig, Event, Flow, InsideProtocol, Side, Transmit, Transport, Verdict,
@@ -378,49 +377,14 @@ fn outside_sip_with_control_characters_gets_400() {
     }
 }
 
-fn codec(pt: u8, name: &str) -> Codec {
-    Codec {
-        payload_type: pt,
-        name: name.to_owned(),
-        clock_rate: 8000,
-        channels: 1,
-        fmtp: None,
-    }
-}
-
 /// An outside caller's Setup (TPKT-framed) whose Display IE is `display` (any bytes).
 fn h323_setup_with_display(display: &[u8]) -> Vec<u8> {
-    let media = vec![MediaDescription {
-        stream: Some(StreamId(2)),
-        kind: MediaKind::Audio,
-        direction: Direction::SendRecv,
-        codecs: vec![codec(0, "PCMU")],
-        telephone_event: None,
-        ptime_ms: Some(20),
-    }];
-    let setup = meta::Setup {
-        call: meta::CallRef(2),
-        calling: Party {
-            user: "4930555".to_owned(),
-            display: Some("Caller".to_owned()),
-        },
-        called: Party {
-            user: "2001".to_owned(),
-            display: None,
-        },
-        emergency: false,
-        media: media.clone(),
-    };
-    let ids = translators::h323::CallIds {
+    let q = h225::setup_q931(&h225::SetupSpec {
+        display: Some("Caller"),
+        codec: (0, "PCMU"),
         call_ref: 0x1234,
-        conference_id: [0xc0; 16],
-        call_identifier: [0xca; 16],
-    };
-    let fs = translators::h323::fast_start_offer(&media, a("192.0.2.8:7000")).unwrap();
-    let q = translators::h323::setup_message(&setup, &ids, fs)
-        .unwrap()
-        .to_vec()
-        .unwrap();
+        ..h225::SetupSpec::new(a("192.0.2.8:7000"))
+    });
     // The builder refuses control characters: the Display IE (0x28) is replaced by hand.
     let ie = [&[0x28, 6][..], b"Caller"].concat();
     let at = q
@@ -432,9 +396,7 @@ fn h323_setup_with_display(display: &[u8]) -> Vec<u8> {
     q2.push(u8::try_from(display.len()).unwrap());
     q2.extend_from_slice(display);
     q2.extend_from_slice(&q[at + ie.len()..]);
-    let mut out = Vec::new();
-    codecs::tpkt::encode(&q2, &mut out).unwrap();
-    out
+    h225::tpkt(&q2)
 }
 
 /// An H.323 Setup whose Display IE carries `\r\nX-Injected: yes`: the IE has invalid contents
@@ -500,6 +462,7 @@ mod support;
 use std::net::UdpSocket;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
+use support::h225;
 use support::rawsip::{self, InsideUas, RawCall};
 use support::{free_tcp_port, free_udp_port, sgw, Proc, Scratch};
 

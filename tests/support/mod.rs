@@ -9,6 +9,7 @@
 )]
 
 pub mod gateway;
+pub mod h225;
 pub mod phones;
 pub mod rawsip;
 pub mod scenarios;
