@@ -13,7 +13,7 @@ use super::{
 /// ```
 /// # use codecs::sdp::*;
 /// let ip = "192.0.2.1".parse().unwrap();
-/// let sdp = Session::builder(Origin::new("sgw", 1, 1, ip))
+/// let sdp = Session::builder(Origin::new("-", 1, 1, ip))
 ///     .connection(ip)
 ///     .media(
 ///         MediaBuilder::new("audio", 49170, "RTP/AVP")
