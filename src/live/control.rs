@@ -153,9 +153,15 @@ impl Control {
         v
     }
 
-    /// Calls up in the process (a call both halves hold counts once per half).
+    /// Calls up in the process (a call both halves of one process hold counts once).
     async fn calls_up(&self) -> usize {
-        self.statuses().await.iter().map(|s| s.calls_up).sum()
+        let mut refs = std::collections::BTreeSet::new();
+        for h in &self.halves {
+            if let Some(Reply::Calls(calls)) = h.request(Request::Calls).await {
+                refs.extend(calls.iter().map(|c| c.call));
+            }
+        }
+        refs.len()
     }
 
     /// Re-reads the configuration file and applies what can change live: the `[policy]`
