@@ -265,3 +265,23 @@ fn ctl_without_a_gateway_says_so() {
     assert_eq!(st.code(), Some(2), "{out}");
     assert!(out.contains("control socket"), "{out}");
 }
+
+#[test]
+fn a_drain_timeout_ends_the_calls_left_and_exits() {
+    let _serial = serial();
+    let uas = InsideUas::start();
+    let mut gw = gateway("ctl-drain-timeout", &uas, 14200);
+    let socket = gw.control.clone().unwrap();
+    let _up = call(&gw, "127.0.0.1", "stays").unwrap();
+    let started = Instant::now();
+    let (st, out) = ctl(&socket, &["drain", "--timeout", "1"]);
+    assert!(st.success(), "{out}");
+    assert!(out.lines().last() == Some("drained"), "{out}");
+    let st = wait_exit(&mut gw.p, Duration::from_secs(20)).expect("the gateway exited");
+    assert_eq!(st.code(), Some(0), "{}", gw.output());
+    assert!(started.elapsed() < Duration::from_secs(15));
+    gw.p.wait_line("drain timeout: ended 1 calls", WAIT);
+    assert_eq!(uas.log().byes, 1, "the inside got a BYE");
+    let gw2 = gw.p.stats("gw2");
+    assert_eq!(n(&gw2, "engine.admission.ended"), 1);
+}

@@ -18,6 +18,7 @@ use crate::engine::limits::BlockedSource;
 use crate::engine::{Engine, EngineConfig};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -120,6 +121,8 @@ pub struct Control {
     drain: watch::Sender<Option<DrainProgress>>,
     /// Turns true when a drain is over: the process exits (status 0).
     exit: watch::Sender<bool>,
+    /// `sgw ctl drain` clients not yet told `drained`: the process waits for them (briefly).
+    drain_clients: std::sync::atomic::AtomicUsize,
 }
 
 impl Control {
@@ -134,6 +137,7 @@ impl Control {
             running: Mutex::new(running),
             drain: watch::channel(None).0,
             exit: watch::channel(false).0,
+            drain_clients: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -255,11 +259,10 @@ impl Control {
                 break;
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                let mut ended = 0;
+                // A call both halves of the process hold is one call.
+                let ended = calls_up;
                 for h in &self.halves {
-                    if let Some(Reply::Released(n)) = h.request(Request::ReleaseAll).await {
-                        ended += n;
-                    }
+                    let _ = h.request(Request::ReleaseAll).await;
                 }
                 log(format_args!(
                     "drain timeout: ended {ended} calls (cause 16, normal clearing)"
@@ -274,6 +277,11 @@ impl Control {
             calls_up: 0,
             done: true,
         }));
+        // The clients waiting on the drain get their `drained` line before the process goes.
+        let told = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.drain_clients.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < told {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.exit.send_replace(true);
     }
 
@@ -328,12 +336,13 @@ impl Control {
         timeout: Option<Duration>,
         mut w: tokio::net::unix::OwnedWriteHalf,
     ) {
+        self.drain_clients.fetch_add(1, Ordering::SeqCst);
         self.start_drain(timeout).await;
         let mut rx = self.drain.subscribe();
         let _ = w.write_all(b"ok\n").await;
         loop {
             let p = *rx.borrow_and_update();
-            let Some(p) = p else { return };
+            let Some(p) = p else { break };
             let line = if p.done {
                 "drained\n".to_owned()
             } else {
@@ -347,6 +356,7 @@ impl Control {
             }
         }
         let _ = w.shutdown().await;
+        self.drain_clients.fetch_sub(1, Ordering::SeqCst);
     }
 
     async fn block(&self, ip: IpAddr) -> Result<String, String> {
