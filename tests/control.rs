@@ -287,3 +287,115 @@ fn a_drain_timeout_ends_the_calls_left_and_exits() {
     let gw2 = gw.p.stats("gw2");
     assert_eq!(n(&gw2, "engine.admission.ended"), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The drain link on the engine: SIP 503, H.323 cause 42, the reason in the report.
+
+mod engine {
+    use super::support::{addr, h225};
+    use bytes::Bytes;
+    use codecs::sip::{self, MessageBuilder, Method};
+    use sgw::engine::{ConnId, Engine, EngineConfig, Event, Flow, Report, Side, Transport};
+    use std::time::Duration;
+
+    const GW2: &str = "198.51.100.1:5060";
+
+    fn engine() -> Engine {
+        let mut e = Engine::new(EngineConfig {
+            outside_sip: Some(addr(GW2)),
+            ..EngineConfig::default()
+        });
+        e.set_draining(true);
+        e
+    }
+
+    fn invite(ruri: &str, id: &str) -> Bytes {
+        let host = "203.0.113.9:5060";
+        let sdp = "v=0\r\no=x 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\nm=audio 16000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+        MessageBuilder::request(&Method::Invite, ruri)
+            .header("Via", format!("SIP/2.0/UDP {host};branch=z9hG4bK{id}"))
+            .header("Max-Forwards", "70")
+            .header("From", format!("<sip:caller@{host}>;tag=t{id}"))
+            .header("To", format!("<{ruri}>"))
+            .header("Call-ID", id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", format!("<sip:caller@{host}>"))
+            .body("application/sdp", sdp.as_bytes().to_vec())
+            .build()
+    }
+
+    fn reports(e: &mut Engine) -> Vec<Report> {
+        let mut v = Vec::new();
+        while let Some(ev) = e.poll_event() {
+            if let Event::Report(r) = ev {
+                v.push(r);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn a_draining_engine_answers_503_and_cause_42() {
+        let mut e = engine();
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: addr(GW2),
+            remote: addr("203.0.113.9:5060"),
+        };
+        e.handle_datagram(
+            Duration::from_millis(1),
+            flow,
+            invite("sip:1000@198.51.100.1", "drain1"),
+        );
+        let mut finals = Vec::new();
+        while let Some(t) = e.poll_transmit() {
+            assert_eq!(t.side, Side::Outside, "a call went inside while draining");
+            if let Some(s) = sip::parse_datagram(t.payload.clone())
+                .ok()
+                .and_then(|(m, _)| m.status())
+            {
+                finals.push(s);
+            }
+        }
+        assert!(finals.contains(&503), "{finals:?}");
+        let r = reports(&mut e);
+        assert!(
+            r.iter().any(|r| r
+                .reason
+                .as_deref()
+                .is_some_and(|s| s.contains("gateway draining"))),
+            "{r:?}"
+        );
+        assert_eq!(e.stats().admission.refused_draining, 1);
+
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: addr("198.51.100.1:1720"),
+            remote: addr("203.0.113.9:40000"),
+        };
+        e.handle_stream(
+            Duration::from_millis(2),
+            ConnId(1),
+            flow,
+            &h225::setup(&h225::SetupSpec::new(addr("203.0.113.9:16000"))),
+        );
+        let rc = std::iter::from_fn(|| e.poll_transmit())
+            .find(|t| t.side == Side::Outside)
+            .expect("Release Complete");
+        let q = codecs::q931::Message::decode(&rc.payload[4..]).unwrap();
+        assert_eq!(q.cause().map(|c| c.value()), Some(42), "{q:?}");
+        assert_eq!(e.stats().admission.refused_draining, 2);
+        // An emergency call still gets through the drain link.
+        e.handle_datagram(
+            Duration::from_millis(3),
+            Flow {
+                transport: Transport::Udp,
+                local: addr(GW2),
+                remote: addr("203.0.113.9:5060"),
+            },
+            invite("sip:112@198.51.100.1", "drain2"),
+        );
+        assert_eq!(e.stats().admission.refused_draining, 2);
+        assert_eq!(e.stats().admission.emergency_admitted, 1);
+    }
+}
