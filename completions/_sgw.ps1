@@ -25,11 +25,12 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway')
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
+            [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -104,12 +105,104 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'sgw;ctl' {
+            [CompletionResult]::new('--socket', '--socket', [CompletionResultType]::ParameterName, 'The gateway''s control socket (`[control] socket`; the demo prints its own)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
+            [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
+            [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')
+            [CompletionResult]::new('unblock', 'unblock', [CompletionResultType]::ParameterValue, 'Lift a block of ADDR, manual or automatic')
+            [CompletionResult]::new('reload', 'reload', [CompletionResultType]::ParameterValue, 'Re-read the configuration file, as SIGHUP does: applies [policy] and the rates, block settings and max_calls of [gw2.limits]; calls up are kept; an invalid file changes nothing; other changed keys are named and need a restart')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;ctl;status' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON document')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;ctl;calls' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON array')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;ctl;drain' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'At this many seconds, end the calls still up (BYE, Release Complete; cause 16) and stop [default: wait for the last call however long]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;ctl;block' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;ctl;unblock' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;ctl;reload' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;ctl;help' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
+            [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
+            [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')
+            [CompletionResult]::new('unblock', 'unblock', [CompletionResultType]::ParameterValue, 'Lift a block of ADDR, manual or automatic')
+            [CompletionResult]::new('reload', 'reload', [CompletionResultType]::ParameterValue, 'Re-read the configuration file, as SIGHUP does: applies [policy] and the rates, block settings and max_calls of [gw2.limits]; calls up are kept; an invalid file changes nothing; other changed keys are named and need a restart')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;ctl;help;status' {
+            break
+        }
+        'sgw;ctl;help;calls' {
+            break
+        }
+        'sgw;ctl;help;drain' {
+            break
+        }
+        'sgw;ctl;help;block' {
+            break
+        }
+        'sgw;ctl;help;unblock' {
+            break
+        }
+        'sgw;ctl;help;reload' {
+            break
+        }
+        'sgw;ctl;help;help' {
+            break
+        }
         'sgw;help' {
-            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway')
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
+            [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -130,6 +223,33 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;help;check-config' {
+            break
+        }
+        'sgw;help;ctl' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
+            [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
+            [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')
+            [CompletionResult]::new('unblock', 'unblock', [CompletionResultType]::ParameterValue, 'Lift a block of ADDR, manual or automatic')
+            [CompletionResult]::new('reload', 'reload', [CompletionResultType]::ParameterValue, 'Re-read the configuration file, as SIGHUP does: applies [policy] and the rates, block settings and max_calls of [gw2.limits]; calls up are kept; an invalid file changes nothing; other changed keys are named and need a restart')
+            break
+        }
+        'sgw;help;ctl;status' {
+            break
+        }
+        'sgw;help;ctl;calls' {
+            break
+        }
+        'sgw;help;ctl;drain' {
+            break
+        }
+        'sgw;help;ctl;block' {
+            break
+        }
+        'sgw;help;ctl;unblock' {
+            break
+        }
+        'sgw;help;ctl;reload' {
             break
         }
         'sgw;help;help' {

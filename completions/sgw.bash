@@ -22,6 +22,9 @@ _sgw() {
             sgw,check-config)
                 cmd="sgw__subcmd__check__subcmd__config"
                 ;;
+            sgw,ctl)
+                cmd="sgw__subcmd__ctl"
+                ;;
             sgw,help)
                 cmd="sgw__subcmd__help"
                 ;;
@@ -34,11 +37,56 @@ _sgw() {
             sgw,run)
                 cmd="sgw__subcmd__run"
                 ;;
+            sgw__subcmd__ctl,block)
+                cmd="sgw__subcmd__ctl__subcmd__block"
+                ;;
+            sgw__subcmd__ctl,calls)
+                cmd="sgw__subcmd__ctl__subcmd__calls"
+                ;;
+            sgw__subcmd__ctl,drain)
+                cmd="sgw__subcmd__ctl__subcmd__drain"
+                ;;
+            sgw__subcmd__ctl,help)
+                cmd="sgw__subcmd__ctl__subcmd__help"
+                ;;
+            sgw__subcmd__ctl,reload)
+                cmd="sgw__subcmd__ctl__subcmd__reload"
+                ;;
+            sgw__subcmd__ctl,status)
+                cmd="sgw__subcmd__ctl__subcmd__status"
+                ;;
+            sgw__subcmd__ctl,unblock)
+                cmd="sgw__subcmd__ctl__subcmd__unblock"
+                ;;
+            sgw__subcmd__ctl__subcmd__help,block)
+                cmd="sgw__subcmd__ctl__subcmd__help__subcmd__block"
+                ;;
+            sgw__subcmd__ctl__subcmd__help,calls)
+                cmd="sgw__subcmd__ctl__subcmd__help__subcmd__calls"
+                ;;
+            sgw__subcmd__ctl__subcmd__help,drain)
+                cmd="sgw__subcmd__ctl__subcmd__help__subcmd__drain"
+                ;;
+            sgw__subcmd__ctl__subcmd__help,help)
+                cmd="sgw__subcmd__ctl__subcmd__help__subcmd__help"
+                ;;
+            sgw__subcmd__ctl__subcmd__help,reload)
+                cmd="sgw__subcmd__ctl__subcmd__help__subcmd__reload"
+                ;;
+            sgw__subcmd__ctl__subcmd__help,status)
+                cmd="sgw__subcmd__ctl__subcmd__help__subcmd__status"
+                ;;
+            sgw__subcmd__ctl__subcmd__help,unblock)
+                cmd="sgw__subcmd__ctl__subcmd__help__subcmd__unblock"
+                ;;
             sgw__subcmd__help,check)
                 cmd="sgw__subcmd__help__subcmd__check"
                 ;;
             sgw__subcmd__help,check-config)
                 cmd="sgw__subcmd__help__subcmd__check__subcmd__config"
+                ;;
+            sgw__subcmd__help,ctl)
+                cmd="sgw__subcmd__help__subcmd__ctl"
                 ;;
             sgw__subcmd__help,help)
                 cmd="sgw__subcmd__help__subcmd__help"
@@ -51,6 +99,24 @@ _sgw() {
                 ;;
             sgw__subcmd__help,run)
                 cmd="sgw__subcmd__help__subcmd__run"
+                ;;
+            sgw__subcmd__help__subcmd__ctl,block)
+                cmd="sgw__subcmd__help__subcmd__ctl__subcmd__block"
+                ;;
+            sgw__subcmd__help__subcmd__ctl,calls)
+                cmd="sgw__subcmd__help__subcmd__ctl__subcmd__calls"
+                ;;
+            sgw__subcmd__help__subcmd__ctl,drain)
+                cmd="sgw__subcmd__help__subcmd__ctl__subcmd__drain"
+                ;;
+            sgw__subcmd__help__subcmd__ctl,reload)
+                cmd="sgw__subcmd__help__subcmd__ctl__subcmd__reload"
+                ;;
+            sgw__subcmd__help__subcmd__ctl,status)
+                cmd="sgw__subcmd__help__subcmd__ctl__subcmd__status"
+                ;;
+            sgw__subcmd__help__subcmd__ctl,unblock)
+                cmd="sgw__subcmd__help__subcmd__ctl__subcmd__unblock"
                 ;;
             sgw__subcmd__help__subcmd__pki,init)
                 cmd="sgw__subcmd__help__subcmd__pki__subcmd__init"
@@ -74,7 +140,7 @@ _sgw() {
 
     case "${cmd}" in
         sgw)
-            opts="-h -V --help --version run replay check pki check-config help"
+            opts="-h -V --help --version run replay check pki check-config ctl help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -115,8 +181,226 @@ _sgw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        sgw__subcmd__ctl)
+            opts="-h -V --socket --help --version status calls drain block unblock reload help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__block)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__calls)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__drain)
+            opts="-h -V --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help)
+            opts="status calls drain block unblock reload help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help__subcmd__block)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help__subcmd__calls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__help__subcmd__unblock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__reload)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__status)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__ctl__subcmd__unblock)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         sgw__subcmd__help)
-            opts="run replay check pki check-config help"
+            opts="run replay check pki check-config ctl help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,6 +430,104 @@ _sgw() {
         sgw__subcmd__help__subcmd__check__subcmd__config)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__ctl)
+            opts="status calls drain block unblock reload"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__ctl__subcmd__block)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__ctl__subcmd__calls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__ctl__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__ctl__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__ctl__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__ctl__subcmd__unblock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

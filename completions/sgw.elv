@@ -22,11 +22,12 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters'
+            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
+            cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;run'= {
@@ -91,12 +92,89 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'sgw;ctl'= {
+            cand --socket 'The gateway''s control socket (`[control] socket`; the demo prints its own)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)'
+            cand calls 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in'
+            cand drain 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops'
+            cand block 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`'
+            cand unblock 'Lift a block of ADDR, manual or automatic'
+            cand reload 'Re-read the configuration file, as SIGHUP does: applies [policy] and the rates, block settings and max_calls of [gw2.limits]; calls up are kept; an invalid file changes nothing; other changed keys are named and need a restart'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;ctl;status'= {
+            cand --json 'One JSON document'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;ctl;calls'= {
+            cand --json 'One JSON array'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;ctl;drain'= {
+            cand --timeout 'At this many seconds, end the calls still up (BYE, Release Complete; cause 16) and stop [default: wait for the last call however long]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;ctl;block'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;ctl;unblock'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;ctl;reload'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;ctl;help'= {
+            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)'
+            cand calls 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in'
+            cand drain 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops'
+            cand block 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`'
+            cand unblock 'Lift a block of ADDR, manual or automatic'
+            cand reload 'Re-read the configuration file, as SIGHUP does: applies [policy] and the rates, block settings and max_calls of [gw2.limits]; calls up are kept; an invalid file changes nothing; other changed keys are named and need a restart'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;ctl;help;status'= {
+        }
+        &'sgw;ctl;help;calls'= {
+        }
+        &'sgw;ctl;help;drain'= {
+        }
+        &'sgw;ctl;help;block'= {
+        }
+        &'sgw;ctl;help;unblock'= {
+        }
+        &'sgw;ctl;help;reload'= {
+        }
+        &'sgw;ctl;help;help'= {
+        }
         &'sgw;help'= {
-            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half''s counters'
+            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
+            cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;help;run'= {
@@ -111,6 +189,26 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help;pki;init'= {
         }
         &'sgw;help;check-config'= {
+        }
+        &'sgw;help;ctl'= {
+            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)'
+            cand calls 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in'
+            cand drain 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops'
+            cand block 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`'
+            cand unblock 'Lift a block of ADDR, manual or automatic'
+            cand reload 'Re-read the configuration file, as SIGHUP does: applies [policy] and the rates, block settings and max_calls of [gw2.limits]; calls up are kept; an invalid file changes nothing; other changed keys are named and need a restart'
+        }
+        &'sgw;help;ctl;status'= {
+        }
+        &'sgw;help;ctl;calls'= {
+        }
+        &'sgw;help;ctl;drain'= {
+        }
+        &'sgw;help;ctl;block'= {
+        }
+        &'sgw;help;ctl;unblock'= {
+        }
+        &'sgw;help;ctl;reload'= {
         }
         &'sgw;help;help'= {
         }

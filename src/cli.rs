@@ -28,7 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway. Without --config: the built-in demo, both halves on loopback joined by
     /// the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it
-    /// prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half's counters.
+    /// prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the
+    /// last call end, and prints each half's counters. SIGHUP re-reads the configuration file
+    /// (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory,
+    /// printed at start) it answers `sgw ctl`.
     Run(RunArgs),
     /// Show what the gateway would accept, reject and emit for a packet capture.
     Replay(ReplayArgs),
@@ -40,6 +43,9 @@ pub enum Command {
     /// Check a configuration file: prints "ok" or each error with its key and line.
     #[command(after_long_help = crate::config::EXAMPLE_CONFIG_HELP)]
     CheckConfig(CheckConfigArgs),
+    /// Ask a running gateway (its control socket, `[control] socket`): status, calls, drain,
+    /// block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket.
+    Ctl(CtlArgs),
 }
 
 /// IP family of the inside network.
@@ -157,4 +163,72 @@ pub struct PkiInitArgs {
 pub struct CheckConfigArgs {
     /// The TOML configuration file to check.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The gateway's control socket (`[control] socket`; the demo prints its own).
+    #[arg(long, value_name = "PATH", default_value = "/run/sgw/sgw.sock")]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2);
+    /// and registrations (sgw keeps none).
+    Status {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One line per call up and half: reference, direction, protocol, calling and called
+    /// numbers, age, answered or ringing, source, the access rule that let it in.
+    Calls {
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still
+    /// taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the
+    /// calls left as they end and returns when the gateway stops.
+    Drain {
+        /// At this many seconds, end the calls still up (BYE, Release Complete; cause 16) and
+        /// stop [default: wait for the last call however long].
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+    /// Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2's
+    /// outside, until `unblock`.
+    Block {
+        #[arg(value_name = "ADDR")]
+        addr: std::net::IpAddr,
+    },
+    /// Lift a block of ADDR, manual or automatic.
+    Unblock {
+        #[arg(value_name = "ADDR")]
+        addr: std::net::IpAddr,
+    },
+    /// Re-read the configuration file, as SIGHUP does: applies [policy] and the rates, block
+    /// settings and max_calls of [gw2.limits]; calls up are kept; an invalid file changes
+    /// nothing; other changed keys are named and need a restart.
+    Reload,
+}
+
+impl CtlCommand {
+    /// The request line of the control protocol.
+    pub fn request(&self) -> String {
+        match self {
+            CtlCommand::Status { json } => format!("status{}", if *json { " json" } else { "" }),
+            CtlCommand::Calls { json } => format!("calls{}", if *json { " json" } else { "" }),
+            CtlCommand::Drain { timeout } => match timeout {
+                Some(t) => format!("drain {t}"),
+                None => "drain".to_owned(),
+            },
+            CtlCommand::Block { addr } => format!("block {addr}"),
+            CtlCommand::Unblock { addr } => format!("unblock {addr}"),
+            CtlCommand::Reload => "reload".to_owned(),
+        }
+    }
 }

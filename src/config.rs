@@ -72,6 +72,18 @@ pub struct Config {
     pub pki: Option<PkiConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The operator's control socket (`sgw ctl`); absent: none.
+    #[serde(default)]
+    pub control: Option<ControlConfig>,
+}
+
+/// `[control]`: where `sgw run` listens for `sgw ctl`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// A Unix socket path; it is created with mode 0600 (only the gateway's user, and root,
+    /// may use it) and removed when the gateway stops.
+    pub socket: PathBuf,
 }
 
 /// The termination gateway in the DMZ.

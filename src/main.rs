@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Check(args) => run_check(&args),
         Command::Pki(args) => run_pki(&args),
         Command::CheckConfig(args) => run_check_config(&args),
+        Command::Ctl(args) => sgw::live::control::client(&args.socket, &args.command.request()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -94,6 +94,8 @@ pub enum Refusal {
     Denied(Denial),
     /// A rate limit refused the call; the caller may retry after the seconds given.
     RateLimited(Limited, u32),
+    /// The gateway is draining (`sgw ctl drain`): it takes no new call.
+    Draining,
 }
 
 impl Refusal {
@@ -105,6 +107,7 @@ impl Refusal {
             Refusal::NoMediaPort => Cause::RESOURCE_UNAVAILABLE,
             Refusal::Denied(d) => d.cause,
             Refusal::RateLimited(..) => Cause::SWITCHING_EQUIPMENT_CONGESTION,
+            Refusal::Draining => Cause::SWITCHING_EQUIPMENT_CONGESTION,
         }
     }
 
@@ -123,6 +126,7 @@ impl Refusal {
             Refusal::NoMediaPort => "no free media port",
             Refusal::Denied(_) => "denied by an access rule",
             Refusal::RateLimited(l, _) => l.reason(),
+            Refusal::Draining => "gateway draining",
         }
     }
 }
@@ -167,6 +171,8 @@ pub struct CallCounters {
     pub refused_no_media_port: u64,
     /// Refused by a rate limit (per source or global; details in `limits`).
     pub refused_rate_limited: u64,
+    /// Refused because the gateway is draining (`sgw ctl drain`).
+    pub refused_draining: u64,
     /// Calls released (cause 8) to make room for an emergency call.
     pub preempted: u64,
     pub ended: u64,
@@ -218,6 +224,27 @@ pub struct CallTable {
     pub counters: CallCounters,
     /// The access-rule link of the chain.
     pub access: AccessPolicy,
+    /// The drain link of the chain: while set, new calls other than emergency calls are
+    /// refused ([`Refusal::Draining`]).
+    pub draining: bool,
+}
+
+/// One call up, as `sgw ctl calls` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallInfo {
+    pub call: u32,
+    pub direction: Direction,
+    pub protocol: CallProtocol,
+    pub calling: String,
+    pub called: String,
+    pub emergency: bool,
+    /// Where the call's first message came from (calls this half admitted from a network).
+    pub source: Option<std::net::IpAddr>,
+    /// Seconds since the call's setup.
+    pub age_secs: f64,
+    pub answered: bool,
+    /// The access rule that allowed it.
+    pub rule: Option<String>,
 }
 
 impl CallTable {
@@ -240,13 +267,15 @@ impl CallTable {
             emergency,
             counters: CallCounters::default(),
             access: AccessPolicy::default(),
+            draining: false,
         }
     }
 
     /// The admission chain for a call that arrives on `side`: tunnel; the access rules
     /// ([`AccessPolicy::decide`]); for an emergency call then every slot of `max_calls`,
-    /// pre-empting the newest other call when all are taken; for other calls from outside the
-    /// rate limits (per source, then the gateway's), then the slots below the emergency reserve.
+    /// pre-empting the newest other call when all are taken; for other calls the drain (while
+    /// `sgw ctl drain` runs), then for calls from outside the rate limits (per source, then
+    /// the gateway's), then the slots below the emergency reserve.
     pub fn admit(
         &mut self,
         now: Duration,
@@ -291,6 +320,9 @@ impl CallTable {
         self.access.decide(call)?;
         if call.emergency {
             return self.emergency_slot();
+        }
+        if self.draining {
+            return Err(Refusal::Draining);
         }
         if call.direction == Direction::FromOutside {
             self.limits
@@ -358,6 +390,9 @@ impl CallTable {
             if let Some(victim) = slot? {
                 self.preempt(victim);
             }
+        } else if self.draining {
+            self.count_refusal(Refusal::Draining);
+            return Err(Refusal::Draining);
         } else if self.occupied() >= self.max_calls {
             self.counters.refused_call_limit += 1;
             return Err(Refusal::CallLimit);
@@ -406,6 +441,7 @@ impl CallTable {
             Refusal::CallLimit => self.counters.refused_call_limit += 1,
             Refusal::NoMediaPort => self.counters.refused_no_media_port += 1,
             Refusal::RateLimited(..) => self.counters.refused_rate_limited += 1,
+            Refusal::Draining => self.counters.refused_draining += 1,
             Refusal::Denied(_) => {}
         }
     }
@@ -455,6 +491,36 @@ impl CallTable {
             .collect();
         v.sort();
         v
+    }
+
+    /// Every call not yet ended, described for `sgw ctl calls`, in order.
+    pub fn call_infos(&self, now: Duration) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self
+            .calls
+            .iter()
+            .filter(|(_, e)| e.ended_at.is_none())
+            .map(|(k, e)| CallInfo {
+                call: k.0,
+                direction: e.direction,
+                protocol: e.protocol,
+                calling: e.calling.clone(),
+                called: e.called.clone(),
+                emergency: e.emergency,
+                source: e.source,
+                age_secs: now.saturating_sub(e.setup_at).as_secs_f64(),
+                answered: e.answered_at.is_some(),
+                rule: e.rule.as_deref().map(str::to_owned),
+            })
+            .collect();
+        v.sort_by_key(|c| c.call);
+        v
+    }
+
+    /// Sets `max_calls` (a live reload): calls above a lower cap stay up, new ones wait for
+    /// room.
+    pub fn set_max_calls(&mut self, max_calls: usize) {
+        self.max_calls = max_calls;
+        self.reserve = self.limits.emergency_reserve(max_calls);
     }
 
     /// Ends a call: the first end is the only one that counts and yields the call record; the

@@ -166,6 +166,29 @@ struct Offender {
     blocked_until: Option<Duration>,
     /// Whether a drop was reported in the current block.
     drop_reported: bool,
+    /// Blocked by the operator (`sgw ctl block`): until unblocked.
+    manual: bool,
+}
+
+/// One blocked source, as `sgw ctl status` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlockedSource {
+    /// The address (IPv4) or prefix (IPv6, `/ipv6_prefix`) blocked.
+    pub source: String,
+    /// Blocked by `sgw ctl block` (no expiry).
+    pub manual: bool,
+    /// Seconds left of an automatic block.
+    pub secs_left: Option<u64>,
+}
+
+impl std::fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceKey::V4(a) => write!(f, "{}", std::net::Ipv4Addr::from(*a)),
+            SourceKey::V6(a) => write!(f, "{}", std::net::Ipv6Addr::from(*a)),
+            SourceKey::Overflow => f.write_str("overflow"),
+        }
+    }
 }
 
 /// The limits and the block list. See the module docs.
@@ -373,6 +396,7 @@ impl Limits {
             unknown_numbers: 0,
             blocked_until: None,
             drop_reported: false,
+            manual: false,
         });
         if o.blocked_until.is_some() {
             return;
@@ -433,6 +457,109 @@ impl Limits {
         let first = !o.drop_reported;
         o.drop_reported = true;
         Some(first)
+    }
+
+    /// The operator blocks `ip`'s source (`sgw ctl block`): its packets are dropped unanswered
+    /// until [`Limits::unblock`], whatever `block_secs` says. Returns the key blocked.
+    pub fn block(&mut self, ip: IpAddr) -> SourceKey {
+        let key = self.key(ip);
+        let o = self.offenders.entry(key).or_insert(Offender {
+            window_start: Duration::ZERO,
+            refusals: 0,
+            unknown_numbers: 0,
+            blocked_until: None,
+            drop_reported: false,
+            manual: true,
+        });
+        if o.blocked_until.is_none() {
+            self.blocked += 1;
+            self.counters.blocks += 1;
+        }
+        o.blocked_until = Some(Duration::MAX);
+        o.drop_reported = false;
+        o.manual = true;
+        key
+    }
+
+    /// Lifts a block of `ip`'s source, manual or automatic; `false` when it was not blocked.
+    pub fn unblock(&mut self, ip: IpAddr) -> bool {
+        let key = self.key(ip);
+        let Some(o) = self.offenders.remove(&key) else {
+            return false;
+        };
+        if o.blocked_until.is_some() {
+            self.blocked = self.blocked.saturating_sub(1);
+            return true;
+        }
+        false
+    }
+
+    /// The sources blocked at `now`, in key order.
+    pub fn blocked_list(&self, now: Duration) -> Vec<BlockedSource> {
+        let mut v: Vec<(SourceKey, BlockedSource)> = self
+            .offenders
+            .iter()
+            .filter_map(|(k, o)| {
+                let until = o.blocked_until.filter(|u| now < *u)?;
+                let source = match k {
+                    SourceKey::V6(_) => format!("{k}/{}", self.cfg.ipv6_prefix),
+                    _ => k.to_string(),
+                };
+                Some((
+                    *k,
+                    BlockedSource {
+                        source,
+                        manual: o.manual,
+                        secs_left: (!o.manual).then(|| until.saturating_sub(now).as_secs()),
+                    },
+                ))
+            })
+            .collect();
+        v.sort_by_key(|(k, _)| match k {
+            SourceKey::V4(a) => (0, u128::from(*a)),
+            SourceKey::V6(a) => (1, *a),
+            SourceKey::Overflow => (2, 0),
+        });
+        v.into_iter().map(|(_, b)| b).collect()
+    }
+
+    /// New settings (a live reload). The block list and the counters are kept; a rate whose
+    /// quota changed starts with a fresh bucket for every source. The IPv6 prefix is kept
+    /// (the keys held were made with it).
+    pub fn reconfigure(&mut self, mut cfg: LimitsConfig) {
+        cfg.ipv6_prefix = self.cfg.ipv6_prefix;
+        let keyed = |clock: &FakeRelativeClock, rate, burst| {
+            quota(rate, burst).map(|q| RateLimiter::hashmap_with_clock(q, clock.clone()))
+        };
+        if (cfg.source_calls_per_second, cfg.source_calls_burst)
+            != (
+                self.cfg.source_calls_per_second,
+                self.cfg.source_calls_burst,
+            )
+        {
+            self.calls = keyed(
+                &self.clock,
+                cfg.source_calls_per_second,
+                cfg.source_calls_burst,
+            );
+        }
+        if (cfg.source_requests_per_second, cfg.source_requests_burst)
+            != (
+                self.cfg.source_requests_per_second,
+                self.cfg.source_requests_burst,
+            )
+        {
+            self.requests = keyed(
+                &self.clock,
+                cfg.source_requests_per_second,
+                cfg.source_requests_burst,
+            );
+        }
+        if cfg.calls_per_second != self.cfg.calls_per_second {
+            self.global = quota(cfg.calls_per_second, cfg.calls_per_second)
+                .map(|q| RateLimiter::direct_with_clock(q, self.clock.clone()));
+        }
+        self.cfg = cfg;
     }
 
     /// Slots of `max_calls` kept for emergency calls.

@@ -37,6 +37,7 @@
 pub mod access;
 mod answering;
 pub mod calls;
+pub mod control;
 mod h323;
 pub mod ids;
 pub mod limits;
@@ -1204,7 +1205,12 @@ impl Engine {
     /// when it runs in another process. The Release goes ahead of the emergency call's Setup,
     /// so the other half has the slot free when the Setup arrives.
     fn preempt(&mut self, now: Duration, call: meta::CallRef) {
-        let cause = calls::PREEMPTION;
+        self.release_call(now, call, calls::PREEMPTION);
+    }
+
+    /// Releases a call with `cause` through every leg of this engine that holds it, and tells
+    /// the other half when it runs in another process (pre-emption, the end of a drain).
+    fn release_call(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause) {
         let release = meta::Message::Release(meta::Release { call, cause });
         if self.h323.holds(Side::Outside, call) {
             self.h323

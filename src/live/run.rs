@@ -323,16 +323,25 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async {
+        let hup = super::control::hangup_signal();
         let (stop_tx, stop_rx) = watch::channel(false);
         let drivers = match &opts.config {
             Some(path) => start_from_config(path, opts).await?,
             None => start_demo(opts).await?,
         };
+        let halves = drivers.iter().map(Driver::control_handle).collect();
+        let control = super::control::start(opts.config.as_deref(), halves, hup)?;
         let mut handles = Vec::new();
         for d in drivers {
             handles.push(tokio::spawn(d.run(stop_rx.clone())));
         }
-        wait_for_signal().await;
+        // SIGINT/SIGTERM, or the end of a drain (`sgw ctl drain`).
+        let mut drained = control.control.exit_requested();
+        tokio::select! {
+            () = wait_for_signal() => {}
+            _ = drained.wait_for(|d| *d) => {}
+        }
+        control.remove_socket();
         let _ = stop_tx.send(true);
         for h in handles {
             if let Ok(summary) = h.await {

@@ -95,6 +95,30 @@ enum Input {
         generation: u64,
         reason: String,
     },
+    /// An operator's request (`sgw ctl`, SIGHUP), answered on `reply`.
+    Control {
+        request: crate::live::control::Request,
+        reply: tokio::sync::oneshot::Sender<crate::live::control::Reply>,
+    },
+}
+
+/// Hands operator requests to one half's engine task (see [`crate::live::control`]).
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    pub half: &'static str,
+    tx: mpsc::Sender<Input>,
+}
+
+impl ControlHandle {
+    /// The engine's answer; `None` once the half has stopped.
+    pub async fn request(
+        &self,
+        request: crate::live::control::Request,
+    ) -> Option<crate::live::control::Reply> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Input::Control { request, reply }).await.ok()?;
+        rx.await.ok()
+    }
 }
 
 /// Packets the driver handed to the operating system, and what it could not send.
@@ -390,6 +414,14 @@ impl Driver {
         }
     }
 
+    /// Where operator requests reach this half's engine task.
+    pub fn control_handle(&self) -> ControlHandle {
+        ControlHandle {
+            half: self.half,
+            tx: self.tx.clone(),
+        }
+    }
+
     /// Follows the tunnel's state: `true` while both connections are up.
     pub fn tunnel_state(&self) -> watch::Receiver<bool> {
         self.tunnel_state.subscribe()
@@ -619,6 +651,10 @@ impl Driver {
                 if self.is_current(generation) {
                     self.tunnel_lost(&reason);
                 }
+            }
+            Input::Control { request, reply } => {
+                let answer = crate::live::control::handle(&mut self.engine, now, request);
+                let _ = reply.send(answer);
             }
         }
     }

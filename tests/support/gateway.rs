@@ -53,6 +53,8 @@ pub struct Setup {
     pub quiet: bool,
     /// Give GW2 an H.225.0 listener (`[gw2] h225_tcp`).
     pub h225: bool,
+    /// A control socket (`[control] socket`, in the scratch directory): [`Gateway::control`].
+    pub control: bool,
 }
 
 impl Setup {
@@ -69,6 +71,7 @@ impl Setup {
             inside_next_hop: inside,
             quiet: false,
             h225: false,
+            control: false,
         }
     }
 }
@@ -86,6 +89,10 @@ pub struct Gateway {
     pub h225: SocketAddr,
     pub h225_listener: bool,
     pub dir: Scratch,
+    /// The configuration file it runs with.
+    pub config: std::path::PathBuf,
+    /// Its control socket (with [`Setup::control`]).
+    pub control: Option<std::path::PathBuf>,
 }
 
 pub fn config_text(s: &Setup, sip: u16, tunnel: u16, gw1: u16, h225: Option<u16>) -> String {
@@ -149,7 +156,11 @@ impl Gateway {
             free_udp_port("127.0.0.1"),
         );
         let h225_port = s.h225.then(|| free_tcp_port("127.0.0.1"));
-        let text = config_text(s, sip, tunnel, gw1, h225_port);
+        let mut text = config_text(s, sip, tunnel, gw1, h225_port);
+        let control = s.control.then(|| dir.0.join("sgw.sock"));
+        if let Some(c) = &control {
+            text = format!("[control]\nsocket = \"{}\"\n\n{text}", c.display());
+        }
         let h225 = SocketAddr::from(([127, 0, 0, 1], h225_port.unwrap_or(sip)));
         let h225_listener = h225_port.is_some();
         let cfg = dir.file("sgw.toml", &text);
@@ -175,6 +186,8 @@ impl Gateway {
             h225,
             h225_listener,
             dir,
+            config: cfg,
+            control,
         }
     }
 
