@@ -72,6 +72,16 @@ pub struct Config {
     pub pki: Option<PkiConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The Prometheus endpoint (`GET /metrics`); absent: none is served.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where `GET /metrics` is served (plain HTTP: bind it to a management address).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
 }
 
 /// The termination gateway in the DMZ.
@@ -614,6 +624,9 @@ impl Config {
             }
         }
         check_policy(&self.policy, &mut p);
+        if let Some(m) = &self.metrics {
+            check_metrics(m, &mut p);
+        }
         p.0
     }
 }
@@ -818,6 +831,21 @@ fn check_gw1(g: &Gw1Config, p: &mut Problems) {
         );
     }
     check_media(&g.media, "gw1", p);
+}
+
+fn check_metrics(m: &MetricsConfig, p: &mut Problems) {
+    if m.listen.port() == 0 {
+        p.add(
+            "metrics.listen",
+            "needs a fixed port: Prometheus is configured with it",
+        );
+    }
+    if m.listen.ip().is_multicast() {
+        p.add(
+            "metrics.listen",
+            format!("{} is a multicast address", m.listen.ip()),
+        );
+    }
 }
 
 fn check_policy(pol: &PolicyConfig, p: &mut Problems) {

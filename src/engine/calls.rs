@@ -445,6 +445,25 @@ impl CallTable {
         self.live
     }
 
+    /// Calls not yet ended, by the protocol and direction they arrived with (metrics).
+    pub fn live_by_kind(&self) -> Vec<(CallProtocol, Direction, u64)> {
+        let mut v = Vec::with_capacity(4);
+        for p in [CallProtocol::Sip, CallProtocol::H323] {
+            for d in [Direction::FromOutside, Direction::FromInside] {
+                v.push((p, d, 0));
+            }
+        }
+        for e in self.calls.values().filter(|e| e.ended_at.is_none()) {
+            if let Some(n) = v
+                .iter_mut()
+                .find(|(p, d, _)| *p == e.protocol && *d == e.direction)
+            {
+                n.2 += 1;
+            }
+        }
+        v
+    }
+
     /// Every call not yet ended, in order.
     pub fn live_calls(&self) -> Vec<CallRef> {
         let mut v: Vec<CallRef> = self

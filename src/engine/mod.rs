@@ -1139,6 +1139,16 @@ impl Engine {
         self.out.transmits.pop_front()
     }
 
+    /// Transmits queued and not yet polled (the driver times tunnel media to its UDP send).
+    pub fn pending_transmits(&self) -> usize {
+        self.out.transmits.len()
+    }
+
+    /// Calls up now, by protocol and direction (the metrics endpoint's `sgw_calls_up`).
+    pub fn calls_up_by_kind(&self) -> Vec<(calls::CallProtocol, calls::Direction, u64)> {
+        self.out.calls.live_by_kind()
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
     }

@@ -90,6 +90,8 @@ enum Input {
         stream: StreamId,
         rtcp: bool,
         data: Bytes,
+        /// When the frame was read from the tunnel (metrics: frame in to UDP out).
+        at: Instant,
     },
     TunnelDown {
         generation: u64,
@@ -352,6 +354,8 @@ pub struct Driver {
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// Log each call record and rejection on stderr.
     pub verbose: bool,
+    /// Publishes snapshots for `GET /metrics` (see [`Driver::set_metrics`]).
+    metrics: Option<crate::live::metrics::DriverMetrics>,
 }
 
 impl Drop for Driver {
@@ -387,6 +391,20 @@ impl Driver {
             tcp_gate: TcpGate::new(TcpLimits::default()),
             tasks: Vec::new(),
             verbose: true,
+            metrics: None,
+        }
+    }
+
+    /// Publishes this half's counters into `board` every second, for `GET /metrics`.
+    pub fn set_metrics(&mut self, board: crate::live::metrics::Board) {
+        self.metrics = Some(crate::live::metrics::DriverMetrics::new(board));
+    }
+
+    fn publish_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            let mut driver = self.counters.clone();
+            self.tcp_gate.count_into(&mut driver);
+            m.publish(self.half, &self.engine, driver, self.tunnel.is_some());
         }
     }
 
@@ -475,6 +493,9 @@ impl Driver {
 
     /// Runs until `shutdown` turns true (or its sender is dropped); returns the counters.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Summary {
+        let mut publish = tokio::time::interval(crate::live::metrics::PUBLISH_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let publishing = self.metrics.is_some();
         loop {
             let deadline = self.engine.poll_timeout().map(|d| self.base + d);
             let sleep = async {
@@ -505,9 +526,14 @@ impl Driver {
                         break;
                     }
                 }
+                _ = publish.tick(), if publishing => {
+                    self.publish_metrics();
+                    continue;
+                }
             }
             self.drain();
         }
+        self.publish_metrics();
         let mut driver = self.counters.clone();
         self.tcp_gate.count_into(&mut driver);
         Summary {
@@ -609,10 +635,17 @@ impl Driver {
                 stream,
                 rtcp,
                 data,
+                at,
             } => {
                 if self.is_current(generation) {
                     self.counters.tunnel_media_received += 1;
+                    let before = self.engine.pending_transmits();
                     self.engine.handle_tunnel_media(now, stream, rtcp, data);
+                    if let Some(m) = &mut self.metrics {
+                        if self.engine.pending_transmits() > before {
+                            m.mark(before, at);
+                        }
+                    }
                 }
             }
             Input::TunnelDown { generation, reason } => {
@@ -644,6 +677,9 @@ impl Driver {
         self.take_socket_ops();
         while let Some(t) = self.engine.poll_transmit() {
             self.transmit(t);
+            if let Some(m) = &mut self.metrics {
+                m.transmitted();
+            }
         }
         while let Some(t) = self.engine.poll_tunnel() {
             self.tunnel_out(t);
@@ -782,6 +818,9 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
+        if let (Some(m), Event::CallEnded(rec)) = (&mut self.metrics, &e) {
+            m.call_ended(rec);
+        }
         if !self.verbose {
             return;
         }
@@ -1200,6 +1239,7 @@ async fn read_media<R: AsyncRead + Unpin>(
                         stream: repr.stream,
                         rtcp: repr.rtcp,
                         data: Bytes::copy_from_slice(packet),
+                        at: Instant::now(),
                     };
                     if tx.send(input).await.is_err() {
                         return "gateway stopping".to_owned();
