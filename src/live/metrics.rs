@@ -217,7 +217,7 @@ impl DriverMetrics {
                 driver,
                 tunnel_up,
                 calls_up: engine.calls_up_by_kind(),
-                ended_media: self.ended_media.clone(),
+                ended_media: self.ended_media,
                 setup: self.setup.clone(),
                 transit: self.transit.clone(),
             },

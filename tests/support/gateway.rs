@@ -53,6 +53,8 @@ pub struct Setup {
     pub quiet: bool,
     /// Give GW2 an H.225.0 listener (`[gw2] h225_tcp`).
     pub h225: bool,
+    /// Whole sections appended to the configuration (e.g. `[metrics]`).
+    pub extra: String,
 }
 
 impl Setup {
@@ -69,6 +71,7 @@ impl Setup {
             inside_next_hop: inside,
             quiet: false,
             h225: false,
+            extra: String::new(),
         }
     }
 }
@@ -126,7 +129,7 @@ port_max = {}
 
 [policy]
 {}
-"#,
+{}"#,
         s.gw2_media.0,
         s.gw2_media.1,
         s.gw2_media_lines,
@@ -137,6 +140,7 @@ port_max = {}
         s.gw1_media.0,
         s.gw1_media.1,
         s.policy,
+        s.extra,
     )
 }
 
