@@ -26,7 +26,7 @@ end
 
 complete -c sgw -n "__fish_sgw_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c sgw -n "__fish_sgw_needs_command" -s V -l version -d 'Print version'
-complete -c sgw -n "__fish_sgw_needs_command" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half\'s counters'
+complete -c sgw -n "__fish_sgw_needs_command" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM and prints each half\'s counters'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "check" -d 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
 complete -c sgw -n "__fish_sgw_needs_command" -f -a "pki" -d 'Manage the private PKI of the GW1-GW2 tunnel'
@@ -67,7 +67,7 @@ complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_
 complete -c sgw -n "__fish_sgw_using_subcommand pki; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c sgw -n "__fish_sgw_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c sgw -n "__fish_sgw_using_subcommand check-config" -s V -l version -d 'Print version'
-complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half\'s counters'
+complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "run" -d 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM and prints each half\'s counters'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "replay" -d 'Show what the gateway would accept, reject and emit for a packet capture'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "check" -d 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
 complete -c sgw -n "__fish_sgw_using_subcommand help; and not __fish_seen_subcommand_from run replay check pki check-config help" -f -a "pki" -d 'Manage the private PKI of the GW1-GW2 tunnel'

@@ -28,7 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway. Without --config: the built-in demo, both halves on loopback joined by
     /// the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it
-    /// prints the SIP URI to call. Stops on SIGINT/SIGTERM and prints each half's counters.
+    /// prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on
+    /// loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM and prints each half's
+    /// counters.
     Run(RunArgs),
     /// Show what the gateway would accept, reject and emit for a packet capture.
     Replay(ReplayArgs),

@@ -402,7 +402,7 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                                 f.add(
                                     "sgw_access_rule_calls",
                                     Counter,
-                                    "Calls allowed and denied by each access rule ([[policy.rules]]; `final-deny` is the implicit last one).",
+                                    "Calls allowed and denied by each access rule ([[policy.rules]]; `default-deny` is the implicit last one).",
                                     &[("half", half), ("rule", rule), ("verdict", verdict)],
                                     n,
                                 );
@@ -451,7 +451,11 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                 n,
             ),
             _ => f.add(
-                &format!("sgw_driver_{field}"),
+                // `tcp_refused_total` is `sgw_driver_tcp_refused_total`, not `..._total_total`.
+                &format!(
+                    "sgw_driver_{}",
+                    field.strip_suffix("_total").unwrap_or(field)
+                ),
                 Counter,
                 &format!("Driver counter `{field}` of the stats line."),
                 &h,
@@ -679,6 +683,13 @@ mod tests {
         engine.limits.refused_source_calls = 3;
         engine.media.unknown_stream = 4;
         engine.sip_outside.client_timeouts = 6;
+        engine.access_rules.insert(
+            "inbound-did".to_owned(),
+            crate::engine::access::RuleCounters {
+                allowed: 8,
+                denied: 0,
+            },
+        );
         let mut setup = Histogram::new(SETUP_BUCKETS);
         setup.observe(0.02);
         setup.observe(100.0);
@@ -724,6 +735,9 @@ mod tests {
         assert!(t.contains("sgw_media_dropped_total{half=\"gw2\",reason=\"unknown_stream\"} 4"));
         assert!(t.contains("sgw_media_dropped_total{half=\"gw2\",reason=\"size\"} 9"));
         assert!(t.contains("sgw_sip_txn_client_timeouts_total{half=\"gw2\",side=\"outside\"} 6"));
+        assert!(t.contains(
+            "sgw_access_rule_calls_total{half=\"gw2\",rule=\"inbound-did\",verdict=\"allowed\"} 8"
+        ));
         assert!(t.contains("sgw_tunnel_up{half=\"gw2\"} 1"));
         assert!(t.contains("sgw_tunnel_reconnects_total{half=\"gw2\"} 2"));
         assert!(
