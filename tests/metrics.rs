@@ -14,10 +14,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::gateway::*;
 use support::rawsip::InsideUas;
+use support::scenarios::uac_rtp_scenario;
 use support::*;
 
 /// `GET path` over HTTP/1.1; the status code and body.
@@ -97,9 +99,11 @@ fn promtool(text: &str) -> (bool, String) {
 }
 
 /// 20 sipp calls move the counters of both halves by what the calls did: 20 admitted, 20
-/// ended, 20 setup times observed, the SIP messages of the calls, and no call left up; every
-/// sample is in the `stats` lines printed at exit with the same value; promtool accepts the
-/// exposition without a lint complaint; another path is 404 and another method 405.
+/// ended, 20 setup times observed, the SIP messages of the calls, and no call left up; one
+/// more call with RTP moves the media packets and the tunnel transit histogram of both halves;
+/// the scraped call counters equal the `stats` lines printed at exit; promtool accepts the
+/// exposition without a lint complaint; another path is 404, another method 405, an
+/// oversized request 431.
 #[test]
 fn scrape_moves_with_20_sipp_calls_and_promtool_accepts_it() {
     if !sipp_available("metrics")
@@ -197,6 +201,47 @@ fn scrape_moves_with_20_sipp_calls_and_promtool_accepts_it() {
     assert!(delta("sgw_driver_outside_sip_sent_total", "gw2") >= 60.0);
     assert!(delta("sgw_driver_inside_sip_sent_total", "gw1") >= 60.0);
 
+    // One call with RTP (sipp plays a capture, the inside echoes it): media crosses the
+    // tunnel both ways, so both halves time frames from the tunnel to their UDP send.
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/rtp/g711a.pcap");
+    let sf = gw.dir.file("rtp.xml", &uac_rtp_scenario(&pcap));
+    let mp = free_rtp_port("127.0.0.1").to_string();
+    let mut cmd = sipp(&gw.dir.0);
+    cmd.arg("-sf")
+        .arg(&sf)
+        .arg(&target)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &sipp_port,
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &mp,
+        ])
+        .args(["-m", "1"]);
+    let (st, out) = run_bounded("sipp rtp", &mut cmd, Duration::from_secs(60));
+    assert!(st.success(), "sipp (RTP) failed:\n{out}");
+    let ended = |m: &BTreeMap<String, f64>| {
+        ["gw2", "gw1"].iter().all(|h| {
+            let k = key("sgw_admission_ended_total", h);
+            m.get(&k).copied().unwrap_or(0.0) >= value(&before, &k) + 21.0
+        })
+    };
+    let rtp_text = scrape_until(addr, ended);
+    let rtp = samples(&rtp_text);
+    let echoed = uas.echoed.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    assert!(echoed > 0.0, "the inside echoed no RTP");
+    for half in ["gw2", "gw1"] {
+        let transit = value(&rtp, &key("sgw_tunnel_media_transit_seconds_count", half));
+        assert!(transit > 0.0, "{half}: no tunnel transit timed\n{rtp_text}");
+        let k = format!("sgw_media_packets_total{{half=\"{half}\",protocol=\"rtp\"}}");
+        assert!(value(&rtp, &k) > value(&after, &k), "{k}\n{rtp_text}");
+    }
+    // GW2 times the echoed packets it gets from the tunnel: at most one timing per packet.
+    assert!(value(&rtp, &key("sgw_tunnel_media_transit_seconds_count", "gw2")) <= echoed);
+
     let (ok, lint) = promtool(&text);
     assert!(
         ok && lint.trim().is_empty(),
@@ -226,7 +271,7 @@ fn scrape_moves_with_20_sipp_calls_and_promtool_accepts_it() {
         ] {
             assert_eq!(
                 n(stats, path) as f64,
-                value(&after, &key(name, half)),
+                value(&rtp, &key(name, half)),
                 "{half} {path}"
             );
         }
