@@ -100,7 +100,7 @@ fn promtool(text: &str) -> (bool, String) {
 
 /// 20 sipp calls move the counters of both halves by what the calls did: 20 admitted, 20
 /// ended, 20 setup times observed, the SIP messages of the calls, and no call left up; one
-/// more call with RTP moves the media packets and the tunnel transit histogram of both halves;
+/// more call with RTP shows in the calls up while it lasts, and moves the media packets and the tunnel transit histogram of both halves;
 /// the scraped call counters equal the `stats` lines printed at exit; promtool accepts the
 /// exposition without a lint complaint; another path is 404, another method 405, an
 /// oversized request 431.
@@ -221,7 +221,22 @@ fn scrape_moves_with_20_sipp_calls_and_promtool_accepts_it() {
             &mp,
         ])
         .args(["-m", "1"]);
-    let (st, out) = run_bounded("sipp rtp", &mut cmd, Duration::from_secs(60));
+    let sipp_rtp =
+        std::thread::spawn(move || run_bounded("sipp rtp", &mut cmd, Duration::from_secs(60)));
+    // While it is up, each half shows one SIP call from outside.
+    let up_now = |m: &BTreeMap<String, f64>| {
+        ["gw2", "gw1"].iter().all(|h| {
+            let k =
+                format!("sgw_calls_up{{half=\"{h}\",protocol=\"sip\",direction=\"from_outside\"}}");
+            m.get(&k) == Some(&1.0)
+        })
+    };
+    let during = samples(&scrape_until(addr, up_now));
+    assert!(
+        up_now(&during),
+        "the call is not up in the scrape: {during:?}"
+    );
+    let (st, out) = sipp_rtp.join().unwrap();
     assert!(st.success(), "sipp (RTP) failed:\n{out}");
     let ended = |m: &BTreeMap<String, f64>| {
         ["gw2", "gw1"].iter().all(|h| {

@@ -45,7 +45,7 @@ const MAX_MARKS: usize = 4096;
 
 /// Upper bounds of the call setup time buckets, seconds.
 pub const SETUP_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 /// Upper bounds of the tunnel-frame-in to UDP-out buckets, seconds (10 µs to 100 ms).
 pub const TRANSIT_BUCKETS: &[f64] = &[
