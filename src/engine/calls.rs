@@ -218,7 +218,13 @@ pub struct CallTable {
     pub counters: CallCounters,
     /// The access-rule link of the chain.
     pub access: AccessPolicy,
+    /// Setup times (first message in to answer) of calls answered since the driver last took
+    /// them; `None` unless asked for ([`CallTable::record_setup_times`]).
+    setup_times: Option<Vec<Duration>>,
 }
+
+/// Setup times held for the driver at most; more are not recorded.
+const MAX_SETUP_TIMES: usize = 4096;
 
 impl CallTable {
     pub fn new(max_calls: usize, emergency: Emergency) -> Self {
@@ -240,7 +246,21 @@ impl CallTable {
             emergency,
             counters: CallCounters::default(),
             access: AccessPolicy::default(),
+            setup_times: None,
         }
+    }
+
+    /// Keep the setup time of each answered call for [`CallTable::take_setup_times`].
+    pub fn record_setup_times(&mut self) {
+        self.setup_times.get_or_insert_with(Vec::new);
+    }
+
+    /// Setup times of the calls answered since the last call.
+    pub fn take_setup_times(&mut self) -> Vec<Duration> {
+        self.setup_times
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The admission chain for a call that arrives on `side`: tunnel; the access rules
@@ -422,6 +442,11 @@ impl CallTable {
         if let Some(e) = self.calls.get_mut(&call) {
             if e.answered_at.is_none() && e.ended_at.is_none() {
                 e.answered_at = Some(now);
+                if let Some(t) = &mut self.setup_times {
+                    if t.len() < MAX_SETUP_TIMES {
+                        t.push(now.saturating_sub(e.setup_at));
+                    }
+                }
             }
         }
     }

@@ -196,10 +196,12 @@ impl DriverMetrics {
         }
     }
 
+    /// A call was answered `setup` after its INVITE or Setup came in.
+    pub fn call_setup(&mut self, setup: Duration) {
+        self.setup.observe(setup.as_secs_f64());
+    }
+
     pub fn call_ended(&mut self, rec: &CallRecord) {
-        if let Some(answered) = rec.answered_at {
-            self.setup.observe((answered - rec.setup_at).max(0.0));
-        }
         self.ended_media.add(&rec.media);
     }
 
@@ -532,7 +534,7 @@ impl Collector for BoardCollector {
         for (name, help, pick) in [
             (
                 "sgw_call_setup_seconds",
-                "Time from a call's INVITE or Setup in to its answer (observed when the call ends).",
+                "Time from a call's INVITE or Setup in to its answer.",
                 (|s: &HalfSnapshot| &s.setup) as fn(&HalfSnapshot) -> &Histogram,
             ),
             (

@@ -397,6 +397,7 @@ impl Driver {
 
     /// Publishes this half's counters into `board` every second, for `GET /metrics`.
     pub fn set_metrics(&mut self, board: crate::live::metrics::Board) {
+        self.engine.record_setup_times();
         self.metrics = Some(crate::live::metrics::DriverMetrics::new(board));
     }
 
@@ -686,6 +687,11 @@ impl Driver {
         }
         while let Some(e) = self.engine.poll_event() {
             self.event(e);
+        }
+        if let Some(m) = &mut self.metrics {
+            for t in self.engine.take_setup_times() {
+                m.call_setup(t);
+            }
         }
     }
 
