@@ -669,6 +669,30 @@ mod tests {
     }
 
     #[test]
+    fn setup_times_and_calls_up_for_metrics() {
+        let mut t = CallTable::new(10, Emergency::default());
+        let s = Duration::from_secs(1);
+        let a = t.admit(s, Side::Outside, &new_call(false), true).unwrap();
+        // Not asked for: nothing kept.
+        t.answered(s * 2, a);
+        assert!(t.take_setup_times().is_empty());
+        t.record_setup_times();
+        let b = t.admit(s, Side::Outside, &new_call(false), true).unwrap();
+        t.answered(s * 3, b);
+        t.answered(s * 4, b); // only the first answer counts
+        assert_eq!(t.take_setup_times(), vec![s * 2]);
+        assert!(t.take_setup_times().is_empty());
+        let up = t.live_by_kind();
+        assert_eq!(up.len(), 4);
+        assert!(up.contains(&(CallProtocol::Sip, Direction::FromOutside, 2)));
+        assert!(up.contains(&(CallProtocol::H323, Direction::FromInside, 0)));
+        t.end(s * 5, a, Cause::NORMAL_CLEARING, MediaCounters::default());
+        assert!(t
+            .live_by_kind()
+            .contains(&(CallProtocol::Sip, Direction::FromOutside, 1)));
+    }
+
+    #[test]
     fn the_tunnel_link_refuses_first() {
         let mut t = CallTable::new(10, Emergency::default());
         assert_eq!(
