@@ -323,7 +323,7 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                     f.add(
                         "sgw_media_packets",
                         Counter,
-                        "Media packets received, by protocol (rtp, rtcp).",
+                        "Media packets received and judged (accepted or dropped), by protocol (rtp, rtcp).",
                         &[("half", half), ("protocol", kind)],
                         n,
                     );
