@@ -22,7 +22,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
+            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
@@ -169,7 +169,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;ctl;help;help'= {
         }
         &'sgw;help'= {
-            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
+            cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'

@@ -28,10 +28,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway. Without --config: the built-in demo, both halves on loopback joined by
     /// the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it
-    /// prints the SIP URI to call. Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the
-    /// last call end, and prints each half's counters. SIGHUP re-reads the configuration file
-    /// (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory,
-    /// printed at start) it answers `sgw ctl`.
+    /// prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on
+    /// loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has
+    /// seen the last call end, and prints each half's counters. SIGHUP re-reads the
+    /// configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the
+    /// temporary directory, printed at start) it answers `sgw ctl`.
     Run(RunArgs),
     /// Show what the gateway would accept, reject and emit for a packet capture.
     Replay(ReplayArgs),

@@ -75,6 +75,9 @@ pub struct Config {
     /// The operator's control socket (`sgw ctl`); absent: none.
     #[serde(default)]
     pub control: Option<ControlConfig>,
+    /// The Prometheus endpoint (`GET /metrics`); absent: none is served.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `[control]`: where `sgw run` listens for `sgw ctl`.
@@ -84,6 +87,13 @@ pub struct ControlConfig {
     /// A Unix socket path; it is created with mode 0600 (only the gateway's user, and root,
     /// may use it) and removed when the gateway stops.
     pub socket: PathBuf,
+}
+
+/// `[metrics]`: where `GET /metrics` is served (plain HTTP: bind it to a management address).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
 }
 
 /// The termination gateway in the DMZ.
@@ -626,6 +636,9 @@ impl Config {
             }
         }
         check_policy(&self.policy, &mut p);
+        if let Some(m) = &self.metrics {
+            check_metrics(m, &mut p);
+        }
         p.0
     }
 }
@@ -830,6 +843,21 @@ fn check_gw1(g: &Gw1Config, p: &mut Problems) {
         );
     }
     check_media(&g.media, "gw1", p);
+}
+
+fn check_metrics(m: &MetricsConfig, p: &mut Problems) {
+    if m.listen.port() == 0 {
+        p.add(
+            "metrics.listen",
+            "needs a fixed port: Prometheus is configured with it",
+        );
+    }
+    if m.listen.ip().is_multicast() {
+        p.add(
+            "metrics.listen",
+            format!("{} is a multicast address", m.listen.ip()),
+        );
+    }
 }
 
 fn check_policy(pol: &PolicyConfig, p: &mut Problems) {

@@ -604,3 +604,49 @@ fn bad_media_latching_keys_name_key_and_line() {
         assert_eq!(Config::from_toml_str(&text).is_ok(), ok, "{ms}");
     }
 }
+
+#[test]
+fn metrics_section() {
+    assert_eq!(Config::from_toml_str(BASE).unwrap().metrics, None);
+    let text = format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+    assert_eq!(
+        Config::from_toml_str(&text).unwrap().metrics,
+        Some(MetricsConfig {
+            listen: "127.0.0.1:9464".parse().unwrap()
+        })
+    );
+    // BASE has 20 lines and ends with a newline: [metrics] is on line 22.
+    for (lines, key, line, message) in [
+        (
+            "listen = \"127.0.0.1:0\"",
+            "metrics.listen",
+            23,
+            "fixed port",
+        ),
+        (
+            "listen = \"224.0.0.1:9464\"",
+            "metrics.listen",
+            23,
+            "multicast",
+        ),
+        (
+            "listen = \"localhost:9464\"",
+            "metrics.listen",
+            23,
+            "invalid",
+        ),
+        (
+            "listen = \"127.0.0.1:9464\"\npath = \"/m\"",
+            "metrics.path",
+            24,
+            "unknown field",
+        ),
+        ("", "metrics", 22, "missing field `listen`"),
+    ] {
+        let text = format!("{BASE}\n[metrics]\n{lines}\n");
+        let errors = Config::from_toml_str(&text).unwrap_err();
+        let e = &errors.errors()[0];
+        assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{errors}");
+        assert!(e.message.contains(message), "{errors}");
+    }
+}

@@ -227,6 +227,9 @@ pub struct CallTable {
     /// The drain link of the chain: while set, new calls other than emergency calls are
     /// refused ([`Refusal::Draining`]).
     pub draining: bool,
+    /// Setup times (first message in to answer) of calls answered since the driver last took
+    /// them; `None` unless asked for ([`CallTable::record_setup_times`]).
+    setup_times: Option<Vec<Duration>>,
 }
 
 /// One call up, as `sgw ctl calls` lists it.
@@ -246,6 +249,9 @@ pub struct CallInfo {
     /// The access rule that allowed it.
     pub rule: Option<String>,
 }
+
+/// Setup times held for the driver at most; more are not recorded.
+const MAX_SETUP_TIMES: usize = 4096;
 
 impl CallTable {
     pub fn new(max_calls: usize, emergency: Emergency) -> Self {
@@ -268,7 +274,21 @@ impl CallTable {
             counters: CallCounters::default(),
             access: AccessPolicy::default(),
             draining: false,
+            setup_times: None,
         }
+    }
+
+    /// Keep the setup time of each answered call for [`CallTable::take_setup_times`].
+    pub fn record_setup_times(&mut self) {
+        self.setup_times.get_or_insert_with(Vec::new);
+    }
+
+    /// Setup times of the calls answered since the last call.
+    pub fn take_setup_times(&mut self) -> Vec<Duration> {
+        self.setup_times
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The admission chain for a call that arrives on `side`: tunnel; the access rules
@@ -458,6 +478,11 @@ impl CallTable {
         if let Some(e) = self.calls.get_mut(&call) {
             if e.answered_at.is_none() && e.ended_at.is_none() {
                 e.answered_at = Some(now);
+                if let Some(t) = &mut self.setup_times {
+                    if t.len() < MAX_SETUP_TIMES {
+                        t.push(now.saturating_sub(e.setup_at));
+                    }
+                }
             }
         }
     }
@@ -479,6 +504,25 @@ impl CallTable {
     /// Calls not yet ended.
     pub fn live(&self) -> usize {
         self.live
+    }
+
+    /// Calls not yet ended, by the protocol and direction they arrived with (metrics).
+    pub fn live_by_kind(&self) -> Vec<(CallProtocol, Direction, u64)> {
+        let mut v = Vec::with_capacity(4);
+        for p in [CallProtocol::Sip, CallProtocol::H323] {
+            for d in [Direction::FromOutside, Direction::FromInside] {
+                v.push((p, d, 0));
+            }
+        }
+        for e in self.calls.values().filter(|e| e.ended_at.is_none()) {
+            if let Some(n) = v
+                .iter_mut()
+                .find(|(p, d, _)| *p == e.protocol && *d == e.direction)
+            {
+                n.2 += 1;
+            }
+        }
+        v
     }
 
     /// Every call not yet ended, in order.
@@ -688,6 +732,30 @@ mod tests {
         assert_eq!(evicted, 5);
         assert_eq!(t.counters.linger_evicted, 5);
         assert_eq!(t.len(), MIN_LINGERING);
+    }
+
+    #[test]
+    fn setup_times_and_calls_up_for_metrics() {
+        let mut t = CallTable::new(10, Emergency::default());
+        let s = Duration::from_secs(1);
+        let a = t.admit(s, Side::Outside, &new_call(false), true).unwrap();
+        // Not asked for: nothing kept.
+        t.answered(s * 2, a);
+        assert!(t.take_setup_times().is_empty());
+        t.record_setup_times();
+        let b = t.admit(s, Side::Outside, &new_call(false), true).unwrap();
+        t.answered(s * 3, b);
+        t.answered(s * 4, b); // only the first answer counts
+        assert_eq!(t.take_setup_times(), vec![s * 2]);
+        assert!(t.take_setup_times().is_empty());
+        let up = t.live_by_kind();
+        assert_eq!(up.len(), 4);
+        assert!(up.contains(&(CallProtocol::Sip, Direction::FromOutside, 2)));
+        assert!(up.contains(&(CallProtocol::H323, Direction::FromInside, 0)));
+        t.end(s * 5, a, Cause::NORMAL_CLEARING, MediaCounters::default());
+        assert!(t
+            .live_by_kind()
+            .contains(&(CallProtocol::Sip, Direction::FromOutside, 1)));
     }
 
     #[test]

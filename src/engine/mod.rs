@@ -1140,6 +1140,26 @@ impl Engine {
         self.out.transmits.pop_front()
     }
 
+    /// Transmits queued and not yet polled (the driver times tunnel media to its UDP send).
+    pub fn pending_transmits(&self) -> usize {
+        self.out.transmits.len()
+    }
+
+    /// Keep each answered call's setup time for [`Engine::take_setup_times`] (metrics).
+    pub fn record_setup_times(&mut self) {
+        self.out.calls.record_setup_times();
+    }
+
+    /// Setup times (first message in to answer) of the calls answered since the last take.
+    pub fn take_setup_times(&mut self) -> Vec<Duration> {
+        self.out.calls.take_setup_times()
+    }
+
+    /// Calls up now, by protocol and direction (the metrics endpoint's `sgw_calls_up`).
+    pub fn calls_up_by_kind(&self) -> Vec<(calls::CallProtocol, calls::Direction, u64)> {
+        self.out.calls.live_by_kind()
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
     }

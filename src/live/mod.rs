@@ -2,6 +2,7 @@
 //! decides what happens to a message.
 pub mod answer;
 pub mod control;
+pub mod metrics;
 pub mod run;
 pub mod runtime;
 pub mod tunnel;

@@ -325,10 +325,20 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
     rt.block_on(async {
         let hup = super::control::hangup_signal();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let drivers = match &opts.config {
+        let (mut drivers, metrics) = match &opts.config {
             Some(path) => start_from_config(path, opts).await?,
-            None => start_demo(opts).await?,
+            None => (
+                start_demo(opts).await?,
+                Some(SocketAddr::new(demo_ip(opts.listen), 0)),
+            ),
         };
+        if let Some(addr) = metrics {
+            let demo = opts.config.is_none();
+            let board = start_metrics(addr, demo).await?;
+            for d in &mut drivers {
+                d.set_metrics(board.clone());
+            }
+        }
         let halves = drivers.iter().map(Driver::control_handle).collect();
         let control = super::control::start(opts.config.as_deref(), halves, hup)?;
         let mut handles = Vec::new();
@@ -374,7 +384,38 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
+/// Binds the metrics listener (the demo: port 9464 on its loopback address, else any free
+/// port), prints its URL and serves it; the drivers publish into the returned board.
+async fn start_metrics(addr: SocketAddr, demo: bool) -> anyhow::Result<super::metrics::Board> {
+    let listener = if demo {
+        let first = SocketAddr::new(addr.ip(), super::metrics::DEMO_PORT);
+        match TcpListener::bind(first).await {
+            Ok(l) => l,
+            Err(_) => bind_tcp_for("metrics listener", addr).await?,
+        }
+    } else {
+        bind_tcp_for("metrics listener", addr).await?
+    };
+    let local = listener.local_addr()?;
+    println!("metrics http://{local}/metrics");
+    let board = super::metrics::Board::default();
+    tokio::spawn(super::metrics::serve(listener, board.clone()));
+    Ok(board)
+}
+
+/// Where the demo listens: the loopback address asked for, else 127.0.0.1.
+fn demo_ip(listen: SocketAddr) -> IpAddr {
+    if listen.ip().is_loopback() {
+        listen.ip()
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+}
+
+async fn start_from_config(
+    path: &Path,
+    opts: &RunOptions,
+) -> anyhow::Result<(Vec<Driver>, Option<SocketAddr>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let cfg = Config::from_toml_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
@@ -452,7 +493,7 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
         drivers.push(d);
     }
     let _ = std::io::stdout().flush();
-    Ok(drivers)
+    Ok((drivers, cfg.metrics.as_ref().map(|m| m.listen)))
 }
 
 fn list(a: &[SocketAddr]) -> String {
@@ -484,11 +525,7 @@ async fn bind_sip_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpList
 /// certificates), GW1's next hop the built-in answering endpoint.
 async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
     let listen = opts.listen;
-    let ip = if listen.ip().is_loopback() {
-        listen.ip()
-    } else {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    };
+    let ip = demo_ip(listen);
     let advertise = if listen.ip().is_unspecified() {
         ip
     } else {

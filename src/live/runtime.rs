@@ -90,6 +90,8 @@ enum Input {
         stream: StreamId,
         rtcp: bool,
         data: Bytes,
+        /// When the frame was read from the tunnel (metrics: frame in to UDP out).
+        at: Instant,
     },
     TunnelDown {
         generation: u64,
@@ -376,6 +378,8 @@ pub struct Driver {
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// Log each call record and rejection on stderr.
     pub verbose: bool,
+    /// Publishes snapshots for `GET /metrics` (see [`Driver::set_metrics`]).
+    metrics: Option<crate::live::metrics::DriverMetrics>,
 }
 
 impl Drop for Driver {
@@ -411,6 +415,21 @@ impl Driver {
             tcp_gate: TcpGate::new(TcpLimits::default()),
             tasks: Vec::new(),
             verbose: true,
+            metrics: None,
+        }
+    }
+
+    /// Publishes this half's counters into `board` every second, for `GET /metrics`.
+    pub fn set_metrics(&mut self, board: crate::live::metrics::Board) {
+        self.engine.record_setup_times();
+        self.metrics = Some(crate::live::metrics::DriverMetrics::new(board));
+    }
+
+    fn publish_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            let mut driver = self.counters.clone();
+            self.tcp_gate.count_into(&mut driver);
+            m.publish(self.half, &self.engine, driver, self.tunnel.is_some());
         }
     }
 
@@ -507,6 +526,9 @@ impl Driver {
 
     /// Runs until `shutdown` turns true (or its sender is dropped); returns the counters.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Summary {
+        let mut publish = tokio::time::interval(crate::live::metrics::PUBLISH_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let publishing = self.metrics.is_some();
         loop {
             let deadline = self.engine.poll_timeout().map(|d| self.base + d);
             let sleep = async {
@@ -537,9 +559,14 @@ impl Driver {
                         break;
                     }
                 }
+                _ = publish.tick(), if publishing => {
+                    self.publish_metrics();
+                    continue;
+                }
             }
             self.drain();
         }
+        self.publish_metrics();
         let mut driver = self.counters.clone();
         self.tcp_gate.count_into(&mut driver);
         Summary {
@@ -641,10 +668,17 @@ impl Driver {
                 stream,
                 rtcp,
                 data,
+                at,
             } => {
                 if self.is_current(generation) {
                     self.counters.tunnel_media_received += 1;
+                    let before = self.engine.pending_transmits();
                     self.engine.handle_tunnel_media(now, stream, rtcp, data);
+                    if let Some(m) = &mut self.metrics {
+                        if self.engine.pending_transmits() > before {
+                            m.mark(before, at);
+                        }
+                    }
                 }
             }
             Input::TunnelDown { generation, reason } => {
@@ -680,12 +714,20 @@ impl Driver {
         self.take_socket_ops();
         while let Some(t) = self.engine.poll_transmit() {
             self.transmit(t);
+            if let Some(m) = &mut self.metrics {
+                m.transmitted();
+            }
         }
         while let Some(t) = self.engine.poll_tunnel() {
             self.tunnel_out(t);
         }
         while let Some(e) = self.engine.poll_event() {
             self.event(e);
+        }
+        if let Some(m) = &mut self.metrics {
+            for t in self.engine.take_setup_times() {
+                m.call_setup(t);
+            }
         }
     }
 
@@ -818,6 +860,9 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
+        if let (Some(m), Event::CallEnded(rec)) = (&mut self.metrics, &e) {
+            m.call_ended(rec);
+        }
         if !self.verbose {
             return;
         }
@@ -1236,6 +1281,7 @@ async fn read_media<R: AsyncRead + Unpin>(
                         stream: repr.stream,
                         rtcp: repr.rtcp,
                         data: Bytes::copy_from_slice(packet),
+                        at: Instant::now(),
                     };
                     if tx.send(input).await.is_err() {
                         return "gateway stopping".to_owned();

@@ -55,6 +55,8 @@ pub struct Setup {
     pub h225: bool,
     /// A control socket (`[control] socket`, in the scratch directory): [`Gateway::control`].
     pub control: bool,
+    /// Whole sections appended to the configuration (e.g. `[metrics]`).
+    pub extra: String,
 }
 
 impl Setup {
@@ -72,6 +74,7 @@ impl Setup {
             quiet: false,
             h225: false,
             control: false,
+            extra: String::new(),
         }
     }
 }
@@ -133,7 +136,7 @@ port_max = {}
 
 [policy]
 {}
-"#,
+{}"#,
         s.gw2_media.0,
         s.gw2_media.1,
         s.gw2_media_lines,
@@ -144,6 +147,7 @@ port_max = {}
         s.gw1_media.0,
         s.gw1_media.1,
         s.policy,
+        s.extra,
     )
 }
 
