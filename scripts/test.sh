@@ -93,4 +93,4 @@ else
 fi
 
 # --- the suite --------------------------------------------------------------------------------
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
