@@ -1,6 +1,7 @@
 //! The live driver (tokio): sockets, TLS and timers around the sans-IO engine. Nothing here
 //! decides what happens to a message.
 pub mod answer;
+pub mod logging;
 pub mod run;
 pub mod runtime;
 pub mod tunnel;

@@ -408,8 +408,7 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
             },
             handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
         };
-        let (mut d, bound) = start_gw2(plan).await?;
-        d.verbose = !opts.quiet;
+        let (d, bound) = start_gw2(plan).await?;
         println!(
             "gw2 sip udp {} tcp {} h225 {} tunnel {}",
             list(&bound.sip_udp),
@@ -437,8 +436,7 @@ async fn start_from_config(path: &Path, opts: &RunOptions) -> anyhow::Result<Vec
             tunnel_server_name: g.tunnel_server_name.clone(),
             identity,
         };
-        let (mut d, sip) = start_gw1(plan)?;
-        d.verbose = !opts.quiet;
+        let (d, sip) = start_gw1(plan)?;
         println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
         drivers.push(d);
     }
@@ -507,7 +505,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tcp_limits: TcpLimits::default(),
         handshake_timeout: crate::live::tunnel::DEFAULT_HANDSHAKE_TIMEOUT,
     };
-    let (mut gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
+    let (gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
     let inside = InsideConfig {
         gw1_sip: SocketAddr::new(ip, 0),
         next_hop: answer.sip,
@@ -529,9 +527,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tunnel_server_name: ip.to_string(),
         identity: pki.gw1_tls()?,
     };
-    let (mut gw1, gw1_sip) = start_gw1(gw1_plan)?;
-    gw1.verbose = !opts.quiet;
-    gw2.verbose = !opts.quiet;
+    let (gw1, gw1_sip) = start_gw1(gw1_plan)?;
     let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);
     // The answering endpoint lives as long as the process.
     tokio::spawn(async move {
