@@ -412,6 +412,58 @@ mod tests {
         assert_eq!(reasons.iter().map(|r| r.1).sum::<u64>(), 101);
     }
 
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn human_lines_have_time_level_half_call_and_fields() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .event_format(Human)
+            .with_writer(move || w.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(target: "sgw::call", half = "gw2", call = 7u32, "call ended {}", r#"{"call":7}"#);
+            tracing::warn!(
+                half = "gw1",
+                source = "10.0.0.1",
+                rejected = 5u64,
+                "summary"
+            );
+            tracing::info!("plain");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for l in &lines {
+            let ts = &l[..27];
+            assert!(
+                ts.len() == 27 && ts.ends_with('Z') && &ts[10..11] == "T" && &ts[19..20] == ".",
+                "{l}"
+            );
+        }
+        assert_eq!(
+            &lines[0][27..],
+            r#"  INFO sgw gw2 call=7: call ended {"call":7}"#
+        );
+        assert_eq!(
+            &lines[1][27..],
+            "  WARN sgw gw1: summary source=10.0.0.1 rejected=5"
+        );
+        assert_eq!(&lines[2][27..], "  INFO sgw: plain");
+    }
+
     #[test]
     fn quiet_and_verbose_map_to_filters() {
         assert_eq!(default_filter(false, 0), "info");
