@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub role: Option<Role>,
     /// Demo only: GW2's SIP address (UDP and TCP); port 0 picks a free one.
     pub listen: SocketAddr,
+    /// `-q`: the log's filter (set up by `crate::live::logging::init`) keeps the per-call and
+    /// per-rejection lines out; the drivers log everything at its level.
     pub quiet: bool,
 }
 
