@@ -40,7 +40,7 @@ complete -c sgw -n "__fish_sgw_using_subcommand run" -l listen -d 'Demo only: GW
 complete -c sgw -n "__fish_sgw_using_subcommand run" -l log-format -d 'The log on stderr: human lines, or JSON lines (one object per line with `timestamp`, RFC 3339 UTC, `level`, `message`, `target` and the fields `half`, `call`, `source`)' -r -f -a "human\t'`TIMESTAMP LEVEL sgw HALF call=ID: message key=value`'
 json\t'One JSON object per line'"
 complete -c sgw -n "__fish_sgw_using_subcommand run" -s q -l quiet -d 'No per-call and per-rejection log lines on stderr (their targets `sgw::call` and `sgw::reject` at level warn: flood summaries and the tunnel\'s lines stay)'
-complete -c sgw -n "__fish_sgw_using_subcommand run" -s v -l verbose -d 'More log detail: -v debug (each accepted SIP or H.225.0 message), -vv trace. `RUST_LOG` (e.g. `RUST_LOG=sgw::reject=warn,info`), when set, replaces the level -q and -v give'
+complete -c sgw -n "__fish_sgw_using_subcommand run" -s v -l verbose -d 'More log detail: -v debug (each accepted SIP or H.225.0 message), -vv trace (each Meta message across the tunnel). `RUST_LOG` (e.g. `RUST_LOG=sgw::reject=warn,info`), when set, replaces the level -q and -v give'
 complete -c sgw -n "__fish_sgw_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c sgw -n "__fish_sgw_using_subcommand run" -s V -l version -d 'Print version'
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l out -d 'Write what the inside network would receive (GW1\'s output) to this pcap file' -r -F

@@ -75,7 +75,8 @@ pub struct RunArgs {
     /// `sgw::reject` at level warn: flood summaries and the tunnel's lines stay).
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// More log detail: -v debug (each accepted SIP or H.225.0 message), -vv trace. `RUST_LOG`
+    /// More log detail: -v debug (each accepted SIP or H.225.0 message), -vv trace (each Meta
+    /// message across the tunnel). `RUST_LOG`
     /// (e.g. `RUST_LOG=sgw::reject=warn,info`), when set, replaces the level -q and -v give.
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -7,6 +7,7 @@
 //! - `sgw::reject`: one line per rejected SIP or H.225.0 message (the first few per source and
 //!   interval, then a summary);
 //! - `sgw::message`: each accepted SIP or H.225.0 message (debug);
+//! - `sgw::meta`: each Meta message across the tunnel (trace);
 //! - the module paths (`sgw::live::runtime`, ...): the tunnel and sockets.
 //!
 //! Every event about a call has the fields `half` (`gw1`/`gw2`) and `call` (the Meta call

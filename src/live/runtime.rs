@@ -885,6 +885,33 @@ impl Driver {
                     }
                 }
             }
+            Event::Meta { to_gw1, message } if tracing::enabled!(target: "sgw::meta", tracing::Level::TRACE) =>
+            {
+                use codecs::meta::Message as M;
+                let kind = match &message {
+                    M::Setup(_) => "Setup",
+                    M::Progress(_) => "Progress",
+                    M::Alerting(_) => "Alerting",
+                    M::Answer(_) => "Answer",
+                    M::Release(_) => "Release",
+                    M::Dtmf(_) => "Dtmf",
+                    M::MediaUpdate(_) => "MediaUpdate",
+                    M::Keepalive(_) => "Keepalive",
+                    _ => "message",
+                };
+                let to = if to_gw1 { "gw1" } else { "gw2" };
+                match message.call() {
+                    Some(call) => tracing::trace!(
+                        target: "sgw::meta",
+                        half = self.half,
+                        call = call.0,
+                        "Meta {kind} to {to}"
+                    ),
+                    None => {
+                        tracing::trace!(target: "sgw::meta", half = self.half, "Meta {kind} to {to}")
+                    }
+                }
+            }
             Event::CallEnded(rec) => tracing::info!(
                 target: "sgw::call",
                 half = self.half,
