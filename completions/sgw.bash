@@ -714,7 +714,7 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__run)
-            opts="-q -h -V --config --role --listen --quiet --help --version"
+            opts="-q -v -h -V --config --role --listen --quiet --verbose --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -730,6 +730,10 @@ _sgw() {
                     ;;
                 --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
                     return 0
                     ;;
                 *)

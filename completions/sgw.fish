@@ -38,7 +38,10 @@ complete -c sgw -n "__fish_sgw_using_subcommand run" -l role -d 'Which half to r
 gw2\t'The termination gateway in the DMZ: terminates outside SIP, accepts the tunnel'
 both\t'Both halves in one process, joined by the real tunnel'"
 complete -c sgw -n "__fish_sgw_using_subcommand run" -l listen -d 'Demo only: GW2\'s SIP address, UDP and TCP (port 0 picks a free port)' -r
-complete -c sgw -n "__fish_sgw_using_subcommand run" -s q -l quiet -d 'No per-call log lines on stderr'
+complete -c sgw -n "__fish_sgw_using_subcommand run" -l log-format -d 'The log on stderr: human lines, or JSON lines (one object per line with `timestamp`, RFC 3339 UTC, `level`, `message`, `target` and the fields `half`, `call`, `source`)' -r -f -a "human\t'`TIMESTAMP LEVEL sgw HALF call=ID: message key=value`'
+json\t'One JSON object per line'"
+complete -c sgw -n "__fish_sgw_using_subcommand run" -s q -l quiet -d 'No per-call and per-rejection log lines on stderr (their targets `sgw::call` and `sgw::reject` at level warn: flood summaries and the tunnel\'s lines stay)'
+complete -c sgw -n "__fish_sgw_using_subcommand run" -s v -l verbose -d 'More log detail: -v debug (each accepted SIP or H.225.0 message), -vv trace (each Meta message across the tunnel). `RUST_LOG` (e.g. `RUST_LOG=sgw::reject=warn,info`), when set, replaces the level -q and -v give'
 complete -c sgw -n "__fish_sgw_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c sgw -n "__fish_sgw_using_subcommand run" -s V -l version -d 'Print version'
 complete -c sgw -n "__fish_sgw_using_subcommand replay" -l out -d 'Write what the inside network would receive (GW1\'s output) to this pcap file' -r -F

@@ -78,9 +78,28 @@ pub struct RunArgs {
     /// Demo only: GW2's SIP address, UDP and TCP (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5060")]
     pub listen: std::net::SocketAddr,
-    /// No per-call log lines on stderr.
-    #[arg(long, short)]
+    /// No per-call and per-rejection log lines on stderr (their targets `sgw::call` and
+    /// `sgw::reject` at level warn: flood summaries and the tunnel's lines stay).
+    #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// More log detail: -v debug (each accepted SIP or H.225.0 message), -vv trace (each Meta
+    /// message across the tunnel). `RUST_LOG`
+    /// (e.g. `RUST_LOG=sgw::reject=warn,info`), when set, replaces the level -q and -v give.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The log on stderr: human lines, or JSON lines (one object per line with `timestamp`,
+    /// RFC 3339 UTC, `level`, `message`, `target` and the fields `half`, `call`, `source`).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "human")]
+    pub log_format: LogFormatArg,
+}
+
+/// How `sgw run` writes its log on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// `TIMESTAMP LEVEL sgw HALF call=ID: message key=value`.
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Signalling protocol of the inside network.

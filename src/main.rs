@@ -30,8 +30,14 @@ fn main() -> ExitCode {
 }
 
 fn run_gateway(args: &sgw::cli::RunArgs) -> anyhow::Result<u8> {
-    use sgw::cli::RoleArg;
+    use sgw::cli::{LogFormatArg, RoleArg};
     use sgw::engine::Role;
+    use sgw::live::logging::LogFormat;
+    let format = match args.log_format {
+        LogFormatArg::Human => LogFormat::Human,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    sgw::live::logging::init(format, args.quiet, args.verbose)?;
     let opts = sgw::live::run::RunOptions {
         config: args.config.clone(),
         role: args.role.map(|r| match r {

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use codecs::meta::{self, Keepalive, Message};
 use codecs::sip::{self, MessageBuilder};
 use sgw::engine::{
-    Binder, Engine, EngineConfig, Family, Flow, InsideConfig, Role, Side, Transmit, Transport,
-    TunnelOut,
+    Binder, Engine, EngineConfig, Event, Family, Flow, InsideConfig, Role, Side, Transmit,
+    Transport, TunnelOut, Verdict,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -356,4 +356,18 @@ fn a_port_another_program_holds_is_skipped_and_none_free_refuses_the_call() {
     assert!(sent.iter().all(|t| t.side == Side::Outside));
     assert_eq!(gw2.stats().admission.refused_no_media_port, 1);
     assert_eq!(gw2.stats().calls_live, 0);
+    // The refusal names the call it was admitted as, the call record's id (the live log's
+    // `call` field on both lines).
+    let mut rejected = None;
+    let mut record = None;
+    while let Some(e) = gw2.poll_event() {
+        match e {
+            Event::Report(r) if r.verdict == Verdict::Rejected => rejected = Some(r),
+            Event::CallEnded(rec) => record = Some(rec),
+            _ => {}
+        }
+    }
+    let (rejected, record) = (rejected.expect("rejection"), record.expect("call record"));
+    assert_eq!(rejected.response, Some(503));
+    assert_eq!(rejected.call, Some(record.call));
 }

@@ -61,7 +61,7 @@ fn stop(gw: &mut Gateway) -> (Value, Vec<Value>) {
     let records =
         gw.p.seen
             .iter()
-            .filter(|l| l.starts_with("sgw gw2: "))
+            .filter(|l| l.contains(" sgw gw2 call="))
             .filter_map(|l| l.split_once("call ended ").map(|(_, j)| j))
             .filter_map(|j| serde_json::from_str(j).ok())
             .collect();

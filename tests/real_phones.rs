@@ -581,7 +581,11 @@ fn record_check(g: &mut Gateway, mark: usize, t0: f64, o: &mut Outcome) {
     let deadline = Instant::now() + Duration::from_secs(3);
     let record = loop {
         let rec = g.proc.since(mark).iter().find_map(|l| {
-            let json = l.strip_prefix("sgw gw2: call ended ")?;
+            // `TIMESTAMP  INFO sgw gw2 call=ID: call ended {json}`
+            let (head, json) = l.split_once(": call ended ")?;
+            if !head.contains(" sgw gw2 call=") {
+                return None;
+            }
             let v: serde_json::Value = serde_json::from_str(json).ok()?;
             let setup = g.origin + v["setup_at"].as_f64()?;
             (setup > t0 - 0.3).then_some(v)

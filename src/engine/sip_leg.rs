@@ -291,6 +291,9 @@ pub struct SipLeg {
     ids: Ids,
     dialogs: FxHashMap<CallRef, Dialog>,
     by_call_id: HashMap<String, CallRef>,
+    /// The call an INVITE was admitted as before it failed (no media port, ...): its rejection
+    /// carries the call's id, as its call record does.
+    failed_call: Option<CallRef>,
     server: ServerTxns,
     client: ClientTxns,
     /// No-answer timers of early dialogs.
@@ -308,6 +311,7 @@ impl SipLeg {
             cfg,
             dialogs: FxHashMap::default(),
             by_call_id: HashMap::new(),
+            failed_call: None,
             server: ServerTxns::default(),
             client: ClientTxns::default(),
             timers: Timers::default(),
@@ -486,10 +490,11 @@ impl SipLeg {
                 self.report_full(out, summary, Verdict::Accepted, None, status, call)
             }
             Err(rej) => {
-                let call = msg
-                    .call_id()
-                    .ok()
-                    .and_then(|id| self.by_call_id.get(id).copied());
+                let call = self.failed_call.take().or_else(|| {
+                    msg.call_id()
+                        .ok()
+                        .and_then(|id| self.by_call_id.get(id).copied())
+                });
                 self.reject(now, flow, &msg, Some(key), &rej, summary, call, out);
             }
         }
@@ -693,16 +698,19 @@ impl SipLeg {
         if let Some(r) = failure {
             out.calls.count_refusal(r);
             out.end_call(now, call, r.cause());
+            self.failed_call = Some(call);
             return Err(refusal(r));
         }
         if let Err(e) = meta::encode_frame(0, &setup, &mut Vec::new()) {
             out.end_call(now, call, Cause::INTERWORKING);
+            self.failed_call = Some(call);
             return Err(Rejection::Unrepresentable(e.to_string()));
         }
         let rflow = response_flow(self.cfg.symmetric, flow, msg);
         let txn = ServerTxn::new(self.cfg.side, rflow, msg, Some(call), true);
         if !self.server.insert(key.clone(), txn, &mut self.counters) {
             out.end_call(now, call, Cause::SWITCHING_EQUIPMENT_CONGESTION);
+            self.failed_call = Some(call);
             return Err(Rejection::BusyOrOverloaded("too many transactions"));
         }
         let trying = MessageBuilder::response_to(msg, 100, None).build();

@@ -100,8 +100,9 @@ pub fn handle(engine: &mut Engine, now: Duration, request: Request) -> Reply {
     }
 }
 
+/// The gateway's control lines go through the log like every other line (target `sgw::control`).
 fn log(msg: std::fmt::Arguments<'_>) {
-    eprintln!("sgw control: {msg}");
+    tracing::info!(target: "sgw::control", "{msg}");
 }
 
 /// How far a drain has got.

@@ -2,6 +2,7 @@
 //! decides what happens to a message.
 pub mod answer;
 pub mod control;
+pub mod logging;
 pub mod metrics;
 pub mod run;
 pub mod runtime;

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub role: Option<Role>,
     /// Demo only: GW2's SIP address (UDP and TCP); port 0 picks a free one.
     pub listen: SocketAddr,
+    /// `-q`: the log's filter (set up by `crate::live::logging::init`) keeps the per-call and
+    /// per-rejection lines out; the drivers log everything at its level.
     pub quiet: bool,
 }
 
@@ -458,8 +460,7 @@ async fn start_from_config(
             },
             handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
         };
-        let (mut d, bound) = start_gw2(plan).await?;
-        d.verbose = !opts.quiet;
+        let (d, bound) = start_gw2(plan).await?;
         println!(
             "gw2 sip udp {} tcp {} h225 {} tunnel {}",
             list(&bound.sip_udp),
@@ -487,8 +488,7 @@ async fn start_from_config(
             tunnel_server_name: g.tunnel_server_name.clone(),
             identity,
         };
-        let (mut d, sip) = start_gw1(plan)?;
-        d.verbose = !opts.quiet;
+        let (d, sip) = start_gw1(plan)?;
         println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
         drivers.push(d);
     }
@@ -553,7 +553,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tcp_limits: TcpLimits::default(),
         handshake_timeout: crate::live::tunnel::DEFAULT_HANDSHAKE_TIMEOUT,
     };
-    let (mut gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
+    let (gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
     let inside = InsideConfig {
         gw1_sip: SocketAddr::new(ip, 0),
         next_hop: answer.sip,
@@ -575,9 +575,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tunnel_server_name: ip.to_string(),
         identity: pki.gw1_tls()?,
     };
-    let (mut gw1, gw1_sip) = start_gw1(gw1_plan)?;
-    gw1.verbose = !opts.quiet;
-    gw2.verbose = !opts.quiet;
+    let (gw1, gw1_sip) = start_gw1(gw1_plan)?;
     let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);
     // The answering endpoint lives as long as the process.
     tokio::spawn(async move {

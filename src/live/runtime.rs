@@ -10,6 +10,7 @@ use crate::engine::{
     Binder, ConnId, Engine, Event, Flow, Protocol, Side, Stats, StreamProtocol, Transmit,
     Transport, TunnelOut, Verdict,
 };
+use crate::live::logging::{RejectDecision, RejectLog};
 use crate::live::tunnel::{
     ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
 };
@@ -349,9 +350,14 @@ struct TunnelLink {
     media: mpsc::Sender<(StreamId, bool, Bytes)>,
 }
 
-/// Writes a log line to stderr, prefixed with the half's name.
+/// Logs a line about the half's sockets or tunnel (see [`crate::live::logging`]).
 fn log(half: &str, msg: std::fmt::Arguments<'_>) {
-    eprintln!("sgw {half}: {msg}");
+    tracing::info!(half, "{msg}");
+}
+
+/// Logs a problem with the half's sockets or tunnel.
+fn warn(half: &str, msg: std::fmt::Arguments<'_>) {
+    tracing::warn!(half, "{msg}");
 }
 
 /// One half's engine with its sockets and tunnel. Build it, add sockets and a tunnel, then
@@ -376,10 +382,15 @@ pub struct Driver {
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Bytes>>,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
-    /// Log each call record and rejection on stderr.
+    /// Log each call record and rejection (filtered by the log's level, see
+    /// [`crate::live::logging`]).
     pub verbose: bool,
     /// Publishes snapshots for `GET /metrics` (see [`Driver::set_metrics`]).
     metrics: Option<crate::live::metrics::DriverMetrics>,
+    /// Where the input being handled came from: the source of its rejections.
+    source: Option<SocketAddr>,
+    /// Rejections logged one by one, and the flood summaries.
+    rejects: RejectLog,
 }
 
 impl Drop for Driver {
@@ -416,6 +427,8 @@ impl Driver {
             tasks: Vec::new(),
             verbose: true,
             metrics: None,
+            source: None,
+            rejects: RejectLog::default(),
         }
     }
 
@@ -530,7 +543,12 @@ impl Driver {
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let publishing = self.metrics.is_some();
         loop {
-            let deadline = self.engine.poll_timeout().map(|d| self.base + d);
+            let engine_due = self.engine.poll_timeout();
+            let deadline = match (engine_due, self.rejects.due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(|d| self.base + d);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -541,18 +559,20 @@ impl Driver {
                 input = self.rx.recv() => {
                     // The driver holds a sender, so the channel never closes.
                     let Some(input) = input else { break };
-                    self.input(input);
+                    self.input_logged(input);
                     // Take what else is queued before draining, in arrival order.
                     for _ in 0..64 {
                         match self.rx.try_recv() {
-                            Ok(input) => self.input(input),
+                            Ok(input) => self.input_logged(input),
                             Err(_) => break,
                         }
                     }
                 }
                 () = sleep => {
                     let now = self.now();
-                    self.engine.handle_timeout(now);
+                    if engine_due.is_some_and(|d| d <= now) {
+                        self.engine.handle_timeout(now);
+                    }
                 }
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
@@ -565,14 +585,46 @@ impl Driver {
                 }
             }
             self.drain();
+            self.log_floods(false);
         }
         self.publish_metrics();
+        self.log_floods(true);
         let mut driver = self.counters.clone();
         self.tcp_gate.count_into(&mut driver);
         Summary {
             half: self.half,
             engine: self.engine.stats(),
             driver,
+        }
+    }
+
+    /// Handles one input and logs its events with its source (the transmits wait for
+    /// [`Driver::drain`]).
+    fn input_logged(&mut self, input: Input) {
+        self.source = match &input {
+            Input::Datagram { flow, .. } => Some(flow.remote),
+            Input::Stream { conn, .. } => self.conns.get(conn).map(|c| c.flow.remote),
+            _ => None,
+        };
+        self.input(input);
+        while let Some(e) = self.engine.poll_event() {
+            self.event(e);
+        }
+        self.source = None;
+    }
+
+    /// Logs the flood summaries of the interval that ended (all of them with `force`).
+    fn log_floods(&mut self, force: bool) {
+        let now = self.now();
+        for s in self.rejects.flush(now, force) {
+            let source = s.source.map(|ip| ip.to_string()).unwrap_or_default();
+            tracing::warn!(
+                target: "sgw::reject",
+                half = self.half,
+                source,
+                rejected = s.total,
+                "{s}"
+            );
         }
     }
 
@@ -610,7 +662,7 @@ impl Driver {
                     .remove(&(flow.local, flow.remote))
                     .map_or(0, |v| v.len() as u64);
                 self.counters.send_failures += lost;
-                log(
+                warn(
                     self.half,
                     format_args!("cannot connect to {} over TCP", flow.remote),
                 );
@@ -704,7 +756,7 @@ impl Driver {
     fn tunnel_lost(&mut self, reason: &str) {
         self.tunnel = None;
         self.counters.tunnel_downs += 1;
-        log(self.half, format_args!("tunnel down: {reason}"));
+        warn(self.half, format_args!("tunnel down: {reason}"));
         let now = self.now();
         self.engine.handle_tunnel_down(now);
         self.tunnel_state.send_replace(false);
@@ -779,7 +831,7 @@ impl Driver {
                     Ok(s) => self.add_media_udp(side, s, local),
                     Err(e) => {
                         self.counters.bind_failures += 1;
-                        log(
+                        warn(
                             self.half,
                             format_args!("cannot use media port {local}: {e}"),
                         );
@@ -872,23 +924,81 @@ impl Driver {
                 if r.verdict == Verdict::Rejected
                     && matches!(r.protocol, Protocol::Sip | Protocol::H225) =>
             {
-                log(
-                    self.half,
-                    format_args!(
-                        "rejected {:?} {}: {}{}",
-                        r.side,
-                        r.summary,
-                        r.reason.as_deref().unwrap_or(""),
-                        r.response.map(|c| format!(" ({c})")).unwrap_or_default()
+                let reason = r.reason.as_deref().unwrap_or("");
+                let now = self.now();
+                let from = self.source.map(|a| a.ip());
+                if self.rejects.reject(now, from, reason) == RejectDecision::Summarise {
+                    return;
+                }
+                let source = self.source.map(|a| a.to_string()).unwrap_or_default();
+                let response = r.response.map(|c| format!(" ({c})")).unwrap_or_default();
+                let msg = format_args!("rejected {:?} {}: {reason}{response}", r.side, r.summary);
+                match r.call {
+                    Some(call) => tracing::info!(
+                        target: "sgw::reject",
+                        half = self.half,
+                        call,
+                        source,
+                        "{msg}"
                     ),
-                )
+                    None => {
+                        tracing::info!(target: "sgw::reject", half = self.half, source, "{msg}")
+                    }
+                }
             }
-            Event::CallEnded(rec) => log(
-                self.half,
-                format_args!(
-                    "call ended {}",
-                    serde_json::to_string(&rec).unwrap_or_default()
-                ),
+            Event::Report(r)
+                if r.verdict == Verdict::Accepted
+                    && matches!(r.protocol, Protocol::Sip | Protocol::H225)
+                    && tracing::enabled!(target: "sgw::message", tracing::Level::DEBUG) =>
+            {
+                let source = self.source.map(|a| a.to_string()).unwrap_or_default();
+                let msg = format_args!("accepted {:?} {}", r.side, r.summary);
+                match r.call {
+                    Some(call) => tracing::debug!(
+                        target: "sgw::message",
+                        half = self.half,
+                        call,
+                        source,
+                        "{msg}"
+                    ),
+                    None => {
+                        tracing::debug!(target: "sgw::message", half = self.half, source, "{msg}")
+                    }
+                }
+            }
+            Event::Meta { to_gw1, message } if tracing::enabled!(target: "sgw::meta", tracing::Level::TRACE) =>
+            {
+                use codecs::meta::Message as M;
+                let kind = match &message {
+                    M::Setup(_) => "Setup",
+                    M::Progress(_) => "Progress",
+                    M::Alerting(_) => "Alerting",
+                    M::Answer(_) => "Answer",
+                    M::Release(_) => "Release",
+                    M::Dtmf(_) => "Dtmf",
+                    M::MediaUpdate(_) => "MediaUpdate",
+                    M::Keepalive(_) => "Keepalive",
+                    _ => "message",
+                };
+                let to = if to_gw1 { "gw1" } else { "gw2" };
+                match message.call() {
+                    Some(call) => tracing::trace!(
+                        target: "sgw::meta",
+                        half = self.half,
+                        call = call.0,
+                        "Meta {kind} to {to}"
+                    ),
+                    None => {
+                        tracing::trace!(target: "sgw::meta", half = self.half, "Meta {kind} to {to}")
+                    }
+                }
+            }
+            Event::CallEnded(rec) => tracing::info!(
+                target: "sgw::call",
+                half = self.half,
+                call = rec.call,
+                "call ended {}",
+                serde_json::to_string(&rec).unwrap_or_default()
             ),
             _ => {}
         }
@@ -1162,7 +1272,7 @@ async fn tunnel_server(
                 tokio::spawn(session(pair, tx.clone(), keepalive));
             }
             Ok(ServerEvent::Rejected { remote, error }) => {
-                log(
+                warn(
                     half,
                     format_args!("tunnel connection from {remote} refused: {error}"),
                 );
@@ -1183,7 +1293,7 @@ async fn tunnel_client(
         match client.connect_pair().await {
             Ok(pair) => session(pair, tx.clone(), keepalive).await,
             Err(e) => {
-                log(half, format_args!("tunnel to GW2 failed: {e}"));
+                warn(half, format_args!("tunnel to GW2 failed: {e}"));
                 // connect_pair only gives up on errors retrying cannot fix; an operator may
                 // still fix GW2, so try again slowly.
                 tokio::time::sleep(Duration::from_secs(5)).await;
