@@ -317,6 +317,29 @@ fn load_identity(cfg: &Config, half: &str) -> anyhow::Result<TlsIdentity> {
     TlsIdentity::load(&p.ca, &p.cert, &p.key).map_err(|e| anyhow!("[pki]: {e}"))
 }
 
+/// Under systemd (`Type=notify`, see `dist/systemd/`): READY=1 once every listener is bound and
+/// the halves run, then WATCHDOG=1 at half the unit's `WatchdogSec` while the runtime is alive.
+/// Without `NOTIFY_SOCKET` (not started by systemd) nothing is sent.
+fn notify_systemd(mut stop: watch::Receiver<bool>) {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("systemd notification failed: {e}");
+    }
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period / 2);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    });
+}
+
 /// `sgw run` entry point: returns the exit code.
 pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -347,6 +370,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
         for d in drivers {
             handles.push(tokio::spawn(d.run(stop_rx.clone())));
         }
+        notify_systemd(stop_rx.clone());
         // SIGINT/SIGTERM, or the end of a drain (`sgw ctl drain`).
         let mut drained = control.control.exit_requested();
         tokio::select! {
@@ -354,6 +378,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
             _ = drained.wait_for(|d| *d) => {}
         }
         control.remove_socket();
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
         for h in handles {
             if let Ok(summary) = h.await {
