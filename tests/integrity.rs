@@ -526,7 +526,8 @@ port_max = {}
                 .args(["--role", "both"]),
         );
         p.wait_line("gw1 sip", Duration::from_secs(30));
-        p.wait_line("tunnel up", Duration::from_secs(30));
+        p.wait_line("gw1: tunnel up", Duration::from_secs(30));
+        p.wait_line("gw2: tunnel up", Duration::from_secs(30));
         Gateway {
             p,
             sip: SocketAddr::from(([127, 0, 0, 1], sip)),

@@ -262,7 +262,8 @@ port_max = {i_max}
         // GW2's engine is made just before this line is printed.
         sgw.wait_line("gw2 sip", Duration::from_secs(20));
         let origin = epoch();
-        sgw.wait_line("tunnel up", Duration::from_secs(20));
+        sgw.wait_line("gw1: tunnel up", Duration::from_secs(20));
+        sgw.wait_line("gw2: tunnel up", Duration::from_secs(20));
 
         let a = Phone::start(
             &dir,
