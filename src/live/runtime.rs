@@ -912,14 +912,11 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
-        if let (Some(m), Event::CallEnded(rec)) = (&mut self.metrics, &e) {
-            m.call_ended(rec);
-        }
         if !self.verbose {
             return;
         }
         match e {
-            // Media drops are counted in the call record, not logged one by one.
+            // Media drops are counted (stats, metrics, the call record), not logged one by one.
             Event::Report(r)
                 if r.verdict == Verdict::Rejected
                     && matches!(r.protocol, Protocol::Sip | Protocol::H225) =>
