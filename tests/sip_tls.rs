@@ -6,6 +6,10 @@
 //!   own trace shows that every message of the call was on TLS;
 //! - a call made by a `sips:` request (a raw TLS peer, as libre 1.x cannot dial `sips:`) gets a
 //!   SIPS Contact, and its ACK and BYE complete;
+//! - SRTP (SDES over TLS): libsrtp (`tests/srtp_peer.py`, pylibsrtp) encrypts what it sends GW2
+//!   and decrypts what GW2 sends back; a forged and a replayed packet are dropped and counted;
+//!   the same offer over UDP is refused 488; and a baresip phone with its own SRTP (`srtp`
+//!   module, `mediaenc=srtp-mand`) calls through with audio both ways;
 //! - `openssl s_client` completes a TLS 1.2 handshake and a TLS 1.3 one, and verifies GW2's
 //!   certificate against the CA;
 //! - a peer that speaks plain SIP to the TLS port, or never completes its handshake, is closed
@@ -61,6 +65,8 @@ fn peers_available(test: &str) -> bool {
 struct Lab {
     inside: Phone,
     outside: Phone,
+    /// An outside phone with SRTP (baresip's `srtp` module, SDES, `mediaenc=srtp-mand`).
+    outside_srtp: Phone,
     sgw: Proc,
     udp: SocketAddr,
     tls: SocketAddr,
@@ -157,11 +163,30 @@ port_max = {o_max}
             tone_hz: 660,
         },
         &format!("sip_cafile\t\t{}\n", ca.display()),
+        "",
+        Duration::from_secs(10),
+    );
+    let rtp = free_rtp_port("127.0.0.1");
+    let srtp_sip = at(free_sip_port());
+    let outside_srtp = Phone::start_with(
+        &dir,
+        &PhoneSpec {
+            name: "outside srtp phone",
+            sip: srtp_sip,
+            aor: format!("sip:{OUTSIDE_USER}@{}", hostport(srtp_sip)),
+            register: false,
+            ctrl_port: free_tcp_port("127.0.0.1"),
+            rtp_ports: (rtp, rtp + 9),
+            tone_hz: 880,
+        },
+        &format!("sip_cafile\t\t{}\nmodule\t\t\tsrtp.so\n", ca.display()),
+        ";mediaenc=srtp-mand",
         Duration::from_secs(10),
     );
     Lab {
         inside,
         outside,
+        outside_srtp,
         sgw,
         udp,
         tls,
@@ -170,8 +195,45 @@ port_max = {o_max}
     }
 }
 
-/// One call from the outside phone to `target`; `outside_hangs_up` picks who ends it.
+/// One call from the outside phone (the SRTP one with `srtp`) to `target`; `outside_hangs_up`
+/// picks who ends it.
 fn call(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
+    call_from(lab, target, outside_hangs_up, false);
+}
+
+fn call_from(lab: &mut Lab, target: &str, outside_hangs_up: bool, srtp: bool) {
+    if srtp {
+        std::mem::swap(&mut lab.outside, &mut lab.outside_srtp);
+    }
+    call_inner(lab, target, outside_hangs_up);
+    if srtp {
+        std::mem::swap(&mut lab.outside, &mut lab.outside_srtp);
+        // Its trace holds the SDP both ways: its offer and GW2's answer were RTP/SAVP with
+        // keys (and nothing else was).
+        let p = &mut lab.outside_srtp;
+        p.drain();
+        let m_lines: Vec<&String> = p
+            .proc
+            .seen
+            .iter()
+            .filter(|l| l.starts_with("m=audio"))
+            .collect();
+        assert!(m_lines.len() >= 2, "{}", p.proc.seen.join("\n"));
+        assert!(
+            m_lines.iter().all(|l| l.contains(" RTP/SAVP ")),
+            "{m_lines:?}"
+        );
+        let keys = p
+            .proc
+            .seen
+            .iter()
+            .filter(|l| l.starts_with("a=crypto:"))
+            .count();
+        assert!(keys >= 2, "{}", p.proc.seen.join("\n"));
+    }
+}
+
+fn call_inner(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
     let secs = |s: u64| Instant::now() + Duration::from_secs(s);
     let (om, im) = (lab.outside.mark(), lab.inside.mark());
     let log_mark = lab.sgw.mark();
@@ -455,6 +517,156 @@ fn sips_call(lab: &mut Lab) {
         .unwrap();
 }
 
+/// The test venv's python with pylibsrtp (`.venv`, or `SGW_PYTHON`); `None` (skipped, or a
+/// failure under CI=true) without it.
+fn srtp_python(test: &str) -> Option<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("SGW_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import pylibsrtp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: pylibsrtp is required under CI=true (./scripts/test.sh installs it into .venv)");
+    }
+    eprintln!("{test}: skipped: pylibsrtp not in .venv (run ./scripts/test.sh once)");
+    None
+}
+
+/// The first line of `text` starting with `prefix`, without it.
+fn line_after<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"))
+        .trim()
+}
+
+/// An SRTP call over TLS: the raw TLS peer offers `RTP/SAVP` with an SDES key, and libsrtp
+/// (pylibsrtp, `tests/srtp_peer.py`) protects what it sends to GW2 and unprotects what GW2
+/// sends back, from the inside phone's plain RTP. A forged and a replayed packet are dropped
+/// and counted in the call record. The same offer over UDP is refused 488.
+fn srtp_call(lab: &mut Lab, python: &Path) {
+    let tls = lab.tls;
+    let media_port = free_udp_port("127.0.0.1");
+    let our_key = "YUJjRGVGZ0hpSmtMbU5vUHFSc1R1VndYeVphQmNE";
+    let sdp = format!(
+        "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {media_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{our_key}\r\n"
+    );
+    let invite = |transport: &str, branch: &str, call_id: &str| {
+        format!(
+            "INVITE sip:{INSIDE_USER}@{tls};transport={t} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} 127.0.0.1:5999;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{OUTSIDE_USER}@127.0.0.1>;tag=srtpfrom\r\n\
+             To: <sip:{INSIDE_USER}@{tls}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:{OUTSIDE_USER}@127.0.0.1:5999;transport={t}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
+            t = transport.to_ascii_lowercase(),
+        )
+    };
+
+    // Over UDP the key would be in clear: 488.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(
+        invite("UDP", "srtpudp", "srtp-udp@127.0.0.1").as_bytes(),
+        lab.udp,
+    )
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("SIP/2.0 488 "), "{answer}");
+
+    let mut peer = TlsPeer::connect(tls, &lab.ca);
+    let im = lab.inside.mark();
+    let log_mark = lab.sgw.mark();
+    peer.send(&invite("TLS", "srtp1", "srtp-call@127.0.0.1"));
+    lab.inside
+        .wait_event(
+            im,
+            &["CALL_INCOMING"],
+            Instant::now() + Duration::from_secs(8),
+        )
+        .unwrap();
+    lab.inside.command("accept", "");
+    let seen = peer.wait("SIP/2.0 200 OK", Duration::from_secs(5));
+    let ok = seen[seen.find("SIP/2.0 200 OK").unwrap()..].to_owned();
+    let m = line_after(&ok, "m=audio ");
+    assert!(m.contains(" RTP/SAVP "), "{ok}");
+    let gw2_port: u16 = m.split_whitespace().next().unwrap().parse().unwrap();
+    let crypto = line_after(&ok, "a=crypto:");
+    let gw2_key = crypto
+        .strip_prefix("1 AES_CM_128_HMAC_SHA1_80 inline:")
+        .unwrap_or_else(|| panic!("{crypto}"));
+    assert_ne!(gw2_key, our_key);
+    let to = line_after(&ok, "To:");
+    let to_tag = &to[to.find(";tag=").unwrap()..];
+    let head = |method: &str, cseq: u32, branch: &str| {
+        format!(
+            "{method} sip:gw@{tls};transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:{OUTSIDE_USER}@127.0.0.1>;tag=srtpfrom\r\n\
+             To: <sip:{INSIDE_USER}@{tls}>{to_tag}\r\nCall-ID: srtp-call@127.0.0.1\r\n\
+             CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    peer.send(&head("ACK", 1, "srtp2"));
+
+    let (st, out) = run_bounded(
+        "srtp_peer.py",
+        Command::new(python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/srtp_peer.py"))
+            .arg(format!("127.0.0.1:{media_port}"))
+            .arg(format!("127.0.0.1:{gw2_port}"))
+            .args([our_key, gw2_key, "AES_CM_128_HMAC_SHA1_80", "100"]),
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!("{e}: {out}");
+        });
+    // The inside phone's tone, encrypted by GW2, decrypted by libsrtp.
+    assert!(report["received_ok"].as_u64().unwrap() >= 50, "{report}");
+    assert_eq!(report["received_bad"].as_u64(), Some(0), "{report}");
+    lab.inside
+        .wait_event(
+            im,
+            &["CALL_RTPESTAB"],
+            Instant::now() + Duration::from_secs(3),
+        )
+        .unwrap_or_else(|seen| panic!("the inside phone received no RTP ({seen})"));
+
+    peer.send(&head("BYE", 2, "srtp3"));
+    peer.wait("CSeq: 2 BYE", Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let rec = loop {
+        let rec = lab.sgw.since(log_mark).iter().find_map(|l| {
+            let (head, json) = l.split_once(": call ended ")?;
+            head.contains(" sgw gw2 call=")
+                .then(|| serde_json::from_str::<serde_json::Value>(json).ok())?
+        });
+        if rec.is_some() || Instant::now() > deadline {
+            break rec.expect("GW2's call record");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let m = &rec["media"];
+    // libsrtp's packets, decrypted and carried to the inside (the forged and replayed ones not).
+    assert!(m["forwarded"].as_u64().unwrap() >= 95, "{rec}");
+    assert!(m["relayed"].as_u64().unwrap() >= 50, "{rec}");
+    assert_eq!(m["dropped_srtp_auth"].as_u64(), Some(1), "{rec}");
+    assert_eq!(m["dropped_srtp_replay"].as_u64(), Some(1), "{rec}");
+}
+
 #[test]
 fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
     if !peers_available("sip_tls") {
@@ -487,6 +699,16 @@ fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
         false,
     );
     sips_call(&mut lab);
+    if let Some(python) = srtp_python("sip_tls") {
+        srtp_call(&mut lab, &python);
+    }
+    // baresip's own SRTP (libre, SDES) over TLS, both ways through GW2.
+    call_from(
+        &mut lab,
+        &format!("sip:{INSIDE_USER}@{tls};transport=tls"),
+        true,
+        true,
+    );
 
     // Plain SIP on the TLS port, and a peer that never sends its ClientHello: closed, counted.
     let mut plain = TcpStream::connect(tls).unwrap();
