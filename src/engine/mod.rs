@@ -44,6 +44,7 @@ pub mod limits;
 pub mod media;
 pub mod policy;
 mod sip_leg;
+mod tap;
 mod timers;
 mod txn;
 

@@ -1,0 +1,313 @@
+//! What a half's driver hands the HEP export ([`super::hep`]) and the per-call capture
+//! ([`super::recording`]): every SIP message, H.225.0 PDU and (for the capture) media packet
+//! it received or sent, on its side, with the call it belongs to.
+//!
+//! The driver observes after the engine handled an input, and when a transmit was handed to
+//! the operating system, so the engine knows the call by then ([`Engine::call_of`]). Nothing
+//! here waits: each consumer has a bounded queue served by its own task, and an observation
+//! that does not fit is dropped and counted. Stream connections are split into messages here
+//! (SIP by Content-Length, H.225.0 by TPKT) with the same framers the engine uses.
+//!
+//! [`Engine::call_of`]: crate::engine::Engine::call_of
+
+use crate::engine::{ConnId, Flow, Protocol, Side, StreamProtocol, Transport};
+use bytes::Bytes;
+use codecs::sip::StreamFramer;
+use codecs::tpkt::{self, TpktFramer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Most stream connections split at once; a connection beyond is not observed (counted as
+/// drops). The driver caps connections far below.
+const MAX_FRAMERS: usize = 100_000;
+
+/// One message or packet as it crossed the half's sockets.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Wall-clock time it was received or handed to the operating system.
+    pub at: SystemTime,
+    pub half: &'static str,
+    pub side: Side,
+    pub transport: Transport,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub protocol: Protocol,
+    /// The call id (the Meta call reference both halves share), when the engine has a call
+    /// for it.
+    pub call: Option<u32>,
+    /// The message as on the wire: a whole SIP message, a whole TPKT packet, an RTP packet.
+    pub payload: Bytes,
+}
+
+/// What a consumer counts; shared between the driver and the consumer's task.
+#[derive(Debug, Default)]
+pub struct TapCounters {
+    /// Handed to the consumer's task.
+    pub queued: AtomicU64,
+    /// Not queued: the queue was full (or the consumer had stopped).
+    pub dropped: AtomicU64,
+}
+
+impl TapCounters {
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.queued.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A bounded queue to a consumer's task; [`Sink::offer`] never waits.
+#[derive(Debug, Clone)]
+pub struct Sink<T> {
+    tx: tokio::sync::mpsc::Sender<T>,
+    pub counters: Arc<TapCounters>,
+}
+
+impl<T> Sink<T> {
+    pub fn new(tx: tokio::sync::mpsc::Sender<T>) -> Self {
+        Sink {
+            tx,
+            counters: Arc::new(TapCounters::default()),
+        }
+    }
+
+    /// Another producer on the same queue, with counters of its own.
+    pub fn for_another(&self) -> Self {
+        Sink::new(self.tx.clone())
+    }
+
+    /// Queues `item`, or drops it (counted) when the queue is full.
+    pub fn offer(&self, item: T) {
+        let c = &self.counters;
+        match self.tx.try_send(item) {
+            Ok(()) => c.queued.fetch_add(1, Ordering::Relaxed),
+            Err(_) => c.dropped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+enum Framer {
+    Sip(StreamFramer),
+    Tpkt(TpktFramer),
+    /// Framing lost (the engine closes such a connection too): nothing more is observed.
+    Lost,
+}
+
+/// The driver's observation point: the consumers configured, and the stream framers.
+pub struct Tap {
+    pub hep: Option<Sink<Seen>>,
+    pub recording: Option<super::recording::RecordingSink>,
+    framers: HashMap<ConnId, Framer>,
+    /// Stream bytes not observed: more than [`MAX_FRAMERS`] connections.
+    pub untracked_streams: u64,
+}
+
+impl Tap {
+    pub fn new() -> Self {
+        Tap {
+            hep: None,
+            recording: None,
+            framers: HashMap::new(),
+            untracked_streams: 0,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.hep.is_some() || self.recording.is_some()
+    }
+
+    /// Whether media packets are wanted (only the capture records them).
+    pub fn wants_media(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    /// Whether an observation of `protocol` is wanted by anyone.
+    pub fn wants(&self, protocol: Protocol) -> bool {
+        match protocol {
+            Protocol::Sip | Protocol::H225 => self.is_active(),
+            Protocol::Rtp | Protocol::Rtcp | Protocol::H245 | Protocol::Ras => self.wants_media(),
+        }
+    }
+
+    /// Hands `seen` to the consumers that want it.
+    pub fn observe(&mut self, seen: Seen) {
+        if let Some(r) = &self.recording {
+            if seen.call.is_some() {
+                r.offer(super::recording::Item::Packet(seen.clone()));
+            }
+        }
+        if let Some(h) = &self.hep {
+            if matches!(seen.protocol, Protocol::Sip | Protocol::H225) {
+                h.offer(seen);
+            }
+        }
+    }
+
+    /// The call ended: its capture file is closed.
+    pub fn call_ended(&mut self, call: u32, half: &'static str) {
+        if let Some(r) = &self.recording {
+            r.offer(super::recording::Item::End { call, half });
+        }
+    }
+
+    /// Splits bytes received on stream connection `conn` into whole messages (each with the
+    /// protocol it is), keeping partial ones for the next bytes.
+    pub fn stream_messages(
+        &mut self,
+        conn: ConnId,
+        declared: StreamProtocol,
+        data: &[u8],
+    ) -> Vec<(Protocol, Bytes)> {
+        if !self.framers.contains_key(&conn) {
+            if self.framers.len() >= MAX_FRAMERS {
+                self.untracked_streams += 1;
+                return Vec::new();
+            }
+            let framer = if declared == StreamProtocol::H225 || tpkt::looks_like_tpkt(data) {
+                Framer::Tpkt(TpktFramer::new())
+            } else {
+                Framer::Sip(StreamFramer::new())
+            };
+            self.framers.insert(conn, framer);
+        }
+        let mut out = Vec::new();
+        let Some(framer) = self.framers.get_mut(&conn) else {
+            return out;
+        };
+        match framer {
+            Framer::Sip(f) => {
+                f.push(data);
+                while let Some(m) = f.next_message() {
+                    match m {
+                        Ok(m) => out.push((Protocol::Sip, m.raw().clone())),
+                        Err(_) => {
+                            *framer = Framer::Lost;
+                            break;
+                        }
+                    }
+                }
+            }
+            Framer::Tpkt(f) => {
+                f.push(data);
+                while let Some(p) = f.next_frame() {
+                    match p {
+                        Ok(p) if p.is_empty() => {}
+                        Ok(p) => {
+                            let mut buf = Vec::with_capacity(p.len() + tpkt::HEADER_LEN);
+                            if tpkt::encode(&p, &mut buf).is_ok() {
+                                out.push((Protocol::H225, Bytes::from(buf)));
+                            }
+                        }
+                        Err(_) => {
+                            *framer = Framer::Lost;
+                            break;
+                        }
+                    }
+                }
+            }
+            Framer::Lost => {}
+        }
+        out
+    }
+
+    /// The connection closed: its framer is dropped.
+    pub fn stream_closed(&mut self, conn: ConnId) {
+        self.framers.remove(&conn);
+    }
+}
+
+impl Default for Tap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The source and destination of a message on `flow`: received (`from the peer`) or sent.
+pub fn endpoints(flow: &Flow, received: bool) -> (SocketAddr, SocketAddr) {
+    if received {
+        (flow.remote, flow.local)
+    } else {
+        (flow.local, flow.remote)
+    }
+}
+
+/// The process's exporters, for the totals printed at exit.
+struct Running {
+    hep: Option<super::hep::Hep>,
+    recording: Option<(
+        Arc<super::recording::RecordingCounters>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+static RUNNING: std::sync::Mutex<Option<Running>> = std::sync::Mutex::new(None);
+
+/// Starts `[hep]` and `[recording]` when configured and gives every driver of the process
+/// its queue to them (each driver counts its own drops).
+pub async fn attach(
+    cfg: &crate::config::Config,
+    drivers: &mut [super::runtime::Driver],
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let mut running = Running {
+        hep: None,
+        recording: None,
+    };
+    if let Some(h) = &cfg.hep {
+        let hep = super::hep::start(h)
+            .await
+            .with_context(|| format!("starting the HEP export to {}", h.collector))?;
+        for d in drivers.iter_mut() {
+            d.set_hep(hep.sink.for_another());
+        }
+        println!("hep {} agent {}", h.collector, h.agent_id);
+        running.hep = Some(hep);
+    }
+    if let Some(r) = &cfg.recording {
+        let (rec, thread) = super::recording::start(r).context("starting the call recording")?;
+        for d in drivers.iter_mut() {
+            d.set_recording(rec.sink.for_another());
+        }
+        println!("recording {} quota {} MiB", r.dir.display(), r.quota_mb);
+        running.recording = Some((rec.counters, thread));
+    }
+    if let Ok(mut g) = RUNNING.lock() {
+        *g = Some(running);
+    }
+    Ok(())
+}
+
+/// At exit, once the drivers have stopped: waits for the capture files to be closed and
+/// prints the exporters' totals (`stats hep {..}`, `stats recording {..}`).
+pub fn finish() {
+    let running = RUNNING.lock().ok().and_then(|mut g| g.take());
+    let Some(running) = running else { return };
+    if let Some(h) = running.hep {
+        let c = &h.counters;
+        println!(
+            "stats hep {{\"sent\":{},\"send_failures\":{},\"too_large\":{}}}",
+            c.sent.load(Ordering::Relaxed),
+            c.send_failures.load(Ordering::Relaxed),
+            c.too_large.load(Ordering::Relaxed)
+        );
+    }
+    if let Some((c, thread)) = running.recording {
+        // The drivers' queues are gone: the writer closes every file and returns.
+        let _ = thread.join();
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        println!(
+            "stats recording {{\"files\":{},\"packets\":{},\"bytes\":{},\"quota_packets\":{},\"quota_calls\":{},\"calls_skipped\":{},\"write_errors\":{}}}",
+            n(&c.files),
+            n(&c.packets),
+            n(&c.bytes),
+            n(&c.quota_packets),
+            n(&c.quota_calls),
+            n(&c.calls_skipped),
+            n(&c.write_errors)
+        );
+    }
+}
