@@ -152,6 +152,8 @@ fn each_call_gets_a_pcap_with_both_legs_sip_and_rtp() {
         .iter()
         .map(|f| {
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            // sgw-call-<id>-gw2-gw1-<time>.pcap
+            assert!(name.contains("-gw2-gw1-"), "{name}");
             name.split('-').nth(2).unwrap().parse().unwrap()
         })
         .collect();

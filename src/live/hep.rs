@@ -348,7 +348,7 @@ pub fn packet_of(seen: &Seen, cfg: &HepConfig) -> Option<HepPacket> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
@@ -425,6 +425,70 @@ mod tests {
         let mut p = packet();
         p.dst = "[2001:db8::2]:5060".parse().unwrap();
         assert_eq!(encode(&p), Err(EncodeError::MixedFamily));
+    }
+
+    /// A one-half configuration for the section tests.
+    pub const BASE: &str = r#"[gw2]
+sip_udp = ["127.0.0.1:5060"]
+tunnel_listen = "127.0.0.1:7001"
+
+[gw2.media]
+ip = "127.0.0.1"
+port_min = 20000
+port_max = 20099
+"#;
+
+    #[test]
+    fn hep_section_defaults_and_errors() {
+        use crate::config::Config;
+        assert_eq!(Config::from_toml_str(BASE).unwrap().hep, None);
+        let text = format!("{BASE}\n[hep]\ncollector = \"127.0.0.1:9060\"\n");
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap().hep,
+            Some(HepConfig {
+                collector: "127.0.0.1:9060".parse().unwrap(),
+                agent_id: crate::config::DEFAULT_HEP_AGENT_ID,
+                password: None,
+                transport: HepTransport::Udp,
+            })
+        );
+        let text = format!(
+            "{BASE}\n[hep]\ncollector = \"[::1]:9060\"\nagent_id = 7\npassword = \"p\"\ntransport = \"tcp\"\n"
+        );
+        let h = Config::from_toml_str(&text).unwrap().hep.unwrap();
+        assert_eq!(
+            (h.agent_id, h.password.as_deref(), h.transport),
+            (7, Some("p"), HepTransport::Tcp)
+        );
+        for (lines, key, message) in [
+            (
+                "collector = \"127.0.0.1:0\"",
+                "hep.collector",
+                "not an address",
+            ),
+            (
+                "collector = \"0.0.0.0:9060\"",
+                "hep.collector",
+                "not an address",
+            ),
+            (
+                "collector = \"127.0.0.1:9060\"\ntransport = \"sctp\"",
+                "hep.transport",
+                "unknown variant",
+            ),
+            (
+                "collector = \"127.0.0.1:9060\"\nport = 1",
+                "hep.port",
+                "unknown field",
+            ),
+            ("", "hep", "missing field `collector`"),
+        ] {
+            let text = format!("{BASE}\n[hep]\n{lines}\n");
+            let errors = Config::from_toml_str(&text).unwrap_err();
+            let e = &errors.errors()[0];
+            assert_eq!(e.key.as_str(), key, "{errors}");
+            assert!(e.message.contains(message), "{errors}");
+        }
     }
 
     #[test]

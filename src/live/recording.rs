@@ -3,7 +3,8 @@
 //! GW2 records the outside leg, GW1 the inside leg; with both halves in one process one file
 //! holds both legs of the call.
 //!
-//! Files are `dir/sgw-call-<id>-<UTC time of the call's first packet>.pcap`, written with
+//! Files are `dir/sgw-call-<id>-<halves>-<UTC time of the call's first packet>.pcap` (halves:
+//! `gw2`, `gw1`, or `gw2-gw1` for a process running both; a file is never overwritten), written with
 //! replay's capture writer ([`crate::capture::CaptureWriter`]: Ethernet link, synthetic IP/UDP/TCP
 //! headers, a TCP handshake before a stream's first bytes). A file is closed when every half
 //! that wrote to it has seen its call end.
@@ -85,7 +86,11 @@ impl Recording {
 }
 
 /// Starts the writer thread of `[recording]`.
-pub fn start(cfg: &RecordingConfig) -> std::io::Result<(Recording, std::thread::JoinHandle<()>)> {
+/// `halves` names the halves of this process in the file names (`gw2`, `gw1`, `gw2-gw1`).
+pub fn start(
+    cfg: &RecordingConfig,
+    halves: &str,
+) -> std::io::Result<(Recording, std::thread::JoinHandle<()>)> {
     if !cfg.dir.is_dir() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -96,6 +101,7 @@ pub fn start(cfg: &RecordingConfig) -> std::io::Result<(Recording, std::thread::
     let counters = Arc::new(RecordingCounters::default());
     let mut w = Writer {
         dir: cfg.dir.clone(),
+        halves: halves.to_owned(),
         quota: cfg.quota_mb.saturating_mul(1024 * 1024),
         used: existing_bytes(&cfg.dir),
         full: false,
@@ -159,6 +165,7 @@ struct Open {
 
 struct Writer {
     dir: PathBuf,
+    halves: String,
     quota: u64,
     used: u64,
     /// The quota was reached: no new call is recorded.
@@ -201,9 +208,14 @@ impl Writer {
                 self.forget(call);
                 return;
             }
-            let path = self.dir.join(file_name(call, seen.at));
+            let path = self.dir.join(file_name(call, &self.halves, seen.at));
             let written = Arc::new(AtomicU64::new(0));
-            let created = File::create(&path).map_err(WriteError::from);
+            // Never over another file (an earlier run's call with the same id and second).
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(WriteError::from);
             let pcap = created.and_then(|f| {
                 let out = Counting {
                     inner: BufWriter::new(f),
@@ -297,13 +309,13 @@ impl Writer {
     }
 }
 
-/// `sgw-call-<id>-<YYYYMMDDTHHMMSSZ>.pcap`.
-pub fn file_name(call: u32, at: SystemTime) -> String {
+/// `sgw-call-<id>-<halves>-<YYYYMMDDTHHMMSSZ>.pcap`.
+pub fn file_name(call: u32, halves: &str, at: SystemTime) -> String {
     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
     format!(
-        "sgw-call-{call}-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z.pcap",
+        "sgw-call-{call}-{halves}-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z.pcap",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
@@ -336,11 +348,52 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn recording_section_defaults_and_errors() {
+        use crate::config::{Config, DEFAULT_RECORDING_QUOTA_MB};
+        let base = crate::live::hep::tests::BASE;
+        assert_eq!(Config::from_toml_str(base).unwrap().recording, None);
+        let text = format!("{base}\n[recording]\ndir = \"/tmp\"\n");
+        let r = Config::from_toml_str(&text).unwrap().recording.unwrap();
+        assert_eq!(
+            (r.dir.as_path(), r.quota_mb),
+            (Path::new("/tmp"), DEFAULT_RECORDING_QUOTA_MB)
+        );
+        for (lines, key, message) in [
+            (
+                "dir = \"/tmp\"\nquota_mb = 0",
+                "recording.quota_mb",
+                "at least 1",
+            ),
+            (
+                "dir = \"/tmp\"\nquota = 5",
+                "recording.quota",
+                "unknown field",
+            ),
+            ("", "recording", "missing field `dir`"),
+        ] {
+            let text = format!("{base}\n[recording]\n{lines}\n");
+            let errors = Config::from_toml_str(&text).unwrap_err();
+            let e = &errors.errors()[0];
+            assert_eq!(e.key.as_str(), key, "{errors}");
+            assert!(e.message.contains(message), "{errors}");
+        }
+    }
+
+    #[test]
     fn file_names_carry_call_and_utc_time() {
         let at = UNIX_EPOCH + Duration::from_secs(1_764_931_500); // 2025-12-05 10:45:00 UTC
-        assert_eq!(file_name(7, at), "sgw-call-7-20251205T104500Z.pcap");
-        assert_eq!(file_name(0, UNIX_EPOCH), "sgw-call-0-19700101T000000Z.pcap");
+        assert_eq!(
+            file_name(7, "gw2", at),
+            "sgw-call-7-gw2-20251205T104500Z.pcap"
+        );
+        assert_eq!(
+            file_name(0, "gw2-gw1", UNIX_EPOCH),
+            "sgw-call-0-gw2-gw1-19700101T000000Z.pcap"
+        );
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(file_name(1, leap), "sgw-call-1-20000229T000000Z.pcap");
+        assert_eq!(
+            file_name(1, "gw1", leap),
+            "sgw-call-1-gw1-20000229T000000Z.pcap"
+        );
     }
 }

@@ -268,7 +268,9 @@ pub async fn attach(
         running.hep = Some(hep);
     }
     if let Some(r) = &cfg.recording {
-        let (rec, thread) = super::recording::start(r).context("starting the call recording")?;
+        let halves: Vec<&str> = drivers.iter().map(|d| d.control_handle().half).collect();
+        let (rec, thread) =
+            super::recording::start(r, &halves.join("-")).context("starting the call recording")?;
         for d in drivers.iter_mut() {
             d.set_recording(rec.sink.for_another());
         }
