@@ -3,7 +3,9 @@
 //! SIP messages tshark counts in it equal the messages each half handled (received and sent,
 //! on its side) for a 5-call sipp run; a collector in the test decodes the chunks and finds
 //! every call's outside and inside legs under one correlation id, the call id of the call
-//! records.
+//! records; an H.323 call's H.225.0 PDUs are exported (protocol type 0x0b, over TCP, the TPKT
+//! as on the wire) under the id its inside SIP leg carries; and `transport = "tcp"` streams the
+//! same packets to a TCP collector.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::gateway::*;
+use support::h225;
 use support::rawsip::InsideUas;
 use support::*;
 
@@ -252,4 +255,131 @@ fn a_calls_outside_and_inside_legs_share_its_correlation_id() {
         assert_eq!(inside.len(), 1, "call {corr} inside: {inside:?}");
         assert_ne!(outside, inside);
     }
+}
+
+/// Reads TPKT packets from `conn` until `n` arrived or 10 s passed; their count.
+fn read_tpkts(conn: &mut std::net::TcpStream, n: usize) -> usize {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
+    let mut got = 0;
+    while got < n && Instant::now() < deadline {
+        let mut chunk = [0u8; 4096];
+        if let Ok(k) = conn.read(&mut chunk) {
+            if k == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..k]);
+        }
+        while buf.len() >= 4 {
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if len < 4 || buf.len() < len {
+                break;
+            }
+            buf.drain(..len);
+            got += 1;
+        }
+    }
+    got
+}
+
+#[test]
+fn h225_pdus_are_exported_under_the_calls_id_with_its_inside_sip() {
+    let _serial = serial();
+    let uas = InsideUas::start();
+    let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let addr = collector.local_addr().unwrap();
+    let mut gw = Gateway::start(
+        "hep-h225",
+        &Setup {
+            h225: true,
+            extra: format!("[hep]\ncollector = \"{addr}\"\n"),
+            ..Setup::new((9_300, 9_349), (9_350, 9_399), uas.sip)
+        },
+    );
+    let rtp = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut conn = std::net::TcpStream::connect(gw.h225).unwrap();
+    std::io::Write::write_all(&mut conn, &h225::setup(&h225::SetupSpec::new(rtp))).unwrap();
+    // Call Proceeding, Alerting, Connect.
+    let answers = read_tpkts(&mut conn, 3);
+    assert_eq!(answers, 3, "{}", gw.output());
+    drop(conn);
+    let mut h225 = Vec::new();
+    let mut sip = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = vec![0u8; 65_535];
+    while Instant::now() < deadline {
+        if let Ok(n) = collector.recv(&mut buf) {
+            let c = chunks(&buf[..n]);
+            match c[&0x000b][..] {
+                [0x0b] => h225.push(c),
+                [0x01] => sip.push(c),
+                ref t => panic!("protocol type {t:?}"),
+            }
+        }
+    }
+    gw.stop();
+    // The Setup read and the three answers sent, over TCP, with GW2's H.225.0 port.
+    assert!(h225.len() >= 4, "{} H.225.0 packets", h225.len());
+    let h225_port = gw.h225.port().to_be_bytes().to_vec();
+    for c in &h225 {
+        assert_eq!(c[&0x0002], [6], "TCP");
+        assert!(c[&0x0007] == h225_port || c[&0x0008] == h225_port);
+        // The payload is the TPKT packet as on the wire: version 3, its own length.
+        let p = &c[&0x000f];
+        assert_eq!(p[0], 3);
+        assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
+    }
+    let corr = |c: &BTreeMap<u16, Vec<u8>>| c.get(&0x0011).cloned();
+    let call = corr(&h225[0]).expect("the Setup has the call's id");
+    assert!(h225.iter().all(|c| corr(c).as_ref() == Some(&call)));
+    // GW1's INVITE toward the inside carries the same id.
+    let invite = sip
+        .iter()
+        .find(|c| c[&0x000f].starts_with(b"INVITE "))
+        .expect("GW1's INVITE");
+    assert_eq!(corr(invite), Some(call));
+}
+
+#[test]
+fn a_tcp_collector_gets_the_same_packets() {
+    if !sipp_available("hep") {
+        return;
+    }
+    let _serial = serial();
+    let uas = InsideUas::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut gw = Gateway::start(
+        "hep-tcp",
+        &Setup {
+            extra: format!("[hep]\ncollector = \"{addr}\"\ntransport = \"tcp\"\n"),
+            ..Setup::new((9_200, 9_249), (9_250, 9_299), uas.sip)
+        },
+    );
+    sipp_calls(&gw, 1);
+    wait_records(&mut gw, 1);
+    let (mut conn, _) = listener.accept().unwrap();
+    let (gw2, gw1) = gw.stop();
+    let expected = handled(&gw2, "outside_sip_sent") + handled(&gw1, "inside_sip_sent");
+    // The gateway has exited: the stream ends after the last packet.
+    let mut bytes = Vec::new();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Read::read_to_end(&mut conn, &mut bytes).unwrap();
+    let mut packets = 0;
+    let mut rest = &bytes[..];
+    while rest.len() >= 6 {
+        let len = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
+        let c = chunks(&rest[..len]);
+        assert_eq!(c[&0x000b], [1]);
+        packets += 1;
+        rest = &rest[len..];
+    }
+    assert!(rest.is_empty(), "a partial packet at the end");
+    assert_eq!(packets, expected, "{gw2}\n{gw1}");
 }
