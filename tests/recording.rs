@@ -140,11 +140,8 @@ fn each_call_gets_a_pcap_with_both_legs_sip_and_rtp() {
         .map(|r| r["call"].as_u64().unwrap())
         .collect();
     assert_eq!(calls.len(), 3, "{records:?}");
-    gw.stop();
-    let stats = gw.p.stats("recording");
-    assert_eq!(n(&stats, "files"), 3, "{stats}");
-    assert_eq!(n(&stats, "write_errors"), 0, "{stats}");
-    assert_eq!(n(&stats, "quota_packets") + n(&stats, "quota_calls"), 0);
+    // A file is complete two seconds after its call ended, the gateway still running.
+    std::thread::sleep(Duration::from_secs(3));
 
     let files = call_files(&rec.0);
     assert_eq!(files.len(), 3, "{files:?}");
@@ -186,6 +183,11 @@ fn each_call_gets_a_pcap_with_both_legs_sip_and_rtp() {
             f.display()
         );
     }
+    gw.stop();
+    let stats = gw.p.stats("recording");
+    assert_eq!(n(&stats, "files"), 3, "{stats}");
+    assert_eq!(n(&stats, "write_errors"), 0, "{stats}");
+    assert_eq!(n(&stats, "quota_packets") + n(&stats, "quota_calls"), 0);
 }
 
 #[test]

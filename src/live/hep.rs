@@ -233,7 +233,7 @@ pub async fn start(cfg: &HepConfig) -> std::io::Result<Hep> {
     let out = Output::new(cfg).await?;
     tokio::spawn(send_loop(rx, out, cfg.clone(), counters.clone()));
     Ok(Hep {
-        sink: Sink::new(tx),
+        sink: Sink::new(super::tap::Tx::Task(tx)),
         counters,
     })
 }
@@ -270,7 +270,7 @@ impl Output {
 
     async fn send(&mut self, packet: &[u8]) -> bool {
         match self {
-            Output::Udp(s) => s.try_send(packet).is_ok(),
+            Output::Udp(s) => s.send(packet).await.is_ok(),
             Output::Tcp {
                 collector,
                 stream,

@@ -7,7 +7,7 @@
 //! `gw2`, `gw1`, or `gw2-gw1` for a process running both; a file is never overwritten), written with
 //! replay's capture writer ([`crate::capture::CaptureWriter`]: Ethernet link, synthetic IP/UDP/TCP
 //! headers, a TCP handshake before a stream's first bytes). A file is closed when every half
-//! that wrote to it has seen its call end.
+//! that wrote to it has seen its call end, and [`LINGER`] more for the last messages.
 //!
 //! # Off the call path
 //!
@@ -33,9 +33,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
 /// Packets waiting to be written, at most (per process).
 pub const QUEUE: usize = 16_384;
@@ -46,6 +47,9 @@ pub const MAX_OPEN: usize = 1024;
 const OVERHEAD: u64 = 512;
 /// Bytes of a pcap file header.
 const FILE_HEADER: u64 = 24;
+/// How long a call's file stays open after its end, for the last messages (a BYE's answer,
+/// retransmissions).
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// What the drivers send the writer.
 #[derive(Debug)]
@@ -97,7 +101,7 @@ pub fn start(
             format!("recording.dir {} is not a directory", cfg.dir.display()),
         ));
     }
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
     let counters = Arc::new(RecordingCounters::default());
     let mut w = Writer {
         dir: cfg.dir.clone(),
@@ -113,7 +117,7 @@ pub fn start(
         .name("sgw-recording".into())
         .spawn(move || w.run(rx))?;
     let rec = Recording {
-        sink: Sink::new(tx),
+        sink: Sink::new(super::tap::Tx::Thread(tx)),
         counters,
     };
     Ok((rec, thread))
@@ -157,7 +161,12 @@ impl<W: Write> Write for Counting<W> {
 struct Open {
     pcap: CaptureWriter<Counting<BufWriter<File>>>,
     /// Halves that wrote to the file and have not yet seen the call end.
-    halves: HashSet<&'static str>,
+    wrote: HashSet<&'static str>,
+    /// Halves that saw the call end.
+    ended: HashSet<&'static str>,
+    /// Every half that wrote saw the end: the file closes at this time (late packets, such as
+    /// the answer to a BYE, still go in until then).
+    closing: Option<Instant>,
     /// Bytes passed to the file, and those counted into `used` so far.
     written: Arc<AtomicU64>,
     counted: u64,
@@ -178,12 +187,15 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, mut rx: mpsc::Receiver<Item>) {
-        while let Some(item) = rx.blocking_recv() {
-            match item {
-                Item::Packet(seen) => self.packet(seen),
-                Item::End { call, half } => self.end(call, half),
+    fn run(&mut self, rx: mpsc::Receiver<Item>) {
+        loop {
+            match rx.recv_timeout(LINGER / 4) {
+                Ok(Item::Packet(seen)) => self.packet(seen),
+                Ok(Item::End { call, half }) => self.end(call, half),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
+            self.close_lingering();
         }
         for (_, o) in self.open.drain() {
             let _ = o.pcap.finish().map(|mut w| w.flush());
@@ -230,7 +242,9 @@ impl Writer {
                         call,
                         Open {
                             pcap,
-                            halves: HashSet::new(),
+                            wrote: HashSet::new(),
+                            ended: HashSet::new(),
+                            closing: None,
                             written,
                             counted: 0,
                         },
@@ -251,7 +265,7 @@ impl Writer {
         let Some(o) = self.open.get_mut(&call) else {
             return;
         };
-        o.halves.insert(seen.half);
+        o.wrote.insert(seen.half);
         let time = seen.at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let result = match seen.transport {
             Transport::Udp => o.pcap.write_udp(time, seen.src, seen.dst, &seen.payload),
@@ -280,14 +294,27 @@ impl Writer {
         self.counters.bytes.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// `half` saw the call end: the file closes once every half that wrote to it has (both
-    /// halves in one process write to the same file).
+    /// `half` saw the call end: the file closes [`LINGER`] after every half that wrote to it
+    /// has (both halves in one process write to the same file).
     fn end(&mut self, call: u32, half: &'static str) {
         let Some(o) = self.open.get_mut(&call) else {
             return;
         };
-        o.halves.remove(half);
-        if o.halves.is_empty() {
+        o.ended.insert(half);
+        if o.closing.is_none() && o.wrote.is_subset(&o.ended) {
+            o.closing = Some(Instant::now() + LINGER);
+        }
+    }
+
+    fn close_lingering(&mut self) {
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.closing.is_some_and(|t| t <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for call in due {
             self.close(call);
         }
     }

@@ -60,15 +60,31 @@ impl TapCounters {
     }
 }
 
+/// The sending end of a consumer's bounded queue: a tokio task's, or a thread's.
+#[derive(Debug)]
+pub enum Tx<T> {
+    Task(tokio::sync::mpsc::Sender<T>),
+    Thread(std::sync::mpsc::SyncSender<T>),
+}
+
+impl<T> Clone for Tx<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Tx::Task(t) => Tx::Task(t.clone()),
+            Tx::Thread(t) => Tx::Thread(t.clone()),
+        }
+    }
+}
+
 /// A bounded queue to a consumer's task; [`Sink::offer`] never waits.
 #[derive(Debug, Clone)]
 pub struct Sink<T> {
-    tx: tokio::sync::mpsc::Sender<T>,
+    tx: Tx<T>,
     pub counters: Arc<TapCounters>,
 }
 
 impl<T> Sink<T> {
-    pub fn new(tx: tokio::sync::mpsc::Sender<T>) -> Self {
+    pub fn new(tx: Tx<T>) -> Self {
         Sink {
             tx,
             counters: Arc::new(TapCounters::default()),
@@ -83,10 +99,15 @@ impl<T> Sink<T> {
     /// Queues `item`, or drops it (counted) when the queue is full.
     pub fn offer(&self, item: T) {
         let c = &self.counters;
-        match self.tx.try_send(item) {
-            Ok(()) => c.queued.fetch_add(1, Ordering::Relaxed),
-            Err(_) => c.dropped.fetch_add(1, Ordering::Relaxed),
+        let queued = match &self.tx {
+            Tx::Task(t) => t.try_send(item).is_ok(),
+            Tx::Thread(t) => t.try_send(item).is_ok(),
         };
+        if queued {
+            c.queued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
