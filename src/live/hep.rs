@@ -55,7 +55,8 @@ use tokio::sync::mpsc;
 pub const QUEUE: usize = 8192;
 /// HEP protocol type of SIP.
 pub const PROTO_SIP: u8 = 0x01;
-/// HEP protocol type used for H.225.0 (the H.323 family entry of the HEP type table).
+/// HEP protocol type used for H.225.0: 0x0b, an H.32x entry of the HEP type table as we read it
+/// (not checked against a stored copy of the specification; sngrep ignores non-SIP types).
 pub const PROTO_H323: u8 = 0x0b;
 
 const IPV4: u8 = 2;
