@@ -1,8 +1,9 @@
 //! Per-call capture against the live gateway (`sgw run --config --role both` with a
 //! `[recording]` section): calls with RTP through both halves give one pcap per call, named by
 //! its call id, that tshark reads without an error and that holds the SIP of the outside and
-//! inside legs and their RTP; with the quota nearly used up, the files stay within it and the
-//! packets and calls left out are counted.
+//! inside legs and their RTP; an H.323 call's H.225.0 is in its file as a TCP stream tshark
+//! decodes; with the quota nearly used up, the files stay within it and the packets and calls
+//! left out are counted.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::gateway::*;
+use support::h225;
 use support::rawsip::InsideUas;
 use support::scenarios::uac_rtp_scenario;
 use support::*;
@@ -228,4 +230,94 @@ fn the_quota_is_never_exceeded_and_what_it_left_out_is_counted() {
         assert!(!frames(f).is_empty(), "{}", f.display());
     }
     eprintln!("recording quota: {total} of {quota} bytes used, {stats}");
+}
+
+#[test]
+fn an_h323_calls_h225_is_recorded_as_a_tcp_stream() {
+    if !peer_available("recording", "tshark", &["-v"], "tshark") {
+        return;
+    }
+    let _serial = serial();
+    let uas = InsideUas::start();
+    let rec = Scratch::new("recording-h323");
+    let mut gw = Gateway::start(
+        "recording-h323",
+        &Setup {
+            h225: true,
+            ..recording_setup(&uas, &rec.0, 64)
+        },
+    );
+    let rtp = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut conn = std::net::TcpStream::connect(gw.h225).unwrap();
+    std::io::Write::write_all(&mut conn, &h225::setup(&h225::SetupSpec::new(rtp))).unwrap();
+    // Call Proceeding, Alerting and Connect come back; a Release Complete ends the call.
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (mut got, mut packets) = (Vec::new(), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while packets < 3 && Instant::now() < deadline {
+        let mut b = [0u8; 4096];
+        if let Ok(n) = std::io::Read::read(&mut conn, &mut b) {
+            got.extend_from_slice(&b[..n]);
+        }
+        while got.len() >= 4 {
+            let len = usize::from(u16::from_be_bytes([got[2], got[3]]));
+            if len < 4 || got.len() < len {
+                break;
+            }
+            got.drain(..len);
+            packets += 1;
+        }
+    }
+    assert_eq!(packets, 3, "{}", gw.output());
+    // The ids the test Setup carries (tests/support/h225.rs: call reference 7).
+    let mut conference_id = [0xc0; 16];
+    conference_id[..2].copy_from_slice(&7u16.to_be_bytes());
+    let mut call_identifier = [0xca; 16];
+    call_identifier[..2].copy_from_slice(&7u16.to_be_bytes());
+    let ids = translators::h323::CallIds {
+        call_ref: 7,
+        conference_id,
+        call_identifier,
+    };
+    let rc = translators::h323::release_complete_message(
+        &ids,
+        false,
+        codecs::meta::Cause::NORMAL_CLEARING,
+    )
+    .unwrap()
+    .to_vec()
+    .unwrap();
+    std::io::Write::write_all(&mut conn, &h225::tpkt(&rc)).unwrap();
+    let records = wait_records(&mut gw, 1);
+    assert_eq!(records.len(), 2, "{}", gw.output());
+    drop(conn);
+    std::thread::sleep(Duration::from_secs(3));
+    let files = call_files(&rec.0);
+    assert_eq!(files.len(), 1, "{files:?}\n{}", gw.output());
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&files[0])
+        .args(["-Y", "q931"])
+        .args(["-T", "fields", "-e", "q931.message_type"])
+        .output()
+        .unwrap();
+    let types: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // Setup (0x05), Call Proceeding (0x02), Alerting (0x01), Connect (0x07) and Release
+    // Complete (0x5a) on the outside: one TCP stream tshark reassembles as H.225.0.
+    for t in ["0x05", "0x02", "0x01", "0x07", "0x5a"] {
+        assert!(types.iter().any(|x| x == t), "Q.931 {t} missing: {types:?}");
+    }
+    // The inside leg is SIP in the same file.
+    let fr = frames(&files[0]);
+    let gw1 = gw.gw1_sip.port();
+    assert!(
+        fr.iter()
+            .any(|(p, s, d)| p.starts_with("SIP") && (*s == gw1 || *d == gw1)),
+        "{fr:?}"
+    );
+    gw.stop();
 }
