@@ -10,7 +10,7 @@
 //!
 //! [`Engine::call_of`]: crate::engine::Engine::call_of
 
-use crate::engine::{ConnId, Flow, Protocol, Side, StreamProtocol, Transport};
+use crate::engine::{ConnId, Protocol, Side, StreamProtocol, Transport};
 use bytes::Bytes;
 use codecs::sip::StreamFramer;
 use codecs::tpkt::{self, TpktFramer};
@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 /// Most stream connections split at once; a connection beyond is not observed (counted as
 /// drops). The driver caps connections far below.
-const MAX_FRAMERS: usize = 100_000;
+pub const MAX_FRAMERS: usize = 100_000;
 
 /// One message or packet as it crossed the half's sockets.
 #[derive(Debug, Clone)]
@@ -123,8 +123,6 @@ pub struct Tap {
     pub hep: Option<Sink<Seen>>,
     pub recording: Option<super::recording::RecordingSink>,
     framers: HashMap<ConnId, Framer>,
-    /// Stream bytes not observed: more than [`MAX_FRAMERS`] connections.
-    pub untracked_streams: u64,
 }
 
 impl Tap {
@@ -133,7 +131,6 @@ impl Tap {
             hep: None,
             recording: None,
             framers: HashMap::new(),
-            untracked_streams: 0,
         }
     }
 
@@ -185,7 +182,16 @@ impl Tap {
     ) -> Vec<(Protocol, Bytes)> {
         if !self.framers.contains_key(&conn) {
             if self.framers.len() >= MAX_FRAMERS {
-                self.untracked_streams += 1;
+                // Not observed: counted as dropped by each consumer.
+                for c in [
+                    self.hep.as_ref().map(|h| &h.counters),
+                    self.recording.as_ref().map(|r| &r.counters),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 return Vec::new();
             }
             let framer = if declared == StreamProtocol::H225 || tpkt::looks_like_tpkt(data) {
@@ -244,15 +250,6 @@ impl Tap {
 impl Default for Tap {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// The source and destination of a message on `flow`: received (`from the peer`) or sent.
-pub fn endpoints(flow: &Flow, received: bool) -> (SocketAddr, SocketAddr) {
-    if received {
-        (flow.remote, flow.local)
-    } else {
-        (flow.local, flow.remote)
     }
 }
 
