@@ -331,3 +331,74 @@ pub fn finish() {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 4\r\n\r\nbody";
+    const BYE: &[u8] = b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn sip_streams_split_into_whole_messages() {
+        let mut tap = Tap::new();
+        let conn = ConnId(1);
+        let (a, b) = INVITE.split_at(30);
+        assert!(tap.stream_messages(conn, StreamProtocol::Sip, a).is_empty());
+        let mut rest = b.to_vec();
+        rest.extend_from_slice(BYE);
+        let got = tap.stream_messages(conn, StreamProtocol::Sip, &rest);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0, &got[0].1[..]), (Protocol::Sip, INVITE));
+        assert_eq!(&got[1].1[..], BYE);
+        tap.stream_closed(conn);
+        assert!(tap.framers.is_empty());
+    }
+
+    #[test]
+    fn h225_streams_split_by_tpkt_and_keep_the_header() {
+        let mut tap = Tap::new();
+        let conn = ConnId(2);
+        let mut wire = Vec::new();
+        tpkt::encode(b"\x08\x02\x00\x07\x05abc", &mut wire).unwrap();
+        let one = wire.clone();
+        // A keepalive (empty TPKT) between two PDUs is not a message.
+        wire.extend_from_slice(&[3, 0, 0, 4]);
+        wire.extend_from_slice(&one);
+        let got = tap.stream_messages(conn, StreamProtocol::H225, &wire);
+        assert_eq!(got.len(), 2);
+        assert!(got
+            .iter()
+            .all(|(p, b)| *p == Protocol::H225 && b[..] == one[..]));
+        // Undeclared (a connection GW1 opened), recognised by its first bytes.
+        let got = tap.stream_messages(ConnId(3), StreamProtocol::Sip, &one);
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn lost_framing_stops_observing_without_panicking() {
+        let mut tap = Tap::new();
+        let conn = ConnId(4);
+        let junk = b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n";
+        // No Content-Length on a stream: framing is lost.
+        assert!(tap
+            .stream_messages(conn, StreamProtocol::Sip, junk)
+            .is_empty());
+        assert!(tap
+            .stream_messages(conn, StreamProtocol::Sip, BYE)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let sink = Sink::new(Tx::Task(tx));
+        sink.offer(1u8);
+        sink.offer(2u8);
+        assert_eq!(sink.counters.get(), (1, 1));
+        let other = sink.for_another();
+        other.offer(3u8);
+        assert_eq!(other.counters.get(), (0, 1));
+    }
+}
