@@ -370,7 +370,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use std::time::Duration;
 
@@ -404,6 +404,85 @@ mod tests {
             assert_eq!(e.key.as_str(), key, "{errors}");
             assert!(e.message.contains(message), "{errors}");
         }
+    }
+
+    fn writer(quota: u64) -> (Writer, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("sgw-recording-unit-{}-{quota}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let w = Writer {
+            dir: dir.clone(),
+            halves: "gw2-gw1".into(),
+            quota,
+            used: existing_bytes(&dir),
+            full: false,
+            open: HashMap::new(),
+            done: HashSet::new(),
+            counters: Arc::new(RecordingCounters::default()),
+        };
+        (w, dir)
+    }
+
+    fn packet(call: u32, half: &'static str, len: usize) -> Seen {
+        Seen {
+            at: SystemTime::now(),
+            half,
+            side: crate::engine::Side::Outside,
+            transport: Transport::Udp,
+            src: "192.0.2.1:4000".parse().unwrap(),
+            dst: "192.0.2.2:5000".parse().unwrap(),
+            protocol: crate::engine::Protocol::Rtp,
+            call: Some(call),
+            payload: bytes::Bytes::from(vec![0x80; len]),
+        }
+    }
+
+    #[test]
+    fn the_quota_stops_packets_then_new_calls() {
+        let (mut w, dir) = writer(8 * 1024);
+        for _ in 0..20 {
+            w.packet(packet(1, "gw2", 1000));
+        }
+        w.packet(packet(2, "gw2", 100));
+        let c = &w.counters;
+        assert_eq!(c.files.load(Ordering::Relaxed), 1);
+        assert!(c.quota_packets.load(Ordering::Relaxed) > 0);
+        assert_eq!(c.quota_calls.load(Ordering::Relaxed), 1);
+        assert!(w.used <= w.quota, "{} over {}", w.used, w.quota);
+        w.close(1);
+        let size: u64 = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert!(
+            size <= 8 * 1024 && size == w.used,
+            "{size} on disk, {} counted",
+            w.used
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_closes_after_every_half_that_wrote_ended() {
+        let (mut w, dir) = writer(1 << 20);
+        w.packet(packet(3, "gw2", 100));
+        w.packet(packet(3, "gw1", 100));
+        w.end(3, "gw2");
+        assert!(w.open[&3].closing.is_none());
+        // A late packet of an ended half still goes in.
+        w.packet(packet(3, "gw2", 100));
+        w.end(3, "gw1");
+        assert!(w.open[&3].closing.is_some());
+        w.open.get_mut(&3).unwrap().closing = Some(Instant::now());
+        w.close_lingering();
+        assert!(w.open.is_empty());
+        // Closed: a packet after it does not open a second file.
+        w.packet(packet(3, "gw1", 100));
+        assert!(w.open.is_empty());
+        assert_eq!(w.counters.packets.load(Ordering::Relaxed), 3);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
