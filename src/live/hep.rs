@@ -493,6 +493,20 @@ port_max = 20099
     }
 
     #[test]
+    fn a_reload_names_hep_and_recording_changes_as_not_live() {
+        use crate::config::Config;
+        let old = Config::from_toml_str(BASE).unwrap();
+        let text =
+            format!("{BASE}\n[hep]\ncollector = \"127.0.0.1:9060\"\n[recording]\ndir = \"/tmp\"\n");
+        let new = Config::from_toml_str(&text).unwrap();
+        let keys = crate::live::control::not_live_changes(&old, &new);
+        assert!(
+            keys.contains(&"[hep]") && keys.contains(&"[recording]"),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
     fn decode_refuses_garbage() {
         assert!(decode(b"").is_none());
         assert!(decode(b"HEP2\x00\x06").is_none());
