@@ -6,6 +6,10 @@
 //! records; an H.323 call's H.225.0 PDUs are exported (protocol type 0x0b, over TCP, the TPKT
 //! as on the wire) under the id its inside SIP leg carries; and `transport = "tcp"` streams the
 //! same packets to a TCP collector.
+//!
+//! tshark (Debian 12's 4.0) has no HEP dissector (`-d udp.port==P,hep` is refused), so sngrep is
+//! the independent decoder of the chunks, and tshark reads the pcap sngrep rebuilt from them
+//! (addresses, ports and payload).
 
 #![allow(
     clippy::unwrap_used,
