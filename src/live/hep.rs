@@ -34,11 +34,13 @@
 //!
 //! # Never slowing the call path
 //!
-//! The driver queues each message (at most [`QUEUE`]; more are dropped and counted as
-//! `hep_dropped`); a task encodes and sends them. Over UDP a send that fails is counted
-//! (`hep_send_failures`), a packet over 65535 bytes too (`hep_too_large`). Over TCP the task
-//! connects, reconnects after a failure (at most once a second) and drops what arrives while it
-//! is not connected (counted as send failures).
+//! The drivers queue each message (at most [`QUEUE`] waiting; more are dropped and counted per
+//! half as `hep_dropped`, next to `hep_queued`); one task encodes and sends them. A send that
+//! fails and a message too large for one HEP packet (over 65535 bytes with its chunks) are
+//! counted for the process, printed at exit as `stats hep {"sent":..,"send_failures":..,
+//! "too_large":..}`. Over TCP the task connects, reconnects after a failure (at most once a
+//! second, each attempt and write bounded to 2 s) and counts what arrives while it is not
+//! connected as send failures. Messages still queued when the gateway stops are not sent.
 
 use super::tap::{Seen, Sink, TapCounters};
 use crate::config::{HepConfig, HepTransport};
