@@ -42,7 +42,7 @@
 //! second, each attempt and write bounded to 2 s) and counts what arrives while it is not
 //! connected as send failures. Messages still queued when the gateway stops are not sent.
 
-use super::tap::{Seen, Sink, TapCounters};
+use super::tap::{Seen, Sink};
 use crate::config::{HepConfig, HepTransport};
 use crate::engine::{Protocol, Transport};
 use bytes::Bytes;
@@ -207,26 +207,6 @@ pub struct HepCounters {
 pub struct Hep {
     pub sink: Sink<Seen>,
     pub counters: Arc<HepCounters>,
-}
-
-impl Hep {
-    /// (queued, dropped at the queue, sent, send failures, too large).
-    pub fn totals(&self) -> [u64; 5] {
-        let (queued, dropped) = self.sink.counters.get();
-        let c = &self.counters;
-        [
-            queued,
-            dropped,
-            c.sent.load(Ordering::Relaxed),
-            c.send_failures.load(Ordering::Relaxed),
-            c.too_large.load(Ordering::Relaxed),
-        ]
-    }
-
-    /// The queue's counters (shared with the drivers' sink).
-    pub fn queue_counters(&self) -> &TapCounters {
-        &self.sink.counters
-    }
 }
 
 /// Starts the sending task of `[hep]`; the drivers offer messages to the returned sink.

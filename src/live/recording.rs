@@ -24,7 +24,7 @@
 //! at the next start. At most [`MAX_OPEN`] calls are recorded at once; more are not recorded
 //! (`recording_calls_skipped`).
 
-use super::tap::{Seen, Sink, TapCounters};
+use super::tap::{Seen, Sink};
 use crate::capture::{CaptureWriter, OutLink, WriteError};
 use crate::config::RecordingConfig;
 use crate::engine::Transport;
@@ -83,14 +83,8 @@ pub struct Recording {
     pub counters: Arc<RecordingCounters>,
 }
 
-impl Recording {
-    pub fn queue_counters(&self) -> &TapCounters {
-        &self.sink.counters
-    }
-}
-
-/// Starts the writer thread of `[recording]`.
-/// `halves` names the halves of this process in the file names (`gw2`, `gw1`, `gw2-gw1`).
+/// Starts the writer thread of `[recording]` (join it once the drivers are gone: it closes
+/// every file and returns). `halves` names the halves of this process in the file names (`gw2`, `gw1`, `gw2-gw1`).
 pub fn start(
     cfg: &RecordingConfig,
     halves: &str,
