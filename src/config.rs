@@ -77,6 +77,62 @@ pub struct Config {
     /// The Prometheus endpoint (`GET /metrics`); absent: none is served.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// HEP v3 export to a collector (Homer, sngrep); absent: none.
+    #[serde(default)]
+    pub hep: Option<HepConfig>,
+    /// Per-call pcap files; absent: none are written.
+    #[serde(default)]
+    pub recording: Option<RecordingConfig>,
+}
+
+/// `[hep]`: where every SIP message and H.225.0 PDU either half handles is copied, HEP v3.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HepConfig {
+    pub collector: SocketAddr,
+    /// The capture agent id (chunk 0x000c) the collector shows as the node.
+    #[serde(default = "default_hep_agent_id")]
+    pub agent_id: u32,
+    /// The authentication key (chunk 0x000e); absent: none is sent.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub transport: HepTransport,
+}
+
+/// Default `[hep] agent_id`.
+pub const DEFAULT_HEP_AGENT_ID: u32 = 2001;
+
+fn default_hep_agent_id() -> u32 {
+    DEFAULT_HEP_AGENT_ID
+}
+
+/// How HEP packets reach the collector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HepTransport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+/// `[recording]`: a pcap file per call (signalling and media of the legs this process sees).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// The directory the files are written to (it must exist).
+    pub dir: PathBuf,
+    /// The most the capture files in `dir` may take, in MiB; at the quota no new call is
+    /// recorded and calls being recorded stop growing.
+    #[serde(default = "default_recording_quota_mb")]
+    pub quota_mb: u64,
+}
+
+/// Default `[recording] quota_mb`.
+pub const DEFAULT_RECORDING_QUOTA_MB: u64 = 1024;
+
+fn default_recording_quota_mb() -> u64 {
+    DEFAULT_RECORDING_QUOTA_MB
 }
 
 /// `[control]`: where `sgw run` listens for `sgw ctl`.
@@ -648,6 +704,14 @@ impl Config {
         if let Some(m) = &self.metrics {
             check_metrics(m, &mut p);
         }
+        if let Some(h) = &self.hep {
+            check_hep(h, &mut p);
+        }
+        if let Some(r) = &self.recording {
+            if r.quota_mb == 0 {
+                p.add("recording.quota_mb", "must be at least 1 (MiB)");
+            }
+        }
         p.0
     }
 }
@@ -872,6 +936,15 @@ fn check_metrics(m: &MetricsConfig, p: &mut Problems) {
         p.add(
             "metrics.listen",
             format!("{} is a multicast address", m.listen.ip()),
+        );
+    }
+}
+
+fn check_hep(h: &HepConfig, p: &mut Problems) {
+    if h.collector.port() == 0 || h.collector.ip().is_unspecified() {
+        p.add(
+            "hep.collector",
+            format!("{} is not an address a collector listens on", h.collector),
         );
     }
 }

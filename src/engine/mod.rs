@@ -45,6 +45,7 @@ pub mod media;
 pub mod policy;
 mod sip_leg;
 pub mod srtp;
+mod tap;
 mod timers;
 mod txn;
 

@@ -405,6 +405,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
                 print_summary(&summary);
             }
         }
+        super::tap::finish();
         Ok(0)
     })
 }
@@ -546,6 +547,7 @@ async fn start_from_config(
         println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
         drivers.push(d);
     }
+    super::tap::attach(&cfg, &mut drivers).await?;
     let _ = std::io::stdout().flush();
     Ok((drivers, cfg.metrics.as_ref().map(|m| m.listen)))
 }

@@ -160,6 +160,12 @@ pub struct DriverCounters {
     /// SIP TLS connections closed because their handshake failed or did not end within
     /// `handshake_timeout_secs`.
     pub tls_handshake_failures: u64,
+    /// `[hep]`: messages queued for the collector, and dropped because the queue was full.
+    pub hep_queued: u64,
+    pub hep_dropped: u64,
+    /// `[recording]`: packets queued for the capture files, and dropped at a full queue.
+    pub recording_queued: u64,
+    pub recording_dropped: u64,
 }
 
 /// Caps on the SIP TCP connections a driver accepts. TCP state is the cheapest thing for an
@@ -353,6 +359,7 @@ impl Drop for UdpEntry {
 struct ConnEntry {
     flow: Flow,
     side: Side,
+    protocol: StreamProtocol,
     writer: mpsc::Sender<Bytes>,
 }
 
@@ -403,6 +410,8 @@ pub struct Driver {
     source: Option<SocketAddr>,
     /// Rejections logged one by one, and the flood summaries.
     rejects: RejectLog,
+    /// Copies for the HEP export and the per-call capture (inactive unless configured).
+    tap: crate::live::tap::Tap,
 }
 
 impl Drop for Driver {
@@ -441,7 +450,31 @@ impl Driver {
             metrics: None,
             source: None,
             rejects: RejectLog::default(),
+            tap: crate::live::tap::Tap::new(),
         }
+    }
+
+    /// Copies every SIP message and H.225.0 PDU of this half to the HEP export.
+    pub fn set_hep(&mut self, sink: crate::live::tap::Sink<crate::live::tap::Seen>) {
+        self.tap.hep = Some(sink);
+    }
+
+    /// Records the signalling and media of this half's calls into per-call pcap files.
+    pub fn set_recording(&mut self, sink: crate::live::recording::RecordingSink) {
+        self.tap.recording = Some(sink);
+    }
+
+    /// The driver's counters with the TCP gate's and the taps' filled in.
+    fn driver_counters(&self) -> DriverCounters {
+        let mut driver = self.counters.clone();
+        self.tcp_gate.count_into(&mut driver);
+        if let Some(h) = &self.tap.hep {
+            (driver.hep_queued, driver.hep_dropped) = h.counters.get();
+        }
+        if let Some(r) = &self.tap.recording {
+            (driver.recording_queued, driver.recording_dropped) = r.counters.get();
+        }
+        driver
     }
 
     /// Publishes this half's counters into `board` every second, for `GET /metrics`.
@@ -452,8 +485,7 @@ impl Driver {
 
     fn publish_metrics(&self) {
         if let Some(m) = &self.metrics {
-            let mut driver = self.counters.clone();
-            self.tcp_gate.count_into(&mut driver);
+            let driver = self.driver_counters();
             m.publish(self.half, &self.engine, driver, self.tunnel.is_some());
         }
     }
@@ -622,8 +654,7 @@ impl Driver {
         }
         self.publish_metrics();
         self.log_floods(true);
-        let mut driver = self.counters.clone();
-        self.tcp_gate.count_into(&mut driver);
+        let driver = self.driver_counters();
         Summary {
             half: self.half,
             engine: self.engine.stats(),
@@ -664,10 +695,16 @@ impl Driver {
     fn input(&mut self, input: Input) {
         let now = self.now();
         match input {
-            Input::Datagram { side, flow, data } => match side {
-                Side::Outside => self.engine.handle_datagram(now, flow, data),
-                Side::Inside => self.engine.handle_inside_datagram(now, flow, data),
-            },
+            Input::Datagram { side, flow, data } => {
+                let copy = self.tap.is_active().then(|| data.clone());
+                match side {
+                    Side::Outside => self.engine.handle_datagram(now, flow, data),
+                    Side::Inside => self.engine.handle_inside_datagram(now, flow, data),
+                }
+                if let Some(data) = copy {
+                    self.tap_datagram(side, flow, data);
+                }
+            }
             Input::StreamOpened {
                 conn,
                 flow,
@@ -687,7 +724,15 @@ impl Driver {
                         self.counters.send_failures += 1;
                     }
                 }
-                self.conns.insert(conn, ConnEntry { flow, side, writer });
+                self.conns.insert(
+                    conn,
+                    ConnEntry {
+                        flow,
+                        side,
+                        protocol,
+                        writer,
+                    },
+                );
             }
             Input::ConnectFailed { flow } => {
                 let lost = self
@@ -702,10 +747,13 @@ impl Driver {
             }
             Input::Stream { conn, data } => {
                 if let Some(c) = self.conns.get(&conn) {
-                    let (flow, side) = (c.flow, c.side);
+                    let (flow, side, protocol) = (c.flow, c.side, c.protocol);
                     match side {
                         Side::Outside => self.engine.handle_stream(now, conn, flow, &data),
                         Side::Inside => self.engine.handle_inside_stream(now, conn, flow, &data),
+                    }
+                    if self.tap.is_active() {
+                        self.tap_stream(conn, side, flow, protocol, &data);
                     }
                     if self.engine.is_stream_dead(conn) {
                         // Not its listener's protocol, or framing lost: the connection closes.
@@ -715,6 +763,7 @@ impl Driver {
                 }
             }
             Input::StreamClosed { conn } => {
+                self.tap.stream_closed(conn);
                 if let Some(c) = self.conns.remove(&conn) {
                     self.conn_by_flow.remove(&(c.flow.local, c.flow.remote));
                 }
@@ -775,6 +824,59 @@ impl Driver {
                 let answer = crate::live::control::handle(&mut self.engine, now, request);
                 let _ = reply.send(answer);
             }
+        }
+    }
+
+    /// Copies a received datagram to the taps that want it (after the engine handled it, so
+    /// a new call is known).
+    fn tap_datagram(&mut self, side: Side, flow: Flow, data: Bytes) {
+        let protocol = if crate::engine::looks_like_sip(&data) {
+            Protocol::Sip
+        } else if crate::engine::media::is_rtcp(&data) {
+            Protocol::Rtcp
+        } else {
+            Protocol::Rtp
+        };
+        if !self.tap.wants(protocol) {
+            return;
+        }
+        let call = self.engine.call_of(side, &flow, protocol, &data);
+        self.tap.observe(crate::live::tap::Seen {
+            at: std::time::SystemTime::now(),
+            half: self.half,
+            side,
+            transport: flow.transport,
+            src: flow.remote,
+            dst: flow.local,
+            protocol,
+            call,
+            payload: data,
+        });
+    }
+
+    /// Copies the whole messages received on a stream connection to the taps.
+    fn tap_stream(
+        &mut self,
+        conn: ConnId,
+        side: Side,
+        flow: Flow,
+        declared: StreamProtocol,
+        data: &[u8],
+    ) {
+        let at = std::time::SystemTime::now();
+        for (protocol, payload) in self.tap.stream_messages(conn, declared, data) {
+            let call = self.engine.call_of(side, &flow, protocol, &payload);
+            self.tap.observe(crate::live::tap::Seen {
+                at,
+                half: self.half,
+                side,
+                transport: flow.transport,
+                src: flow.remote,
+                dst: flow.local,
+                protocol,
+                call,
+                payload,
+            });
         }
     }
 
@@ -902,6 +1004,20 @@ impl Driver {
             self.counters.send_failures += 1;
             return;
         }
+        if self.tap.wants(t.protocol) {
+            let call = self.engine.call_of(t.side, &t.flow, t.protocol, &t.payload);
+            self.tap.observe(crate::live::tap::Seen {
+                at: std::time::SystemTime::now(),
+                half: self.half,
+                side: t.side,
+                transport: t.flow.transport,
+                src: t.flow.local,
+                dst: t.flow.remote,
+                protocol: t.protocol,
+                call,
+                payload: t.payload.clone(),
+            });
+        }
         let c = &mut self.counters;
         let n = match (t.side, t.protocol) {
             // H.225.0, H.245 and RAS count with the signalling.
@@ -945,6 +1061,9 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
+        if let Event::CallEnded(rec) = &e {
+            self.tap.call_ended(rec.call, self.half);
+        }
         if !self.verbose {
             return;
         }
