@@ -1141,7 +1141,9 @@ fn linear_to_alaw(pcm: i16) -> u8 {
     u8::try_from(((seg << 4) | mant) ^ mask).unwrap_or(0)
 }
 
-/// A UAC call playing `pcap` as RTP for `talk_ms`, then BYE.
+/// A UAC call playing `pcap` as RTP for `talk_ms`, then BYE. The ACK and the BYE follow the
+/// answer's Contact and Record-Route (kamailio record-routes, and drops an ACK without its
+/// route).
 fn uac_rtp_scenario(pcap: &Path, talk_ms: u32) -> String {
     format!(
         r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -1171,10 +1173,11 @@ fn uac_rtp_scenario(pcap: &Path, talk_ms: u32) -> String {
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
+  <recv response="200" rtd="true" rrs="true"/>
   <send><![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      ACK [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
       From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
@@ -1186,8 +1189,9 @@ fn uac_rtp_scenario(pcap: &Path, talk_ms: u32) -> String {
   <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
   <pause milliseconds="{talk_ms}"/>
   <send retrans="500"><![CDATA[
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      BYE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
       From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
