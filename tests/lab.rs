@@ -203,7 +203,13 @@ fn call(args: &[String], cwd: &Path, what: &str) -> String {
         what,
         Command::new(&args[0])
             .args(&args[1..])
-            .args(["-nostdin", "-timeout", "30s", "-timeout_error", "-trace_err"])
+            .args([
+                "-nostdin",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-trace_err",
+            ])
             .current_dir(cwd)
             .stdout(Stdio::null()),
         Duration::from_secs(40),
@@ -318,7 +324,11 @@ fn lab_up_a_call_each_way_with_media_then_down_leaves_nothing() {
             .arg(&dir),
         Duration::from_secs(10),
     );
-    assert_eq!(st.code(), Some(1), "status of a lab that is down:\n{status}");
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "status of a lab that is down:\n{status}"
+    );
     eprintln!("{test}: {:?}", started.elapsed());
 }
 

@@ -238,14 +238,40 @@ impl Lab {
         let inet = self.ns("inet");
         addr(&inet, &format!("{INET_V4}/24"), "eth0", &[])?;
         addr(&inet, &format!("{INET_V6}/64"), "eth0", &["nodad"])?;
-        ip(&["-n", &inet, "route", "add", "default", "via", "198.51.100.1"])?;
-        ip(&["-n", &inet, "-6", "route", "add", "default", "via", "fd00:5357::1"])?;
+        ip(&[
+            "-n",
+            &inet,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.51.100.1",
+        ])?;
+        ip(&[
+            "-n",
+            &inet,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:5357::1",
+        ])?;
 
         let dmz = self.ns("dmz");
         addr(&dmz, &format!("{GW2_V4}/24"), "eth0", &[])?;
         addr(&dmz, &format!("{GW2_V6}/64"), "eth0", &["nodad"])?;
         ip(&["-n", &dmz, "route", "add", "default", "via", "203.0.113.1"])?;
-        ip(&["-n", &dmz, "-6", "route", "add", "default", "via", "fd00:5357:1::1"])?;
+        ip(&[
+            "-n",
+            &dmz,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:5357:1::1",
+        ])?;
 
         // The intranet's LAN: a bridge in intra joins its link to the router and the phone's.
         let intra = self.ns("intra");
@@ -272,9 +298,27 @@ impl Lab {
             "br0",
             &["nodad", "preferred_lft", "0"],
         )?;
-        ip(&["-n", &intra, "-6", "route", "add", "default", "via", "fd00:5357:2::1"])?;
+        ip(&[
+            "-n",
+            &intra,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:5357:2::1",
+        ])?;
         addr(&phone, &format!("{PHONE_V6}/64"), "eth0", &["nodad"])?;
-        ip(&["-n", &phone, "-6", "route", "add", "default", "via", "fd00:5357:2::1"])?;
+        ip(&[
+            "-n",
+            &phone,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:5357:2::1",
+        ])?;
 
         self.wait_links()?;
 
@@ -318,7 +362,14 @@ impl Lab {
         loop {
             let mut ready = true;
             for (z, dev) in links {
-                let l = output(Command::new("ip").args(["-n", &self.ns(z), "link", "show", "dev", dev]))?;
+                let l = output(Command::new("ip").args([
+                    "-n",
+                    &self.ns(z),
+                    "link",
+                    "show",
+                    "dev",
+                    dev,
+                ]))?;
                 if l.contains("qdisc noop") || l.contains("NO-CARRIER") || l.contains("state DOWN")
                 {
                     ready = false;
@@ -450,10 +501,7 @@ impl Lab {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        let program = PEERS
-            .iter()
-            .find(|p| p.0 == name)
-            .map_or("?", |p| p.2);
+        let program = PEERS.iter().find(|p| p.0 == name).map_or("?", |p| p.2);
         fs::write(self.pid_path(name), format!("{} {program}\n", child.id()))?;
         Ok((name, child))
     }
@@ -867,7 +915,11 @@ fn check_prerequisites(net_only: bool) -> Result<()> {
     if uid != "0" {
         missing.push("root (network namespaces and nftables need it: run with sudo)".to_owned());
     }
-    let mut tools = vec![("ip", "iproute2"), ("nft", "nftables"), ("sysctl", "procps")];
+    let mut tools = vec![
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("sysctl", "procps"),
+    ];
     if !net_only {
         tools.extend([
             ("kamailio", "kamailio"),
@@ -1137,7 +1189,11 @@ fn linear_to_alaw(pcm: i16) -> u8 {
         return u8::try_from(0x7F ^ mask).unwrap_or(0);
     };
     let seg = i32::try_from(seg).unwrap_or(7);
-    let mant = if seg < 2 { (p >> 1) & 0x0F } else { (p >> seg) & 0x0F };
+    let mant = if seg < 2 {
+        (p >> 1) & 0x0F
+    } else {
+        (p >> seg) & 0x0F
+    };
     u8::try_from(((seg << 4) | mant) ^ mask).unwrap_or(0)
 }
 
@@ -1280,10 +1336,7 @@ mod tests {
             })
         };
         assert!(lab("sgwlab").is_ok());
-        assert_eq!(
-            lab("sgwlab").unwrap().dir,
-            Path::new("/run/sgw-lab/sgwlab")
-        );
+        assert_eq!(lab("sgwlab").unwrap().dir, Path::new("/run/sgw-lab/sgwlab"));
         for bad in ["", "a/b", "a b", "../x", &"x".repeat(33)] {
             assert!(lab(bad).is_err(), "{bad:?}");
         }
@@ -1299,6 +1352,9 @@ mod tests {
         for text in [lab.gw2_config(), lab.gw1_config()] {
             crate::config::Config::from_toml_str(&text).unwrap();
         }
-        assert!(lab.call_in_command().join(" ").contains("ip netns exec t-inet sipp"));
+        assert!(lab
+            .call_in_command()
+            .join(" ")
+            .contains("ip netns exec t-inet sipp"));
     }
 }
