@@ -31,7 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
-            [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar with a baresip phone (1001) registered, and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
+            [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -212,7 +212,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;lab;up' {
-            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz and PREFIX-intra: several labs with different prefixes coexist')
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]')
             [CompletionResult]::new('--net-only', '--net-only', [CompletionResultType]::ParameterName, 'Only the namespaces, veths, routes and the router''s firewall: no gateway, PBX or phone (for tests that run their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -222,7 +222,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;lab;down' {
-            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz and PREFIX-intra: several labs with different prefixes coexist')
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -231,7 +231,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;lab;status' {
-            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz and PREFIX-intra: several labs with different prefixes coexist')
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -265,7 +265,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
-            [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar with a baresip phone (1001) registered, and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
+            [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }

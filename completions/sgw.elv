@@ -28,7 +28,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
-            cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar with a baresip phone (1001) registered, and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
+            cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;run'= {
@@ -183,7 +183,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;lab;up'= {
-            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz and PREFIX-intra: several labs with different prefixes coexist'
+            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist'
             cand --dir 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]'
             cand --net-only 'Only the namespaces, veths, routes and the router''s firewall: no gateway, PBX or phone (for tests that run their own)'
             cand -h 'Print help'
@@ -192,7 +192,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
         }
         &'sgw;lab;down'= {
-            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz and PREFIX-intra: several labs with different prefixes coexist'
+            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist'
             cand --dir 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -200,7 +200,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
         }
         &'sgw;lab;status'= {
-            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz and PREFIX-intra: several labs with different prefixes coexist'
+            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist'
             cand --dir 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -228,7 +228,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
-            cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar with a baresip phone (1001) registered, and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
+            cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;help;run'= {

@@ -50,9 +50,9 @@ pub enum Command {
     /// The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and
     /// PREFIX-intra joined by PREFIX-router's nftables policy (the intranet may open only the
     /// tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as
-    /// the intranet's PBX and registrar with a baresip phone (1001) registered, and a sipp
-    /// callee on the Internet. `up` prints how to place a call each way; `down` removes
-    /// everything it made.
+    /// the intranet's PBX and registrar, a baresip phone (1001) registered there from
+    /// PREFIX-phone (a second host on the intranet's LAN), and a sipp callee on the Internet.
+    /// `up` prints how to place a call each way; `down` removes everything it made.
     Lab(LabArgs),
 }
 
@@ -65,8 +65,8 @@ pub struct LabArgs {
 /// Which lab: its namespaces' prefix and its state directory.
 #[derive(Debug, Clone, Args)]
 pub struct LabCommon {
-    /// The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz and PREFIX-intra: several
-    /// labs with different prefixes coexist.
+    /// The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and
+    /// PREFIX-phone: several labs with different prefixes coexist.
     #[arg(long, value_name = "NAME", default_value = crate::lab::DEFAULT_PREFIX)]
     pub prefix: String,
     /// The state directory: configurations, PKI, logs, pid files, control sockets
