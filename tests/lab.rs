@@ -310,7 +310,18 @@ fn lab_up_a_call_each_way_with_media_then_down_leaves_nothing() {
     assert_eq!(c["dropped"], 0, "{c:?}");
     assert!(c["inet_dmz_sip"] > 0 && c["inet_dmz_rtp"] > 0, "{c:?}");
 
-    // Down, and nothing is left; down again is fine.
+    // Down, and nothing is left (kamailio's children included); down again is fine.
+    let mut pids = pids;
+    for z in ["router", "inet", "dmz", "intra", "phone"] {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &format!("{prefix}-{z}")])
+            .output()
+            .unwrap();
+        for p in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            pids.push((format!("pid in {z}"), p.parse().unwrap()));
+        }
+    }
+    assert!(pids.len() > 6, "kamailio's children: {pids:?}");
     let (st, out) = down.run();
     assert!(st.success(), "sgw lab down ({st}):\n{out}");
     let left = leftovers(&prefix, &pids, &dir);

@@ -78,6 +78,9 @@ pub const PHONE_USER: &str = "1001";
 /// A number kamailio does not know: it goes out through GW1 and GW2 to the outside callee.
 pub const OUTSIDE_NUMBER: &str = "4930555777";
 
+/// Where the default state directories are made (`/run/sgw-lab/PREFIX`).
+pub const DEFAULT_ROOT: &str = "/run/sgw-lab";
+
 /// The default `--prefix`.
 pub const DEFAULT_PREFIX: &str = "sgwlab";
 
@@ -142,7 +145,7 @@ impl Lab {
         let dir = common
             .dir
             .clone()
-            .unwrap_or_else(|| Path::new("/run/sgw-lab").join(p));
+            .unwrap_or_else(|| Path::new(DEFAULT_ROOT).join(p));
         Ok(Lab {
             prefix: p.clone(),
             dir,
@@ -156,7 +159,7 @@ impl Lab {
 
     /// `program` run inside `zone` (`ip netns exec` execs it: the child's pid is its own).
     pub fn exec(&self, zone: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
+        let mut c = Command::new(prog("ip"));
         c.args(["netns", "exec", &self.ns(zone)]).arg(program);
         c
     }
@@ -207,7 +210,7 @@ impl Lab {
             // No duplicate address detection, link-local addresses included: while a router's
             // link-local address is tentative it sends no neighbour solicitation, so the first
             // forwarded packets wait (or a SYN is retransmitted, and counted twice).
-            run_ok(self.exec(z, "sysctl").args([
+            run_ok(self.exec(z, prog("sysctl")).args([
                 "-qw",
                 "net.ipv6.conf.default.accept_dad=0",
                 "net.ipv6.conf.all.accept_dad=0",
@@ -322,7 +325,7 @@ impl Lab {
 
         self.wait_links()?;
 
-        run_ok(self.exec("router", "sysctl").args([
+        run_ok(self.exec("router", prog("sysctl")).args([
             "-qw",
             "net.ipv4.ip_forward=1",
             "net.ipv6.conf.all.forwarding=1",
@@ -330,7 +333,7 @@ impl Lab {
         let nft = self.dir.join("router.nft");
         fs::write(&nft, ROUTER_NFT).with_context(|| nft.display().to_string())?;
         run_ok(
-            self.exec("router", "nft")
+            self.exec("router", prog("nft"))
                 .args(["-D", &format!("gw2_v4={GW2_V4}")])
                 .args(["-D", &format!("gw2_v6={GW2_V6}")])
                 .args(["-D", &format!("gw1_v6={GW1_V6}")])
@@ -362,7 +365,7 @@ impl Lab {
         loop {
             let mut ready = true;
             for (z, dev) in links {
-                let l = output(Command::new("ip").args([
+                let l = output(Command::new(prog("ip")).args([
                     "-n",
                     &self.ns(z),
                     "link",
@@ -376,7 +379,7 @@ impl Lab {
                 }
             }
             for z in ZONES {
-                let t = output(Command::new("ip").args([
+                let t = output(Command::new(prog("ip")).args([
                     "-n",
                     &self.ns(z),
                     "-6",
@@ -452,14 +455,14 @@ impl Lab {
         self.wait_log("gw1", "tunnel up", Duration::from_secs(15), &mut children)?;
         self.wait_log("gw2", "tunnel up", Duration::from_secs(15), &mut children)?;
 
-        let mut kam = self.exec("intra", "kamailio");
+        let mut kam = self.exec("intra", prog("kamailio"));
         kam.arg("-f")
             .arg(self.dir.join("kamailio.cfg"))
             .args(["-DD", "-E", "-m", "64", "-M", "8", "-w"])
             .arg(&self.dir);
         children.push(self.spawn("kamailio", kam)?);
 
-        let mut callee = self.exec("inet", "sipp");
+        let mut callee = self.exec("inet", prog("sipp"));
         callee
             .current_dir(&self.dir)
             .args(["-nostdin", "-sf"])
@@ -468,7 +471,7 @@ impl Lab {
             .args(["-mi", INET_V4, "-mp", "6100", "-rtp_echo"]);
         children.push(self.spawn("outside-callee", callee)?);
 
-        let mut phone = self.exec("phone", "baresip");
+        let mut phone = self.exec("phone", prog("baresip"));
         phone.arg("-f").arg(&phone_dir).arg("-6");
         children.push(self.spawn("phone", phone)?);
         // Registered: kamailio answered the phone's REGISTER.
@@ -501,7 +504,12 @@ impl Lab {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        let program = PEERS.iter().find(|p| p.0 == name).map_or("?", |p| p.2);
+        // `ip netns exec NS PROGRAM ...`: the program's file name, as /proc shows it.
+        let program = cmd
+            .get_args()
+            .nth(3)
+            .and_then(|p| Path::new(p).file_name())
+            .map_or_else(|| "?".to_owned(), |p| p.to_string_lossy().into_owned());
         fs::write(self.pid_path(name), format!("{} {program}\n", child.id()))?;
         Ok((name, child))
     }
@@ -520,23 +528,20 @@ impl Lab {
             if log.contains(needle) {
                 return Ok(());
             }
-            let alive = self.pid_of(name).is_some_and(alive);
-            if !alive || Instant::now() > deadline {
+            // Our child: exited once waitpid says so (its pid's /proc entry shows `sgw`, then
+            // `ip`, then the program while it starts).
+            let exited = children
+                .iter_mut()
+                .find(|c| c.0 == name)
+                .and_then(|c| c.1.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
                 let tail: Vec<&str> = log.lines().rev().take(30).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 bail!(
                     "{name} {} before logging {needle:?}; the end of {}:\n{}",
-                    if alive {
-                        "timed out".to_owned()
-                    } else {
-                        let status = children
-                            .iter_mut()
-                            .find(|c| c.0 == name)
-                            .and_then(|c| c.1.try_wait().ok().flatten());
-                        match status {
-                            Some(st) => format!("exited ({st})"),
-                            None => "exited".to_owned(),
-                        }
+                    match exited {
+                        Some(st) => format!("exited ({st})"),
+                        None => "timed out".to_owned(),
                     },
                     self.log_path(name).display(),
                     tail.join("\n")
@@ -553,9 +558,11 @@ impl Lab {
         let pid: u32 = it.next()?.parse().ok()?;
         let program = it.next()?;
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        // `ip netns exec` execs the program: comm is the program's (or `ip` for an instant).
+        // Until the program runs, the child's comm is ours (forked), then `ip` (`ip netns
+        // exec` execs the program); comm is at most 15 bytes of the program's name.
         let comm = comm.trim();
-        (program.starts_with(comm) || comm == "ip").then_some(pid)
+        let ours = fs::read_to_string("/proc/self/comm").unwrap_or_default();
+        (program.starts_with(comm) || comm == "ip" || comm == ours.trim()).then_some(pid)
     }
 
     /// Removes the lab: processes, namespaces (with their veths and the router's nftables
@@ -571,7 +578,9 @@ impl Lab {
         // Anything else still inside the lab's namespaces (a caller the user started there).
         for z in ZONES {
             if self.ns_exists(z) {
-                if let Ok(out) = output(Command::new("ip").args(["netns", "pids", &self.ns(z)])) {
+                if let Ok(out) =
+                    output(Command::new(prog("ip")).args(["netns", "pids", &self.ns(z)]))
+                {
                     pids.extend(
                         out.split_whitespace()
                             .filter_map(|p| p.parse::<u32>().ok())
@@ -635,7 +644,13 @@ impl Lab {
             }
         }
         match fs::remove_dir(&self.dir) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // /run/sgw-lab too, when the default made it and no other lab is there.
+                if let Some(parent) = self.dir.parent().filter(|p| *p == Path::new(DEFAULT_ROOT)) {
+                    let _ = fs::remove_dir(parent);
+                }
+                Ok(())
+            }
             // Files the user put there are theirs.
             Err(_) if fs::read_dir(&self.dir)?.next().is_some() => Ok(()),
             Err(e) => Err(e),
@@ -659,7 +674,7 @@ impl Lab {
         }
         let table = self.ns_exists("router")
             && self
-                .exec("router", "nft")
+                .exec("router", prog("nft"))
                 .args(["list", "table", "inet", NFT_TABLE])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -919,6 +934,7 @@ fn check_prerequisites(net_only: bool) -> Result<()> {
         ("ip", "iproute2"),
         ("nft", "nftables"),
         ("sysctl", "procps"),
+        ("kill", "procps"),
     ];
     if !net_only {
         tools.extend([
@@ -935,7 +951,12 @@ fn check_prerequisites(net_only: bool) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    bail!("sgw lab needs: {}", missing.join(", "))
+    bail!("`sgw lab up` needs: {}", missing.join(", "))
+}
+
+/// `program`'s path (see [`find_program`]), or its bare name when it is nowhere.
+fn prog(program: &str) -> PathBuf {
+    find_program(program).unwrap_or_else(|| PathBuf::from(program))
 }
 
 /// `program` in PATH (or the sbin directories, for a user without them in PATH).
@@ -980,7 +1001,7 @@ fn stop(pids: &[(u32, bool)]) {
             } else {
                 pid.to_string()
             };
-            let _ = Command::new("kill")
+            let _ = Command::new(prog("kill"))
                 .arg(format!("-{sig}"))
                 .arg("--")
                 .arg(target)
@@ -1005,7 +1026,7 @@ fn stop(pids: &[(u32, bool)]) {
 }
 
 fn ip(args: &[&str]) -> Result<()> {
-    run_ok(Command::new("ip").args(args))
+    run_ok(Command::new(prog("ip")).args(args))
 }
 
 /// Runs `cmd`; an error names the command and its stderr.
