@@ -2,7 +2,7 @@
 //! gateways, kamailio and a registered baresip phone; the sipp command it prints for the
 //! Internet calls the phone with media both ways (GW2's and GW1's call records count RTP each
 //! way), the command it prints for the intranet calls out to the sipp callee on the Internet,
-//! the router's firewall sees no new connection into the intranet, and `sgw lab down` leaves
+//! and so does the phone itself, told to dial and hang up as `up` prints; the router's firewall sees no new connection into the intranet, and `sgw lab down` leaves
 //! nothing behind: no namespace, no nftables table, no process, no state directory. A second
 //! test builds half a lab by hand and checks that `down` removes it.
 //!
@@ -152,10 +152,15 @@ fn printed_command(out: &str, prefix: &str, zone: &str) -> Vec<String> {
 
 /// The `call ended` record of `half` whose called number is `called`, waited for.
 fn record(log: &Path, half: &str, called: &str) -> serde_json::Value {
+    nth_record(log, half, called, 0)
+}
+
+/// The `n`th (from 0) such record.
+fn nth_record(log: &Path, half: &str, called: &str, n: usize) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let found = text.lines().find_map(|l| {
+        let found = text.lines().filter_map(|l| {
             let (head, json) = l.split_once(": call ended ")?;
             if !head.contains(&format!(" sgw {half} call=")) {
                 return None;
@@ -163,6 +168,7 @@ fn record(log: &Path, half: &str, called: &str) -> serde_json::Value {
             let v: serde_json::Value = serde_json::from_str(json).ok()?;
             (v["called"].as_str() == Some(called)).then_some(v)
         });
+        let found = found.into_iter().nth(n);
         if let Some(v) = found {
             return v;
         }
@@ -300,6 +306,32 @@ fn lab_up_a_call_each_way_with_media_then_down_leaves_nothing() {
     assert!(
         m(&out2, "forwarded") >= MIN_RTP && m(&out2, "relayed") >= MIN_RTP,
         "gw2: media of the call out not carried both ways: {out2}"
+    );
+
+    // The phone dials out itself, as `up` says (baresip's ctrl_tcp), then hangs up.
+    let dial = up
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("ip netns exec {prefix}-phone bash -c")))
+        .unwrap_or_else(|| panic!("no command for the phone in:\n{up}"));
+    let st = Command::new("bash").arg("-c").arg(dial).status().unwrap();
+    assert!(st.success(), "{dial}");
+    std::thread::sleep(Duration::from_secs(3));
+    let hangup = dial.replace(
+        r#"{\"command\":\"dial\",\"params\":\"sip:4930555777@[fd00:5357:2::20]\"}"#,
+        r#"{\"command\":\"hangup\"}"#,
+    );
+    assert_ne!(hangup, dial);
+    let st = Command::new("bash")
+        .arg("-c")
+        .arg(&hangup)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{hangup}");
+    let out3 = nth_record(&dir.join("gw2.log"), "gw2", "4930555777", 1);
+    assert!(
+        m(&out3, "forwarded") >= MIN_RTP && m(&out3, "relayed") >= MIN_RTP,
+        "gw2: media of the phone's call out not carried both ways: {out3}"
     );
 
     // The firewall: GW1's two tunnel connections, nothing new into the intranet.

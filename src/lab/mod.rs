@@ -836,6 +836,15 @@ socket = "{d}/gw1.sock"
         v
     }
 
+    /// A shell command that sends one ctrl_tcp command (JSON, its quotes escaped for double
+    /// quotes) to the phone.
+    fn phone_command(&self, json: &str) -> String {
+        format!(
+            r#"ip netns exec {} bash -c 'm="{json}"; printf "%d:%s," ${{#m}} "$m" >/dev/tcp/127.0.0.1/{PHONE_CTRL_PORT}'"#,
+            self.ns("phone")
+        )
+    }
+
     fn instructions(&self, net_only: bool, took: Duration) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -906,6 +915,19 @@ socket = "{d}/gw1.sock"
             "Call out, from the intranet through kamailio to {OUTSIDE_NUMBER} on the Internet:"
         );
         let _ = writeln!(s, "  {}", self.call_out_command().join(" "));
+        let _ = writeln!(
+            s,
+            "Or the phone itself dials out (baresip's ctrl_tcp on 127.0.0.1:{PHONE_CTRL_PORT} in \
+             {}, netstring JSON); `hangup` the same way:",
+            self.ns("phone")
+        );
+        let _ = writeln!(
+            s,
+            "  {}",
+            self.phone_command(&format!(
+                r#"{{\"command\":\"dial\",\"params\":\"sip:{OUTSIDE_NUMBER}@[{PBX_V6}]\"}}"#
+            ))
+        );
         let _ = writeln!(
             s,
             "Status: sgw lab status --prefix {p}; remove everything: sgw lab down --prefix {p}",
