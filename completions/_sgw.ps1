@@ -207,7 +207,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -242,7 +242,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
         'sgw;lab;help' {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -318,7 +318,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
         'sgw;help;lab' {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
             break
         }
         'sgw;help;lab;up' {

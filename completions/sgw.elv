@@ -179,7 +179,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
             cand up 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made'
             cand down 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed'
-            cand status 'Show what is there: namespaces, the firewall, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
+            cand status 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;lab;up'= {
@@ -210,7 +210,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;lab;help'= {
             cand up 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made'
             cand down 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed'
-            cand status 'Show what is there: namespaces, the firewall, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
+            cand status 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;lab;help;up'= {
@@ -267,7 +267,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help;lab'= {
             cand up 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made'
             cand down 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed'
-            cand status 'Show what is there: namespaces, the firewall, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
+            cand status 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
         }
         &'sgw;help;lab;up'= {
         }

@@ -97,8 +97,9 @@ pub enum LabCommand {
         #[command(flatten)]
         common: LabCommon,
     },
-    /// Show what is there: namespaces, the firewall, each process (running or not) and each
-    /// gateway's tunnel (asked on its control socket). Exit status 0 when all of it is up.
+    /// Show what is there: namespaces, the firewall and its counters, each process (running or
+    /// not) and each gateway's tunnel (asked on its control socket). Exit status 0 when all of
+    /// it is up.
     Status {
         #[command(flatten)]
         common: LabCommon,

@@ -687,6 +687,11 @@ impl Lab {
             self.ns("router"),
             if table { "loaded" } else { "missing" }
         );
+        if table {
+            if let Some(c) = self.counters() {
+                let _ = writeln!(s, "    counters (packets): {c}");
+            }
+        }
         let started: Vec<_> = PEERS
             .iter()
             .filter(|p| self.pid_path(p.0).exists())
@@ -724,6 +729,30 @@ impl Lab {
         }
         let _ = writeln!(s, "{}", if up { "up" } else { "not (fully) up" });
         (s, up)
+    }
+
+    /// The router's named counters, `name packets, ...`.
+    fn counters(&self) -> Option<String> {
+        let out = output(
+            self.exec("router", prog("nft"))
+                .args(["-j", "list", "counters", "table", "inet", NFT_TABLE]),
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let list: Vec<String> = v
+            .get("nftables")?
+            .as_array()?
+            .iter()
+            .filter_map(|o| o.get("counter"))
+            .filter_map(|c| {
+                Some(format!(
+                    "{} {}",
+                    c.get("name")?.as_str()?,
+                    c.get("packets")?
+                ))
+            })
+            .collect();
+        Some(list.join(", "))
     }
 
     fn gw2_config(&self) -> String {
