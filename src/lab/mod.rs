@@ -969,7 +969,6 @@ socket = "{d}/gw1.sock"
 /// Root, `ip`, `nft` (and kamailio, baresip, sipp for the full lab): every one missing is
 /// named.
 fn check_prerequisites(net_only: bool) -> Result<()> {
-    let mut missing = Vec::new();
     let uid = fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -978,7 +977,21 @@ fn check_prerequisites(net_only: bool) -> Result<()> {
                 .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
         })
         .unwrap_or_default();
-    if uid != "0" {
+    match missing_prerequisites(uid == "0", net_only, |t| find_program(t).is_some()) {
+        None => Ok(()),
+        Some(m) => bail!(m),
+    }
+}
+
+/// What `up` lacks, as one message naming each missing thing and its package; `None`: all
+/// there.
+fn missing_prerequisites(
+    root: bool,
+    net_only: bool,
+    found: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let mut missing = Vec::new();
+    if !root {
         missing.push("root (network namespaces and nftables need it: run with sudo)".to_owned());
     }
     let mut tools = vec![
@@ -995,14 +1008,11 @@ fn check_prerequisites(net_only: bool) -> Result<()> {
         ]);
     }
     for (tool, package) in tools {
-        if find_program(tool).is_none() {
+        if !found(tool) {
             missing.push(format!("{tool} (apt-get install {package})"));
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    bail!("`sgw lab up` needs: {}", missing.join(", "))
+    (!missing.is_empty()).then(|| format!("`sgw lab up` needs: {}", missing.join(", ")))
 }
 
 /// `program`'s path (see [`find_program`]), or its bare name when it is nowhere.
@@ -1397,6 +1407,26 @@ mod tests {
         assert_eq!(linear_to_alaw(-1), 0x55);
         assert_eq!(linear_to_alaw(i16::MAX), 0xAA);
         assert_eq!(linear_to_alaw(i16::MIN), 0x2A);
+    }
+
+    #[test]
+    fn what_is_missing_is_named() {
+        assert_eq!(missing_prerequisites(true, false, |_| true), None);
+        let m = missing_prerequisites(false, false, |t| t != "kamailio" && t != "baresip").unwrap();
+        assert_eq!(
+            m,
+            "`sgw lab up` needs: root (network namespaces and nftables need it: run with sudo), \
+             kamailio (apt-get install kamailio), baresip (apt-get install baresip)"
+        );
+        // --net-only needs no peers.
+        assert_eq!(
+            missing_prerequisites(true, true, |t| t != "kamailio" && t != "baresip"),
+            None
+        );
+        assert_eq!(
+            missing_prerequisites(true, true, |t| t != "nft").as_deref(),
+            Some("`sgw lab up` needs: nft (apt-get install nftables)")
+        );
     }
 
     #[test]
