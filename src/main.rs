@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Pki(args) => run_pki(&args),
         Command::CheckConfig(args) => run_check_config(&args),
         Command::Ctl(args) => sgw::live::control::client(&args.socket, &args.command.request()),
+        Command::Lab(args) => sgw::lab::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
