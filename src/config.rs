@@ -181,10 +181,24 @@ pub struct Gw2Config {
     pub allow_multiple_gw1: bool,
     /// Outside media: the address put in SDP and the RTP/RTCP port range.
     pub media: MediaConfig,
-    /// Where calls from the intranet go out (a provider or SBC, `ip:port`, SIP over UDP);
-    /// without it GW2 refuses them (Q.850 cause 3, no route).
+    /// Where calls from the intranet go out (a provider or SBC, `ip:port`); without it GW2
+    /// refuses them (Q.850 cause 3, no route).
     #[serde(default)]
     pub outside_next_hop: Option<SocketAddr>,
+    /// How GW2 reaches `outside_next_hop`. Unset: UDP with a `sip_udp` listener, else TCP.
+    #[serde(default)]
+    pub outside_transport: Option<Transport>,
+    /// With `outside_transport = "tls"`: the name the next hop's certificate must carry
+    /// (DNS name or IP address), the PEM file of the CAs it is verified against, and an
+    /// optional client certificate and key (mutual TLS with the provider).
+    #[serde(default)]
+    pub outside_tls_server_name: Option<String>,
+    #[serde(default)]
+    pub outside_tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub outside_tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub outside_tls_key: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsConfig,
 }
@@ -441,6 +455,7 @@ pub enum Transport {
     #[default]
     Udp,
     Tcp,
+    Tls,
 }
 
 impl fmt::Display for Transport {
@@ -448,6 +463,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -774,6 +790,49 @@ fn check_media(m: &MediaConfig, section: &str, p: &mut Problems) {
 fn check_gw2(g: &Gw2Config, p: &mut Problems) {
     if g.sip_udp.is_empty() && g.sip_tcp.is_empty() && g.sip_tls.is_empty() {
         p.add("gw2", "no SIP listener: set sip_udp, sip_tcp or sip_tls");
+    }
+    let tls_out = g.outside_transport == Some(Transport::Tls);
+    if tls_out {
+        if g.outside_next_hop.is_none() {
+            p.add("gw2.outside_transport", "tls needs outside_next_hop");
+        }
+        match &g.outside_tls_server_name {
+            None => p.add(
+                "gw2.outside_tls_server_name",
+                "needed by outside_transport = \"tls\"",
+            ),
+            Some(n) if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() => p.add(
+                "gw2.outside_tls_server_name",
+                format!("{n:?} is not a DNS name or IP address"),
+            ),
+            Some(_) => {}
+        }
+        if g.outside_tls_ca.is_none() {
+            p.add(
+                "gw2.outside_tls_ca",
+                "needed by outside_transport = \"tls\"",
+            );
+        }
+        if g.outside_tls_cert.is_some() != g.outside_tls_key.is_some() {
+            p.add(
+                "gw2.outside_tls_cert",
+                "outside_tls_cert and outside_tls_key go together",
+            );
+        }
+    } else {
+        for (key, set) in [
+            (
+                "gw2.outside_tls_server_name",
+                g.outside_tls_server_name.is_some(),
+            ),
+            ("gw2.outside_tls_ca", g.outside_tls_ca.is_some()),
+            ("gw2.outside_tls_cert", g.outside_tls_cert.is_some()),
+            ("gw2.outside_tls_key", g.outside_tls_key.is_some()),
+        ] {
+            if set {
+                p.add(key, "only used with outside_transport = \"tls\"");
+            }
+        }
     }
     match (g.sip_tls.is_empty(), &g.sip_tls_cert, &g.sip_tls_key) {
         (false, None, _) => p.add("gw2.sip_tls", "needs sip_tls_cert and sip_tls_key"),

@@ -70,6 +70,7 @@ struct Lab {
     sgw: Proc,
     udp: SocketAddr,
     tls: SocketAddr,
+    gw1: SocketAddr,
     ca: std::path::PathBuf,
     dir: Scratch,
 }
@@ -103,6 +104,10 @@ sip_tls = ["{tls}"]
 sip_tls_cert = "{pki}/gw2.pem"
 sip_tls_key = "{pki}/gw2.key"
 tunnel_listen = "127.0.0.1:{tunnel}"
+outside_next_hop = "127.0.0.1:{provider_tls}"
+outside_transport = "tls"
+outside_tls_server_name = "127.0.0.1"
+outside_tls_ca = "{pki}/ca.pem"
 [gw2.media]
 ip = "127.0.0.1"
 port_min = {media}
@@ -121,6 +126,7 @@ port_max = {o_max}
 "#,
             pki = pki.display(),
             o_max = media + 99,
+            provider_tls = outside_sip.port() + 1,
         ),
     );
     let mut sgw = Proc::spawn(
@@ -150,6 +156,18 @@ port_max = {o_max}
         Duration::from_secs(10),
     );
     let ca = pki.join("ca.pem");
+    // The outside phone plays the provider GW2 dials over TLS: a certificate for 127.0.0.1
+    // from the lab's CA (baresip wants certificate and key in one file).
+    let phone_cert = pki.join("phone.pem");
+    std::fs::write(
+        &phone_cert,
+        [
+            std::fs::read(pki.join("gw2.pem")).unwrap(),
+            std::fs::read(pki.join("gw2.key")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
     let rtp = free_rtp_port("127.0.0.1");
     let outside = Phone::start_with(
         &dir,
@@ -162,7 +180,11 @@ port_max = {o_max}
             rtp_ports: (rtp, rtp + 9),
             tone_hz: 660,
         },
-        &format!("sip_cafile\t\t{}\n", ca.display()),
+        &format!(
+            "sip_cafile\t\t{}\nsip_certificate\t\t{}\n",
+            ca.display(),
+            phone_cert.display()
+        ),
         "",
         Duration::from_secs(10),
     );
@@ -190,6 +212,7 @@ port_max = {o_max}
         sgw,
         udp,
         tls,
+        gw1,
         ca,
         dir,
     }
@@ -336,6 +359,52 @@ fn call_inner(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
         "{target}: {rec}"
     );
     let _ = incoming;
+}
+
+/// A call from the inside phone out through GW2, which dials its `outside_next_hop` (the
+/// outside phone's TLS port) over TLS, verifying its certificate: audio both ways, and every
+/// message at the outside phone on TLS.
+fn call_out_over_tls(lab: &mut Lab) {
+    let secs = |s: u64| Instant::now() + Duration::from_secs(s);
+    let (om, im) = (lab.outside.mark(), lab.inside.mark());
+    let log_mark = lab.sgw.mark();
+    let gw1 = lab.gw1;
+    lab.inside
+        .command("dial", &format!("sip:{OUTSIDE_USER}@{gw1}"));
+    let incoming = lab
+        .outside
+        .wait_event(om, &["CALL_INCOMING"], secs(8))
+        .unwrap_or_else(|seen| {
+            panic!(
+                "the call out never reached the outside phone ({seen}); gateway:\n{}",
+                lab.sgw.since(log_mark).join("\n")
+            )
+        });
+    lab.outside.command("accept", "");
+    for (p, m) in [(&mut lab.inside, im), (&mut lab.outside, om)] {
+        p.wait_event(m, &["CALL_ESTABLISHED"], secs(5))
+            .unwrap_or_else(|seen| panic!("{}: not established ({seen})", p.name));
+        p.wait_event(m, &["CALL_RTPESTAB"], secs(3))
+            .unwrap_or_else(|seen| panic!("{}: no RTP ({seen})", p.name));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    lab.inside.command("hangup", "");
+    lab.outside
+        .wait_event(om, &["CALL_CLOSED"], secs(5))
+        .unwrap();
+    let id = incoming.call_id.unwrap();
+    let trace = lab.outside.trace(&id);
+    let shown: Vec<String> = trace.iter().map(ToString::to_string).collect();
+    assert!(
+        !trace.is_empty() && trace.iter().all(|m| m.path.starts_with("TLS ")),
+        "{}",
+        shown.join("\n")
+    );
+    assert!(
+        trace.iter().any(|m| m.first_line.starts_with("BYE ")),
+        "{}",
+        shown.join("\n")
+    );
 }
 
 /// `openssl s_client` with `version` (`-tls1_2`, `-tls1_3`) against `tls`, verifying against
@@ -702,6 +771,7 @@ fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
     if let Some(python) = srtp_python("sip_tls") {
         srtp_call(&mut lab, &python);
     }
+    call_out_over_tls(&mut lab);
     // baresip's own SRTP (libre, SDES) over TLS, both ways through GW2.
     call_from(
         &mut lab,
@@ -756,4 +826,138 @@ fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
         .unwrap_or_else(|| panic!("no tls_handshake_failures in {stats}"));
     assert!(failures >= 1, "{stats}");
     drop(lab.dir);
+}
+
+/// GW2 dials its provider over mutual TLS: `openssl s_server` plays the provider, requires a
+/// client certificate from the lab's CA, and receives the INVITE of a call from the inside.
+#[test]
+fn gw2_dials_its_provider_with_mutual_tls() {
+    if !peer_available("sip_tls", "openssl", &["version"], "openssl") {
+        return;
+    }
+    let dir = Scratch::new("sip-tls-mtls");
+    let pki = dir.0.join("pki");
+    let (st, out) = run_bounded(
+        "sgw pki init",
+        sgw().args(["pki", "init"]).arg(&pki),
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}");
+    let provider = free_tcp_port("127.0.0.1");
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{provider}")])
+        .arg("-cert")
+        .arg(pki.join("gw2.pem"))
+        .arg("-key")
+        .arg(pki.join("gw2.key"))
+        .arg("-CAfile")
+        .arg(pki.join("ca.pem"))
+        .args(["-Verify", "1", "-verify_return_error"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for r in [
+        Box::new(server.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(server.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        let mut r = r;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send(String::from_utf8_lossy(&buf[..n]).to_string())
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let udp = free_udp_port("127.0.0.1");
+    let tunnel = free_tcp_port("127.0.0.1");
+    let gw1 = free_udp_port("127.0.0.1");
+    let media = free_rtp_port("127.0.0.1");
+    let cfg = dir.file(
+        "sgw.toml",
+        &format!(
+            r#"[gw2]
+sip_udp = ["127.0.0.1:{udp}"]
+tunnel_listen = "127.0.0.1:{tunnel}"
+outside_next_hop = "127.0.0.1:{provider}"
+outside_transport = "tls"
+outside_tls_server_name = "127.0.0.1"
+outside_tls_ca = "{pki}/ca.pem"
+outside_tls_cert = "{pki}/gw1.pem"
+outside_tls_key = "{pki}/gw1.key"
+[gw2.media]
+ip = "127.0.0.1"
+port_min = {media}
+port_max = {o_max}
+
+[gw1]
+tunnel = "127.0.0.1:{tunnel}"
+tunnel_server_name = "127.0.0.1"
+sip_bind = "127.0.0.1:{gw1}"
+next_hop = "127.0.0.1:9"
+family = "ipv4"
+[gw1.media]
+ip = "127.0.0.2"
+port_min = {media}
+port_max = {o_max}
+"#,
+            pki = pki.display(),
+            o_max = media + 99,
+        ),
+    );
+    let mut sgw = Proc::spawn(
+        "sip-tls-mtls",
+        sgw()
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--role", "both"]),
+    );
+    sgw.wait_line("gw1: tunnel up", Duration::from_secs(20));
+    sgw.wait_line("gw2: tunnel up", Duration::from_secs(20));
+    // A call from the inside PBX to GW1.
+    let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = pbx.local_addr().unwrap();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 5996 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let invite = format!(
+        "INVITE sip:{OUTSIDE_USER}@127.0.0.1:{gw1} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bKmtls1\r\nMax-Forwards: 70\r\n\
+         From: <sip:{INSIDE_USER}@127.0.0.1>;tag=mtls\r\nTo: <sip:{OUTSIDE_USER}@127.0.0.1>\r\n\
+         Call-ID: mtls@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:{INSIDE_USER}@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    pbx.send_to(invite.as_bytes(), ("127.0.0.1", gw1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    while !(seen.contains("CN = sgw gw1") && seen.contains(&format!("INVITE sip:{OUTSIDE_USER}@")))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(s) => seen.push_str(&s),
+            Err(_) => {
+                let _ = server.kill();
+                panic!(
+                    "the provider saw no INVITE over mutual TLS:\n{seen}\ngateway:\n{}",
+                    sgw.since(0).join("\n")
+                );
+            }
+        }
+    }
+    // `-verify_return_error`: the handshake ends only with a client certificate that chains
+    // to the CA.
+    assert!(seen.contains("Client certificate"), "{seen}");
+    assert!(seen.contains("Via: SIP/2.0/TLS "), "{seen}");
+    let _ = server.kill();
+    let _ = server.wait();
 }

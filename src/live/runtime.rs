@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Inputs queued for the engine task.
 const INPUT_QUEUE: usize = 8192;
@@ -410,6 +410,8 @@ pub struct Driver {
     source: Option<SocketAddr>,
     /// Rejections logged one by one, and the flood summaries.
     rejects: RejectLog,
+    /// GW2 with `outside_transport = "tls"`: how it opens TLS toward its outside next hop.
+    outside_tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
     /// Copies for the HEP export and the per-call capture (inactive unless configured).
     tap: crate::live::tap::Tap,
 }
@@ -450,6 +452,7 @@ impl Driver {
             metrics: None,
             source: None,
             rejects: RejectLog::default(),
+            outside_tls: None,
             tap: crate::live::tap::Tap::new(),
         }
     }
@@ -552,6 +555,16 @@ impl Driver {
     /// Accepts SIP over TCP from the inside (GW1 with `transport = "tcp"`).
     pub fn add_inside_tcp_listener(&mut self, listener: TcpListener) {
         self.add_listener(listener, Side::Inside, StreamProtocol::Sip);
+    }
+
+    /// Opens TLS connections (with `config`, asking for `name`) when the engine sends over TLS
+    /// toward the outside and no connection carries it.
+    pub fn set_outside_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) {
+        self.outside_tls = Some((TlsConnector::from(config), name));
     }
 
     /// Accepts SIP over TLS on `listener` (outside), within the driver's [`TcpLimits`].
@@ -945,7 +958,19 @@ impl Driver {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         self.counters.tcp_connects += 1;
         let gate = self.tcp_gate.clone();
-        let task = tokio::spawn(tcp_connect(flow, side, conn, self.tx.clone(), slot, gate));
+        let tls = match flow.transport {
+            Transport::Tls => self.outside_tls.clone(),
+            _ => None,
+        };
+        let task = tokio::spawn(tcp_connect(
+            flow,
+            side,
+            conn,
+            self.tx.clone(),
+            slot,
+            gate,
+            tls,
+        ));
         drop(task);
     }
 
@@ -993,7 +1018,9 @@ impl Driver {
                     .is_some_and(|c| c.writer.try_send(t.payload.clone()).is_ok()),
                 // A request with no connection to carry it opens one (RFC 3261 section
                 // 18.1.1): GW1 toward the inside, GW2 toward its outside next hop.
-                None if t.flow.transport == Transport::Tcp => {
+                None if t.flow.transport == Transport::Tcp
+                    || (t.side == Side::Outside && self.outside_tls.is_some()) =>
+                {
                     self.connect(t.side, t.flow, t.payload.clone());
                     true
                 }
@@ -1280,12 +1307,20 @@ async fn tcp_connect(
     tx: mpsc::Sender<Input>,
     slot: TcpSlot,
     gate: Arc<TcpGate>,
+    tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
 ) {
     let connect = tokio::net::TcpStream::connect(flow.remote);
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => {
-            let idle = Some((gate.limits.idle_timeout, gate.clone()));
-            let _ = stream.set_nodelay(true);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => stream,
+        _ => {
+            let _ = tx.send(Input::ConnectFailed { flow }).await;
+            return;
+        }
+    };
+    let idle = Some((gate.limits.idle_timeout, gate.clone()));
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => {
             let (r, w) = stream.into_split();
             serve_stream(
                 r,
@@ -1298,10 +1333,32 @@ async fn tcp_connect(
                 Some(slot),
                 idle,
             )
-            .await
+            .await;
         }
-        _ => {
-            let _ = tx.send(Input::ConnectFailed { flow }).await;
+        Some((connector, name)) => {
+            let handshake = connector.connect(name, stream);
+            match tokio::time::timeout(gate.limits.handshake_timeout, handshake).await {
+                Ok(Ok(s)) => {
+                    let (r, w) = tokio::io::split(s);
+                    let r = BufferedRead(r);
+                    serve_stream(
+                        r,
+                        w,
+                        conn,
+                        flow,
+                        side,
+                        StreamProtocol::Sip,
+                        tx,
+                        Some(slot),
+                        idle,
+                    )
+                    .await;
+                }
+                _ => {
+                    gate.tls_failed.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(Input::ConnectFailed { flow }).await;
+                }
+            }
         }
     }
 }
