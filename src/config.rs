@@ -83,6 +83,26 @@ pub struct Config {
     /// Per-call pcap files; absent: none are written.
     #[serde(default)]
     pub recording: Option<RecordingConfig>,
+    /// The confidentiality levels that are settings (level 4, cover traffic); absent: none.
+    #[serde(default)]
+    pub confidentiality: Option<ConfidentialityConfig>,
+}
+
+/// `[confidentiality]`: level 4 of the paper, cover traffic on the media tunnel (both halves
+/// shape the direction they send; see `live::cover`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfidentialityConfig {
+    /// Constant rate of each direction of the media tunnel, kbit/s; 0: off.
+    #[serde(default)]
+    pub cover_traffic_kbps: u32,
+    /// One write of that rate every this many milliseconds (5-1000, default 20).
+    #[serde(default = "default_cover_interval_ms")]
+    pub cover_interval_ms: u32,
+}
+
+fn default_cover_interval_ms() -> u32 {
+    20
 }
 
 /// `[hep]`: where every SIP message and H.225.0 PDU either half handles is copied, HEP v3.
@@ -728,7 +748,35 @@ impl Config {
                 p.add("recording.quota_mb", "must be at least 1 (MiB)");
             }
         }
+        if let Some(c) = &self.confidentiality {
+            check_confidentiality(c, &mut p);
+        }
         p.0
+    }
+}
+
+fn check_confidentiality(c: &ConfidentialityConfig, p: &mut Problems) {
+    if !(5..=1000).contains(&c.cover_interval_ms) {
+        p.add(
+            "confidentiality.cover_interval_ms",
+            format!("{} is not within 5-1000", c.cover_interval_ms),
+        );
+        return;
+    }
+    if c.cover_traffic_kbps == 0 {
+        return;
+    }
+    let cover = crate::live::cover::CoverTraffic::new(c.cover_traffic_kbps, c.cover_interval_ms);
+    let min = crate::live::cover::MIN_TICK_BYTES;
+    if cover.tick_bytes < min {
+        let kbps = (min * 8).div_ceil(c.cover_interval_ms as usize);
+        p.add(
+            "confidentiality.cover_traffic_kbps",
+            format!(
+                "{} kbit/s gives {} bytes per {} ms tick; at least {min} are needed ({kbps} kbit/s)",
+                c.cover_traffic_kbps, cover.tick_bytes, c.cover_interval_ms
+            ),
+        );
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Gw2Plan {
     pub tcp_limits: TcpLimits,
     /// From TCP accept to the end of the TLS and tunnel handshake on the tunnel listener.
     pub handshake_timeout: Duration,
+    /// Cover traffic on what GW2 writes to the media tunnel.
+    pub cover: Option<crate::live::cover::CoverTraffic>,
 }
 
 /// GW1's part of a configuration, ready to bind.
@@ -77,6 +79,8 @@ pub struct Gw1Plan {
     pub tunnel: String,
     pub tunnel_server_name: String,
     pub identity: TlsIdentity,
+    /// Cover traffic on what GW1 writes to the media tunnel.
+    pub cover: Option<crate::live::cover::CoverTraffic>,
 }
 
 /// Where a started GW2 listens.
@@ -203,6 +207,7 @@ async fn start_gw2_with(
         }
         driver.add_tcp_listener(l);
     }
+    driver.set_cover_traffic(plan.cover);
     driver.add_tunnel_server(server, keepalive);
     Ok((driver, bound))
 }
@@ -262,6 +267,7 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
             })?;
         driver.add_inside_tcp_listener(l);
     }
+    driver.set_cover_traffic(plan.cover);
     driver.add_tunnel_client(client, keepalive);
     Ok((driver, sip))
 }
@@ -503,6 +509,11 @@ async fn start_from_config(
     let mut engine = base_engine(&cfg);
     engine.id_key = Some(live_id_key()?);
     let mut drivers = Vec::new();
+    let cover = cfg
+        .confidentiality
+        .as_ref()
+        .filter(|c| c.cover_traffic_kbps > 0)
+        .map(|c| crate::live::cover::CoverTraffic::new(c.cover_traffic_kbps, c.cover_interval_ms));
     // With both halves in one process and no [pki], the tunnel uses ephemeral certificates.
     let ephemeral = match (&cfg.pki, role) {
         (None, Role::Both) => Some(crate::pki::ephemeral_pki()?),
@@ -556,6 +567,7 @@ async fn start_from_config(
                 handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
             },
             handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
+            cover,
         };
         let (d, bound) = start_gw2(plan).await?;
         println!(
@@ -585,6 +597,7 @@ async fn start_from_config(
             tunnel: g.tunnel.clone(),
             tunnel_server_name: g.tunnel_server_name.clone(),
             identity,
+            cover,
         };
         let (d, sip) = start_gw1(plan)?;
         println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
@@ -654,6 +667,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         identity: pki.gw2_tls()?,
         tcp_limits: TcpLimits::default(),
         handshake_timeout: crate::live::tunnel::DEFAULT_HANDSHAKE_TIMEOUT,
+        cover: None,
     };
     let (gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
     let inside = InsideConfig {
@@ -676,6 +690,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tunnel: bound.tunnel.to_string(),
         tunnel_server_name: ip.to_string(),
         identity: pki.gw1_tls()?,
+        cover: None,
     };
     let (gw1, gw1_sip) = start_gw1(gw1_plan)?;
     let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);
