@@ -57,7 +57,8 @@ pub fn fill_tick(pending: &mut VecDeque<Queued>, tick_bytes: usize, buf: &mut Ve
         let rest = tick_bytes.saturating_sub(buf.len());
         let fits = need == rest || need + MEDIA_OVERHEAD <= rest;
         // An oversized packet alone in a tick is sent anyway (see the module docs).
-        if !fits && !(buf.is_empty() && need > tick_bytes) {
+        let alone = buf.is_empty() && need > tick_bytes;
+        if !(fits || alone) {
             break;
         }
         let repr = MediaRepr {
