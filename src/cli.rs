@@ -41,6 +41,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Manage the private PKI of the GW1-GW2 tunnel.
     Pki(PkiArgs),
+    /// SIP digest credentials of `[auth]`.
+    Auth(AuthArgs),
     /// Check a configuration file: prints "ok" or each error with its key and line.
     #[command(after_long_help = crate::config::EXAMPLE_CONFIG_HELP)]
     CheckConfig(CheckConfigArgs),
@@ -177,6 +179,25 @@ pub struct PkiInitArgs {
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    #[command(subcommand)]
+    pub command: AuthCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print the line of the `[auth] credentials` file for USER in REALM:
+    /// `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the
+    /// first line of standard input; it is not stored anywhere.
+    Ha1 {
+        /// The user name callers authenticate with.
+        user: String,
+        /// The realm (`[auth] realm`).
+        realm: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -54,8 +54,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
     ("gw2.sip_tls", "SIP over TLS is not served"),
     ("gw2.sip_tls_cert", "SIP over TLS is not served"),
     ("gw2.sip_tls_key", "SIP over TLS is not served"),
-    ("policy.require_auth", "no digest challenge is verified"),
-    ("policy.realm", "it only serves require_auth"),
 ];
 
 /// The transports GW1 can speak SIP over toward the inside (over TCP it listens on `sip_bind`
@@ -78,6 +76,100 @@ pub struct Config {
     /// The Prometheus endpoint (`GET /metrics`); absent: none is served.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// SIP digest authentication of calls to GW2 from outside; absent: none is asked for.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[auth]`: GW2's digest server (RFC 7616, RFC 8760), see [`crate::engine::auth`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The realm of the challenges, and of the credentials used from the file.
+    pub realm: String,
+    /// The credentials file: lines `user:realm:ha1-md5:ha1-sha256` (`sgw auth ha1`).
+    pub credentials: PathBuf,
+    /// Whether calls from outside must authenticate when no rule says (`auth` of a rule);
+    /// trusted peers and emergency calls never need to.
+    #[serde(default = "default_true")]
+    pub require: bool,
+    /// Source addresses or prefixes (CIDR) that need no digest: the provider's.
+    #[serde(default)]
+    pub trusted_peers: Vec<String>,
+    /// Seconds a nonce is valid; an older one is answered `stale=true`.
+    #[serde(default = "default_nonce_lifetime_secs")]
+    pub nonce_lifetime_secs: u32,
+    /// Wrong credentials from one source for one user (within 60 s) before 403.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_nonce_lifetime_secs() -> u32 {
+    u32::try_from(crate::engine::auth::DEFAULT_NONCE_LIFETIME.as_secs()).unwrap_or(300)
+}
+fn default_max_failures() -> u32 {
+    crate::engine::auth::DEFAULT_MAX_FAILURES
+}
+
+impl AuthConfig {
+    /// The engine's settings, with the credentials file read (`nonce_key`: the HMAC key).
+    pub fn digest_config(
+        &self,
+        nonce_key: [u8; 32],
+    ) -> Result<crate::engine::auth::DigestConfig, String> {
+        let credentials = crate::engine::auth::Credentials::load(&self.credentials)?;
+        if credentials.is_empty() {
+            return Err(format!(
+                "{}: no credentials in the file",
+                self.credentials.display()
+            ));
+        }
+        Ok(crate::engine::auth::DigestConfig {
+            realm: self.realm.clone(),
+            credentials,
+            trusted_peers: self
+                .trusted_peers
+                .iter()
+                .filter_map(|p| crate::engine::access::Cidr::parse(p).ok())
+                .collect(),
+            require: self.require,
+            nonce_lifetime: std::time::Duration::from_secs(u64::from(self.nonce_lifetime_secs)),
+            max_failures: self.max_failures,
+            nonce_key,
+        })
+    }
+}
+
+fn check_auth(a: &AuthConfig, has_gw2: bool, p: &mut Problems) {
+    if !has_gw2 {
+        p.add(
+            "auth",
+            "only GW2 challenges calls: [auth] needs a [gw2] section",
+        );
+    }
+    if a.realm.is_empty() || a.realm.len() > 128 || a.realm.chars().any(|c| c.is_control()) {
+        p.add("auth.realm", "1-128 characters, no control character");
+    }
+    for (i, s) in a.trusted_peers.iter().enumerate() {
+        if let Err(e) = crate::engine::access::Cidr::parse(s) {
+            p.add(&format!("auth.trusted_peers[{i}]"), e);
+        }
+    }
+    if !(10..=86_400).contains(&a.nonce_lifetime_secs) {
+        p.add(
+            "auth.nonce_lifetime_secs",
+            format!("{} is outside 10..=86400", a.nonce_lifetime_secs),
+        );
+    }
+    if !(1..=100).contains(&a.max_failures) {
+        p.add(
+            "auth.max_failures",
+            format!("{} is outside 1..=100", a.max_failures),
+        );
+    }
 }
 
 /// `[control]`: where `sgw run` listens for `sgw ctl`.
@@ -397,7 +489,7 @@ pub struct PkiConfig {
     pub key: PathBuf,
 }
 
-/// Call policy. Authentication is [`NOT_SUPPORTED_YET`].
+/// Call policy (authentication is `[auth]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -636,6 +728,16 @@ impl Config {
             }
         }
         check_policy(&self.policy, &mut p);
+        if let Some(a) = &self.auth {
+            check_auth(a, self.gw2.is_some(), &mut p);
+        } else if self.policy.access_policy().uses_auth() {
+            if let Some(i) = self.policy.rules.iter().position(|r| r.auth.is_some()) {
+                p.add(
+                    &format!("policy.rules[{i}].auth"),
+                    "needs an [auth] section (realm and credentials)",
+                );
+            }
+        }
         if let Some(m) = &self.metrics {
             check_metrics(m, &mut p);
         }

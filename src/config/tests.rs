@@ -238,7 +238,21 @@ fn bad_configs_name_key_and_line() {
             format!("{BASE}\n[policy]\nrequire_auth = false\n"),
             "policy.require_auth",
             23,
-            "not supported yet: policy.require_auth",
+            "unknown field",
+        ),
+        (
+            "auth prefix",
+            format!("{BASE}\n[auth]\nrealm = \"r\"\ncredentials = \"/x\"\ntrusted_peers = [\"10.0.0.1/8\"]\n"),
+            "auth.trusted_peers[0]",
+            25,
+            "host bits",
+        ),
+        (
+            "rule auth without [auth]",
+            format!("{BASE}\n[[policy.rules]]\nname = \"a\"\naction = \"allow\"\nauth = \"digest\"\n"),
+            "policy.rules[0].auth",
+            25,
+            "needs an [auth] section",
         ),
         (
             "emergency number",
@@ -314,7 +328,6 @@ fn semantic_errors_are_all_reported() {
 fn unimplemented_keys_are_refused() {
     let value = |key: &str| match key {
         "gw2.sip_tls" => "[\"0.0.0.0:5061\"]",
-        "policy.require_auth" => "true",
         _ => "\"x\"",
     };
     for (key, _) in NOT_SUPPORTED_YET {

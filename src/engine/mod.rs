@@ -36,6 +36,7 @@
 
 pub mod access;
 mod answering;
+pub mod auth;
 pub mod calls;
 pub mod control;
 mod h323;
@@ -221,6 +222,9 @@ pub struct CallRecord {
     /// The access rule that allowed the call (none when no rules are configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The user the call authenticated as (digest, `[auth]`); none for a call that did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_identity: Option<String>,
 }
 
 /// Things the engine tells its driver.
@@ -346,6 +350,8 @@ pub struct EngineConfig {
     pub inside_latching: media::Latching,
     /// Rate limits, the block list and the emergency reserve (GW2's outside).
     pub limits: LimitsConfig,
+    /// The digest server of GW2's outside (`[auth]`); `None`: no call is challenged.
+    pub auth: Option<auth::DigestConfig>,
 }
 
 impl Default for EngineConfig {
@@ -375,6 +381,7 @@ impl Default for EngineConfig {
             outside_latching: media::Latching::OUTSIDE,
             inside_latching: media::Latching::INSIDE,
             limits: LimitsConfig::default(),
+            auth: None,
         }
     }
 }
@@ -622,6 +629,9 @@ pub struct Stats {
     /// Sources held by the rate limiters and the block list, and those blocked now.
     pub limit_keys: u64,
     pub blocked_sources: u64,
+    /// The digest server's counters (absent when `[auth]` is not configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<auth::AuthCounters>,
 }
 
 impl Engine {
@@ -676,6 +686,7 @@ impl Engine {
                         config.limits.clone(),
                     );
                     t.access = config.access.clone();
+                    t.auth = auth::DigestServer::new(config.auth.clone());
                     t
                 },
                 media,
@@ -1184,6 +1195,12 @@ impl Engine {
         s.limits = self.out.calls.limits.counters.clone();
         s.limit_keys = self.out.calls.limits.keys() as u64;
         s.blocked_sources = self.out.calls.limits.blocked_sources() as u64;
+        s.auth = self
+            .out
+            .calls
+            .auth
+            .is_active()
+            .then(|| self.out.calls.auth.counters.clone());
         s
     }
 

@@ -94,6 +94,14 @@ pub enum Rejection {
     /// than the dialog's peer: answered like an unknown dialog (481, RFC 3261 section
     /// 12.2.2), the call stays up.
     NotDialogPeer(String),
+    /// The digest link wants credentials (RFC 7616): 401 with these `WWW-Authenticate`
+    /// values, and why (for the report).
+    Challenge {
+        why: &'static str,
+        challenges: Vec<String>,
+    },
+    /// Wrong digest credentials too often from this source for this user: 403.
+    AuthFailed(&'static str),
 }
 
 impl Rejection {
@@ -115,6 +123,8 @@ impl Rejection {
             Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
             Rejection::AddressIncomplete => 484,
             Rejection::Denied { status, .. } => *status,
+            Rejection::Challenge { .. } => 401,
+            Rejection::AuthFailed(_) => 403,
         }
     }
 
@@ -140,6 +150,8 @@ impl Rejection {
             Rejection::AddressIncomplete => "no user part to call".to_owned(),
             Rejection::Denied { rule, .. } => format!("denied by rule {rule}"),
             Rejection::NotDialogPeer(why) => format!("not from the dialog's peer: {why}"),
+            Rejection::Challenge { why, .. } => format!("unauthorized: {why}"),
+            Rejection::AuthFailed(why) => format!("authentication failed: {why}"),
         }
     }
 
@@ -165,6 +177,10 @@ impl Rejection {
                     policy.realm, "0000000000000000"
                 ),
             )],
+            Rejection::Challenge { challenges, .. } => challenges
+                .iter()
+                .map(|c| ("WWW-Authenticate", c.clone()))
+                .collect(),
             // RFC 3326: the cause, as an H.323 caller would get it; nothing names the rule.
             Rejection::Denied { cause, .. } => vec![("Reason", format!("Q.850;cause={cause}"))],
             _ => Vec::new(),

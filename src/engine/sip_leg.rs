@@ -643,6 +643,15 @@ impl SipLeg {
             remotes = parsed.remotes;
         }
         let family = Family::of(flow.remote.ip());
+        let digest = (self.cfg.side == Side::Outside).then(|| super::auth::DigestInput {
+            method: "INVITE".to_owned(),
+            uri: uri.raw.clone(),
+            authorizations: msg
+                .headers()
+                .all(&HeaderName::AUTHORIZATION)
+                .map(str::to_owned)
+                .collect(),
+        });
         let new = NewCall {
             direction: match self.cfg.side {
                 Side::Outside => Direction::FromOutside,
@@ -654,11 +663,12 @@ impl SipLeg {
             calling: calling.user.clone(),
             called: called.user.clone(),
             emergency,
+            digest,
         };
         let call = out
             .calls
             .admit(now, self.cfg.side, &new, out.tunnel_up)
-            .map_err(|r| admission_refusal(&out.calls, r))?;
+            .map_err(|r| admission_refusal(now, flow.remote.ip(), &out.calls, r))?;
         let media_ip = self
             .cfg
             .media_ip
@@ -1840,8 +1850,18 @@ fn refusal(r: Refusal) -> Rejection {
 
 /// The rejection for a refusal of the admission chain: a denial answers with its rule's
 /// status and cause, and names the rule in the report (never to the caller).
-fn admission_refusal(calls: &super::calls::CallTable, r: Refusal) -> Rejection {
+fn admission_refusal(
+    now: Duration,
+    source: IpAddr,
+    calls: &super::calls::CallTable,
+    r: Refusal,
+) -> Rejection {
     match r {
+        Refusal::AuthRequired { stale } => Rejection::Challenge {
+            why: calls.auth.last_reason(),
+            challenges: calls.auth.challenges(now, source, stale),
+        },
+        Refusal::AuthFailed => Rejection::AuthFailed(calls.auth.last_reason()),
         Refusal::Denied(d) => Rejection::Denied {
             status: d.status,
             cause: d.cause.0,

@@ -192,7 +192,20 @@ impl Control {
             Some(old) => not_live_changes(old, &new),
             None => Vec::new(),
         };
-        let settings = live_settings(&new);
+        let mut settings = live_settings(&new);
+        if let Some(a) = &new.auth {
+            let loaded = super::run::nonce_key()
+                .map_err(|e| e.to_string())
+                .and_then(|k| a.digest_config(k));
+            match loaded {
+                Ok(d) => settings.auth = Some(d),
+                Err(e) => {
+                    let why = format!("[auth]: {e}; the configuration in force is kept");
+                    log(format_args!("reload: {why}"));
+                    return Err(why);
+                }
+            }
+        }
         let rules = new.policy.rules.len();
         for h in &self.halves {
             let _ = h.request(Request::Reload(Box::new(settings.clone()))).await;
@@ -520,12 +533,14 @@ fn live_settings(cfg: &Config) -> LiveSettings {
                 usize::try_from(g.limits.max_calls).unwrap_or(usize::MAX),
             )
         }),
+        auth: None,
     }
 }
 
 /// `old` with what a reload changes taken from `new`.
 fn merge_live(mut old: Config, new: &Config) -> Config {
     old.policy = new.policy.clone();
+    old.auth = new.auth.clone();
     if let (Some(o), Some(n)) = (old.gw2.as_mut(), new.gw2.as_ref()) {
         let (o, n) = (&mut o.limits, &n.limits);
         o.max_calls = n.max_calls;

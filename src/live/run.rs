@@ -93,6 +93,16 @@ fn live_id_key() -> anyhow::Result<IdKey> {
     IdKey::from_os().map_err(|e| anyhow!("no random key for identifiers from the OS: {e}"))
 }
 
+/// A fresh key for the digest nonces of this run (they do not survive a restart).
+pub(crate) fn nonce_key() -> anyhow::Result<[u8; 32]> {
+    use ring::rand::SecureRandom;
+    let mut k = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut k)
+        .map_err(|_| anyhow!("no random bytes for the digest nonce key"))?;
+    Ok(k)
+}
+
 fn advertised(bound: SocketAddr, advertise: IpAddr) -> SocketAddr {
     if bound.ip().is_unspecified() {
         SocketAddr::new(advertise, bound.port())
@@ -454,6 +464,12 @@ async fn start_from_config(
     };
     let mut engine = base_engine(&cfg);
     engine.id_key = Some(live_id_key()?);
+    if let Some(a) = &cfg.auth {
+        engine.auth = Some(
+            a.digest_config(nonce_key()?)
+                .map_err(|e| anyhow!("[auth]: {e}"))?,
+        );
+    }
     let mut drivers = Vec::new();
     // With both halves in one process and no [pki], the tunnel uses ephemeral certificates.
     let ephemeral = match (&cfg.pki, role) {
