@@ -102,6 +102,15 @@ pub struct AuthConfig {
     /// Wrong credentials from one source for one user (within 60 s) before 403.
     #[serde(default = "default_max_failures")]
     pub max_failures: u32,
+    /// The algorithms challenged with, in this order: "SHA-256", "MD5" (the default is both,
+    /// SHA-256 first, RFC 8760). A phone that answers only the first challenge and knows only
+    /// MD5 needs `["MD5"]`.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["SHA-256".to_owned(), "MD5".to_owned()]
 }
 
 fn default_true() -> bool {
@@ -138,6 +147,11 @@ impl AuthConfig {
             require: self.require,
             nonce_lifetime: std::time::Duration::from_secs(u64::from(self.nonce_lifetime_secs)),
             max_failures: self.max_failures,
+            algorithms: self
+                .algorithms
+                .iter()
+                .filter_map(|a| crate::engine::auth::Algorithm::parse(a))
+                .collect(),
             nonce_key,
         })
     }
@@ -163,6 +177,19 @@ fn check_auth(a: &AuthConfig, has_gw2: bool, p: &mut Problems) {
             "auth.nonce_lifetime_secs",
             format!("{} is outside 10..=86400", a.nonce_lifetime_secs),
         );
+    }
+    if a.algorithms.is_empty() {
+        p.add("auth.algorithms", "at least one of \"SHA-256\", \"MD5\"");
+    }
+    for (i, alg) in a.algorithms.iter().enumerate() {
+        if crate::engine::auth::Algorithm::parse(alg).is_none() {
+            p.add(
+                &format!("auth.algorithms[{i}]"),
+                format!("{alg:?}: only \"SHA-256\" and \"MD5\""),
+            );
+        } else if a.algorithms.get(..i).is_some_and(|b| b.contains(alg)) {
+            p.add(&format!("auth.algorithms[{i}]"), format!("{alg:?} twice"));
+        }
     }
     if !(1..=100).contains(&a.max_failures) {
         p.add(

@@ -3,7 +3,8 @@
 //!
 //! - **Challenges.** A call that must authenticate and brings no valid credentials is answered
 //!   401 with one `WWW-Authenticate` per algorithm, SHA-256 first, then MD5 (RFC 8760 section
-//!   2.4), each `qop="auth"`.
+//!   2.4), each `qop="auth"`. `algorithms` may narrow or reorder them (some UACs, sipp among
+//!   them, answer only the first challenge and know only MD5).
 //! - **Nonces are stateless**: the issue time (engine clock, seconds) and an HMAC-SHA-256 over
 //!   that time, the peer's address and the realm, keyed with a per-run secret. A nonce older
 //!   than `nonce_lifetime` is *stale*: a response computed correctly over it is answered with
@@ -64,7 +65,7 @@ impl Algorithm {
         }
     }
 
-    fn parse(s: &str) -> Option<Algorithm> {
+    pub fn parse(s: &str) -> Option<Algorithm> {
         if s.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if s.eq_ignore_ascii_case("SHA-256") {
@@ -337,6 +338,9 @@ pub struct DigestConfig {
     pub require: bool,
     pub nonce_lifetime: Duration,
     pub max_failures: u32,
+    /// The algorithms challenged with, in order (one `WWW-Authenticate` each); credentials
+    /// with another are refused.
+    pub algorithms: Vec<Algorithm>,
     /// The HMAC key of the nonces: random per run live, fixed in replay.
     pub nonce_key: [u8; 32],
 }
@@ -577,7 +581,7 @@ impl DigestServer {
         };
         let nonce = self.nonce(now.as_secs(), ip);
         let realm = quote(&cfg.realm);
-        [Algorithm::Sha256, Algorithm::Md5]
+        cfg.algorithms
             .iter()
             .map(|a| {
                 format!(
@@ -657,6 +661,9 @@ impl DigestServer {
                 None => return wrong("unsupported algorithm"),
             },
         };
+        if !cfg.algorithms.contains(&alg) {
+            return wrong("algorithm not offered");
+        }
         if p.get("userhash")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         {
@@ -679,7 +686,7 @@ impl DigestServer {
         else {
             return wrong("bad nonce-count");
         };
-        if uri != input.uri {
+        if !same_resource(uri, &input.uri) {
             return wrong("uri is not the Request-URI");
         }
         let Some((ts, mac)) = self.open_nonce(nonce, ip) else {
@@ -752,6 +759,27 @@ impl DigestServer {
     /// Nonces whose count is tracked.
     pub fn tracked_nonces(&self) -> usize {
         self.nc.len()
+    }
+}
+
+/// Whether the digest-uri names the request's resource (RFC 7616 section 3.4.6): the
+/// Request-URI as written, or a SIP URI of the same scheme, host and port (UACs such as sipp
+/// write `sip:host:port`). The response is computed over the digest-uri either way, and the
+/// nonce-count keeps it from being used twice.
+fn same_resource(digest_uri: &str, request_uri: &str) -> bool {
+    if digest_uri == request_uri {
+        return true;
+    }
+    use codecs::sip::Uri;
+    match (Uri::parse(digest_uri), Uri::parse(request_uri)) {
+        (Ok(d), Ok(r)) => {
+            d.scheme == r.scheme
+                && d.host.as_deref().map(str::to_ascii_lowercase)
+                    == r.host.as_deref().map(str::to_ascii_lowercase)
+                && d.host.is_some()
+                && d.port.unwrap_or(5060) == r.port.unwrap_or(5060)
+        }
+        _ => false,
     }
 }
 

@@ -108,6 +108,7 @@ fn config() -> DigestConfig {
         require: true,
         nonce_lifetime: Duration::from_secs(300),
         max_failures: 3,
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         nonce_key: [7; 32],
     }
 }
@@ -342,6 +343,22 @@ fn the_nonce_count_table_is_bounded() {
     assert!(s.tracked_nonces() <= MAX_NONCES);
     // The dropped nonces' second is stale from now on.
     assert!(s.floor.is_some());
+}
+
+#[test]
+fn the_digest_uri_names_the_request_uri() {
+    assert!(same_resource(URI, URI));
+    assert!(same_resource("sip:gw.example", "sip:1234@gw.example:5060"));
+    assert!(same_resource(
+        "sip:127.0.0.1:5070",
+        "sip:1234@127.0.0.1:5070"
+    ));
+    assert!(!same_resource(
+        "sip:127.0.0.1:5071",
+        "sip:1234@127.0.0.1:5070"
+    ));
+    assert!(!same_resource("sip:other.example", "sip:1234@gw.example"));
+    assert!(!same_resource("garbage", "sip:1234@gw.example"));
 }
 
 #[test]

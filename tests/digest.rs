@@ -1,0 +1,414 @@
+//! SIP digest authentication of GW2 (issue 9, "Authentication"), live through `sgw run` on
+//! loopback: sipp with `[authentication]` (`-au`/`-ap`) answers GW2's 401 and calls through; a
+//! wrong password gets 403 after `max_failures`; a replayed `Authorization` (same nonce and
+//! nonce-count, sent by a raw client) is challenged again; a trusted peer needs no digest. The
+//! credentials file is written by `sgw auth ha1`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use sgw::engine::auth::{Algorithm, DigestParams};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::gateway::{n, serial, Gateway, Setup};
+use support::rawsip::{header, request, status, InsideUas};
+use support::*;
+
+const REALM: &str = "sgw.test";
+
+/// A call that answers GW2's 401 (sipp computes `[authentication]` from `-au`/`-ap`), ACKs it
+/// on the INVITE's branch, and calls again with credentials; BYE after the answer.
+const UAC_AUTH: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac with digest">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:alice@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-2]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 2 INVITE
+      Contact: <sip:alice@[local_ip]:[local_port]>
+      [authentication]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="300"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 BYE
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"#;
+
+/// Wrong credentials twice: the first is challenged again (401), the second (with
+/// `max_failures = 2`) is refused with 403.
+const UAC_WRONG: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac with a wrong password">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:alice@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-2]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 2 INVITE
+      Contact: <sip:alice@[local_ip]:[local_port]>
+      [authentication]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-2]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 3 INVITE
+      Contact: <sip:alice@[local_ip]:[local_port]>
+      [authentication]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="403"/>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-2]
+      From: sipp <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"#;
+
+/// The credentials line of `user` with `password`, from `sgw auth ha1` (password on stdin).
+fn ha1_line(user: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut child = sgw()
+        .args(["auth", "ha1", user, REALM])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(!line.contains(password), "no password in the file: {line}");
+    line
+}
+
+/// A gateway with `[auth]`: alice/secret, `max_failures = 2`, 127.0.0.9 trusted.
+fn start(name: &str, scratch: &Scratch, inside: &InsideUas, algorithms: &str) -> Gateway {
+    let creds = scratch.file("digest.ha1", &format!("{}\n", ha1_line("alice", "secret")));
+    let mut s = Setup::new((0, 0), (0, 0), inside.sip);
+    let a = free_rtp_port("127.0.0.1");
+    let b = free_rtp_port("127.0.0.1");
+    s.gw2_media = (a, a + 1);
+    s.gw1_media = (b, b + 1);
+    s.extra = format!(
+        "\n[auth]\nrealm = \"{REALM}\"\ncredentials = \"{}\"\nmax_failures = 2\ntrusted_peers = [\"127.0.0.9\"]\n{algorithms}",
+        creds.display()
+    );
+    Gateway::start(name, &s)
+}
+
+fn run_sipp(gw: &Gateway, scenario: &str, password: &str) -> (bool, String) {
+    let sf = gw.dir.file("scenario.xml", scenario);
+    let port = free_udp_port("127.0.0.1").to_string();
+    let mp = free_rtp_port("127.0.0.1").to_string();
+    let mut cmd = sipp(&gw.dir.0);
+    cmd.arg(gw.sip.to_string())
+        .args(["-sf", sf.to_str().unwrap(), "-s", "1234"])
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", &port, "-mp", &mp])
+        .args(["-au", "alice", "-ap", password]);
+    let (st, out) = run_bounded("sipp", &mut cmd, Duration::from_secs(40));
+    (st.success(), out)
+}
+
+#[test]
+fn sipp_authenticates_with_digest_and_a_wrong_password_gets_403() {
+    if !sipp_available("digest") {
+        return;
+    }
+    let _g = serial();
+    let scratch = Scratch::new("digest-sipp");
+    let inside = InsideUas::start();
+    // sipp answers the first challenge only, and knows MD5 only.
+    let mut gw = start("digest-sipp", &scratch, &inside, "algorithms = [\"MD5\"]\n");
+    let (ok, out) = run_sipp(&gw, UAC_AUTH, "secret");
+    assert!(
+        ok,
+        "sipp with the right password failed:\n{out}\n{}",
+        gw.output()
+    );
+    let (ok, out) = run_sipp(&gw, UAC_WRONG, "wrong");
+    assert!(
+        ok,
+        "sipp with a wrong password did not see 401 then 403:\n{out}\n{}",
+        gw.output()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let records = gw.call_records();
+    let (gw2, _) = gw.stop();
+    let ok_calls: Vec<_> = records
+        .iter()
+        .filter(|r| r["auth_identity"] == "alice")
+        .collect();
+    assert_eq!(ok_calls.len(), 1, "records: {records:?}");
+    assert_eq!(n(&gw2, "engine.auth.authenticated"), 1, "{gw2}");
+    assert_eq!(n(&gw2, "engine.auth.wrong_credentials"), 2, "{gw2}");
+    assert_eq!(n(&gw2, "engine.auth.forbidden"), 1, "{gw2}");
+    assert_eq!(n(&gw2, "engine.admission.refused_auth_failed"), 1, "{gw2}");
+    assert!(
+        n(&gw2, "engine.admission.refused_auth_required") >= 2,
+        "{gw2}"
+    );
+    assert_eq!(inside.log().invites, 1);
+}
+
+/// A raw INVITE from `sock` with `extra` headers; the final response's text (ACKed).
+fn raw_invite(sock: &UdpSocket, gw: SocketAddr, ruri: &str, n: u32, extra: &str) -> String {
+    let local = sock.local_addr().unwrap();
+    let call_id = format!("digest-raw-{n}-{}", std::process::id());
+    let from = format!("<sip:alice@{}>;tag=f{n}", local.ip());
+    let to = format!("<{ruri}>");
+    let branch = format!("z9hG4bKdigest{n}");
+    let inv = request(
+        "INVITE", ruri, local, &call_id, &from, &to, 1, &branch, extra, None,
+    );
+    sock.send_to(inv.as_bytes(), gw).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 65_535];
+    while Instant::now() < deadline {
+        let Ok((len, _)) = sock.recv_from(&mut buf) else {
+            sock.send_to(inv.as_bytes(), gw).unwrap();
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        if header(&text, "Call-ID") != Some(call_id.as_str()) {
+            continue;
+        }
+        match status(&text) {
+            Some(c) if c >= 200 => {
+                let to = header(&text, "To").unwrap_or("").to_owned();
+                if c >= 300 {
+                    let ack = request(
+                        "ACK", ruri, local, &call_id, &from, &to, 1, &branch, "", None,
+                    );
+                    sock.send_to(ack.as_bytes(), gw).unwrap();
+                } else {
+                    let ack = request(
+                        "ACK",
+                        ruri,
+                        local,
+                        &call_id,
+                        &from,
+                        &to,
+                        1,
+                        "z9hG4bKack",
+                        "",
+                        None,
+                    );
+                    sock.send_to(ack.as_bytes(), gw).unwrap();
+                    let bye = request(
+                        "BYE",
+                        ruri,
+                        local,
+                        &call_id,
+                        &from,
+                        &to,
+                        2,
+                        "z9hG4bKbye",
+                        "",
+                        None,
+                    );
+                    sock.send_to(bye.as_bytes(), gw).unwrap();
+                }
+                return text;
+            }
+            _ => {}
+        }
+    }
+    panic!("no final response to INVITE {n}");
+}
+
+/// Every `WWW-Authenticate` value of a response's text.
+fn challenges(msg: &str) -> Vec<String> {
+    msg.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case("WWW-Authenticate"))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_replayed_authorization_is_challenged_again_and_trusted_peers_pass() {
+    let _g = serial();
+    let scratch = Scratch::new("digest-replay");
+    let inside = InsideUas::start();
+    let mut gw = start("digest-replay", &scratch, &inside, "");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ruri = format!("sip:1234@{}", gw.sip);
+    let first = raw_invite(&sock, gw.sip, &ruri, 1, "");
+    assert_eq!(status(&first), Some(401), "{first}");
+    let ch = challenges(&first);
+    assert_eq!(ch.len(), 2, "{first}");
+    assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
+    let p = DigestParams::parse(&ch[0]).unwrap();
+    let nonce = p.get("nonce").unwrap();
+    let alg = Algorithm::Sha256;
+    let ha1 = alg.ha1("alice", REALM, "secret");
+    let response = alg.response(&ha1, nonce, "00000001", "c0ffee", "auth", "INVITE", &ruri);
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{ruri}\", response=\"{response}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+    );
+    let ok = raw_invite(&sock, gw.sip, &ruri, 2, &auth);
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    // The same credentials in a new INVITE: nonce-count not above the last one, refused.
+    let replay = raw_invite(&sock, gw.sip, &ruri, 3, &auth);
+    assert_eq!(status(&replay), Some(401), "{replay}");
+    // The same credentials from another address: the nonce was not issued to it.
+    let other = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let moved = raw_invite(&other, gw.sip, &ruri, 4, &auth);
+    assert_eq!(status(&moved), Some(401), "{moved}");
+    // A trusted peer calls without credentials.
+    let trusted = UdpSocket::bind("127.0.0.9:0").unwrap();
+    let t = raw_invite(&trusted, gw.sip, &ruri, 5, "");
+    assert_eq!(status(&t), Some(200), "{t}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (gw2, _) = gw.stop();
+    assert_eq!(n(&gw2, "engine.auth.replayed"), 1, "{gw2}");
+    assert_eq!(n(&gw2, "engine.auth.authenticated"), 1, "{gw2}");
+    assert_eq!(n(&gw2, "engine.auth.not_required"), 1, "{gw2}");
+    let out = gw.output();
+    assert!(out.contains("replayed credentials"), "{out}");
+}
