@@ -783,6 +783,97 @@ fn same_resource(digest_uri: &str, request_uri: &str) -> bool {
     }
 }
 
+// ---- the client -------------------------------------------------------------------------------
+
+/// What GW2 answers a provider's challenge with: a password, or HA1 values for the
+/// provider's realm (then only that realm's challenges can be answered).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret {
+    pub password: Option<String>,
+    pub ha1_md5: Option<String>,
+    pub ha1_sha256: Option<String>,
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret(..)")
+    }
+}
+
+/// The account GW2 uses toward its provider (`[gw2.registration]`): REGISTER, and the
+/// challenges of the calls it places.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// The user name of the credentials (the authentication user).
+    pub user: String,
+    pub secret: ClientSecret,
+}
+
+impl ClientCredentials {
+    /// The `Authorization` (or `Proxy-Authorization`) value answering the first of
+    /// `challenges` (`WWW-Authenticate` or `Proxy-Authenticate` values) with an algorithm GW2
+    /// knows and a secret for; `None` when there is none.
+    pub fn answer(
+        &self,
+        challenges: &[&str],
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+    ) -> Option<String> {
+        challenges
+            .iter()
+            .filter_map(|c| DigestParams::parse(c))
+            .find_map(|p| self.answer_one(&p, method, uri, cnonce))
+    }
+
+    fn answer_one(
+        &self,
+        p: &DigestParams,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+    ) -> Option<String> {
+        let realm = p.get("realm")?;
+        let nonce = p.get("nonce")?;
+        let alg = match p.get("algorithm") {
+            None => Algorithm::Md5,
+            Some(a) => Algorithm::parse(a)?,
+        };
+        let ha1 = match (&self.secret.password, alg) {
+            (Some(pw), _) => alg.ha1(&self.user, realm, pw),
+            (None, Algorithm::Md5) => self.secret.ha1_md5.clone()?,
+            (None, Algorithm::Sha256) => self.secret.ha1_sha256.clone()?,
+        };
+        let auth_qop = p
+            .get("qop")
+            .is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")));
+        let mut v = format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", ",
+            quote(&self.user),
+            quote(realm),
+            quote(nonce),
+            quote(uri)
+        );
+        if auth_qop {
+            let r = alg.response(&ha1, nonce, "00000001", cnonce, "auth", method, uri);
+            v.push_str(&format!(
+                "response=\"{r}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"{}\"",
+                alg.name(),
+                quote(cnonce)
+            ));
+        } else {
+            // RFC 2069 compatibility (RFC 7616 section 3.4.1 without qop).
+            let ha2 = alg.hex(format!("{method}:{uri}").as_bytes());
+            let r = alg.hex(format!("{ha1}:{nonce}:{ha2}").as_bytes());
+            v.push_str(&format!("response=\"{r}\", algorithm={}", alg.name()));
+        }
+        if let Some(o) = p.get("opaque") {
+            v.push_str(&format!(", opaque=\"{}\"", quote(o)));
+        }
+        Some(v)
+    }
+}
+
 /// `s` as the inside of a quoted-string.
 fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")

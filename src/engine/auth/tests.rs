@@ -362,6 +362,79 @@ fn the_digest_uri_names_the_request_uri() {
 }
 
 #[test]
+fn the_client_answers_what_the_server_checks() {
+    let mut t = table();
+    for (i, secret) in [
+        ClientSecret {
+            password: Some("secret".into()),
+            ha1_md5: None,
+            ha1_sha256: None,
+        },
+        ClientSecret {
+            password: None,
+            ha1_md5: None,
+            ha1_sha256: Some(Algorithm::Sha256.ha1("alice", "sgw", "secret")),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = ClientCredentials {
+            user: "alice".into(),
+            secret,
+        };
+        // Each call its own challenge (one second apart: another nonce).
+        let now = Duration::from_secs(3 + u64::try_from(i).unwrap());
+        let ch = t.auth.challenges(now, IpAddr::from(IP), false);
+        let fresh: Vec<&str> = ch.iter().map(String::as_str).collect();
+        let a = c.answer(&fresh, "INVITE", URI, "abc").unwrap();
+        assert!(a.contains("algorithm=SHA-256"), "{a}");
+        assert!(t
+            .admit(now, Side::Outside, &invite(IP, vec![a]), true)
+            .is_ok());
+    }
+    // Only an MD5 HA1 of another realm: nothing to answer with.
+    let c = ClientCredentials {
+        user: "alice".into(),
+        secret: ClientSecret {
+            password: None,
+            ha1_md5: Some("0".repeat(32)),
+            ha1_sha256: None,
+        },
+    };
+    let ch = t
+        .auth
+        .challenges(Duration::from_secs(9), IpAddr::from(IP), false);
+    assert!(c.answer(&[ch[0].as_str()], "INVITE", URI, "abc").is_none());
+    // Without qop: the response of RFC 2069, H(HA1:nonce:HA2), over RFC 2617's example values
+    // (the expected value computed independently with Python's hashlib).
+    let c = ClientCredentials {
+        user: "Mufasa".into(),
+        secret: ClientSecret {
+            password: Some("Circle Of Life".into()),
+            ha1_md5: None,
+            ha1_sha256: None,
+        },
+    };
+    let a = c
+        .answer(
+            &["Digest realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""],
+            "GET",
+            "/dir/index.html",
+            "x",
+        )
+        .unwrap();
+    assert!(
+        a.contains("response=\"670fd8c2df070c60b045671b8b24ff02\""),
+        "{a}"
+    );
+    assert!(
+        a.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""),
+        "{a}"
+    );
+}
+
+#[test]
 fn garbage_never_panics() {
     let mut t = table();
     let now = Duration::from_secs(1);
