@@ -242,6 +242,144 @@ pub struct Gw2Config {
     pub outside_next_hop: Option<SocketAddr>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// GW2's account at its provider: REGISTER, and the answer to the challenges of calls it
+    /// places outside.
+    #[serde(default)]
+    pub registration: Option<RegistrationSection>,
+}
+
+/// `[gw2.registration]`, see [`crate::engine::registration`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationSection {
+    /// Where REGISTER goes (`ip:port`, over GW2's outside transport).
+    pub registrar: SocketAddr,
+    /// The domain of the address of record and Request-URI; default: the registrar's address.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The user of the address of record (and of GW2's Contact).
+    pub user: String,
+    /// The user name of the credentials; default: `user`.
+    #[serde(default)]
+    pub auth_user: Option<String>,
+    /// The password, or instead the HA1 values for the provider's realm (hex, as `sgw auth
+    /// ha1` prints them): keep this file readable by the gateway only.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ha1_md5: Option<String>,
+    #[serde(default)]
+    pub ha1_sha256: Option<String>,
+    /// Seconds asked for (the registrar may grant fewer; refreshed before they run out).
+    #[serde(default = "default_registration_expires")]
+    pub expires: u32,
+    /// `false`: no REGISTER, the credentials only answer the challenges of calls GW2 places.
+    #[serde(default = "default_true")]
+    pub register: bool,
+}
+
+fn default_registration_expires() -> u32 {
+    3600
+}
+
+impl RegistrationSection {
+    pub fn credentials(&self) -> crate::engine::auth::ClientCredentials {
+        crate::engine::auth::ClientCredentials {
+            user: self.auth_user.clone().unwrap_or_else(|| self.user.clone()),
+            secret: crate::engine::auth::ClientSecret {
+                password: self.password.clone(),
+                ha1_md5: self.ha1_md5.as_ref().map(|h| h.to_ascii_lowercase()),
+                ha1_sha256: self.ha1_sha256.as_ref().map(|h| h.to_ascii_lowercase()),
+            },
+        }
+    }
+
+    /// The engine's registration (`None` with `register = false`).
+    pub fn engine_registration(&self) -> Option<crate::engine::registration::RegistrationConfig> {
+        self.register
+            .then(|| crate::engine::registration::RegistrationConfig {
+                registrar: self.registrar,
+                domain: self
+                    .domain
+                    .clone()
+                    .unwrap_or_else(|| crate::engine::host_port(self.registrar)),
+                user: self.user.clone(),
+                credentials: self.credentials(),
+                expires: self.expires,
+            })
+    }
+}
+
+fn check_registration(r: &RegistrationSection, p: &mut Problems) {
+    let key = |k: &str| format!("gw2.registration.{k}");
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%#".contains(&b))
+    };
+    if !token(&r.user) {
+        p.add(&key("user"), "1-128 characters of a SIP user part");
+    }
+    if let Some(a) = &r.auth_user {
+        if a.is_empty()
+            || a.len() > 128
+            || a.contains(['"', '\\'])
+            || a.chars().any(char::is_control)
+        {
+            p.add(
+                &key("auth_user"),
+                "1-128 characters, no quote or control character",
+            );
+        }
+    }
+    if let Some(d) = &r.domain {
+        if d.is_empty()
+            || d.len() > 253
+            || !d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        {
+            p.add(
+                &key("domain"),
+                format!("{d:?} is not a host name or address"),
+            );
+        }
+    }
+    if r.registrar.ip().is_unspecified() || r.registrar.port() == 0 {
+        p.add(
+            &key("registrar"),
+            format!("{} is not an address to send to", r.registrar),
+        );
+    }
+    let hex = |v: &Option<String>, len: usize| {
+        v.as_ref()
+            .is_none_or(|h| h.len() == len && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    if !hex(&r.ha1_md5, 32) {
+        p.add(&key("ha1_md5"), "32 hex digits (sgw auth ha1)");
+    }
+    if !hex(&r.ha1_sha256, 64) {
+        p.add(&key("ha1_sha256"), "64 hex digits (sgw auth ha1)");
+    }
+    if r.password.is_none() && r.ha1_md5.is_none() && r.ha1_sha256.is_none() {
+        p.add(
+            &key("password"),
+            "a password, or ha1_md5/ha1_sha256, is needed",
+        );
+    }
+    if r.password.is_some() && (r.ha1_md5.is_some() || r.ha1_sha256.is_some()) {
+        p.add(
+            &key("password"),
+            "either a password or HA1 values, not both",
+        );
+    }
+    if !(10..=86_400).contains(&r.expires) {
+        p.add(
+            &key("expires"),
+            format!("{} is outside 10..=86400", r.expires),
+        );
+    }
 }
 
 /// The relay gateway in the intranet.
@@ -838,6 +976,9 @@ fn check_gw2(g: &Gw2Config, p: &mut Problems) {
         );
     }
     check_media(&g.media, "gw2", p);
+    if let Some(r) = &g.registration {
+        check_registration(r, p);
+    }
     let l = &g.limits;
     if l.max_calls == 0 {
         p.add("gw2.limits.max_calls", "must be at least 1");

@@ -44,6 +44,7 @@ pub mod ids;
 pub mod limits;
 pub mod media;
 pub mod policy;
+pub mod registration;
 mod sip_leg;
 mod timers;
 mod txn;
@@ -352,6 +353,12 @@ pub struct EngineConfig {
     pub limits: LimitsConfig,
     /// The digest server of GW2's outside (`[auth]`); `None`: no call is challenged.
     pub auth: Option<auth::DigestConfig>,
+    /// GW2's registration to its provider (`[gw2.registration]`), whose credentials also
+    /// answer the challenges of calls GW2 places outside; `None`: none.
+    pub registration: Option<registration::RegistrationConfig>,
+    /// Credentials that answer the challenges of calls GW2 places outside, without
+    /// registering (`[gw2.registration] register = false`).
+    pub trunk: Option<auth::ClientCredentials>,
 }
 
 impl Default for EngineConfig {
@@ -382,6 +389,8 @@ impl Default for EngineConfig {
             inside_latching: media::Latching::INSIDE,
             limits: LimitsConfig::default(),
             auth: None,
+            registration: None,
+            trunk: None,
         }
     }
 }
@@ -632,6 +641,9 @@ pub struct Stats {
     /// The digest server's counters (absent when `[auth]` is not configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<auth::AuthCounters>,
+    /// GW2's registration to its provider (absent without `[gw2.registration]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<registration::RegistrationStatus>,
 }
 
 impl Engine {
@@ -668,11 +680,17 @@ impl Engine {
         );
         media.set_latching(Side::Outside, config.outside_latching);
         media.set_latching(Side::Inside, config.inside_latching);
-        let mut outside = sip_leg::SipLeg::new(outside);
+        let mut outside = sip_leg::SipLeg::new(sip_leg::LegConfig {
+            trunk: config.trunk.clone(),
+            ..outside
+        });
         let mut inside = sip_leg::SipLeg::new(inside);
         if let Some(key) = &config.id_key {
             outside.set_ids(key.ids(0x6777_3200));
             inside.set_ids(key.ids(0x6777_3100));
+        }
+        if let Some(r) = &config.registration {
+            outside.start_registration(r.clone());
         }
         Engine {
             outside,
@@ -1195,6 +1213,7 @@ impl Engine {
         s.limits = self.out.calls.limits.counters.clone();
         s.limit_keys = self.out.calls.limits.keys() as u64;
         s.blocked_sources = self.out.calls.limits.blocked_sources() as u64;
+        s.registration = self.outside.registration_status();
         s.auth = self
             .out
             .calls

@@ -71,6 +71,9 @@ pub struct LegConfig {
     /// The user part of the leg's Contact.
     pub contact_user: &'static str,
     pub ids_seed: u64,
+    /// The account that answers 401/407 to the INVITEs this leg places (GW2's provider
+    /// trunk, `[gw2.registration]`).
+    pub trunk: Option<super::auth::ClientCredentials>,
 }
 
 impl LegConfig {
@@ -97,6 +100,7 @@ impl LegConfig {
             symmetric: false,
             contact_user: "gw1",
             ids_seed: seed ^ 0x6777_3100,
+            trunk: None,
         }
     }
 
@@ -134,6 +138,7 @@ impl LegConfig {
             symmetric: true,
             contact_user: "gw",
             ids_seed: seed ^ 0x6777_3200,
+            trunk: None,
         }
     }
 }
@@ -177,6 +182,8 @@ pub struct Dialog {
     ack: Option<Bytes>,
     /// UAC: the last provisional status handed on (a repeated one is not handed on again).
     provisional: u16,
+    /// UAC: challenges (401/407) of the initial INVITE answered with credentials.
+    auth_tries: u8,
     /// The media as this leg describes it to its peer (streams and codecs).
     offer: Vec<MediaDescription>,
     /// UAC of a re-INVITE: the media before it, restored when the peer refuses it.
@@ -299,6 +306,10 @@ pub struct SipLeg {
     /// No-answer timers of early dialogs.
     timers: Timers<CallRef>,
     pub counters: TxnCounters,
+    /// GW2's registration to its provider (outside leg only).
+    pub registration: Option<super::registration::Registration>,
+    /// The engine time of the latest message or timer (the registration's `expires_in`).
+    last_now: Duration,
 }
 
 /// What a request handler answers: the status sent (if any) and the call.
@@ -316,7 +327,75 @@ impl SipLeg {
             client: ClientTxns::default(),
             timers: Timers::default(),
             counters: TxnCounters::default(),
+            registration: None,
+            last_now: Duration::ZERO,
         }
+    }
+
+    /// Registers to the provider from now on (see [`super::registration`]); its credentials
+    /// also answer the challenges of the calls this leg places.
+    pub fn start_registration(&mut self, cfg: super::registration::RegistrationConfig) {
+        self.cfg.trunk = Some(cfg.credentials.clone());
+        let call_id = format!("{}@sgw", self.ids.token());
+        let tag = self.ids.token();
+        let r = super::registration::Registration::new(cfg, call_id, tag);
+        self.registration = Some(r);
+    }
+
+    /// Where REGISTER goes from: the placement of the registrar's family.
+    fn registration_flow(&self) -> Option<Flow> {
+        let r = self.registration.as_ref()?;
+        let p = self
+            .cfg
+            .placement
+            .iter()
+            .flatten()
+            .find(|p| p.local.is_ipv4() == r.registrar().is_ipv4())?;
+        Some(Flow {
+            transport: p.transport,
+            local: p.local,
+            remote: r.registrar(),
+        })
+    }
+
+    /// Sends the REGISTER that is due, if any.
+    fn poll_registration(&mut self, now: Duration, out: &mut Out) {
+        let Some(flow) = self.registration_flow() else {
+            return;
+        };
+        let branch = self.ids.branch();
+        let Some(r) = self.registration.as_mut() else {
+            return;
+        };
+        if let Some(o) = r.poll_transmit(now, flow.local, flow.transport.via_token(), branch) {
+            self.send_register(now, flow, o, out);
+        }
+    }
+
+    fn send_register(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        o: super::registration::Outgoing,
+        out: &mut Out,
+    ) {
+        let counters = &mut self.counters;
+        self.client.send(
+            now,
+            self.cfg.side,
+            flow,
+            o.branch,
+            Method::Register,
+            CallRef(0),
+            o.request,
+            out,
+            counters,
+        );
+    }
+
+    /// The registration's state, for `stats` (as of the latest message or timer).
+    pub fn registration_status(&self) -> Option<super::registration::RegistrationStatus> {
+        self.registration.as_ref().map(|r| r.status(self.last_now))
     }
 
     /// Identifiers from this generator from now on (the live driver's cryptographic one).
@@ -424,6 +503,7 @@ impl SipLeg {
     }
 
     pub fn handle_message(&mut self, now: Duration, flow: Flow, msg: Message, out: &mut Out) {
+        self.last_now = self.last_now.max(now);
         match msg.start() {
             StartLine::Response(_) => self.handle_response(now, flow, msg, out),
             StartLine::Request(_) => self.handle_request(now, flow, msg, out),
@@ -762,6 +842,7 @@ impl SipLeg {
             sent: Vec::new(),
             ack: None,
             provisional: 0,
+            auth_tries: 0,
             before_offer: None,
             offer,
             media_ip,
@@ -1132,6 +1213,20 @@ impl SipLeg {
             );
             return;
         };
+        if m.method == Method::Register {
+            if !m.repeat {
+                let fresh = (self.ids.branch(), self.ids.token());
+                let flow = self.registration_flow();
+                if let (Some(r), Some(flow)) = (self.registration.as_mut(), flow) {
+                    let via = flow.transport.via_token();
+                    if let Some(o) = r.on_response(now, branch, &msg, flow.local, via, fresh) {
+                        self.send_register(now, flow, o, out);
+                    }
+                }
+            }
+            self.report(out, summary, Verdict::Accepted, None);
+            return;
+        }
         let call = m.call;
         let initial = self
             .dialogs
@@ -1299,11 +1394,79 @@ impl SipLeg {
                 self.send_ack(now, call, msg, out);
                 out.send_other(side, meta::Message::Answer(meta::Answer { call, media }));
             }
+            401 | 407 if self.answer_challenge(now, call, status, msg, out) => {}
             _ => {
                 let cause = translators::cause::status_to_cause(status);
                 self.end_both(now, call, cause, out);
             }
         }
+    }
+
+    /// A 401 or 407 to an INVITE this leg placed: the INVITE again with credentials of the
+    /// trunk (`[gw2.registration]`), CSeq + 1 (RFC 3261 section 22.2). `false` when there is
+    /// nothing to answer with, or the credentials were already refused.
+    fn answer_challenge(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        status: u16,
+        msg: &Message,
+        out: &mut Out,
+    ) -> bool {
+        let side = self.cfg.side;
+        let cnonce = self.ids.token();
+        let branch = self.ids.branch();
+        let contact = |flow| self.contact(flow);
+        let (Some(trunk), Some(d)) = (self.cfg.trunk.as_ref(), self.dialogs.get(&call)) else {
+            return false;
+        };
+        if d.auth_tries >= 2 || d.state != State::Early {
+            return false;
+        }
+        let (challenge, answer) = if status == 401 {
+            (HeaderName::WWW_AUTHENTICATE, "Authorization")
+        } else {
+            (HeaderName::PROXY_AUTHENTICATE, "Proxy-Authorization")
+        };
+        let values: Vec<&str> = msg.headers().all(&challenge).collect();
+        let uri = d.remote_target_initial();
+        let Some(credentials) = trunk.answer(&values, "INVITE", &uri, &cnonce) else {
+            return false;
+        };
+        let cseq = d.local_cseq.wrapping_add(1);
+        let mut b = in_dialog(d, &Method::Invite, cseq, &branch)
+            .header("Contact", contact(d.flow))
+            .header("Allow", policy::allow_header())
+            .header(answer, credentials);
+        if !d.offer.is_empty() {
+            b = b.body("application/sdp", d.sdp(&out.media, side));
+        }
+        let Ok(req) = b.try_build() else {
+            return false;
+        };
+        let flow = d.flow;
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return false;
+        };
+        d.auth_tries += 1;
+        d.local_cseq = cseq;
+        d.invite_branch = Some(branch.clone());
+        d.provisional = 0;
+        d.remote_tag = None;
+        d.sent.push((Method::Invite, branch.clone()));
+        let counters = &mut self.counters;
+        self.client.send(
+            now,
+            side,
+            flow,
+            branch,
+            Method::Invite,
+            call,
+            req,
+            out,
+            counters,
+        );
+        true
     }
 
     fn on_reinvite_response(
@@ -1674,6 +1837,7 @@ impl SipLeg {
             sent: vec![(Method::Invite, branch.clone())],
             ack: None,
             provisional: 0,
+            auth_tries: 0,
             before_offer: None,
             offer: s.media,
             media_ip: p.media_ip,
@@ -1760,6 +1924,7 @@ impl SipLeg {
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        self.last_now = self.last_now.max(now);
         for call in self.server.handle_timeout(now, out) {
             // A 2xx never acknowledged: the dialog is ended with a BYE (section 13.3.1.4).
             if self
@@ -1777,6 +1942,12 @@ impl SipLeg {
         let timed_out = self.client.handle_timeout(now, out, &mut counters);
         self.counters = counters;
         for (call, method) in timed_out {
+            if method == Method::Register {
+                if let Some(r) = self.registration.as_mut() {
+                    r.on_timeout(now, None);
+                }
+                continue;
+            }
             let early = self
                 .dialogs
                 .get(&call)
@@ -1802,6 +1973,7 @@ impl SipLeg {
             }
             self.end_both(now, call, cause, out);
         }
+        self.poll_registration(now, out);
     }
 
     pub fn poll_timeout(&self) -> Option<Duration> {
@@ -1809,6 +1981,7 @@ impl SipLeg {
             self.server.poll_timeout(),
             self.client.poll_timeout(),
             self.timers.next(),
+            self.registration.as_ref().and_then(|r| r.poll_timeout()),
         ]
         .into_iter()
         .flatten()

@@ -485,8 +485,16 @@ async fn start_from_config(
             Some(p) => p.gw2_tls()?,
             None => load_identity(&cfg, "gw2")?,
         };
+        let mut gw2_engine = engine.clone();
+        if let Some(r) = &g.registration {
+            gw2_engine.registration = r.engine_registration();
+            if gw2_engine.registration.is_none() {
+                // `register = false`: the credentials answer challenges only.
+                gw2_engine.trunk = Some(r.credentials());
+            }
+        }
         let plan = Gw2Plan {
-            engine: engine.clone(),
+            engine: gw2_engine,
             sip_udp: g.sip_udp.clone(),
             sip_tcp: g.sip_tcp.clone(),
             h225_tcp: g.h225_tcp.clone(),
