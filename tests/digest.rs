@@ -412,3 +412,291 @@ fn a_replayed_authorization_is_challenged_again_and_trusted_peers_pass() {
     let out = gw.output();
     assert!(out.contains("replayed credentials"), "{out}");
 }
+
+// --- GW2 as a digest client, against kamailio as the provider --------------------------------
+
+const PROVIDER_DOMAIN: &str = "provider.test";
+
+/// kamailio as the provider's registrar and proxy: REGISTER needs digest (401, auth_db over
+/// db_text with the plain password, HA1 computed by kamailio), granted at most `max_expires`
+/// seconds; an INVITE needs proxy digest (407) and goes to `callee`, record-routed.
+fn provider_cfg(
+    listen: SocketAddr,
+    db: &std::path::Path,
+    max_expires: u32,
+    callee: SocketAddr,
+) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+disable_tcp=yes
+auto_aliases=no
+dns=no
+rev_dns=no
+listen=udp:{ip}:{port}
+alias="{PROVIDER_DOMAIN}"
+
+loadmodule "db_text.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "auth.so"
+loadmodule "auth_db.so"
+
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "max_expires", {max_expires})
+modparam("registrar", "min_expires", 5)
+modparam("registrar", "default_expires", {max_expires})
+modparam("auth_db", "db_url", "text://{db}")
+modparam("auth_db", "calculate_ha1", yes)
+modparam("auth_db", "password_column", "password")
+modparam("auth_db", "load_credentials", "")
+modparam("rr", "append_fromtag", 1)
+
+request_route {{
+	xlog("L_NOTICE", "provider in: $rm $ru from $si:$sp auth [$hdr(Authorization)$hdr(Proxy-Authorization)]\n");
+	if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+	if (has_totag()) {{
+		if (loose_route()) {{ t_relay(); exit; }}
+		if (is_method("ACK")) {{ if (t_check_trans()) t_relay(); exit; }}
+		sl_send_reply("404", "Not here");
+		exit;
+	}}
+	if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+	if (is_method("REGISTER")) {{
+		if (!www_authorize("{PROVIDER_DOMAIN}", "subscriber")) {{
+			xlog("L_NOTICE", "provider challenges REGISTER ($rc)\n");
+			www_challenge("{PROVIDER_DOMAIN}", "1");
+			exit;
+		}}
+		if (!save("location")) sl_reply_error();
+		xlog("L_NOTICE", "provider registered $tu expires $hdr(Expires)\n");
+		exit;
+	}}
+	if (is_method("INVITE")) {{
+		if (!proxy_authorize("{PROVIDER_DOMAIN}", "subscriber")) {{
+			xlog("L_NOTICE", "provider challenges INVITE ($rc)\n");
+			proxy_challenge("{PROVIDER_DOMAIN}", "1");
+			exit;
+		}}
+		consume_credentials();
+		xlog("L_NOTICE", "provider relays INVITE of $fU\n");
+		record_route();
+		$du = "sip:{callee}";
+		if (!t_relay()) sl_reply_error();
+		exit;
+	}}
+	sl_send_reply("405", "Method Not Allowed");
+}}
+"#,
+        ip = listen.ip(),
+        port = listen.port(),
+        db = db.display(),
+    )
+}
+
+/// The provider's subscriber table: `trunk` with password `pw`.
+fn provider_db(scratch: &Scratch) -> std::path::PathBuf {
+    let db = scratch.0.join("dbtext");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(
+        db.join("version"),
+        "id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n",
+    )
+    .unwrap();
+    // kamailio computes HA1 from the password (calculate_ha1); db_text wants every column.
+    let ha1 = Algorithm::Md5.ha1("trunk-auth", PROVIDER_DOMAIN, "pw");
+    let ha1b = Algorithm::Md5.ha1(
+        &format!("trunk-auth@{PROVIDER_DOMAIN}"),
+        PROVIDER_DOMAIN,
+        "pw",
+    );
+    std::fs::write(
+        db.join("subscriber"),
+        format!(
+            "id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n\
+             1:trunk-auth:{PROVIDER_DOMAIN}:pw:{ha1}:{ha1b}\n"
+        ),
+    )
+    .unwrap();
+    db
+}
+
+/// A gateway registered (or not) at `provider`, with `password`, calls placed outside going to
+/// the provider.
+fn start_trunk(name: &str, inside: &InsideUas, provider: SocketAddr, password: &str) -> Gateway {
+    let mut s = Setup::new((0, 0), (0, 0), inside.sip);
+    let a = free_rtp_port("127.0.0.1");
+    let b = free_rtp_port("127.0.0.1");
+    s.gw2_media = (a, a + 1);
+    s.gw1_media = (b, b + 1);
+    s.outside_next_hop = Some(provider);
+    s.gw2_media_lines = "";
+    let text = format!(
+        "\n[gw2.registration]\nregistrar = \"{provider}\"\ndomain = \"{PROVIDER_DOMAIN}\"\nuser = \"trunk\"\nauth_user = \"trunk-auth\"\npassword = \"{password}\"\nexpires = 3600\n"
+    );
+    // The section goes after [gw2.media]: `gw2_media_lines` ends that table.
+    s.gw2_media_lines = Box::leak(text.into_boxed_str());
+    Gateway::start(name, &s)
+}
+
+fn kamailio_available() -> bool {
+    peer_available("digest", "kamailio", &["-v"], "kamailio") && sipp_available("digest")
+}
+
+#[test]
+fn gw2_registers_at_kamailio_refreshes_within_the_granted_expiry_and_calls_out_through_a_407() {
+    if !kamailio_available() {
+        return;
+    }
+    let _g = serial();
+    let scratch = Scratch::new("digest-kamailio");
+    let db = provider_db(&scratch);
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_udp_port("127.0.0.1")));
+    // The callee behind the provider: sipp's UAS.
+    let uas_port = free_udp_port("127.0.0.1");
+    let callee = SocketAddr::from(([127, 0, 0, 1], uas_port));
+    let mut kam = support::phones::Kamailio::start(
+        &scratch,
+        listen,
+        &provider_cfg(listen, &db, 10, callee),
+        Duration::from_secs(20),
+    );
+    let mp = free_rtp_port("127.0.0.1").to_string();
+    let mut uas_cmd = sipp(&scratch.0);
+    uas_cmd
+        .args([
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            "-mp",
+            &mp,
+        ])
+        .args(["-m", "1"]);
+    let mut uas = Proc::spawn("sipp uas", &mut uas_cmd);
+    let inside = InsideUas::start();
+    let mut gw = start_trunk("digest-kamailio", &inside, listen, "pw");
+    // Registered (401 answered), granted 10 s of the 3600 asked, refreshed after 5 s.
+    kam.proc
+        .wait_line("provider registered", Duration::from_secs(10));
+    let start = Instant::now();
+    let mut refreshed = false;
+    while start.elapsed() < Duration::from_secs(15) {
+        kam.proc.drain();
+        if kam
+            .proc
+            .seen
+            .iter()
+            .filter(|l| l.contains("provider registered"))
+            .count()
+            >= 3
+        {
+            refreshed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        refreshed,
+        "no refreshes within the granted 10 s:\n{}",
+        kam.proc.seen.join("\n")
+    );
+    assert!(
+        kam.proc
+            .seen
+            .iter()
+            .any(|l| l.contains("provider challenges REGISTER")),
+        "the registrar never challenged"
+    );
+    // A call from the inside goes out through the provider, which asks for proxy digest.
+    let ruri = format!("sip:5551234@{}", gw.gw1_sip);
+    let call = support::rawsip::RawCall::invite(
+        gw.gw1_sip,
+        "127.0.0.1",
+        &ruri,
+        "Inside",
+        Duration::from_secs(15),
+    );
+    let mut call = call.unwrap_or_else(|e| {
+        kam.proc.drain();
+        panic!(
+            "call out failed: {e:?}\n{}\n{}",
+            kam.proc.seen.join("\n"),
+            gw.output()
+        )
+    });
+    assert!(call.hangup(Duration::from_secs(10)), "no 200 to BYE");
+    kam.proc.drain();
+    let log = kam.proc.seen.join("\n");
+    assert!(log.contains("provider challenges INVITE"), "{log}");
+    assert!(log.contains("provider relays INVITE of"), "{log}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (gw2, _) = gw.stop();
+    let reg = &gw2["engine"]["registration"];
+    assert_eq!(reg["state"], "registered", "{reg}");
+    assert!(reg["registered"].as_u64().unwrap() >= 3, "{reg}");
+    assert!(reg["expires_in"].as_u64().unwrap() <= 10, "{reg}");
+    assert_eq!(reg["failures"], 0, "{reg}");
+    uas.terminate(Duration::from_secs(5));
+}
+
+#[test]
+fn a_wrong_trunk_password_fails_and_is_retried_with_backoff() {
+    if !kamailio_available() {
+        return;
+    }
+    let _g = serial();
+    let scratch = Scratch::new("digest-kamailio-wrong");
+    let db = provider_db(&scratch);
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_udp_port("127.0.0.1")));
+    let unused = SocketAddr::from(([127, 0, 0, 1], free_udp_port("127.0.0.1")));
+    let mut kam = support::phones::Kamailio::start(
+        &scratch,
+        listen,
+        &provider_cfg(listen, &db, 10, unused),
+        Duration::from_secs(20),
+    );
+    let inside = InsideUas::start();
+    let mut gw = start_trunk("digest-kamailio-wrong", &inside, listen, "wrong");
+    // First attempt: challenged, credentials refused (challenged again), given up; the retry
+    // comes after the 5 s backoff.
+    kam.proc
+        .wait_line("provider challenges REGISTER", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(7));
+    kam.proc.drain();
+    let attempts = kam
+        .proc
+        .seen
+        .iter()
+        .filter(|l| l.contains("provider in: REGISTER") && l.contains("auth [<null><null>]"))
+        .count();
+    assert_eq!(
+        attempts,
+        2,
+        "one attempt, then one retry after the backoff:\n{}",
+        kam.proc.seen.join("\n")
+    );
+    assert!(!kam
+        .proc
+        .seen
+        .iter()
+        .any(|l| l.contains("provider registered")));
+    let (gw2, _) = gw.stop();
+    let reg = &gw2["engine"]["registration"];
+    assert_eq!(reg["state"], "failed", "{reg}");
+    assert!(reg["failures"].as_u64().unwrap() >= 1, "{reg}");
+    assert_eq!(reg["last_status"], 401, "{reg}");
+    assert_eq!(reg["registered"], 0, "{reg}");
+}

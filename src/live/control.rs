@@ -59,6 +59,9 @@ pub struct HalfStatus {
     pub draining: bool,
     pub calls_up: usize,
     pub blocked: Vec<BlockedSource>,
+    /// GW2's registration to its provider (`[gw2.registration]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk_registration: Option<crate::engine::registration::RegistrationStatus>,
 }
 
 /// One half's engine's answer.
@@ -84,6 +87,7 @@ pub fn handle(engine: &mut Engine, now: Duration, request: Request) -> Reply {
             draining: engine.is_draining(),
             calls_up: engine.calls_up(now).len(),
             blocked: engine.blocked_list(now),
+            trunk_registration: engine.stats().registration,
         }),
         Request::Calls => Reply::Calls(engine.calls_up(now)),
         Request::Drain => {
@@ -436,6 +440,20 @@ impl Control {
                         None => "manual, until unblocked".to_owned(),
                     };
                     out.push_str(&format!("  blocked {} ({how})\n", b.source));
+                }
+                if let Some(r) = &s.trunk_registration {
+                    let state = serde_json::to_value(r.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    let left = r
+                        .expires_in
+                        .map(|e| format!(", {e}s left"))
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "  trunk registration {} at {}: {state}{left} (last status {})\n",
+                        r.aor, r.registrar, r.last_status
+                    ));
                 }
             }
         }
