@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway')
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
+            [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'SIP digest credentials of `[auth]`')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -99,6 +100,33 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;pki;help;help' {
+            break
+        }
+        'sgw;auth' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('ha1', 'ha1', [CompletionResultType]::ParameterValue, 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;auth;ha1' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;auth;help' {
+            [CompletionResult]::new('ha1', 'ha1', [CompletionResultType]::ParameterValue, 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;auth;help;ha1' {
+            break
+        }
+        'sgw;auth;help;help' {
             break
         }
         'sgw;check-config' {
@@ -204,6 +232,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway')
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
+            [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'SIP digest credentials of `[auth]`')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -223,6 +252,13 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;help;pki;init' {
+            break
+        }
+        'sgw;help;auth' {
+            [CompletionResult]::new('ha1', 'ha1', [CompletionResultType]::ParameterValue, 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere')
+            break
+        }
+        'sgw;help;auth;ha1' {
             break
         }
         'sgw;help;check-config' {

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand auth 'SIP digest credentials of `[auth]`'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -88,6 +89,28 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;pki;help;init'= {
         }
         &'sgw;pki;help;help'= {
+        }
+        &'sgw;auth'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand ha1 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;auth;ha1'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;auth;help'= {
+            cand ha1 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;auth;help;ha1'= {
+        }
+        &'sgw;auth;help;help'= {
         }
         &'sgw;check-config'= {
             cand -h 'Print help (see more with ''--help'')'
@@ -176,6 +199,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand auth 'SIP digest credentials of `[auth]`'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -190,6 +214,11 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
         }
         &'sgw;help;pki;init'= {
+        }
+        &'sgw;help;auth'= {
+            cand ha1 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere'
+        }
+        &'sgw;help;auth;ha1'= {
         }
         &'sgw;help;check-config'= {
         }
