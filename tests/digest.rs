@@ -700,3 +700,198 @@ fn a_wrong_trunk_password_fails_and_is_retried_with_backoff() {
     assert_eq!(reg["last_status"], 401, "{reg}");
     assert_eq!(reg["registered"], 0, "{reg}");
 }
+
+// --- the same, sans-IO: the engine as replay and the live driver run it ------------------------
+
+mod engine {
+    use super::*;
+    use bytes::Bytes;
+    use codecs::sip::{self, MessageBuilder, Method};
+    use sgw::engine::auth::{ClientCredentials, ClientSecret, Credentials, DigestConfig};
+    use sgw::engine::{Engine, EngineConfig, Event, Flow, Report, Side, Transmit, Transport};
+
+    const GW2: &str = "198.51.100.1:5060";
+    const PROVIDER: &str = "203.0.113.50:5060";
+    const PBX: &str = "10.0.0.10:5060";
+    const GW1: &str = "10.0.0.1:5060";
+
+    fn config() -> EngineConfig {
+        let creds = Credentials::parse(&Credentials::line("alice", REALM, "secret")).unwrap();
+        EngineConfig {
+            outside_sip: Some(addr(GW2)),
+            outside_next_hop: Some(addr(PROVIDER)),
+            auth: Some(DigestConfig {
+                realm: REALM.into(),
+                credentials: creds,
+                trusted_peers: Vec::new(),
+                require: true,
+                nonce_lifetime: Duration::from_secs(300),
+                max_failures: 3,
+                algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+                nonce_key: [1; 32],
+            }),
+            trunk: Some(ClientCredentials {
+                user: "trunk".into(),
+                secret: ClientSecret {
+                    password: Some("pw".into()),
+                    ha1_md5: None,
+                    ha1_sha256: None,
+                },
+            }),
+            ..EngineConfig::default()
+        }
+    }
+
+    fn invite(ruri: &str, from_host: &str, id: &str, extra: Option<String>) -> Bytes {
+        let mut b = MessageBuilder::request(&Method::Invite, ruri)
+            .header("Via", format!("SIP/2.0/UDP {from_host};branch=z9hG4bK{id}"))
+            .header("Max-Forwards", "70")
+            .header("From", format!("<sip:caller@{from_host}>;tag=t{id}"))
+            .header("To", format!("<{ruri}>"))
+            .header("Call-ID", id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", format!("<sip:caller@{from_host}>"));
+        if let Some(a) = extra {
+            b = b.header("Authorization", a);
+        }
+        b.body(
+            "application/sdp",
+            b"v=0\r\no=x 1 1 IN IP4 10.0.0.20\r\ns=-\r\nc=IN IP4 10.0.0.20\r\nt=0 0\r\nm=audio 16000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n".to_vec(),
+        )
+        .build()
+    }
+
+    fn drain(e: &mut Engine) -> (Vec<Transmit>, Vec<Report>, Vec<Event>) {
+        let mut t = Vec::new();
+        while let Some(x) = e.poll_transmit() {
+            t.push(x);
+        }
+        let (mut reports, mut other) = (Vec::new(), Vec::new());
+        while let Some(ev) = e.poll_event() {
+            match ev {
+                Event::Report(r) => reports.push(r),
+                ev => other.push(ev),
+            }
+        }
+        (t, reports, other)
+    }
+
+    fn text(t: &Transmit) -> String {
+        String::from_utf8_lossy(&t.payload).into_owned()
+    }
+
+    #[test]
+    fn the_engine_challenges_and_admits_with_the_identity_on_the_report_path() {
+        let mut e = Engine::new(config());
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: addr(GW2),
+            remote: addr("192.0.2.7:5060"),
+        };
+        let ruri = "sip:1234@198.51.100.1";
+        e.handle_datagram(
+            Duration::from_secs(1),
+            flow,
+            invite(ruri, "192.0.2.7:5060", "c1", None),
+        );
+        let (t, r, _) = drain(&mut e);
+        let answer = text(t.iter().find(|t| t.side == Side::Outside).unwrap());
+        assert_eq!(status(&answer), Some(401), "{answer}");
+        let ch = challenges(&answer);
+        assert_eq!(ch.len(), 2, "{answer}");
+        assert!(!t.iter().any(|t| t.side == Side::Inside));
+        let rep = r.iter().find(|r| r.response == Some(401)).unwrap();
+        assert_eq!(
+            rep.reason.as_deref(),
+            Some("unauthorized: credentials required")
+        );
+        // The client side of the crate answers the server side: admitted, relayed inside.
+        let c = ClientCredentials {
+            user: "alice".into(),
+            secret: ClientSecret {
+                password: Some("secret".into()),
+                ha1_md5: None,
+                ha1_sha256: None,
+            },
+        };
+        let refs: Vec<&str> = ch.iter().map(String::as_str).collect();
+        let a = c.answer(&refs, "INVITE", ruri, "0a4f113b").unwrap();
+        e.handle_datagram(
+            Duration::from_secs(2),
+            flow,
+            invite(ruri, "192.0.2.7:5060", "c2", Some(a)),
+        );
+        let (t, _, _) = drain(&mut e);
+        assert!(
+            t.iter().any(|t| t.side == Side::Inside),
+            "not relayed inside"
+        );
+        let s = serde_json::to_value(e.stats()).unwrap();
+        assert_eq!(s["auth"]["authenticated"], 1, "{s}");
+        assert_eq!(s["admission"]["refused_auth_required"], 1, "{s}");
+    }
+
+    #[test]
+    fn a_call_placed_outside_answers_the_providers_407_with_cseq_plus_one() {
+        let mut e = Engine::new(config());
+        let inside = Flow {
+            transport: Transport::Udp,
+            local: addr(GW1),
+            remote: addr(PBX),
+        };
+        let ruri = "sip:5551234@10.0.0.1:5060";
+        e.handle_inside_datagram(
+            Duration::from_secs(1),
+            inside,
+            invite(ruri, PBX, "out1", None),
+        );
+        let (t, _, _) = drain(&mut e);
+        let first = t
+            .iter()
+            .find(|t| t.side == Side::Outside && text(t).starts_with("INVITE"))
+            .map(text)
+            .expect("INVITE toward the provider");
+        let msg = sip::parse_datagram(Bytes::from(first.clone())).unwrap().0;
+        let resp = MessageBuilder::response_to(&msg, 407, Some("prov"))
+            .header(
+                "Proxy-Authenticate",
+                "Digest realm=\"provider.test\", nonce=\"n407\", qop=\"auth\", algorithm=MD5",
+            )
+            .build();
+        let outside = Flow {
+            transport: Transport::Udp,
+            local: addr(GW2),
+            remote: addr(PROVIDER),
+        };
+        e.handle_datagram(Duration::from_secs(2), outside, resp);
+        let (t, _, _) = drain(&mut e);
+        let sent: Vec<String> = t
+            .iter()
+            .filter(|t| t.side == Side::Outside)
+            .map(text)
+            .collect();
+        assert!(
+            sent.iter()
+                .any(|s| s.starts_with("ACK ") && s.contains("CSeq: 1 ACK")),
+            "{sent:?}"
+        );
+        let again = sent
+            .iter()
+            .find(|s| s.starts_with("INVITE "))
+            .expect("INVITE again");
+        assert!(again.contains("CSeq: 2 INVITE"), "{again}");
+        let auth = header(again, "Proxy-Authorization").unwrap();
+        let p = DigestParams::parse(auth).unwrap();
+        assert_eq!(p.get("username"), Some("trunk"));
+        let uri = p.get("uri").unwrap();
+        let ha1 = Algorithm::Md5.ha1("trunk", "provider.test", "pw");
+        let cnonce = p.get("cnonce").unwrap();
+        let want = Algorithm::Md5.response(&ha1, "n407", "00000001", cnonce, "auth", "INVITE", uri);
+        assert_eq!(p.get("response"), Some(want.as_str()));
+        assert_eq!(header(again, "Call-ID"), header(&first, "Call-ID"));
+        // The call is still up: nothing released toward the PBX.
+        assert!(!t
+            .iter()
+            .any(|t| t.side == Side::Inside && text(t).starts_with("SIP/2.0 4")));
+    }
+}
