@@ -413,6 +413,136 @@ fn a_replayed_authorization_is_challenged_again_and_trusted_peers_pass() {
     assert!(out.contains("replayed credentials"), "{out}");
 }
 
+/// The digest answer of `user`/`password` to the first challenge of a 401's text.
+fn answer_401(resp: &str, user: &str, password: &str, ruri: &str) -> String {
+    let ch = challenges(resp);
+    let refs: Vec<&str> = ch.iter().map(String::as_str).collect();
+    let c = sgw::engine::auth::ClientCredentials {
+        user: user.into(),
+        secret: sgw::engine::auth::ClientSecret {
+            password: Some(password.into()),
+            ha1_md5: None,
+            ha1_sha256: None,
+        },
+    };
+    format!(
+        "Authorization: {}\r\n",
+        c.answer(&refs, "INVITE", ruri, "feed").unwrap()
+    )
+}
+
+#[test]
+fn reload_rereads_the_credentials_file() {
+    let _g = serial();
+    let scratch = Scratch::new("digest-reload");
+    let inside = InsideUas::start();
+    let creds = scratch.file("digest.ha1", &format!("{}\n", ha1_line("alice", "secret")));
+    let mut s = Setup::new((0, 0), (0, 0), inside.sip);
+    let a = free_rtp_port("127.0.0.1");
+    let b = free_rtp_port("127.0.0.1");
+    s.gw2_media = (a, a + 1);
+    s.gw1_media = (b, b + 1);
+    s.control = true;
+    s.extra = format!(
+        "\n[auth]\nrealm = \"{REALM}\"\ncredentials = \"{}\"\n",
+        creds.display()
+    );
+    let mut gw = Gateway::start("digest-reload", &s);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ruri = format!("sip:1234@{}", gw.sip);
+    let ch = raw_invite(&sock, gw.sip, &ruri, 11, "");
+    let bob = answer_401(&ch, "bob", "hunter2", &ruri);
+    assert_eq!(
+        status(&raw_invite(&sock, gw.sip, &ruri, 12, &bob)),
+        Some(401)
+    );
+    // bob is added to the file; the reload reads it.
+    std::fs::write(
+        &creds,
+        format!(
+            "{}\n{}\n",
+            ha1_line("alice", "secret"),
+            ha1_line("bob", "hunter2")
+        ),
+    )
+    .unwrap();
+    let mut ctl = sgw();
+    ctl.arg("ctl")
+        .arg("--socket")
+        .arg(gw.control.as_ref().unwrap())
+        .arg("reload");
+    let (st, out) = run_bounded("sgw ctl reload", &mut ctl, Duration::from_secs(20));
+    assert!(st.success(), "{out}");
+    let ch = raw_invite(&sock, gw.sip, &ruri, 13, "");
+    let bob = answer_401(&ch, "bob", "hunter2", &ruri);
+    let ok = raw_invite(&sock, gw.sip, &ruri, 14, &bob);
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    // A file that does not parse changes nothing: the reload is refused.
+    std::fs::write(&creds, "bob:only-a-password\n").unwrap();
+    let mut ctl = sgw();
+    ctl.arg("ctl")
+        .arg("--socket")
+        .arg(gw.control.as_ref().unwrap())
+        .arg("reload");
+    let (st, out) = run_bounded("sgw ctl reload", &mut ctl, Duration::from_secs(20));
+    assert!(!st.success(), "{out}");
+    assert!(out.contains("[auth]"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let records = gw.call_records();
+    assert!(
+        records.iter().any(|r| r["auth_identity"] == "bob"),
+        "{records:?}"
+    );
+}
+
+/// `sgw replay --config` with `[auth]`: the captured calls bring no credentials of ours, and
+/// are challenged as the live GW2 would.
+#[test]
+fn replay_with_auth_challenges_the_captured_calls() {
+    let scratch = Scratch::new("digest-replay-json");
+    let creds = scratch.file("digest.ha1", &format!("{}\n", ha1_line("alice", "secret")));
+    let cfg = scratch.file(
+        "sgw.toml",
+        &format!(
+            "[gw2]\nsip_udp = [\"0.0.0.0:5060\"]\ntunnel_listen = \"0.0.0.0:7001\"\n[gw2.media]\nip = \"192.0.2.1\"\nport_min = 20000\nport_max = 20099\n[auth]\nrealm = \"{REALM}\"\ncredentials = \"{}\"\n",
+            creds.display()
+        ),
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = sgw()
+        .args(["replay", "--json", "--config"])
+        .arg(&cfg)
+        .arg(root.join("testdata/sip/sipp-uac-uas-udp-ipv4.pcap"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let invites: Vec<&serde_json::Value> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("INVITE sip:"))
+        })
+        .collect();
+    assert!(!invites.is_empty());
+    for inv in invites {
+        assert_eq!(inv["response"], 401, "{inv}");
+        assert_eq!(inv["reason"], "unauthorized: credentials required", "{inv}");
+    }
+    assert!(
+        v["summary"]["auth"]["challenged"].as_u64().unwrap() >= 1,
+        "{}",
+        v["summary"]
+    );
+}
+
 // --- GW2 as a digest client, against kamailio as the provider --------------------------------
 
 const PROVIDER_DOMAIN: &str = "provider.test";
@@ -540,7 +670,7 @@ fn start_trunk(name: &str, inside: &InsideUas, provider: SocketAddr, password: &
     s.gw2_media = (a, a + 1);
     s.gw1_media = (b, b + 1);
     s.outside_next_hop = Some(provider);
-    s.gw2_media_lines = "";
+    s.control = true;
     let text = format!(
         "\n[gw2.registration]\nregistrar = \"{provider}\"\ndomain = \"{PROVIDER_DOMAIN}\"\nuser = \"trunk\"\nauth_user = \"trunk-auth\"\npassword = \"{password}\"\nexpires = 3600\n"
     );
@@ -642,6 +772,20 @@ fn gw2_registers_at_kamailio_refreshes_within_the_granted_expiry_and_calls_out_t
     let log = kam.proc.seen.join("\n");
     assert!(log.contains("provider challenges INVITE"), "{log}");
     assert!(log.contains("provider relays INVITE of"), "{log}");
+    // `sgw ctl status` shows the trunk registration.
+    let mut ctl = sgw();
+    ctl.arg("ctl")
+        .arg("--socket")
+        .arg(gw.control.as_ref().unwrap())
+        .arg("status");
+    let (st, out) = run_bounded("sgw ctl status", &mut ctl, Duration::from_secs(20));
+    assert!(st.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "trunk registration sip:trunk@{PROVIDER_DOMAIN} at {listen}: registered"
+        )),
+        "{out}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let (gw2, _) = gw.stop();
     let reg = &gw2["engine"]["registration"];
