@@ -38,10 +38,8 @@ pub const ACCEPTED_CONTENT_TYPES: &[(&str, &str)] = &[
 /// The policy knobs; [`Default`] is the built-in policy.
 #[derive(Debug, Clone)]
 pub struct SipPolicy {
-    /// Whether INVITE must carry credentials. Nothing sets it yet: the configuration refuses
-    /// `require_auth` until digest verification exists.
-    pub require_auth: bool,
-    /// Digest realm used in challenges.
+    /// The realm of the 401 to credentials of an unknown scheme (RFC 4475 section 3.3.7).
+    /// Digest itself is the admission chain's link ([`super::auth`], `[auth]`).
     pub realm: String,
     /// Largest request accepted, in bytes (`[gw2.limits] max_message_size`); a larger one is
     /// answered 513 (RFC 3261 section 21.5.14). The codec's own ceiling is
@@ -52,7 +50,6 @@ pub struct SipPolicy {
 impl Default for SipPolicy {
     fn default() -> Self {
         SipPolicy {
-            require_auth: false,
             realm: "sgw".to_owned(),
             max_message_size: codecs::sip::MAX_MESSAGE_SIZE,
         }
@@ -314,12 +311,6 @@ impl SipPolicy {
                     return Err(Rejection::Unauthorized("unknown authorization scheme"));
                 }
             }
-        }
-        if self.require_auth
-            && req.method == Method::Invite
-            && !msg.headers().contains(&Name::AUTHORIZATION)
-        {
-            return Err(Rejection::Unauthorized("credentials required"));
         }
 
         // A B2BUA forwards the call: refuse requests that have used up their hops.
