@@ -315,10 +315,11 @@ impl CallTable {
     }
 
     /// The admission chain for a call that arrives on `side`: tunnel; the access rules
-    /// ([`AccessPolicy::decide`]); for an emergency call then every slot of `max_calls`,
-    /// pre-empting the newest other call when all are taken; for other calls the drain (while
-    /// `sgw ctl drain` runs), then for calls from outside the rate limits (per source, then
-    /// the gateway's), then the slots below the emergency reserve.
+    /// ([`AccessPolicy::decide`]); for calls other than emergency calls the drain (while `sgw
+    /// ctl drain` runs), then for calls from outside the rate limits (per source, then the
+    /// gateway's); digest authentication ([`super::auth`], off unless `[auth]`); then an
+    /// emergency call takes any slot of `max_calls`, pre-empting the newest other call when
+    /// all are taken, and other calls the slots below the emergency reserve.
     pub fn admit(
         &mut self,
         now: Duration,
@@ -369,17 +370,20 @@ impl CallTable {
             return Err(Refusal::TunnelDown);
         }
         self.access.decide(call)?;
+        if !call.emergency {
+            if self.draining {
+                return Err(Refusal::Draining);
+            }
+            if call.direction == Direction::FromOutside {
+                self.limits
+                    .check_call(now, call.source)
+                    .map_err(|(l, secs)| Refusal::RateLimited(l, secs))?;
+            }
+        }
+        // After the rate limits: a flood of INVITEs is limited before any digest is computed.
         *identity = self.auth.check(now, call, self.access.decided_auth())?;
         if call.emergency {
             return self.emergency_slot();
-        }
-        if self.draining {
-            return Err(Refusal::Draining);
-        }
-        if call.direction == Direction::FromOutside {
-            self.limits
-                .check_call(now, call.source)
-                .map_err(|(l, secs)| Refusal::RateLimited(l, secs))?;
         }
         if self.occupied() >= self.max_calls.saturating_sub(self.reserve) {
             return Err(Refusal::CallLimit);
