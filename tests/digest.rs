@@ -970,6 +970,22 @@ mod engine {
             t.iter().any(|t| t.side == Side::Inside),
             "not relayed inside"
         );
+        // Credentials of another scheme: 401 with the real challenges (RFC 4475 section 3.3.7).
+        let basic = Some("Basic YWxhZGRpbjpvcGVuc2VzYW1l".to_owned());
+        e.handle_datagram(
+            Duration::from_secs(3),
+            flow,
+            invite(ruri, "192.0.2.7:5060", "c3", basic),
+        );
+        let (t, _, _) = drain(&mut e);
+        let answer = text(t.iter().find(|t| t.side == Side::Outside).unwrap());
+        assert_eq!(status(&answer), Some(401), "{answer}");
+        let ch = challenges(&answer);
+        assert!(
+            ch.len() == 2 && ch[0].contains("algorithm=SHA-256"),
+            "{answer}"
+        );
+        assert!(!answer.contains("0000000000000000"), "{answer}");
         let s = serde_json::to_value(e.stats()).unwrap();
         assert_eq!(s["auth"]["authenticated"], 1, "{s}");
         assert_eq!(s["admission"]["refused_auth_required"], 1, "{s}");

@@ -540,6 +540,18 @@ impl SipLeg {
             }
         }
         if let Err(rej) = self.cfg.policy.check_request(&msg) {
+            // Credentials of another scheme: with `[auth]`, the 401 carries real challenges.
+            let rej = match rej {
+                Rejection::Unauthorized(why)
+                    if self.cfg.side == Side::Outside && out.calls.auth.is_active() =>
+                {
+                    Rejection::Challenge {
+                        why,
+                        challenges: out.calls.auth.challenges(now, flow.remote.ip(), false),
+                    }
+                }
+                r => r,
+            };
             self.reject(now, flow, &msg, key, &rej, summary, None, out);
             return;
         }
