@@ -452,3 +452,16 @@ fn garbage_never_panics() {
         assert!(matches!(r, Err(Refusal::AuthRequired { .. } | Refusal::AuthFailed)), "{a}");
     }
 }
+
+proptest::proptest! {
+    /// Whatever an `Authorization` holds, the link answers 401 or 403 and never panics.
+    #[test]
+    fn arbitrary_authorization_values_are_refused_without_panic(v in ".{0,300}", n in 0u64..1000) {
+        let mut t = table();
+        let now = Duration::from_secs(n);
+        let r = t.admit(now, Side::Outside, &invite(IP, vec![format!("Digest {v}"), v.clone()]), true);
+        let refused = matches!(r, Err(Refusal::AuthRequired { .. } | Refusal::AuthFailed));
+        proptest::prop_assert!(refused, "{:?}", r);
+        let _ = DigestParams::parse(&v);
+    }
+}
