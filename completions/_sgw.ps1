@@ -142,7 +142,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)')
             [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
             [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
             [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')
@@ -197,7 +197,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;ctl;help' {
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)')
             [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
             [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
             [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')
@@ -265,7 +265,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;help;ctl' {
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)')
             [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
             [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
             [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')

@@ -217,8 +217,9 @@ pub struct CtlArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
-    /// Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2);
-    /// and registrations (sgw keeps none).
+    /// Each half: tunnel up or down, calls up, draining or not, the blocked sources and the
+    /// trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps
+    /// none).
     Status {
         /// One JSON document.
         #[arg(long)]
