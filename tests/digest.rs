@@ -206,6 +206,65 @@ const UAC_WRONG: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 "#;
 
+/// A plain call (INVITE, ACK, BYE), routes recorded by a proxy followed.
+const UAC_PLAIN: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac through a proxy">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="300"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"#;
+
 /// The credentials line of `user` with `password`, from `sgw auth ha1` (password on stdin).
 fn ha1_line(user: &str, password: &str) -> String {
     use std::io::Write;
@@ -612,6 +671,14 @@ request_route {{
 		xlog("L_NOTICE", "provider registered $tu expires $hdr(Expires)\n");
 		exit;
 	}}
+	if (is_method("INVITE") && $rU == "trunk") {{
+		# A call to the trunk: to where GW2 registered it.
+		record_route();
+		if (!lookup("location")) {{ sl_send_reply("404", "Not registered"); exit; }}
+		xlog("L_NOTICE", "provider delivers INVITE to the trunk at $ru\n");
+		if (!t_relay()) sl_reply_error();
+		exit;
+	}}
 	if (is_method("INVITE")) {{
 		if (!proxy_authorize("{PROVIDER_DOMAIN}", "subscriber")) {{
 			xlog("L_NOTICE", "provider challenges INVITE ($rc)\n");
@@ -772,6 +839,29 @@ fn gw2_registers_at_kamailio_refreshes_within_the_granted_expiry_and_calls_out_t
     let log = kam.proc.seen.join("\n");
     assert!(log.contains("provider challenges INVITE"), "{log}");
     assert!(log.contains("provider relays INVITE of"), "{log}");
+    // A call to the trunk at the provider reaches GW2 where it registered, and the inside.
+    let sf = scratch.file("caller.xml", UAC_PLAIN);
+    let port = free_udp_port("127.0.0.1").to_string();
+    let mp = free_rtp_port("127.0.0.1").to_string();
+    let mut caller = sipp(&scratch.0);
+    caller
+        .arg(listen.to_string())
+        .args(["-sf", sf.to_str().unwrap(), "-s", "trunk", "-m", "1"])
+        .args(["-i", "127.0.0.1", "-p", &port, "-mp", &mp]);
+    let (ok, out) = run_bounded("sipp to the trunk", &mut caller, Duration::from_secs(40));
+    kam.proc.drain();
+    assert!(
+        ok.success(),
+        "a call to the registered trunk failed:\n{out}\n{}\n{}",
+        kam.proc.seen.join("\n"),
+        gw.output()
+    );
+    assert!(kam
+        .proc
+        .seen
+        .iter()
+        .any(|l| l.contains("provider delivers INVITE to the trunk")));
+    assert_eq!(inside.log().invites, 1);
     // `sgw ctl status` shows the trunk registration.
     let mut ctl = sgw();
     ctl.arg("ctl")
