@@ -607,13 +607,15 @@ fn replay_with_auth_challenges_the_captured_calls() {
 const PROVIDER_DOMAIN: &str = "provider.test";
 
 /// kamailio as the provider's registrar and proxy: REGISTER needs digest (401, auth_db over
-/// db_text with the plain password, HA1 computed by kamailio), granted at most `max_expires`
-/// seconds; an INVITE needs proxy digest (407) and goes to `callee`, record-routed.
+/// db_text with the plain password, HA1 computed by kamailio with `algorithm`), granted at most
+/// `max_expires` seconds; an INVITE to `trunk` goes where GW2 registered it; any other INVITE
+/// needs proxy digest (407) and goes to `callee`, record-routed.
 fn provider_cfg(
     listen: SocketAddr,
     db: &std::path::Path,
     max_expires: u32,
     callee: SocketAddr,
+    algorithm: &str,
 ) -> String {
     format!(
         r#"#!KAMAILIO
@@ -650,6 +652,7 @@ modparam("auth_db", "calculate_ha1", yes)
 modparam("auth_db", "password_column", "password")
 modparam("auth_db", "load_credentials", "")
 modparam("rr", "append_fromtag", 1)
+modparam("auth", "algorithm", "{algorithm}")
 
 request_route {{
 	xlog("L_NOTICE", "provider in: $rm $ru from $si:$sp auth [$hdr(Authorization)$hdr(Proxy-Authorization)]\n");
@@ -765,7 +768,7 @@ fn gw2_registers_at_kamailio_refreshes_within_the_granted_expiry_and_calls_out_t
     let mut kam = support::phones::Kamailio::start(
         &scratch,
         listen,
-        &provider_cfg(listen, &db, 10, callee),
+        &provider_cfg(listen, &db, 10, callee, "SHA-256"),
         Duration::from_secs(20),
     );
     let mp = free_rtp_port("127.0.0.1").to_string();
@@ -816,6 +819,15 @@ fn gw2_registers_at_kamailio_refreshes_within_the_granted_expiry_and_calls_out_t
             .iter()
             .any(|l| l.contains("provider challenges REGISTER")),
         "the registrar never challenged"
+    );
+    // kamailio challenged with SHA-256 (its `algorithm`), and GW2 answered with it.
+    assert!(
+        kam.proc
+            .seen
+            .iter()
+            .any(|l| l.contains("provider in: REGISTER") && l.contains("algorithm=SHA-256")),
+        "{}",
+        kam.proc.seen.join("\n")
     );
     // A call from the inside goes out through the provider, which asks for proxy digest.
     let ruri = format!("sip:5551234@{}", gw.gw1_sip);
@@ -899,7 +911,7 @@ fn a_wrong_trunk_password_fails_and_is_retried_with_backoff() {
     let mut kam = support::phones::Kamailio::start(
         &scratch,
         listen,
-        &provider_cfg(listen, &db, 10, unused),
+        &provider_cfg(listen, &db, 10, unused, "MD5"),
         Duration::from_secs(20),
     );
     let inside = InsideUas::start();
