@@ -54,7 +54,11 @@ impl AuthConfig {
         &self,
         nonce_key: [u8; 32],
     ) -> Result<crate::engine::auth::DigestConfig, String> {
-        let credentials = crate::engine::auth::Credentials::load(&self.credentials)?;
+        let path = &self.credentials;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let credentials = crate::engine::auth::Credentials::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         if credentials.is_empty() {
             return Err(format!(
                 "{}: no credentials in the file",

@@ -207,13 +207,6 @@ impl Credentials {
         Ok(Credentials { entries })
     }
 
-    /// Reads and parses a credentials file.
-    pub fn load(path: &std::path::Path) -> Result<Credentials, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Credentials::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
     /// One line of the file for `user` in `realm` with `password`.
     pub fn line(user: &str, realm: &str, password: &str) -> String {
         format!(

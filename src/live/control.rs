@@ -212,7 +212,12 @@ impl Control {
         }
         let rules = new.policy.rules.len();
         for h in &self.halves {
-            let _ = h.request(Request::Reload(Box::new(settings.clone()))).await;
+            let mut s = settings.clone();
+            if h.half != "gw2" {
+                // Only GW2 challenges calls.
+                s.auth = None;
+            }
+            let _ = h.request(Request::Reload(Box::new(s))).await;
         }
         let merged = match running.take() {
             Some(old) => merge_live(old, &new),

@@ -464,12 +464,6 @@ async fn start_from_config(
     };
     let mut engine = base_engine(&cfg);
     engine.id_key = Some(live_id_key()?);
-    if let Some(a) = &cfg.auth {
-        engine.auth = Some(
-            a.digest_config(nonce_key()?)
-                .map_err(|e| anyhow!("[auth]: {e}"))?,
-        );
-    }
     let mut drivers = Vec::new();
     // With both halves in one process and no [pki], the tunnel uses ephemeral certificates.
     let ephemeral = match (&cfg.pki, role) {
@@ -486,6 +480,13 @@ async fn start_from_config(
             None => load_identity(&cfg, "gw2")?,
         };
         let mut gw2_engine = engine.clone();
+        // Only GW2 challenges (calls from outside reach GW1 admitted already).
+        if let Some(a) = &cfg.auth {
+            gw2_engine.auth = Some(
+                a.digest_config(nonce_key()?)
+                    .map_err(|e| anyhow!("[auth]: {e}"))?,
+            );
+        }
         if let Some(r) = &g.registration {
             gw2_engine.registration = r.engine_registration();
             if gw2_engine.registration.is_none() {
