@@ -725,7 +725,7 @@ fn check_gw2(g: &Gw2Config, p: &mut Problems) {
     }
     check_media(&g.media, "gw2", p);
     if let Some(r) = &g.registration {
-        check_registration(r, p);
+        check_registration(r, g, p);
     }
     let l = &g.limits;
     if l.max_calls == 0 {

@@ -733,13 +733,19 @@ fn provider_db(scratch: &Scratch) -> std::path::PathBuf {
 
 /// A gateway registered (or not) at `provider`, with `password`, calls placed outside going to
 /// the provider.
-fn start_trunk(name: &str, inside: &InsideUas, provider: SocketAddr, password: &str) -> Gateway {
+fn start_trunk(
+    name: &str,
+    inside: &InsideUas,
+    provider: SocketAddr,
+    password: &str,
+    next_hop: bool,
+) -> Gateway {
     let mut s = Setup::new((0, 0), (0, 0), inside.sip);
     let a = free_rtp_port("127.0.0.1");
     let b = free_rtp_port("127.0.0.1");
     s.gw2_media = (a, a + 1);
     s.gw1_media = (b, b + 1);
-    s.outside_next_hop = Some(provider);
+    s.outside_next_hop = next_hop.then_some(provider);
     s.control = true;
     let text = format!(
         "\n[gw2.registration]\nregistrar = \"{provider}\"\ndomain = \"{PROVIDER_DOMAIN}\"\nuser = \"trunk\"\nauth_user = \"trunk-auth\"\npassword = \"{password}\"\nexpires = 3600\n"
@@ -787,7 +793,7 @@ fn gw2_registers_at_kamailio_refreshes_within_the_granted_expiry_and_calls_out_t
         .args(["-m", "1"]);
     let mut uas = Proc::spawn("sipp uas", &mut uas_cmd);
     let inside = InsideUas::start();
-    let mut gw = start_trunk("digest-kamailio", &inside, listen, "pw");
+    let mut gw = start_trunk("digest-kamailio", &inside, listen, "pw", true);
     // Registered (401 answered), granted 10 s of the 3600 asked, refreshed after 5 s.
     kam.proc
         .wait_line("provider registered", Duration::from_secs(10));
@@ -915,7 +921,8 @@ fn a_wrong_trunk_password_fails_and_is_retried_with_backoff() {
         Duration::from_secs(20),
     );
     let inside = InsideUas::start();
-    let mut gw = start_trunk("digest-kamailio-wrong", &inside, listen, "wrong");
+    // No outside_next_hop: GW2 registers from its SIP listener all the same.
+    let mut gw = start_trunk("digest-kamailio-wrong", &inside, listen, "wrong", false);
     // First attempt: challenged, credentials refused (challenged again), given up; the retry
     // comes after the 5 s backoff.
     kam.proc

@@ -190,7 +190,11 @@ impl RegistrationSection {
     }
 }
 
-pub(super) fn check_registration(r: &RegistrationSection, p: &mut Problems) {
+pub(super) fn check_registration(
+    r: &RegistrationSection,
+    gw2: &super::Gw2Config,
+    p: &mut Problems,
+) {
     let key = |k: &str| format!("gw2.registration.{k}");
     let token = |s: &str| {
         !s.is_empty()
@@ -253,6 +257,23 @@ pub(super) fn check_registration(r: &RegistrationSection, p: &mut Problems) {
             &key("password"),
             "either a password or HA1 values, not both",
         );
+    }
+    if let Some(listener) = gw2.sip_udp.first().or(gw2.sip_tcp.first()) {
+        // GW2 registers from its first SIP listener (the media address when it is a wildcard).
+        let ip = if listener.ip().is_unspecified() {
+            gw2.media.ip
+        } else {
+            listener.ip()
+        };
+        if ip.is_ipv4() != r.registrar.is_ipv4() {
+            p.add(
+                &key("registrar"),
+                format!(
+                    "{} is not in the family of GW2's SIP address {ip}",
+                    r.registrar
+                ),
+            );
+        }
     }
     if !(10..=86_400).contains(&r.expires) {
         p.add(

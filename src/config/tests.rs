@@ -746,6 +746,15 @@ fn bad_auth_and_registration_keys_name_key_and_line() {
         assert!(e.message.contains(message), "{errors}");
         assert!(e.line.is_some(), "{errors}");
     }
+    // A registrar of the other family than GW2's SIP address.
+    let text = reg("password = \"a\"").replace("198.51.100.20:5060", "[2001:db8::20]:5060");
+    let errors = Config::from_toml_str(&text).unwrap_err();
+    assert_eq!(
+        errors.errors()[0].key,
+        "gw2.registration.registrar",
+        "{errors}"
+    );
+    assert!(errors.errors()[0].message.contains("family"), "{errors}");
     // [auth] without [gw2]: GW1 never challenges.
     let gw1_only = "[gw1]\ntunnel = \"gw2:7001\"\ntunnel_server_name = \"gw2\"\nsip_bind = \"10.0.0.5:5060\"\nnext_hop = \"10.0.0.20:5060\"\nfamily = \"ipv4\"\n[gw1.media]\nip = \"10.0.0.5\"\nport_min = 30000\nport_max = 30099\n[auth]\nrealm = \"r\"\ncredentials = \"/x\"\n";
     let errors = Config::from_toml_str(gw1_only).unwrap_err();

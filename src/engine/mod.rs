@@ -690,7 +690,8 @@ impl Engine {
             inside.set_ids(key.ids(0x6777_3100));
         }
         if let Some(r) = &config.registration {
-            outside.start_registration(r.clone());
+            let from = config.outside_sip.map(|a| (a, config.outside_transport));
+            outside.start_registration(r.clone(), from);
         }
         Engine {
             outside,

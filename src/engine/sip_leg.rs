@@ -310,6 +310,8 @@ pub struct SipLeg {
     pub registration: Option<super::registration::Registration>,
     /// The engine time of the latest message or timer (the registration's `expires_in`).
     last_now: Duration,
+    /// Where REGISTER goes from without a placement of the registrar's family.
+    registration_from: Option<(SocketAddr, Transport)>,
 }
 
 /// What a request handler answers: the status sent (if any) and the call.
@@ -329,12 +331,20 @@ impl SipLeg {
             counters: TxnCounters::default(),
             registration: None,
             last_now: Duration::ZERO,
+            registration_from: None,
         }
     }
 
     /// Registers to the provider from now on (see [`super::registration`]); its credentials
     /// also answer the challenges of the calls this leg places.
-    pub fn start_registration(&mut self, cfg: super::registration::RegistrationConfig) {
+    /// `from`: GW2's own SIP address and transport, for a registrar when no call placement
+    /// (`outside_next_hop`) of its family exists.
+    pub fn start_registration(
+        &mut self,
+        cfg: super::registration::RegistrationConfig,
+        from: Option<(SocketAddr, Transport)>,
+    ) {
+        self.registration_from = from;
         self.cfg.trunk = Some(cfg.credentials.clone());
         let call_id = format!("{}@sgw", self.ids.token());
         let tag = self.ids.token();
@@ -345,15 +355,17 @@ impl SipLeg {
     /// Where REGISTER goes from: the placement of the registrar's family.
     fn registration_flow(&self) -> Option<Flow> {
         let r = self.registration.as_ref()?;
-        let p = self
+        let (local, transport) = self
             .cfg
             .placement
             .iter()
             .flatten()
-            .find(|p| p.local.is_ipv4() == r.registrar().is_ipv4())?;
+            .map(|p| (p.local, p.transport))
+            .chain(self.registration_from)
+            .find(|(local, _)| local.is_ipv4() == r.registrar().is_ipv4())?;
         Some(Flow {
-            transport: p.transport,
-            local: p.local,
+            transport,
+            local,
             remote: r.registrar(),
         })
     }
