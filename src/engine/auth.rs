@@ -21,8 +21,13 @@
 //!   gets 403, and each 403 counts as a refusal for the repeat-offender block list.
 //! - **Which calls** must authenticate: calls from outside, unless they come from a trusted
 //!   peer (`trusted_peers`) or are emergency calls; a rule's `auth = "digest"` or `"none"`
-//!   decides for the calls it matches. H.323 has no digest: a call from outside over H.323
-//!   that must authenticate is refused (Q.850 cause 21).
+//!   decides for the calls it matches; with `require = false` only those rules' calls do. H.323
+//!   has no digest: a call from outside over H.323 that must authenticate is refused (Q.850
+//!   cause 21). The INVITE that opens a call is the request challenged: OPTIONS is answered
+//!   without, the other out-of-dialog methods are refused by the policy (405/501), and requests
+//!   in a dialog are taken only from the dialog's peer.
+//! - **As a client** ([`ClientCredentials`]), GW2 answers its provider's 401/407 to REGISTER
+//!   ([`super::registration`]) and to the INVITEs it places outside.
 //!
 //! Everything runs on the engine's clock, so a replay decides as the live gateway did.
 
