@@ -488,7 +488,7 @@ impl Control {
             if let Some(Reply::Calls(calls)) = h.request(Request::Calls).await {
                 for c in calls {
                     out.push_str(&format!(
-                        "{} call {} {} {} from {:?} to {:?}{} {:.0}s {}{}{}\n",
+                        "{} call {} {} {} from {:?} to {:?}{} {:.0}s {}{}{}{}\n",
                         h.half,
                         c.call,
                         match c.direction {
@@ -506,6 +506,9 @@ impl Control {
                         if c.answered { "answered" } else { "ringing" },
                         c.source.map(|s| format!(" source {s}")).unwrap_or_default(),
                         c.rule.map(|r| format!(" rule {r}")).unwrap_or_default(),
+                        c.auth_identity
+                            .map(|u| format!(" authenticated {u:?}"))
+                            .unwrap_or_default(),
                     ));
                 }
             }
