@@ -16,6 +16,9 @@ _sgw() {
             ",$1")
                 cmd="sgw"
                 ;;
+            sgw,auth)
+                cmd="sgw__subcmd__auth"
+                ;;
             sgw,check)
                 cmd="sgw__subcmd__check"
                 ;;
@@ -39,6 +42,18 @@ _sgw() {
                 ;;
             sgw,run)
                 cmd="sgw__subcmd__run"
+                ;;
+            sgw__subcmd__auth,ha1)
+                cmd="sgw__subcmd__auth__subcmd__ha1"
+                ;;
+            sgw__subcmd__auth,help)
+                cmd="sgw__subcmd__auth__subcmd__help"
+                ;;
+            sgw__subcmd__auth__subcmd__help,ha1)
+                cmd="sgw__subcmd__auth__subcmd__help__subcmd__ha1"
+                ;;
+            sgw__subcmd__auth__subcmd__help,help)
+                cmd="sgw__subcmd__auth__subcmd__help__subcmd__help"
                 ;;
             sgw__subcmd__ctl,block)
                 cmd="sgw__subcmd__ctl__subcmd__block"
@@ -82,6 +97,9 @@ _sgw() {
             sgw__subcmd__ctl__subcmd__help,unblock)
                 cmd="sgw__subcmd__ctl__subcmd__help__subcmd__unblock"
                 ;;
+            sgw__subcmd__help,auth)
+                cmd="sgw__subcmd__help__subcmd__auth"
+                ;;
             sgw__subcmd__help,check)
                 cmd="sgw__subcmd__help__subcmd__check"
                 ;;
@@ -105,6 +123,9 @@ _sgw() {
                 ;;
             sgw__subcmd__help,run)
                 cmd="sgw__subcmd__help__subcmd__run"
+                ;;
+            sgw__subcmd__help__subcmd__auth,ha1)
+                cmd="sgw__subcmd__help__subcmd__auth__subcmd__ha1"
                 ;;
             sgw__subcmd__help__subcmd__ctl,block)
                 cmd="sgw__subcmd__help__subcmd__ctl__subcmd__block"
@@ -179,8 +200,78 @@ _sgw() {
 
     case "${cmd}" in
         sgw)
-            opts="-h -V --help --version run replay check pki check-config ctl lab help"
+            opts="-h -V --help --version run replay check pki auth check-config ctl lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth)
+            opts="-h -V --help --version ha1 help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__ha1)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__help)
+            opts="ha1 help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__help__subcmd__ha1)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -439,8 +530,36 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__help)
-            opts="run replay check pki check-config ctl lab help"
+            opts="run replay check pki auth check-config ctl lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__auth)
+            opts="ha1"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__auth__subcmd__ha1)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

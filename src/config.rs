@@ -52,10 +52,7 @@ pub const MAX_CONFIG_LEN: usize = 1 << 20;
 /// yet: KEY", `sgw check-config` exits 2) rather than accepted and silently ignored: a gateway
 /// must not claim a protection it does not give. When a feature lands, its key moves out of
 /// this list and into the typed structure below, with a test that it works.
-pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
-    ("policy.require_auth", "no digest challenge is verified"),
-    ("policy.realm", "it only serves require_auth"),
-];
+pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[];
 
 /// The transports GW1 can speak SIP over toward the inside (over TCP it listens on `sip_bind`
 /// and opens its own connections to the next hop).
@@ -86,6 +83,9 @@ pub struct Config {
     /// The confidentiality levels that are settings (level 4, cover traffic); absent: none.
     #[serde(default)]
     pub confidentiality: Option<ConfidentialityConfig>,
+    /// SIP digest authentication of calls to GW2 from outside; absent: none is asked for.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 /// `[confidentiality]`: level 4 of the paper, cover traffic on the media tunnel (both halves
@@ -221,6 +221,10 @@ pub struct Gw2Config {
     pub outside_tls_key: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// GW2's account at its provider: REGISTER, and the answer to the challenges of calls it
+    /// places outside.
+    #[serde(default)]
+    pub registration: Option<RegistrationSection>,
 }
 
 /// The relay gateway in the intranet.
@@ -498,7 +502,7 @@ pub struct PkiConfig {
     pub key: PathBuf,
 }
 
-/// Call policy. Authentication is [`NOT_SUPPORTED_YET`].
+/// Call policy (authentication is `[auth]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -737,6 +741,16 @@ impl Config {
             }
         }
         check_policy(&self.policy, &mut p);
+        if let Some(a) = &self.auth {
+            check_auth(a, self.gw2.is_some(), &mut p);
+        } else if self.policy.access_policy().uses_auth() {
+            if let Some(i) = self.policy.rules.iter().position(|r| r.auth.is_some()) {
+                p.add(
+                    &format!("policy.rules[{i}].auth"),
+                    "needs an [auth] section (realm and credentials)",
+                );
+            }
+        }
         if let Some(m) = &self.metrics {
             check_metrics(m, &mut p);
         }
@@ -896,6 +910,9 @@ fn check_gw2(g: &Gw2Config, p: &mut Problems) {
         );
     }
     check_media(&g.media, "gw2", p);
+    if let Some(r) = &g.registration {
+        check_registration(r, g, p);
+    }
     let l = &g.limits;
     if l.max_calls == 0 {
         p.add("gw2.limits.max_calls", "must be at least 1");
@@ -1071,6 +1088,10 @@ fn check_policy(pol: &PolicyConfig, p: &mut Problems) {
         }
     }
 }
+
+mod auth;
+use auth::{check_auth, check_registration};
+pub use auth::{AuthConfig, RegistrationSection};
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => sgw::replay::run(&args),
         Command::Check(args) => run_check(&args),
         Command::Pki(args) => run_pki(&args),
+        Command::Auth(args) => run_auth(&args),
         Command::CheckConfig(args) => run_check_config(&args),
         Command::Ctl(args) => sgw::live::control::client(&args.socket, &args.command.request()),
         Command::Lab(args) => sgw::lab::run(&args),
@@ -88,6 +89,24 @@ fn run_pki(args: &sgw::cli::PkiArgs) -> anyhow::Result<u8> {
             for path in sgw::pki::init(&a.dir, &opts, a.force)? {
                 println!("wrote {}", path.display());
             }
+            Ok(0)
+        }
+    }
+}
+
+fn run_auth(args: &sgw::cli::AuthArgs) -> anyhow::Result<u8> {
+    match &args.command {
+        sgw::cli::AuthCommand::Ha1 { user, realm } => {
+            if user.is_empty() || user.contains(':') || realm.is_empty() || realm.contains(':') {
+                anyhow::bail!("user and realm must be non-empty and without ':'");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            println!(
+                "{}",
+                sgw::engine::auth::Credentials::line(user, realm, password)
+            );
             Ok(0)
         }
     }

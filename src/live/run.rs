@@ -115,6 +115,16 @@ fn live_id_key() -> anyhow::Result<IdKey> {
     IdKey::from_os().map_err(|e| anyhow!("no random key for identifiers from the OS: {e}"))
 }
 
+/// A fresh key for the digest nonces of this run (they do not survive a restart).
+pub(crate) fn nonce_key() -> anyhow::Result<[u8; 32]> {
+    use ring::rand::SecureRandom;
+    let mut k = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut k)
+        .map_err(|_| anyhow!("no random bytes for the digest nonce key"))?;
+    Ok(k)
+}
+
 fn advertised(bound: SocketAddr, advertise: IpAddr) -> SocketAddr {
     if bound.ip().is_unspecified() {
         SocketAddr::new(advertise, bound.port())
@@ -528,8 +538,23 @@ async fn start_from_config(
             Some(p) => p.gw2_tls()?,
             None => load_identity(&cfg, "gw2")?,
         };
+        let mut gw2_engine = engine.clone();
+        // Only GW2 challenges (calls from outside reach GW1 admitted already).
+        if let Some(a) = &cfg.auth {
+            gw2_engine.auth = Some(
+                a.digest_config(nonce_key()?)
+                    .map_err(|e| anyhow!("[auth]: {e}"))?,
+            );
+        }
+        if let Some(r) = &g.registration {
+            gw2_engine.registration = r.engine_registration();
+            if gw2_engine.registration.is_none() {
+                // `register = false`: the credentials answer challenges only.
+                gw2_engine.trunk = Some(r.credentials());
+            }
+        }
         let plan = Gw2Plan {
-            engine: engine.clone(),
+            engine: gw2_engine,
             sip_udp: g.sip_udp.clone(),
             sip_tcp: g.sip_tcp.clone(),
             sip_tls: g.sip_tls.clone(),
