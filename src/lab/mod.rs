@@ -1345,9 +1345,11 @@ fn uac_rtp_scenario(pcap: &Path, talk_ms: u32) -> String {
     )
 }
 
-/// A sipp callee answering PCMA (the built-in `uas` answers PCMU only), any number of calls.
-const UAS_PCMA: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="sgw lab: outside callee answering PCMA">
+/// A sipp callee answering PCMA and telephone-event (the built-in `uas` answers PCMU only,
+/// which would make a caller's PCMA capture a payload type the gateway rightly refuses), any
+/// number of calls. The live tests use it too.
+pub const UAS_PCMA: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uas answering PCMA">
   <recv request="INVITE" crlf="true"/>
   <send><![CDATA[
       SIP/2.0 180 Ringing

@@ -65,55 +65,6 @@ pub fn uac_rtp_scenario(pcap: &Path) -> String {
     )
 }
 
-/// sipp's built-in `uas` scenario answering PCMA and telephone-event (the built-in one always
-/// answers PCMU, which would make the caller's PCMA capture a payload type the gateway rightly
-/// refuses).
-pub const UAS_PCMA: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="uas answering PCMA">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]></send>
-  <send retrans="500"><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-    ]]></send>
-  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]></send>
-  <timewait milliseconds="1000"/>
-</scenario>
-"#;
+/// A callee answering PCMA, whose RTP sipp echoes with `-rtp_echo`: the lab's own.
+#[allow(unused_imports)]
+pub use sgw::lab::UAS_PCMA;
