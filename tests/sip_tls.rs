@@ -343,18 +343,7 @@ fn call_inner(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
         assert!(bye.path.contains(&format!("{} ->", lab.tls)), "{bye}");
     }
     // GW2's call record: media carried both ways.
-    let deadline = secs(3);
-    let rec = loop {
-        let rec = lab.sgw.since(log_mark).iter().find_map(|l| {
-            let (head, json) = l.split_once(": call ended ")?;
-            head.contains(" sgw gw2 call=")
-                .then(|| serde_json::from_str::<serde_json::Value>(json).ok())?
-        });
-        if rec.is_some() || Instant::now() > deadline {
-            break rec.expect("GW2's call record");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let rec = gw2_record(&mut lab.sgw, log_mark);
     let m = &rec["media"];
     assert!(
         m["forwarded"].as_u64().unwrap() >= MIN_RTP && m["relayed"].as_u64().unwrap() >= MIN_RTP,
@@ -407,6 +396,22 @@ fn call_out_over_tls(lab: &mut Lab) {
         "{}",
         shown.join("\n")
     );
+}
+
+/// GW2's first call record logged since `mark`, waiting up to 3 s for it.
+fn gw2_record(sgw: &mut Proc, mark: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let rec = sgw.since(mark).iter().find_map(|l| {
+            let (head, json) = l.split_once(": call ended ")?;
+            head.contains(" sgw gw2 call=")
+                .then(|| serde_json::from_str::<serde_json::Value>(json).ok())?
+        });
+        if rec.is_some() || Instant::now() > deadline {
+            return rec.expect("GW2's call record");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `openssl s_client` with `version` (`-tls1_2`, `-tls1_3`) against `tls`, verifying against
@@ -752,18 +757,7 @@ fn srtp_call(lab: &mut Lab, python: &Path) {
 
     peer.send(&head("BYE", 2, "srtp3"));
     peer.wait("CSeq: 2 BYE", Duration::from_secs(5));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let rec = loop {
-        let rec = lab.sgw.since(log_mark).iter().find_map(|l| {
-            let (head, json) = l.split_once(": call ended ")?;
-            head.contains(" sgw gw2 call=")
-                .then(|| serde_json::from_str::<serde_json::Value>(json).ok())?
-        });
-        if rec.is_some() || Instant::now() > deadline {
-            break rec.expect("GW2's call record");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let rec = gw2_record(&mut lab.sgw, log_mark);
     let m = &rec["media"];
     // libsrtp's packets, decrypted and carried to the inside (the forged and replayed ones not).
     assert!(m["forwarded"].as_u64().unwrap() >= 95, "{rec}");
