@@ -47,6 +47,38 @@ pub enum Command {
     /// Ask a running gateway (its control socket, `[control] socket`): status, calls, drain,
     /// block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket.
     Ctl(CtlArgs),
+    /// Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them.
+    Cdr(CdrArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CdrArgs {
+    #[command(subcommand)]
+    pub command: CdrCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdrCommand {
+    /// Check the hash chain and the signed checkpoints of one half's record files (all its
+    /// rotated files, in any order). Reports the first record altered, deleted, inserted or
+    /// reordered, with its file and line; a last line cut short (kill -9) is reported as an
+    /// "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2
+    /// unreadable (a missing file, or not a record file).
+    Verify(CdrVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CdrVerifyArgs {
+    /// The record files of one half.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The half's public record key (`gw2-records.pub` or `gw1-records.pub` from `sgw pki
+    /// init`): checkpoint signatures are checked with it. Without it only the chain is.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// IP family of the inside network.
@@ -162,13 +194,15 @@ pub struct PkiArgs {
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
     /// Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem,
-    /// ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600).
+    /// ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half's
+    /// Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8,
+    /// mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex).
     Init(PkiInitArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PkiInitArgs {
-    /// Directory to write the six PEM files into (created if missing).
+    /// Directory to write the files into (created if missing).
     pub dir: PathBuf,
     /// A DNS name or IP address GW1 uses to reach GW2; repeat for several
     /// [default: localhost, 127.0.0.1, ::1].

@@ -123,6 +123,9 @@ pub struct Gw2Config {
     pub outside_next_hop: Option<SocketAddr>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[gw2.records]`: GW2's tamper-evident call records; absent: none are written.
+    #[serde(default)]
+    pub records: Option<crate::cdr::RecordsConfig>,
 }
 
 /// The relay gateway in the intranet.
@@ -144,6 +147,9 @@ pub struct Gw1Config {
     pub transport: Transport,
     /// Inside media: the address put in SDP and the port range.
     pub media: MediaConfig,
+    /// `[gw1.records]`: GW1's tamper-evident call records; absent: none are written.
+    #[serde(default)]
+    pub records: Option<crate::cdr::RecordsConfig>,
 }
 
 /// An RTP/RTCP port range and the address advertised for it.
@@ -636,6 +642,23 @@ impl Config {
             }
         }
         check_policy(&self.policy, &mut p);
+        for (section, r) in [
+            (
+                "gw2.records",
+                self.gw2.as_ref().and_then(|g| g.records.as_ref()),
+            ),
+            (
+                "gw1.records",
+                self.gw1.as_ref().and_then(|g| g.records.as_ref()),
+            ),
+        ] {
+            for (key, message) in r
+                .map(|r| crate::cdr::check_config(r, section))
+                .unwrap_or_default()
+            {
+                p.add(&key, message);
+            }
+        }
         if let Some(m) = &self.metrics {
             check_metrics(m, &mut p);
         }

@@ -9,7 +9,7 @@
 use super::access::{AccessPolicy, Denial};
 use super::limits::{Limited, Limits, LimitsConfig};
 use super::media::MediaCounters;
-use super::{CallRecord, Family, Side};
+use super::{CallRecord, EndedBy, Family, LegRecord, Side};
 use codecs::meta::{CallRef, Cause};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -199,6 +199,10 @@ struct Entry {
     rule: Option<std::sync::Arc<str>>,
     answered_at: Option<Duration>,
     ended_at: Option<Duration>,
+    /// The legs of this engine that carry the call, outside and inside (`None`: the tunnel to
+    /// the other half carries that side).
+    outside: Option<LegRecord>,
+    inside: Option<LegRecord>,
 }
 
 /// Every call of this engine. See the module docs.
@@ -230,6 +234,10 @@ pub struct CallTable {
     /// Setup times (first message in to answer) of calls answered since the driver last took
     /// them; `None` unless asked for ([`CallTable::record_setup_times`]).
     setup_times: Option<Vec<Duration>>,
+    /// Wall-clock time (since the Unix epoch) of engine time zero: call records carry UTC
+    /// timestamps. Zero where the engine's clock is already wall-clock time (replay: the
+    /// capture's timestamps).
+    pub wall_epoch: Duration,
 }
 
 /// One call up, as `sgw ctl calls` lists it.
@@ -275,6 +283,7 @@ impl CallTable {
             access: AccessPolicy::default(),
             draining: false,
             setup_times: None,
+            wall_epoch: Duration::ZERO,
         }
     }
 
@@ -323,7 +332,7 @@ impl CallTable {
             }
         };
         let rule = self.access.decided().cloned();
-        self.insert(now, call_ref, call, rule);
+        self.insert(now, call_ref, call, rule, side);
         Ok(call_ref)
     }
 
@@ -399,7 +408,17 @@ impl CallTable {
         call_ref: CallRef,
         call: &NewCall,
     ) -> Result<(), Refusal> {
-        if self.calls.contains_key(&call_ref) {
+        // The leg joining the call places it on the side the call goes to.
+        let side = match call.direction {
+            Direction::FromOutside => Side::Inside,
+            Direction::FromInside => Side::Outside,
+        };
+        if let Some(e) = self.calls.get_mut(&call_ref) {
+            let leg = Some(LegRecord::of(call));
+            match side {
+                Side::Outside => e.outside = leg,
+                Side::Inside => e.inside = leg,
+            }
             return Ok(());
         }
         if call.emergency {
@@ -417,7 +436,7 @@ impl CallTable {
             self.counters.refused_call_limit += 1;
             return Err(Refusal::CallLimit);
         }
-        self.insert(now, call_ref, call, None);
+        self.insert(now, call_ref, call, None, side);
         Ok(())
     }
 
@@ -427,7 +446,13 @@ impl CallTable {
         call_ref: CallRef,
         call: &NewCall,
         rule: Option<std::sync::Arc<str>>,
+        side: Side,
     ) {
+        let leg = Some(LegRecord::of(call));
+        let (outside, inside) = match side {
+            Side::Outside => (leg, None),
+            Side::Inside => (None, leg),
+        };
         self.live += 1;
         self.seq += 1;
         self.counters.admitted += 1;
@@ -450,6 +475,8 @@ impl CallTable {
                 rule,
                 answered_at: None,
                 ended_at: None,
+                outside,
+                inside,
             },
         );
     }
@@ -576,6 +603,18 @@ impl CallTable {
         cause: Cause,
         media: MediaCounters,
     ) -> Option<CallRecord> {
+        self.end_by(now, call, cause, media, EndedBy::Gateway)
+    }
+
+    /// [`CallTable::end`], saying who ended the call (for its record).
+    pub fn end_by(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        cause: Cause,
+        media: MediaCounters,
+        ended_by: EndedBy,
+    ) -> Option<CallRecord> {
         let e = self.calls.get_mut(&call)?;
         if e.ended_at.is_some() {
             return None;
@@ -598,17 +637,26 @@ impl CallTable {
         {
             self.limits.unknown_number(now, ip);
         }
+        let wall = |t: Duration| crate::cdr::rfc3339(self.wall_epoch.saturating_add(t));
         Some(CallRecord {
             call: call.0,
+            direction: e.direction,
             calling: e.calling.clone(),
             called: e.called.clone(),
             emergency: e.emergency,
             setup_at: e.setup_at.as_secs_f64(),
             answered_at: e.answered_at.map(|t| t.as_secs_f64()),
             ended_at: now.as_secs_f64(),
+            start: wall(e.setup_at),
+            answer: e.answered_at.map(wall),
+            end: wall(now),
             cause: cause.0,
+            ended_by,
+            outside: e.outside.clone().unwrap_or_else(LegRecord::tunnel),
+            inside: e.inside.clone().unwrap_or_else(LegRecord::tunnel),
             media,
             rule: e.rule.as_deref().map(str::to_owned),
+            auth_identity: None,
         })
     }
 

@@ -632,7 +632,7 @@ impl H323 {
             media: info.media.media.clone(),
         });
         if failed.is_none() && meta::encode_frame(0, &setup, &mut Vec::new()).is_err() {
-            out.end_call(now, call, Cause::INTERWORKING);
+            out.end_call_by_gateway(now, call, Cause::INTERWORKING);
             refuse(
                 self,
                 out,
@@ -643,7 +643,7 @@ impl H323 {
         }
         if let Some(r) = failed {
             out.calls.count_refusal(r);
-            out.end_call(now, call, r.cause());
+            out.end_call_by_gateway(now, call, r.cause());
             refuse(self, out, r.cause(), r.reason());
             return;
         }
@@ -981,7 +981,7 @@ impl H323 {
                         Side::Inside,
                         meta::Message::Release(meta::Release { call, cause }),
                     );
-                    out.end_call(now, call, cause);
+                    out.end_call_by_gateway(now, call, cause);
                 };
                 let new =
                     NewCall::from_setup(&s, Direction::FromOutside, CallProtocol::H323, family);

@@ -156,6 +156,14 @@ pub struct DriverCounters {
     pub tcp_refused_per_source: u64,
     /// SIP TCP connections closed after `tcp_idle_timeout_secs` without a byte either way.
     pub tcp_idle_closed: u64,
+    /// Call records written to the record file (`[gw2.records]`/`[gw1.records]`).
+    pub records_written: u64,
+    /// Call records lost: the writer's queue was full.
+    pub records_dropped: u64,
+    /// Record file writes, fsyncs, rotations or checkpoints that failed (each logged).
+    pub record_write_errors: u64,
+    /// Signed checkpoints written.
+    pub record_checkpoints: u64,
 }
 
 /// Caps on the SIP TCP connections a driver accepts. TCP state is the cheapest thing for an
@@ -391,6 +399,8 @@ pub struct Driver {
     source: Option<SocketAddr>,
     /// Rejections logged one by one, and the flood summaries.
     rejects: RejectLog,
+    /// The tamper-evident call record writer (`[gw2.records]`/`[gw1.records]`).
+    records: Option<crate::cdr::RecordWriter>,
 }
 
 impl Drop for Driver {
@@ -408,6 +418,12 @@ impl Driver {
         engine.set_binder(Box::new(LiveBinder {
             ops: socket_ops.clone(),
         }));
+        // Call records carry UTC time: the engine's zero is now.
+        engine.set_wall_epoch(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
         Driver {
             connecting: HashMap::new(),
             socket_ops,
@@ -429,7 +445,13 @@ impl Driver {
             metrics: None,
             source: None,
             rejects: RejectLog::default(),
+            records: None,
         }
+    }
+
+    /// Writes a call record for every call that ends through `writer` (see [`crate::cdr`]).
+    pub fn set_records(&mut self, writer: crate::cdr::RecordWriter) {
+        self.records = Some(writer);
     }
 
     /// Publishes this half's counters into `board` every second, for `GET /metrics`.
@@ -589,6 +611,15 @@ impl Driver {
         }
         self.publish_metrics();
         self.log_floods(true);
+        if let Some(w) = self.records.take() {
+            let c = w.counters.clone();
+            // The final signed checkpoint; the writer thread may block on the disk.
+            let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+            self.counters.records_written = c.written.load(Ordering::Relaxed);
+            self.counters.records_dropped = c.dropped.load(Ordering::Relaxed);
+            self.counters.record_write_errors = c.write_errors.load(Ordering::Relaxed);
+            self.counters.record_checkpoints = c.checkpoints.load(Ordering::Relaxed);
+        }
         let mut driver = self.counters.clone();
         self.tcp_gate.count_into(&mut driver);
         Summary {
@@ -914,6 +945,9 @@ impl Driver {
     fn event(&mut self, e: Event) {
         if let (Some(m), Event::CallEnded(rec)) = (&mut self.metrics, &e) {
             m.call_ended(rec);
+        }
+        if let (Some(w), Event::CallEnded(rec)) = (&self.records, &e) {
+            w.submit((**rec).clone());
         }
         if !self.verbose {
             return;
