@@ -16,6 +16,9 @@ _sgw() {
             ",$1")
                 cmd="sgw"
                 ;;
+            sgw,cdr)
+                cmd="sgw__subcmd__cdr"
+                ;;
             sgw,check)
                 cmd="sgw__subcmd__check"
                 ;;
@@ -36,6 +39,18 @@ _sgw() {
                 ;;
             sgw,run)
                 cmd="sgw__subcmd__run"
+                ;;
+            sgw__subcmd__cdr,help)
+                cmd="sgw__subcmd__cdr__subcmd__help"
+                ;;
+            sgw__subcmd__cdr,verify)
+                cmd="sgw__subcmd__cdr__subcmd__verify"
+                ;;
+            sgw__subcmd__cdr__subcmd__help,help)
+                cmd="sgw__subcmd__cdr__subcmd__help__subcmd__help"
+                ;;
+            sgw__subcmd__cdr__subcmd__help,verify)
+                cmd="sgw__subcmd__cdr__subcmd__help__subcmd__verify"
                 ;;
             sgw__subcmd__ctl,block)
                 cmd="sgw__subcmd__ctl__subcmd__block"
@@ -79,6 +94,9 @@ _sgw() {
             sgw__subcmd__ctl__subcmd__help,unblock)
                 cmd="sgw__subcmd__ctl__subcmd__help__subcmd__unblock"
                 ;;
+            sgw__subcmd__help,cdr)
+                cmd="sgw__subcmd__help__subcmd__cdr"
+                ;;
             sgw__subcmd__help,check)
                 cmd="sgw__subcmd__help__subcmd__check"
                 ;;
@@ -99,6 +117,9 @@ _sgw() {
                 ;;
             sgw__subcmd__help,run)
                 cmd="sgw__subcmd__help__subcmd__run"
+                ;;
+            sgw__subcmd__help__subcmd__cdr,verify)
+                cmd="sgw__subcmd__help__subcmd__cdr__subcmd__verify"
                 ;;
             sgw__subcmd__help__subcmd__ctl,block)
                 cmd="sgw__subcmd__help__subcmd__ctl__subcmd__block"
@@ -140,12 +161,86 @@ _sgw() {
 
     case "${cmd}" in
         sgw)
-            opts="-h -V --help --version run replay check pki check-config ctl help"
+            opts="-h -V --help --version run replay check pki check-config ctl cdr help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr)
+            opts="-h -V --help --version verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__help)
+            opts="verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__verify)
+            opts="-h -V --key --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -400,8 +495,36 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__help)
-            opts="run replay check pki check-config ctl help"
+            opts="run replay check pki check-config ctl cdr help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__cdr)
+            opts="verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__cdr__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

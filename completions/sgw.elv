@@ -28,6 +28,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
+            cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;run'= {
@@ -70,7 +71,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;pki;init'= {
@@ -82,7 +83,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
         }
         &'sgw;pki;help'= {
-            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;pki;help;init'= {
@@ -171,6 +172,30 @@ set edit:completion:arg-completer[sgw] = {|@words|
         }
         &'sgw;ctl;help;help'= {
         }
+        &'sgw;cdr'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand verify 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;cdr;verify'= {
+            cand --key 'The half''s public record key (`gw2-records.pub` or `gw1-records.pub` from `sgw pki init`): checkpoint signatures are checked with it. Without it only the chain is'
+            cand --json 'Print one JSON document'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;cdr;help'= {
+            cand verify 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;cdr;help;verify'= {
+        }
+        &'sgw;cdr;help;help'= {
+        }
         &'sgw;help'= {
             cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
@@ -178,6 +203,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
+            cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;help;run'= {
@@ -187,7 +213,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help;check'= {
         }
         &'sgw;help;pki'= {
-            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)'
         }
         &'sgw;help;pki;init'= {
         }
@@ -212,6 +238,11 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help;ctl;unblock'= {
         }
         &'sgw;help;ctl;reload'= {
+        }
+        &'sgw;help;cdr'= {
+            cand verify 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)'
+        }
+        &'sgw;help;cdr;verify'= {
         }
         &'sgw;help;help'= {
         }

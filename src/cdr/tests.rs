@@ -433,3 +433,31 @@ fn config_needs_one_target() {
         ]
     );
 }
+
+/// The cost of each fsync policy, for the docs (`cargo test -p sgw --lib cdr::tests::fsync_cost
+/// -- --ignored --nocapture`): records per second written with `fsync = "record"` and with
+/// `fsync = "interval"`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn fsync_cost() {
+    for (name, interval) in [("record", None), ("interval", Some(Duration::from_secs(1)))] {
+        let dir = scratch("fsync");
+        let (k, _) = key();
+        let mut s = settings(&dir);
+        s.fsync_interval = interval;
+        let mut c = Chain::open(s, k).unwrap();
+        let n = 2000;
+        let t = Instant::now();
+        for i in 0..n {
+            c.append(&record(i)).unwrap();
+        }
+        c.sync().unwrap();
+        let e = t.elapsed();
+        println!(
+            "fsync = {name}: {n} records in {:.3} s: {:.0} records/s, {:.1} us per record",
+            e.as_secs_f64(),
+            f64::from(n) / e.as_secs_f64(),
+            e.as_secs_f64() * 1e6 / f64::from(n)
+        );
+    }
+}
