@@ -461,3 +461,34 @@ fn fsync_cost() {
         );
     }
 }
+
+#[test]
+fn the_example_configures_both_halves_records() {
+    let c = crate::config::Config::from_toml_str(crate::config::EXAMPLE_CONFIG).unwrap();
+    let gw2 = c.gw2.unwrap().records.unwrap();
+    assert_eq!(gw2.fsync, FsyncPolicy::Interval);
+    assert!(gw2.rotate_daily);
+    let gw1 = c.gw1.unwrap().records.unwrap();
+    assert_eq!(gw1.checkpoint_secs, DEFAULT_CHECKPOINT_SECS);
+}
+
+#[test]
+fn records_keys_are_checked_with_their_line() {
+    let base = crate::config::EXAMPLE_CONFIG;
+    let text = base.replace(
+        "dir = \"/var/lib/sgw/records\"        # or path",
+        "path = \"/x\"\ndir = \"/var/lib/sgw/records\"        # or path",
+    );
+    assert_ne!(text, base);
+    let e = crate::config::Config::from_toml_str(&text).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("gw2.records.path: give `dir` or `path`, not both"),
+        "{e}"
+    );
+    let text = base.replace("checkpoint_secs = 60", "checkpoint_secs = 60\nsign = false");
+    let e = crate::config::Config::from_toml_str(&text).unwrap_err();
+    assert!(e.to_string().contains("sign"), "{e}");
+    let text = base.replace("fsync = \"interval\"", "fsync = \"never\"");
+    assert!(crate::config::Config::from_toml_str(&text).is_err());
+}
