@@ -887,6 +887,9 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
     let mut seen: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
     let mut last_checkpoint: Option<usize> = None;
     let mut unsigned = 0u64;
+    let given = key.map(hex);
+    // The key the current file's first line names (informative: only the given key counts).
+    let mut file_key: Option<String> = None;
     let tamper = |v: &mut Verification, l: &Line<'_>, kind: &str, what: String| {
         v.status = Status::Tampered;
         v.kind = Some(kind.to_owned());
@@ -1035,10 +1038,19 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
                         let since = last_checkpoint
                             .map(|n| format!("after line {n} (the last good checkpoint)"))
                             .unwrap_or_else(|| "before it".to_owned());
+                        let named = file_key.as_deref().filter(|k| Some(*k) != given.as_deref());
+                        let hint = named
+                            .map(|k| {
+                                format!(
+                                    " (the file names the signing key {k}, not the key given: \
+                                     another half's key, or a forged file line)"
+                                )
+                            })
+                            .unwrap_or_default();
                         let what = format!(
                             "bad signature: the checkpoint does not verify with the key: \
                              records {since} were altered and re-chained, or the checkpoint \
-                             was forged"
+                             was forged{hint}"
                         );
                         tamper(&mut v, l, "bad_signature", what);
                         return v;
@@ -1048,7 +1060,13 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
                 last_checkpoint = Some(l.no);
                 unsigned = 0;
             }
-            "file" => {}
+            "file" => {
+                file_key = p
+                    .value
+                    .get("key")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned);
+            }
             other => {
                 let what = format!("altered record: unknown kind {other:?}");
                 tamper(&mut v, l, "altered", what);

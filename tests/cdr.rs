@@ -438,9 +438,8 @@ fn sipp_100_calls_give_100_records_per_half() {
             assert_eq!(c[mine]["protocol"], "sip", "{c}");
             assert_eq!(c[mine]["family"], "v4", "{c}");
             assert_eq!(c[tunnel]["protocol"], "tunnel", "{c}");
-            if half == "gw2" {
-                assert_eq!(c["outside"]["address"], "127.0.0.1", "{c}");
-            }
+            // The caller's address outside; the next hop GW1 sent the call to inside.
+            assert_eq!(c[mine]["address"], "127.0.0.1", "{c}");
         }
     }
 }
@@ -503,4 +502,63 @@ fn kill9_during_a_call_leaves_a_file_that_verifies() {
     let (code, v) = verify(&all, Some(&public));
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["records"], 4, "{v}");
+}
+
+/// Calls still up when the gateway stops get their record too, whatever their protocol: a SIP
+/// call and an H.323 call (H.225.0 Setup with fastStart on GW2's `h225_tcp`) answered inside,
+/// then SIGTERM: each half's file holds both, ended by the gateway (cause 16), and ends with the
+/// signed checkpoint of the stop.
+#[test]
+fn calls_up_at_stop_are_recorded_sip_and_h323() {
+    let _serial = serial();
+    let keys = Scratch::new("cdr-stop");
+    pki(&keys.0);
+    let uas = InsideUas::start();
+    let mut setup = Setup::new((13_000, 13_099), (13_100, 13_199), uas.sip);
+    setup.h225 = true;
+    setup.extra = records_sections(&keys.0, "");
+    let mut gw = Gateway::start("cdr-stop", &setup);
+    let ruri = format!("sip:1000@{}", gw.sip);
+    let _sip = RawCall::invite(gw.sip, "127.0.0.1", &ruri, "up", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("call not answered: {e:?}\n{}", gw.output()));
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut h323 = std::net::TcpStream::connect(gw.h225).unwrap();
+    h323.write_all(&support::h225::setup(&support::h225::SetupSpec::new(
+        rtp.local_addr().unwrap(),
+    )))
+    .unwrap();
+    // The inside answers at once; give the Connect time to come back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while uas.log().offered_ports.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (gw2, _) = gw.stop();
+    assert_eq!(
+        support::gateway::n(&gw2, "driver.records_written"),
+        2,
+        "{gw2}"
+    );
+    for half in ["gw2", "gw1"] {
+        let f = files(&keys.0.join(half));
+        let public = keys.0.join(format!("{half}-records.pub"));
+        let (code, v) = verify(&f, Some(&public));
+        assert_eq!(code, 0, "{half}: {v}");
+        assert!(v["notes"].as_array().unwrap().is_empty(), "{half}: {v}");
+        let calls = call_lines(&f);
+        assert_eq!(calls.len(), 2, "{half}: {calls:?}");
+        for c in &calls {
+            assert_eq!(c["ended_by"], "gateway", "{c}");
+            assert_eq!(c["cause"], 16, "{c}");
+            assert!(c["answer"].is_string(), "answered before the stop: {c}");
+        }
+        if half == "gw2" {
+            let mut protocols: Vec<&str> = calls
+                .iter()
+                .map(|c| c["outside"]["protocol"].as_str().unwrap())
+                .collect();
+            protocols.sort();
+            assert_eq!(protocols, ["h323", "sip"]);
+        }
+    }
 }

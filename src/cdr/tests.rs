@@ -154,6 +154,7 @@ fn another_key_fails_the_signatures() {
     let v = check(&p, &other);
     assert_eq!(v.status, Status::Tampered);
     assert_eq!(v.kind.as_deref(), Some("bad_signature"));
+    assert!(v.finding.unwrap().contains("not the key given"));
 }
 
 #[test]

@@ -481,6 +481,20 @@ impl CallTable {
         );
     }
 
+    /// The address of the peer a leg placed the call with on `side` (its next hop), for the
+    /// call's record.
+    pub fn set_peer(&mut self, call: CallRef, side: Side, ip: std::net::IpAddr) {
+        if let Some(e) = self.calls.get_mut(&call) {
+            let leg = match side {
+                Side::Outside => e.outside.as_mut(),
+                Side::Inside => e.inside.as_mut(),
+            };
+            if let Some(l) = leg {
+                l.address = Some(ip);
+            }
+        }
+    }
+
     /// Counts a refusal decided outside the chain (e.g. no media port), for `stats`.
     pub fn count_refusal(&mut self, r: Refusal) {
         match r {

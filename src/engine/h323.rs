@@ -1003,6 +1003,7 @@ impl H323 {
                 };
                 out.media
                     .set_signalling(Side::Inside, call, inside.next_hop.ip());
+                out.calls.set_peer(call, Side::Inside, inside.next_hop.ip());
                 let mut rtp = None;
                 for m in &s.media {
                     let Some(stream) = m.stream else { continue };

@@ -247,9 +247,10 @@ pub enum EndedBy {
     Gateway,
 }
 
-/// One side of a call in its record: the protocol and IP family the call used there, the
-/// address its first message came from (calls that arrived on that side), and the parties as
-/// that side saw them. `protocol` is `tunnel` when the other half carries that side.
+/// One side of a call in its record: the protocol and IP family the call used there, the peer's
+/// address (where the call came from on the side it arrived on, the next hop it was sent to on
+/// the other), and the parties as that side saw them. `protocol` is `tunnel` when the other
+/// half carries that side.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LegRecord {
     pub protocol: LegProtocol,

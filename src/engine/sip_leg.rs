@@ -1605,6 +1605,7 @@ impl SipLeg {
             release(out, Cause::NO_ROUTE_TO_DESTINATION);
             return;
         };
+        out.calls.set_peer(call, side, p.next_hop.ip());
         // Latch mode `signalling`: the callee's media may come from the next hop's address.
         out.media.set_signalling(side, call, p.next_hop.ip());
         for m in &s.media {

@@ -611,6 +611,14 @@ impl Driver {
         }
         self.publish_metrics();
         self.log_floods(true);
+        if self.records.is_some() {
+            // Every call gets its record: the calls still up end here (cause 16, ended by the
+            // gateway; their BYE or Release Complete goes out as far as the sockets still
+            // carry it).
+            let now = self.now();
+            self.engine.release_all(now);
+            self.drain();
+        }
         if let Some(w) = self.records.take() {
             let c = w.counters.clone();
             // The final signed checkpoint; the writer thread may block on the disk.
