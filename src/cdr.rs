@@ -9,8 +9,8 @@
 //! - **Checkpoints.** Every `checkpoint_secs` (when calls were recorded since the last one),
 //!   before a file is rotated and when the half stops, a `checkpoint` line is signed with the
 //!   half's own Ed25519 key (`sgw pki init` writes `gw2-records.key` / `gw1-records.key`,
-//!   PKCS#8; the public keys `*.pub`, hex). Its signature covers the half, its `seq`, its time
-//!   `at` and its `prev`: the whole chain before it.
+//!   PKCS#8; the public keys `*.pub`, hex). Its signature (`sig`, the last member) covers every
+//!   byte of the line before it, `prev` included: the whole chain before it.
 //! - **Files.** A file starts with a `file` line whose `prev` is the hash of the last complete
 //!   line of the file before it (after a restart too), and is rotated by size or at the UTC day
 //!   boundary.
@@ -134,9 +134,14 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// What a checkpoint's signature covers.
-fn checkpoint_message(half: &str, seq: u64, at: &str, prev: &str) -> String {
-    format!("{FORMAT} checkpoint {half} {seq} {at} {prev}")
+/// Where a checkpoint line's signature starts: it covers every byte of the line before it.
+const SIG_MEMBER: &str = ",\"sig\":\"";
+
+/// What a checkpoint's signature covers: the format and the line up to its `sig` member.
+fn checkpoint_message(head: &[u8]) -> Vec<u8> {
+    let mut m = format!("{FORMAT} checkpoint\n").into_bytes();
+    m.extend_from_slice(head);
+    m
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -506,10 +511,19 @@ impl Chain {
     /// Writes `{"kind":KIND,"seq":..,"prev":..,"half":..,REST` (REST: the other members and
     /// the closing brace) as one line.
     fn write_line(&mut self, kind: &str, rest: &str) -> std::io::Result<()> {
-        let line = format!(
-            "{{\"kind\":\"{kind}\",\"seq\":{},\"prev\":\"{}\",\"half\":\"{}\",{rest}",
+        let line = format!("{}{rest}", self.head(kind));
+        self.write_raw(line)
+    }
+
+    /// `{"kind":KIND,"seq":..,"prev":..,"half":..,`
+    fn head(&self, kind: &str) -> String {
+        format!(
+            "{{\"kind\":\"{kind}\",\"seq\":{},\"prev\":\"{}\",\"half\":\"{}\",",
             self.seq, self.last, self.settings.half
-        );
+        )
+    }
+
+    fn write_raw(&mut self, line: String) -> std::io::Result<()> {
         let Some(f) = self.file.as_mut() else {
             return Err(std::io::Error::other("no record file open"));
         };
@@ -573,14 +587,14 @@ impl Chain {
         if self.file.is_none() {
             self.start_file(now)?;
         }
-        let at = rfc3339(now);
-        let msg = checkpoint_message(self.settings.half, self.seq, &at, &self.last);
-        let sig = hex(self.key.sign(msg.as_bytes()).as_ref());
-        let rest = format!(
-            "\"at\":\"{at}\",\"records\":{},\"sig\":\"{sig}\"}}",
+        let head = format!(
+            "{}\"at\":\"{}\",\"records\":{}",
+            self.head("checkpoint"),
+            rfc3339(now),
             self.unsigned
         );
-        self.write_line("checkpoint", &rest)?;
+        let sig = hex(self.key.sign(&checkpoint_message(head.as_bytes())).as_ref());
+        self.write_raw(format!("{head}{SIG_MEMBER}{sig}\"}}"))?;
         self.unsigned = 0;
         Ok(true)
     }
@@ -787,6 +801,11 @@ struct Parsed {
     value: serde_json::Value,
 }
 
+/// Where `needle` last occurs in `hay`.
+fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
 fn parse_line(raw: &[u8]) -> Option<Parsed> {
     let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
     let s = |k: &str| {
@@ -890,6 +909,7 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
     let given = key.map(hex);
     // The key the current file's first line names (informative: only the given key counts).
     let mut file_key: Option<String> = None;
+    let mut chain_half: Option<String> = None;
     let tamper = |v: &mut Verification, l: &Line<'_>, kind: &str, what: String| {
         v.status = Status::Tampered;
         v.kind = Some(kind.to_owned());
@@ -968,7 +988,7 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
                     } else {
                         let what = format!(
                             "deleted records before this line: seq {seq}..{} missing",
-                            p.seq - 1
+                            p.seq.saturating_sub(1)
                         );
                         tamper(&mut v, l, "deleted", what);
                     }
@@ -1012,6 +1032,18 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
                 }
             }
         }
+        match &chain_half {
+            Some(h) if *h != p.half => {
+                let what = format!(
+                    "inserted record: of half {:?} in the chain of {h:?}",
+                    p.half
+                );
+                tamper(&mut v, l, "inserted", what);
+                return v;
+            }
+            Some(_) => {}
+            None => chain_half = Some(p.half.clone()),
+        }
         seen.insert(p.seq, l.no);
         match p.kind.as_str() {
             "call" => {
@@ -1021,16 +1053,18 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
             "checkpoint" => {
                 v.checkpoints += 1;
                 if let Some(k) = &public {
-                    let at = p.value.get("at").and_then(serde_json::Value::as_str);
+                    // The signature covers the line's bytes before its `sig` member, which must
+                    // be the last one.
+                    let head = find_last(l.raw, SIG_MEMBER.as_bytes()).and_then(|i| l.raw.get(..i));
                     let sig = p
                         .value
                         .get("sig")
                         .and_then(serde_json::Value::as_str)
+                        .filter(|h| l.raw.ends_with(format!("{h}\"}}").as_bytes()))
                         .and_then(unhex);
-                    let ok = match (at, sig) {
-                        (Some(at), Some(sig)) => {
-                            let msg = checkpoint_message(&p.half, p.seq, at, &p.prev);
-                            k.verify(msg.as_bytes(), &sig).is_ok()
+                    let ok = match (head, sig) {
+                        (Some(head), Some(sig)) => {
+                            k.verify(&checkpoint_message(head), &sig).is_ok()
                         }
                         _ => false,
                     };
@@ -1073,7 +1107,7 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Verification {
                 return v;
             }
         }
-        expect = Some((sha256_hex(l.raw), p.seq + 1));
+        expect = Some((sha256_hex(l.raw), p.seq.saturating_add(1)));
     }
     if public.is_none() && v.checkpoints > 0 {
         v.notes.push(
