@@ -506,8 +506,9 @@ fn kill9_during_a_call_leaves_a_file_that_verifies() {
 
 /// Calls still up when the gateway stops get their record too, whatever their protocol: a SIP
 /// call and an H.323 call (H.225.0 Setup with fastStart on GW2's `h225_tcp`) answered inside,
-/// then SIGTERM: each half's file holds both, ended by the gateway (cause 16), and ends with the
-/// signed checkpoint of the stop.
+/// then SIGTERM: each half's file holds both, ended by the gateway (cause 16; GW1 may record
+/// GW2's release over the tunnel as ended by the outside), and ends with the signed checkpoint
+/// of the stop.
 #[test]
 fn calls_up_at_stop_are_recorded_sip_and_h323() {
     let _serial = serial();
@@ -548,7 +549,13 @@ fn calls_up_at_stop_are_recorded_sip_and_h323() {
         let calls = call_lines(&f);
         assert_eq!(calls.len(), 2, "{half}: {calls:?}");
         for c in &calls {
-            assert_eq!(c["ended_by"], "gateway", "{c}");
+            // GW1 may get GW2's release over the tunnel before it stops itself: a release
+            // from the other half is recorded as ended by that side.
+            let by = c["ended_by"].as_str().unwrap_or_default();
+            assert!(
+                by == "gateway" || (half == "gw1" && by == "outside"),
+                "{half}: {c}"
+            );
             assert_eq!(c["cause"], 16, "{c}");
             assert!(c["answer"].is_string(), "answered before the stop: {c}");
         }

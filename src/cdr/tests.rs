@@ -542,13 +542,11 @@ fn every_single_byte_change_is_found_and_nothing_panics() {
     let (p, public) = chain_file(1, 1);
     let intact = std::fs::read(&p).unwrap();
     for i in 0..intact.len() - 1 {
-        for flip in [0x01u8] {
-            let mut b = intact.clone();
-            b[i] ^= flip;
-            std::fs::write(&p, &b).unwrap();
-            let v = check(&p, &public);
-            assert_ne!(v.status, Status::Intact, "byte {i} ^ {flip:#x} not found");
-        }
+        let mut b = intact.clone();
+        b[i] ^= 0x01;
+        std::fs::write(&p, &b).unwrap();
+        let v = check(&p, &public);
+        assert_ne!(v.status, Status::Intact, "byte {i} ^ 0x01 not found");
     }
     for cut in 0..intact.len() {
         std::fs::write(&p, &intact[..cut]).unwrap();
