@@ -556,3 +556,18 @@ fn every_single_byte_change_is_found_and_nothing_panics() {
     std::fs::write(&p, huge).unwrap();
     assert_eq!(check(&p, &public).status, Status::Tampered);
 }
+
+/// A reload does not change where records go: it names the section, which needs a restart.
+#[test]
+fn a_reload_names_a_records_change() {
+    let base = crate::config::EXAMPLE_CONFIG;
+    let old = crate::config::Config::from_toml_str(base).unwrap();
+    let new = crate::config::Config::from_toml_str(
+        &base.replace("checkpoint_secs = 60", "checkpoint_secs = 5"),
+    )
+    .unwrap();
+    assert_eq!(
+        crate::live::control::not_live_changes(&old, &new),
+        vec!["[gw2.records]"]
+    );
+}
