@@ -624,6 +624,16 @@ pub struct RecordCounters {
     pub checkpoints: AtomicU64,
 }
 
+impl RecordCounters {
+    /// Into the driver's counters (`stats` and `GET /metrics`).
+    pub fn count_into(&self, c: &mut crate::live::runtime::DriverCounters) {
+        c.records_written = self.written.load(Ordering::Relaxed);
+        c.records_dropped = self.dropped.load(Ordering::Relaxed);
+        c.record_write_errors = self.write_errors.load(Ordering::Relaxed);
+        c.record_checkpoints = self.checkpoints.load(Ordering::Relaxed);
+    }
+}
+
 enum Msg {
     Record(Box<CallRecord>),
     Stop,
@@ -675,6 +685,10 @@ impl RecordWriter {
             }
             Err(_) => {}
         }
+    }
+
+    pub fn count_into(&self, c: &mut crate::live::runtime::DriverCounters) {
+        self.counters.count_into(c);
     }
 
     /// Writes the final checkpoint and waits for the writer.

@@ -464,6 +464,9 @@ impl Driver {
         if let Some(m) = &self.metrics {
             let mut driver = self.counters.clone();
             self.tcp_gate.count_into(&mut driver);
+            if let Some(w) = &self.records {
+                w.count_into(&mut driver);
+            }
             m.publish(self.half, &self.engine, driver, self.tunnel.is_some());
         }
     }
@@ -623,10 +626,7 @@ impl Driver {
             let c = w.counters.clone();
             // The final signed checkpoint; the writer thread may block on the disk.
             let _ = tokio::task::spawn_blocking(move || w.stop()).await;
-            self.counters.records_written = c.written.load(Ordering::Relaxed);
-            self.counters.records_dropped = c.dropped.load(Ordering::Relaxed);
-            self.counters.record_write_errors = c.write_errors.load(Ordering::Relaxed);
-            self.counters.record_checkpoints = c.checkpoints.load(Ordering::Relaxed);
+            c.count_into(&mut self.counters);
         }
         let mut driver = self.counters.clone();
         self.tcp_gate.count_into(&mut driver);
