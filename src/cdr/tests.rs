@@ -477,8 +477,8 @@ fn the_example_configures_both_halves_records() {
 fn records_keys_are_checked_with_their_line() {
     let base = crate::config::EXAMPLE_CONFIG;
     let text = base.replace(
-        "dir = \"/var/lib/sgw/records\"        # or path",
-        "path = \"/x\"\ndir = \"/var/lib/sgw/records\"        # or path",
+        "dir = \"/var/lib/sgw-gw2/records\"    # or path",
+        "path = \"/x\"\ndir = \"/var/lib/sgw-gw2/records\"    # or path",
     );
     assert_ne!(text, base);
     let e = crate::config::Config::from_toml_str(&text).unwrap_err();
