@@ -306,6 +306,40 @@ pub fn check_config(r: &RecordsConfig, section: &str) -> Vec<(String, String)> {
     v
 }
 
+/// The checks of both halves' sections: each on its own, and one file not shared.
+pub fn check_halves(
+    gw2: Option<&RecordsConfig>,
+    gw1: Option<&RecordsConfig>,
+) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Some(r) = gw2 {
+        v.extend(check_config(r, "gw2.records"));
+    }
+    if let Some(r) = gw1 {
+        v.extend(check_config(r, "gw1.records"));
+    }
+    if let (Some(a), Some(b)) = (
+        gw2.and_then(|r| r.path.as_ref()),
+        gw1.and_then(|r| r.path.as_ref()),
+    ) {
+        if a == b {
+            v.push((
+                "gw1.records.path".to_owned(),
+                "the same file as gw2.records.path: each half writes its own chain".to_owned(),
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (gw2, gw1) {
+        if a.key == b.key {
+            v.push((
+                "gw1.records.key".to_owned(),
+                "the same key as gw2.records.key: each half signs with its own key".to_owned(),
+            ));
+        }
+    }
+    v
+}
+
 // ---- the writer ---------------------------------------------------------------------------
 
 /// Where the files go.

@@ -642,22 +642,11 @@ impl Config {
             }
         }
         check_policy(&self.policy, &mut p);
-        for (section, r) in [
-            (
-                "gw2.records",
-                self.gw2.as_ref().and_then(|g| g.records.as_ref()),
-            ),
-            (
-                "gw1.records",
-                self.gw1.as_ref().and_then(|g| g.records.as_ref()),
-            ),
-        ] {
-            for (key, message) in r
-                .map(|r| crate::cdr::check_config(r, section))
-                .unwrap_or_default()
-            {
-                p.add(&key, message);
-            }
+        for (key, message) in crate::cdr::check_halves(
+            self.gw2.as_ref().and_then(|g| g.records.as_ref()),
+            self.gw1.as_ref().and_then(|g| g.records.as_ref()),
+        ) {
+            p.add(&key, message);
         }
         if let Some(m) = &self.metrics {
             check_metrics(m, &mut p);

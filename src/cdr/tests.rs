@@ -571,3 +571,17 @@ fn a_reload_names_a_records_change() {
         vec!["[gw2.records]"]
     );
 }
+
+#[test]
+fn the_halves_do_not_share_a_file_or_a_key() {
+    let base = crate::config::EXAMPLE_CONFIG;
+    let text = base.replace(
+        "/etc/sgw/pki/gw1-records.key",
+        "/etc/sgw/pki/gw2-records.key",
+    );
+    let e = crate::config::Config::from_toml_str(&text).unwrap_err();
+    assert!(
+        e.to_string().contains("gw1.records.key: the same key"),
+        "{e}"
+    );
+}
