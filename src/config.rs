@@ -23,6 +23,8 @@ pub const EXAMPLE_CONFIG_HELP: &str = concat!(
     include_str!("../examples/sgw.toml")
 );
 
+/// Default for `[gw2.limits] handshake_timeout_secs`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u32 = 10;
 /// Default for `[gw2.limits] max_calls`.
 pub const DEFAULT_MAX_CALLS: u32 = 1000;
 /// Default and largest `[gw2.limits] max_message_size`: the largest UDP payload SIP can use.
@@ -51,9 +53,6 @@ pub const MAX_CONFIG_LEN: usize = 1 << 20;
 /// must not claim a protection it does not give. When a feature lands, its key moves out of
 /// this list and into the typed structure below, with a test that it works.
 pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
-    ("gw2.sip_tls", "SIP over TLS is not served"),
-    ("gw2.sip_tls_cert", "SIP over TLS is not served"),
-    ("gw2.sip_tls_key", "SIP over TLS is not served"),
     ("policy.require_auth", "no digest challenge is verified"),
     ("policy.realm", "it only serves require_auth"),
 ];
@@ -106,6 +105,15 @@ pub struct Gw2Config {
     /// SIP over TCP listeners.
     #[serde(default)]
     pub sip_tcp: Vec<SocketAddr>,
+    /// SIP over TLS listeners (TLS 1.2 and 1.3; the standard port is 5061).
+    #[serde(default)]
+    pub sip_tls: Vec<SocketAddr>,
+    /// The PEM certificate chain GW2 presents on `sip_tls`.
+    #[serde(default)]
+    pub sip_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `sip_tls_cert`.
+    #[serde(default)]
+    pub sip_tls_key: Option<PathBuf>,
     /// H.225.0 call signalling listeners (TCP; the standard port is 1720). Only H.225.0 is
     /// read on them, and H.225.0 is read nowhere else.
     #[serde(default)]
@@ -248,7 +256,8 @@ pub struct LimitsConfig {
     /// Share of max_calls only emergency calls may use, in percent.
     #[serde(default = "default_emergency_reserve_percent")]
     pub emergency_reserve_percent: u8,
-    /// Seconds a tunnel connection has from accept to the end of its TLS and tunnel handshake.
+    /// Seconds a tunnel connection has from accept to the end of its TLS and tunnel handshake,
+    /// and a SIP TLS connection to the end of its TLS handshake.
     #[serde(default = "default_handshake_timeout_secs")]
     pub handshake_timeout_secs: u32,
 }
@@ -287,7 +296,7 @@ fn default_emergency_reserve_percent() -> u8 {
     crate::engine::limits::DEFAULT_EMERGENCY_RESERVE_PERCENT
 }
 fn default_handshake_timeout_secs() -> u32 {
-    10
+    DEFAULT_HANDSHAKE_TIMEOUT_SECS
 }
 
 impl LimitsConfig {
@@ -711,8 +720,15 @@ fn check_media(m: &MediaConfig, section: &str, p: &mut Problems) {
 }
 
 fn check_gw2(g: &Gw2Config, p: &mut Problems) {
-    if g.sip_udp.is_empty() && g.sip_tcp.is_empty() {
-        p.add("gw2", "no SIP listener: set sip_udp or sip_tcp");
+    if g.sip_udp.is_empty() && g.sip_tcp.is_empty() && g.sip_tls.is_empty() {
+        p.add("gw2", "no SIP listener: set sip_udp, sip_tcp or sip_tls");
+    }
+    match (g.sip_tls.is_empty(), &g.sip_tls_cert, &g.sip_tls_key) {
+        (false, None, _) => p.add("gw2.sip_tls", "needs sip_tls_cert and sip_tls_key"),
+        (false, Some(_), None) => p.add("gw2.sip_tls_key", "needed by sip_tls"),
+        (true, Some(_), _) => p.add("gw2.sip_tls_cert", "set without a sip_tls listener"),
+        (true, None, Some(_)) => p.add("gw2.sip_tls_key", "set without a sip_tls listener"),
+        _ => {}
     }
     if g.tunnel_listen.port() == 0 {
         p.add(

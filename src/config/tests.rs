@@ -166,7 +166,17 @@ fn bad_configs_name_key_and_line() {
             ),
             "gw2.sip_tls",
             2,
-            "not supported yet: gw2.sip_tls",
+            "needs sip_tls_cert and sip_tls_key",
+        ),
+        (
+            "tls certificate without a listener",
+            edit(
+                "sip_udp = [\"0.0.0.0:5060\"]",
+                "sip_udp = [\"0.0.0.0:5060\"]\nsip_tls_cert = \"gw2.pem\"",
+            ),
+            "gw2.sip_tls_cert",
+            3,
+            "without a sip_tls listener",
         ),
         (
             "no listener",
@@ -313,7 +323,6 @@ fn semantic_errors_are_all_reported() {
 #[test]
 fn unimplemented_keys_are_refused() {
     let value = |key: &str| match key {
-        "gw2.sip_tls" => "[\"0.0.0.0:5061\"]",
         "policy.require_auth" => "true",
         _ => "\"x\"",
     };

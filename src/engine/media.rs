@@ -482,8 +482,12 @@ pub struct MediaTableCounters {
     pub no_port: u64,
     /// Packets for no known stream, or a stream whose call has ended.
     pub unknown_stream: u64,
-    /// Over all streams: packets dropped for their source, and re-latches (RTP and RTCP).
+    /// Over all streams, as they happen (the call record has each call's own): packets
+    /// dropped by reason, and re-latches (RTP and RTCP).
     pub dropped_source: u64,
+    pub dropped_malformed: u64,
+    pub dropped_payload_type: u64,
+    pub dropped_size: u64,
     pub relatches: u64,
 }
 
@@ -719,12 +723,19 @@ impl MediaTable {
         match self.streams.get_mut(&(side, stream)) {
             Some(e) if !e.ended => {
                 let c = e.stream.counters;
-                let result = e.stream.check(now, src, data).map_err(Some);
+                let result = e.stream.check(now, src, data);
                 let d = &e.stream.counters;
-                self.counters.dropped_source += d.dropped_source.saturating_sub(c.dropped_source);
                 self.counters.relatches +=
                     (d.relatches + d.rtcp_relatches).saturating_sub(c.relatches + c.rtcp_relatches);
-                result
+                let t = &mut self.counters;
+                match result {
+                    Ok(_) => {}
+                    Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
+                    Err(MediaDrop::Malformed) => t.dropped_malformed += 1,
+                    Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
+                    Err(MediaDrop::Size) => t.dropped_size += 1,
+                }
+                result.map_err(Some)
             }
             _ => {
                 self.counters.unknown_stream += 1;
@@ -1263,6 +1274,28 @@ mod tests {
         );
         assert_eq!(t.counters.relatches, 1);
         assert_eq!(t.counters.dropped_source, 4);
+        // Every other drop reason is counted table-wide as it happens, before the call ends.
+        let pbx_rtp = |pt: u8| {
+            let mut p = rtp(2);
+            p[1] = pt;
+            p
+        };
+        assert_eq!(
+            t.check(ms(2001), Side::Inside, in_id, pbx, &[0x80, 8]),
+            Err(Some(MediaDrop::Malformed))
+        );
+        assert!(matches!(
+            t.check(ms(2002), Side::Inside, in_id, pbx, &pbx_rtp(0)),
+            Err(Some(MediaDrop::PayloadType(_)))
+        ));
+        assert_eq!(
+            (
+                t.counters.dropped_malformed,
+                t.counters.dropped_payload_type,
+                t.counters.dropped_size
+            ),
+            (1, 1, 0)
+        );
         let sum = t.end_call(call);
         assert_eq!(
             (sum.relatches, sum.dropped_source, sum.forwarded),

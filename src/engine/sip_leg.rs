@@ -184,6 +184,8 @@ pub struct Dialog {
     media_ip: IpAddr,
     sdp_id: u64,
     sdp_version: u64,
+    /// Made by a SIPS request: the leg's Contact is a SIPS URI (RFC 3261 section 12.1.1).
+    sips: bool,
 }
 
 impl Dialog {
@@ -379,8 +381,9 @@ impl SipLeg {
         });
     }
 
-    fn contact(&self, flow: Flow) -> String {
-        contact_uri(self.cfg.contact_user, flow)
+    /// The leg's Contact in dialog `d`.
+    fn contact(&self, d: &Dialog) -> String {
+        contact_uri(self.cfg.contact_user, d.flow, d.sips)
     }
 
     // ---- input -----------------------------------------------------------------------------
@@ -614,6 +617,15 @@ impl SipLeg {
             StartLine::Request(r) => sip::Uri::parse(&r.uri).map_err(Rejection::Malformed)?,
             StartLine::Response(_) => return Err(Rejection::NoSuchCallOrTransaction),
         };
+        // A SIPS Request-URI asks for TLS on every hop (RFC 3261 section 19.1, RFC 5630
+        // section 3.1.3): one that reached the gateway over another transport lost that
+        // promise on its last hop.
+        if uri.scheme == sip::UriScheme::Sips && flow.transport != Transport::Tls {
+            return Err(Rejection::UnsupportedUriScheme(format!(
+                "sips over {}",
+                flow.transport.via_token()
+            )));
+        }
         let from = msg.from().map_err(Rejection::Malformed)?;
         let to = msg.to().map_err(Rejection::Malformed)?;
         // An RFC 2543 caller sends no tag: the dialog's remote tag is then null, and its
@@ -757,6 +769,7 @@ impl SipLeg {
             media_ip,
             sdp_id: self.ids.number(),
             sdp_version: 1,
+            sips: uri.scheme == sip::UriScheme::Sips,
         };
         self.by_call_id.insert(call_id, call);
         self.dialogs.insert(call, dialog);
@@ -1058,8 +1071,11 @@ impl SipLeg {
     /// 200 to an in-dialog INVITE/UPDATE with this leg's current media description.
     fn ok_with_sdp(&mut self, call: CallRef, req: &Message, out: &Out) -> Bytes {
         let side = self.cfg.side;
-        let contact_flow = self.dialogs.get(&call).map(|d| d.flow);
-        let contact = contact_flow.map(|f| self.contact(f)).unwrap_or_default();
+        let contact = self
+            .dialogs
+            .get(&call)
+            .map(|d| self.contact(d))
+            .unwrap_or_default();
         let Some(d) = self.dialogs.get_mut(&call) else {
             return MessageBuilder::response_to(req, 200, None).build();
         };
@@ -1473,7 +1489,7 @@ impl SipLeg {
                     d.take_answer(&media);
                     d.before_offer = Some(std::mem::replace(&mut d.offer, media));
                     d.sdp_version += 1;
-                    let contact = contact_uri(self.cfg.contact_user, d.flow);
+                    let contact = contact_uri(self.cfg.contact_user, d.flow, d.sips);
                     let sdp = d.sdp(&out.media, side);
                     self.send_in_dialog(
                         now,
@@ -1501,7 +1517,7 @@ impl SipLeg {
         let Some((d, key, invite)) = self.pending_invite(call) else {
             return;
         };
-        let contact = contact_uri(self.cfg.contact_user, d.flow);
+        let contact = contact_uri(self.cfg.contact_user, d.flow, d.sips);
         let mut b = MessageBuilder::response_to(invite, code, Some(&d.local_tag));
         // The dialog's Record-Route is copied into every response that makes it (RFC 3261
         // section 12.1.1).
@@ -1670,9 +1686,10 @@ impl SipLeg {
             media_ip: p.media_ip,
             sdp_id: self.ids.number(),
             sdp_version: 1,
+            sips: false,
         };
         let mut b = in_dialog(&d, &Method::Invite, 1, &branch)
-            .header("Contact", self.contact(flow))
+            .header("Contact", self.contact(&d))
             .header("Allow", policy::allow_header());
         if s.emergency {
             // RFC 3261 section 20.26: the request's urgency, for the PBX or provider.
@@ -1902,14 +1919,21 @@ fn with_capabilities(b: MessageBuilder) -> MessageBuilder {
 }
 
 /// The leg's Contact on `flow`, naming the transport when it is not UDP, so the peer's
-/// in-dialog requests come back over the same transport (RFC 3261 section 19.1.1).
-fn contact_uri(user: &str, flow: Flow) -> String {
-    let transport = match flow.transport {
-        Transport::Udp => "",
-        Transport::Tcp => ";transport=tcp",
-        Transport::Tls => ";transport=tls",
+/// in-dialog requests come back over the same transport (RFC 3261 section 19.1.1). A dialog
+/// made by a SIPS request gets a SIPS URI (section 12.1.1); any other over TLS keeps `sip:`
+/// with `transport=tls`, which every TLS-capable peer reads (some, such as libre 1.x, cannot
+/// send to a `sips:` target at all).
+fn contact_uri(user: &str, flow: Flow, sips: bool) -> String {
+    let (scheme, transport) = match flow.transport {
+        Transport::Tls if sips => ("sips", ""),
+        Transport::Udp => ("sip", ""),
+        Transport::Tcp => ("sip", ";transport=tcp"),
+        Transport::Tls => ("sip", ";transport=tls"),
     };
-    format!("<sip:{user}@{}{transport}>", super::host_port(flow.local))
+    format!(
+        "<{scheme}:{user}@{}{transport}>",
+        super::host_port(flow.local)
+    )
 }
 
 fn via(flow: Flow, branch: &str) -> String {

@@ -14,7 +14,7 @@
 
 use super::runtime::DriverCounters;
 use crate::engine::calls::{CallProtocol, Direction};
-use crate::engine::{CallRecord, MediaCounters, Stats};
+use crate::engine::Stats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -105,8 +105,6 @@ pub struct HalfSnapshot {
     pub driver: DriverCounters,
     pub tunnel_up: bool,
     pub calls_up: Vec<(CallProtocol, Direction, u64)>,
-    /// Media counters of the calls that have ended (per-call drop reasons).
-    pub ended_media: MediaCounters,
     pub setup: Histogram,
     pub transit: Histogram,
 }
@@ -145,14 +143,12 @@ impl Board {
     }
 }
 
-/// A driver's part: the histograms and per-call media totals it keeps between snapshots, and
-/// the tunnel media frames whose UDP send it is waiting to time.
+/// A driver's part: the histograms it keeps between snapshots, and the tunnel media frames whose UDP send it is waiting to time.
 #[derive(Debug)]
 pub struct DriverMetrics {
     board: Board,
     setup: Histogram,
     transit: Histogram,
-    ended_media: MediaCounters,
     /// (transmit sequence number, when its tunnel frame was read).
     marks: VecDeque<(u64, Instant)>,
     /// Transmits polled from the engine so far.
@@ -165,7 +161,6 @@ impl DriverMetrics {
             board,
             setup: Histogram::new(SETUP_BUCKETS),
             transit: Histogram::new(TRANSIT_BUCKETS),
-            ended_media: MediaCounters::default(),
             marks: VecDeque::new(),
             polled: 0,
         }
@@ -201,10 +196,6 @@ impl DriverMetrics {
         self.setup.observe(setup.as_secs_f64());
     }
 
-    pub fn call_ended(&mut self, rec: &CallRecord) {
-        self.ended_media.add(&rec.media);
-    }
-
     pub fn publish(
         &self,
         half: &'static str,
@@ -219,7 +210,6 @@ impl DriverMetrics {
                 driver,
                 tunnel_up,
                 calls_up: engine.calls_up_by_kind(),
-                ended_media: self.ended_media,
                 setup: self.setup.clone(),
                 transit: self.transit.clone(),
             },
@@ -365,13 +355,16 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                         let reason = match field {
                             "unknown_stream" => Some("unknown_stream"),
                             "dropped_source" => Some("source"),
+                            "dropped_malformed" => Some("malformed"),
+                            "dropped_payload_type" => Some("payload_type"),
+                            "dropped_size" => Some("size"),
                             _ => None,
                         };
                         match reason {
                             Some(reason) => f.add(
                                 "sgw_media_dropped",
                                 Counter,
-                                "Media packets dropped, by reason (malformed, payload_type and size are counted when the call ends).",
+                                "Media packets dropped, by reason, as they are dropped.",
                                 &[("half", half), ("reason", reason)],
                                 n,
                             ),
@@ -483,20 +476,6 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                 ("direction", direction_label(*d)),
             ],
             *n,
-        );
-    }
-    let m = &s.ended_media;
-    for (reason, n) in [
-        ("malformed", m.dropped_malformed),
-        ("payload_type", m.dropped_payload_type),
-        ("size", m.dropped_size),
-    ] {
-        f.add(
-            "sgw_media_dropped",
-            Counter,
-            "",
-            &[("half", half), ("reason", reason)],
-            n,
         );
     }
 }
@@ -684,6 +663,7 @@ mod tests {
         engine.admission.refused_call_limit = 1;
         engine.limits.refused_source_calls = 3;
         engine.media.unknown_stream = 4;
+        engine.media.dropped_size = 9;
         engine.sip_outside.client_timeouts = 6;
         engine.access_rules.insert(
             "inbound-did".to_owned(),
@@ -703,10 +683,6 @@ mod tests {
             },
             tunnel_up: true,
             calls_up: vec![(CallProtocol::Sip, Direction::FromOutside, 2)],
-            ended_media: MediaCounters {
-                dropped_size: 9,
-                ..MediaCounters::default()
-            },
             setup,
             transit: Histogram::new(TRANSIT_BUCKETS),
         }

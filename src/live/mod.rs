@@ -6,4 +6,5 @@ pub mod logging;
 pub mod metrics;
 pub mod run;
 pub mod runtime;
+pub mod sip_tls;
 pub mod tunnel;

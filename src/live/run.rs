@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -46,6 +47,9 @@ pub struct Gw2Plan {
     pub engine: EngineConfig,
     pub sip_udp: Vec<SocketAddr>,
     pub sip_tcp: Vec<SocketAddr>,
+    /// SIP over TLS listeners, with the server configuration they present.
+    pub sip_tls: Vec<SocketAddr>,
+    pub sip_tls_config: Option<Arc<rustls::ServerConfig>>,
     pub h225_tcp: Vec<SocketAddr>,
     /// The address outside peers reach GW2 on: replaces an unspecified bind address in what
     /// the engine writes (Via, Contact, SDP).
@@ -75,6 +79,7 @@ pub struct Gw1Plan {
 pub struct Gw2Bound {
     pub sip_udp: Vec<SocketAddr>,
     pub sip_tcp: Vec<SocketAddr>,
+    pub sip_tls: Vec<SocketAddr>,
     pub h225_tcp: Vec<SocketAddr>,
     pub tunnel: SocketAddr,
 }
@@ -111,11 +116,25 @@ pub async fn start_gw2(plan: Gw2Plan) -> Result<(Driver, Gw2Bound), StartError> 
     for a in &plan.sip_tcp {
         tcp.push(bind_tcp_for("SIP TCP listener", *a).await?);
     }
+    let mut tls = Vec::new();
+    for a in &plan.sip_tls {
+        tls.push(bind_tcp_for("SIP TLS listener", *a).await?);
+    }
     let mut h225 = Vec::new();
     for a in &plan.h225_tcp {
         h225.push(bind_tcp_for("H.225.0 listener", *a).await?);
     }
+    let tls_config = plan.sip_tls_config.clone();
+    let advertise = plan.advertise;
     let (mut driver, mut bound) = start_gw2_with(plan, udp, tcp).await?;
+    if let Some(config) = tls_config {
+        for l in tls {
+            if let Ok(a) = l.local_addr() {
+                bound.sip_tls.push(advertised(a, advertise));
+            }
+            driver.add_tls_listener(l, config.clone());
+        }
+    }
     for l in h225 {
         if let Ok(a) = l.local_addr() {
             bound.h225_tcp.push(a);
@@ -146,6 +165,7 @@ async fn start_gw2_with(
     let mut bound = Gw2Bound {
         sip_udp: Vec::new(),
         sip_tcp: Vec::new(),
+        sip_tls: Vec::new(),
         h225_tcp: Vec::new(),
         tunnel: server.local_addr(),
     };
@@ -485,6 +505,13 @@ async fn start_from_config(
             engine: engine.clone(),
             sip_udp: g.sip_udp.clone(),
             sip_tcp: g.sip_tcp.clone(),
+            sip_tls: g.sip_tls.clone(),
+            sip_tls_config: match (&g.sip_tls_cert, &g.sip_tls_key) {
+                (Some(cert), Some(key)) if !g.sip_tls.is_empty() => {
+                    Some(crate::live::sip_tls::server_config(cert, key)?)
+                }
+                _ => None,
+            },
             h225_tcp: g.h225_tcp.clone(),
             advertise: g.media.ip,
             tunnel_listen: g.tunnel_listen,
@@ -494,6 +521,7 @@ async fn start_from_config(
                 max_total: usize::try_from(g.limits.max_tcp_connections).unwrap_or(usize::MAX),
                 max_per_source: usize::try_from(g.limits.max_tcp_per_source).unwrap_or(usize::MAX),
                 idle_timeout: Duration::from_secs(u64::from(g.limits.tcp_idle_timeout_secs)),
+                handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
             },
             handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
         };
@@ -502,9 +530,10 @@ async fn start_from_config(
             d.set_records(start_records("gw2", r)?);
         }
         println!(
-            "gw2 sip udp {} tcp {} h225 {} tunnel {}",
+            "gw2 sip udp {} tcp {} tls {} h225 {} tunnel {}",
             list(&bound.sip_udp),
             list(&bound.sip_tcp),
+            list(&bound.sip_tls),
             list(&bound.h225_tcp),
             bound.tunnel
         );
@@ -588,6 +617,8 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         engine: base.clone(),
         sip_udp: Vec::new(),
         sip_tcp: Vec::new(),
+        sip_tls: Vec::new(),
+        sip_tls_config: None,
         h225_tcp: Vec::new(),
         advertise,
         tunnel_listen: SocketAddr::new(ip, 0),

@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// Inputs queued for the engine task.
 const INPUT_QUEUE: usize = 8192;
@@ -164,6 +165,9 @@ pub struct DriverCounters {
     pub record_write_errors: u64,
     /// Signed checkpoints written.
     pub record_checkpoints: u64,
+    /// SIP TLS connections closed because their handshake failed or did not end within
+    /// `handshake_timeout_secs`.
+    pub tls_handshake_failures: u64,
 }
 
 /// Caps on the SIP TCP connections a driver accepts. TCP state is the cheapest thing for an
@@ -175,6 +179,8 @@ pub struct TcpLimits {
     pub max_per_source: usize,
     /// No byte received or sent for this long closes the connection.
     pub idle_timeout: Duration,
+    /// A TLS connection whose handshake has not ended this long after accept is closed.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TcpLimits {
@@ -184,6 +190,9 @@ impl Default for TcpLimits {
             max_per_source: crate::config::DEFAULT_MAX_TCP_PER_SOURCE as usize,
             idle_timeout: Duration::from_secs(u64::from(
                 crate::config::DEFAULT_TCP_IDLE_TIMEOUT_SECS,
+            )),
+            handshake_timeout: Duration::from_secs(u64::from(
+                crate::config::DEFAULT_HANDSHAKE_TIMEOUT_SECS,
             )),
         }
     }
@@ -206,6 +215,7 @@ struct TcpGate {
     refused_total: AtomicU64,
     refused_per_source: AtomicU64,
     idle_closed: AtomicU64,
+    tls_failed: AtomicU64,
 }
 
 /// One admitted connection's place in the gate; released on drop.
@@ -240,6 +250,7 @@ impl TcpGate {
             refused_total: AtomicU64::new(0),
             refused_per_source: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
         })
     }
 
@@ -269,6 +280,7 @@ impl TcpGate {
         c.tcp_refused_total = self.refused_total.load(Ordering::Relaxed);
         c.tcp_refused_per_source = self.refused_per_source.load(Ordering::Relaxed);
         c.tcp_idle_closed = self.idle_closed.load(Ordering::Relaxed);
+        c.tls_handshake_failures = self.tls_failed.load(Ordering::Relaxed);
     }
 }
 
@@ -535,7 +547,27 @@ impl Driver {
         self.add_listener(listener, Side::Inside, StreamProtocol::Sip);
     }
 
+    /// Accepts SIP over TLS on `listener` (outside), within the driver's [`TcpLimits`].
+    pub fn add_tls_listener(&mut self, listener: TcpListener, config: Arc<rustls::ServerConfig>) {
+        self.spawn_accept(
+            listener,
+            Side::Outside,
+            StreamProtocol::Sip,
+            Some(TlsAcceptor::from(config)),
+        );
+    }
+
     fn add_listener(&mut self, listener: TcpListener, side: Side, protocol: StreamProtocol) {
+        self.spawn_accept(listener, side, protocol, None);
+    }
+
+    fn spawn_accept(
+        &mut self,
+        listener: TcpListener,
+        side: Side,
+        protocol: StreamProtocol,
+        tls: Option<TlsAcceptor>,
+    ) {
         let task = tokio::spawn(tcp_accept(
             listener,
             side,
@@ -543,6 +575,7 @@ impl Driver {
             self.next_conn.clone(),
             self.tx.clone(),
             self.tcp_gate.clone(),
+            tls,
         ));
         self.tasks.push(task);
     }
@@ -951,9 +984,6 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
-        if let (Some(m), Event::CallEnded(rec)) = (&mut self.metrics, &e) {
-            m.call_ended(rec);
-        }
         if let (Some(w), Event::CallEnded(rec)) = (&self.records, &e) {
             w.submit((**rec).clone());
         }
@@ -961,7 +991,7 @@ impl Driver {
             return;
         }
         match e {
-            // Media drops are counted in the call record, not logged one by one.
+            // Media drops are counted (stats, metrics, the call record), not logged one by one.
             Event::Report(r)
                 if r.verdict == Verdict::Rejected
                     && matches!(r.protocol, Protocol::Sip | Protocol::H225) =>
@@ -1099,6 +1129,7 @@ async fn tcp_accept(
     next: Arc<AtomicU64>,
     tx: mpsc::Sender<Input>,
     gate: Arc<TcpGate>,
+    tls: Option<TlsAcceptor>,
 ) {
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -1115,23 +1146,51 @@ async fn tcp_accept(
         let Ok(local) = stream.local_addr() else {
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let conn = ConnId(next.fetch_add(1, Ordering::Relaxed));
-        let flow = Flow {
+        let mut flow = Flow {
             transport: Transport::Tcp,
             local: unmap(local),
             remote: unmap(remote),
         };
         let idle = Some((gate.limits.idle_timeout, gate.clone()));
-        tokio::spawn(serve_stream(
-            stream,
-            conn,
-            flow,
-            side,
-            protocol,
-            tx.clone(),
-            Some(slot),
-            idle,
-        ));
+        let tx = tx.clone();
+        match &tls {
+            None => {
+                let (r, w) = stream.into_split();
+                tokio::spawn(serve_stream(
+                    r,
+                    w,
+                    conn,
+                    flow,
+                    side,
+                    protocol,
+                    tx,
+                    Some(slot),
+                    idle,
+                ));
+            }
+            Some(acceptor) => {
+                flow.transport = Transport::Tls;
+                let accept = acceptor.accept(stream);
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    // A peer that never completes its handshake holds its slot no longer
+                    // than this; one that fails it is closed (and counted by the gate).
+                    match tokio::time::timeout(gate.limits.handshake_timeout, accept).await {
+                        Ok(Ok(s)) => {
+                            let (r, w) = tokio::io::split(s);
+                            let r = BufferedRead(r);
+                            serve_stream(r, w, conn, flow, side, protocol, tx, Some(slot), idle)
+                                .await;
+                        }
+                        _ => {
+                            gate.tls_failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -1149,8 +1208,11 @@ async fn tcp_connect(
     match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(stream)) => {
             let idle = Some((gate.limits.idle_timeout, gate.clone()));
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
             serve_stream(
-                stream,
+                r,
+                w,
                 conn,
                 flow,
                 side,
@@ -1167,11 +1229,47 @@ async fn tcp_connect(
     }
 }
 
+/// Reads a stream connection a chunk at a time.
+trait ReadChunk: Send + 'static {
+    /// The next bytes; empty at the end of the stream.
+    fn read_chunk(&mut self) -> impl std::future::Future<Output = std::io::Result<Bytes>> + Send;
+}
+
+/// A plain TCP connection holds a read buffer only while there is something to read:
+/// thousands of quiet connections hold none.
+impl ReadChunk for tokio::net::tcp::OwnedReadHalf {
+    async fn read_chunk(&mut self) -> std::io::Result<Bytes> {
+        loop {
+            self.readable().await?;
+            // Readiness can be spurious: the buffer is dropped again before waiting.
+            let mut buf = vec![0u8; STREAM_READ];
+            match self.try_read(&mut buf) {
+                Ok(n) => return Ok(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Any other stream (TLS, which buffers records itself), read into a fresh buffer.
+struct BufferedRead<R>(R);
+
+impl<R: AsyncRead + Unpin + Send + 'static> ReadChunk for BufferedRead<R> {
+    async fn read_chunk(&mut self) -> std::io::Result<Bytes> {
+        let mut buf = vec![0u8; STREAM_READ];
+        let n = self.0.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok(Bytes::from(buf))
+    }
+}
+
 /// Reads and writes one stream connection for the engine task until either side closes it
 /// or (with `idle`) it has been quiet both ways for the idle timeout.
 #[allow(clippy::too_many_arguments)]
-async fn serve_stream(
-    stream: tokio::net::TcpStream,
+async fn serve_stream<R: ReadChunk, W: AsyncWrite + Unpin + Send + 'static>(
+    mut r: R,
+    mut w: W,
     conn: ConnId,
     flow: Flow,
     side: Side,
@@ -1180,8 +1278,6 @@ async fn serve_stream(
     slot: Option<TcpSlot>,
     idle: Option<(Duration, Arc<TcpGate>)>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
     // Milliseconds since `opened` of the last byte either way.
     let opened = Instant::now();
@@ -1207,20 +1303,7 @@ async fn serve_stream(
     }
     let _slot = slot;
     loop {
-        // The buffer exists only while there is something to read: thousands of quiet
-        // connections hold no read buffer each.
-        let read = async {
-            loop {
-                r.readable().await?;
-                // Readiness can be spurious: the buffer is dropped again before waiting.
-                let mut buf = vec![0u8; STREAM_READ];
-                match r.try_read(&mut buf) {
-                    Ok(n) => return Ok(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-        };
+        let read = r.read_chunk();
         let result = match &idle {
             Some((timeout, gate)) => {
                 let quiet = Duration::from_millis(

@@ -316,6 +316,17 @@ impl Phone {
     /// Writes the phone's configuration into `dir/<name>` and starts it; waits until its
     /// control socket accepts, and, with `spec.register`, until it is registered.
     pub fn start(dir: &Scratch, spec: &PhoneSpec<'_>, timeout: Duration) -> Phone {
+        Phone::start_with(dir, spec, "", timeout)
+    }
+
+    /// [`Phone::start`] with `extra` lines appended to baresip's `config` (e.g. `sip_cafile`,
+    /// a media encryption module).
+    pub fn start_with(
+        dir: &Scratch,
+        spec: &PhoneSpec<'_>,
+        extra: &str,
+        timeout: Duration,
+    ) -> Phone {
         let cfg_dir = dir.0.join(format!("baresip-{}", spec.sip.port()));
         std::fs::create_dir_all(&cfg_dir).unwrap();
         let sink = format!("sink{}", spec.sip.port());
@@ -342,7 +353,8 @@ impl Phone {
                  module\t\t\tctrl_tcp.so\n\
                  module_app\t\taccount.so\n\
                  module_app\t\tmenu.so\n\
-                 ctrl_tcp_listen\t\t127.0.0.1:{ctrl}\n",
+                 ctrl_tcp_listen\t\t127.0.0.1:{ctrl}\n\
+                 {extra}",
                 sip = hostport(spec.sip),
                 ip = spec.sip.ip(),
                 tone = spec.tone_hz,

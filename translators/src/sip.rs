@@ -17,6 +17,11 @@ pub enum TranslateError {
     Sdp(#[from] sdp::SdpError),
     #[error("no usable media stream")]
     NoMedia,
+    /// Every RTP stream asked for a secure profile (RFC 3711 SRTP: `RTP/SAVP`, `RTP/SAVPF`,
+    /// `UDP/TLS/RTP/SAVP`...). Answering one with plain `RTP/AVP` would drop the protection
+    /// the caller asked for, so such streams are refused until SRTP is served.
+    #[error("secure media ({0}) is not served: SRTP is not supported yet")]
+    SecureMedia(String),
     #[error("answer has {answer} streams for an offer of {offer}")]
     StreamCount { offer: usize, answer: usize },
     /// The gateway sends media to an IP address; it never resolves names (RFC 8866 allows an
@@ -114,9 +119,25 @@ pub fn offer_from_sdp(
         out.remotes.push(remote);
     }
     if !out.media.iter().any(|m| m.stream.is_some()) {
-        return Err(TranslateError::NoMedia);
+        let secure = session
+            .media()
+            .iter()
+            .map(|m| m.media_line())
+            .find(|l| is_secure_profile(&l.proto));
+        return Err(match secure {
+            Some(l) => TranslateError::SecureMedia(l.proto.clone()),
+            None => TranslateError::NoMedia,
+        });
     }
     Ok(out)
+}
+
+/// Whether an m= line's transport protocol is a secure RTP profile (SAVP or SAVPF, RFC 3711
+/// and RFC 5124, over UDP or DTLS).
+pub fn is_secure_profile(proto: &str) -> bool {
+    proto
+        .split('/')
+        .any(|p| p.eq_ignore_ascii_case("SAVP") || p.eq_ignore_ascii_case("SAVPF"))
 }
 
 /// Parses an SDP answer to `offer`: streams correspond by position (RFC 3264 section 6).
@@ -156,7 +177,11 @@ fn describe(
         "video" => MediaKind::Video,
         _ => MediaKind::Other,
     };
-    let usable = line.is_rtp() && !m.is_rejected() && kind != MediaKind::Other;
+    // A secure stream is refused (port 0 in the answer), never answered as plain RTP.
+    let usable = line.is_rtp()
+        && !is_secure_profile(&line.proto)
+        && !m.is_rejected()
+        && kind != MediaKind::Other;
     let mut codecs = Vec::new();
     let mut telephone_event = None;
     for c in m.codecs() {
@@ -414,6 +439,42 @@ mod tests {
             ),
             Err(TranslateError::ConnectionNotIp("media.example.com".into()))
         );
+    }
+
+    /// SRTP is not served: an offer of secure streams only is refused (488), never answered as
+    /// plain RTP; beside a plain stream (a "best effort" double offer) the secure one is
+    /// refused with port 0.
+    #[test]
+    fn secure_profiles_are_refused_not_downgraded() {
+        let text = std::str::from_utf8(OFFER).unwrap();
+        for proto in [
+            "RTP/SAVP",
+            "RTP/SAVPF",
+            "UDP/TLS/RTP/SAVP",
+            "udp/tls/rtp/savpf",
+        ] {
+            let body = text.replacen("RTP/AVP 0 8 101", &format!("{proto} 0 8 101"), 1);
+            assert_eq!(
+                offer_from_sdp(body.as_bytes(), &mut || StreamId(2)),
+                Err(TranslateError::SecureMedia(proto.into())),
+                "{proto}"
+            );
+        }
+        let double = text.replacen(
+            "m=video 0 RTP/AVP 31\r\n",
+            "m=audio 49172 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+            1,
+        );
+        let got = offer_from_sdp(double.as_bytes(), &mut || StreamId(2)).unwrap();
+        assert!(got.media[0].stream.is_some());
+        assert!(got.media[1].stream.is_none());
+        // RTP/AVP with a=crypto ("best effort SRTP", RFC 4568 section 7.1.2): plain RTP.
+        let best_effort = text.replacen(
+            "a=ptime:20\r\n",
+            "a=ptime:20\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+            1,
+        );
+        assert!(offer_from_sdp(best_effort.as_bytes(), &mut || StreamId(2)).is_ok());
     }
 
     #[test]

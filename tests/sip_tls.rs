@@ -1,0 +1,537 @@
+//! SIP over TLS on GW2's outside (issue 9, confidentiality level 2), with real peers:
+//!
+//! - a baresip phone (Debian; libre's TLS client) calls GW2 over TLS (`transport=tls`), and an
+//!   inside baresip answers behind GW1: the call is established, RTP flows both ways, and each
+//!   side hangs up once, so GW2 also sends its BYE down the phone's TLS connection. The phone's
+//!   own trace shows that every message of the call was on TLS;
+//! - a call made by a `sips:` request (a raw TLS peer, as libre 1.x cannot dial `sips:`) gets a
+//!   SIPS Contact, and its ACK and BYE complete;
+//! - `openssl s_client` completes a TLS 1.2 handshake and a TLS 1.3 one, and verifies GW2's
+//!   certificate against the CA;
+//! - a peer that speaks plain SIP to the TLS port, or never completes its handshake, is closed
+//!   and counted (`tls_handshake_failures`), and a `sips:` INVITE over UDP is refused 416; the
+//!   gateway serves the next call.
+//!
+//! sipp is not used here: the Debian build (3.6.1, "SCTP-PCAP-RTPSTREAM") has no TLS transport
+//! (`-t l1`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::phones::{hostport, Phone, PhoneSpec};
+use support::*;
+
+const INSIDE_USER: &str = "1001";
+const OUTSIDE_USER: &str = "4930555777";
+/// RTP packets each way GW2 must carry per call: half a second of the talk time.
+const MIN_RTP: u64 = 25;
+
+/// A port free for UDP and TCP, with the TCP port above it free too (baresip binds its TLS
+/// transport there).
+fn free_sip_port() -> u16 {
+    for _ in 0..100 {
+        let t = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let p = t.local_addr().unwrap().port();
+        let above = p
+            .checked_add(1)
+            .is_some_and(|q| TcpListener::bind(("127.0.0.1", q)).is_ok());
+        if above && UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+fn peers_available(test: &str) -> bool {
+    peer_available(test, "baresip", &["-h"], "baresip")
+        && peer_available(test, "openssl", &["version"], "openssl")
+}
+
+struct Lab {
+    inside: Phone,
+    outside: Phone,
+    sgw: Proc,
+    udp: SocketAddr,
+    tls: SocketAddr,
+    ca: std::path::PathBuf,
+    dir: Scratch,
+}
+
+fn start(name: &str) -> Lab {
+    let dir = Scratch::new(name);
+    let pki = dir.0.join("pki");
+    let (st, out) = run_bounded(
+        "sgw pki init",
+        sgw()
+            .args(["pki", "init"])
+            .arg(&pki)
+            .args(["--gw2-name", "127.0.0.1"]),
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}");
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let udp = at(free_udp_port("127.0.0.1"));
+    let tls = at(free_tcp_port("127.0.0.1"));
+    let tunnel = free_tcp_port("127.0.0.1");
+    let gw1 = at(free_udp_port("127.0.0.1"));
+    let inside_sip = at(free_sip_port());
+    let outside_sip = at(free_sip_port());
+    let media = free_rtp_port("127.0.0.1");
+    let cfg = dir.file(
+        "sgw.toml",
+        &format!(
+            r#"[gw2]
+sip_udp = ["{udp}"]
+sip_tls = ["{tls}"]
+sip_tls_cert = "{pki}/gw2.pem"
+sip_tls_key = "{pki}/gw2.key"
+tunnel_listen = "127.0.0.1:{tunnel}"
+[gw2.media]
+ip = "127.0.0.1"
+port_min = {media}
+port_max = {o_max}
+
+[gw1]
+tunnel = "127.0.0.1:{tunnel}"
+tunnel_server_name = "127.0.0.1"
+sip_bind = "{gw1}"
+next_hop = "{inside_sip}"
+family = "ipv4"
+[gw1.media]
+ip = "127.0.0.2"
+port_min = {media}
+port_max = {o_max}
+"#,
+            pki = pki.display(),
+            o_max = media + 99,
+        ),
+    );
+    let mut sgw = Proc::spawn(
+        name,
+        sgw()
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--role", "both"]),
+    );
+    let line = sgw.wait_line("gw2 sip", Duration::from_secs(20));
+    assert!(line.contains(&format!("tls {tls}")), "{line}");
+    sgw.wait_line("gw1: tunnel up", Duration::from_secs(20));
+    sgw.wait_line("gw2: tunnel up", Duration::from_secs(20));
+    let rtp = free_rtp_port("127.0.0.1");
+    let inside = Phone::start(
+        &dir,
+        &PhoneSpec {
+            name: "inside phone",
+            sip: inside_sip,
+            aor: format!("sip:{INSIDE_USER}@{}", hostport(inside_sip)),
+            register: false,
+            ctrl_port: free_tcp_port("127.0.0.1"),
+            rtp_ports: (rtp, rtp + 9),
+            tone_hz: 440,
+        },
+        Duration::from_secs(10),
+    );
+    let ca = pki.join("ca.pem");
+    let rtp = free_rtp_port("127.0.0.1");
+    let outside = Phone::start_with(
+        &dir,
+        &PhoneSpec {
+            name: "outside phone",
+            sip: outside_sip,
+            aor: format!("sip:{OUTSIDE_USER}@{}", hostport(outside_sip)),
+            register: false,
+            ctrl_port: free_tcp_port("127.0.0.1"),
+            rtp_ports: (rtp, rtp + 9),
+            tone_hz: 660,
+        },
+        &format!("sip_cafile\t\t{}\n", ca.display()),
+        Duration::from_secs(10),
+    );
+    Lab {
+        inside,
+        outside,
+        sgw,
+        udp,
+        tls,
+        ca,
+        dir,
+    }
+}
+
+/// One call from the outside phone to `target`; `outside_hangs_up` picks who ends it.
+fn call(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
+    let secs = |s: u64| Instant::now() + Duration::from_secs(s);
+    let (om, im) = (lab.outside.mark(), lab.inside.mark());
+    let log_mark = lab.sgw.mark();
+    lab.outside.command("dial", target);
+    let incoming = lab
+        .inside
+        .wait_event(im, &["CALL_INCOMING"], secs(8))
+        .unwrap_or_else(|seen| {
+            panic!(
+                "{target}: the INVITE never reached the inside phone ({seen}); outside saw {:?}; \
+                 gateway:\n{}",
+                lab.outside.events_since(om),
+                lab.sgw.since(log_mark).join("\n")
+            )
+        });
+    lab.inside.command("accept", "");
+    let e = lab
+        .outside
+        .wait_event(om, &["CALL_ESTABLISHED", "CALL_CLOSED"], secs(5))
+        .unwrap();
+    if e.kind != "CALL_ESTABLISHED" {
+        lab.outside.drain();
+        panic!(
+            "{target}: {e}; outside phone:\n{}",
+            lab.outside.proc.seen.join("\n")
+        );
+    }
+    let outside_id = e.call_id.clone().unwrap();
+    lab.inside
+        .wait_event(im, &["CALL_ESTABLISHED"], secs(3))
+        .unwrap();
+    for p in [&mut lab.outside, &mut lab.inside] {
+        let m = if p.name.starts_with("outside") {
+            om
+        } else {
+            im
+        };
+        p.wait_event(m, &["CALL_RTPESTAB"], secs(3))
+            .unwrap_or_else(|seen| panic!("{target}: {} received no RTP ({seen})", p.name));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let (hanger, other, other_mark) = if outside_hangs_up {
+        (&mut lab.outside, &mut lab.inside, im)
+    } else {
+        (&mut lab.inside, &mut lab.outside, om)
+    };
+    hanger.command("hangup", "");
+    other
+        .wait_event(other_mark, &["CALL_CLOSED"], secs(5))
+        .unwrap_or_else(|seen| panic!("{target}: {} still in the call ({seen})", other.name));
+
+    // Every message of the call, both ways, went over TLS between the phone and GW2.
+    let deadline = secs(3);
+    let trace = loop {
+        let t = lab.outside.trace(&outside_id);
+        let done = t
+            .iter()
+            .any(|m| m.cseq_method() == "BYE" && m.status() == Some(200));
+        if done || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let shown: Vec<String> = trace.iter().map(ToString::to_string).collect();
+    assert!(
+        trace
+            .iter()
+            .any(|m| m.cseq_method() == "BYE" && m.status() == Some(200)),
+        "{target}: no BYE answered 200 at the outside phone:\n{}",
+        shown.join("\n")
+    );
+    assert!(
+        trace.iter().all(|m| m.path.starts_with("TLS ")),
+        "{target}: a message of the call was not on TLS:\n{}",
+        shown.join("\n")
+    );
+    if !outside_hangs_up {
+        let bye = trace
+            .iter()
+            .find(|m| m.first_line.starts_with("BYE "))
+            .expect("GW2's BYE");
+        assert!(bye.path.contains(&format!("{} ->", lab.tls)), "{bye}");
+    }
+    // GW2's call record: media carried both ways.
+    let deadline = secs(3);
+    let rec = loop {
+        let rec = lab.sgw.since(log_mark).iter().find_map(|l| {
+            let (head, json) = l.split_once(": call ended ")?;
+            head.contains(" sgw gw2 call=")
+                .then(|| serde_json::from_str::<serde_json::Value>(json).ok())?
+        });
+        if rec.is_some() || Instant::now() > deadline {
+            break rec.expect("GW2's call record");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let m = &rec["media"];
+    assert!(
+        m["forwarded"].as_u64().unwrap() >= MIN_RTP && m["relayed"].as_u64().unwrap() >= MIN_RTP,
+        "{target}: {rec}"
+    );
+    let _ = incoming;
+}
+
+/// `openssl s_client` with `version` (`-tls1_2`, `-tls1_3`) against `tls`, verifying against
+/// `ca`: its output.
+fn s_client(tls: SocketAddr, ca: &Path, version: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &tls.to_string(), version])
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-verify_return_error", "-verify_ip", "127.0.0.1", "-brief"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An OPTIONS ping over the session, then end of input closes it.
+    let ping = format!(
+        "OPTIONS sip:{tls} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKtls{v}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:{tls}>\r\n\
+         Call-ID: tls-{v}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        v = version.trim_start_matches('-')
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(ping.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `openssl s_client` as a raw SIP/TLS peer: what it writes goes down the session, what it
+/// prints comes back over a channel.
+struct TlsPeer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl TlsPeer {
+    fn connect(tls: SocketAddr, ca: &Path) -> TlsPeer {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &tls.to_string(), "-quiet"])
+            .arg("-CAfile")
+            .arg(ca)
+            .args(["-verify_return_error", "-verify_ip", "127.0.0.1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, out) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send(String::from_utf8_lossy(&buf[..n]).to_string())
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        TlsPeer {
+            child,
+            stdin,
+            out,
+            seen: String::new(),
+        }
+    }
+
+    fn send(&mut self, msg: &str) {
+        self.stdin.write_all(msg.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits until what it received contains `needle`; returns everything received.
+    fn wait(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(s) => self.seen.push_str(&s),
+                Err(_) => panic!("no {needle:?} within {timeout:?}; received:\n{}", self.seen),
+            }
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for TlsPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A call made by a SIPS request (libre 1.x cannot dial `sips:`, so a raw TLS peer places it):
+/// GW2's Contact in the dialog is a SIPS URI (RFC 3261 section 12.1.1), and ACK and BYE
+/// complete over the same session.
+fn sips_call(lab: &mut Lab) {
+    let tls = lab.tls;
+    let mut peer = TlsPeer::connect(tls, &lab.ca);
+    let im = lab.inside.mark();
+    let head = |method: &str, cseq: u32, branch: &str, to_tag: &str| {
+        format!(
+            "{method} sips:{INSIDE_USER}@{tls} SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sips:{OUTSIDE_USER}@127.0.0.1>;tag=sipsfrom\r\n\
+             To: <sips:{INSIDE_USER}@{tls}>{to_tag}\r\nCall-ID: sips-call@127.0.0.1\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sips:{OUTSIDE_USER}@127.0.0.1:5999>\r\n"
+        )
+    };
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 5998 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    peer.send(&format!(
+        "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        head("INVITE", 1, "sips1", ""),
+        sdp.len()
+    ));
+    lab.inside
+        .wait_event(
+            im,
+            &["CALL_INCOMING"],
+            Instant::now() + Duration::from_secs(8),
+        )
+        .unwrap();
+    lab.inside.command("accept", "");
+    let seen = peer.wait("SIP/2.0 200 OK", Duration::from_secs(5));
+    let ok = &seen[seen.find("SIP/2.0 200 OK").unwrap()..];
+    let contact = ok
+        .lines()
+        .find(|l| l.starts_with("Contact:"))
+        .unwrap_or_else(|| panic!("no Contact in\n{ok}"));
+    assert!(contact.contains("<sips:"), "{contact}");
+    let to = ok.lines().find(|l| l.starts_with("To:")).unwrap();
+    let to_tag = &to[to.find(";tag=").unwrap()..];
+    peer.send(&format!(
+        "{}Content-Length: 0\r\n\r\n",
+        head("ACK", 1, "sips2", to_tag)
+    ));
+    lab.inside
+        .wait_event(
+            im,
+            &["CALL_ESTABLISHED"],
+            Instant::now() + Duration::from_secs(3),
+        )
+        .unwrap();
+    peer.send(&format!(
+        "{}Content-Length: 0\r\n\r\n",
+        head("BYE", 2, "sips3", to_tag)
+    ));
+    let seen = peer.wait("CSeq: 2 BYE", Duration::from_secs(5));
+    assert!(
+        seen.contains("SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKsips3"),
+        "{seen}"
+    );
+    lab.inside
+        .wait_event(
+            im,
+            &["CALL_CLOSED"],
+            Instant::now() + Duration::from_secs(5),
+        )
+        .unwrap();
+}
+
+#[test]
+fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
+    if !peers_available("sip_tls") {
+        return;
+    }
+    let mut lab = start("sip-tls");
+
+    // TLS 1.2 and 1.3, GW2's certificate verified against the CA, and SIP answered inside.
+    for version in ["-tls1_2", "-tls1_3"] {
+        let out = s_client(lab.tls, &lab.ca, version);
+        let want = if version == "-tls1_2" {
+            "Protocol version: TLSv1.2"
+        } else {
+            "Protocol version: TLSv1.3"
+        };
+        assert!(out.contains(want), "{version}:\n{out}");
+        assert!(out.contains("Verification: OK"), "{version}:\n{out}");
+        assert!(out.contains("SIP/2.0 200 OK"), "{version}:\n{out}");
+    }
+
+    let tls = lab.tls;
+    call(
+        &mut lab,
+        &format!("sip:{INSIDE_USER}@{tls};transport=tls"),
+        true,
+    );
+    call(
+        &mut lab,
+        &format!("sip:{INSIDE_USER}@{tls};transport=tls"),
+        false,
+    );
+    sips_call(&mut lab);
+
+    // Plain SIP on the TLS port, and a peer that never sends its ClientHello: closed, counted.
+    let mut plain = TcpStream::connect(tls).unwrap();
+    plain
+        .write_all(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = plain.read(&mut buf).unwrap_or(0);
+    assert!(
+        !String::from_utf8_lossy(&buf[..n]).contains("SIP/2.0"),
+        "plain SIP answered on the TLS port"
+    );
+    // A sips: INVITE over UDP: its last hop was not TLS.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let udp = lab.udp;
+    let invite = format!(
+        "INVITE sips:{INSIDE_USER}@{udp} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKsipsudp\r\n\
+         Max-Forwards: 70\r\nFrom: <sips:{OUTSIDE_USER}@127.0.0.1>;tag=7\r\n\
+         To: <sips:{INSIDE_USER}@{udp}>\r\nCall-ID: sips-over-udp@127.0.0.1\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:{OUTSIDE_USER}@{me}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(invite.as_bytes(), udp).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("SIP/2.0 416 "), "{answer}");
+
+    // Still serving: one more call over TLS.
+    call(
+        &mut lab,
+        &format!("sip:{INSIDE_USER}@{tls};transport=tls"),
+        true,
+    );
+    drop(plain);
+
+    lab.sgw.terminate(Duration::from_secs(20));
+    let stats = lab.sgw.stats("gw2");
+    let failures = stats["driver"]["tls_handshake_failures"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no tls_handshake_failures in {stats}"));
+    assert!(failures >= 1, "{stats}");
+    drop(lab.dir);
+}
