@@ -449,12 +449,6 @@ impl Chain {
                 chain.last = last;
                 chain.seq = seq;
             }
-            if let Target::Path(p) = &chain.settings.target {
-                if prev == *p {
-                    let rotated = chain.rotated_name(wall_now());
-                    std::fs::rename(p, rotated)?;
-                }
-            }
         }
         chain.start_file(wall_now())?;
         Ok(chain)
@@ -474,8 +468,8 @@ impl Chain {
 
     /// The newest file of this half (by name: the names sort by time, then `seq`).
     fn newest_file(&self) -> std::io::Result<Option<PathBuf>> {
-        let (dir, prefix, current) = match &self.settings.target {
-            Target::Dir(d) => (d.clone(), format!("{}-", self.settings.half), None),
+        let (dir, prefix) = match &self.settings.target {
+            Target::Dir(d) => (d.clone(), format!("{}-", self.settings.half)),
             Target::Path(p) => {
                 if p.exists() {
                     return Ok(Some(p.clone()));
@@ -488,26 +482,35 @@ impl Chain {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                (dir, format!("{name}."), Some(()))
+                (dir, format!("{name}."))
             }
         };
-        let _ = current;
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(None);
         };
-        let mut best: Option<String> = None;
+        // The newest by the `seq` its name ends with (then by name): a clock set back does
+        // not make an older file look newer.
+        let mut best: Option<(u64, String)> = None;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with(&prefix)
-                && match &self.settings.target {
-                    Target::Dir(_) => name.ends_with(".jsonl"),
-                    Target::Path(_) => true,
-                };
-            if ours && best.as_ref().is_none_or(|b| name > *b) {
-                best = Some(name);
+            let stem = match &self.settings.target {
+                Target::Dir(_) => name.strip_suffix(".jsonl"),
+                Target::Path(_) => Some(name.as_str()),
+            };
+            let Some(stem) = stem.filter(|_| name.starts_with(&prefix)) else {
+                continue;
+            };
+            let seq = stem
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            let key = (seq, name.clone());
+            if best.as_ref().is_none_or(|b| key > *b) {
+                best = Some(key);
             }
         }
-        Ok(best.map(|n| dir.join(n)))
+        Ok(best.map(|(_, n)| dir.join(n)))
     }
 
     fn start_file(&mut self, now: Duration) -> std::io::Result<()> {
@@ -516,7 +519,14 @@ impl Chain {
                 std::fs::create_dir_all(d)?;
                 self.rotated_name(now)
             }
-            Target::Path(p) => p.clone(),
+            // The file there (of an earlier run, full, or cut by a failed write) moves to its
+            // rotated name first: a file holds one stretch of the chain.
+            Target::Path(p) => {
+                if std::fs::metadata(p).is_ok_and(|m| m.len() > 0) {
+                    std::fs::rename(p, self.rotated_name(now))?;
+                }
+                p.clone()
+            }
         };
         let mut opts = std::fs::OpenOptions::new();
         opts.append(true).create(true);

@@ -585,3 +585,28 @@ fn the_halves_do_not_share_a_file_or_a_key() {
         "{e}"
     );
 }
+
+/// With `path`, a full file moves to its rotated name and the records go on at `path`.
+#[test]
+fn path_target_rotates_by_size() {
+    let dir = scratch("pathsize");
+    let (k, public) = key();
+    let mut s = settings(&dir);
+    let path = dir.join("calls.jsonl");
+    s.target = Target::Path(path.clone());
+    s.rotate_bytes = 2000;
+    let mut c = Chain::open(s, k).unwrap();
+    for i in 0..10 {
+        c.append(&record(i)).unwrap();
+    }
+    c.checkpoint(true).unwrap();
+    assert_eq!(c.current_file(), path);
+    let all: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(all.len() >= 3, "{all:?}");
+    let v = verify(&all, Some(&public));
+    assert_eq!(v.status, Status::Intact, "{v:?}");
+    assert_eq!(v.records, 10);
+}
