@@ -205,21 +205,21 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check one half''s call record files: the hash chain and the signed checkpoints')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'sgw;cdr;verify' {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The half''s public record key (`gw2-records.pub` or `gw1-records.pub` from `sgw pki init`): checkpoint signatures are checked with it. Without it only the chain is')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
         'sgw;cdr;help' {
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check one half''s call record files: the hash chain and the signed checkpoints')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -287,7 +287,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;help;cdr' {
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check one half''s call record files: the hash chain and the signed checkpoints')
             break
         }
         'sgw;help;cdr;verify' {

@@ -177,19 +177,19 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand verify 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)'
+            cand verify 'Check one half''s call record files: the hash chain and the signed checkpoints'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;cdr;verify'= {
             cand --key 'The half''s public record key (`gw2-records.pub` or `gw1-records.pub` from `sgw pki init`): checkpoint signatures are checked with it. Without it only the chain is'
             cand --json 'Print one JSON document'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'sgw;cdr;help'= {
-            cand verify 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)'
+            cand verify 'Check one half''s call record files: the hash chain and the signed checkpoints'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;cdr;help;verify'= {
@@ -240,7 +240,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help;ctl;reload'= {
         }
         &'sgw;help;cdr'= {
-            cand verify 'Check the hash chain and the signed checkpoints of one half''s record files (all its rotated files, in any order). Reports the first record altered, deleted, inserted or reordered, with its file and line; a last line cut short (kill -9) is reported as an "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2 unreadable (a missing file, or not a record file)'
+            cand verify 'Check one half''s call record files: the hash chain and the signed checkpoints'
         }
         &'sgw;help;cdr;verify'= {
         }

@@ -59,11 +59,15 @@ pub struct CdrArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CdrCommand {
-    /// Check the hash chain and the signed checkpoints of one half's record files (all its
-    /// rotated files, in any order). Reports the first record altered, deleted, inserted or
-    /// reordered, with its file and line; a last line cut short (kill -9) is reported as an
-    /// "incomplete last record", not as tampering. Exit status 0 intact, 1 tampered, 2
-    /// unreadable (a missing file, or not a record file).
+    /// Check one half's call record files: the hash chain and the signed checkpoints.
+    ///
+    /// Give all the half's files (rotated ones too) in any order: they are put in chain order.
+    /// Reports the first record altered, deleted, inserted or reordered, with its file and
+    /// line, a checkpoint whose signature does not verify with --key, and a file missing from
+    /// the middle of the chain; a last line cut short (kill -9 mid-write) is reported as an
+    /// "incomplete last record", not as tampering. Records after the newest checkpoint are
+    /// chained but not yet signed: it says how many. Exit status 0 intact, 1 tampered, 2
+    /// unreadable (a missing file, or not a call record file).
     Verify(CdrVerifyArgs),
 }
 
