@@ -11,7 +11,29 @@ use std::sync::atomic::AtomicUsize;
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
-fn scratch(name: &str) -> PathBuf {
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!(
         "sgw-cdr-{name}-{}-{}",
         std::process::id(),
@@ -19,7 +41,7 @@ fn scratch(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn record(call: u32) -> CallRecord {
@@ -77,7 +99,7 @@ fn settings(dir: &Path) -> Settings {
 }
 
 /// A file of `calls` records with a checkpoint after every `every` records and at the end.
-fn chain_file(calls: u32, every: u32) -> (PathBuf, Vec<u8>) {
+fn chain_file(calls: u32, every: u32) -> (Scratch, PathBuf, Vec<u8>) {
     let dir = scratch("chain");
     let (k, public) = key();
     let mut c = Chain::open(settings(&dir), k).unwrap();
@@ -88,7 +110,8 @@ fn chain_file(calls: u32, every: u32) -> (PathBuf, Vec<u8>) {
         }
     }
     c.checkpoint(true).unwrap();
-    (c.current_file().to_owned(), public)
+    let p = c.current_file().to_owned();
+    (dir, p, public)
 }
 
 fn lines(p: &Path) -> Vec<String> {
@@ -132,7 +155,7 @@ fn base64_matches_rfc_4648() {
 
 #[test]
 fn intact_chain_verifies_with_its_key() {
-    let (p, public) = chain_file(10, 4);
+    let (_dir, p, public) = chain_file(10, 4);
     let v = check(&p, &public);
     assert_eq!(v.status, Status::Intact, "{v:?}");
     assert_eq!(v.records, 10);
@@ -149,7 +172,7 @@ fn intact_chain_verifies_with_its_key() {
 
 #[test]
 fn another_key_fails_the_signatures() {
-    let (p, _) = chain_file(3, 10);
+    let (_dir, p, _) = chain_file(3, 10);
     let (_, other) = key();
     let v = check(&p, &other);
     assert_eq!(v.status, Status::Tampered);
@@ -159,7 +182,7 @@ fn another_key_fails_the_signatures() {
 
 #[test]
 fn altered_record_is_found_with_its_line() {
-    let (p, public) = chain_file(6, 100);
+    let (_dir, p, public) = chain_file(6, 100);
     let mut l = lines(&p);
     l[3] = l[3].replace("\"alice\"", "\"mallory\"");
     write_lines(&p, &l);
@@ -171,7 +194,7 @@ fn altered_record_is_found_with_its_line() {
 
 #[test]
 fn altered_and_rechained_is_caught_by_the_signature() {
-    let (p, public) = chain_file(6, 100);
+    let (_dir, p, public) = chain_file(6, 100);
     let mut l = lines(&p);
     l[3] = l[3].replace("\"alice\"", "\"mallory\"");
     // Recompute every later prev: the chain is whole again, the checkpoint is not.
@@ -192,7 +215,7 @@ fn altered_and_rechained_is_caught_by_the_signature() {
 
 #[test]
 fn deleted_record_is_found() {
-    let (p, public) = chain_file(6, 100);
+    let (_dir, p, public) = chain_file(6, 100);
     let mut l = lines(&p);
     l.remove(3);
     write_lines(&p, &l);
@@ -203,7 +226,7 @@ fn deleted_record_is_found() {
 
 #[test]
 fn inserted_record_is_found() {
-    let (p, public) = chain_file(6, 100);
+    let (_dir, p, public) = chain_file(6, 100);
     let mut l = lines(&p);
     let copy = l[2].clone();
     l.insert(5, copy);
@@ -215,7 +238,7 @@ fn inserted_record_is_found() {
 
 #[test]
 fn reordered_records_are_found() {
-    let (p, public) = chain_file(6, 100);
+    let (_dir, p, public) = chain_file(6, 100);
     let mut l = lines(&p);
     l.swap(2, 3);
     write_lines(&p, &l);
@@ -226,7 +249,7 @@ fn reordered_records_are_found() {
 
 #[test]
 fn forged_checkpoint_signature_is_found() {
-    let (p, public) = chain_file(4, 2);
+    let (_dir, p, public) = chain_file(4, 2);
     let mut l = lines(&p);
     let i = l.iter().position(|x| x.contains("\"checkpoint\"")).unwrap();
     let j: serde_json::Value = serde_json::from_str(&l[i]).unwrap();
@@ -246,7 +269,7 @@ fn forged_checkpoint_signature_is_found() {
 
 #[test]
 fn truncated_last_line_is_an_incomplete_record_not_tampering() {
-    let (p, public) = chain_file(5, 100);
+    let (_dir, p, public) = chain_file(5, 100);
     let mut text = std::fs::read_to_string(&p).unwrap();
     text.push_str("{\"kind\":\"call\",\"seq\":99,\"prev\":\"ab");
     std::fs::write(&p, &text).unwrap();
@@ -539,7 +562,7 @@ fn daily_rotation_starts_a_file_at_the_utc_day() {
 /// the last newline: without it the last line is an incomplete record, reported as such).
 #[test]
 fn every_single_byte_change_is_found_and_nothing_panics() {
-    let (p, public) = chain_file(1, 1);
+    let (_dir, p, public) = chain_file(1, 1);
     let intact = std::fs::read(&p).unwrap();
     for i in 0..intact.len() - 1 {
         let mut b = intact.clone();
