@@ -4,7 +4,8 @@
 //!
 //! The live tests run `sgw run --config FILE --role both` on loopback (the harness of
 //! `tests/support/gateway.rs`) with `[gw2.records]` and `[gw1.records]` and the keys of
-//! `sgw pki init`; the sipp test needs sipp (`sipp_available`).
+//! `sgw pki init`; the sipp test needs sipp (`sipp_available`). Their media ports are in
+//! 7000-7999, a range no other test uses (tests of other binaries may run at the same time).
 
 #![allow(
     clippy::unwrap_used,
@@ -374,7 +375,7 @@ fn sipp_100_calls_give_100_records_per_half() {
     let keys = Scratch::new("cdr-live");
     pki(&keys.0);
     let uas = InsideUas::start();
-    let mut setup = Setup::new((12_000, 12_399), (12_400, 12_799), uas.sip);
+    let mut setup = Setup::new((7_000, 7_399), (7_400, 7_799), uas.sip);
     setup.quiet = true;
     setup.extra = records_sections(&keys.0, "checkpoint_secs = 1");
     let mut gw = Gateway::start("cdr-sipp", &setup);
@@ -453,7 +454,7 @@ fn kill9_during_a_call_leaves_a_file_that_verifies() {
     let keys = Scratch::new("cdr-kill");
     pki(&keys.0);
     let uas = InsideUas::start();
-    let mut setup = Setup::new((12_800, 12_899), (12_900, 12_999), uas.sip);
+    let mut setup = Setup::new((7_800, 7_849), (7_850, 7_899), uas.sip);
     setup.extra = records_sections(&keys.0, "checkpoint_secs = 1\nfsync = \"record\"");
     let mut gw = Gateway::start("cdr-kill", &setup);
     let ruri = format!("sip:1000@{}", gw.sip);
@@ -515,7 +516,7 @@ fn calls_up_at_stop_are_recorded_sip_and_h323() {
     let keys = Scratch::new("cdr-stop");
     pki(&keys.0);
     let uas = InsideUas::start();
-    let mut setup = Setup::new((13_000, 13_099), (13_100, 13_199), uas.sip);
+    let mut setup = Setup::new((7_900, 7_949), (7_950, 7_999), uas.sip);
     setup.h225 = true;
     setup.extra = records_sections(&keys.0, "");
     let mut gw = Gateway::start("cdr-stop", &setup);
