@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('cdr', 'cdr', [CompletionResultType]::ParameterValue, 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them')
+            [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -229,6 +230,64 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
         'sgw;cdr;help;help' {
             break
         }
+        'sgw;lab' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;lab;up' {
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]')
+            [CompletionResult]::new('--net-only', '--net-only', [CompletionResultType]::ParameterName, 'Only the namespaces, veths, routes and the router''s firewall: no gateway, PBX or phone (for tests that run their own)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;lab;down' {
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;lab;status' {
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;lab;help' {
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;lab;help;up' {
+            break
+        }
+        'sgw;lab;help;down' {
+            break
+        }
+        'sgw;lab;help;status' {
+            break
+        }
+        'sgw;lab;help;help' {
+            break
+        }
         'sgw;help' {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
@@ -237,6 +296,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('cdr', 'cdr', [CompletionResultType]::ParameterValue, 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them')
+            [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -291,6 +351,21 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;help;cdr;verify' {
+            break
+        }
+        'sgw;help;lab' {
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up')
+            break
+        }
+        'sgw;help;lab;up' {
+            break
+        }
+        'sgw;help;lab;down' {
+            break
+        }
+        'sgw;help;lab;status' {
             break
         }
         'sgw;help;help' {

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
+            cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;run'= {
@@ -196,6 +197,55 @@ set edit:completion:arg-completer[sgw] = {|@words|
         }
         &'sgw;cdr;help;help'= {
         }
+        &'sgw;lab'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand up 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made'
+            cand down 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed'
+            cand status 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;lab;up'= {
+            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist'
+            cand --dir 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]'
+            cand --net-only 'Only the namespaces, veths, routes and the router''s firewall: no gateway, PBX or phone (for tests that run their own)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;lab;down'= {
+            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist'
+            cand --dir 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;lab;status'= {
+            cand --prefix 'The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and PREFIX-phone: several labs with different prefixes coexist'
+            cand --dir 'The state directory: configurations, PKI, logs, pid files, control sockets [default: /run/sgw-lab/PREFIX]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;lab;help'= {
+            cand up 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made'
+            cand down 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed'
+            cand status 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;lab;help;up'= {
+        }
+        &'sgw;lab;help;down'= {
+        }
+        &'sgw;lab;help;status'= {
+        }
+        &'sgw;lab;help;help'= {
+        }
         &'sgw;help'= {
             cand run 'Run the gateway. Without --config: the built-in demo, both halves on loopback joined by the mutual-TLS tunnel with ephemeral certificates and an answering endpoint inside; it prints the SIP URI to call and the URL of its Prometheus metrics (`GET /metrics` on loopback, port 9464 or a free one). Stops on SIGINT/SIGTERM, or when `sgw ctl drain` has seen the last call end, and prints each half''s counters. SIGHUP re-reads the configuration file (`sgw ctl reload`). With `[control] socket` (the demo: one in the temporary directory, printed at start) it answers `sgw ctl`'
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
@@ -204,6 +254,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
+            cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;help;run'= {
@@ -243,6 +294,17 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand verify 'Check one half''s call record files: the hash chain and the signed checkpoints'
         }
         &'sgw;help;cdr;verify'= {
+        }
+        &'sgw;help;lab'= {
+            cand up 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made'
+            cand down 'Stop every process the lab started and any process left in its namespaces, delete the namespaces (their veths and the router''s nftables table with them) and the state directory. Idempotent; works after a partial `up`. Exit status 1 when something could not be removed'
+            cand status 'Show what is there: namespaces, the firewall and its counters, each process (running or not) and each gateway''s tunnel (asked on its control socket). Exit status 0 when all of it is up'
+        }
+        &'sgw;help;lab;up'= {
+        }
+        &'sgw;help;lab;down'= {
+        }
+        &'sgw;help;lab;status'= {
         }
         &'sgw;help;help'= {
         }

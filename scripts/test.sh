@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian package names. python3-venv: `python3 -m venv` on Debian needs it.
-PACKAGES=(sip-tester tshark kamailio baresip nftables xz-utils iproute2 python3 python3-venv prometheus systemd)
-PY_PACKAGES=(pycrate sipvicious)
+PACKAGES=(sip-tester tshark kamailio baresip nftables xz-utils iproute2 python3 python3-venv prometheus systemd sngrep)
+PY_PACKAGES=(pycrate sipvicious pylibsrtp)
 VENV=.venv
 
 installed=()

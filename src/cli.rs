@@ -49,6 +49,13 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them.
     Cdr(CdrArgs),
+    /// The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and
+    /// PREFIX-intra joined by PREFIX-router's nftables policy (the intranet may open only the
+    /// tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as
+    /// the intranet's PBX and registrar, a baresip phone (1001) registered there from
+    /// PREFIX-phone (a second host on the intranet's LAN), and a sipp callee on the Internet.
+    /// `up` prints how to place a call each way; `down` removes everything it made.
+    Lab(LabArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +90,56 @@ pub struct CdrVerifyArgs {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+/// Which lab: its namespaces' prefix and its state directory.
+#[derive(Debug, Clone, Args)]
+pub struct LabCommon {
+    /// The namespaces are PREFIX-router, PREFIX-inet, PREFIX-dmz, PREFIX-intra and
+    /// PREFIX-phone: several labs with different prefixes coexist.
+    #[arg(long, value_name = "NAME", default_value = crate::lab::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// The state directory: configurations, PKI, logs, pid files, control sockets
+    /// [default: /run/sgw-lab/PREFIX].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build the lab and start its processes (in the background, logging into the state
+    /// directory); print the addresses and the sipp command lines that call each way. Needs
+    /// root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes
+    /// what it made.
+    Up {
+        #[command(flatten)]
+        common: LabCommon,
+        /// Only the namespaces, veths, routes and the router's firewall: no gateway, PBX or
+        /// phone (for tests that run their own).
+        #[arg(long)]
+        net_only: bool,
+    },
+    /// Stop every process the lab started and any process left in its namespaces, delete the
+    /// namespaces (their veths and the router's nftables table with them) and the state
+    /// directory. Idempotent; works after a partial `up`. Exit status 1 when something could
+    /// not be removed.
+    Down {
+        #[command(flatten)]
+        common: LabCommon,
+    },
+    /// Show what is there: namespaces, the firewall and its counters, each process (running or
+    /// not) and each gateway's tunnel (asked on its control socket). Exit status 0 when all of
+    /// it is up.
+    Status {
+        #[command(flatten)]
+        common: LabCommon,
+    },
 }
 
 /// IP family of the inside network.

@@ -77,6 +77,62 @@ pub struct Config {
     /// The Prometheus endpoint (`GET /metrics`); absent: none is served.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// HEP v3 export to a collector (Homer, sngrep); absent: none.
+    #[serde(default)]
+    pub hep: Option<HepConfig>,
+    /// Per-call pcap files; absent: none are written.
+    #[serde(default)]
+    pub recording: Option<RecordingConfig>,
+}
+
+/// `[hep]`: where every SIP message and H.225.0 PDU either half handles is copied, HEP v3.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HepConfig {
+    pub collector: SocketAddr,
+    /// The capture agent id (chunk 0x000c) the collector shows as the node.
+    #[serde(default = "default_hep_agent_id")]
+    pub agent_id: u32,
+    /// The authentication key (chunk 0x000e); absent: none is sent.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub transport: HepTransport,
+}
+
+/// Default `[hep] agent_id`.
+pub const DEFAULT_HEP_AGENT_ID: u32 = 2001;
+
+fn default_hep_agent_id() -> u32 {
+    DEFAULT_HEP_AGENT_ID
+}
+
+/// How HEP packets reach the collector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HepTransport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+/// `[recording]`: a pcap file per call (signalling and media of the legs this process sees).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// The directory the files are written to (it must exist).
+    pub dir: PathBuf,
+    /// The most the capture files in `dir` may take, in MiB; at the quota no new call is
+    /// recorded and calls being recorded stop growing.
+    #[serde(default = "default_recording_quota_mb")]
+    pub quota_mb: u64,
+}
+
+/// Default `[recording] quota_mb`.
+pub const DEFAULT_RECORDING_QUOTA_MB: u64 = 1024;
+
+fn default_recording_quota_mb() -> u64 {
+    DEFAULT_RECORDING_QUOTA_MB
 }
 
 /// `[control]`: where `sgw run` listens for `sgw ctl`.
@@ -125,10 +181,24 @@ pub struct Gw2Config {
     pub allow_multiple_gw1: bool,
     /// Outside media: the address put in SDP and the RTP/RTCP port range.
     pub media: MediaConfig,
-    /// Where calls from the intranet go out (a provider or SBC, `ip:port`, SIP over UDP);
-    /// without it GW2 refuses them (Q.850 cause 3, no route).
+    /// Where calls from the intranet go out (a provider or SBC, `ip:port`); without it GW2
+    /// refuses them (Q.850 cause 3, no route).
     #[serde(default)]
     pub outside_next_hop: Option<SocketAddr>,
+    /// How GW2 reaches `outside_next_hop`. Unset: UDP with a `sip_udp` listener, else TCP.
+    #[serde(default)]
+    pub outside_transport: Option<Transport>,
+    /// With `outside_transport = "tls"`: the name the next hop's certificate must carry
+    /// (DNS name or IP address), the PEM file of the CAs it is verified against, and an
+    /// optional client certificate and key (mutual TLS with the provider).
+    #[serde(default)]
+    pub outside_tls_server_name: Option<String>,
+    #[serde(default)]
+    pub outside_tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub outside_tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub outside_tls_key: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsConfig,
     /// `[gw2.records]`: GW2's tamper-evident call records; absent: none are written.
@@ -391,6 +461,7 @@ pub enum Transport {
     #[default]
     Udp,
     Tcp,
+    Tls,
 }
 
 impl fmt::Display for Transport {
@@ -398,6 +469,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -660,6 +732,14 @@ impl Config {
         if let Some(m) = &self.metrics {
             check_metrics(m, &mut p);
         }
+        if let Some(h) = &self.hep {
+            check_hep(h, &mut p);
+        }
+        if let Some(r) = &self.recording {
+            if r.quota_mb == 0 {
+                p.add("recording.quota_mb", "must be at least 1 (MiB)");
+            }
+        }
         p.0
     }
 }
@@ -722,6 +802,49 @@ fn check_media(m: &MediaConfig, section: &str, p: &mut Problems) {
 fn check_gw2(g: &Gw2Config, p: &mut Problems) {
     if g.sip_udp.is_empty() && g.sip_tcp.is_empty() && g.sip_tls.is_empty() {
         p.add("gw2", "no SIP listener: set sip_udp, sip_tcp or sip_tls");
+    }
+    let tls_out = g.outside_transport == Some(Transport::Tls);
+    if tls_out {
+        if g.outside_next_hop.is_none() {
+            p.add("gw2.outside_transport", "tls needs outside_next_hop");
+        }
+        match &g.outside_tls_server_name {
+            None => p.add(
+                "gw2.outside_tls_server_name",
+                "needed by outside_transport = \"tls\"",
+            ),
+            Some(n) if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() => p.add(
+                "gw2.outside_tls_server_name",
+                format!("{n:?} is not a DNS name or IP address"),
+            ),
+            Some(_) => {}
+        }
+        if g.outside_tls_ca.is_none() {
+            p.add(
+                "gw2.outside_tls_ca",
+                "needed by outside_transport = \"tls\"",
+            );
+        }
+        if g.outside_tls_cert.is_some() != g.outside_tls_key.is_some() {
+            p.add(
+                "gw2.outside_tls_cert",
+                "outside_tls_cert and outside_tls_key go together",
+            );
+        }
+    } else {
+        for (key, set) in [
+            (
+                "gw2.outside_tls_server_name",
+                g.outside_tls_server_name.is_some(),
+            ),
+            ("gw2.outside_tls_ca", g.outside_tls_ca.is_some()),
+            ("gw2.outside_tls_cert", g.outside_tls_cert.is_some()),
+            ("gw2.outside_tls_key", g.outside_tls_key.is_some()),
+        ] {
+            if set {
+                p.add(key, "only used with outside_transport = \"tls\"");
+            }
+        }
     }
     match (g.sip_tls.is_empty(), &g.sip_tls_cert, &g.sip_tls_key) {
         (false, None, _) => p.add("gw2.sip_tls", "needs sip_tls_cert and sip_tls_key"),
@@ -884,6 +1007,15 @@ fn check_metrics(m: &MetricsConfig, p: &mut Problems) {
         p.add(
             "metrics.listen",
             format!("{} is a multicast address", m.listen.ip()),
+        );
+    }
+}
+
+fn check_hep(h: &HepConfig, p: &mut Problems) {
+    if h.collector.port() == 0 || h.collector.ip().is_unspecified() {
+        p.add(
+            "hep.collector",
+            format!("{} is not an address a collector listens on", h.collector),
         );
     }
 }

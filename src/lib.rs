@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod lab;
 pub mod live;
 pub mod pki;
 pub mod replay;

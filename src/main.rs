@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => run_check_config(&args),
         Command::Ctl(args) => sgw::live::control::client(&args.socket, &args.command.request()),
         Command::Cdr(args) => run_cdr(&args),
+        Command::Lab(args) => sgw::lab::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,6 +6,10 @@
 //!   own trace shows that every message of the call was on TLS;
 //! - a call made by a `sips:` request (a raw TLS peer, as libre 1.x cannot dial `sips:`) gets a
 //!   SIPS Contact, and its ACK and BYE complete;
+//! - SRTP (SDES over TLS): libsrtp (`tests/srtp_peer.py`, pylibsrtp) encrypts what it sends GW2
+//!   and decrypts what GW2 sends back; a forged and a replayed packet are dropped and counted;
+//!   the same offer over UDP is refused 488; and a baresip phone with its own SRTP (`srtp`
+//!   module, `mediaenc=srtp-mand`) calls through with audio both ways;
 //! - `openssl s_client` completes a TLS 1.2 handshake and a TLS 1.3 one, and verifies GW2's
 //!   certificate against the CA;
 //! - a peer that speaks plain SIP to the TLS port, or never completes its handshake, is closed
@@ -61,9 +65,12 @@ fn peers_available(test: &str) -> bool {
 struct Lab {
     inside: Phone,
     outside: Phone,
+    /// An outside phone with SRTP (baresip's `srtp` module, SDES, `mediaenc=srtp-mand`).
+    outside_srtp: Phone,
     sgw: Proc,
     udp: SocketAddr,
     tls: SocketAddr,
+    gw1: SocketAddr,
     ca: std::path::PathBuf,
     dir: Scratch,
 }
@@ -97,6 +104,10 @@ sip_tls = ["{tls}"]
 sip_tls_cert = "{pki}/gw2.pem"
 sip_tls_key = "{pki}/gw2.key"
 tunnel_listen = "127.0.0.1:{tunnel}"
+outside_next_hop = "127.0.0.1:{provider_tls}"
+outside_transport = "tls"
+outside_tls_server_name = "127.0.0.1"
+outside_tls_ca = "{pki}/ca.pem"
 [gw2.media]
 ip = "127.0.0.1"
 port_min = {media}
@@ -115,6 +126,7 @@ port_max = {o_max}
 "#,
             pki = pki.display(),
             o_max = media + 99,
+            provider_tls = outside_sip.port() + 1,
         ),
     );
     let mut sgw = Proc::spawn(
@@ -144,6 +156,18 @@ port_max = {o_max}
         Duration::from_secs(10),
     );
     let ca = pki.join("ca.pem");
+    // The outside phone plays the provider GW2 dials over TLS: a certificate for 127.0.0.1
+    // from the lab's CA (baresip wants certificate and key in one file).
+    let phone_cert = pki.join("phone.pem");
+    std::fs::write(
+        &phone_cert,
+        [
+            std::fs::read(pki.join("gw2.pem")).unwrap(),
+            std::fs::read(pki.join("gw2.key")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
     let rtp = free_rtp_port("127.0.0.1");
     let outside = Phone::start_with(
         &dir,
@@ -156,22 +180,83 @@ port_max = {o_max}
             rtp_ports: (rtp, rtp + 9),
             tone_hz: 660,
         },
-        &format!("sip_cafile\t\t{}\n", ca.display()),
+        &format!(
+            "sip_cafile\t\t{}\nsip_certificate\t\t{}\n",
+            ca.display(),
+            phone_cert.display()
+        ),
+        "",
+        Duration::from_secs(10),
+    );
+    let rtp = free_rtp_port("127.0.0.1");
+    let srtp_sip = at(free_sip_port());
+    let outside_srtp = Phone::start_with(
+        &dir,
+        &PhoneSpec {
+            name: "outside srtp phone",
+            sip: srtp_sip,
+            aor: format!("sip:{OUTSIDE_USER}@{}", hostport(srtp_sip)),
+            register: false,
+            ctrl_port: free_tcp_port("127.0.0.1"),
+            rtp_ports: (rtp, rtp + 9),
+            tone_hz: 880,
+        },
+        &format!("sip_cafile\t\t{}\nmodule\t\t\tsrtp.so\n", ca.display()),
+        ";mediaenc=srtp-mand",
         Duration::from_secs(10),
     );
     Lab {
         inside,
         outside,
+        outside_srtp,
         sgw,
         udp,
         tls,
+        gw1,
         ca,
         dir,
     }
 }
 
-/// One call from the outside phone to `target`; `outside_hangs_up` picks who ends it.
+/// One call from the outside phone (the SRTP one with `srtp`) to `target`; `outside_hangs_up`
+/// picks who ends it.
 fn call(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
+    call_from(lab, target, outside_hangs_up, false);
+}
+
+fn call_from(lab: &mut Lab, target: &str, outside_hangs_up: bool, srtp: bool) {
+    if srtp {
+        std::mem::swap(&mut lab.outside, &mut lab.outside_srtp);
+    }
+    call_inner(lab, target, outside_hangs_up);
+    if srtp {
+        std::mem::swap(&mut lab.outside, &mut lab.outside_srtp);
+        // Its trace holds the SDP both ways: its offer and GW2's answer were RTP/SAVP with
+        // keys (and nothing else was).
+        let p = &mut lab.outside_srtp;
+        p.drain();
+        let m_lines: Vec<&String> = p
+            .proc
+            .seen
+            .iter()
+            .filter(|l| l.starts_with("m=audio"))
+            .collect();
+        assert!(m_lines.len() >= 2, "{}", p.proc.seen.join("\n"));
+        assert!(
+            m_lines.iter().all(|l| l.contains(" RTP/SAVP ")),
+            "{m_lines:?}"
+        );
+        let keys = p
+            .proc
+            .seen
+            .iter()
+            .filter(|l| l.starts_with("a=crypto:"))
+            .count();
+        assert!(keys >= 2, "{}", p.proc.seen.join("\n"));
+    }
+}
+
+fn call_inner(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
     let secs = |s: u64| Instant::now() + Duration::from_secs(s);
     let (om, im) = (lab.outside.mark(), lab.inside.mark());
     let log_mark = lab.sgw.mark();
@@ -274,6 +359,52 @@ fn call(lab: &mut Lab, target: &str, outside_hangs_up: bool) {
         "{target}: {rec}"
     );
     let _ = incoming;
+}
+
+/// A call from the inside phone out through GW2, which dials its `outside_next_hop` (the
+/// outside phone's TLS port) over TLS, verifying its certificate: audio both ways, and every
+/// message at the outside phone on TLS.
+fn call_out_over_tls(lab: &mut Lab) {
+    let secs = |s: u64| Instant::now() + Duration::from_secs(s);
+    let (om, im) = (lab.outside.mark(), lab.inside.mark());
+    let log_mark = lab.sgw.mark();
+    let gw1 = lab.gw1;
+    lab.inside
+        .command("dial", &format!("sip:{OUTSIDE_USER}@{gw1}"));
+    let incoming = lab
+        .outside
+        .wait_event(om, &["CALL_INCOMING"], secs(8))
+        .unwrap_or_else(|seen| {
+            panic!(
+                "the call out never reached the outside phone ({seen}); gateway:\n{}",
+                lab.sgw.since(log_mark).join("\n")
+            )
+        });
+    lab.outside.command("accept", "");
+    for (p, m) in [(&mut lab.inside, im), (&mut lab.outside, om)] {
+        p.wait_event(m, &["CALL_ESTABLISHED"], secs(5))
+            .unwrap_or_else(|seen| panic!("{}: not established ({seen})", p.name));
+        p.wait_event(m, &["CALL_RTPESTAB"], secs(3))
+            .unwrap_or_else(|seen| panic!("{}: no RTP ({seen})", p.name));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    lab.inside.command("hangup", "");
+    lab.outside
+        .wait_event(om, &["CALL_CLOSED"], secs(5))
+        .unwrap();
+    let id = incoming.call_id.unwrap();
+    let trace = lab.outside.trace(&id);
+    let shown: Vec<String> = trace.iter().map(ToString::to_string).collect();
+    assert!(
+        !trace.is_empty() && trace.iter().all(|m| m.path.starts_with("TLS ")),
+        "{}",
+        shown.join("\n")
+    );
+    assert!(
+        trace.iter().any(|m| m.first_line.starts_with("BYE ")),
+        "{}",
+        shown.join("\n")
+    );
 }
 
 /// `openssl s_client` with `version` (`-tls1_2`, `-tls1_3`) against `tls`, verifying against
@@ -455,6 +586,156 @@ fn sips_call(lab: &mut Lab) {
         .unwrap();
 }
 
+/// The test venv's python with pylibsrtp (`.venv`, or `SGW_PYTHON`); `None` (skipped, or a
+/// failure under CI=true) without it.
+fn srtp_python(test: &str) -> Option<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("SGW_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import pylibsrtp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: pylibsrtp is required under CI=true (./scripts/test.sh installs it into .venv)");
+    }
+    eprintln!("{test}: skipped: pylibsrtp not in .venv (run ./scripts/test.sh once)");
+    None
+}
+
+/// The first line of `text` starting with `prefix`, without it.
+fn line_after<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"))
+        .trim()
+}
+
+/// An SRTP call over TLS: the raw TLS peer offers `RTP/SAVP` with an SDES key, and libsrtp
+/// (pylibsrtp, `tests/srtp_peer.py`) protects what it sends to GW2 and unprotects what GW2
+/// sends back, from the inside phone's plain RTP. A forged and a replayed packet are dropped
+/// and counted in the call record. The same offer over UDP is refused 488.
+fn srtp_call(lab: &mut Lab, python: &Path) {
+    let tls = lab.tls;
+    let media_port = free_udp_port("127.0.0.1");
+    let our_key = "YUJjRGVGZ0hpSmtMbU5vUHFSc1R1VndYeVphQmNE";
+    let sdp = format!(
+        "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {media_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{our_key}\r\n"
+    );
+    let invite = |transport: &str, branch: &str, call_id: &str| {
+        format!(
+            "INVITE sip:{INSIDE_USER}@{tls};transport={t} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} 127.0.0.1:5999;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{OUTSIDE_USER}@127.0.0.1>;tag=srtpfrom\r\n\
+             To: <sip:{INSIDE_USER}@{tls}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:{OUTSIDE_USER}@127.0.0.1:5999;transport={t}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
+            t = transport.to_ascii_lowercase(),
+        )
+    };
+
+    // Over UDP the key would be in clear: 488.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(
+        invite("UDP", "srtpudp", "srtp-udp@127.0.0.1").as_bytes(),
+        lab.udp,
+    )
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("SIP/2.0 488 "), "{answer}");
+
+    let mut peer = TlsPeer::connect(tls, &lab.ca);
+    let im = lab.inside.mark();
+    let log_mark = lab.sgw.mark();
+    peer.send(&invite("TLS", "srtp1", "srtp-call@127.0.0.1"));
+    lab.inside
+        .wait_event(
+            im,
+            &["CALL_INCOMING"],
+            Instant::now() + Duration::from_secs(8),
+        )
+        .unwrap();
+    lab.inside.command("accept", "");
+    let seen = peer.wait("SIP/2.0 200 OK", Duration::from_secs(5));
+    let ok = seen[seen.find("SIP/2.0 200 OK").unwrap()..].to_owned();
+    let m = line_after(&ok, "m=audio ");
+    assert!(m.contains(" RTP/SAVP "), "{ok}");
+    let gw2_port: u16 = m.split_whitespace().next().unwrap().parse().unwrap();
+    let crypto = line_after(&ok, "a=crypto:");
+    let gw2_key = crypto
+        .strip_prefix("1 AES_CM_128_HMAC_SHA1_80 inline:")
+        .unwrap_or_else(|| panic!("{crypto}"));
+    assert_ne!(gw2_key, our_key);
+    let to = line_after(&ok, "To:");
+    let to_tag = &to[to.find(";tag=").unwrap()..];
+    let head = |method: &str, cseq: u32, branch: &str| {
+        format!(
+            "{method} sip:gw@{tls};transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:{OUTSIDE_USER}@127.0.0.1>;tag=srtpfrom\r\n\
+             To: <sip:{INSIDE_USER}@{tls}>{to_tag}\r\nCall-ID: srtp-call@127.0.0.1\r\n\
+             CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    peer.send(&head("ACK", 1, "srtp2"));
+
+    let (st, out) = run_bounded(
+        "srtp_peer.py",
+        Command::new(python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/srtp_peer.py"))
+            .arg(format!("127.0.0.1:{media_port}"))
+            .arg(format!("127.0.0.1:{gw2_port}"))
+            .args([our_key, gw2_key, "AES_CM_128_HMAC_SHA1_80", "100"]),
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!("{e}: {out}");
+        });
+    // The inside phone's tone, encrypted by GW2, decrypted by libsrtp.
+    assert!(report["received_ok"].as_u64().unwrap() >= 50, "{report}");
+    assert_eq!(report["received_bad"].as_u64(), Some(0), "{report}");
+    lab.inside
+        .wait_event(
+            im,
+            &["CALL_RTPESTAB"],
+            Instant::now() + Duration::from_secs(3),
+        )
+        .unwrap_or_else(|seen| panic!("the inside phone received no RTP ({seen})"));
+
+    peer.send(&head("BYE", 2, "srtp3"));
+    peer.wait("CSeq: 2 BYE", Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let rec = loop {
+        let rec = lab.sgw.since(log_mark).iter().find_map(|l| {
+            let (head, json) = l.split_once(": call ended ")?;
+            head.contains(" sgw gw2 call=")
+                .then(|| serde_json::from_str::<serde_json::Value>(json).ok())?
+        });
+        if rec.is_some() || Instant::now() > deadline {
+            break rec.expect("GW2's call record");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let m = &rec["media"];
+    // libsrtp's packets, decrypted and carried to the inside (the forged and replayed ones not).
+    assert!(m["forwarded"].as_u64().unwrap() >= 95, "{rec}");
+    assert!(m["relayed"].as_u64().unwrap() >= 50, "{rec}");
+    assert_eq!(m["dropped_srtp_auth"].as_u64(), Some(1), "{rec}");
+    assert_eq!(m["dropped_srtp_replay"].as_u64(), Some(1), "{rec}");
+}
+
 #[test]
 fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
     if !peers_available("sip_tls") {
@@ -487,6 +768,17 @@ fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
         false,
     );
     sips_call(&mut lab);
+    if let Some(python) = srtp_python("sip_tls") {
+        srtp_call(&mut lab, &python);
+    }
+    call_out_over_tls(&mut lab);
+    // baresip's own SRTP (libre, SDES) over TLS, both ways through GW2.
+    call_from(
+        &mut lab,
+        &format!("sip:{INSIDE_USER}@{tls};transport=tls"),
+        true,
+        true,
+    );
 
     // Plain SIP on the TLS port, and a peer that never sends its ClientHello: closed, counted.
     let mut plain = TcpStream::connect(tls).unwrap();
@@ -534,4 +826,138 @@ fn baresip_calls_gw2_over_tls_and_tls_1_2_and_1_3_are_served() {
         .unwrap_or_else(|| panic!("no tls_handshake_failures in {stats}"));
     assert!(failures >= 1, "{stats}");
     drop(lab.dir);
+}
+
+/// GW2 dials its provider over mutual TLS: `openssl s_server` plays the provider, requires a
+/// client certificate from the lab's CA, and receives the INVITE of a call from the inside.
+#[test]
+fn gw2_dials_its_provider_with_mutual_tls() {
+    if !peer_available("sip_tls", "openssl", &["version"], "openssl") {
+        return;
+    }
+    let dir = Scratch::new("sip-tls-mtls");
+    let pki = dir.0.join("pki");
+    let (st, out) = run_bounded(
+        "sgw pki init",
+        sgw().args(["pki", "init"]).arg(&pki),
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}");
+    let provider = free_tcp_port("127.0.0.1");
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{provider}")])
+        .arg("-cert")
+        .arg(pki.join("gw2.pem"))
+        .arg("-key")
+        .arg(pki.join("gw2.key"))
+        .arg("-CAfile")
+        .arg(pki.join("ca.pem"))
+        .args(["-Verify", "1", "-verify_return_error"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for r in [
+        Box::new(server.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(server.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        let mut r = r;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send(String::from_utf8_lossy(&buf[..n]).to_string())
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let udp = free_udp_port("127.0.0.1");
+    let tunnel = free_tcp_port("127.0.0.1");
+    let gw1 = free_udp_port("127.0.0.1");
+    let media = free_rtp_port("127.0.0.1");
+    let cfg = dir.file(
+        "sgw.toml",
+        &format!(
+            r#"[gw2]
+sip_udp = ["127.0.0.1:{udp}"]
+tunnel_listen = "127.0.0.1:{tunnel}"
+outside_next_hop = "127.0.0.1:{provider}"
+outside_transport = "tls"
+outside_tls_server_name = "127.0.0.1"
+outside_tls_ca = "{pki}/ca.pem"
+outside_tls_cert = "{pki}/gw1.pem"
+outside_tls_key = "{pki}/gw1.key"
+[gw2.media]
+ip = "127.0.0.1"
+port_min = {media}
+port_max = {o_max}
+
+[gw1]
+tunnel = "127.0.0.1:{tunnel}"
+tunnel_server_name = "127.0.0.1"
+sip_bind = "127.0.0.1:{gw1}"
+next_hop = "127.0.0.1:9"
+family = "ipv4"
+[gw1.media]
+ip = "127.0.0.2"
+port_min = {media}
+port_max = {o_max}
+"#,
+            pki = pki.display(),
+            o_max = media + 99,
+        ),
+    );
+    let mut sgw = Proc::spawn(
+        "sip-tls-mtls",
+        sgw()
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--role", "both"]),
+    );
+    sgw.wait_line("gw1: tunnel up", Duration::from_secs(20));
+    sgw.wait_line("gw2: tunnel up", Duration::from_secs(20));
+    // A call from the inside PBX to GW1.
+    let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = pbx.local_addr().unwrap();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 5996 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let invite = format!(
+        "INVITE sip:{OUTSIDE_USER}@127.0.0.1:{gw1} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bKmtls1\r\nMax-Forwards: 70\r\n\
+         From: <sip:{INSIDE_USER}@127.0.0.1>;tag=mtls\r\nTo: <sip:{OUTSIDE_USER}@127.0.0.1>\r\n\
+         Call-ID: mtls@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:{INSIDE_USER}@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    pbx.send_to(invite.as_bytes(), ("127.0.0.1", gw1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    while !(seen.contains("CN = sgw gw1") && seen.contains(&format!("INVITE sip:{OUTSIDE_USER}@")))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(s) => seen.push_str(&s),
+            Err(_) => {
+                let _ = server.kill();
+                panic!(
+                    "the provider saw no INVITE over mutual TLS:\n{seen}\ngateway:\n{}",
+                    sgw.since(0).join("\n")
+                );
+            }
+        }
+    }
+    // `-verify_return_error`: the handshake ends only with a client certificate that chains
+    // to the CA.
+    assert!(seen.contains("Client certificate"), "{seen}");
+    assert!(seen.contains("Via: SIP/2.0/TLS "), "{seen}");
+    let _ = server.kill();
+    let _ = server.wait();
 }

@@ -1,9 +1,10 @@
 //! The three-zone lab of the live gateway issue: network namespaces `inet` (IPv4 caller),
 //! `dmz` (GW2, dual-stack), `intra` (GW1 and the callee, IPv6 only) and a `router` joined to
 //! each by a veth pair, with nftables in the router enforcing the paper's policy
-//! (`tests/netns/router.nft`): the intranet may open TCP to GW2's tunnel port and nothing else,
+//! (`src/lab/router.nft`): the intranet may open TCP to GW2's tunnel port and nothing else,
 //! nothing may open anything into the intranet, and the Internet and the DMZ exchange SIP and
-//! GW2's media ports. `tests/netns/lab.sh` builds and removes the namespaces.
+//! GW2's media ports. `sgw lab up --net-only` builds the namespaces and the firewall (no
+//! gateways or peers: this test runs its own) and `sgw lab down` removes them.
 //!
 //! A sipp caller in `inet` calls through GW2 and the tunnel to a sipp callee behind GW1, playing
 //! RTP from a capture that the callee echoes. The test asserts that the calls complete, that RTP
@@ -25,24 +26,17 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::scenarios::{uac_rtp_scenario, UAS_PCMA};
 use support::*;
 
-// The addresses lab.sh gives each zone (see its header).
-const CALLER_V4: &str = "198.51.100.10";
-const GW2_V4: &str = "203.0.113.10";
-const GW2_V6: &str = "fd00:5357:1::10";
-const GW1_V6: &str = "fd00:5357:2::10";
-const PBX_V6: &str = "fd00:5357:2::20";
-
-// Ports, handed to lab.sh for the firewall and written into the configurations.
-const TUNNEL_PORT: u16 = 7001;
-const SIP_PORT: u16 = 5060;
-const GW2_RTP: (u16, u16) = (20000, 20999);
-const GW1_RTP: (u16, u16) = (30000, 30999);
+// The addresses `sgw lab` gives each zone, and the ports its firewall opens (written into
+// the configurations).
+use sgw::lab::{
+    GW1_RTP, GW1_V6, GW2_RTP, GW2_V4, GW2_V6, INET_V4 as CALLER_V4, PBX_V6, SIP_PORT, TUNNEL_PORT,
+};
 const CALLS: u32 = 2;
 
 /// The whole test's time limit: every wait below is cut to what is left of it.
@@ -60,34 +54,28 @@ fn left(started: Instant, cap: Duration) -> Duration {
 /// Declared before the processes that run inside it, so those are killed first.
 struct Zones {
     prefix: String,
-    script: PathBuf,
 }
 
 impl Zones {
     fn up(started: Instant) -> Zones {
         let zones = Zones {
             prefix: format!("sgw{}", std::process::id()),
-            script: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netns/lab.sh"),
         };
         // A namespace left over by an earlier run with the same pid.
-        zones.script("down", Duration::from_secs(10));
-        let (st, out) = zones.script("up", left(started, Duration::from_secs(20)));
-        assert!(st.success(), "lab.sh up {} failed:\n{out}", zones.prefix);
+        zones.lab("down", Duration::from_secs(10));
+        let (st, out) = zones.lab("up", left(started, Duration::from_secs(20)));
+        assert!(st.success(), "sgw lab up {} failed:\n{out}", zones.prefix);
         zones
     }
 
-    fn script(&self, verb: &str, timeout: Duration) -> (std::process::ExitStatus, String) {
-        run_bounded(
-            &format!("lab.sh {verb}"),
-            Command::new("bash")
-                .arg(&self.script)
-                .args([verb, &self.prefix])
-                .env("LAB_TUNNEL_PORT", TUNNEL_PORT.to_string())
-                .env("LAB_SIP_PORT", SIP_PORT.to_string())
-                .env("LAB_RTP_MIN", GW2_RTP.0.to_string())
-                .env("LAB_RTP_MAX", GW2_RTP.1.to_string()),
-            timeout,
-        )
+    /// `sgw lab VERB --prefix PREFIX` (`up` with `--net-only`: the test runs its own gateways).
+    fn lab(&self, verb: &str, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let mut cmd = sgw();
+        cmd.args(["lab", verb, "--prefix", &self.prefix]);
+        if verb == "up" {
+            cmd.arg("--net-only");
+        }
+        run_bounded(&format!("sgw lab {verb}"), &mut cmd, timeout)
     }
 
     /// `program` run inside zone `zone`. `ip netns exec` execs it, so the child's pid is the
@@ -152,9 +140,9 @@ impl Zones {
 
 impl Drop for Zones {
     fn drop(&mut self) {
-        let (st, out) = self.script("down", Duration::from_secs(10));
+        let (st, out) = self.lab("down", Duration::from_secs(10));
         if !st.success() {
-            eprintln!("lab.sh down {}: {out}", self.prefix);
+            eprintln!("sgw lab down --prefix {}: {out}", self.prefix);
         }
     }
 }
@@ -167,13 +155,7 @@ fn lab_available() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     let reason = if !root {
         Some("needs root")
-    } else if !Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netns/lab.sh"))
-        .arg("probe")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
+    } else if !netns_works() {
         Some("`ip netns add` does not work here")
     } else if !Command::new("nft")
         .arg("--version")
@@ -195,6 +177,20 @@ fn lab_available() -> bool {
             false
         }
     }
+}
+
+/// Whether a network namespace can be made here.
+fn netns_works() -> bool {
+    let probe = format!("sgw-probe-{}", std::process::id());
+    let made = Command::new("ip")
+        .args(["netns", "add", &probe])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+    }
+    made
 }
 
 fn gw2_config(pki: &Path) -> String {

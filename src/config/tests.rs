@@ -169,6 +169,16 @@ fn bad_configs_name_key_and_line() {
             "needs sip_tls_cert and sip_tls_key",
         ),
         (
+            "tls toward the next hop without a CA",
+            edit(
+                "sip_udp = [\"0.0.0.0:5060\"]",
+                "sip_udp = [\"0.0.0.0:5060\"]\noutside_next_hop = \"192.0.2.1:5061\"\noutside_transport = \"tls\"\noutside_tls_server_name = \"sip.example\"",
+            ),
+            "gw2.outside_tls_ca",
+            1,
+            "needed by outside_transport",
+        ),
+        (
             "tls certificate without a listener",
             edit(
                 "sip_udp = [\"0.0.0.0:5060\"]",

@@ -281,6 +281,34 @@ impl H323 {
         }
     }
 
+    /// The call whose H.225.0 or H.245 connection `flow` is (either direction), for the
+    /// live driver's HEP export and per-call capture. A scan of the calls: only asked when
+    /// one of them is configured.
+    pub fn call_by_flow(&self, side: Side, flow: &Flow) -> Option<CallRef> {
+        let same = |f: &Flow| {
+            (f.local == flow.local && f.remote == flow.remote)
+                || (f.local == flow.remote && f.remote == flow.local)
+        };
+        match side {
+            Side::Outside => self
+                .h245
+                .get(&flow.remote)
+                .or_else(|| self.h245.get(&flow.local))
+                .copied()
+                .or_else(|| {
+                    self.calls
+                        .iter()
+                        .find(|(_, c)| same(&c.flow))
+                        .map(|(r, _)| *r)
+                }),
+            Side::Inside => self
+                .inside
+                .iter()
+                .find(|(_, c)| same(&c.flow))
+                .map(|(r, _)| *r),
+        }
+    }
+
     /// Outside, or (replay) the answering party standing in for the inside.
     fn side_of(&self, flow: &Flow) -> Side {
         if self.replay && self.answering_call(flow).is_some() {

@@ -109,6 +109,17 @@ impl Ids {
         format!("z9hG4bK{}", self.token())
     }
 
+    /// `N` bytes from the generator: SRTP master keys (the OS-keyed ChaCha12 of a live
+    /// gateway; replay's seeded generator is for reproducible output only).
+    pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        for chunk in out.chunks_mut(8) {
+            let n = self.next().to_be_bytes();
+            chunk.copy_from_slice(n.get(..chunk.len()).unwrap_or_default());
+        }
+        out
+    }
+
     /// A number for SDP o= session ids (fits in 62 bits).
     pub fn number(&mut self) -> u64 {
         self.next() >> 2

@@ -100,6 +100,9 @@ pub struct MediaCounters {
     pub dropped_malformed: u64,
     pub dropped_payload_type: u64,
     pub dropped_size: u64,
+    /// SRTP/SRTCP from the peer whose authentication failed, or that was replayed.
+    pub dropped_srtp_auth: u64,
+    pub dropped_srtp_replay: u64,
     pub ssrc_changes: u64,
     /// RTP latched to a new source after the latched one fell silent (a new SDP address is
     /// a fresh start, not a re-latch).
@@ -117,6 +120,8 @@ impl MediaCounters {
         self.dropped_malformed += o.dropped_malformed;
         self.dropped_payload_type += o.dropped_payload_type;
         self.dropped_size += o.dropped_size;
+        self.dropped_srtp_auth += o.dropped_srtp_auth;
+        self.dropped_srtp_replay += o.dropped_srtp_replay;
         self.ssrc_changes += o.ssrc_changes;
         self.relatches += o.relatches;
         self.rtcp_relatches += o.rtcp_relatches;
@@ -153,6 +158,8 @@ pub enum MediaDrop {
     Malformed,
     PayloadType(u8),
     Size,
+    /// An SRTP stream's packet failed authentication or was a replay.
+    Srtp(super::srtp::SrtpDrop),
 }
 
 impl MediaDrop {
@@ -173,6 +180,12 @@ impl MediaDrop {
             MediaDrop::Malformed => "not a valid RTP/RTCP packet".to_owned(),
             MediaDrop::PayloadType(pt) => format!("payload type {pt} not negotiated"),
             MediaDrop::Size => format!("larger than {MAX_MEDIA_PACKET} bytes"),
+            MediaDrop::Srtp(super::srtp::SrtpDrop::Auth) => {
+                "SRTP authentication failed (RFC 3711 section 3.3)".to_owned()
+            }
+            MediaDrop::Srtp(super::srtp::SrtpDrop::Replay) => {
+                "SRTP replay (RFC 3711 section 3.3.2)".to_owned()
+            }
         }
     }
 }
@@ -274,6 +287,7 @@ impl MediaStream {
             Err(MediaDrop::Malformed) => self.counters.dropped_malformed += 1,
             Err(MediaDrop::PayloadType(_)) => self.counters.dropped_payload_type += 1,
             Err(MediaDrop::Size) => self.counters.dropped_size += 1,
+            Err(MediaDrop::Srtp(_)) => {}
         }
         result
     }
@@ -488,6 +502,8 @@ pub struct MediaTableCounters {
     pub dropped_malformed: u64,
     pub dropped_payload_type: u64,
     pub dropped_size: u64,
+    pub dropped_srtp_auth: u64,
+    pub dropped_srtp_replay: u64,
     pub relatches: u64,
 }
 
@@ -495,6 +511,8 @@ pub struct MediaTableCounters {
 struct Entry {
     call: CallRef,
     stream: MediaStream,
+    /// SRTP keys of an outside stream served as `RTP/SAVP`.
+    srtp: Option<Box<super::srtp::SrtpSession>>,
     /// The call ended: the port is released and packets are refused.
     ended: bool,
     /// Replay: the keys this stream put into `by_remote`.
@@ -661,6 +679,7 @@ impl MediaTable {
             Entry {
                 call,
                 stream: s,
+                srtp: None,
                 ended: false,
                 remotes,
             },
@@ -734,6 +753,7 @@ impl MediaTable {
                     Err(MediaDrop::Malformed) => t.dropped_malformed += 1,
                     Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
                     Err(MediaDrop::Size) => t.dropped_size += 1,
+                    Err(MediaDrop::Srtp(_)) => {}
                 }
                 result.map_err(Some)
             }
@@ -753,10 +773,62 @@ impl MediaTable {
         data: Bytes,
     ) -> Option<Transmit> {
         match self.streams.get_mut(&(side, stream)) {
-            Some(e) if !e.ended => e.stream.relay(side, rtcp, data),
+            Some(e) if !e.ended => {
+                let data = match &mut e.srtp {
+                    Some(s) => s.protect(rtcp, &data)?,
+                    None => data,
+                };
+                e.stream.relay(side, rtcp, data)
+            }
             _ => {
                 self.counters.unknown_stream += 1;
                 None
+            }
+        }
+    }
+
+    /// Serves `stream` as SRTP with `session`'s keys.
+    pub fn set_srtp(&mut self, side: Side, stream: StreamId, session: super::srtp::SrtpSession) {
+        if let Some(e) = self.streams.get_mut(&(side, stream)) {
+            e.srtp = Some(Box::new(session));
+        }
+    }
+
+    /// The SRTP keys of `stream`, if it is served as SRTP.
+    pub fn srtp(&self, side: Side, stream: StreamId) -> Option<&super::srtp::SrtpSession> {
+        self.streams.get(&(side, stream))?.srtp.as_deref()
+    }
+
+    /// Authenticates and decrypts a packet of an SRTP stream (before any other check, so a
+    /// forged packet cannot latch it): the plain packet, or `None` for a plain stream.
+    pub fn unprotect(
+        &mut self,
+        side: Side,
+        stream: StreamId,
+        rtcp: bool,
+        data: &[u8],
+    ) -> Result<Option<Bytes>, MediaDrop> {
+        let Some(e) = self.streams.get_mut(&(side, stream)) else {
+            return Ok(None);
+        };
+        let Some(s) = &mut e.srtp else {
+            return Ok(None);
+        };
+        match s.unprotect(rtcp, data) {
+            Ok(p) => Ok(Some(p)),
+            Err(d) => {
+                let (c, t) = (&mut e.stream.counters, &mut self.counters);
+                match d {
+                    super::srtp::SrtpDrop::Auth => {
+                        c.dropped_srtp_auth += 1;
+                        t.dropped_srtp_auth += 1;
+                    }
+                    super::srtp::SrtpDrop::Replay => {
+                        c.dropped_srtp_replay += 1;
+                        t.dropped_srtp_replay += 1;
+                    }
+                }
+                Err(MediaDrop::Srtp(d))
             }
         }
     }

@@ -44,6 +44,8 @@ pub mod limits;
 pub mod media;
 pub mod policy;
 mod sip_leg;
+pub mod srtp;
+mod tap;
 mod timers;
 mod txn;
 
@@ -973,18 +975,23 @@ impl Engine {
         } else {
             Protocol::Rtp
         };
-        let result = self.out.media.check(now, arrival, stream, src, data);
+        // An SRTP stream's packet is authenticated and decrypted first; every other check,
+        // and the other half, see the plain packet.
+        let result = match self.out.media.unprotect(arrival, stream, rtcp_hint, data) {
+            Ok(plain) => {
+                let plain = plain.unwrap_or_else(|| data.clone());
+                self.out
+                    .media
+                    .check(now, arrival, stream, src, &plain)
+                    .map(|rtcp| (rtcp, plain))
+            }
+            Err(d) => Err(Some(d)),
+        };
         let (verdict, reason) = match result {
-            Ok(rtcp) => {
+            Ok((rtcp, plain)) => {
                 match arrival {
-                    Side::Outside => self
-                        .out
-                        .media_to_gw1
-                        .push_back((stream, rtcp, data.clone())),
-                    Side::Inside => self
-                        .out
-                        .media_to_gw2
-                        .push_back((stream, rtcp, data.clone())),
+                    Side::Outside => self.out.media_to_gw1.push_back((stream, rtcp, plain)),
+                    Side::Inside => self.out.media_to_gw2.push_back((stream, rtcp, plain)),
                 }
                 (Verdict::Accepted, None)
             }

@@ -186,6 +186,9 @@ pub struct Dialog {
     sdp_version: u64,
     /// Made by a SIPS request: the leg's Contact is a SIPS URI (RFC 3261 section 12.1.1).
     sips: bool,
+    /// Per media description: the `a=crypto` value of the gateway's key when the stream is
+    /// served as SRTP (GW2's outside, offered `RTP/SAVP` over TLS).
+    crypto: Vec<Option<String>>,
 }
 
 impl Dialog {
@@ -265,10 +268,11 @@ impl Dialog {
                     .map(|a| a.port())
             })
             .collect();
-        tsip::sdp_from_media(
+        tsip::sdp_from_media_srtp(
             &self.offer,
             self.media_ip,
             &ports,
+            &self.crypto,
             self.sdp_id,
             self.sdp_version,
         )
@@ -285,6 +289,14 @@ impl Dialog {
             }
         }
     }
+}
+
+/// An offer read from this leg's peer: Meta media, the peer's addresses, and the SDES key
+/// chosen per description (SRTP streams only).
+struct Offer {
+    media: Vec<MediaDescription>,
+    remotes: Vec<Option<std::net::SocketAddr>>,
+    sdes: Vec<Option<super::srtp::Sdes>>,
 }
 
 /// One SIP leg. See the module docs.
@@ -379,6 +391,124 @@ impl SipLeg {
             protocol: Protocol::Sip,
             payload,
         });
+    }
+
+    /// An SDP offer from this leg's peer. GW2's outside serves `RTP/SAVP` (SRTP keyed by SDES)
+    /// when the offer came over TLS: the keys are in the SDP, and over UDP or TCP anyone on
+    /// the path reads them, so such an offer is refused there. A secure stream without a
+    /// supported `a=crypto` line is refused (port 0).
+    fn parse_offer(
+        &self,
+        sdp: &[u8],
+        flow: Flow,
+        alloc: &mut dyn FnMut() -> StreamId,
+    ) -> Result<Offer, Rejection> {
+        let outside = self.cfg.side == Side::Outside;
+        let tls = flow.transport == Transport::Tls;
+        let parsed = tsip::offer_from_sdp_srtp(sdp, alloc, outside && tls).map_err(|e| {
+            Rejection::NotAcceptableHere(match e {
+                tsip::TranslateError::SecureMedia(p) if outside && !tls => format!(
+                    "{p} offered over {}: SRTP keys (SDES) are accepted over TLS only",
+                    flow.transport.via_token()
+                ),
+                e => e.to_string(),
+            })
+        })?;
+        let mut media = parsed.media;
+        let mut sdes = Vec::with_capacity(media.len());
+        for (m, offered) in media.iter_mut().zip(parsed.crypto) {
+            let chosen = offered.as_deref().and_then(super::srtp::choose);
+            if offered.is_some() && chosen.is_none() {
+                m.stream = None;
+            }
+            sdes.push(chosen);
+        }
+        if !media.iter().any(|m| m.stream.is_some()) {
+            return Err(Rejection::NotAcceptableHere(
+                "no a=crypto line with a served suite (AES_CM_128_HMAC_SHA1_80 or _32, inline \
+                 key, no MKI or session parameters)"
+                    .to_owned(),
+            ));
+        }
+        Ok(Offer {
+            media,
+            remotes: parsed.remotes,
+            sdes,
+        })
+    }
+
+    /// The gateway's own key for an SRTP stream whose peer offered `remote`: its `a=crypto`
+    /// value and the stream's contexts.
+    fn srtp_session(
+        &mut self,
+        remote: super::srtp::Sdes,
+    ) -> (String, Option<super::srtp::SrtpSession>) {
+        let local = super::srtp::Sdes {
+            tag: remote.tag,
+            suite: remote.suite,
+            key_salt: self.ids.bytes(),
+        };
+        (
+            local.attribute(),
+            super::srtp::SrtpSession::new(remote, local),
+        )
+    }
+
+    /// SRTP in a new offer on an existing dialog (a re-INVITE or UPDATE): a stream served as
+    /// SRTP stays SRTP (an offer that drops it is refused, not downgraded), a new peer key
+    /// re-keys what the gateway receives, and a stream that turns to SRTP gets a key of its
+    /// own. Returns the dialog's `a=crypto` values for the answer.
+    fn srtp_renegotiate(
+        &mut self,
+        call: CallRef,
+        offer: &Offer,
+        out: &mut Out,
+    ) -> Result<Vec<Option<String>>, Rejection> {
+        let side = self.cfg.side;
+        let before = self
+            .dialogs
+            .get(&call)
+            .map(|d| d.crypto.clone())
+            .unwrap_or_default();
+        let mut crypto = vec![None; offer.media.len()];
+        for (i, (m, new)) in offer.media.iter().zip(&offer.sdes).enumerate() {
+            let Some(id) = m.stream else { continue };
+            let had = before.get(i).cloned().flatten();
+            let current = out
+                .media
+                .srtp(side, id)
+                .map(|s| (s.remote.clone(), s.local.clone()));
+            let attr = match (new, current) {
+                (None, Some(_)) | (None, None) if had.is_some() => {
+                    return Err(Rejection::NotAcceptableHere(
+                        "the offer drops SRTP from a stream served as SRTP".to_owned(),
+                    ));
+                }
+                (None, _) => None,
+                (Some(new), Some((remote, local))) => {
+                    if *new != remote {
+                        let session = super::srtp::SrtpSession::new(new.clone(), local.clone())
+                            .ok_or_else(|| {
+                                Rejection::NotAcceptableHere("unusable SRTP key".to_owned())
+                            })?;
+                        out.media.set_srtp(side, id, session);
+                    }
+                    Some(local.attribute())
+                }
+                (Some(new), None) => {
+                    let (attr, session) = self.srtp_session(new.clone());
+                    let session = session.ok_or_else(|| {
+                        Rejection::NotAcceptableHere("unusable SRTP key".to_owned())
+                    })?;
+                    out.media.set_srtp(side, id, session);
+                    Some(attr)
+                }
+            };
+            if let Some(c) = crypto.get_mut(i) {
+                *c = attr;
+            }
+        }
+        Ok(crypto)
     }
 
     /// The leg's Contact in dialog `d`.
@@ -648,11 +778,12 @@ impl SipLeg {
         // The offer is read before admission, with placeholder stream ids.
         let mut offer = Vec::new();
         let mut remotes = Vec::new();
+        let mut sdes = Vec::new();
         if let Some(sdp) = policy::sdp_body(msg) {
-            let parsed = tsip::offer_from_sdp(&sdp, &mut || StreamId(0))
-                .map_err(|e| Rejection::NotAcceptableHere(e.to_string()))?;
+            let parsed = self.parse_offer(&sdp, flow, &mut || StreamId(0))?;
             offer = parsed.media;
             remotes = parsed.remotes;
+            sdes = parsed.sdes;
         }
         let family = Family::of(flow.remote.ip());
         let new = NewCall {
@@ -683,7 +814,8 @@ impl SipLeg {
             .set_signalling(self.cfg.side, call, flow.remote.ip());
         // Stream ids and ports; any failure ends the call it just began.
         let mut failure = None;
-        for (m, remote) in offer.iter_mut().zip(&remotes) {
+        let mut crypto = vec![None; offer.len()];
+        for (i, (m, remote)) in offer.iter_mut().zip(&remotes).enumerate() {
             if m.stream.is_none() {
                 continue;
             }
@@ -698,6 +830,19 @@ impl SipLeg {
             {
                 failure = Some(r);
                 break;
+            }
+            if let Some(Some(remote_key)) = sdes.get(i) {
+                let (attr, session) = self.srtp_session(remote_key.clone());
+                match session {
+                    Some(session) => out.media.set_srtp(self.cfg.side, id, session),
+                    None => {
+                        failure = Some(Refusal::NoMediaPort);
+                        break;
+                    }
+                }
+                if let Some(c) = crypto.get_mut(i) {
+                    *c = Some(attr);
+                }
             }
         }
         let setup = meta::Message::Setup(meta::Setup {
@@ -770,6 +915,7 @@ impl SipLeg {
             sdp_id: self.ids.number(),
             sdp_version: 1,
             sips: uri.scheme == sip::UriScheme::Sips,
+            crypto,
         };
         self.by_call_id.insert(call_id, call);
         self.dialogs.insert(call, dialog);
@@ -1003,21 +1149,26 @@ impl SipLeg {
                     return Ok((Some(200), Some(call)));
                 };
                 let side = self.cfg.side;
+                let ids: Vec<Option<StreamId>> = self
+                    .dialogs
+                    .get(&call)
+                    .ok_or(Rejection::NoSuchCallOrTransaction)?
+                    .offer
+                    .iter()
+                    .map(|m| m.stream)
+                    .collect();
+                let mut i = 0usize;
+                let parsed = self.parse_offer(&sdp, flow, &mut || {
+                    let id = ids.get(i).copied().flatten().unwrap_or(StreamId(u16::MAX));
+                    i += 1;
+                    id
+                })?;
+                let crypto = self.srtp_renegotiate(call, &parsed, out)?;
                 let d = self
                     .dialogs
                     .get_mut(&call)
                     .ok_or(Rejection::NoSuchCallOrTransaction)?;
-                let ids: Vec<Option<StreamId>> = d.offer.iter().map(|m| m.stream).collect();
-                let mut i = 0usize;
-                let parsed = tsip::offer_from_sdp(&sdp, &mut || {
-                    let id = ids.get(i).copied().flatten().unwrap_or(StreamId(u16::MAX));
-                    i += 1;
-                    id
-                });
-                let parsed = match parsed {
-                    Ok(p) => p,
-                    Err(e) => return Err(Rejection::NotAcceptableHere(e.to_string())),
-                };
+                d.crypto = crypto;
                 apply_remotes(out, side, &parsed.media, &parsed.remotes);
                 d.offer = parsed.media.clone();
                 d.reinvite = Some(key.clone());
@@ -1687,6 +1838,7 @@ impl SipLeg {
             sdp_id: self.ids.number(),
             sdp_version: 1,
             sips: false,
+            crypto: Vec::new(),
         };
         let mut b = in_dialog(&d, &Method::Invite, 1, &branch)
             .header("Contact", self.contact(&d))

@@ -617,6 +617,8 @@ pub fn not_live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     add(merged.pki != new.pki, "[pki]");
     add(merged.control != new.control, "[control]");
+    add(merged.hep != new.hep, "[hep]");
+    add(merged.recording != new.recording, "[recording]");
     v
 }
 

@@ -358,6 +358,8 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                             "dropped_malformed" => Some("malformed"),
                             "dropped_payload_type" => Some("payload_type"),
                             "dropped_size" => Some("size"),
+                            "dropped_srtp_auth" => Some("srtp_auth"),
+                            "dropped_srtp_replay" => Some("srtp_replay"),
                             _ => None,
                         };
                         match reason {

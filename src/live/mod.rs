@@ -2,9 +2,12 @@
 //! decides what happens to a message.
 pub mod answer;
 pub mod control;
+pub mod hep;
 pub mod logging;
 pub mod metrics;
+pub mod recording;
 pub mod run;
 pub mod runtime;
 pub mod sip_tls;
+pub mod tap;
 pub mod tunnel;

@@ -50,6 +50,11 @@ pub struct Gw2Plan {
     /// SIP over TLS listeners, with the server configuration they present.
     pub sip_tls: Vec<SocketAddr>,
     pub sip_tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// `outside_transport = "tls"`: the client configuration and the next hop's name.
+    pub outside_tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     pub h225_tcp: Vec<SocketAddr>,
     /// The address outside peers reach GW2 on: replaces an unspecified bind address in what
     /// the engine writes (Via, Contact, SDP).
@@ -82,6 +87,14 @@ pub struct Gw2Bound {
     pub sip_tls: Vec<SocketAddr>,
     pub h225_tcp: Vec<SocketAddr>,
     pub tunnel: SocketAddr,
+}
+
+fn engine_transport(t: config::Transport) -> Transport {
+    match t {
+        config::Transport::Udp => Transport::Udp,
+        config::Transport::Tcp => Transport::Tcp,
+        config::Transport::Tls => Transport::Tls,
+    }
 }
 
 fn random_seed() -> u64 {
@@ -125,8 +138,12 @@ pub async fn start_gw2(plan: Gw2Plan) -> Result<(Driver, Gw2Bound), StartError> 
         h225.push(bind_tcp_for("H.225.0 listener", *a).await?);
     }
     let tls_config = plan.sip_tls_config.clone();
+    let outside_tls = plan.outside_tls.clone();
     let advertise = plan.advertise;
     let (mut driver, mut bound) = start_gw2_with(plan, udp, tcp).await?;
+    if let Some((config, name)) = outside_tls {
+        driver.set_outside_tls(config, name);
+    }
     if let Some(config) = tls_config {
         for l in tls {
             if let Ok(a) = l.local_addr() {
@@ -290,7 +307,20 @@ fn base_engine(cfg: &Config) -> EngineConfig {
         let (listener, transport) = match (g.sip_udp.first(), g.sip_tcp.first()) {
             (Some(a), _) => (Some(a), Transport::Udp),
             (None, Some(a)) => (Some(a), Transport::Tcp),
-            (None, None) => (None, Transport::Udp),
+            (None, None) => (g.sip_tls.first(), Transport::Tls),
+        };
+        // An explicit transport names the listener of that transport in Via and Contact
+        // (any other when it has none: GW2 then only dials out on it).
+        let (listener, transport) = match g.outside_transport.map(engine_transport) {
+            Some(t) => {
+                let own = match t {
+                    Transport::Udp => g.sip_udp.first(),
+                    Transport::Tcp => g.sip_tcp.first(),
+                    Transport::Tls => g.sip_tls.first(),
+                };
+                (own.or(listener), t)
+            }
+            None => (listener, transport),
         };
         e.outside_transport = transport;
         e.outside_sip = listener.map(|a| {
@@ -315,10 +345,7 @@ fn base_engine(cfg: &Config) -> EngineConfig {
             next_hop: g.next_hop,
             media_ip: g.media.ip,
             media_ports: (g.media.port_min, g.media.port_max),
-            transport: match g.transport {
-                config::Transport::Udp => Transport::Udp,
-                config::Transport::Tcp => Transport::Tcp,
-            },
+            transport: engine_transport(g.transport),
         };
         e.inside_latching = latching(&g.media, Latching::INSIDE);
         match engine_family(g.family) {
@@ -405,6 +432,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
                 print_summary(&summary);
             }
         }
+        super::tap::finish();
         Ok(0)
     })
 }
@@ -512,6 +540,22 @@ async fn start_from_config(
                 }
                 _ => None,
             },
+            outside_tls: match (
+                &g.outside_transport,
+                &g.outside_tls_ca,
+                &g.outside_tls_server_name,
+            ) {
+                (Some(config::Transport::Tls), Some(ca), Some(name)) => {
+                    let identity = g
+                        .outside_tls_cert
+                        .as_deref()
+                        .zip(g.outside_tls_key.as_deref());
+                    let name = rustls::pki_types::ServerName::try_from(name.clone())
+                        .map_err(|e| anyhow!("gw2.outside_tls_server_name: {e}"))?;
+                    Some((crate::live::sip_tls::client_config(ca, identity)?, name))
+                }
+                _ => None,
+            },
             h225_tcp: g.h225_tcp.clone(),
             advertise: g.media.ip,
             tunnel_listen: g.tunnel_listen,
@@ -564,6 +608,7 @@ async fn start_from_config(
         println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
         drivers.push(d);
     }
+    super::tap::attach(&cfg, &mut drivers).await?;
     let _ = std::io::stdout().flush();
     Ok((drivers, cfg.metrics.as_ref().map(|m| m.listen)))
 }
@@ -619,6 +664,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         sip_tcp: Vec::new(),
         sip_tls: Vec::new(),
         sip_tls_config: None,
+        outside_tls: None,
         h225_tcp: Vec::new(),
         advertise,
         tunnel_listen: SocketAddr::new(ip, 0),

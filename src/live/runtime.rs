@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Inputs queued for the engine task.
 const INPUT_QUEUE: usize = 8192;
@@ -168,6 +168,12 @@ pub struct DriverCounters {
     /// SIP TLS connections closed because their handshake failed or did not end within
     /// `handshake_timeout_secs`.
     pub tls_handshake_failures: u64,
+    /// `[hep]`: messages queued for the collector, and dropped because the queue was full.
+    pub hep_queued: u64,
+    pub hep_dropped: u64,
+    /// `[recording]`: packets queued for the capture files, and dropped at a full queue.
+    pub recording_queued: u64,
+    pub recording_dropped: u64,
 }
 
 /// Caps on the SIP TCP connections a driver accepts. TCP state is the cheapest thing for an
@@ -361,6 +367,7 @@ impl Drop for UdpEntry {
 struct ConnEntry {
     flow: Flow,
     side: Side,
+    protocol: StreamProtocol,
     writer: mpsc::Sender<Bytes>,
 }
 
@@ -413,6 +420,10 @@ pub struct Driver {
     rejects: RejectLog,
     /// The tamper-evident call record writer (`[gw2.records]`/`[gw1.records]`).
     records: Option<crate::cdr::RecordWriter>,
+    /// GW2 with `outside_transport = "tls"`: how it opens TLS toward its outside next hop.
+    outside_tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    /// Copies for the HEP export and the per-call capture (inactive unless configured).
+    tap: crate::live::tap::Tap,
 }
 
 impl Drop for Driver {
@@ -458,12 +469,40 @@ impl Driver {
             source: None,
             rejects: RejectLog::default(),
             records: None,
+            outside_tls: None,
+            tap: crate::live::tap::Tap::new(),
         }
     }
 
     /// Writes a call record for every call that ends through `writer` (see [`crate::cdr`]).
     pub fn set_records(&mut self, writer: crate::cdr::RecordWriter) {
         self.records = Some(writer);
+    }
+
+    /// Copies every SIP message and H.225.0 PDU of this half to the HEP export.
+    pub fn set_hep(&mut self, sink: crate::live::tap::Sink<crate::live::tap::Seen>) {
+        self.tap.hep = Some(sink);
+    }
+
+    /// Records the signalling and media of this half's calls into per-call pcap files.
+    pub fn set_recording(&mut self, sink: crate::live::recording::RecordingSink) {
+        self.tap.recording = Some(sink);
+    }
+
+    /// The driver's counters with the TCP gate's and the taps' filled in.
+    fn driver_counters(&self) -> DriverCounters {
+        let mut driver = self.counters.clone();
+        self.tcp_gate.count_into(&mut driver);
+        if let Some(h) = &self.tap.hep {
+            (driver.hep_queued, driver.hep_dropped) = h.counters.get();
+        }
+        if let Some(r) = &self.tap.recording {
+            (driver.recording_queued, driver.recording_dropped) = r.counters.get();
+        }
+        if let Some(w) = &self.records {
+            w.count_into(&mut driver);
+        }
+        driver
     }
 
     /// Publishes this half's counters into `board` every second, for `GET /metrics`.
@@ -474,11 +513,7 @@ impl Driver {
 
     fn publish_metrics(&self) {
         if let Some(m) = &self.metrics {
-            let mut driver = self.counters.clone();
-            self.tcp_gate.count_into(&mut driver);
-            if let Some(w) = &self.records {
-                w.count_into(&mut driver);
-            }
+            let driver = self.driver_counters();
             m.publish(self.half, &self.engine, driver, self.tunnel.is_some());
         }
     }
@@ -545,6 +580,16 @@ impl Driver {
     /// Accepts SIP over TCP from the inside (GW1 with `transport = "tcp"`).
     pub fn add_inside_tcp_listener(&mut self, listener: TcpListener) {
         self.add_listener(listener, Side::Inside, StreamProtocol::Sip);
+    }
+
+    /// Opens TLS connections (with `config`, asking for `name`) when the engine sends over TLS
+    /// toward the outside and no connection carries it.
+    pub fn set_outside_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) {
+        self.outside_tls = Some((TlsConnector::from(config), name));
     }
 
     /// Accepts SIP over TLS on `listener` (outside), within the driver's [`TcpLimits`].
@@ -661,8 +706,7 @@ impl Driver {
             let _ = tokio::task::spawn_blocking(move || w.stop()).await;
             c.count_into(&mut self.counters);
         }
-        let mut driver = self.counters.clone();
-        self.tcp_gate.count_into(&mut driver);
+        let driver = self.driver_counters();
         Summary {
             half: self.half,
             engine: self.engine.stats(),
@@ -703,10 +747,16 @@ impl Driver {
     fn input(&mut self, input: Input) {
         let now = self.now();
         match input {
-            Input::Datagram { side, flow, data } => match side {
-                Side::Outside => self.engine.handle_datagram(now, flow, data),
-                Side::Inside => self.engine.handle_inside_datagram(now, flow, data),
-            },
+            Input::Datagram { side, flow, data } => {
+                let copy = self.tap.is_active().then(|| data.clone());
+                match side {
+                    Side::Outside => self.engine.handle_datagram(now, flow, data),
+                    Side::Inside => self.engine.handle_inside_datagram(now, flow, data),
+                }
+                if let Some(data) = copy {
+                    self.tap_datagram(side, flow, data);
+                }
+            }
             Input::StreamOpened {
                 conn,
                 flow,
@@ -726,7 +776,15 @@ impl Driver {
                         self.counters.send_failures += 1;
                     }
                 }
-                self.conns.insert(conn, ConnEntry { flow, side, writer });
+                self.conns.insert(
+                    conn,
+                    ConnEntry {
+                        flow,
+                        side,
+                        protocol,
+                        writer,
+                    },
+                );
             }
             Input::ConnectFailed { flow } => {
                 let lost = self
@@ -741,10 +799,13 @@ impl Driver {
             }
             Input::Stream { conn, data } => {
                 if let Some(c) = self.conns.get(&conn) {
-                    let (flow, side) = (c.flow, c.side);
+                    let (flow, side, protocol) = (c.flow, c.side, c.protocol);
                     match side {
                         Side::Outside => self.engine.handle_stream(now, conn, flow, &data),
                         Side::Inside => self.engine.handle_inside_stream(now, conn, flow, &data),
+                    }
+                    if self.tap.is_active() {
+                        self.tap_stream(conn, side, flow, protocol, &data);
                     }
                     if self.engine.is_stream_dead(conn) {
                         // Not its listener's protocol, or framing lost: the connection closes.
@@ -754,6 +815,7 @@ impl Driver {
                 }
             }
             Input::StreamClosed { conn } => {
+                self.tap.stream_closed(conn);
                 if let Some(c) = self.conns.remove(&conn) {
                     self.conn_by_flow.remove(&(c.flow.local, c.flow.remote));
                 }
@@ -814,6 +876,59 @@ impl Driver {
                 let answer = crate::live::control::handle(&mut self.engine, now, request);
                 let _ = reply.send(answer);
             }
+        }
+    }
+
+    /// Copies a received datagram to the taps that want it (after the engine handled it, so
+    /// a new call is known).
+    fn tap_datagram(&mut self, side: Side, flow: Flow, data: Bytes) {
+        let protocol = if crate::engine::looks_like_sip(&data) {
+            Protocol::Sip
+        } else if crate::engine::media::is_rtcp(&data) {
+            Protocol::Rtcp
+        } else {
+            Protocol::Rtp
+        };
+        if !self.tap.wants(protocol) {
+            return;
+        }
+        let call = self.engine.call_of(side, &flow, protocol, &data);
+        self.tap.observe(crate::live::tap::Seen {
+            at: std::time::SystemTime::now(),
+            half: self.half,
+            side,
+            transport: flow.transport,
+            src: flow.remote,
+            dst: flow.local,
+            protocol,
+            call,
+            payload: data,
+        });
+    }
+
+    /// Copies the whole messages received on a stream connection to the taps.
+    fn tap_stream(
+        &mut self,
+        conn: ConnId,
+        side: Side,
+        flow: Flow,
+        declared: StreamProtocol,
+        data: &[u8],
+    ) {
+        let at = std::time::SystemTime::now();
+        for (protocol, payload) in self.tap.stream_messages(conn, declared, data) {
+            let call = self.engine.call_of(side, &flow, protocol, &payload);
+            self.tap.observe(crate::live::tap::Seen {
+                at,
+                half: self.half,
+                side,
+                transport: flow.transport,
+                src: flow.remote,
+                dst: flow.local,
+                protocol,
+                call,
+                payload,
+            });
         }
     }
 
@@ -882,7 +997,19 @@ impl Driver {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         self.counters.tcp_connects += 1;
         let gate = self.tcp_gate.clone();
-        let task = tokio::spawn(tcp_connect(flow, side, conn, self.tx.clone(), slot, gate));
+        let tls = match flow.transport {
+            Transport::Tls => self.outside_tls.clone(),
+            _ => None,
+        };
+        let task = tokio::spawn(tcp_connect(
+            flow,
+            side,
+            conn,
+            self.tx.clone(),
+            slot,
+            gate,
+            tls,
+        ));
         drop(task);
     }
 
@@ -930,7 +1057,9 @@ impl Driver {
                     .is_some_and(|c| c.writer.try_send(t.payload.clone()).is_ok()),
                 // A request with no connection to carry it opens one (RFC 3261 section
                 // 18.1.1): GW1 toward the inside, GW2 toward its outside next hop.
-                None if t.flow.transport == Transport::Tcp => {
+                None if t.flow.transport == Transport::Tcp
+                    || (t.side == Side::Outside && self.outside_tls.is_some()) =>
+                {
                     self.connect(t.side, t.flow, t.payload.clone());
                     true
                 }
@@ -940,6 +1069,20 @@ impl Driver {
         if !sent {
             self.counters.send_failures += 1;
             return;
+        }
+        if self.tap.wants(t.protocol) {
+            let call = self.engine.call_of(t.side, &t.flow, t.protocol, &t.payload);
+            self.tap.observe(crate::live::tap::Seen {
+                at: std::time::SystemTime::now(),
+                half: self.half,
+                side: t.side,
+                transport: t.flow.transport,
+                src: t.flow.local,
+                dst: t.flow.remote,
+                protocol: t.protocol,
+                call,
+                payload: t.payload.clone(),
+            });
         }
         let c = &mut self.counters;
         let n = match (t.side, t.protocol) {
@@ -986,6 +1129,9 @@ impl Driver {
     fn event(&mut self, e: Event) {
         if let (Some(w), Event::CallEnded(rec)) = (&self.records, &e) {
             w.submit((**rec).clone());
+        }
+        if let Event::CallEnded(rec) = &e {
+            self.tap.call_ended(rec.call, self.half);
         }
         if !self.verbose {
             return;
@@ -1203,12 +1349,20 @@ async fn tcp_connect(
     tx: mpsc::Sender<Input>,
     slot: TcpSlot,
     gate: Arc<TcpGate>,
+    tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
 ) {
     let connect = tokio::net::TcpStream::connect(flow.remote);
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => {
-            let idle = Some((gate.limits.idle_timeout, gate.clone()));
-            let _ = stream.set_nodelay(true);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => stream,
+        _ => {
+            let _ = tx.send(Input::ConnectFailed { flow }).await;
+            return;
+        }
+    };
+    let idle = Some((gate.limits.idle_timeout, gate.clone()));
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => {
             let (r, w) = stream.into_split();
             serve_stream(
                 r,
@@ -1221,10 +1375,32 @@ async fn tcp_connect(
                 Some(slot),
                 idle,
             )
-            .await
+            .await;
         }
-        _ => {
-            let _ = tx.send(Input::ConnectFailed { flow }).await;
+        Some((connector, name)) => {
+            let handshake = connector.connect(name, stream);
+            match tokio::time::timeout(gate.limits.handshake_timeout, handshake).await {
+                Ok(Ok(s)) => {
+                    let (r, w) = tokio::io::split(s);
+                    let r = BufferedRead(r);
+                    serve_stream(
+                        r,
+                        w,
+                        conn,
+                        flow,
+                        side,
+                        StreamProtocol::Sip,
+                        tx,
+                        Some(slot),
+                        idle,
+                    )
+                    .await;
+                }
+                _ => {
+                    gate.tls_failed.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(Input::ConnectFailed { flow }).await;
+                }
+            }
         }
     }
 }

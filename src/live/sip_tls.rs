@@ -1,5 +1,6 @@
 //! SIP over TLS on GW2's outside (RFC 3261 section 26.3.1, the paper's confidentiality level 2):
-//! the server configuration of the `sip_tls` listeners.
+//! the server configuration of the `sip_tls` listeners, and the client configuration GW2 uses
+//! toward `outside_next_hop` with `outside_transport = "tls"`.
 //!
 //! SIP peers still speak TLS 1.2, so both 1.2 and 1.3 are offered here, with rustls' default
 //! cipher suites (AEAD only, forward secrecy only). The GW1-GW2 tunnel stays TLS 1.3 only
@@ -9,28 +10,61 @@
 use anyhow::{anyhow, Context};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The server configuration of GW2's SIP TLS listeners, from PEM files.
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
-    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(anyhow!("{}: no certificate", cert.display()));
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(anyhow!("{}: no certificate", path.display()));
     }
-    let key_der =
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| anyhow!("{}: {e}", key.display()))?;
+    Ok(certs)
+}
+
+fn key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The server configuration of GW2's SIP TLS listeners, from PEM files.
+pub fn server_config(cert: &Path, key_file: &Path) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
-        .with_single_cert(chain, key_der)
-        .map_err(|e| anyhow!("{} and {}: {e}", cert.display(), key.display()))?;
+        .with_single_cert(certs(cert)?, key(key_file)?)
+        .map_err(|e| anyhow!("{} and {}: {e}", cert.display(), key_file.display()))?;
+    Ok(Arc::new(cfg))
+}
+
+/// The client configuration toward the outside next hop: its certificate verified against
+/// the CAs of `ca` (and the name the connection asks for), with a client certificate when
+/// `identity` names one (mutual TLS with a provider).
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(ca)? {
+        roots.add(c).map_err(|e| anyhow!("{}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)?
+        .with_root_certificates(roots);
+    let cfg = match identity {
+        Some((cert, key_file)) => builder
+            .with_client_auth_cert(certs(cert)?, key(key_file)?)
+            .map_err(|e| anyhow!("{} and {}: {e}", cert.display(), key_file.display()))?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(cfg))
 }
 

@@ -316,15 +316,17 @@ impl Phone {
     /// Writes the phone's configuration into `dir/<name>` and starts it; waits until its
     /// control socket accepts, and, with `spec.register`, until it is registered.
     pub fn start(dir: &Scratch, spec: &PhoneSpec<'_>, timeout: Duration) -> Phone {
-        Phone::start_with(dir, spec, "", timeout)
+        Phone::start_with(dir, spec, "", "", timeout)
     }
 
     /// [`Phone::start`] with `extra` lines appended to baresip's `config` (e.g. `sip_cafile`,
-    /// a media encryption module).
+    /// a media encryption module) and `account` parameters appended to its account line (e.g.
+    /// `;mediaenc=srtp-mand`).
     pub fn start_with(
         dir: &Scratch,
         spec: &PhoneSpec<'_>,
         extra: &str,
+        account: &str,
         timeout: Duration,
     ) -> Phone {
         let cfg_dir = dir.0.join(format!("baresip-{}", spec.sip.port()));
@@ -368,7 +370,7 @@ impl Phone {
         std::fs::write(
             cfg_dir.join("accounts"),
             format!(
-                "<{}>;regint={regint};answermode=manual;audio_codecs=PCMU,PCMA\n",
+                "<{}>;regint={regint};answermode=manual;audio_codecs=PCMU,PCMA{account}\n",
                 spec.aor
             ),
         )

@@ -18,9 +18,9 @@ pub enum TranslateError {
     #[error("no usable media stream")]
     NoMedia,
     /// Every RTP stream asked for a secure profile (RFC 3711 SRTP: `RTP/SAVP`, `RTP/SAVPF`,
-    /// `UDP/TLS/RTP/SAVP`...). Answering one with plain `RTP/AVP` would drop the protection
-    /// the caller asked for, so such streams are refused until SRTP is served.
-    #[error("secure media ({0}) is not served: SRTP is not supported yet")]
+    /// `UDP/TLS/RTP/SAVP`...) that this leg does not serve. Answering one with plain `RTP/AVP`
+    /// would drop the protection the caller asked for, so such streams are refused.
+    #[error("secure media ({0}) is not served here")]
     SecureMedia(String),
     #[error("answer has {answer} streams for an offer of {offer}")]
     StreamCount { offer: usize, answer: usize },
@@ -55,6 +55,10 @@ pub fn check_party(p: &Party) -> Result<(), TranslateError> {
 pub struct SdpMedia {
     pub media: Vec<MediaDescription>,
     pub remotes: Vec<Option<SocketAddr>>,
+    /// Per description: the `a=crypto` values (RFC 4568 SDES) of a stream offered with the
+    /// `RTP/SAVP` profile, when the caller of [`offer_from_sdp_srtp`] serves SRTP; `None` for
+    /// a plain stream. Keys never go into Meta.
+    pub crypto: Vec<Option<Vec<String>>>,
 }
 
 /// Most codecs kept per stream (the rest of a long offer is dropped).
@@ -99,22 +103,45 @@ fn uri_user(uri: &Uri) -> String {
     }
 }
 
-/// Parses an SDP offer into Meta media, allocating a stream id per accepted RTP stream.
+/// Parses an SDP offer into Meta media, allocating a stream id per accepted RTP stream. A
+/// secure stream (`RTP/SAVP`...) is refused.
 pub fn offer_from_sdp(
     body: &[u8],
     alloc: &mut dyn FnMut() -> StreamId,
+) -> Result<SdpMedia, TranslateError> {
+    offer_from_sdp_srtp(body, alloc, false)
+}
+
+/// [`offer_from_sdp`]; with `srtp`, a stream offered as `RTP/SAVP` (SRTP keyed by SDES, RFC
+/// 4568) is accepted too, its `a=crypto` values returned in [`SdpMedia::crypto`] for the
+/// caller to choose from. `RTP/SAVPF` and DTLS-SRTP (`UDP/TLS/RTP/SAVP`) stay refused.
+pub fn offer_from_sdp_srtp(
+    body: &[u8],
+    alloc: &mut dyn FnMut() -> StreamId,
+    srtp: bool,
 ) -> Result<SdpMedia, TranslateError> {
     let session = Session::parse_lenient(body)?;
     let mut out = SdpMedia {
         media: Vec::new(),
         remotes: Vec::new(),
+        crypto: Vec::new(),
     };
     for m in session.media() {
-        let (desc, remote) = describe(&session, m, None)?;
+        let sdes = srtp && is_sdes_profile(&m.media_line().proto);
+        let (desc, remote) = describe(&session, m, None, sdes)?;
         let desc = MediaDescription {
             stream: desc.stream.and(Some(alloc())),
             ..desc
         };
+        out.crypto.push((sdes && desc.stream.is_some()).then(|| {
+            m.attributes()
+                .filter(|a| a.name().eq_ignore_ascii_case("crypto"))
+                .filter_map(|a| match a {
+                    sdp::Attribute::Other { value, .. } => value.clone(),
+                    _ => None,
+                })
+                .collect()
+        }));
         out.media.push(desc);
         out.remotes.push(remote);
     }
@@ -130,6 +157,11 @@ pub fn offer_from_sdp(
         });
     }
     Ok(out)
+}
+
+/// Whether an m= line's transport protocol is `RTP/SAVP`: SRTP over UDP, keyed in SDP.
+pub fn is_sdes_profile(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("RTP/SAVP")
 }
 
 /// Whether an m= line's transport protocol is a secure RTP profile (SAVP or SAVPF, RFC 3711
@@ -155,9 +187,11 @@ pub fn answer_from_sdp(
     let mut out = SdpMedia {
         media: Vec::new(),
         remotes: Vec::new(),
+        crypto: Vec::new(),
     };
     for (m, o) in session.media().iter().zip(offer) {
-        let (desc, remote) = describe(&session, m, o.stream)?;
+        let (desc, remote) = describe(&session, m, o.stream, false)?;
+        out.crypto.push(None);
         out.media.push(desc);
         out.remotes.push(remote);
     }
@@ -170,6 +204,7 @@ fn describe(
     session: &Session,
     m: &sdp::MediaSection,
     stream: Option<StreamId>,
+    sdes: bool,
 ) -> Result<(MediaDescription, Option<SocketAddr>), TranslateError> {
     let line = m.media_line();
     let kind = match line.media.to_ascii_lowercase().as_str() {
@@ -179,7 +214,7 @@ fn describe(
     };
     // A secure stream is refused (port 0 in the answer), never answered as plain RTP.
     let usable = line.is_rtp()
-        && !is_secure_profile(&line.proto)
+        && (sdes || !is_secure_profile(&line.proto))
         && !m.is_rejected()
         && kind != MediaKind::Other;
     let mut codecs = Vec::new();
@@ -245,6 +280,19 @@ pub fn sdp_from_media(
     session_id: u64,
     version: u64,
 ) -> Bytes {
+    sdp_from_media_srtp(media, ip, ports, &[], session_id, version)
+}
+
+/// [`sdp_from_media`], with `crypto[i]` the `a=crypto` value of the i-th description when it
+/// is served as SRTP (`RTP/SAVP`, RFC 4568).
+pub fn sdp_from_media_srtp(
+    media: &[MediaDescription],
+    ip: IpAddr,
+    ports: &[Option<u16>],
+    crypto: &[Option<String>],
+    session_id: u64,
+    version: u64,
+) -> Bytes {
     let mut b = Session::builder(Origin::new(ORIGIN_USER, session_id, version, ip)).connection(ip);
     for (i, m) in media.iter().enumerate() {
         let port = ports
@@ -257,7 +305,9 @@ pub fn sdp_from_media(
             MediaKind::Video => "video",
             MediaKind::Other => "application",
         };
-        let mut mb = MediaBuilder::new(kind, port.unwrap_or(0), "RTP/AVP");
+        let key = crypto.get(i).and_then(Option::as_ref);
+        let proto = if key.is_some() { "RTP/SAVP" } else { "RTP/AVP" };
+        let mut mb = MediaBuilder::new(kind, port.unwrap_or(0), proto);
         if m.codecs.is_empty() && m.telephone_event.is_none() {
             // A refused stream still needs a format (RFC 3264 section 6).
             mb = mb.format(0);
@@ -288,6 +338,12 @@ pub fn sdp_from_media(
         }
         if port.is_some() {
             mb = mb.direction(m.direction.into());
+            if let Some(k) = key {
+                mb = mb.attribute(sdp::Attribute::Other {
+                    name: "crypto".to_owned(),
+                    value: Some(k.clone()),
+                });
+            }
         }
         b = b.media(mb);
     }
