@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway')
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
+            [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'SIP digest credentials of `[auth]`')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('cdr', 'cdr', [CompletionResultType]::ParameterValue, 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them')
@@ -103,6 +104,33 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
         'sgw;pki;help;help' {
             break
         }
+        'sgw;auth' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('ha1', 'ha1', [CompletionResultType]::ParameterValue, 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;auth;ha1' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;auth;help' {
+            [CompletionResult]::new('ha1', 'ha1', [CompletionResultType]::ParameterValue, 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;auth;help;ha1' {
+            break
+        }
+        'sgw;auth;help;help' {
+            break
+        }
         'sgw;check-config' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -116,7 +144,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)')
             [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
             [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
             [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')
@@ -171,7 +199,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;ctl;help' {
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)')
             [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
             [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
             [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')
@@ -293,6 +321,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Show what the gateway would accept, reject and emit for a packet capture')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway')
             [CompletionResult]::new('pki', 'pki', [CompletionResultType]::ParameterValue, 'Manage the private PKI of the GW1-GW2 tunnel')
+            [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'SIP digest credentials of `[auth]`')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
             [CompletionResult]::new('cdr', 'cdr', [CompletionResultType]::ParameterValue, 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them')
@@ -316,11 +345,18 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
         'sgw;help;pki;init' {
             break
         }
+        'sgw;help;auth' {
+            [CompletionResult]::new('ha1', 'ha1', [CompletionResultType]::ParameterValue, 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere')
+            break
+        }
+        'sgw;help;auth;ha1' {
+            break
+        }
         'sgw;help;check-config' {
             break
         }
         'sgw;help;ctl' {
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)')
             [CompletionResult]::new('calls', 'calls', [CompletionResultType]::ParameterValue, 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in')
             [CompletionResult]::new('drain', 'drain', [CompletionResultType]::ParameterValue, 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops')
             [CompletionResult]::new('block', 'block', [CompletionResultType]::ParameterValue, 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`')

@@ -16,6 +16,9 @@ _sgw() {
             ",$1")
                 cmd="sgw"
                 ;;
+            sgw,auth)
+                cmd="sgw__subcmd__auth"
+                ;;
             sgw,cdr)
                 cmd="sgw__subcmd__cdr"
                 ;;
@@ -42,6 +45,18 @@ _sgw() {
                 ;;
             sgw,run)
                 cmd="sgw__subcmd__run"
+                ;;
+            sgw__subcmd__auth,ha1)
+                cmd="sgw__subcmd__auth__subcmd__ha1"
+                ;;
+            sgw__subcmd__auth,help)
+                cmd="sgw__subcmd__auth__subcmd__help"
+                ;;
+            sgw__subcmd__auth__subcmd__help,ha1)
+                cmd="sgw__subcmd__auth__subcmd__help__subcmd__ha1"
+                ;;
+            sgw__subcmd__auth__subcmd__help,help)
+                cmd="sgw__subcmd__auth__subcmd__help__subcmd__help"
                 ;;
             sgw__subcmd__cdr,help)
                 cmd="sgw__subcmd__cdr__subcmd__help"
@@ -97,6 +112,9 @@ _sgw() {
             sgw__subcmd__ctl__subcmd__help,unblock)
                 cmd="sgw__subcmd__ctl__subcmd__help__subcmd__unblock"
                 ;;
+            sgw__subcmd__help,auth)
+                cmd="sgw__subcmd__help__subcmd__auth"
+                ;;
             sgw__subcmd__help,cdr)
                 cmd="sgw__subcmd__help__subcmd__cdr"
                 ;;
@@ -123,6 +141,9 @@ _sgw() {
                 ;;
             sgw__subcmd__help,run)
                 cmd="sgw__subcmd__help__subcmd__run"
+                ;;
+            sgw__subcmd__help__subcmd__auth,ha1)
+                cmd="sgw__subcmd__help__subcmd__auth__subcmd__ha1"
                 ;;
             sgw__subcmd__help__subcmd__cdr,verify)
                 cmd="sgw__subcmd__help__subcmd__cdr__subcmd__verify"
@@ -200,8 +221,78 @@ _sgw() {
 
     case "${cmd}" in
         sgw)
-            opts="-h -V --help --version run replay check pki check-config ctl cdr lab help"
+            opts="-h -V --help --version run replay check pki auth check-config ctl cdr lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth)
+            opts="-h -V --help --version ha1 help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__ha1)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__help)
+            opts="ha1 help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__help__subcmd__ha1)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__auth__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -534,8 +625,36 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__help)
-            opts="run replay check pki check-config ctl cdr lab help"
+            opts="run replay check pki auth check-config ctl cdr lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__auth)
+            opts="ha1"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__auth__subcmd__ha1)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand auth 'SIP digest credentials of `[auth]`'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
@@ -91,6 +92,28 @@ set edit:completion:arg-completer[sgw] = {|@words|
         }
         &'sgw;pki;help;help'= {
         }
+        &'sgw;auth'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand ha1 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;auth;ha1'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;auth;help'= {
+            cand ha1 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;auth;help;ha1'= {
+        }
+        &'sgw;auth;help;help'= {
+        }
         &'sgw;check-config'= {
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -103,7 +126,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)'
+            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)'
             cand calls 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in'
             cand drain 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops'
             cand block 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`'
@@ -151,7 +174,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
         }
         &'sgw;ctl;help'= {
-            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)'
+            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)'
             cand calls 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in'
             cand drain 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops'
             cand block 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`'
@@ -251,6 +274,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand replay 'Show what the gateway would accept, reject and emit for a packet capture'
             cand check 'Run single raw SIP message files (as if each arrived over UDP) or TPKT/H.225.0 files (as a TCP stream to port 1720) through the gateway'
             cand pki 'Manage the private PKI of the GW1-GW2 tunnel'
+            cand auth 'SIP digest credentials of `[auth]`'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
             cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
@@ -268,10 +292,15 @@ set edit:completion:arg-completer[sgw] = {|@words|
         }
         &'sgw;help;pki;init'= {
         }
+        &'sgw;help;auth'= {
+            cand ha1 'Print the line of the `[auth] credentials` file for USER in REALM: `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the first line of standard input; it is not stored anywhere'
+        }
+        &'sgw;help;auth;ha1'= {
+        }
         &'sgw;help;check-config'= {
         }
         &'sgw;help;ctl'= {
-            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2); and registrations (sgw keeps none)'
+            cand status 'Each half: tunnel up or down, calls up, draining or not, the blocked sources and the trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps none)'
             cand calls 'One line per call up and half: reference, direction, protocol, calling and called numbers, age, answered or ringing, source, the access rule that let it in'
             cand drain 'Refuse new calls from now on (SIP 503, H.323 cause 42; emergency calls are still taken), wait for the calls up to end, then stop the gateway (exit status 0). Prints the calls left as they end and returns when the gateway stops'
             cand block 'Drop everything from ADDR (its IPv6 prefix: `ipv6_prefix_len`) unanswered on GW2''s outside, until `unblock`'

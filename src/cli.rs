@@ -41,6 +41,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Manage the private PKI of the GW1-GW2 tunnel.
     Pki(PkiArgs),
+    /// SIP digest credentials of `[auth]`.
+    Auth(AuthArgs),
     /// Check a configuration file: prints "ok" or each error with its key and line.
     #[command(after_long_help = crate::config::EXAMPLE_CONFIG_HELP)]
     CheckConfig(CheckConfigArgs),
@@ -275,6 +277,25 @@ pub struct PkiInitArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AuthArgs {
+    #[command(subcommand)]
+    pub command: AuthCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print the line of the `[auth] credentials` file for USER in REALM:
+    /// `user:realm:ha1-md5:ha1-sha256` (RFC 7616 HA1 values). The password is read from the
+    /// first line of standard input; it is not stored anywhere.
+    Ha1 {
+        /// The user name callers authenticate with.
+        user: String,
+        /// The realm (`[auth] realm`).
+        realm: String,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct CheckConfigArgs {
     /// The TOML configuration file to check.
     pub file: PathBuf,
@@ -291,8 +312,9 @@ pub struct CtlArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
-    /// Each half: tunnel up or down, calls up, draining or not, the blocked sources (GW2);
-    /// and registrations (sgw keeps none).
+    /// Each half: tunnel up or down, calls up, draining or not, the blocked sources and the
+    /// trunk registration (GW2, `[gw2.registration]`); and registrations of phones (sgw keeps
+    /// none).
     Status {
         /// One JSON document.
         #[arg(long)]

@@ -52,10 +52,7 @@ pub const MAX_CONFIG_LEN: usize = 1 << 20;
 /// yet: KEY", `sgw check-config` exits 2) rather than accepted and silently ignored: a gateway
 /// must not claim a protection it does not give. When a feature lands, its key moves out of
 /// this list and into the typed structure below, with a test that it works.
-pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
-    ("policy.require_auth", "no digest challenge is verified"),
-    ("policy.realm", "it only serves require_auth"),
-];
+pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[];
 
 /// The transports GW1 can speak SIP over toward the inside (over TCP it listens on `sip_bind`
 /// and opens its own connections to the next hop).
@@ -83,6 +80,29 @@ pub struct Config {
     /// Per-call pcap files; absent: none are written.
     #[serde(default)]
     pub recording: Option<RecordingConfig>,
+    /// The confidentiality levels that are settings (level 4, cover traffic); absent: none.
+    #[serde(default)]
+    pub confidentiality: Option<ConfidentialityConfig>,
+    /// SIP digest authentication of calls to GW2 from outside; absent: none is asked for.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[confidentiality]`: level 4 of the paper, cover traffic on the media tunnel (both halves
+/// shape the direction they send; see `live::cover`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfidentialityConfig {
+    /// Constant rate of each direction of the media tunnel, kbit/s; 0: off.
+    #[serde(default)]
+    pub cover_traffic_kbps: u32,
+    /// One write of that rate every this many milliseconds (5-1000, default 20).
+    #[serde(default = "default_cover_interval_ms")]
+    pub cover_interval_ms: u32,
+}
+
+fn default_cover_interval_ms() -> u32 {
+    20
 }
 
 /// `[hep]`: where every SIP message and H.225.0 PDU either half handles is copied, HEP v3.
@@ -204,6 +224,10 @@ pub struct Gw2Config {
     /// `[gw2.records]`: GW2's tamper-evident call records; absent: none are written.
     #[serde(default)]
     pub records: Option<crate::cdr::RecordsConfig>,
+    /// GW2's account at its provider: REGISTER, and the answer to the challenges of calls it
+    /// places outside.
+    #[serde(default)]
+    pub registration: Option<RegistrationSection>,
 }
 
 /// The relay gateway in the intranet.
@@ -484,7 +508,7 @@ pub struct PkiConfig {
     pub key: PathBuf,
 }
 
-/// Call policy. Authentication is [`NOT_SUPPORTED_YET`].
+/// Call policy (authentication is `[auth]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -729,6 +753,16 @@ impl Config {
         ) {
             p.add(&key, message);
         }
+        if let Some(a) = &self.auth {
+            check_auth(a, self.gw2.is_some(), &mut p);
+        } else if self.policy.access_policy().uses_auth() {
+            if let Some(i) = self.policy.rules.iter().position(|r| r.auth.is_some()) {
+                p.add(
+                    &format!("policy.rules[{i}].auth"),
+                    "needs an [auth] section (realm and credentials)",
+                );
+            }
+        }
         if let Some(m) = &self.metrics {
             check_metrics(m, &mut p);
         }
@@ -740,7 +774,35 @@ impl Config {
                 p.add("recording.quota_mb", "must be at least 1 (MiB)");
             }
         }
+        if let Some(c) = &self.confidentiality {
+            check_confidentiality(c, &mut p);
+        }
         p.0
+    }
+}
+
+fn check_confidentiality(c: &ConfidentialityConfig, p: &mut Problems) {
+    if !(5..=1000).contains(&c.cover_interval_ms) {
+        p.add(
+            "confidentiality.cover_interval_ms",
+            format!("{} is not within 5-1000", c.cover_interval_ms),
+        );
+        return;
+    }
+    if c.cover_traffic_kbps == 0 {
+        return;
+    }
+    let cover = crate::live::cover::CoverTraffic::new(c.cover_traffic_kbps, c.cover_interval_ms);
+    let min = crate::live::cover::MIN_TICK_BYTES;
+    if cover.tick_bytes < min {
+        let kbps = (min * 8).div_ceil(c.cover_interval_ms as usize);
+        p.add(
+            "confidentiality.cover_traffic_kbps",
+            format!(
+                "{} kbit/s gives {} bytes per {} ms tick; at least {min} are needed ({kbps} kbit/s)",
+                c.cover_traffic_kbps, cover.tick_bytes, c.cover_interval_ms
+            ),
+        );
     }
 }
 
@@ -860,6 +922,9 @@ fn check_gw2(g: &Gw2Config, p: &mut Problems) {
         );
     }
     check_media(&g.media, "gw2", p);
+    if let Some(r) = &g.registration {
+        check_registration(r, g, p);
+    }
     let l = &g.limits;
     if l.max_calls == 0 {
         p.add("gw2.limits.max_calls", "must be at least 1");
@@ -1035,6 +1100,10 @@ fn check_policy(pol: &PolicyConfig, p: &mut Problems) {
         }
     }
 }
+
+mod auth;
+use auth::{check_auth, check_registration};
+pub use auth::{AuthConfig, RegistrationSection};
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => sgw::replay::run(&args),
         Command::Check(args) => run_check(&args),
         Command::Pki(args) => run_pki(&args),
+        Command::Auth(args) => run_auth(&args),
         Command::CheckConfig(args) => run_check_config(&args),
         Command::Ctl(args) => sgw::live::control::client(&args.socket, &args.command.request()),
         Command::Cdr(args) => run_cdr(&args),
@@ -108,6 +109,24 @@ fn run_cdr(args: &sgw::cli::CdrArgs) -> anyhow::Result<u8> {
                 print!("{}", sgw::cdr::render(&v));
             }
             Ok(v.status.exit_code())
+        }
+    }
+}
+
+fn run_auth(args: &sgw::cli::AuthArgs) -> anyhow::Result<u8> {
+    match &args.command {
+        sgw::cli::AuthCommand::Ha1 { user, realm } => {
+            if user.is_empty() || user.contains(':') || realm.is_empty() || realm.contains(':') {
+                anyhow::bail!("user and realm must be non-empty and without ':'");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            println!(
+                "{}",
+                sgw::engine::auth::Credentials::line(user, realm, password)
+            );
+            Ok(0)
         }
     }
 }

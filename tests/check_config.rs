@@ -25,21 +25,24 @@ fn the_example_is_accepted() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }
 
+/// A key that does nothing where it is (a certificate without the listener that would present
+/// it): exit 2, with the file, its line and its key.
 #[test]
-fn unimplemented_keys_exit_2_with_file_line_and_key() {
-    let text = sgw::config::EXAMPLE_CONFIG.replace(
-        "emergency_numbers =",
-        "require_auth = true\nemergency_numbers =",
+fn idle_keys_exit_2_with_file_line_and_key() {
+    let text = sgw::config::EXAMPLE_CONFIG.replacen(
+        "[gw2]\n",
+        "[gw2]\nsip_tls_cert = \"/etc/sgw/tls.pem\"\n",
+        1,
     );
     let (out, file) = check_config("unsupported.toml", &text);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
-    let key = "policy.require_auth";
+    let key = "gw2.sip_tls_cert";
     let want = format!(
-        "{}:{}: {key}: not supported yet: {key}",
+        "{}:{}: {key}: set without a sip_tls listener",
         file.display(),
-        line_of("require_auth")
+        line_of("sip_tls_cert")
     );
     assert!(stdout.contains(&want), "want {want:?} in:\n{stdout}");
 }

@@ -8,7 +8,8 @@
 //!   SIPS Contact, and its ACK and BYE complete;
 //! - SRTP (SDES over TLS): libsrtp (`tests/srtp_peer.py`, pylibsrtp) encrypts what it sends GW2
 //!   and decrypts what GW2 sends back; a forged and a replayed packet are dropped and counted;
-//!   the same offer over UDP is refused 488; and a baresip phone with its own SRTP (`srtp`
+//!   the same offer over UDP is refused 488; tshark, capturing that call on the outside,
+//!   decodes no SIP and finds neither key nor plain payload on the wire; and a baresip phone with its own SRTP (`srtp`
 //!   module, `mediaenc=srtp-mand`) calls through with audio both ways;
 //! - `openssl s_client` completes a TLS 1.2 handshake and a TLS 1.3 one, and verifies GW2's
 //!   certificate against the CA;
@@ -60,6 +61,7 @@ fn free_sip_port() -> u16 {
 fn peers_available(test: &str) -> bool {
     peer_available(test, "baresip", &["-h"], "baresip")
         && peer_available(test, "openssl", &["version"], "openssl")
+        && peer_available(test, "tshark", &["-v"], "tshark")
 }
 
 struct Lab {
@@ -607,6 +609,27 @@ fn srtp_python(test: &str) -> Option<std::path::PathBuf> {
     None
 }
 
+/// Waits until a tshark capture says it is capturing (its stderr), at most 10 s.
+fn wait_capturing(capture: &mut std::process::Child) {
+    let mut err = capture.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        let mut seen = String::new();
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if seen.contains("Capturing on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("tshark did not start capturing");
+}
+
 /// The first line of `text` starting with `prefix`, without it.
 fn line_after<'a>(text: &'a str, prefix: &str) -> &'a str {
     text.lines()
@@ -654,6 +677,19 @@ fn srtp_call(lab: &mut Lab, python: &Path) {
     let answer = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(answer.starts_with("SIP/2.0 488 "), "{answer}");
 
+    // What an eavesdropper on the outside would get: the TLS connection and the SRTP.
+    let wire = lab.dir.0.join("srtp-wire.pcap");
+    let mut capture = Command::new("tshark")
+        .args(["-i", "lo", "-q", "-n", "-w"])
+        .arg(&wire)
+        .arg("-f")
+        .arg(format!("tcp port {} or udp port {media_port}", tls.port()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_capturing(&mut capture);
     let mut peer = TlsPeer::connect(tls, &lab.ca);
     let im = lab.inside.mark();
     let log_mark = lab.sgw.mark();
@@ -734,6 +770,38 @@ fn srtp_call(lab: &mut Lab, python: &Path) {
     assert!(m["relayed"].as_u64().unwrap() >= 50, "{rec}");
     assert_eq!(m["dropped_srtp_auth"].as_u64(), Some(1), "{rec}");
     assert_eq!(m["dropped_srtp_replay"].as_u64(), Some(1), "{rec}");
+
+    // tshark decrypts nothing it should not: no SIP decoded from the TLS connection, neither
+    // key nor libsrtp's plain payload (160 bytes of 0xff) anywhere on the wire, yet the
+    // packets are there (RTP headers stay clear in SRTP).
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &capture.id().to_string()])
+        .status();
+    let _ = capture.wait();
+    let bytes = std::fs::read(&wire).unwrap();
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(our_key.as_bytes()) && !contains(gw2_key.as_bytes()));
+    assert!(!contains(&[0xff; 160]));
+    assert!(!contains(b"INVITE sip:"));
+    let decoded = |filter: &str| {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&wire)
+            .args([
+                "-n",
+                "-d",
+                &format!("udp.port=={media_port},rtp"),
+                "-Y",
+                filter,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(decoded("sip"), 0);
+    assert!(decoded("tls") > 0);
+    assert!(decoded("rtp") >= 100);
 }
 
 #[test]

@@ -258,7 +258,21 @@ fn bad_configs_name_key_and_line() {
             format!("{BASE}\n[policy]\nrequire_auth = false\n"),
             "policy.require_auth",
             23,
-            "not supported yet: policy.require_auth",
+            "unknown field",
+        ),
+        (
+            "auth prefix",
+            format!("{BASE}\n[auth]\nrealm = \"r\"\ncredentials = \"/x\"\ntrusted_peers = [\"10.0.0.1/8\"]\n"),
+            "auth.trusted_peers[0]",
+            25,
+            "host bits",
+        ),
+        (
+            "rule auth without [auth]",
+            format!("{BASE}\n[[policy.rules]]\nname = \"a\"\naction = \"allow\"\nauth = \"digest\"\n"),
+            "policy.rules[0].auth",
+            25,
+            "needs an [auth] section",
         ),
         (
             "emergency number",
@@ -332,10 +346,7 @@ fn semantic_errors_are_all_reported() {
 /// whatever form the table is written; nothing else is reported until it is removed.
 #[test]
 fn unimplemented_keys_are_refused() {
-    let value = |key: &str| match key {
-        "policy.require_auth" => "true",
-        _ => "\"x\"",
-    };
+    let value = |_key: &str| "\"x\"";
     for (key, _) in NOT_SUPPORTED_YET {
         let (table, name) = key.rsplit_once('.').unwrap();
         for text in [
@@ -668,4 +679,101 @@ fn metrics_section() {
         assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{errors}");
         assert!(e.message.contains(message), "{errors}");
     }
+}
+
+#[test]
+fn auth_and_registration_sections() {
+    let c = Config::from_toml_str(EXAMPLE_CONFIG).unwrap();
+    let a = c.auth.as_ref().unwrap();
+    assert_eq!(a.realm, "sip.example.net");
+    assert_eq!(a.algorithms, ["SHA-256", "MD5"]);
+    assert!(a.require);
+    let r = c.gw2.as_ref().unwrap().registration.as_ref().unwrap();
+    let e = r.engine_registration().unwrap();
+    assert_eq!(e.domain, "sip.provider.example");
+    assert_eq!(e.credentials.user, "4930123456");
+    assert_eq!(e.expires, 3600);
+    // The example's HA1 values are those `sgw auth ha1` prints for its password.
+    assert_eq!(
+        crate::engine::auth::Credentials::line("4930123456", "sip.provider.example", "change-me"),
+        format!(
+            "4930123456:sip.provider.example:{}:{}",
+            r.ha1_md5.as_deref().unwrap(),
+            r.ha1_sha256.as_deref().unwrap()
+        )
+    );
+    // A credentials file is read at start, not by check-config.
+    let err = a.digest_config([0; 32]).unwrap_err();
+    assert!(err.contains("/etc/sgw/digest.ha1"), "{err}");
+}
+
+#[test]
+fn bad_auth_and_registration_keys_name_key_and_line() {
+    let reg = |lines: &str| {
+        BASE.replacen(
+            "[gw2.media]",
+            &format!("[gw2.registration]\nregistrar = \"198.51.100.20:5060\"\nuser = \"trunk\"\n{lines}\n[gw2.media]"),
+            1,
+        )
+    };
+    let auth =
+        |lines: &str| format!("{BASE}\n[auth]\nrealm = \"r\"\ncredentials = \"/x\"\n{lines}\n");
+    for (text, key, message) in [
+        (
+            reg(""),
+            "gw2.registration.password",
+            "a password, or ha1_md5",
+        ),
+        (
+            reg("password = \"a\"\nha1_md5 = \"00000000000000000000000000000000\""),
+            "gw2.registration.password",
+            "not both",
+        ),
+        (
+            reg("ha1_md5 = \"abc\""),
+            "gw2.registration.ha1_md5",
+            "32 hex",
+        ),
+        (
+            reg("password = \"a\"\nexpires = 5"),
+            "gw2.registration.expires",
+            "10..=86400",
+        ),
+        (
+            reg("password = \"a\"\nrealm = \"x\""),
+            "gw2.registration.realm",
+            "unknown field",
+        ),
+        (
+            auth("algorithms = [\"SHA-512\"]"),
+            "auth.algorithms[0]",
+            "only",
+        ),
+        (auth("algorithms = []"), "auth.algorithms", "at least one"),
+        (auth("max_failures = 0"), "auth.max_failures", "1..=100"),
+        (
+            auth("nonce_lifetime_secs = 1"),
+            "auth.nonce_lifetime_secs",
+            "10..=86400",
+        ),
+    ] {
+        let errors = Config::from_toml_str(&text).unwrap_err();
+        let e = &errors.errors()[0];
+        assert_eq!(e.key, key, "{errors}\n{text}");
+        assert!(e.message.contains(message), "{errors}");
+        assert!(e.line.is_some(), "{errors}");
+    }
+    // A registrar of the other family than GW2's SIP address.
+    let text = reg("password = \"a\"").replace("198.51.100.20:5060", "[2001:db8::20]:5060");
+    let errors = Config::from_toml_str(&text).unwrap_err();
+    assert_eq!(
+        errors.errors()[0].key,
+        "gw2.registration.registrar",
+        "{errors}"
+    );
+    assert!(errors.errors()[0].message.contains("family"), "{errors}");
+    // [auth] without [gw2]: GW1 never challenges.
+    let gw1_only = "[gw1]\ntunnel = \"gw2:7001\"\ntunnel_server_name = \"gw2\"\nsip_bind = \"10.0.0.5:5060\"\nnext_hop = \"10.0.0.20:5060\"\nfamily = \"ipv4\"\n[gw1.media]\nip = \"10.0.0.5\"\nport_min = 30000\nport_max = 30099\n[auth]\nrealm = \"r\"\ncredentials = \"/x\"\n";
+    let errors = Config::from_toml_str(gw1_only).unwrap_err();
+    assert_eq!(errors.errors()[0].key, "auth", "{errors}");
 }

@@ -75,6 +75,10 @@ pub struct RuleConfig {
     pub status: Option<u32>,
     /// Q.850 cause of a deny (1-127, default 21 call rejected).
     pub cause: Option<u32>,
+    /// Whether the calls this rule allows must authenticate (`"digest"`) or not (`"none"`);
+    /// absent: as `[auth]` says. Needs an `[auth]` section.
+    #[serde(default)]
+    pub auth: Option<super::auth::RuleAuth>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -323,6 +327,7 @@ pub struct Rule {
     protocol: Option<CallProtocol>,
     emergency: Option<bool>,
     action: Action,
+    auth: Option<super::auth::RuleAuth>,
 }
 
 impl Rule {
@@ -395,6 +400,8 @@ pub struct AccessPolicy {
     implicit: RuleCounters,
     /// The rule of the latest decision, until the report of the message it decided takes it.
     decided: Option<Arc<str>>,
+    /// The `auth` of the rule of the latest decision.
+    decided_auth: Option<super::auth::RuleAuth>,
     default_deny: Option<Arc<str>>,
 }
 
@@ -527,6 +534,7 @@ impl AccessPolicy {
                 }),
                 emergency: r.emergency,
                 action,
+                auth: r.auth,
             };
             if let Some(earlier) = compiled.iter().find(|e| e.shadows(&rule)) {
                 let conflict = match (earlier.action, rule.action) {
@@ -568,6 +576,7 @@ impl AccessPolicy {
                 status: DEFAULT_STATUS,
                 cause: DEFAULT_CAUSE,
             },
+            auth: None,
         }])
     }
 
@@ -578,6 +587,7 @@ impl AccessPolicy {
             rules,
             implicit: RuleCounters::default(),
             decided: None,
+            decided_auth: None,
         }
     }
 
@@ -590,6 +600,7 @@ impl AccessPolicy {
     /// deny by [`DEFAULT_DENY`]. No rules: every call passes and nothing is named.
     pub fn decide(&mut self, call: &NewCall) -> Result<(), Refusal> {
         self.decided = None;
+        self.decided_auth = None;
         if self.rules.is_empty() {
             return Ok(());
         }
@@ -598,7 +609,10 @@ impl AccessPolicy {
             .iter()
             .enumerate()
             .find(|(_, r)| r.matches(call))
-            .map(|(i, r)| (i, r.name.clone(), r.action));
+            .map(|(i, r)| {
+                self.decided_auth = r.auth;
+                (i, r.name.clone(), r.action)
+            });
         let (index, name, action) = match found {
             Some((i, name, action)) => (u32::try_from(i).unwrap_or(Denial::IMPLICIT), name, action),
             None => (
@@ -636,6 +650,16 @@ impl AccessPolicy {
     /// The rule of the latest decision (kept for the report of the message it decided).
     pub fn decided(&self) -> Option<&Arc<str>> {
         self.decided.as_ref()
+    }
+
+    /// The `auth` of the rule of the latest decision (`None`: the rule says nothing).
+    pub fn decided_auth(&self) -> Option<super::auth::RuleAuth> {
+        self.decided_auth
+    }
+
+    /// Whether any rule names `auth` (which needs an `[auth]` section).
+    pub fn uses_auth(&self) -> bool {
+        self.rules.iter().any(|r| r.auth.is_some())
     }
 
     /// Takes the rule of the latest decision: the report of the decided message carries it.

@@ -58,6 +58,8 @@ pub struct NewCall {
     pub called: String,
     /// From [`Emergency::recognises`], the one definition of an emergency call.
     pub emergency: bool,
+    /// What a SIP request brings for the digest link (`None`: H.323, or a Meta Setup).
+    pub digest: Option<super::auth::DigestInput>,
 }
 
 impl NewCall {
@@ -76,6 +78,7 @@ impl NewCall {
             calling: s.calling.user.clone(),
             called: s.called.user.clone(),
             emergency: s.emergency,
+            digest: None,
         }
     }
 }
@@ -96,6 +99,11 @@ pub enum Refusal {
     RateLimited(Limited, u32),
     /// The gateway is draining (`sgw ctl drain`): it takes no new call.
     Draining,
+    /// The call must authenticate (digest) and brought no valid credentials: SIP 401 with a
+    /// challenge (`stale`: the credentials were right over an expired nonce).
+    AuthRequired { stale: bool },
+    /// Wrong credentials too often from this source for this user: SIP 403.
+    AuthFailed,
 }
 
 impl Refusal {
@@ -108,6 +116,7 @@ impl Refusal {
             Refusal::Denied(d) => d.cause,
             Refusal::RateLimited(..) => Cause::SWITCHING_EQUIPMENT_CONGESTION,
             Refusal::Draining => Cause::SWITCHING_EQUIPMENT_CONGESTION,
+            Refusal::AuthRequired { .. } | Refusal::AuthFailed => Cause(21),
         }
     }
 
@@ -127,6 +136,8 @@ impl Refusal {
             Refusal::Denied(_) => "denied by an access rule",
             Refusal::RateLimited(l, _) => l.reason(),
             Refusal::Draining => "gateway draining",
+            Refusal::AuthRequired { .. } => "authentication required",
+            Refusal::AuthFailed => "authentication failed",
         }
     }
 }
@@ -173,6 +184,10 @@ pub struct CallCounters {
     pub refused_rate_limited: u64,
     /// Refused because the gateway is draining (`sgw ctl drain`).
     pub refused_draining: u64,
+    /// Answered 401 (digest challenge) and 403 (wrong credentials too often) by the digest
+    /// link; details in `auth`.
+    pub refused_auth_required: u64,
+    pub refused_auth_failed: u64,
     /// Calls released (cause 8) to make room for an emergency call.
     pub preempted: u64,
     pub ended: u64,
@@ -197,6 +212,8 @@ struct Entry {
     setup_at: Duration,
     /// The access rule that allowed the call (none when no rules are configured).
     rule: Option<std::sync::Arc<str>>,
+    /// The user the call authenticated as (digest).
+    auth_identity: Option<std::sync::Arc<str>>,
     answered_at: Option<Duration>,
     ended_at: Option<Duration>,
     /// The legs of this engine that carry the call, outside and inside (`None`: the tunnel to
@@ -228,6 +245,8 @@ pub struct CallTable {
     pub counters: CallCounters,
     /// The access-rule link of the chain.
     pub access: AccessPolicy,
+    /// The digest link of the chain (off unless `[auth]` is configured).
+    pub auth: super::auth::DigestServer,
     /// The drain link of the chain: while set, new calls other than emergency calls are
     /// refused ([`Refusal::Draining`]).
     pub draining: bool,
@@ -256,6 +275,9 @@ pub struct CallInfo {
     pub answered: bool,
     /// The access rule that allowed it.
     pub rule: Option<String>,
+    /// The user it authenticated as (digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_identity: Option<String>,
 }
 
 /// Setup times held for the driver at most; more are not recorded.
@@ -281,6 +303,7 @@ impl CallTable {
             emergency,
             counters: CallCounters::default(),
             access: AccessPolicy::default(),
+            auth: super::auth::DigestServer::default(),
             draining: false,
             setup_times: None,
             wall_epoch: Duration::ZERO,
@@ -301,10 +324,11 @@ impl CallTable {
     }
 
     /// The admission chain for a call that arrives on `side`: tunnel; the access rules
-    /// ([`AccessPolicy::decide`]); for an emergency call then every slot of `max_calls`,
-    /// pre-empting the newest other call when all are taken; for other calls the drain (while
-    /// `sgw ctl drain` runs), then for calls from outside the rate limits (per source, then
-    /// the gateway's), then the slots below the emergency reserve.
+    /// ([`AccessPolicy::decide`]); for calls other than emergency calls the drain (while `sgw
+    /// ctl drain` runs), then for calls from outside the rate limits (per source, then the
+    /// gateway's); digest authentication ([`super::auth`], off unless `[auth]`); then an
+    /// emergency call takes any slot of `max_calls`, pre-empting the newest other call when
+    /// all are taken, and other calls the slots below the emergency reserve.
     pub fn admit(
         &mut self,
         now: Duration,
@@ -313,9 +337,13 @@ impl CallTable {
         tunnel_up: bool,
     ) -> Result<CallRef, Refusal> {
         self.access.take_decided();
-        let result = self.check(now, call, tunnel_up);
+        let mut identity = None;
+        let result = self.check(now, call, tunnel_up, &mut identity);
         if let Err(r) = result {
             self.count_refusal(r);
+            if let (Refusal::AuthFailed, Some(ip)) = (r, call.source) {
+                self.limits.auth_failure(now, ip);
+            }
         }
         if let Some(victim) = result? {
             self.preempt(victim);
@@ -333,6 +361,9 @@ impl CallTable {
         };
         let rule = self.access.decided().cloned();
         self.insert(now, call_ref, call, rule, side);
+        if let Some(e) = self.calls.get_mut(&call_ref) {
+            e.auth_identity = identity;
+        }
         Ok(call_ref)
     }
 
@@ -342,21 +373,26 @@ impl CallTable {
         now: Duration,
         call: &NewCall,
         tunnel_up: bool,
+        identity: &mut Option<std::sync::Arc<str>>,
     ) -> Result<Option<CallRef>, Refusal> {
         if !tunnel_up {
             return Err(Refusal::TunnelDown);
         }
         self.access.decide(call)?;
+        if !call.emergency {
+            if self.draining {
+                return Err(Refusal::Draining);
+            }
+            if call.direction == Direction::FromOutside {
+                self.limits
+                    .check_call(now, call.source)
+                    .map_err(|(l, secs)| Refusal::RateLimited(l, secs))?;
+            }
+        }
+        // After the rate limits: a flood of INVITEs is limited before any digest is computed.
+        *identity = self.auth.check(now, call, self.access.decided_auth())?;
         if call.emergency {
             return self.emergency_slot();
-        }
-        if self.draining {
-            return Err(Refusal::Draining);
-        }
-        if call.direction == Direction::FromOutside {
-            self.limits
-                .check_call(now, call.source)
-                .map_err(|(l, secs)| Refusal::RateLimited(l, secs))?;
         }
         if self.occupied() >= self.max_calls.saturating_sub(self.reserve) {
             return Err(Refusal::CallLimit);
@@ -473,6 +509,7 @@ impl CallTable {
                 preempted: false,
                 setup_at: now,
                 rule,
+                auth_identity: None,
                 answered_at: None,
                 ended_at: None,
                 outside,
@@ -503,6 +540,8 @@ impl CallTable {
             Refusal::NoMediaPort => self.counters.refused_no_media_port += 1,
             Refusal::RateLimited(..) => self.counters.refused_rate_limited += 1,
             Refusal::Draining => self.counters.refused_draining += 1,
+            Refusal::AuthRequired { .. } => self.counters.refused_auth_required += 1,
+            Refusal::AuthFailed => self.counters.refused_auth_failed += 1,
             Refusal::Denied(_) => {}
         }
     }
@@ -595,6 +634,7 @@ impl CallTable {
                 age_secs: now.saturating_sub(e.setup_at).as_secs_f64(),
                 answered: e.answered_at.is_some(),
                 rule: e.rule.as_deref().map(str::to_owned),
+                auth_identity: e.auth_identity.as_deref().map(str::to_owned),
             })
             .collect();
         v.sort_by_key(|c| c.call);
@@ -670,7 +710,7 @@ impl CallTable {
             inside: e.inside.clone().unwrap_or_else(LegRecord::tunnel),
             media,
             rule: e.rule.as_deref().map(str::to_owned),
-            auth_identity: None,
+            auth_identity: e.auth_identity.as_deref().map(str::to_owned),
         })
     }
 
@@ -729,6 +769,7 @@ mod tests {
             calling: "a".into(),
             called: "b".into(),
             emergency,
+            digest: None,
         }
     }
 

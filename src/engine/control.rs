@@ -17,6 +17,9 @@ pub struct LiveSettings {
     pub emergency_numbers: Vec<String>,
     /// `None`: the limits stay as they are (a configuration without `[gw2]`).
     pub limits: Option<(LimitsConfig, usize)>,
+    /// The digest server (`[auth]`, credentials re-read); `None` turns it off. Its nonce key,
+    /// nonce-counts and failure counts are kept when it stays on.
+    pub auth: Option<super::auth::DigestConfig>,
 }
 
 impl Engine {
@@ -80,6 +83,7 @@ impl Engine {
             self.out.calls.limits.reconfigure(limits);
             self.out.calls.set_max_calls(max_calls);
         }
+        self.out.calls.auth.reconfigure(s.auth);
     }
 }
 
@@ -101,6 +105,7 @@ mod tests {
             calling: "a".into(),
             called: "b".into(),
             emergency,
+            digest: None,
         }
     }
 

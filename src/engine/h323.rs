@@ -602,6 +602,7 @@ impl H323 {
             calling: info.calling.user.clone(),
             called: info.called.user.clone(),
             emergency,
+            digest: None,
         };
         let refuse = |this: &Self, out: &mut Out, cause: Cause, why: &str| {
             if let Ok(m) = th323::release_complete_message(&ids, true, cause) {

@@ -370,6 +370,13 @@ impl Limits {
         self.offence_of(now, key, Offence::UnknownNumber);
     }
 
+    /// Wrong digest credentials too often (the digest link's 403): a refusal that counts
+    /// toward `block_after` like the rate limits' own.
+    pub fn auth_failure(&mut self, now: Duration, ip: IpAddr) {
+        let key = self.key(ip);
+        self.offence(now, key);
+    }
+
     /// A refusal by a source limit: enough of them within the window block the source.
     fn offence(&mut self, now: Duration, key: SourceKey) {
         self.offence_of(now, key, Offence::Refusal);

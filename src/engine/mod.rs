@@ -36,6 +36,7 @@
 
 pub mod access;
 mod answering;
+pub mod auth;
 pub mod calls;
 pub mod control;
 mod h323;
@@ -43,6 +44,7 @@ pub mod ids;
 pub mod limits;
 pub mod media;
 pub mod policy;
+pub mod registration;
 mod sip_leg;
 pub mod srtp;
 mod tap;
@@ -232,10 +234,9 @@ pub struct CallRecord {
     pub outside: LegRecord,
     pub inside: LegRecord,
     pub media: MediaCounters,
-    /// The access rule that allowed the call (none when no rules are configured).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The access rule that allowed the call (null when no rules are configured).
     pub rule: Option<String>,
-    /// The identity the caller authenticated as (no authentication is done yet: always null).
+    /// The user the call authenticated as (digest, `[auth]`); null for a call that did not.
     pub auth_identity: Option<String>,
 }
 
@@ -420,6 +421,14 @@ pub struct EngineConfig {
     pub inside_latching: media::Latching,
     /// Rate limits, the block list and the emergency reserve (GW2's outside).
     pub limits: LimitsConfig,
+    /// The digest server of GW2's outside (`[auth]`); `None`: no call is challenged.
+    pub auth: Option<auth::DigestConfig>,
+    /// GW2's registration to its provider (`[gw2.registration]`), whose credentials also
+    /// answer the challenges of calls GW2 places outside; `None`: none.
+    pub registration: Option<registration::RegistrationConfig>,
+    /// Credentials that answer the challenges of calls GW2 places outside, without
+    /// registering (`[gw2.registration] register = false`).
+    pub trunk: Option<auth::ClientCredentials>,
 }
 
 impl Default for EngineConfig {
@@ -449,6 +458,9 @@ impl Default for EngineConfig {
             outside_latching: media::Latching::OUTSIDE,
             inside_latching: media::Latching::INSIDE,
             limits: LimitsConfig::default(),
+            auth: None,
+            registration: None,
+            trunk: None,
         }
     }
 }
@@ -707,6 +719,12 @@ pub struct Stats {
     /// Sources held by the rate limiters and the block list, and those blocked now.
     pub limit_keys: u64,
     pub blocked_sources: u64,
+    /// The digest server's counters (absent when `[auth]` is not configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<auth::AuthCounters>,
+    /// GW2's registration to its provider (absent without `[gw2.registration]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<registration::RegistrationStatus>,
 }
 
 impl Engine {
@@ -743,11 +761,18 @@ impl Engine {
         );
         media.set_latching(Side::Outside, config.outside_latching);
         media.set_latching(Side::Inside, config.inside_latching);
-        let mut outside = sip_leg::SipLeg::new(outside);
+        let mut outside = sip_leg::SipLeg::new(sip_leg::LegConfig {
+            trunk: config.trunk.clone(),
+            ..outside
+        });
         let mut inside = sip_leg::SipLeg::new(inside);
         if let Some(key) = &config.id_key {
             outside.set_ids(key.ids(0x6777_3200));
             inside.set_ids(key.ids(0x6777_3100));
+        }
+        if let Some(r) = &config.registration {
+            let from = config.outside_sip.map(|a| (a, config.outside_transport));
+            outside.start_registration(r.clone(), from);
         }
         Engine {
             outside,
@@ -761,6 +786,7 @@ impl Engine {
                         config.limits.clone(),
                     );
                     t.access = config.access.clone();
+                    t.auth = auth::DigestServer::new(config.auth.clone());
                     t
                 },
                 media,
@@ -1287,6 +1313,13 @@ impl Engine {
         s.limits = self.out.calls.limits.counters.clone();
         s.limit_keys = self.out.calls.limits.keys() as u64;
         s.blocked_sources = self.out.calls.limits.blocked_sources() as u64;
+        s.registration = self.outside.registration_status();
+        s.auth = self
+            .out
+            .calls
+            .auth
+            .is_active()
+            .then(|| self.out.calls.auth.counters.clone());
         s
     }
 

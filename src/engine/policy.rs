@@ -38,10 +38,8 @@ pub const ACCEPTED_CONTENT_TYPES: &[(&str, &str)] = &[
 /// The policy knobs; [`Default`] is the built-in policy.
 #[derive(Debug, Clone)]
 pub struct SipPolicy {
-    /// Whether INVITE must carry credentials. Nothing sets it yet: the configuration refuses
-    /// `require_auth` until digest verification exists.
-    pub require_auth: bool,
-    /// Digest realm used in challenges.
+    /// The realm of the 401 to credentials of an unknown scheme (RFC 4475 section 3.3.7).
+    /// Digest itself is the admission chain's link ([`super::auth`], `[auth]`).
     pub realm: String,
     /// Largest request accepted, in bytes (`[gw2.limits] max_message_size`); a larger one is
     /// answered 513 (RFC 3261 section 21.5.14). The codec's own ceiling is
@@ -52,7 +50,6 @@ pub struct SipPolicy {
 impl Default for SipPolicy {
     fn default() -> Self {
         SipPolicy {
-            require_auth: false,
             realm: "sgw".to_owned(),
             max_message_size: codecs::sip::MAX_MESSAGE_SIZE,
         }
@@ -94,6 +91,14 @@ pub enum Rejection {
     /// than the dialog's peer: answered like an unknown dialog (481, RFC 3261 section
     /// 12.2.2), the call stays up.
     NotDialogPeer(String),
+    /// The digest link wants credentials (RFC 7616): 401 with these `WWW-Authenticate`
+    /// values, and why (for the report).
+    Challenge {
+        why: &'static str,
+        challenges: Vec<String>,
+    },
+    /// Wrong digest credentials too often from this source for this user: 403.
+    AuthFailed(&'static str),
 }
 
 impl Rejection {
@@ -115,6 +120,8 @@ impl Rejection {
             Rejection::OutOfOrder | Rejection::Unrepresentable(_) => 500,
             Rejection::AddressIncomplete => 484,
             Rejection::Denied { status, .. } => *status,
+            Rejection::Challenge { .. } => 401,
+            Rejection::AuthFailed(_) => 403,
         }
     }
 
@@ -140,6 +147,8 @@ impl Rejection {
             Rejection::AddressIncomplete => "no user part to call".to_owned(),
             Rejection::Denied { rule, .. } => format!("denied by rule {rule}"),
             Rejection::NotDialogPeer(why) => format!("not from the dialog's peer: {why}"),
+            Rejection::Challenge { why, .. } => format!("unauthorized: {why}"),
+            Rejection::AuthFailed(why) => format!("authentication failed: {why}"),
         }
     }
 
@@ -165,6 +174,10 @@ impl Rejection {
                     policy.realm, "0000000000000000"
                 ),
             )],
+            Rejection::Challenge { challenges, .. } => challenges
+                .iter()
+                .map(|c| ("WWW-Authenticate", c.clone()))
+                .collect(),
             // RFC 3326: the cause, as an H.323 caller would get it; nothing names the rule.
             Rejection::Denied { cause, .. } => vec![("Reason", format!("Q.850;cause={cause}"))],
             _ => Vec::new(),
@@ -298,12 +311,6 @@ impl SipPolicy {
                     return Err(Rejection::Unauthorized("unknown authorization scheme"));
                 }
             }
-        }
-        if self.require_auth
-            && req.method == Method::Invite
-            && !msg.headers().contains(&Name::AUTHORIZATION)
-        {
-            return Err(Rejection::Unauthorized("credentials required"));
         }
 
         // A B2BUA forwards the call: refuse requests that have used up their hops.

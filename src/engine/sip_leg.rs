@@ -71,6 +71,9 @@ pub struct LegConfig {
     /// The user part of the leg's Contact.
     pub contact_user: &'static str,
     pub ids_seed: u64,
+    /// The account that answers 401/407 to the INVITEs this leg places (GW2's provider
+    /// trunk, `[gw2.registration]`).
+    pub trunk: Option<super::auth::ClientCredentials>,
 }
 
 impl LegConfig {
@@ -97,6 +100,7 @@ impl LegConfig {
             symmetric: false,
             contact_user: "gw1",
             ids_seed: seed ^ 0x6777_3100,
+            trunk: None,
         }
     }
 
@@ -134,6 +138,7 @@ impl LegConfig {
             symmetric: true,
             contact_user: "gw",
             ids_seed: seed ^ 0x6777_3200,
+            trunk: None,
         }
     }
 }
@@ -177,6 +182,8 @@ pub struct Dialog {
     ack: Option<Bytes>,
     /// UAC: the last provisional status handed on (a repeated one is not handed on again).
     provisional: u16,
+    /// UAC: challenges (401/407) of the initial INVITE answered with credentials.
+    auth_tries: u8,
     /// The media as this leg describes it to its peer (streams and codecs).
     offer: Vec<MediaDescription>,
     /// UAC of a re-INVITE: the media before it, restored when the peer refuses it.
@@ -313,6 +320,12 @@ pub struct SipLeg {
     /// No-answer timers of early dialogs.
     timers: Timers<CallRef>,
     pub counters: TxnCounters,
+    /// GW2's registration to its provider (outside leg only).
+    pub registration: Option<super::registration::Registration>,
+    /// The engine time of the latest message or timer (the registration's `expires_in`).
+    last_now: Duration,
+    /// Where REGISTER goes from without a placement of the registrar's family.
+    registration_from: Option<(SocketAddr, Transport)>,
 }
 
 /// What a request handler answers: the status sent (if any) and the call.
@@ -330,7 +343,85 @@ impl SipLeg {
             client: ClientTxns::default(),
             timers: Timers::default(),
             counters: TxnCounters::default(),
+            registration: None,
+            last_now: Duration::ZERO,
+            registration_from: None,
         }
+    }
+
+    /// Registers to the provider from now on (see [`super::registration`]); its credentials
+    /// also answer the challenges of the calls this leg places.
+    /// `from`: GW2's own SIP address and transport, for a registrar when no call placement
+    /// (`outside_next_hop`) of its family exists.
+    pub fn start_registration(
+        &mut self,
+        cfg: super::registration::RegistrationConfig,
+        from: Option<(SocketAddr, Transport)>,
+    ) {
+        self.registration_from = from;
+        self.cfg.trunk = Some(cfg.credentials.clone());
+        let call_id = format!("{}@sgw", self.ids.token());
+        let tag = self.ids.token();
+        let r = super::registration::Registration::new(cfg, call_id, tag);
+        self.registration = Some(r);
+    }
+
+    /// Where REGISTER goes from: the placement of the registrar's family.
+    fn registration_flow(&self) -> Option<Flow> {
+        let r = self.registration.as_ref()?;
+        let (local, transport) = self
+            .cfg
+            .placement
+            .iter()
+            .flatten()
+            .map(|p| (p.local, p.transport))
+            .chain(self.registration_from)
+            .find(|(local, _)| local.is_ipv4() == r.registrar().is_ipv4())?;
+        Some(Flow {
+            transport,
+            local,
+            remote: r.registrar(),
+        })
+    }
+
+    /// Sends the REGISTER that is due, if any.
+    fn poll_registration(&mut self, now: Duration, out: &mut Out) {
+        let Some(flow) = self.registration_flow() else {
+            return;
+        };
+        let branch = self.ids.branch();
+        let Some(r) = self.registration.as_mut() else {
+            return;
+        };
+        if let Some(o) = r.poll_transmit(now, flow.local, flow.transport.via_token(), branch) {
+            self.send_register(now, flow, o, out);
+        }
+    }
+
+    fn send_register(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        o: super::registration::Outgoing,
+        out: &mut Out,
+    ) {
+        let counters = &mut self.counters;
+        self.client.send(
+            now,
+            self.cfg.side,
+            flow,
+            o.branch,
+            Method::Register,
+            CallRef(0),
+            o.request,
+            out,
+            counters,
+        );
+    }
+
+    /// The registration's state, for `stats` (as of the latest message or timer).
+    pub fn registration_status(&self) -> Option<super::registration::RegistrationStatus> {
+        self.registration.as_ref().map(|r| r.status(self.last_now))
     }
 
     /// Identifiers from this generator from now on (the live driver's cryptographic one).
@@ -557,6 +648,7 @@ impl SipLeg {
     }
 
     pub fn handle_message(&mut self, now: Duration, flow: Flow, msg: Message, out: &mut Out) {
+        self.last_now = self.last_now.max(now);
         match msg.start() {
             StartLine::Response(_) => self.handle_response(now, flow, msg, out),
             StartLine::Request(_) => self.handle_request(now, flow, msg, out),
@@ -593,6 +685,18 @@ impl SipLeg {
             }
         }
         if let Err(rej) = self.cfg.policy.check_request(&msg) {
+            // Credentials of another scheme: with `[auth]`, the 401 carries real challenges.
+            let rej = match rej {
+                Rejection::Unauthorized(why)
+                    if self.cfg.side == Side::Outside && out.calls.auth.is_active() =>
+                {
+                    Rejection::Challenge {
+                        why,
+                        challenges: out.calls.auth.challenges(now, flow.remote.ip(), false),
+                    }
+                }
+                r => r,
+            };
             self.reject(now, flow, &msg, key, &rej, summary, None, out);
             return;
         }
@@ -786,6 +890,15 @@ impl SipLeg {
             sdes = parsed.sdes;
         }
         let family = Family::of(flow.remote.ip());
+        let digest = (self.cfg.side == Side::Outside).then(|| super::auth::DigestInput {
+            method: "INVITE".to_owned(),
+            uri: uri.raw.clone(),
+            authorizations: msg
+                .headers()
+                .all(&HeaderName::AUTHORIZATION)
+                .map(str::to_owned)
+                .collect(),
+        });
         let new = NewCall {
             direction: match self.cfg.side {
                 Side::Outside => Direction::FromOutside,
@@ -797,11 +910,12 @@ impl SipLeg {
             calling: calling.user.clone(),
             called: called.user.clone(),
             emergency,
+            digest,
         };
         let call = out
             .calls
             .admit(now, self.cfg.side, &new, out.tunnel_up)
-            .map_err(|r| admission_refusal(&out.calls, r))?;
+            .map_err(|r| admission_refusal(now, flow.remote.ip(), &out.calls, r))?;
         let media_ip = self
             .cfg
             .media_ip
@@ -909,6 +1023,7 @@ impl SipLeg {
             sent: Vec::new(),
             ack: None,
             provisional: 0,
+            auth_tries: 0,
             before_offer: None,
             offer,
             media_ip,
@@ -1289,6 +1404,20 @@ impl SipLeg {
             );
             return;
         };
+        if m.method == Method::Register {
+            if !m.repeat {
+                let fresh = (self.ids.branch(), self.ids.token());
+                let flow = self.registration_flow();
+                if let (Some(r), Some(flow)) = (self.registration.as_mut(), flow) {
+                    let via = flow.transport.via_token();
+                    if let Some(o) = r.on_response(now, branch, &msg, flow.local, via, fresh) {
+                        self.send_register(now, flow, o, out);
+                    }
+                }
+            }
+            self.report(out, summary, Verdict::Accepted, None);
+            return;
+        }
         let call = m.call;
         let initial = self
             .dialogs
@@ -1456,11 +1585,81 @@ impl SipLeg {
                 self.send_ack(now, call, msg, out);
                 out.send_other(side, meta::Message::Answer(meta::Answer { call, media }));
             }
+            401 | 407 if self.answer_challenge(now, call, status, msg, out) => {}
             _ => {
                 let cause = translators::cause::status_to_cause(status);
                 self.end_both(now, call, cause, out);
             }
         }
+    }
+
+    /// A 401 or 407 to an INVITE this leg placed: the INVITE again with credentials of the
+    /// trunk (`[gw2.registration]`), CSeq + 1 (RFC 3261 section 22.2). `false` when there is
+    /// nothing to answer with, or the credentials were already refused.
+    fn answer_challenge(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        status: u16,
+        msg: &Message,
+        out: &mut Out,
+    ) -> bool {
+        let side = self.cfg.side;
+        let cnonce = self.ids.token();
+        let branch = self.ids.branch();
+        let (Some(trunk), Some(d)) = (self.cfg.trunk.as_ref(), self.dialogs.get(&call)) else {
+            return false;
+        };
+        if d.auth_tries >= 2 || d.state != State::Early {
+            return false;
+        }
+        let (challenge, answer) = if status == 401 {
+            (HeaderName::WWW_AUTHENTICATE, "Authorization")
+        } else {
+            (HeaderName::PROXY_AUTHENTICATE, "Proxy-Authorization")
+        };
+        let values: Vec<&str> = msg.headers().all(&challenge).collect();
+        let uri = d.remote_target_initial();
+        let Some(credentials) = trunk.answer(&values, "INVITE", &uri, &cnonce) else {
+            return false;
+        };
+        let cseq = d.local_cseq.wrapping_add(1);
+        let mut b = in_dialog(d, &Method::Invite, cseq, &branch)
+            .header(
+                "Contact",
+                contact_uri(self.cfg.contact_user, d.flow, d.sips),
+            )
+            .header("Allow", policy::allow_header())
+            .header(answer, credentials);
+        if !d.offer.is_empty() {
+            b = b.body("application/sdp", d.sdp(&out.media, side));
+        }
+        let Ok(req) = b.try_build() else {
+            return false;
+        };
+        let flow = d.flow;
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return false;
+        };
+        d.auth_tries += 1;
+        d.local_cseq = cseq;
+        d.invite_branch = Some(branch.clone());
+        d.provisional = 0;
+        d.remote_tag = None;
+        d.sent.push((Method::Invite, branch.clone()));
+        let counters = &mut self.counters;
+        self.client.send(
+            now,
+            side,
+            flow,
+            branch,
+            Method::Invite,
+            call,
+            req,
+            out,
+            counters,
+        );
+        true
     }
 
     fn on_reinvite_response(
@@ -1832,6 +2031,7 @@ impl SipLeg {
             sent: vec![(Method::Invite, branch.clone())],
             ack: None,
             provisional: 0,
+            auth_tries: 0,
             before_offer: None,
             offer: s.media,
             media_ip: p.media_ip,
@@ -1920,6 +2120,7 @@ impl SipLeg {
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        self.last_now = self.last_now.max(now);
         for call in self.server.handle_timeout(now, out) {
             // A 2xx never acknowledged: the dialog is ended with a BYE (section 13.3.1.4).
             if self
@@ -1937,6 +2138,12 @@ impl SipLeg {
         let timed_out = self.client.handle_timeout(now, out, &mut counters);
         self.counters = counters;
         for (call, method) in timed_out {
+            if method == Method::Register {
+                if let Some(r) = self.registration.as_mut() {
+                    r.on_timeout(now, None);
+                }
+                continue;
+            }
             let early = self
                 .dialogs
                 .get(&call)
@@ -1962,6 +2169,7 @@ impl SipLeg {
             }
             self.end_both(now, call, cause, out);
         }
+        self.poll_registration(now, out);
     }
 
     pub fn poll_timeout(&self) -> Option<Duration> {
@@ -1969,6 +2177,7 @@ impl SipLeg {
             self.server.poll_timeout(),
             self.client.poll_timeout(),
             self.timers.next(),
+            self.registration.as_ref().and_then(|r| r.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -2010,8 +2219,18 @@ fn refusal(r: Refusal) -> Rejection {
 
 /// The rejection for a refusal of the admission chain: a denial answers with its rule's
 /// status and cause, and names the rule in the report (never to the caller).
-fn admission_refusal(calls: &super::calls::CallTable, r: Refusal) -> Rejection {
+fn admission_refusal(
+    now: Duration,
+    source: IpAddr,
+    calls: &super::calls::CallTable,
+    r: Refusal,
+) -> Rejection {
     match r {
+        Refusal::AuthRequired { stale } => Rejection::Challenge {
+            why: calls.auth.last_reason(),
+            challenges: calls.auth.challenges(now, source, stale),
+        },
+        Refusal::AuthFailed => Rejection::AuthFailed(calls.auth.last_reason()),
         Refusal::Denied(d) => Rejection::Denied {
             status: d.status,
             cause: d.cause.0,

@@ -59,6 +59,9 @@ pub struct HalfStatus {
     pub draining: bool,
     pub calls_up: usize,
     pub blocked: Vec<BlockedSource>,
+    /// GW2's registration to its provider (`[gw2.registration]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk_registration: Option<crate::engine::registration::RegistrationStatus>,
 }
 
 /// One half's engine's answer.
@@ -84,6 +87,7 @@ pub fn handle(engine: &mut Engine, now: Duration, request: Request) -> Reply {
             draining: engine.is_draining(),
             calls_up: engine.calls_up(now).len(),
             blocked: engine.blocked_list(now),
+            trunk_registration: engine.stats().registration,
         }),
         Request::Calls => Reply::Calls(engine.calls_up(now)),
         Request::Drain => {
@@ -192,10 +196,28 @@ impl Control {
             Some(old) => not_live_changes(old, &new),
             None => Vec::new(),
         };
-        let settings = live_settings(&new);
+        let mut settings = live_settings(&new);
+        if let Some(a) = &new.auth {
+            let loaded = super::run::nonce_key()
+                .map_err(|e| e.to_string())
+                .and_then(|k| a.digest_config(k));
+            match loaded {
+                Ok(d) => settings.auth = Some(d),
+                Err(e) => {
+                    let why = format!("[auth]: {e}; the configuration in force is kept");
+                    log(format_args!("reload: {why}"));
+                    return Err(why);
+                }
+            }
+        }
         let rules = new.policy.rules.len();
         for h in &self.halves {
-            let _ = h.request(Request::Reload(Box::new(settings.clone()))).await;
+            let mut s = settings.clone();
+            if h.half != "gw2" {
+                // Only GW2 challenges calls.
+                s.auth = None;
+            }
+            let _ = h.request(Request::Reload(Box::new(s))).await;
         }
         let merged = match running.take() {
             Some(old) => merge_live(old, &new),
@@ -424,6 +446,20 @@ impl Control {
                     };
                     out.push_str(&format!("  blocked {} ({how})\n", b.source));
                 }
+                if let Some(r) = &s.trunk_registration {
+                    let state = serde_json::to_value(r.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    let left = r
+                        .expires_in
+                        .map(|e| format!(", {e}s left"))
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "  trunk registration {} at {}: {state}{left} (last status {})\n",
+                        r.aor, r.registrar, r.last_status
+                    ));
+                }
             }
         }
         out.push_str(&format!("registrations: {REGISTRATIONS}\n"));
@@ -452,7 +488,7 @@ impl Control {
             if let Some(Reply::Calls(calls)) = h.request(Request::Calls).await {
                 for c in calls {
                     out.push_str(&format!(
-                        "{} call {} {} {} from {:?} to {:?}{} {:.0}s {}{}{}\n",
+                        "{} call {} {} {} from {:?} to {:?}{} {:.0}s {}{}{}{}\n",
                         h.half,
                         c.call,
                         match c.direction {
@@ -470,6 +506,9 @@ impl Control {
                         if c.answered { "answered" } else { "ringing" },
                         c.source.map(|s| format!(" source {s}")).unwrap_or_default(),
                         c.rule.map(|r| format!(" rule {r}")).unwrap_or_default(),
+                        c.auth_identity
+                            .map(|u| format!(" authenticated {u:?}"))
+                            .unwrap_or_default(),
                     ));
                 }
             }
@@ -520,12 +559,14 @@ fn live_settings(cfg: &Config) -> LiveSettings {
                 usize::try_from(g.limits.max_calls).unwrap_or(usize::MAX),
             )
         }),
+        auth: None,
     }
 }
 
 /// `old` with what a reload changes taken from `new`.
 fn merge_live(mut old: Config, new: &Config) -> Config {
     old.policy = new.policy.clone();
+    old.auth = new.auth.clone();
     if let (Some(o), Some(n)) = (old.gw2.as_mut(), new.gw2.as_ref()) {
         let (o, n) = (&mut o.limits, &n.limits);
         o.max_calls = n.max_calls;
@@ -619,6 +660,10 @@ pub fn not_live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     add(merged.control != new.control, "[control]");
     add(merged.hep != new.hep, "[hep]");
     add(merged.recording != new.recording, "[recording]");
+    add(
+        merged.confidentiality != new.confidentiality,
+        "[confidentiality]",
+    );
     v
 }
 

@@ -392,6 +392,30 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                         );
                     }
                 }
+                "registration" => {
+                    // GW2's trunk registration ([gw2.registration]).
+                    let registered = v["state"].as_str() == Some("registered");
+                    f.add(
+                        "sgw_registration_registered",
+                        Gauge,
+                        "1 while GW2's registration to its provider is bound, else 0.",
+                        &h,
+                        u64::from(registered),
+                    );
+                    for (field, n) in u64_fields(v) {
+                        let kind = match field {
+                            "expires_in" | "last_status" => Gauge,
+                            _ => Counter,
+                        };
+                        f.add(
+                            &format!("sgw_registration_{field}"),
+                            kind,
+                            &format!("`registration.{field}` of the stats line."),
+                            &h,
+                            n,
+                        );
+                    }
+                }
                 "access_rules" => {
                     if let Some(rules) = v.as_object() {
                         for (rule, c) in rules {

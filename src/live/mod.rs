@@ -2,6 +2,7 @@
 //! decides what happens to a message.
 pub mod answer;
 pub mod control;
+pub mod cover;
 pub mod hep;
 pub mod logging;
 pub mod metrics;

@@ -65,6 +65,8 @@ pub struct Gw2Plan {
     pub tcp_limits: TcpLimits,
     /// From TCP accept to the end of the TLS and tunnel handshake on the tunnel listener.
     pub handshake_timeout: Duration,
+    /// Cover traffic on what GW2 writes to the media tunnel.
+    pub cover: Option<crate::live::cover::CoverTraffic>,
 }
 
 /// GW1's part of a configuration, ready to bind.
@@ -77,6 +79,8 @@ pub struct Gw1Plan {
     pub tunnel: String,
     pub tunnel_server_name: String,
     pub identity: TlsIdentity,
+    /// Cover traffic on what GW1 writes to the media tunnel.
+    pub cover: Option<crate::live::cover::CoverTraffic>,
 }
 
 /// Where a started GW2 listens.
@@ -109,6 +113,16 @@ fn random_seed() -> u64 {
 /// an outsider forge in-dialog requests.
 fn live_id_key() -> anyhow::Result<IdKey> {
     IdKey::from_os().map_err(|e| anyhow!("no random key for identifiers from the OS: {e}"))
+}
+
+/// A fresh key for the digest nonces of this run (they do not survive a restart).
+pub(crate) fn nonce_key() -> anyhow::Result<[u8; 32]> {
+    use ring::rand::SecureRandom;
+    let mut k = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut k)
+        .map_err(|_| anyhow!("no random bytes for the digest nonce key"))?;
+    Ok(k)
 }
 
 fn advertised(bound: SocketAddr, advertise: IpAddr) -> SocketAddr {
@@ -203,6 +217,7 @@ async fn start_gw2_with(
         }
         driver.add_tcp_listener(l);
     }
+    driver.set_cover_traffic(plan.cover);
     driver.add_tunnel_server(server, keepalive);
     Ok((driver, bound))
 }
@@ -262,6 +277,7 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
             })?;
         driver.add_inside_tcp_listener(l);
     }
+    driver.set_cover_traffic(plan.cover);
     driver.add_tunnel_client(client, keepalive);
     Ok((driver, sip))
 }
@@ -515,6 +531,11 @@ async fn start_from_config(
     let mut engine = base_engine(&cfg);
     engine.id_key = Some(live_id_key()?);
     let mut drivers = Vec::new();
+    let cover = cfg
+        .confidentiality
+        .as_ref()
+        .filter(|c| c.cover_traffic_kbps > 0)
+        .map(|c| crate::live::cover::CoverTraffic::new(c.cover_traffic_kbps, c.cover_interval_ms));
     // With both halves in one process and no [pki], the tunnel uses ephemeral certificates.
     let ephemeral = match (&cfg.pki, role) {
         (None, Role::Both) => Some(crate::pki::ephemeral_pki()?),
@@ -529,8 +550,23 @@ async fn start_from_config(
             Some(p) => p.gw2_tls()?,
             None => load_identity(&cfg, "gw2")?,
         };
+        let mut gw2_engine = engine.clone();
+        // Only GW2 challenges (calls from outside reach GW1 admitted already).
+        if let Some(a) = &cfg.auth {
+            gw2_engine.auth = Some(
+                a.digest_config(nonce_key()?)
+                    .map_err(|e| anyhow!("[auth]: {e}"))?,
+            );
+        }
+        if let Some(r) = &g.registration {
+            gw2_engine.registration = r.engine_registration();
+            if gw2_engine.registration.is_none() {
+                // `register = false`: the credentials answer challenges only.
+                gw2_engine.trunk = Some(r.credentials());
+            }
+        }
         let plan = Gw2Plan {
-            engine: engine.clone(),
+            engine: gw2_engine,
             sip_udp: g.sip_udp.clone(),
             sip_tcp: g.sip_tcp.clone(),
             sip_tls: g.sip_tls.clone(),
@@ -568,6 +604,7 @@ async fn start_from_config(
                 handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
             },
             handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
+            cover,
         };
         let (mut d, bound) = start_gw2(plan).await?;
         if let Some(r) = &g.records {
@@ -600,6 +637,7 @@ async fn start_from_config(
             tunnel: g.tunnel.clone(),
             tunnel_server_name: g.tunnel_server_name.clone(),
             identity,
+            cover,
         };
         let (mut d, sip) = start_gw1(plan)?;
         if let Some(r) = &g.records {
@@ -672,6 +710,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         identity: pki.gw2_tls()?,
         tcp_limits: TcpLimits::default(),
         handshake_timeout: crate::live::tunnel::DEFAULT_HANDSHAKE_TIMEOUT,
+        cover: None,
     };
     let (gw2, bound) = start_gw2_with(gw2_plan, vec![udp], vec![tcp]).await?;
     let inside = InsideConfig {
@@ -694,6 +733,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tunnel: bound.tunnel.to_string(),
         tunnel_server_name: ip.to_string(),
         identity: pki.gw1_tls()?,
+        cover: None,
     };
     let (gw1, gw1_sip) = start_gw1(gw1_plan)?;
     let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);

@@ -420,6 +420,9 @@ pub struct Driver {
     rejects: RejectLog,
     /// The tamper-evident call record writer (`[gw2.records]`/`[gw1.records]`).
     records: Option<crate::cdr::RecordWriter>,
+    /// `[confidentiality] cover_traffic_kbps`: the shape of what this half writes on the
+    /// media tunnel.
+    cover: Option<crate::live::cover::CoverTraffic>,
     /// GW2 with `outside_transport = "tls"`: how it opens TLS toward its outside next hop.
     outside_tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
     /// Copies for the HEP export and the per-call capture (inactive unless configured).
@@ -470,6 +473,7 @@ impl Driver {
             rejects: RejectLog::default(),
             records: None,
             outside_tls: None,
+            cover: None,
             tap: crate::live::tap::Tap::new(),
         }
     }
@@ -582,6 +586,11 @@ impl Driver {
         self.add_listener(listener, Side::Inside, StreamProtocol::Sip);
     }
 
+    /// Writes the media tunnel at the constant rate of `cover` (set before the tunnel is added).
+    pub fn set_cover_traffic(&mut self, cover: Option<crate::live::cover::CoverTraffic>) {
+        self.cover = cover;
+    }
+
     /// Opens TLS connections (with `config`, asking for `name`) when the engine sends over TLS
     /// toward the outside and no connection carries it.
     pub fn set_outside_tls(
@@ -629,14 +638,24 @@ impl Driver {
     /// connection of the same instance making a tunnel.
     pub fn add_tunnel_server(&mut self, server: TunnelServer, keepalive: Duration) {
         let half = self.half;
-        let task = tokio::spawn(tunnel_server(server, self.tx.clone(), keepalive, half));
+        let task = tokio::spawn(tunnel_server(
+            server,
+            self.tx.clone(),
+            (keepalive, self.cover),
+            half,
+        ));
         self.tasks.push(task);
     }
 
     /// GW1: keeps the tunnel to GW2 up, reconnecting with the client's backoff.
     pub fn add_tunnel_client(&mut self, client: TunnelClient, keepalive: Duration) {
         let half = self.half;
-        let task = tokio::spawn(tunnel_client(client, self.tx.clone(), keepalive, half));
+        let task = tokio::spawn(tunnel_client(
+            client,
+            self.tx.clone(),
+            (keepalive, self.cover),
+            half,
+        ));
         self.tasks.push(task);
     }
 
@@ -1520,10 +1539,13 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 /// GW2's side of the tunnel: pairs one signalling and one media connection of the same GW1
 /// instance into a session. A half pair not completed within the handshake timeout is dropped,
 /// so a GW1 that died between its two connections does not block its successor.
+/// The keepalive interval of a tunnel, and its cover traffic.
+type TunnelShape = (Duration, Option<crate::live::cover::CoverTraffic>);
+
 async fn tunnel_server(
     mut server: TunnelServer,
     tx: mpsc::Sender<Input>,
-    keepalive: Duration,
+    shape: TunnelShape,
     half: &'static str,
 ) {
     let mut pending: Option<(TunnelConnection, Instant)> = None;
@@ -1570,7 +1592,7 @@ async fn tunnel_server(
                         media: c,
                     }
                 };
-                tokio::spawn(session(pair, tx.clone(), keepalive));
+                tokio::spawn(session(pair, tx.clone(), shape));
             }
             Ok(ServerEvent::Rejected { remote, error }) => {
                 warn(
@@ -1587,12 +1609,12 @@ async fn tunnel_server(
 async fn tunnel_client(
     mut client: TunnelClient,
     tx: mpsc::Sender<Input>,
-    keepalive: Duration,
+    shape: TunnelShape,
     half: &'static str,
 ) {
     loop {
         match client.connect_pair().await {
-            Ok(pair) => session(pair, tx.clone(), keepalive).await,
+            Ok(pair) => session(pair, tx.clone(), shape).await,
             Err(e) => {
                 warn(half, format_args!("tunnel to GW2 failed: {e}"));
                 // connect_pair only gives up on errors retrying cannot fix; an operator may
@@ -1608,7 +1630,7 @@ async fn tunnel_client(
 
 /// One tunnel: reads and writes both connections until either fails, is silent for
 /// [`DEAD_AFTER_INTERVALS`] keepalive intervals, or the driver drops its queues.
-async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, keepalive: Duration) {
+async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, (keepalive, cover): TunnelShape) {
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let dead_after = keepalive.saturating_mul(DEAD_AFTER_INTERVALS);
     let remote = pair.signalling.remote;
@@ -1629,7 +1651,12 @@ async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, keepalive: Duration)
         r = read_meta(sig_r, generation, &tx) => r,
         r = read_media(med_r, generation, &tx) => r,
         r = write_meta(sig_w, meta_rx) => r,
-        r = write_media(med_w, media_rx, keepalive) => r,
+        r = async {
+            match cover {
+                Some(c) => write_media_shaped(med_w, media_rx, c).await,
+                None => write_media(med_w, media_rx, keepalive).await,
+            }
+        } => r,
     };
     let _ = tx.send(Input::TunnelDown { generation, reason }).await;
 }
@@ -1722,6 +1749,45 @@ async fn write_meta<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Byte
     }
     let _ = w.shutdown().await;
     "closed by this gateway".to_owned()
+}
+
+/// [`write_media`] at the constant rate of `cover` (see [`crate::live::cover`]): one write of
+/// the same size every interval, media first, padding after.
+async fn write_media_shaped<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::Receiver<(StreamId, bool, Bytes)>,
+    cover: crate::live::cover::CoverTraffic,
+) -> String {
+    let mut pending = std::collections::VecDeque::new();
+    let mut buf = Vec::with_capacity(cover.tick_bytes);
+    let mut tick = tokio::time::interval(cover.interval);
+    // Late ticks are caught up (Burst): the average rate stays the budget whatever the load,
+    // so a busier gateway (more calls) does not write less.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                while let Ok(p) = rx.try_recv() {
+                    if pending.len() < MEDIA_QUEUE {
+                        pending.push_back(p);
+                    }
+                }
+                crate::live::cover::fill_tick(&mut pending, cover.tick_bytes, &mut buf);
+                if let Err(e) = write_flush(&mut w, &buf).await {
+                    return format!("media connection: {e}");
+                }
+            }
+            p = rx.recv() => match p {
+                // More than the queue holds is dropped, as UDP would.
+                Some(p) if pending.len() < MEDIA_QUEUE => pending.push_back(p),
+                Some(_) => {}
+                None => {
+                    let _ = w.shutdown().await;
+                    return "closed by this gateway".to_owned();
+                }
+            },
+        }
+    }
 }
 
 async fn write_media<W: AsyncWrite + Unpin>(

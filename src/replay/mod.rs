@@ -29,6 +29,9 @@ pub struct ReplayOptions {
     pub all_media: bool,
     /// The `[policy]` of `--config`: access rules and emergency numbers.
     pub policy: Option<crate::config::PolicyConfig>,
+    /// The `[auth]` of `--config`, with a fixed nonce key: calls without valid credentials are
+    /// challenged as the live GW2 would (nonces of the captured gateway are not ours).
+    pub auth: Option<crate::engine::auth::DigestConfig>,
 }
 
 /// The result of a replay: the report, and the error that stopped reading early, if any.
@@ -119,6 +122,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
             config.emergency_numbers.clone_from(&p.emergency_numbers);
         }
     }
+    config.auth.clone_from(&opts.auth);
     let mut engine = Engine::new(config);
     let mut report = ReplayReport::default();
     let mut first_time: Option<Duration> = None;
@@ -272,17 +276,23 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
             ProtocolArg::H323 => InsideProtocol::H323,
         }),
         all_media: args.all_media,
-        policy: match &args.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-                let cfg = crate::config::Config::from_toml_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-                Some(cfg.policy)
-            }
-            None => None,
-        },
+        policy: None,
+        auth: None,
     };
+    let mut opts = opts;
+    if let Some(p) = &args.config {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        let cfg = crate::config::Config::from_toml_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        opts.policy = Some(cfg.policy);
+        if let Some(a) = &cfg.auth {
+            opts.auth = Some(
+                a.digest_config([0x5a; 32])
+                    .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?,
+            );
+        }
+    }
     let mut writer = match &args.out {
         Some(p) => Some(
             CaptureWriter::create(p, OutLink::Ethernet)

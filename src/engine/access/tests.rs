@@ -50,6 +50,7 @@ fn call(c: &Case) -> NewCall {
         calling: c.calling.to_owned(),
         called: c.called.to_owned(),
         emergency: c.emergency,
+        digest: None,
     }
 }
 
