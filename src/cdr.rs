@@ -612,7 +612,12 @@ impl Chain {
 
     pub fn append_at(&mut self, rec: &CallRecord, now: Duration) -> std::io::Result<()> {
         self.maybe_rotate(now)?;
-        let json = serde_json::to_string(rec).map_err(std::io::Error::other)?;
+        let mut json = serde_json::to_string(rec).map_err(std::io::Error::other)?;
+        // Every record names its rule, null without access rules.
+        if rec.rule.is_none() && json.ends_with('}') {
+            json.pop();
+            json.push_str(",\"rule\":null}");
+        }
         let rest = json.strip_prefix('{').unwrap_or("}");
         self.write_line("call", rest)?;
         self.unsigned += 1;

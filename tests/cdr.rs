@@ -430,6 +430,7 @@ fn sipp_100_calls_give_100_records_per_half() {
             assert_eq!(c["cause"], 16, "{c}");
             assert_eq!(c["ended_by"], "outside", "sipp hangs up: {c}");
             assert!(c["auth_identity"].is_null());
+            assert!(c.get("rule").is_some_and(Value::is_null), "{c}");
             assert!(c["media"].is_object());
             let (mine, tunnel) = if half == "gw2" {
                 ("outside", "inside")

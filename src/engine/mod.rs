@@ -234,7 +234,9 @@ pub struct CallRecord {
     pub outside: LegRecord,
     pub inside: LegRecord,
     pub media: MediaCounters,
-    /// The access rule that allowed the call (null when no rules are configured).
+    /// The access rule that allowed the call (left out when no rules are configured; the
+    /// record files of [`crate::cdr`] write it as null).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// The user the call authenticated as (digest, `[auth]`); null for a call that did not.
     pub auth_identity: Option<String>,
