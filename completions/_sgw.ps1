@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'SIP digest credentials of `[auth]`')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
+            [CompletionResult]::new('cdr', 'cdr', [CompletionResultType]::ParameterValue, 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them')
             [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -79,7 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -93,7 +94,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;pki;help' {
-            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -228,6 +229,35 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
         'sgw;ctl;help;help' {
             break
         }
+        'sgw;cdr' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check one half''s call record files: the hash chain and the signed checkpoints')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;cdr;verify' {
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The half''s public record key (`gw2-records.pub` or `gw1-records.pub` from `sgw pki init`): checkpoint signatures are checked with it. Without it only the chain is')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'sgw;cdr;help' {
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check one half''s call record files: the hash chain and the signed checkpoints')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'sgw;cdr;help;verify' {
+            break
+        }
+        'sgw;cdr;help;help' {
+            break
+        }
         'sgw;lab' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -294,6 +324,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'SIP digest credentials of `[auth]`')
             [CompletionResult]::new('check-config', 'check-config', [CompletionResultType]::ParameterValue, 'Check a configuration file: prints "ok" or each error with its key and line')
             [CompletionResult]::new('ctl', 'ctl', [CompletionResultType]::ParameterValue, 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket')
+            [CompletionResult]::new('cdr', 'cdr', [CompletionResultType]::ParameterValue, 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them')
             [CompletionResult]::new('lab', 'lab', [CompletionResultType]::ParameterValue, 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -308,7 +339,7 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;help;pki' {
-            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)')
             break
         }
         'sgw;help;pki;init' {
@@ -349,6 +380,13 @@ Register-ArgumentCompleter -Native -CommandName 'sgw' -ScriptBlock {
             break
         }
         'sgw;help;ctl;reload' {
+            break
+        }
+        'sgw;help;cdr' {
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check one half''s call record files: the hash chain and the signed checkpoints')
+            break
+        }
+        'sgw;help;cdr;verify' {
             break
         }
         'sgw;help;lab' {

@@ -19,6 +19,9 @@ _sgw() {
             sgw,auth)
                 cmd="sgw__subcmd__auth"
                 ;;
+            sgw,cdr)
+                cmd="sgw__subcmd__cdr"
+                ;;
             sgw,check)
                 cmd="sgw__subcmd__check"
                 ;;
@@ -54,6 +57,18 @@ _sgw() {
                 ;;
             sgw__subcmd__auth__subcmd__help,help)
                 cmd="sgw__subcmd__auth__subcmd__help__subcmd__help"
+                ;;
+            sgw__subcmd__cdr,help)
+                cmd="sgw__subcmd__cdr__subcmd__help"
+                ;;
+            sgw__subcmd__cdr,verify)
+                cmd="sgw__subcmd__cdr__subcmd__verify"
+                ;;
+            sgw__subcmd__cdr__subcmd__help,help)
+                cmd="sgw__subcmd__cdr__subcmd__help__subcmd__help"
+                ;;
+            sgw__subcmd__cdr__subcmd__help,verify)
+                cmd="sgw__subcmd__cdr__subcmd__help__subcmd__verify"
                 ;;
             sgw__subcmd__ctl,block)
                 cmd="sgw__subcmd__ctl__subcmd__block"
@@ -100,6 +115,9 @@ _sgw() {
             sgw__subcmd__help,auth)
                 cmd="sgw__subcmd__help__subcmd__auth"
                 ;;
+            sgw__subcmd__help,cdr)
+                cmd="sgw__subcmd__help__subcmd__cdr"
+                ;;
             sgw__subcmd__help,check)
                 cmd="sgw__subcmd__help__subcmd__check"
                 ;;
@@ -126,6 +144,9 @@ _sgw() {
                 ;;
             sgw__subcmd__help__subcmd__auth,ha1)
                 cmd="sgw__subcmd__help__subcmd__auth__subcmd__ha1"
+                ;;
+            sgw__subcmd__help__subcmd__cdr,verify)
+                cmd="sgw__subcmd__help__subcmd__cdr__subcmd__verify"
                 ;;
             sgw__subcmd__help__subcmd__ctl,block)
                 cmd="sgw__subcmd__help__subcmd__ctl__subcmd__block"
@@ -200,7 +221,7 @@ _sgw() {
 
     case "${cmd}" in
         sgw)
-            opts="-h -V --help --version run replay check pki auth check-config ctl lab help"
+            opts="-h -V --help --version run replay check pki auth check-config ctl cdr lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -276,6 +297,80 @@ _sgw() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr)
+            opts="-h -V --help --version verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__help)
+            opts="verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__cdr__subcmd__verify)
+            opts="-h -V --key --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -530,7 +625,7 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__help)
-            opts="run replay check pki auth check-config ctl lab help"
+            opts="run replay check pki auth check-config ctl cdr lab help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -558,6 +653,34 @@ _sgw() {
             return 0
             ;;
         sgw__subcmd__help__subcmd__auth__subcmd__ha1)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__cdr)
+            opts="verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        sgw__subcmd__help__subcmd__cdr__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand auth 'SIP digest credentials of `[auth]`'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
+            cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
             cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -72,7 +73,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;pki;init'= {
@@ -84,7 +85,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand --version 'Print version'
         }
         &'sgw;pki;help'= {
-            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'sgw;pki;help;init'= {
@@ -195,6 +196,30 @@ set edit:completion:arg-completer[sgw] = {|@words|
         }
         &'sgw;ctl;help;help'= {
         }
+        &'sgw;cdr'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand verify 'Check one half''s call record files: the hash chain and the signed checkpoints'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;cdr;verify'= {
+            cand --key 'The half''s public record key (`gw2-records.pub` or `gw1-records.pub` from `sgw pki init`): checkpoint signatures are checked with it. Without it only the chain is'
+            cand --json 'Print one JSON document'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'sgw;cdr;help'= {
+            cand verify 'Check one half''s call record files: the hash chain and the signed checkpoints'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'sgw;cdr;help;verify'= {
+        }
+        &'sgw;cdr;help;help'= {
+        }
         &'sgw;lab'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -252,6 +277,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
             cand auth 'SIP digest credentials of `[auth]`'
             cand check-config 'Check a configuration file: prints "ok" or each error with its key and line'
             cand ctl 'Ask a running gateway (its control socket, `[control] socket`): status, calls, drain, block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket'
+            cand cdr 'Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them'
             cand lab 'The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and PREFIX-intra joined by PREFIX-router''s nftables policy (the intranet may open only the tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as the intranet''s PBX and registrar, a baresip phone (1001) registered there from PREFIX-phone (a second host on the intranet''s LAN), and a sipp callee on the Internet. `up` prints how to place a call each way; `down` removes everything it made'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -262,7 +288,7 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help;check'= {
         }
         &'sgw;help;pki'= {
-            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600)'
+            cand init 'Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem, ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half''s Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8, mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex)'
         }
         &'sgw;help;pki;init'= {
         }
@@ -292,6 +318,11 @@ set edit:completion:arg-completer[sgw] = {|@words|
         &'sgw;help;ctl;unblock'= {
         }
         &'sgw;help;ctl;reload'= {
+        }
+        &'sgw;help;cdr'= {
+            cand verify 'Check one half''s call record files: the hash chain and the signed checkpoints'
+        }
+        &'sgw;help;cdr;verify'= {
         }
         &'sgw;help;lab'= {
             cand up 'Build the lab and start its processes (in the background, logging into the state directory); print the addresses and the sipp command lines that call each way. Needs root, ip and nft; the full lab also kamailio, baresip and sipp. On failure it removes what it made'

@@ -49,6 +49,8 @@ pub enum Command {
     /// Ask a running gateway (its control socket, `[control] socket`): status, calls, drain,
     /// block, unblock, reload. Exit status 0 ok, 1 refused, 2 no gateway on the socket.
     Ctl(CtlArgs),
+    /// Tamper-evident call records (`[gw2.records]`, `[gw1.records]`): verify them.
+    Cdr(CdrArgs),
     /// The three-zone interop lab (root): network namespaces PREFIX-inet, PREFIX-dmz and
     /// PREFIX-intra joined by PREFIX-router's nftables policy (the intranet may open only the
     /// tunnel to GW2; nothing may open anything into it); GW2 in dmz, GW1 in intra, kamailio as
@@ -56,6 +58,40 @@ pub enum Command {
     /// PREFIX-phone (a second host on the intranet's LAN), and a sipp callee on the Internet.
     /// `up` prints how to place a call each way; `down` removes everything it made.
     Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CdrArgs {
+    #[command(subcommand)]
+    pub command: CdrCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdrCommand {
+    /// Check one half's call record files: the hash chain and the signed checkpoints.
+    ///
+    /// Give all the half's files (rotated ones too) in any order: they are put in chain order.
+    /// Reports the first record altered, deleted, inserted or reordered, with its file and
+    /// line, a checkpoint whose signature does not verify with --key, and a file missing from
+    /// the middle of the chain; a last line cut short (kill -9 mid-write) is reported as an
+    /// "incomplete last record", not as tampering. Records after the newest checkpoint are
+    /// chained but not yet signed: it says how many. Exit status 0 intact, 1 tampered, 2
+    /// unreadable (a missing file, or not a call record file).
+    Verify(CdrVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CdrVerifyArgs {
+    /// The record files of one half.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The half's public record key (`gw2-records.pub` or `gw1-records.pub` from `sgw pki
+    /// init`): checkpoint signatures are checked with it. Without it only the chain is.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,13 +257,15 @@ pub struct PkiArgs {
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
     /// Create a CA (ECDSA P-256) and the certificates and keys of GW2 and GW1 in DIR: ca.pem,
-    /// ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600).
+    /// ca.key, gw2.pem, gw2.key, gw1.pem, gw1.key (keys with mode 0600); and each half's
+    /// Ed25519 key for signing its call records: gw2-records.key, gw1-records.key (PKCS#8,
+    /// mode 0600) with their public keys gw2-records.pub, gw1-records.pub (hex).
     Init(PkiInitArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PkiInitArgs {
-    /// Directory to write the six PEM files into (created if missing).
+    /// Directory to write the files into (created if missing).
     pub dir: PathBuf,
     /// A DNS name or IP address GW1 uses to reach GW2; repeat for several
     /// [default: localhost, 127.0.0.1, ::1].

@@ -221,6 +221,9 @@ pub struct Gw2Config {
     pub outside_tls_key: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[gw2.records]`: GW2's tamper-evident call records; absent: none are written.
+    #[serde(default)]
+    pub records: Option<crate::cdr::RecordsConfig>,
     /// GW2's account at its provider: REGISTER, and the answer to the challenges of calls it
     /// places outside.
     #[serde(default)]
@@ -246,6 +249,9 @@ pub struct Gw1Config {
     pub transport: Transport,
     /// Inside media: the address put in SDP and the port range.
     pub media: MediaConfig,
+    /// `[gw1.records]`: GW1's tamper-evident call records; absent: none are written.
+    #[serde(default)]
+    pub records: Option<crate::cdr::RecordsConfig>,
 }
 
 /// An RTP/RTCP port range and the address advertised for it.
@@ -741,6 +747,12 @@ impl Config {
             }
         }
         check_policy(&self.policy, &mut p);
+        for (key, message) in crate::cdr::check_halves(
+            self.gw2.as_ref().and_then(|g| g.records.as_ref()),
+            self.gw1.as_ref().and_then(|g| g.records.as_ref()),
+        ) {
+            p.add(&key, message);
+        }
         if let Some(a) = &self.auth {
             check_auth(a, self.gw2.is_some(), &mut p);
         } else if self.policy.access_policy().uses_auth() {

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Auth(args) => run_auth(&args),
         Command::CheckConfig(args) => run_check_config(&args),
         Command::Ctl(args) => sgw::live::control::client(&args.socket, &args.command.request()),
+        Command::Cdr(args) => run_cdr(&args),
         Command::Lab(args) => sgw::lab::run(&args),
     };
     match result {
@@ -90,6 +91,24 @@ fn run_pki(args: &sgw::cli::PkiArgs) -> anyhow::Result<u8> {
                 println!("wrote {}", path.display());
             }
             Ok(0)
+        }
+    }
+}
+
+fn run_cdr(args: &sgw::cli::CdrArgs) -> anyhow::Result<u8> {
+    match &args.command {
+        sgw::cli::CdrCommand::Verify(a) => {
+            let key = match &a.key {
+                Some(p) => Some(sgw::cdr::load_public_key(p).map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            let v = sgw::cdr::verify(&a.files, key.as_deref());
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", sgw::cdr::render(&v));
+            }
+            Ok(v.status.exit_code())
         }
     }
 }

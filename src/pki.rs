@@ -318,6 +318,7 @@ pub fn init(dir: &Path, opts: &PkiOptions, force: bool) -> Result<Vec<PathBuf>, 
             GW1_KEY_FILE,
         ]
         .iter()
+        .chain(crate::cdr::key_files().iter())
         .map(|n| dir.join(n))
         .filter(|p| p.symlink_metadata().is_ok())
         .collect();
@@ -325,7 +326,17 @@ pub fn init(dir: &Path, opts: &PkiOptions, force: bool) -> Result<Vec<PathBuf>, 
             return Err(PkiError::Exists(existing));
         }
     }
-    generate(opts)?.write_dir(dir, force)
+    let mut written = generate(opts)?.write_dir(dir, force)?;
+    // Each half's Ed25519 key for signing its call records (crate::cdr).
+    let write =
+        |path: &Path, contents: &[u8], secret: bool| write_file(path, contents, secret, force);
+    written.extend(
+        crate::cdr::write_keys(dir, &write).map_err(|e| PkiError::Io {
+            path: dir.to_owned(),
+            source: std::io::Error::other(e),
+        })?,
+    );
+    Ok(written)
 }
 
 /// What one gateway needs for the tunnel's mutual TLS: the CA it trusts, its certificate chain
@@ -457,30 +468,43 @@ mod tests {
     }
 
     #[test]
-    fn init_writes_six_files_keys_private_and_refuses_overwrite() {
+    fn init_writes_ten_files_keys_private_and_refuses_overwrite() {
         let dir = tmpdir("init");
         let opts = PkiOptions {
             gw2_names: vec!["gw2.example.net".into(), "192.0.2.7".into()],
         };
         let written = init(&dir, &opts, false).unwrap();
-        assert_eq!(written.len(), 6);
+        // Six PEM files for the tunnel, and each half's record key pair (crate::cdr).
+        assert_eq!(written.len(), 10);
+        for half in [crate::cdr::GW2_KEY_FILE, crate::cdr::GW1_KEY_FILE] {
+            crate::cdr::load_key(&dir.join(half)).unwrap();
+        }
+        for public in [crate::cdr::GW2_PUB_FILE, crate::cdr::GW1_PUB_FILE] {
+            crate::cdr::load_public_key(&dir.join(public)).unwrap();
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for f in [CA_KEY_FILE, GW2_KEY_FILE, GW1_KEY_FILE] {
+            for f in [
+                CA_KEY_FILE,
+                GW2_KEY_FILE,
+                GW1_KEY_FILE,
+                crate::cdr::GW2_KEY_FILE,
+                crate::cdr::GW1_KEY_FILE,
+            ] {
                 let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{f}");
             }
         }
         let before = std::fs::read(dir.join(CA_CERT_FILE)).unwrap();
         match init(&dir, &opts, false) {
-            Err(PkiError::Exists(paths)) => assert_eq!(paths.len(), 6),
+            Err(PkiError::Exists(paths)) => assert_eq!(paths.len(), 10),
             other => panic!("expected Exists, got {other:?}"),
         }
         assert_eq!(std::fs::read(dir.join(CA_CERT_FILE)).unwrap(), before);
         // One leftover file is enough to refuse.
         std::fs::remove_file(dir.join(CA_CERT_FILE)).unwrap();
-        assert!(matches!(init(&dir, &opts, false), Err(PkiError::Exists(p)) if p.len() == 5));
+        assert!(matches!(init(&dir, &opts, false), Err(PkiError::Exists(p)) if p.len() == 9));
         init(&dir, &opts, true).unwrap();
         assert_ne!(std::fs::read(dir.join(CA_CERT_FILE)).unwrap(), before);
         let id = TlsIdentity::load(

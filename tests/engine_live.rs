@@ -363,7 +363,7 @@ fn a_port_another_program_holds_is_skipped_and_none_free_refuses_the_call() {
     while let Some(e) = gw2.poll_event() {
         match e {
             Event::Report(r) if r.verdict == Verdict::Rejected => rejected = Some(r),
-            Event::CallEnded(rec) => record = Some(rec),
+            Event::CallEnded(rec) => record = Some(*rec),
             _ => {}
         }
     }

@@ -9,7 +9,7 @@
 use super::access::{AccessPolicy, Denial};
 use super::limits::{Limited, Limits, LimitsConfig};
 use super::media::MediaCounters;
-use super::{CallRecord, Family, Side};
+use super::{CallRecord, EndedBy, Family, LegRecord, Side};
 use codecs::meta::{CallRef, Cause};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -216,6 +216,10 @@ struct Entry {
     auth_identity: Option<std::sync::Arc<str>>,
     answered_at: Option<Duration>,
     ended_at: Option<Duration>,
+    /// The legs of this engine that carry the call, outside and inside (`None`: the tunnel to
+    /// the other half carries that side).
+    outside: Option<LegRecord>,
+    inside: Option<LegRecord>,
 }
 
 /// Every call of this engine. See the module docs.
@@ -249,6 +253,10 @@ pub struct CallTable {
     /// Setup times (first message in to answer) of calls answered since the driver last took
     /// them; `None` unless asked for ([`CallTable::record_setup_times`]).
     setup_times: Option<Vec<Duration>>,
+    /// Wall-clock time (since the Unix epoch) of engine time zero: call records carry UTC
+    /// timestamps. Zero where the engine's clock is already wall-clock time (replay: the
+    /// capture's timestamps).
+    pub wall_epoch: Duration,
 }
 
 /// One call up, as `sgw ctl calls` lists it.
@@ -298,6 +306,7 @@ impl CallTable {
             auth: super::auth::DigestServer::default(),
             draining: false,
             setup_times: None,
+            wall_epoch: Duration::ZERO,
         }
     }
 
@@ -351,7 +360,7 @@ impl CallTable {
             }
         };
         let rule = self.access.decided().cloned();
-        self.insert(now, call_ref, call, rule);
+        self.insert(now, call_ref, call, rule, side);
         if let Some(e) = self.calls.get_mut(&call_ref) {
             e.auth_identity = identity;
         }
@@ -435,7 +444,17 @@ impl CallTable {
         call_ref: CallRef,
         call: &NewCall,
     ) -> Result<(), Refusal> {
-        if self.calls.contains_key(&call_ref) {
+        // The leg joining the call places it on the side the call goes to.
+        let side = match call.direction {
+            Direction::FromOutside => Side::Inside,
+            Direction::FromInside => Side::Outside,
+        };
+        if let Some(e) = self.calls.get_mut(&call_ref) {
+            let leg = Some(LegRecord::of(call));
+            match side {
+                Side::Outside => e.outside = leg,
+                Side::Inside => e.inside = leg,
+            }
             return Ok(());
         }
         if call.emergency {
@@ -453,7 +472,7 @@ impl CallTable {
             self.counters.refused_call_limit += 1;
             return Err(Refusal::CallLimit);
         }
-        self.insert(now, call_ref, call, None);
+        self.insert(now, call_ref, call, None, side);
         Ok(())
     }
 
@@ -463,7 +482,13 @@ impl CallTable {
         call_ref: CallRef,
         call: &NewCall,
         rule: Option<std::sync::Arc<str>>,
+        side: Side,
     ) {
+        let leg = Some(LegRecord::of(call));
+        let (outside, inside) = match side {
+            Side::Outside => (leg, None),
+            Side::Inside => (None, leg),
+        };
         self.live += 1;
         self.seq += 1;
         self.counters.admitted += 1;
@@ -487,8 +512,24 @@ impl CallTable {
                 auth_identity: None,
                 answered_at: None,
                 ended_at: None,
+                outside,
+                inside,
             },
         );
+    }
+
+    /// The address of the peer a leg placed the call with on `side` (its next hop), for the
+    /// call's record.
+    pub fn set_peer(&mut self, call: CallRef, side: Side, ip: std::net::IpAddr) {
+        if let Some(e) = self.calls.get_mut(&call) {
+            let leg = match side {
+                Side::Outside => e.outside.as_mut(),
+                Side::Inside => e.inside.as_mut(),
+            };
+            if let Some(l) = leg {
+                l.address = Some(ip);
+            }
+        }
     }
 
     /// Counts a refusal decided outside the chain (e.g. no media port), for `stats`.
@@ -616,6 +657,18 @@ impl CallTable {
         cause: Cause,
         media: MediaCounters,
     ) -> Option<CallRecord> {
+        self.end_by(now, call, cause, media, EndedBy::Gateway)
+    }
+
+    /// [`CallTable::end`], saying who ended the call (for its record).
+    pub fn end_by(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        cause: Cause,
+        media: MediaCounters,
+        ended_by: EndedBy,
+    ) -> Option<CallRecord> {
         let e = self.calls.get_mut(&call)?;
         if e.ended_at.is_some() {
             return None;
@@ -638,15 +691,23 @@ impl CallTable {
         {
             self.limits.unknown_number(now, ip);
         }
+        let wall = |t: Duration| crate::cdr::rfc3339(self.wall_epoch.saturating_add(t));
         Some(CallRecord {
             call: call.0,
+            direction: e.direction,
             calling: e.calling.clone(),
             called: e.called.clone(),
             emergency: e.emergency,
             setup_at: e.setup_at.as_secs_f64(),
             answered_at: e.answered_at.map(|t| t.as_secs_f64()),
             ended_at: now.as_secs_f64(),
+            start: wall(e.setup_at),
+            answer: e.answered_at.map(wall),
+            end: wall(now),
             cause: cause.0,
+            ended_by,
+            outside: e.outside.clone().unwrap_or_else(LegRecord::tunnel),
+            inside: e.inside.clone().unwrap_or_else(LegRecord::tunnel),
             media,
             rule: e.rule.as_deref().map(str::to_owned),
             auth_identity: e.auth_identity.as_deref().map(str::to_owned),

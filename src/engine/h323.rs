@@ -661,7 +661,7 @@ impl H323 {
             media: info.media.media.clone(),
         });
         if failed.is_none() && meta::encode_frame(0, &setup, &mut Vec::new()).is_err() {
-            out.end_call(now, call, Cause::INTERWORKING);
+            out.end_call_by_gateway(now, call, Cause::INTERWORKING);
             refuse(
                 self,
                 out,
@@ -672,7 +672,7 @@ impl H323 {
         }
         if let Some(r) = failed {
             out.calls.count_refusal(r);
-            out.end_call(now, call, r.cause());
+            out.end_call_by_gateway(now, call, r.cause());
             refuse(self, out, r.cause(), r.reason());
             return;
         }
@@ -1010,7 +1010,7 @@ impl H323 {
                         Side::Inside,
                         meta::Message::Release(meta::Release { call, cause }),
                     );
-                    out.end_call(now, call, cause);
+                    out.end_call_by_gateway(now, call, cause);
                 };
                 let new =
                     NewCall::from_setup(&s, Direction::FromOutside, CallProtocol::H323, family);
@@ -1032,6 +1032,7 @@ impl H323 {
                 };
                 out.media
                     .set_signalling(Side::Inside, call, inside.next_hop.ip());
+                out.calls.set_peer(call, Side::Inside, inside.next_hop.ip());
                 let mut rtp = None;
                 for m in &s.media {
                     let Some(stream) = m.stream else { continue };

@@ -210,24 +210,94 @@ pub struct Report {
     pub rule: Option<String>,
 }
 
-/// A call detail record, emitted when a call ends.
+/// A call detail record, emitted when a call ends (and written to the tamper-evident record
+/// file, [`crate::cdr`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CallRecord {
     pub call: u32,
+    pub direction: calls::Direction,
     pub calling: String,
     pub called: String,
     pub emergency: bool,
+    /// Engine clock, seconds (live: since the half started; replay: the capture's clock).
     pub setup_at: f64,
     pub answered_at: Option<f64>,
     pub ended_at: f64,
+    /// Wall-clock UTC, RFC 3339 (replay: the capture's timestamps).
+    pub start: String,
+    pub answer: Option<String>,
+    pub end: String,
+    /// Q.850 cause the call ended with.
     pub cause: u8,
+    pub ended_by: EndedBy,
+    /// The call as seen on each side of this engine.
+    pub outside: LegRecord,
+    pub inside: LegRecord,
     pub media: MediaCounters,
-    /// The access rule that allowed the call (none when no rules are configured).
+    /// The access rule that allowed the call (left out when no rules are configured; the
+    /// record files of [`crate::cdr`] write it as null).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    /// The user the call authenticated as (digest, `[auth]`); none for a call that did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The user the call authenticated as (digest, `[auth]`); null for a call that did not.
     pub auth_identity: Option<String>,
+}
+
+/// Who ended a call: the party on the outside (or its network), the party on the inside, or the
+/// gateway itself (a timer, a refusal after admission, pre-emption, a drain, the tunnel lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndedBy {
+    Outside,
+    Inside,
+    Gateway,
+}
+
+/// One side of a call in its record: the protocol and IP family the call used there, the peer's
+/// address (where the call came from on the side it arrived on, the next hop it was sent to on
+/// the other), and the parties as that side saw them. `protocol` is `tunnel` when the other
+/// half carries that side.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegRecord {
+    pub protocol: LegProtocol,
+    pub family: Option<Family>,
+    pub address: Option<IpAddr>,
+    pub calling: Option<String>,
+    pub called: Option<String>,
+}
+
+/// The protocol of one side of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegProtocol {
+    Sip,
+    H323,
+    /// The side is the other half's, reached over the tunnel.
+    Tunnel,
+}
+
+impl LegRecord {
+    pub(crate) fn of(c: &calls::NewCall) -> Self {
+        LegRecord {
+            protocol: match c.protocol {
+                calls::CallProtocol::Sip => LegProtocol::Sip,
+                calls::CallProtocol::H323 => LegProtocol::H323,
+            },
+            family: Some(c.family),
+            address: c.source,
+            calling: Some(c.calling.clone()),
+            called: Some(c.called.clone()),
+        }
+    }
+
+    pub(crate) fn tunnel() -> Self {
+        LegRecord {
+            protocol: LegProtocol::Tunnel,
+            family: None,
+            address: None,
+            calling: None,
+            called: None,
+        }
+    }
 }
 
 /// Things the engine tells its driver.
@@ -241,7 +311,7 @@ pub enum Event {
         message: meta::Message,
     },
     /// A call ended.
-    CallEnded(CallRecord),
+    CallEnded(Box<CallRecord>),
 }
 
 /// What a stream connection carries, as the listener that accepted it says.
@@ -499,6 +569,8 @@ struct Out {
     media_to_gw2: VecDeque<(meta::StreamId, bool, Bytes)>,
     stats: Stats,
     report_accepted_media: bool,
+    /// Who a call ended while handling the current input is ended by (see [`EndedBy`]).
+    origin: EndedBy,
 }
 
 impl Out {
@@ -513,12 +585,21 @@ impl Out {
     /// Ends a call in both tables: its media ports are released, and the first end yields the
     /// call's one record.
     fn end_call(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause) {
+        self.end_call_by(now, call, cause, self.origin);
+    }
+
+    /// Ends a call the gateway itself ends (a refusal after admission, a timer, a drain).
+    fn end_call_by_gateway(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause) {
+        self.end_call_by(now, call, cause, EndedBy::Gateway);
+    }
+
+    fn end_call_by(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause, by: EndedBy) {
         if !self.calls.is_live(call) {
             return;
         }
         let media = self.media.end_call(call);
-        if let Some(rec) = self.calls.end(now, call, cause, media) {
-            self.events.push_back(Event::CallEnded(rec));
+        if let Some(rec) = self.calls.end_by(now, call, cause, media, by) {
+            self.events.push_back(Event::CallEnded(Box::new(rec)));
         }
     }
 
@@ -720,6 +801,7 @@ impl Engine {
                 media_to_gw2: VecDeque::new(),
                 stats: Stats::default(),
                 report_accepted_media: config.report_accepted_media,
+                origin: EndedBy::Gateway,
             },
             streams: HashMap::new(),
             declared: HashMap::new(),
@@ -741,8 +823,16 @@ impl Engine {
         self.out.media.set_binder(binder);
     }
 
+    /// The wall-clock time (since the Unix epoch) of engine time zero, for the UTC timestamps
+    /// of call records (the live driver's start; replay leaves it zero: its clock is the
+    /// capture's).
+    pub fn set_wall_epoch(&mut self, epoch: Duration) {
+        self.out.calls.wall_epoch = epoch;
+    }
+
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        self.out.origin = EndedBy::Outside;
         if let Some(first) = self.out.calls.limits.blocked(now, flow.remote.ip()) {
             let protocol = if looks_like_sip(&data) {
                 Protocol::Sip
@@ -770,6 +860,7 @@ impl Engine {
 
     /// A datagram arrived on GW1's inside interface.
     pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        self.out.origin = EndedBy::Inside;
         if !self.handle_media(now, Side::Inside, flow, &data) && looks_like_sip(&data) {
             self.inside.handle_datagram(now, flow, data, &mut self.out);
         }
@@ -963,6 +1054,7 @@ impl Engine {
     /// announced in H.225.0, SIP when it uses a SIP port or its first bytes look like SIP;
     /// other streams are ignored.
     pub fn handle_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
+        self.out.origin = EndedBy::Outside;
         if let Some(first) = self.out.calls.limits.blocked(now, flow.remote.ip()) {
             let protocol = match self.declared.get(&conn) {
                 Some(StreamProtocol::H225) => Protocol::H225,
@@ -1035,6 +1127,7 @@ impl Engine {
 
     /// Bytes arrived on an inside stream connection (GW1's SIP over TCP toward the PBX).
     pub fn handle_inside_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
+        self.out.origin = EndedBy::Inside;
         self.streams
             .entry(conn)
             .or_insert_with(|| StreamState::Sip(codecs::sip::StreamFramer::new()));
@@ -1123,6 +1216,7 @@ impl Engine {
 
     /// Timers due at or before `now` fire.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.out.origin = EndedBy::Gateway;
         self.outside.handle_timeout(now, &mut self.out);
         self.inside.handle_timeout(now, &mut self.out);
         while let Some(call) = self.out.calls.poll_forget(now) {
@@ -1275,6 +1369,7 @@ impl Engine {
     /// Releases a call with `cause` through every leg of this engine that holds it, and tells
     /// the other half when it runs in another process (pre-emption, the end of a drain).
     fn release_call(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause) {
+        let origin = std::mem::replace(&mut self.out.origin, EndedBy::Gateway);
         let release = meta::Message::Release(meta::Release { call, cause });
         if self.h323.holds(Side::Outside, call) {
             self.h323
@@ -1293,6 +1388,7 @@ impl Engine {
             Role::Gw2 => self.out.to_gw1.push_front(release),
             Role::Gw1 => self.out.to_gw2.push_front(release),
         }
+        self.out.origin = origin;
     }
 
     /// A media packet from the other half, sent on from this side's port of the stream.
@@ -1373,6 +1469,11 @@ impl Engine {
     /// A Meta frame arrived from the other half. An error means the peer broke the protocol
     /// and the tunnel must be closed (then call [`Engine::handle_tunnel_down`]).
     pub fn handle_tunnel_meta(&mut self, now: Duration, frame: &[u8]) -> Result<(), TunnelError> {
+        // What the other half sends ends a call on behalf of the party on its side.
+        self.out.origin = match self.role {
+            Role::Gw1 => EndedBy::Outside,
+            _ => EndedBy::Inside,
+        };
         let (seq, m) = meta::decode_frame(frame)?;
         if seq != self.meta_expected {
             return Err(TunnelError::Sequence {
@@ -1434,6 +1535,7 @@ impl Engine {
     /// The tunnel went down: every call is released on this side with "temporary failure"
     /// (Q.850 cause 41), so no call outlives it. Sequence numbers restart with the next tunnel.
     pub fn handle_tunnel_down(&mut self, now: Duration) {
+        self.out.origin = EndedBy::Gateway;
         self.tunnel_up = false;
         self.out.tunnel_up = self.role == Role::Both;
         let cause = meta::Cause::TEMPORARY_FAILURE;

@@ -968,19 +968,19 @@ impl SipLeg {
         });
         if let Some(r) = failure {
             out.calls.count_refusal(r);
-            out.end_call(now, call, r.cause());
+            out.end_call_by_gateway(now, call, r.cause());
             self.failed_call = Some(call);
             return Err(refusal(r));
         }
         if let Err(e) = meta::encode_frame(0, &setup, &mut Vec::new()) {
-            out.end_call(now, call, Cause::INTERWORKING);
+            out.end_call_by_gateway(now, call, Cause::INTERWORKING);
             self.failed_call = Some(call);
             return Err(Rejection::Unrepresentable(e.to_string()));
         }
         let rflow = response_flow(self.cfg.symmetric, flow, msg);
         let txn = ServerTxn::new(self.cfg.side, rflow, msg, Some(call), true);
         if !self.server.insert(key.clone(), txn, &mut self.counters) {
-            out.end_call(now, call, Cause::SWITCHING_EQUIPMENT_CONGESTION);
+            out.end_call_by_gateway(now, call, Cause::SWITCHING_EQUIPMENT_CONGESTION);
             self.failed_call = Some(call);
             return Err(Rejection::BusyOrOverloaded("too many transactions"));
         }
@@ -1950,7 +1950,7 @@ impl SipLeg {
         let family = self.cfg.family.unwrap_or(arrived);
         let release = |out: &mut Out, cause: Cause| {
             out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
-            out.end_call(now, call, cause);
+            out.end_call_by_gateway(now, call, cause);
         };
         let direction = match side {
             Side::Outside => Direction::FromInside,
@@ -1971,6 +1971,7 @@ impl SipLeg {
             release(out, Cause::NO_ROUTE_TO_DESTINATION);
             return;
         };
+        out.calls.set_peer(call, side, p.next_hop.ip());
         // Latch mode `signalling`: the callee's media may come from the next hop's address.
         out.media.set_signalling(side, call, p.next_hop.ip());
         for m in &s.media {

@@ -634,6 +634,7 @@ pub fn not_live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
                 a.handshake_timeout_secs != b.handshake_timeout_secs,
                 "gw2.limits.handshake_timeout_secs",
             );
+            add(o.records != n.records, "[gw2.records]");
         }
         (None, None) => {}
         _ => add(true, "[gw2]"),
@@ -650,6 +651,7 @@ pub fn not_live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             add(o.family != n.family, "gw1.family");
             add(o.transport != n.transport, "gw1.transport");
             add(o.media != n.media, "[gw1.media]");
+            add(o.records != n.records, "[gw1.records]");
         }
         (None, None) => {}
         _ => add(true, "[gw1]"),

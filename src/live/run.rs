@@ -503,6 +503,18 @@ fn demo_ip(listen: SocketAddr) -> IpAddr {
     }
 }
 
+/// A half's call record writer (see [`crate::cdr`]): a half whose records cannot be written
+/// (no key, a directory it cannot write) does not start.
+fn start_records(
+    half: &'static str,
+    r: &crate::cdr::RecordsConfig,
+) -> anyhow::Result<crate::cdr::RecordWriter> {
+    let key = crate::cdr::load_key(&r.key).map_err(|e| anyhow!("{half}.records.key: {e}"))?;
+    let settings = crate::cdr::Settings::from_config(half, r);
+    crate::cdr::RecordWriter::start(settings, key)
+        .map_err(|e| anyhow!("{half}.records: cannot write the call records: {e}"))
+}
+
 async fn start_from_config(
     path: &Path,
     opts: &RunOptions,
@@ -594,7 +606,10 @@ async fn start_from_config(
             handshake_timeout: Duration::from_secs(u64::from(g.limits.handshake_timeout_secs)),
             cover,
         };
-        let (d, bound) = start_gw2(plan).await?;
+        let (mut d, bound) = start_gw2(plan).await?;
+        if let Some(r) = &g.records {
+            d.set_records(start_records("gw2", r)?);
+        }
         println!(
             "gw2 sip udp {} tcp {} tls {} h225 {} tunnel {}",
             list(&bound.sip_udp),
@@ -624,7 +639,10 @@ async fn start_from_config(
             identity,
             cover,
         };
-        let (d, sip) = start_gw1(plan)?;
+        let (mut d, sip) = start_gw1(plan)?;
+        if let Some(r) = &g.records {
+            d.set_records(start_records("gw1", r)?);
+        }
         println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
         drivers.push(d);
     }

@@ -157,6 +157,14 @@ pub struct DriverCounters {
     pub tcp_refused_per_source: u64,
     /// SIP TCP connections closed after `tcp_idle_timeout_secs` without a byte either way.
     pub tcp_idle_closed: u64,
+    /// Call records written to the record file (`[gw2.records]`/`[gw1.records]`).
+    pub records_written: u64,
+    /// Call records lost: the writer's queue was full.
+    pub records_dropped: u64,
+    /// Record file writes, fsyncs, rotations or checkpoints that failed (each logged).
+    pub record_write_errors: u64,
+    /// Signed checkpoints written.
+    pub record_checkpoints: u64,
     /// SIP TLS connections closed because their handshake failed or did not end within
     /// `handshake_timeout_secs`.
     pub tls_handshake_failures: u64,
@@ -410,6 +418,8 @@ pub struct Driver {
     source: Option<SocketAddr>,
     /// Rejections logged one by one, and the flood summaries.
     rejects: RejectLog,
+    /// The tamper-evident call record writer (`[gw2.records]`/`[gw1.records]`).
+    records: Option<crate::cdr::RecordWriter>,
     /// `[confidentiality] cover_traffic_kbps`: the shape of what this half writes on the
     /// media tunnel.
     cover: Option<crate::live::cover::CoverTraffic>,
@@ -434,6 +444,12 @@ impl Driver {
         engine.set_binder(Box::new(LiveBinder {
             ops: socket_ops.clone(),
         }));
+        // Call records carry UTC time: the engine's zero is now.
+        engine.set_wall_epoch(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
         Driver {
             connecting: HashMap::new(),
             socket_ops,
@@ -455,10 +471,16 @@ impl Driver {
             metrics: None,
             source: None,
             rejects: RejectLog::default(),
+            records: None,
             outside_tls: None,
             cover: None,
             tap: crate::live::tap::Tap::new(),
         }
+    }
+
+    /// Writes a call record for every call that ends through `writer` (see [`crate::cdr`]).
+    pub fn set_records(&mut self, writer: crate::cdr::RecordWriter) {
+        self.records = Some(writer);
     }
 
     /// Copies every SIP message and H.225.0 PDU of this half to the HEP export.
@@ -480,6 +502,9 @@ impl Driver {
         }
         if let Some(r) = &self.tap.recording {
             (driver.recording_queued, driver.recording_dropped) = r.counters.get();
+        }
+        if let Some(w) = &self.records {
+            w.count_into(&mut driver);
         }
         driver
     }
@@ -686,6 +711,20 @@ impl Driver {
         }
         self.publish_metrics();
         self.log_floods(true);
+        if self.records.is_some() {
+            // Every call gets its record: the calls still up end here (cause 16, ended by the
+            // gateway; their BYE or Release Complete goes out as far as the sockets still
+            // carry it).
+            let now = self.now();
+            self.engine.release_all(now);
+            self.drain();
+        }
+        if let Some(w) = self.records.take() {
+            let c = w.counters.clone();
+            // The final signed checkpoint; the writer thread may block on the disk.
+            let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+            c.count_into(&mut self.counters);
+        }
         let driver = self.driver_counters();
         Summary {
             half: self.half,
@@ -1107,6 +1146,9 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
+        if let (Some(w), Event::CallEnded(rec)) = (&self.records, &e) {
+            w.submit((**rec).clone());
+        }
         if let Event::CallEnded(rec) = &e {
             self.tap.call_ended(rec.call, self.half);
         }

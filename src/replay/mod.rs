@@ -250,7 +250,7 @@ fn drain(
                 });
             }
             Event::Meta { to_gw1, message } => report.meta(to_gw1, &message),
-            Event::CallEnded(rec) => report.calls_ended.push(rec),
+            Event::CallEnded(rec) => report.calls_ended.push(*rec),
         }
     }
     Ok(())
