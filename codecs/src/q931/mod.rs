@@ -319,6 +319,11 @@ impl Message {
     /// User-user IE in every call signalling message it defines, Bearer capability in Setup;
     /// Q.931 clause 3.1.16: Cause and Call state in Status). Q.931 clause 5.8.6.1 answers a
     /// missing mandatory IE with cause 96, see [`Q931Error::cause`].
+    ///
+    /// The Bearer capability only has to be there: over H.225.0 the media are negotiated by
+    /// fastStart or H.245, so its contents decide nothing, and any form of it is taken, as
+    /// tshark's Q.931 dissector takes it (an H.323 endpoint refused for a bearer octet it coded
+    /// its own way has no other way in). Cause and Call state in Status must be readable.
     pub fn check_mandatory(&self) -> Result<(), Q931Error> {
         use MessageType as M;
         let required: &[IeId] = match self.msg_type {
@@ -337,7 +342,6 @@ impl Message {
         for id in required {
             let present = match id {
                 // A typed IE whose contents we could not type is present but unusable.
-                IeId::BearerCapability => self.bearer_capability().is_some(),
                 IeId::Cause => self.cause().is_some(),
                 IeId::CallState => self.call_state().is_some(),
                 _ => self.ie(*id).is_some(),
