@@ -153,16 +153,7 @@ fn setup_with_bearer(call_ref: u16, ie: &[u8]) -> Vec<u8> {
         call_ref,
         ..h225::SetupSpec::new(rtp)
     });
-    let (_, _, ies) = q931::peek(&base).unwrap();
-    let bearer = ies
-        .map(Result::unwrap)
-        .find(|r| r.codeset == 0 && r.id == 0x04)
-        .unwrap();
-    let end = bearer.offset + 2 + bearer.data.len();
-    let mut out = base[..bearer.offset].to_vec();
-    out.extend_from_slice(ie);
-    out.extend_from_slice(&base[end..]);
-    out
+    h225::with_bearer(&base, ie)
 }
 
 /// The source address of variant `i`: its own host, so no per-source limit applies.
