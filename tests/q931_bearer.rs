@@ -9,6 +9,9 @@
 //! multiplier, layer 1 protocol); `sgw replay --json` gives GW2's verdict on each Setup. Where
 //! GW2 types the bearer, its reading must be tshark's.
 //!
+//! The same for a Status (Q.931 clause 3.1.16, H.225.0 clause 7.4.5): its Cause and Call state
+//! only have to be there; nothing acts on their contents.
+//!
 //! The one refusal tshark does not make is a Setup without any Bearer capability: H.225.0
 //! clause 7.3.1 makes the IE mandatory (Q.931 §5.8.6.1: cause 96), while tshark does not check
 //! which IEs a message holds. It is checked on its own below.
@@ -364,4 +367,122 @@ fn a_setup_without_bearer_capability_is_refused_with_cause_96() {
         reason.contains("Bearer") && reason.contains("cause 96"),
         "{reason}"
     );
+}
+
+/// Status messages in a call, with Cause and Call state IEs coded in every way tshark reads
+/// without complaint: GW2 accepts each (it used to answer the odd ones with Release Complete,
+/// cause 100, ending the caller's call); one whose IE runs past the message both flag.
+#[test]
+fn gw2_agrees_with_tshark_on_status_variants() {
+    if !tshark_present() {
+        return;
+    }
+    const STATUS: &[(&str, &str, bool)] = &[
+        ("cause 30, active", "08 02 80 9e 14 01 0a", false),
+        ("cause spare bit set", "08 02 90 9e 14 01 0a", false),
+        ("cause without value", "08 01 80 14 01 0a", false),
+        ("empty cause", "08 00 14 01 0a", false),
+        ("cause value bit 8 clear", "08 02 80 1e 14 01 0a", false),
+        ("cause with octet 3a", "08 03 00 80 9e 14 01 0a", false),
+        ("empty call state", "08 02 80 9e 14 00", false),
+        ("call state of two octets", "08 02 80 9e 14 02 0a 00", false),
+        (
+            "call state running past the message",
+            "08 02 80 9e 14 05 0a",
+            true,
+        ),
+    ];
+    let dir = Scratch::new("q931-status");
+    let pcap = dir.0.join("status.pcap");
+    let mut w = CaptureWriter::create(&pcap, OutLink::Ethernet).unwrap();
+    for (i, (_, ies, _)) in STATUS.iter().enumerate() {
+        let call_ref = 300 + i as u16;
+        let setup = setup_with_bearer(call_ref, &hex("04 03 80 90 a3"));
+        let mut status = vec![0x08, 0x02];
+        status.extend_from_slice(&call_ref.to_be_bytes());
+        status.push(0x7d);
+        status.extend_from_slice(&hex(ies));
+        let t = Duration::from_secs(i as u64);
+        w.write_tcp(t, source(i), GW2, &h225::tpkt(&setup)).unwrap();
+        w.write_tcp(
+            t + Duration::from_millis(100),
+            source(i),
+            GW2,
+            &h225::tpkt(&status),
+        )
+        .unwrap();
+        w.close_tcp(t + Duration::from_millis(500), source(i), GW2)
+            .unwrap();
+    }
+    w.finish().unwrap();
+    // tshark: the Status frames (message type 0x7d) it flags.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-Y", "q931.message_type == 0x7d", "-T", "fields"])
+        .args([
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "_ws.malformed",
+            "-e",
+            "_ws.expert.severity",
+        ])
+        .output()
+        .unwrap();
+    let tshark: BTreeMap<u16, bool> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].parse().unwrap(), f[1..].iter().any(|x| !x.is_empty()))
+        })
+        .collect();
+    let report = Command::new(env!("CARGO_BIN_EXE_sgw"))
+        .args(["replay", "--json"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let mut problems = Vec::new();
+    for (i, (what, ies, malformed)) in STATUS.iter().enumerate() {
+        let port = source(i).port();
+        let msgs: Vec<&serde_json::Value> = report["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["protocol"] == "h225"
+                    && m["src"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<SocketAddr>()
+                        .unwrap()
+                        .port()
+                        == port
+            })
+            .collect();
+        let Some(flagged) = tshark.get(&port) else {
+            problems.push(format!("{what}: no Status in tshark"));
+            continue;
+        };
+        let [setup, status] = msgs[..] else {
+            problems.push(format!("{what}: GW2 reported {msgs:?}"));
+            continue;
+        };
+        let refused = status["verdict"] == "rejected";
+        eprintln!(
+            "{what:40} {ies:28} tshark flagged {flagged:5} gw2 {} {}",
+            status["verdict"], status["reason"]
+        );
+        if setup["verdict"] != "accepted" {
+            problems.push(format!("{what}: the Setup was not accepted: {setup}"));
+        }
+        if *flagged != *malformed || refused != *malformed {
+            problems.push(format!(
+                "{what} ({ies}): expected malformed {malformed}, tshark flagged {flagged}, GW2 {status}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
