@@ -97,3 +97,22 @@ pub fn tpkt(q931: &[u8]) -> Vec<u8> {
 pub fn setup(s: &SetupSpec<'_>) -> Vec<u8> {
     tpkt(&setup_q931(s))
 }
+
+/// `q931` (a Setup) with its Bearer capability IE replaced by the bytes `ie` (identifier,
+/// length and contents; several IEs, or none, as well).
+pub fn with_bearer(q931: &[u8], ie: &[u8]) -> Vec<u8> {
+    let (_, _, ies) = codecs::q931::peek(q931).unwrap();
+    let bearer = ies
+        .map(Result::unwrap)
+        .find(|r| r.codeset == 0 && r.id == 0x04)
+        .unwrap();
+    let end = bearer.offset + 2 + bearer.data.len();
+    let mut out = q931[..bearer.offset].to_vec();
+    out.extend_from_slice(ie);
+    out.extend_from_slice(&q931[end..]);
+    out
+}
+
+/// The multirate unrestricted-digital bearer video-capable endpoints send (Q.931 §4.5.5:
+/// 6 x 64 kbit/s, H.221/H.242), with bit 8 of octet 4 clear before octet 4.1.
+pub const MULTIRATE_BEARER: [u8; 6] = [0x04, 0x04, 0x88, 0x18, 0x86, 0xa5];

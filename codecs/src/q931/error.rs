@@ -32,6 +32,8 @@ pub enum Q931ErrorKind {
     ZeroLengthUserUser,
     #[error("mandatory information element {0:?} missing")]
     MandatoryIeMissing(IeId),
+    /// Cause 100 (Q.931 clause 5.8.7.1). [`super::Message::check_mandatory`] does not raise
+    /// it: it takes a mandatory IE whatever its contents.
     #[error("invalid contents of information element {0:?}")]
     InvalidIeContents(IeId),
 }

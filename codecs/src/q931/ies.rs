@@ -106,14 +106,25 @@ wire_enum! {
     }
 }
 
-/// Bearer capability (Q.931 clause 4.5.5). Octets 3, 4, 4.1 and 5 are typed; 5a-5d and the
+/// Bearer capability (Q.931 clause 4.5.5). Octets 3, 4, 4.1 and 5 are typed; 3a, 5a-5d and the
 /// layer 2/3 octets 6 and 7 are kept raw.
+///
+/// Read as tshark's Q.931 dissector reads it: octet 3a when octet 3 has bit 8 clear, octet 4,
+/// the rate multiplier octet 4.1 when the rate is multirate, whatever bit 8 of octet 4 says
+/// (Q.931 sets it; some H.225.0 stacks clear it to announce octet 4.1), then the layer 1 group
+/// when the next octet's layer identification is 01.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BearerCapability {
     pub coding_standard: CodingStandard,
     pub transfer_capability: TransferCapability,
+    /// Octet 3a as received, present when octet 3 has bit 8 clear (not in Q.931 (05/98); the
+    /// out-band negotiation octet of earlier editions and national variants).
+    pub octet_3a: Option<u8>,
     pub transfer_mode: TransferMode,
     pub transfer_rate: TransferRate,
+    /// Bit 8 of octet 4 was clear ("the octet group continues"), as sent by stacks that mark
+    /// the rate multiplier octet 4.1 that way. Kept so the IE re-encodes as received.
+    pub octet_4_open: bool,
     /// Octet 4.1, present exactly when the rate is [`TransferRate::Multirate`].
     pub rate_multiplier: Option<u8>,
     /// Octet 5.
@@ -131,8 +142,10 @@ impl BearerCapability {
         BearerCapability {
             coding_standard: CodingStandard::Itu,
             transfer_capability: TransferCapability::Speech,
+            octet_3a: None,
             transfer_mode: TransferMode::Circuit,
             transfer_rate: TransferRate::Kbit64,
+            octet_4_open: false,
             rate_multiplier: None,
             layer1: Some(layer1),
             layer1_octets: Vec::new(),
@@ -149,13 +162,18 @@ impl BearerCapability {
         }
     }
 
+    /// `None` when octet 4 is missing, or a multirate rate has no octet 4.1, or octet 4.1 or the
+    /// layer 1 group does not end with bit 8 set.
     pub fn parse(data: &[u8]) -> Option<BearerCapability> {
-        let (&o3, rest) = data.split_first()?;
-        let (&o4, mut rest) = rest.split_first()?;
-        // Octets 3a, 4a and 4b are not typed: bit 8 must end each octet group.
-        if o3 & 0x80 == 0 || o4 & 0x80 == 0 {
-            return None;
+        let (&o3, mut rest) = data.split_first()?;
+        let mut octet_3a = None;
+        if o3 & 0x80 == 0 {
+            let (&o, r) = rest.split_first()?;
+            octet_3a = Some(o);
+            rest = r;
         }
+        let (&o4, r) = rest.split_first()?;
+        rest = r;
         let transfer_rate = TransferRate::from(o4 & 0x1f);
         let mut rate_multiplier = None;
         if transfer_rate == TransferRate::Multirate {
@@ -184,8 +202,10 @@ impl BearerCapability {
         Some(BearerCapability {
             coding_standard: CodingStandard::from_bits(o3 >> 5),
             transfer_capability: TransferCapability::from(o3 & 0x1f),
+            octet_3a,
             transfer_mode: TransferMode::from((o4 >> 5) & 0x03),
             transfer_rate,
+            octet_4_open: o4 & 0x80 == 0,
             rate_multiplier,
             layer1,
             layer1_octets,
@@ -197,8 +217,11 @@ impl BearerCapability {
         let itc = fits(self.transfer_capability.into(), 5, "transfer capability")?;
         let mode = fits(self.transfer_mode.into(), 2, "transfer mode")?;
         let rate = fits(self.transfer_rate.into(), 5, "transfer rate")?;
-        out.push(0x80 | (self.coding_standard.bits() << 5) | itc);
-        out.push(0x80 | (mode << 5) | rate);
+        let ext3 = if self.octet_3a.is_some() { 0 } else { 0x80 };
+        out.push(ext3 | (self.coding_standard.bits() << 5) | itc);
+        out.extend(self.octet_3a);
+        let ext4 = if self.octet_4_open { 0 } else { 0x80 };
+        out.push(ext4 | (mode << 5) | rate);
         match (
             self.transfer_rate == TransferRate::Multirate,
             self.rate_multiplier,

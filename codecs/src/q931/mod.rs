@@ -319,6 +319,14 @@ impl Message {
     /// User-user IE in every call signalling message it defines, Bearer capability in Setup;
     /// Q.931 clause 3.1.16: Cause and Call state in Status). Q.931 clause 5.8.6.1 answers a
     /// missing mandatory IE with cause 96, see [`Q931Error::cause`].
+    ///
+    /// The IEs only have to be there, whatever their contents, as tshark's Q.931 dissector
+    /// takes them: over H.225.0 the media are negotiated by fastStart or H.245, so the Bearer
+    /// capability's contents decide nothing (an H.323 endpoint refused for a bearer octet it
+    /// coded its own way has no other way in), and nothing acts on a Status' Cause and Call
+    /// state (answering an unreadable one with Release Complete would end the caller's call,
+    /// where Q.931 clause 5.8.7.1 takes no action). A typed IE whose contents are not typed is
+    /// kept as [`Ie::Raw`], so its accessor (e.g. [`Message::cause`]) gives `None`.
     pub fn check_mandatory(&self) -> Result<(), Q931Error> {
         use MessageType as M;
         let required: &[IeId] = match self.msg_type {
@@ -335,20 +343,8 @@ impl Message {
             _ => &[],
         };
         for id in required {
-            let present = match id {
-                // A typed IE whose contents we could not type is present but unusable.
-                IeId::BearerCapability => self.bearer_capability().is_some(),
-                IeId::Cause => self.cause().is_some(),
-                IeId::CallState => self.call_state().is_some(),
-                _ => self.ie(*id).is_some(),
-            };
-            if !present {
-                let kind = if self.ie(*id).is_some() {
-                    Q931ErrorKind::InvalidIeContents(*id)
-                } else {
-                    Q931ErrorKind::MandatoryIeMissing(*id)
-                };
-                return Err(Q931Error::new(0, kind));
+            if self.ie(*id).is_none() {
+                return Err(Q931Error::new(0, Q931ErrorKind::MandatoryIeMissing(*id)));
             }
         }
         Ok(())

@@ -234,6 +234,58 @@ fn ie_table() -> Vec<(&'static str, Ie)> {
                 ..BearerCapability::unrestricted_digital()
             }),
         ),
+        // Multirate with octet 4's bit 8 clear before octet 4.1 (as some H.225.0 stacks send).
+        (
+            "04 04 88 18 86 a5",
+            Ie::BearerCapability(BearerCapability {
+                transfer_rate: TransferRate::Multirate,
+                octet_4_open: true,
+                rate_multiplier: Some(6),
+                ..BearerCapability::unrestricted_digital()
+            }),
+        ),
+        // 384 kbit/s (H0), 3.1 kHz audio with A-law.
+        (
+            "04 03 88 93 a5",
+            Ie::BearerCapability(BearerCapability {
+                transfer_rate: TransferRate::Kbit384,
+                ..BearerCapability::unrestricted_digital()
+            }),
+        ),
+        (
+            "04 03 90 90 a3",
+            Ie::BearerCapability(BearerCapability {
+                transfer_capability: TransferCapability::Audio3k1Hz,
+                ..BearerCapability::speech(Layer1Protocol::G711Alaw)
+            }),
+        ),
+        // Octet 3a (out-band negotiation in earlier editions), octet 4 open without 4.1.
+        (
+            "04 04 08 c0 90 a2",
+            Ie::BearerCapability(BearerCapability {
+                octet_3a: Some(0xc0),
+                ..BearerCapability {
+                    transfer_capability: TransferCapability::UnrestrictedDigital,
+                    ..BearerCapability::speech(Layer1Protocol::G711Ulaw)
+                }
+            }),
+        ),
+        (
+            "04 03 80 10 a2",
+            Ie::BearerCapability(BearerCapability {
+                octet_4_open: true,
+                ..BearerCapability::speech(Layer1Protocol::G711Ulaw)
+            }),
+        ),
+        // Video, H.221/H.242 with octet 5 open and a 5a.
+        (
+            "04 04 98 90 25 80",
+            Ie::BearerCapability(BearerCapability {
+                transfer_capability: TransferCapability::Video,
+                layer1_octets: vec![0x80],
+                ..BearerCapability::speech(Layer1Protocol::H221H242)
+            }),
+        ),
         ("08 02 80 90", Ie::Cause(Cause::new(16))),
         (
             "08 02 81 91",
@@ -337,7 +389,8 @@ fn ie_table() -> Vec<(&'static str, Ie)> {
         ("00 00", raw(0, 0x00, "")),
         // Typed identifiers whose contents are not in a form we type exactly: raw.
         ("04 01 80", raw(0, 0x04, "80")), // bearer: octet 4 missing
-        ("04 02 00 90", raw(0, 0x04, "0090")), // bearer: octet 3a
+        ("04 02 00 90", raw(0, 0x04, "0090")), // bearer: octet 3a, octet 4 missing
+        ("04 04 88 98 06 a5", raw(0, 0x04, "889806a5")), // octet 4.1 without bit 8
         ("04 03 80 90 25", raw(0, 0x04, "809025")), // octet 5 announces 5a, none follows
         ("04 02 88 98", raw(0, 0x04, "8898")), // multirate without octet 4.1
         ("08 01 80", raw(0, 0x08, "80")), // cause: no value
@@ -551,14 +604,43 @@ fn mandatory_ies() {
             Q931ErrorKind::MandatoryIeMissing(IeId::UserUser)
         ))
     );
-    let setup = Message::decode(&with_header(&hex("04 01 80 7e 00 01 05"))).unwrap();
+    // A Bearer capability only has to be there: contents we do not type are taken as they
+    // are (tshark takes them too), a missing one is cause 96.
+    for bearer in ["04 01 80", "04 00", "04 02 88 98", "04 03 80 90 25"] {
+        let setup = Message::decode(&with_header(&hex(&format!("{bearer} 7e 00 01 05")))).unwrap();
+        assert!(setup.bearer_capability().is_none(), "{bearer}");
+        assert_eq!(setup.check_mandatory(), Ok(()), "{bearer}");
+    }
+    let setup = Message::decode(&with_header(&hex("7e 00 01 05"))).unwrap();
     assert_eq!(
         setup.check_mandatory(),
         Err(Q931Error::new(
             0,
-            Q931ErrorKind::InvalidIeContents(IeId::BearerCapability)
+            Q931ErrorKind::MandatoryIeMissing(IeId::BearerCapability)
         ))
     );
+    // After a locking shift, 0x04 is another codeset's IE: not a Bearer capability.
+    let setup = Message::decode(&with_header(&hex("96 04 03 80 90 a3 7e 01 05"))).unwrap();
+    assert_eq!(
+        setup.check_mandatory(),
+        Err(Q931Error::new(
+            0,
+            Q931ErrorKind::MandatoryIeMissing(IeId::BearerCapability)
+        ))
+    );
+    // Status: Cause and Call state only have to be there too.
+    for ies in [
+        "08 01 80 14 01 0a",
+        "08 02 90 9e 14 00",
+        "08 00 14 02 0a 00",
+    ] {
+        let status = Message::decode(&hex(&format!("08 02 00 01 7d {ies}"))).unwrap();
+        assert!(
+            status.cause().is_none() || status.call_state().is_none(),
+            "{ies}"
+        );
+        assert_eq!(status.check_mandatory(), Ok(()), "{ies}");
+    }
     let status = Message::new(MessageType::Status, CallRef::new(1)).with_cause(Cause::new(30));
     assert_eq!(
         status.check_mandatory(),
