@@ -266,6 +266,13 @@ fn twenty_thousand_mutated_setups_then_a_call_completes() {
     );
     eprintln!("{figures}");
     assert!(sent >= SETUPS, "only {sent} Setups sent\n{figures}");
+    // GW2 answers on the caller's connection or not at all: it never dials back toward the
+    // outside for H.225.0 (a caller that half-closed its connection gets nothing more).
+    assert_eq!(
+        n(&s2, "driver.tcp_connects"),
+        0,
+        "GW2 opened connections toward the outside\n{figures}"
+    );
     assert!(
         n(&s2, "engine.h225_messages") >= SETUPS as u64 * 9 / 10,
         "the Setups did not reach the engine\n{figures}"

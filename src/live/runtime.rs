@@ -1074,10 +1074,12 @@ impl Driver {
                     .conns
                     .get(c)
                     .is_some_and(|c| c.writer.try_send(t.payload.clone()).is_ok()),
-                // A request with no connection to carry it opens one (RFC 3261 section
-                // 18.1.1): GW1 toward the inside, GW2 toward its outside next hop.
-                None if t.flow.transport == Transport::Tcp
-                    || (t.side == Side::Outside && self.outside_tls.is_some()) =>
+                // A SIP message with no connection to carry it opens one (RFC 3261 sections
+                // 18.1.1 and 18.2.2): GW1 toward the inside, GW2 toward its outside next hop.
+                // H.225.0 never does: a caller that closed its connection gets nothing more.
+                None if t.protocol == Protocol::Sip
+                    && (t.flow.transport == Transport::Tcp
+                        || (t.side == Side::Outside && self.outside_tls.is_some())) =>
                 {
                     self.connect(t.side, t.flow, t.payload.clone());
                     true
