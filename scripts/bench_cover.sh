@@ -48,18 +48,21 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "| cover_traffic_kbps | GW2 -> GW1 B/s | GW1 -> GW2 B/s | CPU (both halves) |"
 echo "|---|---|---|---|"
-for kbps in 0 128 512 2048; do
+for kbps in 0 256 512 2048; do
 	config "$kbps" > "$DIR/sgw.toml"
 	"$SGW" run --config "$DIR/sgw.toml" --role both -q > "$DIR/run.log" 2>&1 &
 	pid=$!
 	sleep 2
+	kill -0 "$pid" 2>/dev/null || { cat "$DIR/run.log" >&2; exit 1; }
 	before=$(cpu_ticks "$pid")
-	tshark -i lo -q -n -f "tcp port $TUNNEL" -a "duration:$SECS" \
-		-T fields -e tcp.srcport -e tcp.len 2>/dev/null > "$DIR/t.txt"
+	# tshark runs a little longer than its duration: the window is cut by the packets' stamps.
+	tshark -i lo -q -n -f "tcp port $TUNNEL" -a "duration:$(( SECS + 1 ))" \
+		-T fields -e frame.time_relative -e tcp.srcport -e tcp.len 2>/dev/null > "$DIR/t.txt"
 	after=$(cpu_ticks "$pid")
 	kill "$pid"; wait "$pid" 2>/dev/null || true
 	awk -v port="$TUNNEL" -v secs="$SECS" -v kbps="$kbps" \
 		-v cpu="$(( after - before ))" -v tick="$TICK" '
-		$1 == port { down += $2 } $1 != port { up += $2 }
+		$1 < 0.5 || $1 >= 0.5 + secs { next }
+		$2 == port { down += $3 } $2 != port { up += $3 }
 		END { printf "| %s | %.0f | %.0f | %.1f %% of a core |\n", kbps, down / secs, up / secs, 100 * cpu / tick / secs }' "$DIR/t.txt"
 done
