@@ -417,3 +417,92 @@ fn setups_over_the_source_call_rate_get_cause_42() {
     );
     assert_eq!(e.stats().limits.refused_source_calls, 1);
 }
+
+/// Q.931 clause 5.8 on a call GW2 holds: a Status Enquiry (GNU Gatekeeper polls calls so) is
+/// answered with Status, cause 30 and the call's state; a Facility missing its mandatory
+/// User-user IE gets Status, cause 96, and the call goes on (no Release Complete, no BYE
+/// inside). A Status Enquiry for no call gets the Null state.
+#[test]
+fn status_enquiry_is_answered_and_a_malformed_message_keeps_the_call() {
+    let mut e = Engine::new(EngineConfig {
+        inside_protocol: Some(InsideProtocol::Sip),
+        ..EngineConfig::default()
+    });
+    let flow = Flow {
+        transport: Transport::Tcp,
+        local: "198.51.100.1:1720".parse().unwrap(),
+        remote: "192.0.2.9:40000".parse().unwrap(),
+    };
+    e.handle_stream(
+        Duration::ZERO,
+        ConnId(1),
+        flow,
+        &caller_setup("192.0.2.9:6000".parse().unwrap()),
+    );
+    let mut ignore = String::new();
+    drain(&mut e, &mut ignore);
+    let tpkt = |m: q931::Message| {
+        let mut out = Vec::new();
+        codecs::tpkt::encode(&m.to_vec().unwrap(), &mut out).unwrap();
+        out
+    };
+    // The answers to the caller, as (cause, call state), and what went inside.
+    let mut answers = |e: &mut Engine, bytes: Vec<u8>, at: u64| {
+        e.handle_stream(Duration::from_millis(at), ConnId(1), flow, &bytes);
+        let sent = drain(e, &mut String::new());
+        let inside: Vec<String> = sent
+            .iter()
+            .filter(|(s, ..)| *s == Side::Inside)
+            .map(|(_, _, p, _)| text(p).lines().next().unwrap_or("").to_owned())
+            .collect();
+        let outside: Vec<(q931::MessageType, Option<u8>, Option<u8>)> = sent
+            .iter()
+            .filter(|(s, ..)| *s == Side::Outside)
+            .map(|(_, _, p, _)| {
+                let m = q931::Message::decode(&p[4..]).unwrap();
+                (
+                    m.msg_type,
+                    m.cause().map(|c| c.value()),
+                    m.call_state().map(|s| s.state),
+                )
+            })
+            .collect();
+        (outside, inside)
+    };
+    let cr = q931::CallRef::new(0x1234);
+    let (out, inside) = answers(&mut e, tpkt(q931::Message::status_enquiry(cr)), 100);
+    assert_eq!(
+        out,
+        vec![(
+            q931::MessageType::Status,
+            Some(30),
+            Some(q931::CallState::INCOMING_CALL_PROCEEDING)
+        )]
+    );
+    assert!(inside.is_empty(), "{inside:?}");
+    let facility = q931::Message::new(q931::MessageType::Facility, cr);
+    let (out, inside) = answers(&mut e, tpkt(facility), 200);
+    assert_eq!(
+        out,
+        vec![(
+            q931::MessageType::Status,
+            Some(96),
+            Some(q931::CallState::INCOMING_CALL_PROCEEDING)
+        )]
+    );
+    assert!(inside.is_empty(), "the call was cleared inside: {inside:?}");
+    assert_eq!(e.stats().calls_live, 1);
+    let (out, _) = answers(
+        &mut e,
+        tpkt(q931::Message::status_enquiry(q931::CallRef::new(0x777))),
+        300,
+    );
+    assert_eq!(
+        out,
+        vec![(
+            q931::MessageType::Status,
+            Some(30),
+            Some(q931::CallState::NULL)
+        )]
+    );
+}

@@ -11,7 +11,7 @@ use h323_asn1::h225::{
     AlertingUUIE, CallIdentifier, CallProceedingUUIE, CallType, ConferenceIdentifier, ConnectUUIE,
     EndpointType, GatewayInfo, GloballyUniqueID, H221NonStandard, H323UUPDUH323MessageBody,
     H323UserInformation, ProtocolIdentifier, ReleaseCompleteReason, ReleaseCompleteUUIE, SetupUUIE,
-    SetupUUIEConferenceGoal, TransportAddress, TransportAddressIp6Address,
+    SetupUUIEConferenceGoal, StatusUUIE, TransportAddress, TransportAddressIp6Address,
     TransportAddressIpAddress, VendorIdentifier, H323UUPDU,
 };
 use h323_asn1::rasn::types::{FixedOctetString, ObjectIdentifier, OctetString};
@@ -386,6 +386,16 @@ pub fn connect_uuie(conference_id: [u8; 16], call_id: [u8; 16]) -> ConnectUUIE {
 }
 
 /// A Release Complete UUIE.
+/// A Status body (H.225.0 clause 7.3.x): the call's identifier.
+pub fn status_uuie(call_id: [u8; 16]) -> StatusUUIE {
+    StatusUUIE::new(
+        protocol_identifier(),
+        CallIdentifier::new(guid(call_id)),
+        None,
+        None,
+    )
+}
+
 pub fn release_complete_uuie(
     call_id: Option<[u8; 16]>,
     reason: Option<ReleaseCompleteReason>,

@@ -399,6 +399,106 @@ impl H323 {
         );
     }
 
+    /// The outside call a caller's message with call reference `cr` on `flow` belongs to.
+    fn call_of(&self, flow: &Flow, cr: q931::CallRef) -> Option<CallRef> {
+        if cr.from_destination {
+            self.by_key
+                .get(&(flow.local, flow.remote, cr.value))
+                .copied()
+        } else {
+            self.by_key
+                .get(&(flow.remote, flow.local, cr.value))
+                .copied()
+        }
+    }
+
+    /// The H.225.0 call identifier of `call` (zero for none).
+    fn call_id(&self, call: Option<CallRef>) -> [u8; 16] {
+        call.and_then(|c| self.calls.get(&c))
+            .map_or([0; 16], |c| c.ids.call_identifier)
+    }
+
+    /// The Q.931 call state GW2 reports for `call` (it is the called side): Incoming Call
+    /// Proceeding until the call is answered, Active after, Null for no call.
+    fn call_state(&self, call: Option<CallRef>) -> q931::CallState {
+        let state = match call.and_then(|c| self.calls.get(&c)).map(|c| c.state) {
+            Some(State::Early) => q931::CallState::INCOMING_CALL_PROCEEDING,
+            Some(State::Confirmed) => q931::CallState::ACTIVE,
+            Some(State::Ended) | None => q931::CallState::NULL,
+        };
+        q931::CallState::new(state)
+    }
+
+    /// A malformed message other than Setup (Q.931 clause 5.8.5-5.8.6): for a call GW2
+    /// holds, no action and a Status with the cause (the call goes on); a Release Complete is
+    /// never answered; anything else is refused as [`Self::reject_h225`] does.
+    #[allow(clippy::too_many_arguments)]
+    fn malformed_h225(
+        &mut self,
+        flow: Flow,
+        header: Option<(q931::CallRef, MessageType)>,
+        cause: Option<Cause>,
+        summary: String,
+        why: String,
+        out: &mut Out,
+    ) {
+        let call = header.and_then(|(cr, _)| self.call_of(&flow, cr));
+        match (header, call, cause) {
+            (Some((_, MessageType::ReleaseComplete)), _, _) => self.report(
+                out,
+                Protocol::H225,
+                Side::Outside,
+                summary,
+                Verdict::Rejected,
+                Some(format!("malformed: {why}")),
+                call,
+            ),
+            (Some((cr, mt)), Some(c), Some(cause)) if mt != MessageType::Setup => {
+                if let Ok(status) =
+                    th323::status_message(cr, cause, self.call_state(call), self.call_id(call))
+                {
+                    self.send_q931(Side::Outside, flow, &status, out);
+                }
+                self.report(
+                    out,
+                    Protocol::H225,
+                    Side::Outside,
+                    summary,
+                    Verdict::Rejected,
+                    Some(format!(
+                        "malformed: {why}; answered Status, cause {} (Q.931 5.8), call kept",
+                        cause.0
+                    )),
+                    Some(c),
+                );
+            }
+            _ => self.reject_h225(flow, header.map(|(cr, _)| cr), cause, summary, why, out),
+        }
+    }
+
+    /// Status Enquiry (Q.931 clause 5.8.10): answered with Status, cause 30, and the call's
+    /// state (Null for a call GW2 does not hold). GNU Gatekeeper and others poll calls so.
+    fn answer_status_enquiry(&mut self, flow: Flow, msg: &q931::Message, out: &mut Out) {
+        let call = self.call_of(&flow, msg.call_ref);
+        if let Ok(status) = th323::status_message(
+            msg.call_ref,
+            Cause(30),
+            self.call_state(call),
+            self.call_id(call),
+        ) {
+            self.send_q931(Side::Outside, flow, &status, out);
+        }
+        self.report(
+            out,
+            Protocol::H225,
+            Side::Outside,
+            "StatusEnquiry".to_owned(),
+            Verdict::Accepted,
+            Some("answered Status, cause 30".to_owned()),
+            call,
+        );
+    }
+
     /// One Q.931 message (a TPKT payload) on an H.225.0 stream.
     fn handle_h225(&mut self, now: Duration, flow: Flow, bytes: &[u8], out: &mut Out) {
         let header = q931::peek(bytes).ok().map(|(cr, mt, _)| (cr, mt));
@@ -407,21 +507,24 @@ impl H323 {
             Ok(m) => m,
             Err(e) => {
                 let cause = e.cause().map(Cause::from);
-                let cr = header.map(|(cr, _)| cr);
-                self.reject_h225(flow, cr, cause, mt_name.to_owned(), e.to_string(), out);
+                self.malformed_h225(flow, header, cause, mt_name.to_owned(), e.to_string(), out);
                 return;
             }
         };
         if let Err(e) = msg.check_mandatory() {
             let cause = e.cause().map(Cause::from);
-            self.reject_h225(
+            self.malformed_h225(
                 flow,
-                Some(msg.call_ref),
+                Some((msg.call_ref, msg.msg_type)),
                 cause,
                 mt_name.to_owned(),
                 e.to_string(),
                 out,
             );
+            return;
+        }
+        if msg.msg_type == MessageType::StatusEnquiry && self.side_of(&flow) == Side::Outside {
+            self.answer_status_enquiry(flow, &msg, out);
             return;
         }
         let uu = match h225::user_information(&msg) {

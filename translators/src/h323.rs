@@ -582,6 +582,20 @@ pub fn release_complete_message(
 
 /// Release Complete answering a message that could not be handled, on its call reference
 /// (Q.931 clause 5.8), with the cause as IE and reason and no call identifier.
+/// A Status (Q.931 clause 5.8: cause 30 answers Status Enquiry, 96/100 a malformed message)
+/// with the call state and H.225.0's status body carrying the call's identifier (all zero for
+/// a call the gateway does not hold).
+pub fn status_message(
+    call_ref: CallRef,
+    cause: Cause,
+    state: q931::CallState,
+    call_id: [u8; 16],
+) -> Result<q931::Message, TranslateError> {
+    let uu = encode_uu(Body::status(h225::status_uuie(call_id)))?;
+    Ok(q931::Message::status(call_ref.reply(), cause.into(), state)
+        .with(q931::Ie::UserUser(q931::UserUser::h225(uu))))
+}
+
 pub fn release_complete_for_error(
     call_ref: CallRef,
     cause: Cause,
