@@ -447,7 +447,7 @@ fn status_enquiry_is_answered_and_a_malformed_message_keeps_the_call() {
         out
     };
     // The answers to the caller, as (cause, call state), and what went inside.
-    let mut answers = |e: &mut Engine, bytes: Vec<u8>, at: u64| {
+    let answers = |e: &mut Engine, bytes: Vec<u8>, at: u64| {
         e.handle_stream(Duration::from_millis(at), ConnId(1), flow, &bytes);
         let sent = drain(e, &mut String::new());
         let inside: Vec<String> = sent
