@@ -304,3 +304,108 @@ fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
         );
     }
 }
+
+/// The last JSON line of `out` whose `mode` is `mode`.
+fn summary_of(out: &str, mode: &str) -> Option<Value> {
+    out.lines().rev().find_map(|l| {
+        serde_json::from_str::<Value>(l)
+            .ok()
+            .filter(|v| v["mode"] == mode)
+    })
+}
+
+/// The peer against itself (its `answer` mode has no live counterpart in the gateway yet: GW1
+/// does not speak H.323 toward the inside live): one fastStart call with RTP both ways, and
+/// tshark reads every PDU of it cleanly, so the peer itself emits what an independent decoder
+/// accepts.
+#[test]
+fn pycrate_peer_answers_its_own_fast_start_call() {
+    let test = "h323_peer self";
+    let Some(python) = python(test) else {
+        return;
+    };
+    let capture = peer_available(test, "tshark", &["-v"], "tshark")
+        && match support::phones::capture_works() {
+            Ok(()) => true,
+            Err(e) => {
+                assert!(
+                    !ci(),
+                    "{test}: tshark cannot capture on lo under CI=true: {e}"
+                );
+                eprintln!("{test}: tshark part skipped: {e}");
+                false
+            }
+        };
+    let dir = Scratch::new("h323-peer-self");
+    let port = free_tcp_port("127.0.0.1");
+    let pcap = dir.0.join("self.pcap");
+    let mut cap = capture.then(|| {
+        let mut p = Proc::spawn_group(
+            "tshark",
+            Command::new("tshark")
+                .args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
+                .arg(&pcap),
+        );
+        p.wait_line("Capturing on", Duration::from_secs(15));
+        p
+    });
+    let mut answer = Proc::spawn(
+        "h323peer answer",
+        Command::new(&python)
+            .arg(peer_script())
+            .args(["answer", "--listen", &port.to_string()])
+            .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
+            .args(["--seconds", MEDIA_SECS, "--release-timeout", "20"]),
+    );
+    answer.wait_line("listening", Duration::from_secs(20));
+    let mut call = Command::new(&python);
+    call.arg(peer_script())
+        .args(["call", &format!("127.0.0.1:{port}")])
+        .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
+        .args(["--seconds", MEDIA_SECS, "--cause", "31"]);
+    let (st, out) = run_bounded("h323peer call", &mut call, Duration::from_secs(40));
+    let caller = summary_of(&out, "call").unwrap_or_else(|| panic!("caller ({st}):\n{out}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && !matches!(answer.child.try_wait(), Ok(Some(_))) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    answer.terminate(Duration::from_secs(2));
+    let answerer = summary_of(&answer.seen.join("\n"), "answer")
+        .unwrap_or_else(|| panic!("answerer:\n{}", answer.seen.join("\n")));
+    println!("caller: {caller}\nanswerer: {answerer}");
+    assert!(st.success(), "caller exit {st}: {caller}");
+    for s in [&caller, &answerer] {
+        assert_eq!(s["connected"], true, "{s}");
+        assert_eq!(s["errors"], serde_json::json!([]), "{s}");
+        assert_eq!(s["codec"], "PCMA", "{s}");
+        assert!(s["rtp_sent"].as_u64().unwrap() >= MIN_RTP, "{s}");
+        assert!(s["rtp_received"].as_u64().unwrap() >= MIN_RTP, "{s}");
+    }
+    assert_eq!(
+        caller["release"],
+        serde_json::json!({"by": "us", "cause": 31})
+    );
+    assert_eq!(
+        answerer["release"],
+        serde_json::json!({"by": "remote", "cause": 31})
+    );
+    assert_eq!(answerer["calling"], "4930555");
+    assert_eq!(answerer["called"], "2001");
+
+    if let Some(cap) = cap.as_mut() {
+        std::thread::sleep(Duration::from_millis(300));
+        cap.terminate(Duration::from_secs(5));
+        let errors = tshark_errors(&pcap);
+        assert!(
+            errors.is_empty(),
+            "tshark errors in the peer's PDUs:\n{errors}"
+        );
+        assert_eq!(
+            tshark_count(&pcap, "tcp.len > 0"),
+            tshark_count(&pcap, "q931"),
+            "segments with payload vs Q.931 frames"
+        );
+        // Setup, Call Proceeding, Connect, Release Complete
+        assert!(tshark_count(&pcap, "h225") >= 4);
+    }
+}
