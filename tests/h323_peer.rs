@@ -14,6 +14,11 @@
 //!   the peer's) with no malformed frame and no expert error, and GW2's Call Proceeding and
 //!   Connect are among them.
 //!
+//! The same call ended from the inside instead (the UAS sends BYE after four seconds): the
+//! peer gets GW2's Release Complete with cause 16 (normal clearing), and the records say
+//! ended by the inside. A third test runs the peer against itself (`answer` and `call`), so
+//! its answering side is exercised too, and tshark reads the peer's own PDUs cleanly.
+//!
 //! Needs sipp, tshark capturing on `lo`, and a Python with pycrate (`SGW_PYTHON`, else
 //! `.venv/bin/python`, else `python3`): without them the test says it is skipped, and fails
 //! under `CI=true`.
@@ -156,8 +161,74 @@ fn gw2_messages(pcap: &Path, port: u16) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A UAS answering PCMA (RTP echoed by sipp) that hangs up itself after four seconds of
+/// media: the BYE goes to the INVITE's Contact URI, with the dialog's tags turned round.
+const UAS_PCMA_HANGS_UP: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uas answering PCMA, then hanging up">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="caller"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="callee"/>
+      <ereg regexp="&lt;(sip:[^&gt;]*)&gt;" search_in="hdr" header="Contact:" assign_to="contact_hdr,contact"/>
+    </action>
+  </recv>
+  <Reference variables="contact_hdr"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]></send>
+  <recv request="ACK" crlf="true"/>
+  <pause milliseconds="4000"/>
+  <send retrans="500"><![CDATA[
+      BYE [$contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$callee];tag=[pid]SIPpTag01[call_number]
+      To: [$caller]
+      Call-ID: [call_id]
+      CSeq: 1 BYE
+      Max-Forwards: 70
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>
+  <recv response="200"/>
+</scenario>
+"#;
+
+/// Who ends the live call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hangup {
+    /// The pycrate peer, with Release Complete cause [`CAUSE`].
+    Peer,
+    /// The inside sipp UAS, with a BYE: the peer gets Release Complete, normal clearing.
+    Inside,
+}
+
 #[test]
 fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
+    live_call(Hangup::Peer);
+}
+
+#[test]
+fn pycrate_peer_call_ended_from_the_inside_gets_release_complete_normal_clearing() {
+    live_call(Hangup::Inside);
+}
+
+fn live_call(hangup: Hangup) {
     let test = "h323_peer";
     if !sipp_available(test) || !peer_available(test, "tshark", &["-v"], "tshark") {
         return;
@@ -198,7 +269,11 @@ fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
     );
     cap.wait_line("Capturing on", Duration::from_secs(15));
 
-    let uas_sf = gw.dir.file("uas.xml", &uas_checking_reason());
+    let scenario = match hangup {
+        Hangup::Peer => uas_checking_reason(),
+        Hangup::Inside => UAS_PCMA_HANGS_UP.to_owned(),
+    };
+    let uas_sf = gw.dir.file("uas.xml", &scenario);
     let mut uas_cmd = sipp(&gw.dir.0);
     uas_cmd
         .arg("-sf")
@@ -220,8 +295,17 @@ fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
         .arg(peer_script())
         .args(["call", &gw.h225.to_string()])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
-        .args(["--seconds", MEDIA_SECS, "--cause", &CAUSE.to_string()])
+        .args(["--cause", &CAUSE.to_string()])
         .args(["--calling", "4930555123", "--called", "2001"]);
+    // Ended by the inside: media runs until its BYE (after four seconds), well before this.
+    peer_cmd.args([
+        "--seconds",
+        if hangup == Hangup::Peer {
+            MEDIA_SECS
+        } else {
+            "12"
+        },
+    ]);
     let (st, out) = run_bounded("h323peer", &mut peer_cmd, Duration::from_secs(40));
     let summary: Value = out
         .lines()
@@ -239,6 +323,8 @@ fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
     cap.terminate(Duration::from_secs(5));
     let records = gw.call_records();
     let (gw2, gw1) = gw.stop();
+    println!("sipp uas ({ust}):\n{uout}");
+    println!("records: {records:?}");
 
     // The call, as the peer saw it.
     assert_eq!(summary["errors"], serde_json::json!([]), "{summary}");
@@ -265,18 +351,24 @@ fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
         received >= MIN_RTP,
         "peer got {received} of {sent} RTP packets back through the echo; gw2 {gw2}; gw1 {gw1}"
     );
-    assert_eq!(summary["release"]["by"], "us", "{summary}");
+    // Released by the side that hung up, with the expected cause (normal clearing from the
+    // inside's BYE).
+    let (by, ended_by) = match hangup {
+        Hangup::Peer => ("us", "outside"),
+        Hangup::Inside => ("remote", "inside"),
+    };
+    assert_eq!(summary["release"]["by"], by, "{summary}");
     assert_eq!(summary["release"]["cause"], u64::from(CAUSE), "{summary}");
 
-    // The inside: answered, echoed, and got a BYE with the peer's cause (checked by sipp).
+    // The inside: answered, echoed, and got a BYE with the peer's cause (checked by sipp), or
+    // sent its own and got 200.
     assert!(ust.success(), "sipp uas:\n{uout}");
 
-    // The records of both halves: one call, ended from the outside with the peer's cause.
-    println!("records: {records:?}");
+    // The records of both halves: one call, ended by the side that hung up, with its cause.
     assert!(!records.is_empty(), "no call records");
     for r in &records {
         assert_eq!(r["cause"], u64::from(CAUSE), "{r}");
-        assert_eq!(r["ended_by"], "outside", "{r}");
+        assert_eq!(r["ended_by"], ended_by, "{r}");
         assert!(r["answered_at"].is_number(), "{r}");
     }
 
@@ -291,7 +383,11 @@ fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
     let gw2_sent = gw2_messages(&pcap, h225_port);
     println!("gw2 sent: {gw2_sent:?}");
     let types: Vec<&str> = gw2_sent.iter().map(|(t, _)| t.as_str()).collect();
-    for want in ["0x02", "0x07"] {
+    let mut wanted = vec!["0x02", "0x07"];
+    if hangup == Hangup::Inside {
+        wanted.push("0x5a");
+    }
+    for want in wanted {
         assert!(
             types.contains(&want),
             "GW2 sent no Q.931 message type {want}: {gw2_sent:?}"

@@ -107,11 +107,13 @@ class Stream:
         """Frames that arrive within `timeout` seconds (stops at the first one)."""
         deadline = time.monotonic() + timeout
         out = []
+        first = True
         while not out and not self.closed:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 and not first:
                 break
-            r, _, _ = select.select([self.sock], [], [], left)
+            first = False
+            r, _, _ = select.select([self.sock], [], [], max(left, 0))
             if r:
                 try:
                     data = self.sock.recv(65536)
