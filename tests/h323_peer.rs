@@ -347,6 +347,13 @@ fn live_call(hangup: Hangup) {
     let sent = summary["rtp_sent"].as_u64().unwrap();
     let received = summary["rtp_received"].as_u64().unwrap();
     assert!(sent >= MIN_RTP, "peer sent {sent} RTP packets");
+    // All of it G.711 A-law (payload type 8), nothing that is not RTP.
+    assert_eq!(
+        summary["rtp_received_payload_types"],
+        serde_json::json!({ "8": received_of(&summary) }),
+        "{summary}"
+    );
+    assert_eq!(summary["rtp_received_not_rtp"], 0, "{summary}");
     assert!(
         received >= MIN_RTP,
         "peer got {received} of {sent} RTP packets back through the echo; gw2 {gw2}; gw1 {gw1}"
@@ -399,6 +406,10 @@ fn live_call(hangup: Hangup) {
             "GW2's {t} carries no H.225.0 body tshark decodes"
         );
     }
+}
+
+fn received_of(summary: &Value) -> u64 {
+    summary["rtp_received"].as_u64().unwrap()
 }
 
 /// The last JSON line of `out` whose `mode` is `mode`.

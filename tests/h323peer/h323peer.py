@@ -321,6 +321,7 @@ class Rtp:
         self.sent = 0
         self.received = 0
         self.received_bad = 0
+        self.payload_types = {}
         self.ssrc = random.getrandbits(32)
 
     def run(self, remote, codec, seconds, stop=None):
@@ -358,6 +359,8 @@ class Rtp:
                 break
             if len(data) >= 12 and data[0] >> 6 == 2:
                 self.received += 1
+                pt = str(data[1] & 0x7F)
+                self.payload_types[pt] = self.payload_types.get(pt, 0) + 1
             else:
                 self.received_bad += 1
             r, _, _ = select.select([self.sock], [], [], 0)
@@ -484,6 +487,7 @@ def place_call(args):
     summary["rtp_sent"] = rtp.sent
     summary["rtp_received"] = rtp.received
     summary["rtp_received_not_rtp"] = rtp.received_bad
+    summary["rtp_received_payload_types"] = rtp.payload_types
     return summary
 
 
@@ -608,6 +612,7 @@ def answer_call(args):
     summary["rtp_sent"] = rtp.sent
     summary["rtp_received"] = rtp.received
     summary["rtp_received_not_rtp"] = rtp.received_bad
+    summary["rtp_received_payload_types"] = rtp.payload_types
     return summary
 
 
