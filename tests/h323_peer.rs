@@ -14,6 +14,9 @@
 //!   the peer's) with no malformed frame and no expert error, and GW2's Call Proceeding and
 //!   Connect are among them.
 //!
+//! With DTMF: the peer sends digits as tunnelled H.245 UserInputIndication (signal) in H.225.0
+//! Facility messages; the inside gets one SIP INFO (`Signal=DIGIT`) per digit, in order.
+//!
 //! The same call ended from the inside instead (the UAS sends BYE after four seconds): the
 //! peer gets GW2's Release Complete with cause 16 (normal clearing), and the records say
 //! ended by the inside. A third test runs the peer against itself (`answer` and `call`), so
@@ -218,17 +221,60 @@ enum Hangup {
     Inside,
 }
 
+/// Digits the DTMF test sends, and what the inside must get for them, in order.
+const DTMF: &str = "5#";
+
 #[test]
 fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
-    live_call(Hangup::Peer);
+    live_call(Hangup::Peer, "");
 }
 
 #[test]
 fn pycrate_peer_call_ended_from_the_inside_gets_release_complete_normal_clearing() {
-    live_call(Hangup::Inside);
+    live_call(Hangup::Inside, "");
 }
 
-fn live_call(hangup: Hangup) {
+/// Tunnelled H.245 UserInputIndication (signal) from the peer reaches the inside as SIP INFO
+/// (`application/dtmf-relay`), digit by digit, in order.
+#[test]
+fn pycrate_peer_dtmf_in_tunnelled_h245_reaches_the_inside_as_sip_info() {
+    live_call(Hangup::Peer, DTMF);
+}
+
+/// `scenario` with a `recv INFO` (checking `Signal=DIGIT`) and its 200 per digit of `dtmf`,
+/// before its BYE.
+fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
+    let mut infos = String::new();
+    for (i, d) in dtmf.chars().enumerate() {
+        let re = if d.is_ascii_alphanumeric() || d == '#' {
+            d.to_string()
+        } else {
+            format!("\\{d}")
+        };
+        infos.push_str(&format!(
+            r#"<recv request="INFO">
+    <action>
+      <ereg regexp="Signal={re}\s" search_in="body" check_it="true" assign_to="digit{i}"/>
+    </action>
+  </recv>
+  <Reference variables="digit{i}"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+  "#
+        ));
+    }
+    let at = scenario.find("<recv request=\"BYE\"").unwrap();
+    format!("{}{infos}{}", &scenario[..at], &scenario[at..])
+}
+
+fn live_call(hangup: Hangup, dtmf: &str) {
     let test = "h323_peer";
     if !sipp_available(test) || !peer_available(test, "tshark", &["-v"], "tshark") {
         return;
@@ -273,6 +319,11 @@ fn live_call(hangup: Hangup) {
         Hangup::Peer => uas_checking_reason(),
         Hangup::Inside => UAS_PCMA_HANGS_UP.to_owned(),
     };
+    let scenario = if dtmf.is_empty() {
+        scenario
+    } else {
+        with_info_per_digit(&scenario, dtmf)
+    };
     let uas_sf = gw.dir.file("uas.xml", &scenario);
     let mut uas_cmd = sipp(&gw.dir.0);
     uas_cmd
@@ -297,6 +348,9 @@ fn live_call(hangup: Hangup) {
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
         .args(["--cause", &CAUSE.to_string()])
         .args(["--calling", "4930555123", "--called", "2001"]);
+    if !dtmf.is_empty() {
+        peer_cmd.args(["--dtmf", dtmf]);
+    }
     // Ended by the inside: media runs until its BYE (after four seconds), well before this.
     peer_cmd.args([
         "--seconds",
@@ -422,7 +476,8 @@ fn summary_of(out: &str, mode: &str) -> Option<Value> {
 }
 
 /// The peer against itself (its `answer` mode has no live counterpart in the gateway yet: GW1
-/// does not speak H.323 toward the inside live): one fastStart call with RTP both ways, and
+/// does not speak H.323 toward the inside live): one fastStart call with RTP both ways and
+/// tunnelled UserInputIndication digits (the answerer decodes them), and
 /// tshark reads every PDU of it cleanly, so the peer itself emits what an independent decoder
 /// accepts.
 #[test]
@@ -469,7 +524,7 @@ fn pycrate_peer_answers_its_own_fast_start_call() {
     call.arg(peer_script())
         .args(["call", &format!("127.0.0.1:{port}")])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
-        .args(["--seconds", MEDIA_SECS, "--cause", "31"]);
+        .args(["--seconds", MEDIA_SECS, "--cause", "31", "--dtmf", DTMF]);
     let (st, out) = run_bounded("h323peer call", &mut call, Duration::from_secs(40));
     let caller = summary_of(&out, "call").unwrap_or_else(|| panic!("caller ({st}):\n{out}"));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -496,6 +551,7 @@ fn pycrate_peer_answers_its_own_fast_start_call() {
         answerer["release"],
         serde_json::json!({"by": "remote", "cause": 31})
     );
+    assert_eq!(answerer["dtmf_received"], serde_json::json!(["5", "#"]));
     assert_eq!(answerer["calling"], "4930555");
     assert_eq!(answerer["called"], "2001");
 

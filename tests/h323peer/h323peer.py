@@ -43,6 +43,8 @@ CODECS = {
     "PCMU": ("g711Ulaw64k", 0, 0xFF),
 }
 H245_TO_NAME = {v[0]: k for k, v in CODECS.items()}
+# seconds between two digits sent
+DTMF_GAP = 0.3
 
 
 def asn1_dir():
@@ -87,6 +89,10 @@ def asn1():
     mod = compiled()
     return (mod.H323_MESSAGES.H323_UserInformation,
             mod.MULTIMEDIA_SYSTEM_CONTROL.OpenLogicalChannel)
+
+
+def h245_codec():
+    return compiled().MULTIMEDIA_SYSTEM_CONTROL.MultimediaSystemControlMessage
 
 
 # --- TPKT (RFC 1006) -----------------------------------------------------------------------
@@ -412,13 +418,42 @@ def place_call(args):
         "multipleCalls": False,
         "maintainConnection": False,
     }
-    uu = {"h323-uu-pdu": {"h323-message-body": ("setup", setup), "h245Tunneling": False}}
+    tunnel = bool(args.dtmf)
+    uu = {"h323-uu-pdu": {"h323-message-body": ("setup", setup), "h245Tunneling": tunnel}}
     send("setup", [
         (0x04, BEARER_SPEECH),
         (0x6C, number_ie(args.calling)),
         (0x70, number_ie(args.called)),
         (0x7E, user_user(uu_codec, uu)),
     ])
+
+    def send_dtmf(digits):
+        """Each digit as a tunnelled H.245 UserInputIndication (signal, with a duration) in
+        an H.225.0 Facility (reason transportedInformation), DTMF_GAP apart."""
+        mscm = h245_codec()
+        for d in digits:
+            mscm.set_val(("indication", ("userInput", ("signal", {
+                "signalType": d, "duration": args.dtmf_duration}))))
+            fac = {"h323-uu-pdu": {
+                "h323-message-body": ("facility", {
+                    "protocolIdentifier": H225_OID,
+                    "reason": ("transportedInformation", 0),
+                    "callIdentifier": {"guid": call_id},
+                    "multipleCalls": False,
+                    "maintainConnection": False,
+                }),
+                "h245Tunneling": True,
+                "h245Control": [mscm.to_aper()],
+            }}
+            send("facility", [(0x7E, user_user(uu_codec, fac))])
+            summary.setdefault("dtmf_sent", []).append(d)
+            rtp.run(remote_of(), summary["codec"], DTMF_GAP, None)
+
+    def remote_of():
+        if not summary["remote_rtp"]:
+            return None
+        h, p = summary["remote_rtp"].rsplit(":", 1)
+        return (h, int(p))
 
     def handle(frame):
         cr, mt, ies = parse_q931(frame)
@@ -470,7 +505,14 @@ def place_call(args):
                 handle(f)
             return summary["release"] is not None or stream.closed
 
-        rtp.run(remote, summary["codec"] or codecs[0], args.seconds, stop)
+        if args.dtmf:
+            # a second of media first, then the digits, then the rest of the media
+            rtp.run(remote, summary["codec"] or codecs[0], 1.0, stop)
+            if summary["release"] is None:
+                send_dtmf(args.dtmf)
+            rtp.run(remote, summary["codec"] or codecs[0], max(args.seconds - 1.0, 0), stop)
+        else:
+            rtp.run(remote, summary["codec"] or codecs[0], args.seconds, stop)
     if summary["release"] is None and not stream.closed:
         rc = {"h323-uu-pdu": {"h323-message-body": ("releaseComplete", {
             "protocolIdentifier": H225_OID,
@@ -532,6 +574,17 @@ def answer_call(args):
             try:
                 body = uu_body(uu_codec, ies[0x7E])
                 entry["uuie"] = body[0]
+                for raw in uu_codec.get_val()["h323-uu-pdu"].get("h245Control") or []:
+                    mscm = h245_codec()
+                    mscm.from_aper(raw)
+                    v = mscm.get_val()
+                    entry.setdefault("h245", []).append(v[1][0] if isinstance(v[1], tuple) else v[0])
+                    if v[0] == "indication" and v[1][0] == "userInput":
+                        ui = v[1][1]
+                        digit = ui[1] if ui[0] == "alphanumeric" else (
+                            ui[1].get("signalType") if ui[0] == "signal" else None)
+                        if digit:
+                            summary.setdefault("dtmf_received", []).append(digit)
                 if mt == "setup":
                     state["call_id"] = body[1].get("callIdentifier", {}).get("guid")
                     fs = body[1].get("fastStart") or []
@@ -628,6 +681,9 @@ def main():
             p.add_argument("--called", default="2001")
             p.add_argument("--codecs", default="PCMA,PCMU", help="fastStart offer, in order")
             p.add_argument("--call-ref", type=int, default=0)
+            p.add_argument("--dtmf", default="", help="digits (0-9*#A-D) to send after 1 s of "
+                           "media, as tunnelled H.245 UserInputIndication signals")
+            p.add_argument("--dtmf-duration", type=int, default=100, help="ms, per digit")
         else:
             p.add_argument("--listen", type=int, required=True, help="TCP port to listen on")
             p.add_argument("--release-timeout", type=float, default=30.0,
