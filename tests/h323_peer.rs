@@ -14,6 +14,9 @@
 //!   the peer's) with no malformed frame and no expert error, and GW2's Call Proceeding and
 //!   Connect are among them.
 //!
+//! Offering µ-law first to an inside that answers A-law only: GW2's fastStart answer accepts
+//! the A-law channels, and the media is A-law.
+//!
 //! With DTMF: the peer sends digits as tunnelled H.245 UserInputIndication (signal) in H.225.0
 //! Facility messages; the inside gets one SIP INFO (`Signal=DIGIT`) per digit, in order.
 //!
@@ -226,19 +229,26 @@ const DTMF: &str = "5#";
 
 #[test]
 fn pycrate_peer_calls_gw2_with_fast_start_and_media_flows_both_ways() {
-    live_call(Hangup::Peer, "");
+    live_call(Hangup::Peer, "", "PCMA,PCMU");
 }
 
 #[test]
 fn pycrate_peer_call_ended_from_the_inside_gets_release_complete_normal_clearing() {
-    live_call(Hangup::Inside, "");
+    live_call(Hangup::Inside, "", "PCMA,PCMU");
+}
+
+/// The peer prefers µ-law, the inside answers A-law only: GW2's fastStart answer accepts the
+/// A-law channels (what the call really uses), and the media is A-law both ways.
+#[test]
+fn pycrate_peer_preferring_pcmu_gets_the_pcma_the_inside_answered() {
+    live_call(Hangup::Peer, "", "PCMU,PCMA");
 }
 
 /// Tunnelled H.245 UserInputIndication (signal) from the peer reaches the inside as SIP INFO
 /// (`application/dtmf-relay`), digit by digit, in order.
 #[test]
 fn pycrate_peer_dtmf_in_tunnelled_h245_reaches_the_inside_as_sip_info() {
-    live_call(Hangup::Peer, DTMF);
+    live_call(Hangup::Peer, DTMF, "PCMA,PCMU");
 }
 
 /// `scenario` with a `recv INFO` (checking `Signal=DIGIT`) and its 200 per digit of `dtmf`,
@@ -274,7 +284,9 @@ fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
     format!("{}{infos}{}", &scenario[..at], &scenario[at..])
 }
 
-fn live_call(hangup: Hangup, dtmf: &str) {
+/// One call from the peer (offering `codecs`, in order of preference) to GW2, ended as
+/// `hangup` says, with `dtmf` digits sent during it.
+fn live_call(hangup: Hangup, dtmf: &str, codecs: &str) {
     let test = "h323_peer";
     if !sipp_available(test) || !peer_available(test, "tshark", &["-v"], "tshark") {
         return;
@@ -347,7 +359,8 @@ fn live_call(hangup: Hangup, dtmf: &str) {
         .args(["call", &gw.h225.to_string()])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
         .args(["--cause", &CAUSE.to_string()])
-        .args(["--calling", "4930555123", "--called", "2001"]);
+        .args(["--calling", "4930555123", "--called", "2001"])
+        .args(["--codecs", codecs]);
     if !dtmf.is_empty() {
         peer_cmd.args(["--dtmf", dtmf]);
     }

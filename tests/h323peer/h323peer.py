@@ -468,8 +468,10 @@ def place_call(args):
                 if fs:
                     chans = [ch for raw in fs for ch in olc_media(olc_codec, raw)]
                     entry["fastStart"] = chans
+                    # our transmit channel, accepted: its forward parameters say where the far
+                    # end receives (a receive channel echoed back carries our own address)
                     for ch in chans:
-                        if ch["rtp"] and summary["remote_rtp"] is None:
+                        if ch["rtp"] and not ch["reverse"] and summary["remote_rtp"] is None:
                             summary["remote_rtp"] = "%s:%d" % ch["rtp"]
                             summary["codec"] = ch["codec"]
             except Exception as e:  # noqa: BLE001 - reported, not fatal
