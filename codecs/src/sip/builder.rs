@@ -69,7 +69,7 @@ impl MessageBuilder {
     }
 
     /// Like [`MessageBuilder::response_to`] from bare header fields (a request that did not
-    /// parse completely); `to_tag`, if given, is appended to To.
+    /// parse completely); `to_tag`, if given, is appended to a To that has no tag yet.
     pub fn response_to_headers(h: &Headers, code: u16, to_tag: Option<&str>) -> Self {
         let mut b = Self::response(code);
         for (name, label) in [(Name::VIA, "Via"), (Name::FROM, "From")] {
@@ -79,7 +79,9 @@ impl MessageBuilder {
         }
         for v in h.all(&Name::TO) {
             match to_tag {
-                Some(tag) if code > 100 => b = b.header("To", format!("{v};tag={tag}")),
+                Some(tag) if code > 100 && !has_tag_param(v) => {
+                    b = b.header("To", format!("{v};tag={tag}"))
+                }
                 _ => b = b.header("To", v),
             }
         }
@@ -149,10 +151,59 @@ impl StartLine {
     }
 }
 
+/// Whether a From/To value carries a `tag` parameter (after `>`, or after the URI of a bare
+/// addr-spec, whose parameters are all the header's: RFC 3261 section 20).
+fn has_tag_param(v: &str) -> bool {
+    let params = match v.rfind('>') {
+        Some(i) => v.get(i + 1..).unwrap_or(""),
+        None => v.split_once(';').map_or("", |(_, p)| p),
+    };
+    params.split(';').any(|p| {
+        p.trim()
+            .get(..4)
+            .is_some_and(|k| k.eq_ignore_ascii_case("tag="))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sip::parse_datagram;
+
+    /// A To that already has a tag keeps it, alone (RFC 3261 section 8.2.6.2), in every form.
+    #[test]
+    fn a_tagged_to_gets_no_second_tag() {
+        for (to, tagged) in [
+            ("<sip:bob@example.com>;tag=abc", true),
+            ("Bob <sip:bob@example.com;transport=tcp>;TAG=abc", true),
+            ("sip:bob@example.com;tag=abc", true),
+            ("<sip:bob@example.com;tag=inuri>", false),
+            ("<sip:bob@example.com>;x-tag=1", false),
+            ("sip:bob@example.com", false),
+        ] {
+            assert_eq!(has_tag_param(to), tagged, "{to}");
+            let text = format!(
+                "BYE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+                 From: <sip:a@example.com>;tag=f\r\nTo: {to}\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n"
+            );
+            let (m, _) = parse_datagram(bytes::Bytes::from(text)).unwrap();
+            let resp = MessageBuilder::response_to_headers(m.headers(), 400, Some("new")).build();
+            let (r, _) = parse_datagram(resp).unwrap();
+            let got = r
+                .headers()
+                .single(&Name::TO, "To")
+                .unwrap()
+                .unwrap()
+                .to_owned();
+            // Tagged: kept as it was; untagged: the new tag added once.
+            assert!(has_tag_param(&got), "{got}");
+            if tagged {
+                assert_eq!(got, to);
+            } else {
+                assert_eq!(got, format!("{to};tag=new"));
+            }
+        }
+    }
 
     #[test]
     fn build_then_parse() {
