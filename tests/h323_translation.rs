@@ -506,3 +506,68 @@ fn status_enquiry_is_answered_and_a_malformed_message_keeps_the_call() {
         )]
     );
 }
+
+/// The inside answers with a codec the caller's fastStart did not offer: GW2 runs no H.245 to
+/// open another channel, so instead of a Connect without audio the call is released both
+/// ways, cause 88 (incompatible destination): Release Complete outside, ACK and BYE inside.
+#[test]
+fn an_answer_matching_no_fast_start_channel_is_released_with_cause_88() {
+    let mut e = Engine::new(EngineConfig {
+        inside_protocol: Some(InsideProtocol::Sip),
+        ..EngineConfig::default()
+    });
+    let caller: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+    let flow = Flow {
+        transport: Transport::Tcp,
+        local: "198.51.100.1:1720".parse().unwrap(),
+        remote: caller,
+    };
+    e.handle_stream(
+        Duration::ZERO,
+        ConnId(1),
+        flow,
+        &caller_setup("192.0.2.9:6000".parse().unwrap()),
+    );
+    let sent = drain(&mut e, &mut String::new());
+    let (_, inside_flow, invite, _) = sent
+        .iter()
+        .find(|(s, _, p, _)| *s == Side::Inside && p.starts_with(b"INVITE "))
+        .expect("GW1 sent an INVITE")
+        .clone();
+    let (inv, _) = sip::parse_datagram(invite).unwrap();
+    let pbx_ip = inside_flow.remote.ip();
+    let v = if pbx_ip.is_ipv4() { "IP4" } else { "IP6" };
+    let sdp = format!(
+        "v=0\r\no=pbx 1 1 IN {v} {pbx_ip}\r\ns=-\r\nc=IN {v} {pbx_ip}\r\nt=0 0\r\n\
+         m=audio 16384 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n"
+    );
+    let ok = MessageBuilder::response_to(&inv, 200, Some("pbx-tag-1"))
+        .header("Contact", format!("<sip:pbx@{}>", inside_flow.remote))
+        .body("application/sdp", sdp.into_bytes())
+        .build();
+    e.handle_inside_datagram(Duration::from_millis(500), inside_flow, ok);
+    let sent = drain(&mut e, &mut String::new());
+    let outside: Vec<(q931::MessageType, Option<u8>)> = sent
+        .iter()
+        .filter(|(s, ..)| *s == Side::Outside)
+        .map(|(_, _, p, _)| {
+            let m = q931::Message::decode(&p[4..]).unwrap();
+            (m.msg_type, m.cause().map(|c| c.value()))
+        })
+        .collect();
+    assert_eq!(
+        outside,
+        vec![(q931::MessageType::ReleaseComplete, Some(88))],
+        "no Connect without audio"
+    );
+    let inside: Vec<String> = sent
+        .iter()
+        .filter(|(s, ..)| *s == Side::Inside)
+        .map(|(_, _, p, _)| text(p).lines().next().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        inside.iter().any(|l| l.starts_with("ACK "))
+            && inside.iter().any(|l| l.starts_with("BYE ")),
+        "{inside:?}"
+    );
+}

@@ -1048,10 +1048,40 @@ impl H323 {
                 if c.state != State::Early {
                     return;
                 }
+                let fast_start = answer(c, &a.media);
+                if fast_start.is_empty() && !c.proposals.is_empty() {
+                    // None of the caller's fastStart channels matches the answer, and GW2 runs
+                    // no H.245 to open others: connecting would give a call without audio.
+                    // Released both ways, cause 88 (incompatible destination, as for 488).
+                    let cause = Cause::INCOMPATIBLE_DESTINATION;
+                    out.send_other(
+                        Side::Outside,
+                        meta::Message::Release(meta::Release { call, cause }),
+                    );
+                    let m = th323::release_complete_message(&ids, true, cause);
+                    self.end_call(now, call, cause, out);
+                    if let Ok(m) = m {
+                        self.send_q931(Side::Outside, flow, &m, out);
+                    }
+                    self.report(
+                        out,
+                        Protocol::H225,
+                        Side::Outside,
+                        "ReleaseComplete".to_owned(),
+                        Verdict::Rejected,
+                        Some(
+                            "the answer matches none of the caller's fastStart channels: \
+                             released, cause 88"
+                                .to_owned(),
+                        ),
+                        Some(call),
+                    );
+                    return;
+                }
                 narrow(out, &a.media);
                 c.state = State::Confirmed;
                 out.calls.answered(now, call);
-                th323::connect_message(&ids, answer(c, &a.media))
+                th323::connect_message(&ids, fast_start)
             }
             meta::Message::Release(r) => {
                 let m = th323::release_complete_message(&ids, true, r.cause);
