@@ -34,7 +34,7 @@ use support::gateway::*;
 use support::h225;
 use support::*;
 
-const CALLS: u64 = 4000;
+const CALLS: u64 = 10_000;
 const IN_FLIGHT: u64 = 16;
 
 fn load_average() -> String {
