@@ -906,24 +906,26 @@ fn gw2_dials_its_provider_with_mutual_tls() {
     );
     assert!(st.success(), "{out}");
     let provider = free_tcp_port("127.0.0.1");
-    let mut server = Command::new("openssl")
-        .args(["s_server", "-accept", &format!("127.0.0.1:{provider}")])
-        .arg("-cert")
-        .arg(pki.join("gw2.pem"))
-        .arg("-key")
-        .arg(pki.join("gw2.key"))
-        .arg("-CAfile")
-        .arg(pki.join("ca.pem"))
-        .args(["-Verify", "1", "-verify_return_error"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        Command::new("openssl")
+            .args(["s_server", "-accept", &format!("127.0.0.1:{provider}")])
+            .arg("-cert")
+            .arg(pki.join("gw2.pem"))
+            .arg("-key")
+            .arg(pki.join("gw2.key"))
+            .arg("-CAfile")
+            .arg(pki.join("ca.pem"))
+            .args(["-Verify", "1", "-verify_return_error"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     for r in [
-        Box::new(server.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(server.stderr.take().unwrap()),
+        Box::new(server.0.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(server.0.stderr.take().unwrap()),
     ] {
         let tx = tx.clone();
         let mut r = r;
@@ -1008,7 +1010,6 @@ port_max = {o_max}
         match rx.recv_timeout(left) {
             Ok(s) => seen.push_str(&s),
             Err(_) => {
-                let _ = server.kill();
                 panic!(
                     "the provider saw no INVITE over mutual TLS:\n{seen}\ngateway:\n{}",
                     sgw.since(0).join("\n")
@@ -1020,6 +1021,14 @@ port_max = {o_max}
     // to the CA.
     assert!(seen.contains("Client certificate"), "{seen}");
     assert!(seen.contains("Via: SIP/2.0/TLS "), "{seen}");
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// A child process killed when dropped (also when the test panics).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
