@@ -22,6 +22,10 @@ use rtc_srtp::protection_profile::ProtectionProfile;
 pub const KEY_SALT_LEN: usize = 30;
 /// Packets of the replay window (libsrtp's default is 128).
 const REPLAY_WINDOW: usize = 128;
+/// SSRCs one stream's inbound context keeps state for. The context makes a state for a
+/// packet's SSRC before it authenticates it, so without a bound anyone who finds the port could
+/// grow it with forged SSRCs; a peer uses one or two.
+const MAX_SSRCS: usize = 8;
 
 /// The crypto suites served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +155,8 @@ pub enum SrtpDrop {
 pub struct SrtpSession {
     inbound: Context,
     outbound: Context,
+    /// The SSRCs `inbound` holds state for (at most [`MAX_SSRCS`]).
+    ssrcs: Vec<u32>,
     pub remote: Sdes,
     pub local: Sdes,
 }
@@ -182,6 +188,7 @@ impl SrtpSession {
         Some(SrtpSession {
             inbound: context(&remote, true)?,
             outbound: context(&local, false)?,
+            ssrcs: Vec::new(),
             remote,
             local,
         })
@@ -189,6 +196,20 @@ impl SrtpSession {
 
     /// Authenticates and decrypts a packet from the peer.
     pub fn unprotect(&mut self, rtcp: bool, data: &[u8]) -> Result<Bytes, SrtpDrop> {
+        // The SSRC sits at bytes 8-11 of RTP, 4-7 of RTCP; a new one past the bound is
+        // refused before the context sees it.
+        let at = if rtcp { 4 } else { 8 };
+        let ssrc = data
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or(SrtpDrop::Auth)?;
+        if !self.ssrcs.contains(&ssrc) {
+            if self.ssrcs.len() >= MAX_SSRCS {
+                return Err(SrtpDrop::Auth);
+            }
+            self.ssrcs.push(ssrc);
+        }
         let result = if rtcp {
             self.inbound.decrypt_rtcp(data)
         } else {
@@ -253,6 +274,13 @@ mod tests {
         bad[3] = 0x35;
         assert_eq!(s.unprotect(false, &bad), Err(SrtpDrop::Auth));
         assert_eq!(s.unprotect(false, &bad[..8]), Err(SrtpDrop::Auth));
+        // Forged SSRCs: the context keeps state for a bounded number only.
+        for ssrc in 0..100u32 {
+            let mut forged = hex(CIPHER);
+            forged[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            assert_eq!(s.unprotect(false, &forged), Err(SrtpDrop::Auth));
+        }
+        assert!(s.ssrcs.len() <= MAX_SSRCS);
     }
 
     #[test]
