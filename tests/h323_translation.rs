@@ -295,7 +295,13 @@ fn h323_to_sip(setup: &[u8], caller: SocketAddr, family: Family) -> String {
         remote: caller,
     };
     e.handle_stream(Duration::ZERO, ConnId(1), flow, setup);
-    let sent = drain(&mut e, &mut out);
+    let mut sent = drain(&mut e, &mut out);
+    if !sent.iter().any(|(s, _, _, _)| *s == Side::Inside) {
+        // A Setup without fastStart waits for the caller's H.245 capabilities; this caller
+        // sends none, so GW2 offers its own codecs when the wait ends.
+        e.handle_timeout(sgw::engine::H323_CAPABILITIES_WAIT);
+        sent.extend(drain(&mut e, &mut out));
+    }
     assert_hidden("h323", &[caller.ip()], &sent);
     let (_, inside_flow, invite, _) = sent
         .iter()

@@ -11,9 +11,18 @@
 //!   (Q.931 clause 5.8: 95 invalid message, 96 mandatory IE missing, 100 invalid IE contents, 81
 //!   invalid call reference) and reported as rejected; a message whose call reference cannot be
 //!   read is only reported (clause 5.8.1 to 5.8.3.1 say ignore it).
-//! - Separate and tunnelled H.245 PDUs are decoded and reported by name; UserInputIndication
-//!   becomes Meta DTMF. GW2 does not run the H.245 procedures itself (capability exchange,
-//!   master/slave, OLC) on a separate H.245 connection: calls it terminates use fastStart.
+//! - A Setup without fastStart gets media over H.245, which GW2 runs itself
+//!   ([`translators::h245_session`]): tunnelled in H.225.0 when the caller tunnels, else over a
+//!   separate connection to an `h245Address` GW2 listens at for this call only (on the port
+//!   number of the call's media port; only the caller's address may connect; GW2 never
+//!   connects out to an address a PDU names). The Meta Setup waits for the caller's
+//!   capability set (at most [`CAPABILITIES_WAIT`], then GW2's own codecs are offered), so
+//!   the other side answers with a codec the caller can receive; at the answer GW2 sends its
+//!   capability set (the answered codecs only), opens its channel and accepts the caller's.
+//!   UserInputIndication becomes Meta DTMF and Meta DTMF becomes UserInputIndication;
+//!   EndSessionCommand ends the call. Replay reports H.245 but runs no procedures.
+//! - Calls with fastStart: separate and tunnelled H.245 PDUs are decoded and reported by name;
+//!   UserInputIndication becomes Meta DTMF.
 //! - RAS (UDP 1718/1719, the ports of H.225.0 clause 7.7 and tshark): GW2 is a gateway without a
 //!   gatekeeper. Requests meant for a gatekeeper (GRQ, RRQ, URQ, ARQ, BRQ, DRQ, LRQ) are answered
 //!   with the matching reject, so endpoints stop retrying; everything else (confirms, rejects,
@@ -39,6 +48,7 @@ use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use translators::h245_session::{Session, SessionEvent};
 use translators::h323 as th323;
 
 /// The H.225.0 call signalling port (H.225.0 clause 7.1 / H.323 annex).
@@ -49,6 +59,54 @@ pub const RAS_PORTS: [u16; 2] = [1718, 1719];
 pub const MAX_STREAMS: usize = 65_536;
 /// Separate H.245 addresses remembered at once.
 pub const MAX_H245_ADDRESSES: usize = 65_536;
+
+/// How long the Meta Setup of a call without fastStart waits for the caller's capabilities.
+pub const CAPABILITIES_WAIT: Duration = Duration::from_secs(3);
+
+/// The audio codecs GW2 offers for an H.323 caller that sent no capabilities in time.
+fn default_audio() -> Vec<meta::Codec> {
+    [
+        (0, "PCMU"),
+        (8, "PCMA"),
+        (9, "G722"),
+        (18, "G729"),
+        (4, "G723"),
+    ]
+    .into_iter()
+    .map(|(pt, name)| meta::Codec {
+        payload_type: pt,
+        name: name.to_owned(),
+        clock_rate: 8000,
+        channels: 1,
+        fmtp: None,
+    })
+    .collect()
+}
+
+/// How a call without fastStart carries H.245.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum H245Transport {
+    /// In `h245Control` of H.225.0 messages (Facility when no other message is due).
+    Tunnel,
+    /// A separate connection to `listen`; `conn` once the caller connected.
+    Separate {
+        listen: SocketAddr,
+        conn: Option<Flow>,
+    },
+}
+
+/// GW2's H.245 for one outside call without fastStart.
+struct H245Leg {
+    session: Session,
+    transport: H245Transport,
+    /// The outside stream H.245 opens channels for.
+    stream: StreamId,
+    /// The Meta Setup, held until the caller's capabilities come or `deadline` passes.
+    setup: Option<meta::Setup>,
+    deadline: Duration,
+    /// The codecs the other side answered with: GW2's capability set.
+    answered: Vec<meta::Codec>,
+}
 
 /// Which protocol GW1 speaks on the inside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -96,6 +154,10 @@ struct OutCall {
     /// Keys this call put into `by_key` and `h245`, removed when it is forgotten.
     key: (SocketAddr, SocketAddr, u16),
     h245: Vec<SocketAddr>,
+    /// The caller tunnels H.245 (and GW2 always offers to).
+    tunnelling: bool,
+    /// H.245 run by GW2 (calls without fastStart, live).
+    procedures: Option<Box<H245Leg>>,
 }
 
 /// One inside H.323 call that GW1 originates.
@@ -125,6 +187,8 @@ pub struct H323 {
     pub streams_refused: u64,
     /// `h245Address`es not remembered because [`MAX_H245_ADDRESSES`] were.
     pub h245_addresses_refused: u64,
+    /// Calls whose H.245 procedures have timers (their sessions are polled, no other call).
+    timed: rustc_hash::FxHashSet<CallRef>,
 }
 
 impl H323 {
@@ -147,6 +211,7 @@ impl H323 {
             inside: FxHashMap::default(),
             streams_refused: 0,
             h245_addresses_refused: 0,
+            timed: rustc_hash::FxHashSet::default(),
         }
     }
 
@@ -259,7 +324,7 @@ impl H323 {
             }
             match kind {
                 Kind::H225 => self.handle_h225(now, flow, &f, out),
-                Kind::H245 => self.handle_h245_frame(flow, &f, None, out),
+                Kind::H245 => self.handle_h245_frame(now, flow, &f, None, out),
             }
         }
         if let Some(e) = lost {
@@ -663,8 +728,10 @@ impl H323 {
                 }
             }
         }
+        // A Setup's call exists only now.
+        let call = call.or_else(|| self.by_key.get(&key).copied());
         for t in tunnelled {
-            self.handle_h245_frame(flow, &t, call, out);
+            self.handle_h245_frame(now, flow, &t, call, out);
         }
     }
 
@@ -756,6 +823,18 @@ impl H323 {
             }
             streams.push(id);
         }
+        // No fastStart: media is negotiated over H.245, which GW2 runs (live).
+        let mut procedures = None;
+        if failed.is_none() && info.proposals.is_empty() && !self.replay {
+            match self.start_h245(now, call, &flow, info.tunnelling, out) {
+                Ok((leg, desc)) => {
+                    streams.push(leg.stream);
+                    info.media.media = vec![desc];
+                    procedures = Some(leg);
+                }
+                Err(r) => failed = Some(r),
+            }
+        }
         let setup = meta::Message::Setup(meta::Setup {
             call,
             calling: info.calling,
@@ -779,10 +858,25 @@ impl H323 {
             refuse(self, out, r.cause(), r.reason());
             return;
         }
-        if let Ok(m) = th323::call_proceeding_message(&ids) {
+        let mut parts = th323::H245Parts::default();
+        if let Some(leg) = procedures.as_mut() {
+            match leg.transport {
+                H245Transport::Separate { listen, .. } => parts.address = Some(listen),
+                H245Transport::Tunnel => parts.control = drain_h245(&mut leg.session),
+            }
+        }
+        if let Ok(m) = th323::call_proceeding_message(&ids, parts) {
             self.send_q931(Side::Outside, flow, &m, out);
         }
         let mut h245 = Vec::new();
+        if let Some(H245Transport::Separate { listen, .. }) =
+            procedures.as_ref().map(|l| l.transport)
+        {
+            if self.h245.len() < MAX_H245_ADDRESSES {
+                self.h245.insert(listen, call);
+                h245.push(listen);
+            }
+        }
         if let Some(a) = info.h245_address {
             if self.h245.len() < MAX_H245_ADDRESSES {
                 self.h245.insert(a, call);
@@ -804,9 +898,25 @@ impl H323 {
                 state: State::Early,
                 key,
                 h245,
+                tunnelling: info.tunnelling,
+                procedures: procedures.map(|mut leg| {
+                    if let meta::Message::Setup(s) = setup.clone() {
+                        leg.setup = Some(s);
+                    }
+                    leg
+                }),
             },
         );
-        out.send_other(Side::Outside, setup);
+        if self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.procedures.is_some())
+        {
+            // The Meta Setup waits for the caller's capabilities.
+            self.timed.insert(call);
+        } else {
+            out.send_other(Side::Outside, setup);
+        }
         self.report(
             out,
             Protocol::H225,
@@ -901,6 +1011,7 @@ impl H323 {
     /// One H.245 PDU: from a separate H.245 connection or tunnelled in H.225.0 (`call` set).
     fn handle_h245_frame(
         &mut self,
+        now: Duration,
         flow: Flow,
         bytes: &[u8],
         call: Option<CallRef>,
@@ -909,6 +1020,10 @@ impl H323 {
         let call = call
             .or_else(|| self.h245.get(&flow.local).copied())
             .or_else(|| self.h245.get(&flow.remote).copied());
+        if let Some(c) = call.filter(|c| self.runs_h245(*c)) {
+            self.procedure_pdu(now, c, bytes, out);
+            return;
+        }
         let side = self.side_of(&flow);
         match h323_asn1::decode_h245(bytes) {
             Ok(m) => {
@@ -948,6 +1063,548 @@ impl H323 {
                 Some(format!("malformed: {e}")),
                 call,
             ),
+        }
+    }
+
+    /// Whether GW2 runs the H.245 procedures of `call` (a live outside call without
+    /// fastStart that has not ended).
+    fn runs_h245(&self, call: CallRef) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| c.procedures.is_some() && c.state != State::Ended)
+    }
+
+    /// Opens the outside stream of a call without fastStart and starts its H.245: tunnelled
+    /// when the caller tunnels, else a listener for its separate connection on the port number
+    /// of the stream's RTP port. Returns the leg and the stream's offer (GW2's codecs until the
+    /// caller's capabilities come).
+    fn start_h245(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        flow: &Flow,
+        tunnelling: bool,
+        out: &mut Out,
+    ) -> Result<(Box<H245Leg>, MediaDescription), super::calls::Refusal> {
+        use super::calls::Refusal;
+        let id = out
+            .media
+            .stream_id(Side::Outside)
+            .ok_or(Refusal::NoMediaPort)?;
+        let desc = audio_description(id, default_audio());
+        let rtp = out.media.open(
+            Side::Outside,
+            call,
+            id,
+            flow.local.ip(),
+            payload_types(&desc),
+            None,
+        )?;
+        let transport = if tunnelling {
+            H245Transport::Tunnel
+        } else {
+            if !out.media.listen(Side::Outside, rtp) {
+                return Err(Refusal::NoMediaPort);
+            }
+            H245Transport::Separate {
+                listen: rtp,
+                conn: None,
+            }
+        };
+        let mut session = Session::new(self.ids.number());
+        session.determine_master_slave(now);
+        let leg = H245Leg {
+            session,
+            transport,
+            stream: id,
+            setup: None,
+            deadline: now + CAPABILITIES_WAIT,
+            answered: Vec::new(),
+        };
+        Ok((Box::new(leg), desc))
+    }
+
+    /// A connection accepted where GW2 listens for a call's separate H.245: taken when it
+    /// comes from the caller's address and the call has none yet.
+    pub fn claim_h245_stream(&mut self, conn: ConnId, flow: &Flow, out: &mut Out) -> bool {
+        let Some(call) = self.h245.get(&flow.local).copied() else {
+            return false;
+        };
+        let refuse = |this: &Self, out: &mut Out, why: &str| {
+            this.report(
+                out,
+                Protocol::H245,
+                Side::Outside,
+                "H.245 connection".to_owned(),
+                Verdict::Rejected,
+                Some(format!("{why}; connection closed")),
+                Some(call),
+            );
+            false
+        };
+        if self.streams.len() >= MAX_STREAMS {
+            self.streams_refused += 1;
+            return false;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        if c.state == State::Ended || c.flow.remote.ip() != flow.remote.ip() {
+            return refuse(self, out, "not from the caller of a live call");
+        }
+        let Some(leg) = c.procedures.as_mut() else {
+            return false;
+        };
+        let listen = match &mut leg.transport {
+            H245Transport::Separate { listen, conn } if conn.is_none() && *listen == flow.local => {
+                *conn = Some(*flow);
+                *listen
+            }
+            _ => return refuse(self, out, "the call's H.245 connection is already open"),
+        };
+        out.media.unlisten(listen);
+        self.streams.insert(
+            conn,
+            Stream {
+                kind: Kind::H245,
+                framer: TpktFramer::new(),
+                dead: false,
+            },
+        );
+        self.flush_h245(call, out);
+        true
+    }
+
+    /// One H.245 PDU for a call whose procedures GW2 runs.
+    fn procedure_pdu(&mut self, now: Duration, call: CallRef, bytes: &[u8], out: &mut Out) {
+        let (verdict, summary, reason) = match h323_asn1::decode_h245(bytes) {
+            Ok(m) => {
+                let name = codecs::h245::message_name(&m).to_owned();
+                let Some(leg) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.procedures.as_mut())
+                else {
+                    return;
+                };
+                match leg.session.handle(now, m) {
+                    translators::h245_session::Verdict::Accepted => (Verdict::Accepted, name, None),
+                    translators::h245_session::Verdict::Ignored(why) => {
+                        (Verdict::Ignored, name, Some(why.to_owned()))
+                    }
+                }
+            }
+            Err(e) => (
+                Verdict::Rejected,
+                "MultimediaSystemControlMessage".to_owned(),
+                Some(format!("malformed: {e}")),
+            ),
+        };
+        self.report(
+            out,
+            Protocol::H245,
+            Side::Outside,
+            summary,
+            verdict,
+            reason,
+            Some(call),
+        );
+        self.drive(now, call, out);
+    }
+
+    /// Acts on what the session of `call` reports, then sends what it queued.
+    fn drive(&mut self, now: Duration, call: CallRef, out: &mut Out) {
+        loop {
+            let Some(leg) = self
+                .calls
+                .get_mut(&call)
+                .and_then(|c| c.procedures.as_mut())
+            else {
+                return;
+            };
+            let Some(event) = leg.session.poll_event() else {
+                break;
+            };
+            self.on_session_event(now, call, event, out);
+        }
+        self.flush_h245(call, out);
+    }
+
+    fn on_session_event(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        event: SessionEvent,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(leg) = c.procedures.as_mut() else {
+            return;
+        };
+        match event {
+            SessionEvent::RemoteCapabilities(codecs) => {
+                if leg.setup.is_some() {
+                    let ours = default_audio();
+                    let offer: Vec<meta::Codec> = codecs
+                        .into_iter()
+                        .filter(|c| ours.iter().any(|o| o.name == c.name))
+                        .collect();
+                    if offer.is_empty() {
+                        self.release_h245(
+                            now,
+                            call,
+                            Cause::INCOMPATIBLE_DESTINATION,
+                            "the caller can receive no audio codec GW2 carries",
+                            out,
+                        );
+                    } else {
+                        self.send_held_setup(call, offer, out);
+                    }
+                }
+            }
+            SessionEvent::OutgoingChannel { codec, rtp, .. } => {
+                let stream = leg.stream;
+                out.media.set_remote(Side::Outside, stream, rtp);
+                self.report(
+                    out,
+                    Protocol::H245,
+                    Side::Outside,
+                    "OpenLogicalChannelAck".to_owned(),
+                    Verdict::Accepted,
+                    Some(format!("GW2 sends {} to {rtp}", codec.name)),
+                    Some(call),
+                );
+            }
+            SessionEvent::OutgoingChannelClosed { why } => self.report(
+                out,
+                Protocol::H245,
+                Side::Outside,
+                "OpenLogicalChannel".to_owned(),
+                Verdict::Ignored,
+                Some(format!("GW2's channel is not open: {why}")),
+                Some(call),
+            ),
+            SessionEvent::Dtmf { event, duration_ms } => {
+                if leg.setup.is_none() {
+                    out.send_other(
+                        Side::Outside,
+                        meta::Message::Dtmf(meta::Dtmf {
+                            call,
+                            event,
+                            duration_ms,
+                        }),
+                    );
+                }
+            }
+            SessionEvent::RoundTrip(d) => self.report(
+                out,
+                Protocol::H245,
+                Side::Outside,
+                "RoundTripDelayResponse".to_owned(),
+                Verdict::Accepted,
+                Some(format!("round trip {} ms", d.as_millis())),
+                Some(call),
+            ),
+            SessionEvent::EndSession => {
+                self.release_h245(
+                    now,
+                    call,
+                    Cause::NORMAL_CLEARING,
+                    "the caller ended the H.245 session",
+                    out,
+                );
+            }
+            SessionEvent::Failed(why) => {
+                self.release_h245(now, call, Cause(102), &why, out);
+            }
+            SessionEvent::Determined(_)
+            | SessionEvent::IncomingChannel { .. }
+            | SessionEvent::IncomingChannelClosed { .. } => {}
+        }
+    }
+
+    /// Sends the held Meta Setup of `call` offering `codecs`.
+    fn send_held_setup(&mut self, call: CallRef, codecs: Vec<meta::Codec>, out: &mut Out) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(leg) = c.procedures.as_mut() else {
+            return;
+        };
+        let Some(mut setup) = leg.setup.take() else {
+            return;
+        };
+        let stream = leg.stream;
+        let desc = audio_description(stream, codecs);
+        out.media
+            .set_payload_types(Side::Outside, stream, payload_types(&desc));
+        setup.media = vec![desc];
+        c.offer.clone_from(&setup.media);
+        out.send_other(Side::Outside, meta::Message::Setup(setup));
+    }
+
+    /// The answer of a call whose media H.245 negotiates: Connect, then GW2's capabilities
+    /// (the answered codecs), its channel, and the caller's channels accepted.
+    fn answer_h245(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        media: &[MediaDescription],
+        parts: th323::H245Parts,
+        out: &mut Out,
+    ) {
+        let codecs: Vec<meta::Codec> = media
+            .iter()
+            .find(|m| m.kind == meta::MediaKind::Audio && m.stream.is_some())
+            .map(|m| m.codecs.clone())
+            .unwrap_or_default();
+        if codecs.is_empty() {
+            out.send_other(
+                Side::Outside,
+                meta::Message::Release(meta::Release {
+                    call,
+                    cause: Cause::INCOMPATIBLE_DESTINATION,
+                }),
+            );
+            self.release_h245(
+                now,
+                call,
+                Cause::INCOMPATIBLE_DESTINATION,
+                "the answer has no audio",
+                out,
+            );
+            return;
+        }
+        narrow(out, media);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let (flow, ids) = (c.flow, c.ids);
+        c.state = State::Confirmed;
+        out.calls.answered(now, call);
+        if let Ok(m) = th323::connect_message(&ids, Vec::new(), parts) {
+            self.send_q931(Side::Outside, flow, &m, out);
+        }
+        let Some(leg) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.procedures.as_mut())
+        else {
+            return;
+        };
+        let Some(rtp) = out.media.local(Side::Outside, leg.stream) else {
+            return;
+        };
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+        leg.answered.clone_from(&codecs);
+        leg.session.send_capabilities(now, &codecs);
+        leg.session.set_media(rtp, rtcp);
+        leg.session.open_channel(now, codecs, rtcp);
+        self.drive(now, call, out);
+    }
+
+    /// A digit from the other side toward the caller: UserInputIndication through GW2's
+    /// session, or tunnelled on its own for a fastStart call whose caller tunnels.
+    fn send_user_input(&mut self, call: CallRef, event: u8, duration_ms: u16, out: &mut Out) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state == State::Ended {
+            return;
+        }
+        if let Some(leg) = c.procedures.as_mut() {
+            leg.session.send_dtmf(event, duration_ms, false);
+            self.flush_h245(call, out);
+            return;
+        }
+        if !c.tunnelling {
+            self.report(
+                out,
+                Protocol::H245,
+                Side::Outside,
+                "UserInputIndication".to_owned(),
+                Verdict::Ignored,
+                Some("the caller has no H.245 channel: digit not sent".to_owned()),
+                Some(call),
+            );
+            return;
+        }
+        let (flow, ids) = (c.flow, c.ids);
+        let pdu = codecs::h245::user_input_signal(event, duration_ms)
+            .and_then(|m| h323_asn1::encode_h245(&m).ok());
+        if let Some(pdu) = pdu {
+            let parts = th323::H245Parts {
+                address: None,
+                control: vec![pdu],
+            };
+            if let Ok(m) = th323::facility_message(&ids, true, parts) {
+                self.send_q931(Side::Outside, flow, &m, out);
+            }
+        }
+    }
+
+    /// Sends what the session of `call` queued: in a Facility when tunnelled, on the separate
+    /// connection once the caller opened it (held until then).
+    fn flush_h245(&mut self, call: CallRef, out: &mut Out) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let (flow, ids) = (c.flow, c.ids);
+        let Some(leg) = c.procedures.as_mut() else {
+            return;
+        };
+        match leg.transport {
+            H245Transport::Tunnel => {
+                let control = drain_h245(&mut leg.session);
+                if control.is_empty() {
+                    return;
+                }
+                let parts = th323::H245Parts {
+                    address: None,
+                    control,
+                };
+                if let Ok(m) = th323::facility_message(&ids, true, parts) {
+                    self.send_q931(Side::Outside, flow, &m, out);
+                }
+            }
+            H245Transport::Separate {
+                conn: Some(conn), ..
+            } => {
+                for pdu in drain_h245(&mut leg.session) {
+                    self.send(Side::Outside, conn, Protocol::H245, &pdu, out);
+                }
+            }
+            H245Transport::Separate { conn: None, .. } => {}
+        }
+    }
+
+    /// Ends a call from its H.245 side: the session ends (EndSessionCommand), the other side
+    /// gets a Meta Release (if its Setup was sent), the caller a Release Complete.
+    fn release_h245(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        cause: Cause,
+        why: &str,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state == State::Ended {
+            return;
+        }
+        let (flow, ids) = (c.flow, c.ids);
+        let mut setup_sent = true;
+        if let Some(leg) = c.procedures.as_mut() {
+            setup_sent = leg.setup.take().is_none();
+            leg.session.end();
+        }
+        self.flush_h245(call, out);
+        if setup_sent {
+            out.send_other(
+                Side::Outside,
+                meta::Message::Release(meta::Release { call, cause }),
+            );
+            self.end_call(now, call, cause, out);
+        } else {
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.state = State::Ended;
+            }
+            self.stop_h245(call, out);
+            out.end_call_by_gateway(now, call, cause);
+        }
+        if let Ok(m) = th323::release_complete_message(&ids, true, cause) {
+            self.send_q931(Side::Outside, flow, &m, out);
+        }
+        self.report(
+            out,
+            Protocol::H225,
+            Side::Outside,
+            "ReleaseComplete".to_owned(),
+            Verdict::Accepted,
+            Some(format!("{why}: released, cause {}", cause.0)),
+            Some(call),
+        );
+    }
+
+    /// The call ended: no more timers, and the listener for a connection that never came
+    /// closes.
+    fn stop_h245(&mut self, call: CallRef, out: &mut Out) {
+        self.timed.remove(&call);
+        let Some(leg) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.procedures.as_mut())
+        else {
+            return;
+        };
+        if let H245Transport::Separate { listen, conn: None } = leg.transport {
+            out.media.unlisten(listen);
+            // Not again.
+            leg.transport = H245Transport::Separate {
+                listen,
+                conn: Some(Flow {
+                    transport: Transport::Tcp,
+                    local: listen,
+                    remote: listen,
+                }),
+            };
+        }
+    }
+
+    /// The earliest timer of the calls whose H.245 GW2 runs.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.timed
+            .iter()
+            .filter_map(|c| self.calls.get(c)?.procedures.as_ref())
+            .filter_map(|leg| {
+                let held = leg.setup.as_ref().map(|_| leg.deadline);
+                [held, leg.session.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            })
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
+        let due: Vec<CallRef> = self
+            .timed
+            .iter()
+            .copied()
+            .filter(|c| {
+                self.calls
+                    .get(c)
+                    .and_then(|c| c.procedures.as_ref())
+                    .is_some_and(|leg| {
+                        let held = leg.setup.is_some() && leg.deadline <= now;
+                        held || leg.session.poll_timeout().is_some_and(|t| t <= now)
+                    })
+            })
+            .collect();
+        for call in due {
+            let Some(leg) = self
+                .calls
+                .get_mut(&call)
+                .and_then(|c| c.procedures.as_mut())
+            else {
+                continue;
+            };
+            if leg.setup.is_some() && leg.deadline <= now {
+                // The caller sent no capabilities in time: GW2's own codecs are offered.
+                self.send_held_setup(call, default_audio(), out);
+            }
+            if let Some(leg) = self
+                .calls
+                .get_mut(&call)
+                .and_then(|c| c.procedures.as_mut())
+            {
+                leg.session.handle_timeout(now);
+            }
+            self.drive(now, call, out);
         }
     }
 
@@ -1032,13 +1689,36 @@ impl H323 {
             }
             _ => Vec::new(),
         };
+        // The address of GW2's separate H.245 listener, repeated until the caller connects.
+        let parts = th323::H245Parts {
+            address: match c.procedures.as_ref().map(|l| l.transport) {
+                Some(H245Transport::Separate { listen, conn: None }) => Some(listen),
+                _ => None,
+            },
+            control: Vec::new(),
+        };
+        let procedures = c.procedures.is_some();
         let msg = match m {
             meta::Message::Alerting(a) => {
                 narrow(out, &a.media);
-                th323::alerting_message(&ids, answer(c, &a.media))
+                let fast_start = if procedures {
+                    Vec::new()
+                } else {
+                    answer(c, &a.media)
+                };
+                th323::alerting_message(&ids, fast_start, parts)
+            }
+            meta::Message::Dtmf(d) => {
+                self.send_user_input(call, d.event, d.duration_ms, out);
+                return;
+            }
+            meta::Message::Answer(a) if procedures => {
+                self.answer_h245(now, call, &a.media, parts, out);
+                return;
             }
             meta::Message::Progress(p) => {
-                if p.media.is_empty() {
+                // Early media over H.245 is not opened: audio starts at the answer.
+                if p.media.is_empty() || procedures {
                     return;
                 }
                 narrow(out, &p.media);
@@ -1081,9 +1761,15 @@ impl H323 {
                 narrow(out, &a.media);
                 c.state = State::Confirmed;
                 out.calls.answered(now, call);
-                th323::connect_message(&ids, fast_start)
+                th323::connect_message(&ids, fast_start, th323::H245Parts::default())
             }
             meta::Message::Release(r) => {
+                // H.323 clause 8.5: channels closed and EndSessionCommand before Release
+                // Complete.
+                if let Some(leg) = c.procedures.as_mut() {
+                    leg.session.end();
+                }
+                self.flush_h245(call, out);
                 let m = th323::release_complete_message(&ids, true, r.cause);
                 self.end_call(now, call, r.cause, out);
                 m
@@ -1100,11 +1786,13 @@ impl H323 {
             return;
         };
         c.state = State::Ended;
+        self.stop_h245(call, out);
         out.end_call(now, call, cause);
     }
 
     /// The call table forgot the call: everything held for it goes.
     pub fn forget(&mut self, call: CallRef) {
+        self.timed.remove(&call);
         if let Some(c) = self.calls.remove(&call) {
             if self.by_key.get(&c.key) == Some(&call) {
                 self.by_key.remove(&c.key);
@@ -1232,4 +1920,24 @@ fn narrow(out: &mut Out, media: &[MediaDescription]) {
                 .set_payload_types(Side::Outside, id, payload_types(m));
         }
     }
+}
+
+/// An audio stream offering `codecs` (20 ms packets, both ways).
+fn audio_description(stream: StreamId, codecs: Vec<meta::Codec>) -> MediaDescription {
+    MediaDescription {
+        stream: Some(stream),
+        kind: meta::MediaKind::Audio,
+        direction: meta::Direction::SendRecv,
+        codecs,
+        telephone_event: None,
+        ptime_ms: Some(20),
+    }
+}
+
+/// The session's queued messages, encoded (a message that cannot be encoded is dropped; the
+/// session builds only encodable ones).
+fn drain_h245(session: &mut Session) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| session.poll_message())
+        .filter_map(|m| h323_asn1::encode_h245(&m).ok())
+        .collect()
 }

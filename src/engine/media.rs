@@ -412,6 +412,13 @@ pub trait Binder: Send {
     fn open(&mut self, side: Side, rtp: SocketAddr) -> bool;
     /// Closes both sockets of `rtp`: no call holds the port any more.
     fn close(&mut self, side: Side, rtp: SocketAddr);
+    /// Listens for one call's separate H.245 connection (TCP) at `at`; `false` when the port
+    /// cannot be bound. Connections accepted there reach the engine declared as H.245.
+    fn listen(&mut self, _side: Side, _at: SocketAddr) -> bool {
+        true
+    }
+    /// Stops listening at `at` (connections already accepted stay).
+    fn unlisten(&mut self, _at: SocketAddr) {}
 }
 
 /// A binder that opens nothing: ports are only numbers (replay, `sgw check`, engine tests).
@@ -596,6 +603,15 @@ impl MediaTable {
                 }
             }
         }
+    }
+
+    /// Listens for a separate H.245 connection at `at` (see [`Binder::listen`]).
+    pub fn listen(&mut self, side: Side, at: SocketAddr) -> bool {
+        self.binder.listen(side, at)
+    }
+
+    pub fn unlisten(&mut self, at: SocketAddr) {
+        self.binder.unlisten(at);
     }
 
     /// Replaces the binder (the live driver installs its own when it takes the engine).

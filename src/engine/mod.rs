@@ -58,7 +58,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 pub use calls::{CallCounters, Emergency};
-pub use h323::InsideProtocol;
+pub use h323::{InsideProtocol, CAPABILITIES_WAIT as H323_CAPABILITIES_WAIT};
 pub use limits::{LimitCounters, LimitsConfig};
 pub use media::{Binder, LatchMode, Latching, MediaCounters, MediaTableCounters, NoSockets};
 pub use policy::{Rejection, SipPolicy};
@@ -320,6 +320,8 @@ pub enum StreamProtocol {
     Sip,
     /// H.225.0 call signalling (TPKT + Q.931).
     H225,
+    /// One call's separate H.245 connection, accepted where GW2 listened for it.
+    H245,
 }
 
 /// The default interval of tunnel keepalives (TUNNEL.md §6).
@@ -1098,6 +1100,13 @@ impl Engine {
                         StreamState::Dead
                     }
                 }
+                Some(StreamProtocol::H245) => {
+                    if self.h323.claim_h245_stream(conn, &flow, &mut self.out) {
+                        StreamState::H323
+                    } else {
+                        StreamState::Dead
+                    }
+                }
                 None if self.h323.claim_stream(conn, &flow, data) => StreamState::H323,
                 None => {
                     let sip = is_sip_port(flow.local.port())
@@ -1219,6 +1228,7 @@ impl Engine {
         self.out.origin = EndedBy::Gateway;
         self.outside.handle_timeout(now, &mut self.out);
         self.inside.handle_timeout(now, &mut self.out);
+        self.h323.handle_timeout(now, &mut self.out);
         while let Some(call) = self.out.calls.poll_forget(now) {
             self.outside.forget(call);
             self.inside.forget(call);
@@ -1237,6 +1247,7 @@ impl Engine {
             self.outside.poll_timeout(),
             self.inside.poll_timeout(),
             self.out.calls.poll_timeout(),
+            self.h323.poll_timeout(),
             self.keepalive_due(),
         ]
         .into_iter()

@@ -308,6 +308,15 @@ enum SocketOp {
     Closed {
         local: SocketAddr,
     },
+    /// A listener for one call's separate H.245 connection.
+    Listening {
+        side: Side,
+        local: SocketAddr,
+        listener: std::net::TcpListener,
+    },
+    Unlisten {
+        local: SocketAddr,
+    },
 }
 
 /// The engine's [`Binder`] in the live gateway: binds media sockets at once (so a port another
@@ -342,6 +351,29 @@ impl Binder for LiveBinder {
             socket: b,
         });
         true
+    }
+
+    fn listen(&mut self, side: Side, at: SocketAddr) -> bool {
+        let bind = || {
+            let l = std::net::TcpListener::bind(at)?;
+            l.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(l)
+        };
+        let (Ok(listener), Ok(mut ops)) = (bind(), self.ops.lock()) else {
+            return false;
+        };
+        ops.push(SocketOp::Listening {
+            side,
+            local: at,
+            listener,
+        });
+        true
+    }
+
+    fn unlisten(&mut self, at: SocketAddr) {
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.push(SocketOp::Unlisten { local: at });
+        }
     }
 
     fn close(&mut self, _side: Side, rtp: SocketAddr) {
@@ -405,6 +437,8 @@ pub struct Driver {
     counters: DriverCounters,
     tcp_gate: Arc<TcpGate>,
     tasks: Vec<JoinHandle<()>>,
+    /// Accept tasks of the per-call H.245 listeners, by address.
+    h245_listeners: HashMap<SocketAddr, JoinHandle<()>>,
     /// Connections being opened for the engine, with what it sent meanwhile.
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Bytes>>,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
@@ -467,6 +501,7 @@ impl Driver {
             counters: DriverCounters::default(),
             tcp_gate: TcpGate::new(TcpLimits::default()),
             tasks: Vec::new(),
+            h245_listeners: HashMap::new(),
             verbose: true,
             metrics: None,
             source: None,
@@ -1057,6 +1092,35 @@ impl Driver {
                 },
                 SocketOp::Closed { local } => {
                     self.udp.remove(&local);
+                }
+                SocketOp::Listening {
+                    side,
+                    local,
+                    listener,
+                } => match TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        let task = tokio::spawn(tcp_accept(
+                            l,
+                            side,
+                            StreamProtocol::H245,
+                            self.next_conn.clone(),
+                            self.tx.clone(),
+                            self.tcp_gate.clone(),
+                            None,
+                        ));
+                        if let Some(old) = self.h245_listeners.insert(local, task) {
+                            old.abort();
+                        }
+                    }
+                    Err(e) => warn(
+                        self.half,
+                        format_args!("cannot listen for H.245 at {local}: {e}"),
+                    ),
+                },
+                SocketOp::Unlisten { local } => {
+                    if let Some(task) = self.h245_listeners.remove(&local) {
+                        task.abort();
+                    }
                 }
             }
         }

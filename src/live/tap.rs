@@ -194,6 +194,10 @@ impl Tap {
                 }
                 return Vec::new();
             }
+            if declared == StreamProtocol::H245 {
+                // HEP carries SIP and H.225.0 only.
+                return Vec::new();
+            }
             let framer = if declared == StreamProtocol::H225 || tpkt::looks_like_tpkt(data) {
                 Framer::Tpkt(TpktFramer::new())
             } else {

@@ -449,7 +449,34 @@ fn number(user: &str) -> Option<PartyNumber> {
 }
 
 fn encode_uu(body: Body) -> Result<Vec<u8>, TranslateError> {
-    Ok(h225::encode(&h225::user_information_for(body, true))?)
+    encode_uu_with(body, H245Parts::default())
+}
+
+/// What an H.225.0 message carries for H.245: this side's `h245Address` (a separate H.245
+/// connection, H.323 clause 8.1.7.2) and tunnelled H.245 PDUs (`h245Control`, clause 8.2.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct H245Parts {
+    pub address: Option<SocketAddr>,
+    pub control: Vec<Vec<u8>>,
+}
+
+fn encode_uu_with(mut body: Body, h245: H245Parts) -> Result<Vec<u8>, TranslateError> {
+    if let Some(a) = h245.address.map(h225::socket_to_transport) {
+        match &mut body {
+            Body::setup(b) => b.h245_address = Some(a),
+            Body::callProceeding(b) => b.h245_address = Some(a),
+            Body::alerting(b) => b.h245_address = Some(a),
+            Body::connect(b) => b.h245_address = Some(a),
+            Body::progress(b) => b.h245_address = Some(a),
+            Body::facility(b) => b.h245_address = Some(a),
+            _ => {}
+        }
+    }
+    let mut uu = h225::user_information_for(body, true);
+    if !h245.control.is_empty() {
+        uu.h323_uu_pdu.h245_control = Some(h245.control.into_iter().map(Into::into).collect());
+    }
+    Ok(h225::encode(&uu)?)
 }
 
 fn fast_start_elements(fs: Vec<Vec<u8>>) -> Option<Vec<h323_asn1::rasn::types::OctetString>> {
@@ -493,10 +520,14 @@ pub fn setup_message(
 }
 
 /// Call Proceeding from the called side (call reference flag set).
-pub fn call_proceeding_message(ids: &CallIds) -> Result<q931::Message, TranslateError> {
-    let uu = encode_uu(Body::callProceeding(h225::call_proceeding_uuie(
-        ids.call_identifier,
-    )))?;
+pub fn call_proceeding_message(
+    ids: &CallIds,
+    h245: H245Parts,
+) -> Result<q931::Message, TranslateError> {
+    let uu = encode_uu_with(
+        Body::callProceeding(h225::call_proceeding_uuie(ids.call_identifier)),
+        h245,
+    )?;
     Ok(q931::Message::call_proceeding(
         CallRef::new(ids.call_ref).reply(),
         uu,
@@ -507,12 +538,13 @@ pub fn call_proceeding_message(ids: &CallIds) -> Result<q931::Message, Translate
 pub fn alerting_message(
     ids: &CallIds,
     fast_start: Vec<Vec<u8>>,
+    h245: H245Parts,
 ) -> Result<q931::Message, TranslateError> {
     let mut a = h225::alerting_uuie(ids.call_identifier);
     a.fast_start = fast_start_elements(fast_start);
     Ok(q931::Message::alerting(
         CallRef::new(ids.call_ref).reply(),
-        encode_uu(Body::alerting(a))?,
+        encode_uu_with(Body::alerting(a), h245)?,
     ))
 }
 
@@ -551,12 +583,59 @@ pub fn progress_message(
 pub fn connect_message(
     ids: &CallIds,
     fast_start: Vec<Vec<u8>>,
+    h245: H245Parts,
 ) -> Result<q931::Message, TranslateError> {
     let mut c = h225::connect_uuie(ids.conference_id, ids.call_identifier);
     c.fast_start = fast_start_elements(fast_start);
     Ok(q931::Message::connect(
         CallRef::new(ids.call_ref).reply(),
-        encode_uu(Body::connect(c))?,
+        encode_uu_with(Body::connect(c), h245)?,
+    ))
+}
+
+/// Facility carrying H.245 (reason `transportedInformation`, H.323 clause 8.2.1: tunnelled
+/// PDUs when no other message is due) or announcing `h245Address` (reason `startH245`).
+/// `from_destination` is the call reference flag.
+pub fn facility_message(
+    ids: &CallIds,
+    from_destination: bool,
+    h245: H245Parts,
+) -> Result<q931::Message, TranslateError> {
+    let reason = if h245.control.is_empty() && h245.address.is_some() {
+        h225asn::FacilityReason::startH245(())
+    } else {
+        h225asn::FacilityReason::transportedInformation(())
+    };
+    let f = h225asn::FacilityUUIE::new(
+        h225::protocol_identifier(),
+        None,
+        None,
+        Some(h225asn::ConferenceIdentifier(h225::guid(ids.conference_id))),
+        reason,
+        Some(h225asn::CallIdentifier::new(h225::guid(
+            ids.call_identifier,
+        ))),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        Some(false),
+        Some(false),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    );
+    let mut cr = CallRef::new(ids.call_ref);
+    cr.from_destination = from_destination;
+    Ok(q931::Message::facility(
+        cr,
+        encode_uu_with(Body::facility(f), h245)?,
     ))
 }
 
@@ -752,10 +831,19 @@ mod tests {
     #[test]
     fn responses_encode() {
         for m in [
-            call_proceeding_message(&IDS).unwrap(),
-            alerting_message(&IDS, Vec::new()).unwrap(),
+            call_proceeding_message(&IDS, H245Parts::default()).unwrap(),
+            alerting_message(&IDS, Vec::new(), H245Parts::default()).unwrap(),
             progress_message(&IDS, Vec::new()).unwrap(),
-            connect_message(&IDS, Vec::new()).unwrap(),
+            connect_message(&IDS, Vec::new(), H245Parts::default()).unwrap(),
+            facility_message(
+                &IDS,
+                true,
+                H245Parts {
+                    address: Some("192.0.2.1:30000".parse().unwrap()),
+                    control: vec![vec![0x64, 0x00]],
+                },
+            )
+            .unwrap(),
             release_complete_for_error(CallRef::new(9), Cause::INVALID_MESSAGE).unwrap(),
         ] {
             let back = q931::Message::decode(&m.to_vec().unwrap()).unwrap();
