@@ -131,6 +131,8 @@ enum Kind {
 
 struct Stream {
     kind: Kind,
+    /// Outside (GW2's listener, replay) or inside (GW1's H.323 PBX).
+    side: Side,
     framer: TpktFramer,
     /// Framing was lost: the rest of the stream is dropped (the live gateway closes it).
     dead: bool,
@@ -143,7 +145,7 @@ enum State {
     Ended,
 }
 
-/// One outside H.323 call that GW2 terminates.
+/// One H.323 call the gateway answers: GW2 from an outside caller, GW1 from its inside PBX.
 struct OutCall {
     flow: Flow,
     ids: th323::CallIds,
@@ -153,6 +155,8 @@ struct OutCall {
     state: State,
     /// Keys this call put into `by_key` and `h245`, removed when it is forgotten.
     key: (SocketAddr, SocketAddr, u16),
+    /// Outside (GW2, the caller on the Internet) or inside (GW1, the caller is the PBX).
+    side: Side,
     h245: Vec<SocketAddr>,
     /// The caller tunnels H.245 (and GW2 always offers to).
     tunnelling: bool,
@@ -245,6 +249,7 @@ impl H323 {
             conn,
             Stream {
                 kind,
+                side: Side::Outside,
                 framer: TpktFramer::new(),
                 dead: false,
             },
@@ -252,8 +257,9 @@ impl H323 {
         true
     }
 
-    /// A stream from the H.225.0 listener (live): H.225.0 whatever its first bytes.
-    pub fn claim_h225_stream(&mut self, conn: ConnId) -> bool {
+    /// A stream from an H.225.0 listener, or one GW1 opened toward its H.323 PBX (live):
+    /// H.225.0 whatever its first bytes.
+    pub fn claim_h225_stream(&mut self, conn: ConnId, side: Side) -> bool {
         if self.streams.len() >= MAX_STREAMS {
             self.streams_refused += 1;
             return false;
@@ -262,6 +268,7 @@ impl H323 {
             conn,
             Stream {
                 kind: Kind::H225,
+                side,
                 framer: TpktFramer::new(),
                 dead: false,
             },
@@ -271,10 +278,8 @@ impl H323 {
 
     /// Whether this part holds `call` on `side` (GW2's outside calls, GW1's inside calls).
     pub fn holds(&self, side: Side, call: CallRef) -> bool {
-        match side {
-            Side::Outside => self.calls.contains_key(&call),
-            Side::Inside => self.inside.contains_key(&call),
-        }
+        self.calls.get(&call).is_some_and(|c| c.side == side)
+            || (side == Side::Inside && self.inside.contains_key(&call))
     }
 
     pub fn stream_closed(&mut self, conn: ConnId) {
@@ -304,7 +309,7 @@ impl H323 {
             return;
         }
         s.framer.push(data);
-        let kind = s.kind;
+        let (kind, side) = (s.kind, s.side);
         let mut frames = Vec::new();
         let mut lost = None;
         while let Some(f) = s.framer.next_frame() {
@@ -323,8 +328,8 @@ impl H323 {
                 continue;
             }
             match kind {
-                Kind::H225 => self.handle_h225(now, flow, &f, out),
-                Kind::H245 => self.handle_h245_frame(now, flow, &f, None, out),
+                Kind::H225 => self.handle_h225(now, side, flow, &f, out),
+                Kind::H245 => self.handle_h245_frame(now, side, flow, &f, None, out),
             }
         }
         if let Some(e) = lost {
@@ -335,7 +340,7 @@ impl H323 {
             // Not counted as a message: no PDU could be delimited.
             out.events.push_back(Event::Report(Report {
                 protocol,
-                side: self.side_of(&flow),
+                side: self.side_of(side, &flow),
                 summary: Summary::Text("TPKT framing lost".to_owned()),
                 verdict: Verdict::Rejected,
                 reason: Some(format!("malformed: {e}; connection closed")),
@@ -374,12 +379,13 @@ impl H323 {
         }
     }
 
-    /// Outside, or (replay) the answering party standing in for the inside.
-    fn side_of(&self, flow: &Flow) -> Side {
-        if self.replay && self.answering_call(flow).is_some() {
+    /// The side of a stream's messages: its own, but (replay) the answering party on an
+    /// outside stream stands in for the inside.
+    fn side_of(&self, side: Side, flow: &Flow) -> Side {
+        if side == Side::Outside && self.replay && self.answering_call(flow).is_some() {
             Side::Inside
         } else {
-            Side::Outside
+            side
         }
     }
 
@@ -439,6 +445,7 @@ impl H323 {
     /// Answers a message that cannot be handled with Release Complete (Q.931 clause 5.8).
     fn reject_h225(
         &self,
+        side: Side,
         flow: Flow,
         call_ref: Option<q931::CallRef>,
         cause: Option<Cause>,
@@ -449,14 +456,14 @@ impl H323 {
         let mut reason = format!("malformed: {why}");
         if let (Some(cr), Some(cause)) = (call_ref, cause) {
             if let Ok(m) = th323::release_complete_for_error(cr, cause) {
-                self.send_q931(Side::Outside, flow, &m, out);
+                self.send_q931(side, flow, &m, out);
                 reason.push_str(&format!("; answered Release Complete, cause {}", cause.0));
             }
         }
         self.report(
             out,
             Protocol::H225,
-            Side::Outside,
+            side,
             summary,
             Verdict::Rejected,
             Some(reason),
@@ -500,6 +507,7 @@ impl H323 {
     #[allow(clippy::too_many_arguments)]
     fn malformed_h225(
         &mut self,
+        side: Side,
         flow: Flow,
         header: Option<(q931::CallRef, MessageType)>,
         cause: Option<Cause>,
@@ -512,7 +520,7 @@ impl H323 {
             (Some((_, MessageType::ReleaseComplete)), _, _) => self.report(
                 out,
                 Protocol::H225,
-                Side::Outside,
+                side,
                 summary,
                 Verdict::Rejected,
                 Some(format!("malformed: {why}")),
@@ -522,12 +530,12 @@ impl H323 {
                 if let Ok(status) =
                     th323::status_message(cr, cause, self.call_state(call), self.call_id(call))
                 {
-                    self.send_q931(Side::Outside, flow, &status, out);
+                    self.send_q931(side, flow, &status, out);
                 }
                 self.report(
                     out,
                     Protocol::H225,
-                    Side::Outside,
+                    side,
                     summary,
                     Verdict::Rejected,
                     Some(format!(
@@ -537,13 +545,13 @@ impl H323 {
                     Some(c),
                 );
             }
-            _ => self.reject_h225(flow, header.map(|(cr, _)| cr), cause, summary, why, out),
+            _ => self.reject_h225(side, flow, header.map(|(cr, _)| cr), cause, summary, why, out),
         }
     }
 
     /// Status Enquiry (Q.931 clause 5.8.10): answered with Status, cause 30, and the call's
     /// state (Null for a call GW2 does not hold). GNU Gatekeeper and others poll calls so.
-    fn answer_status_enquiry(&mut self, flow: Flow, msg: &q931::Message, out: &mut Out) {
+    fn answer_status_enquiry(&mut self, side: Side, flow: Flow, msg: &q931::Message, out: &mut Out) {
         let call = self.call_of(&flow, msg.call_ref);
         if let Ok(status) = th323::status_message(
             msg.call_ref,
@@ -551,12 +559,12 @@ impl H323 {
             self.call_state(call),
             self.call_id(call),
         ) {
-            self.send_q931(Side::Outside, flow, &status, out);
+            self.send_q931(side, flow, &status, out);
         }
         self.report(
             out,
             Protocol::H225,
-            Side::Outside,
+            side,
             "StatusEnquiry".to_owned(),
             Verdict::Accepted,
             Some("answered Status, cause 30".to_owned()),
@@ -565,20 +573,21 @@ impl H323 {
     }
 
     /// One Q.931 message (a TPKT payload) on an H.225.0 stream.
-    fn handle_h225(&mut self, now: Duration, flow: Flow, bytes: &[u8], out: &mut Out) {
+    fn handle_h225(&mut self, now: Duration, side: Side, flow: Flow, bytes: &[u8], out: &mut Out) {
         let header = q931::peek(bytes).ok().map(|(cr, mt, _)| (cr, mt));
         let mt_name = header.map_or("Q.931", |(_, mt)| mt.name());
         let msg = match q931::Message::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
                 let cause = e.cause().map(Cause::from);
-                self.malformed_h225(flow, header, cause, mt_name.to_owned(), e.to_string(), out);
+                self.malformed_h225(side, flow, header, cause, mt_name.to_owned(), e.to_string(), out);
                 return;
             }
         };
         if let Err(e) = msg.check_mandatory() {
             let cause = e.cause().map(Cause::from);
             self.malformed_h225(
+                side,
                 flow,
                 Some((msg.call_ref, msg.msg_type)),
                 cause,
@@ -588,15 +597,15 @@ impl H323 {
             );
             return;
         }
-        if msg.msg_type == MessageType::StatusEnquiry && self.side_of(&flow) == Side::Outside {
-            self.answer_status_enquiry(flow, &msg, out);
+        if msg.msg_type == MessageType::StatusEnquiry && self.side_of(side, &flow) == side {
+            self.answer_status_enquiry(side, flow, &msg, out);
             return;
         }
         let uu = match h225::user_information(&msg) {
             Ok(uu) => uu,
             // Status, Status Enquiry, Information may come without H.225.0 PDU.
             Err(h225::H225Error::NoUserUser) => {
-                let side = self.side_of(&flow);
+                let side = self.side_of(side, &flow);
                 self.report(
                     out,
                     Protocol::H225,
@@ -611,6 +620,7 @@ impl H323 {
             Err(e) => {
                 let cause = Some(Cause::from(e.cause()));
                 self.reject_h225(
+                    side,
                     flow,
                     Some(msg.call_ref),
                     cause,
@@ -655,7 +665,7 @@ impl H323 {
                 None => self.report(
                     out,
                     Protocol::H225,
-                    Side::Outside,
+                    side,
                     name.to_owned(),
                     Verdict::Ignored,
                     Some("matches no call of the gateway".to_owned()),
@@ -665,12 +675,12 @@ impl H323 {
         } else {
             match (&pdu.h323_message_body, msg.msg_type, call) {
                 (Body::setup(_), MessageType::Setup, None) => {
-                    self.handle_setup(now, flow, &msg, &uu, out)
+                    self.handle_setup(now, side, flow, &msg, &uu, out)
                 }
                 (_, MessageType::Setup, Some(c)) => self.report(
                     out,
                     Protocol::H225,
-                    Side::Outside,
+                    side,
                     name.to_owned(),
                     Verdict::Ignored,
                     Some("Setup repeated for an existing call".to_owned()),
@@ -681,7 +691,7 @@ impl H323 {
                     let live = self.calls.get(&c).is_some_and(|x| x.state != State::Ended);
                     if live {
                         out.send_other(
-                            Side::Outside,
+                            side,
                             meta::Message::Release(meta::Release { call: c, cause }),
                         );
                         self.end_call(now, c, cause, out);
@@ -689,7 +699,7 @@ impl H323 {
                     self.report(
                         out,
                         Protocol::H225,
-                        Side::Outside,
+                        side,
                         name.to_owned(),
                         Verdict::Accepted,
                         None,
@@ -699,7 +709,7 @@ impl H323 {
                 (_, MessageType::ReleaseComplete, None) => self.report(
                     out,
                     Protocol::H225,
-                    Side::Outside,
+                    side,
                     name.to_owned(),
                     Verdict::Ignored,
                     Some("matches no call of the gateway".to_owned()),
@@ -708,7 +718,7 @@ impl H323 {
                 (_, _, Some(c)) => self.report(
                     out,
                     Protocol::H225,
-                    Side::Outside,
+                    side,
                     name.to_owned(),
                     Verdict::Accepted,
                     None,
@@ -718,6 +728,7 @@ impl H323 {
                     // Q.931 clause 5.8.3.2: a message for an unknown call reference is
                     // answered with Release Complete, cause 81.
                     self.reject_h225(
+                        side,
                         flow,
                         Some(msg.call_ref),
                         Some(Cause(81)),
@@ -731,13 +742,14 @@ impl H323 {
         // A Setup's call exists only now.
         let call = call.or_else(|| self.by_key.get(&key).copied());
         for t in tunnelled {
-            self.handle_h245_frame(now, flow, &t, call, out);
+            self.handle_h245_frame(now, side, flow, &t, call, out);
         }
     }
 
     fn handle_setup(
         &mut self,
         now: Duration,
+        side: Side,
         flow: Flow,
         msg: &q931::Message,
         uu: &h225::asn::H323UserInformation,
@@ -748,6 +760,7 @@ impl H323 {
             Ok(i) => i,
             Err(e) => {
                 self.reject_h225(
+                    side,
                     flow,
                     Some(msg.call_ref),
                     Some(e.cause()),
@@ -765,7 +778,10 @@ impl H323 {
         };
         let emergency = out.calls.emergency.recognises(&info.called.user, None);
         let new = NewCall {
-            direction: Direction::FromOutside,
+            direction: match side {
+                Side::Outside => Direction::FromOutside,
+                Side::Inside => Direction::FromInside,
+            },
             protocol: CallProtocol::H323,
             family: Family::of(flow.remote.ip()),
             source: Some(flow.remote.ip()),
@@ -776,12 +792,12 @@ impl H323 {
         };
         let refuse = |this: &Self, out: &mut Out, cause: Cause, why: &str| {
             if let Ok(m) = th323::release_complete_message(&ids, true, cause) {
-                this.send_q931(Side::Outside, flow, &m, out);
+                this.send_q931(side, flow, &m, out);
             }
             this.report(
                 out,
                 Protocol::H225,
-                Side::Outside,
+                side,
                 "Setup".to_owned(),
                 Verdict::Rejected,
                 Some(format!(
@@ -791,7 +807,7 @@ impl H323 {
                 None,
             );
         };
-        let call = match out.calls.admit(now, Side::Outside, &new, out.tunnel_up) {
+        let call = match out.calls.admit(now, side, &new, out.tunnel_up) {
             Ok(c) => c,
             Err(r) => {
                 let why = out.calls.describe(r);
@@ -801,14 +817,14 @@ impl H323 {
         };
         // Latch mode `signalling`: the caller's media may come from where its Setup came from.
         out.media
-            .set_signalling(Side::Outside, call, flow.remote.ip());
+            .set_signalling(side, call, flow.remote.ip());
         let mut streams = Vec::new();
         let mut failed = None;
         for (m, remote) in info.media.media.iter_mut().zip(&info.media.remotes) {
             if m.stream.is_none() {
                 continue;
             }
-            let Some(id) = out.media.stream_id(Side::Outside) else {
+            let Some(id) = out.media.stream_id(side) else {
                 failed = Some(super::calls::Refusal::NoMediaPort);
                 break;
             };
@@ -816,7 +832,7 @@ impl H323 {
             let ip = flow.local.ip();
             if let Err(r) = out
                 .media
-                .open(Side::Outside, call, id, ip, payload_types(m), *remote)
+                .open(side, call, id, ip, payload_types(m), *remote)
             {
                 failed = Some(r);
                 break;
@@ -826,7 +842,7 @@ impl H323 {
         // No fastStart: media is negotiated over H.245, which GW2 runs (live).
         let mut procedures = None;
         if failed.is_none() && info.proposals.is_empty() && !self.replay {
-            match self.start_h245(now, call, &flow, info.tunnelling, out) {
+            match self.start_h245(now, side, call, &flow, info.tunnelling, out) {
                 Ok((leg, desc)) => {
                     streams.push(leg.stream);
                     info.media.media = vec![desc];
@@ -866,7 +882,7 @@ impl H323 {
             }
         }
         if let Ok(m) = th323::call_proceeding_message(&ids, parts) {
-            self.send_q931(Side::Outside, flow, &m, out);
+            self.send_q931(side, flow, &m, out);
         }
         let mut h245 = Vec::new();
         if let Some(H245Transport::Separate { listen, .. }) =
@@ -897,6 +913,7 @@ impl H323 {
                 streams,
                 state: State::Early,
                 key,
+                side,
                 h245,
                 tunnelling: info.tunnelling,
                 procedures: procedures.map(|mut leg| {
@@ -915,12 +932,12 @@ impl H323 {
             // The Meta Setup waits for the caller's capabilities.
             self.timed.insert(call);
         } else {
-            out.send_other(Side::Outside, setup);
+            out.send_other(side, setup);
         }
         self.report(
             out,
             Protocol::H225,
-            Side::Outside,
+            side,
             "Setup".to_owned(),
             Verdict::Accepted,
             None,
@@ -1012,6 +1029,7 @@ impl H323 {
     fn handle_h245_frame(
         &mut self,
         now: Duration,
+        side: Side,
         flow: Flow,
         bytes: &[u8],
         call: Option<CallRef>,
@@ -1024,18 +1042,20 @@ impl H323 {
             self.procedure_pdu(now, c, bytes, out);
             return;
         }
-        let side = self.side_of(&flow);
+        let side = self.side_of(side, &flow);
         match h323_asn1::decode_h245(bytes) {
             Ok(m) => {
                 let name = codecs::h245::message_name(&m);
                 if let (Some(c), Some((event, duration_ms))) = (call, th323::dtmf_from_h245(&m)) {
+                    // From the caller of a call this side answered (in replay the answering
+                    // party's digits stay in the capture).
                     let confirmed = self
                         .calls
                         .get(&c)
-                        .is_some_and(|x| x.state == State::Confirmed);
-                    if side == Side::Outside && confirmed {
+                        .is_some_and(|x| x.state == State::Confirmed && x.side == side);
+                    if confirmed {
                         out.send_other(
-                            Side::Outside,
+                            side,
                             meta::Message::Dtmf(meta::Dtmf {
                                 call: c,
                                 event,
@@ -1066,6 +1086,11 @@ impl H323 {
         }
     }
 
+    /// The side of a call the gateway answers (outside when it holds none).
+    fn side_of_call(&self, call: CallRef) -> Side {
+        self.calls.get(&call).map_or(Side::Outside, |c| c.side)
+    }
+
     /// Whether GW2 runs the H.245 procedures of `call` (a live outside call without
     /// fastStart that has not ended).
     fn runs_h245(&self, call: CallRef) -> bool {
@@ -1081,6 +1106,7 @@ impl H323 {
     fn start_h245(
         &mut self,
         now: Duration,
+        side: Side,
         call: CallRef,
         flow: &Flow,
         tunnelling: bool,
@@ -1089,11 +1115,11 @@ impl H323 {
         use super::calls::Refusal;
         let id = out
             .media
-            .stream_id(Side::Outside)
+            .stream_id(side)
             .ok_or(Refusal::NoMediaPort)?;
         let desc = audio_description(id, default_audio());
         let rtp = out.media.open(
-            Side::Outside,
+            side,
             call,
             id,
             flow.local.ip(),
@@ -1103,7 +1129,7 @@ impl H323 {
         let transport = if tunnelling {
             H245Transport::Tunnel
         } else {
-            if !out.media.listen(Side::Outside, rtp) {
+            if !out.media.listen(side, rtp) {
                 return Err(Refusal::NoMediaPort);
             }
             H245Transport::Separate {
@@ -1130,11 +1156,11 @@ impl H323 {
         let Some(call) = self.h245.get(&flow.local).copied() else {
             return false;
         };
-        let refuse = |this: &Self, out: &mut Out, why: &str| {
+        let refuse = |this: &Self, out: &mut Out, side: Side, why: &str| {
             this.report(
                 out,
                 Protocol::H245,
-                Side::Outside,
+                side,
                 "H.245 connection".to_owned(),
                 Verdict::Rejected,
                 Some(format!("{why}; connection closed")),
@@ -1149,8 +1175,9 @@ impl H323 {
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
+        let side = c.side;
         if c.state == State::Ended || c.flow.remote.ip() != flow.remote.ip() {
-            return refuse(self, out, "not from the caller of a live call");
+            return refuse(self, out, side, "not from the caller of a live call");
         }
         let Some(leg) = c.procedures.as_mut() else {
             return false;
@@ -1160,13 +1187,14 @@ impl H323 {
                 *conn = Some(*flow);
                 *listen
             }
-            _ => return refuse(self, out, "the call's H.245 connection is already open"),
+            _ => return refuse(self, out, side, "the call's H.245 connection is already open"),
         };
         out.media.unlisten(listen);
         self.streams.insert(
             conn,
             Stream {
                 kind: Kind::H245,
+                side,
                 framer: TpktFramer::new(),
                 dead: false,
             },
@@ -1203,7 +1231,7 @@ impl H323 {
         self.report(
             out,
             Protocol::H245,
-            Side::Outside,
+            self.side_of_call(call),
             summary,
             verdict,
             reason,
@@ -1266,11 +1294,11 @@ impl H323 {
             }
             SessionEvent::OutgoingChannel { codec, rtp, .. } => {
                 let stream = leg.stream;
-                out.media.set_remote(Side::Outside, stream, rtp);
+                out.media.set_remote(self.side_of_call(call), stream, rtp);
                 self.report(
                     out,
                     Protocol::H245,
-                    Side::Outside,
+                    self.side_of_call(call),
                     "OpenLogicalChannelAck".to_owned(),
                     Verdict::Accepted,
                     Some(format!("GW2 sends {} to {rtp}", codec.name)),
@@ -1280,7 +1308,7 @@ impl H323 {
             SessionEvent::OutgoingChannelClosed { why } => self.report(
                 out,
                 Protocol::H245,
-                Side::Outside,
+                self.side_of_call(call),
                 "OpenLogicalChannel".to_owned(),
                 Verdict::Ignored,
                 Some(format!("GW2's channel is not open: {why}")),
@@ -1289,7 +1317,7 @@ impl H323 {
             SessionEvent::Dtmf { event, duration_ms } => {
                 if leg.setup.is_none() {
                     out.send_other(
-                        Side::Outside,
+                        self.side_of_call(call),
                         meta::Message::Dtmf(meta::Dtmf {
                             call,
                             event,
@@ -1301,7 +1329,7 @@ impl H323 {
             SessionEvent::RoundTrip(d) => self.report(
                 out,
                 Protocol::H245,
-                Side::Outside,
+                self.side_of_call(call),
                 "RoundTripDelayResponse".to_owned(),
                 Verdict::Accepted,
                 Some(format!("round trip {} ms", d.as_millis())),
@@ -1327,6 +1355,7 @@ impl H323 {
 
     /// Sends the held Meta Setup of `call` offering `codecs`.
     fn send_held_setup(&mut self, call: CallRef, codecs: Vec<meta::Codec>, out: &mut Out) {
+        let side = self.side_of_call(call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1339,10 +1368,10 @@ impl H323 {
         let stream = leg.stream;
         let desc = audio_description(stream, codecs);
         out.media
-            .set_payload_types(Side::Outside, stream, payload_types(&desc));
+            .set_payload_types(side, stream, payload_types(&desc));
         setup.media = vec![desc];
         c.offer.clone_from(&setup.media);
-        out.send_other(Side::Outside, meta::Message::Setup(setup));
+        out.send_other(self.side_of_call(call), meta::Message::Setup(setup));
     }
 
     /// The answer of a call whose media H.245 negotiates: Connect, then GW2's capabilities
@@ -1361,13 +1390,6 @@ impl H323 {
             .map(|m| m.codecs.clone())
             .unwrap_or_default();
         if codecs.is_empty() {
-            out.send_other(
-                Side::Outside,
-                meta::Message::Release(meta::Release {
-                    call,
-                    cause: Cause::INCOMPATIBLE_DESTINATION,
-                }),
-            );
             self.release_h245(
                 now,
                 call,
@@ -1377,15 +1399,16 @@ impl H323 {
             );
             return;
         }
-        narrow(out, media);
+        narrow(out, self.side_of_call(call), media);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         let (flow, ids) = (c.flow, c.ids);
         c.state = State::Confirmed;
         out.calls.answered(now, call);
+        let side = self.side_of_call(call);
         if let Ok(m) = th323::connect_message(&ids, Vec::new(), parts) {
-            self.send_q931(Side::Outside, flow, &m, out);
+            self.send_q931(side, flow, &m, out);
         }
         let Some(leg) = self
             .calls
@@ -1394,7 +1417,7 @@ impl H323 {
         else {
             return;
         };
-        let Some(rtp) = out.media.local(Side::Outside, leg.stream) else {
+        let Some(rtp) = out.media.local(side, leg.stream) else {
             return;
         };
         let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
@@ -1423,7 +1446,7 @@ impl H323 {
             self.report(
                 out,
                 Protocol::H245,
-                Side::Outside,
+                self.side_of_call(call),
                 "UserInputIndication".to_owned(),
                 Verdict::Ignored,
                 Some("the caller has no H.245 channel: digit not sent".to_owned()),
@@ -1440,7 +1463,7 @@ impl H323 {
                 control: vec![pdu],
             };
             if let Ok(m) = th323::facility_message(&ids, true, parts) {
-                self.send_q931(Side::Outside, flow, &m, out);
+                self.send_q931(self.side_of_call(call), flow, &m, out);
             }
         }
     }
@@ -1466,14 +1489,14 @@ impl H323 {
                     control,
                 };
                 if let Ok(m) = th323::facility_message(&ids, true, parts) {
-                    self.send_q931(Side::Outside, flow, &m, out);
+                    self.send_q931(self.side_of_call(call), flow, &m, out);
                 }
             }
             H245Transport::Separate {
                 conn: Some(conn), ..
             } => {
                 for pdu in drain_h245(&mut leg.session) {
-                    self.send(Side::Outside, conn, Protocol::H245, &pdu, out);
+                    self.send(self.side_of_call(call), conn, Protocol::H245, &pdu, out);
                 }
             }
             H245Transport::Separate { conn: None, .. } => {}
@@ -1505,7 +1528,7 @@ impl H323 {
         self.flush_h245(call, out);
         if setup_sent {
             out.send_other(
-                Side::Outside,
+                self.side_of_call(call),
                 meta::Message::Release(meta::Release { call, cause }),
             );
             self.end_call(now, call, cause, out);
@@ -1517,12 +1540,12 @@ impl H323 {
             out.end_call_by_gateway(now, call, cause);
         }
         if let Ok(m) = th323::release_complete_message(&ids, true, cause) {
-            self.send_q931(Side::Outside, flow, &m, out);
+            self.send_q931(self.side_of_call(call), flow, &m, out);
         }
         self.report(
             out,
             Protocol::H225,
-            Side::Outside,
+            self.side_of_call(call),
             "ReleaseComplete".to_owned(),
             Verdict::Accepted,
             Some(format!("{why}: released, cause {}", cause.0)),
@@ -1670,6 +1693,12 @@ impl H323 {
 
     /// Meta from GW1 for an outside H.323 call.
     pub fn handle_meta_outside(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
+        self.handle_meta_answering(now, m, out);
+    }
+
+    /// Meta from the other half for a call this side answers (GW2's outside callers, GW1's
+    /// inside ones).
+    fn handle_meta_answering(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
         let Some(call) = m.call() else { return };
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -1677,12 +1706,13 @@ impl H323 {
         if c.state == State::Ended {
             return;
         }
+        let side = c.side;
         let flow = c.flow;
         let ids = c.ids;
         let rtp = c
             .streams
             .first()
-            .and_then(|s| out.media.local(Side::Outside, *s));
+            .and_then(|s| out.media.local(side, *s));
         let answer = |c: &OutCall, media: &[MediaDescription]| match rtp {
             Some(rtp) if !media.is_empty() => {
                 th323::fast_start_answer(&c.proposals, media, rtp).unwrap_or_default()
@@ -1700,7 +1730,7 @@ impl H323 {
         let procedures = c.procedures.is_some();
         let msg = match m {
             meta::Message::Alerting(a) => {
-                narrow(out, &a.media);
+                narrow(out, side, &a.media);
                 let fast_start = if procedures {
                     Vec::new()
                 } else {
@@ -1721,7 +1751,7 @@ impl H323 {
                 if p.media.is_empty() || procedures {
                     return;
                 }
-                narrow(out, &p.media);
+                narrow(out, side, &p.media);
                 th323::progress_message(&ids, answer(c, &p.media))
             }
             meta::Message::Answer(a) => {
@@ -1735,18 +1765,18 @@ impl H323 {
                     // Released both ways, cause 88 (incompatible destination, as for 488).
                     let cause = Cause::INCOMPATIBLE_DESTINATION;
                     out.send_other(
-                        Side::Outside,
+                        side,
                         meta::Message::Release(meta::Release { call, cause }),
                     );
                     let m = th323::release_complete_message(&ids, true, cause);
                     self.end_call(now, call, cause, out);
                     if let Ok(m) = m {
-                        self.send_q931(Side::Outside, flow, &m, out);
+                        self.send_q931(side, flow, &m, out);
                     }
                     self.report(
                         out,
                         Protocol::H225,
-                        Side::Outside,
+                        side,
                         "ReleaseComplete".to_owned(),
                         Verdict::Rejected,
                         Some(
@@ -1758,7 +1788,7 @@ impl H323 {
                     );
                     return;
                 }
-                narrow(out, &a.media);
+                narrow(out, side, &a.media);
                 c.state = State::Confirmed;
                 out.calls.answered(now, call);
                 th323::connect_message(&ids, fast_start, th323::H245Parts::default())
@@ -1777,7 +1807,7 @@ impl H323 {
             _ => return,
         };
         if let Ok(msg) = msg {
-            self.send_q931(Side::Outside, flow, &msg, out);
+            self.send_q931(side, flow, &msg, out);
         }
     }
 
@@ -1821,6 +1851,10 @@ impl H323 {
     /// Meta from GW2 for the H.323 inside: GW1 places the call toward the inside next hop
     /// (port 1720), with fresh identifiers and its own addresses only.
     pub fn handle_meta_inside(&mut self, now: Duration, m: meta::Message, out: &mut Out) {
+        if m.call().is_some_and(|c| self.calls.contains_key(&c)) {
+            self.handle_meta_answering(now, m, out);
+            return;
+        }
         match m {
             meta::Message::Setup(s) => {
                 let family = out.calls.family(s.call).unwrap_or(Family::V4);
@@ -1913,11 +1947,11 @@ impl H323 {
 }
 
 /// Narrows each stream's allowed payload types to an answer.
-fn narrow(out: &mut Out, media: &[MediaDescription]) {
+fn narrow(out: &mut Out, side: Side, media: &[MediaDescription]) {
     for m in media {
         if let Some(id) = m.stream {
             out.media
-                .set_payload_types(Side::Outside, id, payload_types(m));
+                .set_payload_types(side, id, payload_types(m));
         }
     }
 }

@@ -1094,7 +1094,7 @@ impl Engine {
                         self.streams.insert(conn, StreamState::Dead);
                         return;
                     }
-                    if self.h323.claim_h225_stream(conn) {
+                    if self.h323.claim_h225_stream(conn, Side::Outside) {
                         StreamState::H323
                     } else {
                         StreamState::Dead
