@@ -252,6 +252,23 @@ pub struct Gw1Config {
     /// `[gw1.records]`: GW1's tamper-evident call records; absent: none are written.
     #[serde(default)]
     pub records: Option<crate::cdr::RecordsConfig>,
+    /// What the inside speaks: SIP (default) or H.323, `next_hop` then being the PBX's
+    /// H.225.0 call signalling address.
+    #[serde(default)]
+    pub protocol: InsideProtocol,
+    /// `protocol = "h323"`: where GW1 accepts H.225.0 calls from the inside (default:
+    /// `sip_bind`'s address, port 1720).
+    #[serde(default)]
+    pub h225_listen: Option<SocketAddr>,
+}
+
+/// The protocol GW1 speaks with the inside.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InsideProtocol {
+    #[default]
+    Sip,
+    H323,
 }
 
 /// An RTP/RTCP port range and the address advertised for it.

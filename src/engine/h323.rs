@@ -145,31 +145,39 @@ enum State {
     Ended,
 }
 
-/// One H.323 call the gateway answers: GW2 from an outside caller, GW1 from its inside PBX.
-struct OutCall {
+/// Which end of an H.225.0 call a leg is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Role {
+    /// The gateway answers: GW2 from an outside caller, GW1 from its inside PBX.
+    Answering,
+    /// The gateway calls: GW1 toward its inside PBX.
+    Calling,
+}
+
+/// One H.323 leg of a call.
+struct Call {
     flow: Flow,
     ids: th323::CallIds,
+    /// An answering leg: the caller's fastStart proposals.
     proposals: Vec<codecs::h245::asn::OpenLogicalChannel>,
     offer: Vec<MediaDescription>,
     streams: Vec<StreamId>,
     state: State,
     /// Keys this call put into `by_key` and `h245`, removed when it is forgotten.
     key: (SocketAddr, SocketAddr, u16),
-    /// Outside (GW2, the caller on the Internet) or inside (GW1, the caller is the PBX).
+    /// Outside (GW2, the caller on the Internet) or inside (GW1, the PBX).
     side: Side,
     h245: Vec<SocketAddr>,
-    /// The caller tunnels H.245 (and GW2 always offers to).
+    /// The far end tunnels H.245 (the gateway always offers to).
     tunnelling: bool,
-    /// H.245 run by GW2 (calls without fastStart, live).
+    /// H.245 run by the gateway (calls without fastStart, live).
     procedures: Option<Box<H245Leg>>,
-}
-
-/// One inside H.323 call that GW1 originates.
-struct InCall {
-    flow: Flow,
-    ids: th323::CallIds,
-    offer: Vec<MediaDescription>,
-    state: State,
+    /// A calling leg: the callee's h245Address, for a separate H.245 connection.
+    far_h245: Option<SocketAddr>,
+    /// A calling leg: Connect came (the Meta Answer may wait for H.245).
+    connected: bool,
+    /// A calling leg: the PBX answered GW1's fastStart proposals.
+    fast_answered: bool,
 }
 
 pub struct H323 {
@@ -181,18 +189,22 @@ pub struct H323 {
     next_crv: u16,
     next_tcp_port: u16,
     streams: HashMap<ConnId, Stream>,
-    calls: FxHashMap<CallRef, OutCall>,
+    /// Answering legs.
+    calls: FxHashMap<CallRef, Call>,
     /// (caller, GW2, call reference value) of each outside call.
     by_key: HashMap<(SocketAddr, SocketAddr, u16), CallRef>,
     /// Separate H.245 addresses announced in H.225.0 messages.
     h245: HashMap<SocketAddr, CallRef>,
-    inside: FxHashMap<CallRef, InCall>,
+    /// Calling legs (GW1 toward its H.323 PBX).
+    inside: FxHashMap<CallRef, Call>,
+    /// Separate H.245 connections GW1 opened for its calling legs.
+    h245_out: HashMap<(SocketAddr, SocketAddr), CallRef>,
     /// H.225.0/H.245 streams not followed because [`MAX_STREAMS`] were tracked.
     pub streams_refused: u64,
     /// `h245Address`es not remembered because [`MAX_H245_ADDRESSES`] were.
     pub h245_addresses_refused: u64,
     /// Calls whose H.245 procedures have timers (their sessions are polled, no other call).
-    timed: rustc_hash::FxHashSet<CallRef>,
+    timed: rustc_hash::FxHashSet<(Role, CallRef)>,
 }
 
 impl H323 {
@@ -213,6 +225,7 @@ impl H323 {
             by_key: HashMap::new(),
             h245: HashMap::new(),
             inside: FxHashMap::default(),
+            h245_out: HashMap::new(),
             streams_refused: 0,
             h245_addresses_refused: 0,
             timed: rustc_hash::FxHashSet::default(),
@@ -443,6 +456,7 @@ impl H323 {
     }
 
     /// Answers a message that cannot be handled with Release Complete (Q.931 clause 5.8).
+    #[allow(clippy::too_many_arguments)]
     fn reject_h225(
         &self,
         side: Side,
@@ -545,13 +559,27 @@ impl H323 {
                     Some(c),
                 );
             }
-            _ => self.reject_h225(side, flow, header.map(|(cr, _)| cr), cause, summary, why, out),
+            _ => self.reject_h225(
+                side,
+                flow,
+                header.map(|(cr, _)| cr),
+                cause,
+                summary,
+                why,
+                out,
+            ),
         }
     }
 
     /// Status Enquiry (Q.931 clause 5.8.10): answered with Status, cause 30, and the call's
     /// state (Null for a call GW2 does not hold). GNU Gatekeeper and others poll calls so.
-    fn answer_status_enquiry(&mut self, side: Side, flow: Flow, msg: &q931::Message, out: &mut Out) {
+    fn answer_status_enquiry(
+        &mut self,
+        side: Side,
+        flow: Flow,
+        msg: &q931::Message,
+        out: &mut Out,
+    ) {
         let call = self.call_of(&flow, msg.call_ref);
         if let Ok(status) = th323::status_message(
             msg.call_ref,
@@ -580,7 +608,15 @@ impl H323 {
             Ok(m) => m,
             Err(e) => {
                 let cause = e.cause().map(Cause::from);
-                self.malformed_h225(side, flow, header, cause, mt_name.to_owned(), e.to_string(), out);
+                self.malformed_h225(
+                    side,
+                    flow,
+                    header,
+                    cause,
+                    mt_name.to_owned(),
+                    e.to_string(),
+                    out,
+                );
                 return;
             }
         };
@@ -640,7 +676,18 @@ impl H323 {
         } else {
             self.by_key.get(&key).copied()
         };
-        if let (Some(a), Some(c)) = (h225::h245_address(pdu), call) {
+        // Live, a called party's message on an inside stream answers one of GW1's calls.
+        let role = if msg.call_ref.from_destination && side == Side::Inside && !self.replay {
+            Role::Calling
+        } else {
+            Role::Answering
+        };
+        if role == Role::Calling {
+            if let Some(c) = call {
+                self.handle_callee_reply(now, c, &msg, &uu, name, out);
+            }
+        }
+        if let (Some(a), Some(c), Role::Answering) = (h225::h245_address(pdu), call, role) {
             if self.h245.len() < MAX_H245_ADDRESSES {
                 self.h245.insert(a, c);
                 if let Some(oc) = self.calls.get_mut(&c) {
@@ -655,7 +702,9 @@ impl H323 {
             .iter()
             .map(|o| Bytes::copy_from_slice(o))
             .collect();
-        if msg.call_ref.from_destination {
+        if role == Role::Calling && call.is_some() {
+            // Handled above.
+        } else if msg.call_ref.from_destination {
             // Sent by a called party: in replay the answering party plays the inside; live,
             // GW2 never places outside calls, so there is no such call.
             match call.filter(|_| self.replay) {
@@ -742,7 +791,7 @@ impl H323 {
         // A Setup's call exists only now.
         let call = call.or_else(|| self.by_key.get(&key).copied());
         for t in tunnelled {
-            self.handle_h245_frame(now, side, flow, &t, call, out);
+            self.handle_h245_frame(now, side, flow, &t, call.map(|c| (role, c)), out);
         }
     }
 
@@ -816,8 +865,7 @@ impl H323 {
             }
         };
         // Latch mode `signalling`: the caller's media may come from where its Setup came from.
-        out.media
-            .set_signalling(side, call, flow.remote.ip());
+        out.media.set_signalling(side, call, flow.remote.ip());
         let mut streams = Vec::new();
         let mut failed = None;
         for (m, remote) in info.media.media.iter_mut().zip(&info.media.remotes) {
@@ -905,7 +953,7 @@ impl H323 {
         self.by_key.insert(key, call);
         self.calls.insert(
             call,
-            OutCall {
+            Call {
                 flow,
                 ids,
                 proposals: info.proposals,
@@ -916,6 +964,9 @@ impl H323 {
                 side,
                 h245,
                 tunnelling: info.tunnelling,
+                far_h245: None,
+                connected: false,
+                fast_answered: false,
                 procedures: procedures.map(|mut leg| {
                     if let meta::Message::Setup(s) = setup.clone() {
                         leg.setup = Some(s);
@@ -930,7 +981,7 @@ impl H323 {
             .is_some_and(|c| c.procedures.is_some())
         {
             // The Meta Setup waits for the caller's capabilities.
-            self.timed.insert(call);
+            self.timed.insert((Role::Answering, call));
         } else {
             out.send_other(side, setup);
         }
@@ -1032,14 +1083,20 @@ impl H323 {
         side: Side,
         flow: Flow,
         bytes: &[u8],
-        call: Option<CallRef>,
+        leg: Option<(Role, CallRef)>,
         out: &mut Out,
     ) {
-        let call = call
-            .or_else(|| self.h245.get(&flow.local).copied())
-            .or_else(|| self.h245.get(&flow.remote).copied());
-        if let Some(c) = call.filter(|c| self.runs_h245(*c)) {
-            self.procedure_pdu(now, c, bytes, out);
+        let leg = leg
+            .or_else(|| {
+                self.h245_out
+                    .get(&(flow.local, flow.remote))
+                    .map(|c| (Role::Calling, *c))
+            })
+            .or_else(|| self.h245.get(&flow.local).map(|c| (Role::Answering, *c)))
+            .or_else(|| self.h245.get(&flow.remote).map(|c| (Role::Answering, *c)));
+        let call = leg.map(|(_, c)| c);
+        if let Some((role, c)) = leg.filter(|(r, c)| self.runs_h245(*r, *c)) {
+            self.procedure_pdu(role, now, c, bytes, out);
             return;
         }
         let side = self.side_of(side, &flow);
@@ -1091,11 +1148,28 @@ impl H323 {
         self.calls.get(&call).map_or(Side::Outside, |c| c.side)
     }
 
+    fn leg(&self, role: Role, call: CallRef) -> Option<&Call> {
+        match role {
+            Role::Answering => self.calls.get(&call),
+            Role::Calling => self.inside.get(&call),
+        }
+    }
+
+    fn leg_mut(&mut self, role: Role, call: CallRef) -> Option<&mut Call> {
+        match role {
+            Role::Answering => self.calls.get_mut(&call),
+            Role::Calling => self.inside.get_mut(&call),
+        }
+    }
+
+    fn leg_side(&self, role: Role, call: CallRef) -> Side {
+        self.leg(role, call).map_or(Side::Outside, |c| c.side)
+    }
+
     /// Whether GW2 runs the H.245 procedures of `call` (a live outside call without
     /// fastStart that has not ended).
-    fn runs_h245(&self, call: CallRef) -> bool {
-        self.calls
-            .get(&call)
+    fn runs_h245(&self, role: Role, call: CallRef) -> bool {
+        self.leg(role, call)
             .is_some_and(|c| c.procedures.is_some() && c.state != State::Ended)
     }
 
@@ -1113,19 +1187,11 @@ impl H323 {
         out: &mut Out,
     ) -> Result<(Box<H245Leg>, MediaDescription), super::calls::Refusal> {
         use super::calls::Refusal;
-        let id = out
-            .media
-            .stream_id(side)
-            .ok_or(Refusal::NoMediaPort)?;
+        let id = out.media.stream_id(side).ok_or(Refusal::NoMediaPort)?;
         let desc = audio_description(id, default_audio());
-        let rtp = out.media.open(
-            side,
-            call,
-            id,
-            flow.local.ip(),
-            payload_types(&desc),
-            None,
-        )?;
+        let rtp = out
+            .media
+            .open(side, call, id, flow.local.ip(), payload_types(&desc), None)?;
         let transport = if tunnelling {
             H245Transport::Tunnel
         } else {
@@ -1153,6 +1219,23 @@ impl H323 {
     /// A connection accepted where GW2 listens for a call's separate H.245: taken when it
     /// comes from the caller's address and the call has none yet.
     pub fn claim_h245_stream(&mut self, conn: ConnId, flow: &Flow, out: &mut Out) -> bool {
+        if self.h245_out.contains_key(&(flow.local, flow.remote)) {
+            // A connection GW1 opened to its PBX's h245Address.
+            if self.streams.len() >= MAX_STREAMS {
+                self.streams_refused += 1;
+                return false;
+            }
+            self.streams.insert(
+                conn,
+                Stream {
+                    kind: Kind::H245,
+                    side: Side::Inside,
+                    framer: TpktFramer::new(),
+                    dead: false,
+                },
+            );
+            return true;
+        }
         let Some(call) = self.h245.get(&flow.local).copied() else {
             return false;
         };
@@ -1187,7 +1270,14 @@ impl H323 {
                 *conn = Some(*flow);
                 *listen
             }
-            _ => return refuse(self, out, side, "the call's H.245 connection is already open"),
+            _ => {
+                return refuse(
+                    self,
+                    out,
+                    side,
+                    "the call's H.245 connection is already open",
+                )
+            }
         };
         out.media.unlisten(listen);
         self.streams.insert(
@@ -1199,12 +1289,19 @@ impl H323 {
                 dead: false,
             },
         );
-        self.flush_h245(call, out);
+        self.flush_h245(Role::Answering, call, out);
         true
     }
 
     /// One H.245 PDU for a call whose procedures GW2 runs.
-    fn procedure_pdu(&mut self, now: Duration, call: CallRef, bytes: &[u8], out: &mut Out) {
+    fn procedure_pdu(
+        &mut self,
+        role: Role,
+        now: Duration,
+        call: CallRef,
+        bytes: &[u8],
+        out: &mut Out,
+    ) {
         let (verdict, summary, reason) = match h323_asn1::decode_h245(bytes) {
             Ok(m) => {
                 let name = codecs::h245::message_name(&m).to_owned();
@@ -1231,17 +1328,17 @@ impl H323 {
         self.report(
             out,
             Protocol::H245,
-            self.side_of_call(call),
+            self.leg_side(role, call),
             summary,
             verdict,
             reason,
             Some(call),
         );
-        self.drive(now, call, out);
+        self.drive(role, now, call, out);
     }
 
     /// Acts on what the session of `call` reports, then sends what it queued.
-    fn drive(&mut self, now: Duration, call: CallRef, out: &mut Out) {
+    fn drive(&mut self, role: Role, now: Duration, call: CallRef, out: &mut Out) {
         loop {
             let Some(leg) = self
                 .calls
@@ -1253,19 +1350,20 @@ impl H323 {
             let Some(event) = leg.session.poll_event() else {
                 break;
             };
-            self.on_session_event(now, call, event, out);
+            self.on_session_event(role, now, call, event, out);
         }
-        self.flush_h245(call, out);
+        self.flush_h245(role, call, out);
     }
 
     fn on_session_event(
         &mut self,
+        role: Role,
         now: Duration,
         call: CallRef,
         event: SessionEvent,
         out: &mut Out,
     ) {
-        let Some(c) = self.calls.get_mut(&call) else {
+        let Some(c) = self.leg_mut(role, call) else {
             return;
         };
         let Some(leg) = c.procedures.as_mut() else {
@@ -1281,6 +1379,7 @@ impl H323 {
                         .collect();
                     if offer.is_empty() {
                         self.release_h245(
+                            role,
                             now,
                             call,
                             Cause::INCOMPATIBLE_DESTINATION,
@@ -1294,30 +1393,48 @@ impl H323 {
             }
             SessionEvent::OutgoingChannel { codec, rtp, .. } => {
                 let stream = leg.stream;
-                out.media.set_remote(self.side_of_call(call), stream, rtp);
+                let side = c.side;
+                out.media.set_remote(side, stream, rtp);
+                // GW1 calling a PBX that refused fastStart: the call is answered now that
+                // media can flow, with the codec its channel carries.
+                if role == Role::Calling && c.connected && c.state == State::Early {
+                    c.state = State::Confirmed;
+                    let media = c
+                        .offer
+                        .iter()
+                        .filter(|m| m.stream == Some(stream))
+                        .map(|m| MediaDescription {
+                            codecs: vec![codec.clone()],
+                            ..m.clone()
+                        })
+                        .collect::<Vec<_>>();
+                    narrow(out, side, &media);
+                    out.calls.answered(now, call);
+                    out.send_other(side, meta::Message::Answer(meta::Answer { call, media }));
+                }
                 self.report(
                     out,
                     Protocol::H245,
-                    self.side_of_call(call),
+                    side,
                     "OpenLogicalChannelAck".to_owned(),
                     Verdict::Accepted,
-                    Some(format!("GW2 sends {} to {rtp}", codec.name)),
+                    Some(format!("the gateway sends {} to {rtp}", codec.name)),
                     Some(call),
                 );
             }
             SessionEvent::OutgoingChannelClosed { why } => self.report(
                 out,
                 Protocol::H245,
-                self.side_of_call(call),
+                self.leg_side(role, call),
                 "OpenLogicalChannel".to_owned(),
                 Verdict::Ignored,
-                Some(format!("GW2's channel is not open: {why}")),
+                Some(format!("the gateway's channel is not open: {why}")),
                 Some(call),
             ),
             SessionEvent::Dtmf { event, duration_ms } => {
                 if leg.setup.is_none() {
                     out.send_other(
-                        self.side_of_call(call),
+                        self.leg_side(role, call),
                         meta::Message::Dtmf(meta::Dtmf {
                             call,
                             event,
@@ -1329,7 +1446,7 @@ impl H323 {
             SessionEvent::RoundTrip(d) => self.report(
                 out,
                 Protocol::H245,
-                self.side_of_call(call),
+                self.leg_side(role, call),
                 "RoundTripDelayResponse".to_owned(),
                 Verdict::Accepted,
                 Some(format!("round trip {} ms", d.as_millis())),
@@ -1337,15 +1454,16 @@ impl H323 {
             ),
             SessionEvent::EndSession => {
                 self.release_h245(
+                    role,
                     now,
                     call,
                     Cause::NORMAL_CLEARING,
-                    "the caller ended the H.245 session",
+                    "the far end ended the H.245 session",
                     out,
                 );
             }
             SessionEvent::Failed(why) => {
-                self.release_h245(now, call, Cause(102), &why, out);
+                self.release_h245(role, now, call, Cause(102), &why, out);
             }
             SessionEvent::Determined(_)
             | SessionEvent::IncomingChannel { .. }
@@ -1391,6 +1509,7 @@ impl H323 {
             .unwrap_or_default();
         if codecs.is_empty() {
             self.release_h245(
+                Role::Answering,
                 now,
                 call,
                 Cause::INCOMPATIBLE_DESTINATION,
@@ -1425,13 +1544,20 @@ impl H323 {
         leg.session.send_capabilities(now, &codecs);
         leg.session.set_media(rtp, rtcp);
         leg.session.open_channel(now, codecs, rtcp);
-        self.drive(now, call, out);
+        self.drive(Role::Answering, now, call, out);
     }
 
     /// A digit from the other side toward the caller: UserInputIndication through GW2's
     /// session, or tunnelled on its own for a fastStart call whose caller tunnels.
-    fn send_user_input(&mut self, call: CallRef, event: u8, duration_ms: u16, out: &mut Out) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    fn send_user_input(
+        &mut self,
+        role: Role,
+        call: CallRef,
+        event: u8,
+        duration_ms: u16,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.leg_mut(role, call) else {
             return;
         };
         if c.state == State::Ended {
@@ -1439,14 +1565,14 @@ impl H323 {
         }
         if let Some(leg) = c.procedures.as_mut() {
             leg.session.send_dtmf(event, duration_ms, false);
-            self.flush_h245(call, out);
+            self.flush_h245(role, call, out);
             return;
         }
         if !c.tunnelling {
             self.report(
                 out,
                 Protocol::H245,
-                self.side_of_call(call),
+                self.leg_side(role, call),
                 "UserInputIndication".to_owned(),
                 Verdict::Ignored,
                 Some("the caller has no H.245 channel: digit not sent".to_owned()),
@@ -1462,16 +1588,16 @@ impl H323 {
                 address: None,
                 control: vec![pdu],
             };
-            if let Ok(m) = th323::facility_message(&ids, true, parts) {
-                self.send_q931(self.side_of_call(call), flow, &m, out);
+            if let Ok(m) = th323::facility_message(&ids, role == Role::Answering, parts) {
+                self.send_q931(self.leg_side(role, call), flow, &m, out);
             }
         }
     }
 
     /// Sends what the session of `call` queued: in a Facility when tunnelled, on the separate
     /// connection once the caller opened it (held until then).
-    fn flush_h245(&mut self, call: CallRef, out: &mut Out) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    fn flush_h245(&mut self, role: Role, call: CallRef, out: &mut Out) {
+        let Some(c) = self.leg_mut(role, call) else {
             return;
         };
         let (flow, ids) = (c.flow, c.ids);
@@ -1488,15 +1614,15 @@ impl H323 {
                     address: None,
                     control,
                 };
-                if let Ok(m) = th323::facility_message(&ids, true, parts) {
-                    self.send_q931(self.side_of_call(call), flow, &m, out);
+                if let Ok(m) = th323::facility_message(&ids, role == Role::Answering, parts) {
+                    self.send_q931(self.leg_side(role, call), flow, &m, out);
                 }
             }
             H245Transport::Separate {
                 conn: Some(conn), ..
             } => {
                 for pdu in drain_h245(&mut leg.session) {
-                    self.send(self.side_of_call(call), conn, Protocol::H245, &pdu, out);
+                    self.send(self.leg_side(role, call), conn, Protocol::H245, &pdu, out);
                 }
             }
             H245Transport::Separate { conn: None, .. } => {}
@@ -1507,13 +1633,14 @@ impl H323 {
     /// gets a Meta Release (if its Setup was sent), the caller a Release Complete.
     fn release_h245(
         &mut self,
+        role: Role,
         now: Duration,
         call: CallRef,
         cause: Cause,
         why: &str,
         out: &mut Out,
     ) {
-        let Some(c) = self.calls.get_mut(&call) else {
+        let Some(c) = self.leg_mut(role, call) else {
             return;
         };
         if c.state == State::Ended {
@@ -1525,27 +1652,26 @@ impl H323 {
             setup_sent = leg.setup.take().is_none();
             leg.session.end();
         }
-        self.flush_h245(call, out);
+        self.flush_h245(role, call, out);
+        let side = self.leg_side(role, call);
+        if let Some(c) = self.leg_mut(role, call) {
+            c.state = State::Ended;
+        }
+        self.stop_h245(role, call, out);
         if setup_sent {
-            out.send_other(
-                self.side_of_call(call),
-                meta::Message::Release(meta::Release { call, cause }),
-            );
-            self.end_call(now, call, cause, out);
+            out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
+            out.end_call(now, call, cause);
         } else {
-            if let Some(c) = self.calls.get_mut(&call) {
-                c.state = State::Ended;
-            }
-            self.stop_h245(call, out);
             out.end_call_by_gateway(now, call, cause);
         }
-        if let Ok(m) = th323::release_complete_message(&ids, true, cause) {
-            self.send_q931(self.side_of_call(call), flow, &m, out);
+        let from_destination = role == Role::Answering;
+        if let Ok(m) = th323::release_complete_message(&ids, from_destination, cause) {
+            self.send_q931(self.leg_side(role, call), flow, &m, out);
         }
         self.report(
             out,
             Protocol::H225,
-            self.side_of_call(call),
+            self.leg_side(role, call),
             "ReleaseComplete".to_owned(),
             Verdict::Accepted,
             Some(format!("{why}: released, cause {}", cause.0)),
@@ -1555,8 +1681,8 @@ impl H323 {
 
     /// The call ended: no more timers, and the listener for a connection that never came
     /// closes.
-    fn stop_h245(&mut self, call: CallRef, out: &mut Out) {
-        self.timed.remove(&call);
+    fn stop_h245(&mut self, role: Role, call: CallRef, out: &mut Out) {
+        self.timed.remove(&(role, call));
         let Some(leg) = self
             .calls
             .get_mut(&call)
@@ -1578,11 +1704,11 @@ impl H323 {
         }
     }
 
-    /// The earliest timer of the calls whose H.245 GW2 runs.
+    /// The earliest timer of the calls whose H.245 the gateway runs.
     pub fn poll_timeout(&self) -> Option<Duration> {
         self.timed
             .iter()
-            .filter_map(|c| self.calls.get(c)?.procedures.as_ref())
+            .filter_map(|(r, c)| self.leg(*r, *c)?.procedures.as_ref())
             .filter_map(|leg| {
                 let held = leg.setup.as_ref().map(|_| leg.deadline);
                 [held, leg.session.poll_timeout()]
@@ -1594,13 +1720,12 @@ impl H323 {
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
-        let due: Vec<CallRef> = self
+        let due: Vec<(Role, CallRef)> = self
             .timed
             .iter()
             .copied()
-            .filter(|c| {
-                self.calls
-                    .get(c)
+            .filter(|(r, c)| {
+                self.leg(*r, *c)
                     .and_then(|c| c.procedures.as_ref())
                     .is_some_and(|leg| {
                         let held = leg.setup.is_some() && leg.deadline <= now;
@@ -1608,26 +1733,18 @@ impl H323 {
                     })
             })
             .collect();
-        for call in due {
-            let Some(leg) = self
-                .calls
-                .get_mut(&call)
-                .and_then(|c| c.procedures.as_mut())
-            else {
+        for (role, call) in due {
+            let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) else {
                 continue;
             };
             if leg.setup.is_some() && leg.deadline <= now {
-                // The caller sent no capabilities in time: GW2's own codecs are offered.
+                // The caller sent no capabilities in time: the gateway's own codecs are offered.
                 self.send_held_setup(call, default_audio(), out);
             }
-            if let Some(leg) = self
-                .calls
-                .get_mut(&call)
-                .and_then(|c| c.procedures.as_mut())
-            {
+            if let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) {
                 leg.session.handle_timeout(now);
             }
-            self.drive(now, call, out);
+            self.drive(role, now, call, out);
         }
     }
 
@@ -1709,11 +1826,8 @@ impl H323 {
         let side = c.side;
         let flow = c.flow;
         let ids = c.ids;
-        let rtp = c
-            .streams
-            .first()
-            .and_then(|s| out.media.local(side, *s));
-        let answer = |c: &OutCall, media: &[MediaDescription]| match rtp {
+        let rtp = c.streams.first().and_then(|s| out.media.local(side, *s));
+        let answer = |c: &Call, media: &[MediaDescription]| match rtp {
             Some(rtp) if !media.is_empty() => {
                 th323::fast_start_answer(&c.proposals, media, rtp).unwrap_or_default()
             }
@@ -1739,7 +1853,7 @@ impl H323 {
                 th323::alerting_message(&ids, fast_start, parts)
             }
             meta::Message::Dtmf(d) => {
-                self.send_user_input(call, d.event, d.duration_ms, out);
+                self.send_user_input(Role::Answering, call, d.event, d.duration_ms, out);
                 return;
             }
             meta::Message::Answer(a) if procedures => {
@@ -1764,10 +1878,7 @@ impl H323 {
                     // no H.245 to open others: connecting would give a call without audio.
                     // Released both ways, cause 88 (incompatible destination, as for 488).
                     let cause = Cause::INCOMPATIBLE_DESTINATION;
-                    out.send_other(
-                        side,
-                        meta::Message::Release(meta::Release { call, cause }),
-                    );
+                    out.send_other(side, meta::Message::Release(meta::Release { call, cause }));
                     let m = th323::release_complete_message(&ids, true, cause);
                     self.end_call(now, call, cause, out);
                     if let Ok(m) = m {
@@ -1799,7 +1910,7 @@ impl H323 {
                 if let Some(leg) = c.procedures.as_mut() {
                     leg.session.end();
                 }
-                self.flush_h245(call, out);
+                self.flush_h245(Role::Answering, call, out);
                 let m = th323::release_complete_message(&ids, true, r.cause);
                 self.end_call(now, call, r.cause, out);
                 m
@@ -1811,18 +1922,251 @@ impl H323 {
         }
     }
 
+    /// A message of the PBX GW1 calls: Alerting, Progress and Connect become Meta (with the
+    /// fastStart answer's media); a Connect without one starts H.245 (H.323 clause 8.1.7.3:
+    /// the callee refused fastStart), and the Meta Answer waits for GW1's channel to open;
+    /// Release Complete releases the call.
+    fn handle_callee_reply(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        msg: &q931::Message,
+        uu: &h225::asn::H323UserInformation,
+        name: &str,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.inside.get_mut(&call) else {
+            return;
+        };
+        if c.state == State::Ended {
+            self.report(
+                out,
+                Protocol::H225,
+                Side::Inside,
+                name.to_owned(),
+                Verdict::Ignored,
+                Some("call has ended".to_owned()),
+                Some(call),
+            );
+            return;
+        }
+        let pdu = &uu.h323_uu_pdu;
+        if msg.msg_type != MessageType::ReleaseComplete {
+            c.tunnelling = h225::h245_tunnelling(pdu);
+        }
+        if let Some(a) = h225::h245_address(pdu) {
+            // The PBX's own address only: GW1 connects nowhere else.
+            if a.ip() == c.flow.remote.ip() {
+                c.far_h245 = Some(a);
+            }
+        }
+        let answer = th323::fast_start_of(uu)
+            .ok()
+            .filter(|olcs| !olcs.is_empty())
+            .map(|olcs| th323::answer_from_fast_start(&olcs, &c.offer));
+        if let Some(a) = &answer {
+            for (m, remote) in a.media.iter().zip(&a.remotes) {
+                if let (Some(stream), Some(remote)) = (m.stream, remote) {
+                    out.media.set_remote(Side::Inside, stream, *remote);
+                }
+            }
+            narrow(out, Side::Inside, &a.media);
+            // fastStart answered: no H.245 fallback.
+            c.fast_answered = true;
+        }
+        let fast_started = c.fast_answered;
+        let media = answer.map(|a| a.media).unwrap_or_default();
+        let m = match msg.msg_type {
+            MessageType::Alerting => Some(meta::Message::Alerting(meta::Alerting { call, media })),
+            MessageType::Progress if !media.is_empty() => {
+                Some(meta::Message::Progress(meta::Progress { call, media }))
+            }
+            MessageType::Connect if fast_started && c.procedures.is_none() => {
+                c.state = State::Confirmed;
+                c.connected = true;
+                out.calls.answered(now, call);
+                Some(meta::Message::Answer(meta::Answer { call, media }))
+            }
+            MessageType::Connect => {
+                c.connected = true;
+                self.start_calling_h245(now, call, out);
+                None
+            }
+            MessageType::ReleaseComplete => {
+                c.state = State::Ended;
+                let cause = th323::release_cause(msg, Some(uu));
+                out.send_other(
+                    Side::Inside,
+                    meta::Message::Release(meta::Release { call, cause }),
+                );
+                self.stop_h245(Role::Calling, call, out);
+                out.end_call(now, call, cause);
+                None
+            }
+            _ => None,
+        };
+        if let Some(m) = m {
+            out.send_other(Side::Inside, m);
+        }
+        self.report(
+            out,
+            Protocol::H225,
+            Side::Inside,
+            name.to_owned(),
+            Verdict::Accepted,
+            None,
+            Some(call),
+        );
+    }
+
+    /// GW1's H.245 toward a PBX that refused fastStart: tunnelled when the PBX tunnels, else
+    /// over a connection to the PBX's h245Address (released, cause 47, when it gave none).
+    fn start_calling_h245(&mut self, now: Duration, call: CallRef, out: &mut Out) {
+        let Some(c) = self.inside.get_mut(&call) else {
+            return;
+        };
+        if c.procedures.is_some() {
+            return;
+        }
+        let Some(stream) = c.streams.first().copied() else {
+            self.release_h245(
+                Role::Calling,
+                now,
+                call,
+                Cause::INCOMPATIBLE_DESTINATION,
+                "the call has no audio stream to negotiate",
+                out,
+            );
+            return;
+        };
+        let transport = if c.tunnelling {
+            H245Transport::Tunnel
+        } else if let Some(far) = c.far_h245 {
+            let local = SocketAddr::new(c.flow.local.ip(), c.flow.local.port().wrapping_add(1));
+            let conn = Flow {
+                transport: Transport::Tcp,
+                local,
+                remote: far,
+            };
+            self.h245_out.insert((local, far), call);
+            H245Transport::Separate {
+                listen: local,
+                conn: Some(conn),
+            }
+        } else {
+            self.release_h245(
+                Role::Calling,
+                now,
+                call,
+                Cause(47),
+                "the PBX refused fastStart and gave no way to run H.245",
+                out,
+            );
+            return;
+        };
+        let codecs: Vec<meta::Codec> = c
+            .offer
+            .iter()
+            .find(|m| m.stream == Some(stream))
+            .map(|m| m.codecs.clone())
+            .unwrap_or_default();
+        let Some(rtp) = out.media.local(Side::Inside, stream) else {
+            return;
+        };
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+        let mut session = Session::new(self.ids.number());
+        session.send_capabilities(now, &codecs);
+        session.determine_master_slave(now);
+        session.set_media(rtp, rtcp);
+        session.open_channel(now, codecs, rtcp);
+        let Some(c) = self.inside.get_mut(&call) else {
+            return;
+        };
+        c.procedures = Some(Box::new(H245Leg {
+            session,
+            transport,
+            stream,
+            setup: None,
+            deadline: now,
+            answered: Vec::new(),
+        }));
+        self.timed.insert((Role::Calling, call));
+        self.drive(Role::Calling, now, call, out);
+    }
+
+    /// GW1 could not connect to its PBX: the call is released toward GW2 with cause 27
+    /// (destination out of order), or 47 when the lost connection was a separate H.245 one.
+    pub fn connect_failed(&mut self, now: Duration, side: Side, flow: &Flow, out: &mut Out) {
+        if side != Side::Inside {
+            return;
+        }
+        if let Some(call) = self.h245_out.get(&(flow.local, flow.remote)).copied() {
+            self.release_h245(
+                Role::Calling,
+                now,
+                call,
+                Cause(47),
+                "cannot connect to the PBX's H.245 address",
+                out,
+            );
+            return;
+        }
+        // A rare event: the calling legs are searched.
+        let found = self
+            .inside
+            .iter()
+            .find(|(_, c)| c.flow == *flow && c.state != State::Ended)
+            .map(|(r, _)| *r);
+        let Some(call) = found else {
+            return;
+        };
+        if let Some(c) = self.inside.get_mut(&call) {
+            c.state = State::Ended;
+        }
+        self.stop_h245(Role::Calling, call, out);
+        let cause = Cause(27);
+        out.send_other(
+            Side::Inside,
+            meta::Message::Release(meta::Release { call, cause }),
+        );
+        out.end_call(now, call, cause);
+        self.report(
+            out,
+            Protocol::H225,
+            Side::Inside,
+            "Setup".to_owned(),
+            Verdict::Rejected,
+            Some(format!(
+                "cannot connect to the PBX at {}: released, cause 27",
+                flow.remote
+            )),
+            Some(call),
+        );
+    }
+
     fn end_call(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         c.state = State::Ended;
-        self.stop_h245(call, out);
+        self.stop_h245(Role::Answering, call, out);
         out.end_call(now, call, cause);
     }
 
     /// The call table forgot the call: everything held for it goes.
     pub fn forget(&mut self, call: CallRef) {
-        self.timed.remove(&call);
+        self.timed.remove(&(Role::Answering, call));
+        self.timed.remove(&(Role::Calling, call));
+        if let Some(c) = self.inside.remove(&call) {
+            if self.by_key.get(&c.key) == Some(&call) {
+                self.by_key.remove(&c.key);
+            }
+            if let Some(H245Transport::Separate { conn: Some(f), .. }) =
+                c.procedures.as_ref().map(|l| l.transport)
+            {
+                self.h245_out.remove(&(f.local, f.remote));
+            }
+        }
         if let Some(c) = self.calls.remove(&call) {
             if self.by_key.get(&c.key) == Some(&call) {
                 self.by_key.remove(&c.key);
@@ -1833,12 +2177,15 @@ impl H323 {
                 }
             }
         }
-        self.inside.remove(&call);
     }
 
     /// Calls and addresses held now (for `stats` and the bounded-state tests).
     pub fn state_size(&self) -> usize {
-        self.calls.len() + self.inside.len() + self.by_key.len() + self.h245.len()
+        self.calls.len()
+            + self.inside.len()
+            + self.by_key.len()
+            + self.h245.len()
+            + self.h245_out.len()
     }
 
     fn inside_config(&self, outside: Family) -> &InsideConfig {
@@ -1877,7 +2224,12 @@ impl H323 {
                 let flow = Flow {
                     transport: Transport::Tcp,
                     local: SocketAddr::new(inside.gw1_sip.ip(), 50_000 + self.next_tcp_port),
-                    remote: SocketAddr::new(inside.next_hop.ip(), H225_PORT),
+                    // Replay shows the standard port; live, the configured next hop.
+                    remote: if self.replay {
+                        SocketAddr::new(inside.next_hop.ip(), H225_PORT)
+                    } else {
+                        inside.next_hop
+                    },
                 };
                 self.next_crv = (self.next_crv % q931::CallRef::MAX_VALUE) + 1;
                 let ids = th323::CallIds {
@@ -1917,13 +2269,28 @@ impl H323 {
                 if let Ok(msg) = th323::setup_message(&s, &ids, fs) {
                     self.send_q931(Side::Inside, flow, &msg, out);
                 }
+                // The PBX's replies come on this flow with this call reference (GW1 is the
+                // caller): the same key as an answering leg's, from the other end.
+                let key = (flow.local, flow.remote, ids.call_ref);
+                self.by_key.insert(key, call);
+                let streams = s.media.iter().filter_map(|m| m.stream).collect();
                 self.inside.insert(
                     s.call,
-                    InCall {
+                    Call {
                         flow,
                         ids,
+                        proposals: Vec::new(),
                         offer: s.media,
+                        streams,
                         state: State::Early,
+                        key,
+                        side: Side::Inside,
+                        h245: Vec::new(),
+                        tunnelling: true,
+                        procedures: None,
+                        far_h245: None,
+                        connected: false,
+                        fast_answered: false,
                     },
                 );
             }
@@ -1936,10 +2303,19 @@ impl H323 {
                 }
                 c.state = State::Ended;
                 let (flow, ids) = (c.flow, c.ids);
+                // H.323 clause 8.5: channels closed and EndSessionCommand first.
+                if let Some(leg) = c.procedures.as_mut() {
+                    leg.session.end();
+                }
+                self.flush_h245(Role::Calling, r.call, out);
+                self.stop_h245(Role::Calling, r.call, out);
                 if let Ok(msg) = th323::release_complete_message(&ids, false, r.cause) {
                     self.send_q931(Side::Inside, flow, &msg, out);
                 }
                 out.end_call(now, r.call, r.cause);
+            }
+            meta::Message::Dtmf(d) => {
+                self.send_user_input(Role::Calling, d.call, d.event, d.duration_ms, out);
             }
             _ => {}
         }
@@ -1950,8 +2326,7 @@ impl H323 {
 fn narrow(out: &mut Out, side: Side, media: &[MediaDescription]) {
     for m in media {
         if let Some(id) = m.stream {
-            out.media
-                .set_payload_types(side, id, payload_types(m));
+            out.media.set_payload_types(side, id, payload_types(m));
         }
     }
 }

@@ -58,7 +58,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 pub use calls::{CallCounters, Emergency};
-pub use h323::{InsideProtocol, CAPABILITIES_WAIT as H323_CAPABILITIES_WAIT};
+pub use h323::{InsideProtocol, CAPABILITIES_WAIT as H323_CAPABILITIES_WAIT, H225_PORT};
 pub use limits::{LimitCounters, LimitsConfig};
 pub use media::{Binder, LatchMode, Latching, MediaCounters, MediaTableCounters, NoSockets};
 pub use policy::{Rejection, SipPolicy};
@@ -1135,12 +1135,51 @@ impl Engine {
     }
 
     /// Bytes arrived on an inside stream connection (GW1's SIP over TCP toward the PBX).
+    /// GW1 with an H.323 PBX: H.225.0 and H.245 connections (declared by the listener or the
+    /// connect that made them) go to the H.323 part.
     pub fn handle_inside_stream(&mut self, now: Duration, conn: ConnId, flow: Flow, data: &[u8]) {
         self.out.origin = EndedBy::Inside;
-        self.streams
-            .entry(conn)
-            .or_insert_with(|| StreamState::Sip(codecs::sip::StreamFramer::new()));
-        self.sip_stream(now, Side::Inside, conn, flow, data);
+        if !self.streams.contains_key(&conn) {
+            if self.streams.len() >= MAX_STREAMS {
+                self.out.stats.streams_refused += 1;
+                return;
+            }
+            let state = match self.declared.get(&conn) {
+                Some(StreamProtocol::H225) => {
+                    if self.h323.claim_h225_stream(conn, Side::Inside) {
+                        StreamState::H323
+                    } else {
+                        StreamState::Dead
+                    }
+                }
+                Some(StreamProtocol::H245) => {
+                    if self.h323.claim_h245_stream(conn, &flow, &mut self.out) {
+                        StreamState::H323
+                    } else {
+                        StreamState::Dead
+                    }
+                }
+                _ => StreamState::Sip(codecs::sip::StreamFramer::new()),
+            };
+            self.streams.insert(conn, state);
+        }
+        match self.streams.get(&conn) {
+            Some(StreamState::H323) => {
+                self.h323
+                    .handle_stream(now, conn, flow, data, &mut self.out);
+                self.pump(now);
+            }
+            Some(StreamState::Sip(_)) => self.sip_stream(now, Side::Inside, conn, flow, data),
+            Some(StreamState::Dead) | None => {}
+        }
+    }
+
+    /// The driver could not open a connection the engine sent on (GW1 toward its H.323 PBX:
+    /// the call is released, cause 27, destination out of order).
+    pub fn handle_connect_failed(&mut self, now: Duration, side: Side, flow: Flow) {
+        self.out.origin = EndedBy::Gateway;
+        self.h323.connect_failed(now, side, &flow, &mut self.out);
+        self.pump(now);
     }
 
     /// SIP framing of a stream on `side`, each message to that side's leg. A framing error

@@ -81,6 +81,8 @@ pub struct Gw1Plan {
     pub identity: TlsIdentity,
     /// Cover traffic on what GW1 writes to the media tunnel.
     pub cover: Option<crate::live::cover::CoverTraffic>,
+    /// `protocol = "h323"`: GW1's inside H.225.0 listener.
+    pub h225_listen: Option<SocketAddr>,
 }
 
 /// Where a started GW2 listens.
@@ -277,6 +279,27 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
             })?;
         driver.add_inside_tcp_listener(l);
     }
+    if let Some(at) = plan.h225_listen {
+        let l = std::net::TcpListener::bind(at)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .map_err(|source| StartError::Bind {
+                what: "inside H.225.0 listener",
+                addr: at,
+                source,
+            })?;
+        if let Ok(a) = l.local_addr() {
+            println!("gw1 h225 {a}");
+        }
+        let l = tokio::net::TcpListener::from_std(l).map_err(|source| StartError::Bind {
+            what: "inside H.225.0 listener",
+            addr: at,
+            source,
+        })?;
+        driver.add_inside_h225_listener(l);
+    }
     driver.set_cover_traffic(plan.cover);
     driver.add_tunnel_client(client, keepalive);
     Ok((driver, sip))
@@ -369,6 +392,9 @@ fn base_engine(cfg: &Config) -> EngineConfig {
             Family::V6 => e.inside_v6 = inside,
         }
         e.inside_family = Some(engine_family(g.family));
+        if g.protocol == config::InsideProtocol::H323 {
+            e.inside_protocol = Some(crate::engine::InsideProtocol::H323);
+        }
     }
     e
 }
@@ -638,6 +664,10 @@ async fn start_from_config(
             tunnel_server_name: g.tunnel_server_name.clone(),
             identity,
             cover,
+            h225_listen: (g.protocol == config::InsideProtocol::H323).then(|| {
+                g.h225_listen
+                    .unwrap_or(SocketAddr::new(g.sip_bind.ip(), crate::engine::H225_PORT))
+            }),
         };
         let (mut d, sip) = start_gw1(plan)?;
         if let Some(r) = &g.records {
@@ -734,6 +764,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tunnel_server_name: ip.to_string(),
         identity: pki.gw1_tls()?,
         cover: None,
+        h225_listen: None,
     };
     let (gw1, gw1_sip) = start_gw1(gw1_plan)?;
     let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);

@@ -69,6 +69,7 @@ enum Input {
     /// A connection the engine needed could not be opened.
     ConnectFailed {
         flow: Flow,
+        side: Side,
     },
     Stream {
         conn: ConnId,
@@ -621,6 +622,11 @@ impl Driver {
         self.add_listener(listener, Side::Inside, StreamProtocol::Sip);
     }
 
+    /// Accepts H.225.0 calls from the inside (GW1 with `protocol = "h323"`).
+    pub fn add_inside_h225_listener(&mut self, listener: TcpListener) {
+        self.add_listener(listener, Side::Inside, StreamProtocol::H225);
+    }
+
     /// Writes the media tunnel at the constant rate of `cover` (set before the tunnel is added).
     pub fn set_cover_traffic(&mut self, cover: Option<crate::live::cover::CoverTraffic>) {
         self.cover = cover;
@@ -840,7 +846,7 @@ impl Driver {
                     },
                 );
             }
-            Input::ConnectFailed { flow } => {
+            Input::ConnectFailed { flow, side } => {
                 let lost = self
                     .connecting
                     .remove(&(flow.local, flow.remote))
@@ -850,6 +856,7 @@ impl Driver {
                     self.half,
                     format_args!("cannot connect to {} over TCP", flow.remote),
                 );
+                self.engine.handle_connect_failed(now, side, flow);
             }
             Input::Stream { conn, data } => {
                 if let Some(c) = self.conns.get(&conn) {
@@ -1025,7 +1032,7 @@ impl Driver {
     }
 
     /// Queues `payload` for a connection to `flow.remote`, opening it when none is under way.
-    fn connect(&mut self, side: Side, flow: Flow, payload: Bytes) {
+    fn connect(&mut self, side: Side, flow: Flow, protocol: StreamProtocol, payload: Bytes) {
         let key = (flow.local, flow.remote);
         if let Some(q) = self.connecting.get_mut(&key) {
             if q.len() < STREAM_QUEUE {
@@ -1058,6 +1065,7 @@ impl Driver {
         let task = tokio::spawn(tcp_connect(
             flow,
             side,
+            protocol,
             conn,
             self.tx.clone(),
             slot,
@@ -1140,12 +1148,24 @@ impl Driver {
                     .is_some_and(|c| c.writer.try_send(t.payload.clone()).is_ok()),
                 // A SIP message with no connection to carry it opens one (RFC 3261 sections
                 // 18.1.1 and 18.2.2): GW1 toward the inside, GW2 toward its outside next hop.
-                // H.225.0 never does: a caller that closed its connection gets nothing more.
+                // H.225.0 and H.245 open one only inside (GW1 calling its H.323 PBX): toward
+                // the outside, a caller that closed its connection gets nothing more.
                 None if t.protocol == Protocol::Sip
                     && (t.flow.transport == Transport::Tcp
                         || (t.side == Side::Outside && self.outside_tls.is_some())) =>
                 {
-                    self.connect(t.side, t.flow, t.payload.clone());
+                    self.connect(t.side, t.flow, StreamProtocol::Sip, t.payload.clone());
+                    true
+                }
+                None if t.side == Side::Inside
+                    && t.flow.transport == Transport::Tcp
+                    && matches!(t.protocol, Protocol::H225 | Protocol::H245) =>
+                {
+                    let protocol = match t.protocol {
+                        Protocol::H245 => StreamProtocol::H245,
+                        _ => StreamProtocol::H225,
+                    };
+                    self.connect(t.side, t.flow, protocol, t.payload.clone());
                     true
                 }
                 None => false,
@@ -1427,9 +1447,11 @@ async fn tcp_accept(
 
 /// Opens a SIP connection the engine needs (a request with no connection to carry it). `flow`
 /// is the engine's view of it: its own SIP address and the peer.
+#[allow(clippy::too_many_arguments)]
 async fn tcp_connect(
     flow: Flow,
     side: Side,
+    protocol: StreamProtocol,
     conn: ConnId,
     tx: mpsc::Sender<Input>,
     slot: TcpSlot,
@@ -1440,7 +1462,7 @@ async fn tcp_connect(
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(stream)) => stream,
         _ => {
-            let _ = tx.send(Input::ConnectFailed { flow }).await;
+            let _ = tx.send(Input::ConnectFailed { flow, side }).await;
             return;
         }
     };
@@ -1449,18 +1471,7 @@ async fn tcp_connect(
     match tls {
         None => {
             let (r, w) = stream.into_split();
-            serve_stream(
-                r,
-                w,
-                conn,
-                flow,
-                side,
-                StreamProtocol::Sip,
-                tx,
-                Some(slot),
-                idle,
-            )
-            .await;
+            serve_stream(r, w, conn, flow, side, protocol, tx, Some(slot), idle).await;
         }
         Some((connector, name)) => {
             let handshake = connector.connect(name, stream);
@@ -1468,22 +1479,11 @@ async fn tcp_connect(
                 Ok(Ok(s)) => {
                     let (r, w) = tokio::io::split(s);
                     let r = BufferedRead(r);
-                    serve_stream(
-                        r,
-                        w,
-                        conn,
-                        flow,
-                        side,
-                        StreamProtocol::Sip,
-                        tx,
-                        Some(slot),
-                        idle,
-                    )
-                    .await;
+                    serve_stream(r, w, conn, flow, side, protocol, tx, Some(slot), idle).await;
                 }
                 _ => {
                     gate.tls_failed.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(Input::ConnectFailed { flow }).await;
+                    let _ = tx.send(Input::ConnectFailed { flow, side }).await;
                 }
             }
         }

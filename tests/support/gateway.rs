@@ -57,6 +57,8 @@ pub struct Setup {
     pub control: bool,
     /// Whole sections appended to the configuration (e.g. `[metrics]`).
     pub extra: String,
+    /// Extra lines of `[gw1]` (e.g. `protocol = "h323"`).
+    pub gw1_lines: String,
 }
 
 impl Setup {
@@ -75,6 +77,7 @@ impl Setup {
             h225: false,
             control: false,
             extra: String::new(),
+            gw1_lines: String::new(),
         }
     }
 }
@@ -128,6 +131,7 @@ sip_bind = "127.0.0.1:{gw1}"
 next_hop = "{}"
 family = "ipv4"
 transport = "{}"
+{}
 
 [gw1.media]
 ip = "{}"
@@ -143,6 +147,7 @@ port_max = {}
         s.limits,
         s.inside_next_hop,
         s.gw1_transport,
+        s.gw1_lines,
         s.gw1_media_ip,
         s.gw1_media.0,
         s.gw1_media.1,

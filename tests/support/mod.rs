@@ -11,6 +11,7 @@
 pub mod gateway;
 pub mod h225;
 pub mod h323_mutate;
+pub mod h323peer;
 pub mod phones;
 pub mod rawsip;
 pub mod scenarios;

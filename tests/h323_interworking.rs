@@ -1,0 +1,316 @@
+//! Issue 10, the live interworking matrix: calls through both halves (`sgw run --role both`)
+//! between SIP and H.323 on either side, with media both ways, checked at the far ends.
+//!
+//! The H.323 ends are the independent pycrate peer (`tests/h323peer/h323peer.py`); the SIP
+//! ends are sipp (echoing RTP) or the raw SIP client of `tests/support/rawsip.rs` (counting
+//! RTP). GW1 speaks H.323 inside with `[gw1] protocol = "h323"`: it places calls to the PBX
+//! (the peer's `answer`) over a TCP connection it opens, and takes calls from it on its
+//! `h225_listen`.
+//!
+//! | cell                         | caller            | callee                    |
+//! |------------------------------|-------------------|---------------------------|
+//! | outside SIP → inside H.323   | raw SIP client    | peer `answer` (PBX)       |
+//! | outside H.323 → inside H.323 | peer `call` → GW2 | peer `answer` (PBX)       |
+//! | inside H.323 → outside SIP   | peer `call` → GW1 | sipp UAS, RTP echoed      |
+//!
+//! (outside H.323 → inside SIP is `tests/h323_peer.rs`.) Each call carries at least
+//! [`MIN_RTP`] RTP packets each way, counted where they arrive, and ends with the caller's
+//! cause on both sides. tshark decodes every H.225.0 PDU on the H.323 ports without a
+//! malformed frame or an expert error.
+//!
+//! Needs sipp, tshark and a Python with pycrate: skipped without them, failing under
+//! `CI=true`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::gateway::*;
+use support::h323peer::{self, Answerer};
+use support::rawsip::RawCall;
+use support::scenarios::UAS_PCMA;
+use support::*;
+
+/// RTP packets required each way.
+const MIN_RTP: u64 = 100;
+
+/// What every cell needs, or `None` (skipped).
+fn prerequisites(test: &str) -> Option<std::path::PathBuf> {
+    if !sipp_available(test) || !peer_available(test, "tshark", &["-v"], "tshark") {
+        return None;
+    }
+    if let Err(e) = support::phones::capture_works() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: tshark cannot capture on lo under CI=true: {e}"
+        );
+        eprintln!("{test}: skipped: {e}");
+        return None;
+    }
+    h323peer::python(test)
+}
+
+/// A gateway whose GW1 speaks H.323 with a PBX at `pbx`, and its inside H.225.0 port.
+fn h323_inside_gateway(name: &str, pbx: std::net::SocketAddr, gw2_h225: bool) -> (Gateway, u16) {
+    let mut s = Setup::new(
+        (free_rtp_port("127.0.0.1"), 0),
+        (free_rtp_port("127.0.0.1"), 0),
+        pbx,
+    );
+    s.gw2_media.1 = s.gw2_media.0 + 99;
+    s.gw1_media.1 = s.gw1_media.0 + 99;
+    s.gw1_media_ip = "127.0.0.2";
+    s.h225 = gw2_h225;
+    let gw1_h225 = free_tcp_port("127.0.0.2");
+    s.gw1_lines = format!("protocol = \"h323\"\nh225_listen = \"127.0.0.2:{gw1_h225}\"\n");
+    (Gateway::start(name, &s), gw1_h225)
+}
+
+/// tshark capturing TCP on `ports` (on lo) into `pcap`, started.
+fn capture(pcap: &Path, ports: &[u16]) -> Proc {
+    let filter = ports
+        .iter()
+        .map(|p| format!("tcp port {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let mut cap = Proc::spawn_group(
+        "tshark",
+        Command::new("tshark")
+            .args(["-i", "lo", "-f", &filter, "-w"])
+            .arg(pcap),
+    );
+    cap.wait_line("Capturing on", Duration::from_secs(15));
+    // dumpcap says so a little before its filter takes the first packet.
+    std::thread::sleep(Duration::from_secs(1));
+    cap
+}
+
+/// Every H.225.0 PDU in `pcap` decodes cleanly (tshark finds Q.931 over TPKT by its
+/// heuristic on any port), every segment with payload is one, and there are some.
+fn assert_clean_h225(pcap: &Path) {
+    let errors = h323peer::tshark_errors(pcap, &[]);
+    assert!(errors.is_empty(), "tshark errors:\n{errors}");
+    let q931 = h323peer::tshark_count(pcap, &[], "q931");
+    let with_payload = h323peer::tshark_count(pcap, &[], "tcp.len > 0");
+    let listing = || {
+        let out = Command::new("tshark")
+            .args(["-n", "-o", "tcp.try_heuristic_first:TRUE", "-r"])
+            .arg(pcap)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        with_payload,
+        q931,
+        "segments with payload vs Q.931 frames:\n{}",
+        listing()
+    );
+    assert!(
+        q931 >= 4,
+        "only {q931} Q.931 frames captured:\n{}",
+        listing()
+    );
+}
+
+fn received(v: &Value) -> u64 {
+    v["rtp_received"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn outside_sip_to_inside_h323_pbx() {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    let pbx_port = free_tcp_port("127.0.0.1");
+    let pbx = Answerer::start(
+        &python,
+        pbx_port,
+        &[
+            "--rtp-port",
+            &free_rtp_port("127.0.0.1").to_string(),
+            "--seconds",
+            "30",
+        ],
+    );
+    let (mut gw, gw1_h225) =
+        h323_inside_gateway("sip-to-h323", addr(&format!("127.0.0.1:{pbx_port}")), false);
+    let pcap = gw.dir.0.join("inside.pcap");
+    let mut cap = capture(&pcap, &[pbx_port, gw1_h225]);
+
+    let call = RawCall::invite(
+        gw.sip,
+        "127.0.0.1",
+        &format!("sip:2001@{}", gw.sip),
+        "Outside",
+        Duration::from_secs(15),
+    );
+    let mut call = call.unwrap_or_else(|(st, seen)| panic!("not answered ({st}):\n{seen}"));
+    let media = call.start_media();
+    std::thread::sleep(Duration::from_millis(4500));
+    let count = media.stop();
+    assert!(call.hangup(Duration::from_secs(5)), "no 200 for the BYE");
+    let peer = pbx.finish(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    cap.terminate(Duration::from_secs(5));
+    let records = gw.call_records();
+    let (gw2, gw1) = gw.stop();
+    println!("pbx: {peer}\nrecords: {records:?}");
+
+    assert_eq!(peer["connected"], true, "{peer}");
+    assert!(
+        received(&peer) >= MIN_RTP,
+        "the PBX got {} RTP packets; gw2 {gw2}; gw1 {gw1}",
+        received(&peer)
+    );
+    assert!(
+        count.received >= MIN_RTP,
+        "the SIP caller got {} of the PBX's RTP packets; gw2 {gw2}; gw1 {gw1}",
+        count.received
+    );
+    // The BYE's normal clearing reached the PBX as Release Complete, cause 16.
+    assert_eq!(peer["release"]["by"], "remote", "{peer}");
+    assert_eq!(peer["release"]["cause"], 16, "{peer}");
+    for r in &records {
+        assert_eq!(r["cause"], 16, "{r}");
+        assert_eq!(r["ended_by"], "outside", "{r}");
+    }
+    assert_clean_h225(&pcap);
+}
+
+#[test]
+fn outside_h323_to_inside_h323_pbx() {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    let pbx_port = free_tcp_port("127.0.0.1");
+    let pbx = Answerer::start(
+        &python,
+        pbx_port,
+        &[
+            "--rtp-port",
+            &free_rtp_port("127.0.0.1").to_string(),
+            "--seconds",
+            "30",
+        ],
+    );
+    let (mut gw, gw1_h225) =
+        h323_inside_gateway("h323-to-h323", addr(&format!("127.0.0.1:{pbx_port}")), true);
+    let pcap = gw.dir.0.join("h225.pcap");
+    let ports = [gw.h225.port(), pbx_port, gw1_h225];
+    let mut cap = capture(&pcap, &ports);
+
+    let mut cmd = Command::new(&python);
+    cmd.arg(h323peer::peer_script())
+        .args(["call", &gw.h225.to_string()])
+        .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
+        .args(["--seconds", "4", "--cause", "16"]);
+    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(40));
+    let caller = h323peer::summary(&out, "call")
+        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let pbx = pbx.finish(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    cap.terminate(Duration::from_secs(5));
+    let (gw2, gw1) = gw.stop();
+    println!("caller: {caller}\npbx: {pbx}");
+
+    assert_eq!(caller["connected"], true, "{caller}");
+    assert_eq!(pbx["connected"], true, "{pbx}");
+    assert!(
+        received(&caller) >= MIN_RTP,
+        "caller got {}; gw2 {gw2}; gw1 {gw1}",
+        received(&caller)
+    );
+    assert!(
+        received(&pbx) >= MIN_RTP,
+        "pbx got {}; gw2 {gw2}; gw1 {gw1}",
+        received(&pbx)
+    );
+    assert_eq!(caller["release"]["by"], "us", "{caller}");
+    assert_eq!(pbx["release"]["by"], "remote", "{pbx}");
+    assert_eq!(pbx["release"]["cause"], 16, "{pbx}");
+    assert_clean_h225(&pcap);
+}
+
+#[test]
+fn inside_h323_pbx_to_outside_sip() {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    let provider_port = free_udp_port("127.0.0.1");
+    let mut s = Setup::new(
+        (free_rtp_port("127.0.0.1"), 0),
+        (free_rtp_port("127.0.0.1"), 0),
+        addr(&format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))),
+    );
+    s.gw2_media.1 = s.gw2_media.0 + 99;
+    s.gw1_media.1 = s.gw1_media.0 + 99;
+    s.gw1_media_ip = "127.0.0.2";
+    s.outside_next_hop = Some(addr(&format!("127.0.0.1:{provider_port}")));
+    let gw1_h225 = free_tcp_port("127.0.0.2");
+    s.gw1_lines = format!("protocol = \"h323\"\nh225_listen = \"127.0.0.2:{gw1_h225}\"\n");
+    let mut gw = Gateway::start("h323-to-sip", &s);
+    let pcap = gw.dir.0.join("inside.pcap");
+    let mut cap = capture(&pcap, &[gw1_h225]);
+
+    let uas_sf = gw.dir.file("uas.xml", UAS_PCMA);
+    let mut uas_cmd = sipp(&gw.dir.0);
+    uas_cmd
+        .arg("-sf")
+        .arg(&uas_sf)
+        .args(["-i", "127.0.0.1", "-p", &provider_port.to_string()])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &free_rtp_port("127.0.0.1").to_string(),
+        ])
+        .args(["-rtp_echo", "-m", "1"]);
+    let uas =
+        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut cmd = Command::new(&python);
+    cmd.arg(h323peer::peer_script())
+        .args(["call", &format!("127.0.0.2:{gw1_h225}")])
+        .args(["--local-ip", "127.0.0.1"])
+        .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
+        .args(["--called", "4930777", "--seconds", "4", "--cause", "16"]);
+    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(40));
+    let caller = h323peer::summary(&out, "call")
+        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let (ust, uout) = uas.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cap.terminate(Duration::from_secs(5));
+    let records = gw.call_records();
+    let (gw2, gw1) = gw.stop();
+    println!("caller: {caller}\nsipp ({ust}):\n{uout}\nrecords: {records:?}");
+
+    assert_eq!(caller["connected"], true, "{caller}");
+    assert!(
+        received(&caller) >= MIN_RTP,
+        "the PBX got {} of its RTP back through the provider's echo; gw2 {gw2}; gw1 {gw1}",
+        received(&caller)
+    );
+    assert!(ust.success(), "sipp uas:\n{uout}");
+    for r in &records {
+        assert_eq!(r["cause"], 16, "{r}");
+        assert_eq!(r["direction"], "from_inside", "{r}");
+    }
+    assert_clean_h225(&pcap);
+}
