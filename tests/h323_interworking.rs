@@ -314,3 +314,219 @@ fn inside_h323_pbx_to_outside_sip() {
     }
     assert_clean_h225(&pcap);
 }
+
+/// How an H.323 end negotiates media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum H245Mode {
+    Tunnel,
+    Separate,
+}
+
+impl H245Mode {
+    fn arg(self) -> &'static str {
+        match self {
+            H245Mode::Tunnel => "tunnel",
+            H245Mode::Separate => "separate",
+        }
+    }
+}
+
+/// Digits sent as H.245 UserInputIndication in the H.245 cells.
+const DTMF: &str = "1#";
+
+/// A call from the peer without fastStart to GW2 (media negotiated over H.245, run by GW2),
+/// to an inside sipp UAS echoing RTP: two-way media, the digits the peer sends as
+/// UserInputIndication reach the inside as SIP INFO, in order.
+fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode) {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    let inside_port = free_udp_port("127.0.0.1");
+    let mut s = Setup::new(
+        (free_rtp_port("127.0.0.1"), 0),
+        (free_rtp_port("127.0.0.1"), 0),
+        addr(&format!("127.0.0.1:{inside_port}")),
+    );
+    s.gw2_media.1 = s.gw2_media.0 + 99;
+    s.gw1_media.1 = s.gw1_media.0 + 99;
+    s.gw1_media_ip = "127.0.0.2";
+    s.h225 = true;
+    let mut gw = Gateway::start("h245-to-sip", &s);
+    let pcap = gw.dir.0.join("outside.pcap");
+    // The H.225.0 port and GW2's media ports (its per-call H.245 listener takes one).
+    let mut cap = Proc::spawn_group(
+        "tshark",
+        Command::new("tshark")
+            .args([
+                "-i",
+                "lo",
+                "-f",
+                &format!(
+                    "tcp port {} or tcp portrange {}-{}",
+                    gw.h225.port(),
+                    s.gw2_media.0,
+                    s.gw2_media.1
+                ),
+                "-w",
+            ])
+            .arg(&pcap),
+    );
+    cap.wait_line("Capturing on", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+
+    let scenario = h323peer::with_info_per_digit(UAS_PCMA, DTMF);
+    let uas_sf = gw.dir.file("uas.xml", &scenario);
+    let mut uas_cmd = sipp(&gw.dir.0);
+    uas_cmd
+        .arg("-sf")
+        .arg(&uas_sf)
+        .args(["-i", "127.0.0.1", "-p", &inside_port.to_string()])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &free_rtp_port("127.0.0.1").to_string(),
+        ])
+        .args(["-rtp_echo", "-m", "1"]);
+    let uas =
+        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut cmd = Command::new(&python);
+    cmd.arg(h323peer::peer_script())
+        .args(["call", &gw.h225.to_string()])
+        .args(["--no-fast-start", "--h245", mode.arg(), "--rtd"])
+        .args(["--dtmf", DTMF])
+        .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
+        .args(["--seconds", "4", "--cause", "16"]);
+    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(60));
+    let caller = h323peer::summary(&out, "call")
+        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let (ust, uout) = uas.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cap.terminate(Duration::from_secs(5));
+    let (gw2, gw1) = gw.stop();
+    println!("caller: {caller}\nsipp ({ust}):\n{uout}");
+
+    assert_eq!(caller["errors"], serde_json::json!([]), "{caller}");
+    assert_eq!(caller["connected"], true, "{caller}");
+    assert_eq!(caller["media_via"], "h245", "{caller}");
+    assert_eq!(caller["h245_transport"], mode.arg(), "{caller}");
+    let seen: Vec<&str> = caller["h245_seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for want in [
+        "terminalCapabilitySet",
+        "terminalCapabilitySetAck",
+        "masterSlaveDetermination",
+        "masterSlaveDeterminationAck",
+        "openLogicalChannel",
+        "openLogicalChannelAck",
+        "roundTripDelayResponse",
+    ] {
+        assert!(seen.contains(&want), "GW2 sent no {want}: {seen:?}");
+    }
+    assert!(
+        received(&caller) >= MIN_RTP,
+        "the caller got {} of its RTP back through the inside's echo; gw2 {gw2}; gw1 {gw1}",
+        received(&caller)
+    );
+    // The peer ends the session (CloseLogicalChannel, EndSessionCommand, H.323 clause 8.5);
+    // GW2 answers with its own and Release Complete, which may reach it first.
+    assert_eq!(caller["release"]["cause"], 16, "{caller}");
+    // The inside answered, echoed, got both digits as INFO, then the BYE.
+    assert!(ust.success(), "sipp uas:\n{uout}");
+    let errors = h323peer::tshark_errors(&pcap, &[]);
+    assert!(errors.is_empty(), "tshark errors:\n{errors}");
+}
+
+#[test]
+fn outside_h323_without_fast_start_tunnelled_h245_to_inside_sip() {
+    outside_h323_without_fast_start_to_inside_sip(H245Mode::Tunnel);
+}
+
+#[test]
+fn outside_h323_without_fast_start_separate_h245_to_inside_sip() {
+    outside_h323_without_fast_start_to_inside_sip(H245Mode::Separate);
+}
+
+/// A fastStart call from outside H.323 to an inside PBX that refuses fastStart: GW1 falls back
+/// to H.245 (tunnelled or over the PBX's separate H.245 address) and the call has media both
+/// ways; the PBX's digits reach the caller as UserInputIndication through both halves.
+fn outside_h323_to_inside_pbx_refusing_fast_start(mode: H245Mode) {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    let pbx_port = free_tcp_port("127.0.0.1");
+    let pbx = Answerer::start(
+        &python,
+        pbx_port,
+        &[
+            "--rtp-port",
+            &free_rtp_port("127.0.0.1").to_string(),
+            "--seconds",
+            "30",
+            "--no-fast-start",
+            "--h245",
+            mode.arg(),
+            "--dtmf",
+            DTMF,
+        ],
+    );
+    let (mut gw, _gw1_h225) =
+        h323_inside_gateway("pbx-refuses", addr(&format!("127.0.0.1:{pbx_port}")), true);
+
+    // The caller uses fastStart and tunnels H.245 (for the digits).
+    let mut cmd = Command::new(&python);
+    cmd.arg(h323peer::peer_script())
+        .args(["call", &gw.h225.to_string(), "--h245", "tunnel"])
+        .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
+        .args(["--seconds", "4", "--cause", "16"]);
+    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(60));
+    let caller = h323peer::summary(&out, "call")
+        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let pbx = pbx.finish(Duration::from_secs(20));
+    let (gw2, gw1) = gw.stop();
+    println!("caller: {caller}\npbx: {pbx}");
+    assert_eq!(caller["media_via"], "fastStart", "{caller}");
+    assert_eq!(
+        caller["dtmf_received"],
+        serde_json::json!(["1", "#"]),
+        "the PBX's digits, through GW1's H.245 and GW2's tunnelled UserInputIndication: {caller}"
+    );
+
+    assert_eq!(pbx["errors"], serde_json::json!([]), "{pbx}");
+    assert_eq!(pbx["connected"], true, "{pbx}");
+    assert_eq!(pbx["media_via"], "h245", "{pbx}");
+    assert_eq!(pbx["h245_transport"], mode.arg(), "{pbx}");
+    assert_eq!(caller["connected"], true, "{caller}");
+    assert!(
+        received(&caller) >= MIN_RTP,
+        "caller got {}; gw2 {gw2}; gw1 {gw1}",
+        received(&caller)
+    );
+    assert!(
+        received(&pbx) >= MIN_RTP,
+        "pbx got {}; gw2 {gw2}; gw1 {gw1}",
+        received(&pbx)
+    );
+    assert_eq!(pbx["release"]["by"], "remote", "{pbx}");
+    assert_eq!(pbx["release"]["cause"], 16, "{pbx}");
+}
+
+#[test]
+fn outside_h323_to_inside_pbx_refusing_fast_start_tunnelled() {
+    outside_h323_to_inside_pbx_refusing_fast_start(H245Mode::Tunnel);
+}
+
+#[test]
+fn outside_h323_to_inside_pbx_refusing_fast_start_separate() {
+    outside_h323_to_inside_pbx_refusing_fast_start(H245Mode::Separate);
+}

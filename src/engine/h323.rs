@@ -178,7 +178,13 @@ struct Call {
     connected: bool,
     /// A calling leg: the PBX answered GW1's fastStart proposals.
     fast_answered: bool,
+    /// A calling leg: tunnelled H.245 the PBX sent before GW1's session started (at most
+    /// [`MAX_EARLY_H245`]), given to the session when it starts.
+    early_h245: Vec<Bytes>,
 }
+
+/// Tunnelled H.245 PDUs kept for a session that has not started yet.
+const MAX_EARLY_H245: usize = 16;
 
 pub struct H323 {
     replay: bool,
@@ -967,6 +973,7 @@ impl H323 {
                 far_h245: None,
                 connected: false,
                 fast_answered: false,
+                early_h245: Vec::new(),
                 procedures: procedures.map(|mut leg| {
                     if let meta::Message::Setup(s) = setup.clone() {
                         leg.setup = Some(s);
@@ -1098,6 +1105,19 @@ impl H323 {
         if let Some((role, c)) = leg.filter(|(r, c)| self.runs_h245(*r, *c)) {
             self.procedure_pdu(role, now, c, bytes, out);
             return;
+        }
+        // The PBX starting H.245 before GW1 knows it refused fastStart: kept for the session.
+        if let Some((Role::Calling, c)) = leg {
+            if let Some(call) = self
+                .inside
+                .get_mut(&c)
+                .filter(|x| !self.replay && !x.fast_answered && x.state == State::Early)
+            {
+                if call.early_h245.len() < MAX_EARLY_H245 {
+                    call.early_h245.push(Bytes::copy_from_slice(bytes));
+                }
+                return;
+            }
         }
         let side = self.side_of(side, &flow);
         match h323_asn1::decode_h245(bytes) {
@@ -1305,11 +1325,7 @@ impl H323 {
         let (verdict, summary, reason) = match h323_asn1::decode_h245(bytes) {
             Ok(m) => {
                 let name = codecs::h245::message_name(&m).to_owned();
-                let Some(leg) = self
-                    .calls
-                    .get_mut(&call)
-                    .and_then(|c| c.procedures.as_mut())
-                else {
+                let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) else {
                     return;
                 };
                 match leg.session.handle(now, m) {
@@ -1340,11 +1356,7 @@ impl H323 {
     /// Acts on what the session of `call` reports, then sends what it queued.
     fn drive(&mut self, role: Role, now: Duration, call: CallRef, out: &mut Out) {
         loop {
-            let Some(leg) = self
-                .calls
-                .get_mut(&call)
-                .and_then(|c| c.procedures.as_mut())
-            else {
+            let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) else {
                 return;
             };
             let Some(event) = leg.session.poll_event() else {
@@ -1683,11 +1695,7 @@ impl H323 {
     /// closes.
     fn stop_h245(&mut self, role: Role, call: CallRef, out: &mut Out) {
         self.timed.remove(&(role, call));
-        let Some(leg) = self
-            .calls
-            .get_mut(&call)
-            .and_then(|c| c.procedures.as_mut())
-        else {
+        let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) else {
             return;
         };
         if let H245Transport::Separate { listen, conn: None } = leg.transport {
@@ -2090,7 +2098,11 @@ impl H323 {
             deadline: now,
             answered: Vec::new(),
         }));
+        let early = std::mem::take(&mut c.early_h245);
         self.timed.insert((Role::Calling, call));
+        for pdu in early {
+            self.procedure_pdu(Role::Calling, now, call, &pdu, out);
+        }
         self.drive(Role::Calling, now, call, out);
     }
 
@@ -2291,6 +2303,7 @@ impl H323 {
                         far_h245: None,
                         connected: false,
                         fast_answered: false,
+                        early_h245: Vec::new(),
                     },
                 );
             }

@@ -11,8 +11,11 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The peer: `tests/h323peer/h323peer.py`, or `SGW_H323PEER` (another copy of it).
 pub fn peer_script() -> PathBuf {
-    root().join("tests/h323peer/h323peer.py")
+    std::env::var_os("SGW_H323PEER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("tests/h323peer/h323peer.py"))
 }
 
 /// The Python that runs the peer: `SGW_PYTHON`, else the test venv's, else `python3`, the
@@ -166,4 +169,37 @@ pub fn tshark_count(pcap: &Path, decode: &[String], filter: &str) -> usize {
         .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().lines().count()
+}
+
+/// `scenario` (a sipp UAS) with a `recv INFO` (checking `Signal=DIGIT`) and its 200 per digit
+/// of `dtmf`, before its BYE.
+pub fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
+    let mut infos = String::new();
+    for (i, d) in dtmf.chars().enumerate() {
+        let re = if d.is_ascii_alphanumeric() || d == '#' {
+            d.to_string()
+        } else {
+            format!("\\{d}")
+        };
+        infos.push_str(&format!(
+            r#"<recv request="INFO">
+    <action>
+      <ereg regexp="Signal={re}\s" search_in="body" check_it="true" assign_to="digit{i}"/>
+    </action>
+  </recv>
+  <Reference variables="digit{i}"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+  "#
+        ));
+    }
+    let at = scenario.find("<recv request=\"BYE\"").unwrap();
+    format!("{}{infos}{}", &scenario[..at], &scenario[at..])
 }
