@@ -44,6 +44,7 @@ pub mod ids;
 pub mod limits;
 pub mod media;
 pub mod policy;
+pub mod ras_client;
 pub mod registration;
 mod sip_leg;
 pub mod srtp;
