@@ -252,6 +252,9 @@ pub struct Gw1Config {
     /// `[gw1.records]`: GW1's tamper-evident call records; absent: none are written.
     #[serde(default)]
     pub records: Option<crate::cdr::RecordsConfig>,
+    /// `[gw1.gatekeeper]`: GW1 registers to an inside H.323 gatekeeper (RAS); absent: none.
+    #[serde(default)]
+    pub gatekeeper: Option<GatekeeperSection>,
 }
 
 /// An RTP/RTCP port range and the address advertised for it.
@@ -1059,6 +1062,9 @@ fn check_gw1(g: &Gw1Config, p: &mut Problems) {
         );
     }
     check_media(&g.media, "gw1", p);
+    if let Some(gk) = &g.gatekeeper {
+        check_gatekeeper(gk, g.family, p);
+    }
 }
 
 fn check_metrics(m: &MetricsConfig, p: &mut Problems) {
@@ -1102,8 +1108,11 @@ fn check_policy(pol: &PolicyConfig, p: &mut Problems) {
 }
 
 mod auth;
+mod gatekeeper;
 use auth::{check_auth, check_registration};
 pub use auth::{AuthConfig, RegistrationSection};
+use gatekeeper::check_gatekeeper;
+pub use gatekeeper::GatekeeperSection;
 
 #[cfg(test)]
 mod tests;

@@ -432,6 +432,9 @@ pub struct EngineConfig {
     /// Credentials that answer the challenges of calls GW2 places outside, without
     /// registering (`[gw2.registration] register = false`).
     pub trunk: Option<auth::ClientCredentials>,
+    /// GW1's registration to an inside gatekeeper (`[gw1.gatekeeper]`, RAS); `None`: none.
+    /// Ignored by GW2.
+    pub gatekeeper: Option<ras_client::RasConfig>,
 }
 
 impl Default for EngineConfig {
@@ -464,6 +467,7 @@ impl Default for EngineConfig {
             auth: None,
             registration: None,
             trunk: None,
+            gatekeeper: None,
         }
     }
 }
@@ -678,6 +682,9 @@ pub struct Engine {
     /// When the last Meta frame went onto the tunnel, for keepalives.
     last_meta_sent: Duration,
     keepalive_seq: u32,
+    /// GW1's RAS client (`[gw1.gatekeeper]`), and its events for the H.323 part.
+    ras: Option<ras_client::RasClient>,
+    ras_events: VecDeque<ras_client::RasEvent>,
 }
 
 /// Running totals, and the size of every table an outside party can grow.
@@ -728,6 +735,9 @@ pub struct Stats {
     /// GW2's registration to its provider (absent without `[gw2.registration]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<registration::RegistrationStatus>,
+    /// GW1's registration to its gatekeeper (absent without `[gw1.gatekeeper]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ras: Option<ras_client::RasStatus>,
 }
 
 impl Engine {
@@ -816,6 +826,12 @@ impl Engine {
             keepalive_interval: config.tunnel_keepalive.max(Duration::from_millis(10)),
             last_meta_sent: Duration::ZERO,
             keepalive_seq: 0,
+            ras: config
+                .gatekeeper
+                .clone()
+                .filter(|_| config.role != Role::Gw2)
+                .map(|c| ras_client::RasClient::new(c, Duration::ZERO)),
+            ras_events: VecDeque::new(),
         }
     }
 
@@ -862,6 +878,12 @@ impl Engine {
     /// A datagram arrived on GW1's inside interface.
     pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
         self.out.origin = EndedBy::Inside;
+        if let Some(ras) = self.ras.as_mut().filter(|r| r.local() == flow.local) {
+            ras.handle(now, flow.remote, &data);
+            self.flush_ras();
+            self.pump(now);
+            return;
+        }
         if !self.handle_media(now, Side::Inside, flow, &data) && looks_like_sip(&data) {
             self.inside.handle_datagram(now, flow, data, &mut self.out);
         }
@@ -1229,6 +1251,12 @@ impl Engine {
         if self.keepalive_due().is_some_and(|due| now >= due) {
             self.send_keepalive(now, None);
         }
+        if let Some(ras) = &mut self.ras {
+            if ras.poll_timeout().is_some_and(|due| now >= due) {
+                ras.handle_timeout(now);
+            }
+            self.flush_ras();
+        }
         self.pump(now);
     }
 
@@ -1239,6 +1267,9 @@ impl Engine {
             self.inside.poll_timeout(),
             self.out.calls.poll_timeout(),
             self.keepalive_due(),
+            self.ras
+                .as_ref()
+                .and_then(ras_client::RasClient::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -1317,6 +1348,7 @@ impl Engine {
         s.limit_keys = self.out.calls.limits.keys() as u64;
         s.blocked_sources = self.out.calls.limits.blocked_sources() as u64;
         s.registration = self.outside.registration_status();
+        s.ras = self.ras.as_ref().map(ras_client::RasClient::status);
         s.auth = self
             .out
             .calls
@@ -1569,6 +1601,80 @@ impl Engine {
         self.meta_seq = 0;
         self.meta_expected = 0;
         self.pump(now);
+    }
+
+    /// Moves what the RAS client produced to the engine's queues: its datagrams leave GW1's
+    /// RAS socket on the inside, every message sent or received is a report, its events wait
+    /// for [`Engine::ras_events`].
+    fn flush_ras(&mut self) {
+        let Some(ras) = &mut self.ras else {
+            return;
+        };
+        let local = ras.local();
+        while let Some((remote, payload)) = ras.poll_transmit() {
+            self.out.transmits.push_back(Transmit {
+                side: Side::Inside,
+                flow: Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote,
+                },
+                protocol: Protocol::Ras,
+                payload,
+            });
+        }
+        while let Some(r) = ras.poll_report() {
+            self.out.report(r);
+        }
+        while let Some(e) = ras.poll_event() {
+            if self.ras_events.len() >= ras_client::MAX_PENDING {
+                self.ras_events.pop_front();
+            }
+            self.ras_events.push_back(e);
+        }
+    }
+
+    /// The RAS client's events (registration, admissions) since the last call, for GW1's
+    /// H.323 calls.
+    pub fn ras_events(&mut self) -> Vec<ras_client::RasEvent> {
+        self.ras_events.drain(..).collect()
+    }
+
+    /// Asks the gatekeeper to admit a call (ARQ); the answer comes in [`Engine::ras_events`].
+    /// Without `[gw1.gatekeeper]` the call is admitted at once, to `dest`.
+    pub fn ras_admit(&mut self, now: Duration, req: ras_client::AdmissionRequest) {
+        match &mut self.ras {
+            Some(ras) => ras.admit(now, req),
+            None => self.ras_events.push_back(ras_client::RasEvent::Admitted {
+                call: req.call,
+                dest: req.dest,
+            }),
+        }
+        self.flush_ras();
+    }
+
+    /// Tells the gatekeeper a call ended (DRQ), when it was admitted.
+    pub fn ras_disengage(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause) {
+        if let Some(ras) = &mut self.ras {
+            ras.disengage(now, call, cause);
+        }
+        self.flush_ras();
+    }
+
+    /// GW1 is stopping: a URQ to the gatekeeper when registered. Returns whether the driver
+    /// should wait for [`Engine::ras_unregistered`].
+    pub fn ras_unregister(&mut self, now: Duration) -> bool {
+        let waiting = self.ras.as_mut().is_some_and(|r| r.unregister(now));
+        self.flush_ras();
+        waiting
+    }
+
+    /// Whether GW1 is no longer registered after [`Engine::ras_unregister`] (true without a
+    /// gatekeeper).
+    pub fn ras_unregistered(&self) -> bool {
+        self.ras
+            .as_ref()
+            .is_none_or(ras_client::RasClient::is_unregistered)
     }
 
     /// The next frame to send over the tunnel (roles GW1 and GW2 only).

@@ -416,6 +416,30 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                         );
                     }
                 }
+                "ras" => {
+                    // GW1's registration to its gatekeeper ([gw1.gatekeeper]).
+                    let registered = v["state"].as_str() == Some("registered");
+                    f.add(
+                        "sgw_ras_registered",
+                        Gauge,
+                        "1 while GW1 is registered to its gatekeeper, else 0.",
+                        &h,
+                        u64::from(registered),
+                    );
+                    for (field, n) in u64_fields(v) {
+                        let kind = match field {
+                            "time_to_live" | "calls" => Gauge,
+                            _ => Counter,
+                        };
+                        f.add(
+                            &format!("sgw_ras_{field}"),
+                            kind,
+                            &format!("`ras.{field}` of the stats line (GW1's RAS client)."),
+                            &h,
+                            n,
+                        );
+                    }
+                }
                 "access_rules" => {
                     if let Some(rules) = v.as_object() {
                         for (rule, c) in rules {

@@ -81,7 +81,13 @@ pub struct Gw1Plan {
     pub identity: TlsIdentity,
     /// Cover traffic on what GW1 writes to the media tunnel.
     pub cover: Option<crate::live::cover::CoverTraffic>,
+    /// `[gw1.gatekeeper]`: GW1 registers to an inside gatekeeper over RAS.
+    pub gatekeeper: Option<config::GatekeeperSection>,
 }
+
+/// The port of GW1's inside H.225.0 call signalling address announced to the gatekeeper
+/// (`callSignalAddress`, on `sip_bind`'s address): the standard 1720.
+pub const GW1_H225_PORT: u16 = 1720;
 
 /// Where a started GW2 listens.
 #[derive(Debug, Clone)]
@@ -264,8 +270,29 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
             })?,
         ),
     };
+    // RAS: GW1's own socket on the inside toward the gatekeeper.
+    let ras = match &plan.gatekeeper {
+        Some(gk) => {
+            let bind = gk.bind_address(local);
+            let sock = bind_udp_for("RAS socket", bind)?;
+            let bound = sock.local_addr().map_err(|source| StartError::Bind {
+                what: "RAS socket",
+                addr: bind,
+                source,
+            })?;
+            let ras = advertised(bound, plan.advertise);
+            let signalling = SocketAddr::new(sip.ip(), GW1_H225_PORT);
+            engine.gatekeeper = Some(gk.ras_config(ras, signalling));
+            println!("gw1 ras {ras} gatekeeper {}", gk.address);
+            Some((sock, ras))
+        }
+        None => None,
+    };
     let mut driver = Driver::new("gw1", Engine::new(engine));
     driver.add_udp(Side::Inside, sock, sip);
+    if let Some((sock, ras)) = ras {
+        driver.add_udp(Side::Inside, sock, ras);
+    }
     if let Some(l) = tcp {
         let l = l
             .set_nonblocking(true)
@@ -638,6 +665,7 @@ async fn start_from_config(
             tunnel_server_name: g.tunnel_server_name.clone(),
             identity,
             cover,
+            gatekeeper: g.gatekeeper.clone(),
         };
         let (mut d, sip) = start_gw1(plan)?;
         if let Some(r) = &g.records {
@@ -734,6 +762,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         tunnel_server_name: ip.to_string(),
         identity: pki.gw1_tls()?,
         cover: None,
+        gatekeeper: None,
     };
     let (gw1, gw1_sip) = start_gw1(gw1_plan)?;
     let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);

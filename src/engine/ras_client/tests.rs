@@ -750,3 +750,50 @@ fn arbitrary_bytes_never_panic_and_state_stays_bounded() {
     assert!(c.pending.len() <= MAX_PENDING);
     let _ = TransportAddress::ipAddress;
 }
+
+#[test]
+fn the_engine_of_gw1_runs_the_client() {
+    use crate::engine::{Engine, EngineConfig, Event, Flow, Role, Transport};
+    let config = cfg(false);
+    let local = config.ras_address;
+    let mut e = Engine::new(EngineConfig {
+        role: Role::Gw1,
+        gatekeeper: Some(config.clone()),
+        ..EngineConfig::default()
+    });
+    assert_eq!(e.poll_timeout(), Some(s(0)));
+    e.handle_timeout(s(0));
+    let t = e.poll_transmit().unwrap();
+    assert_eq!(
+        (t.side, t.protocol, t.flow.local, t.flow.remote),
+        (Side::Inside, Protocol::Ras, local, gk())
+    );
+    let m = h323_asn1::decode_ras(&t.payload).unwrap();
+    let flow = Flow {
+        transport: Transport::Udp,
+        local,
+        remote: gk(),
+    };
+    e.handle_inside_datagram(s(1), flow, Bytes::from(rcf(seq_of(&m), Some(60))));
+    assert_eq!(e.stats().ras.unwrap().state, RasState::Registered);
+    assert!(matches!(
+        e.ras_events().as_slice(),
+        [RasEvent::Registered { .. }]
+    ));
+    let reports: Vec<_> = std::iter::from_fn(|| e.poll_event())
+        .filter_map(|ev| match ev {
+            Event::Report(r) if r.protocol == Protocol::Ras => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 2, "RRQ sent, RCF received");
+    assert!(e.ras_unregister(s(2)));
+    assert!(!e.ras_unregistered());
+    // GW2 never runs one.
+    let e = Engine::new(EngineConfig {
+        role: Role::Gw2,
+        gatekeeper: Some(config),
+        ..EngineConfig::default()
+    });
+    assert!(e.stats().ras.is_none());
+}
