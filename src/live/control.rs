@@ -64,7 +64,7 @@ pub struct HalfStatus {
     pub trunk_registration: Option<crate::engine::registration::RegistrationStatus>,
     /// GW1's registration to its gatekeeper (`[gw1.gatekeeper]`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gatekeeper_registration: Option<crate::engine::ras_client::RasStatus>,
+    pub gatekeeper_registration: Option<Box<crate::engine::ras_client::RasStatus>>,
 }
 
 /// One half's engine's answer.
@@ -91,7 +91,7 @@ pub fn handle(engine: &mut Engine, now: Duration, request: Request) -> Reply {
             calls_up: engine.calls_up(now).len(),
             blocked: engine.blocked_list(now),
             trunk_registration: engine.stats().registration,
-            gatekeeper_registration: engine.stats().ras,
+            gatekeeper_registration: engine.stats().ras.map(Box::new),
         }),
         Request::Calls => Reply::Calls(engine.calls_up(now)),
         Request::Drain => {
