@@ -1134,6 +1134,7 @@ impl RasClient {
     fn unregistered(&mut self) {
         self.state = RasState::Unregistered;
         self.endpoint_id = None;
+        self.time_to_live = None;
         self.next_attempt = None;
         self.pending.clear();
         self.push_event(RasEvent::Unregistered);
