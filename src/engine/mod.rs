@@ -1623,8 +1623,13 @@ impl Engine {
                 payload,
             });
         }
-        while let Some(r) = ras.poll_report() {
-            self.out.report(r);
+        while let Some((r, sent)) = ras.poll_report() {
+            // A message sent is logged, not counted as a verdict on an input.
+            if sent {
+                self.out.events.push_back(Event::Report(r));
+            } else {
+                self.out.report(r);
+            }
         }
         while let Some(e) = ras.poll_event() {
             if self.ras_events.len() >= ras_client::MAX_PENDING {

@@ -253,7 +253,8 @@ pub struct RasClient {
     admitted: HashMap<CallRef, Admitted>,
     transmits: VecDeque<(SocketAddr, Bytes)>,
     events: VecDeque<RasEvent>,
-    reports: VecDeque<Report>,
+    /// Reports, and whether each is of a message sent.
+    reports: VecDeque<(Report, bool)>,
     status: RasStatus,
 }
 
@@ -341,8 +342,8 @@ impl RasClient {
         self.events.pop_front()
     }
 
-    /// The report of each RAS message sent or received, for the logs.
-    pub fn poll_report(&mut self) -> Option<Report> {
+    /// The report of each RAS message sent or received, for the logs; true for one sent.
+    pub fn poll_report(&mut self) -> Option<(Report, bool)> {
         self.reports.pop_front()
     }
 
@@ -1173,19 +1174,20 @@ impl RasClient {
             format!("sent {summary} to {}", self.target),
             verdict,
             reason,
+            true,
         );
     }
 
     /// Reports a message received.
     fn note_in(&mut self, summary: String, verdict: Verdict, reason: Option<String>) {
-        self.report(summary, verdict, reason);
+        self.report(summary, verdict, reason, false);
     }
 
-    fn report(&mut self, summary: String, verdict: Verdict, reason: Option<String>) {
+    fn report(&mut self, summary: String, verdict: Verdict, reason: Option<String>, sent: bool) {
         if self.reports.len() >= MAX_QUEUE {
             self.reports.pop_front();
         }
-        self.reports.push_back(Report {
+        let r = Report {
             protocol: Protocol::Ras,
             side: Side::Inside,
             summary: Summary::Text(summary),
@@ -1194,7 +1196,8 @@ impl RasClient {
             response: None,
             call: None,
             rule: None,
-        });
+        };
+        self.reports.push_back((r, sent));
     }
 }
 

@@ -1206,7 +1206,7 @@ impl Driver {
             // Media drops are counted (stats, metrics, the call record), not logged one by one.
             Event::Report(r)
                 if r.verdict == Verdict::Rejected
-                    && matches!(r.protocol, Protocol::Sip | Protocol::H225) =>
+                    && matches!(r.protocol, Protocol::Sip | Protocol::H225 | Protocol::Ras) =>
             {
                 let reason = r.reason.as_deref().unwrap_or("");
                 let now = self.now();
@@ -1232,7 +1232,7 @@ impl Driver {
             }
             Event::Report(r)
                 if r.verdict == Verdict::Accepted
-                    && matches!(r.protocol, Protocol::Sip | Protocol::H225)
+                    && matches!(r.protocol, Protocol::Sip | Protocol::H225 | Protocol::Ras)
                     && tracing::enabled!(target: "sgw::message", tracing::Level::DEBUG) =>
             {
                 let source = self.source.map(|a| a.to_string()).unwrap_or_default();

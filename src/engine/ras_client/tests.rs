@@ -714,8 +714,10 @@ fn unregister_sends_urq_and_ends_with_ucf_or_timeout() {
 #[test]
 fn every_message_sent_and_received_is_reported() {
     let mut c = registered(Some(60));
-    let reports: Vec<Report> = std::iter::from_fn(|| c.poll_report()).collect();
+    let reports: Vec<(Report, bool)> = std::iter::from_fn(|| c.poll_report()).collect();
     assert_eq!(reports.len(), 2);
+    assert!(reports[0].1 && !reports[1].1);
+    let reports: Vec<Report> = reports.into_iter().map(|(r, _)| r).collect();
     assert!(reports[0].summary.to_string().starts_with("sent RRQ"));
     assert!(reports[1].summary.to_string().starts_with("RCF"));
     assert!(reports
