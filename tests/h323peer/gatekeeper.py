@@ -8,6 +8,7 @@ as h323peer.py (same cache).
 Usage:
   gatekeeper.py --listen HOST:PORT [options]    serve RAS on UDP until SIGTERM or --seconds
   gatekeeper.py check                           exit 0 if pycrate loads
+  gatekeeper.py decode HEX...                   one line per RasMessage: its type
 
 It answers GRQ with GCF, RRQ with RCF (a full RRQ gets a new endpointIdentifier; a
 lightweight RRQ with a known one is confirmed, with an unknown one rejected
@@ -350,6 +351,19 @@ def main():
         ras_codec()
         print(json.dumps({"pycrate": "ok"}))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "decode":
+        # One line per hex RasMessage: its type, or the decoding error.
+        codec = ras_codec()
+        bad = 0
+        for h in sys.argv[2:]:
+            try:
+                codec.from_aper(bytes.fromhex(h))
+                name, _ = codec.get_val()
+                print(json.dumps({"type": ABBREV.get(name, name)}))
+            except Exception as e:
+                bad += 1
+                print(json.dumps({"type": "malformed", "error": str(e)[:300]}))
+        return 1 if bad else 0
     p = argparse.ArgumentParser(description="A minimal H.323 gatekeeper (RAS) on pycrate.")
     p.add_argument("--listen", required=True, help="UDP HOST:PORT (IPv6 as [addr]:port)")
     p.add_argument("--ttl", type=int, default=300,
