@@ -13,6 +13,8 @@
 //! - A gatekeeper that goes silent: the keep-alive's tries time out (counted), and GW1
 //!   registers again once the gatekeeper is back.
 //!
+//! - Over IPv6 (GW1's inside and the gatekeeper on `::1`): the RRQ comes from the rasAddress it
+//!   announces, with GW1's IPv6 call signalling address, and URQ goes on SIGTERM.
 //! - Every kind of RAS PDU GW1 can send (GRQ, full and lightweight RRQ, ARQ answering and
 //!   originating, DRQ, IRR, XRS, UCF, URQ; IPv4 and IPv6 addresses), made by driving the
 //!   engine, decodes in tshark with no malformed frame or expert error, and in pycrate as the
@@ -86,10 +88,12 @@ struct Gk {
 
 impl Gk {
     fn start(python: &Path, port: u16, args: &[&str]) -> Gk {
+        Gk::start_on(python, &format!("127.0.0.1:{port}"), args)
+    }
+
+    fn start_on(python: &Path, listen: &str, args: &[&str]) -> Gk {
         let mut cmd = Command::new(python);
-        cmd.arg(gk_script())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(args);
+        cmd.arg(gk_script()).args(["--listen", listen]).args(args);
         let mut p = Proc::spawn("gatekeeper", &mut cmd);
         p.wait_line("listening", Duration::from_secs(60));
         Gk { p }
@@ -445,6 +449,79 @@ fn silent_gatekeeper_times_out_and_gw1_registers_again_when_it_is_back() {
     gk.wait("URQ", Duration::from_secs(5), |m| {
         count(m, "in", "URQ") == 1
     });
+    gk.stop();
+}
+
+#[test]
+fn gw1_registers_over_ipv6() {
+    let test = "ras";
+    let Some(python) = python(test) else {
+        return;
+    };
+    let _serial = serial();
+    let port = free_udp_port("::1");
+    let mut gk = Gk::start_on(&python, &format!("[::1]:{port}"), &["--ttl", "2"]);
+    let dir = Scratch::new("ras-v6");
+    let (sip, tunnel, gw1) = (sip_port(), free_tcp_port("127.0.0.1"), free_udp_port("::1"));
+    let next_hop = free_udp_port("::1");
+    let (m2, m1) = (free_rtp_port("127.0.0.1"), free_rtp_port("::1"));
+    let text = format!(
+        r#"[gw2]
+sip_udp = ["127.0.0.1:{sip}"]
+tunnel_listen = "127.0.0.1:{tunnel}"
+
+[gw2.media]
+ip = "127.0.0.1"
+port_min = {m2}
+port_max = {}
+
+[gw1]
+tunnel = "127.0.0.1:{tunnel}"
+tunnel_server_name = "127.0.0.1"
+sip_bind = "[::1]:{gw1}"
+next_hop = "[::1]:{next_hop}"
+family = "ipv6"
+
+[gw1.media]
+ip = "::1"
+port_min = {m1}
+port_max = {}
+
+[gw1.gatekeeper]
+address = "[::1]:{port}"
+discover = false
+"#,
+        m2 + 9,
+        m1 + 9
+    );
+    let cfg = dir.file("sgw.toml", &text);
+    let mut p = Proc::spawn(
+        "sgw",
+        sgw()
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--role", "both"]),
+    );
+    let line = p.wait_line("gw1 ras", Duration::from_secs(30));
+    assert!(line.contains("[::1]:"), "{line}");
+    let ms = gk.wait("2 keep-alives", Duration::from_secs(15), |m| {
+        keepalives(m) >= 2
+    });
+    let full = ms.iter().find(|m| is(m, "in", "RRQ")).unwrap();
+    assert_eq!(full["keepAlive"], false);
+    assert_eq!(
+        full["callSignalAddress"],
+        serde_json::json!([format!("[::1]:1720")])
+    );
+    let ras = full["rasAddress"][0].as_str().unwrap();
+    assert!(ras.starts_with("[::1]:"), "{full}");
+    assert_eq!(full["peer"], ras, "the RRQ comes from its rasAddress");
+    p.terminate(Duration::from_secs(10));
+    gk.wait("URQ and UCF", Duration::from_secs(5), |m| {
+        count(m, "in", "URQ") == 1 && count(m, "out", "UCF") == 1
+    });
+    assert_eq!(p.stats("gw1")["engine"]["ras"]["state"], "unregistered");
     gk.stop();
 }
 

@@ -189,8 +189,7 @@ class Gatekeeper:
     def send(self, peer, name, val):
         self.codec.set_val((name, val))
         data = self.codec.to_aper()
-        host, port = peer
-        self.sock.sendto(data, (host, port))
+        self.sock.sendto(data, peer)
         self.log("out", self.peer_text(peer), name, val)
 
     @staticmethod
