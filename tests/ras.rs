@@ -712,10 +712,9 @@ mod oracle {
             );
             let arq = take(&mut e, &mut out);
             e.handle_inside_datagram(s(21), flow, acf(seq(&arq), h225));
-            e.ras_disengage(s(22), CallRef(n), Cause(17));
-            take(&mut e, &mut out);
         }
-        // An IRQ (IRR), a GRQ sent to GW1 (XRS), a URQ (UCF, then a full RRQ).
+        // An IRQ (IRR, with both calls), then their DRQs; a GRQ sent to GW1 (XRS), a URQ (UCF,
+        // then a full RRQ).
         let irq = InfoRequest::new(
             RequestSeqNum(500),
             CallReferenceValue(0),
@@ -735,6 +734,11 @@ mod oracle {
             None,
         );
         e.handle_inside_datagram(s(23), flow, enc(RasMessage::infoRequest(irq)));
+        take(&mut e, &mut out);
+        for n in [1, 3] {
+            e.ras_disengage(s(23), CallRef(n), Cause(17));
+            take(&mut e, &mut out);
+        }
         e.handle_inside_datagram(s(23), flow, grq.clone());
         let urq = UnregistrationRequest::new(
             RequestSeqNum(501),
@@ -814,7 +818,7 @@ mod oracle {
                 assert_eq!(
                     types,
                     [
-                        "GRQ", "RRQ", "RRQ", "ARQ", "DRQ", "ARQ", "DRQ", "IRR", "XRS", "UCF",
+                        "GRQ", "RRQ", "RRQ", "ARQ", "ARQ", "IRR", "DRQ", "DRQ", "XRS", "UCF",
                         "GRQ", "RRQ", "URQ"
                     ],
                     "{name}"

@@ -19,7 +19,7 @@
 //!   `discover`) waits for a backoff that doubles from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`],
 //!   as GW2's SIP registration does.
 //! - **Requests from the gatekeeper.** URQ is confirmed (UCF) and GW1 registers again at once;
-//!   IRQ is answered with an IRR; DRQ for an admitted call is confirmed and reported (the
+//!   IRQ is answered with an IRR (with the admitted calls it asks about); DRQ for an admitted call is confirmed and reported (the
 //!   gatekeeper drops the call); every other request gets an UnknownMessageResponse (XRS).
 //! - **Calls.** [`RasClient::admit`] sends an ARQ and later yields [`RasEvent::Admitted`] or
 //!   [`RasEvent::AdmissionRejected`] (ARJ reasons mapped to Q.850 causes; not registered, a
@@ -40,13 +40,14 @@ use codecs::h225::{
 };
 use codecs::meta::{CallRef, Cause};
 use h323_asn1::h225::{
-    AdmissionRejectReason, AliasAddress, BandWidth, CallIdentifier, CallModel, CallReferenceValue,
-    CallType, ConferenceIdentifier, DisengageConfirm, DisengageReason, DisengageReject,
-    DisengageRejectReason, DisengageRequest, EndpointIdentifier, EndpointType,
-    GatekeeperIdentifier, GatekeeperRejectReason, GatekeeperRequest, GatewayInfo, H221NonStandard,
-    H323Caps, InfoRequestResponse, RasMessage, RegistrationRejectReason, RegistrationRequest,
-    RequestSeqNum, SupportedProtocols, UnknownMessageResponse, UnregistrationConfirm,
-    UnregistrationRequest, VendorIdentifier, VoiceCaps,
+    AdmissionRejectReason, AliasAddress, AnonymousInfoRequestResponsePerCallInfo, BandWidth,
+    CallIdentifier, CallModel, CallReferenceValue, CallType, ConferenceIdentifier,
+    DisengageConfirm, DisengageReason, DisengageReject, DisengageRejectReason, DisengageRequest,
+    EndpointIdentifier, EndpointType, GatekeeperIdentifier, GatekeeperRejectReason,
+    GatekeeperRequest, GatewayInfo, H221NonStandard, H323Caps, InfoRequestResponse,
+    InfoRequestResponsePerCallInfo, RasMessage, RegistrationRejectReason, RegistrationRequest,
+    RequestSeqNum, SupportedProtocols, TransportChannelInfo, UnknownMessageResponse,
+    UnregistrationConfirm, UnregistrationRequest, VendorIdentifier, VoiceCaps,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub const MAX_PENDING: usize = 4096;
 pub const MAX_ADMITTED: usize = 100_000;
 /// Events and reports queued for the driver; the oldest are dropped past it.
 const MAX_QUEUE: usize = 8192;
+/// Calls described in one IRR at most (a UDP datagram holds about a thousand).
+const MAX_IRR_CALLS: usize = 256;
 /// Bandwidth asked for in ARQ, in units of 100 bit/s: one G.711 call both ways.
 const ARQ_BANDWIDTH: u32 = 1280;
 
@@ -629,6 +632,23 @@ impl RasClient {
                     self.send_xrs(seq);
                     return;
                 };
+                // The calls asked about: one by its identifier or call reference, or all.
+                let wanted = q.call_identifier.as_ref().map(|c| guid_bytes(&c.guid));
+                let crv = q.call_reference_value.0 & 0x7FFF;
+                let mut calls: Vec<&Admitted> = self
+                    .admitted
+                    .values()
+                    .filter(|a| match wanted {
+                        Some(id) => a.call_identifier == id,
+                        None => crv == 0 || a.call_ref == crv,
+                    })
+                    .collect();
+                calls.sort_by_key(|a| a.call_identifier);
+                let per_call: Vec<AnonymousInfoRequestResponsePerCallInfo> = calls
+                    .into_iter()
+                    .take(MAX_IRR_CALLS)
+                    .map(|a| self.per_call_info(a))
+                    .collect();
                 let irr = RasMessage::infoRequestResponse(InfoRequestResponse::new(
                     None,
                     RequestSeqNum(seq),
@@ -637,7 +657,7 @@ impl RasClient {
                     socket_to_transport(self.cfg.ras_address),
                     vec![socket_to_transport(self.cfg.call_signal_address)],
                     Some(self.aliases()),
-                    None,
+                    (!per_call.is_empty()).then_some(InfoRequestResponsePerCallInfo(per_call)),
                     None,
                     None,
                     None,
@@ -763,7 +783,7 @@ impl RasClient {
         self.admitted.insert(
             call,
             Admitted {
-                call_ref: req.call_ref,
+                call_ref: req.call_ref & 0x7FFF,
                 call_identifier: req.call_identifier,
                 conference_id: req.conference_id,
                 answer_call: req.answer_call,
@@ -1148,6 +1168,33 @@ impl RasClient {
             cause,
             reason,
         });
+    }
+
+    /// An admitted call in an IRR: its identifiers, and GW1's call signalling address.
+    fn per_call_info(&self, a: &Admitted) -> AnonymousInfoRequestResponsePerCallInfo {
+        let signalling = socket_to_transport(self.cfg.call_signal_address);
+        AnonymousInfoRequestResponsePerCallInfo::new(
+            None,
+            CallReferenceValue(a.call_ref),
+            ConferenceIdentifier(guid(a.conference_id)),
+            Some(!a.answer_call),
+            None,
+            None,
+            None,
+            TransportChannelInfo::new(None, None),
+            TransportChannelInfo::new(Some(signalling.clone()), Some(signalling)),
+            CallType::pointToPoint(()),
+            BandWidth(ARQ_BANDWIDTH),
+            CallModel::direct(()),
+            Some(CallIdentifier::new(guid(a.call_identifier))),
+            None,
+            None,
+            Some(Vec::new()),
+            None,
+            None,
+            None,
+            None,
+        )
     }
 
     fn aliases(&self) -> Vec<AliasAddress> {

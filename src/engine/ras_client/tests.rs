@@ -556,6 +556,41 @@ fn arq_acf_then_drq_dcf() {
         }]
     );
     assert_eq!(c.status().calls, 1);
+    // The gatekeeper polls the call.
+    let irq = RasMessage::infoRequest(InfoRequest::new(
+        RequestSeqNum(903),
+        CallReferenceValue(0),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ));
+    c.handle(s(1), gk(), &enc(irq));
+    let m = one(&mut c);
+    let RasMessage::infoRequestResponse(irr) = &m else {
+        panic!("{m:?}")
+    };
+    let calls = &irr.per_call_info.as_ref().unwrap().0;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].call_reference_value.0, 77);
+    assert_eq!(calls[0].originator, Some(false));
+    assert_eq!(
+        calls[0]
+            .call_identifier
+            .as_ref()
+            .map(|c| guid_bytes(&c.guid)),
+        Some([3; 16])
+    );
     c.disengage(s(2), CallRef(3), Cause::NORMAL_CLEARING);
     let m = one(&mut c);
     let RasMessage::disengageRequest(d) = &m else {
