@@ -525,6 +525,207 @@ discover = false
     gk.stop();
 }
 
+// ---- admission against the pycrate gatekeeper, through GW1's engine ---------------------
+
+mod admission {
+    use super::*;
+    use bytes::Bytes;
+    use codecs::meta::{CallRef, Cause};
+    use sgw::engine::ras_client::{AdmissionRequest, RasConfig, RasEvent};
+    use sgw::engine::{Engine, EngineConfig, Flow, Role, Transport};
+    use std::net::{SocketAddr, UdpSocket};
+
+    /// GW1's engine with a real UDP socket toward a gatekeeper: the RAS part of the live
+    /// driver, without the rest.
+    struct Gw1 {
+        e: Engine,
+        sock: UdpSocket,
+        local: SocketAddr,
+        gk: SocketAddr,
+        start: Instant,
+    }
+
+    impl Gw1 {
+        fn new(gk: SocketAddr) -> Gw1 {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let local = sock.local_addr().unwrap();
+            let e = Engine::new(EngineConfig {
+                role: Role::Gw1,
+                gatekeeper: Some(RasConfig {
+                    gatekeeper: gk,
+                    discover: false,
+                    gatekeeper_id: None,
+                    h323_id: "sgw-gw1".to_owned(),
+                    e164: vec!["4930".to_owned()],
+                    time_to_live: 60,
+                    ras_address: local,
+                    call_signal_address: "127.0.0.1:1720".parse().unwrap(),
+                }),
+                ..EngineConfig::default()
+            });
+            Gw1 {
+                e,
+                sock,
+                local,
+                gk,
+                start: Instant::now(),
+            }
+        }
+
+        fn now(&self) -> Duration {
+            self.start.elapsed()
+        }
+
+        /// Runs the engine and the socket until an event matches `want`.
+        fn until(&mut self, what: &str, want: impl Fn(&RasEvent) -> bool) -> RasEvent {
+            self.run(what, Duration::from_secs(15), want)
+                .unwrap_or_else(|| panic!("no {what} within 15 s"))
+        }
+
+        /// Runs the engine and the socket for `d`, or until an event matches `want`.
+        fn run(
+            &mut self,
+            _what: &str,
+            d: Duration,
+            want: impl Fn(&RasEvent) -> bool,
+        ) -> Option<RasEvent> {
+            let deadline = Instant::now() + d;
+            let mut buf = [0u8; 2048];
+            loop {
+                let now = self.now();
+                if self.e.poll_timeout().is_some_and(|d| d <= now) {
+                    self.e.handle_timeout(now);
+                }
+                while let Some(t) = self.e.poll_transmit() {
+                    self.sock.send_to(&t.payload, t.flow.remote).unwrap();
+                }
+                while self.e.poll_event().is_some() {}
+                if let Some(ev) = self.e.ras_events().into_iter().find(|e| want(e)) {
+                    return Some(ev);
+                }
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        local: self.local,
+                        remote: from,
+                    };
+                    let data = Bytes::copy_from_slice(&buf[..n]);
+                    let now = self.now();
+                    self.e.handle_inside_datagram(now, flow, data);
+                }
+            }
+        }
+
+        fn admit(&mut self, n: u32, dest: Option<SocketAddr>) -> RasEvent {
+            let now = self.now();
+            self.e.ras_admit(
+                now,
+                AdmissionRequest {
+                    call: CallRef(n),
+                    answer_call: false,
+                    call_ref: 100 + n as u16,
+                    call_identifier: [n as u8; 16],
+                    conference_id: [n as u8 ^ 0xFF; 16],
+                    calling: Some("4930111".to_owned()),
+                    called: Some("200".to_owned()),
+                    dest,
+                },
+            );
+            self.until("admission answer", |e| {
+                matches!(e, RasEvent::Admitted { call, .. } | RasEvent::AdmissionRejected { call, .. } if call.0 == n)
+            })
+        }
+    }
+
+    #[test]
+    fn gw1_asks_admission_for_each_call_and_disengages() {
+        let test = "ras";
+        let Some(python) = python(test) else {
+            return;
+        };
+        let port = free_udp_port("127.0.0.1");
+        let route: SocketAddr = "127.0.0.1:1721".parse().unwrap();
+        let mut gk = Gk::start(&python, port, &["--route", &route.to_string()]);
+        let gk_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut gw1 = Gw1::new(gk_addr);
+        gw1.until("registration", |e| matches!(e, RasEvent::Registered { .. }));
+        for n in 1..=3u32 {
+            let ev = gw1.admit(n, None);
+            assert_eq!(
+                ev,
+                RasEvent::Admitted {
+                    call: CallRef(n),
+                    dest: Some(route)
+                }
+            );
+        }
+        for n in 1..=3u32 {
+            let now = gw1.now();
+            gw1.e.ras_disengage(now, CallRef(n), Cause::NORMAL_CLEARING);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&gk.messages(), "out", "DCF") < 3 {
+            assert!(Instant::now() < deadline, "no 3 DCF: {:?}", gk.messages());
+            gw1.run("DCF", Duration::from_millis(100), |_| false);
+        }
+        // The DCFs reach GW1: nothing is left to resend.
+        gw1.run("-", Duration::from_millis(300), |_| false);
+        let ms = gk.messages();
+        let arqs: Vec<&Value> = ms.iter().filter(|m| is(m, "in", "ARQ")).collect();
+        assert_eq!(arqs.len(), 3, "one ARQ per call");
+        for (i, a) in arqs.iter().enumerate() {
+            let n = i + 1;
+            assert_eq!(a["answerCall"], false);
+            assert_eq!(a["endpointIdentifier"], "EP0001");
+            assert_eq!(a["callIdentifier"], format!("{n:02x}").repeat(16));
+            assert_eq!(a["callReferenceValue"], 100 + n);
+            assert_eq!(a["srcInfo"], serde_json::json!(["dialedDigits:4930111"]));
+            assert_eq!(
+                a["destinationInfo"],
+                serde_json::json!(["dialedDigits:200"])
+            );
+            assert_eq!(a["srcCallSignalAddress"], "127.0.0.1:1720");
+        }
+        let drqs: Vec<&Value> = ms.iter().filter(|m| is(m, "in", "DRQ")).collect();
+        assert_eq!(drqs.len(), 3);
+        assert!(drqs.iter().all(|d| d["disengageReason"] == "normalDrop"));
+        let st = gw1.e.stats().ras.unwrap();
+        assert_eq!(
+            (st.admissions, st.admitted, st.disengages, st.calls),
+            (3, 3, 3, 0)
+        );
+        assert_eq!(gw1.gk, gk_addr);
+        gk.stop();
+    }
+
+    #[test]
+    fn arj_refuses_the_call_with_its_cause() {
+        let test = "ras";
+        let Some(python) = python(test) else {
+            return;
+        };
+        let port = free_udp_port("127.0.0.1");
+        let mut gk = Gk::start(&python, port, &["--reject-arq", "calledPartyNotRegistered"]);
+        let mut gw1 = Gw1::new(format!("127.0.0.1:{port}").parse().unwrap());
+        gw1.until("registration", |e| matches!(e, RasEvent::Registered { .. }));
+        let ev = gw1.admit(7, Some("127.0.0.1:1722".parse().unwrap()));
+        assert_eq!(
+            ev,
+            RasEvent::AdmissionRejected {
+                call: CallRef(7),
+                cause: Cause(20),
+                reason: "ARJ calledPartyNotRegistered".to_owned()
+            }
+        );
+        gk.stop();
+    }
+}
+
 // ---- every RAS PDU GW1 can send, through tshark ----------------------------------------
 
 mod oracle {
