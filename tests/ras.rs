@@ -13,6 +13,10 @@
 //! - A gatekeeper that goes silent: the keep-alive's tries time out (counted), and GW1
 //!   registers again once the gatekeeper is back.
 //!
+//! - Admission: GW1's engine (its RAS part driven over a real UDP socket) asks the gatekeeper
+//!   with an ARQ for each call (`--route` gives the destination in the ACF) and sends a DRQ at
+//!   each call's end; an ARJ refuses the call with the mapped Q.850 cause. (GW1's H.323 calls
+//!   use this once GW1 places and takes H.323 calls itself.)
 //! - Over IPv6 (GW1's inside and the gatekeeper on `::1`): the RRQ comes from the rasAddress it
 //!   announces, with GW1's IPv6 call signalling address, and URQ goes on SIGTERM.
 //! - Every kind of RAS PDU GW1 can send (GRQ, full and lightweight RRQ, ARQ answering and
@@ -698,6 +702,11 @@ mod admission {
         assert_eq!(
             (st.admissions, st.admitted, st.disengages, st.calls),
             (3, 3, 3, 0)
+        );
+        assert_eq!(
+            (st.unmatched, st.retransmissions, st.timeouts),
+            (0, 0, 0),
+            "{st:?}"
         );
         assert_eq!(gw1.gk, gk_addr);
         gk.stop();
