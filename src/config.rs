@@ -260,6 +260,9 @@ pub struct Gw1Config {
     /// `sip_bind`'s address, port 1720).
     #[serde(default)]
     pub h225_listen: Option<SocketAddr>,
+    /// `[gw1.gatekeeper]`: GW1 registers to an inside H.323 gatekeeper (RAS); absent: none.
+    #[serde(default)]
+    pub gatekeeper: Option<GatekeeperSection>,
 }
 
 /// The protocol GW1 speaks with the inside.
@@ -1076,6 +1079,9 @@ fn check_gw1(g: &Gw1Config, p: &mut Problems) {
         );
     }
     check_media(&g.media, "gw1", p);
+    if let Some(gk) = &g.gatekeeper {
+        check_gatekeeper(gk, g.family, p);
+    }
 }
 
 fn check_metrics(m: &MetricsConfig, p: &mut Problems) {
@@ -1119,8 +1125,11 @@ fn check_policy(pol: &PolicyConfig, p: &mut Problems) {
 }
 
 mod auth;
+mod gatekeeper;
 use auth::{check_auth, check_registration};
 pub use auth::{AuthConfig, RegistrationSection};
+use gatekeeper::check_gatekeeper;
+pub use gatekeeper::GatekeeperSection;
 
 #[cfg(test)]
 mod tests;

@@ -530,3 +530,109 @@ fn outside_h323_to_inside_pbx_refusing_fast_start_tunnelled() {
 fn outside_h323_to_inside_pbx_refusing_fast_start_separate() {
     outside_h323_to_inside_pbx_refusing_fast_start(H245Mode::Separate);
 }
+
+/// GW1 registered to the pycrate gatekeeper (`tests/h323peer/gatekeeper.py`): a call from
+/// outside is admitted (ARQ/ACF) before GW1's Setup, which goes to the ACF's
+/// `destCallSignalAddress` (the PBX; GW1's `next_hop` points nowhere), and disengaged (DRQ)
+/// at its end. With the gatekeeper refusing (ARJ), the SIP caller gets a final error and the
+/// PBX sees nothing.
+#[test]
+fn gatekeeper_admits_each_call_to_the_pbx() {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    for refuse in [false, true] {
+        let pbx_port = free_tcp_port("127.0.0.1");
+        let pbx = Answerer::start(
+            &python,
+            pbx_port,
+            &[
+                "--rtp-port",
+                &free_rtp_port("127.0.0.1").to_string(),
+                "--seconds",
+                "30",
+            ],
+        );
+        let gk_port = free_udp_port("127.0.0.1");
+        let mut gk_cmd = Command::new(&python);
+        gk_cmd
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/h323peer/gatekeeper.py"))
+            .args(["--listen", &format!("127.0.0.1:{gk_port}")])
+            .args(["--route", &format!("127.0.0.1:{pbx_port}")]);
+        if refuse {
+            gk_cmd.arg("--reject-arq");
+        }
+        let mut gk = Proc::spawn("gatekeeper", &mut gk_cmd);
+        gk.wait_line("listening", Duration::from_secs(60));
+
+        let nowhere = addr(&format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")));
+        let mut s = Setup::new(
+            (free_rtp_port("127.0.0.1"), 0),
+            (free_rtp_port("127.0.0.1"), 0),
+            nowhere,
+        );
+        s.gw2_media.1 = s.gw2_media.0 + 99;
+        s.gw1_media.1 = s.gw1_media.0 + 99;
+        s.gw1_media_ip = "127.0.0.2";
+        let gw1_h225 = free_tcp_port("127.0.0.2");
+        s.gw1_lines = format!("protocol = \"h323\"\nh225_listen = \"127.0.0.2:{gw1_h225}\"\n");
+        s.extra =
+            format!("\n[gw1.gatekeeper]\naddress = \"127.0.0.1:{gk_port}\"\ndiscover = false\n");
+        let mut gw = Gateway::start("gatekeeper-admits", &s);
+        gk.wait_line("\"RCF\"", Duration::from_secs(20));
+
+        let call = RawCall::invite(
+            gw.sip,
+            "127.0.0.1",
+            &format!("sip:2001@{}", gw.sip),
+            "Outside",
+            Duration::from_secs(15),
+        );
+        if refuse {
+            let (status, seen) = match call {
+                Ok(_) => panic!("answered although the gatekeeper refused"),
+                Err(e) => e,
+            };
+            assert!(status >= 400, "final {status}:\n{seen}");
+            drop(pbx);
+            gw.stop();
+            gk.drain();
+            let arj = gk.seen.iter().any(|l| l.contains("\"ARJ\""));
+            assert!(arj, "no ARJ sent:\n{}", gk.seen.join("\n"));
+            continue;
+        }
+        let mut call = call.unwrap_or_else(|(st, seen)| panic!("not answered ({st}):\n{seen}"));
+        let media = call.start_media();
+        std::thread::sleep(Duration::from_millis(3000));
+        let count = media.stop();
+        assert!(call.hangup(Duration::from_secs(5)), "no 200 for the BYE");
+        let peer = pbx.finish(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(500));
+        gw.stop();
+        gk.drain();
+        let lines: Vec<Value> = gk
+            .seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        let of = |t: &str| lines.iter().filter(|v| v["type"] == t).count();
+        println!("gatekeeper:\n{}", gk.seen.join("\n"));
+        assert_eq!(of("ARQ"), 1, "one admission per call");
+        assert_eq!(of("ACF"), 1);
+        let arq = lines.iter().find(|v| v["type"] == "ARQ").unwrap();
+        assert_eq!(arq["answerCall"], false, "{arq}");
+        assert!(of("DRQ") >= 1, "no DRQ at the end of the call");
+        assert!(
+            received(&peer) >= MIN_RTP,
+            "the PBX got {}",
+            received(&peer)
+        );
+        assert!(
+            count.received >= MIN_RTP,
+            "the caller got {}",
+            count.received
+        );
+    }
+}

@@ -777,3 +777,76 @@ fn bad_auth_and_registration_keys_name_key_and_line() {
     let errors = Config::from_toml_str(gw1_only).unwrap_err();
     assert_eq!(errors.errors()[0].key, "auth", "{errors}");
 }
+
+#[test]
+fn gatekeeper_section() {
+    let c = Config::from_toml_str(EXAMPLE_CONFIG).unwrap();
+    let g = c.gw1.as_ref().unwrap().gatekeeper.as_ref().unwrap();
+    assert_eq!(g.address, "[2001:db8:10::30]:1719".parse().unwrap());
+    assert!(g.discover);
+    // Defaults.
+    let text = format!("{BASE}\n[gw1.gatekeeper]\naddress = \"127.0.0.1:1719\"\n");
+    let c = Config::from_toml_str(&text).unwrap();
+    let g = c.gw1.unwrap().gatekeeper.unwrap();
+    assert!(g.discover);
+    assert_eq!(g.h323_id, "sgw-gw1");
+    assert!(g.e164.is_empty() && g.gatekeeper_id.is_none() && g.bind.is_none());
+    assert_eq!(g.time_to_live_secs, 300);
+    let inside: std::net::SocketAddr = "127.0.0.1:5070".parse().unwrap();
+    assert_eq!(g.bind_address(inside), "127.0.0.1:0".parse().unwrap());
+    let r = g.ras_config("127.0.0.1:4000".parse().unwrap(), inside);
+    assert_eq!(r.gatekeeper, g.address);
+    assert_eq!(r.time_to_live, 300);
+}
+
+#[test]
+fn bad_gatekeeper_keys_name_key_and_line() {
+    let gk =
+        |lines: &str| format!("{BASE}\n[gw1.gatekeeper]\naddress = \"127.0.0.1:1719\"\n{lines}\n");
+    for (text, key, message) in [
+        (
+            format!("{BASE}\n[gw1.gatekeeper]\naddress = \"[::1]:1719\"\n"),
+            "gw1.gatekeeper.address",
+            "not an ipv4 address",
+        ),
+        (
+            format!("{BASE}\n[gw1.gatekeeper]\naddress = \"0.0.0.0:1719\"\n"),
+            "gw1.gatekeeper.address",
+            "not an address",
+        ),
+        (
+            format!("{BASE}\n[gw1.gatekeeper]\naddress = \"127.0.0.1:0\"\n"),
+            "gw1.gatekeeper.address",
+            "not an address",
+        ),
+        (gk("bind = \"[::1]:0\""), "gw1.gatekeeper.bind", "ipv4"),
+        (gk("h323_id = \"\""), "gw1.gatekeeper.h323_id", "1-256"),
+        (
+            gk("gatekeeper_id = \"a\\u0007\""),
+            "gw1.gatekeeper.gatekeeper_id",
+            "control",
+        ),
+        (
+            gk("e164 = [\"12a\"]"),
+            "gw1.gatekeeper.e164[0]",
+            "not a number",
+        ),
+        (
+            gk("time_to_live_secs = 0"),
+            "gw1.gatekeeper.time_to_live_secs",
+            "1..=86400",
+        ),
+        (gk("ttl = 5"), "gw1.gatekeeper.ttl", "unknown field"),
+        (
+            format!("{BASE}\n[gw1.gatekeeper]\ndiscover = true\n"),
+            "gw1.gatekeeper",
+            "address",
+        ),
+    ] {
+        let errors = Config::from_toml_str(&text).unwrap_err();
+        let e = &errors.errors()[0];
+        assert_eq!(e.key, key, "{errors}\n{text}");
+        assert!(e.message.contains(message), "{errors}");
+        assert!(e.line.is_some(), "{errors}");
+    }
+}

@@ -181,6 +181,8 @@ struct Call {
     /// A calling leg: tunnelled H.245 the PBX sent before GW1's session started (at most
     /// [`MAX_EARLY_H245`]), given to the session when it starts.
     early_h245: Vec<Bytes>,
+    /// A calling leg waiting for the gatekeeper's admission: its Setup, sent on ACF.
+    held_setup: Option<q931::Message>,
 }
 
 /// Tunnelled H.245 PDUs kept for a session that has not started yet.
@@ -205,6 +207,8 @@ pub struct H323 {
     inside: FxHashMap<CallRef, Call>,
     /// Separate H.245 connections GW1 opened for its calling legs.
     h245_out: HashMap<(SocketAddr, SocketAddr), CallRef>,
+    /// GW1 registers to a gatekeeper: each call of the PBX is admitted first (ARQ).
+    gatekeeper: bool,
     /// H.225.0/H.245 streams not followed because [`MAX_STREAMS`] were tracked.
     pub streams_refused: u64,
     /// `h245Address`es not remembered because [`MAX_H245_ADDRESSES`] were.
@@ -232,6 +236,7 @@ impl H323 {
             h245: HashMap::new(),
             inside: FxHashMap::default(),
             h245_out: HashMap::new(),
+            gatekeeper: cfg.gatekeeper.is_some(),
             streams_refused: 0,
             h245_addresses_refused: 0,
             timed: rustc_hash::FxHashSet::default(),
@@ -974,6 +979,7 @@ impl H323 {
                 connected: false,
                 fast_answered: false,
                 early_h245: Vec::new(),
+                held_setup: None,
                 procedures: procedures.map(|mut leg| {
                     if let meta::Message::Setup(s) = setup.clone() {
                         leg.setup = Some(s);
@@ -982,6 +988,22 @@ impl H323 {
                 }),
             },
         );
+        if side == Side::Inside && self.gatekeeper {
+            // GW1 answers a call of its PBX: admitted by the gatekeeper too (answerCall);
+            // an ARJ releases it.
+            out.ras_requests.push_back(super::RasRequest::Admit(
+                super::ras_client::AdmissionRequest {
+                    call,
+                    answer_call: true,
+                    call_ref: ids.call_ref,
+                    call_identifier: ids.call_identifier,
+                    conference_id: ids.conference_id,
+                    calling: Some(new.calling.clone()),
+                    called: Some(new.called.clone()),
+                    dest: Some(flow.local),
+                },
+            ));
+        }
         if self
             .calls
             .get(&call)
@@ -2156,6 +2178,73 @@ impl H323 {
         );
     }
 
+    /// Whether a calling leg waits for the gatekeeper's admission.
+    pub fn awaits_admission(&self, call: CallRef) -> bool {
+        self.inside
+            .get(&call)
+            .is_some_and(|c| c.held_setup.is_some() && c.state == State::Early)
+    }
+
+    /// ACF: the held Setup goes to the PBX, at the gatekeeper's `destCallSignalAddress` when
+    /// it gave one.
+    pub fn admitted(
+        &mut self,
+        _now: Duration,
+        call: CallRef,
+        dest: Option<SocketAddr>,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.inside.get_mut(&call) else {
+            return;
+        };
+        let Some(setup) = c.held_setup.take() else {
+            return;
+        };
+        if let Some(dest) = dest.filter(|d| *d != c.flow.remote) {
+            if self.by_key.get(&c.key) == Some(&call) {
+                self.by_key.remove(&c.key);
+            }
+            c.flow.remote = dest;
+            c.key = (c.flow.local, dest, c.ids.call_ref);
+            self.by_key.insert(c.key, call);
+        }
+        let flow = c.flow;
+        self.send_q931(Side::Inside, flow, &setup, out);
+    }
+
+    /// ARJ, or no answer: the call is released toward GW2 with the gatekeeper's cause.
+    pub fn admission_rejected(
+        &mut self,
+        now: Duration,
+        call: CallRef,
+        cause: Cause,
+        reason: &str,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.inside.get_mut(&call) else {
+            return;
+        };
+        c.held_setup = None;
+        c.state = State::Ended;
+        out.send_other(
+            Side::Inside,
+            meta::Message::Release(meta::Release { call, cause }),
+        );
+        out.end_call_by_gateway(now, call, cause);
+        self.report(
+            out,
+            Protocol::Ras,
+            Side::Inside,
+            "AdmissionRequest".to_owned(),
+            Verdict::Rejected,
+            Some(format!(
+                "not admitted ({reason}): released, cause {}",
+                cause.0
+            )),
+            Some(call),
+        );
+    }
+
     fn end_call(&mut self, now: Duration, call: CallRef, cause: Cause, out: &mut Out) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -2278,8 +2367,26 @@ impl H323 {
                     Some(rtp) => th323::fast_start_offer(&s.media, rtp).unwrap_or_default(),
                     None => Vec::new(),
                 };
+                let mut held_setup = None;
                 if let Ok(msg) = th323::setup_message(&s, &ids, fs) {
-                    self.send_q931(Side::Inside, flow, &msg, out);
+                    if self.gatekeeper {
+                        // Admission first (H.225.0 clause 7.11): the Setup goes on ACF.
+                        out.ras_requests.push_back(super::RasRequest::Admit(
+                            super::ras_client::AdmissionRequest {
+                                call,
+                                answer_call: false,
+                                call_ref: ids.call_ref,
+                                call_identifier: ids.call_identifier,
+                                conference_id: ids.conference_id,
+                                calling: Some(s.calling.user.clone()),
+                                called: Some(s.called.user.clone()),
+                                dest: Some(flow.remote),
+                            },
+                        ));
+                        held_setup = Some(msg);
+                    } else {
+                        self.send_q931(Side::Inside, flow, &msg, out);
+                    }
                 }
                 // The PBX's replies come on this flow with this call reference (GW1 is the
                 // caller): the same key as an answering leg's, from the other end.
@@ -2304,6 +2411,7 @@ impl H323 {
                         connected: false,
                         fast_answered: false,
                         early_h245: Vec::new(),
+                        held_setup,
                     },
                 );
             }
@@ -2316,6 +2424,11 @@ impl H323 {
                 }
                 c.state = State::Ended;
                 let (flow, ids) = (c.flow, c.ids);
+                // Released while the gatekeeper was asked: the PBX never saw the call.
+                if c.held_setup.take().is_some() {
+                    out.end_call(now, r.call, r.cause);
+                    return;
+                }
                 // H.323 clause 8.5: channels closed and EndSessionCommand first.
                 if let Some(leg) = c.procedures.as_mut() {
                     leg.session.end();

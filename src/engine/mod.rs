@@ -44,6 +44,7 @@ pub mod ids;
 pub mod limits;
 pub mod media;
 pub mod policy;
+pub mod ras_client;
 pub mod registration;
 mod sip_leg;
 pub mod srtp;
@@ -433,6 +434,9 @@ pub struct EngineConfig {
     /// Credentials that answer the challenges of calls GW2 places outside, without
     /// registering (`[gw2.registration] register = false`).
     pub trunk: Option<auth::ClientCredentials>,
+    /// GW1's registration to an inside gatekeeper (`[gw1.gatekeeper]`, RAS); `None`: none.
+    /// Ignored by GW2.
+    pub gatekeeper: Option<ras_client::RasConfig>,
 }
 
 impl Default for EngineConfig {
@@ -465,6 +469,7 @@ impl Default for EngineConfig {
             auth: None,
             registration: None,
             trunk: None,
+            gatekeeper: None,
         }
     }
 }
@@ -573,6 +578,15 @@ struct Out {
     report_accepted_media: bool,
     /// Who a call ended while handling the current input is ended by (see [`EndedBy`]).
     origin: EndedBy,
+    /// What the H.323 part asks of GW1's gatekeeper client (admissions); every ended call
+    /// is disengaged too (a no-op for calls never admitted, or without a gatekeeper).
+    ras_requests: VecDeque<RasRequest>,
+}
+
+/// A request of the H.323 part to GW1's RAS client.
+enum RasRequest {
+    Admit(ras_client::AdmissionRequest),
+    Disengage(meta::CallRef, meta::Cause),
 }
 
 impl Out {
@@ -602,6 +616,8 @@ impl Out {
         let media = self.media.end_call(call);
         if let Some(rec) = self.calls.end_by(now, call, cause, media, by) {
             self.events.push_back(Event::CallEnded(Box::new(rec)));
+            self.ras_requests
+                .push_back(RasRequest::Disengage(call, cause));
         }
     }
 
@@ -679,6 +695,9 @@ pub struct Engine {
     /// When the last Meta frame went onto the tunnel, for keepalives.
     last_meta_sent: Duration,
     keepalive_seq: u32,
+    /// GW1's RAS client (`[gw1.gatekeeper]`), and its events for the H.323 part.
+    ras: Option<ras_client::RasClient>,
+    ras_events: VecDeque<ras_client::RasEvent>,
 }
 
 /// Running totals, and the size of every table an outside party can grow.
@@ -729,6 +748,9 @@ pub struct Stats {
     /// GW2's registration to its provider (absent without `[gw2.registration]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<registration::RegistrationStatus>,
+    /// GW1's registration to its gatekeeper (absent without `[gw1.gatekeeper]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ras: Option<ras_client::RasStatus>,
 }
 
 impl Engine {
@@ -801,6 +823,7 @@ impl Engine {
                 to_gw2: VecDeque::new(),
                 media_to_gw1: VecDeque::new(),
                 media_to_gw2: VecDeque::new(),
+                ras_requests: VecDeque::new(),
                 stats: Stats::default(),
                 report_accepted_media: config.report_accepted_media,
                 origin: EndedBy::Gateway,
@@ -817,6 +840,12 @@ impl Engine {
             keepalive_interval: config.tunnel_keepalive.max(Duration::from_millis(10)),
             last_meta_sent: Duration::ZERO,
             keepalive_seq: 0,
+            ras: config
+                .gatekeeper
+                .clone()
+                .filter(|_| config.role != Role::Gw2)
+                .map(|c| ras_client::RasClient::new(c, Duration::ZERO)),
+            ras_events: VecDeque::new(),
         }
     }
 
@@ -863,6 +892,13 @@ impl Engine {
     /// A datagram arrived on GW1's inside interface.
     pub fn handle_inside_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
         self.out.origin = EndedBy::Inside;
+        if let Some(ras) = self.ras.as_mut().filter(|r| r.local() == flow.local) {
+            ras.handle(now, flow.remote, &data);
+            self.flush_ras();
+            self.dispatch_admissions(now);
+            self.pump(now);
+            return;
+        }
         if !self.handle_media(now, Side::Inside, flow, &data) && looks_like_sip(&data) {
             self.inside.handle_datagram(now, flow, data, &mut self.out);
         }
@@ -1277,6 +1313,13 @@ impl Engine {
         if self.keepalive_due().is_some_and(|due| now >= due) {
             self.send_keepalive(now, None);
         }
+        if let Some(ras) = &mut self.ras {
+            if ras.poll_timeout().is_some_and(|due| now >= due) {
+                ras.handle_timeout(now);
+            }
+            self.flush_ras();
+            self.dispatch_admissions(now);
+        }
         self.pump(now);
     }
 
@@ -1288,6 +1331,9 @@ impl Engine {
             self.out.calls.poll_timeout(),
             self.h323.poll_timeout(),
             self.keepalive_due(),
+            self.ras
+                .as_ref()
+                .and_then(ras_client::RasClient::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -1366,6 +1412,7 @@ impl Engine {
         s.limit_keys = self.out.calls.limits.keys() as u64;
         s.blocked_sources = self.out.calls.limits.blocked_sources() as u64;
         s.registration = self.outside.registration_status();
+        s.ras = self.ras.as_ref().map(ras_client::RasClient::status);
         s.auth = self
             .out
             .calls
@@ -1383,6 +1430,16 @@ impl Engine {
         for _ in 0..4096 {
             if let Some(victim) = self.out.calls.poll_preempted() {
                 self.preempt(now, victim);
+            } else if let Some(r) = self.out.ras_requests.pop_front() {
+                match r {
+                    RasRequest::Admit(req) => self.ras_admit(now, req),
+                    RasRequest::Disengage(call, cause) => {
+                        if self.ras.is_some() {
+                            self.ras_disengage(now, call, cause);
+                        }
+                    }
+                }
+                self.dispatch_admissions(now);
             } else if let Some(m) = self.out.to_gw1.pop_front() {
                 self.send_meta(now, m, true, local);
             } else if let Some(m) = self.out.to_gw2.pop_front() {
@@ -1618,6 +1675,120 @@ impl Engine {
         self.meta_seq = 0;
         self.meta_expected = 0;
         self.pump(now);
+    }
+
+    /// Moves what the RAS client produced to the engine's queues: its datagrams leave GW1's
+    /// RAS socket on the inside, every message sent or received is a report, its events wait
+    /// for [`Engine::ras_events`].
+    fn flush_ras(&mut self) {
+        let Some(ras) = &mut self.ras else {
+            return;
+        };
+        let local = ras.local();
+        while let Some((remote, payload)) = ras.poll_transmit() {
+            self.out.transmits.push_back(Transmit {
+                side: Side::Inside,
+                flow: Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote,
+                },
+                protocol: Protocol::Ras,
+                payload,
+            });
+        }
+        while let Some((r, sent)) = ras.poll_report() {
+            // A message sent is logged, not counted as a verdict on an input.
+            if sent {
+                self.out.events.push_back(Event::Report(r));
+            } else {
+                self.out.report(r);
+            }
+        }
+        while let Some(e) = ras.poll_event() {
+            if self.ras_events.len() >= ras_client::MAX_PENDING {
+                self.ras_events.pop_front();
+            }
+            self.ras_events.push_back(e);
+        }
+    }
+
+    /// The RAS client's events (registration, admissions) since the last call, for GW1's
+    /// H.323 calls.
+    pub fn ras_events(&mut self) -> Vec<ras_client::RasEvent> {
+        self.ras_events.drain(..).collect()
+    }
+
+    /// Hands the gatekeeper's answers about calls the H.323 part waits for to it; the other
+    /// events stay for [`Engine::ras_events`].
+    fn dispatch_admissions(&mut self, now: Duration) {
+        let events = std::mem::take(&mut self.ras_events);
+        for e in events {
+            match e {
+                ras_client::RasEvent::Admitted { call, dest }
+                    if self.h323.awaits_admission(call) =>
+                {
+                    self.h323.admitted(now, call, dest, &mut self.out);
+                }
+                ras_client::RasEvent::AdmissionRejected {
+                    call,
+                    cause,
+                    reason,
+                } if self.h323.awaits_admission(call) => {
+                    self.h323
+                        .admission_rejected(now, call, cause, &reason, &mut self.out);
+                }
+                // A call of the PBX that GW1 answers, refused by the gatekeeper.
+                ras_client::RasEvent::AdmissionRejected { call, cause, .. }
+                    if self.h323.holds(Side::Inside, call) && self.out.calls.is_live(call) =>
+                {
+                    self.release_call(now, call, cause);
+                }
+                ras_client::RasEvent::DisengageRequested { call }
+                    if self.out.calls.is_live(call) =>
+                {
+                    self.release_call(now, call, meta::Cause::NORMAL_CLEARING);
+                }
+                other => self.ras_events.push_back(other),
+            }
+        }
+    }
+
+    /// Asks the gatekeeper to admit a call (ARQ); the answer comes in [`Engine::ras_events`].
+    /// Without `[gw1.gatekeeper]` the call is admitted at once, to `dest`.
+    pub fn ras_admit(&mut self, now: Duration, req: ras_client::AdmissionRequest) {
+        match &mut self.ras {
+            Some(ras) => ras.admit(now, req),
+            None => self.ras_events.push_back(ras_client::RasEvent::Admitted {
+                call: req.call,
+                dest: req.dest,
+            }),
+        }
+        self.flush_ras();
+    }
+
+    /// Tells the gatekeeper a call ended (DRQ), when it was admitted.
+    pub fn ras_disengage(&mut self, now: Duration, call: meta::CallRef, cause: meta::Cause) {
+        if let Some(ras) = &mut self.ras {
+            ras.disengage(now, call, cause);
+        }
+        self.flush_ras();
+    }
+
+    /// GW1 is stopping: a URQ to the gatekeeper when registered. Returns whether the driver
+    /// should wait for [`Engine::ras_unregistered`].
+    pub fn ras_unregister(&mut self, now: Duration) -> bool {
+        let waiting = self.ras.as_mut().is_some_and(|r| r.unregister(now));
+        self.flush_ras();
+        waiting
+    }
+
+    /// Whether GW1 is no longer registered after [`Engine::ras_unregister`] (true without a
+    /// gatekeeper).
+    pub fn ras_unregistered(&self) -> bool {
+        self.ras
+            .as_ref()
+            .is_none_or(ras_client::RasClient::is_unregistered)
     }
 
     /// The next frame to send over the tunnel (roles GW1 and GW2 only).

@@ -62,6 +62,9 @@ pub struct HalfStatus {
     /// GW2's registration to its provider (`[gw2.registration]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trunk_registration: Option<crate::engine::registration::RegistrationStatus>,
+    /// GW1's registration to its gatekeeper (`[gw1.gatekeeper]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gatekeeper_registration: Option<Box<crate::engine::ras_client::RasStatus>>,
 }
 
 /// One half's engine's answer.
@@ -88,6 +91,7 @@ pub fn handle(engine: &mut Engine, now: Duration, request: Request) -> Reply {
             calls_up: engine.calls_up(now).len(),
             blocked: engine.blocked_list(now),
             trunk_registration: engine.stats().registration,
+            gatekeeper_registration: engine.stats().ras.map(Box::new),
         }),
         Request::Calls => Reply::Calls(engine.calls_up(now)),
         Request::Drain => {
@@ -461,6 +465,9 @@ impl Control {
                     ));
                 }
             }
+            if let Some(r) = &s.gatekeeper_registration {
+                out.push_str(&gatekeeper_line(r));
+            }
         }
         out.push_str(&format!("registrations: {REGISTRATIONS}\n"));
         out
@@ -518,6 +525,32 @@ impl Control {
         }
         out
     }
+}
+
+/// The `sgw ctl status` line of GW1's gatekeeper registration.
+fn gatekeeper_line(r: &crate::engine::ras_client::RasStatus) -> String {
+    let state = serde_json::to_value(r.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let id = r
+        .endpoint_id
+        .as_deref()
+        .map(|e| format!(" as {e}"))
+        .unwrap_or_default();
+    let ttl = r
+        .time_to_live
+        .map(|t| format!(", timeToLive {t}s"))
+        .unwrap_or_default();
+    let failure = r
+        .last_failure
+        .as_deref()
+        .map(|f| format!(", last failure: {f}"))
+        .unwrap_or_default();
+    format!(
+        "  gatekeeper registration at {}: {state}{id}{ttl} ({} requests, {} timeouts, {} rejects{failure})\n",
+        r.gatekeeper, r.requests, r.timeouts, r.rejects
+    )
 }
 
 const REGISTRATIONS: &str = "none (sgw keeps no registrations)";

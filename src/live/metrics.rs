@@ -416,6 +416,30 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                         );
                     }
                 }
+                "ras" => {
+                    // GW1's registration to its gatekeeper ([gw1.gatekeeper]).
+                    let registered = v["state"].as_str() == Some("registered");
+                    f.add(
+                        "sgw_ras_registered",
+                        Gauge,
+                        "1 while GW1 is registered to its gatekeeper, else 0.",
+                        &h,
+                        u64::from(registered),
+                    );
+                    for (field, n) in u64_fields(v) {
+                        let kind = match field {
+                            "time_to_live" | "calls" => Gauge,
+                            _ => Counter,
+                        };
+                        f.add(
+                            &format!("sgw_ras_{field}"),
+                            kind,
+                            &format!("`ras.{field}` of the stats line (GW1's RAS client)."),
+                            &h,
+                            n,
+                        );
+                    }
+                }
                 "access_rules" => {
                     if let Some(rules) = v.as_object() {
                         for (rule, c) in rules {
@@ -794,5 +818,43 @@ mod tests {
             answer(b"GET /metrics HTTP/1.1", &b).content_type,
             "text/plain; version=0.0.4; charset=utf-8"
         );
+    }
+
+    #[test]
+    fn gatekeeper_registration_metrics() {
+        use crate::engine::ras_client::{RasClient, RasConfig, RasState};
+        let addr = |s: &str| s.parse().unwrap();
+        let client = RasClient::new(
+            RasConfig {
+                gatekeeper: addr("127.0.0.1:1719"),
+                discover: false,
+                gatekeeper_id: None,
+                h323_id: "sgw-gw1".to_owned(),
+                e164: Vec::new(),
+                time_to_live: 60,
+                ras_address: addr("127.0.0.1:40000"),
+                call_signal_address: addr("127.0.0.1:1720"),
+            },
+            std::time::Duration::ZERO,
+        );
+        let mut status = client.status();
+        status.state = RasState::Registered;
+        status.time_to_live = Some(60);
+        status.keepalives = 4;
+        status.timeouts = 1;
+        let mut snap = snapshot();
+        snap.engine.ras = Some(status);
+        let board = Board::default();
+        board.publish("gw1", snap);
+        let t = board.render();
+        assert!(t.contains("# TYPE sgw_ras_registered gauge"), "{t}");
+        assert!(t.contains("sgw_ras_registered{half=\"gw1\"} 1"), "{t}");
+        assert!(
+            t.contains("sgw_ras_keepalives_total{half=\"gw1\"} 4"),
+            "{t}"
+        );
+        assert!(t.contains("sgw_ras_timeouts_total{half=\"gw1\"} 1"), "{t}");
+        assert!(t.contains("sgw_ras_time_to_live{half=\"gw1\"} 60"), "{t}");
+        assert!(t.contains("sgw_ras_requests_total{half=\"gw1\"} 0"), "{t}");
     }
 }

@@ -83,7 +83,13 @@ pub struct Gw1Plan {
     pub cover: Option<crate::live::cover::CoverTraffic>,
     /// `protocol = "h323"`: GW1's inside H.225.0 listener.
     pub h225_listen: Option<SocketAddr>,
+    /// `[gw1.gatekeeper]`: GW1 registers to an inside gatekeeper over RAS.
+    pub gatekeeper: Option<config::GatekeeperSection>,
 }
+
+/// The port of GW1's inside H.225.0 call signalling address announced to the gatekeeper
+/// (`callSignalAddress`, on `sip_bind`'s address): the standard 1720.
+pub const GW1_H225_PORT: u16 = 1720;
 
 /// Where a started GW2 listens.
 #[derive(Debug, Clone)]
@@ -266,8 +272,62 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
             })?,
         ),
     };
+    // H.323 inside: GW1's H.225.0 listener (its address goes into RAS registrations).
+    let h225 = match plan.h225_listen {
+        Some(at) => {
+            let l = std::net::TcpListener::bind(at)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                })
+                .map_err(|source| StartError::Bind {
+                    what: "inside H.225.0 listener",
+                    addr: at,
+                    source,
+                })?;
+            let bound = l.local_addr().map_err(|source| StartError::Bind {
+                what: "inside H.225.0 listener",
+                addr: at,
+                source,
+            })?;
+            println!("gw1 h225 {bound}");
+            Some((l, advertised(bound, plan.advertise)))
+        }
+        None => None,
+    };
+    // RAS: GW1's own socket on the inside toward the gatekeeper.
+    let ras = match &plan.gatekeeper {
+        Some(gk) => {
+            let bind = gk.bind_address(local);
+            let sock = bind_udp_for("RAS socket", bind)?;
+            let bound = sock.local_addr().map_err(|source| StartError::Bind {
+                what: "RAS socket",
+                addr: bind,
+                source,
+            })?;
+            let ras = advertised(bound, plan.advertise);
+            let signalling = h225
+                .as_ref()
+                .map_or(SocketAddr::new(sip.ip(), GW1_H225_PORT), |(_, a)| *a);
+            engine.gatekeeper = Some(gk.ras_config(ras, signalling));
+            println!("gw1 ras {ras} gatekeeper {}", gk.address);
+            Some((sock, ras))
+        }
+        None => None,
+    };
     let mut driver = Driver::new("gw1", Engine::new(engine));
     driver.add_udp(Side::Inside, sock, sip);
+    if let Some((sock, ras)) = ras {
+        driver.add_udp(Side::Inside, sock, ras);
+    }
+    if let Some((l, at)) = h225 {
+        let l = tokio::net::TcpListener::from_std(l).map_err(|source| StartError::Bind {
+            what: "inside H.225.0 listener",
+            addr: at,
+            source,
+        })?;
+        driver.add_inside_h225_listener(l);
+    }
     if let Some(l) = tcp {
         let l = l
             .set_nonblocking(true)
@@ -278,27 +338,6 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
                 source,
             })?;
         driver.add_inside_tcp_listener(l);
-    }
-    if let Some(at) = plan.h225_listen {
-        let l = std::net::TcpListener::bind(at)
-            .and_then(|l| {
-                l.set_nonblocking(true)?;
-                Ok(l)
-            })
-            .map_err(|source| StartError::Bind {
-                what: "inside H.225.0 listener",
-                addr: at,
-                source,
-            })?;
-        if let Ok(a) = l.local_addr() {
-            println!("gw1 h225 {a}");
-        }
-        let l = tokio::net::TcpListener::from_std(l).map_err(|source| StartError::Bind {
-            what: "inside H.225.0 listener",
-            addr: at,
-            source,
-        })?;
-        driver.add_inside_h225_listener(l);
     }
     driver.set_cover_traffic(plan.cover);
     driver.add_tunnel_client(client, keepalive);
@@ -668,6 +707,7 @@ async fn start_from_config(
                 g.h225_listen
                     .unwrap_or(SocketAddr::new(g.sip_bind.ip(), crate::engine::H225_PORT))
             }),
+            gatekeeper: g.gatekeeper.clone(),
         };
         let (mut d, sip) = start_gw1(plan)?;
         if let Some(r) = &g.records {
@@ -765,6 +805,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         identity: pki.gw1_tls()?,
         cover: None,
         h225_listen: None,
+        gatekeeper: None,
     };
     let (gw1, gw1_sip) = start_gw1(gw1_plan)?;
     let (answer_sip, answer_rtp) = (answer.sip, answer.rtp);

@@ -48,6 +48,8 @@ const STREAM_READ: usize = 16 * 1024;
 const MAX_DATAGRAM: usize = 65_535;
 /// Bytes of tunnel frames written per flush at most.
 const WRITE_BATCH: usize = 64 * 1024;
+/// How long GW1 waits for the gatekeeper's UCF when it stops.
+const RAS_UNREGISTER_WAIT: Duration = Duration::from_secs(2);
 /// A tunnel is declared dead after this many keepalive intervals of silence from the peer.
 const DEAD_AFTER_INTERVALS: u32 = 3;
 
@@ -750,6 +752,7 @@ impl Driver {
             self.drain();
             self.log_floods(false);
         }
+        self.unregister_ras().await;
         self.publish_metrics();
         self.log_floods(true);
         if self.records.is_some() {
@@ -772,6 +775,48 @@ impl Driver {
             engine: self.engine.stats(),
             driver,
         }
+    }
+
+    /// GW1 stopping with `[gw1.gatekeeper]`: a URQ to the gatekeeper, and a wait of at most
+    /// [`RAS_UNREGISTER_WAIT`] for its UCF (inputs are still served meanwhile).
+    async fn unregister_ras(&mut self) {
+        let now = self.now();
+        let waiting = self.engine.ras_unregister(now);
+        self.drain();
+        if !waiting {
+            return;
+        }
+        let deadline = Instant::now() + RAS_UNREGISTER_WAIT;
+        while !self.engine.ras_unregistered() && Instant::now() < deadline {
+            let wake = self
+                .engine
+                .poll_timeout()
+                .map_or(deadline, |d| (self.base + d).min(deadline));
+            tokio::select! {
+                input = self.rx.recv() => {
+                    let Some(input) = input else { break };
+                    self.input_logged(input);
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    let now = self.now();
+                    if self.engine.poll_timeout().is_some_and(|d| d <= now) {
+                        self.engine.handle_timeout(now);
+                    }
+                }
+            }
+            self.drain();
+        }
+        log(
+            self.half,
+            format_args!(
+                "{}",
+                if self.engine.ras_unregistered() {
+                    "unregistered from the gatekeeper"
+                } else {
+                    "no answer to URQ from the gatekeeper"
+                }
+            ),
+        );
     }
 
     /// Handles one input and logs its events with its source (the transmits wait for
@@ -1245,7 +1290,7 @@ impl Driver {
             // Media drops are counted (stats, metrics, the call record), not logged one by one.
             Event::Report(r)
                 if r.verdict == Verdict::Rejected
-                    && matches!(r.protocol, Protocol::Sip | Protocol::H225) =>
+                    && matches!(r.protocol, Protocol::Sip | Protocol::H225 | Protocol::Ras) =>
             {
                 let reason = r.reason.as_deref().unwrap_or("");
                 let now = self.now();
@@ -1271,7 +1316,7 @@ impl Driver {
             }
             Event::Report(r)
                 if r.verdict == Verdict::Accepted
-                    && matches!(r.protocol, Protocol::Sip | Protocol::H225)
+                    && matches!(r.protocol, Protocol::Sip | Protocol::H225 | Protocol::Ras)
                     && tracing::enabled!(target: "sgw::message", tracing::Level::DEBUG) =>
             {
                 let source = self.source.map(|a| a.to_string()).unwrap_or_default();
