@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""selftest: h323peer.py against itself on loopback, one call per case.
+
+Each case runs `h323peer.py answer` and `h323peer.py call` (ephemeral ports) and checks, on
+both sides: the call connected with no error, at least MIN_RTP RTP packets each way, the
+codec, how media was negotiated (fastStart or H.245) and over which H.245 transport, the
+H.245 procedures seen (TCS, MSD, OLC, CLC, end session), the DTMF digits each side got, the
+round-trip delay, and the release (who, which cause).
+
+If tshark is installed (and can capture on lo), each case is captured and tshark must decode
+every H.225.0 and H.245 frame with no malformed frame and no expert error: the H.225.0 port
+is read as Q.931 over TPKT (tshark's heuristic), the separate H.245 port with decode-as
+(`-d tcp.port==N,h245`); tshark must find the same H.245 messages, by name, that the two
+sides say they sent (tunnelled ones included).
+
+Usage: selftest.py [--python PY] [--seconds S] [--only NAME[,NAME]] [--require-tshark]
+Exit status 0 when every case passes. One line per case on stdout, details on failure.
+"""
+import argparse
+import collections
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(HERE, "h323peer.py")
+MIN_RTP = 100
+CAUSE = 31
+ANSWER_CAUSE = 17
+
+# H.245 messages of a full H.245 call, each side
+H245_CORE = ["terminalCapabilitySet", "terminalCapabilitySetAck", "masterSlaveDetermination",
+             "masterSlaveDeterminationAck", "openLogicalChannel", "openLogicalChannelAck",
+             "endSessionCommand"]
+
+# name: (ip, answer args, call args, expectations)
+#   media: "fastStart" / "h245"; transport: "tunnel" / "separate" / None; codec;
+#   hangup: "call" (default) or "answer"; rtd: the caller measures RTD
+CASES = [
+    ("faststart", "127.0.0.1", [], [],
+     {"media": "fastStart", "transport": None, "codec": "PCMA"}),
+    ("faststart-dtmf-tunnel", "127.0.0.1", ["--dtmf", "4#"], ["--dtmf", "123"],
+     {"media": "fastStart", "transport": "tunnel", "codec": "PCMA"}),
+    ("h245-tunnel", "127.0.0.1", [], ["--no-fast-start", "--rtd"],
+     {"media": "h245", "transport": "tunnel", "codec": "PCMA", "rtd": True}),
+    ("h245-separate-answer-listens", "127.0.0.1", [],
+     ["--no-fast-start", "--h245", "separate", "--rtd"],
+     {"media": "h245", "transport": "separate", "codec": "PCMA", "rtd": True,
+      "listener": "answer"}),
+    ("h245-separate-call-listens", "127.0.0.1", [],
+     ["--no-fast-start", "--h245", "separate", "--h245-listen"],
+     {"media": "h245", "transport": "separate", "codec": "PCMA", "listener": "call"}),
+    ("faststart-refused-separate", "127.0.0.1", ["--no-fast-start"], [],
+     {"media": "h245", "transport": "separate", "codec": "PCMA", "refused": True,
+      "listener": "answer"}),
+    ("faststart-refused-tunnel", "127.0.0.1", ["--no-fast-start"], ["--h245", "tunnel"],
+     {"media": "h245", "transport": "tunnel", "codec": "PCMA", "refused": True}),
+    ("dtmf-both-ways-tunnel", "127.0.0.1", ["--dtmf", "4#", "--dtmf-mode", "alphanumeric"],
+     ["--no-fast-start", "--dtmf", "123"],
+     {"media": "h245", "transport": "tunnel", "codec": "PCMA"}),
+    ("dtmf-both-ways-separate", "127.0.0.1", ["--dtmf", "9*"],
+     ["--no-fast-start", "--h245", "separate", "--dtmf", "0A", "--dtmf-mode", "alphanumeric"],
+     {"media": "h245", "transport": "separate", "codec": "PCMA", "listener": "answer"}),
+    ("codec-pcmu-preferred", "127.0.0.1", ["--codecs", "PCMU,PCMA"],
+     ["--no-fast-start", "--codecs", "G729,PCMU"],
+     {"media": "h245", "transport": "tunnel", "codec": "PCMU"}),
+    ("answer-hangs-up-separate", "127.0.0.1", ["--release-timeout", "0"],
+     ["--no-fast-start", "--h245", "separate", "--seconds-extra", "6"],
+     {"media": "h245", "transport": "separate", "codec": "PCMA", "hangup": "answer",
+      "listener": "answer"}),
+    ("ipv6-faststart", "::1", ["--dtmf", "5"], ["--dtmf", "6"],
+     {"media": "fastStart", "transport": "tunnel", "codec": "PCMA"}),
+    ("ipv6-h245-separate", "::1", ["--dtmf", "7"],
+     ["--no-fast-start", "--h245", "separate", "--dtmf", "8", "--rtd"],
+     {"media": "h245", "transport": "separate", "codec": "PCMA", "rtd": True,
+      "listener": "answer"}),
+    ("ipv6-h245-tunnel", "::1", [], ["--no-fast-start"],
+     {"media": "h245", "transport": "tunnel", "codec": "PCMA"}),
+]
+
+
+def free_port(ip, kind=socket.SOCK_STREAM, pair=False):
+    """A free port on `ip` (with pair: an even one whose successor is free too)."""
+    fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    for _ in range(200):
+        s = socket.socket(fam, kind)
+        s.bind((ip, 0))
+        port = s.getsockname()[1]
+        if not pair:
+            s.close()
+            return port
+        if port % 2 or port > 65000:
+            s.close()
+            continue
+        t = socket.socket(fam, kind)
+        try:
+            t.bind((ip, port + 1))
+        except OSError:
+            continue
+        finally:
+            s.close()
+            t.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+def hostport(ip, port):
+    return "[%s]:%d" % (ip, port) if ":" in ip else "%s:%d" % (ip, port)
+
+
+def read_line(proc, want, timeout):
+    """The first stdout line of `proc` containing `want`, within `timeout` seconds."""
+    end = time.monotonic() + timeout
+    buf = b""
+    fd = proc.stdout.fileno()
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+            for line in buf.split(b"\n"):
+                if want.encode() in line:
+                    return line.decode(), buf
+    return None, buf
+
+
+def summary_of(text, mode):
+    for line in reversed(text.splitlines()):
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(v, dict) and v.get("mode") == mode:
+            return v
+    return None
+
+
+class Capture:
+    """tshark on lo for the case's ports."""
+
+    def __init__(self, pcap, ports):
+        self.pcap = pcap
+        flt = " or ".join("tcp port %d" % p for p in ports)
+        self.proc = subprocess.Popen(["tshark", "-i", "lo", "-f", flt, "-w", pcap],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        end = time.monotonic() + 15
+        buf = b""
+        fd = self.proc.stderr.fileno()
+        while time.monotonic() < end:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"Capturing on" in buf:
+                    return
+        self.stop()
+        raise RuntimeError("tshark did not start capturing: %s" % buf.decode(errors="replace"))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def capture_works():
+    """tshark can capture on lo: None, else why not."""
+    if shutil.which("tshark") is None:
+        return "tshark not installed"
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            c = Capture(os.path.join(d, "probe.pcap"), [9])
+            c.stop()
+        except (RuntimeError, OSError) as e:
+            return str(e)
+    return None
+
+
+def tshark(pcap, decode_as, display, fields):
+    cmd = ["tshark", "-n", "-r", pcap, "-o", "tcp.try_heuristic_first:TRUE"]
+    for port in decode_as:
+        cmd += ["-d", "tcp.port==%d,h245" % port]
+    cmd += ["-Y", display, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError("tshark: %s" % out.stderr.decode(errors="replace"))
+    return [line.split("\t") for line in out.stdout.decode(errors="replace").splitlines()]
+
+
+def check_capture(pcap, h225_port, h245_port, separate, sent_h245):
+    """Problems tshark finds in the case's capture."""
+    problems = []
+    ports = "(tcp.port==%d%s)" % (h225_port, " || tcp.port==%d" % h245_port if separate else "")
+    decode = [h245_port] if separate else []
+    bad = tshark(pcap, decode, "%s && (_ws.malformed || _ws.expert.severity >= error)" % ports,
+                 ["frame.number", "_ws.expert.message"])
+    if bad:
+        problems.append("tshark: malformed frames or expert errors: %s" % bad)
+    payload = len(tshark(pcap, decode, "tcp.port==%d && tcp.len > 0" % h225_port,
+                         ["frame.number"]))
+    q931 = len(tshark(pcap, decode, "tcp.port==%d && q931" % h225_port, ["frame.number"]))
+    if payload != q931 or q931 < 4:
+        problems.append("tshark: %d segments with payload on the H.225.0 port, %d read as "
+                        "Q.931" % (payload, q931))
+    if separate:
+        payload = len(tshark(pcap, decode, "tcp.port==%d && tcp.len > 0" % h245_port,
+                             ["frame.number"]))
+        h245 = len(tshark(pcap, decode, "tcp.port==%d && h245" % h245_port, ["frame.number"]))
+        if payload != h245 or h245 == 0:
+            problems.append("tshark: %d segments with payload on the H.245 port, %d read as "
+                            "H.245" % (payload, h245))
+    # the H.245 messages tshark names (Info column), against what both sides sent
+    names = set(sent_h245)
+    seen = collections.Counter()
+    for row in tshark(pcap, decode, "%s && h245" % ports, ["_ws.col.Info"]):
+        for tok in row[0].replace(",", " ").split():
+            if tok in names:
+                seen[tok] += 1
+    if seen != collections.Counter(sent_h245):
+        problems.append("tshark decoded H.245 %s, the peers sent %s"
+                        % (dict(seen), dict(collections.Counter(sent_h245))))
+    return problems
+
+
+def run_case(py, name, ip, answer_args, call_args, want, seconds, workdir, capture):
+    h225 = free_port(ip)
+    h245 = free_port(ip)
+    extra = 0.0
+    call_args = list(call_args)
+    if "--seconds-extra" in call_args:
+        i = call_args.index("--seconds-extra")
+        extra = float(call_args[i + 1])
+        del call_args[i:i + 2]
+    cap = None
+    pcap = os.path.join(workdir, "%s.pcap" % name)
+    if capture:
+        cap = Capture(pcap, [h225, h245])
+    answer = subprocess.Popen(
+        [py, PEER, "answer", "--listen", str(h225), "--local-ip", ip,
+         "--rtp-port", str(free_port(ip, socket.SOCK_DGRAM, True)),
+         "--seconds", str(seconds), "--release-timeout", "20", "--h245-port", str(h245),
+         "--cause", str(ANSWER_CAUSE), "--connect-timeout", "15"] + answer_args,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    problems = []
+    caller = answerer = None
+    try:
+        line, early = read_line(answer, "listening", 20)
+        if line is None:
+            raise RuntimeError("answer did not listen: %s" % early.decode(errors="replace"))
+        call = subprocess.run(
+            [py, PEER, "call", hostport(ip, h225), "--local-ip", ip,
+             "--rtp-port", str(free_port(ip, socket.SOCK_DGRAM, True)),
+             "--seconds", str(seconds + extra), "--cause", str(CAUSE),
+             "--h245-port", str(h245), "--release-timeout", "5"] + call_args,
+            capture_output=True, timeout=seconds + extra + 40)
+        caller = summary_of(call.stdout.decode(errors="replace"), "call")
+        if caller is None:
+            problems.append("no caller summary (exit %d): %s %s" % (
+                call.returncode, call.stdout.decode(errors="replace"), call.stderr.decode(errors="replace")))
+        elif call.returncode != 0:
+            problems.append("caller exit %d" % call.returncode)
+        try:
+            out, err = answer.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(answer.pid, signal.SIGKILL)
+            out, err = answer.communicate()
+            problems.append("answer did not exit")
+        answerer = summary_of((early + out).decode(errors="replace"), "answer")
+        if answerer is None:
+            problems.append("no answerer summary (exit %s): %s %s" % (
+                answer.returncode, out.decode(errors="replace"), err.decode(errors="replace")))
+        elif answer.returncode != 0:
+            problems.append("answerer exit %d" % answer.returncode)
+    finally:
+        if answer.poll() is None:
+            os.killpg(answer.pid, signal.SIGKILL)
+            answer.wait()
+        if cap is not None:
+            time.sleep(0.3)
+            cap.stop()
+    if caller is None or answerer is None:
+        return problems, caller, answerer
+    problems += check_sides(caller, answerer, answer_args, call_args, want)
+    if cap is not None and not problems:
+        sent = caller["h245_sent"] + answerer["h245_sent"]
+        problems += check_capture(pcap, h225, h245, want["transport"] == "separate", sent)
+    return problems, caller, answerer
+
+
+def arg_of(args, name):
+    return args[args.index(name) + 1] if name in args else ""
+
+
+def check_sides(caller, answerer, answer_args, call_args, want):
+    problems = []
+
+    def expect(cond, text):
+        if not cond:
+            problems.append(text)
+
+    hangup = want.get("hangup", "call")
+    for side, s, other in (("caller", caller, answerer), ("answerer", answerer, caller)):
+        expect(s["connected"] is True, "%s not connected" % side)
+        expect(s["errors"] == [], "%s errors: %s" % (side, s["errors"]))
+        expect(s["rtp_sent"] >= MIN_RTP, "%s sent %d RTP" % (side, s["rtp_sent"]))
+        expect(s["rtp_received"] >= MIN_RTP, "%s received %d RTP" % (side, s["rtp_received"]))
+        expect(s["rtp_received_not_rtp"] == 0, "%s got non-RTP" % side)
+        expect(s["codec"] == want["codec"], "%s codec %s, want %s"
+               % (side, s["codec"], want["codec"]))
+        expect(s["media_via"] == want["media"], "%s media via %s, want %s"
+               % (side, s["media_via"], want["media"]))
+        expect(s["h245_transport"] == want["transport"], "%s H.245 transport %s, want %s"
+               % (side, s["h245_transport"], want["transport"]))
+        if want["media"] == "h245":
+            for m in H245_CORE:
+                expect(m in s["h245_sent"] and m in s["h245_seen"],
+                       "%s: no %s both ways: sent %s, seen %s"
+                       % (side, m, s["h245_sent"], s["h245_seen"]))
+            expect(s["msd"] in ("master", "slave") and s["msd"] != other["msd"],
+                   "MSD: %s %s, other %s" % (side, s["msd"], other["msd"]))
+            expect(s.get("codec_received") == other["codec"], "%s receives %s, other sends %s"
+                   % (side, s.get("codec_received"), other["codec"]))
+            pt = {"PCMA": "8", "PCMU": "0", "G729": "18", "G722": "9", "G7231": "4"}
+            expect(list(s["rtp_received_payload_types"]) == [pt[other["codec"]]],
+                   "%s payload types %s" % (side, s["rtp_received_payload_types"]))
+        if want.get("refused"):
+            expect(s.get("fast_start_refused") is True, "%s: fastStart not refused" % side)
+    # who closes: the hanging-up side sends CloseLogicalChannel, and both EndSessionCommand
+    closer, other = (caller, answerer) if hangup == "call" else (answerer, caller)
+    if want["media"] == "h245":
+        expect("closeLogicalChannel" in closer["h245_sent"]
+               and "closeLogicalChannelAck" in other["h245_sent"],
+               "no CLC/CLC Ack from the hanging-up side")
+        expect(closer["h245_sent"][-1:] == ["endSessionCommand"]
+               and other["h245_sent"][-1:] == ["endSessionCommand"],
+               "end session: %s / %s" % (closer["h245_sent"][-2:], other["h245_sent"][-2:]))
+    cause = CAUSE if hangup == "call" else ANSWER_CAUSE
+    expect(closer["release"] == {"by": "us", "cause": cause},
+           "hanging-up side's release %s" % closer["release"])
+    expect(other["release"] == {"by": "remote", "cause": cause},
+           "other side's release %s" % other["release"])
+    # DTMF both ways, in order
+    expect(answerer.get("dtmf_received", []) == list(arg_of(call_args, "--dtmf")),
+           "answerer got DTMF %s" % answerer.get("dtmf_received"))
+    expect(caller.get("dtmf_received", []) == list(arg_of(answer_args, "--dtmf")),
+           "caller got DTMF %s" % caller.get("dtmf_received"))
+    if want.get("rtd"):
+        expect(isinstance(caller["rtd_ms"], (int, float)) and caller["rtd_ms"] >= 0,
+               "no RTD measured: %s" % caller["rtd_ms"])
+    listener = want.get("listener")
+    if listener:
+        s = caller if listener == "call" else answerer
+        expect("h245_listen" in s and s.get("h245_connection", "").startswith("accepted"),
+               "%s did not listen for H.245: %s" % (listener, s.get("h245_connection")))
+    return problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--seconds", type=float, default=3.0, help="media time per call")
+    ap.add_argument("--only", default="", help="comma-separated case names")
+    ap.add_argument("--require-tshark", action="store_true",
+                    help="fail when tshark cannot capture on lo (else its checks are skipped)")
+    ap.add_argument("--keep", action="store_true", help="keep the captures")
+    args = ap.parse_args()
+    why = capture_works()
+    if why:
+        if args.require_tshark:
+            print("selftest: tshark is required: %s" % why, flush=True)
+            return 2
+        print("selftest: tshark checks skipped: %s" % why, flush=True)
+    only = {n for n in args.only.split(",") if n}
+    workdir = tempfile.mkdtemp(prefix="h323peer-selftest-")
+    failed = 0
+    for name, ip, answer_args, call_args, want in CASES:
+        if only and name not in only:
+            continue
+        t0 = time.monotonic()
+        try:
+            problems, caller, answerer = run_case(args.python, name, ip, answer_args,
+                                                  call_args, want, args.seconds, workdir,
+                                                  why is None)
+        except Exception as e:  # noqa: BLE001 - a case that crashes fails
+            problems, caller, answerer = ["crashed: %r" % (e,)], None, None
+        took = time.monotonic() - t0
+        if problems:
+            failed += 1
+            print("FAIL %s (%.1fs)" % (name, took), flush=True)
+            for p in problems:
+                print("  - %s" % p, flush=True)
+            print("  caller: %s" % json.dumps(caller), flush=True)
+            print("  answerer: %s" % json.dumps(answerer), flush=True)
+        else:
+            print("ok   %s (%.1fs): %s, %s, RTP %d/%d, H.245 %d+%d%s" % (
+                name, took, caller["media_via"], caller["h245_transport"],
+                caller["rtp_sent"], caller["rtp_received"], len(caller["h245_sent"]),
+                len(answerer["h245_sent"]),
+                ", rtd %.2f ms" % caller["rtd_ms"] if caller["rtd_ms"] is not None else ""),
+                flush=True)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print("captures in %s" % workdir)
+    print("selftest: %s" % ("%d failed" % failed if failed else "all passed"), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
