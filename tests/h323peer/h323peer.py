@@ -926,10 +926,13 @@ class Peer:
             entry["h245"] = len(pdu["h245Control"])
         self.s["messages_seen"].append(entry)
 
-        if self.mode == "answer" and mt == "setup":
-            self.on_setup(cr, ies, body, pdu, entry)
-        elif self.mode == "call" and body_name is not None and mt != "releaseComplete":
-            self.on_answer(mt, body, pdu, entry)
+        try:
+            if self.mode == "answer" and mt == "setup":
+                self.on_setup(cr, ies, body, pdu, entry)
+            elif self.mode == "call" and body_name is not None and mt != "releaseComplete":
+                self.on_answer(mt, body, pdu, entry)
+        except Exception as e:  # noqa: BLE001 - reported, not fatal
+            self.err("%s not handled: %r" % (mt, e))
         if body_name is not None and mt != "setup":
             addr = h225_address_of(body.get("h245Address"))
             if addr and self.h245_remote is None:
@@ -1092,13 +1095,12 @@ class Peer:
         self.flush_h245()
 
     def maybe_connect_h245(self):
-        """Caller: to the far end's h245Address, when H.245 is needed and not tunnelled."""
+        """Caller: to the far end's h245Address (H.245 is not tunnelled)."""
         if self.mode != "call" or self.h245 is not None or self.h245_lsock is not None:
             return
         if self.h245_remote is None or self.tunnel or self.released:
             return
-        if self.h245_needed() or self.fast_start == "refused":
-            self.connect_h245(self.h245_remote)
+        self.connect_h245(self.h245_remote)
 
     # --- the call --------------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ CASES = [
      {"media": "fastStart", "transport": None, "codec": "PCMA"}),
     ("faststart-dtmf-tunnel", "127.0.0.1", ["--dtmf", "4#"], ["--dtmf", "123"],
      {"media": "fastStart", "transport": "tunnel", "codec": "PCMA"}),
+    ("faststart-dtmf-separate", "127.0.0.1", ["--dtmf", "12"], [],
+     {"media": "fastStart", "transport": "separate", "codec": "PCMA", "listener": "answer"}),
     ("h245-tunnel", "127.0.0.1", [], ["--no-fast-start", "--rtd"],
      {"media": "h245", "transport": "tunnel", "codec": "PCMA", "rtd": True}),
     ("h245-separate-answer-listens", "127.0.0.1", [],
@@ -147,10 +149,12 @@ def summary_of(text, mode):
 class Capture:
     """tshark on lo for the case's ports."""
 
-    def __init__(self, pcap, ports):
+    def __init__(self, pcap, ports, limit=180):
         self.pcap = pcap
         flt = " or ".join("tcp port %d" % p for p in ports)
-        self.proc = subprocess.Popen(["tshark", "-i", "lo", "-f", flt, "-w", pcap],
+        # stops by itself after `limit` seconds, should this script be killed
+        self.proc = subprocess.Popen(["tshark", "-i", "lo", "-f", flt, "-w", pcap,
+                                      "-a", "duration:%d" % limit],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
         end = time.monotonic() + 15
@@ -184,7 +188,7 @@ def capture_works():
         return "tshark not installed"
     with tempfile.TemporaryDirectory() as d:
         try:
-            c = Capture(os.path.join(d, "probe.pcap"), [9])
+            c = Capture(os.path.join(d, "probe.pcap"), [9], 20)
             c.stop()
         except (RuntimeError, OSError) as e:
             return str(e)
@@ -251,7 +255,7 @@ def run_case(py, name, ip, answer_args, call_args, want, seconds, workdir, captu
     cap = None
     pcap = os.path.join(workdir, "%s.pcap" % name)
     if capture:
-        cap = Capture(pcap, [h225, h245])
+        cap = Capture(pcap, [h225, h245], int(seconds + extra) + 120)
     answer = subprocess.Popen(
         [py, PEER, "answer", "--listen", str(h225), "--local-ip", ip,
          "--rtp-port", str(free_port(ip, socket.SOCK_DGRAM, True)),
@@ -372,6 +376,48 @@ def check_sides(caller, answerer, answer_args, call_args, want):
     return problems
 
 
+def msd_vectors():
+    """H.245 clause 8.2 master/slave decisions on fixed vectors (h323peer's msd_decide):
+    problems, if any."""
+    sys.path.insert(0, HERE)
+    import h323peer
+
+    class Side:
+        def __init__(self, tt, number):
+            self.a = argparse.Namespace(terminal_type=tt)
+            self.msd_number = number
+
+    def decide(local, remote):
+        return h323peer.Peer.msd_decide(Side(*local), *remote)
+
+    problems = []
+    vectors = [
+        ((50, 5), (40, 5), "master"),            # the larger terminal type is master
+        ((50, 5), (60, 5), "slave"),
+        ((50, 0x10), (50, 0x11), "master"),      # (remote - local) mod 2^24 < 2^23
+        ((50, 0x11), (50, 0x10), "slave"),
+        ((50, 0xFFFFF0), (50, 0x05), "master"),  # modulo 2^24
+        ((50, 0x05), (50, 0xFFFFF0), "slave"),
+        ((50, 7), (50, 7), None),                # indeterminate: equal numbers
+        ((50, 0), (50, 0x800000), None),         # indeterminate: 2^23 apart
+    ]
+    for local, remote, want in vectors:
+        got = decide(local, remote)
+        if got != want:
+            problems.append("MSD local %s remote %s: %s, want %s" % (local, remote, got, want))
+    rnd = __import__("random").Random(7)
+    for _ in range(2000):
+        a = (rnd.choice([50, 50, 60]), rnd.getrandbits(24))
+        b = (rnd.choice([50, 50, 60]), rnd.getrandbits(24))
+        x, y = decide(a, b), decide(b, a)
+        if x is None:
+            if y is not None:
+                problems.append("MSD %s/%s: indeterminate on one side only" % (a, b))
+        elif {x, y} != {"master", "slave"}:
+            problems.append("MSD %s/%s: %s and %s" % (a, b, x, y))
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -389,8 +435,14 @@ def main():
             return 2
         print("selftest: tshark checks skipped: %s" % why, flush=True)
     only = {n for n in args.only.split(",") if n}
-    workdir = tempfile.mkdtemp(prefix="h323peer-selftest-")
     failed = 0
+    if not only or "msd" in only:
+        problems = msd_vectors()
+        failed += bool(problems)
+        print("%s msd (decision vectors)" % ("FAIL" if problems else "ok  "), flush=True)
+        for p in problems[:10]:
+            print("  - %s" % p, flush=True)
+    workdir = tempfile.mkdtemp(prefix="h323peer-selftest-")
     for name, ip, answer_args, call_args, want in CASES:
         if only and name not in only:
             continue
