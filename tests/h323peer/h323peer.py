@@ -424,6 +424,7 @@ class Rtp:
         self.seq = random.getrandbits(16)
         self.ts = random.getrandbits(32)
         self.next = None
+        self.send_error = None
 
     def tick(self, remote, codec):
         """Sends the packets due to `remote` (none while it or the codec is unknown)."""
@@ -440,8 +441,9 @@ class Rtp:
             try:
                 self.sock.sendto(hdr + bytes([c.fill]) * c.size, remote)
                 self.sent += 1
-            except OSError:
-                pass
+            except OSError as e:
+                if self.send_error is None:
+                    self.send_error = "RTP to %s: %s" % (hostport(remote), e)
             self.seq += 1
             self.ts += 8 * c.ptime
             self.next += c.ptime / 1000.0
@@ -995,6 +997,11 @@ class Peer:
             self.err("a second Setup")
             return
         self.cr = cr & 0x7FFF
+        if "uuie" not in entry or entry["uuie"] != "setup":
+            # no H.225.0 Setup-UUIE we can read: released, invalid IE contents
+            self.err("Setup without a readable Setup-UUIE: released")
+            self.release(100)
+            return
         if 0x6C in ies:
             self.s["calling"] = ies[0x6C][1:].lstrip(b"\x80\x81\x82\x83").decode("ascii",
                                                                                 "replace")
@@ -1198,6 +1205,10 @@ class Peer:
             return
         self.hanging = True
         self.media_on = False
+        if self.dtmf_queue:
+            self.err("DTMF %s not sent: %s" % ("".join(self.dtmf_queue), "no H.245 channel"
+                                                if not self.h245_usable() else "no time left"))
+            self.dtmf_queue = []
         if self.h245_session():
             msgs = []
             if self.tx_state == "open":
@@ -1334,6 +1345,8 @@ class Peer:
                 return
             for f in frames:
                 self.on_h245(f, "separate")
+            if self.h245.closed and not self.esc_received and not self.released:
+                self.err("the far end closed the H.245 connection before EndSessionCommand")
 
     def finish(self):
         for c in (self.h245, self.sig):
@@ -1343,6 +1356,9 @@ class Peer:
             self.h245_lsock.close()
         self.rtp.drain()
         self.rtp.close()
+        if self.rtp.send_error:
+            self.err(self.rtp.send_error)
+            self.rtp.send_error = None
         if self.s["h245_transport"] is None and self.tunnel and (
                 self.s["h245_sent"] or self.s["h245_seen"]):
             self.s["h245_transport"] = "tunnel"
@@ -1413,7 +1429,12 @@ def main():
     if args.mode == "check":
         asn1()
         return 0
-    peer = Peer(args, args.mode)
+    try:
+        peer = Peer(args, args.mode)
+    except OSError as e:
+        print(json.dumps({"mode": args.mode, "connected": False,
+                          "errors": ["cannot start: %s" % e]}), flush=True)
+        return 1
     try:
         summary = peer.run()
     except Exception as e:  # noqa: BLE001 - the summary is always printed

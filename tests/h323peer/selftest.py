@@ -379,8 +379,7 @@ def check_sides(caller, answerer, answer_args, call_args, want):
 def msd_vectors():
     """H.245 clause 8.2 master/slave decisions on fixed vectors (h323peer's msd_decide):
     problems, if any."""
-    sys.path.insert(0, HERE)
-    import h323peer
+    h323peer = peer_module()
 
     class Side:
         def __init__(self, tt, number):
@@ -418,6 +417,211 @@ def msd_vectors():
     return problems
 
 
+def peer_module():
+    sys.path.insert(0, HERE)
+    import h323peer
+
+    return h323peer
+
+
+def frames_for_answer(hp, rnd, rounds):
+    """(name, TPKT byte strings) to send to `answer`: junk, broken framing, undecodable
+    Q.931 / User-user / H.245, and random mutations of a valid Setup and of a Facility
+    carrying a tunnelled TCS."""
+    uu, _ = hp.asn1()
+    mscm = hp.h245_codec()
+    call_id = os.urandom(16)
+    setup = {"h323-uu-pdu": {"h323-message-body": ("setup", {
+        "protocolIdentifier": hp.H225_OID, "sourceInfo": hp.endpoint(), "activeMC": False,
+        "conferenceID": os.urandom(16), "conferenceGoal": ("create", 0),
+        "callType": ("pointToPoint", 0), "callIdentifier": {"guid": call_id},
+        "mediaWaitForConnect": False, "canOverlapSend": False, "multipleCalls": False,
+        "maintainConnection": False}), "h245Tunneling": True}}
+    setup_msg = hp.q931(5, False, "setup", [(0x04, hp.BEARER_SPEECH),
+                                            (0x70, hp.number_ie("2001")),
+                                            (0x7E, hp.user_user(uu, setup))])
+    mscm.set_val(("request", ("terminalCapabilitySet", {
+        "sequenceNumber": 1, "protocolIdentifier": hp.H245_OID,
+        "capabilityTable": [{"capabilityTableEntryNumber": 1,
+                             "capability": ("receiveAudioCapability", ("g711Alaw64k", 20))}],
+        "capabilityDescriptors": [{"capabilityDescriptorNumber": 0,
+                                   "simultaneousCapabilities": [[1]]}]})))
+    tcs = mscm.to_aper()
+
+    def facility(control):
+        return hp.q931(5, False, "facility", [(0x7E, hp.user_user(uu, {"h323-uu-pdu": {
+            "h323-message-body": ("facility", {
+                "protocolIdentifier": hp.H225_OID, "reason": ("transportedInformation", 0),
+                "callIdentifier": {"guid": call_id}, "multipleCalls": False,
+                "maintainConnection": False}),
+            "h245Tunneling": True, "h245Control": control}}))])
+
+    t = hp.tpkt
+    cases = [
+        ("not TPKT", [b"GET / HTTP/1.0\r\n\r\n"]),
+        ("TPKT length 2", [b"\x03\x00\x00\x02"]),
+        ("TPKT, not Q.931", [t(b"\x01\x02\x03")]),
+        ("truncated User-user IE", [t(bytes([8, 2, 0, 5, 5, 0x7E, 0, 50, 5]))]),
+        ("undecodable User-user", [t(hp.q931(5, False, "setup", [(0x7E, b"\x05\xff\xff")]))]),
+        ("undecodable tunnelled H.245", [t(setup_msg), t(facility([b"\xff\xfe\x00"]))]),
+        ("OLC before anything", [t(setup_msg), t(facility([b"\x03\x00"]))]),
+    ]
+    for i in range(rounds):
+        which = rnd.choice(["setup", "facility"])
+        base = bytearray(setup_msg if which == "setup" else facility([tcs]))
+        for _ in range(rnd.randint(1, 6)):
+            op = rnd.random()
+            pos = rnd.randrange(len(base))
+            if op < 0.6:
+                base[pos] = rnd.getrandbits(8)
+            elif op < 0.8:
+                del base[pos:]
+                if not base:
+                    base = bytearray(b"\x08")
+            else:
+                base[pos:pos] = os.urandom(rnd.randint(1, 8))
+        msgs = [t(bytes(base))] if which == "setup" else [t(setup_msg), t(bytes(base))]
+        cases.append(("mutated %s #%d" % (which, i), msgs))
+    return cases
+
+
+def frames_for_call(hp, rnd, rounds):
+    """(name, TPKT byte strings) a fake callee sends to `call` after its Setup: junk, and
+    random mutations of a Connect carrying a tunnelled TCS."""
+    uu, _ = hp.asn1()
+    mscm = hp.h245_codec()
+    mscm.set_val(("request", ("masterSlaveDetermination", {
+        "terminalType": 50, "statusDeterminationNumber": 12345})))
+    msd = mscm.to_aper()
+    conn = hp.q931(5, True, "connect", [(0x7E, hp.user_user(uu, {"h323-uu-pdu": {
+        "h323-message-body": ("connect", {
+            "protocolIdentifier": hp.H225_OID, "destinationInfo": hp.endpoint(),
+            "conferenceID": os.urandom(16), "callIdentifier": {"guid": os.urandom(16)},
+            "multipleCalls": False, "maintainConnection": False,
+            "h245Address": hp.transport("127.0.0.1", 9)}),
+        "h245Tunneling": True, "h245Control": [msd]}}))])
+    t = hp.tpkt
+    cases = [
+        ("junk answer", [b"\x00" * 40]),
+        ("Connect with undecodable User-user", [t(conn[:12])]),
+        ("Connect, h245Address to a closed port", [t(conn)]),
+    ]
+    for i in range(rounds):
+        base = bytearray(conn)
+        for _ in range(rnd.randint(1, 6)):
+            pos = rnd.randrange(len(base))
+            base[pos] = rnd.getrandbits(8)
+        cases.append(("mutated connect #%d" % i, [t(bytes(base))]))
+    return cases
+
+
+def robustness_call(py, rounds, seed):
+    """`call` against a fake callee answering junk and mutated messages: always a summary,
+    no internal error, a bounded run."""
+    hp = peer_module()
+    rnd = __import__("random").Random(seed)
+    problems = []
+    for name, msgs in frames_for_call(hp, rnd, rounds):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        port = ls.getsockname()[1]
+        proc = subprocess.Popen(
+            [py, PEER, "call", "127.0.0.1:%d" % port, "--rtp-port",
+             str(free_port("127.0.0.1", socket.SOCK_DGRAM, True)), "--seconds", "1",
+             "--connect-timeout", "3", "--release-timeout", "1", "--no-fast-start"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            ls.settimeout(20)
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                problems.append("%s: the caller did not connect" % name)
+                continue
+            t0 = time.monotonic()
+            with c:
+                c.settimeout(5)
+                try:
+                    c.recv(65536)  # the Setup
+                    for m in msgs:
+                        c.sendall(m)
+                        time.sleep(0.05)
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            try:
+                out, err = proc.communicate(timeout=2 * 3 + 1 + 1 + 6 + 3)
+            except subprocess.TimeoutExpired:
+                problems.append("%s: call did not exit in time" % name)
+                continue
+            summary = summary_of(out.decode(errors="replace"), "call")
+            if summary is None:
+                problems.append("%s: no summary (exit %s): %s" % (
+                    name, proc.returncode, err.decode(errors="replace")[-500:]))
+            elif any("internal error" in e or "not handled" in e for e in summary["errors"]):
+                problems.append("%s: %s" % (name, summary["errors"]))
+            elif err.strip():
+                problems.append("%s: stderr: %s" % (name, err.decode(errors="replace")[-500:]))
+            elif time.monotonic() - t0 > 15:
+                problems.append("%s: took %.1fs" % (name, time.monotonic() - t0))
+        finally:
+            ls.close()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return problems
+
+
+def robustness(py, rounds, seed):
+    """`answer` fed junk and mutated messages: it always prints its summary, lists what it
+    could not use in `errors`, never hits an internal error, and exits within its bound."""
+    hp = peer_module()
+    rnd = __import__("random").Random(seed)
+    problems = []
+    for name, msgs in frames_for_answer(hp, rnd, rounds):
+        port = free_port("127.0.0.1")
+        proc = subprocess.Popen(
+            [py, PEER, "answer", "--listen", str(port), "--rtp-port",
+             str(free_port("127.0.0.1", socket.SOCK_DGRAM, True)), "--seconds", "1",
+             "--connect-timeout", "3", "--release-timeout", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            line, early = read_line(proc, "listening", 20)
+            if line is None:
+                problems.append("%s: answer did not listen" % name)
+                continue
+            t0 = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                for m in msgs:
+                    try:
+                        c.sendall(m)
+                    except OSError:
+                        break
+                    time.sleep(0.05)
+                time.sleep(0.3)
+            try:
+                out, err = proc.communicate(timeout=2 * 3 + 1 + 1 + 6 + 3)
+            except subprocess.TimeoutExpired:
+                problems.append("%s: answer did not exit in time" % name)
+                continue
+            took = time.monotonic() - t0
+            summary = summary_of((early + out).decode(errors="replace"), "answer")
+            if summary is None:
+                problems.append("%s: no summary (exit %s): %s" % (
+                    name, proc.returncode, err.decode(errors="replace")[-500:]))
+            elif any("internal error" in e or "not handled" in e for e in summary["errors"]):
+                problems.append("%s: %s" % (name, summary["errors"]))
+            elif err.strip():
+                problems.append("%s: stderr: %s" % (name, err.decode(errors="replace")[-500:]))
+            elif took > 15:
+                problems.append("%s: took %.1fs" % (name, took))
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -441,6 +645,14 @@ def main():
         failed += bool(problems)
         print("%s msd (decision vectors)" % ("FAIL" if problems else "ok  "), flush=True)
         for p in problems[:10]:
+            print("  - %s" % p, flush=True)
+    if not only or "robustness" in only:
+        t0 = time.monotonic()
+        problems = robustness(args.python, 16, 1) + robustness_call(args.python, 8, 2)
+        failed += bool(problems)
+        print("%s robustness (junk and mutated messages to answer and call, %.1fs)" % (
+            "FAIL" if problems else "ok  ", time.monotonic() - t0), flush=True)
+        for p in problems[:20]:
             print("  - %s" % p, flush=True)
     workdir = tempfile.mkdtemp(prefix="h323peer-selftest-")
     for name, ip, answer_args, call_args, want in CASES:
