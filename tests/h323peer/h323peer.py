@@ -854,6 +854,9 @@ class Peer:
             pass
         else:
             self.err("unexpected H.245 %s %s" % (kind, name))
+            if kind in ("request", "response", "command"):
+                # H.245 clause 8.1: what a terminal does not understand, it says so
+                self.send_h245(("indication", ("functionNotUnderstood", (kind, (name, val)))))
 
     def remote_olc(self, val):
         """The far end opens its transmit channel: acknowledged with our RTP/RTCP if we
