@@ -513,6 +513,8 @@ class Peer:
         self.h245_remote = None  # the far end's h245Address
         self.pending = []        # encoded H.245 PDUs waiting for a channel
         self.first_answer = True
+        self.early = []          # H.245 PDUs tunnelled in our Setup
+        self.early_names = []
         # fastStart: None (not offered/seen), "offered", "accepted", "refused"
         self.fast_start = None
         # H.245 procedures
@@ -942,8 +944,13 @@ class Peer:
             addr = h225_address_of(body.get("h245Address"))
             if addr and self.h245_remote is None:
                 self.h245_remote = addr
-        for raw in pdu.get("h245Control") or []:
-            self.on_h245(raw, "tunnelled in %s" % mt)
+        if self.tunnel:
+            for raw in pdu.get("h245Control") or []:
+                self.on_h245(raw, "tunnelled in %s" % mt)
+        elif pdu.get("h245Control"):
+            # tunnelling is off for the call: tunnelled H.245 is ignored (H.323 clause 8.2.1)
+            self.s["h245_tunnelled_ignored"] = self.s.get("h245_tunnelled_ignored", 0) + len(
+                pdu["h245Control"])
         if mt == "releaseComplete":
             if not self.released:
                 self.s["release"] = {"by": "remote", "cause": entry.get("cause")}
@@ -969,6 +976,10 @@ class Peer:
                 self.tunnel = False
                 self.s["tunnel_refused"] = True
                 self.tunnel_open = False
+                # what went in the Setup is lost: it goes again on the separate connection
+                self.pending = self.early + self.pending
+                self.s["h245_sent"].extend(self.early_names)
+                self.early = []
             elif self.tunnel:
                 self.tunnel_open = True
         if self.fast_start == "offered":
@@ -1162,6 +1173,12 @@ class Peer:
                 n += 2
             setup["fastStart"] = encode_olcs(self.olc, offer)
             self.fast_start = "offered"
+        if self.a.early_h245 and self.tunnel:
+            # TCS and MSD tunnelled in the Setup itself (kept, to go again over a separate
+            # connection should the far end turn tunnelling down)
+            self.start_h245()
+            self.early = list(self.pending)
+            self.early_names = list(self.s["h245_sent"])
         self.send_q931("setup", "setup", setup, ies=[
             (0x04, BEARER_SPEECH),
             (0x6C, number_ie(self.a.calling)),
@@ -1400,6 +1417,8 @@ def main():
             p.add_argument("--h245-listen", action="store_true",
                            help="with --h245 separate: listen for H.245 ourselves and put "
                            "our h245Address in the Setup")
+            p.add_argument("--early-h245", action="store_true",
+                           help="with tunnelling: our TCS and MSD in the Setup itself")
             p.add_argument("--release-timeout", type=float, default=5.0,
                            help="after hanging up, the longest wait for the far end")
         else:
