@@ -513,6 +513,8 @@ class Peer:
         self.h245_remote = None  # the far end's h245Address
         self.pending = []        # encoded H.245 PDUs waiting for a channel
         self.first_answer = True
+        self.connect_at = None   # answer: when the Connect goes (after Alerting)
+        self.connect_msg = None
         self.early = []          # H.245 PDUs tunnelled in our Setup
         self.early_names = []
         # fastStart: None (not offered/seen), "offered", "accepted", "refused"
@@ -1021,6 +1023,10 @@ class Peer:
                                                                                 "replace")
         if 0x70 in ies:
             self.s["called"] = ies[0x70][1:].decode("ascii", "replace")
+        if self.a.reject:
+            self.s["rejected"] = self.a.reject
+            self.release(self.a.reject)
+            return
         self.call_id = body.get("callIdentifier", {}).get("guid") or self.call_id
         offer = entry.get("fastStart") or []
         chosen = None
@@ -1079,7 +1085,22 @@ class Peer:
                 "callIdentifier": {"guid": guid},
                 "multipleCalls": False, "maintainConnection": False}
         conn.update(extra)
-        self.send_q931("connect", "connect", conn, ies=[(0x04, BEARER_SPEECH)])
+        self.connect_msg = conn
+        if self.a.alert_seconds > 0:
+            alerting = {"protocolIdentifier": H225_OID, "destinationInfo": endpoint(),
+                        "callIdentifier": {"guid": guid}, "multipleCalls": False,
+                        "maintainConnection": False}
+            for k in ("h245Address", "fastStart", "fastConnectRefused"):
+                if k in extra:
+                    alerting[k] = extra[k]
+            self.send_q931("alerting", "alerting", alerting)
+            self.connect_at = time.monotonic() + self.a.alert_seconds
+        else:
+            self.send_connect()
+
+    def send_connect(self):
+        self.connect_at = None
+        self.send_q931("connect", "connect", self.connect_msg, ies=[(0x04, BEARER_SPEECH)])
         self.s["connected"] = True
         self.connected_at = time.monotonic()
 
@@ -1267,6 +1288,10 @@ class Peer:
                 self.release(self.a.cause)
             return
         if not self.s["connected"]:
+            if self.connect_at is not None:
+                if now >= self.connect_at:
+                    self.send_connect()
+                return
             if now - self.started > self.a.connect_timeout:
                 self.err("no %s within %ss" % ("Connect" if self.mode == "call" else "Setup",
                                               self.a.connect_timeout))
@@ -1423,6 +1448,10 @@ def main():
                            help="after hanging up, the longest wait for the far end")
         else:
             p.add_argument("--listen", type=int, required=True, help="TCP port to listen on")
+            p.add_argument("--alert-seconds", type=float, default=0.0,
+                           help="send Alerting after Call Proceeding, Connect this much later")
+            p.add_argument("--reject", type=int, default=0, metavar="CAUSE",
+                           help="answer the Setup with Release Complete and this cause")
             p.add_argument("--release-timeout", type=float, default=30.0,
                            help="after the media, how long to wait for the caller's release "
                            "before releasing ourselves")
@@ -1463,7 +1492,8 @@ def main():
         peer.err("internal error: %r" % (e,))
         summary = peer.finish()
     print(json.dumps(summary), flush=True)
-    return 0 if summary["connected"] and not summary["errors"] else 1
+    ok = summary["connected"] or (summary.get("rejected") and summary["release"] is not None)
+    return 0 if ok and not summary["errors"] else 1
 
 
 if __name__ == "__main__":
