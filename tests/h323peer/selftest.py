@@ -178,6 +178,7 @@ class Capture:
                     break
                 buf += chunk
                 if b"Capturing on" in buf:
+                    time.sleep(0.5)  # "Capturing on" comes a moment before the capture
                     return
         self.stop()
         raise RuntimeError("tshark did not start capturing: %s" % buf.decode(errors="replace"))
@@ -250,6 +251,38 @@ def check_capture(pcap, h225_port, h245_port, separate, sent_h245):
     if seen != collections.Counter(sent_h245):
         problems.append("tshark decoded H.245 %s, the peers sent %s"
                         % (dict(seen), dict(collections.Counter(sent_h245))))
+    return problems
+
+
+def tshark_control(workdir):
+    """The tshark check is not vacuous: an undecodable H.245 PDU on a decode-as port, and a
+    Q.931 message with a broken User-user IE, are flagged. Problems, if any."""
+    hp = peer_module()
+    h225, h245 = free_port("127.0.0.1"), free_port("127.0.0.1")
+    pcap = os.path.join(workdir, "control.pcap")
+    cap = Capture(pcap, [h225, h245], 60)
+    try:
+        for port, payload in ((h245, b"\x02\x7f\xff\xff\xff"),
+                              (h225, hp.q931(5, False, "setup",
+                                             [(0x7E, b"\x05\x20\xff\xff\xff")]))):
+            ls = socket.socket()
+            ls.bind(("127.0.0.1", port))
+            ls.listen(1)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                a, _ = ls.accept()
+                c.sendall(hp.tpkt(payload))
+                time.sleep(0.2)
+                a.close()
+            ls.close()
+        time.sleep(0.5)
+    finally:
+        cap.stop()
+    problems = []
+    for port, what in ((h245, "H.245"), (h225, "H.225.0")):
+        bad = tshark(pcap, [h245], "tcp.port==%d && (_ws.malformed || _ws.expert.severity >= "
+                     "error)" % port, ["frame.number"])
+        if not bad:
+            problems.append("tshark did not flag a broken %s PDU" % what)
     return problems
 
 
@@ -683,6 +716,13 @@ def main():
         for p in problems[:20]:
             print("  - %s" % p, flush=True)
     workdir = tempfile.mkdtemp(prefix="h323peer-selftest-")
+    if why is None and (not only or "tshark-control" in only):
+        problems = tshark_control(workdir)
+        failed += bool(problems)
+        print("%s tshark-control (a broken H.225.0 and H.245 PDU are flagged)" % (
+            "FAIL" if problems else "ok  "), flush=True)
+        for p in problems:
+            print("  - %s" % p, flush=True)
     for name, ip, answer_args, call_args, want in CASES:
         if only and name not in only:
             continue
