@@ -1477,6 +1477,9 @@ def main():
         p.add_argument("--cause", type=int, default=16, help="Q.931 cause when we release")
         p.add_argument("--connect-timeout", type=float, default=10.0)
     args = ap.parse_args()
+    if args.mode != "check" and args.dtmf_mode == "signal" and any(
+            d not in "0123456789#*ABCD" for d in args.dtmf):
+        ap.error("--dtmf: signal digits are 0-9, *, #, A-D")
     if args.mode == "check":
         asn1()
         return 0
