@@ -479,6 +479,7 @@ def msd_vectors():
 
 
 def peer_module():
+    sys.dont_write_bytecode = True  # no __pycache__ next to the peer
     sys.path.insert(0, HERE)
     import h323peer
 
