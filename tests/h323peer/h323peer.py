@@ -1250,6 +1250,9 @@ class Peer:
             self.err("DTMF %s not sent: %s" % ("".join(self.dtmf_queue), "no H.245 channel"
                                                 if not self.h245_usable() else "no time left"))
             self.dtmf_queue = []
+        if not self.rtd_done and self.media_start is not None:
+            self.err("RoundTripDelayRequest not sent: no H.245 channel")
+            self.rtd_done = True
         if self.h245_session():
             msgs = []
             if self.tx_state == "open":
@@ -1401,6 +1404,8 @@ class Peer:
             self.h245_lsock.close()
         self.rtp.drain()
         self.rtp.close()
+        if self.rtd_sent_at is not None:
+            self.err("no RoundTripDelayResponse")
         if self.rtp.send_error:
             self.err(self.rtp.send_error)
             self.rtp.send_error = None
