@@ -24,6 +24,10 @@
 //! peer gets GW2's Release Complete with cause 16 (normal clearing), and the records say
 //! ended by the inside. A third test runs the peer against itself (`answer` and `call`), so
 //! its answering side is exercised too, and tshark reads the peer's own PDUs cleanly.
+//! `peer_selftest` runs the peer's own self-test (`tests/h323peer/selftest.py`): the peer
+//! against itself for fastStart, H.245 tunnelled and on a separate connection (either side
+//! listening), fastStart refused, DTMF both ways, and IPv6, with tshark decoding every
+//! H.225.0 and H.245 frame of each call.
 //!
 //! Needs sipp, tshark capturing on `lo`, and a Python with pycrate (`SGW_PYTHON`, else
 //! `.venv/bin/python`, else `python3`): without them the test says it is skipped, and fails
@@ -584,4 +588,31 @@ fn pycrate_peer_answers_its_own_fast_start_call() {
         // Setup, Call Proceeding, Connect, Release Complete
         assert!(tshark_count(&pcap, "h225") >= 4);
     }
+}
+
+/// The peer's own self-test, `tests/h323peer/selftest.py`: the peer against itself on
+/// loopback, one call per case (fastStart; no fastStart with H.245 tunnelled, on a separate
+/// connection the answerer listens for, and one the caller listens for; fastStart refused by
+/// the answerer, falling back to H.245; DTMF both ways tunnelled and separate; either side
+/// hanging up; IPv6). Each case checks at least 100 RTP packets each way, the codec, the
+/// H.245 procedures, the DTMF and the release cause on both sides; tshark (required under
+/// `CI=true`) decodes every H.225.0 and H.245 frame with no malformed frame and no expert
+/// error, and names the same H.245 messages the two sides sent.
+#[test]
+fn peer_selftest() {
+    let test = "h323_peer selftest";
+    let Some(python) = python(test) else {
+        return;
+    };
+    let mut cmd = Command::new(&python);
+    cmd.arg(root().join("tests/h323peer/selftest.py"))
+        .arg("--python")
+        .arg(&python);
+    if ci() {
+        cmd.arg("--require-tshark");
+    }
+    let (st, out) = run_bounded("h323peer selftest", &mut cmd, Duration::from_secs(900));
+    println!("{out}");
+    assert!(st.success(), "selftest failed ({st}):\n{out}");
+    assert!(out.contains("selftest: all passed"), "{out}");
 }
