@@ -12,11 +12,18 @@
 //! | outside SIP → inside H.323   | raw SIP client    | peer `answer` (PBX)       |
 //! | outside H.323 → inside H.323 | peer `call` → GW2 | peer `answer` (PBX)       |
 //! | inside H.323 → outside SIP   | peer `call` → GW1 | sipp UAS, RTP echoed      |
+//! | outside H.323 → inside SIP   | peer `call` → GW2 | sipp UAS, RTP echoed      |
 //!
-//! (outside H.323 → inside SIP is `tests/h323_peer.rs`.) Each call carries at least
-//! [`MIN_RTP`] RTP packets each way, counted where they arrive, and ends with the caller's
-//! cause on both sides. tshark decodes every H.225.0 PDU on the H.323 ports without a
-//! malformed frame or an expert error.
+//! (outside H.323 → inside SIP with fastStart is also `tests/h323_peer.rs`.) Across the cells:
+//! IPv4 and IPv6 on either side independently; fastStart, and no fastStart with H.245
+//! tunnelled or on a separate connection (GW2 running H.245 with the caller); a PBX refusing
+//! fastStart (GW1 falling back to H.245, both transports); DTMF as UserInputIndication reaching
+//! SIP INFO, and the PBX's digits reaching the caller; GW1 registered to the pycrate
+//! gatekeeper, which admits each call (ARQ/ACF, DRQ) or refuses it (ARJ).
+//!
+//! Each call carries at least [`MIN_RTP`] RTP packets each way, counted where they arrive, and
+//! ends with the caller's cause on both sides. tshark decodes every H.225.0 PDU (and H.245 on
+//! GW2's per-call listener) it captures without a malformed frame or an expert error.
 //!
 //! Needs sipp, tshark and a Python with pycrate: skipped without them, failing under
 //! `CI=true`.
@@ -61,17 +68,60 @@ fn prerequisites(test: &str) -> Option<std::path::PathBuf> {
 
 /// A gateway whose GW1 speaks H.323 with a PBX at `pbx`, and its inside H.225.0 port.
 fn h323_inside_gateway(name: &str, pbx: std::net::SocketAddr, gw2_h225: bool) -> (Gateway, u16) {
+    h323_gateway(name, pbx, gw2_h225, Family::V4, Family::V4)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The loopback address the tests use for this family (GW1's inside gets 127.0.0.2 in
+    /// IPv4, so both halves can take the same port numbers).
+    fn ip(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.1",
+            Family::V6 => "::1",
+        }
+    }
+
+    fn host(self, port: u16) -> String {
+        match self {
+            Family::V4 => format!("127.0.0.1:{port}"),
+            Family::V6 => format!("[::1]:{port}"),
+        }
+    }
+}
+
+/// A gateway with GW2's H.225.0 listener in `outside` and GW1 speaking H.323 in `inside` to a
+/// PBX at `pbx`; returns it and GW1's inside H.225.0 port.
+fn h323_gateway(
+    name: &str,
+    pbx: std::net::SocketAddr,
+    gw2_h225: bool,
+    outside: Family,
+    inside: Family,
+) -> (Gateway, u16) {
     let mut s = Setup::new(
         (free_rtp_port("127.0.0.1"), 0),
         (free_rtp_port("127.0.0.1"), 0),
         pbx,
     );
     s.gw2_media.1 = s.gw2_media.0 + 99;
+    // Apart from GW2's, whatever the families.
+    s.gw1_media.0 = s.gw2_media.1 + 1;
     s.gw1_media.1 = s.gw1_media.0 + 99;
     s.gw1_media_ip = "127.0.0.2";
     s.h225 = gw2_h225;
-    let gw1_h225 = free_tcp_port("127.0.0.2");
-    s.gw1_lines = format!("protocol = \"h323\"\nh225_listen = \"127.0.0.2:{gw1_h225}\"\n");
+    s.outside_v6 = outside == Family::V6;
+    s.inside_v6 = inside == Family::V6;
+    let (listen_ip, gw1_h225) = match inside {
+        Family::V4 => ("127.0.0.2".to_owned(), free_tcp_port("127.0.0.2")),
+        Family::V6 => ("[::1]".to_owned(), free_tcp_port("::1")),
+    };
+    s.gw1_lines = format!("protocol = \"h323\"\nh225_listen = \"{listen_ip}:{gw1_h225}\"\n");
     (Gateway::start(name, &s), gw1_h225)
 }
 
@@ -635,4 +685,188 @@ fn gatekeeper_admits_each_call_to_the_pbx() {
             count.received
         );
     }
+}
+
+/// outside H.323 → inside H.323 with each side in its own family, fastStart (or, `mode`
+/// given, no fastStart: GW2 runs H.245 with the caller) end to end.
+fn h323_to_h323(outside: Family, inside: Family, mode: Option<H245Mode>) {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    let pbx_port = free_tcp_port(inside.ip());
+    let pbx = Answerer::start(
+        &python,
+        pbx_port,
+        &[
+            "--local-ip",
+            inside.ip(),
+            "--rtp-port",
+            &free_rtp_port(inside.ip()).to_string(),
+            "--seconds",
+            "30",
+        ],
+    );
+    let (mut gw, _) = h323_gateway(
+        "h323-families",
+        addr(&inside.host(pbx_port)),
+        true,
+        outside,
+        inside,
+    );
+    let mut cmd = Command::new(&python);
+    cmd.arg(h323peer::peer_script())
+        .args(["call", &gw.h225.to_string(), "--local-ip", outside.ip()])
+        .args(["--rtp-port", &free_rtp_port(outside.ip()).to_string()])
+        .args(["--seconds", "4", "--cause", "16"]);
+    if let Some(mode) = mode {
+        cmd.args(["--no-fast-start", "--h245", mode.arg()]);
+    }
+    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(60));
+    let caller = h323peer::summary(&out, "call")
+        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let pbx = pbx.finish(Duration::from_secs(20));
+    let (gw2, gw1) = gw.stop();
+    println!("caller: {caller}\npbx: {pbx}");
+    assert_eq!(caller["errors"], serde_json::json!([]), "{caller}");
+    assert_eq!(pbx["errors"], serde_json::json!([]), "{pbx}");
+    assert_eq!(caller["connected"], true, "{caller}");
+    assert_eq!(pbx["connected"], true, "{pbx}");
+    let want = if mode.is_some() { "h245" } else { "fastStart" };
+    assert_eq!(caller["media_via"], want, "{caller}");
+    assert!(
+        received(&caller) >= MIN_RTP,
+        "caller got {}; gw2 {gw2}; gw1 {gw1}",
+        received(&caller)
+    );
+    assert!(
+        received(&pbx) >= MIN_RTP,
+        "pbx got {}; gw2 {gw2}; gw1 {gw1}",
+        received(&pbx)
+    );
+    assert_eq!(caller["release"]["cause"], 16, "{caller}");
+    assert_eq!(pbx["release"]["cause"], 16, "{pbx}");
+}
+
+#[test]
+fn outside_h323_v6_to_inside_h323_v6() {
+    h323_to_h323(Family::V6, Family::V6, None);
+}
+
+#[test]
+fn outside_h323_v6_to_inside_h323_v4() {
+    h323_to_h323(Family::V6, Family::V4, None);
+}
+
+#[test]
+fn outside_h323_v4_to_inside_h323_v6() {
+    h323_to_h323(Family::V4, Family::V6, None);
+}
+
+#[test]
+fn outside_h323_v6_without_fast_start_separate_h245_to_inside_h323_v4() {
+    h323_to_h323(Family::V6, Family::V4, Some(H245Mode::Separate));
+}
+
+#[test]
+fn outside_h323_v4_without_fast_start_tunnelled_h245_to_inside_h323_v6() {
+    h323_to_h323(Family::V4, Family::V6, Some(H245Mode::Tunnel));
+}
+
+/// outside SIP (IPv4) → an inside H.323 PBX on IPv6, and that PBX calling out to SIP.
+#[test]
+fn outside_sip_to_inside_h323_v6_and_back() {
+    let test = "h323_interworking";
+    let Some(python) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    // SIP → H.323 (IPv6 inside).
+    let pbx_port = free_tcp_port("::1");
+    let pbx = Answerer::start(
+        &python,
+        pbx_port,
+        &[
+            "--local-ip",
+            "::1",
+            "--rtp-port",
+            &free_rtp_port("::1").to_string(),
+            "--seconds",
+            "30",
+        ],
+    );
+    let provider_port = free_udp_port("127.0.0.1");
+    let mut s = Setup::new(
+        (free_rtp_port("127.0.0.1"), 0),
+        (0, 0),
+        addr(&format!("[::1]:{pbx_port}")),
+    );
+    s.gw2_media.1 = s.gw2_media.0 + 99;
+    s.gw1_media = (s.gw2_media.1 + 1, s.gw2_media.1 + 100);
+    s.inside_v6 = true;
+    s.outside_next_hop = Some(addr(&format!("127.0.0.1:{provider_port}")));
+    let gw1_h225 = free_tcp_port("::1");
+    s.gw1_lines = format!("protocol = \"h323\"\nh225_listen = \"[::1]:{gw1_h225}\"\n");
+    let mut gw = Gateway::start("sip-h323-v6", &s);
+    let call = RawCall::invite(
+        gw.sip,
+        "127.0.0.1",
+        &format!("sip:2001@{}", gw.sip),
+        "Outside",
+        Duration::from_secs(15),
+    );
+    let mut call = call.unwrap_or_else(|(st, seen)| panic!("not answered ({st}):\n{seen}"));
+    let media = call.start_media();
+    std::thread::sleep(Duration::from_millis(3000));
+    let count = media.stop();
+    assert!(call.hangup(Duration::from_secs(5)), "no 200 for the BYE");
+    let peer = pbx.finish(Duration::from_secs(20));
+    assert!(
+        received(&peer) >= MIN_RTP,
+        "the IPv6 PBX got {}",
+        received(&peer)
+    );
+    assert!(
+        count.received >= MIN_RTP,
+        "the SIP caller got {}",
+        count.received
+    );
+    assert_eq!(peer["release"]["cause"], 16, "{peer}");
+
+    // H.323 (IPv6 inside) → SIP outside (IPv4), sipp echoing.
+    let uas_sf = gw.dir.file("uas.xml", UAS_PCMA);
+    let mut uas_cmd = sipp(&gw.dir.0);
+    uas_cmd
+        .arg("-sf")
+        .arg(&uas_sf)
+        .args(["-i", "127.0.0.1", "-p", &provider_port.to_string()])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &free_rtp_port("127.0.0.1").to_string(),
+        ])
+        .args(["-rtp_echo", "-m", "1"]);
+    let uas =
+        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cmd = Command::new(&python);
+    cmd.arg(h323peer::peer_script())
+        .args(["call", &format!("[::1]:{gw1_h225}"), "--local-ip", "::1"])
+        .args(["--rtp-port", &free_rtp_port("::1").to_string()])
+        .args(["--called", "4930777", "--seconds", "4", "--cause", "16"]);
+    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(40));
+    let caller = h323peer::summary(&out, "call")
+        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let (ust, uout) = uas.join().unwrap();
+    let (gw2, gw1) = gw.stop();
+    println!("caller: {caller}");
+    assert_eq!(caller["connected"], true, "{caller}");
+    assert!(
+        received(&caller) >= MIN_RTP,
+        "the IPv6 PBX got {} back through the provider's echo; gw2 {gw2}; gw1 {gw1}",
+        received(&caller)
+    );
+    assert!(ust.success(), "sipp uas:\n{uout}");
 }

@@ -59,6 +59,10 @@ pub struct Setup {
     pub extra: String,
     /// Extra lines of `[gw1]` (e.g. `protocol = "h323"`).
     pub gw1_lines: String,
+    /// GW2's H.225.0 listener and media on `::1` (its SIP listeners stay on 127.0.0.1).
+    pub outside_v6: bool,
+    /// GW1's inside on `::1`: `family = "ipv6"`, SIP and media there.
+    pub inside_v6: bool,
 }
 
 impl Setup {
@@ -78,6 +82,8 @@ impl Setup {
             control: false,
             extra: String::new(),
             gw1_lines: String::new(),
+            outside_v6: false,
+            inside_v6: false,
         }
     }
 }
@@ -106,9 +112,16 @@ pub fn config_text(s: &Setup, sip: u16, tunnel: u16, gw1: u16, h225: Option<u16>
         .outside_next_hop
         .map(|a| format!("outside_next_hop = \"{a}\"\n"))
         .unwrap_or_default();
+    let out_ip = if s.outside_v6 { "[::1]" } else { "127.0.0.1" };
     let h225 = h225
-        .map(|p| format!("h225_tcp = [\"127.0.0.1:{p}\"]\n"))
+        .map(|p| format!("h225_tcp = [\"{out_ip}:{p}\"]\n"))
         .unwrap_or_default();
+    let gw2_media_ip = if s.outside_v6 { "::1" } else { "127.0.0.1" };
+    let (gw1_ip, family, gw1_media_ip) = if s.inside_v6 {
+        ("[::1]", "ipv6", "::1")
+    } else {
+        ("127.0.0.1", "ipv4", s.gw1_media_ip)
+    };
     format!(
         r#"[gw2]
 sip_udp = ["127.0.0.1:{sip}"]
@@ -116,7 +129,7 @@ sip_tcp = ["127.0.0.1:{sip}"]
 tunnel_listen = "127.0.0.1:{tunnel}"
 {next_hop}{h225}
 [gw2.media]
-ip = "127.0.0.1"
+ip = "{gw2_media_ip}"
 port_min = {}
 port_max = {}
 {}
@@ -127,14 +140,14 @@ port_max = {}
 [gw1]
 tunnel = "127.0.0.1:{tunnel}"
 tunnel_server_name = "127.0.0.1"
-sip_bind = "127.0.0.1:{gw1}"
+sip_bind = "{gw1_ip}:{gw1}"
 next_hop = "{}"
-family = "ipv4"
+family = "{family}"
 transport = "{}"
 {}
 
 [gw1.media]
-ip = "{}"
+ip = "{gw1_media_ip}"
 port_min = {}
 port_max = {}
 
@@ -148,7 +161,6 @@ port_max = {}
         s.inside_next_hop,
         s.gw1_transport,
         s.gw1_lines,
-        s.gw1_media_ip,
         s.gw1_media.0,
         s.gw1_media.1,
         s.policy,
@@ -170,7 +182,10 @@ impl Gateway {
         if let Some(c) = &control {
             text = format!("[control]\nsocket = \"{}\"\n\n{text}", c.display());
         }
-        let h225 = SocketAddr::from(([127, 0, 0, 1], h225_port.unwrap_or(sip)));
+        let h225 = match (s.outside_v6, h225_port) {
+            (true, Some(p)) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, p)),
+            _ => SocketAddr::from(([127, 0, 0, 1], h225_port.unwrap_or(sip))),
+        };
         let h225_listener = h225_port.is_some();
         let cfg = dir.file("sgw.toml", &text);
         let mut cmd = sgw();
