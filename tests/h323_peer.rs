@@ -43,10 +43,11 @@
 mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 use support::gateway::*;
+use support::h323peer::{peer_script, python, with_info_per_digit};
 use support::scenarios::UAS_PCMA;
 use support::*;
 
@@ -65,36 +66,6 @@ fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
-fn peer_script() -> PathBuf {
-    root().join("tests/h323peer/h323peer.py")
-}
-
-/// The Python that runs the peer: `SGW_PYTHON`, else the test venv's, else `python3`, the
-/// first in which the peer loads pycrate.
-fn python(test: &str) -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = match std::env::var_os("SGW_PYTHON") {
-        Some(p) => vec![PathBuf::from(p)],
-        None => vec![root().join(".venv/bin/python"), PathBuf::from("python3")],
-    };
-    let found = candidates.into_iter().find(|p| {
-        Command::new(p)
-            .arg(peer_script())
-            .arg("check")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if found.is_none() {
-        assert!(
-            !ci(),
-            "{test}: pycrate is required under CI=true (./scripts/test.sh installs it into .venv)"
-        );
-        eprintln!("{test}: skipped: no Python with pycrate (run ./scripts/test.sh once)");
-    }
-    found
-}
-
 /// `UAS_PCMA`, whose BYE must carry `Reason: Q.850;cause=CAUSE`.
 fn uas_checking_reason() -> String {
     let bye = "<recv request=\"BYE\"/>";
@@ -107,45 +78,6 @@ fn uas_checking_reason() -> String {
              </action>\n  </recv>\n  <Reference variables=\"reason\"/>"
         ),
     )
-}
-
-/// tshark over `pcap` (Q.931 over TPKT found by its heuristic, as in tests/h323_emit_oracle.rs):
-/// frames with a malformed packet or an expert error.
-fn tshark_errors(pcap: &Path) -> String {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(pcap)
-        .args(["-o", "tcp.try_heuristic_first:TRUE"])
-        .args(["-Y", "_ws.malformed || _ws.expert.severity >= error"])
-        .args([
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-            "-e",
-            "_ws.expert.message",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Frames of `pcap` matching `filter`.
-fn tshark_count(pcap: &Path, filter: &str) -> usize {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(pcap)
-        .args(["-o", "tcp.try_heuristic_first:TRUE", "-Y", filter])
-        .args(["-T", "fields", "-e", "frame.number"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().lines().count()
 }
 
 /// The Q.931 message types (tshark's names) of the frames GW2 (`port`) sent, in order, and
@@ -253,39 +185,6 @@ fn pycrate_peer_preferring_pcmu_gets_the_pcma_the_inside_answered() {
 #[test]
 fn pycrate_peer_dtmf_in_tunnelled_h245_reaches_the_inside_as_sip_info() {
     live_call(Hangup::Peer, DTMF, "PCMA,PCMU");
-}
-
-/// `scenario` with a `recv INFO` (checking `Signal=DIGIT`) and its 200 per digit of `dtmf`,
-/// before its BYE.
-fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
-    let mut infos = String::new();
-    for (i, d) in dtmf.chars().enumerate() {
-        let re = if d.is_ascii_alphanumeric() || d == '#' {
-            d.to_string()
-        } else {
-            format!("\\{d}")
-        };
-        infos.push_str(&format!(
-            r#"<recv request="INFO">
-    <action>
-      <ereg regexp="Signal={re}\s" search_in="body" check_it="true" assign_to="digit{i}"/>
-    </action>
-  </recv>
-  <Reference variables="digit{i}"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
-  "#
-        ));
-    }
-    let at = scenario.find("<recv request=\"BYE\"").unwrap();
-    format!("{}{infos}{}", &scenario[..at], &scenario[at..])
 }
 
 /// One call from the peer (offering `codecs`, in order of preference) to GW2, ended as
@@ -451,11 +350,11 @@ fn live_call(hangup: Hangup, dtmf: &str, codecs: &str) {
     }
 
     // tshark: every PDU of the call decodes cleanly, GW2's answers among them.
-    let errors = tshark_errors(&pcap);
+    let errors = support::h323peer::tshark_errors(&pcap, &[]);
     assert!(errors.is_empty(), "tshark errors in the call:\n{errors}");
     // Every segment with payload, either way, was read as Q.931 (so the check covered it).
-    let with_payload = tshark_count(&pcap, "tcp.len > 0");
-    let q931 = tshark_count(&pcap, "q931");
+    let with_payload = support::h323peer::tshark_count(&pcap, &[], "tcp.len > 0");
+    let q931 = support::h323peer::tshark_count(&pcap, &[], "q931");
     assert_eq!(with_payload, q931, "segments with payload vs Q.931 frames");
     assert!(q931 >= 4, "only {q931} Q.931 frames captured");
     let gw2_sent = gw2_messages(&pcap, h225_port);
@@ -575,18 +474,18 @@ fn pycrate_peer_answers_its_own_fast_start_call() {
     if let Some(cap) = cap.as_mut() {
         std::thread::sleep(Duration::from_millis(300));
         cap.terminate(Duration::from_secs(5));
-        let errors = tshark_errors(&pcap);
+        let errors = support::h323peer::tshark_errors(&pcap, &[]);
         assert!(
             errors.is_empty(),
             "tshark errors in the peer's PDUs:\n{errors}"
         );
         assert_eq!(
-            tshark_count(&pcap, "tcp.len > 0"),
-            tshark_count(&pcap, "q931"),
+            support::h323peer::tshark_count(&pcap, &[], "tcp.len > 0"),
+            support::h323peer::tshark_count(&pcap, &[], "q931"),
             "segments with payload vs Q.931 frames"
         );
         // Setup, Call Proceeding, Connect, Release Complete
-        assert!(tshark_count(&pcap, "h225") >= 4);
+        assert!(support::h323peer::tshark_count(&pcap, &[], "h225") >= 4);
     }
 }
 
