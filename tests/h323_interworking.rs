@@ -172,6 +172,38 @@ fn assert_clean_h225(pcap: &Path) {
     );
 }
 
+/// A sipp UAS on 127.0.0.1:`port` running `scenario`, echoing RTP, started.
+fn echo_uas(
+    gw: &Gateway,
+    port: u16,
+    scenario: &str,
+) -> std::thread::JoinHandle<(std::process::ExitStatus, String)> {
+    let uas_sf = gw.dir.file("uas.xml", scenario);
+    let mut uas_cmd = sipp(&gw.dir.0);
+    uas_cmd
+        .arg("-sf")
+        .arg(&uas_sf)
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &free_rtp_port("127.0.0.1").to_string(),
+        ])
+        .args(["-rtp_echo", "-m", "1"]);
+    let uas =
+        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(300));
+    uas
+}
+
+/// Runs a peer `call` command to its end; its summary.
+fn run_caller(cmd: &mut Command) -> Value {
+    let (st, out) = run_bounded("h323peer call", cmd, Duration::from_secs(60));
+    h323peer::summary(&out, "call")
+        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"))
+}
+
 fn received(v: &Value) -> u64 {
     v["rtp_received"].as_u64().unwrap_or(0)
 }
@@ -268,9 +300,7 @@ fn outside_h323_to_inside_h323_pbx() {
         .args(["call", &gw.h225.to_string()])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
         .args(["--seconds", "4", "--cause", "16"]);
-    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(40));
-    let caller = h323peer::summary(&out, "call")
-        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let caller = run_caller(&mut cmd);
     let pbx = pbx.finish(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
     cap.terminate(Duration::from_secs(5));
@@ -318,22 +348,7 @@ fn inside_h323_pbx_to_outside_sip() {
     let pcap = gw.dir.0.join("inside.pcap");
     let mut cap = capture(&pcap, &[gw1_h225]);
 
-    let uas_sf = gw.dir.file("uas.xml", UAS_PCMA);
-    let mut uas_cmd = sipp(&gw.dir.0);
-    uas_cmd
-        .arg("-sf")
-        .arg(&uas_sf)
-        .args(["-i", "127.0.0.1", "-p", &provider_port.to_string()])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &free_rtp_port("127.0.0.1").to_string(),
-        ])
-        .args(["-rtp_echo", "-m", "1"]);
-    let uas =
-        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(300));
+    let uas = echo_uas(&gw, provider_port, UAS_PCMA);
 
     let mut cmd = Command::new(&python);
     cmd.arg(h323peer::peer_script())
@@ -341,9 +356,7 @@ fn inside_h323_pbx_to_outside_sip() {
         .args(["--local-ip", "127.0.0.1"])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
         .args(["--called", "4930777", "--seconds", "4", "--cause", "16"]);
-    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(40));
-    let caller = h323peer::summary(&out, "call")
-        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let caller = run_caller(&mut cmd);
     let (ust, uout) = uas.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     cap.terminate(Duration::from_secs(5));
@@ -427,22 +440,7 @@ fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode) {
     std::thread::sleep(Duration::from_secs(1));
 
     let scenario = h323peer::with_info_per_digit(UAS_PCMA, DTMF);
-    let uas_sf = gw.dir.file("uas.xml", &scenario);
-    let mut uas_cmd = sipp(&gw.dir.0);
-    uas_cmd
-        .arg("-sf")
-        .arg(&uas_sf)
-        .args(["-i", "127.0.0.1", "-p", &inside_port.to_string()])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &free_rtp_port("127.0.0.1").to_string(),
-        ])
-        .args(["-rtp_echo", "-m", "1"]);
-    let uas =
-        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(300));
+    let uas = echo_uas(&gw, inside_port, &scenario);
 
     let mut cmd = Command::new(&python);
     cmd.arg(h323peer::peer_script())
@@ -451,9 +449,7 @@ fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode) {
         .args(["--dtmf", DTMF])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
         .args(["--seconds", "4", "--cause", "16"]);
-    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(60));
-    let caller = h323peer::summary(&out, "call")
-        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let caller = run_caller(&mut cmd);
     let (ust, uout) = uas.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     cap.terminate(Duration::from_secs(5));
@@ -539,9 +535,7 @@ fn outside_h323_to_inside_pbx_refusing_fast_start(mode: H245Mode) {
         .args(["call", &gw.h225.to_string(), "--h245", "tunnel"])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
         .args(["--seconds", "4", "--cause", "16"]);
-    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(60));
-    let caller = h323peer::summary(&out, "call")
-        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let caller = run_caller(&mut cmd);
     let pbx = pbx.finish(Duration::from_secs(20));
     let (gw2, gw1) = gw.stop();
     println!("caller: {caller}\npbx: {pbx}");
@@ -723,9 +717,7 @@ fn h323_to_h323(outside: Family, inside: Family, mode: Option<H245Mode>) {
     if let Some(mode) = mode {
         cmd.args(["--no-fast-start", "--h245", mode.arg()]);
     }
-    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(60));
-    let caller = h323peer::summary(&out, "call")
-        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let caller = run_caller(&mut cmd);
     let pbx = pbx.finish(Duration::from_secs(20));
     let (gw2, gw1) = gw.stop();
     println!("caller: {caller}\npbx: {pbx}");
@@ -835,30 +827,13 @@ fn outside_sip_to_inside_h323_v6_and_back() {
     assert_eq!(peer["release"]["cause"], 16, "{peer}");
 
     // H.323 (IPv6 inside) → SIP outside (IPv4), sipp echoing.
-    let uas_sf = gw.dir.file("uas.xml", UAS_PCMA);
-    let mut uas_cmd = sipp(&gw.dir.0);
-    uas_cmd
-        .arg("-sf")
-        .arg(&uas_sf)
-        .args(["-i", "127.0.0.1", "-p", &provider_port.to_string()])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &free_rtp_port("127.0.0.1").to_string(),
-        ])
-        .args(["-rtp_echo", "-m", "1"]);
-    let uas =
-        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(300));
+    let uas = echo_uas(&gw, provider_port, UAS_PCMA);
     let mut cmd = Command::new(&python);
     cmd.arg(h323peer::peer_script())
         .args(["call", &format!("[::1]:{gw1_h225}"), "--local-ip", "::1"])
         .args(["--rtp-port", &free_rtp_port("::1").to_string()])
         .args(["--called", "4930777", "--seconds", "4", "--cause", "16"]);
-    let (st, out) = run_bounded("h323peer call", &mut cmd, Duration::from_secs(40));
-    let caller = h323peer::summary(&out, "call")
-        .unwrap_or_else(|| panic!("no summary from the caller ({st}):\n{out}"));
+    let caller = run_caller(&mut cmd);
     let (ust, uout) = uas.join().unwrap();
     let (gw2, gw1) = gw.stop();
     println!("caller: {caller}");

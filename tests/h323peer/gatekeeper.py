@@ -17,17 +17,14 @@ it with IACK, and any other request with XRS. One JSON line per message seen and
 to stdout; see README.md.
 """
 import argparse
-import hashlib
 import json
 import os
 import select
 import signal
 import socket
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 H225_OID = (0, 0, 8, 2250, 0, 4)
 
@@ -49,42 +46,9 @@ ABBREV = {
 START = time.monotonic()
 
 
-def asn1_dir():
-    """The ITU-T ASN.1 modules: $SGW_ASN1_DIR, else shared/reference/asn1 above this file."""
-    if os.environ.get("SGW_ASN1_DIR"):
-        return os.environ["SGW_ASN1_DIR"]
-    here = HERE
-    while True:
-        candidate = os.path.join(here, "shared", "reference", "asn1")
-        if os.path.isfile(os.path.join(candidate, "h225.asn")):
-            return candidate
-        parent = os.path.dirname(here)
-        if parent == here:
-            sys.exit("shared/reference/asn1 not found; set SGW_ASN1_DIR")
-        here = parent
-
-
-def compiled():
-    """Compiles H.235, H.245 and H.225.0 with pycrate once, cached by content hash (the same
-    loader and cache as h323peer.py and h323-asn1/tests/pycrate_oracle.py)."""
-    texts = []
-    for name in ("h235.asn", "h245.asn", "h225.asn"):
-        with open(os.path.join(asn1_dir(), name), "rb") as f:
-            texts.append(f.read().decode("latin-1"))  # h245.asn is Latin-1; the others ASCII
-    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
-    cache = os.path.join(tempfile.gettempdir(), f"h323-asn1-pycrate-{digest}")
-    if not os.path.isfile(os.path.join(cache, "h323v8.py")):
-        from pycrate_asn1c.asnproc import PycrateGenerator, compile_text, generate_modules
-
-        os.makedirs(cache, exist_ok=True)
-        tmp = os.path.join(cache, f"h323v8.{os.getpid()}.tmp")
-        compile_text(texts)
-        generate_modules(PycrateGenerator, tmp)
-        os.replace(tmp, os.path.join(cache, "h323v8.py"))
-    sys.path.insert(0, cache)
-    import h323v8
-
-    return h323v8
+# The ASN.1 loader is the endpoint's (one compile, one cache).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from h323peer import compiled  # noqa: E402
 
 
 def ras_codec():
