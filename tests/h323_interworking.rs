@@ -127,9 +127,20 @@ fn h323_gateway(
 
 /// tshark capturing TCP on `ports` (on lo) into `pcap`, started.
 fn capture(pcap: &Path, ports: &[u16]) -> Proc {
-    let filter = ports
+    capture_ranges(pcap, &ports.iter().map(|p| (*p, *p)).collect::<Vec<_>>())
+}
+
+/// tshark capturing TCP on the port ranges `ranges` (on lo) into `pcap`, started.
+fn capture_ranges(pcap: &Path, ranges: &[(u16, u16)]) -> Proc {
+    let filter = ranges
         .iter()
-        .map(|p| format!("tcp port {p}"))
+        .map(|(a, b)| {
+            if a == b {
+                format!("tcp port {a}")
+            } else {
+                format!("tcp portrange {a}-{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" or ");
     let mut cap = Proc::spawn_group(
@@ -142,6 +153,58 @@ fn capture(pcap: &Path, ports: &[u16]) -> Proc {
     // dumpcap says so a little before its filter takes the first packet.
     std::thread::sleep(Duration::from_secs(1));
     cap
+}
+
+/// GW2's media port range (from its configuration file).
+fn media_range(gw: &Gateway) -> (u16, u16) {
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let num = |key: &str| -> u16 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_start_matches('=').trim().parse().ok())
+            .unwrap()
+    };
+    (num("port_min"), num("port_max"))
+}
+
+/// The TCP ports in `range` that carried payload in `pcap` (GW2's per-call H.245 listeners
+/// take a port of its media range).
+fn ports_used(pcap: &Path, range: (u16, u16)) -> Vec<u16> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args([
+            "-Y",
+            "tcp.len > 0",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+        ])
+        .output()
+        .unwrap();
+    let mut ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| (range.0..=range.1).contains(p))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Every PDU in `pcap` decodes cleanly: H.225.0 by tshark's TPKT heuristic, H.245 on the
+/// `h245` ports (decode-as); at least one H.245 message when there are such ports.
+fn assert_clean_h245(pcap: &Path, h245: &[u16]) {
+    let decode: Vec<String> = h245.iter().map(|p| format!("tcp.port=={p},h245")).collect();
+    let errors = h323peer::tshark_errors(pcap, &decode);
+    assert!(errors.is_empty(), "tshark errors:\n{errors}");
+    if !h245.is_empty() {
+        let n = h323peer::tshark_count(pcap, &decode, "h245");
+        assert!(n > 0, "no H.245 message on ports {h245:?}");
+    }
 }
 
 /// Every H.225.0 PDU in `pcap` decodes cleanly (tshark finds Q.931 over TPKT by its
@@ -419,25 +482,7 @@ fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode) {
     let mut gw = Gateway::start("h245-to-sip", &s);
     let pcap = gw.dir.0.join("outside.pcap");
     // The H.225.0 port and GW2's media ports (its per-call H.245 listener takes one).
-    let mut cap = Proc::spawn_group(
-        "tshark",
-        Command::new("tshark")
-            .args([
-                "-i",
-                "lo",
-                "-f",
-                &format!(
-                    "tcp port {} or tcp portrange {}-{}",
-                    gw.h225.port(),
-                    s.gw2_media.0,
-                    s.gw2_media.1
-                ),
-                "-w",
-            ])
-            .arg(&pcap),
-    );
-    cap.wait_line("Capturing on", Duration::from_secs(15));
-    std::thread::sleep(Duration::from_secs(1));
+    let mut cap = capture_ranges(&pcap, &[(gw.h225.port(), gw.h225.port()), s.gw2_media]);
 
     let scenario = h323peer::with_info_per_digit(UAS_PCMA, DTMF);
     let uas = echo_uas(&gw, inside_port, &scenario);
@@ -487,8 +532,16 @@ fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode) {
     assert_eq!(caller["release"]["cause"], 16, "{caller}");
     // The inside answered, echoed, got both digits as INFO, then the BYE.
     assert!(ust.success(), "sipp uas:\n{uout}");
-    let errors = h323peer::tshark_errors(&pcap, &[]);
-    assert!(errors.is_empty(), "tshark errors:\n{errors}");
+    let h245 = match mode {
+        H245Mode::Separate => ports_used(&pcap, s.gw2_media),
+        H245Mode::Tunnel => Vec::new(),
+    };
+    assert_eq!(
+        h245.len(),
+        usize::from(mode == H245Mode::Separate),
+        "{h245:?}"
+    );
+    assert_clean_h245(&pcap, &h245);
 }
 
 #[test]
@@ -511,6 +564,8 @@ fn outside_h323_to_inside_pbx_refusing_fast_start(mode: H245Mode) {
     };
     let _serial = serial();
     let pbx_port = free_tcp_port("127.0.0.1");
+    // The PBX's H.245 listener (separate), fixed so tshark can decode it.
+    let pbx_h245 = free_tcp_port("127.0.0.1");
     let pbx = Answerer::start(
         &python,
         pbx_port,
@@ -522,12 +577,16 @@ fn outside_h323_to_inside_pbx_refusing_fast_start(mode: H245Mode) {
             "--no-fast-start",
             "--h245",
             mode.arg(),
+            "--h245-port",
+            &pbx_h245.to_string(),
             "--dtmf",
             DTMF,
         ],
     );
-    let (mut gw, _gw1_h225) =
+    let (mut gw, gw1_h225) =
         h323_inside_gateway("pbx-refuses", addr(&format!("127.0.0.1:{pbx_port}")), true);
+    let pcap = gw.dir.0.join("h323.pcap");
+    let mut cap = capture(&pcap, &[gw.h225.port(), pbx_port, pbx_h245, gw1_h225]);
 
     // The caller uses fastStart and tunnels H.245 (for the digits).
     let mut cmd = Command::new(&python);
@@ -537,8 +596,15 @@ fn outside_h323_to_inside_pbx_refusing_fast_start(mode: H245Mode) {
         .args(["--seconds", "4", "--cause", "16"]);
     let caller = run_caller(&mut cmd);
     let pbx = pbx.finish(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    cap.terminate(Duration::from_secs(5));
     let (gw2, gw1) = gw.stop();
     println!("caller: {caller}\npbx: {pbx}");
+    let h245: &[u16] = match mode {
+        H245Mode::Separate => &[pbx_h245],
+        H245Mode::Tunnel => &[],
+    };
+    assert_clean_h245(&pcap, h245);
     assert_eq!(caller["media_via"], "fastStart", "{caller}");
     assert_eq!(
         caller["dtmf_received"],
@@ -702,12 +768,23 @@ fn h323_to_h323(outside: Family, inside: Family, mode: Option<H245Mode>) {
             "30",
         ],
     );
-    let (mut gw, _) = h323_gateway(
+    let (mut gw, gw1_h225) = h323_gateway(
         "h323-families",
         addr(&inside.host(pbx_port)),
         true,
         outside,
         inside,
+    );
+    let pcap = gw.dir.0.join("h323.pcap");
+    let h225 = gw.h225.port();
+    let mut cap = capture_ranges(
+        &pcap,
+        &[
+            (h225, h225),
+            (pbx_port, pbx_port),
+            (gw1_h225, gw1_h225),
+            media_range(&gw),
+        ],
     );
     let mut cmd = Command::new(&python);
     cmd.arg(h323peer::peer_script())
@@ -719,8 +796,15 @@ fn h323_to_h323(outside: Family, inside: Family, mode: Option<H245Mode>) {
     }
     let caller = run_caller(&mut cmd);
     let pbx = pbx.finish(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    cap.terminate(Duration::from_secs(5));
     let (gw2, gw1) = gw.stop();
     println!("caller: {caller}\npbx: {pbx}");
+    let h245 = match mode {
+        Some(H245Mode::Separate) => ports_used(&pcap, media_range(&gw)),
+        _ => Vec::new(),
+    };
+    assert_clean_h245(&pcap, &h245);
     assert_eq!(caller["errors"], serde_json::json!([]), "{caller}");
     assert_eq!(pbx["errors"], serde_json::json!([]), "{pbx}");
     assert_eq!(caller["connected"], true, "{caller}");
