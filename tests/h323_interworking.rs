@@ -287,6 +287,8 @@ fn outside_sip_to_inside_h323_pbx() {
             &free_rtp_port("127.0.0.1").to_string(),
             "--seconds",
             "30",
+            "--h245",
+            "tunnel",
         ],
     );
     let (mut gw, gw1_h225) =
@@ -303,7 +305,13 @@ fn outside_sip_to_inside_h323_pbx() {
     );
     let mut call = call.unwrap_or_else(|(st, seen)| panic!("not answered ({st}):\n{seen}"));
     let media = call.start_media();
-    std::thread::sleep(Duration::from_millis(4500));
+    std::thread::sleep(Duration::from_millis(1500));
+    // Digits as SIP INFO reach the PBX as UserInputIndication (tunnelled H.245).
+    for d in DTMF.chars() {
+        call.info_digit(d);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(2400));
     let count = media.stop();
     assert!(call.hangup(Duration::from_secs(5)), "no 200 for the BYE");
     let peer = pbx.finish(Duration::from_secs(20));
@@ -314,6 +322,7 @@ fn outside_sip_to_inside_h323_pbx() {
     println!("pbx: {peer}\nrecords: {records:?}");
 
     assert_eq!(peer["connected"], true, "{peer}");
+    assert_eq!(peer["dtmf_received"], serde_json::json!(["1", "#"]), "{peer}");
     assert!(
         received(&peer) >= MIN_RTP,
         "the PBX got {} RTP packets; gw2 {gw2}; gw1 {gw1}",
@@ -411,11 +420,16 @@ fn inside_h323_pbx_to_outside_sip() {
     let pcap = gw.dir.0.join("inside.pcap");
     let mut cap = capture(&pcap, &[gw1_h225]);
 
-    let uas = echo_uas(&gw, provider_port, UAS_PCMA);
+    let uas = echo_uas(
+        &gw,
+        provider_port,
+        &h323peer::with_info_per_digit(UAS_PCMA, DTMF),
+    );
 
+    // The PBX's digits (tunnelled UserInputIndication) reach the provider as SIP INFO.
     let mut cmd = Command::new(&python);
     cmd.arg(h323peer::peer_script())
-        .args(["call", &format!("127.0.0.2:{gw1_h225}")])
+        .args(["call", &format!("127.0.0.2:{gw1_h225}"), "--dtmf", DTMF])
         .args(["--local-ip", "127.0.0.1"])
         .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
         .args(["--called", "4930777", "--seconds", "4", "--cause", "16"]);

@@ -439,6 +439,28 @@ impl RawCall {
         req
     }
 
+    /// Sends one digit as SIP INFO (`application/dtmf-relay`) in the dialog; the 200 is not
+    /// waited for.
+    pub fn info_digit(&mut self, digit: char) {
+        self.cseq += 1;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let body = format!("Signal={digit}\r\nDuration=160\r\n");
+        let req = request(
+            "INFO",
+            &self.ruri,
+            self.sip.local_addr().unwrap(),
+            &self.call_id,
+            &self.from,
+            &self.to,
+            self.cseq,
+            &format!("z9hG4bKraw{n}i"),
+            "",
+            Some(&body),
+        )
+        .replace("application/sdp", "application/dtmf-relay");
+        let _ = self.sip.send_to(req.as_bytes(), self.gw);
+    }
+
     /// Sends 20 ms PCMA to GW2's media address until stopped, counting what comes back.
     pub fn start_media(&self) -> MediaRun {
         let to = self.gw_media.expect("the answer had an audio address");
