@@ -88,9 +88,10 @@ fn default_audio() -> Vec<meta::Codec> {
 enum H245Transport {
     /// In `h245Control` of H.225.0 messages (Facility when no other message is due).
     Tunnel,
-    /// A separate connection to `listen`; `conn` once the caller connected.
+    /// A separate connection: accepted where the gateway listens (`listen`, until the caller
+    /// connected or the call ended), or opened by GW1 to its PBX; `conn` once it exists.
     Separate {
-        listen: SocketAddr,
+        listen: Option<SocketAddr>,
         conn: Option<Flow>,
     },
 }
@@ -936,7 +937,7 @@ impl H323 {
         let mut parts = th323::H245Parts::default();
         if let Some(leg) = procedures.as_mut() {
             match leg.transport {
-                H245Transport::Separate { listen, .. } => parts.address = Some(listen),
+                H245Transport::Separate { listen, .. } => parts.address = listen,
                 H245Transport::Tunnel => parts.control = drain_h245(&mut leg.session),
             }
         }
@@ -944,8 +945,10 @@ impl H323 {
             self.send_q931(side, flow, &m, out);
         }
         let mut h245 = Vec::new();
-        if let Some(H245Transport::Separate { listen, .. }) =
-            procedures.as_ref().map(|l| l.transport)
+        if let Some(H245Transport::Separate {
+            listen: Some(listen),
+            ..
+        }) = procedures.as_ref().map(|l| l.transport)
         {
             if self.h245.len() < MAX_H245_ADDRESSES {
                 self.h245.insert(listen, call);
@@ -1241,7 +1244,7 @@ impl H323 {
                 return Err(Refusal::NoMediaPort);
             }
             H245Transport::Separate {
-                listen: rtp,
+                listen: Some(rtp),
                 conn: None,
             }
         };
@@ -1308,9 +1311,11 @@ impl H323 {
             return false;
         };
         let listen = match &mut leg.transport {
-            H245Transport::Separate { listen, conn } if conn.is_none() && *listen == flow.local => {
+            H245Transport::Separate { listen, conn }
+                if conn.is_none() && *listen == Some(flow.local) =>
+            {
                 *conn = Some(*flow);
-                *listen
+                listen.take().unwrap_or(flow.local)
             }
             _ => {
                 return refuse(
@@ -1720,17 +1725,10 @@ impl H323 {
         let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) else {
             return;
         };
-        if let H245Transport::Separate { listen, conn: None } = leg.transport {
-            out.media.unlisten(listen);
-            // Not again.
-            leg.transport = H245Transport::Separate {
-                listen,
-                conn: Some(Flow {
-                    transport: Transport::Tcp,
-                    local: listen,
-                    remote: listen,
-                }),
-            };
+        if let H245Transport::Separate { listen, .. } = &mut leg.transport {
+            if let Some(l) = listen.take() {
+                out.media.unlisten(l);
+            }
         }
     }
 
@@ -1866,7 +1864,7 @@ impl H323 {
         // The address of GW2's separate H.245 listener, repeated until the caller connects.
         let parts = th323::H245Parts {
             address: match c.procedures.as_ref().map(|l| l.transport) {
-                Some(H245Transport::Separate { listen, conn: None }) => Some(listen),
+                Some(H245Transport::Separate { listen, conn: None }) => listen,
                 _ => None,
             },
             control: Vec::new(),
@@ -2080,7 +2078,7 @@ impl H323 {
             };
             self.h245_out.insert((local, far), call);
             H245Transport::Separate {
-                listen: local,
+                listen: None,
                 conn: Some(conn),
             }
         } else {
