@@ -124,6 +124,10 @@ pub fn replay<R: std::io::Read + Send + 'static>(
     }
     config.auth.clone_from(&opts.auth);
     let mut engine = Engine::new(config);
+    if out.is_none() {
+        // Nothing is written: the summary only counts the transmits.
+        engine.count_transmits_only();
+    }
     let mut report = ReplayReport::default();
     let mut first_time: Option<Duration> = None;
     let mut last_tick = Duration::ZERO;
@@ -195,6 +199,9 @@ pub fn replay<R: std::io::Read + Send + 'static>(
     let stats = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the capture reader thread failed"))?;
+    let (to_inside, to_outside) = engine.counted_transmits();
+    report.summary.inside_packets += to_inside;
+    report.summary.outside_packets += to_outside;
     report.summary.packets = stats.packets;
     report.count(&engine.stats());
     report.capture = serde_json::to_value(&stats).unwrap_or_default();
