@@ -345,3 +345,47 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
         0
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Without `--out` the engine only counts its transmits; the report is the same as when
+    /// they are queued and written.
+    #[test]
+    fn counting_transmits_reports_what_writing_them_does() {
+        let dir = std::env::temp_dir().join(format!("sgw-replay-count-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "sipp-dtmf-info-and-rfc4733.pcap",
+            "sipp-cancel-and-486.pcap",
+            "baresip-call-sipp-uas.pcap",
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata/sip")
+                .join(name);
+            let opts = ReplayOptions::default();
+            let counted = replay(CaptureReader::open(&path).unwrap(), &opts, None, |_| {}).unwrap();
+            let out = dir.join("out.pcap");
+            let mut w = CaptureWriter::create(&out, OutLink::Ethernet).unwrap();
+            let written = replay(
+                CaptureReader::open(&path).unwrap(),
+                &opts,
+                Some(&mut w),
+                |_| {},
+            )
+            .unwrap();
+            w.finish().unwrap();
+            let (c, w) = (&counted.report.summary, &written.report.summary);
+            assert!(c.inside_packets > 0 && c.outside_packets > 0, "{name}");
+            assert_eq!(
+                (c.inside_packets, c.outside_packets),
+                (w.inside_packets, w.outside_packets),
+                "{name}"
+            );
+            assert_eq!(counted.report.to_json(), written.report.to_json(), "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
