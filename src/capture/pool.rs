@@ -20,6 +20,9 @@ pub(crate) const CHUNK_LEN: usize = 64 * 1024;
 /// of payloads in flight between its threads).
 pub(crate) const MAX_POOLED_CHUNKS: usize = 64;
 
+/// Oldest chunks looked at for one free to reuse.
+const SCAN_CHUNKS: usize = 8;
+
 /// Counters of a [`ChunkPool`], for tests and profiles.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PoolStats {
@@ -29,6 +32,8 @@ pub(crate) struct PoolStats {
     pub reused: u64,
     /// Payloads over [`CHUNK_LEN`], copied to an allocation of their own.
     pub oversized: u64,
+    /// Chunks left out of the pool while a payload in them was still held.
+    pub pinned: u64,
 }
 
 /// Copies payloads into pooled chunks; see the [module docs](self).
@@ -77,14 +82,23 @@ impl ChunkPool {
             }
             self.filled.push_back(full);
         }
-        // Chunks are consumed roughly in order, so the oldest is the one likely free.
-        if let Some(mut oldest) = self.filled.pop_front() {
-            if oldest.try_reclaim(CHUNK_LEN) {
+        // Payloads are dropped roughly in order, so the oldest chunks are the ones likely
+        // free. One still held while a younger one is free is pinned by a payload its consumer
+        // keeps (a SIP message in a transaction): it leaves the pool, to be freed by its
+        // holders, rather than being checked again at every chunk.
+        let free = self
+            .filled
+            .iter_mut()
+            .take(SCAN_CHUNKS)
+            .position(|c| c.try_reclaim(CHUNK_LEN));
+        if let Some(at) = free {
+            self.stats.pinned += at as u64;
+            self.filled.drain(..at);
+            if let Some(chunk) = self.filled.pop_front() {
                 self.stats.reused += 1;
-                self.current = oldest;
+                self.current = chunk;
                 return;
             }
-            self.filled.push_front(oldest);
         }
         self.stats.allocated += 1;
         self.current = BytesMut::with_capacity(CHUNK_LEN);
@@ -140,6 +154,32 @@ mod tests {
         }
         assert!(pool.stats().reused > 0);
         assert!(first.iter().all(|&b| b == 0xAA));
+    }
+
+    #[test]
+    fn a_payload_kept_long_costs_one_chunk_not_a_round_of_the_ring() {
+        let mut pool = ChunkPool::default();
+        let mut kept = Vec::new();
+        let mut batch = Vec::new();
+        for i in 0..100_000u32 {
+            let b = pool.copy(&[(i % 256) as u8; 700]);
+            // One payload in 5,000 is kept to the end (a message in a transaction).
+            if i % 5_000 == 0 {
+                kept.push(b);
+            } else {
+                batch.push(b);
+            }
+            if batch.len() == 1_000 {
+                batch.clear();
+            }
+        }
+        let s = pool.stats();
+        // 20 pinned chunks, each replaced once, plus the ~11 chunks of one batch in flight.
+        assert_eq!(s.pinned, 20, "{s:?}");
+        assert!(s.allocated <= 20 + 14, "{s:?}");
+        for (n, b) in kept.iter().enumerate() {
+            assert!(b.iter().all(|&x| x == ((n * 5_000) % 256) as u8));
+        }
     }
 
     #[test]
