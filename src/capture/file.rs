@@ -105,37 +105,30 @@ enum Format {
 }
 
 /// Reads frames out of a pcap or pcapng byte stream.
+///
+/// The file is read in blocks of [`READ_BLOCK`] bytes into one buffer, and records are parsed
+/// where they lie: a frame's bytes are a slice of that buffer ([`Container::frame`]), not a copy.
+/// Only a record cut by the end of a block is moved, to the buffer's start, before the next
+/// read. The buffer is allocated (and zeroed) once; it grows only for a record larger than a
+/// block, up to [`MAX_BLOCK_LEN`].
 #[derive(Debug)]
 pub(crate) struct Container<R> {
     src: R,
     format: Format,
-    /// Offset of the next unread byte.
+    /// File offset of the next unread record (of `buf[pos]`).
     offset: u64,
     /// Time of the last timestamped frame, for pcapng simple packet blocks (which have none).
     last_time: Duration,
+    /// Bytes read ahead: `buf[pos..end]` is the file from `offset` on.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// The source reported its end.
+    eof: bool,
 }
 
-/// Reads until `buf` is full or the stream ends; returns how much was read.
-fn read_full<R: Read>(src: &mut R, buf: &mut [u8], offset: u64) -> Result<usize, CaptureError> {
-    let mut got = 0;
-    while let Some(rest) = buf.get_mut(got..) {
-        if rest.is_empty() {
-            break;
-        }
-        match src.read(rest) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(CaptureError::Io {
-                    offset: offset.saturating_add(got as u64),
-                    source,
-                })
-            }
-        }
-    }
-    Ok(got)
-}
+/// Bytes asked of the source per read (a record longer than this is read whole).
+pub(crate) const READ_BLOCK: usize = 256 * 1024;
 
 fn corrupt(offset: u64, reason: &'static str) -> CaptureError {
     CaptureError::Corrupt { offset, reason }
@@ -143,12 +136,29 @@ fn corrupt(offset: u64, reason: &'static str) -> CaptureError {
 
 impl<R: Read> Container<R> {
     /// Reads the file header (pcap) or first section header block (pcapng).
-    pub fn new(mut src: R) -> Result<Self, CaptureError> {
-        let mut magic = [0u8; 4];
-        let got = read_full(&mut src, &mut magic, 0)?;
-        if got < magic.len() {
+    pub fn new(src: R) -> Result<Self, CaptureError> {
+        let mut c = Container {
+            src,
+            format: Format::Pcap {
+                order: Order::Big,
+                nanos: false,
+                linktype: 0,
+            },
+            offset: 0,
+            last_time: Duration::ZERO,
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
+            eof: false,
+        };
+        if c.fill(4)? < 4 {
             return Err(CaptureError::Truncated { offset: 0 });
         }
+        let head = c.unread();
+        let magic: [u8; 4] = head
+            .get(..4)
+            .and_then(|m| m.try_into().ok())
+            .unwrap_or_default();
         let pcap = match u32::from_be_bytes(magic) {
             0xA1B2_C3D4 => Some((Order::Big, false)),
             0xA1B2_3C4D => Some((Order::Big, true)),
@@ -157,38 +167,29 @@ impl<R: Read> Container<R> {
             _ => None,
         };
         if let Some((order, nanos)) = pcap {
-            let mut hdr = [0u8; PCAP_HEADER_LEN as usize - 4];
-            if read_full(&mut src, &mut hdr, 4)? < hdr.len() {
+            let len = PCAP_HEADER_LEN as usize;
+            if c.fill(len)? < len {
                 return Err(CaptureError::Truncated { offset: 0 });
             }
-            // version (4), thiszone (4), sigfigs (4), snaplen (4), network (4).
-            let linktype = order.u32(&hdr, 16).unwrap_or(u32::MAX);
+            // magic (4), version (4), thiszone (4), sigfigs (4), snaplen (4), network (4).
+            let linktype = order.u32(c.unread(), 20).unwrap_or(u32::MAX);
             // The upper 16 bits may carry FCS flags (pcap spec, LinkType and additional info).
             let linktype = linktype & 0xFFFF;
-            return Ok(Container {
-                src,
-                format: Format::Pcap {
-                    order,
-                    nanos,
-                    linktype,
-                },
-                offset: PCAP_HEADER_LEN,
-                last_time: Duration::ZERO,
-            });
+            c.format = Format::Pcap {
+                order,
+                nanos,
+                linktype,
+            };
+            c.consume(len);
+            return Ok(c);
         }
         if u32::from_be_bytes(magic) == BT_SHB {
-            let mut c = Container {
-                src,
-                format: Format::PcapNg {
-                    order: Order::Big,
-                    interfaces: Vec::new(),
-                },
-                offset: 0,
-                last_time: Duration::ZERO,
+            c.format = Format::PcapNg {
+                order: Order::Big,
+                interfaces: Vec::new(),
             };
-            let mut buf = Vec::new();
             // The first block is the SHB; it never yields a frame.
-            c.read_block(Some(magic), &mut buf)?;
+            c.read_block()?;
             return Ok(c);
         }
         Err(CaptureError::UnknownFormat { magic })
@@ -199,16 +200,24 @@ impl<R: Read> Container<R> {
         self.offset
     }
 
-    /// The next frame, its bytes left in `buf`; `None` at a clean end of file.
-    pub fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<FrameMeta>, CaptureError> {
+    /// The bytes of the frame [`Container::next_frame`] returned last.
+    pub fn frame(&self, meta: &FrameMeta) -> &[u8] {
+        meta.start
+            .checked_add(meta.len)
+            .and_then(|end| self.buf.get(meta.start..end))
+            .unwrap_or_default()
+    }
+
+    /// The next frame (its bytes through [`Container::frame`]); `None` at a clean end of file.
+    pub fn next_frame(&mut self) -> Result<Option<FrameMeta>, CaptureError> {
         loop {
             let step = match self.format {
                 Format::Pcap {
                     order,
                     nanos,
                     linktype,
-                } => return self.read_record(order, nanos, linktype, buf),
-                Format::PcapNg { .. } => self.read_block(None, buf)?,
+                } => return self.read_record(order, nanos, linktype),
+                Format::PcapNg { .. } => self.read_block()?,
             };
             match step {
                 Block::Eof => return Ok(None),
@@ -218,34 +227,84 @@ impl<R: Read> Container<R> {
         }
     }
 
+    /// The bytes read ahead and not consumed yet.
+    fn unread(&self) -> &[u8] {
+        self.buf.get(self.pos..self.end).unwrap_or_default()
+    }
+
+    /// Marks `n` read-ahead bytes consumed.
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.end - self.pos);
+        self.pos += n;
+        self.offset = self.offset.saturating_add(n as u64);
+    }
+
+    /// Makes at least `want` unread bytes available, reading as needed; returns how many are
+    /// (fewer only at the end of the source). Keeps the unread bytes, moved to the buffer's
+    /// start when the buffer's end is reached.
+    fn fill(&mut self, want: usize) -> Result<usize, CaptureError> {
+        let have = self.end - self.pos;
+        if have >= want || self.eof {
+            return Ok(have.min(want));
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end = have;
+            self.pos = 0;
+        }
+        // Room for the record plus a block, so every read asks for a block or more.
+        let size = want.saturating_add(READ_BLOCK);
+        if self.buf.len() < size {
+            self.buf.resize(size, 0);
+        }
+        while self.end < want {
+            let Some(room) = self.buf.get_mut(self.end..) else {
+                break;
+            };
+            match self.src.read(room) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(CaptureError::Io {
+                        offset: self.offset.saturating_add((self.end - self.pos) as u64),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok((self.end - self.pos).min(want))
+    }
+
     fn read_record(
         &mut self,
         order: Order,
         nanos: bool,
         linktype: u32,
-        buf: &mut Vec<u8>,
     ) -> Result<Option<FrameMeta>, CaptureError> {
         let start = self.offset;
-        let mut hdr = [0u8; PCAP_RECORD_HEADER_LEN];
-        let got = read_full(&mut self.src, &mut hdr, start)?;
+        let got = self.fill(PCAP_RECORD_HEADER_LEN)?;
         if got == 0 {
             return Ok(None);
         }
-        if got < hdr.len() {
+        if got < PCAP_RECORD_HEADER_LEN {
             return Err(CaptureError::Truncated { offset: start });
         }
-        let field = |at| order.u32(&hdr, at).unwrap_or(0);
+        let hdr = self.unread();
+        let field = |at| order.u32(hdr, at).unwrap_or(0);
         let (secs, frac, incl_len) = (field(0), field(4), field(8));
         if incl_len > MAX_FRAME_LEN {
             return Err(corrupt(start, "record length over MAX_FRAME_LEN"));
         }
-        buf.clear();
-        buf.resize(incl_len as usize, 0);
-        let body_at = start.saturating_add(PCAP_RECORD_HEADER_LEN as u64);
-        if read_full(&mut self.src, buf, body_at)? < buf.len() {
+        let total = PCAP_RECORD_HEADER_LEN + incl_len as usize;
+        if self.fill(total)? < total {
             return Err(CaptureError::Truncated { offset: start });
         }
-        self.offset = body_at.saturating_add(u64::from(incl_len));
+        let meta_start = self.pos + PCAP_RECORD_HEADER_LEN;
+        self.consume(total);
         // Out-of-range fractions are carried into seconds rather than rejected.
         let frac_nanos = if nanos {
             u64::from(frac)
@@ -258,50 +317,32 @@ impl<R: Read> Container<R> {
         Ok(Some(FrameMeta {
             time,
             linktype,
-            start: 0,
-            len: buf.len(),
+            start: meta_start,
+            len: incl_len as usize,
         }))
     }
 
-    /// Reads one pcapng block. `magic` is the already consumed block type of the very first
-    /// block.
-    fn read_block(
-        &mut self,
-        magic: Option<[u8; 4]>,
-        buf: &mut Vec<u8>,
-    ) -> Result<Block, CaptureError> {
+    /// Reads one pcapng block.
+    fn read_block(&mut self) -> Result<Block, CaptureError> {
         let start = self.offset;
-        let mut head = [0u8; 8];
-        let already = match magic {
-            Some(m) => {
-                if let Some(h) = head.get_mut(..4) {
-                    h.copy_from_slice(&m);
-                }
-                4
-            }
-            None => 0,
-        };
-        let rest = head.get_mut(already..).unwrap_or_default();
-        let got = read_full(&mut self.src, rest, start.saturating_add(already as u64))?;
-        if already == 0 && got == 0 {
+        let got = self.fill(8)?;
+        if got == 0 {
             return Ok(Block::Eof);
         }
-        if already + got < head.len() {
+        if got < 8 {
             return Err(CaptureError::Truncated { offset: start });
         }
         let Format::PcapNg { order, .. } = self.format else {
             return Err(corrupt(start, "not pcapng"));
         };
         let mut order = order;
-        let raw_type = Order::Big.u32(&head, 0).unwrap_or(0);
-        let mut bom = [0u8; 4];
-        let is_shb = raw_type == BT_SHB;
-        if is_shb {
+        let raw_type = Order::Big.u32(self.unread(), 0).unwrap_or(0);
+        if raw_type == BT_SHB {
             // The byte-order magic right after the length decides this section's order.
-            if read_full(&mut self.src, &mut bom, start.saturating_add(8))? < bom.len() {
+            if self.fill(12)? < 12 {
                 return Err(CaptureError::Truncated { offset: start });
             }
-            order = match u32::from_be_bytes(bom) {
+            order = match Order::Big.u32(self.unread(), 8).unwrap_or(0) {
                 BYTE_ORDER_MAGIC => Order::Big,
                 m if m.swap_bytes() == BYTE_ORDER_MAGIC => Order::Little,
                 _ => {
@@ -312,8 +353,8 @@ impl<R: Read> Container<R> {
                 }
             };
         }
-        let block_type = order.u32(&head, 0).unwrap_or(0);
-        let total = order.u32(&head, 4).unwrap_or(0);
+        let block_type = order.u32(self.unread(), 0).unwrap_or(0);
+        let total = order.u32(self.unread(), 4).unwrap_or(0);
         if total < 12 || total % 4 != 0 {
             return Err(corrupt(
                 start,
@@ -323,37 +364,33 @@ impl<R: Read> Container<R> {
         if total > MAX_BLOCK_LEN {
             return Err(corrupt(start, "pcapng block length over MAX_BLOCK_LEN"));
         }
-        // Body plus trailing length, after the 8-byte head.
-        buf.clear();
-        buf.resize(total as usize - 8, 0);
-        let mut filled = 0;
-        if is_shb {
-            if let Some(b) = buf.get_mut(..4) {
-                b.copy_from_slice(&bom);
-            }
-            filled = 4;
-        }
-        let tail = buf.get_mut(filled..).unwrap_or_default();
-        let want = tail.len();
-        if read_full(&mut self.src, tail, start.saturating_add(8 + filled as u64))? < want {
+        let total_len = total as usize;
+        if self.fill(total_len)? < total_len {
             return Err(CaptureError::Truncated { offset: start });
         }
-        let body_len = buf.len().saturating_sub(4);
-        if order.u32(buf, body_len) != Some(total) {
+        // The body: after the 8-byte head, before the trailing length.
+        let body_at = self.pos + 8;
+        // (Field borrows: `interfaces` below is borrowed mutably beside it.)
+        let block = self
+            .buf
+            .get(self.pos..self.end)
+            .and_then(|b| b.get(..total_len))
+            .unwrap_or_default();
+        if order.u32(block, total_len - 4) != Some(total) {
             return Err(corrupt(start, "pcapng block: trailing length differs"));
         }
-        self.offset = start.saturating_add(u64::from(total));
-        let body = buf.get(..body_len).unwrap_or_default();
+        let body = block.get(8..total_len - 4).unwrap_or_default();
+        let last_time = self.last_time;
         let Format::PcapNg { interfaces, .. } = &mut self.format else {
             return Err(corrupt(start, "not pcapng"));
         };
-        match block_type {
+        let block = match block_type {
             BT_SHB => {
                 self.format = Format::PcapNg {
                     order,
                     interfaces: Vec::new(),
                 };
-                Ok(Block::NoFrame)
+                Block::NoFrame
             }
             BT_IDB => {
                 if interfaces.len() >= MAX_PCAPNG_INTERFACES {
@@ -362,7 +399,7 @@ impl<R: Read> Container<R> {
                 let iface = parse_idb(order, body)
                     .ok_or(corrupt(start, "short interface description block"))?;
                 interfaces.push(iface);
-                Ok(Block::NoFrame)
+                Block::NoFrame
             }
             BT_EPB | BT_PB => {
                 // EPB: interface u32, ts hi, ts lo, caplen, origlen (section 4.3).
@@ -389,12 +426,12 @@ impl<R: Read> Container<R> {
                     None => pcapng_time(ts, TsResol::Dec(6), 0),
                 };
                 self.last_time = time;
-                Ok(Block::Frame(FrameMeta {
+                Block::Frame(FrameMeta {
                     time,
                     linktype: iface.map_or(u32::MAX, |i| i.linktype),
-                    start: 20,
+                    start: body_at + 20,
                     len: caplen,
-                }))
+                })
             }
             BT_SPB => {
                 // Simple packet block: original length, then data up to the snap length.
@@ -403,16 +440,18 @@ impl<R: Read> Container<R> {
                     .ok_or(corrupt(start, "short simple packet block"))?
                     as usize;
                 let len = orig.min(body.len().saturating_sub(4));
-                Ok(Block::Frame(FrameMeta {
-                    time: self.last_time,
+                Block::Frame(FrameMeta {
+                    time: last_time,
                     linktype: interfaces.first().map_or(u32::MAX, |i| i.linktype),
-                    start: 4,
+                    start: body_at + 4,
                     len,
-                }))
+                })
             }
             // Name resolution, statistics, journal, custom and unknown blocks.
-            _ => Ok(Block::NoFrame),
-        }
+            _ => Block::NoFrame,
+        };
+        self.consume(total_len);
+        Ok(block)
     }
 }
 

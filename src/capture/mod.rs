@@ -22,6 +22,7 @@
 mod file;
 mod ip;
 mod link;
+mod pool;
 mod reader;
 mod tcp;
 mod writer;

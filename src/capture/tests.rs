@@ -613,6 +613,259 @@ fn corrupt_record_length_is_an_error_not_an_allocation() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Block reading: records parsed in place in the read-ahead buffer, payloads in pooled chunks
+
+use super::file::READ_BLOCK;
+
+/// A source that hands out the file in irregular small reads (1 to 4,099 bytes), so records
+/// and blocks are cut at every kind of place; it fails with an I/O error at `fail_at`, if set.
+struct Trickle<'a> {
+    data: &'a [u8],
+    at: usize,
+    n: usize,
+    fail_at: Option<usize>,
+}
+
+impl<'a> Trickle<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Trickle {
+            data,
+            at: 0,
+            n: 0,
+            fail_at: None,
+        }
+    }
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.fail_at == Some(self.at) {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        self.n += 1;
+        let mut len = (self.n * 7919) % 4099 + 1;
+        if self.n.is_multiple_of(5) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        len = len.min(buf.len()).min(self.data.len() - self.at);
+        if let Some(f) = self.fail_at {
+            len = len.min(f - self.at);
+        }
+        buf[..len].copy_from_slice(&self.data[self.at..self.at + len]);
+        self.at += len;
+        Ok(len)
+    }
+}
+
+/// `n` datagrams of sizes 0 to 1,499 bytes, each with its index in its first bytes.
+fn numbered_frames(n: usize) -> Vec<(Duration, Vec<u8>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            // RTP-like (version 2) but one in ten, which looks like SIP: the two take
+            // different paths (pooled chunk, own allocation).
+            let first = if i % 10 == 0 { b'I' } else { 0x80 };
+            let mut payload = vec![(i % 251) as u8; (i * 389) % 1500];
+            let head = [first].into_iter().chain((i as u32).to_be_bytes());
+            for (b, x) in payload.iter_mut().zip(head) {
+                *b = x;
+            }
+            let src = format!("10.0.{}.{}:{}", i % 7, i % 200 + 1, 10000 + i % 50000);
+            let frame = udp_packet(&src, "192.0.2.1:5060", &payload);
+            (
+                Duration::from_micros(1_000_000 + i as u64 * 20_000),
+                frame,
+                payload,
+            )
+        })
+        .collect()
+}
+
+fn check_numbered(run: &Run, frames: &[(Duration, Vec<u8>, Vec<u8>)]) {
+    assert!(run.error.is_none(), "{:?}", run.error);
+    let got = datagrams(&run.events);
+    assert_eq!(got.len(), frames.len());
+    for (i, ((_, _, payload), (_, _, p))) in frames.iter().zip(&got).enumerate() {
+        assert_eq!(p, payload, "datagram {i}");
+    }
+    for (e, (t, _, _)) in run.events.iter().zip(frames) {
+        assert_eq!(e.time, *t, "frame {}", e.frame);
+    }
+}
+
+#[test]
+fn big_captures_read_across_blocks_and_chunks_in_every_format() {
+    // ~4 MB: many read blocks and payload chunks, records cut at their edges.
+    let frames = numbered_frames(5_500);
+    let pairs: Vec<(Duration, Vec<u8>)> = frames.iter().map(|(t, f, _)| (*t, f.clone())).collect();
+    let micros: Vec<(u64, Vec<u8>)> = frames
+        .iter()
+        .map(|(t, f, _)| (t.as_micros() as u64, f.clone()))
+        .collect();
+    for big_endian in [false, true] {
+        for file in [
+            pcap(LINKTYPE_RAW, big_endian, false, &pairs),
+            pcapng(LINKTYPE_RAW as u16, big_endian, None, &micros),
+        ] {
+            assert!(file.len() > 12 * READ_BLOCK);
+            // Whole reads (as from a file) and irregular small ones.
+            check_numbered(&run_bytes(&file), &frames);
+            check_numbered(
+                &run_reader(CaptureReader::new(Trickle::new(&file)).unwrap()),
+                &frames,
+            );
+        }
+    }
+}
+
+#[test]
+fn payload_chunks_are_reused_when_the_consumer_drops_payloads() {
+    let frames = numbered_frames(20_000);
+    let pairs: Vec<(Duration, Vec<u8>)> = frames.iter().map(|(t, f, _)| (*t, f.clone())).collect();
+    let file = pcap(LINKTYPE_RAW, false, false, &pairs);
+    let mut reader = CaptureReader::new(&file[..]).unwrap();
+    // Hold 1,000 events at a time, as replay's batches do, then check and drop them.
+    let mut held = Vec::new();
+    let mut checked = 0;
+    let mut check = |held: &mut Vec<Event>| {
+        for (_, _, p) in datagrams(held) {
+            assert_eq!(p, frames[checked].2, "datagram {checked}");
+            checked += 1;
+        }
+        held.clear();
+    };
+    while let Some(ev) = reader.next_event() {
+        held.push(ev.unwrap());
+        if held.len() == 1000 {
+            check(&mut held);
+        }
+    }
+    check(&mut held);
+    assert_eq!(checked, frames.len());
+    let s = reader.pool_stats();
+    // ~13 MB of RTP-like payloads went through fewer than 40 chunks of 64 KiB, and no chunk
+    // was pinned (SIP-like payloads have their own allocations).
+    assert!(s.allocated < 40, "{s:?}");
+    assert!(s.reused > 150, "{s:?}");
+    assert_eq!(s.pinned, 0, "{s:?}");
+}
+
+#[test]
+fn a_record_larger_than_a_read_block_and_the_records_around_it() {
+    let t = Duration::from_secs(1);
+    let small = |n: u8| udp_packet("10.0.0.1:1000", "10.0.0.2:2000", &[n; 100]);
+    // A raw IP frame with 600 KB of trailing bytes past the IP packet (the IP length rules).
+    let mut huge = udp_packet("10.0.0.1:1000", "10.0.0.2:2000", &[9; 1000]);
+    huge.resize(600_000, 0xEE);
+    assert!(huge.len() > 2 * READ_BLOCK);
+    let frames = vec![(t, small(1)), (t, huge.clone()), (t, small(2))];
+    let micros: Vec<(u64, Vec<u8>)> = frames.iter().map(|(_, f)| (1, f.clone())).collect();
+    for file in [
+        pcap(LINKTYPE_RAW, false, false, &frames),
+        pcapng(LINKTYPE_RAW as u16, false, None, &micros),
+    ] {
+        for run in [
+            run_bytes(&file),
+            run_reader(CaptureReader::new(Trickle::new(&file)).unwrap()),
+        ] {
+            assert!(run.error.is_none(), "{:?}", run.error);
+            let d = datagrams(&run.events);
+            let sizes: Vec<(u8, usize)> = d.iter().map(|(_, _, p)| (p[0], p.len())).collect();
+            assert_eq!(sizes, vec![(1, 100), (9, 1000), (2, 100)]);
+            assert_eq!(run.stats.bytes, (small(1).len() * 2 + huge.len()) as u64);
+        }
+    }
+}
+
+#[test]
+fn truncated_big_captures_name_the_record_cut_at_any_block_edge() {
+    let frames = numbered_frames(2_000);
+    let pairs: Vec<(Duration, Vec<u8>)> = frames.iter().map(|(t, f, _)| (*t, f.clone())).collect();
+    let file = pcap(LINKTYPE_RAW, false, false, &pairs);
+    let offsets = record_offsets(&file);
+    assert_eq!(offsets.len(), frames.len());
+    // Cuts at, just before and just after each read block edge, and in record headers.
+    let mut cuts = Vec::new();
+    for k in 1..file.len() / READ_BLOCK {
+        let edge = k * READ_BLOCK;
+        cuts.extend([edge - 1, edge, edge + 1, edge + 17]);
+    }
+    cuts.extend([offsets[1500] + 3, offsets[1500] + 16, offsets[1999] + 20]);
+    for cut in cuts {
+        // The record the cut falls in (a cut exactly at a record's start ends cleanly).
+        let whole = offsets.iter().filter(|&&o| o < cut).count();
+        let last = offsets[whole - 1];
+        let clean = offsets.contains(&cut);
+        for run in [
+            run_bytes(&file[..cut]),
+            run_reader(CaptureReader::new(Trickle::new(&file[..cut])).unwrap()),
+        ] {
+            if clean {
+                assert!(run.error.is_none(), "cut at {cut}");
+                assert_eq!(datagrams(&run.events).len(), whole);
+                continue;
+            }
+            let err = run.error.expect("an error");
+            assert!(matches!(err, CaptureError::Truncated { .. }), "{err}");
+            assert_eq!(err.offset(), Some(last as u64), "cut at {cut}");
+            assert_eq!(datagrams(&run.events).len(), whole - 1, "cut at {cut}");
+            assert_eq!(run.stats.packets, whole as u64 - 1);
+        }
+    }
+}
+
+#[test]
+fn snaplen_cut_records_across_block_edges() {
+    // A pcap written with a snap length of 200: longer frames keep only their first 200
+    // bytes (incl_len < orig_len), which is no error; their IP packets are truncated.
+    let frames = numbered_frames(3_000);
+    let snap = 200usize;
+    let mut file = pcap(LINKTYPE_RAW, false, false, &[]);
+    let mut cut = 0u64;
+    for (t, f, _) in &frames {
+        let incl = f.len().min(snap);
+        cut += u64::from(incl < f.len());
+        file.extend((t.as_secs() as u32).to_le_bytes());
+        file.extend(t.subsec_micros().to_le_bytes());
+        file.extend((incl as u32).to_le_bytes());
+        file.extend((f.len() as u32).to_le_bytes());
+        file.extend(&f[..incl]);
+    }
+    for run in [
+        run_bytes(&file),
+        run_reader(CaptureReader::new(Trickle::new(&file)).unwrap()),
+    ] {
+        assert!(run.error.is_none(), "{:?}", run.error);
+        assert_eq!(run.stats.packets, frames.len() as u64);
+        assert_eq!(run.stats.truncated, cut);
+        let whole: Vec<Vec<u8>> = frames
+            .iter()
+            .filter(|(_, f, _)| f.len() <= snap)
+            .map(|(_, _, p)| p.clone())
+            .collect();
+        let got: Vec<Vec<u8>> = datagrams(&run.events).into_iter().map(|d| d.2).collect();
+        assert_eq!(got, whole);
+    }
+}
+
+#[test]
+fn an_io_error_names_the_byte_where_reading_failed() {
+    let frames = numbered_frames(1_000);
+    let pairs: Vec<(Duration, Vec<u8>)> = frames.iter().map(|(t, f, _)| (*t, f.clone())).collect();
+    let file = pcap(LINKTYPE_RAW, false, false, &pairs);
+    let offsets = record_offsets(&file);
+    let fail_at = READ_BLOCK + 1234;
+    let mut src = Trickle::new(&file);
+    src.fail_at = Some(fail_at);
+    let run = run_reader(CaptureReader::new(src).unwrap());
+    let err = run.error.expect("an error");
+    assert!(matches!(err, CaptureError::Io { .. }), "{err}");
+    assert_eq!(err.offset(), Some(fail_at as u64));
+    // Every record wholly before the failure was delivered.
+    let whole = offsets.windows(2).filter(|w| w[1] <= fail_at).count();
+    assert_eq!(datagrams(&run.events).len(), whole);
+}
+
+// ---------------------------------------------------------------------------------------------
 // TCP reassembly, on segments
 
 const A: &str = "10.0.0.1:40000";

@@ -561,6 +561,29 @@ fn resynced_framer() -> codecs::sip::StreamFramer {
     f
 }
 
+/// The engine's transmits: queued for the driver, or only counted by side when the driver
+/// sends and writes none of them ([`Engine::count_transmits_only`]).
+#[derive(Default)]
+struct Transmits {
+    queue: VecDeque<Transmit>,
+    count_only: bool,
+    /// Counted instead of queued.
+    to_inside: u64,
+    to_outside: u64,
+}
+
+impl Transmits {
+    fn push_back(&mut self, t: Transmit) {
+        if !self.count_only {
+            self.queue.push_back(t);
+        } else if t.side == Side::Inside {
+            self.to_inside += 1;
+        } else {
+            self.to_outside += 1;
+        }
+    }
+}
+
 /// What the legs of one engine share while they handle an input: the call and media tables,
 /// and the output queues drained by the driver.
 struct Out {
@@ -568,7 +591,7 @@ struct Out {
     media: media::MediaTable,
     /// Whether a new call can reach the other half (always with both halves in one engine).
     tunnel_up: bool,
-    transmits: VecDeque<Transmit>,
+    transmits: Transmits,
     events: VecDeque<Event>,
     to_gw1: VecDeque<meta::Message>,
     to_gw2: VecDeque<meta::Message>,
@@ -817,7 +840,7 @@ impl Engine {
                 },
                 media,
                 tunnel_up: config.role == Role::Both,
-                transmits: VecDeque::new(),
+                transmits: Transmits::default(),
                 events: VecDeque::new(),
                 to_gw1: VecDeque::new(),
                 to_gw2: VecDeque::new(),
@@ -1364,12 +1387,24 @@ impl Engine {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
+        self.out.transmits.queue.pop_front()
     }
 
     /// Transmits queued and not yet polled (the driver times tunnel media to its UDP send).
     pub fn pending_transmits(&self) -> usize {
-        self.out.transmits.len()
+        self.out.transmits.queue.len()
+    }
+
+    /// From now on transmits are counted by side, not queued: for a driver that sends and
+    /// writes none of them (replay without `--out`), so nothing is queued, polled and dropped
+    /// per packet. [`Engine::poll_transmit`] then yields nothing new.
+    pub fn count_transmits_only(&mut self) {
+        self.out.transmits.count_only = true;
+    }
+
+    /// Transmits counted instead of queued: (to the inside, to the outside).
+    pub fn counted_transmits(&self) -> (u64, u64) {
+        (self.out.transmits.to_inside, self.out.transmits.to_outside)
     }
 
     /// Keep each answered call's setup time for [`Engine::take_setup_times`] (metrics).

@@ -124,6 +124,10 @@ pub fn replay<R: std::io::Read + Send + 'static>(
     }
     config.auth.clone_from(&opts.auth);
     let mut engine = Engine::new(config);
+    if out.is_none() {
+        // Nothing is written: the summary only counts the transmits.
+        engine.count_transmits_only();
+    }
     let mut report = ReplayReport::default();
     let mut first_time: Option<Duration> = None;
     let mut last_tick = Duration::ZERO;
@@ -195,6 +199,9 @@ pub fn replay<R: std::io::Read + Send + 'static>(
     let stats = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the capture reader thread failed"))?;
+    let (to_inside, to_outside) = engine.counted_transmits();
+    report.summary.inside_packets += to_inside;
+    report.summary.outside_packets += to_outside;
     report.summary.packets = stats.packets;
     report.count(&engine.stats());
     report.capture = serde_json::to_value(&stats).unwrap_or_default();
@@ -337,4 +344,48 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
     } else {
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Without `--out` the engine only counts its transmits; the report is the same as when
+    /// they are queued and written.
+    #[test]
+    fn counting_transmits_reports_what_writing_them_does() {
+        let dir = std::env::temp_dir().join(format!("sgw-replay-count-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "sipp-dtmf-info-and-rfc4733.pcap",
+            "sipp-cancel-and-486.pcap",
+            "baresip-call-sipp-uas.pcap",
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata/sip")
+                .join(name);
+            let opts = ReplayOptions::default();
+            let counted = replay(CaptureReader::open(&path).unwrap(), &opts, None, |_| {}).unwrap();
+            let out = dir.join("out.pcap");
+            let mut w = CaptureWriter::create(&out, OutLink::Ethernet).unwrap();
+            let written = replay(
+                CaptureReader::open(&path).unwrap(),
+                &opts,
+                Some(&mut w),
+                |_| {},
+            )
+            .unwrap();
+            w.finish().unwrap();
+            let (c, w) = (&counted.report.summary, &written.report.summary);
+            assert!(c.inside_packets > 0 && c.outside_packets > 0, "{name}");
+            assert_eq!(
+                (c.inside_packets, c.outside_packets),
+                (w.inside_packets, w.outside_packets),
+                "{name}"
+            );
+            assert_eq!(counted.report.to_json(), written.report.to_json(), "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
