@@ -165,11 +165,15 @@ fn sip_to_h323(path: &Path, family: Family) -> String {
         SocketAddr::V4(_) => "198.51.100.1:5060".parse().unwrap(),
         SocketAddr::V6(_) => "[2001:db8:5357::1]:5060".parse().unwrap(),
     };
-    let mut e = Engine::new(EngineConfig {
+    let mut cfg = EngineConfig {
         inside_family: Some(family),
         inside_protocol: Some(InsideProtocol::H323),
         ..EngineConfig::default()
-    });
+    };
+    // The PBX's H.225.0 address ([gw1] next_hop with protocol = "h323").
+    cfg.inside_v4.next_hop.set_port(1720);
+    cfg.inside_v6.next_hop.set_port(1720);
+    let mut e = Engine::new(cfg);
     let mut out = String::new();
     e.handle_datagram(
         Duration::ZERO,
