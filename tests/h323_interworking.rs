@@ -322,7 +322,11 @@ fn outside_sip_to_inside_h323_pbx() {
     println!("pbx: {peer}\nrecords: {records:?}");
 
     assert_eq!(peer["connected"], true, "{peer}");
-    assert_eq!(peer["dtmf_received"], serde_json::json!(["1", "#"]), "{peer}");
+    assert_eq!(
+        peer["dtmf_received"],
+        serde_json::json!(["1", "#"]),
+        "{peer}"
+    );
     assert!(
         received(&peer) >= MIN_RTP,
         "the PBX got {} RTP packets; gw2 {gw2}; gw1 {gw1}",
