@@ -167,22 +167,14 @@ fn media_range(gw: &Gateway) -> (u16, u16) {
     (num("port_min"), num("port_max"))
 }
 
-/// The TCP ports in `range` that carried payload in `pcap` (GW2's per-call H.245 listeners
-/// take a port of its media range).
+/// The TCP ports in `range` that connections in `pcap` were opened to (GW2's per-call H.245
+/// listeners take a port of its media range; the callers' own ports may fall in it too).
 fn ports_used(pcap: &Path, range: (u16, u16)) -> Vec<u16> {
     let out = Command::new("tshark")
         .args(["-n", "-r"])
         .arg(pcap)
-        .args([
-            "-Y",
-            "tcp.len > 0",
-            "-T",
-            "fields",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "tcp.dstport",
-        ])
+        .args(["-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0"])
+        .args(["-T", "fields", "-e", "tcp.dstport"])
         .output()
         .unwrap();
     let mut ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
@@ -241,18 +233,23 @@ fn echo_uas(
     port: u16,
     scenario: &str,
 ) -> std::thread::JoinHandle<(std::process::ExitStatus, String)> {
+    echo_uas_on(gw, "127.0.0.1", port, scenario)
+}
+
+/// [`echo_uas`] on `ip`.
+fn echo_uas_on(
+    gw: &Gateway,
+    ip: &str,
+    port: u16,
+    scenario: &str,
+) -> std::thread::JoinHandle<(std::process::ExitStatus, String)> {
     let uas_sf = gw.dir.file("uas.xml", scenario);
     let mut uas_cmd = sipp(&gw.dir.0);
     uas_cmd
         .arg("-sf")
         .arg(&uas_sf)
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &free_rtp_port("127.0.0.1").to_string(),
-        ])
+        .args(["-i", ip, "-p", &port.to_string()])
+        .args(["-mi", ip, "-mp", &free_rtp_port(ip).to_string()])
         .args(["-rtp_echo", "-m", "1"]);
     let uas =
         std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
@@ -481,36 +478,38 @@ const DTMF: &str = "1#";
 /// A call from the peer without fastStart to GW2 (media negotiated over H.245, run by GW2),
 /// to an inside sipp UAS echoing RTP: two-way media, the digits the peer sends as
 /// UserInputIndication reach the inside as SIP INFO, in order.
-fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode) {
+fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode, family: Family) {
     let test = "h323_interworking";
     let Some(python) = prerequisites(test) else {
         return;
     };
     let _serial = serial();
-    let inside_port = free_udp_port("127.0.0.1");
+    let inside_port = free_udp_port(family.ip());
     let mut s = Setup::new(
         (free_rtp_port("127.0.0.1"), 0),
-        (free_rtp_port("127.0.0.1"), 0),
-        addr(&format!("127.0.0.1:{inside_port}")),
+        (0, 0),
+        addr(&family.host(inside_port)),
     );
     s.gw2_media.1 = s.gw2_media.0 + 99;
-    s.gw1_media.1 = s.gw1_media.0 + 99;
+    s.gw1_media = (s.gw2_media.1 + 1, s.gw2_media.1 + 100);
     s.gw1_media_ip = "127.0.0.2";
     s.h225 = true;
+    s.outside_v6 = family == Family::V6;
+    s.inside_v6 = family == Family::V6;
     let mut gw = Gateway::start("h245-to-sip", &s);
     let pcap = gw.dir.0.join("outside.pcap");
     // The H.225.0 port and GW2's media ports (its per-call H.245 listener takes one).
     let mut cap = capture_ranges(&pcap, &[(gw.h225.port(), gw.h225.port()), s.gw2_media]);
 
     let scenario = h323peer::with_info_per_digit(UAS_PCMA, DTMF);
-    let uas = echo_uas(&gw, inside_port, &scenario);
+    let uas = echo_uas_on(&gw, family.ip(), inside_port, &scenario);
 
     let mut cmd = Command::new(&python);
     cmd.arg(h323peer::peer_script())
-        .args(["call", &gw.h225.to_string()])
+        .args(["call", &gw.h225.to_string(), "--local-ip", family.ip()])
         .args(["--no-fast-start", "--h245", mode.arg(), "--rtd"])
         .args(["--dtmf", DTMF])
-        .args(["--rtp-port", &free_rtp_port("127.0.0.1").to_string()])
+        .args(["--rtp-port", &free_rtp_port(family.ip()).to_string()])
         .args(["--seconds", "4", "--cause", "16"]);
     let caller = run_caller(&mut cmd);
     let (ust, uout) = uas.join().unwrap();
@@ -564,12 +563,17 @@ fn outside_h323_without_fast_start_to_inside_sip(mode: H245Mode) {
 
 #[test]
 fn outside_h323_without_fast_start_tunnelled_h245_to_inside_sip() {
-    outside_h323_without_fast_start_to_inside_sip(H245Mode::Tunnel);
+    outside_h323_without_fast_start_to_inside_sip(H245Mode::Tunnel, Family::V4);
 }
 
 #[test]
 fn outside_h323_without_fast_start_separate_h245_to_inside_sip() {
-    outside_h323_without_fast_start_to_inside_sip(H245Mode::Separate);
+    outside_h323_without_fast_start_to_inside_sip(H245Mode::Separate, Family::V4);
+}
+
+#[test]
+fn outside_h323_v6_without_fast_start_separate_h245_to_inside_sip_v6() {
+    outside_h323_without_fast_start_to_inside_sip(H245Mode::Separate, Family::V6);
 }
 
 /// A fastStart call from outside H.323 to an inside PBX that refuses fastStart: GW1 falls back
