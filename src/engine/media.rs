@@ -109,6 +109,13 @@ pub struct MediaCounters {
     pub relatches: u64,
     /// The same for RTCP, on its own (not when it follows an RTP re-latch).
     pub rtcp_relatches: u64,
+    /// RFC 4733 telephone-events of the peer converted to Meta DTMF (the other side of the
+    /// call has no telephone-event), and the packets that carried them (not relayed).
+    pub dtmf_events: u64,
+    pub dtmf_packets: u64,
+    /// Meta DTMF played to the peer as RFC 4733 events, and those dropped (a full queue).
+    pub dtmf_sent: u64,
+    pub dtmf_dropped: u64,
 }
 
 impl MediaCounters {
@@ -125,6 +132,10 @@ impl MediaCounters {
         self.ssrc_changes += o.ssrc_changes;
         self.relatches += o.relatches;
         self.rtcp_relatches += o.rtcp_relatches;
+        self.dtmf_events += o.dtmf_events;
+        self.dtmf_packets += o.dtmf_packets;
+        self.dtmf_sent += o.dtmf_sent;
+        self.dtmf_dropped += o.dtmf_dropped;
     }
 }
 
@@ -145,6 +156,19 @@ pub struct MediaStream {
     pub payload_types: Vec<u8>,
     pub ssrc: Option<u32>,
     pub counters: MediaCounters,
+    /// The peer's telephone-event, read into Meta DTMF instead of relayed (see [`super::dtmf`]).
+    dtmf_in: Option<(codecs::meta::TelephoneEvent, super::dtmf::DtmfReceiver)>,
+}
+
+/// What an accepted packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// RTP to forward to the other half.
+    Rtp,
+    Rtcp,
+    /// A telephone-event packet read here, not forwarded: `Some` when it ends a new event
+    /// (the event code and its duration in ms), to send on as Meta DTMF.
+    Dtmf(Option<(u8, u16)>),
 }
 
 /// Why a media packet was dropped.
@@ -160,6 +184,8 @@ pub enum MediaDrop {
     Size,
     /// An SRTP stream's packet failed authentication or was a replay.
     Srtp(super::srtp::SrtpDrop),
+    /// A telephone-event read into Meta DTMF that is no DTMF digit (counted as malformed).
+    NotDtmf(u8),
 }
 
 impl MediaDrop {
@@ -178,6 +204,9 @@ impl MediaDrop {
                 "the stream is latched to another address and port (RFC 4961)".to_owned()
             }
             MediaDrop::Malformed => "not a valid RTP/RTCP packet".to_owned(),
+            MediaDrop::NotDtmf(e) => {
+                format!("telephone-event {e} is no DTMF digit (RFC 4733 events 0-15 are read)")
+            }
             MediaDrop::PayloadType(pt) => format!("payload type {pt} not negotiated"),
             MediaDrop::Size => format!("larger than {MAX_MEDIA_PACKET} bytes"),
             MediaDrop::Srtp(super::srtp::SrtpDrop::Auth) => {
@@ -216,6 +245,7 @@ impl MediaStream {
             payload_types,
             ssrc: None,
             counters: MediaCounters::default(),
+            dtmf_in: None,
         }
     }
 
@@ -271,20 +301,41 @@ impl MediaStream {
         })
     }
 
-    /// Checks one packet from `src` at engine time `now`. On success returns whether it is
-    /// RTCP.
+    /// Reads the peer's telephone-event `te` into Meta DTMF instead of relaying it (`None`:
+    /// relay it, when negotiated, as any payload).
+    pub fn convert_dtmf(&mut self, te: Option<codecs::meta::TelephoneEvent>) {
+        let Some(te) = te else {
+            self.dtmf_in = None;
+            return;
+        };
+        if !self.dtmf_in.is_some_and(|(t, _)| t == te) {
+            self.dtmf_in = Some((te, super::dtmf::DtmfReceiver::default()));
+        }
+        // The payload type is accepted even when the other side's answer narrowed it away.
+        if !self.payload_types.is_empty() && !self.payload_types.contains(&te.payload_type) {
+            self.payload_types.push(te.payload_type);
+        }
+    }
+
+    /// Checks one packet from `src` at engine time `now`: what it is when accepted.
     pub fn check(
         &mut self,
         now: Duration,
         src: SocketAddr,
         data: &[u8],
-    ) -> Result<bool, MediaDrop> {
+    ) -> Result<Checked, MediaDrop> {
         let result = self.check_inner(now, src, data);
         match result {
-            Ok(true) => self.counters.rtcp_forwarded += 1,
-            Ok(false) => self.counters.forwarded += 1,
+            Ok(Checked::Rtcp) => self.counters.rtcp_forwarded += 1,
+            Ok(Checked::Rtp) => self.counters.forwarded += 1,
+            Ok(Checked::Dtmf(e)) => {
+                self.counters.dtmf_packets += 1;
+                self.counters.dtmf_events += u64::from(e.is_some());
+            }
             Err(MediaDrop::Source(_) | MediaDrop::Latched) => self.counters.dropped_source += 1,
-            Err(MediaDrop::Malformed) => self.counters.dropped_malformed += 1,
+            Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => {
+                self.counters.dropped_malformed += 1
+            }
             Err(MediaDrop::PayloadType(_)) => self.counters.dropped_payload_type += 1,
             Err(MediaDrop::Size) => self.counters.dropped_size += 1,
             Err(MediaDrop::Srtp(_)) => {}
@@ -342,13 +393,14 @@ impl MediaStream {
         now: Duration,
         src: SocketAddr,
         data: &[u8],
-    ) -> Result<bool, MediaDrop> {
+    ) -> Result<Checked, MediaDrop> {
         if data.len() > MAX_MEDIA_PACKET {
             return Err(MediaDrop::Size);
         }
         let rtcp = is_rtcp(data);
         let verdict = self.check_source(now, src, rtcp)?;
         let mut ssrc = None;
+        let mut dtmf = None;
         if rtcp {
             let ok = data.len() >= 8 && data.first().is_some_and(|b| b >> 6 == 2);
             if !ok {
@@ -359,6 +411,17 @@ impl MediaStream {
             let pt = pkt.payload_type();
             if !self.payload_types.is_empty() && !self.payload_types.contains(&pt) {
                 return Err(MediaDrop::PayloadType(pt));
+            }
+            if let Some((te, rx)) = &mut self.dtmf_in {
+                if te.payload_type == pt {
+                    use super::dtmf::{Invalid, Received};
+                    dtmf = Some(match rx.on_packet(data, te.clock_rate) {
+                        Ok(Received::Event { event, duration_ms }) => Some((event, duration_ms)),
+                        Ok(Received::Part) => None,
+                        Err(Invalid::Malformed) => return Err(MediaDrop::Malformed),
+                        Err(Invalid::NotDtmf(e)) => return Err(MediaDrop::NotDtmf(e)),
+                    });
+                }
             }
             ssrc = Some(pkt.ssrc());
         }
@@ -383,7 +446,11 @@ impl MediaStream {
             }
             self.ssrc = Some(ssrc);
         }
-        Ok(rtcp)
+        Ok(match (rtcp, dtmf) {
+            (true, _) => Checked::Rtcp,
+            (false, Some(e)) => Checked::Dtmf(e),
+            (false, None) => Checked::Rtp,
+        })
     }
 }
 
@@ -524,6 +591,8 @@ struct Entry {
     ended: bool,
     /// Replay: the keys this stream put into `by_remote`.
     remotes: Vec<SocketAddr>,
+    /// Plays Meta DTMF to the peer as RFC 4733 events, when it negotiated telephone-event.
+    dtmf_out: Option<Box<super::dtmf::DtmfSender>>,
 }
 
 /// Every media stream of the engine, per side. See the module docs.
@@ -543,6 +612,8 @@ pub struct MediaTable {
     latching: [Latching; 2],
     /// The IP address each call's signalling came from, per side.
     signalling: FxHashMap<(CallRef, Side), IpAddr>,
+    /// When streams' DTMF senders have packets due (stale entries are skipped).
+    dtmf_timers: super::timers::Timers<(Side, StreamId)>,
     pub counters: MediaTableCounters,
 }
 
@@ -575,6 +646,7 @@ impl MediaTable {
             by_call: FxHashMap::default(),
             latching: [Latching::OUTSIDE, Latching::INSIDE],
             signalling: FxHashMap::default(),
+            dtmf_timers: super::timers::Timers::default(),
             counters: MediaTableCounters::default(),
         }
     }
@@ -698,6 +770,7 @@ impl MediaTable {
                 srtp: None,
                 ended: false,
                 remotes,
+                dtmf_out: None,
             },
         );
         Ok(local)
@@ -754,7 +827,7 @@ impl MediaTable {
         stream: StreamId,
         src: SocketAddr,
         data: &[u8],
-    ) -> Result<bool, Option<MediaDrop>> {
+    ) -> Result<Checked, Option<MediaDrop>> {
         match self.streams.get_mut(&(side, stream)) {
             Some(e) if !e.ended => {
                 let c = e.stream.counters;
@@ -766,7 +839,7 @@ impl MediaTable {
                 match result {
                     Ok(_) => {}
                     Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
-                    Err(MediaDrop::Malformed) => t.dropped_malformed += 1,
+                    Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => t.dropped_malformed += 1,
                     Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
                     Err(MediaDrop::Size) => t.dropped_size += 1,
                     Err(MediaDrop::Srtp(_)) => {}
@@ -799,6 +872,98 @@ impl MediaTable {
             _ => {
                 self.counters.unknown_stream += 1;
                 None
+            }
+        }
+    }
+
+    /// The peer on this stream negotiated telephone-event `te` (`None`: it did not): Meta DTMF
+    /// for it is played as RFC 4733 events. With `convert` (the other side of the call has no
+    /// telephone-event) the peer's events are read into Meta DTMF instead of relayed.
+    pub fn set_telephone_event(
+        &mut self,
+        now: Duration,
+        side: Side,
+        stream: StreamId,
+        te: Option<codecs::meta::TelephoneEvent>,
+        convert: bool,
+    ) {
+        let Some(e) = self.streams.get_mut(&(side, stream)) else {
+            return;
+        };
+        e.stream.convert_dtmf(te.filter(|_| convert));
+        match te {
+            None => e.dtmf_out = None,
+            Some(te)
+                if e.dtmf_out
+                    .as_ref()
+                    .is_some_and(|s| s.telephone_event() == te) => {}
+            Some(te) => {
+                let seed = (u64::from(stream.0) << 16) | u64::from(e.stream.local.port());
+                e.dtmf_out = Some(Box::new(super::dtmf::DtmfSender::new(te, seed, now)));
+            }
+        }
+    }
+
+    /// Plays a Meta DTMF event on `stream`: `None` when its peer negotiated no telephone-event
+    /// (the leg sends it another way), else whether it was queued (a full queue drops it).
+    pub fn send_dtmf(
+        &mut self,
+        now: Duration,
+        side: Side,
+        stream: StreamId,
+        event: u8,
+        duration_ms: u16,
+    ) -> Option<bool> {
+        let e = self.streams.get_mut(&(side, stream))?;
+        if e.ended {
+            return Some(false);
+        }
+        let sender = e.dtmf_out.as_mut()?;
+        let queued = sender.push(now, event, duration_ms);
+        if queued {
+            e.stream.counters.dtmf_sent += 1;
+            if let Some(due) = sender.next_due() {
+                self.dtmf_timers.set(due, (side, stream));
+            }
+        } else {
+            e.stream.counters.dtmf_dropped += 1;
+        }
+        Some(queued)
+    }
+
+    /// When the next DTMF packet is due on any stream.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.dtmf_timers.next()
+    }
+
+    /// Sends the DTMF packets due at `now`.
+    pub fn handle_timeout(&mut self, now: Duration, transmits: &mut VecDeque<Transmit>) {
+        while let Some((at, (side, stream))) = self.dtmf_timers.pop_due(now) {
+            let Some(e) = self.streams.get_mut(&(side, stream)) else {
+                continue;
+            };
+            if e.ended {
+                e.dtmf_out = None;
+                continue;
+            }
+            let Some(sender) = e.dtmf_out.as_mut() else {
+                continue;
+            };
+            // A stale entry (the sender was rescheduled since).
+            if sender.next_due() != Some(at) {
+                continue;
+            }
+            while let Some(pkt) = sender.poll(now) {
+                let data = match &mut e.srtp {
+                    Some(s) => s.protect(false, &pkt),
+                    None => Some(Bytes::from(pkt)),
+                };
+                if let Some(t) = data.and_then(|d| e.stream.relay(side, false, d)) {
+                    transmits.push_back(t);
+                }
+            }
+            if let Some(due) = sender.next_due() {
+                self.dtmf_timers.set(due, (side, stream));
             }
         }
     }
@@ -1095,7 +1260,7 @@ mod tests {
         for mode in [LatchMode::Sdp, LatchMode::Signalling, LatchMode::Any] {
             let mut s = stream(mode);
             let peer = a("198.51.100.7:4000");
-            assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(false), "{mode:?}");
+            assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(Checked::Rtp), "{mode:?}");
             // The same IP on another port, another IP: dropped, counted, return media stays.
             for (i, other) in [a("198.51.100.7:4002"), a("198.51.100.66:4000")]
                 .into_iter()
@@ -1106,7 +1271,7 @@ mod tests {
                     "{mode:?}"
                 );
             }
-            assert_eq!(s.check(ms(40), peer, &rtp(1)), Ok(false));
+            assert_eq!(s.check(ms(40), peer, &rtp(1)), Ok(Checked::Rtp));
             assert_eq!(s.counters.forwarded, 2);
             assert_eq!(s.counters.dropped_source, 2);
             assert_eq!(s.counters.relatches, 0);
@@ -1127,20 +1292,23 @@ mod tests {
         assert!(s.check(ms(1), a("198.51.100.7:5000"), &rtp(9)).is_err());
         // Before any packet, return media goes to the negotiated address.
         assert_eq!(relay_to(&mut s, false), a("198.51.100.7:4000"));
-        assert_eq!(s.check(ms(2), a("198.51.100.7:4000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            s.check(ms(2), a("198.51.100.7:4000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
     }
 
     #[test]
     fn re_latches_only_after_the_latched_source_is_idle() {
         let mut s = stream(LatchMode::Signalling);
         let (first, moved) = (a("203.0.113.9:30000"), a("203.0.113.9:31000"));
-        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(false));
-        assert_eq!(s.check(ms(1000), first, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(Checked::Rtp));
+        assert_eq!(s.check(ms(1000), first, &rtp(1)), Ok(Checked::Rtp));
         // 1.999 s of silence: not yet.
         assert_eq!(s.check(ms(2999), moved, &rtp(1)), Err(MediaDrop::Latched));
         // Packets that are dropped do not count as activity of the new source, nor of the
         // latched one; 2 s after the last accepted packet the stream re-latches.
-        assert_eq!(s.check(ms(3000), moved, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(3000), moved, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(s.counters.relatches, 1);
         assert_eq!(relay_to(&mut s, false), moved);
         // The old source is now the outsider.
@@ -1159,12 +1327,12 @@ mod tests {
     fn idle_re_latch_still_obeys_the_mode() {
         let mut s = stream(LatchMode::Sdp);
         let peer = a("198.51.100.7:4000");
-        assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(
             s.check(ms(60_000), a("198.51.100.66:4000"), &rtp(1)),
             Err(MediaDrop::Source(LatchMode::Sdp))
         );
-        assert_eq!(s.check(ms(60_020), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(60_020), peer, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(s.counters.relatches, 0);
     }
 
@@ -1175,7 +1343,7 @@ mod tests {
         let mut s = stream(LatchMode::Signalling);
         s.negotiated = Some(a("10.99.0.1:4000"));
         let nat = a("203.0.113.9:61000");
-        assert_eq!(s.check(ms(0), nat, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), nat, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(relay_to(&mut s, false), nat);
         // Another host is still refused; a strict stream refuses the NAT address.
         assert_eq!(
@@ -1194,7 +1362,7 @@ mod tests {
     fn any_mode_latches_whoever_sends_first() {
         let mut s = stream(LatchMode::Any);
         let first = a("198.51.100.66:7000");
-        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(relay_to(&mut s, false), first);
         assert_eq!(
             s.check(ms(20), a("198.51.100.7:4000"), &rtp(1)),
@@ -1202,7 +1370,7 @@ mod tests {
         );
         assert_eq!(
             s.check(ms(2020), a("198.51.100.7:4000"), &rtp(1)),
-            Ok(false)
+            Ok(Checked::Rtp)
         );
         assert_eq!(s.counters.relatches, 1);
     }
@@ -1212,7 +1380,10 @@ mod tests {
         let mut s = stream(LatchMode::Sdp);
         let peer = a("198.51.100.7:4000");
         // RTCP from the port above the negotiated RTP port, before any RTP.
-        assert_eq!(s.check(ms(0), a("198.51.100.7:4001"), &rtcp()), Ok(true));
+        assert_eq!(
+            s.check(ms(0), a("198.51.100.7:4001"), &rtcp()),
+            Ok(Checked::Rtcp)
+        );
         assert_eq!(relay_to(&mut s, true), a("198.51.100.7:4001"));
         // RTCP from elsewhere, or from the RTP port once latched on +1: dropped.
         assert_eq!(
@@ -1221,7 +1392,7 @@ mod tests {
         );
         assert_eq!(s.check(ms(20), peer, &rtcp()), Err(MediaDrop::Latched));
         // RTP latches independently of RTCP.
-        assert_eq!(s.check(ms(30), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(30), peer, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(s.counters.rtcp_forwarded, 1);
         assert_eq!(s.counters.dropped_source, 2);
         // RTCP's latch outlasts the gaps between reports (5 s): after 6 s of silence, the
@@ -1229,7 +1400,7 @@ mod tests {
         assert_eq!(s.check(ms(6000), peer, &rtcp()), Err(MediaDrop::Latched));
         assert_eq!(
             s.check(ms(15_000), peer, &rtcp()),
-            Ok(true),
+            Ok(Checked::Rtcp),
             "after 15 s RTCP may move to the RTP port (rtcp-mux)"
         );
         assert_eq!(s.counters.rtcp_relatches, 1);
@@ -1239,15 +1410,24 @@ mod tests {
     fn rtcp_mux_and_rtcp_following_a_nat_latch() {
         let mut s = stream(LatchMode::Sdp);
         // rtcp-mux: RTCP from the RTP port.
-        assert_eq!(s.check(ms(0), a("198.51.100.7:4000"), &rtcp()), Ok(true));
+        assert_eq!(
+            s.check(ms(0), a("198.51.100.7:4000"), &rtcp()),
+            Ok(Checked::Rtcp)
+        );
         assert_eq!(relay_to(&mut s, true), a("198.51.100.7:4000"));
         // Before any RTCP came, RTCP goes to the RTP destination's port + 1.
         let mut n = stream(LatchMode::Signalling);
         n.negotiated = Some(a("10.99.0.1:4000"));
         assert_eq!(relay_to(&mut n, true), a("10.99.0.1:4001"));
-        assert_eq!(n.check(ms(0), a("203.0.113.9:61000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            n.check(ms(0), a("203.0.113.9:61000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         assert_eq!(relay_to(&mut n, true), a("203.0.113.9:61001"));
-        assert_eq!(n.check(ms(5), a("203.0.113.9:61001"), &rtcp()), Ok(true));
+        assert_eq!(
+            n.check(ms(5), a("203.0.113.9:61001"), &rtcp()),
+            Ok(Checked::Rtcp)
+        );
         assert_eq!(relay_to(&mut n, true), a("203.0.113.9:61001"));
     }
 
@@ -1256,24 +1436,30 @@ mod tests {
         let mut s = stream(LatchMode::Signalling);
         let (rtp_a, rtcp_a) = (a("203.0.113.9:30000"), a("203.0.113.9:30001"));
         let (rtp_b, rtcp_b) = (a("203.0.113.9:40000"), a("203.0.113.9:40001"));
-        assert_eq!(s.check(ms(0), rtp_a, &rtp(1)), Ok(false));
-        assert_eq!(s.check(ms(1), rtcp_a, &rtcp()), Ok(true));
-        assert_eq!(s.check(ms(3000), rtp_b, &rtp(1)), Ok(false));
-        assert_eq!(s.check(ms(3001), rtcp_b, &rtcp()), Ok(true));
+        assert_eq!(s.check(ms(0), rtp_a, &rtp(1)), Ok(Checked::Rtp));
+        assert_eq!(s.check(ms(1), rtcp_a, &rtcp()), Ok(Checked::Rtcp));
+        assert_eq!(s.check(ms(3000), rtp_b, &rtp(1)), Ok(Checked::Rtp));
+        assert_eq!(s.check(ms(3001), rtcp_b, &rtcp()), Ok(Checked::Rtcp));
         assert_eq!((s.counters.relatches, s.counters.rtcp_relatches), (1, 0));
     }
 
     #[test]
     fn a_new_sdp_address_latches_afresh() {
         let mut s = stream(LatchMode::Sdp);
-        assert_eq!(s.check(ms(0), a("198.51.100.7:4000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            s.check(ms(0), a("198.51.100.7:4000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         // Same address again (a session refresh): the latch stays.
         s.set_negotiated(a("198.51.100.7:4000"));
         assert_eq!(relay_to(&mut s, false), a("198.51.100.7:4000"));
         // A re-INVITE moves the media: the new address latches at once.
         s.set_negotiated(a("198.51.100.8:6000"));
         assert_eq!(relay_to(&mut s, false), a("198.51.100.8:6000"));
-        assert_eq!(s.check(ms(20), a("198.51.100.8:6000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            s.check(ms(20), a("198.51.100.8:6000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         assert!(s.check(ms(40), a("198.51.100.7:4000"), &rtp(1)).is_err());
     }
 
@@ -1312,7 +1498,7 @@ mod tests {
         let nat = a("203.0.113.9:61000");
         assert_eq!(
             t.check(ms(0), Side::Outside, out_id, nat, &rtp(1)),
-            Ok(false)
+            Ok(Checked::Rtp)
         );
         assert_eq!(
             t.check(
@@ -1332,7 +1518,10 @@ mod tests {
             Err(Some(MediaDrop::Source(LatchMode::Sdp)))
         );
         t.set_remote(Side::Inside, in_id, pbx);
-        assert_eq!(t.check(ms(1), Side::Inside, in_id, pbx, &rtp(1)), Ok(false));
+        assert_eq!(
+            t.check(ms(1), Side::Inside, in_id, pbx, &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         assert_eq!(t.counters.dropped_source, 2);
         // The inside's shorter idle time applies to the inside only.
         t.set_signalling(Side::Inside, call, "127.0.0.9".parse().unwrap());
@@ -1358,7 +1547,7 @@ mod tests {
                 a("203.0.113.9:61002"),
                 &rtp(1)
             ),
-            Ok(false)
+            Ok(Checked::Rtp)
         );
         assert_eq!(t.counters.relatches, 1);
         assert_eq!(t.counters.dropped_source, 4);

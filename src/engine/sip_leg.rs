@@ -24,7 +24,7 @@ use super::{
 };
 use super::{Verdict, MAX_FAMILY};
 use bytes::Bytes;
-use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
+use codecs::meta::{self, CallRef, Cause, MediaDescription, MediaKind, StreamId};
 use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method, SipError, StartLine};
 use rustc_hash::FxHashMap;
 // Maps keyed by what peers choose (Call-ID) keep SipHash against hash flooding; maps keyed by
@@ -283,6 +283,44 @@ impl Dialog {
             self.sdp_id,
             self.sdp_version,
         )
+    }
+
+    /// Takes the other side's answer into the media this leg describes, keeping the
+    /// telephone-event its peer offered when the answer has none (the gateway converts it, see
+    /// [`super::dtmf`]); narrows the streams' payload types and sets up their DTMF. Returns
+    /// nothing: the media table holds the result.
+    fn take_answer_with_dtmf(
+        &mut self,
+        now: Duration,
+        out: &mut Out,
+        side: Side,
+        media: &[MediaDescription],
+    ) {
+        narrow(out, side, media);
+        for o in self.offer.iter_mut() {
+            let Some(id) = o.stream else { continue };
+            let Some(a) = media.iter().find(|a| a.stream == Some(id)) else {
+                continue;
+            };
+            let kept = o
+                .telephone_event
+                .filter(|_| a.telephone_event.is_none() && a.kind == MediaKind::Audio);
+            let mut new = a.clone();
+            if kept.is_some() {
+                new.telephone_event = kept;
+            }
+            out.media
+                .set_telephone_event(now, side, id, new.telephone_event, kept.is_some());
+            *o = new;
+        }
+    }
+
+    /// The first stream of the call whose peer negotiated telephone-event.
+    fn dtmf_stream(&self) -> Option<StreamId> {
+        self.offer
+            .iter()
+            .find(|m| m.kind == MediaKind::Audio && m.telephone_event.is_some())
+            .and_then(|m| m.stream)
     }
 
     /// Takes the answer's codecs per stream into the media this leg describes.
@@ -1563,6 +1601,14 @@ impl SipLeg {
                     apply_remotes(out, side, &ans.media, &ans.remotes);
                     d.take_answer(&ans.media);
                     narrow(out, side, &ans.media);
+                    // The peer's answer names its telephone-event: Meta DTMF for it is
+                    // played as RFC 4733 events.
+                    for m in &ans.media {
+                        if let Some(id) = m.stream {
+                            let te = m.telephone_event.filter(|_| m.kind == MediaKind::Audio);
+                            out.media.set_telephone_event(now, side, id, te, false);
+                        }
+                    }
                     ans.media
                 })
                 .unwrap_or_default()
@@ -1798,8 +1844,7 @@ impl SipLeg {
                 }
                 let code = if media.is_empty() { 180 } else { 183 };
                 if !media.is_empty() {
-                    d.take_answer(&media);
-                    narrow(out, side, &media);
+                    d.take_answer_with_dtmf(now, out, side, &media);
                 }
                 self.answer_invite(now, call, code, !media.is_empty(), out);
             }
@@ -1807,8 +1852,7 @@ impl SipLeg {
                 if d.uac || d.state != State::Early {
                     return;
                 }
-                d.take_answer(&media);
-                narrow(out, side, &media);
+                d.take_answer_with_dtmf(now, out, side, &media);
                 d.state = State::Confirmed;
                 out.calls.answered(now, call);
                 self.answer_invite(now, call, 200, true, out);
@@ -1818,8 +1862,7 @@ impl SipLeg {
             }
             meta::Message::MediaUpdate(meta::MediaUpdate { kind, media, .. }) => match kind {
                 meta::OfferAnswer::Answer => {
-                    d.take_answer(&media);
-                    narrow(out, side, &media);
+                    d.take_answer_with_dtmf(now, out, side, &media);
                     if let Some(key) = d.reinvite.take() {
                         if let Some(req) = self.server.request(&key).cloned() {
                             let resp = self.ok_with_sdp(call, &req, out);
@@ -1853,6 +1896,15 @@ impl SipLeg {
             meta::Message::Dtmf(dtmf) => {
                 if d.state != State::Confirmed {
                     return;
+                }
+                // RFC 4733 events when the peer negotiated telephone-event, else INFO.
+                if let Some(stream) = d.dtmf_stream() {
+                    let sent = out
+                        .media
+                        .send_dtmf(now, side, stream, dtmf.event, dtmf.duration_ms);
+                    if sent.is_some() {
+                        return;
+                    }
                 }
                 let (ct, body) = tsip::info_body(dtmf.event, dtmf.duration_ms);
                 self.send_in_dialog(now, call, Method::Info, |b, _| b.body(ct, body), out);
