@@ -454,3 +454,334 @@ fn events_pass_through_when_both_sides_negotiated_telephone_event() {
     }
     assert_eq!((relayed, infos), (6, 0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live: `sgw run --role both`, a raw outside caller with telephone-event, a sipp UAS inside
+// without it.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use support::gateway::{serial, Gateway, Setup};
+use support::rawsip::RawCall;
+use support::{free_rtp_port, free_udp_port, h323peer, run_bounded, sipp, Proc};
+
+/// The digits the caller sends as RFC 4733 events.
+const CALLER_DIGITS: &str = "15#";
+/// The digits the inside sends as INFO.
+const INSIDE_DIGITS: &str = "9*";
+
+/// A UAS answering PCMA only (no telephone-event) that sends each of `INSIDE_DIGITS` as an INFO
+/// (`application/dtmf-relay`) toward GW1 at `gw1`, then takes the caller's digits as INFO, then
+/// the BYE.
+fn uas_without_telephone_event(gw1: SocketAddr) -> String {
+    let mut sends = String::new();
+    for (i, d) in INSIDE_DIGITS.chars().enumerate() {
+        sends.push_str(&format!(
+            r#"<send retrans="500"><![CDATA[
+      INFO sip:gw1@{gw1} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <[$ourto]>;tag=[pid]SIPpTag01[call_number]
+      To: [$theirfrom]
+      Call-ID: [call_id]
+      CSeq: {cseq} INFO
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={d}
+      Duration=120
+    ]]></send>
+  <recv response="200"/>
+  <pause milliseconds="300"/>
+"#,
+            cseq = 10 + i
+        ));
+    }
+    let base = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uas answering PCMA without telephone-event, DTMF as INFO">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="sip:[^>;]*" search_in="hdr" header="To:" check_it="true" assign_to="ourto"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="From:" check_it="true" assign_to="theirfrom"/>
+    </action>
+  </recv>
+  <send retrans="500"><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]></send>
+  <recv request="ACK" rtd="true" crlf="true"/>
+  <pause milliseconds="500"/>
+{sends}  <recv request="BYE"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>
+</scenario>
+"#
+    );
+    h323peer::with_info_per_digit(&base, CALLER_DIGITS)
+}
+
+/// What the caller's media thread saw come back: RFC 4733 events (event code, end bit, RTP
+/// timestamp) and voice packets.
+#[derive(Debug, Default)]
+struct CallerRx {
+    events: Vec<(u8, bool, u32)>,
+    voice: u64,
+}
+
+/// Sends PCMA every 20 ms to GW2 and, from 1.5 s on, each of `CALLER_DIGITS` as RFC 4733 events
+/// (start, updates, three ends) 300 ms apart; records what comes back, until stopped.
+fn caller_media(
+    call: &RawCall,
+    stop: Arc<AtomicBool>,
+    rx: Arc<Mutex<CallerRx>>,
+) -> std::thread::JoinHandle<u64> {
+    let to = call.gw_media.expect("GW2's answer has an audio address");
+    let sock = call.rtp.clone();
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let start = Instant::now();
+        let mut seq: u16 = 1;
+        let mut sent = 0u64;
+        let mut buf = [0u8; 2048];
+        // Per digit: when it starts, its timestamp, and the packets of it sent so far.
+        let digits: Vec<u8> = CALLER_DIGITS
+            .chars()
+            .map(|c| codecs::meta::digit_to_event(c).unwrap())
+            .collect();
+        let mut tick = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let due = start + Duration::from_millis(20 * tick);
+            if Instant::now() >= due {
+                let ts = (tick as u32).wrapping_mul(160);
+                let at = tick * 20;
+                // Digit i plays from 1500 + 300 i ms: 6 packets (3 updates, 3 ends).
+                let digit = digits.iter().enumerate().find_map(|(i, &ev)| {
+                    let t0 = 1500 + 300 * i as u64;
+                    (at >= t0 && at < t0 + 120)
+                        .then(|| (ev, (at - t0) / 20, (t0 / 20) as u32 * 160))
+                });
+                let pkt = match digit {
+                    Some((ev, k, ev_ts)) => {
+                        let (end, d) = if k < 3 {
+                            (false, 160 * (k as u16 + 1))
+                        } else {
+                            (true, 640)
+                        };
+                        rtp(
+                            101,
+                            k == 0,
+                            seq,
+                            ev_ts,
+                            &[ev, (u8::from(end) << 7) | 10, (d >> 8) as u8, d as u8],
+                        )
+                    }
+                    None => rtp(8, false, seq, ts, &[0xd5; 160]),
+                };
+                let _ = sock.send_to(&pkt, to);
+                seq = seq.wrapping_add(1);
+                sent += 1;
+                tick += 1;
+            }
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                let Ok(p) = codecs::rtp::Packet::new_checked(&buf[..n]) else {
+                    continue;
+                };
+                let mut rx = rx.lock().unwrap();
+                if p.payload_type() == 101 {
+                    if let Ok(ev) = codecs::telephone_event::Packet::new_checked(p.payload()) {
+                        rx.events.push((ev.event(), ev.end(), p.timestamp()));
+                    }
+                } else {
+                    rx.voice += 1;
+                }
+            }
+        }
+        sent
+    })
+}
+
+#[test]
+fn live_rfc_4733_caller_and_info_inside_through_both_halves() {
+    let test = "live_rfc_4733_caller_and_info_inside_through_both_halves";
+    if !support::sipp_available(test) || !support::peer_available(test, "tshark", &["-v"], "tshark")
+    {
+        return;
+    }
+    let _serial = serial();
+    let inside_port = free_udp_port("127.0.0.1");
+    let mut s = Setup::new(
+        (free_rtp_port("127.0.0.1"), 0),
+        (free_rtp_port("127.0.0.1"), 0),
+        support::addr(&format!("127.0.0.1:{inside_port}")),
+    );
+    s.gw2_media.1 = s.gw2_media.0 + 99;
+    s.gw1_media.1 = s.gw1_media.0 + 99;
+    s.gw1_media_ip = "127.0.0.2";
+    let mut gw = Gateway::start("dtmf-live", &s);
+
+    // The inside: sipp without telephone-event, echoing RTP.
+    let scenario = uas_without_telephone_event(gw.gw1_sip);
+    let uas_sf = gw.dir.file("uas.xml", &scenario);
+    let mut uas_cmd = sipp(&gw.dir.0);
+    uas_cmd
+        .arg("-sf")
+        .arg(&uas_sf)
+        .args(["-i", "127.0.0.1", "-p", &inside_port.to_string()])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &free_rtp_port("127.0.0.1").to_string(),
+        ])
+        .args(["-rtp_echo", "-m", "1"]);
+    let uas =
+        std::thread::spawn(move || run_bounded("sipp uas", &mut uas_cmd, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let ruri = format!("sip:201@{}", gw.sip);
+    let mut call =
+        match RawCall::invite(gw.sip, "127.0.0.1", &ruri, "Alice", Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                let (_, uout) = uas.join().unwrap();
+                panic!(
+                    "call not answered: {e:?}\nsipp:\n{uout}\ngateway:\n{}",
+                    gw.output()
+                );
+            }
+        };
+    let caller_rtp = call.rtp.local_addr().unwrap();
+
+    // tshark on lo: what GW2 sends to the caller's RTP port.
+    let pcap = gw.dir.0.join("outside.pcap");
+    let mut cap = Proc::spawn_group(
+        "tshark",
+        Command::new("tshark")
+            .args([
+                "-i",
+                "lo",
+                "-f",
+                &format!("udp port {}", caller_rtp.port()),
+                "-w",
+            ])
+            .arg(&pcap),
+    );
+    cap.wait_line("Capturing on", Duration::from_secs(15));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rx = Arc::new(Mutex::new(CallerRx::default()));
+    let media = caller_media(&call, stop.clone(), rx.clone());
+    std::thread::sleep(Duration::from_millis(3500));
+    stop.store(true, Ordering::Relaxed);
+    let sent = media.join().unwrap();
+    assert!(call.hangup(Duration::from_secs(5)), "BYE not answered");
+    let (ust, uout) = uas.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cap.terminate(Duration::from_secs(5));
+    let out = gw.output();
+    let (gw2, _gw1) = gw.stop();
+    // GW2's record of the call (each half prints its own).
+    let records: Vec<serde_json::Value> = gw
+        .call_records()
+        .into_iter()
+        .filter(|r| r["outside"]["protocol"] == "sip")
+        .collect();
+    assert_eq!(records.len(), 1, "{out}");
+    let rx = rx.lock().unwrap();
+    println!(
+        "caller sent {sent}, got {} voice and events {:?}",
+        rx.voice, rx.events
+    );
+
+    // The inside got the caller's digits as INFO, one each (sipp checks each Signal).
+    assert!(ust.success(), "sipp uas:\n{uout}\ngateway:\n{out}");
+    // The caller got the inside's INFO digits as RFC 4733 events: one M-bit start per digit,
+    // three end packets each.
+    let mut digits = Vec::new();
+    for (ev, _, ts) in &rx.events {
+        let d = codecs::meta::event_to_digit(*ev).unwrap();
+        if digits.last().is_none_or(|(_, t)| t != ts) {
+            digits.push((d, *ts));
+        }
+    }
+    let digits: String = digits.iter().map(|(d, _)| d).collect();
+    assert_eq!(digits, INSIDE_DIGITS, "{:?}", rx.events);
+    assert_eq!(
+        rx.events.iter().filter(|e| e.1).count(),
+        3 * INSIDE_DIGITS.len(),
+        "{:?}",
+        rx.events
+    );
+    assert!(rx.voice > 50, "the inside's echo came back: {}", rx.voice);
+    assert_eq!(gw2["engine"]["media"]["dropped_malformed"], 0, "{gw2}");
+    // The call record counts the caller's events read (not relayed: the echo would have
+    // brought them back as events) and the inside's played.
+    let media = &records[0]["media"];
+    assert_eq!(media["dtmf_events"], 3, "{media}");
+    assert_eq!(media["dtmf_packets"], 18, "{media}");
+    assert_eq!(media["dtmf_sent"], 2, "{media}");
+    assert_eq!(media["dtmf_dropped"], 0, "{media}");
+
+    // tshark decodes GW2's packets to the caller as RTPEvent: the digits, no malformed frame.
+    let decode = [format!("udp.port=={},rtp", caller_rtp.port())];
+    let errors = h323peer::tshark_errors(&pcap, &decode);
+    assert!(errors.is_empty(), "tshark errors:\n{errors}");
+    let tshark = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args(["-d", &decode[0]])
+        .args([
+            "-Y",
+            &format!("rtpevent && udp.dstport == {}", caller_rtp.port()),
+        ])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "rtpevent.event_id",
+            "-e",
+            "rtpevent.end_of_event",
+            "-e",
+            "rtp.timestamp",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tshark.stdout).into_owned();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        if seen.last().is_none_or(|(_, ts)| ts != f[2]) {
+            seen.push((f[0].to_owned(), f[2].to_owned()));
+        }
+    }
+    let ids: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(ids, ["9", "10"], "tshark:\n{text}");
+}
