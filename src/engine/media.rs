@@ -876,9 +876,10 @@ impl MediaTable {
         }
     }
 
-    /// The peer on this stream negotiated telephone-event `te` (`None`: it did not): Meta DTMF
-    /// for it is played as RFC 4733 events. With `convert` (the other side of the call has no
-    /// telephone-event) the peer's events are read into Meta DTMF instead of relayed.
+    /// The peer on this stream negotiated telephone-event `te` (`None`: it did not). With
+    /// `convert` (the other side of the call has no telephone-event, the gateway negotiated it
+    /// for that side) the peer's events are read into Meta DTMF instead of relayed, and Meta
+    /// DTMF for the peer is played as RFC 4733 events; without, neither.
     pub fn set_telephone_event(
         &mut self,
         now: Duration,
@@ -890,7 +891,10 @@ impl MediaTable {
         let Some(e) = self.streams.get_mut(&(side, stream)) else {
             return;
         };
-        e.stream.convert_dtmf(te.filter(|_| convert));
+        // Only where the gateway converts: between two parties that both negotiated it, events
+        // stay media and INFO stays INFO.
+        let te = te.filter(|_| convert);
+        e.stream.convert_dtmf(te);
         match te {
             None => e.dtmf_out = None,
             Some(te)

@@ -196,6 +196,9 @@ pub struct Dialog {
     /// Per media description: the `a=crypto` value of the gateway's key when the stream is
     /// served as SRTP (GW2's outside, offered `RTP/SAVP` over TLS).
     crypto: Vec<Option<String>>,
+    /// UAC: the audio streams whose offer got a telephone-event the other side did not offer
+    /// (the gateway converts it when the peer accepts it, see [`super::dtmf`]).
+    dtmf_added: Vec<StreamId>,
 }
 
 impl Dialog {
@@ -1069,6 +1072,7 @@ impl SipLeg {
             sdp_version: 1,
             sips: uri.scheme == sip::UriScheme::Sips,
             crypto,
+            dtmf_added: Vec::new(),
         };
         self.by_call_id.insert(call_id, call);
         self.dialogs.insert(call, dialog);
@@ -1601,15 +1605,19 @@ impl SipLeg {
                     apply_remotes(out, side, &ans.media, &ans.remotes);
                     d.take_answer(&ans.media);
                     narrow(out, side, &ans.media);
-                    // The peer's answer names its telephone-event: Meta DTMF for it is
-                    // played as RFC 4733 events.
-                    for m in &ans.media {
-                        if let Some(id) = m.stream {
-                            let te = m.telephone_event.filter(|_| m.kind == MediaKind::Audio);
-                            out.media.set_telephone_event(now, side, id, te, false);
+                    // The peer accepted the telephone-event the gateway added for the other
+                    // side: its stream converts, and the other side, which did not offer it,
+                    // does not see it in the answer.
+                    let mut media = ans.media;
+                    for m in &mut media {
+                        let Some(id) = m.stream else { continue };
+                        if !d.dtmf_added.contains(&id) {
+                            continue;
                         }
+                        let te = m.telephone_event.take();
+                        out.media.set_telephone_event(now, side, id, te, true);
                     }
-                    ans.media
+                    media
                 })
                 .unwrap_or_default()
         } else {
@@ -2026,6 +2034,8 @@ impl SipLeg {
         out.calls.set_peer(call, side, p.next_hop.ip());
         // Latch mode `signalling`: the callee's media may come from the next hop's address.
         out.media.set_signalling(side, call, p.next_hop.ip());
+        let mut s = s;
+        let dtmf_added = offer_telephone_event(&mut s.media);
         for m in &s.media {
             let Some(stream) = m.stream else { continue };
             if let Err(r) = out
@@ -2091,6 +2101,7 @@ impl SipLeg {
             sdp_version: 1,
             sips: false,
             crypto: Vec::new(),
+            dtmf_added,
         };
         let mut b = in_dialog(&d, &Method::Invite, 1, &branch)
             .header("Contact", self.contact(&d))
@@ -2311,6 +2322,30 @@ fn apply_remotes(
             out.media.set_remote(side, id, *r);
         }
     }
+}
+
+/// Adds telephone-event to each audio stream of an offer that has none (the other side of the
+/// call did not offer it): payload type 101, or the first dynamic one the stream does not use,
+/// at the clock rate of the stream's first codec (RFC 4733 section 2.1). Returns the streams.
+fn offer_telephone_event(media: &mut [MediaDescription]) -> Vec<StreamId> {
+    let mut added = Vec::new();
+    for m in media.iter_mut() {
+        let Some(id) = m.stream else { continue };
+        if m.kind != MediaKind::Audio || m.telephone_event.is_some() || m.codecs.is_empty() {
+            continue;
+        }
+        let used = |pt: u8| m.codecs.iter().any(|c| c.payload_type == pt);
+        let Some(pt) = std::iter::once(101).chain(96..=127).find(|&pt| !used(pt)) else {
+            continue;
+        };
+        let clock_rate = m.codecs.first().map_or(8000, |c| c.clock_rate);
+        m.telephone_event = Some(meta::TelephoneEvent {
+            payload_type: pt,
+            clock_rate,
+        });
+        added.push(id);
+    }
+    added
 }
 
 /// Narrows each stream's allowed payload types to an answer's.
