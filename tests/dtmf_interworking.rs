@@ -461,6 +461,135 @@ fn events_pass_through_when_both_sides_negotiated_telephone_event() {
     assert_eq!((relayed, infos), (6, 0));
 }
 
+#[test]
+fn gw2_placing_a_call_offers_telephone_event_and_converts_when_the_provider_accepts() {
+    // The PBX calls out without telephone-event; GW2 offers it to the provider, which accepts.
+    const PROVIDER: &str = "203.0.113.50:5060";
+    let mut e = Engine::new(EngineConfig {
+        outside_sip: Some(a(GW2)),
+        outside_next_hop: Some(a(PROVIDER)),
+        ..EngineConfig::default()
+    });
+    let pbx_sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.20\r\ns=-\r\nc=IN IP4 10.0.0.20\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let invite = MessageBuilder::request(&Method::Invite, "sip:+4930123456@10.0.0.1:5060")
+        .header("Via", "SIP/2.0/UDP 10.0.0.10:5060;branch=z9hG4bKpbx1")
+        .header("Max-Forwards", "70")
+        .header("From", "<sip:201@10.0.0.10>;tag=pbxtag")
+        .header("To", "<sip:+4930123456@10.0.0.1>")
+        .header("Call-ID", "pbx-dtmf@10.0.0.10")
+        .header("CSeq", "1 INVITE")
+        .header("Contact", "<sip:201@10.0.0.10:5060>")
+        .body("application/sdp", Bytes::from(pbx_sdp))
+        .build();
+    from_pbx(&mut e, ms(0), invite);
+    let inv = drain(&mut e)
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .filter_map(sip_of)
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("INVITE outside");
+    let offer = text(&inv);
+    assert!(
+        offer.contains("m=audio ") && offer.contains(" RTP/AVP 8 101\r\n"),
+        "{offer}"
+    );
+    assert!(
+        offer.contains("a=rtpmap:101 telephone-event/8000"),
+        "{offer}"
+    );
+    let gw2_rtp = SocketAddr::new(a(GW2).ip(), audio_port(&inv));
+    let provider_sdp = "v=0\r\no=- 2 2 IN IP4 203.0.113.60\r\ns=-\r\nc=IN IP4 203.0.113.60\r\nt=0 0\r\nm=audio 30000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let ok = MessageBuilder::response_to(&inv, 200, Some("prov"))
+        .header("Contact", "<sip:gw@203.0.113.50:5060>")
+        .body("application/sdp", Bytes::from(provider_sdp))
+        .build();
+    e.handle_datagram(
+        ms(10),
+        Flow {
+            transport: Transport::Udp,
+            local: a(GW2),
+            remote: a(PROVIDER),
+        },
+        ok,
+    );
+    let out = drain(&mut e);
+    let answer = out
+        .iter()
+        .filter(|t| t.side == Side::Inside)
+        .filter_map(sip_of)
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the PBX");
+    assert!(
+        !text(&answer).contains("telephone-event"),
+        "the PBX did not offer it: {}",
+        text(&answer)
+    );
+    // The provider's digit 8 reaches the PBX as INFO, its packets not relayed.
+    let provider_rtp = a("203.0.113.60:30000");
+    let mut seq = 1;
+    let mut infos = Vec::new();
+    for p in event_packets(8, &mut seq, 4000) {
+        e.handle_datagram(
+            ms(100),
+            Flow {
+                transport: Transport::Udp,
+                local: gw2_rtp,
+                remote: provider_rtp,
+            },
+            Bytes::from(p),
+        );
+        for t in drain(&mut e) {
+            assert!(
+                !(t.side == Side::Inside && sip_of(&t).is_none()),
+                "relayed: {t:?}"
+            );
+            if let Some(m) = sip_of(&t).filter(|m| m.method() == Some(&Method::Info)) {
+                infos.push(m);
+            }
+        }
+    }
+    assert_eq!(infos.len(), 1);
+    assert!(String::from_utf8_lossy(&infos[0].body()).contains("Signal=8"));
+    // The PBX's INFO reaches the provider as RFC 4733 events.
+    let info = MessageBuilder::request(&Method::Info, "sip:gw1@10.0.0.1:5060")
+        .header("Via", "SIP/2.0/UDP 10.0.0.10:5060;branch=z9hG4bKpbx-info")
+        .header("Max-Forwards", "70")
+        .header("From", "<sip:201@10.0.0.10>;tag=pbxtag")
+        .header(
+            "To",
+            answer
+                .headers()
+                .single(&sip::HeaderName::TO, "To")
+                .unwrap()
+                .unwrap(),
+        )
+        .header("Call-ID", "pbx-dtmf@10.0.0.10")
+        .header("CSeq", "2 INFO")
+        .body("application/dtmf-relay", "Signal=*\r\nDuration=100\r\n")
+        .build();
+    from_pbx(&mut e, ms(200), info);
+    let mut sent: Vec<Transmit> = drain(&mut e);
+    sent.extend(run_until(&mut e, ms(2000)).into_iter().map(|x| x.1));
+    let events: Vec<codecs::telephone_event::Repr> = sent
+        .iter()
+        .filter(|t| t.side == Side::Outside && t.flow.local == gw2_rtp)
+        .map(|t| {
+            assert_eq!(t.flow.remote, provider_rtp);
+            let p = codecs::rtp::Packet::new_checked(&t.payload[..]).unwrap();
+            assert_eq!(p.payload_type(), 101);
+            let ev = codecs::telephone_event::Packet::new_checked(p.payload()).unwrap();
+            codecs::telephone_event::Repr::parse(&ev).unwrap()
+        })
+        .collect();
+    assert_eq!(events.len(), 7, "{events:?}");
+    assert!(events.iter().all(|r| r.digit() == Some('*')));
+    assert!(sent
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .filter_map(sip_of)
+        .all(|m| m.method() != Some(&Method::Info)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Live: `sgw run --role both`, a raw outside caller with telephone-event, a sipp UAS inside
 // without it.
