@@ -920,3 +920,87 @@ fn live_rfc_4733_caller_and_info_inside_through_both_halves() {
     let ids: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(ids, ["9", "10"], "tshark:\n{text}");
 }
+
+/// The same caller toward an inside H.323 PBX (the pycrate peer refusing fastStart, H.245
+/// tunnelled): its RFC 4733 digits reach the PBX as UserInputIndication, the PBX's digits reach
+/// it as RFC 4733 events.
+#[test]
+fn live_rfc_4733_caller_and_h323_pbx() {
+    let test = "live_rfc_4733_caller_and_h323_pbx";
+    if !support::sipp_available(test) || !support::peer_available(test, "tshark", &["-v"], "tshark")
+    {
+        return;
+    }
+    let Some(python) = h323peer::python(test) else {
+        return;
+    };
+    let _serial = serial();
+    let pbx_port = support::free_tcp_port("127.0.0.1");
+    let pbx = h323peer::Answerer::start(
+        &python,
+        pbx_port,
+        &[
+            "--rtp-port",
+            &free_rtp_port("127.0.0.1").to_string(),
+            "--seconds",
+            "30",
+            // Refusing fastStart, the PBX's digits go through GW1's H.245 procedures (the
+            // fastStart path leaves an answering PBX's digits where they are).
+            "--no-fast-start",
+            "--h245",
+            "tunnel",
+            "--dtmf",
+            INSIDE_DIGITS,
+        ],
+    );
+    let mut s = Setup::new(
+        (free_rtp_port("127.0.0.1"), 0),
+        (free_rtp_port("127.0.0.1"), 0),
+        support::addr(&format!("127.0.0.1:{pbx_port}")),
+    );
+    s.gw2_media.1 = s.gw2_media.0 + 99;
+    s.gw1_media.1 = s.gw1_media.0 + 99;
+    s.gw1_media_ip = "127.0.0.2";
+    let gw1_h225 = support::free_tcp_port("127.0.0.2");
+    s.gw1_lines = format!("protocol = \"h323\"\nh225_listen = \"127.0.0.2:{gw1_h225}\"\n");
+    let mut gw = Gateway::start("dtmf-h323", &s);
+
+    let ruri = format!("sip:2001@{}", gw.sip);
+    let mut call = RawCall::invite(gw.sip, "127.0.0.1", &ruri, "Alice", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("call not answered: {e:?}\n{}", gw.output()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rx = Arc::new(Mutex::new(CallerRx::default()));
+    let media = caller_media(&call, stop.clone(), rx.clone());
+    std::thread::sleep(Duration::from_millis(3500));
+    stop.store(true, Ordering::Relaxed);
+    media.join().unwrap();
+    assert!(call.hangup(Duration::from_secs(5)), "BYE not answered");
+    let peer = pbx.finish(Duration::from_secs(20));
+    let out = gw.output();
+    let (gw2, gw1) = gw.stop();
+    let rx = rx.lock().unwrap();
+    println!("pbx: {peer}\ncaller events {:?}", rx.events);
+
+    assert_eq!(peer["errors"], serde_json::json!([]), "{peer}\n{out}");
+    assert_eq!(peer["connected"], true, "{peer}");
+    let want: Vec<String> = CALLER_DIGITS.chars().map(String::from).collect();
+    assert_eq!(
+        peer["dtmf_received"],
+        serde_json::json!(want),
+        "the caller's RFC 4733 digits as UserInputIndication: {peer}; gw2 {gw2}; gw1 {gw1}"
+    );
+    let mut digits = String::new();
+    let mut last_ts = None;
+    for (ev, _, ts) in &rx.events {
+        if last_ts != Some(*ts) {
+            digits.push(codecs::meta::event_to_digit(*ev).unwrap());
+            last_ts = Some(*ts);
+        }
+    }
+    assert_eq!(
+        digits, INSIDE_DIGITS,
+        "the PBX's digits as RFC 4733: {:?}",
+        rx.events
+    );
+    assert_eq!(gw2["engine"]["media"]["dropped_malformed"], 0, "{gw2}");
+}

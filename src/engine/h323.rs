@@ -1439,6 +1439,8 @@ impl H323 {
                         .filter(|m| m.stream == Some(stream))
                         .map(|m| MediaDescription {
                             codecs: vec![codec.clone()],
+                            // H.323 carries digits as UserInputIndication, never RFC 4733.
+                            telephone_event: None,
                             ..m.clone()
                         })
                         .collect::<Vec<_>>();
