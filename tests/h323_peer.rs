@@ -256,7 +256,7 @@ fn pycrate_peer_dtmf_in_tunnelled_h245_reaches_the_inside_as_sip_info() {
 }
 
 /// `scenario` with a `recv INFO` (checking `Signal=DIGIT`) and its 200 per digit of `dtmf`,
-/// before its BYE.
+/// before its BYE, answering without telephone-event.
 fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
     let mut infos = String::new();
     for (i, d) in dtmf.chars().enumerate() {
@@ -284,6 +284,8 @@ fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
   "#
         ));
     }
+    // A party taking its digits as INFO negotiates no telephone-event.
+    let scenario = support::scenarios::without_telephone_event(scenario);
     let at = scenario.find("<recv request=\"BYE\"").unwrap();
     format!("{}{infos}{}", &scenario[..at], &scenario[at..])
 }
