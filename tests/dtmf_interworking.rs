@@ -315,6 +315,8 @@ fn caller_events_become_info_inside_and_are_not_relayed() {
     assert!(out.iter().all(|t| t.side != Side::Inside), "{out:?}");
     let stats = serde_json::to_value(c.e.stats()).unwrap();
     assert_eq!(stats["media"]["dropped_malformed"], 2, "{stats}");
+    assert_eq!(stats["media"]["dtmf_events"], 3, "{stats}");
+    assert_eq!(stats["media"]["dtmf_packets"], 18, "{stats}");
 }
 
 #[test]
@@ -389,6 +391,7 @@ fn info_from_inside_becomes_rfc_4733_to_a_caller_with_telephone_event() {
     }
     let stats = serde_json::to_value(c.e.stats()).unwrap();
     assert_eq!(stats["media"]["dropped_malformed"], 0, "{stats}");
+    assert_eq!(stats["media"]["dtmf_sent"], 2, "{stats}");
 }
 
 #[test]

@@ -579,6 +579,12 @@ pub struct MediaTableCounters {
     pub dropped_srtp_auth: u64,
     pub dropped_srtp_replay: u64,
     pub relatches: u64,
+    /// RFC 4733 events read into Meta DTMF and the packets that carried them (not relayed),
+    /// Meta DTMF played as RFC 4733 events and those dropped (a full queue).
+    pub dtmf_events: u64,
+    pub dtmf_packets: u64,
+    pub dtmf_sent: u64,
+    pub dtmf_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -837,6 +843,10 @@ impl MediaTable {
                     (d.relatches + d.rtcp_relatches).saturating_sub(c.relatches + c.rtcp_relatches);
                 let t = &mut self.counters;
                 match result {
+                    Ok(Checked::Dtmf(e)) => {
+                        t.dtmf_packets += 1;
+                        t.dtmf_events += u64::from(e.is_some());
+                    }
                     Ok(_) => {}
                     Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
                     Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => t.dropped_malformed += 1,
@@ -926,11 +936,13 @@ impl MediaTable {
         let queued = sender.push(now, event, duration_ms);
         if queued {
             e.stream.counters.dtmf_sent += 1;
+            self.counters.dtmf_sent += 1;
             if let Some(due) = sender.next_due() {
                 self.dtmf_timers.set(due, (side, stream));
             }
         } else {
             e.stream.counters.dtmf_dropped += 1;
+            self.counters.dtmf_dropped += 1;
         }
         Some(queued)
     }
