@@ -193,11 +193,22 @@ fn call(te: bool) -> Call {
 }
 
 fn info_from_pbx(c: &mut Call, now: Duration, digit: char, cseq: u32) {
+    let info = pbx_request(c, Method::Info, cseq)
+        .body(
+            "application/dtmf-relay",
+            format!("Signal={digit}\r\nDuration=100\r\n"),
+        )
+        .build();
+    from_pbx(&mut c.e, now, info);
+}
+
+/// An in-dialog request of the PBX (the callee of the call).
+fn pbx_request(c: &Call, method: Method, cseq: u32) -> MessageBuilder {
     let inv = &c.inside_invite;
-    let info = MessageBuilder::request(&Method::Info, "sip:gw1@10.0.0.1:5060")
+    MessageBuilder::request(&method, "sip:gw1@10.0.0.1:5060")
         .header(
             "Via",
-            format!("SIP/2.0/UDP {PBX};branch=z9hG4bK-info-{cseq}"),
+            format!("SIP/2.0/UDP {PBX};branch=z9hG4bK-pbx-{cseq}"),
         )
         .header("Max-Forwards", "70")
         .header(
@@ -218,13 +229,7 @@ fn info_from_pbx(c: &mut Call, now: Duration, digit: char, cseq: u32) {
                 .unwrap(),
         )
         .header("Call-ID", inv.call_id().unwrap())
-        .header("CSeq", format!("{cseq} INFO"))
-        .body(
-            "application/dtmf-relay",
-            format!("Signal={digit}\r\nDuration=100\r\n"),
-        )
-        .build();
-    from_pbx(&mut c.e, now, info);
+        .header("CSeq", format!("{cseq} {method}"))
 }
 
 /// Runs the engine's timers up to `until`, collecting what it sends.
@@ -462,6 +467,60 @@ fn events_pass_through_when_both_sides_negotiated_telephone_event() {
         }
     }
     assert_eq!((relayed, infos), (6, 0));
+}
+
+#[test]
+fn a_reinvite_from_the_inside_keeps_the_converted_telephone_event() {
+    let mut c = call(true);
+    // The PBX puts the call on hold (a re-INVITE without telephone-event).
+    let hold = "v=0\r\no=- 2 3 IN IP4 10.0.0.20\r\ns=-\r\nc=IN IP4 10.0.0.20\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\n";
+    let reinvite = pbx_request(&c, Method::Invite, 5)
+        .header("Contact", "<sip:201@10.0.0.10:5060>")
+        .body("application/sdp", Bytes::from(hold))
+        .build();
+    from_pbx(&mut c.e, ms(200), reinvite);
+    let re = drain(&mut c.e)
+        .iter()
+        .filter(|t| t.side == Side::Outside)
+        .filter_map(sip_of)
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("re-INVITE to the caller");
+    let offer = text(&re);
+    assert!(
+        offer.contains("a=rtpmap:101 telephone-event/8000"),
+        "{offer}"
+    );
+    // The caller accepts, with its telephone-event.
+    let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+    let ok = MessageBuilder::response_to(&re, 200, None)
+        .header("Contact", format!("<sip:alice@{CALLER}>"))
+        .body("application/sdp", Bytes::from(sdp))
+        .build();
+    from_caller(&mut c.e, ms(210), ok);
+    let answer = drain(&mut c.e)
+        .iter()
+        .filter(|t| t.side == Side::Inside)
+        .filter_map(sip_of)
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the PBX's re-INVITE");
+    assert!(
+        !text(&answer).contains("telephone-event"),
+        "the PBX did not offer it: {}",
+        text(&answer)
+    );
+    // The caller's digits still arrive as INFO.
+    let mut seq = 50;
+    let mut infos = 0;
+    for p in event_packets(2, &mut seq, 7000) {
+        rtp_from_caller(&mut c.e, ms(300), c.gw2_rtp, p);
+        infos += drain(&mut c.e)
+            .iter()
+            .filter(|t| t.side == Side::Inside)
+            .filter_map(sip_of)
+            .filter(|m| m.method() == Some(&Method::Info))
+            .count();
+    }
+    assert_eq!(infos, 1);
 }
 
 #[test]
@@ -785,6 +844,23 @@ fn live_rfc_4733_caller_and_info_inside_through_both_halves() {
     s.gw1_media_ip = "127.0.0.2";
     let mut gw = Gateway::start("dtmf-live", &s);
 
+    // tshark on lo, from before the call: GW2's media ports (what it sends the caller).
+    let pcap = gw.dir.0.join("outside.pcap");
+    let mut cap = Proc::spawn_group(
+        "tshark",
+        Command::new("tshark")
+            .args([
+                "-i",
+                "lo",
+                "-f",
+                &format!("udp portrange {}-{}", s.gw2_media.0, s.gw2_media.1),
+                "-w",
+            ])
+            .arg(&pcap),
+    );
+    cap.wait_line("Capturing on", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+
     // The inside: sipp without telephone-event, echoing RTP.
     let scenario = uas_without_telephone_event(gw.gw1_sip);
     let uas_sf = gw.dir.file("uas.xml", &scenario);
@@ -817,22 +893,6 @@ fn live_rfc_4733_caller_and_info_inside_through_both_halves() {
             }
         };
     let caller_rtp = call.rtp.local_addr().unwrap();
-
-    // tshark on lo: what GW2 sends to the caller's RTP port.
-    let pcap = gw.dir.0.join("outside.pcap");
-    let mut cap = Proc::spawn_group(
-        "tshark",
-        Command::new("tshark")
-            .args([
-                "-i",
-                "lo",
-                "-f",
-                &format!("udp port {}", caller_rtp.port()),
-                "-w",
-            ])
-            .arg(&pcap),
-    );
-    cap.wait_line("Capturing on", Duration::from_secs(15));
 
     let stop = Arc::new(AtomicBool::new(false));
     let rx = Arc::new(Mutex::new(CallerRx::default()));

@@ -918,6 +918,17 @@ impl MediaTable {
         }
     }
 
+    /// The telephone-event `stream` converts (see [`MediaTable::set_telephone_event`]).
+    pub fn converts_dtmf(
+        &self,
+        side: Side,
+        stream: StreamId,
+    ) -> Option<codecs::meta::TelephoneEvent> {
+        self.streams
+            .get(&(side, stream))
+            .and_then(|e| e.stream.dtmf_in.map(|(te, _)| te))
+    }
+
     /// Plays a Meta DTMF event on `stream`: `None` when its peer negotiated no telephone-event
     /// (the leg sends it another way), else whether it was queued (a full queue drops it).
     pub fn send_dtmf(

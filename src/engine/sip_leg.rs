@@ -1748,12 +1748,21 @@ impl SipLeg {
         if let Some(sdp) = policy::sdp_body(msg) {
             if let Ok(ans) = tsip::answer_from_sdp(&sdp, &d.offer) {
                 apply_remotes(out, side, &ans.media, &ans.remotes);
+                // The telephone-event the gateway converts is not the other side's.
+                let mut media = ans.media;
+                for m in &mut media {
+                    if m.stream
+                        .is_some_and(|id| out.media.converts_dtmf(side, id).is_some())
+                    {
+                        m.telephone_event = None;
+                    }
+                }
                 out.send_other(
                     side,
                     meta::Message::MediaUpdate(meta::MediaUpdate {
                         call,
                         kind: meta::OfferAnswer::Answer,
-                        media: ans.media,
+                        media,
                     }),
                 );
             }
@@ -1886,6 +1895,13 @@ impl SipLeg {
                 meta::OfferAnswer::Offer => {
                     if d.state == State::Ended {
                         return;
+                    }
+                    // A stream the gateway converts keeps its telephone-event in the re-offer.
+                    let mut media = media;
+                    for m in &mut media {
+                        if let (Some(id), None) = (m.stream, m.telephone_event) {
+                            m.telephone_event = out.media.converts_dtmf(side, id);
+                        }
                     }
                     d.take_answer(&media);
                     d.before_offer = Some(std::mem::replace(&mut d.offer, media));
