@@ -1608,4 +1608,82 @@ mod tests {
         t.forget_call(call);
         assert!(t.signalling.is_empty());
     }
+
+    fn te() -> codecs::meta::TelephoneEvent {
+        codecs::meta::TelephoneEvent {
+            payload_type: 101,
+            clock_rate: 8000,
+        }
+    }
+
+    fn event(seq: u16, ts: u32, ev: u8, end: bool) -> Vec<u8> {
+        crate::engine::dtmf::build_packet(101, false, seq, ts, 7, ev, end, 800)
+    }
+
+    #[test]
+    fn a_converting_stream_reads_events_and_plays_meta_dtmf() {
+        let mut t = MediaTable::new(Box::new(NoSockets), false, (30000, 30099), (0, 0), (0, 0));
+        let peer = a("198.51.100.7:4000");
+        let s = t.stream_id(Side::Outside).unwrap();
+        let call = CallRef(9);
+        t.open(Side::Outside, call, s, ip(), vec![0], Some(peer))
+            .unwrap();
+        // Not converting: telephone-event is no negotiated payload type.
+        assert_eq!(
+            t.check(ms(0), Side::Outside, s, peer, &event(1, 160, 1, true)),
+            Err(Some(MediaDrop::PayloadType(101)))
+        );
+        assert_eq!(t.send_dtmf(ms(0), Side::Outside, s, 1, 100), None);
+        // Without conversion (both parties negotiated it) nothing changes.
+        t.set_telephone_event(ms(0), Side::Outside, s, Some(te()), false);
+        assert_eq!(t.converts_dtmf(Side::Outside, s), None);
+        assert_eq!(t.send_dtmf(ms(0), Side::Outside, s, 1, 100), None);
+        t.set_telephone_event(ms(0), Side::Outside, s, Some(te()), true);
+        assert_eq!(t.converts_dtmf(Side::Outside, s), Some(te()));
+        // A narrowed answer does not drop the converted payload type.
+        t.set_payload_types(Side::Outside, s, vec![0]);
+        t.set_telephone_event(ms(0), Side::Outside, s, Some(te()), true);
+        let got: Vec<_> = [(2, false), (3, true), (4, true), (5, true)]
+            .into_iter()
+            .map(|(seq, end)| t.check(ms(20), Side::Outside, s, peer, &event(seq, 320, 5, end)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Ok(Checked::Dtmf(None)),
+                Ok(Checked::Dtmf(Some((5, 100)))),
+                Ok(Checked::Dtmf(None)),
+                Ok(Checked::Dtmf(None)),
+            ]
+        );
+        assert_eq!(
+            t.check(ms(40), Side::Outside, s, peer, &event(6, 900, 16, true)),
+            Err(Some(MediaDrop::NotDtmf(16)))
+        );
+        assert_eq!((t.counters.dtmf_events, t.counters.dtmf_packets), (1, 4));
+        assert_eq!(t.counters.dropped_malformed, 1);
+        // Meta DTMF is played on timers: 7 packets for 100 ms.
+        assert_eq!(t.send_dtmf(ms(100), Side::Outside, s, 11, 100), Some(true));
+        let mut out = VecDeque::new();
+        while let Some(at) = t.poll_timeout() {
+            t.handle_timeout(at, &mut out);
+        }
+        assert_eq!(out.len(), 7);
+        assert!(out
+            .iter()
+            .all(|x| x.flow.remote == peer && x.protocol == super::super::Protocol::Rtp));
+        // An ended call plays nothing more.
+        assert_eq!(t.send_dtmf(ms(500), Side::Outside, s, 1, 100), Some(true));
+        let sum = t.end_call(call);
+        assert_eq!(
+            (sum.dtmf_events, sum.dtmf_packets, sum.dtmf_sent),
+            (1, 4, 2)
+        );
+        let mut out = VecDeque::new();
+        while let Some(at) = t.poll_timeout() {
+            t.handle_timeout(at, &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(t.send_dtmf(ms(600), Side::Outside, s, 1, 100), Some(false));
+    }
 }
