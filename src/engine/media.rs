@@ -929,8 +929,9 @@ impl MediaTable {
             .and_then(|e| e.stream.dtmf_in.map(|(te, _)| te))
     }
 
-    /// Plays a Meta DTMF event on `stream`: `None` when its peer negotiated no telephone-event
-    /// (the leg sends it another way), else whether it was queued (a full queue drops it).
+    /// Plays a Meta DTMF event on `stream` as RFC 4733 events: `None` when the stream does not
+    /// convert (the leg sends the digit another way, INFO), else whether it was queued (a full
+    /// queue, or an ended call, drops it).
     pub fn send_dtmf(
         &mut self,
         now: Duration,

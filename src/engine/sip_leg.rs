@@ -318,7 +318,8 @@ impl Dialog {
         }
     }
 
-    /// The first stream of the call whose peer negotiated telephone-event.
+    /// The first audio stream of the call whose peer negotiated telephone-event (the media
+    /// table knows whether the gateway converts it).
     fn dtmf_stream(&self) -> Option<StreamId> {
         self.offer
             .iter()
@@ -1921,7 +1922,8 @@ impl SipLeg {
                 if d.state != State::Confirmed {
                     return;
                 }
-                // RFC 4733 events when the peer negotiated telephone-event, else INFO.
+                // RFC 4733 events on a stream that converts (the peer negotiated
+                // telephone-event with the gateway for the other side), else INFO.
                 if let Some(stream) = d.dtmf_stream() {
                     let sent = out
                         .media
