@@ -9,7 +9,8 @@
 //!   not decode them);
 //! - plays each Meta DTMF for it as RFC 4733 packets ([`DtmfSender`], section 2.5): a start
 //!   packet with the M bit, updates every 20 ms, and three end packets with the same timestamp,
-//!   volume 10, under the gateway's own SSRC (one per stream, fixed for the stream's life).
+//!   volume 10, under the gateway's own SSRC (one per stream, fixed for the stream's life,
+//!   derived from the stream's id and port so that replay stays deterministic).
 //!
 //! The state is bounded: the receiver keeps the last event's timestamp, the sender a queue of
 //! at most [`MAX_QUEUED`] events.
@@ -214,10 +215,11 @@ impl DtmfSender {
         }
         if end && tone.ends_left == 0 {
             self.tone = None;
-            self.next = (!self.queue.is_empty()).then(|| due + PACKET_INTERVAL + INTER_EVENT_GAP);
+            self.next = (!self.queue.is_empty())
+                .then(|| due.saturating_add(PACKET_INTERVAL + INTER_EVENT_GAP));
         } else {
             self.tone = Some(tone);
-            self.next = Some(due + PACKET_INTERVAL);
+            self.next = Some(due.saturating_add(PACKET_INTERVAL));
         }
         Some(pkt)
     }
