@@ -160,8 +160,10 @@ impl DtmfSender {
         self.next
     }
 
+    /// `d` in timestamp units (the clock rate comes from the peer's SDP: no overflow).
     fn units(&self, d: Duration) -> u64 {
-        d.as_micros() as u64 * u64::from(self.te.clock_rate) / 1_000_000
+        let units = d.as_micros().saturating_mul(u128::from(self.te.clock_rate)) / 1_000_000;
+        u64::try_from(units).unwrap_or(u64::MAX)
     }
 
     /// The next packet if it is due at `now`; call again until `None`.
@@ -416,6 +418,27 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![(1, 100), (11, 60)]);
+    }
+
+    #[test]
+    fn any_clock_rate_plays_without_overflow() {
+        for rate in [0, 1, 8000, 48000, u32::MAX] {
+            let te = TelephoneEvent {
+                payload_type: 101,
+                clock_rate: rate,
+            };
+            let mut s = DtmfSender::new(te, 3, ms(0));
+            let late = Duration::from_secs(400 * 24 * 3600);
+            assert!(s.push(late, 5, MAX_DURATION_MS));
+            let mut n = 0;
+            while let Some(due) = s.next_due() {
+                while s.poll(due).is_some() {
+                    n += 1;
+                }
+                assert!(n < 1000, "rate {rate}");
+            }
+            assert!(n >= 3, "rate {rate}: {n}");
+        }
     }
 
     #[test]
