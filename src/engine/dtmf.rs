@@ -466,4 +466,15 @@ mod tests {
         assert!(s.poll(ms(50)).is_none());
         assert_eq!(s.next_due(), Some(ms(70)));
     }
+
+    proptest::proptest! {
+        /// Any datagram at any rate: a verdict, never a panic; a reported event is a digit.
+        #[test]
+        fn any_packet_is_judged(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), rate in proptest::prelude::any::<u32>()) {
+            let mut r = DtmfReceiver::default();
+            if let Ok(Received::Event { event, .. }) = r.on_packet(&data, rate) {
+                proptest::prop_assert!(event <= 15);
+            }
+        }
+    }
 }
