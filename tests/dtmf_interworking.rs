@@ -989,7 +989,18 @@ fn live_rfc_4733_caller_and_info_inside_through_both_halves() {
 /// it as RFC 4733 events.
 #[test]
 fn live_rfc_4733_caller_and_h323_pbx() {
-    let test = "live_rfc_4733_caller_and_h323_pbx";
+    live_h323_pbx("live_rfc_4733_caller_and_h323_pbx", false);
+}
+
+/// The same with a PBX accepting fastStart (H.245 tunnelled for its UserInputIndication): the
+/// caller's digits reach it. (GW1 hands on no digits of a PBX it called over fastStart: the
+/// H.323 part keeps an answering party's digits in the call, see `src/engine/h323.rs`.)
+#[test]
+fn live_rfc_4733_caller_to_h323_pbx_with_fast_start() {
+    live_h323_pbx("live_rfc_4733_caller_to_h323_pbx_with_fast_start", true);
+}
+
+fn live_h323_pbx(test: &str, fast_start: bool) {
     if !support::sipp_available(test) || !support::peer_available(test, "tshark", &["-v"], "tshark")
     {
         return;
@@ -999,22 +1010,18 @@ fn live_rfc_4733_caller_and_h323_pbx() {
     };
     let _serial = serial();
     let pbx_port = support::free_tcp_port("127.0.0.1");
+    let rtp = free_rtp_port("127.0.0.1").to_string();
+    let mut args: Vec<String> = ["--rtp-port", &rtp, "--seconds", "30", "--h245", "tunnel"]
+        .map(String::from)
+        .to_vec();
+    if !fast_start {
+        // Refusing fastStart, the PBX's digits go through GW1's H.245 procedures.
+        args.extend(["--no-fast-start", "--dtmf", INSIDE_DIGITS].map(String::from));
+    }
     let pbx = h323peer::Answerer::start(
         &python,
         pbx_port,
-        &[
-            "--rtp-port",
-            &free_rtp_port("127.0.0.1").to_string(),
-            "--seconds",
-            "30",
-            // Refusing fastStart, the PBX's digits go through GW1's H.245 procedures (the
-            // fastStart path leaves an answering PBX's digits where they are).
-            "--no-fast-start",
-            "--h245",
-            "tunnel",
-            "--dtmf",
-            INSIDE_DIGITS,
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let mut s = Setup::new(
         (free_rtp_port("127.0.0.1"), 0),
@@ -1052,6 +1059,15 @@ fn live_rfc_4733_caller_and_h323_pbx() {
         serde_json::json!(want),
         "the caller's RFC 4733 digits as UserInputIndication: {peer}; gw2 {gw2}; gw1 {gw1}"
     );
+    assert_eq!(
+        peer["media_via"],
+        if fast_start { "fastStart" } else { "h245" },
+        "{peer}"
+    );
+    if fast_start {
+        assert_eq!(gw2["engine"]["media"]["dropped_malformed"], 0, "{gw2}");
+        return;
+    }
     let mut digits = String::new();
     let mut last_ts = None;
     for (ev, _, ts) in &rx.events {
