@@ -3,9 +3,11 @@
 //! events into Meta DTMF (one per event, the packets not relayed), and plays Meta DTMF (here
 //! from the inside's INFO) to the caller as RFC 4733 packets.
 //!
-//! First on one engine with both halves driven on virtual time, then live through both halves
-//! (`sgw run --role both`) with a raw outside caller and a sipp UAS inside checking the INFOs,
-//! and tshark decoding what GW2 sends the caller.
+//! First on one engine with both halves driven on virtual time (both call directions, a
+//! re-INVITE, pass-through when both parties negotiated telephone-event), then live through both
+//! halves (`sgw run --role both`) with a raw outside caller and a sipp UAS inside checking the
+//! INFOs, tshark decoding what GW2 sends the caller, and with an inside H.323 PBX (the pycrate
+//! peer) taking and sending the digits as UserInputIndication.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
