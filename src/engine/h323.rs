@@ -1151,10 +1151,20 @@ impl H323 {
                 if let (Some(c), Some((event, duration_ms))) = (call, th323::dtmf_from_h245(&m)) {
                     // From the caller of a call this side answered (in replay the answering
                     // party's digits stay in the capture).
-                    let confirmed = self
-                        .calls
-                        .get(&c)
-                        .is_some_and(|x| x.state == State::Confirmed && x.side == side);
+                    let confirmed = match leg {
+                        // The PBX GW1 called (fastStart, no H.245 session of GW1's).
+                        Some((Role::Calling, _)) => {
+                            !self.replay
+                                && self
+                                    .inside
+                                    .get(&c)
+                                    .is_some_and(|x| x.state == State::Confirmed)
+                        }
+                        _ => self
+                            .calls
+                            .get(&c)
+                            .is_some_and(|x| x.state == State::Confirmed && x.side == side),
+                    };
                     if confirmed {
                         out.send_other(
                             side,
@@ -1444,6 +1454,8 @@ impl H323 {
                         .filter(|m| m.stream == Some(stream))
                         .map(|m| MediaDescription {
                             codecs: vec![codec.clone()],
+                            // H.323 carries digits as UserInputIndication, never RFC 4733.
+                            telephone_event: None,
                             ..m.clone()
                         })
                         .collect::<Vec<_>>();

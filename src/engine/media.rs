@@ -109,6 +109,13 @@ pub struct MediaCounters {
     pub relatches: u64,
     /// The same for RTCP, on its own (not when it follows an RTP re-latch).
     pub rtcp_relatches: u64,
+    /// RFC 4733 telephone-events of the peer converted to Meta DTMF (the other side of the
+    /// call has no telephone-event), and the packets that carried them (not relayed).
+    pub dtmf_events: u64,
+    pub dtmf_packets: u64,
+    /// Meta DTMF played to the peer as RFC 4733 events, and those dropped (a full queue).
+    pub dtmf_sent: u64,
+    pub dtmf_dropped: u64,
 }
 
 impl MediaCounters {
@@ -125,6 +132,10 @@ impl MediaCounters {
         self.ssrc_changes += o.ssrc_changes;
         self.relatches += o.relatches;
         self.rtcp_relatches += o.rtcp_relatches;
+        self.dtmf_events += o.dtmf_events;
+        self.dtmf_packets += o.dtmf_packets;
+        self.dtmf_sent += o.dtmf_sent;
+        self.dtmf_dropped += o.dtmf_dropped;
     }
 }
 
@@ -145,6 +156,19 @@ pub struct MediaStream {
     pub payload_types: Vec<u8>,
     pub ssrc: Option<u32>,
     pub counters: MediaCounters,
+    /// The peer's telephone-event, read into Meta DTMF instead of relayed (see [`super::dtmf`]).
+    dtmf_in: Option<(codecs::meta::TelephoneEvent, super::dtmf::DtmfReceiver)>,
+}
+
+/// What an accepted packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// RTP to forward to the other half.
+    Rtp,
+    Rtcp,
+    /// A telephone-event packet read here, not forwarded: `Some` when it ends a new event
+    /// (the event code and its duration in ms), to send on as Meta DTMF.
+    Dtmf(Option<(u8, u16)>),
 }
 
 /// Why a media packet was dropped.
@@ -160,6 +184,8 @@ pub enum MediaDrop {
     Size,
     /// An SRTP stream's packet failed authentication or was a replay.
     Srtp(super::srtp::SrtpDrop),
+    /// A telephone-event read into Meta DTMF that is no DTMF digit (counted as malformed).
+    NotDtmf(u8),
 }
 
 impl MediaDrop {
@@ -178,6 +204,9 @@ impl MediaDrop {
                 "the stream is latched to another address and port (RFC 4961)".to_owned()
             }
             MediaDrop::Malformed => "not a valid RTP/RTCP packet".to_owned(),
+            MediaDrop::NotDtmf(e) => {
+                format!("telephone-event {e} is no DTMF digit (RFC 4733 events 0-15 are read)")
+            }
             MediaDrop::PayloadType(pt) => format!("payload type {pt} not negotiated"),
             MediaDrop::Size => format!("larger than {MAX_MEDIA_PACKET} bytes"),
             MediaDrop::Srtp(super::srtp::SrtpDrop::Auth) => {
@@ -216,6 +245,7 @@ impl MediaStream {
             payload_types,
             ssrc: None,
             counters: MediaCounters::default(),
+            dtmf_in: None,
         }
     }
 
@@ -271,20 +301,41 @@ impl MediaStream {
         })
     }
 
-    /// Checks one packet from `src` at engine time `now`. On success returns whether it is
-    /// RTCP.
+    /// Reads the peer's telephone-event `te` into Meta DTMF instead of relaying it (`None`:
+    /// relay it, when negotiated, as any payload).
+    pub fn convert_dtmf(&mut self, te: Option<codecs::meta::TelephoneEvent>) {
+        let Some(te) = te else {
+            self.dtmf_in = None;
+            return;
+        };
+        if !self.dtmf_in.is_some_and(|(t, _)| t == te) {
+            self.dtmf_in = Some((te, super::dtmf::DtmfReceiver::default()));
+        }
+        // The payload type is accepted even when the other side's answer narrowed it away.
+        if !self.payload_types.is_empty() && !self.payload_types.contains(&te.payload_type) {
+            self.payload_types.push(te.payload_type);
+        }
+    }
+
+    /// Checks one packet from `src` at engine time `now`: what it is when accepted.
     pub fn check(
         &mut self,
         now: Duration,
         src: SocketAddr,
         data: &[u8],
-    ) -> Result<bool, MediaDrop> {
+    ) -> Result<Checked, MediaDrop> {
         let result = self.check_inner(now, src, data);
         match result {
-            Ok(true) => self.counters.rtcp_forwarded += 1,
-            Ok(false) => self.counters.forwarded += 1,
+            Ok(Checked::Rtcp) => self.counters.rtcp_forwarded += 1,
+            Ok(Checked::Rtp) => self.counters.forwarded += 1,
+            Ok(Checked::Dtmf(e)) => {
+                self.counters.dtmf_packets += 1;
+                self.counters.dtmf_events += u64::from(e.is_some());
+            }
             Err(MediaDrop::Source(_) | MediaDrop::Latched) => self.counters.dropped_source += 1,
-            Err(MediaDrop::Malformed) => self.counters.dropped_malformed += 1,
+            Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => {
+                self.counters.dropped_malformed += 1
+            }
             Err(MediaDrop::PayloadType(_)) => self.counters.dropped_payload_type += 1,
             Err(MediaDrop::Size) => self.counters.dropped_size += 1,
             Err(MediaDrop::Srtp(_)) => {}
@@ -342,13 +393,14 @@ impl MediaStream {
         now: Duration,
         src: SocketAddr,
         data: &[u8],
-    ) -> Result<bool, MediaDrop> {
+    ) -> Result<Checked, MediaDrop> {
         if data.len() > MAX_MEDIA_PACKET {
             return Err(MediaDrop::Size);
         }
         let rtcp = is_rtcp(data);
         let verdict = self.check_source(now, src, rtcp)?;
         let mut ssrc = None;
+        let mut dtmf = None;
         if rtcp {
             let ok = data.len() >= 8 && data.first().is_some_and(|b| b >> 6 == 2);
             if !ok {
@@ -359,6 +411,17 @@ impl MediaStream {
             let pt = pkt.payload_type();
             if !self.payload_types.is_empty() && !self.payload_types.contains(&pt) {
                 return Err(MediaDrop::PayloadType(pt));
+            }
+            if let Some((te, rx)) = &mut self.dtmf_in {
+                if te.payload_type == pt {
+                    use super::dtmf::{Invalid, Received};
+                    dtmf = Some(match rx.on_packet(data, te.clock_rate) {
+                        Ok(Received::Event { event, duration_ms }) => Some((event, duration_ms)),
+                        Ok(Received::Part) => None,
+                        Err(Invalid::Malformed) => return Err(MediaDrop::Malformed),
+                        Err(Invalid::NotDtmf(e)) => return Err(MediaDrop::NotDtmf(e)),
+                    });
+                }
             }
             ssrc = Some(pkt.ssrc());
         }
@@ -383,7 +446,11 @@ impl MediaStream {
             }
             self.ssrc = Some(ssrc);
         }
-        Ok(rtcp)
+        Ok(match (rtcp, dtmf) {
+            (true, _) => Checked::Rtcp,
+            (false, Some(e)) => Checked::Dtmf(e),
+            (false, None) => Checked::Rtp,
+        })
     }
 }
 
@@ -512,6 +579,12 @@ pub struct MediaTableCounters {
     pub dropped_srtp_auth: u64,
     pub dropped_srtp_replay: u64,
     pub relatches: u64,
+    /// RFC 4733 events read into Meta DTMF and the packets that carried them (not relayed),
+    /// Meta DTMF played as RFC 4733 events and those dropped (a full queue).
+    pub dtmf_events: u64,
+    pub dtmf_packets: u64,
+    pub dtmf_sent: u64,
+    pub dtmf_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -524,6 +597,8 @@ struct Entry {
     ended: bool,
     /// Replay: the keys this stream put into `by_remote`.
     remotes: Vec<SocketAddr>,
+    /// Plays Meta DTMF to the peer as RFC 4733 events, when it negotiated telephone-event.
+    dtmf_out: Option<Box<super::dtmf::DtmfSender>>,
 }
 
 /// Every media stream of the engine, per side. See the module docs.
@@ -543,6 +618,8 @@ pub struct MediaTable {
     latching: [Latching; 2],
     /// The IP address each call's signalling came from, per side.
     signalling: FxHashMap<(CallRef, Side), IpAddr>,
+    /// When streams' DTMF senders have packets due (stale entries are skipped).
+    dtmf_timers: super::timers::Timers<(Side, StreamId)>,
     pub counters: MediaTableCounters,
 }
 
@@ -575,6 +652,7 @@ impl MediaTable {
             by_call: FxHashMap::default(),
             latching: [Latching::OUTSIDE, Latching::INSIDE],
             signalling: FxHashMap::default(),
+            dtmf_timers: super::timers::Timers::default(),
             counters: MediaTableCounters::default(),
         }
     }
@@ -698,6 +776,7 @@ impl MediaTable {
                 srtp: None,
                 ended: false,
                 remotes,
+                dtmf_out: None,
             },
         );
         Ok(local)
@@ -754,7 +833,7 @@ impl MediaTable {
         stream: StreamId,
         src: SocketAddr,
         data: &[u8],
-    ) -> Result<bool, Option<MediaDrop>> {
+    ) -> Result<Checked, Option<MediaDrop>> {
         match self.streams.get_mut(&(side, stream)) {
             Some(e) if !e.ended => {
                 let c = e.stream.counters;
@@ -764,9 +843,13 @@ impl MediaTable {
                     (d.relatches + d.rtcp_relatches).saturating_sub(c.relatches + c.rtcp_relatches);
                 let t = &mut self.counters;
                 match result {
+                    Ok(Checked::Dtmf(e)) => {
+                        t.dtmf_packets += 1;
+                        t.dtmf_events += u64::from(e.is_some());
+                    }
                     Ok(_) => {}
                     Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
-                    Err(MediaDrop::Malformed) => t.dropped_malformed += 1,
+                    Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => t.dropped_malformed += 1,
                     Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
                     Err(MediaDrop::Size) => t.dropped_size += 1,
                     Err(MediaDrop::Srtp(_)) => {}
@@ -799,6 +882,116 @@ impl MediaTable {
             _ => {
                 self.counters.unknown_stream += 1;
                 None
+            }
+        }
+    }
+
+    /// The peer on this stream negotiated telephone-event `te` (`None`: it did not). With
+    /// `convert` (the other side of the call has no telephone-event, the gateway negotiated it
+    /// for that side) the peer's events are read into Meta DTMF instead of relayed, and Meta
+    /// DTMF for the peer is played as RFC 4733 events; without, neither.
+    pub fn set_telephone_event(
+        &mut self,
+        now: Duration,
+        side: Side,
+        stream: StreamId,
+        te: Option<codecs::meta::TelephoneEvent>,
+        convert: bool,
+    ) {
+        let Some(e) = self.streams.get_mut(&(side, stream)) else {
+            return;
+        };
+        // Only where the gateway converts: between two parties that both negotiated it, events
+        // stay media and INFO stays INFO.
+        let te = te.filter(|_| convert);
+        e.stream.convert_dtmf(te);
+        match te {
+            None => e.dtmf_out = None,
+            Some(te)
+                if e.dtmf_out
+                    .as_ref()
+                    .is_some_and(|s| s.telephone_event() == te) => {}
+            Some(te) => {
+                let seed = (u64::from(stream.0) << 16) | u64::from(e.stream.local.port());
+                e.dtmf_out = Some(Box::new(super::dtmf::DtmfSender::new(te, seed, now)));
+            }
+        }
+    }
+
+    /// The telephone-event `stream` converts (see [`MediaTable::set_telephone_event`]).
+    pub fn converts_dtmf(
+        &self,
+        side: Side,
+        stream: StreamId,
+    ) -> Option<codecs::meta::TelephoneEvent> {
+        self.streams
+            .get(&(side, stream))
+            .and_then(|e| e.stream.dtmf_in.map(|(te, _)| te))
+    }
+
+    /// Plays a Meta DTMF event on `stream` as RFC 4733 events: `None` when the stream does not
+    /// convert (the leg sends the digit another way, INFO), else whether it was queued (a full
+    /// queue, or an ended call, drops it).
+    pub fn send_dtmf(
+        &mut self,
+        now: Duration,
+        side: Side,
+        stream: StreamId,
+        event: u8,
+        duration_ms: u16,
+    ) -> Option<bool> {
+        let e = self.streams.get_mut(&(side, stream))?;
+        if e.ended {
+            return Some(false);
+        }
+        let sender = e.dtmf_out.as_mut()?;
+        let queued = sender.push(now, event, duration_ms);
+        if queued {
+            e.stream.counters.dtmf_sent += 1;
+            self.counters.dtmf_sent += 1;
+            if let Some(due) = sender.next_due() {
+                self.dtmf_timers.set(due, (side, stream));
+            }
+        } else {
+            e.stream.counters.dtmf_dropped += 1;
+            self.counters.dtmf_dropped += 1;
+        }
+        Some(queued)
+    }
+
+    /// When the next DTMF packet is due on any stream.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.dtmf_timers.next()
+    }
+
+    /// Sends the DTMF packets due at `now`.
+    pub fn handle_timeout(&mut self, now: Duration, transmits: &mut VecDeque<Transmit>) {
+        while let Some((at, (side, stream))) = self.dtmf_timers.pop_due(now) {
+            let Some(e) = self.streams.get_mut(&(side, stream)) else {
+                continue;
+            };
+            if e.ended {
+                e.dtmf_out = None;
+                continue;
+            }
+            let Some(sender) = e.dtmf_out.as_mut() else {
+                continue;
+            };
+            // A stale entry (the sender was rescheduled since).
+            if sender.next_due() != Some(at) {
+                continue;
+            }
+            while let Some(pkt) = sender.poll(now) {
+                let data = match &mut e.srtp {
+                    Some(s) => s.protect(false, &pkt),
+                    None => Some(Bytes::from(pkt)),
+                };
+                if let Some(t) = data.and_then(|d| e.stream.relay(side, false, d)) {
+                    transmits.push_back(t);
+                }
+            }
+            if let Some(due) = sender.next_due() {
+                self.dtmf_timers.set(due, (side, stream));
             }
         }
     }
@@ -1095,7 +1288,7 @@ mod tests {
         for mode in [LatchMode::Sdp, LatchMode::Signalling, LatchMode::Any] {
             let mut s = stream(mode);
             let peer = a("198.51.100.7:4000");
-            assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(false), "{mode:?}");
+            assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(Checked::Rtp), "{mode:?}");
             // The same IP on another port, another IP: dropped, counted, return media stays.
             for (i, other) in [a("198.51.100.7:4002"), a("198.51.100.66:4000")]
                 .into_iter()
@@ -1106,7 +1299,7 @@ mod tests {
                     "{mode:?}"
                 );
             }
-            assert_eq!(s.check(ms(40), peer, &rtp(1)), Ok(false));
+            assert_eq!(s.check(ms(40), peer, &rtp(1)), Ok(Checked::Rtp));
             assert_eq!(s.counters.forwarded, 2);
             assert_eq!(s.counters.dropped_source, 2);
             assert_eq!(s.counters.relatches, 0);
@@ -1127,20 +1320,23 @@ mod tests {
         assert!(s.check(ms(1), a("198.51.100.7:5000"), &rtp(9)).is_err());
         // Before any packet, return media goes to the negotiated address.
         assert_eq!(relay_to(&mut s, false), a("198.51.100.7:4000"));
-        assert_eq!(s.check(ms(2), a("198.51.100.7:4000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            s.check(ms(2), a("198.51.100.7:4000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
     }
 
     #[test]
     fn re_latches_only_after_the_latched_source_is_idle() {
         let mut s = stream(LatchMode::Signalling);
         let (first, moved) = (a("203.0.113.9:30000"), a("203.0.113.9:31000"));
-        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(false));
-        assert_eq!(s.check(ms(1000), first, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(Checked::Rtp));
+        assert_eq!(s.check(ms(1000), first, &rtp(1)), Ok(Checked::Rtp));
         // 1.999 s of silence: not yet.
         assert_eq!(s.check(ms(2999), moved, &rtp(1)), Err(MediaDrop::Latched));
         // Packets that are dropped do not count as activity of the new source, nor of the
         // latched one; 2 s after the last accepted packet the stream re-latches.
-        assert_eq!(s.check(ms(3000), moved, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(3000), moved, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(s.counters.relatches, 1);
         assert_eq!(relay_to(&mut s, false), moved);
         // The old source is now the outsider.
@@ -1159,12 +1355,12 @@ mod tests {
     fn idle_re_latch_still_obeys_the_mode() {
         let mut s = stream(LatchMode::Sdp);
         let peer = a("198.51.100.7:4000");
-        assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), peer, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(
             s.check(ms(60_000), a("198.51.100.66:4000"), &rtp(1)),
             Err(MediaDrop::Source(LatchMode::Sdp))
         );
-        assert_eq!(s.check(ms(60_020), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(60_020), peer, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(s.counters.relatches, 0);
     }
 
@@ -1175,7 +1371,7 @@ mod tests {
         let mut s = stream(LatchMode::Signalling);
         s.negotiated = Some(a("10.99.0.1:4000"));
         let nat = a("203.0.113.9:61000");
-        assert_eq!(s.check(ms(0), nat, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), nat, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(relay_to(&mut s, false), nat);
         // Another host is still refused; a strict stream refuses the NAT address.
         assert_eq!(
@@ -1194,7 +1390,7 @@ mod tests {
     fn any_mode_latches_whoever_sends_first() {
         let mut s = stream(LatchMode::Any);
         let first = a("198.51.100.66:7000");
-        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(0), first, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(relay_to(&mut s, false), first);
         assert_eq!(
             s.check(ms(20), a("198.51.100.7:4000"), &rtp(1)),
@@ -1202,7 +1398,7 @@ mod tests {
         );
         assert_eq!(
             s.check(ms(2020), a("198.51.100.7:4000"), &rtp(1)),
-            Ok(false)
+            Ok(Checked::Rtp)
         );
         assert_eq!(s.counters.relatches, 1);
     }
@@ -1212,7 +1408,10 @@ mod tests {
         let mut s = stream(LatchMode::Sdp);
         let peer = a("198.51.100.7:4000");
         // RTCP from the port above the negotiated RTP port, before any RTP.
-        assert_eq!(s.check(ms(0), a("198.51.100.7:4001"), &rtcp()), Ok(true));
+        assert_eq!(
+            s.check(ms(0), a("198.51.100.7:4001"), &rtcp()),
+            Ok(Checked::Rtcp)
+        );
         assert_eq!(relay_to(&mut s, true), a("198.51.100.7:4001"));
         // RTCP from elsewhere, or from the RTP port once latched on +1: dropped.
         assert_eq!(
@@ -1221,7 +1420,7 @@ mod tests {
         );
         assert_eq!(s.check(ms(20), peer, &rtcp()), Err(MediaDrop::Latched));
         // RTP latches independently of RTCP.
-        assert_eq!(s.check(ms(30), peer, &rtp(1)), Ok(false));
+        assert_eq!(s.check(ms(30), peer, &rtp(1)), Ok(Checked::Rtp));
         assert_eq!(s.counters.rtcp_forwarded, 1);
         assert_eq!(s.counters.dropped_source, 2);
         // RTCP's latch outlasts the gaps between reports (5 s): after 6 s of silence, the
@@ -1229,7 +1428,7 @@ mod tests {
         assert_eq!(s.check(ms(6000), peer, &rtcp()), Err(MediaDrop::Latched));
         assert_eq!(
             s.check(ms(15_000), peer, &rtcp()),
-            Ok(true),
+            Ok(Checked::Rtcp),
             "after 15 s RTCP may move to the RTP port (rtcp-mux)"
         );
         assert_eq!(s.counters.rtcp_relatches, 1);
@@ -1239,15 +1438,24 @@ mod tests {
     fn rtcp_mux_and_rtcp_following_a_nat_latch() {
         let mut s = stream(LatchMode::Sdp);
         // rtcp-mux: RTCP from the RTP port.
-        assert_eq!(s.check(ms(0), a("198.51.100.7:4000"), &rtcp()), Ok(true));
+        assert_eq!(
+            s.check(ms(0), a("198.51.100.7:4000"), &rtcp()),
+            Ok(Checked::Rtcp)
+        );
         assert_eq!(relay_to(&mut s, true), a("198.51.100.7:4000"));
         // Before any RTCP came, RTCP goes to the RTP destination's port + 1.
         let mut n = stream(LatchMode::Signalling);
         n.negotiated = Some(a("10.99.0.1:4000"));
         assert_eq!(relay_to(&mut n, true), a("10.99.0.1:4001"));
-        assert_eq!(n.check(ms(0), a("203.0.113.9:61000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            n.check(ms(0), a("203.0.113.9:61000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         assert_eq!(relay_to(&mut n, true), a("203.0.113.9:61001"));
-        assert_eq!(n.check(ms(5), a("203.0.113.9:61001"), &rtcp()), Ok(true));
+        assert_eq!(
+            n.check(ms(5), a("203.0.113.9:61001"), &rtcp()),
+            Ok(Checked::Rtcp)
+        );
         assert_eq!(relay_to(&mut n, true), a("203.0.113.9:61001"));
     }
 
@@ -1256,24 +1464,30 @@ mod tests {
         let mut s = stream(LatchMode::Signalling);
         let (rtp_a, rtcp_a) = (a("203.0.113.9:30000"), a("203.0.113.9:30001"));
         let (rtp_b, rtcp_b) = (a("203.0.113.9:40000"), a("203.0.113.9:40001"));
-        assert_eq!(s.check(ms(0), rtp_a, &rtp(1)), Ok(false));
-        assert_eq!(s.check(ms(1), rtcp_a, &rtcp()), Ok(true));
-        assert_eq!(s.check(ms(3000), rtp_b, &rtp(1)), Ok(false));
-        assert_eq!(s.check(ms(3001), rtcp_b, &rtcp()), Ok(true));
+        assert_eq!(s.check(ms(0), rtp_a, &rtp(1)), Ok(Checked::Rtp));
+        assert_eq!(s.check(ms(1), rtcp_a, &rtcp()), Ok(Checked::Rtcp));
+        assert_eq!(s.check(ms(3000), rtp_b, &rtp(1)), Ok(Checked::Rtp));
+        assert_eq!(s.check(ms(3001), rtcp_b, &rtcp()), Ok(Checked::Rtcp));
         assert_eq!((s.counters.relatches, s.counters.rtcp_relatches), (1, 0));
     }
 
     #[test]
     fn a_new_sdp_address_latches_afresh() {
         let mut s = stream(LatchMode::Sdp);
-        assert_eq!(s.check(ms(0), a("198.51.100.7:4000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            s.check(ms(0), a("198.51.100.7:4000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         // Same address again (a session refresh): the latch stays.
         s.set_negotiated(a("198.51.100.7:4000"));
         assert_eq!(relay_to(&mut s, false), a("198.51.100.7:4000"));
         // A re-INVITE moves the media: the new address latches at once.
         s.set_negotiated(a("198.51.100.8:6000"));
         assert_eq!(relay_to(&mut s, false), a("198.51.100.8:6000"));
-        assert_eq!(s.check(ms(20), a("198.51.100.8:6000"), &rtp(1)), Ok(false));
+        assert_eq!(
+            s.check(ms(20), a("198.51.100.8:6000"), &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         assert!(s.check(ms(40), a("198.51.100.7:4000"), &rtp(1)).is_err());
     }
 
@@ -1312,7 +1526,7 @@ mod tests {
         let nat = a("203.0.113.9:61000");
         assert_eq!(
             t.check(ms(0), Side::Outside, out_id, nat, &rtp(1)),
-            Ok(false)
+            Ok(Checked::Rtp)
         );
         assert_eq!(
             t.check(
@@ -1332,7 +1546,10 @@ mod tests {
             Err(Some(MediaDrop::Source(LatchMode::Sdp)))
         );
         t.set_remote(Side::Inside, in_id, pbx);
-        assert_eq!(t.check(ms(1), Side::Inside, in_id, pbx, &rtp(1)), Ok(false));
+        assert_eq!(
+            t.check(ms(1), Side::Inside, in_id, pbx, &rtp(1)),
+            Ok(Checked::Rtp)
+        );
         assert_eq!(t.counters.dropped_source, 2);
         // The inside's shorter idle time applies to the inside only.
         t.set_signalling(Side::Inside, call, "127.0.0.9".parse().unwrap());
@@ -1358,7 +1575,7 @@ mod tests {
                 a("203.0.113.9:61002"),
                 &rtp(1)
             ),
-            Ok(false)
+            Ok(Checked::Rtp)
         );
         assert_eq!(t.counters.relatches, 1);
         assert_eq!(t.counters.dropped_source, 4);
@@ -1391,5 +1608,83 @@ mod tests {
         );
         t.forget_call(call);
         assert!(t.signalling.is_empty());
+    }
+
+    fn te() -> codecs::meta::TelephoneEvent {
+        codecs::meta::TelephoneEvent {
+            payload_type: 101,
+            clock_rate: 8000,
+        }
+    }
+
+    fn event(seq: u16, ts: u32, ev: u8, end: bool) -> Vec<u8> {
+        crate::engine::dtmf::build_packet(101, false, seq, ts, 7, ev, end, 800)
+    }
+
+    #[test]
+    fn a_converting_stream_reads_events_and_plays_meta_dtmf() {
+        let mut t = MediaTable::new(Box::new(NoSockets), false, (30000, 30099), (0, 0), (0, 0));
+        let peer = a("198.51.100.7:4000");
+        let s = t.stream_id(Side::Outside).unwrap();
+        let call = CallRef(9);
+        t.open(Side::Outside, call, s, ip(), vec![0], Some(peer))
+            .unwrap();
+        // Not converting: telephone-event is no negotiated payload type.
+        assert_eq!(
+            t.check(ms(0), Side::Outside, s, peer, &event(1, 160, 1, true)),
+            Err(Some(MediaDrop::PayloadType(101)))
+        );
+        assert_eq!(t.send_dtmf(ms(0), Side::Outside, s, 1, 100), None);
+        // Without conversion (both parties negotiated it) nothing changes.
+        t.set_telephone_event(ms(0), Side::Outside, s, Some(te()), false);
+        assert_eq!(t.converts_dtmf(Side::Outside, s), None);
+        assert_eq!(t.send_dtmf(ms(0), Side::Outside, s, 1, 100), None);
+        t.set_telephone_event(ms(0), Side::Outside, s, Some(te()), true);
+        assert_eq!(t.converts_dtmf(Side::Outside, s), Some(te()));
+        // A narrowed answer does not drop the converted payload type.
+        t.set_payload_types(Side::Outside, s, vec![0]);
+        t.set_telephone_event(ms(0), Side::Outside, s, Some(te()), true);
+        let got: Vec<_> = [(2, false), (3, true), (4, true), (5, true)]
+            .into_iter()
+            .map(|(seq, end)| t.check(ms(20), Side::Outside, s, peer, &event(seq, 320, 5, end)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Ok(Checked::Dtmf(None)),
+                Ok(Checked::Dtmf(Some((5, 100)))),
+                Ok(Checked::Dtmf(None)),
+                Ok(Checked::Dtmf(None)),
+            ]
+        );
+        assert_eq!(
+            t.check(ms(40), Side::Outside, s, peer, &event(6, 900, 16, true)),
+            Err(Some(MediaDrop::NotDtmf(16)))
+        );
+        assert_eq!((t.counters.dtmf_events, t.counters.dtmf_packets), (1, 4));
+        assert_eq!(t.counters.dropped_malformed, 1);
+        // Meta DTMF is played on timers: 7 packets for 100 ms.
+        assert_eq!(t.send_dtmf(ms(100), Side::Outside, s, 11, 100), Some(true));
+        let mut out = VecDeque::new();
+        while let Some(at) = t.poll_timeout() {
+            t.handle_timeout(at, &mut out);
+        }
+        assert_eq!(out.len(), 7);
+        assert!(out
+            .iter()
+            .all(|x| x.flow.remote == peer && x.protocol == super::super::Protocol::Rtp));
+        // An ended call plays nothing more.
+        assert_eq!(t.send_dtmf(ms(500), Side::Outside, s, 1, 100), Some(true));
+        let sum = t.end_call(call);
+        assert_eq!(
+            (sum.dtmf_events, sum.dtmf_packets, sum.dtmf_sent),
+            (1, 4, 2)
+        );
+        let mut out = VecDeque::new();
+        while let Some(at) = t.poll_timeout() {
+            t.handle_timeout(at, &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(t.send_dtmf(ms(600), Side::Outside, s, 1, 100), Some(false));
     }
 }

@@ -39,6 +39,7 @@ mod answering;
 pub mod auth;
 pub mod calls;
 pub mod control;
+pub mod dtmf;
 mod h323;
 pub mod ids;
 pub mod limits;
@@ -1077,7 +1078,20 @@ impl Engine {
             Err(d) => Err(Some(d)),
         };
         let (verdict, reason) = match result {
-            Ok((rtcp, plain)) => {
+            // A telephone-event read into Meta DTMF: the other side could not decode it.
+            Ok((media::Checked::Dtmf(event), _)) => {
+                if let Some((event, duration_ms)) = event {
+                    let m = meta::Message::Dtmf(meta::Dtmf {
+                        call,
+                        event,
+                        duration_ms,
+                    });
+                    self.out.send_other(arrival, m);
+                }
+                (Verdict::Accepted, None)
+            }
+            Ok((checked, plain)) => {
+                let rtcp = checked == media::Checked::Rtcp;
                 match arrival {
                     Side::Outside => self.out.media_to_gw1.push_back((stream, rtcp, plain)),
                     Side::Inside => self.out.media_to_gw2.push_back((stream, rtcp, plain)),
@@ -1327,6 +1341,11 @@ impl Engine {
         self.outside.handle_timeout(now, &mut self.out);
         self.inside.handle_timeout(now, &mut self.out);
         self.h323.handle_timeout(now, &mut self.out);
+        let mut played = VecDeque::new();
+        self.out.media.handle_timeout(now, &mut played);
+        for t in played {
+            self.out.transmits.push_back(t);
+        }
         while let Some(call) = self.out.calls.poll_forget(now) {
             self.outside.forget(call);
             self.inside.forget(call);
@@ -1352,6 +1371,7 @@ impl Engine {
             self.outside.poll_timeout(),
             self.inside.poll_timeout(),
             self.out.calls.poll_timeout(),
+            self.out.media.poll_timeout(),
             self.h323.poll_timeout(),
             self.keepalive_due(),
             self.ras

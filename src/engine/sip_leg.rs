@@ -24,7 +24,7 @@ use super::{
 };
 use super::{Verdict, MAX_FAMILY};
 use bytes::Bytes;
-use codecs::meta::{self, CallRef, Cause, MediaDescription, StreamId};
+use codecs::meta::{self, CallRef, Cause, MediaDescription, MediaKind, StreamId};
 use codecs::sip::{self, HeaderName, Message, MessageBuilder, Method, SipError, StartLine};
 use rustc_hash::FxHashMap;
 // Maps keyed by what peers choose (Call-ID) keep SipHash against hash flooding; maps keyed by
@@ -196,6 +196,9 @@ pub struct Dialog {
     /// Per media description: the `a=crypto` value of the gateway's key when the stream is
     /// served as SRTP (GW2's outside, offered `RTP/SAVP` over TLS).
     crypto: Vec<Option<String>>,
+    /// UAC: the audio streams whose offer got a telephone-event the other side did not offer
+    /// (the gateway converts it when the peer accepts it, see [`super::dtmf`]).
+    dtmf_added: Vec<StreamId>,
 }
 
 impl Dialog {
@@ -283,6 +286,45 @@ impl Dialog {
             self.sdp_id,
             self.sdp_version,
         )
+    }
+
+    /// Takes the other side's answer into the media this leg describes, keeping the
+    /// telephone-event its peer offered when the answer has none (the gateway converts it, see
+    /// [`super::dtmf`]); narrows the streams' payload types and sets up their DTMF. Returns
+    /// nothing: the media table holds the result.
+    fn take_answer_with_dtmf(
+        &mut self,
+        now: Duration,
+        out: &mut Out,
+        side: Side,
+        media: &[MediaDescription],
+    ) {
+        narrow(out, side, media);
+        for o in self.offer.iter_mut() {
+            let Some(id) = o.stream else { continue };
+            let Some(a) = media.iter().find(|a| a.stream == Some(id)) else {
+                continue;
+            };
+            let kept = o
+                .telephone_event
+                .filter(|_| a.telephone_event.is_none() && a.kind == MediaKind::Audio);
+            let mut new = a.clone();
+            if kept.is_some() {
+                new.telephone_event = kept;
+            }
+            out.media
+                .set_telephone_event(now, side, id, new.telephone_event, kept.is_some());
+            *o = new;
+        }
+    }
+
+    /// The first audio stream of the call whose peer negotiated telephone-event (the media
+    /// table knows whether the gateway converts it).
+    fn dtmf_stream(&self) -> Option<StreamId> {
+        self.offer
+            .iter()
+            .find(|m| m.kind == MediaKind::Audio && m.telephone_event.is_some())
+            .and_then(|m| m.stream)
     }
 
     /// Takes the answer's codecs per stream into the media this leg describes.
@@ -1031,6 +1073,7 @@ impl SipLeg {
             sdp_version: 1,
             sips: uri.scheme == sip::UriScheme::Sips,
             crypto,
+            dtmf_added: Vec::new(),
         };
         self.by_call_id.insert(call_id, call);
         self.dialogs.insert(call, dialog);
@@ -1563,7 +1606,19 @@ impl SipLeg {
                     apply_remotes(out, side, &ans.media, &ans.remotes);
                     d.take_answer(&ans.media);
                     narrow(out, side, &ans.media);
-                    ans.media
+                    // The peer accepted the telephone-event the gateway added for the other
+                    // side: its stream converts, and the other side, which did not offer it,
+                    // does not see it in the answer.
+                    let mut media = ans.media;
+                    for m in &mut media {
+                        let Some(id) = m.stream else { continue };
+                        if !d.dtmf_added.contains(&id) {
+                            continue;
+                        }
+                        let te = m.telephone_event.take();
+                        out.media.set_telephone_event(now, side, id, te, true);
+                    }
+                    media
                 })
                 .unwrap_or_default()
         } else {
@@ -1694,12 +1749,21 @@ impl SipLeg {
         if let Some(sdp) = policy::sdp_body(msg) {
             if let Ok(ans) = tsip::answer_from_sdp(&sdp, &d.offer) {
                 apply_remotes(out, side, &ans.media, &ans.remotes);
+                // The telephone-event the gateway converts is not the other side's.
+                let mut media = ans.media;
+                for m in &mut media {
+                    if m.stream
+                        .is_some_and(|id| out.media.converts_dtmf(side, id).is_some())
+                    {
+                        m.telephone_event = None;
+                    }
+                }
                 out.send_other(
                     side,
                     meta::Message::MediaUpdate(meta::MediaUpdate {
                         call,
                         kind: meta::OfferAnswer::Answer,
-                        media: ans.media,
+                        media,
                     }),
                 );
             }
@@ -1798,8 +1862,7 @@ impl SipLeg {
                 }
                 let code = if media.is_empty() { 180 } else { 183 };
                 if !media.is_empty() {
-                    d.take_answer(&media);
-                    narrow(out, side, &media);
+                    d.take_answer_with_dtmf(now, out, side, &media);
                 }
                 self.answer_invite(now, call, code, !media.is_empty(), out);
             }
@@ -1807,8 +1870,7 @@ impl SipLeg {
                 if d.uac || d.state != State::Early {
                     return;
                 }
-                d.take_answer(&media);
-                narrow(out, side, &media);
+                d.take_answer_with_dtmf(now, out, side, &media);
                 d.state = State::Confirmed;
                 out.calls.answered(now, call);
                 self.answer_invite(now, call, 200, true, out);
@@ -1818,8 +1880,7 @@ impl SipLeg {
             }
             meta::Message::MediaUpdate(meta::MediaUpdate { kind, media, .. }) => match kind {
                 meta::OfferAnswer::Answer => {
-                    d.take_answer(&media);
-                    narrow(out, side, &media);
+                    d.take_answer_with_dtmf(now, out, side, &media);
                     if let Some(key) = d.reinvite.take() {
                         if let Some(req) = self.server.request(&key).cloned() {
                             let resp = self.ok_with_sdp(call, &req, out);
@@ -1835,6 +1896,13 @@ impl SipLeg {
                 meta::OfferAnswer::Offer => {
                     if d.state == State::Ended {
                         return;
+                    }
+                    // A stream the gateway converts keeps its telephone-event in the re-offer.
+                    let mut media = media;
+                    for m in &mut media {
+                        if let (Some(id), None) = (m.stream, m.telephone_event) {
+                            m.telephone_event = out.media.converts_dtmf(side, id);
+                        }
                     }
                     d.take_answer(&media);
                     d.before_offer = Some(std::mem::replace(&mut d.offer, media));
@@ -1853,6 +1921,16 @@ impl SipLeg {
             meta::Message::Dtmf(dtmf) => {
                 if d.state != State::Confirmed {
                     return;
+                }
+                // RFC 4733 events on a stream that converts (the peer negotiated
+                // telephone-event with the gateway for the other side), else INFO.
+                if let Some(stream) = d.dtmf_stream() {
+                    let sent = out
+                        .media
+                        .send_dtmf(now, side, stream, dtmf.event, dtmf.duration_ms);
+                    if sent.is_some() {
+                        return;
+                    }
                 }
                 let (ct, body) = tsip::info_body(dtmf.event, dtmf.duration_ms);
                 self.send_in_dialog(now, call, Method::Info, |b, _| b.body(ct, body), out);
@@ -1974,6 +2052,8 @@ impl SipLeg {
         out.calls.set_peer(call, side, p.next_hop.ip());
         // Latch mode `signalling`: the callee's media may come from the next hop's address.
         out.media.set_signalling(side, call, p.next_hop.ip());
+        let mut s = s;
+        let dtmf_added = offer_telephone_event(&mut s.media);
         for m in &s.media {
             let Some(stream) = m.stream else { continue };
             if let Err(r) = out
@@ -2039,6 +2119,7 @@ impl SipLeg {
             sdp_version: 1,
             sips: false,
             crypto: Vec::new(),
+            dtmf_added,
         };
         let mut b = in_dialog(&d, &Method::Invite, 1, &branch)
             .header("Contact", self.contact(&d))
@@ -2259,6 +2340,30 @@ fn apply_remotes(
             out.media.set_remote(side, id, *r);
         }
     }
+}
+
+/// Adds telephone-event to each audio stream of an offer that has none (the other side of the
+/// call did not offer it): payload type 101, or the first dynamic one the stream does not use,
+/// at the clock rate of the stream's first codec (RFC 4733 section 2.1). Returns the streams.
+fn offer_telephone_event(media: &mut [MediaDescription]) -> Vec<StreamId> {
+    let mut added = Vec::new();
+    for m in media.iter_mut() {
+        let Some(id) = m.stream else { continue };
+        if m.kind != MediaKind::Audio || m.telephone_event.is_some() || m.codecs.is_empty() {
+            continue;
+        }
+        let used = |pt: u8| m.codecs.iter().any(|c| c.payload_type == pt);
+        let Some(pt) = std::iter::once(101).chain(96..=127).find(|&pt| !used(pt)) else {
+            continue;
+        };
+        let clock_rate = m.codecs.first().map_or(8000, |c| c.clock_rate);
+        m.telephone_event = Some(meta::TelephoneEvent {
+            payload_type: pt,
+            clock_rate,
+        });
+        added.push(id);
+    }
+    added
 }
 
 /// Narrows each stream's allowed payload types to an answer's.

@@ -172,7 +172,7 @@ pub fn tshark_count(pcap: &Path, decode: &[String], filter: &str) -> usize {
 }
 
 /// `scenario` (a sipp UAS) with a `recv INFO` (checking `Signal=DIGIT`) and its 200 per digit
-/// of `dtmf`, before its BYE.
+/// of `dtmf`, before its BYE, answering without telephone-event.
 pub fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
     let mut infos = String::new();
     for (i, d) in dtmf.chars().enumerate() {
@@ -200,6 +200,8 @@ pub fn with_info_per_digit(scenario: &str, dtmf: &str) -> String {
   "#
         ));
     }
+    // A party taking its digits as INFO negotiates no telephone-event.
+    let scenario = super::scenarios::without_telephone_event(scenario);
     let at = scenario.find("<recv request=\"BYE\"").unwrap();
     format!("{}{infos}{}", &scenario[..at], &scenario[at..])
 }

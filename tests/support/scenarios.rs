@@ -68,3 +68,25 @@ pub fn uac_rtp_scenario(pcap: &Path) -> String {
 /// A callee answering PCMA, whose RTP sipp echoes with `-rtp_echo`: the lab's own.
 #[allow(unused_imports)]
 pub use sgw::lab::UAS_PCMA;
+
+/// `scenario` whose SDP offers or answers no telephone-event (RFC 4733): a party that takes its
+/// digits as SIP INFO only. The gateway then sends it INFO; to a party that negotiated
+/// telephone-event with it, the gateway plays digits as RFC 4733 events instead.
+pub fn without_telephone_event(scenario: &str) -> String {
+    scenario
+        .lines()
+        .filter(|l| {
+            let l = l.trim();
+            !(l.starts_with("a=rtpmap:101 ") || l.starts_with("a=fmtp:101 "))
+        })
+        .map(|l| {
+            if l.trim_start().starts_with("m=audio ") {
+                l.replace(" 101", "")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
