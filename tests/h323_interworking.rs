@@ -227,6 +227,16 @@ fn assert_clean_h225(pcap: &Path) {
     );
 }
 
+/// The pycrate peer answering as the PBX on `ip` (30 s of media at most), with `extra`
+/// options; it and its H.225.0 port.
+fn start_pbx(python: &Path, ip: &str, extra: &[&str]) -> (Answerer, u16) {
+    let port = free_tcp_port(ip);
+    let rtp = free_rtp_port(ip).to_string();
+    let mut args = vec!["--local-ip", ip, "--rtp-port", &rtp, "--seconds", "30"];
+    args.extend_from_slice(extra);
+    (Answerer::start(python, port, &args), port)
+}
+
 /// A sipp UAS on 127.0.0.1:`port` running `scenario`, echoing RTP, started.
 fn echo_uas(
     gw: &Gateway,
@@ -275,19 +285,7 @@ fn outside_sip_to_inside_h323_pbx() {
         return;
     };
     let _serial = serial();
-    let pbx_port = free_tcp_port("127.0.0.1");
-    let pbx = Answerer::start(
-        &python,
-        pbx_port,
-        &[
-            "--rtp-port",
-            &free_rtp_port("127.0.0.1").to_string(),
-            "--seconds",
-            "30",
-            "--h245",
-            "tunnel",
-        ],
-    );
+    let (pbx, pbx_port) = start_pbx(&python, "127.0.0.1", &["--h245", "tunnel"]);
     let (mut gw, gw1_h225) =
         h323_inside_gateway("sip-to-h323", addr(&format!("127.0.0.1:{pbx_port}")), false);
     let pcap = gw.dir.0.join("inside.pcap");
@@ -351,17 +349,7 @@ fn outside_h323_to_inside_h323_pbx() {
         return;
     };
     let _serial = serial();
-    let pbx_port = free_tcp_port("127.0.0.1");
-    let pbx = Answerer::start(
-        &python,
-        pbx_port,
-        &[
-            "--rtp-port",
-            &free_rtp_port("127.0.0.1").to_string(),
-            "--seconds",
-            "30",
-        ],
-    );
+    let (pbx, pbx_port) = start_pbx(&python, "127.0.0.1", &[]);
     let (mut gw, gw1_h225) =
         h323_inside_gateway("h323-to-h323", addr(&format!("127.0.0.1:{pbx_port}")), true);
     let pcap = gw.dir.0.join("h225.pcap");
@@ -585,26 +573,22 @@ fn outside_h323_to_inside_pbx_refusing_fast_start(mode: H245Mode) {
         return;
     };
     let _serial = serial();
-    let pbx_port = free_tcp_port("127.0.0.1");
     // The PBX's H.245 listener (separate), fixed so tshark can decode it.
-    let pbx_h245 = free_tcp_port("127.0.0.1");
-    let pbx = Answerer::start(
+    let pbx_h245 = free_tcp_port("127.0.0.1").to_string();
+    let (pbx, pbx_port) = start_pbx(
         &python,
-        pbx_port,
+        "127.0.0.1",
         &[
-            "--rtp-port",
-            &free_rtp_port("127.0.0.1").to_string(),
-            "--seconds",
-            "30",
             "--no-fast-start",
             "--h245",
             mode.arg(),
             "--h245-port",
-            &pbx_h245.to_string(),
+            &pbx_h245,
             "--dtmf",
             DTMF,
         ],
     );
+    let pbx_h245: u16 = pbx_h245.parse().unwrap();
     let (mut gw, gw1_h225) =
         h323_inside_gateway("pbx-refuses", addr(&format!("127.0.0.1:{pbx_port}")), true);
     let pcap = gw.dir.0.join("h323.pcap");
@@ -676,17 +660,7 @@ fn gatekeeper_admits_each_call_to_the_pbx() {
     };
     let _serial = serial();
     for refuse in [false, true] {
-        let pbx_port = free_tcp_port("127.0.0.1");
-        let pbx = Answerer::start(
-            &python,
-            pbx_port,
-            &[
-                "--rtp-port",
-                &free_rtp_port("127.0.0.1").to_string(),
-                "--seconds",
-                "30",
-            ],
-        );
+        let (pbx, pbx_port) = start_pbx(&python, "127.0.0.1", &[]);
         let gk_port = free_udp_port("127.0.0.1");
         let mut gk_cmd = Command::new(&python);
         gk_cmd
@@ -777,19 +751,7 @@ fn h323_to_h323(outside: Family, inside: Family, mode: Option<H245Mode>) {
         return;
     };
     let _serial = serial();
-    let pbx_port = free_tcp_port(inside.ip());
-    let pbx = Answerer::start(
-        &python,
-        pbx_port,
-        &[
-            "--local-ip",
-            inside.ip(),
-            "--rtp-port",
-            &free_rtp_port(inside.ip()).to_string(),
-            "--seconds",
-            "30",
-        ],
-    );
+    let (pbx, pbx_port) = start_pbx(&python, inside.ip(), &[]);
     let (mut gw, gw1_h225) = h323_gateway(
         "h323-families",
         addr(&inside.host(pbx_port)),
@@ -881,19 +843,7 @@ fn outside_sip_to_inside_h323_v6_and_back() {
     };
     let _serial = serial();
     // SIP → H.323 (IPv6 inside).
-    let pbx_port = free_tcp_port("::1");
-    let pbx = Answerer::start(
-        &python,
-        pbx_port,
-        &[
-            "--local-ip",
-            "::1",
-            "--rtp-port",
-            &free_rtp_port("::1").to_string(),
-            "--seconds",
-            "30",
-        ],
-    );
+    let (pbx, pbx_port) = start_pbx(&python, "::1", &[]);
     let provider_port = free_udp_port("127.0.0.1");
     let mut s = Setup::new(
         (free_rtp_port("127.0.0.1"), 0),
