@@ -105,8 +105,6 @@ struct H245Leg {
     /// The Meta Setup, held until the caller's capabilities come or `deadline` passes.
     setup: Option<meta::Setup>,
     deadline: Duration,
-    /// The codecs the other side answered with: GW2's capability set.
-    answered: Vec<meta::Codec>,
 }
 
 /// Which protocol GW1 speaks on the inside.
@@ -1198,11 +1196,6 @@ impl H323 {
         }
     }
 
-    /// The side of a call the gateway answers (outside when it holds none).
-    fn side_of_call(&self, call: CallRef) -> Side {
-        self.calls.get(&call).map_or(Side::Outside, |c| c.side)
-    }
-
     fn leg(&self, role: Role, call: CallRef) -> Option<&Call> {
         match role {
             Role::Answering => self.calls.get(&call),
@@ -1266,7 +1259,6 @@ impl H323 {
             stream: id,
             setup: None,
             deadline: now + CAPABILITIES_WAIT,
-            answered: Vec::new(),
         };
         Ok((Box::new(leg), desc))
     }
@@ -1524,7 +1516,7 @@ impl H323 {
 
     /// Sends the held Meta Setup of `call` offering `codecs`.
     fn send_held_setup(&mut self, call: CallRef, codecs: Vec<meta::Codec>, out: &mut Out) {
-        let side = self.side_of_call(call);
+        let side = self.leg_side(Role::Answering, call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1540,7 +1532,10 @@ impl H323 {
             .set_payload_types(side, stream, payload_types(&desc));
         setup.media = vec![desc];
         c.offer.clone_from(&setup.media);
-        out.send_other(self.side_of_call(call), meta::Message::Setup(setup));
+        out.send_other(
+            self.leg_side(Role::Answering, call),
+            meta::Message::Setup(setup),
+        );
     }
 
     /// The answer of a call whose media H.245 negotiates: Connect, then GW2's capabilities
@@ -1569,14 +1564,14 @@ impl H323 {
             );
             return;
         }
-        narrow(out, self.side_of_call(call), media);
+        narrow(out, self.leg_side(Role::Answering, call), media);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         let (flow, ids) = (c.flow, c.ids);
         c.state = State::Confirmed;
         out.calls.answered(now, call);
-        let side = self.side_of_call(call);
+        let side = self.leg_side(Role::Answering, call);
         if let Ok(m) = th323::connect_message(&ids, Vec::new(), parts) {
             self.send_q931(side, flow, &m, out);
         }
@@ -1591,7 +1586,6 @@ impl H323 {
             return;
         };
         let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
-        leg.answered.clone_from(&codecs);
         leg.session.send_capabilities(now, &codecs);
         leg.session.set_media(rtp, rtcp);
         leg.session.open_channel(now, codecs, rtcp);
@@ -2128,7 +2122,6 @@ impl H323 {
             stream,
             setup: None,
             deadline: now,
-            answered: Vec::new(),
         }));
         let early = std::mem::take(&mut c.early_h245);
         self.timed.insert((Role::Calling, call));
