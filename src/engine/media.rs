@@ -612,7 +612,9 @@ pub struct MediaTable {
     ids: [IdPool; 2],
     streams: FxHashMap<(Side, StreamId), Entry>,
     by_local: FxHashMap<SocketAddr, (Side, StreamId)>,
-    by_remote: HashMap<SocketAddr, (Side, StreamId)>,
+    /// Keyed by addresses an SDP names, so seeded per process (foldhash's quality hasher, about
+    /// twice as fast as SipHash here) rather than the fixed Fx hash of the maps above.
+    by_remote: HashMap<SocketAddr, (Side, StreamId), foldhash::quality::RandomState>,
     by_call: FxHashMap<CallRef, Vec<(Side, StreamId)>>,
     /// Per side (outside, inside).
     latching: [Latching; 2],
@@ -648,7 +650,7 @@ impl MediaTable {
             ids: [IdPool::new(0), IdPool::new(1)],
             streams: FxHashMap::default(),
             by_local: FxHashMap::default(),
-            by_remote: HashMap::new(),
+            by_remote: HashMap::default(),
             by_call: FxHashMap::default(),
             latching: [Latching::OUTSIDE, Latching::INSIDE],
             signalling: FxHashMap::default(),
@@ -806,9 +808,12 @@ impl MediaTable {
         }
     }
 
-    /// The stream a datagram on `side` belongs to: by the gateway's port (live), else by the
-    /// peer's address (replay; RTCP from the port above the peer's RTP port).
-    pub fn find(&self, side: Side, flow: &Flow, rtcp: bool) -> Option<(StreamId, CallRef)> {
+    /// The stream a datagram on `side` belongs to, with the side of the stream: by the
+    /// gateway's port (live), else by the peer's address (replay; RTCP from the port above the
+    /// peer's RTP port). A stream of another side is not found, except in replay, where the
+    /// answering party's media is seen on the outside and belongs to the inside's stream: one
+    /// lookup serves both.
+    pub fn find(&self, side: Side, flow: &Flow, rtcp: bool) -> Option<(Side, StreamId, CallRef)> {
         let key = self.by_local.get(&flow.local).or_else(|| {
             if !self.replay {
                 return None;
@@ -818,10 +823,11 @@ impl MediaTable {
                 rtcp.then(|| self.by_remote.get(&below)).flatten()
             })
         })?;
-        if key.0 != side {
+        let answering = self.replay && side == Side::Outside && key.0 == Side::Inside;
+        if key.0 != side && !answering {
             return None;
         }
-        self.streams.get(key).map(|e| (key.1, e.call))
+        self.streams.get(key).map(|e| (key.0, key.1, e.call))
     }
 
     /// Checks a packet from `src` on a stream at engine time `now`; `Ok(rtcp)` when it may be

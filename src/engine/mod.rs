@@ -540,6 +540,11 @@ pub fn looks_like_sip(data: &[u8]) -> bool {
     if head.starts_with(b"SIP/") {
         return true;
     }
+    // A method is a token: RTP (version 2, first byte 0x80-0xBF) and other binary traffic stop
+    // here, before the line is scanned.
+    if !head.first().is_some_and(|&b| codecs::sip::is_token_byte(b)) {
+        return false;
+    }
     let line_end = head
         .iter()
         .take(1024)
@@ -1037,16 +1042,9 @@ impl Engine {
     /// datagram belongs to no stream on this side.
     fn handle_media(&mut self, now: Duration, side: Side, flow: Flow, data: &Bytes) -> bool {
         let rtcp_hint = media::is_rtcp(data);
-        let (arrival, stream, call) = match self.out.media.find(side, &flow, rtcp_hint) {
-            Some((s, c)) => (side, s, c),
-            // Replay: the answering party's media, seen on the outside, is the inside's.
-            None if self.replay && side == Side::Outside => {
-                match self.out.media.find(Side::Inside, &flow, rtcp_hint) {
-                    Some((s, c)) => (Side::Inside, s, c),
-                    None => return false,
-                }
-            }
-            None => return false,
+        // Replay: the answering party's media, seen on the outside, is the inside's.
+        let Some((arrival, stream, call)) = self.out.media.find(side, &flow, rtcp_hint) else {
+            return false;
         };
         let src = if arrival != side {
             let next_hop = self

@@ -29,7 +29,7 @@ impl Engine {
                 .out
                 .media
                 .find(side, flow, protocol == Protocol::Rtcp)
-                .map(|(_, c)| c),
+                .map(|(_, _, c)| c),
             Protocol::Ras => None,
         };
         call.map(|c| c.0)
