@@ -679,6 +679,7 @@ pub fn not_live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
                 o.tunnel_server_name != n.tunnel_server_name,
                 "gw1.tunnel_server_name",
             );
+            add(o.gw2 != n.gw2, "[[gw1.gw2]]");
             add(o.sip_bind != n.sip_bind, "gw1.sip_bind");
             add(o.next_hop != n.next_hop, "gw1.next_hop");
             add(o.family != n.family, "gw1.family");
