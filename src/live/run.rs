@@ -760,7 +760,13 @@ async fn start_gw1_halves(
     for (i, (peer, ports)) in peers.iter().zip(g.media_slices()).enumerate() {
         // Named once per half at start-up, for the life of the process.
         let half: &'static str = Box::leak(format!("gw1-{}", i + 1).into_boxed_str());
-        let mut e = engine.clone();
+        // Each engine its own identifiers: two halves must never make the same Call-ID,
+        // tag or branch.
+        let mut e = EngineConfig {
+            id_seed: random_seed(),
+            id_key: Some(live_id_key()?),
+            ..engine.clone()
+        };
         match family {
             Family::V4 => e.inside_v4.media_ports = ports,
             Family::V6 => e.inside_v6.media_ports = ports,
