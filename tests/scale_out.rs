@@ -37,6 +37,10 @@ const GW2B: &str = "127.0.0.3";
 const GW1: &str = "127.0.0.4";
 const CALLEE: &str = "127.0.0.5";
 const CALLER: &str = "127.0.0.1";
+/// The outside callee of calls from the inside (both GW2s' `outside_next_hop`).
+const OUTSIDE_CALLEE: &str = "127.0.0.6";
+/// The inside caller (the PBX), calling GW1's `sip_bind`.
+const INSIDE_CALLER: &str = "127.0.0.7";
 /// How long the calls of run 2 last unless released first.
 const HOLD_MS: u64 = 55_000;
 
@@ -47,7 +51,10 @@ struct Netns(String);
 impl Netns {
     fn new() -> Option<Netns> {
         let name = format!("sgwso{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -84,6 +91,7 @@ fn gw2_config(ip: &str, pki: &Path, dir: &Path) -> String {
         r#"[gw2]
 sip_udp = ["{ip}:5060"]
 tunnel_listen = "{ip}:7001"
+outside_next_hop = "{OUTSIDE_CALLEE}:5060"
 
 [gw2.media]
 ip = "{ip}"
@@ -349,6 +357,45 @@ fn count(records: &[(String, serde_json::Value)], half: &str) -> usize {
     records.iter().filter(|(h, _)| h == half).count()
 }
 
+fn count_from_inside(records: &[(String, serde_json::Value)], half: &str) -> usize {
+    records
+        .iter()
+        .filter(|(h, r)| h == half && r["direction"] == "from_inside")
+        .count()
+}
+
+/// `calls` calls from the inside caller to GW1's `sip_bind` (sipp's own scenario: its ACK and
+/// BYE go to `sip_bind` too, and GW1's front hands them to the call's half by Call-ID).
+fn calls_from_inside(ns: &Netns, dir: &Path, calls: u32) -> (bool, String) {
+    let (st, out) = run_bounded(
+        "sipp inside caller",
+        ns.exec("sipp").current_dir(dir).args([
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-sn",
+            "uac",
+            &format!("{GW1}:5060"),
+            "-i",
+            INSIDE_CALLER,
+            "-p",
+            "5080",
+            "-s",
+            "0049301234",
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "20",
+            "-d",
+            "300",
+            "-aa",
+        ]),
+        Duration::from_secs(35),
+    );
+    (st.success(), out)
+}
+
 /// `sgw ctl status` of the process behind `socket`.
 fn ctl_status(ns: &Netns, socket: &Path) -> String {
     let mut c = ns.exec(env!("CARGO_BIN_EXE_sgw"));
@@ -434,6 +481,19 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
             .current_dir(&dir.0)
             .args(["-nostdin", "-sn", "uas", "-i", CALLEE, "-p", "5060", "-aa"]),
     );
+    let mut outside_callee = Proc::spawn(
+        "sipp outside callee",
+        ns.exec("sipp").current_dir(&dir.0).args([
+            "-nostdin",
+            "-sn",
+            "uas",
+            "-i",
+            OUTSIDE_CALLEE,
+            "-p",
+            "5060",
+            "-aa",
+        ]),
+    );
     let mut kamailio = Proc::spawn_group(
         "kamailio",
         ns.exec("kamailio")
@@ -486,6 +546,19 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     eprintln!("run 1: 100 calls, {a} through GW2 {GW2A}, {b} through GW2 {GW2B}");
     assert_eq!(a + b, 100, "run 1: GW1's call records:\n{run1:?}");
     assert!(a >= 30 && b >= 30, "run 1: calls not spread: {a} / {b}");
+
+    // Calls from the inside: GW1's front spreads them over both halves.
+    let mark = gw1.mark();
+    let (ok, out) = calls_from_inside(&ns, &dir.0, 20);
+    assert!(ok, "calls from the inside failed:\n{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let inside = call_records(gw1.since(mark));
+    let (a, b) = (
+        count_from_inside(&inside, "gw1-1"),
+        count_from_inside(&inside, "gw1-2"),
+    );
+    eprintln!("run 1: 20 calls from the inside, {a} through GW2 {GW2A}, {b} through GW2 {GW2B}");
+    assert_eq!((a, b), (10, 10), "calls from the inside: {inside:?}");
 
     // Run 2: long calls, then GW2 a dies.
     let scenario = dir.file("long_call.xml", &call_scenario(HOLD_MS));
@@ -581,31 +654,49 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     std::thread::sleep(Duration::from_millis(500));
     let after = call_records(gw1.since(mark));
     assert_eq!(count(&after, "gw1-2"), 20, "after the kill: {after:?}");
+    // From the inside too: the front gives them all to the survivor's half.
+    let mark = gw1.mark();
+    let (ok, out) = calls_from_inside(&ns, &dir.0, 10);
+    assert!(ok, "calls from the inside after the kill failed:\n{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let inside = call_records(gw1.since(mark));
+    assert_eq!(
+        count_from_inside(&inside, "gw1-2"),
+        10,
+        "calls from the inside after the kill: {inside:?}"
+    );
 
     // Outside: kamailio's dialog keep-alives end the dead GW2's dialogs with BYE to the
     // caller; the survivor's calls are hung up by the caller. Every call of run 2 completes.
     let left = Duration::from_millis(HOLD_MS + 20_000).saturating_sub(killed.elapsed());
     let deadline = Instant::now() + left;
+    let released_by = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("released") && l.contains(GW2A))
+            .count()
+    };
+    let mut outside_released_after = None;
     while long.child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "run 2's caller did not finish");
+        let log = std::fs::read_to_string(dir.0.join("long.log")).unwrap_or_default();
+        if outside_released_after.is_none() && released_by(&log) >= released_inside {
+            outside_released_after = Some(killed.elapsed());
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     long.drain();
     let ok = long.child.wait().unwrap().success();
     let log = std::fs::read_to_string(dir.0.join("long.log")).unwrap_or_default();
-    let released = log
-        .lines()
-        .filter(|l| l.contains("released") && l.contains(GW2A))
-        .count();
+    let released = released_by(&log);
     let hungup = log
         .lines()
         .filter(|l| l.contains("hungup") && l.contains(GW2B))
         .count();
     kamailio.drain();
     eprintln!(
-        "run 2: {released} calls of the dead GW2 released by kamailio, {hungup} on the survivor hung up \
-         by the caller ({:?} after the kill)",
-        killed.elapsed()
+        "run 2: {released} calls of the dead GW2 released by kamailio (all {:?} after the kill), \
+         {hungup} on the survivor hung up by the caller",
+        outside_released_after
     );
     assert!(
         ok && released == released_inside && released + hungup == 20,
@@ -614,6 +705,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         kamailio.seen.join("\n")
     );
     callee.terminate(Duration::from_secs(2));
+    outside_callee.terminate(Duration::from_secs(2));
     gw1.terminate(Duration::from_secs(5));
     gw2[1].terminate(Duration::from_secs(5));
     eprintln!("{test}: done in {:?}", started.elapsed());
