@@ -5,14 +5,17 @@
 //! here.
 //!
 //! Run 1: 100 calls, all complete, both GW2s carry a share (GW1's call records name the half,
-//! one per GW2). Run 2: long calls; GW2 "a" is killed with SIGKILL while they are up. The
+//! one per GW2); 20 calls from the inside to GW1's `sip_bind` are spread over both halves by
+//! GW1's front dispatcher (their ACK and BYE follow by Call-ID). Run 2: long calls; GW2 "a" is killed with SIGKILL while they are up. The
 //! calls it held are released on both sides: inside, GW1 sends BYE to the callee as soon as
 //! that GW2's tunnel drops (asserted on GW1's call records, within a few seconds); outside,
 //! kamailio's dialog module, whose in-dialog OPTIONS keep-alives toward GW2 time out, ends the
 //! dialog with BYE to the caller (`ka_interval` cannot go below 30 s, so this takes about
 //! 40 s). The calls on the survivor are hung up by the caller as planned, and calls placed 5 s
 //! after the kill all complete through the survivor (kamailio's OPTIONS pings, which GW2
-//! answers, have marked the dead one down by then).
+//! answers, have marked the dead one down by then), and so do calls from the inside, all given
+//! to the survivor's half. The survivor refused nothing (no rate limit, no block) although
+//! kamailio is one source for every caller.
 //!
 //! Needs root (`ip netns`), kamailio (Debian package `kamailio`) and sipp: without them the
 //! test says why it is skipped, or fails under CI=true.
@@ -708,5 +711,20 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     outside_callee.terminate(Duration::from_secs(2));
     gw1.terminate(Duration::from_secs(5));
     gw2[1].terminate(Duration::from_secs(5));
+    // The survivor answered kamailio's pings and took every call: nothing refused by a rate
+    // limit or a block (kamailio is one source for all callers).
+    let stats = support::gateway::counters(&gw2[1].stats("gw2"));
+    let refused: Vec<String> = stats
+        .iter()
+        .filter(|(k, v)| {
+            **v > 0
+                && k.as_str() != "engine.limit_keys"
+                && ["refus", "reject", "limit", "block", "drop", "denied"]
+                    .iter()
+                    .any(|w| k.contains(w))
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert!(refused.is_empty(), "the surviving GW2 refused: {refused:?}");
     eprintln!("{test}: done in {:?}", started.elapsed());
 }
