@@ -255,7 +255,7 @@ pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontC
             counters.dispatched.fetch_add(1, Ordering::Relaxed);
         } else {
             let dropped = counters.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped == 1 || dropped % 1000 == 0 {
+            if dropped == 1 || dropped.is_multiple_of(1000) {
                 tracing::warn!(
                     "gw1 front: {dropped} datagrams dropped so far, {}'s input queue full",
                     h.name

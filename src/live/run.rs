@@ -780,7 +780,7 @@ async fn start_gw1_halves(
             tunnel: peer.tunnel.clone(),
             tunnel_server_name: peer.tunnel_server_name.clone(),
             identity: identity.clone(),
-            cover: cover.clone(),
+            cover,
             h225_listen: None,
             gatekeeper: None,
         };
