@@ -15,7 +15,8 @@
 //! after the kill all complete through the survivor (kamailio's OPTIONS pings, which GW2
 //! answers, have marked the dead one down by then), and so do calls from the inside, all given
 //! to the survivor's half. The survivor refused nothing (no rate limit, no block) although
-//! kamailio is one source for every caller.
+//! kamailio is one source for every caller. Finally GW2 a is started again: GW1's tunnel
+//! client, which kept redialling, brings its half back and it takes its share of calls again.
 //!
 //! Needs root (`ip netns`), kamailio (Debian package `kamailio`) and sipp: without them the
 //! test says why it is skipped, or fails under CI=true.
@@ -707,6 +708,70 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         long.seen.join("\n"),
         kamailio.seen.join("\n")
     );
+
+    // GW2 a comes back: GW1's tunnel client, which kept redialling, brings its half up again,
+    // kamailio's pings mark it active, and it takes its share of new calls again.
+    let mut restarted = Proc::spawn(
+        "gw2 a again",
+        ns.exec(env!("CARGO_BIN_EXE_sgw"))
+            .args(["run", "--role", "gw2", "--config"])
+            .arg(dir.0.join(format!("gw2-{GW2A}.toml"))),
+    );
+    restarted.wait_line("gw2 sip udp", Duration::from_secs(10));
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(10);
+    loop {
+        let s = ctl_status(&ns, &gw1_sock);
+        if s.contains("gw1-1: tunnel up") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GW1 did not reconnect to GW2 a:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "GW2 a restarted: its tunnel up again after {:?}",
+        back.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mark = gw1.mark();
+    let (st, out) = run_bounded(
+        "sipp caller after the restart",
+        ns.exec("sipp").current_dir(&dir.0).args([
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-sf",
+            short.to_str().unwrap(),
+            &format!("{KAMAILIO}:5060"),
+            "-i",
+            CALLER,
+            "-p",
+            "5073",
+            "-s",
+            "service",
+            "-m",
+            "20",
+            "-r",
+            "20",
+            "-aa",
+        ]),
+        Duration::from_secs(35),
+    );
+    assert!(st.success(), "calls after the restart failed:\n{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let again = call_records(gw1.since(mark));
+    let (a, b) = (count(&again, "gw1-1"), count(&again, "gw1-2"));
+    eprintln!("after the restart: {a} calls through GW2 {GW2A}, {b} through GW2 {GW2B}");
+    assert!(
+        a >= 5 && b >= 5 && a + b == 20,
+        "after the restart: {a} / {b}"
+    );
+
+    restarted.terminate(Duration::from_secs(5));
     callee.terminate(Duration::from_secs(2));
     outside_callee.terminate(Duration::from_secs(2));
     gw1.terminate(Duration::from_secs(5));
