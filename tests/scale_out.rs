@@ -149,6 +149,9 @@ key = "{pki}/gw1.key"
 
 [control]
 socket = "{dir}/gw1.sock"
+
+[metrics]
+listen = "{GW1}:9464"
 "#,
         pki = pki.display(),
         dir = dir.display(),
@@ -410,7 +413,10 @@ fn ctl_status(ns: &Netns, socket: &Path) -> String {
 #[test]
 fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let test = "scale_out";
-    if !sipp_available(test) || !peer_available(test, "kamailio", &["-v"], "kamailio") {
+    if !sipp_available(test)
+        || !peer_available(test, "kamailio", &["-v"], "kamailio")
+        || !peer_available(test, "curl", &["--version"], "curl")
+    {
         return;
     }
     let started = Instant::now();
@@ -478,6 +484,27 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         }
         assert!(Instant::now() < deadline, "tunnels not up:\n{s}");
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // Each half in the metrics, under its own name.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, m) = run_bounded(
+            "curl metrics",
+            ns.exec("curl")
+                .args(["-s", "--max-time", "2"])
+                .arg(format!("http://{GW1}:9464/metrics")),
+            Duration::from_secs(4),
+        );
+        if m.contains("sgw_tunnel_up{half=\"gw1-1\"} 1")
+            && m.contains("sgw_tunnel_up{half=\"gw1-2\"} 1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics without both halves:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
     let mut callee = Proc::spawn(
         "sipp callee",
@@ -775,6 +802,10 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     callee.terminate(Duration::from_secs(2));
     outside_callee.terminate(Duration::from_secs(2));
     gw1.terminate(Duration::from_secs(5));
+    // GW1's front: 30 new calls from the inside, none dropped.
+    let front = gw1.stats("front");
+    assert_eq!(front["new_calls"], 30, "{front}");
+    assert_eq!(front["queue_full"], 0, "{front}");
     gw2[1].terminate(Duration::from_secs(5));
     // The survivor answered kamailio's pings and took every call: nothing refused by a rate
     // limit or a block (kamailio is one source for all callers).

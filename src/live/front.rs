@@ -180,6 +180,22 @@ pub struct FrontCounters {
     pub queue_full: AtomicU64,
 }
 
+/// The counters of the running front, printed at exit by [`finish`].
+static RUNNING: std::sync::Mutex<Option<Arc<FrontCounters>>> = std::sync::Mutex::new(None);
+
+/// At exit: the front's totals as one `stats front {..}` line (nothing without a front).
+pub fn finish() {
+    let running = RUNNING.lock().ok().and_then(|mut g| g.take());
+    let Some(c) = running else { return };
+    println!(
+        "stats front {{\"dispatched\":{},\"new_calls\":{},\"no_tunnel_up\":{},\"queue_full\":{}}}",
+        c.dispatched.load(Ordering::Relaxed),
+        c.new_calls.load(Ordering::Relaxed),
+        c.no_tunnel_up.load(Ordering::Relaxed),
+        c.queue_full.load(Ordering::Relaxed)
+    );
+}
+
 /// The routing decisions, apart from the sockets.
 #[derive(Debug)]
 pub struct Router {
@@ -228,6 +244,9 @@ pub struct FrontHalf {
 
 /// Reads `socket` (GW1's `sip_bind`) until the process ends, handing each datagram to a half.
 pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontCounters>) {
+    if let Ok(mut g) = RUNNING.lock() {
+        *g = Some(counters.clone());
+    }
     let mut router = Router::new(CallMap::new(CALL_MAP_CAP, CALL_MAP_TTL));
     let mut buf = vec![0u8; 65_535];
     let mut evicted_logged = 0;

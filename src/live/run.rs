@@ -516,6 +516,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
             }
         }
         super::tap::finish();
+        super::front::finish();
         Ok(0)
     })
 }
