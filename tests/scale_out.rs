@@ -648,6 +648,11 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         killed.elapsed()
     );
     assert!(released_inside > 0, "no call released: {held_by_a:?}");
+    for (_, r) in held_by_a.iter().filter(|(h, _)| h == "gw1-1") {
+        // Answered calls, ended by the tunnel's loss (Q.850 41, temporary failure).
+        assert!(r["answered_at"].is_number(), "{r}");
+        assert_eq!(r["cause"], 41, "{r}");
+    }
     assert_eq!(
         count(&held_by_a, "gw1-2"),
         0,
