@@ -596,6 +596,12 @@ async fn start_from_config(
         (None, Some(_), None) => Role::Gw2,
         (None, None, _) => Role::Gw1,
     };
+    if role == Role::Both && cfg.gw1.as_ref().is_some_and(|g| g.peers().len() > 1) {
+        bail!(
+            "not supported yet: --role both with several GW2s ([[gw1.gw2]]); \
+             run each half on its own (--role gw2, --role gw1)"
+        );
+    }
     let mut engine = base_engine(&cfg);
     engine.id_key = Some(live_id_key()?);
     let mut drivers = Vec::new();
@@ -699,12 +705,6 @@ async fn start_from_config(
         };
         let peers = g.peers();
         if peers.len() > 1 {
-            if role == Role::Both {
-                bail!(
-                    "not supported yet: --role both with several GW2s ([[gw1.gw2]]); \
-                     run GW1 on its own (--role gw1)"
-                );
-            }
             drivers.extend(start_gw1_halves(g, &peers, &engine, &identity, cover).await?);
         } else {
             let Some(peer) = peers.first() else {
