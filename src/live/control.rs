@@ -166,12 +166,18 @@ impl Control {
         v
     }
 
-    /// Calls up in the process (a call both halves of one process hold counts once).
+    /// Calls up in the process (a call both halves of one process hold counts once; GW1's
+    /// halves toward several GW2s, `gw1-1`, `gw1-2`, ..., each number their own calls).
     async fn calls_up(&self) -> usize {
         let mut refs = std::collections::BTreeSet::new();
         for h in &self.halves {
+            let engine = if h.half.starts_with("gw1-") {
+                h.half
+            } else {
+                ""
+            };
             if let Some(Reply::Calls(calls)) = h.request(Request::Calls).await {
-                refs.extend(calls.iter().map(|c| c.call));
+                refs.extend(calls.iter().map(|c| (engine, c.call)));
             }
         }
         refs.len()
