@@ -234,10 +234,16 @@ pub struct Gw2Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gw1Config {
-    /// GW2's tunnel address as GW1 dials it, `host:port`.
-    pub tunnel: String,
+    /// GW2's tunnel address as GW1 dials it, `host:port` (one GW2; several: `[[gw1.gw2]]`).
+    #[serde(default)]
+    pub tunnel: Option<String>,
     /// The name GW2's certificate must carry (DNS name or IP address).
-    pub tunnel_server_name: String,
+    #[serde(default)]
+    pub tunnel_server_name: Option<String>,
+    /// `[[gw1.gw2]]`: several GW2s; GW1 keeps a tunnel pair to each and spreads the calls
+    /// from the inside over those whose tunnel is up (see [`Gw1Config::peers`]).
+    #[serde(default)]
+    pub gw2: Vec<Gw2Peer>,
     /// Where GW1 listens for SIP from the inside.
     pub sip_bind: SocketAddr,
     /// The inside next hop (IP-PBX or proxy) that calls from outside are sent to.
@@ -263,6 +269,67 @@ pub struct Gw1Config {
     /// `[gw1.gatekeeper]`: GW1 registers to an inside H.323 gatekeeper (RAS); absent: none.
     #[serde(default)]
     pub gatekeeper: Option<GatekeeperSection>,
+}
+
+/// One GW2 of `[[gw1.gw2]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gw2Peer {
+    /// Its tunnel address as GW1 dials it, `host:port`.
+    pub tunnel: String,
+    /// The name its certificate must carry (DNS name or IP address).
+    pub tunnel_server_name: String,
+}
+
+/// Most GW2s one GW1 connects to (`[[gw1.gw2]]`).
+pub const MAX_GW2_PEERS: usize = 16;
+/// Fewest inside media ports each GW2's share of `[gw1.media]` may have.
+pub const MIN_PORTS_PER_GW2: u32 = 4;
+
+impl Gw1Config {
+    /// The GW2s this GW1 connects to: `[[gw1.gw2]]`, else the one of `tunnel` and
+    /// `tunnel_server_name` (empty only in a configuration that failed its checks).
+    pub fn peers(&self) -> Vec<Gw2Peer> {
+        if !self.gw2.is_empty() {
+            return self.gw2.clone();
+        }
+        match (&self.tunnel, &self.tunnel_server_name) {
+            (Some(tunnel), Some(name)) => vec![Gw2Peer {
+                tunnel: tunnel.clone(),
+                tunnel_server_name: name.clone(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Each GW2's share of the inside media ports: `[gw1.media]` cut into as many equal,
+    /// even-aligned ranges (RTP even, RTCP odd) as there are GW2s, one engine per GW2.
+    pub fn media_slices(&self) -> Vec<(u16, u16)> {
+        media_slices(self.media.port_min, self.media.port_max, self.peers().len())
+    }
+}
+
+/// `port_min..=port_max` cut into `n` equal ranges, each starting on an even port and holding
+/// an even number of ports (the last ports of an uneven split are left unused).
+pub fn media_slices(port_min: u16, port_max: u16, n: usize) -> Vec<(u16, u16)> {
+    let (min, max) = (u32::from(port_min), u32::from(port_max));
+    let Ok(n32) = u32::try_from(n) else {
+        return Vec::new();
+    };
+    if n32 == 0 || max < min {
+        return Vec::new();
+    }
+    let per = ((max - min + 1) / n32) & !1;
+    if per == 0 {
+        return Vec::new();
+    }
+    (0..n32)
+        .filter_map(|i| {
+            let lo = u16::try_from(min + i * per).ok()?;
+            let hi = u16::try_from(min + (i + 1) * per - 1).ok()?;
+            Some((lo, hi))
+        })
+        .collect()
 }
 
 /// The protocol GW1 speaks with the inside.
@@ -790,6 +857,12 @@ impl Config {
             check_hep(h, &mut p);
         }
         if let Some(r) = &self.recording {
+            if self.gw1.as_ref().is_some_and(|g| g.gw2.len() > 1) {
+                p.add(
+                    "recording",
+                    "not supported yet: [recording] with several GW2s ([[gw1.gw2]])",
+                );
+            }
             if r.quota_mb == 0 {
                 p.add("recording.quota_mb", "must be at least 1 (MiB)");
             }
@@ -1036,21 +1109,113 @@ fn check_gw2(g: &Gw2Config, p: &mut Problems) {
     }
 }
 
-fn check_gw1(g: &Gw1Config, p: &mut Problems) {
-    match g.tunnel.rsplit_once(':') {
+fn check_tunnel(tunnel: &str, name: &str, key: &str, p: &mut Problems) {
+    match tunnel.rsplit_once(':') {
         Some((host, port))
             if !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0) => {}
         _ => p.add(
-            "gw1.tunnel",
-            format!("{:?} is not host:port (IPv6 as [addr]:port)", g.tunnel),
+            &format!("{key}tunnel"),
+            format!("{tunnel:?} is not host:port (IPv6 as [addr]:port)"),
         ),
     }
-    if rustls::pki_types::ServerName::try_from(g.tunnel_server_name.as_str()).is_err() {
+    if rustls::pki_types::ServerName::try_from(name).is_err() {
         p.add(
-            "gw1.tunnel_server_name",
-            format!("{:?} is not a DNS name or IP address", g.tunnel_server_name),
+            &format!("{key}tunnel_server_name"),
+            format!("{name:?} is not a DNS name or IP address"),
         );
     }
+}
+
+/// The GW2s of `[gw1]`: one (`tunnel`, `tunnel_server_name`) or several (`[[gw1.gw2]]`), and
+/// what several GW2s do not support yet.
+fn check_gw1_peers(g: &Gw1Config, p: &mut Problems) {
+    if g.gw2.is_empty() {
+        match (&g.tunnel, &g.tunnel_server_name) {
+            (Some(t), Some(n)) => check_tunnel(t, n, "gw1.", p),
+            (None, _) => p.add(
+                "gw1",
+                "missing field `tunnel` (GW2's tunnel address; several GW2s: [[gw1.gw2]])",
+            ),
+            (Some(_), None) => p.add(
+                "gw1",
+                "missing field `tunnel_server_name` (the name on GW2's certificate)",
+            ),
+        }
+        return;
+    }
+    for key in [
+        g.tunnel.as_ref().map(|_| "gw1.tunnel"),
+        g.tunnel_server_name
+            .as_ref()
+            .map(|_| "gw1.tunnel_server_name"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        p.add(
+            key,
+            "give GW2's tunnel either here (one GW2) or in [[gw1.gw2]] (several), not both",
+        );
+    }
+    if g.gw2.len() > MAX_GW2_PEERS {
+        p.add(
+            "gw1.gw2",
+            format!("{} GW2s: at most {MAX_GW2_PEERS}", g.gw2.len()),
+        );
+    }
+    for (i, peer) in g.gw2.iter().enumerate() {
+        let key = format!("gw1.gw2[{i}].");
+        check_tunnel(&peer.tunnel, &peer.tunnel_server_name, &key, p);
+        if g.gw2.iter().take(i).any(|q| q.tunnel == peer.tunnel) {
+            p.add(
+                &format!("{key}tunnel"),
+                format!("{} is listed twice", peer.tunnel),
+            );
+        }
+    }
+    if g.gw2.len() < 2 {
+        return;
+    }
+    let several = "with several GW2s ([[gw1.gw2]])";
+    if g.protocol == InsideProtocol::H323 {
+        p.add(
+            "gw1.protocol",
+            format!("not supported yet: protocol = \"h323\" {several}"),
+        );
+    }
+    if g.gatekeeper.is_some() {
+        p.add(
+            "gw1.gatekeeper",
+            format!("not supported yet: [gw1.gatekeeper] {several}"),
+        );
+    }
+    if g.records.is_some() {
+        p.add(
+            "gw1.records",
+            format!("not supported yet: [gw1.records] {several} (one record chain per GW1)"),
+        );
+    }
+    if g.transport != Transport::Udp {
+        p.add(
+            "gw1.transport",
+            format!(
+                "not supported yet: transport = \"{}\" {several}",
+                g.transport
+            ),
+        );
+    }
+    let total = u32::from(g.media.port_max).saturating_sub(u32::from(g.media.port_min)) + 1;
+    let n = u32::try_from(g.gw2.len()).unwrap_or(u32::MAX);
+    if g.media.port_max >= g.media.port_min && (total / n) & !1 < MIN_PORTS_PER_GW2 {
+        p.add(
+            "gw1.media.port_max",
+            format!("{total} ports shared by {n} GW2s: each needs at least {MIN_PORTS_PER_GW2}"),
+        );
+    }
+}
+
+fn check_gw1(g: &Gw1Config, p: &mut Problems) {
+    check_gw1_peers(g, p);
     for (key, ip) in [
         ("gw1.sip_bind", g.sip_bind.ip()),
         ("gw1.next_hop", g.next_hop.ip()),

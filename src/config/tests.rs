@@ -850,3 +850,145 @@ fn bad_gatekeeper_keys_name_key_and_line() {
         assert!(e.line.is_some(), "{errors}");
     }
 }
+
+/// BASE with its single GW2 replaced by `[[gw1.gw2]]` entries (written after `[gw1]`'s keys).
+fn several_gw2(entries: &[(&str, &str)], extra_gw1: &str) -> String {
+    let list: String = entries
+        .iter()
+        .map(|(t, n)| format!("[[gw1.gw2]]\ntunnel = \"{t}\"\ntunnel_server_name = \"{n}\"\n"))
+        .collect();
+    BASE.replace(
+        "tunnel = \"127.0.0.1:7001\"\ntunnel_server_name = \"localhost\"\n",
+        "",
+    )
+    .replace(
+        "family = \"ipv4\"\n",
+        &format!("family = \"ipv4\"\n{extra_gw1}{list}"),
+    )
+}
+
+#[test]
+fn gw1_with_several_gw2s() {
+    let text = several_gw2(
+        &[("10.0.0.2:7001", "gw2-a"), ("10.0.0.3:7001", "gw2-b")],
+        "",
+    );
+    let c = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let gw1 = c.gw1.unwrap();
+    let peers = gw1.peers();
+    assert_eq!(peers.len(), 2);
+    assert_eq!(peers[1].tunnel, "10.0.0.3:7001");
+    assert_eq!(peers[1].tunnel_server_name, "gw2-b");
+    // 30000-30099 cut in two even-aligned halves.
+    assert_eq!(gw1.media_slices(), [(30000, 30049), (30050, 30099)]);
+    // The single form is one peer.
+    let c = Config::from_toml_str(BASE).unwrap();
+    let gw1 = c.gw1.unwrap();
+    assert_eq!(gw1.peers().len(), 1);
+    assert_eq!(gw1.media_slices(), [(30000, 30099)]);
+}
+
+#[test]
+fn media_slices_are_even_aligned_and_within_the_range() {
+    assert_eq!(
+        media_slices(30000, 30099, 3),
+        [(30000, 30031), (30032, 30063), (30064, 30095)]
+    );
+    assert_eq!(media_slices(30000, 30002, 2), []);
+    assert_eq!(
+        media_slices(30000, 30003, 2),
+        [(30000, 30001), (30002, 30003)]
+    );
+    assert_eq!(media_slices(30000, 30003, 0), []);
+    assert_eq!(media_slices(65530, 65535, 1), [(65530, 65535)]);
+    for n in 1..=16 {
+        for (lo, hi) in media_slices(1000, 1999, n) {
+            assert_eq!(lo % 2, 0);
+            assert_eq!((hi - lo + 1) % 2, 0);
+            assert!((1000..=1999).contains(&lo) && (1000..=1999).contains(&hi));
+        }
+    }
+}
+
+#[test]
+fn several_gw2s_refusals_name_key_and_line() {
+    let two = [("10.0.0.2:7001", "gw2-a"), ("10.0.0.3:7001", "gw2-b")];
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            several_gw2(&two, "tunnel = \"10.0.0.9:7001\"\n"),
+            "gw1.tunnel",
+            "not both",
+        ),
+        (
+            several_gw2(&[("10.0.0.2:7001", "a"), ("10.0.0.2:7001", "b")], ""),
+            "gw1.gw2[1].tunnel",
+            "listed twice",
+        ),
+        (
+            several_gw2(&[("10.0.0.2", "a"), ("10.0.0.3:7001", "b")], ""),
+            "gw1.gw2[0].tunnel",
+            "host:port",
+        ),
+        (
+            several_gw2(
+                &[("10.0.0.2:7001", "a"), ("10.0.0.3:7001", "not a name")],
+                "",
+            ),
+            "gw1.gw2[1].tunnel_server_name",
+            "DNS name",
+        ),
+        (
+            several_gw2(&two, "protocol = \"h323\"\n"),
+            "gw1.protocol",
+            "not supported yet",
+        ),
+        (
+            several_gw2(&two, "transport = \"tcp\"\n"),
+            "gw1.transport",
+            "not supported yet",
+        ),
+        (
+            several_gw2(&two, "").replace("port_max = 30099", "port_max = 30006"),
+            "gw1.media.port_max",
+            "at least 4",
+        ),
+        (
+            format!("{}[recording]\ndir = \"/tmp/r\"\n", several_gw2(&two, "")),
+            "recording",
+            "not supported yet",
+        ),
+        (
+            several_gw2(&two, "").replace(
+                "[[gw1.gw2]]\ntunnel = \"10.0.0.3:7001\"\n",
+                "[[gw1.gw2]]\ntunnel = \"10.0.0.3:7001\"\nweight = 2\n",
+            ),
+            "gw1.gw2",
+            "unknown field",
+        ),
+        (
+            BASE.replace("tunnel = \"127.0.0.1:7001\"\n", ""),
+            "gw1",
+            "missing field `tunnel`",
+        ),
+    ];
+    for (text, key, needle) in cases {
+        let errs = Config::from_toml_str(&text).expect_err(&text);
+        let e = errs
+            .errors()
+            .iter()
+            .find(|e| e.key.starts_with(key) && e.message.contains(needle))
+            .unwrap_or_else(|| panic!("no {key}: {needle} in {errs}\n{text}"));
+        let line = e.line.unwrap_or_else(|| panic!("no line: {e}"));
+        assert!(line > 1 && line <= text.lines().count(), "{e}");
+    }
+    // [gw1.gatekeeper] and [gw1.records] are refused the same way.
+    let text = format!(
+        "{}[gw1.records]\ndir = \"/tmp/r\"\nkey = \"/tmp/k\"\n",
+        several_gw2(&two, "")
+    );
+    let errs = Config::from_toml_str(&text).expect_err(&text);
+    assert!(
+        errs.to_string().contains("gw1.records: not supported yet"),
+        "{errs}"
+    );
+}

@@ -166,12 +166,18 @@ impl Control {
         v
     }
 
-    /// Calls up in the process (a call both halves of one process hold counts once).
+    /// Calls up in the process (a call both halves of one process hold counts once; GW1's
+    /// halves toward several GW2s, `gw1-1`, `gw1-2`, ..., each number their own calls).
     async fn calls_up(&self) -> usize {
         let mut refs = std::collections::BTreeSet::new();
         for h in &self.halves {
+            let engine = if h.half.starts_with("gw1-") {
+                h.half
+            } else {
+                ""
+            };
             if let Some(Reply::Calls(calls)) = h.request(Request::Calls).await {
-                refs.extend(calls.iter().map(|c| c.call));
+                refs.extend(calls.iter().map(|c| (engine, c.call)));
             }
         }
         refs.len()
@@ -679,6 +685,7 @@ pub fn not_live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
                 o.tunnel_server_name != n.tunnel_server_name,
                 "gw1.tunnel_server_name",
             );
+            add(o.gw2 != n.gw2, "[[gw1.gw2]]");
             add(o.sip_bind != n.sip_bind, "gw1.sip_bind");
             add(o.next_hop != n.next_hop, "gw1.next_hop");
             add(o.family != n.family, "gw1.family");

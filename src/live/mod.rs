@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod control;
 pub mod cover;
+pub mod front;
 pub mod hep;
 pub mod logging;
 pub mod metrics;

@@ -72,6 +72,8 @@ pub struct Gw2Plan {
 /// GW1's part of a configuration, ready to bind.
 #[derive(Debug, Clone)]
 pub struct Gw1Plan {
+    /// The half's name in logs, metrics and `sgw ctl` ("gw1"; with several GW2s "gw1-1", ...).
+    pub half: &'static str,
     pub engine: EngineConfig,
     pub family: Family,
     pub sip_bind: SocketAddr,
@@ -315,7 +317,7 @@ pub fn start_gw1(plan: Gw1Plan) -> Result<(Driver, SocketAddr), StartError> {
         }
         None => None,
     };
-    let mut driver = Driver::new("gw1", Engine::new(engine));
+    let mut driver = Driver::new(plan.half, Engine::new(engine));
     driver.add_udp(Side::Inside, sock, sip);
     if let Some((sock, ras)) = ras {
         driver.add_udp(Side::Inside, sock, ras);
@@ -514,6 +516,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<u8> {
             }
         }
         super::tap::finish();
+        super::front::finish();
         Ok(0)
     })
 }
@@ -593,6 +596,12 @@ async fn start_from_config(
         (None, Some(_), None) => Role::Gw2,
         (None, None, _) => Role::Gw1,
     };
+    if role == Role::Both && cfg.gw1.as_ref().is_some_and(|g| g.peers().len() > 1) {
+        bail!(
+            "not supported yet: --role both with several GW2s ([[gw1.gw2]]); \
+             run each half on its own (--role gw2, --role gw1)"
+        );
+    }
     let mut engine = base_engine(&cfg);
     engine.id_key = Some(live_id_key()?);
     let mut drivers = Vec::new();
@@ -694,31 +703,109 @@ async fn start_from_config(
             Some(p) => p.gw1_tls()?,
             None => load_identity(&cfg, "gw1")?,
         };
-        let plan = Gw1Plan {
-            engine,
-            family: engine_family(g.family),
-            sip_bind: g.sip_bind,
-            advertise: g.media.ip,
-            tunnel: g.tunnel.clone(),
-            tunnel_server_name: g.tunnel_server_name.clone(),
-            identity,
-            cover,
-            h225_listen: (g.protocol == config::InsideProtocol::H323).then(|| {
-                g.h225_listen
-                    .unwrap_or(SocketAddr::new(g.sip_bind.ip(), crate::engine::H225_PORT))
-            }),
-            gatekeeper: g.gatekeeper.clone(),
-        };
-        let (mut d, sip) = start_gw1(plan)?;
-        if let Some(r) = &g.records {
-            d.set_records(start_records("gw1", r)?);
+        let peers = g.peers();
+        if peers.len() > 1 {
+            drivers.extend(start_gw1_halves(g, &peers, &engine, &identity, cover).await?);
+        } else {
+            let Some(peer) = peers.first() else {
+                bail!("[gw1] names no GW2 (tunnel or [[gw1.gw2]])");
+            };
+            let plan = Gw1Plan {
+                half: "gw1",
+                engine,
+                family: engine_family(g.family),
+                sip_bind: g.sip_bind,
+                advertise: g.media.ip,
+                tunnel: peer.tunnel.clone(),
+                tunnel_server_name: peer.tunnel_server_name.clone(),
+                identity,
+                cover,
+                h225_listen: (g.protocol == config::InsideProtocol::H323).then(|| {
+                    g.h225_listen
+                        .unwrap_or(SocketAddr::new(g.sip_bind.ip(), crate::engine::H225_PORT))
+                }),
+                gatekeeper: g.gatekeeper.clone(),
+            };
+            let (mut d, sip) = start_gw1(plan)?;
+            if let Some(r) = &g.records {
+                d.set_records(start_records("gw1", r)?);
+            }
+            println!(
+                "gw1 sip {sip} next-hop {} tunnel {}",
+                g.next_hop, peer.tunnel
+            );
+            drivers.push(d);
         }
-        println!("gw1 sip {sip} next-hop {} tunnel {}", g.next_hop, g.tunnel);
-        drivers.push(d);
     }
     super::tap::attach(&cfg, &mut drivers).await?;
     let _ = std::io::stdout().flush();
     Ok((drivers, cfg.metrics.as_ref().map(|m| m.listen)))
+}
+
+/// GW1 with several GW2s: one engine and driver per GW2 (its own tunnel pair, inside SIP
+/// socket on `sip_bind`'s address and share of the inside media ports), and the front
+/// dispatcher on `sip_bind` spreading new calls from the inside over the halves whose tunnel
+/// is up (see [`super::front`]). The configuration check refused what this does not support.
+async fn start_gw1_halves(
+    g: &config::Gw1Config,
+    peers: &[config::Gw2Peer],
+    engine: &EngineConfig,
+    identity: &TlsIdentity,
+    cover: Option<crate::live::cover::CoverTraffic>,
+) -> anyhow::Result<Vec<Driver>> {
+    let family = engine_family(g.family);
+    let front = bind_udp_for("inside SIP socket", g.sip_bind)?;
+    let front_addr = front.local_addr()?;
+    let mut drivers = Vec::new();
+    let mut halves = Vec::new();
+    for (i, (peer, ports)) in peers.iter().zip(g.media_slices()).enumerate() {
+        // Named once per half at start-up, for the life of the process.
+        let half: &'static str = Box::leak(format!("gw1-{}", i + 1).into_boxed_str());
+        // Each engine its own identifiers: two halves must never make the same Call-ID,
+        // tag or branch.
+        let mut e = EngineConfig {
+            id_seed: random_seed(),
+            id_key: Some(live_id_key()?),
+            ..engine.clone()
+        };
+        match family {
+            Family::V4 => e.inside_v4.media_ports = ports,
+            Family::V6 => e.inside_v6.media_ports = ports,
+        }
+        let plan = Gw1Plan {
+            half,
+            engine: e,
+            family,
+            sip_bind: SocketAddr::new(g.sip_bind.ip(), 0),
+            advertise: g.media.ip,
+            tunnel: peer.tunnel.clone(),
+            tunnel_server_name: peer.tunnel_server_name.clone(),
+            identity: identity.clone(),
+            cover,
+            h225_listen: None,
+            gatekeeper: None,
+        };
+        let (d, sip) = start_gw1(plan)?;
+        println!(
+            "{half} sip {sip} media {}-{} next-hop {} tunnel {}",
+            ports.0, ports.1, g.next_hop, peer.tunnel
+        );
+        halves.push(super::front::FrontHalf {
+            name: half,
+            injector: d.injector(Side::Inside, sip),
+            tunnel_up: d.tunnel_state(),
+        });
+        drivers.push(d);
+    }
+    println!(
+        "gw1 sip {} front of {} halves, next-hop {}",
+        advertised(front_addr, g.media.ip),
+        halves.len(),
+        g.next_hop
+    );
+    let counters = Arc::new(super::front::FrontCounters::default());
+    tokio::spawn(super::front::run(front, halves, counters));
+    Ok(drivers)
 }
 
 fn list(a: &[SocketAddr]) -> String {
@@ -796,6 +883,7 @@ async fn start_demo(opts: &RunOptions) -> anyhow::Result<Vec<Driver>> {
         Family::V6 => gw1_engine.inside_v6 = inside,
     }
     let gw1_plan = Gw1Plan {
+        half: "gw1",
         engine: gw1_engine,
         family,
         sip_bind: SocketAddr::new(ip, 0),

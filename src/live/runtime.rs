@@ -568,6 +568,16 @@ impl Driver {
         }
     }
 
+    /// Hands datagrams read on another socket to this half's engine as if read on its own
+    /// socket `local` (GW1's front dispatcher, [`crate::live::front`]).
+    pub fn injector(&self, side: Side, local: SocketAddr) -> Injector {
+        Injector {
+            tx: self.tx.clone(),
+            side,
+            local,
+        }
+    }
+
     /// Follows the tunnel's state: `true` while both connections are up.
     pub fn tunnel_state(&self) -> watch::Receiver<bool> {
         self.tunnel_state.subscribe()
@@ -1378,6 +1388,33 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let s = std::net::UdpSocket::bind(addr)?;
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s)
+}
+
+/// See [`Driver::injector`].
+#[derive(Clone)]
+pub struct Injector {
+    tx: mpsc::Sender<Input>,
+    side: Side,
+    local: SocketAddr,
+}
+
+impl Injector {
+    /// Queues a datagram from `remote`; false when the half's input queue is full or closed
+    /// (the datagram is then dropped, as the socket would drop it).
+    pub fn try_send(&self, remote: SocketAddr, data: Bytes) -> bool {
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: self.local,
+            remote: unmap(remote),
+        };
+        self.tx
+            .try_send(Input::Datagram {
+                side: self.side,
+                flow,
+                data,
+            })
+            .is_ok()
+    }
 }
 
 async fn udp_reader(
