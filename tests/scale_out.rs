@@ -1,12 +1,20 @@
 //! Scale-out (issue 11): kamailio's dispatcher in front of two GW2s, one GW1 with a tunnel pair
-//! to each (`[[gw1.gw2]]`), a sipp caller through kamailio and a sipp callee behind GW1, all in
-//! a network namespace this test creates (its loopback carries one 127.0.0.x address per
-//! host, so no port of the machine is used) and deletes, with every process started and killed
-//! here.
+//! to each (`[[gw1.gw2]]`), a sipp caller through kamailio and a sipp callee behind GW1, in the
+//! product's own topology: the zones of `sgw lab up --net-only` (network namespaces this test
+//! creates and deletes, also on failure), joined through a router whose nftables firewall
+//! (`src/lab/router.nft`) passes only what the design allows. `inet`: kamailio, the sipp
+//! caller and the outside callee (IPv4); `dmz`: the two GW2s, each on its own address (SIP and
+//! media on IPv4, the tunnel port on IPv6); `intra`: GW1 and the sipp callee (the PBX's
+//! address), IPv6 only; `phone`, a host on the intranet's LAN: the inside caller. The firewall
+//! lets the Internet and the DMZ exchange SIP and the GW2s' media ports, lets GW1 open TCP to
+//! the GW2s' tunnel port, and lets nothing open anything into the intranet: its counters show
+//! that the intranet received no packet of a new connection during the whole run, and the
+//! probes at the end, each counted and dropped, show that the firewall was there.
 //!
 //! Run 1: 100 calls, all complete, both GW2s carry a share (GW1's call records name the half,
 //! one per GW2); 20 calls from the inside to GW1's `sip_bind` are spread over both halves by
-//! GW1's front dispatcher (their ACK and BYE follow by Call-ID). Run 2: long calls; GW2 "a" is killed with SIGKILL while they are up. The
+//! GW1's front dispatcher (their ACK and BYE follow by Call-ID). Run 2: long calls; GW2 "a" is
+//! killed with SIGKILL while they are up. The
 //! calls it held are released on both sides: inside, GW1 sends BYE to the callee as soon as
 //! that GW2's tunnel drops (asserted on GW1's call records, within a few seconds); outside,
 //! kamailio's dialog module, whose in-dialog OPTIONS keep-alives toward GW2 time out, ends the
@@ -17,9 +25,10 @@
 //! to the survivor's half. The survivor refused nothing (no rate limit, no block) although
 //! kamailio is one source for every caller. Finally GW2 a is started again: GW1's tunnel
 //! client, which kept redialling, brings its half back and it takes its share of calls again.
+//! GW1's front dispatcher's counters are checked in its metrics.
 //!
-//! Needs root (`ip netns`), kamailio (Debian package `kamailio`) and sipp: without them the
-//! test says why it is skipped, or fails under CI=true.
+//! Needs root (`ip netns`, nft), kamailio (Debian package `kamailio`), sipp and curl: without
+//! them the test says why it is skipped, or fails under CI=true.
 
 #![allow(
     clippy::unwrap_used,
@@ -30,77 +39,188 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
-const KAMAILIO: &str = "127.0.0.10";
-const GW2A: &str = "127.0.0.2";
-const GW2B: &str = "127.0.0.3";
-const GW1: &str = "127.0.0.4";
-const CALLEE: &str = "127.0.0.5";
-const CALLER: &str = "127.0.0.1";
-/// The outside callee of calls from the inside (both GW2s' `outside_next_hop`).
-const OUTSIDE_CALLEE: &str = "127.0.0.6";
-/// The inside caller (the PBX), calling GW1's `sip_bind`.
-const INSIDE_CALLER: &str = "127.0.0.7";
+use sgw::lab::{
+    GW1_RTP, GW1_V6, GW2B_V4, GW2B_V6, GW2_RTP, GW2_V4, GW2_V6, INET_V4, OUTSIDE_CALLEE_PORT,
+    PBX_V6, PHONE_V6, SIP_PORT, TUNNEL_PORT,
+};
+
+/// kamailio, in `inet`.
+const KAMAILIO: &str = INET_V4;
+/// GW2 a and b in `dmz`: (outside IPv4 address, DMZ IPv6 address of the tunnel port).
+const GW2A: &str = GW2_V4;
+const GW2B: &str = GW2B_V4;
+/// GW1, in `intra`.
+const GW1: &str = GW1_V6;
+/// The callee behind GW1 (GW1's `next_hop`), in `intra` on the PBX's address.
+const CALLEE: &str = PBX_V6;
+/// The caller through kamailio, in `inet` (its own ports).
+const CALLER: &str = INET_V4;
+/// The outside callee of calls from the inside (both GW2s' `outside_next_hop`), in `inet`.
+const OUTSIDE_CALLEE: &str = INET_V4;
+/// The inside caller (the PBX), calling GW1's `sip_bind`, in `phone` on the intranet's LAN.
+const INSIDE_CALLER: &str = PHONE_V6;
 /// How long the calls of run 2 last unless released first.
 const HOLD_MS: u64 = 55_000;
 
-/// The test's namespace, deleted on drop (declared before the processes run in it, so those
-/// are killed first).
-struct Netns(String);
+/// The zones of one run (`sgw lab up --net-only --prefix sgwsoPID`), removed on drop (also on
+/// panic). Declared before the processes that run inside them, so those are killed first.
+struct Zones {
+    prefix: String,
+}
 
-impl Netns {
-    fn new() -> Option<Netns> {
-        let name = format!("sgwso{}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return None;
-        }
-        let ns = Netns(name);
-        let up = Command::new("ip")
-            .args(["-n", &ns.0, "link", "set", "lo", "up"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(up, "ip -n {} link set lo up failed", ns.0);
-        Some(ns)
+impl Zones {
+    fn up() -> Zones {
+        let zones = Zones {
+            prefix: format!("sgwso{}", std::process::id()),
+        };
+        // Left over by an earlier run with the same pid.
+        zones.lab("down");
+        let (st, out) = zones.lab("up");
+        assert!(st.success(), "sgw lab up {} failed:\n{out}", zones.prefix);
+        zones
     }
 
-    /// `program` run inside the namespace (`ip netns exec` execs it: the pid is the program's).
-    fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    fn lab(&self, verb: &str) -> (std::process::ExitStatus, String) {
+        let mut cmd = sgw();
+        cmd.args(["lab", verb, "--prefix", &self.prefix]);
+        if verb == "up" {
+            cmd.arg("--net-only");
+        }
+        run_bounded(
+            &format!("sgw lab {verb}"),
+            &mut cmd,
+            Duration::from_secs(20),
+        )
+    }
+
+    /// `program` run inside zone `zone` (`ip netns exec` execs it: the pid is the program's).
+    fn exec(&self, zone: &str, program: impl AsRef<OsStr>) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).arg(program);
+        c.args(["netns", "exec", &format!("{}-{zone}", self.prefix)])
+            .arg(program);
         c
     }
-}
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    /// The router's named counters: name -> packets.
+    fn counters(&self) -> BTreeMap<String, u64> {
+        let out = self
+            .exec("router", "nft")
+            .args(["-j", "list", "counters"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nft: {out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.get("counter"))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["packets"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// A TCP connection attempt from `zone` to `[ip]:port`, given up after half a second (one
+    /// SYN). Whether it connected.
+    fn tcp_probe(&self, zone: &str, ip: &str, port: u16) -> bool {
+        self.exec(zone, "timeout")
+            .args(["0.5", "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{ip}/{port}"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// One UDP datagram from `zone` to `[ip]:port`.
+    fn udp_probe(&self, zone: &str, ip: &str, port: u16) {
+        let st = self
+            .exec(zone, "bash")
+            .arg("-c")
+            .arg(format!(
+                "echo -n 'OPTIONS sip:{ip} SIP/2.0' >/dev/udp/{ip}/{port}"
+            ))
+            .status()
+            .unwrap();
+        assert!(st.success(), "udp probe from {zone} could not be sent");
     }
 }
 
-fn gw2_config(ip: &str, pki: &Path, dir: &Path) -> String {
+impl Drop for Zones {
+    fn drop(&mut self) {
+        let (st, out) = self.lab("down");
+        if !st.success() {
+            eprintln!("sgw lab down --prefix {}: {out}", self.prefix);
+        }
+    }
+}
+
+/// Whether the zones can be built here (root, `ip netns`, nft); under CI=true a reason they
+/// cannot fails the test.
+fn zones_available(test: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let probe = format!("sgwso-probe-{}", std::process::id());
+    let netns = root
+        && Command::new("ip")
+            .args(["netns", "add", &probe])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if netns {
+        let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+    }
+    let nft = Command::new("nft")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let reason = if !root {
+        Some("needs root")
+    } else if !netns {
+        Some("`ip netns add` does not work here")
+    } else if !nft {
+        Some("nft not found (apt-get install nftables)")
+    } else {
+        None
+    };
+    match reason {
+        None => true,
+        Some(r) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: {r}, and CI=true requires this test to run")
+        }
+        Some(r) => {
+            eprintln!("{test}: skipped: {r}");
+            false
+        }
+    }
+}
+
+fn gw2_config(ip: &str, tunnel_ip: &str, pki: &Path, dir: &Path) -> String {
     let name = ip.replace('.', "-");
     format!(
         r#"[gw2]
-sip_udp = ["{ip}:5060"]
-tunnel_listen = "{ip}:7001"
-outside_next_hop = "{OUTSIDE_CALLEE}:5060"
+sip_udp = ["{ip}:{SIP_PORT}"]
+tunnel_listen = "[{tunnel_ip}]:{TUNNEL_PORT}"
+outside_next_hop = "{OUTSIDE_CALLEE}:{OUTSIDE_CALLEE_PORT}"
 
 [gw2.media]
 ip = "{ip}"
-port_min = 20000
-port_max = 21999
+port_min = {}
+port_max = {}
 
 # kamailio is one source carrying every caller: room above the per-source defaults.
 [gw2.limits]
@@ -117,6 +237,8 @@ key = "{pki}/gw2.key"
 [control]
 socket = "{dir}/gw2-{name}.sock"
 "#,
+        GW2_RTP.0,
+        GW2_RTP.1,
         pki = pki.display(),
         dir = dir.display(),
     )
@@ -125,22 +247,22 @@ socket = "{dir}/gw2-{name}.sock"
 fn gw1_config(pki: &Path, dir: &Path) -> String {
     format!(
         r#"[gw1]
-sip_bind = "{GW1}:5060"
-next_hop = "{CALLEE}:5060"
-family = "ipv4"
+sip_bind = "[{GW1}]:{SIP_PORT}"
+next_hop = "[{CALLEE}]:{SIP_PORT}"
+family = "ipv6"
 
 [[gw1.gw2]]
-tunnel = "{GW2A}:7001"
+tunnel = "[{GW2_V6}]:{TUNNEL_PORT}"
 tunnel_server_name = "gw2.test"
 
 [[gw1.gw2]]
-tunnel = "{GW2B}:7001"
+tunnel = "[{GW2B_V6}]:{TUNNEL_PORT}"
 tunnel_server_name = "gw2.test"
 
 [gw1.media]
 ip = "{GW1}"
-port_min = 30000
-port_max = 31999
+port_min = {}
+port_max = {}
 
 [pki]
 ca = "{pki}/ca.pem"
@@ -151,8 +273,10 @@ key = "{pki}/gw1.key"
 socket = "{dir}/gw1.sock"
 
 [metrics]
-listen = "{GW1}:9464"
+listen = "[{GW1}]:9464"
 "#,
+        GW1_RTP.0,
+        GW1_RTP.1,
         pki = pki.display(),
         dir = dir.display(),
     )
@@ -171,7 +295,7 @@ log_stderror=yes
 children=2
 disable_tcp=yes
 auto_aliases=no
-listen=udp:{KAMAILIO}:5060
+listen=udp:{KAMAILIO}:{SIP_PORT}
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -291,7 +415,7 @@ fn call_scenario(hold_ms: u64) -> String {
   <recv response="183" optional="true"/>
   <recv response="200" rtd="true" rrs="true">
     <action>
-      <ereg regexp="127\.0\.0\.[0-9]+" search_in="hdr" header="Contact:" assign_to="gw"/>
+      <ereg regexp="203\.0\.113\.[0-9]+" search_in="hdr" header="Contact:" assign_to="gw"/>
     </action>
   </recv>
   <send><![CDATA[
@@ -373,17 +497,17 @@ fn count_from_inside(records: &[(String, serde_json::Value)], half: &str) -> usi
 
 /// `calls` calls from the inside caller to GW1's `sip_bind` (sipp's own scenario: its ACK and
 /// BYE go to `sip_bind` too, and GW1's front hands them to the call's half by Call-ID).
-fn calls_from_inside(ns: &Netns, dir: &Path, calls: u32) -> (bool, String) {
+fn calls_from_inside(zones: &Zones, dir: &Path, calls: u32) -> (bool, String) {
     let (st, out) = run_bounded(
         "sipp inside caller",
-        ns.exec("sipp").current_dir(dir).args([
+        zones.exec("phone", "sipp").current_dir(dir).args([
             "-nostdin",
             "-timeout",
             "30s",
             "-timeout_error",
             "-sn",
             "uac",
-            &format!("{GW1}:5060"),
+            &format!("[{GW1}]:{SIP_PORT}"),
             "-i",
             INSIDE_CALLER,
             "-p",
@@ -404,8 +528,8 @@ fn calls_from_inside(ns: &Netns, dir: &Path, calls: u32) -> (bool, String) {
 }
 
 /// `sgw ctl status` of the process behind `socket`.
-fn ctl_status(ns: &Netns, socket: &Path) -> String {
-    let mut c = ns.exec(env!("CARGO_BIN_EXE_sgw"));
+fn ctl_status(socket: &Path) -> String {
+    let mut c = sgw();
     c.args(["ctl", "--socket"]).arg(socket).arg("status");
     run_bounded("sgw ctl status", &mut c, Duration::from_secs(5)).1
 }
@@ -420,13 +544,10 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         return;
     }
     let started = Instant::now();
-    let Some(ns) = Netns::new() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: `ip netns add` is required under CI=true (run as root)");
-        }
-        eprintln!("{test}: skipped: `ip netns add` does not work here (needs root)");
+    if !zones_available(test) {
         return;
-    };
+    }
+    let zones = Zones::up();
     let dir = Scratch::new("scale_out");
     let pki = dir.0.join("pki");
     let (st, out) = run_bounded(
@@ -441,7 +562,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
 
     let list = dir.file(
         "dispatcher.list",
-        &format!("1 sip:{GW2A}:5060 0 0\n1 sip:{GW2B}:5060 0 0\n"),
+        &format!("1 sip:{GW2A}:{SIP_PORT} 0 0\n1 sip:{GW2B}:{SIP_PORT} 0 0\n"),
     );
     let kam_cfg = dir.file("kamailio.cfg", &kamailio_config(&list));
     let (st, out) = run_bounded(
@@ -455,11 +576,15 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let run_dir = dir.0.join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
     let mut gw2 = Vec::new();
-    for ip in [GW2A, GW2B] {
-        let cfg = dir.file(&format!("gw2-{ip}.toml"), &gw2_config(ip, &pki, &dir.0));
+    for (ip, tunnel_ip) in [(GW2A, GW2_V6), (GW2B, GW2B_V6)] {
+        let cfg = dir.file(
+            &format!("gw2-{ip}.toml"),
+            &gw2_config(ip, tunnel_ip, &pki, &dir.0),
+        );
         let mut p = Proc::spawn(
             &format!("gw2 {ip}"),
-            ns.exec(env!("CARGO_BIN_EXE_sgw"))
+            zones
+                .exec("dmz", env!("CARGO_BIN_EXE_sgw"))
                 .args(["run", "--role", "gw2", "--config"])
                 .arg(&cfg),
         );
@@ -469,7 +594,8 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let gw1_cfg = dir.file("gw1.toml", &gw1_config(&pki, &dir.0));
     let mut gw1 = Proc::spawn(
         "gw1",
-        ns.exec(env!("CARGO_BIN_EXE_sgw"))
+        zones
+            .exec("intra", env!("CARGO_BIN_EXE_sgw"))
             .args(["run", "--role", "gw1", "--config"])
             .arg(&gw1_cfg),
     );
@@ -478,21 +604,27 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let gw1_sock = dir.0.join("gw1.sock");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let s = ctl_status(&ns, &gw1_sock);
+        let s = ctl_status(&gw1_sock);
         if s.matches("tunnel up").count() == 2 {
             break;
         }
         assert!(Instant::now() < deadline, "tunnels not up:\n{s}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // GW1 opened the tunnel pairs through the firewall: two connections (signalling, media)
+    // to each GW2, and nothing came into the intranet unasked.
+    let fw_start = zones.counters();
+    assert_eq!(fw_start["tunnel_new"], 4, "firewall: {fw_start:?}");
+    assert_eq!(fw_start["intra_new_in"], 0, "firewall: {fw_start:?}");
     // Each half in the metrics, under its own name.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, m) = run_bounded(
             "curl metrics",
-            ns.exec("curl")
-                .args(["-s", "--max-time", "2"])
-                .arg(format!("http://{GW1}:9464/metrics")),
+            zones
+                .exec("intra", "curl")
+                .args(["-s", "-g", "--max-time", "2"])
+                .arg(format!("http://[{GW1}]:9464/metrics")),
             Duration::from_secs(4),
         );
         if m.contains("sgw_tunnel_up{half=\"gw1-1\"} 1")
@@ -508,26 +640,28 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     }
     let mut callee = Proc::spawn(
         "sipp callee",
-        ns.exec("sipp")
+        zones
+            .exec("intra", "sipp")
             .current_dir(&dir.0)
             .args(["-nostdin", "-sn", "uas", "-i", CALLEE, "-p", "5060", "-aa"]),
     );
     let mut outside_callee = Proc::spawn(
         "sipp outside callee",
-        ns.exec("sipp").current_dir(&dir.0).args([
+        zones.exec("inet", "sipp").current_dir(&dir.0).args([
             "-nostdin",
             "-sn",
             "uas",
             "-i",
             OUTSIDE_CALLEE,
             "-p",
-            "5060",
+            &OUTSIDE_CALLEE_PORT.to_string(),
             "-aa",
         ]),
     );
     let mut kamailio = Proc::spawn_group(
         "kamailio",
-        ns.exec("kamailio")
+        zones
+            .exec("inet", "kamailio")
             .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
             .arg(&run_dir)
             .arg("-f")
@@ -541,18 +675,18 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let mark = gw1.mark();
     let (st, out) = run_bounded(
         "sipp caller run 1",
-        ns.exec("sipp").current_dir(&dir.0).args([
+        zones.exec("inet", "sipp").current_dir(&dir.0).args([
             "-nostdin",
             "-timeout",
             "40s",
             "-timeout_error",
             "-sf",
             short.to_str().unwrap(),
-            &format!("{KAMAILIO}:5060"),
+            &format!("{KAMAILIO}:{SIP_PORT}"),
             "-i",
             CALLER,
             "-p",
-            "5070",
+            "5081",
             "-s",
             "service",
             "-m",
@@ -580,7 +714,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
 
     // Calls from the inside: GW1's front spreads them over both halves.
     let mark = gw1.mark();
-    let (ok, out) = calls_from_inside(&ns, &dir.0, 20);
+    let (ok, out) = calls_from_inside(&zones, &dir.0, 20);
     assert!(ok, "calls from the inside failed:\n{out}");
     std::thread::sleep(Duration::from_millis(500));
     let inside = call_records(gw1.since(mark));
@@ -595,18 +729,18 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let scenario = dir.file("long_call.xml", &call_scenario(HOLD_MS));
     let mut long = Proc::spawn(
         "sipp caller run 2",
-        ns.exec("sipp").current_dir(&dir.0).args([
+        zones.exec("inet", "sipp").current_dir(&dir.0).args([
             "-nostdin",
             "-timeout",
             "90s",
             "-timeout_error",
             "-sf",
             scenario.to_str().unwrap(),
-            &format!("{KAMAILIO}:5060"),
+            &format!("{KAMAILIO}:{SIP_PORT}"),
             "-i",
             CALLER,
             "-p",
-            "5071",
+            "5082",
             "-s",
             "service",
             "-m",
@@ -620,7 +754,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         ]),
     );
     std::thread::sleep(Duration::from_secs(4));
-    let status = ctl_status(&ns, &gw1_sock);
+    let status = ctl_status(&gw1_sock);
     assert!(
         status.contains("gw1-1: tunnel up, ") && !status.contains("gw1-1: tunnel up, 0 calls"),
         "run 2: no call up through GW2 a before the kill:\n{status}"
@@ -631,7 +765,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     // Inside: GW1 releases that half's calls (BYE to the callee) once the tunnel drops.
     let deadline = killed + Duration::from_secs(10);
     let held_by_a = loop {
-        let s = ctl_status(&ns, &gw1_sock);
+        let s = ctl_status(&gw1_sock);
         if s.contains("gw1-1: tunnel down, 0 calls up") {
             break call_records(gw1.since(mark));
         }
@@ -664,18 +798,18 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let mark = gw1.mark();
     let (st, out) = run_bounded(
         "sipp caller after the kill",
-        ns.exec("sipp").current_dir(&dir.0).args([
+        zones.exec("inet", "sipp").current_dir(&dir.0).args([
             "-nostdin",
             "-timeout",
             "30s",
             "-timeout_error",
             "-sf",
             short.to_str().unwrap(),
-            &format!("{KAMAILIO}:5060"),
+            &format!("{KAMAILIO}:{SIP_PORT}"),
             "-i",
             CALLER,
             "-p",
-            "5072",
+            "5083",
             "-s",
             "service",
             "-m",
@@ -692,7 +826,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     assert_eq!(count(&after, "gw1-2"), 20, "after the kill: {after:?}");
     // From the inside too: the front gives them all to the survivor's half.
     let mark = gw1.mark();
-    let (ok, out) = calls_from_inside(&ns, &dir.0, 10);
+    let (ok, out) = calls_from_inside(&zones, &dir.0, 10);
     assert!(ok, "calls from the inside after the kill failed:\n{out}");
     std::thread::sleep(Duration::from_millis(500));
     let inside = call_records(gw1.since(mark));
@@ -745,7 +879,8 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     // kamailio's pings mark it active, and it takes its share of new calls again.
     let mut restarted = Proc::spawn(
         "gw2 a again",
-        ns.exec(env!("CARGO_BIN_EXE_sgw"))
+        zones
+            .exec("dmz", env!("CARGO_BIN_EXE_sgw"))
             .args(["run", "--role", "gw2", "--config"])
             .arg(dir.0.join(format!("gw2-{GW2A}.toml"))),
     );
@@ -753,7 +888,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let back = Instant::now();
     let deadline = back + Duration::from_secs(10);
     loop {
-        let s = ctl_status(&ns, &gw1_sock);
+        let s = ctl_status(&gw1_sock);
         if s.contains("gw1-1: tunnel up") {
             break;
         }
@@ -771,18 +906,18 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     let mark = gw1.mark();
     let (st, out) = run_bounded(
         "sipp caller after the restart",
-        ns.exec("sipp").current_dir(&dir.0).args([
+        zones.exec("inet", "sipp").current_dir(&dir.0).args([
             "-nostdin",
             "-timeout",
             "30s",
             "-timeout_error",
             "-sf",
             short.to_str().unwrap(),
-            &format!("{KAMAILIO}:5060"),
+            &format!("{KAMAILIO}:{SIP_PORT}"),
             "-i",
             CALLER,
             "-p",
-            "5073",
+            "5084",
             "-s",
             "service",
             "-m",
@@ -827,5 +962,36 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     assert!(refused.is_empty(), "the surviving GW2 refused: {refused:?}");
+
+    // The firewall: during the whole run (calls both ways, a GW2 killed, GW1 redialling it,
+    // its restart) nothing opened a connection into the intranet; GW1 opened the tunnels
+    // (again to the restarted GW2), and the intranet received only replies.
+    let fw_end = zones.counters();
+    eprintln!("firewall after the run: {fw_end:?}");
+    assert_eq!(fw_end["intra_new_in"], 0, "firewall: {fw_end:?}");
+    assert!(fw_end["tunnel_new"] >= 6, "firewall: {fw_end:?}");
+    assert!(
+        fw_end["intra_reply_in"] > fw_start["intra_reply_in"]
+            && fw_end["inet_dmz_sip"] > fw_start["inet_dmz_sip"]
+            && fw_end["dmz_inet_voip"] > fw_start["dmz_inet_voip"],
+        "firewall: {fw_start:?} -> {fw_end:?}"
+    );
+    // And it was there: probes from the Internet and the DMZ into the intranet (GW1's SIP and
+    // metrics ports, the callee) are each counted once as a new connection and dropped.
+    let mut connected = Vec::new();
+    for (z, ip, port) in [("inet", GW1, 9464), ("dmz", GW1, SIP_PORT)] {
+        if zones.tcp_probe(z, ip, port) {
+            connected.push(format!("tcp {z} -> [{ip}]:{port}"));
+        }
+    }
+    zones.udp_probe("dmz", GW1, SIP_PORT);
+    zones.udp_probe("inet", CALLEE, SIP_PORT);
+    let fw_probed = zones.counters();
+    assert!(connected.is_empty(), "probes connected: {connected:?}");
+    assert_eq!(
+        fw_probed["intra_new_in"] - fw_end["intra_new_in"],
+        4,
+        "each probe one packet of a new connection into intra: {fw_probed:?}"
+    );
     eprintln!("{test}: done in {:?}", started.elapsed());
 }

@@ -50,6 +50,11 @@ pub const INET_V6: &str = "fd00:5357::10";
 pub const GW2_V4: &str = "203.0.113.10";
 /// GW2's DMZ IPv6 address, where GW1's tunnel connections arrive.
 pub const GW2_V6: &str = "fd00:5357:1::10";
+/// A second GW2's outside address in the DMZ (scale-out, `tests/scale_out.rs`): the firewall
+/// treats it as it treats [`GW2_V4`]; no process of the full lab uses it.
+pub const GW2B_V4: &str = "203.0.113.11";
+/// The second GW2's DMZ IPv6 address (its tunnel port), like [`GW2_V6`].
+pub const GW2B_V6: &str = "fd00:5357:1::11";
 /// GW1's intranet address.
 pub const GW1_V6: &str = "fd00:5357:2::10";
 /// The PBX's (kamailio's) address.
@@ -264,6 +269,15 @@ impl Lab {
         let dmz = self.ns("dmz");
         addr(&dmz, &format!("{GW2_V4}/24"), "eth0", &[])?;
         addr(&dmz, &format!("{GW2_V6}/64"), "eth0", &["nodad"])?;
+        // The second GW2's: secondary (IPv4) and deprecated (IPv6), so never picked as a
+        // source address by a socket bound to neither.
+        addr(&dmz, &format!("{GW2B_V4}/24"), "eth0", &[])?;
+        addr(
+            &dmz,
+            &format!("{GW2B_V6}/64"),
+            "eth0",
+            &["nodad", "preferred_lft", "0"],
+        )?;
         ip(&["-n", &dmz, "route", "add", "default", "via", "203.0.113.1"])?;
         ip(&[
             "-n",
@@ -334,8 +348,8 @@ impl Lab {
         fs::write(&nft, ROUTER_NFT).with_context(|| nft.display().to_string())?;
         run_ok(
             self.exec("router", prog("nft"))
-                .args(["-D", &format!("gw2_v4={GW2_V4}")])
-                .args(["-D", &format!("gw2_v6={GW2_V6}")])
+                .args(["-D", &format!("gw2_v4={{ {GW2_V4}, {GW2B_V4} }}")])
+                .args(["-D", &format!("gw2_v6={{ {GW2_V6}, {GW2B_V6} }}")])
                 .args(["-D", &format!("gw1_v6={GW1_V6}")])
                 .args(["-D", &format!("tunnel_port={TUNNEL_PORT}")])
                 .args(["-D", &format!("sip_port={SIP_PORT}")])
