@@ -938,6 +938,69 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
         "after the restart: {a} / {b}"
     );
 
+    // GW1's front in the metrics: per half the new calls from the inside it gave (10 and 10,
+    // then 10 more to the survivor) and the datagrams it handed over, none dropped; its
+    // Call-IDs remembered (the 30 calls'), nothing without a Call-ID.
+    let (_, m) = run_bounded(
+        "curl metrics",
+        zones
+            .exec("intra", "curl")
+            .args(["-s", "-g", "--max-time", "2"])
+            .arg(format!("http://[{GW1}]:9464/metrics")),
+        Duration::from_secs(4),
+    );
+    for want in [
+        "sgw_front_new_calls_total{half=\"gw1-1\"} 10",
+        "sgw_front_new_calls_total{half=\"gw1-2\"} 20",
+        "sgw_front_queue_full_total{half=\"gw1-1\"} 0",
+        "sgw_front_queue_full_total{half=\"gw1-2\"} 0",
+        "sgw_front_no_tunnel_up_total{half=\"gw1-1\"} 0",
+        "sgw_front_call_ids{half=\"gw1\"} 30",
+        "sgw_front_unroutable_total{half=\"gw1\"} 0",
+        "# TYPE sgw_front_dispatched_total counter",
+    ] {
+        assert!(
+            m.lines().any(|l| l == want),
+            "metrics without {want}:\n{}",
+            m.lines()
+                .filter(|l| l.contains("front"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let dispatched = |half: &str| {
+        let prefix = format!("sgw_front_dispatched_total{{half=\"{half}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Each call's INVITE, ACK and BYE at least.
+    assert!(
+        dispatched("gw1-1") >= 30 && dispatched("gw1-2") >= 60,
+        "front dispatched {} / {}",
+        dispatched("gw1-1"),
+        dispatched("gw1-2")
+    );
+    if peer_available(test, "promtool", &["--version"], "prometheus") {
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // (run_bounded gives the lines without the last newline.)
+        let text = format!("{m}\n");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     restarted.terminate(Duration::from_secs(5));
     callee.terminate(Duration::from_secs(2));
     outside_callee.terminate(Duration::from_secs(2));

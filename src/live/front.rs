@@ -178,6 +178,46 @@ pub struct FrontCounters {
     pub no_tunnel_up: AtomicU64,
     /// Datagrams dropped: the chosen half's input queue was full.
     pub queue_full: AtomicU64,
+    /// Datagrams without a Call-ID (not SIP, or none in the header): given to some half, whose
+    /// engine refuses them, and not remembered.
+    pub unroutable: AtomicU64,
+    /// Call-IDs remembered now.
+    pub call_ids: AtomicU64,
+    /// Call-IDs forgotten before their time to stay within [`CALL_MAP_CAP`].
+    pub call_ids_evicted: AtomicU64,
+    /// The same, per half (set once when the front starts).
+    pub halves: std::sync::OnceLock<Vec<HalfCounters>>,
+}
+
+/// What the front counted for one half.
+#[derive(Debug)]
+pub struct HalfCounters {
+    pub name: &'static str,
+    /// Datagrams handed to this half.
+    pub dispatched: AtomicU64,
+    /// New calls given to this half.
+    pub new_calls: AtomicU64,
+    /// New calls given to this half while no tunnel was up.
+    pub no_tunnel_up: AtomicU64,
+    /// Datagrams for this half dropped: its input queue was full.
+    pub queue_full: AtomicU64,
+}
+
+impl HalfCounters {
+    pub fn new(name: &'static str) -> Self {
+        HalfCounters {
+            name,
+            dispatched: AtomicU64::new(0),
+            new_calls: AtomicU64::new(0),
+            no_tunnel_up: AtomicU64::new(0),
+            queue_full: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The running front's counters, for the metrics (`None` without a front).
+pub fn running() -> Option<Arc<FrontCounters>> {
+    RUNNING.lock().ok().and_then(|g| g.clone())
 }
 
 /// The counters of the running front, printed at exit by [`finish`].
@@ -244,6 +284,9 @@ pub struct FrontHalf {
 
 /// Reads `socket` (GW1's `sip_bind`) until the process ends, handing each datagram to a half.
 pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontCounters>) {
+    let _ = counters
+        .halves
+        .set(halves.iter().map(|h| HalfCounters::new(h.name)).collect());
     if let Ok(mut g) = RUNNING.lock() {
         *g = Some(counters.clone());
     }
@@ -264,15 +307,28 @@ pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontC
             continue;
         };
         let Some(h) = halves.get(half) else { continue };
+        let hc = counters.halves.get().and_then(|v| v.get(half));
+        let bump = |pick: fn(&HalfCounters) -> &AtomicU64| {
+            if let Some(hc) = hc {
+                pick(hc).fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if !matches!(classify(data), Some((_, Some(_)))) {
+            counters.unroutable.fetch_add(1, Ordering::Relaxed);
+        }
         if new_call {
             counters.new_calls.fetch_add(1, Ordering::Relaxed);
+            bump(|c| &c.new_calls);
             if !up.get(half).copied().unwrap_or(false) {
                 counters.no_tunnel_up.fetch_add(1, Ordering::Relaxed);
+                bump(|c| &c.no_tunnel_up);
             }
         }
         if h.injector.try_send(from, Bytes::copy_from_slice(data)) {
             counters.dispatched.fetch_add(1, Ordering::Relaxed);
+            bump(|c| &c.dispatched);
         } else {
+            bump(|c| &c.queue_full);
             let dropped = counters.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped == 1 || dropped.is_multiple_of(1000) {
                 tracing::warn!(
@@ -281,6 +337,12 @@ pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontC
                 );
             }
         }
+        counters
+            .call_ids
+            .store(router.map.len() as u64, Ordering::Relaxed);
+        counters
+            .call_ids_evicted
+            .store(router.map.evicted, Ordering::Relaxed);
         if router.map.evicted / 1000 > evicted_logged {
             evicted_logged = router.map.evicted / 1000;
             tracing::warn!(

@@ -530,6 +530,62 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
     }
 }
 
+/// GW1's front dispatcher (several GW2s): per half what it was given, and the front's own
+/// counters under `half="gw1"`. Read at the scrape (atomics: the front never waits on it).
+fn front_families(c: &super::front::FrontCounters, f: &mut Families) {
+    use std::sync::atomic::Ordering::Relaxed;
+    use Kind::{Counter, Gauge};
+    for h in c.halves.get().map(Vec::as_slice).unwrap_or_default() {
+        let labels = [("half", h.name)];
+        for (name, help, v) in [
+            (
+                "sgw_front_dispatched",
+                "Datagrams from sip_bind handed by GW1's front to this half.",
+                &h.dispatched,
+            ),
+            (
+                "sgw_front_new_calls",
+                "New calls from the inside given by GW1's front to this half.",
+                &h.new_calls,
+            ),
+            (
+                "sgw_front_no_tunnel_up",
+                "New calls given to this half while no half's tunnel was up (refused there).",
+                &h.no_tunnel_up,
+            ),
+            (
+                "sgw_front_queue_full",
+                "Datagrams for this half dropped by GW1's front: its input queue was full.",
+                &h.queue_full,
+            ),
+        ] {
+            f.add(name, Counter, help, &labels, v.load(Relaxed));
+        }
+    }
+    let labels = [("half", "gw1")];
+    f.add(
+        "sgw_front_call_ids",
+        Gauge,
+        "Call-IDs GW1's front remembers now (each call's half).",
+        &labels,
+        c.call_ids.load(Relaxed),
+    );
+    f.add(
+        "sgw_front_call_ids_evicted",
+        Counter,
+        "Call-IDs GW1's front forgot before their time (more than 50,000 at once).",
+        &labels,
+        c.call_ids_evicted.load(Relaxed),
+    );
+    f.add(
+        "sgw_front_unroutable",
+        Counter,
+        "Datagrams without a Call-ID at sip_bind, given to some half (which refuses them).",
+        &labels,
+        c.unroutable.load(Relaxed),
+    );
+}
+
 fn encode_family(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -556,6 +612,9 @@ impl Collector for BoardCollector {
         let mut families = Families::default();
         for (half, s) in &snapshots {
             half_families(half, s, &mut families);
+        }
+        if let Some(front) = super::front::running() {
+            front_families(&front, &mut families);
         }
         for (name, family) in &families.0 {
             encode_family(&mut encoder, name, family)?;
@@ -777,6 +836,58 @@ mod tests {
         // One TYPE line per family, however many halves.
         assert_eq!(t.matches("# TYPE sgw_media_dropped_total ").count(), 1);
         assert_eq!(t.matches("# TYPE sgw_call_setup_seconds ").count(), 1);
+    }
+
+    #[test]
+    fn front_counters_per_half_and_its_own() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = crate::live::front::FrontCounters::default();
+        let halves = ["gw1-1", "gw1-2"].map(crate::live::front::HalfCounters::new);
+        c.halves.set(halves.into_iter().collect()).unwrap();
+        let hs = c.halves.get().unwrap();
+        hs[0].dispatched.store(30, Relaxed);
+        hs[1].new_calls.store(4, Relaxed);
+        hs[1].queue_full.store(2, Relaxed);
+        c.call_ids.store(12, Relaxed);
+        c.unroutable.store(3, Relaxed);
+        let mut f = Families::default();
+        front_families(&c, &mut f);
+        let sample = |name: &str, half: &str| {
+            let fam = &f.0[name];
+            fam.samples
+                .iter()
+                .find(|(l, _)| l == &vec![("half".to_owned(), half.to_owned())])
+                .map(|(_, v)| (fam.kind, *v))
+        };
+        assert_eq!(
+            sample("sgw_front_dispatched", "gw1-1"),
+            Some((Kind::Counter, 30))
+        );
+        assert_eq!(
+            sample("sgw_front_dispatched", "gw1-2"),
+            Some((Kind::Counter, 0))
+        );
+        assert_eq!(
+            sample("sgw_front_new_calls", "gw1-2"),
+            Some((Kind::Counter, 4))
+        );
+        assert_eq!(
+            sample("sgw_front_queue_full", "gw1-2"),
+            Some((Kind::Counter, 2))
+        );
+        assert_eq!(
+            sample("sgw_front_no_tunnel_up", "gw1-1"),
+            Some((Kind::Counter, 0))
+        );
+        assert_eq!(sample("sgw_front_call_ids", "gw1"), Some((Kind::Gauge, 12)));
+        assert_eq!(
+            sample("sgw_front_unroutable", "gw1"),
+            Some((Kind::Counter, 3))
+        );
+        assert_eq!(
+            sample("sgw_front_call_ids_evicted", "gw1"),
+            Some((Kind::Counter, 0))
+        );
     }
 
     #[test]
