@@ -581,3 +581,48 @@ fn an_answer_matching_no_fast_start_channel_is_released_with_cause_88() {
         "{inside:?}"
     );
 }
+
+/// GW2's H.245 timers sit in one ordered structure with the engine's others: a caller without
+/// fastStart that never answers GW2's H.245 requests is released when their timer (15 s) runs
+/// out, with cause 102, and the engine's next deadline says when.
+#[test]
+fn unanswered_h245_requests_release_the_call_with_cause_102() {
+    let caller: SocketAddr = "192.0.2.10:40000".parse().unwrap();
+    let mut e = Engine::new(EngineConfig {
+        inside_family: Some(Family::V4),
+        inside_protocol: Some(InsideProtocol::Sip),
+        ..EngineConfig::default()
+    });
+    let flow = Flow {
+        transport: Transport::Tcp,
+        local: "198.51.100.1:1720".parse().unwrap(),
+        remote: caller,
+    };
+    let mut out = String::new();
+    e.handle_stream(Duration::ZERO, ConnId(1), flow, &captured_setup());
+    drain(&mut e, &mut out);
+    // The held Setup's wait is the first deadline; then the H.245 requests' timer.
+    assert_eq!(e.poll_timeout(), Some(sgw::engine::H323_CAPABILITIES_WAIT));
+    e.handle_timeout(sgw::engine::H323_CAPABILITIES_WAIT);
+    let sent = drain(&mut e, &mut out);
+    assert!(
+        sent.iter()
+            .any(|(s, _, p, _)| *s == Side::Inside && p.starts_with(b"INVITE ")),
+        "{out}"
+    );
+    // Step from deadline to deadline (SIP retransmissions inside come in between): the caller
+    // is released at the H.245 timer, 15 s after GW2's requests, and not before.
+    let mut released_at = None;
+    while let Some(due) = e.poll_timeout().filter(|d| *d <= Duration::from_secs(20)) {
+        out.clear();
+        e.handle_timeout(due);
+        drain(&mut e, &mut out);
+        if out.contains("Q.931 Release Complete") {
+            assert!(out.contains("cause_value: 102"), "{out}");
+            assert!(out.contains("Reason: Q.850;cause=102"), "{out}");
+            released_at = Some(due);
+            break;
+        }
+    }
+    assert_eq!(released_at, Some(Duration::from_secs(15)), "{out}");
+}

@@ -105,6 +105,8 @@ struct H245Leg {
     /// The Meta Setup, held until the caller's capabilities come or `deadline` passes.
     setup: Option<meta::Setup>,
     deadline: Duration,
+    /// The deadline last put into [`H323::timers`] for this leg.
+    scheduled: Option<Duration>,
 }
 
 /// Which protocol GW1 speaks on the inside.
@@ -214,6 +216,9 @@ pub struct H323 {
     pub h245_addresses_refused: u64,
     /// Calls whose H.245 procedures have timers (their sessions are polled, no other call).
     timed: rustc_hash::FxHashSet<(Role, CallRef)>,
+    /// The deadlines of the legs in `timed`, earliest first. An entry goes stale when a leg's
+    /// deadline moves or its call ends; it is skipped when it fires.
+    timers: super::timers::Timers<(Role, CallRef)>,
 }
 
 impl H323 {
@@ -239,6 +244,7 @@ impl H323 {
             streams_refused: 0,
             h245_addresses_refused: 0,
             timed: rustc_hash::FxHashSet::default(),
+            timers: super::timers::Timers::default(),
         }
     }
 
@@ -1012,6 +1018,7 @@ impl H323 {
         {
             // The Meta Setup waits for the caller's capabilities.
             self.timed.insert((Role::Answering, call));
+            self.schedule(Role::Answering, call);
         } else {
             out.send_other(side, setup);
         }
@@ -1259,6 +1266,7 @@ impl H323 {
             stream: id,
             setup: None,
             deadline: now + CAPABILITIES_WAIT,
+            scheduled: None,
         };
         Ok((Box::new(leg), desc))
     }
@@ -1641,7 +1649,34 @@ impl H323 {
 
     /// Sends what the session of `call` queued: in a Facility when tunnelled, on the separate
     /// connection once the caller opened it (held until then).
+    /// Sends what the leg's H.245 session has queued, and schedules its next deadline (every
+    /// session action that sets a timer queues a PDU, so this is where deadlines move).
     fn flush_h245(&mut self, role: Role, call: CallRef, out: &mut Out) {
+        self.send_h245_queued(role, call, out);
+        self.schedule(role, call);
+    }
+
+    /// Puts the leg's next deadline (the held Setup's, or its H.245 session's) into the timers,
+    /// unless it is there already.
+    fn schedule(&mut self, role: Role, call: CallRef) {
+        if !self.timed.contains(&(role, call)) {
+            return;
+        }
+        let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) else {
+            return;
+        };
+        let held = leg.setup.as_ref().map(|_| leg.deadline);
+        let next = [held, leg.session.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = next.filter(|at| leg.scheduled != Some(*at)) {
+            leg.scheduled = Some(at);
+            self.timers.set(at, (role, call));
+        }
+    }
+
+    fn send_h245_queued(&mut self, role: Role, call: CallRef, out: &mut Out) {
         let Some(c) = self.leg_mut(role, call) else {
             return;
         };
@@ -1738,24 +1773,29 @@ impl H323 {
         }
     }
 
-    /// The earliest timer of the calls whose H.245 the gateway runs.
+    /// The earliest timer of the calls whose H.245 the gateway runs (possibly a stale one:
+    /// [`H323::handle_timeout`] then finds nothing due).
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.timed
-            .iter()
-            .filter_map(|(r, c)| self.leg(*r, *c)?.procedures.as_ref())
-            .filter_map(|leg| {
-                let held = leg.setup.as_ref().map(|_| leg.deadline);
-                [held, leg.session.poll_timeout()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            })
-            .min()
+        self.timers.next()
     }
 
     pub fn handle_timeout(&mut self, now: Duration, out: &mut Out) {
-        let due: Vec<(Role, CallRef)> = self
-            .timed
+        let mut fired: Vec<(Role, CallRef)> = Vec::new();
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            let (role, call) = key;
+            if !self.timed.contains(&key) {
+                continue;
+            }
+            if let Some(leg) = self.leg_mut(role, call).and_then(|c| c.procedures.as_mut()) {
+                if leg.scheduled == Some(at) {
+                    leg.scheduled = None;
+                }
+            }
+            if !fired.contains(&key) {
+                fired.push(key);
+            }
+        }
+        let due: Vec<(Role, CallRef)> = fired
             .iter()
             .copied()
             .filter(|(r, c)| {
@@ -1779,6 +1819,9 @@ impl H323 {
                 leg.session.handle_timeout(now);
             }
             self.drive(role, now, call, out);
+        }
+        for (role, call) in fired {
+            self.schedule(role, call);
         }
     }
 
@@ -2122,9 +2165,11 @@ impl H323 {
             stream,
             setup: None,
             deadline: now,
+            scheduled: None,
         }));
         let early = std::mem::take(&mut c.early_h245);
         self.timed.insert((Role::Calling, call));
+        self.schedule(Role::Calling, call);
         for pdu in early {
             self.procedure_pdu(Role::Calling, now, call, &pdu, out);
         }
