@@ -583,11 +583,17 @@ impl Driver {
         self.add_udp_sized(side, socket, engine_addr, MAX_DATAGRAM);
     }
 
-    /// A media socket: its reader keeps a buffer one byte larger than the largest packet the
-    /// engine relays (a larger one arrives truncated to that and is dropped as too large).
+    /// A media socket (four per call with media): its reader task keeps no buffer of its own
+    /// (see [`media_reader`]).
     fn add_media_udp(&mut self, side: Side, socket: UdpSocket, engine_addr: SocketAddr) {
-        let size = crate::engine::media::MAX_MEDIA_PACKET + 1;
-        self.add_udp_sized(side, socket, engine_addr, size);
+        let socket = Arc::new(socket);
+        let reader = tokio::spawn(media_reader(
+            socket.clone(),
+            side,
+            engine_addr,
+            self.tx.clone(),
+        ));
+        self.udp.insert(engine_addr, UdpEntry { socket, reader });
     }
 
     fn add_udp_sized(&mut self, side: Side, socket: UdpSocket, addr: SocketAddr, size: usize) {
@@ -1405,6 +1411,51 @@ async fn udp_reader(
             Err(_) => tokio::task::yield_now().await,
         }
     }
+}
+
+/// Reads one media socket. Unlike [`udp_reader`] it holds no buffer while it waits: it waits
+/// for the socket to be readable, then reads each datagram into a buffer on the thread's stack
+/// (one byte larger than the largest packet the engine relays: a larger one arrives truncated
+/// to that and is dropped as too large) and copies it out. Thousands of calls wait on their
+/// sockets at once; only the few being read hold a buffer.
+async fn media_reader(
+    socket: Arc<UdpSocket>,
+    side: Side,
+    local: SocketAddr,
+    tx: mpsc::Sender<Input>,
+) {
+    loop {
+        if socket.readable().await.is_err() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match recv_media(&socket) {
+            Ok((data, remote)) => {
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote: unmap(remote),
+                };
+                if tx.send(Input::Datagram { side, flow, data }).await.is_err() {
+                    return;
+                }
+            }
+            // Not ready after all (readiness is a hint): wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // ICMP errors reported on the socket and the like: keep reading.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// One datagram of a media socket, read into a stack buffer (not kept across an await).
+fn recv_media(socket: &UdpSocket) -> std::io::Result<(Bytes, SocketAddr)> {
+    let mut buf = [0u8; crate::engine::media::MAX_MEDIA_PACKET + 1];
+    let (n, remote) = socket.try_recv_from(&mut buf)?;
+    Ok((
+        Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()),
+        remote,
+    ))
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
