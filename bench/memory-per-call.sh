@@ -65,6 +65,7 @@ trap cleanup EXIT INT TERM
 # Four sockets per call, plus sipp's and the listeners.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "descriptor limit $(ulimit -n)"
+(( $(ulimit -n) >= 4 * N + 200 )) || die "N=$N needs $((4 * N + 200)) descriptors: the limit is $(ulimit -n)"
 
 free_port() {
     python3 - <<'EOF'
