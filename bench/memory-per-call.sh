@@ -176,7 +176,7 @@ log "loaded: RSS ${LOADED_RSS} kB, ${LOADED_FDS} fds (~${UP} calls up of ${N})"
 # Let the load end, to report failed calls.
 wait "$LOAD_PID" 2>/dev/null || true
 if [[ "$MEDIA" == 1 ]]; then
-    log "rtp_load: $(tail -1 "$WORK/load.out" 2>/dev/null)"
+    log "rtp_load: $(tail -1 "$WORK/load.out" 2>/dev/null) $(tail -3 "$WORK/load.err" 2>/dev/null)"
 else
     python3 - "$WORK/uac.csv" >&2 <<'EOF' || true
 import csv, sys
@@ -187,9 +187,11 @@ print(f"bench: sipp: {last[h.index('SuccessfulCall(C)')]} successful, "
 EOF
 fi
 
-python3 - "$N" "$MEDIA" "$IDLE_RSS" "$LOADED_RSS" "$IDLE_FDS" "$LOADED_FDS" <<'EOF'
+# Per call: over the calls up (four sockets each), not the calls asked for.
+python3 - "$N" "$MEDIA" "$IDLE_RSS" "$LOADED_RSS" "$IDLE_FDS" "$LOADED_FDS" "$UP" <<'EOF'
 import sys
-n, media, idle, loaded, fi, fl = (int(x) for x in sys.argv[1:])
+n, media, idle, loaded, fi, fl, up = (int(x) for x in sys.argv[1:])
+n = min(n, up) if up > 0 else n
 per = (loaded - idle) * 1024 / n
 print(f"| {n:,} | {'yes' if media else 'no'} | {idle/1024:.1f} MiB | {loaded/1024:.1f} MiB "
       f"| {per/1024:.1f} KiB | {fi:,} | {fl:,} |")

@@ -26,11 +26,13 @@ use support::*;
 const CALLS: u32 = 2_000;
 /// How long each call stays up (sipp's `-d`).
 const HOLD: Duration = Duration::from_secs(60);
-/// Calls placed per second.
-const RATE: u32 = 400;
+/// Calls placed per second: a debug build (as CI runs it) keeps up on two shared cores; all
+/// 2,000 are up after 16 s, and together until the first ends at 60 s.
+const RATE: u32 = 125;
 /// Resident memory per call, both halves, KiB, at the peak (the 2,000 calls are set up within
-/// 5 s, so their set-up transactions are all still held then): the bound BENCHMARKS.md
-/// documents. Measured 25 KiB (release build). The goal of issue 11 is 8 KiB.
+/// 16 s, so their set-up transactions, held 32 s, are all still there then): the bound
+/// BENCHMARKS.md documents. Measured 25 KiB (release and debug builds). The goal of issue 11
+/// is 8 KiB.
 const MAX_KIB_PER_CALL: u64 = 32;
 
 fn open_fds(pid: u32) -> usize {
