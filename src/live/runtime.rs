@@ -2,8 +2,9 @@
 //! engine's timer around one [`Engine`]. It moves bytes and time in and out and never decides
 //! what happens to a message: every verdict, answer, port choice and keepalive is the engine's.
 //!
-//! One task owns the engine; reader tasks (UDP sockets, SIP TCP connections, the tunnel) send it
-//! [`Input`]s over one channel, and it drains the engine's outputs after each input in the order
+//! One task owns the engine; reader tasks (the signalling UDP sockets, SIP TCP connections, the
+//! tunnel, and a few shared readers of all per-call media sockets) send it [`Input`]s over one
+//! channel, and it drains the engine's outputs after each input in the order
 //! the engine documents: socket requests, transmits, tunnel frames, events.
 
 use crate::engine::{
