@@ -15,7 +15,10 @@
 #        N=1000 MEDIA=1 bench/memory-per-call.sh
 # Env:   N calls (default 1000); MEDIA=1 with media; RATE calls/s (default 500); SETTLE s
 #        between the last call up and the measurement (default 35: after 64*T1);
-#        SGW_BIN=PATH to use another sgw binary (no build); RTP_LOAD_BIN likewise for rtp_load.
+#        SGW_BIN=PATH to use another sgw binary (no build); RTP_LOAD_BIN likewise for rtp_load;
+#        SPLIT=1 runs GW2 and GW1 as two processes (`--role gw2`, `--role gw1`) and sums their
+#        RSS and descriptors: half the descriptors per process, where the hard limit is below
+#        4 × N (a container without CAP_SYS_RESOURCE: 20,000 here holds 9,900 calls split).
 # Output: progress on stderr; one markdown row on stdout:
 #   | calls | media | RSS idle | RSS loaded | per call | fds idle | fds loaded |
 # Needs sipp (MEDIA=0), python3, cargo. Run as root for N=10000: each call holds four UDP
@@ -29,6 +32,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-1000}
 MEDIA=${MEDIA:-0}
+SPLIT=${SPLIT:-0}
 RATE=${RATE:-500}
 SGW=${SGW_BIN:-$ROOT/target/release/sgw}
 RTP_LOAD=${RTP_LOAD_BIN:-$ROOT/target/release/examples/rtp_load}
@@ -65,7 +69,9 @@ trap cleanup EXIT INT TERM
 # Four sockets per call, plus sipp's and the listeners.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "descriptor limit $(ulimit -n)"
-(( $(ulimit -n) >= 4 * N + 200 )) || die "N=$N needs $((4 * N + 200)) descriptors: the limit is $(ulimit -n)"
+# Per process: four sockets per call with both halves in one, two with SPLIT=1.
+NEED=$(( (SPLIT == 1 ? 2 : 4) * N + 200 ))
+(( $(ulimit -n) >= NEED )) || die "N=$N needs $NEED descriptors per process: the limit is $(ulimit -n) (try SPLIT=1)"
 
 free_port() {
     python3 - <<'EOF'
@@ -125,18 +131,41 @@ if [[ "$MEDIA" != 1 ]]; then
     kill -0 "$UAS_PID" 2>/dev/null || die "sipp UAS did not start"
 fi
 
-"$SGW" run -q --config "$WORK/sgw.toml" --role both >"$WORK/sgw.out" 2>"$WORK/sgw.err" </dev/null &
-SGW_PID=$!
-PIDS+=("$SGW_PID")
-for _ in $(seq 100); do
-    grep -q "tunnel up" "$WORK/sgw.out" "$WORK/sgw.err" 2>/dev/null && break
-    sleep 0.1
+# One process with both halves, or (SPLIT=1) GW2 and GW1 as two processes, summed.
+# Each half then has its own configuration: the shared one with its certificate ([pki]).
+if [[ "$SPLIT" == 1 ]]; then
+    ROLES=(gw2 gw1)
+    "$SGW" pki init "$WORK/pki" >/dev/null || die "sgw pki init failed"
+    for r in gw2 gw1; do
+        { cat "$WORK/sgw.toml"; printf '[pki]\nca = "%s"\ncert = "%s"\nkey = "%s"\n' \
+            "$WORK/pki/ca.pem" "$WORK/pki/$r.pem" "$WORK/pki/$r.key"; } >"$WORK/sgw-$r.toml"
+    done
+else
+    ROLES=(both)
+    cp "$WORK/sgw.toml" "$WORK/sgw-both.toml"
+fi
+SGW_PIDS=()
+for r in "${ROLES[@]}"; do
+    "$SGW" run -q --config "$WORK/sgw-$r.toml" --role "$r" >"$WORK/sgw-$r.out" \
+        2>"$WORK/sgw-$r.err" </dev/null &
+    SGW_PIDS+=("$!")
+    PIDS+=("$!")
+    sleep 0.5
 done
-kill -0 "$SGW_PID" 2>/dev/null || { cat "$WORK/sgw.err" >&2; die "sgw did not start"; }
-grep -h "open files limit" "$WORK/sgw.out" "$WORK/sgw.err" >&2 || true
+alive() { for p in "${SGW_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || return 1; done; }
+rss_all() { local t=0; for p in "${SGW_PIDS[@]}"; do t=$(( t + $(rss_kb "$p") )); done; echo "$t"; }
+fds_all() { local t=0; for p in "${SGW_PIDS[@]}"; do t=$(( t + $(fds "$p") )); done; echo "$t"; }
+for r in "${ROLES[@]}"; do
+    for _ in $(seq 100); do
+        grep -q "tunnel up" "$WORK/sgw-$r.out" "$WORK/sgw-$r.err" 2>/dev/null && break
+        sleep 0.1
+    done
+done
+alive || { cat "$WORK"/sgw-*.err >&2; die "sgw did not start"; }
+grep -h "open files limit" "$WORK"/sgw-*.out "$WORK"/sgw-*.err >&2 || true
 sleep 2
-IDLE_RSS=$(rss_kb "$SGW_PID")
-IDLE_FDS=$(fds "$SGW_PID")
+IDLE_RSS=$(rss_all)
+IDLE_FDS=$(fds_all)
 log "idle: RSS ${IDLE_RSS} kB, ${IDLE_FDS} fds"
 
 RAMP=$(( (N + RATE - 1) / RATE ))
@@ -161,14 +190,14 @@ PIDS+=("$LOAD_PID")
 WANT=$(( IDLE_FDS + 4 * N ))
 DEADLINE=$(( SECONDS + RAMP + 15 ))
 while (( SECONDS < DEADLINE )); do
-    (( $(fds "$SGW_PID") >= WANT )) && break
-    kill -0 "$SGW_PID" 2>/dev/null || { cat "$WORK/sgw.err" >&2; die "sgw died"; }
+    (( $(fds_all) >= WANT )) && break
+    alive || { cat "$WORK"/sgw-*.err >&2; die "sgw died"; }
     sleep 0.5
 done
 log "calls up; measuring in ${SETTLE} s (set-up transactions end)"
 sleep "$SETTLE"
-LOADED_RSS=$(rss_kb "$SGW_PID")
-LOADED_FDS=$(fds "$SGW_PID")
+LOADED_RSS=$(rss_all)
+LOADED_FDS=$(fds_all)
 UP=$(( (LOADED_FDS - IDLE_FDS) / 4 ))
 log "loaded: RSS ${LOADED_RSS} kB, ${LOADED_FDS} fds (~${UP} calls up of ${N})"
 (( UP >= N )) || log "WARNING: only ~${UP} of ${N} calls hold their sockets"
