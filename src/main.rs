@@ -41,6 +41,7 @@ fn run_gateway(args: &sgw::cli::RunArgs) -> anyhow::Result<u8> {
         LogFormatArg::Json => LogFormat::Json,
     };
     sgw::live::logging::init(format, args.quiet, args.verbose)?;
+    raise_open_files_limit();
     let opts = sgw::live::run::RunOptions {
         config: args.config.clone(),
         role: args.role.map(|r| match r {
@@ -52,6 +53,20 @@ fn run_gateway(args: &sgw::cli::RunArgs) -> anyhow::Result<u8> {
         quiet: args.quiet,
     };
     sgw::live::run::run(&opts)
+}
+
+/// Raises the soft limit on open files to the hard limit: a call with media holds four UDP
+/// sockets (RTP and RTCP on each half), so 10,000 calls need 40,000 descriptors where the
+/// usual soft limit is 1,024. Logs the limit in force.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(
+            limit = n,
+            "open files limit {n} (about {} calls with media)",
+            n / 4
+        ),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
 }
 
 fn run_check(args: &sgw::cli::CheckArgs) -> anyhow::Result<u8> {

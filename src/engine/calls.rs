@@ -225,7 +225,9 @@ struct Entry {
 /// Every call of this engine. See the module docs.
 #[derive(Debug)]
 pub struct CallTable {
-    calls: FxHashMap<CallRef, Entry>,
+    /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
+    /// (issue 11, memory per call).
+    calls: FxHashMap<CallRef, Box<Entry>>,
     /// Calls not yet ended: what the call cap counts.
     live: usize,
     max_calls: usize,
@@ -497,7 +499,7 @@ impl CallTable {
         }
         self.calls.insert(
             call_ref,
-            Entry {
+            Box::new(Entry {
                 direction: call.direction,
                 source: call.source,
                 protocol: call.protocol,
@@ -514,7 +516,7 @@ impl CallTable {
                 ended_at: None,
                 outside,
                 inside,
-            },
+            }),
         );
     }
 

@@ -610,7 +610,9 @@ pub struct MediaTable {
     ranges: [(u16, u16); 3],
     pools: HashMap<(Side, IpAddr), PortPool>,
     ids: [IdPool; 2],
-    streams: FxHashMap<(Side, StreamId), Entry>,
+    /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
+    /// (issue 11, memory per call).
+    streams: FxHashMap<(Side, StreamId), Box<Entry>>,
     by_local: FxHashMap<SocketAddr, (Side, StreamId)>,
     /// Keyed by addresses an SDP names, so seeded per process (foldhash's quality hasher, about
     /// twice as fast as SipHash here) rather than the fixed Fx hash of the maps above.
@@ -772,14 +774,14 @@ impl MediaTable {
         s.signalling = self.signalling.get(&(call, side)).copied();
         self.streams.insert(
             (side, stream),
-            Entry {
+            Box::new(Entry {
                 call,
                 stream: s,
                 srtp: None,
                 ended: false,
                 remotes,
                 dtmf_out: None,
-            },
+            }),
         );
         Ok(local)
     }

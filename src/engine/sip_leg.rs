@@ -352,7 +352,9 @@ struct Offer {
 pub struct SipLeg {
     cfg: LegConfig,
     ids: Ids,
-    dialogs: FxHashMap<CallRef, Dialog>,
+    /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
+    /// (issue 11, memory per call).
+    dialogs: FxHashMap<CallRef, Box<Dialog>>,
     by_call_id: HashMap<String, CallRef>,
     /// The call an INVITE was admitted as before it failed (no media port, ...): its rejection
     /// carries the call's id, as its call record does.
@@ -472,7 +474,7 @@ impl SipLeg {
     }
 
     pub fn dialog(&self, call: CallRef) -> Option<&Dialog> {
-        self.dialogs.get(&call)
+        self.dialogs.get(&call).map(Box::as_ref)
     }
 
     pub fn call_by_call_id(&self, call_id: &str) -> Option<CallRef> {
@@ -1076,7 +1078,7 @@ impl SipLeg {
             dtmf_added: Vec::new(),
         };
         self.by_call_id.insert(call_id, call);
-        self.dialogs.insert(call, dialog);
+        self.dialogs.insert(call, Box::new(dialog));
         self.timers.set(now + NO_ANSWER, call);
         out.send_other(self.cfg.side, setup);
         Ok((Some(100), Some(call)))
@@ -2149,7 +2151,7 @@ impl SipLeg {
             }
         };
         self.by_call_id.insert(call_id, call);
-        self.dialogs.insert(call, d);
+        self.dialogs.insert(call, Box::new(d));
         self.timers.set(now + NO_ANSWER, call);
         let counters = &mut self.counters;
         self.client.send(

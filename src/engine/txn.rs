@@ -188,7 +188,9 @@ pub struct TxnCounters {
 /// Server transactions of one side.
 #[derive(Debug, Default)]
 pub struct ServerTxns {
-    map: HashMap<TxnKey, ServerTxn>,
+    /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
+    /// (issue 11, memory per call).
+    map: HashMap<TxnKey, Box<ServerTxn>>,
     timers: Timers<TxnKey>,
     /// Transactions in `map` that only remember a rejection.
     rejected: usize,
@@ -196,7 +198,7 @@ pub struct ServerTxns {
 
 impl ServerTxns {
     pub fn get(&self, key: &TxnKey) -> Option<&ServerTxn> {
-        self.map.get(key)
+        self.map.get(key).map(Box::as_ref)
     }
 
     pub fn len(&self) -> usize {
@@ -216,7 +218,7 @@ impl ServerTxns {
         }
         counters.server_txns += 1;
         self.rejected += usize::from(txn.rejected);
-        if let Some(old) = self.map.insert(key, txn) {
+        if let Some(old) = self.map.insert(key, Box::new(txn)) {
             self.rejected -= usize::from(old.rejected);
         }
         true
@@ -375,7 +377,8 @@ pub struct Matched {
 /// Client transactions of one side, keyed by branch.
 #[derive(Debug, Default)]
 pub struct ClientTxns {
-    map: HashMap<String, ClientTxn>,
+    /// Boxed, as [`ServerTxns`]' map.
+    map: HashMap<String, Box<ClientTxn>>,
     timers: Timers<String>,
 }
 
@@ -414,7 +417,7 @@ impl ClientTxns {
             .set(retransmit.map_or(timeout, |r| r.next), branch.clone());
         self.map.insert(
             branch,
-            ClientTxn {
+            Box::new(ClientTxn {
                 side,
                 flow,
                 method,
@@ -424,7 +427,7 @@ impl ClientTxns {
                 timeout,
                 provisional: false,
                 final_status: None,
-            },
+            }),
         );
     }
 

@@ -2,8 +2,9 @@
 //! engine's timer around one [`Engine`]. It moves bytes and time in and out and never decides
 //! what happens to a message: every verdict, answer, port choice and keepalive is the engine's.
 //!
-//! One task owns the engine; reader tasks (UDP sockets, SIP TCP connections, the tunnel) send it
-//! [`Input`]s over one channel, and it drains the engine's outputs after each input in the order
+//! One task owns the engine; reader tasks (the signalling UDP sockets, SIP TCP connections, the
+//! tunnel, and a few shared readers of all per-call media sockets) send it [`Input`]s over one
+//! channel, and it drains the engine's outputs after each input in the order
 //! the engine documents: socket requests, transmits, tunnel frames, events.
 
 use crate::engine::{
@@ -17,6 +18,8 @@ use crate::live::tunnel::{
 use bytes::Bytes;
 use codecs::meta::{FrameReader, StreamId};
 use codecs::tunnel::{ConnectionKind, MediaFramer, MediaRepr};
+use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -390,12 +393,91 @@ impl Binder for LiveBinder {
 
 struct UdpEntry {
     socket: Arc<UdpSocket>,
-    reader: JoinHandle<()>,
+    reader: Reader,
+}
+
+/// How a UDP socket is read: a task of its own (the few signalling sockets) or a future of a
+/// shared media reader (per-call media sockets).
+enum Reader {
+    Task(JoinHandle<()>),
+    Shared(AbortHandle),
 }
 
 impl Drop for UdpEntry {
     fn drop(&mut self) {
-        self.reader.abort();
+        // The reader lets go of the socket: it closes once the driver's handle is gone too.
+        match &self.reader {
+            Reader::Task(t) => t.abort(),
+            Reader::Shared(a) => a.abort(),
+        }
+    }
+}
+
+/// A media socket handed to a shared reader; its reader stops when its [`AbortHandle`] is
+/// aborted.
+struct MediaRead {
+    socket: Arc<UdpSocket>,
+    side: Side,
+    local: SocketAddr,
+    registration: AbortRegistration,
+}
+
+/// The media sockets of one half are read by a few shared tasks (one per core), each polling
+/// the readers of many sockets in a `FuturesUnordered`: a socket costs its waiting future, not
+/// a task and a buffer of its own (issue 11, memory per call). Sockets go to the shards in
+/// turn.
+struct MediaReaders {
+    shards: Vec<mpsc::UnboundedSender<MediaRead>>,
+    next: usize,
+}
+
+impl MediaReaders {
+    fn new() -> Self {
+        MediaReaders {
+            shards: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// Hands `read` to the next shard (started on first use, inside the runtime); `false`
+    /// when that shard is gone.
+    fn add(
+        &mut self,
+        read: MediaRead,
+        input: &mpsc::Sender<Input>,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> bool {
+        if self.shards.is_empty() {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+            for _ in 0..n {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tasks.push(tokio::spawn(media_shard(rx, input.clone())));
+                self.shards.push(tx);
+            }
+        }
+        self.next = self.next.wrapping_add(1);
+        let Some(shard) = self.shards.get(self.next % self.shards.len().max(1)) else {
+            return false;
+        };
+        shard.send(read).is_ok()
+    }
+}
+
+/// One shared media reader: runs the readers it is handed until each is aborted (its socket
+/// closed) or the driver is gone.
+async fn media_shard(mut add: mpsc::UnboundedReceiver<MediaRead>, tx: mpsc::Sender<Input>) {
+    let mut readers = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            read = add.recv() => match read {
+                Some(r) => {
+                    let wait = media_reader(r.socket, r.side, r.local, tx.clone());
+                    readers.push(Abortable::new(wait, r.registration));
+                }
+                None => return,
+            },
+            Some(_) = readers.next(), if !readers.is_empty() => {}
+        }
     }
 }
 
@@ -444,6 +526,8 @@ pub struct Driver {
     h245_listeners: HashMap<SocketAddr, JoinHandle<()>>,
     /// Connections being opened for the engine, with what it sent meanwhile.
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Bytes>>,
+    /// The shared readers of the media sockets.
+    media_readers: MediaReaders,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// Log each call record and rejection (filtered by the log's level, see
@@ -490,6 +574,7 @@ impl Driver {
         Driver {
             connecting: HashMap::new(),
             socket_ops,
+            media_readers: MediaReaders::new(),
             half,
             engine,
             base: Instant::now(),
@@ -593,11 +678,32 @@ impl Driver {
         self.add_udp_sized(side, socket, engine_addr, MAX_DATAGRAM);
     }
 
-    /// A media socket: its reader keeps a buffer one byte larger than the largest packet the
-    /// engine relays (a larger one arrives truncated to that and is dropped as too large).
+    /// A media socket (four per call with media): read by one of the half's shared media
+    /// readers (see [`MediaReaders`]), not by a task of its own.
     fn add_media_udp(&mut self, side: Side, socket: UdpSocket, engine_addr: SocketAddr) {
-        let size = crate::engine::media::MAX_MEDIA_PACKET + 1;
-        self.add_udp_sized(side, socket, engine_addr, size);
+        let socket = Arc::new(socket);
+        let (abort, registration) = AbortHandle::new_pair();
+        let read = MediaRead {
+            socket: socket.clone(),
+            side,
+            local: engine_addr,
+            registration,
+        };
+        if !self.media_readers.add(read, &self.tx, &mut self.tasks) {
+            self.counters.bind_failures += 1;
+            warn(
+                self.half,
+                format_args!("cannot read media port {engine_addr}: its reader stopped"),
+            );
+            return;
+        }
+        self.udp.insert(
+            engine_addr,
+            UdpEntry {
+                socket,
+                reader: Reader::Shared(abort),
+            },
+        );
     }
 
     fn add_udp_sized(&mut self, side: Side, socket: UdpSocket, addr: SocketAddr, size: usize) {
@@ -609,7 +715,13 @@ impl Driver {
             size,
             self.tx.clone(),
         ));
-        self.udp.insert(addr, UdpEntry { socket, reader });
+        self.udp.insert(
+            addr,
+            UdpEntry {
+                socket,
+                reader: Reader::Task(reader),
+            },
+        );
     }
 
     /// Sets the caps on SIP TCP connections; call before [`Driver::add_tcp_listener`] (all
@@ -1442,6 +1554,51 @@ async fn udp_reader(
             Err(_) => tokio::task::yield_now().await,
         }
     }
+}
+
+/// Reads one media socket. Unlike [`udp_reader`] it holds no buffer while it waits: it waits
+/// for the socket to be readable, then reads each datagram into a buffer on the thread's stack
+/// (one byte larger than the largest packet the engine relays: a larger one arrives truncated
+/// to that and is dropped as too large) and copies it out. Thousands of calls wait on their
+/// sockets at once; only the few being read hold a buffer.
+async fn media_reader(
+    socket: Arc<UdpSocket>,
+    side: Side,
+    local: SocketAddr,
+    tx: mpsc::Sender<Input>,
+) {
+    loop {
+        if socket.readable().await.is_err() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match recv_media(&socket) {
+            Ok((data, remote)) => {
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote: unmap(remote),
+                };
+                if tx.send(Input::Datagram { side, flow, data }).await.is_err() {
+                    return;
+                }
+            }
+            // Not ready after all (readiness is a hint): wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // ICMP errors reported on the socket and the like: keep reading.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// One datagram of a media socket, read into a stack buffer (not kept across an await).
+fn recv_media(socket: &UdpSocket) -> std::io::Result<(Bytes, SocketAddr)> {
+    let mut buf = [0u8; crate::engine::media::MAX_MEDIA_PACKET + 1];
+    let (n, remote) = socket.try_recv_from(&mut buf)?;
+    Ok((
+        Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()),
+        remote,
+    ))
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
