@@ -46,6 +46,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const STREAM_READ: usize = 16 * 1024;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+/// Receive buffer asked for each SIP/RAS UDP socket (see [`grow_receive_buffer`]): about
+/// 0.5 s of datagrams at 3,000 calls/s.
+const SIGNALLING_RCVBUF: usize = 4 * 1024 * 1024;
+/// Below this granted receive buffer, the operator is warned.
+const SIGNALLING_RCVBUF_LOW: usize = 1024 * 1024;
 /// Bytes of tunnel frames written per flush at most.
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long GW1 waits for the gatekeeper's UCF when it stops.
@@ -1373,11 +1378,34 @@ impl Driver {
     }
 }
 
-/// Binds a UDP socket synchronously (the engine's request is served before its transmits).
+/// Binds a UDP socket synchronously (the engine's request is served before its transmits),
+/// with a receive buffer of [`SIGNALLING_RCVBUF`].
 pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let s = std::net::UdpSocket::bind(addr)?;
     s.set_nonblocking(true)?;
+    grow_receive_buffer(&s, addr);
     UdpSocket::from_std(s)
+}
+
+/// Asks for a receive buffer of [`SIGNALLING_RCVBUF`] (the kernel caps it at
+/// `net.core.rmem_max`) and warns when it granted less than [`SIGNALLING_RCVBUF_LOW`].
+///
+/// The kernel's default (`net.core.rmem_default`, 208 KiB) holds about a hundred SIP datagrams:
+/// a 30 ms pause of the reader (the host's other work, or the engine task busy) at 1,500
+/// calls/s (4,500 datagrams/s on each SIP socket) overflows it, and the datagrams dropped
+/// come back only with the peer's retransmission, 500 ms later (timer A/G): the "stalls of
+/// half a second" seen under load were these drops.
+fn grow_receive_buffer(s: &std::net::UdpSocket, addr: SocketAddr) {
+    let sock = socket2::SockRef::from(s);
+    let _ = sock.set_recv_buffer_size(SIGNALLING_RCVBUF);
+    // Linux reports twice what it grants (the doubled value includes its bookkeeping).
+    let granted = sock.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < SIGNALLING_RCVBUF_LOW {
+        tracing::warn!(
+            "UDP socket {addr}: receive buffer of {granted} bytes (asked {SIGNALLING_RCVBUF}): \
+             raise net.core.rmem_max, or datagrams are dropped in bursts of load"
+        );
+    }
 }
 
 async fn udp_reader(
@@ -1975,4 +2003,25 @@ pub async fn bind_tcp_for(what: &'static str, addr: SocketAddr) -> Result<TcpLis
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The signalling sockets get the larger receive buffer, as far as the kernel allows.
+    #[tokio::test]
+    async fn signalling_sockets_get_a_large_receive_buffer() {
+        let s = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let granted = socket2::SockRef::from(&s).recv_buffer_size().unwrap() / 2;
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(SIGNALLING_RCVBUF);
+        assert!(
+            granted >= SIGNALLING_RCVBUF.min(max),
+            "granted {granted}, rmem_max {max}"
+        );
+    }
 }
