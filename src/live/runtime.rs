@@ -51,6 +51,9 @@ const MAX_DATAGRAM: usize = 65_535;
 const SIGNALLING_RCVBUF: usize = 4 * 1024 * 1024;
 /// Below this granted receive buffer, the operator is warned.
 const SIGNALLING_RCVBUF_LOW: usize = 1024 * 1024;
+/// Inputs (media packets counted one by one) the engine task handles before it writes what
+/// they produced.
+const DRAIN_EVERY: usize = 65;
 /// Bytes of tunnel frames written per flush at most.
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long GW1 waits for the gatekeeper's UCF when it stops.
@@ -95,12 +98,13 @@ enum Input {
         generation: u64,
         frame: Bytes,
     },
+    /// The media frames of one read from the tunnel, in order: one channel message (and at
+    /// most one wake-up of the engine task) per read, not per packet.
     TunnelMedia {
         generation: u64,
-        stream: StreamId,
-        rtcp: bool,
-        data: Bytes,
-        /// When the frame was read from the tunnel (metrics: frame in to UDP out).
+        /// Stream, RTCP flag and packet; the packets share one buffer.
+        packets: Vec<(StreamId, bool, Bytes)>,
+        /// When the frames were read from the tunnel (metrics: frame in to UDP out).
         at: Instant,
     },
     TunnelDown {
@@ -112,6 +116,16 @@ enum Input {
         request: crate::live::control::Request,
         reply: tokio::sync::oneshot::Sender<crate::live::control::Reply>,
     },
+}
+
+impl Input {
+    /// How many messages or media packets it carries (see [`DRAIN_EVERY`]).
+    fn weight(&self) -> usize {
+        match self {
+            Input::TunnelMedia { packets, .. } => packets.len().max(1),
+            _ => 1,
+        }
+    }
 }
 
 /// Hands operator requests to one half's engine task (see [`crate::live::control`]).
@@ -729,11 +743,16 @@ impl Driver {
                 input = self.rx.recv() => {
                     // The driver holds a sender, so the channel never closes.
                     let Some(input) = input else { break };
+                    let mut taken = input.weight();
                     self.input_logged(input);
-                    // Take what else is queued before draining, in arrival order.
-                    for _ in 0..64 {
+                    // Take what else is queued before draining, in arrival order, up to
+                    // DRAIN_EVERY messages or media packets: what they send waits for the drain.
+                    while taken < DRAIN_EVERY {
                         match self.rx.try_recv() {
-                            Ok(input) => self.input_logged(input),
+                            Ok(input) => {
+                                taken += input.weight();
+                                self.input_logged(input);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -962,12 +981,13 @@ impl Driver {
             }
             Input::TunnelMedia {
                 generation,
-                stream,
-                rtcp,
-                data,
+                packets,
                 at,
             } => {
-                if self.is_current(generation) {
+                if !self.is_current(generation) {
+                    return;
+                }
+                for (stream, rtcp, data) in packets {
                     self.counters.tunnel_media_received += 1;
                     let before = self.engine.pending_transmits();
                     self.engine.handle_tunnel_media(now, stream, rtcp, data);
@@ -1840,6 +1860,10 @@ async fn read_media<R: AsyncRead + Unpin>(
 ) -> String {
     let mut framer = MediaFramer::new();
     let mut buf = vec![0u8; 64 * 1024];
+    // The packets of one read, copied back to back into one buffer and handed on as slices
+    // of it: one allocation and one channel message per read, not per packet.
+    let mut staged = bytes::BytesMut::new();
+    let mut heads: Vec<(StreamId, bool, usize)> = Vec::new();
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) => return "media connection closed by the peer".to_owned(),
@@ -1853,20 +1877,28 @@ async fn read_media<R: AsyncRead + Unpin>(
                     if repr.cover {
                         continue;
                     }
-                    let input = Input::TunnelMedia {
-                        generation,
-                        stream: repr.stream,
-                        rtcp: repr.rtcp,
-                        data: Bytes::copy_from_slice(packet),
-                        at: Instant::now(),
-                    };
-                    if tx.send(input).await.is_err() {
-                        return "gateway stopping".to_owned();
-                    }
+                    staged.extend_from_slice(packet);
+                    heads.push((repr.stream, repr.rtcp, packet.len()));
                 }
                 Ok(None) => break,
                 Err(e) => return format!("bad media frame: {e}"),
             }
+        }
+        if heads.is_empty() {
+            continue;
+        }
+        let mut packets = Vec::with_capacity(heads.len());
+        for (stream, rtcp, len) in heads.drain(..) {
+            let len = len.min(staged.len());
+            packets.push((stream, rtcp, staged.split_to(len).freeze()));
+        }
+        let input = Input::TunnelMedia {
+            generation,
+            packets,
+            at: Instant::now(),
+        };
+        if tx.send(input).await.is_err() {
+            return "gateway stopping".to_owned();
         }
     }
 }
