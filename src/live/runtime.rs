@@ -36,6 +36,9 @@ const INPUT_QUEUE: usize = 8192;
 const META_QUEUE: usize = 16_384;
 /// Media packets queued for the tunnel's media connection; more are dropped (as UDP would).
 const MEDIA_QUEUE: usize = 4096;
+/// Batches of media packets (one per drain of the engine task, see [`Driver::flush_media`])
+/// queued for the tunnel's media connection; more are dropped (as UDP would).
+const MEDIA_BATCHES: usize = 256;
 /// SIP messages queued per TCP connection.
 const STREAM_QUEUE: usize = 256;
 /// SIP connections being opened at once; a request needing one more is not sent (counted).
@@ -60,6 +63,9 @@ const WRITE_BATCH: usize = 64 * 1024;
 const RAS_UNREGISTER_WAIT: Duration = Duration::from_secs(2);
 /// A tunnel is declared dead after this many keepalive intervals of silence from the peer.
 const DEAD_AFTER_INTERVALS: u32 = 3;
+
+/// Media frames for the tunnel, in order: stream, RTCP flag, packet.
+type MediaBatch = Vec<(StreamId, bool, Bytes)>;
 
 /// What the reader tasks hand the engine task.
 #[derive(Debug)]
@@ -92,7 +98,7 @@ enum Input {
         generation: u64,
         remote: SocketAddr,
         meta: mpsc::Sender<Bytes>,
-        media: mpsc::Sender<(StreamId, bool, Bytes)>,
+        media: mpsc::Sender<MediaBatch>,
     },
     TunnelMeta {
         generation: u64,
@@ -428,7 +434,7 @@ struct ConnEntry {
 struct TunnelLink {
     generation: u64,
     meta: mpsc::Sender<Bytes>,
-    media: mpsc::Sender<(StreamId, bool, Bytes)>,
+    media: mpsc::Sender<MediaBatch>,
 }
 
 /// Logs a line about the half's sockets or tunnel (see [`crate::live::logging`]).
@@ -455,6 +461,8 @@ pub struct Driver {
     conn_by_flow: HashMap<(SocketAddr, SocketAddr), ConnId>,
     next_conn: Arc<AtomicU64>,
     tunnel: Option<TunnelLink>,
+    /// Media frames for the tunnel from the inputs being drained (see [`Driver::flush_media`]).
+    media_out: MediaBatch,
     tunnel_state: watch::Sender<bool>,
     counters: DriverCounters,
     tcp_gate: Arc<TcpGate>,
@@ -519,6 +527,7 @@ impl Driver {
             conn_by_flow: HashMap::new(),
             next_conn: Arc::new(AtomicU64::new(1)),
             tunnel: None,
+            media_out: Vec::new(),
             tunnel_state: watch::channel(false).0,
             counters: DriverCounters::default(),
             tcp_gate: TcpGate::new(TcpLimits::default()),
@@ -1091,6 +1100,7 @@ impl Driver {
         while let Some(t) = self.engine.poll_tunnel() {
             self.tunnel_out(t);
         }
+        self.flush_media();
         while let Some(e) = self.engine.poll_event() {
             self.event(e);
         }
@@ -1276,6 +1286,23 @@ impl Driver {
         *n += 1;
     }
 
+    /// Hands the media frames of this drain to the tunnel's writer in one message (one
+    /// wake-up, one TLS write for all of them); a full queue drops them all, counted.
+    fn flush_media(&mut self) {
+        if self.media_out.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.media_out);
+        let n = batch.len() as u64;
+        let sent = self
+            .tunnel
+            .as_ref()
+            .is_some_and(|link| link.media.try_send(batch).is_ok());
+        if !sent {
+            self.counters.send_failures += n;
+        }
+    }
+
     fn tunnel_out(&mut self, t: TunnelOut) {
         let Some(link) = &self.tunnel else {
             self.counters.send_failures += 1;
@@ -1293,7 +1320,8 @@ impl Driver {
             }
             TunnelOut::Media { stream, rtcp, data } => {
                 self.counters.tunnel_media_sent += 1;
-                link.media.try_send((stream, rtcp, data)).is_ok()
+                self.media_out.push((stream, rtcp, data));
+                true
             }
         };
         if !ok {
@@ -1796,7 +1824,7 @@ async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, (keepalive, cover): 
     let (sig_r, sig_w) = tokio::io::split(pair.signalling.with_dead_peer_timeout(dead_after));
     let (med_r, med_w) = tokio::io::split(pair.media.with_dead_peer_timeout(dead_after));
     let (meta_tx, meta_rx) = mpsc::channel(META_QUEUE);
-    let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+    let (media_tx, media_rx) = mpsc::channel(MEDIA_BATCHES);
     let up = Input::TunnelUp {
         generation,
         remote,
@@ -1926,7 +1954,7 @@ async fn write_meta<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Byte
 /// the same size every interval, media first, padding after.
 async fn write_media_shaped<W: AsyncWrite + Unpin>(
     mut w: W,
-    mut rx: mpsc::Receiver<(StreamId, bool, Bytes)>,
+    mut rx: mpsc::Receiver<MediaBatch>,
     cover: crate::live::cover::CoverTraffic,
 ) -> String {
     let mut pending = std::collections::VecDeque::new();
@@ -1938,9 +1966,11 @@ async fn write_media_shaped<W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                while let Ok(p) = rx.try_recv() {
-                    if pending.len() < MEDIA_QUEUE {
-                        pending.push_back(p);
+                while let Ok(batch) = rx.try_recv() {
+                    for p in batch {
+                        if pending.len() < MEDIA_QUEUE {
+                            pending.push_back(p);
+                        }
                     }
                 }
                 crate::live::cover::fill_tick(&mut pending, cover.tick_bytes, &mut buf);
@@ -1950,8 +1980,13 @@ async fn write_media_shaped<W: AsyncWrite + Unpin>(
             }
             p = rx.recv() => match p {
                 // More than the queue holds is dropped, as UDP would.
-                Some(p) if pending.len() < MEDIA_QUEUE => pending.push_back(p),
-                Some(_) => {}
+                Some(batch) => {
+                    for p in batch {
+                        if pending.len() < MEDIA_QUEUE {
+                            pending.push_back(p);
+                        }
+                    }
+                }
                 None => {
                     let _ = w.shutdown().await;
                     return "closed by this gateway".to_owned();
@@ -1963,31 +1998,20 @@ async fn write_media_shaped<W: AsyncWrite + Unpin>(
 
 async fn write_media<W: AsyncWrite + Unpin>(
     mut w: W,
-    mut rx: mpsc::Receiver<(StreamId, bool, Bytes)>,
+    mut rx: mpsc::Receiver<MediaBatch>,
     keepalive: Duration,
 ) -> String {
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match tokio::time::timeout(keepalive, rx.recv()).await {
-            Ok(Some((stream, rtcp, data))) => {
-                let repr = MediaRepr {
-                    stream,
-                    rtcp,
-                    cover: false,
-                };
-                // A packet over the frame limit is dropped (the engine caps media far below).
-                let _ = repr.encode(&data, &mut buf);
+            Ok(Some(batch)) => {
+                encode_media(&batch, &mut buf);
+                // What else is queued goes in the same write (no waiting for more: the latency
+                // of the first packet is not traded for fewer writes).
                 while buf.len() < WRITE_BATCH {
                     match rx.try_recv() {
-                        Ok((stream, rtcp, data)) => {
-                            let repr = MediaRepr {
-                                stream,
-                                rtcp,
-                                cover: false,
-                            };
-                            let _ = repr.encode(&data, &mut buf);
-                        }
+                        Ok(batch) => encode_media(&batch, &mut buf),
                         Err(_) => break,
                     }
                 }
@@ -2004,6 +2028,19 @@ async fn write_media<W: AsyncWrite + Unpin>(
         if let Err(e) = write_flush(&mut w, &buf).await {
             return format!("media connection: {e}");
         }
+    }
+}
+
+/// Appends the frames of `batch` to `buf`.
+fn encode_media(batch: &MediaBatch, buf: &mut Vec<u8>) {
+    for (stream, rtcp, data) in batch {
+        let repr = MediaRepr {
+            stream: *stream,
+            rtcp: *rtcp,
+            cover: false,
+        };
+        // A packet over the frame limit is dropped (the engine caps media far below).
+        let _ = repr.encode(data, buf);
     }
 }
 
