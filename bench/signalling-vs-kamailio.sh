@@ -22,6 +22,7 @@
 #        REPEATS (default 3) — the whole sgw-then-kamailio search is repeated, interleaved, and
 #        each repetition's CPS is printed; KAM_CHILDREN (default 2, = cores) kamailio UDP workers;
 #        SGW_BIN=PATH to use another sgw binary (no build); ONLY=sgw|kamailio;
+#        SIPP_BUFF (default 4194304) sipp's -buff_size, for the UAC and the UAS;
 #        LOGDIR (default /tmp/sgw-bench-sig-logs): DUT and sipp logs of failing steps go there.
 # Output: per-step lines on stderr; a markdown table on stdout. Needs sipp, kamailio, cargo.
 # All sockets are on 127.0.0.1, ports picked free at start (sgw's media ranges 10000-29999 lie
@@ -36,6 +37,10 @@ CALLS=${CALLS:-2000}
 REPEATS=${REPEATS:-3}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 ONLY=${ONLY:-}
+# sipp's own socket buffers (its default, 64 KiB, drops datagrams at 2,500 calls/s on a busy
+# host: the retransmissions that follow are the load generator's, not the DUT's). The same
+# for both DUTs; the kernel caps it at net.core.rmem_max/wmem_max.
+SIPP_BUFF=${SIPP_BUFF:-4194304}
 SGW=${SGW_BIN:-$ROOT/target/release/sgw}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sgw-bench-sig.XXXXXX")
 LOGDIR=${LOGDIR:-${TMPDIR:-/tmp}/sgw-bench-sig-logs}
@@ -88,7 +93,7 @@ UAS_PID=""
 start_uas() {
     rm -f "$WORK"/*.log "$WORK"/sgw.* "$WORK"/*.out
     UAS_PORT=$(free_port)
-    sipp -sn uas -i 127.0.0.1 -p "$UAS_PORT" -nostdin -trace_err \
+    sipp -sn uas -i 127.0.0.1 -p "$UAS_PORT" -nostdin -trace_err -buff_size "$SIPP_BUFF" \
         -error_file "$WORK/uas-errors.log" >/dev/null 2>&1 </dev/null &
     UAS_PID=$!
     PIDS+=("$UAS_PID")
@@ -172,7 +177,7 @@ step() {
     set +e
     local t0=$EPOCHREALTIME
     timeout $((calls / rate + 60)) sipp -sn uac "$DUT_ADDR" "${DUT_EXTRA[@]}" \
-        -i 127.0.0.1 -p "$port" -r "$rate" -m "$calls" -l $((rate * 4 + 100)) \
+        -i 127.0.0.1 -p "$port" -r "$rate" -m "$calls" -l $((rate * 4 + 100)) -buff_size "$SIPP_BUFF" \
         -nostdin -trace_stat -stf "$stat" -fd 1 \
         -timeout 120s -timeout_error >"$WORK/$tag-$rate.out" 2>&1 </dev/null
     rc=$?

@@ -39,6 +39,9 @@ const INPUT_QUEUE: usize = 8192;
 const META_QUEUE: usize = 16_384;
 /// Media packets queued for the tunnel's media connection; more are dropped (as UDP would).
 const MEDIA_QUEUE: usize = 4096;
+/// Batches of media packets (one per drain of the engine task, see [`Driver::flush_media`])
+/// queued for the tunnel's media connection; more are dropped (as UDP would).
+const MEDIA_BATCHES: usize = 256;
 /// SIP messages queued per TCP connection.
 const STREAM_QUEUE: usize = 256;
 /// SIP connections being opened at once; a request needing one more is not sent (counted).
@@ -49,12 +52,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const STREAM_READ: usize = 16 * 1024;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+/// Receive buffer asked for each SIP/RAS UDP socket (see [`grow_receive_buffer`]): about
+/// 0.5 s of datagrams at 3,000 calls/s.
+const SIGNALLING_RCVBUF: usize = 4 * 1024 * 1024;
+/// Below this granted receive buffer, the operator is warned.
+const SIGNALLING_RCVBUF_LOW: usize = 1024 * 1024;
+/// Inputs (media packets counted one by one) the engine task handles before it writes what
+/// they produced.
+const DRAIN_EVERY: usize = 65;
 /// Bytes of tunnel frames written per flush at most.
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long GW1 waits for the gatekeeper's UCF when it stops.
 const RAS_UNREGISTER_WAIT: Duration = Duration::from_secs(2);
 /// A tunnel is declared dead after this many keepalive intervals of silence from the peer.
 const DEAD_AFTER_INTERVALS: u32 = 3;
+
+/// Media frames for the tunnel, in order: stream, RTCP flag, packet.
+type MediaBatch = Vec<(StreamId, bool, Bytes)>;
 
 /// What the reader tasks hand the engine task.
 #[derive(Debug)]
@@ -87,18 +101,19 @@ enum Input {
         generation: u64,
         remote: SocketAddr,
         meta: mpsc::Sender<Bytes>,
-        media: mpsc::Sender<(StreamId, bool, Bytes)>,
+        media: mpsc::Sender<MediaBatch>,
     },
     TunnelMeta {
         generation: u64,
         frame: Bytes,
     },
+    /// The media frames of one read from the tunnel, in order: one channel message (and at
+    /// most one wake-up of the engine task) per read, not per packet.
     TunnelMedia {
         generation: u64,
-        stream: StreamId,
-        rtcp: bool,
-        data: Bytes,
-        /// When the frame was read from the tunnel (metrics: frame in to UDP out).
+        /// Stream, RTCP flag and packet; the packets share one buffer.
+        packets: Vec<(StreamId, bool, Bytes)>,
+        /// When the frames were read from the tunnel (metrics: frame in to UDP out).
         at: Instant,
     },
     TunnelDown {
@@ -110,6 +125,16 @@ enum Input {
         request: crate::live::control::Request,
         reply: tokio::sync::oneshot::Sender<crate::live::control::Reply>,
     },
+}
+
+impl Input {
+    /// How many messages or media packets it carries (see [`DRAIN_EVERY`]).
+    fn weight(&self) -> usize {
+        match self {
+            Input::TunnelMedia { packets, .. } => packets.len().max(1),
+            _ => 1,
+        }
+    }
 }
 
 /// Hands operator requests to one half's engine task (see [`crate::live::control`]).
@@ -491,7 +516,7 @@ struct ConnEntry {
 struct TunnelLink {
     generation: u64,
     meta: mpsc::Sender<Bytes>,
-    media: mpsc::Sender<(StreamId, bool, Bytes)>,
+    media: mpsc::Sender<MediaBatch>,
 }
 
 /// Logs a line about the half's sockets or tunnel (see [`crate::live::logging`]).
@@ -518,6 +543,8 @@ pub struct Driver {
     conn_by_flow: HashMap<(SocketAddr, SocketAddr), ConnId>,
     next_conn: Arc<AtomicU64>,
     tunnel: Option<TunnelLink>,
+    /// Media frames for the tunnel from the inputs being drained (see [`Driver::flush_media`]).
+    media_out: MediaBatch,
     tunnel_state: watch::Sender<bool>,
     counters: DriverCounters,
     tcp_gate: Arc<TcpGate>,
@@ -585,6 +612,7 @@ impl Driver {
             conn_by_flow: HashMap::new(),
             next_conn: Arc::new(AtomicU64::new(1)),
             tunnel: None,
+            media_out: Vec::new(),
             tunnel_state: watch::channel(false).0,
             counters: DriverCounters::default(),
             tcp_gate: TcpGate::new(TcpLimits::default()),
@@ -846,11 +874,16 @@ impl Driver {
                 input = self.rx.recv() => {
                     // The driver holds a sender, so the channel never closes.
                     let Some(input) = input else { break };
+                    let mut taken = input.weight();
                     self.input_logged(input);
-                    // Take what else is queued before draining, in arrival order.
-                    for _ in 0..64 {
+                    // Take what else is queued before draining, in arrival order, up to
+                    // DRAIN_EVERY messages or media packets: what they send waits for the drain.
+                    while taken < DRAIN_EVERY {
                         match self.rx.try_recv() {
-                            Ok(input) => self.input_logged(input),
+                            Ok(input) => {
+                                taken += input.weight();
+                                self.input_logged(input);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -1079,12 +1112,13 @@ impl Driver {
             }
             Input::TunnelMedia {
                 generation,
-                stream,
-                rtcp,
-                data,
+                packets,
                 at,
             } => {
-                if self.is_current(generation) {
+                if !self.is_current(generation) {
+                    return;
+                }
+                for (stream, rtcp, data) in packets {
                     self.counters.tunnel_media_received += 1;
                     let before = self.engine.pending_transmits();
                     self.engine.handle_tunnel_media(now, stream, rtcp, data);
@@ -1188,6 +1222,7 @@ impl Driver {
         while let Some(t) = self.engine.poll_tunnel() {
             self.tunnel_out(t);
         }
+        self.flush_media();
         while let Some(e) = self.engine.poll_event() {
             self.event(e);
         }
@@ -1373,6 +1408,23 @@ impl Driver {
         *n += 1;
     }
 
+    /// Hands the media frames of this drain to the tunnel's writer in one message (one
+    /// wake-up, one TLS write for all of them); a full queue drops them all, counted.
+    fn flush_media(&mut self) {
+        if self.media_out.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.media_out);
+        let n = batch.len() as u64;
+        let sent = self
+            .tunnel
+            .as_ref()
+            .is_some_and(|link| link.media.try_send(batch).is_ok());
+        if !sent {
+            self.counters.send_failures += n;
+        }
+    }
+
     fn tunnel_out(&mut self, t: TunnelOut) {
         let Some(link) = &self.tunnel else {
             self.counters.send_failures += 1;
@@ -1390,7 +1442,8 @@ impl Driver {
             }
             TunnelOut::Media { stream, rtcp, data } => {
                 self.counters.tunnel_media_sent += 1;
-                link.media.try_send((stream, rtcp, data)).is_ok()
+                self.media_out.push((stream, rtcp, data));
+                true
             }
         };
         if !ok {
@@ -1495,10 +1548,12 @@ impl Driver {
     }
 }
 
-/// Binds a UDP socket synchronously (the engine's request is served before its transmits).
+/// Binds a UDP socket synchronously (the engine's request is served before its transmits),
+/// with a receive buffer of [`SIGNALLING_RCVBUF`].
 pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let s = std::net::UdpSocket::bind(addr)?;
     s.set_nonblocking(true)?;
+    grow_receive_buffer(&s, addr);
     UdpSocket::from_std(s)
 }
 
@@ -1526,6 +1581,27 @@ impl Injector {
                 data,
             })
             .is_ok()
+    }
+}
+
+/// Asks for a receive buffer of [`SIGNALLING_RCVBUF`] (the kernel caps it at
+/// `net.core.rmem_max`) and warns when it granted less than [`SIGNALLING_RCVBUF_LOW`].
+///
+/// The kernel's default (`net.core.rmem_default`, 208 KiB) holds about a hundred SIP datagrams:
+/// a 30 ms pause of the reader (the host's other work, or the engine task busy) at 1,500
+/// calls/s (4,500 datagrams/s on each SIP socket) overflows it, and the datagrams dropped
+/// come back only with the peer's retransmission, 500 ms later (timer A/G): the "stalls of
+/// half a second" seen under load were these drops.
+fn grow_receive_buffer(s: &std::net::UdpSocket, addr: SocketAddr) {
+    let sock = socket2::SockRef::from(s);
+    let _ = sock.set_recv_buffer_size(SIGNALLING_RCVBUF);
+    // Linux reports twice what it grants (the doubled value includes its bookkeeping).
+    let granted = sock.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < SIGNALLING_RCVBUF_LOW {
+        tracing::warn!(
+            "UDP socket {addr}: receive buffer of {granted} bytes (asked {SIGNALLING_RCVBUF}): \
+             raise net.core.rmem_max, or datagrams are dropped in bursts of load"
+        );
     }
 }
 
@@ -1942,7 +2018,7 @@ async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, (keepalive, cover): 
     let (sig_r, sig_w) = tokio::io::split(pair.signalling.with_dead_peer_timeout(dead_after));
     let (med_r, med_w) = tokio::io::split(pair.media.with_dead_peer_timeout(dead_after));
     let (meta_tx, meta_rx) = mpsc::channel(META_QUEUE);
-    let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+    let (media_tx, media_rx) = mpsc::channel(MEDIA_BATCHES);
     let up = Input::TunnelUp {
         generation,
         remote,
@@ -2006,6 +2082,10 @@ async fn read_media<R: AsyncRead + Unpin>(
 ) -> String {
     let mut framer = MediaFramer::new();
     let mut buf = vec![0u8; 64 * 1024];
+    // The packets of one read, copied back to back into one buffer and handed on as slices
+    // of it: one allocation and one channel message per read, not per packet.
+    let mut staged = bytes::BytesMut::new();
+    let mut heads: Vec<(StreamId, bool, usize)> = Vec::new();
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) => return "media connection closed by the peer".to_owned(),
@@ -2019,20 +2099,28 @@ async fn read_media<R: AsyncRead + Unpin>(
                     if repr.cover {
                         continue;
                     }
-                    let input = Input::TunnelMedia {
-                        generation,
-                        stream: repr.stream,
-                        rtcp: repr.rtcp,
-                        data: Bytes::copy_from_slice(packet),
-                        at: Instant::now(),
-                    };
-                    if tx.send(input).await.is_err() {
-                        return "gateway stopping".to_owned();
-                    }
+                    staged.extend_from_slice(packet);
+                    heads.push((repr.stream, repr.rtcp, packet.len()));
                 }
                 Ok(None) => break,
                 Err(e) => return format!("bad media frame: {e}"),
             }
+        }
+        if heads.is_empty() {
+            continue;
+        }
+        let mut packets = Vec::with_capacity(heads.len());
+        for (stream, rtcp, len) in heads.drain(..) {
+            let len = len.min(staged.len());
+            packets.push((stream, rtcp, staged.split_to(len).freeze()));
+        }
+        let input = Input::TunnelMedia {
+            generation,
+            packets,
+            at: Instant::now(),
+        };
+        if tx.send(input).await.is_err() {
+            return "gateway stopping".to_owned();
         }
     }
 }
@@ -2060,7 +2148,7 @@ async fn write_meta<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Byte
 /// the same size every interval, media first, padding after.
 async fn write_media_shaped<W: AsyncWrite + Unpin>(
     mut w: W,
-    mut rx: mpsc::Receiver<(StreamId, bool, Bytes)>,
+    mut rx: mpsc::Receiver<MediaBatch>,
     cover: crate::live::cover::CoverTraffic,
 ) -> String {
     let mut pending = std::collections::VecDeque::new();
@@ -2072,9 +2160,11 @@ async fn write_media_shaped<W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                while let Ok(p) = rx.try_recv() {
-                    if pending.len() < MEDIA_QUEUE {
-                        pending.push_back(p);
+                while let Ok(batch) = rx.try_recv() {
+                    for p in batch {
+                        if pending.len() < MEDIA_QUEUE {
+                            pending.push_back(p);
+                        }
                     }
                 }
                 crate::live::cover::fill_tick(&mut pending, cover.tick_bytes, &mut buf);
@@ -2084,8 +2174,13 @@ async fn write_media_shaped<W: AsyncWrite + Unpin>(
             }
             p = rx.recv() => match p {
                 // More than the queue holds is dropped, as UDP would.
-                Some(p) if pending.len() < MEDIA_QUEUE => pending.push_back(p),
-                Some(_) => {}
+                Some(batch) => {
+                    for p in batch {
+                        if pending.len() < MEDIA_QUEUE {
+                            pending.push_back(p);
+                        }
+                    }
+                }
                 None => {
                     let _ = w.shutdown().await;
                     return "closed by this gateway".to_owned();
@@ -2097,31 +2192,20 @@ async fn write_media_shaped<W: AsyncWrite + Unpin>(
 
 async fn write_media<W: AsyncWrite + Unpin>(
     mut w: W,
-    mut rx: mpsc::Receiver<(StreamId, bool, Bytes)>,
+    mut rx: mpsc::Receiver<MediaBatch>,
     keepalive: Duration,
 ) -> String {
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match tokio::time::timeout(keepalive, rx.recv()).await {
-            Ok(Some((stream, rtcp, data))) => {
-                let repr = MediaRepr {
-                    stream,
-                    rtcp,
-                    cover: false,
-                };
-                // A packet over the frame limit is dropped (the engine caps media far below).
-                let _ = repr.encode(&data, &mut buf);
+            Ok(Some(batch)) => {
+                encode_media(&batch, &mut buf);
+                // What else is queued goes in the same write (no waiting for more: the latency
+                // of the first packet is not traded for fewer writes).
                 while buf.len() < WRITE_BATCH {
                     match rx.try_recv() {
-                        Ok((stream, rtcp, data)) => {
-                            let repr = MediaRepr {
-                                stream,
-                                rtcp,
-                                cover: false,
-                            };
-                            let _ = repr.encode(&data, &mut buf);
-                        }
+                        Ok(batch) => encode_media(&batch, &mut buf),
                         Err(_) => break,
                     }
                 }
@@ -2138,6 +2222,19 @@ async fn write_media<W: AsyncWrite + Unpin>(
         if let Err(e) = write_flush(&mut w, &buf).await {
             return format!("media connection: {e}");
         }
+    }
+}
+
+/// Appends the frames of `batch` to `buf`.
+fn encode_media(batch: &MediaBatch, buf: &mut Vec<u8>) {
+    for (stream, rtcp, data) in batch {
+        let repr = MediaRepr {
+            stream: *stream,
+            rtcp: *rtcp,
+            cover: false,
+        };
+        // A packet over the frame limit is dropped (the engine caps media far below).
+        let _ = repr.encode(data, buf);
     }
 }
 
@@ -2169,4 +2266,25 @@ pub async fn bind_tcp_for(what: &'static str, addr: SocketAddr) -> Result<TcpLis
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The signalling sockets get the larger receive buffer, as far as the kernel allows.
+    #[tokio::test]
+    async fn signalling_sockets_get_a_large_receive_buffer() {
+        let s = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let granted = socket2::SockRef::from(&s).recv_buffer_size().unwrap() / 2;
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(SIGNALLING_RCVBUF);
+        assert!(
+            granted >= SIGNALLING_RCVBUF.min(max),
+            "granted {granted}, rmem_max {max}"
+        );
+    }
 }
