@@ -39,11 +39,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::zones::Zones;
 use support::*;
 
 use sgw::lab::{
@@ -68,103 +67,6 @@ const OUTSIDE_CALLEE: &str = INET_V4;
 const INSIDE_CALLER: &str = PHONE_V6;
 /// How long the calls of run 2 last unless released first.
 const HOLD_MS: u64 = 55_000;
-
-/// The zones of one run (`sgw lab up --net-only --prefix sgwsoPID`), removed on drop (also on
-/// panic). Declared before the processes that run inside them, so those are killed first.
-struct Zones {
-    prefix: String,
-}
-
-impl Zones {
-    fn up() -> Zones {
-        let zones = Zones {
-            prefix: format!("sgwso{}", std::process::id()),
-        };
-        // Left over by an earlier run with the same pid.
-        zones.lab("down");
-        let (st, out) = zones.lab("up");
-        assert!(st.success(), "sgw lab up {} failed:\n{out}", zones.prefix);
-        zones
-    }
-
-    fn lab(&self, verb: &str) -> (std::process::ExitStatus, String) {
-        let mut cmd = sgw();
-        cmd.args(["lab", verb, "--prefix", &self.prefix]);
-        if verb == "up" {
-            cmd.arg("--net-only");
-        }
-        run_bounded(
-            &format!("sgw lab {verb}"),
-            &mut cmd,
-            Duration::from_secs(20),
-        )
-    }
-
-    /// `program` run inside zone `zone` (`ip netns exec` execs it: the pid is the program's).
-    fn exec(&self, zone: &str, program: impl AsRef<OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("{}-{zone}", self.prefix)])
-            .arg(program);
-        c
-    }
-
-    /// The router's named counters: name -> packets.
-    fn counters(&self) -> BTreeMap<String, u64> {
-        let out = self
-            .exec("router", "nft")
-            .args(["-j", "list", "counters"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "nft: {out:?}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|o| o.get("counter"))
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap().to_owned(),
-                    c["packets"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    /// A TCP connection attempt from `zone` to `[ip]:port`, given up after half a second (one
-    /// SYN). Whether it connected.
-    fn tcp_probe(&self, zone: &str, ip: &str, port: u16) -> bool {
-        self.exec(zone, "timeout")
-            .args(["0.5", "bash", "-c"])
-            .arg(format!("exec 3<>/dev/tcp/{ip}/{port}"))
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    }
-
-    /// One UDP datagram from `zone` to `[ip]:port`.
-    fn udp_probe(&self, zone: &str, ip: &str, port: u16) {
-        let st = self
-            .exec(zone, "bash")
-            .arg("-c")
-            .arg(format!(
-                "echo -n 'OPTIONS sip:{ip} SIP/2.0' >/dev/udp/{ip}/{port}"
-            ))
-            .status()
-            .unwrap();
-        assert!(st.success(), "udp probe from {zone} could not be sent");
-    }
-}
-
-impl Drop for Zones {
-    fn drop(&mut self) {
-        let (st, out) = self.lab("down");
-        if !st.success() {
-            eprintln!("sgw lab down --prefix {}: {out}", self.prefix);
-        }
-    }
-}
 
 /// Whether the zones can be built here (root, `ip netns`, nft); under CI=true a reason they
 /// cannot fails the test.
@@ -547,7 +449,10 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     if !zones_available(test) {
         return;
     }
-    let zones = Zones::up();
+    let zones = Zones::up(
+        format!("sgwso{}", std::process::id()),
+        Duration::from_secs(20),
+    );
     let dir = Scratch::new("scale_out");
     let pki = dir.0.join("pki");
     let (st, out) = run_bounded(

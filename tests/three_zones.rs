@@ -25,11 +25,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::scenarios::{uac_rtp_scenario, UAS_PCMA};
+use support::zones::Zones;
 use support::*;
 
 // The addresses `sgw lab` gives each zone, and the ports its firewall opens (written into
@@ -48,103 +48,6 @@ fn left(started: Instant, cap: Duration) -> Duration {
     BUDGET
         .saturating_sub(started.elapsed())
         .clamp(Duration::from_millis(100), cap)
-}
-
-/// The namespaces of one run, named after the test's pid; removed on drop (also on panic).
-/// Declared before the processes that run inside it, so those are killed first.
-struct Zones {
-    prefix: String,
-}
-
-impl Zones {
-    fn up(started: Instant) -> Zones {
-        let zones = Zones {
-            prefix: format!("sgw{}", std::process::id()),
-        };
-        // A namespace left over by an earlier run with the same pid.
-        zones.lab("down", Duration::from_secs(10));
-        let (st, out) = zones.lab("up", left(started, Duration::from_secs(20)));
-        assert!(st.success(), "sgw lab up {} failed:\n{out}", zones.prefix);
-        zones
-    }
-
-    /// `sgw lab VERB --prefix PREFIX` (`up` with `--net-only`: the test runs its own gateways).
-    fn lab(&self, verb: &str, timeout: Duration) -> (std::process::ExitStatus, String) {
-        let mut cmd = sgw();
-        cmd.args(["lab", verb, "--prefix", &self.prefix]);
-        if verb == "up" {
-            cmd.arg("--net-only");
-        }
-        run_bounded(&format!("sgw lab {verb}"), &mut cmd, timeout)
-    }
-
-    /// `program` run inside zone `zone`. `ip netns exec` execs it, so the child's pid is the
-    /// program's own and signals reach it.
-    fn exec(&self, zone: &str, program: impl AsRef<OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("{}-{zone}", self.prefix)])
-            .arg(program);
-        c
-    }
-
-    /// The router's named counters: name -> packets.
-    fn counters(&self) -> BTreeMap<String, u64> {
-        let out = self
-            .exec("router", "nft")
-            .args(["-j", "list", "counters"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "nft: {out:?}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|o| o.get("counter"))
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap().to_owned(),
-                    c["packets"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    /// A TCP connection attempt from `zone` to `[ip]:port`, given up after half a second: less
-    /// than TCP's initial retransmission timeout (1 s), so exactly one SYN leaves. Whether it
-    /// connected.
-    fn tcp_probe(&self, zone: &str, ip: &str, port: u16) -> bool {
-        self.exec(zone, "timeout")
-            .args(["0.5", "bash", "-c"])
-            .arg(format!("exec 3<>/dev/tcp/{ip}/{port}"))
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    }
-
-    /// One UDP datagram (a SIP OPTIONS start line; one write, so one datagram) from `zone` to
-    /// `[ip]:port`.
-    fn udp_probe(&self, zone: &str, ip: &str, port: u16) {
-        let st = self
-            .exec(zone, "bash")
-            .arg("-c")
-            .arg(format!(
-                "echo -n 'OPTIONS sip:{ip} SIP/2.0' >/dev/udp/{ip}/{port}"
-            ))
-            .status()
-            .unwrap();
-        assert!(st.success(), "udp probe from {zone} could not be sent");
-    }
-}
-
-impl Drop for Zones {
-    fn drop(&mut self) {
-        let (st, out) = self.lab("down", Duration::from_secs(10));
-        if !st.success() {
-            eprintln!("sgw lab down --prefix {}: {out}", self.prefix);
-        }
-    }
 }
 
 /// Whether the lab can be built here; under CI=true, a reason it cannot fails the test.
@@ -251,7 +154,10 @@ fn call_from_the_internet_reaches_the_ipv6_intranet_through_the_firewall() {
         return;
     }
     let started = Instant::now();
-    let zones = Zones::up(started);
+    let zones = Zones::up(
+        format!("sgw{}", std::process::id()),
+        left(started, Duration::from_secs(20)),
+    );
     let dir = Scratch::new("three-zones");
 
     let pki = dir.0.join("pki");

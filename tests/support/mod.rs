@@ -15,6 +15,7 @@ pub mod h323peer;
 pub mod phones;
 pub mod rawsip;
 pub mod scenarios;
+pub mod zones;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
