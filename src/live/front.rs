@@ -241,11 +241,17 @@ pub fn finish() {
 pub struct Router {
     pub map: CallMap,
     next: usize,
+    /// Datagrams routed without a Call-ID (garbage, keep-alives): to some half, which refuses.
+    pub unroutable: u64,
 }
 
 impl Router {
     pub fn new(map: CallMap) -> Self {
-        Router { map, next: 0 }
+        Router {
+            map,
+            next: 0,
+            unroutable: 0,
+        }
     }
 
     /// The half for `data`, given which halves have their tunnel up; `None` only with no half.
@@ -256,6 +262,9 @@ impl Router {
             return None;
         }
         let (kind, id) = classify(data).unwrap_or((Kind::Request, None));
+        if id.is_none() {
+            self.unroutable += 1;
+        }
         if let Some(half) = id.and_then(|id| self.map.get(id, now)) {
             if half < n {
                 return Some((half, false));
@@ -293,6 +302,7 @@ pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontC
     let mut router = Router::new(CallMap::new(CALL_MAP_CAP, CALL_MAP_TTL));
     let mut buf = vec![0u8; 65_535];
     let mut evicted_logged = 0;
+    let mut up: Vec<bool> = Vec::with_capacity(halves.len());
     loop {
         let (n, from): (usize, SocketAddr) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -302,7 +312,8 @@ pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontC
             }
         };
         let data = buf.get(..n).unwrap_or_default();
-        let up: Vec<bool> = halves.iter().map(|h| *h.tunnel_up.borrow()).collect();
+        up.clear();
+        up.extend(halves.iter().map(|h| *h.tunnel_up.borrow()));
         let Some((half, new_call)) = router.route(data, &up, Instant::now()) else {
             continue;
         };
@@ -313,9 +324,9 @@ pub async fn run(socket: UdpSocket, halves: Vec<FrontHalf>, counters: Arc<FrontC
                 pick(hc).fetch_add(1, Ordering::Relaxed);
             }
         };
-        if !matches!(classify(data), Some((_, Some(_)))) {
-            counters.unroutable.fetch_add(1, Ordering::Relaxed);
-        }
+        counters
+            .unroutable
+            .store(router.unroutable, Ordering::Relaxed);
         if new_call {
             counters.new_calls.fetch_add(1, Ordering::Relaxed);
             bump(|c| &c.new_calls);
@@ -411,7 +422,9 @@ mod tests {
         assert_eq!(r.route(&invite("g"), &[], now), None);
         // Garbage goes somewhere without being remembered.
         let before = r.map.len();
+        let unroutable_before = r.unroutable;
         assert!(r.route(b"\x00\x01garbage", &up, now).is_some());
+        assert_eq!(r.unroutable, unroutable_before + 1);
         assert_eq!(r.map.len(), before);
     }
 
