@@ -178,8 +178,10 @@ pub struct Dialog {
     awaiting_ack: Vec<TxnKey>,
     /// The last request this leg sent per method, by branch (replay matches by method).
     pub sent: Vec<(Method, String)>,
-    /// UAC: the ACK of the 2xx, sent again when the 2xx is retransmitted.
-    ack: Option<Bytes>,
+    /// UAC: the CSeq number and branch of the ACK of the last 2xx. A retransmitted 2xx is
+    /// ACKed again with the same branch, the ACK rebuilt from the dialog: the dialog keeps
+    /// about 40 bytes for it, not a whole message (issue 11, memory per call).
+    ack: Option<(u32, String)>,
     /// UAC: the last provisional status handed on (a repeated one is not handed on again).
     provisional: u16,
     /// UAC: challenges (401/407) of the initial INVITE answered with credentials.
@@ -1473,7 +1475,8 @@ impl SipLeg {
             if (200..300).contains(&status) && m.repeat {
                 // A retransmitted 2xx: its ACK is sent again (RFC 3261 section 13.2.2.4).
                 if let Some(d) = self.dialogs.get(&call) {
-                    if let Some(ack) = d.ack.clone() {
+                    if let Some((cseq, branch)) = &d.ack {
+                        let ack = in_dialog(d, &Method::Ack, *cseq, branch).build();
                         let flow = Flow {
                             remote: d.destination(self.cfg.symmetric),
                             ..d.flow
@@ -1780,7 +1783,7 @@ impl SipLeg {
             return;
         };
         let req = in_dialog(d, &Method::Ack, cseq.seq, &branch).build();
-        d.ack = Some(req.clone());
+        d.ack = Some((cseq.seq, branch.clone()));
         let flow = Flow {
             remote: d.destination(self.cfg.symmetric),
             ..d.flow

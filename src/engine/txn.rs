@@ -7,7 +7,7 @@
 //! keeping state (its retransmissions are answered again, not absorbed), and counted.
 
 use super::timers::Timers;
-use super::{Flow, Out, Protocol, Side, Transmit};
+use super::{shrink_when_sparse, Flow, Out, Protocol, Side, Transmit};
 use bytes::Bytes;
 use codecs::meta::CallRef;
 use codecs::sip::{Message, Method, StartLine};
@@ -235,6 +235,7 @@ impl ServerTxns {
     fn remove(&mut self, key: &TxnKey) {
         if let Some(t) = self.map.remove(key) {
             self.rejected -= usize::from(t.rejected);
+            shrink_when_sparse(&mut self.map);
         }
     }
 
@@ -490,6 +491,7 @@ impl ClientTxns {
                         timed_out.push((t.call, t.method.clone()));
                     }
                     self.map.remove(&branch);
+                    shrink_when_sparse(&mut self.map);
                     continue;
                 }
             }
@@ -519,6 +521,7 @@ impl ClientTxns {
     /// Forgets the transactions of a call (it is gone).
     pub fn remove(&mut self, branch: &str) {
         self.map.remove(branch);
+        shrink_when_sparse(&mut self.map);
     }
 
     pub fn poll_timeout(&self) -> Option<Duration> {

@@ -488,21 +488,118 @@ impl MediaReaders {
     }
 }
 
-/// One shared media reader: runs the readers it is handed until each is aborted (its socket
-/// closed) or the driver is gone.
+/// One shared media reader. It polls the [`MediaSocketReader`]s it is handed (each reads its
+/// socket into the shard's queue while it is readable) and hands what they queued to the
+/// engine task, waiting for room there: while it waits, no socket of the shard is read, and
+/// datagrams wait in the kernel's buffers as they would for a slow reader task of their own.
 async fn media_shard(mut add: mpsc::UnboundedReceiver<MediaRead>, tx: mpsc::Sender<Input>) {
+    let queue: ShardQueue = Arc::default();
     let mut readers = FuturesUnordered::new();
+    let mut ready = Vec::new();
     loop {
-        tokio::select! {
-            read = add.recv() => match read {
-                Some(r) => {
-                    let wait = media_reader(r.socket, r.side, r.local, tx.clone());
-                    readers.push(Abortable::new(wait, r.registration));
+        let open = std::future::poll_fn(|cx| {
+            loop {
+                match add.poll_recv(cx) {
+                    std::task::Poll::Ready(Some(r)) => {
+                        let reader = MediaSocketReader {
+                            socket: r.socket,
+                            side: r.side,
+                            local: r.local,
+                            queue: queue.clone(),
+                        };
+                        readers.push(Abortable::new(reader, r.registration));
+                    }
+                    std::task::Poll::Ready(None) => return std::task::Poll::Ready(false),
+                    std::task::Poll::Pending => break,
                 }
-                None => return,
-            },
-            Some(_) = readers.next(), if !readers.is_empty() => {}
+            }
+            // The readers never finish; an aborted one ends and is dropped here.
+            while let std::task::Poll::Ready(Some(_)) = readers.poll_next_unpin(cx) {}
+            std::mem::swap(
+                &mut ready,
+                &mut *queue.lock().unwrap_or_else(PoisonError::into_inner),
+            );
+            if ready.is_empty() {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(true)
+            }
+        })
+        .await;
+        if !open {
+            return;
         }
+        for input in ready.drain(..) {
+            if tx.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Datagrams read by one shard's sockets, for the engine task. Only the shard's own task
+/// touches it (its readers run inside it), so the lock is never contended; it is bounded by
+/// [`MEDIA_READ_BURST`] per readable socket per pass.
+type ShardQueue = Arc<Mutex<Vec<Input>>>;
+
+/// Datagrams one media socket reads per pass of its shard before it lets the others run.
+const MEDIA_READ_BURST: usize = 16;
+
+/// Reads one media socket into its shard's queue whenever the socket is readable. It holds
+/// no buffer and no pending future while it waits (readiness is asked of the socket with
+/// `poll_recv_ready`, which keeps only the waker): thousands of calls wait on their sockets
+/// at once, and each costs this small struct (issue 11, memory per call). Each datagram is
+/// read into a buffer on the thread's stack (one byte larger than the largest packet the
+/// engine relays: a larger one arrives truncated to that and is dropped as too large).
+struct MediaSocketReader {
+    socket: Arc<UdpSocket>,
+    side: Side,
+    local: SocketAddr,
+    queue: ShardQueue,
+}
+
+impl std::future::Future for MediaSocketReader {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..MEDIA_READ_BURST {
+            // An error (the socket's registration is gone) is the end of reading; the driver
+            // aborts the reader when it closes the socket in any case.
+            match this.socket.poll_recv_ready(cx) {
+                std::task::Poll::Ready(Ok(())) => {}
+                std::task::Poll::Ready(Err(_)) => return std::task::Poll::Ready(()),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+            match recv_media(&this.socket) {
+                Ok((data, remote)) => {
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        local: this.local,
+                        remote: unmap(remote),
+                    };
+                    let input = Input::Datagram {
+                        side: this.side,
+                        flow,
+                        data,
+                    };
+                    this.queue
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(input);
+                }
+                // Not ready after all (readiness is a hint): `poll_recv_ready` waits again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // ICMP errors reported on the socket and the like: keep reading.
+                Err(_) => {}
+            }
+        }
+        // A busy socket: let the shard hand on what it read and come back to it.
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 
@@ -1302,6 +1399,7 @@ impl Driver {
                 },
                 SocketOp::Closed { local } => {
                     self.udp.remove(&local);
+                    crate::engine::shrink_when_sparse(&mut self.udp);
                 }
                 SocketOp::Listening {
                     side,
@@ -1626,41 +1724,6 @@ async fn udp_reader(
                     return;
                 }
             }
-            // ICMP errors reported on the socket and the like: keep reading.
-            Err(_) => tokio::task::yield_now().await,
-        }
-    }
-}
-
-/// Reads one media socket. Unlike [`udp_reader`] it holds no buffer while it waits: it waits
-/// for the socket to be readable, then reads each datagram into a buffer on the thread's stack
-/// (one byte larger than the largest packet the engine relays: a larger one arrives truncated
-/// to that and is dropped as too large) and copies it out. Thousands of calls wait on their
-/// sockets at once; only the few being read hold a buffer.
-async fn media_reader(
-    socket: Arc<UdpSocket>,
-    side: Side,
-    local: SocketAddr,
-    tx: mpsc::Sender<Input>,
-) {
-    loop {
-        if socket.readable().await.is_err() {
-            tokio::task::yield_now().await;
-            continue;
-        }
-        match recv_media(&socket) {
-            Ok((data, remote)) => {
-                let flow = Flow {
-                    transport: Transport::Udp,
-                    local,
-                    remote: unmap(remote),
-                };
-                if tx.send(Input::Datagram { side, flow, data }).await.is_err() {
-                    return;
-                }
-            }
-            // Not ready after all (readiness is a hint): wait again.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             // ICMP errors reported on the socket and the like: keep reading.
             Err(_) => tokio::task::yield_now().await,
         }
