@@ -22,10 +22,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Bytes of engine heap per established call that CI holds (BENCHMARKS.md, "Memory per
-/// call"). Measured: 5,532 (release, 2,000 calls).
-const MAX_ENGINE_BYTES_PER_CALL: isize = 7 * 1024;
+/// call"). Measured: 4,292 (release, 2,000 calls).
+const MAX_ENGINE_BYTES_PER_CALL: isize = 6 * 1024;
 /// Bytes per call the engine may keep after every call ended: its maps keep their slots (a key
-/// and a pointer each). Measured: 1,295.
+/// and a pointer each). Measured: 952.
 const MAX_LEFT_BYTES_PER_CALL: isize = 2 * 1024;
 /// Calls set up.
 const CALLS: u32 = 2_000;

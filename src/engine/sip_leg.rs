@@ -168,12 +168,13 @@ pub struct Dialog {
     local_cseq: u32,
     remote_cseq: Option<u32>,
     pub state: State,
-    /// UAS: the initial INVITE's transaction.
-    invite_key: Option<TxnKey>,
+    /// UAS: the initial INVITE's transaction. Boxed, like `reinvite`: a key is 128 bytes
+    /// inline, and most dialogs hold neither for long (issue 11, memory per call).
+    invite_key: Option<Box<TxnKey>>,
     /// UAC: the initial INVITE's branch and CSeq.
     pub invite_branch: Option<String>,
     /// UAS: a re-INVITE or UPDATE waiting for the other half's answer.
-    reinvite: Option<TxnKey>,
+    reinvite: Option<Box<TxnKey>>,
     /// UAS: INVITE transactions whose 2xx the peer's ACK confirms.
     awaiting_ack: Vec<TxnKey>,
     /// The last request this leg sent per method, by branch (replay matches by method).
@@ -1062,7 +1063,7 @@ impl SipLeg {
             local_cseq: 0,
             remote_cseq: msg.cseq().ok().map(|c| c.seq),
             state: State::Early,
-            invite_key: Some(key),
+            invite_key: Some(Box::new(key)),
             invite_branch: None,
             reinvite: None,
             awaiting_ack: Vec::new(),
@@ -1198,7 +1199,7 @@ impl SipLeg {
     /// A UAS dialog's initial INVITE while it still waits for its final answer.
     fn pending_invite(&self, call: CallRef) -> Option<(&Dialog, TxnKey, &Message)> {
         let d = self.dialogs.get(&call)?;
-        let key = d.invite_key.clone()?;
+        let key = TxnKey::clone(d.invite_key.as_deref()?);
         let invite = self.server.request(&key)?;
         Some((d, key, invite))
     }
@@ -1333,7 +1334,7 @@ impl SipLeg {
                 d.crypto = crypto;
                 apply_remotes(out, side, &parsed.media, &parsed.remotes);
                 d.offer = parsed.media.clone();
-                d.reinvite = Some(key.clone());
+                d.reinvite = Some(Box::new(key.clone()));
                 if method == Method::Invite {
                     let trying = MessageBuilder::response_to(msg, 100, None).build();
                     self.server.respond(now, &key, 100, trying, out);
@@ -1892,7 +1893,7 @@ impl SipLeg {
                             self.server.respond(now, &key, 200, resp, out);
                             if req.method() == Some(&Method::Invite) {
                                 if let Some(d) = self.dialogs.get_mut(&call) {
-                                    d.awaiting_ack.push(key);
+                                    d.awaiting_ack.push(*key);
                                 }
                             }
                         }
@@ -2383,7 +2384,11 @@ fn narrow(out: &mut Out, side: Side, media: &[MediaDescription]) {
 fn remember(sent: &mut Vec<(Method, String)>, method: &Method, branch: &str) {
     match sent.iter_mut().find(|(m, _)| m == method) {
         Some(e) => e.1 = branch.to_owned(),
-        None => sent.push((method.clone(), branch.to_owned())),
+        None => {
+            // One entry or two per dialog: not the four slots a first push reserves.
+            sent.reserve_exact(1);
+            sent.push((method.clone(), branch.to_owned()));
+        }
     }
 }
 

@@ -244,6 +244,8 @@ fn describe(
             });
         }
     }
+    // Exact: the description is kept in the dialog for the call's life.
+    codecs.shrink_to_fit();
     let remote = match session.media_connection(m).map(|c| &c.address) {
         _ if !usable => None,
         Some(sdp::Address::Host(h)) => return Err(TranslateError::ConnectionNotIp(h.clone())),

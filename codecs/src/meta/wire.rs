@@ -1048,7 +1048,11 @@ impl Tlv for MediaDescription {
             stream,
             kind: required(kind, Self::CONTEXT, at, "media kind")?,
             direction: required(direction, Self::CONTEXT, at, "direction")?,
-            codecs,
+            // Exact: a decoded description may be kept for the call's life.
+            codecs: {
+                codecs.shrink_to_fit();
+                codecs
+            },
             telephone_event: te,
             ptime_ms: ptime,
         })
