@@ -293,7 +293,7 @@ pub(crate) mod tests {
             let s = UdpSocket::bind((ip(), 0)).unwrap();
             let p = s.local_addr().unwrap().port();
             drop(s);
-            if p % 2 == 0 && p < u16::MAX && bind_pair(SocketAddr::new(ip(), p)).is_ok() {
+            if p.is_multiple_of(2) && p < u16::MAX && bind_pair(SocketAddr::new(ip(), p)).is_ok() {
                 out.push(p);
             }
         }
