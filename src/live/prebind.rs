@@ -19,8 +19,33 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 /// Pairs ready per side at most, whatever was announced.
 pub const MAX_READY: usize = 4 * PREPARE_AHEAD;
 
+/// A media socket as the binder hands it to the driver: registered with the driver's runtime
+/// already when it was bound ahead there, so that is not done on the engine's task either.
+#[derive(Debug)]
+pub enum MediaSocket {
+    Bound(UdpSocket),
+    Registered(tokio::net::UdpSocket),
+}
+
+impl MediaSocket {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            MediaSocket::Bound(s) => s.local_addr(),
+            MediaSocket::Registered(s) => s.local_addr(),
+        }
+    }
+
+    /// The socket for the driver's runtime.
+    pub fn into_tokio(self) -> std::io::Result<tokio::net::UdpSocket> {
+        match self {
+            MediaSocket::Bound(s) => tokio::net::UdpSocket::from_std(s),
+            MediaSocket::Registered(s) => Ok(s),
+        }
+    }
+}
+
 /// The RTP and RTCP sockets of one media port.
-pub type Pair = (UdpSocket, UdpSocket);
+pub type Pair = (MediaSocket, MediaSocket);
 
 /// Binds the RTP socket at `rtp` and the RTCP one at the port above, non-blocking; fails when
 /// either is held (by another program, or by this one).
@@ -31,7 +56,24 @@ pub fn bind_pair(rtp: SocketAddr) -> std::io::Result<Pair> {
         s.set_nonblocking(true)?;
         Ok::<_, std::io::Error>(s)
     };
-    Ok((bind(rtp)?, bind(rtcp)?))
+    Ok((
+        MediaSocket::Bound(bind(rtp)?),
+        MediaSocket::Bound(bind(rtcp)?),
+    ))
+}
+
+/// [`bind_pair`], registered with `runtime` when there is one.
+fn bind_registered(
+    rtp: SocketAddr,
+    runtime: Option<&tokio::runtime::Handle>,
+) -> std::io::Result<Pair> {
+    let (a, b) = bind_pair(rtp)?;
+    let Some(handle) = runtime else {
+        return Ok((a, b));
+    };
+    let _entered = handle.enter();
+    let register = |s: MediaSocket| s.into_tokio().map(MediaSocket::Registered);
+    Ok((register(a)?, register(b)?))
 }
 
 /// How streams' sockets were found, for the driver's counters.
@@ -141,16 +183,20 @@ impl Shared {
 /// The stock of one half and its binding thread (started at the first announcement).
 pub struct Prebinder {
     name: String,
+    /// The driver's runtime, which the pairs bound ahead are registered with.
+    runtime: Option<tokio::runtime::Handle>,
     shared: Arc<Shared>,
     started: bool,
     pub counters: Arc<PrebindCounters>,
 }
 
 impl Prebinder {
-    /// `name` names the thread (`sgw-gw2-bind`, ...).
+    /// `name` names the thread (`sgw-gw2-bind`, ...). Made within a tokio runtime, the pairs
+    /// it binds ahead are registered with that runtime.
     pub fn new(name: String) -> Self {
         Prebinder {
             name,
+            runtime: tokio::runtime::Handle::try_current().ok(),
             shared: Arc::new(Shared {
                 stock: Mutex::new(Stock::default()),
                 work: Condvar::new(),
@@ -166,10 +212,11 @@ impl Prebinder {
     pub fn prepare(&mut self, side: Side, ip: IpAddr, upcoming: &mut dyn Iterator<Item = u16>) {
         if !self.started {
             let shared = self.shared.clone();
+            let runtime = self.runtime.clone();
             // Without the thread nothing is bound ahead: every pair is bound when asked for.
             self.started = std::thread::Builder::new()
                 .name(self.name.clone())
-                .spawn(move || run(&shared))
+                .spawn(move || run(&shared, runtime.as_ref()))
                 .is_ok();
             if !self.started {
                 return;
@@ -225,9 +272,10 @@ impl Drop for Prebinder {
     }
 }
 
-/// The binding thread: binds announced ports one at a time, the lock released while it binds;
-/// closes the pairs no longer announced; closes them all when stopped.
-fn run(shared: &Shared) {
+/// The binding thread: binds announced ports one at a time (and registers them with the
+/// driver's runtime), the lock released meanwhile; closes the pairs no longer announced;
+/// closes them all when stopped.
+fn run(shared: &Shared, runtime: Option<&tokio::runtime::Handle>) {
     loop {
         let mut stale = Vec::new();
         let next = {
@@ -255,7 +303,7 @@ fn run(shared: &Shared) {
         // Closed here, not under the lock.
         drop(stale);
         let Some((side, rtp)) = next else { continue };
-        let bound = bind_pair(rtp);
+        let bound = bind_registered(rtp, runtime);
         let mut s = shared.lock();
         s.binding = None;
         let unwanted = match bound {

@@ -12,7 +12,7 @@ use crate::engine::{
     Transport, TunnelOut, Verdict,
 };
 use crate::live::logging::{RejectDecision, RejectLog};
-use crate::live::prebind::{bind_pair, PrebindCounters, Prebinder};
+use crate::live::prebind::{bind_pair, MediaSocket, PrebindCounters, Prebinder};
 use crate::live::tunnel::{
     ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
 };
@@ -339,7 +339,7 @@ enum SocketOp {
     Opened {
         side: Side,
         local: SocketAddr,
-        socket: std::net::UdpSocket,
+        socket: MediaSocket,
     },
     Closed {
         local: SocketAddr,
@@ -1317,7 +1317,7 @@ impl Driver {
                     side,
                     local,
                     socket,
-                } => match UdpSocket::from_std(socket) {
+                } => match socket.into_tokio() {
                     Ok(s) => self.add_media_udp(side, s, local),
                     Err(e) => {
                         self.counters.bind_failures += 1;
@@ -2300,10 +2300,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    /// Announced ports are opened from the stock bound ahead (counted, no bind here); a port
-    /// another program holds is refused as before; one not announced is bound here (counted).
-    #[test]
-    fn the_live_binder_opens_announced_ports_ready_and_refuses_held_ones() {
+    /// Announced ports are opened from the stock bound ahead (counted, no bind here, already
+    /// registered with the runtime); a port another program holds is refused as before; one
+    /// not announced is bound here (counted).
+    #[tokio::test]
+    async fn the_live_binder_opens_announced_ports_ready_and_refuses_held_ones() {
         use crate::live::prebind::tests::{free_pairs, ip};
         let ports = free_pairs(4);
         let addr = |i: usize| SocketAddr::new(ip(), ports[i]);
@@ -2338,20 +2339,28 @@ mod tests {
         assert!(b.open(Side::Outside, addr(3)), "not announced: bound here");
         assert_eq!(count(), (2, 1));
         drop(held);
-        let opened: Vec<SocketAddr> = ops
+        let opened: Vec<(SocketAddr, bool)> = ops
             .lock()
             .unwrap()
             .iter()
             .filter_map(|op| match op {
                 SocketOp::Opened { local, socket, .. } => {
                     assert_eq!(socket.local_addr().unwrap(), *local);
-                    Some(*local)
+                    Some((*local, matches!(socket, MediaSocket::Registered(_))))
                 }
                 _ => None,
             })
             .collect();
-        let pair = |i: usize| [addr(i), SocketAddr::new(ip(), ports[i] + 1)];
-        assert_eq!(opened, [pair(0), pair(2), pair(3)].concat());
+        let pair = |i: usize, ahead: bool| {
+            [
+                (addr(i), ahead),
+                (SocketAddr::new(ip(), ports[i] + 1), ahead),
+            ]
+        };
+        assert_eq!(
+            opened,
+            [pair(0, true), pair(2, true), pair(3, false)].concat()
+        );
     }
 
     /// The signalling sockets get the larger receive buffer, as far as the kernel allows.
