@@ -186,7 +186,8 @@ pub struct Prebinder {
     /// The driver's runtime, which the pairs bound ahead are registered with.
     runtime: Option<tokio::runtime::Handle>,
     shared: Arc<Shared>,
-    started: bool,
+    /// Whether the thread runs; `None` before the first announcement.
+    started: Option<bool>,
     pub counters: Arc<PrebindCounters>,
 }
 
@@ -202,7 +203,7 @@ impl Prebinder {
                 work: Condvar::new(),
                 done: Condvar::new(),
             }),
-            started: false,
+            started: None,
             counters: Arc::new(PrebindCounters::default()),
         }
     }
@@ -210,17 +211,17 @@ impl Prebinder {
     /// The ports of `ip` the engine takes next on `side`, in order: they are bound ahead, and
     /// pairs of that side and address not among them are closed.
     pub fn prepare(&mut self, side: Side, ip: IpAddr, upcoming: &mut dyn Iterator<Item = u16>) {
-        if !self.started {
+        let started = *self.started.get_or_insert_with(|| {
             let shared = self.shared.clone();
             let runtime = self.runtime.clone();
-            // Without the thread nothing is bound ahead: every pair is bound when asked for.
-            self.started = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(self.name.clone())
                 .spawn(move || run(&shared, runtime.as_ref()))
-                .is_ok();
-            if !self.started {
-                return;
-            }
+                .is_ok()
+        });
+        // Without the thread nothing is bound ahead: every pair is bound when asked for.
+        if !started {
+            return;
         }
         let mut s = self.shared.lock();
         let ports = s.expected.entry((side, ip)).or_default();
