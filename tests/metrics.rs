@@ -99,7 +99,8 @@ fn promtool(text: &str) -> (bool, String) {
 }
 
 /// 20 sipp calls move the counters of both halves by what the calls did: 20 admitted, 20
-/// ended, 20 setup times observed, the SIP messages of the calls, and no call left up; one
+/// ended, 20 setup times observed, the SIP messages of the calls, their media ports (bound
+/// ahead or not), and no call left up; one
 /// more call with RTP shows in the calls up while it lasts, and moves the media packets and the tunnel transit histogram of both halves;
 /// the scraped call counters equal the `stats` lines printed at exit; promtool accepts the
 /// exposition without a lint complaint; another path is 404, another method 405, an
@@ -200,6 +201,16 @@ fn scrape_moves_with_20_sipp_calls_and_promtool_accepts_it() {
     assert!(delta("sgw_meta_messages_total", "gw2") >= 20.0, "{text}");
     assert!(delta("sgw_driver_outside_sip_sent_total", "gw2") >= 60.0);
     assert!(delta("sgw_driver_inside_sip_sent_total", "gw1") >= 60.0);
+    // Each media port of the calls was bound ahead or, when none was ready (the first one of
+    // each port list at least), on the engine's task.
+    for half in ["gw2", "gw1"] {
+        let ahead = delta("sgw_media_sockets_prebound_total", half);
+        let inline = delta("sgw_media_sockets_bound_inline_total", half);
+        let opened = delta("sgw_media_streams_opened_total", half);
+        eprintln!("{half}: {opened} media streams opened, {ahead} bound ahead, {inline} inline");
+        assert_eq!(ahead + inline, opened, "{half}\n{text}");
+        assert!(ahead > 0.0, "{half}: no media port bound ahead\n{text}");
+    }
 
     // One call with RTP (sipp plays a capture, the inside echoes it): media crosses the
     // tunnel both ways, so both halves time frames from the tunnel to their UDP send.

@@ -12,7 +12,9 @@
 //! Ports and stream ids are handed out first-in first-out from free lists: a value is never
 //! handed out while a call holds it, and a released one goes to the back, so it is reused as
 //! late as possible. Media sockets are opened through the driver's [`Binder`] when a port is
-//! taken; a port another program holds is skipped and the next one tried.
+//! taken; a port another program holds is skipped and the next one tried. The binder is also
+//! told which ports come next ([`Binder::prepare`]), so the live one binds them ahead, off the
+//! engine's task.
 
 use super::calls::Refusal;
 use super::{Flow, Side, Transmit};
@@ -486,6 +488,12 @@ pub trait Binder: Send {
     }
     /// Stops listening at `at` (connections already accepted stay).
     fn unlisten(&mut self, _at: SocketAddr) {}
+    /// The RTP ports of `ip` the table will ask [`Binder::open`] for next on `side`, in order
+    /// (the front of its free list, at most [`PREPARE_AHEAD`]): a binder may bind them ahead,
+    /// off the engine's task. Ports of `side` and `ip` it readied before that are not in the
+    /// list are no longer expected (taken, or sent to the back of the list), and it should let
+    /// them go. Called after every [`PREPARE_AHEAD`]` / 2` ports taken from a list.
+    fn prepare(&mut self, _side: Side, _ip: IpAddr, _upcoming: &mut dyn Iterator<Item = u16>) {}
 }
 
 /// A binder that opens nothing: ports are only numbers (replay, `sgw check`, engine tests).
@@ -502,11 +510,18 @@ impl Binder for NoSockets {
 /// Ports tried for one stream before the call is refused ([`Refusal::NoMediaPort`]).
 pub const MAX_BIND_ATTEMPTS: usize = 16;
 
+/// Ports of each free list announced to [`Binder::prepare`]: enough for the streams of a burst
+/// of calls between two announcements (one every half of this).
+pub const PREPARE_AHEAD: usize = 32;
+
 /// Even RTP ports of a range (RTCP on the odd port above), first-in first-out.
 #[derive(Debug, Clone)]
 pub struct PortPool {
     free: VecDeque<u16>,
     in_use: FxHashSet<u16>,
+    /// Ports taken since the binder was last told the upcoming ones; `None` before the first
+    /// time.
+    since_prepare: Option<usize>,
 }
 
 impl PortPool {
@@ -521,6 +536,7 @@ impl PortPool {
         PortPool {
             free,
             in_use: FxHashSet::default(),
+            since_prepare: None,
         }
     }
 
@@ -539,6 +555,11 @@ impl PortPool {
 
     pub fn in_use(&self) -> usize {
         self.in_use.len()
+    }
+
+    /// The next `n` ports [`PortPool::allocate`] hands out, unless some are released first.
+    pub fn upcoming(&self, n: usize) -> impl Iterator<Item = u16> + '_ {
+        self.free.iter().copied().take(n)
     }
 }
 
@@ -746,8 +767,10 @@ impl MediaTable {
             .entry((side, ip))
             .or_insert_with(|| PortPool::new(range));
         let mut local = None;
+        let mut taken = 0;
         for _ in 0..MAX_BIND_ATTEMPTS {
             let Some(port) = pool.allocate() else { break };
+            taken += 1;
             let addr = SocketAddr::new(ip, port);
             if self.binder.open(side, addr) {
                 local = Some(addr);
@@ -756,6 +779,16 @@ impl MediaTable {
             // Held by another program: back of the list, tried again much later.
             self.counters.bind_failures += 1;
             pool.release(port);
+        }
+        // The binder learns the next ports once half of those it was told are taken: it binds
+        // them ahead, and a port it readied and no longer in front is dropped there.
+        let since = pool.since_prepare.map_or(usize::MAX, |n| n + taken);
+        if since >= PREPARE_AHEAD / 2 {
+            self.binder
+                .prepare(side, ip, &mut pool.upcoming(PREPARE_AHEAD));
+            pool.since_prepare = Some(0);
+        } else {
+            pool.since_prepare = Some(since);
         }
         let Some(local) = local else {
             self.counters.no_port += 1;
@@ -1220,6 +1253,58 @@ mod tests {
             .unwrap();
         assert_eq!(p.port(), 30004);
         assert_eq!(t.counters.bind_failures, 2);
+    }
+
+    /// Records what the table asks of it.
+    #[derive(Default)]
+    struct Recording {
+        prepared: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+        opened: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+    }
+    impl Binder for Recording {
+        fn open(&mut self, _side: Side, rtp: SocketAddr) -> bool {
+            self.opened.lock().unwrap().push(rtp.port());
+            true
+        }
+        fn close(&mut self, _side: Side, _rtp: SocketAddr) {}
+        fn prepare(&mut self, side: Side, ip: IpAddr, upcoming: &mut dyn Iterator<Item = u16>) {
+            assert_eq!((side, ip), (Side::Outside, super::tests::ip()));
+            // Each announcement replaces the one before.
+            let mut p = self.prepared.lock().unwrap();
+            p.clear();
+            p.extend(upcoming);
+        }
+    }
+
+    #[test]
+    fn the_binder_is_told_the_ports_it_is_asked_for_next() {
+        let b = Recording::default();
+        let (prepared, opened) = (b.prepared.clone(), b.opened.clone());
+        let mut t = MediaTable::new(Box::new(b), false, (30000, 31999), (0, 0), (0, 0));
+        let mut open = |n: u32| {
+            let s = t.stream_id(Side::Outside).unwrap();
+            t.open(Side::Outside, CallRef(n), s, ip(), vec![], None)
+                .unwrap()
+                .port()
+        };
+        // The first port is bound before anything is announced; then the next ones are.
+        assert_eq!(open(0), 30000);
+        let told = prepared.lock().unwrap().clone();
+        assert_eq!(told.len(), PREPARE_AHEAD);
+        assert_eq!(told.first(), Some(&30002));
+        // The ports opened next are those announced, in order, and the announcement is
+        // renewed before it runs out.
+        for n in 1..200 {
+            let before = prepared.lock().unwrap().clone();
+            let p = open(n);
+            assert!(before.contains(&p), "port {p} not announced in {before:?}");
+        }
+        assert_eq!(opened.lock().unwrap().len(), 200);
+        let told = prepared.lock().unwrap().clone();
+        let last = *opened.lock().unwrap().last().unwrap();
+        // At least half of the last announcement is still ahead.
+        let ahead = told.iter().filter(|&&p| p > last).count();
+        assert!(ahead >= PREPARE_AHEAD / 2, "{told:?} after {last}");
     }
 
     #[test]

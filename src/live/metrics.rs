@@ -495,6 +495,20 @@ fn half_families(half: &str, s: &HalfSnapshot, f: &mut Families) {
                 &h,
                 n,
             ),
+            "media_sockets_prebound" => f.add(
+                "sgw_media_sockets_prebound",
+                Counter,
+                "Media ports whose RTP/RTCP sockets were bound ahead, off the engine's task.",
+                &h,
+                n,
+            ),
+            "media_sockets_bound_inline" => f.add(
+                "sgw_media_sockets_bound_inline",
+                Counter,
+                "Media ports whose RTP/RTCP sockets were bound on the engine's task (none ready).",
+                &h,
+                n,
+            ),
             _ => f.add(
                 // `tcp_refused_total` is `sgw_driver_tcp_refused_total`, not `..._total_total`.
                 &format!(
@@ -788,6 +802,8 @@ mod tests {
             engine,
             driver: DriverCounters {
                 tunnel_ups: 3,
+                media_sockets_prebound: 11,
+                media_sockets_bound_inline: 1,
                 ..DriverCounters::default()
             },
             tunnel_up: true,
@@ -827,6 +843,9 @@ mod tests {
         ));
         assert!(t.contains("sgw_tunnel_up{half=\"gw2\"} 1"));
         assert!(t.contains("sgw_tunnel_reconnects_total{half=\"gw2\"} 2"));
+        assert!(t.contains("sgw_media_sockets_prebound_total{half=\"gw2\"} 11"));
+        assert!(t.contains("sgw_media_sockets_bound_inline_total{half=\"gw1\"} 1"));
+        assert!(t.contains("# HELP sgw_media_sockets_prebound_total Media ports"));
         assert!(
             t.contains("sgw_calls_up{half=\"gw2\",protocol=\"sip\",direction=\"from_outside\"} 2")
         );

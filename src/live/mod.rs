@@ -7,6 +7,7 @@ pub mod front;
 pub mod hep;
 pub mod logging;
 pub mod metrics;
+pub mod prebind;
 pub mod recording;
 pub mod run;
 pub mod runtime;

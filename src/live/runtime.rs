@@ -12,6 +12,7 @@ use crate::engine::{
     Transport, TunnelOut, Verdict,
 };
 use crate::live::logging::{RejectDecision, RejectLog};
+use crate::live::prebind::{bind_pair, MediaSocket, PrebindCounters, Prebinder};
 use crate::live::tunnel::{
     ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
 };
@@ -172,6 +173,10 @@ pub struct DriverCounters {
     pub send_failures: u64,
     /// Media sockets the engine asked for that could not be bound.
     pub bind_failures: u64,
+    /// Media ports whose RTP/RTCP pair was bound ahead and taken ready, and those bound on the
+    /// engine's task because none was ready (see [`crate::live::prebind`]).
+    pub media_sockets_prebound: u64,
+    pub media_sockets_bound_inline: u64,
     /// The tunnel was dropped because its Meta queue was full (`META_QUEUE` frames).
     pub meta_queue_full: u64,
     /// Connections not opened: `MAX_CONNECTING` were under way, or the TCP caps were reached.
@@ -334,7 +339,7 @@ enum SocketOp {
     Opened {
         side: Side,
         local: SocketAddr,
-        socket: std::net::UdpSocket,
+        socket: MediaSocket,
     },
     Closed {
         local: SocketAddr,
@@ -350,23 +355,30 @@ enum SocketOp {
     },
 }
 
-/// The engine's [`Binder`] in the live gateway: binds media sockets at once (so a port another
-/// program holds is known before the port is announced) and hands them to the driver, which
-/// reads them.
+/// The engine's [`Binder`] in the live gateway: a media port's sockets are bound before the
+/// port is announced (so a port another program holds is known then), and handed to the driver,
+/// which reads them. They come ready from the half's [`Prebinder`] when it bound them ahead (no
+/// system call on the engine's task), else they are bound here, as the engine asks.
 struct LiveBinder {
     ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
+    prebinder: Prebinder,
 }
 
 impl Binder for LiveBinder {
     fn open(&mut self, side: Side, rtp: SocketAddr) -> bool {
         let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
-        let bind = |a: SocketAddr| {
-            let s = std::net::UdpSocket::bind(a)?;
-            s.set_nonblocking(true)?;
-            Ok::<_, std::io::Error>(s)
-        };
-        let (Ok(a), Ok(b)) = (bind(rtp), bind(rtcp)) else {
-            return false;
+        let (a, b) = match self.prebinder.take(side, rtp) {
+            Some(pair) => pair,
+            None => {
+                let Ok(pair) = bind_pair(rtp) else {
+                    return false;
+                };
+                self.prebinder
+                    .counters
+                    .inline
+                    .fetch_add(1, Ordering::Relaxed);
+                pair
+            }
         };
         let Ok(mut ops) = self.ops.lock() else {
             return false;
@@ -384,6 +396,13 @@ impl Binder for LiveBinder {
         true
     }
 
+    fn prepare(&mut self, side: Side, ip: IpAddr, upcoming: &mut dyn Iterator<Item = u16>) {
+        self.prebinder.prepare(side, ip, upcoming);
+    }
+
+    // The H.245 listener stays bound here, on the engine's task: one per H.323 call without
+    // tunnelling (rarer than media ports), on the TCP port numbered like the call's RTP port,
+    // which is known only once the call needs it.
     fn listen(&mut self, side: Side, at: SocketAddr) -> bool {
         let bind = || {
             let l = std::net::TcpListener::bind(at)?;
@@ -654,6 +673,8 @@ pub struct Driver {
     media_readers: MediaReaders,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
+    /// How the binder found the media sockets: bound ahead or not.
+    prebind: Arc<PrebindCounters>,
     /// Log each call record and rejection (filtered by the log's level, see
     /// [`crate::live::logging`]).
     pub verbose: bool,
@@ -686,8 +707,11 @@ impl Driver {
     pub fn new(half: &'static str, mut engine: Engine) -> Self {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let socket_ops = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let prebinder = Prebinder::new(format!("sgw-{half}-bind"));
+        let prebind = prebinder.counters.clone();
         engine.set_binder(Box::new(LiveBinder {
             ops: socket_ops.clone(),
+            prebinder,
         }));
         // Call records carry UTC time: the engine's zero is now.
         engine.set_wall_epoch(
@@ -698,6 +722,7 @@ impl Driver {
         Driver {
             connecting: HashMap::new(),
             socket_ops,
+            prebind,
             media_readers: MediaReaders::new(),
             half,
             engine,
@@ -745,6 +770,8 @@ impl Driver {
     fn driver_counters(&self) -> DriverCounters {
         let mut driver = self.counters.clone();
         self.tcp_gate.count_into(&mut driver);
+        driver.media_sockets_prebound = self.prebind.prebound.load(Ordering::Relaxed);
+        driver.media_sockets_bound_inline = self.prebind.inline.load(Ordering::Relaxed);
         if let Some(h) = &self.tap.hep {
             (driver.hep_queued, driver.hep_dropped) = h.counters.get();
         }
@@ -1387,7 +1414,7 @@ impl Driver {
                     side,
                     local,
                     socket,
-                } => match UdpSocket::from_std(socket) {
+                } => match socket.into_tokio() {
                     Ok(s) => self.add_media_udp(side, s, local),
                     Err(e) => {
                         self.counters.bind_failures += 1;
@@ -2335,6 +2362,69 @@ pub async fn bind_tcp_for(what: &'static str, addr: SocketAddr) -> Result<TcpLis
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// Announced ports are opened from the stock bound ahead (counted, no bind here, already
+    /// registered with the runtime); a port another program holds is refused as before; one
+    /// not announced is bound here (counted).
+    #[tokio::test]
+    async fn the_live_binder_opens_announced_ports_ready_and_refuses_held_ones() {
+        use crate::live::prebind::tests::{free_pairs, ip};
+        let ports = free_pairs(4);
+        let addr = |i: usize| SocketAddr::new(ip(), ports[i]);
+        let held = std::net::UdpSocket::bind(addr(1)).unwrap();
+        let ops = Arc::new(Mutex::new(Vec::new()));
+        let mut b = LiveBinder {
+            ops: ops.clone(),
+            prebinder: Prebinder::new("test-bind".into()),
+        };
+        let counters = b.prebinder.counters.clone();
+        let count = || {
+            (
+                counters.prebound.load(Ordering::Relaxed),
+                counters.inline.load(Ordering::Relaxed),
+            )
+        };
+        b.prepare(Side::Outside, ip(), &mut ports[..3].iter().copied());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while b.prebinder.stock() != (2, 1, false) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                b.prebinder.stock()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(b.open(Side::Outside, addr(0)));
+        assert_eq!(count(), (1, 0));
+        assert!(!b.open(Side::Outside, addr(1)), "a held port is refused");
+        assert_eq!(count(), (1, 0));
+        assert!(b.open(Side::Outside, addr(2)));
+        assert!(b.open(Side::Outside, addr(3)), "not announced: bound here");
+        assert_eq!(count(), (2, 1));
+        drop(held);
+        let opened: Vec<(SocketAddr, bool)> = ops
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|op| match op {
+                SocketOp::Opened { local, socket, .. } => {
+                    assert_eq!(socket.local_addr().unwrap(), *local);
+                    Some((*local, matches!(socket, MediaSocket::Registered(_))))
+                }
+                _ => None,
+            })
+            .collect();
+        let pair = |i: usize, ahead: bool| {
+            [
+                (addr(i), ahead),
+                (SocketAddr::new(ip(), ports[i] + 1), ahead),
+            ]
+        };
+        assert_eq!(
+            opened,
+            [pair(0, true), pair(2, true), pair(3, false)].concat()
+        );
+    }
 
     /// The signalling sockets get the larger receive buffer, as far as the kernel allows.
     #[tokio::test]
