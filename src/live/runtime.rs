@@ -981,6 +981,12 @@ impl Driver {
         let mut publish = tokio::time::interval(crate::live::metrics::PUBLISH_INTERVAL);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let publishing = self.metrics.is_some();
+        // One timer for the life of the loop, moved only when the next deadline changes: a
+        // fresh one per pass would enter and leave the runtime's timer wheel (a lock shared
+        // by the workers) once per batch of packets.
+        let sleep = tokio::time::sleep_until(self.base);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             let engine_due = self.engine.poll_timeout();
             let deadline = match (engine_due, self.rejects.due()) {
@@ -988,12 +994,12 @@ impl Driver {
                 (a, b) => a.or(b),
             }
             .map(|d| self.base + d);
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    sleep.as_mut().reset(d);
                 }
-            };
+                armed = deadline;
+            }
             tokio::select! {
                 input = self.rx.recv() => {
                     // The driver holds a sender, so the channel never closes.
@@ -1012,7 +1018,9 @@ impl Driver {
                         }
                     }
                 }
-                () = sleep => {
+                () = &mut sleep, if armed.is_some() => {
+                    // Elapsed: armed again (reset) at the next pass, whatever the deadline.
+                    armed = None;
                     let now = self.now();
                     if engine_due.is_some_and(|d| d <= now) {
                         self.engine.handle_timeout(now);
@@ -2286,9 +2294,18 @@ async fn write_media<W: AsyncWrite + Unpin>(
     keepalive: Duration,
 ) -> String {
     let mut buf = Vec::new();
+    // One timer, pushed back after each write (cheap: a later deadline is only noted), not a
+    // `timeout` per batch that would enter and leave the runtime's timer wheel per packet.
+    let idle = tokio::time::sleep(keepalive);
+    tokio::pin!(idle);
     loop {
         buf.clear();
-        match tokio::time::timeout(keepalive, rx.recv()).await {
+        let next = tokio::select! {
+            biased;
+            batch = rx.recv() => Ok(batch),
+            () = &mut idle => Err(()),
+        };
+        match next {
             Ok(Some(batch)) => {
                 encode_media(&batch, &mut buf);
                 // What else is queued goes in the same write (no waiting for more: the latency
@@ -2312,6 +2329,7 @@ async fn write_media<W: AsyncWrite + Unpin>(
         if let Err(e) = write_flush(&mut w, &buf).await {
             return format!("media connection: {e}");
         }
+        idle.as_mut().reset(Instant::now() + keepalive);
     }
 }
 
