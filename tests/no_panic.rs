@@ -311,7 +311,7 @@ fn exercise_message(m: &Message) {
         }
     }
     if let Ok(contacts) = m.contacts() {
-        for c in &contacts {
+        for c in contacts {
             let _ = (c.uri.user_decoded(), c.param("expires"));
         }
     }

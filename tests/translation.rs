@@ -65,7 +65,7 @@ fn outside_secrets(msg: &sip::Message) -> Vec<String> {
         }
     }
     for c in msg.contacts().unwrap() {
-        if let Some(h) = c.uri.host {
+        if let Some(h) = &c.uri.host {
             s.push(h.trim_matches(['[', ']']).to_owned());
         }
     }

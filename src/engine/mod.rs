@@ -981,10 +981,7 @@ impl Engine {
 
     /// Whether an INVITE calls an emergency number or URN ([`Emergency::recognises`]).
     fn is_emergency_invite(&self, msg: &codecs::sip::Message) -> bool {
-        let codecs::sip::StartLine::Request(r) = msg.start() else {
-            return false;
-        };
-        let Ok(uri) = codecs::sip::Uri::parse(&r.uri) else {
+        let Ok(uri) = msg.request_uri() else {
             return false;
         };
         let Ok(to) = msg.to() else {

@@ -892,7 +892,7 @@ impl SipLeg {
             }));
         }
         let uri = match msg.start() {
-            StartLine::Request(r) => sip::Uri::parse(&r.uri).map_err(Rejection::Malformed)?,
+            StartLine::Request(_) => msg.request_uri().map_err(Rejection::Malformed)?,
             StartLine::Response(_) => return Err(Rejection::NoSuchCallOrTransaction),
         };
         // A SIPS Request-URI asks for TLS on every hop (RFC 3261 section 19.1, RFC 5630
@@ -1035,8 +1035,8 @@ impl SipLeg {
         let remote_target = msg
             .contacts()
             .ok()
-            .and_then(|c| c.into_iter().next())
-            .map(|c| c.uri.raw)
+            .and_then(|c| c.first())
+            .map(|c| c.uri.raw.clone())
             .unwrap_or_else(|| from.uri.raw.clone());
         let dialog = Dialog {
             uac: false,
@@ -1269,8 +1269,8 @@ impl SipLeg {
             d.remote_cseq = Some(cseq.seq);
             // A target refresh updates the remote target (section 12.2.2).
             if matches!(method, Method::Invite | Method::Update) {
-                if let Some(c) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
-                    d.remote_target = c.uri.raw;
+                if let Some(c) = msg.contacts().ok().and_then(|c| c.first()) {
+                    d.remote_target = c.uri.raw.clone();
                 }
             }
         }
@@ -1571,8 +1571,8 @@ impl SipLeg {
                     d.remote_tag = Some(tag.to_owned());
                 }
             }
-            if let Some(contact) = msg.contacts().ok().and_then(|v| v.into_iter().next()) {
-                d.remote_target = contact.uri.raw;
+            if let Some(contact) = msg.contacts().ok().and_then(|v| v.first()) {
+                d.remote_target = contact.uri.raw.clone();
             }
             // A UAC's route set is the Record-Route list reversed (RFC 3261 section 12.1.2).
             let mut route_set: Vec<String> = msg

@@ -1,7 +1,7 @@
 //! A parsed SIP message: start line, raw header multimap, body, and the exact original bytes.
 
 use super::error::SipError;
-use super::grammar::{self, CSeq, MediaType, NameAddr, Via};
+use super::grammar::{self, CSeq, MediaType, NameAddr, Uri, Via};
 use super::{Method, MAX_HEADERS, MAX_HEADER_LEN, MAX_MAX_FORWARDS, MAX_VIAS};
 use bytes::Bytes;
 use ezk_sip_types::Name;
@@ -122,6 +122,8 @@ struct Parsed {
     to: OnceLock<Result<NameAddr, SipError>>,
     vias: OnceLock<Result<Vec<Via>, SipError>>,
     cseq: OnceLock<Result<CSeq, SipError>>,
+    contacts: OnceLock<Result<Vec<NameAddr>, SipError>>,
+    request_uri: OnceLock<Result<Uri, SipError>>,
 }
 
 impl Message {
@@ -240,15 +242,34 @@ impl Message {
             .clone()
     }
 
-    pub fn contacts(&self) -> Result<Vec<NameAddr>, SipError> {
-        let mut out = Vec::new();
-        for v in self.headers.list(&Name::CONTACT) {
-            if v == "*" {
-                continue;
-            }
-            out.push(NameAddr::parse(v, "Contact")?);
-        }
-        Ok(out)
+    pub fn contacts(&self) -> Result<&[NameAddr], SipError> {
+        self.parsed
+            .contacts
+            .get_or_init(|| {
+                let mut out = Vec::new();
+                for v in self.headers.list(&Name::CONTACT) {
+                    if v == "*" {
+                        continue;
+                    }
+                    out.push(NameAddr::parse(v, "Contact")?);
+                }
+                Ok(out)
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
+    /// The Request-URI, parsed on first use (the policy, the call table and the leg all read
+    /// it). A response has none.
+    pub fn request_uri(&self) -> Result<&Uri, SipError> {
+        let StartLine::Request(r) = &self.start else {
+            return Err(SipError::BadStartLine("a response has no Request-URI"));
+        };
+        self.parsed
+            .request_uri
+            .get_or_init(|| Uri::parse(&r.uri))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn max_forwards(&self) -> Result<Option<u32>, SipError> {
