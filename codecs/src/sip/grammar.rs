@@ -5,6 +5,8 @@ use super::error::SipError;
 use super::{Method, MAX_CSEQ, MAX_PARAMS};
 use ezk_sip_types::host::{Host, HostPort};
 use ezk_sip_types::uri::{SipUri, SipUriUserPart};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -317,7 +319,28 @@ impl Uri {
         }
     }
 
+    /// A SIP URI, from the cache of recent ones when it was read before (see [`RECENT`]).
     fn parse_sip(s: &str, sips: bool) -> Result<Uri, SipError> {
+        if s.len() > MAX_CACHED_URI_LEN {
+            return Self::parse_sip_uncached(s, sips);
+        }
+        let cached = RECENT.with(|c| c.try_borrow().ok().and_then(|m| m.get(s).cloned()));
+        if let Some(result) = cached {
+            return result;
+        }
+        let result = Self::parse_sip_uncached(s, sips);
+        RECENT.with(|c| {
+            if let Ok(mut m) = c.try_borrow_mut() {
+                if m.len() >= MAX_CACHED_URIS {
+                    m.clear();
+                }
+                m.insert(s.into(), result.clone());
+            }
+        });
+        result
+    }
+
+    fn parse_sip_uncached(s: &str, sips: bool) -> Result<Uri, SipError> {
         let bad = SipError::BadRequestUri;
         let (without_headers, headers) = match s.split_once('?') {
             Some((u, h)) => (u, Some(h.to_owned())),
@@ -388,6 +411,20 @@ impl Uri {
             _ => true,
         }
     }
+}
+
+/// How many parsed SIP URIs [`RECENT`] keeps before it starts over, and the longest URI it
+/// keeps (longer ones are rare and parsed each time), so it stays within about 200 KiB.
+const MAX_CACHED_URIS: usize = 512;
+const MAX_CACHED_URI_LEN: usize = 256;
+
+thread_local! {
+    /// SIP URIs parsed recently on this thread, by their exact text (the scheme included, so
+    /// `sips` is part of the key). A dialog's messages repeat the same From, To, Contact and
+    /// Route URIs, and the SIP URI grammar costs about 8,000 instructions a URI. The result
+    /// depends on the text alone, so a hit answers exactly what parsing would, errors included.
+    static RECENT: RefCell<HashMap<Box<str>, Result<Uri, SipError>>> =
+        RefCell::new(HashMap::new());
 }
 
 fn host_string(hp: &HostPort) -> (String, Option<IpAddr>) {
