@@ -343,7 +343,7 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
                 limit: MAX_HEADER_LEN,
             });
         }
-        headers.push(Name::from(name.to_owned()), value);
+        headers.push(header_name(name), value);
     }
     Ok((start, headers))
 }
@@ -369,10 +369,40 @@ pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
         }
         let value = value.trim_matches([' ', '\t']);
         if value.len() <= MAX_HEADER_LEN {
-            headers.push(Name::from(name.to_owned()), value);
+            headers.push(header_name(name), value);
         }
     }
     headers
+}
+
+/// The header names of nearly every message, in the spelling of nearly every UA.
+static COMMON_NAMES: [Name; 15] = [
+    Name::VIA,
+    Name::FROM,
+    Name::TO,
+    Name::CALL_ID,
+    Name::CSEQ,
+    Name::CONTACT,
+    Name::MAX_FORWARDS,
+    Name::CONTENT_TYPE,
+    Name::CONTENT_LENGTH,
+    Name::RECORD_ROUTE,
+    Name::ROUTE,
+    Name::ALLOW,
+    Name::SUPPORTED,
+    Name::USER_AGENT,
+    Name::REQUIRE,
+];
+
+/// A header name as `Name::from` resolves it (compact forms and any case to the known name).
+/// A name written exactly as a common one's canonical spelling is that name: `Name::from`
+/// would find the same one after comparing the name with every known spelling in turn.
+fn header_name(name: &str) -> Name {
+    COMMON_NAMES
+        .iter()
+        .find(|n| n.as_print_str() == name)
+        .cloned()
+        .unwrap_or_else(|| Name::from(name.to_owned()))
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
@@ -533,6 +563,18 @@ mod tests {
         let (m, _) = parse_datagram(Bytes::from(text))?;
         m.check()?;
         m.call_id().map(str::to_owned)
+    }
+
+    #[test]
+    fn common_header_names_resolve_as_name_from_does() {
+        for n in &super::COMMON_NAMES {
+            let spelled = n.as_print_str();
+            let full = ezk_sip_types::Name::from(spelled.to_owned());
+            let fast = super::header_name(spelled);
+            assert_eq!(fast.as_print_str(), full.as_print_str(), "{spelled}");
+            assert_eq!(fast.as_parse_strs(), full.as_parse_strs(), "{spelled}");
+            assert!(full.as_parse_strs().is_some(), "{spelled} is a known name");
+        }
     }
 
     #[test]
