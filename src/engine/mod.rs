@@ -520,14 +520,14 @@ pub const MAX_FAMILY: usize = 2;
 /// The host part as SIP writes it: IPv6 in brackets (RFC 3261 section 19.1.1).
 pub fn host_of(a: SocketAddr) -> String {
     match a {
-        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V4(v4) => codecs::sip::ip_text(IpAddr::V4(*v4.ip())),
         SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
     }
 }
 
 /// `host:port` as SIP writes it (IPv6 in brackets): `SocketAddr`'s own display form.
 pub fn host_port(a: SocketAddr) -> String {
-    a.to_string()
+    codecs::sip::socket_text(a)
 }
 
 /// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.

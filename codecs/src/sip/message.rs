@@ -5,6 +5,7 @@ use super::grammar::{self, CSeq, MediaType, NameAddr, Uri, Via};
 use super::{Method, MAX_HEADERS, MAX_HEADER_LEN, MAX_MAX_FORWARDS, MAX_VIAS};
 use bytes::Bytes;
 use ezk_sip_types::Name;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 /// The first line of a message.
@@ -517,14 +518,15 @@ struct LineIter<'a> {
     line_no: usize,
 }
 
-impl Iterator for LineIter<'_> {
-    type Item = String;
+impl<'a> Iterator for LineIter<'a> {
+    /// A line without continuation is borrowed as it is; only a folded one is built.
+    type Item = Cow<'a, str>;
 
-    fn next(&mut self) -> Option<String> {
+    fn next(&mut self) -> Option<Cow<'a, str>> {
         if self.rest.is_empty() {
             return None;
         }
-        let mut out = String::new();
+        let mut out: Option<String> = None;
         loop {
             let (line, rest) = match self.rest.find('\n') {
                 Some(i) => (
@@ -534,16 +536,24 @@ impl Iterator for LineIter<'_> {
                 None => (self.rest, ""),
             };
             let line = line.strip_suffix('\r').unwrap_or(line);
-            if out.is_empty() {
-                out.push_str(line);
-            } else {
-                out.push(' ');
-                out.push_str(line.trim_start_matches([' ', '\t']));
-            }
             self.rest = rest;
             self.line_no += 1;
-            if !self.rest.starts_with([' ', '\t']) {
-                return Some(out);
+            let folded = self.rest.starts_with([' ', '\t']);
+            match &mut out {
+                None if !folded => return Some(Cow::Borrowed(line)),
+                None => out = Some(line.to_owned()),
+                Some(o) => {
+                    // While the line so far is empty, a continuation is taken as written.
+                    if !o.is_empty() {
+                        o.push(' ');
+                        o.push_str(line.trim_start_matches([' ', '\t']));
+                    } else {
+                        o.push_str(line);
+                    }
+                }
+            }
+            if !folded {
+                return out.map(Cow::Owned);
             }
         }
     }
