@@ -306,7 +306,7 @@ fn exercise_message(m: &Message) {
         let _ = (to.tag(), to.uri.param("user"), to.uri.is_known_scheme());
     }
     if let Ok(vias) = m.vias() {
-        for v in &vias {
+        for v in vias {
             let _ = (v.branch(), v.param("rport"));
         }
     }

@@ -69,7 +69,7 @@ fn outside_secrets(msg: &sip::Message) -> Vec<String> {
             s.push(h.trim_matches(['[', ']']).to_owned());
         }
     }
-    if let Some(h) = msg.from().unwrap().uri.host {
+    if let Some(h) = &msg.from().unwrap().uri.host {
         s.push(h.trim_matches(['[', ']']).to_owned());
     }
     let body = text(&msg.body());

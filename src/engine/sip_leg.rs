@@ -2505,7 +2505,7 @@ fn response_flow(symmetric: bool, flow: Flow, msg: &Message) -> Flow {
     if symmetric || flow.transport.is_reliable() {
         return flow;
     }
-    let Some(via) = msg.vias().ok().and_then(|v| v.into_iter().next()) else {
+    let Some(via) = msg.vias().ok().and_then(|v| v.first()) else {
         return flow;
     };
     if via.param("rport").is_some() || via.param("maddr").is_some() {

@@ -29,6 +29,10 @@ pub fn is_header_char(c: char) -> bool {
 }
 
 fn is_header_text(s: &str) -> bool {
+    if s.is_ascii() {
+        // The same test byte by byte: the ASCII control characters are 0x00-0x1f and 0x7f.
+        return s.bytes().all(|b| b == b'\t' || !b.is_ascii_control());
+    }
     s.chars().all(is_header_char)
 }
 
@@ -171,6 +175,20 @@ mod tests {
     use crate::sip::parse_datagram;
 
     /// A To that already has a tag keeps it, alone (RFC 3261 section 8.2.6.2), in every form.
+    #[test]
+    fn header_text_byte_test_is_the_char_test() {
+        for b in 0u8..0x80 {
+            let s = format!("a{}b", char::from(b));
+            assert_eq!(
+                super::is_header_text(&s),
+                s.chars().all(super::is_header_char),
+                "{b:#x}"
+            );
+        }
+        assert!(!super::is_header_text("a\u{85}b"));
+        assert!(super::is_header_text("caf\u{e9}\t"));
+    }
+
     #[test]
     fn a_tagged_to_gets_no_second_tag() {
         for (to, tagged) in [

@@ -36,8 +36,9 @@ pub struct StatusLine {
 /// unfolded and trimmed.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
-    /// Name, its canonical spelling (compact forms resolved) for fast comparison, value.
-    entries: Vec<(Name, Box<str>, String)>,
+    /// Name, its canonical spelling (compact forms resolved) for fast comparison, value. The
+    /// spelling of a common name is borrowed from [`COMMON_NAMES`].
+    entries: Vec<(Name, Cow<'static, str>, String)>,
 }
 
 impl Headers {
@@ -88,8 +89,14 @@ impl Headers {
     }
 
     pub fn push(&mut self, name: Name, value: impl Into<String>) {
-        let canonical = name.as_print_str().into();
+        let canonical = Cow::Owned(name.as_print_str().to_owned());
         self.entries.push((name, canonical, value.into()));
+    }
+
+    /// A header field as the parser read it: its name resolved by [`header_name`].
+    fn push_read(&mut self, name: &str, value: &str) {
+        let (name, canonical) = header_name(name);
+        self.entries.push((name, canonical, value.to_owned()));
     }
 
     pub fn len(&self) -> usize {
@@ -210,24 +217,26 @@ impl Message {
             .clone()
     }
 
-    pub fn from(&self) -> Result<NameAddr, SipError> {
+    pub fn from(&self) -> Result<&NameAddr, SipError> {
         self.parsed
             .from
             .get_or_init(|| {
                 NameAddr::parse_single(self.headers.required(&Name::FROM, "From")?, "From")
             })
-            .clone()
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
-    pub fn to(&self) -> Result<NameAddr, SipError> {
+    pub fn to(&self) -> Result<&NameAddr, SipError> {
         self.parsed
             .to
             .get_or_init(|| NameAddr::parse_single(self.headers.required(&Name::TO, "To")?, "To"))
-            .clone()
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// All Via values, topmost first.
-    pub fn vias(&self) -> Result<Vec<Via>, SipError> {
+    pub fn vias(&self) -> Result<&[Via], SipError> {
         self.parsed
             .vias
             .get_or_init(|| {
@@ -240,7 +249,8 @@ impl Message {
                 }
                 Ok(out)
             })
-            .clone()
+            .as_deref()
+            .map_err(Clone::clone)
     }
 
     pub fn contacts(&self) -> Result<&[NameAddr], SipError> {
@@ -344,7 +354,7 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
                 limit: MAX_HEADER_LEN,
             });
         }
-        headers.push(header_name(name), value);
+        headers.push_read(name, value);
     }
     Ok((start, headers))
 }
@@ -370,7 +380,7 @@ pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
         }
         let value = value.trim_matches([' ', '\t']);
         if value.len() <= MAX_HEADER_LEN {
-            headers.push(header_name(name), value);
+            headers.push_read(name, value);
         }
     }
     headers
@@ -395,15 +405,19 @@ static COMMON_NAMES: [Name; 15] = [
     Name::REQUIRE,
 ];
 
-/// A header name as `Name::from` resolves it (compact forms and any case to the known name).
-/// A name written exactly as a common one's canonical spelling is that name: `Name::from`
-/// would find the same one after comparing the name with every known spelling in turn.
-fn header_name(name: &str) -> Name {
-    COMMON_NAMES
-        .iter()
-        .find(|n| n.as_print_str() == name)
-        .cloned()
-        .unwrap_or_else(|| Name::from(name.to_owned()))
+/// A header name as `Name::from` resolves it (compact forms and any case to the known name),
+/// and its canonical spelling. A name written exactly as a common one's canonical spelling is
+/// that name: `Name::from` would find the same one after comparing the name with every known
+/// spelling in turn.
+fn header_name(name: &str) -> (Name, Cow<'static, str>) {
+    match COMMON_NAMES.iter().find(|n| n.as_print_str() == name) {
+        Some(common) => (common.clone(), Cow::Borrowed(common.as_print_str())),
+        None => {
+            let name = Name::from(name.to_owned());
+            let canonical = Cow::Owned(name.as_print_str().to_owned());
+            (name, canonical)
+        }
+    }
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
@@ -580,7 +594,8 @@ mod tests {
         for n in &super::COMMON_NAMES {
             let spelled = n.as_print_str();
             let full = ezk_sip_types::Name::from(spelled.to_owned());
-            let fast = super::header_name(spelled);
+            let (fast, canonical) = super::header_name(spelled);
+            assert_eq!(canonical, full.as_print_str(), "{spelled}");
             assert_eq!(fast.as_print_str(), full.as_print_str(), "{spelled}");
             assert_eq!(fast.as_parse_strs(), full.as_parse_strs(), "{spelled}");
             assert!(full.as_parse_strs().is_some(), "{spelled} is a known name");
