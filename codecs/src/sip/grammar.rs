@@ -82,36 +82,50 @@ pub fn parse_decimal(s: &str, max: u32) -> Option<u32> {
 
 /// Splits a comma-separated header value, ignoring commas inside quoted strings and `<...>`.
 /// Elements are trimmed; empty elements are kept so callers can reject them.
-pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let mut in_quote = false;
-    let mut escaped = false;
-    let mut in_angle = false;
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
-        if in_quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quote = false;
+pub fn split_list(value: &str) -> SplitList<'_> {
+    SplitList { rest: Some(value) }
+}
+
+/// The elements of a list header value, found as they are asked for (see [`split_list`]).
+/// A comma that splits is outside quotes and `<...>`, so each element is scanned afresh.
+#[derive(Debug, Clone)]
+pub struct SplitList<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for SplitList<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let value = self.rest?;
+        let mut in_quote = false;
+        let mut escaped = false;
+        let mut in_angle = false;
+        for (i, c) in value.char_indices() {
+            if in_quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_quote = false;
+                }
+                continue;
             }
-            continue;
-        }
-        match c {
-            '"' => in_quote = true,
-            '<' => in_angle = true,
-            '>' => in_angle = false,
-            ',' if !in_angle => {
-                parts.push(value.get(start..i).unwrap_or("").trim());
-                start = i + 1;
+            match c {
+                '"' => in_quote = true,
+                '<' => in_angle = true,
+                '>' => in_angle = false,
+                ',' if !in_angle => {
+                    self.rest = Some(value.get(i + 1..).unwrap_or(""));
+                    return Some(value.get(..i).unwrap_or("").trim());
+                }
+                _ => {}
             }
-            _ => {}
         }
+        self.rest = None;
+        Some(value.trim())
     }
-    parts.push(value.get(start..).unwrap_or("").trim());
-    parts.into_iter()
 }
 
 /// A `;name[=value]` parameter. Names compare case-insensitively.

@@ -84,6 +84,27 @@ impl Headers {
         self.all(name).flat_map(grammar::split_list)
     }
 
+    /// Where the single value of a header that must appear exactly once is.
+    fn required_at(&self, name: &Name, label: &'static str) -> Result<usize, SipError> {
+        let canonical = name.as_print_str();
+        let mut at = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, c, _))| c.eq_ignore_ascii_case(canonical))
+            .map(|(i, _)| i);
+        let first = at.next().ok_or(SipError::MissingHeader(label))?;
+        if at.next().is_some() {
+            return Err(SipError::DuplicateHeader(label));
+        }
+        Ok(first)
+    }
+
+    /// The value of the field at `at` (from [`Headers::required_at`]).
+    fn value_at(&self, at: usize) -> &str {
+        self.entries.get(at).map_or("", |(_, _, v)| v.as_str())
+    }
+
     pub fn contains(&self, name: &Name) -> bool {
         self.all(name).next().is_some()
     }
@@ -131,6 +152,8 @@ struct Parsed {
     vias: OnceLock<Result<Vec<Via>, SipError>>,
     cseq: OnceLock<Result<CSeq, SipError>>,
     contacts: OnceLock<Result<Vec<NameAddr>, SipError>>,
+    /// Where the Call-ID is among the headers, once found and checked.
+    call_id: OnceLock<Result<usize, SipError>>,
     request_uri: OnceLock<Result<Uri, SipError>>,
 }
 
@@ -190,24 +213,19 @@ impl Message {
     /// The Call-ID: `word [ "@" word ]` (RFC 3261 section 25.1), read leniently as one or
     /// two non-empty runs of visible characters (some UAs use characters `word` lacks, such
     /// as `=`); whitespace, control characters and an empty side of `@` are refused.
+    ///
+    /// Found and checked once per message (the router, the policy and the leg all ask).
     pub fn call_id(&self) -> Result<&str, SipError> {
-        let v = self.headers.required(&Name::CALL_ID, "Call-ID")?;
-        let bad = |why| SipError::BadHeader {
-            name: "Call-ID",
-            why,
-        };
-        if v.is_empty() || v.chars().any(|c| c.is_whitespace()) {
-            return Err(bad("empty or contains whitespace"));
-        }
-        if v.chars().any(char::is_control) {
-            return Err(bad("control character"));
-        }
-        if let Some((local, host)) = v.split_once('@') {
-            if local.is_empty() || host.is_empty() {
-                return Err(bad("empty word around '@'"));
-            }
-        }
-        Ok(v)
+        let at = self
+            .parsed
+            .call_id
+            .get_or_init(|| {
+                let at = self.headers.required_at(&Name::CALL_ID, "Call-ID")?;
+                check_call_id(self.headers.value_at(at))?;
+                Ok(at)
+            })
+            .clone()?;
+        Ok(self.headers.value_at(at))
     }
 
     pub fn cseq(&self) -> Result<CSeq, SipError> {
@@ -311,6 +329,27 @@ impl Message {
     pub fn option_tags<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
         self.headers.list(name).filter(|t| !t.is_empty())
     }
+}
+
+/// The Call-ID: `word [ "@" word ]` (RFC 3261 section 25.1), read leniently (see
+/// [`Message::call_id`]).
+fn check_call_id(v: &str) -> Result<(), SipError> {
+    let bad = |why| SipError::BadHeader {
+        name: "Call-ID",
+        why,
+    };
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace()) {
+        return Err(bad("empty or contains whitespace"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(bad("control character"));
+    }
+    if let Some((local, host)) = v.split_once('@') {
+        if local.is_empty() || host.is_empty() {
+            return Err(bad("empty word around '@'"));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn content_length(headers: &Headers) -> Result<Option<usize>, SipError> {
