@@ -46,6 +46,13 @@ impl Headers {
         Self::default()
     }
 
+    /// Room for `n` fields (a parsed message has a dozen or so).
+    fn with_capacity(n: usize) -> Self {
+        Headers {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
     /// All values of a header, each as written (a comma list stays one value).
     pub fn all<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
         let canonical = name.as_print_str();
@@ -373,7 +380,7 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
     };
     let first = lines.next().ok_or(SipError::Empty)?;
     let start = parse_start_line(&first)?;
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(16);
     for line in lines {
         if headers.len() >= MAX_HEADERS {
             return Err(SipError::TooManyHeaders { limit: MAX_HEADERS });
@@ -400,7 +407,7 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
 
 /// Header lines after the start line, skipping lines that are not `name: value`.
 pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(16);
     for line in (LineIter {
         rest: head,
         line_no: 0,
@@ -425,23 +432,24 @@ pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
     headers
 }
 
-/// The header names of nearly every message, in the spelling of nearly every UA.
-static COMMON_NAMES: [Name; 15] = [
-    Name::VIA,
-    Name::FROM,
-    Name::TO,
-    Name::CALL_ID,
-    Name::CSEQ,
-    Name::CONTACT,
-    Name::MAX_FORWARDS,
-    Name::CONTENT_TYPE,
-    Name::CONTENT_LENGTH,
-    Name::RECORD_ROUTE,
-    Name::ROUTE,
-    Name::ALLOW,
-    Name::SUPPORTED,
-    Name::USER_AGENT,
-    Name::REQUIRE,
+/// The header names of nearly every message, in the spelling of nearly every UA (each the
+/// name's canonical spelling, which a test checks).
+static COMMON_NAMES: [(&str, Name); 15] = [
+    ("Via", Name::VIA),
+    ("From", Name::FROM),
+    ("To", Name::TO),
+    ("Call-ID", Name::CALL_ID),
+    ("CSeq", Name::CSEQ),
+    ("Contact", Name::CONTACT),
+    ("Max-Forwards", Name::MAX_FORWARDS),
+    ("Content-Type", Name::CONTENT_TYPE),
+    ("Content-Length", Name::CONTENT_LENGTH),
+    ("Record-Route", Name::RECORD_ROUTE),
+    ("Route", Name::ROUTE),
+    ("Allow", Name::ALLOW),
+    ("Supported", Name::SUPPORTED),
+    ("User-Agent", Name::USER_AGENT),
+    ("Require", Name::REQUIRE),
 ];
 
 /// A header name as `Name::from` resolves it (compact forms and any case to the known name),
@@ -449,8 +457,8 @@ static COMMON_NAMES: [Name; 15] = [
 /// that name: `Name::from` would find the same one after comparing the name with every known
 /// spelling in turn.
 fn header_name(name: &str) -> (Name, Cow<'static, str>) {
-    match COMMON_NAMES.iter().find(|n| n.as_print_str() == name) {
-        Some(common) => (common.clone(), Cow::Borrowed(common.as_print_str())),
+    match COMMON_NAMES.iter().find(|(spelled, _)| *spelled == name) {
+        Some((spelled, common)) => (common.clone(), Cow::Borrowed(*spelled)),
         None => {
             let name = Name::from(name.to_owned());
             let canonical = Cow::Owned(name.as_print_str().to_owned());
@@ -630,9 +638,9 @@ mod tests {
 
     #[test]
     fn common_header_names_resolve_as_name_from_does() {
-        for n in &super::COMMON_NAMES {
-            let spelled = n.as_print_str();
-            let full = ezk_sip_types::Name::from(spelled.to_owned());
+        for (spelled, n) in &super::COMMON_NAMES {
+            assert_eq!(*spelled, n.as_print_str());
+            let full = ezk_sip_types::Name::from((*spelled).to_owned());
             let (fast, canonical) = super::header_name(spelled);
             assert_eq!(canonical, full.as_print_str(), "{spelled}");
             assert_eq!(fast.as_print_str(), full.as_print_str(), "{spelled}");
