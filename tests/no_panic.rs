@@ -299,7 +299,7 @@ fn exercise_message(m: &Message) {
     let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.content_length());
     if let Ok(from) = m.from() {
         let _ = (from.tag(), from.param("x"), from.uri.user_decoded());
-        let _ = translators::sip::calling_party(&from);
+        let _ = translators::sip::calling_party(from);
     }
     let to = m.to();
     if let Ok(to) = &to {

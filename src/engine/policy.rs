@@ -255,7 +255,7 @@ impl SipPolicy {
         // 21.4.22).
         if req.method == Method::Invite && routable && !sos {
             let to = msg.to().map_err(Rejection::Malformed)?;
-            if translators::sip::called_party(&uri, &to).user.is_empty() {
+            if translators::sip::called_party(uri, to).user.is_empty() {
                 return Err(Rejection::AddressIncomplete);
             }
         }

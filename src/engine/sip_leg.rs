@@ -909,8 +909,8 @@ impl SipLeg {
         // An RFC 2543 caller sends no tag: the dialog's remote tag is then null, and its
         // in-dialog requests match without one (RFC 3261 section 12.1.1).
         let remote_tag = from.tag().filter(|t| !t.is_empty()).map(str::to_owned);
-        let calling = tsip::calling_party(&from);
-        let called = tsip::called_party(&uri, &to);
+        let calling = tsip::calling_party(from);
+        let called = tsip::called_party(uri, to);
         // A display name or user part with a control character (a quoted-pair may escape NUL
         // and other controls, a URI may percent-encode CR and LF, a bare CR is no line end)
         // is malformed for the gateway: 400 before anything is admitted or carried.

@@ -4,8 +4,8 @@ use crate::engine::{CallRecord, Protocol, Stats, Verdict};
 use codecs::meta;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::fmt::Write;
+use std::net::SocketAddr;
 
 /// Totals over the whole capture: the reader's packet count, the engine's totals, and what
 /// the gateway sent each way.

@@ -4,6 +4,7 @@ use super::message::{Headers, Message, StartLine};
 use super::{reason_phrase, Method};
 use bytes::Bytes;
 use ezk_sip_types::Name;
+use std::borrow::Cow;
 
 /// Builds a request or response. Content-Length is always written last among the headers,
 /// computed from the body.
@@ -28,6 +29,15 @@ pub fn is_header_char(c: char) -> bool {
     c == '\t' || !c.is_control()
 }
 
+/// `s` without its control characters (HTAB included); borrowed when it has none.
+fn without_controls(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        Cow::Owned(s.chars().filter(|c| !c.is_control()).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 fn is_header_text(s: &str) -> bool {
     if s.is_ascii() {
         // The same test byte by byte: the ASCII control characters are 0x00-0x1f and 0x7f.
@@ -39,11 +49,14 @@ fn is_header_text(s: &str) -> bool {
 impl MessageBuilder {
     pub fn request(method: &Method, uri: &str) -> Self {
         let method = method.to_string();
-        let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
         let refused = (!is_header_text(&method) || uri.chars().any(|c| c.is_control()))
             .then(|| "the request line".to_owned());
         MessageBuilder {
-            start: format!("{} {} SIP/2.0", clean(&method), clean(uri)),
+            start: format!(
+                "{} {} SIP/2.0",
+                without_controls(&method),
+                without_controls(uri)
+            ),
             headers: Vec::new(),
             body: Bytes::new(),
             refused,
@@ -56,9 +69,8 @@ impl MessageBuilder {
 
     pub fn response_with_reason(code: u16, reason: &str) -> Self {
         let refused = (!is_header_text(reason)).then(|| "the status line".to_owned());
-        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
         MessageBuilder {
-            start: format!("SIP/2.0 {code} {reason}"),
+            start: format!("SIP/2.0 {code} {}", without_controls(reason)),
             headers: Vec::new(),
             body: Bytes::new(),
             refused,
