@@ -86,8 +86,8 @@ fn to_meta(data: &Bytes, policy: &SipPolicy, frame: &mut Vec<u8>) -> usize {
     .unwrap();
     let setup = meta::Message::Setup(meta::Setup {
         call: CallRef(2),
-        calling: translators::sip::calling_party(&from),
-        called: translators::sip::called_party(&uri, &to),
+        calling: translators::sip::calling_party(from),
+        called: translators::sip::called_party(&uri, to),
         emergency: false,
         media: offer.media,
     });

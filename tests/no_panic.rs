@@ -299,19 +299,19 @@ fn exercise_message(m: &Message) {
     let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.content_length());
     if let Ok(from) = m.from() {
         let _ = (from.tag(), from.param("x"), from.uri.user_decoded());
-        let _ = translators::sip::calling_party(&from);
+        let _ = translators::sip::calling_party(from);
     }
     let to = m.to();
     if let Ok(to) = &to {
         let _ = (to.tag(), to.uri.param("user"), to.uri.is_known_scheme());
     }
     if let Ok(vias) = m.vias() {
-        for v in &vias {
+        for v in vias {
             let _ = (v.branch(), v.param("rport"));
         }
     }
     if let Ok(contacts) = m.contacts() {
-        for c in &contacts {
+        for c in contacts {
             let _ = (c.uri.user_decoded(), c.param("expires"));
         }
     }

@@ -65,11 +65,11 @@ fn outside_secrets(msg: &sip::Message) -> Vec<String> {
         }
     }
     for c in msg.contacts().unwrap() {
-        if let Some(h) = c.uri.host {
+        if let Some(h) = &c.uri.host {
             s.push(h.trim_matches(['[', ']']).to_owned());
         }
     }
-    if let Some(h) = msg.from().unwrap().uri.host {
+    if let Some(h) = &msg.from().unwrap().uri.host {
         s.push(h.trim_matches(['[', ']']).to_owned());
     }
     let body = text(&msg.body());

@@ -514,11 +514,62 @@ pub const MAX_BIND_ATTEMPTS: usize = 16;
 /// of calls between two announcements (one every half of this).
 pub const PREPARE_AHEAD: usize = 32;
 
+/// Numbers of one parity from a range, first-in first-out: those never handed out in order,
+/// then those given back in the order they came back. The range is walked as numbers are
+/// taken, so a pool of thousands of ports costs nothing until it is used (replay opens one
+/// pool per media address).
+#[derive(Debug, Clone)]
+struct Fifo {
+    /// The next number never handed out, and where the range ends (exclusive).
+    next: u32,
+    end: u32,
+    released: VecDeque<u16>,
+    in_use: FxHashSet<u16>,
+}
+
+impl Fifo {
+    /// Every second number of `first..end`.
+    fn new(first: u32, end: u32) -> Self {
+        Fifo {
+            next: first,
+            end,
+            released: VecDeque::new(),
+            in_use: FxHashSet::default(),
+        }
+    }
+
+    fn take(&mut self) -> Option<u16> {
+        let n = if self.next < self.end {
+            let n = u16::try_from(self.next).ok()?;
+            self.next += 2;
+            n
+        } else {
+            self.released.pop_front()?
+        };
+        self.in_use.insert(n);
+        Some(n)
+    }
+
+    /// Returns a number to the back of the list; one not handed out is ignored.
+    fn give_back(&mut self, n: u16) {
+        if self.in_use.remove(&n) {
+            self.released.push_back(n);
+        }
+    }
+
+    /// The numbers [`Fifo::take`] hands out next, in order, unless some are given back first.
+    fn upcoming(&self) -> impl Iterator<Item = u16> + '_ {
+        (self.next..self.end)
+            .step_by(2)
+            .filter_map(|n| u16::try_from(n).ok())
+            .chain(self.released.iter().copied())
+    }
+}
+
 /// Even RTP ports of a range (RTCP on the odd port above), first-in first-out.
 #[derive(Debug, Clone)]
 pub struct PortPool {
-    free: VecDeque<u16>,
-    in_use: FxHashSet<u16>,
+    fifo: Fifo,
     /// Ports taken since the binder was last told the upcoming ones; `None` before the first
     /// time.
     since_prepare: Option<usize>,
@@ -529,55 +580,40 @@ impl PortPool {
     pub fn new((low, high): (u16, u16)) -> Self {
         let low = low.max(1024);
         let first = low + (low & 1);
-        let free = (u32::from(first)..u32::from(high))
-            .step_by(2)
-            .filter_map(|p| u16::try_from(p).ok())
-            .collect();
         PortPool {
-            free,
-            in_use: FxHashSet::default(),
+            fifo: Fifo::new(u32::from(first), u32::from(high)),
             since_prepare: None,
         }
     }
 
     pub fn allocate(&mut self) -> Option<u16> {
-        let p = self.free.pop_front()?;
-        self.in_use.insert(p);
-        Some(p)
+        self.fifo.take()
     }
 
     /// Returns a port to the back of the list; a port not handed out is ignored.
     pub fn release(&mut self, port: u16) {
-        if self.in_use.remove(&port) {
-            self.free.push_back(port);
-        }
+        self.fifo.give_back(port);
     }
 
     pub fn in_use(&self) -> usize {
-        self.in_use.len()
+        self.fifo.in_use.len()
     }
 
     /// The next `n` ports [`PortPool::allocate`] hands out, unless some are released first.
     pub fn upcoming(&self, n: usize) -> impl Iterator<Item = u16> + '_ {
-        self.free.iter().copied().take(n)
+        self.fifo.upcoming().take(n)
     }
 }
 
 /// Tunnel stream ids of one parity (GW2 even, GW1 odd), first-in first-out.
 #[derive(Debug, Clone)]
-struct IdPool {
-    free: VecDeque<u16>,
-    in_use: FxHashSet<u16>,
-}
+struct IdPool(Fifo);
 
 impl IdPool {
     fn new(parity: u16) -> Self {
         // Zero never names a stream.
         let first = if parity == 0 { 2 } else { 1 };
-        IdPool {
-            free: (first..=u16::MAX).step_by(2).collect(),
-            in_use: FxHashSet::default(),
-        }
+        IdPool(Fifo::new(first, u32::from(u16::MAX) + 1))
     }
 }
 
@@ -725,16 +761,12 @@ impl MediaTable {
     /// A fresh tunnel stream id for a call that arrived on `side` (GW2 even, GW1 odd).
     pub fn stream_id(&mut self, side: Side) -> Option<StreamId> {
         let pool = self.ids.get_mut(usize::from(side == Side::Inside))?;
-        let id = pool.free.pop_front()?;
-        pool.in_use.insert(id);
-        Some(StreamId(id))
+        pool.0.take().map(StreamId)
     }
 
     fn release_id(&mut self, id: StreamId) {
         for pool in &mut self.ids {
-            if pool.in_use.remove(&id.0) {
-                pool.free.push_back(id.0);
-            }
+            pool.0.give_back(id.0);
         }
     }
 

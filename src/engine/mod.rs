@@ -520,14 +520,14 @@ pub const MAX_FAMILY: usize = 2;
 /// The host part as SIP writes it: IPv6 in brackets (RFC 3261 section 19.1.1).
 pub fn host_of(a: SocketAddr) -> String {
     match a {
-        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V4(v4) => codecs::sip::ip_text(IpAddr::V4(*v4.ip())),
         SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
     }
 }
 
 /// `host:port` as SIP writes it (IPv6 in brackets): `SocketAddr`'s own display form.
 pub fn host_port(a: SocketAddr) -> String {
-    a.to_string()
+    codecs::sip::socket_text(a)
 }
 
 /// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
@@ -658,17 +658,24 @@ impl Out {
         if r.rule.is_none() && matches!(r.protocol, Protocol::Sip | Protocol::H225) {
             r.rule = self.calls.access.take_decided().map(|n| n.to_string());
         }
-        self.count(&r);
-        let media = matches!(r.protocol, Protocol::Rtp | Protocol::Rtcp);
-        if !media || r.verdict != Verdict::Accepted || self.report_accepted_media {
+        self.count(r.protocol, r.verdict);
+        if !self.media_counted_only(r.protocol, r.verdict) {
             self.events.push_back(Event::Report(r));
         }
     }
 
+    /// Whether a verdict on media is only counted, never reported: an accepted packet, unless
+    /// every packet is listed. The media path then builds no report at all.
+    fn media_counted_only(&self, protocol: Protocol, verdict: Verdict) -> bool {
+        matches!(protocol, Protocol::Rtp | Protocol::Rtcp)
+            && verdict == Verdict::Accepted
+            && !self.report_accepted_media
+    }
+
     /// Counts a verdict without reporting it.
-    fn count(&mut self, r: &Report) {
+    fn count(&mut self, protocol: Protocol, verdict: Verdict) {
         let s = &mut self.stats;
-        match r.protocol {
+        match protocol {
             Protocol::Sip => s.sip_messages += 1,
             Protocol::Rtp => s.rtp_packets += 1,
             Protocol::Rtcp => s.rtcp_packets += 1,
@@ -676,7 +683,7 @@ impl Out {
             Protocol::H245 => s.h245_messages += 1,
             Protocol::Ras => s.ras_messages += 1,
         }
-        match r.verdict {
+        match verdict {
             Verdict::Accepted => s.accepted += 1,
             Verdict::Rejected => s.rejected += 1,
             Verdict::Ignored => s.ignored += 1,
@@ -951,7 +958,7 @@ impl Engine {
         if first || self.replay {
             self.out.report(r);
         } else {
-            self.out.count(&r);
+            self.out.count(r.protocol, r.verdict);
         }
     }
 
@@ -981,16 +988,13 @@ impl Engine {
 
     /// Whether an INVITE calls an emergency number or URN ([`Emergency::recognises`]).
     fn is_emergency_invite(&self, msg: &codecs::sip::Message) -> bool {
-        let codecs::sip::StartLine::Request(r) = msg.start() else {
-            return false;
-        };
-        let Ok(uri) = codecs::sip::Uri::parse(&r.uri) else {
+        let Ok(uri) = msg.request_uri() else {
             return false;
         };
         let Ok(to) = msg.to() else {
             return false;
         };
-        let called = translators::sip::called_party(&uri, &to);
+        let called = translators::sip::called_party(uri, to);
         self.out
             .calls
             .emergency
@@ -1099,6 +1103,10 @@ impl Engine {
             Err(Some(d)) => (Verdict::Rejected, Some(d.reason())),
             Err(None) => (Verdict::Rejected, Some("call has ended".to_owned())),
         };
+        if self.out.media_counted_only(protocol, verdict) {
+            self.out.count(protocol, verdict);
+            return true;
+        }
         self.out.report(Report {
             protocol,
             side: arrival,

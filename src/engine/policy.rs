@@ -5,7 +5,7 @@
 //! both end up as a [`Rejection`] that names the SIP status and the headers to send with it.
 
 use codecs::sip::HeaderName as Name;
-use codecs::sip::{MediaType, Message, Method, SipError, StartLine, Uri, UriScheme};
+use codecs::sip::{MediaType, Message, Method, SipError, StartLine, UriScheme};
 
 /// Option tags (RFC 3261 section 19.2) the gateway implements: none yet. `replaces` (RFC 3891)
 /// and `norefersub` (RFC 4488) were advertised without being implemented; a `Require` naming
@@ -229,7 +229,7 @@ impl SipPolicy {
         }
 
         // Request-URI (section 8.2.2.1): a URI with headers is never acted on.
-        let uri = Uri::parse(&req.uri).map_err(Rejection::Malformed)?;
+        let uri = msg.request_uri().map_err(Rejection::Malformed)?;
         if uri.headers.is_some() {
             return Err(Rejection::Malformed(SipError::BadRequestUri(
                 "headers in Request-URI",
@@ -255,7 +255,7 @@ impl SipPolicy {
         // 21.4.22).
         if req.method == Method::Invite && routable && !sos {
             let to = msg.to().map_err(Rejection::Malformed)?;
-            if translators::sip::called_party(&uri, &to).user.is_empty() {
+            if translators::sip::called_party(uri, to).user.is_empty() {
                 return Err(Rejection::AddressIncomplete);
             }
         }

@@ -895,7 +895,7 @@ impl SipLeg {
             }));
         }
         let uri = match msg.start() {
-            StartLine::Request(r) => sip::Uri::parse(&r.uri).map_err(Rejection::Malformed)?,
+            StartLine::Request(_) => msg.request_uri().map_err(Rejection::Malformed)?,
             StartLine::Response(_) => return Err(Rejection::NoSuchCallOrTransaction),
         };
         // A SIPS Request-URI asks for TLS on every hop (RFC 3261 section 19.1, RFC 5630
@@ -912,8 +912,8 @@ impl SipLeg {
         // An RFC 2543 caller sends no tag: the dialog's remote tag is then null, and its
         // in-dialog requests match without one (RFC 3261 section 12.1.1).
         let remote_tag = from.tag().filter(|t| !t.is_empty()).map(str::to_owned);
-        let calling = tsip::calling_party(&from);
-        let called = tsip::called_party(&uri, &to);
+        let calling = tsip::calling_party(from);
+        let called = tsip::called_party(uri, to);
         // A display name or user part with a control character (a quoted-pair may escape NUL
         // and other controls, a URI may percent-encode CR and LF, a bare CR is no line end)
         // is malformed for the gateway: 400 before anything is admitted or carried.
@@ -1038,8 +1038,8 @@ impl SipLeg {
         let remote_target = msg
             .contacts()
             .ok()
-            .and_then(|c| c.into_iter().next())
-            .map(|c| c.uri.raw)
+            .and_then(|c| c.first())
+            .map(|c| c.uri.raw.clone())
             .unwrap_or_else(|| from.uri.raw.clone());
         let dialog = Dialog {
             uac: false,
@@ -1272,8 +1272,8 @@ impl SipLeg {
             d.remote_cseq = Some(cseq.seq);
             // A target refresh updates the remote target (section 12.2.2).
             if matches!(method, Method::Invite | Method::Update) {
-                if let Some(c) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
-                    d.remote_target = c.uri.raw;
+                if let Some(c) = msg.contacts().ok().and_then(|c| c.first()) {
+                    d.remote_target = c.uri.raw.clone();
                 }
             }
         }
@@ -1575,8 +1575,8 @@ impl SipLeg {
                     d.remote_tag = Some(tag.to_owned());
                 }
             }
-            if let Some(contact) = msg.contacts().ok().and_then(|v| v.into_iter().next()) {
-                d.remote_target = contact.uri.raw;
+            if let Some(contact) = msg.contacts().ok().and_then(|v| v.first()) {
+                d.remote_target = contact.uri.raw.clone();
             }
             // A UAC's route set is the Record-Route list reversed (RFC 3261 section 12.1.2).
             let mut route_set: Vec<String> = msg
@@ -2513,7 +2513,7 @@ fn response_flow(symmetric: bool, flow: Flow, msg: &Message) -> Flow {
     if symmetric || flow.transport.is_reliable() {
         return flow;
     }
-    let Some(via) = msg.vias().ok().and_then(|v| v.into_iter().next()) else {
+    let Some(via) = msg.vias().ok().and_then(|v| v.first()) else {
         return flow;
     };
     if via.param("rport").is_some() || via.param("maddr").is_some() {

@@ -58,7 +58,7 @@ impl TxnKey {
             Method::Ack => "INVITE".to_owned(),
             m => m.to_string(),
         };
-        let via = msg.vias().ok()?.into_iter().next()?;
+        let via = msg.vias().ok()?.first()?;
         match via.branch() {
             Some(b) if b.starts_with("z9hG4bK") => Some(TxnKey::Branch {
                 branch: b.to_owned(),
@@ -70,7 +70,7 @@ impl TxnKey {
                 cseq: msg.cseq().ok()?.seq,
                 from_tag: msg.from().ok()?.tag().unwrap_or("").to_owned(),
                 uri: req.uri.clone(),
-                via: via.raw,
+                via: via.raw.clone(),
                 method,
             }),
         }

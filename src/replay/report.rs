@@ -5,6 +5,7 @@ use codecs::meta;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::SocketAddr;
 
 /// Totals over the whole capture: the reader's packet count, the engine's totals, and what
 /// the gateway sent each way.
@@ -26,8 +27,10 @@ pub struct MessageEntry {
     /// Seconds since the first packet of the capture.
     pub time: f64,
     pub protocol: Protocol,
-    pub src: String,
-    pub dst: String,
+    /// Addresses, written out (JSON and text alike) only when the report is: serde writes a
+    /// socket address as its text.
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
     pub summary: crate::engine::Summary,
     pub verdict: Verdict,
     pub reason: Option<String>,

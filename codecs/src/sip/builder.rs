@@ -4,6 +4,7 @@ use super::message::{Headers, Message, StartLine};
 use super::{reason_phrase, Method};
 use bytes::Bytes;
 use ezk_sip_types::Name;
+use std::borrow::Cow;
 
 /// Builds a request or response. Content-Length is always written last among the headers,
 /// computed from the body.
@@ -28,18 +29,34 @@ pub fn is_header_char(c: char) -> bool {
     c == '\t' || !c.is_control()
 }
 
+/// `s` without its control characters (HTAB included); borrowed when it has none.
+fn without_controls(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        Cow::Owned(s.chars().filter(|c| !c.is_control()).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 fn is_header_text(s: &str) -> bool {
+    if s.is_ascii() {
+        // The same test byte by byte: the ASCII control characters are 0x00-0x1f and 0x7f.
+        return s.bytes().all(|b| b == b'\t' || !b.is_ascii_control());
+    }
     s.chars().all(is_header_char)
 }
 
 impl MessageBuilder {
     pub fn request(method: &Method, uri: &str) -> Self {
         let method = method.to_string();
-        let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
         let refused = (!is_header_text(&method) || uri.chars().any(|c| c.is_control()))
             .then(|| "the request line".to_owned());
         MessageBuilder {
-            start: format!("{} {} SIP/2.0", clean(&method), clean(uri)),
+            start: format!(
+                "{} {} SIP/2.0",
+                without_controls(&method),
+                without_controls(uri)
+            ),
             headers: Vec::new(),
             body: Bytes::new(),
             refused,
@@ -52,9 +69,8 @@ impl MessageBuilder {
 
     pub fn response_with_reason(code: u16, reason: &str) -> Self {
         let refused = (!is_header_text(reason)).then(|| "the status line".to_owned());
-        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
         MessageBuilder {
-            start: format!("SIP/2.0 {code} {reason}"),
+            start: format!("SIP/2.0 {code} {}", without_controls(reason)),
             headers: Vec::new(),
             body: Bytes::new(),
             refused,
@@ -171,6 +187,20 @@ mod tests {
     use crate::sip::parse_datagram;
 
     /// A To that already has a tag keeps it, alone (RFC 3261 section 8.2.6.2), in every form.
+    #[test]
+    fn header_text_byte_test_is_the_char_test() {
+        for b in 0u8..0x80 {
+            let s = format!("a{}b", char::from(b));
+            assert_eq!(
+                super::is_header_text(&s),
+                s.chars().all(super::is_header_char),
+                "{b:#x}"
+            );
+        }
+        assert!(!super::is_header_text("a\u{85}b"));
+        assert!(super::is_header_text("caf\u{e9}\t"));
+    }
+
     #[test]
     fn a_tagged_to_gets_no_second_tag() {
         for (to, tagged) in [

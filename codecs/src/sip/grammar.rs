@@ -5,7 +5,9 @@ use super::error::SipError;
 use super::{Method, MAX_CSEQ, MAX_PARAMS};
 use ezk_sip_types::host::{Host, HostPort};
 use ezk_sip_types::uri::{SipUri, SipUriUserPart};
-use std::net::IpAddr;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 /// URI schemes the gateway knows (can parse and reason about). Only `sip`, `sips` and `tel`
@@ -80,36 +82,50 @@ pub fn parse_decimal(s: &str, max: u32) -> Option<u32> {
 
 /// Splits a comma-separated header value, ignoring commas inside quoted strings and `<...>`.
 /// Elements are trimmed; empty elements are kept so callers can reject them.
-pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let mut in_quote = false;
-    let mut escaped = false;
-    let mut in_angle = false;
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
-        if in_quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quote = false;
+pub fn split_list(value: &str) -> SplitList<'_> {
+    SplitList { rest: Some(value) }
+}
+
+/// The elements of a list header value, found as they are asked for (see [`split_list`]).
+/// A comma that splits is outside quotes and `<...>`, so each element is scanned afresh.
+#[derive(Debug, Clone)]
+pub struct SplitList<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for SplitList<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let value = self.rest?;
+        let mut in_quote = false;
+        let mut escaped = false;
+        let mut in_angle = false;
+        for (i, c) in value.char_indices() {
+            if in_quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_quote = false;
+                }
+                continue;
             }
-            continue;
-        }
-        match c {
-            '"' => in_quote = true,
-            '<' => in_angle = true,
-            '>' => in_angle = false,
-            ',' if !in_angle => {
-                parts.push(value.get(start..i).unwrap_or("").trim());
-                start = i + 1;
+            match c {
+                '"' => in_quote = true,
+                '<' => in_angle = true,
+                '>' => in_angle = false,
+                ',' if !in_angle => {
+                    self.rest = Some(value.get(i + 1..).unwrap_or(""));
+                    return Some(value.get(..i).unwrap_or("").trim());
+                }
+                _ => {}
             }
-            _ => {}
         }
+        self.rest = None;
+        Some(value.trim())
     }
-    parts.push(value.get(start..).unwrap_or("").trim());
-    parts.into_iter()
 }
 
 /// A `;name[=value]` parameter. Names compare case-insensitively.
@@ -317,7 +333,28 @@ impl Uri {
         }
     }
 
+    /// A SIP URI, from the cache of recent ones when it was read before (see [`RECENT`]).
     fn parse_sip(s: &str, sips: bool) -> Result<Uri, SipError> {
+        if s.len() > MAX_CACHED_URI_LEN {
+            return Self::parse_sip_uncached(s, sips);
+        }
+        let cached = RECENT.with(|c| c.try_borrow().ok().and_then(|m| m.get(s).cloned()));
+        if let Some(result) = cached {
+            return result;
+        }
+        let result = Self::parse_sip_uncached(s, sips);
+        RECENT.with(|c| {
+            if let Ok(mut m) = c.try_borrow_mut() {
+                if m.len() >= MAX_CACHED_URIS {
+                    m.clear();
+                }
+                m.insert(s.into(), result.clone());
+            }
+        });
+        result
+    }
+
+    fn parse_sip_uncached(s: &str, sips: bool) -> Result<Uri, SipError> {
         let bad = SipError::BadRequestUri;
         let (without_headers, headers) = match s.split_once('?') {
             Some((u, h)) => (u, Some(h.to_owned())),
@@ -390,9 +427,68 @@ impl Uri {
     }
 }
 
+/// How many parsed SIP URIs [`RECENT`] keeps before it starts over, and the longest URI it
+/// keeps (longer ones are rare and parsed each time), so it stays within about 200 KiB.
+const MAX_CACHED_URIS: usize = 512;
+const MAX_CACHED_URI_LEN: usize = 256;
+
+thread_local! {
+    /// SIP URIs parsed recently on this thread, by their exact text (the scheme included, so
+    /// `sips` is part of the key). A dialog's messages repeat the same From, To, Contact and
+    /// Route URIs, and the SIP URI grammar costs about 8,000 instructions a URI. The result
+    /// depends on the text alone, so a hit answers exactly what parsing would, errors included.
+    static RECENT: RefCell<HashMap<Box<str>, Result<Uri, SipError>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// An IP address as text, exactly as `Display` writes it (IPv6 without brackets). IPv4, the
+/// common case, is written here directly: `Display` goes through the formatter (about 1,200
+/// instructions an address), and every Via, Contact and URI the gateway reads or writes has one.
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            push_ipv4(&mut out, v4);
+            out
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
+/// `ip:port` (IPv6 as `[ip]:port`), exactly as `SocketAddr`'s `Display` writes it.
+pub fn socket_text(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let mut out = String::with_capacity(21);
+            push_ipv4(&mut out, *v4.ip());
+            out.push(':');
+            push_decimal(&mut out, v4.port());
+            out
+        }
+        SocketAddr::V6(_) => addr.to_string(),
+    }
+}
+
+fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(out, u16::from(octet));
+    }
+}
+
+/// `n` in decimal without leading zeros.
+fn push_decimal(out: &mut String, n: u16) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
 fn host_string(hp: &HostPort) -> (String, Option<IpAddr>) {
     match &hp.host {
-        Host::IP4(ip) => (ip.to_string(), Some(IpAddr::V4(*ip))),
+        Host::IP4(ip) => (ip_text(IpAddr::V4(*ip)), Some(IpAddr::V4(*ip))),
         Host::IP6(ip) => (format!("[{ip}]"), Some(IpAddr::V6(*ip))),
         Host::Name(n) => (n.to_string(), None),
     }
@@ -691,6 +787,30 @@ impl MediaType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_is_display() {
+        use std::net::{Ipv6Addr, SocketAddrV6};
+        for ip in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [10, 0, 0, 1],
+            [192, 0, 2, 109],
+            [198, 51, 100, 80],
+            [1, 20, 100, 250],
+        ] {
+            let v4 = Ipv4Addr::from(ip);
+            assert_eq!(super::ip_text(IpAddr::V4(v4)), v4.to_string());
+            for port in [0, 9, 10, 99, 100, 5060, 9999, 10000, 65535] {
+                let a = SocketAddr::from((v4, port));
+                assert_eq!(super::socket_text(a), a.to_string());
+            }
+        }
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+        assert_eq!(super::ip_text(IpAddr::V6(v6)), v6.to_string());
+        let a = SocketAddr::V6(SocketAddrV6::new(v6, 5060, 0, 3));
+        assert_eq!(super::socket_text(a), a.to_string());
+    }
 
     #[test]
     fn lists_respect_quotes_and_angles() {

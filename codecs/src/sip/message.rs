@@ -1,10 +1,11 @@
 //! A parsed SIP message: start line, raw header multimap, body, and the exact original bytes.
 
 use super::error::SipError;
-use super::grammar::{self, CSeq, MediaType, NameAddr, Via};
+use super::grammar::{self, CSeq, MediaType, NameAddr, Uri, Via};
 use super::{Method, MAX_HEADERS, MAX_HEADER_LEN, MAX_MAX_FORWARDS, MAX_VIAS};
 use bytes::Bytes;
 use ezk_sip_types::Name;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 /// The first line of a message.
@@ -35,13 +36,21 @@ pub struct StatusLine {
 /// unfolded and trimmed.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
-    /// Name, its canonical spelling (compact forms resolved) for fast comparison, value.
-    entries: Vec<(Name, Box<str>, String)>,
+    /// Name, its canonical spelling (compact forms resolved) for fast comparison, value. The
+    /// spelling of a common name is borrowed from [`COMMON_NAMES`].
+    entries: Vec<(Name, Cow<'static, str>, String)>,
 }
 
 impl Headers {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Room for `n` fields (a parsed message has a dozen or so).
+    fn with_capacity(n: usize) -> Self {
+        Headers {
+            entries: Vec::with_capacity(n),
+        }
     }
 
     /// All values of a header, each as written (a comma list stays one value).
@@ -82,13 +91,40 @@ impl Headers {
         self.all(name).flat_map(grammar::split_list)
     }
 
+    /// Where the single value of a header that must appear exactly once is.
+    fn required_at(&self, name: &Name, label: &'static str) -> Result<usize, SipError> {
+        let canonical = name.as_print_str();
+        let mut at = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, c, _))| c.eq_ignore_ascii_case(canonical))
+            .map(|(i, _)| i);
+        let first = at.next().ok_or(SipError::MissingHeader(label))?;
+        if at.next().is_some() {
+            return Err(SipError::DuplicateHeader(label));
+        }
+        Ok(first)
+    }
+
+    /// The value of the field at `at` (from [`Headers::required_at`]).
+    fn value_at(&self, at: usize) -> &str {
+        self.entries.get(at).map_or("", |(_, _, v)| v.as_str())
+    }
+
     pub fn contains(&self, name: &Name) -> bool {
         self.all(name).next().is_some()
     }
 
     pub fn push(&mut self, name: Name, value: impl Into<String>) {
-        let canonical = name.as_print_str().into();
+        let canonical = Cow::Owned(name.as_print_str().to_owned());
         self.entries.push((name, canonical, value.into()));
+    }
+
+    /// A header field as the parser read it: its name resolved by [`header_name`].
+    fn push_read(&mut self, name: &str, value: &str) {
+        let (name, canonical) = header_name(name);
+        self.entries.push((name, canonical, value.to_owned()));
     }
 
     pub fn len(&self) -> usize {
@@ -122,6 +158,10 @@ struct Parsed {
     to: OnceLock<Result<NameAddr, SipError>>,
     vias: OnceLock<Result<Vec<Via>, SipError>>,
     cseq: OnceLock<Result<CSeq, SipError>>,
+    contacts: OnceLock<Result<Vec<NameAddr>, SipError>>,
+    /// Where the Call-ID is among the headers, once found and checked.
+    call_id: OnceLock<Result<usize, SipError>>,
+    request_uri: OnceLock<Result<Uri, SipError>>,
 }
 
 impl Message {
@@ -180,24 +220,19 @@ impl Message {
     /// The Call-ID: `word [ "@" word ]` (RFC 3261 section 25.1), read leniently as one or
     /// two non-empty runs of visible characters (some UAs use characters `word` lacks, such
     /// as `=`); whitespace, control characters and an empty side of `@` are refused.
+    ///
+    /// Found and checked once per message (the router, the policy and the leg all ask).
     pub fn call_id(&self) -> Result<&str, SipError> {
-        let v = self.headers.required(&Name::CALL_ID, "Call-ID")?;
-        let bad = |why| SipError::BadHeader {
-            name: "Call-ID",
-            why,
-        };
-        if v.is_empty() || v.chars().any(|c| c.is_whitespace()) {
-            return Err(bad("empty or contains whitespace"));
-        }
-        if v.chars().any(char::is_control) {
-            return Err(bad("control character"));
-        }
-        if let Some((local, host)) = v.split_once('@') {
-            if local.is_empty() || host.is_empty() {
-                return Err(bad("empty word around '@'"));
-            }
-        }
-        Ok(v)
+        let at = self
+            .parsed
+            .call_id
+            .get_or_init(|| {
+                let at = self.headers.required_at(&Name::CALL_ID, "Call-ID")?;
+                check_call_id(self.headers.value_at(at))?;
+                Ok(at)
+            })
+            .clone()?;
+        Ok(self.headers.value_at(at))
     }
 
     pub fn cseq(&self) -> Result<CSeq, SipError> {
@@ -207,24 +242,26 @@ impl Message {
             .clone()
     }
 
-    pub fn from(&self) -> Result<NameAddr, SipError> {
+    pub fn from(&self) -> Result<&NameAddr, SipError> {
         self.parsed
             .from
             .get_or_init(|| {
                 NameAddr::parse_single(self.headers.required(&Name::FROM, "From")?, "From")
             })
-            .clone()
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
-    pub fn to(&self) -> Result<NameAddr, SipError> {
+    pub fn to(&self) -> Result<&NameAddr, SipError> {
         self.parsed
             .to
             .get_or_init(|| NameAddr::parse_single(self.headers.required(&Name::TO, "To")?, "To"))
-            .clone()
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// All Via values, topmost first.
-    pub fn vias(&self) -> Result<Vec<Via>, SipError> {
+    pub fn vias(&self) -> Result<&[Via], SipError> {
         self.parsed
             .vias
             .get_or_init(|| {
@@ -237,18 +274,38 @@ impl Message {
                 }
                 Ok(out)
             })
-            .clone()
+            .as_deref()
+            .map_err(Clone::clone)
     }
 
-    pub fn contacts(&self) -> Result<Vec<NameAddr>, SipError> {
-        let mut out = Vec::new();
-        for v in self.headers.list(&Name::CONTACT) {
-            if v == "*" {
-                continue;
-            }
-            out.push(NameAddr::parse(v, "Contact")?);
-        }
-        Ok(out)
+    pub fn contacts(&self) -> Result<&[NameAddr], SipError> {
+        self.parsed
+            .contacts
+            .get_or_init(|| {
+                let mut out = Vec::new();
+                for v in self.headers.list(&Name::CONTACT) {
+                    if v == "*" {
+                        continue;
+                    }
+                    out.push(NameAddr::parse(v, "Contact")?);
+                }
+                Ok(out)
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
+    /// The Request-URI, parsed on first use (the policy, the call table and the leg all read
+    /// it). A response has none.
+    pub fn request_uri(&self) -> Result<&Uri, SipError> {
+        let StartLine::Request(r) = &self.start else {
+            return Err(SipError::BadStartLine("a response has no Request-URI"));
+        };
+        self.parsed
+            .request_uri
+            .get_or_init(|| Uri::parse(&r.uri))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn max_forwards(&self) -> Result<Option<u32>, SipError> {
@@ -281,6 +338,27 @@ impl Message {
     }
 }
 
+/// The Call-ID: `word [ "@" word ]` (RFC 3261 section 25.1), read leniently (see
+/// [`Message::call_id`]).
+fn check_call_id(v: &str) -> Result<(), SipError> {
+    let bad = |why| SipError::BadHeader {
+        name: "Call-ID",
+        why,
+    };
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace()) {
+        return Err(bad("empty or contains whitespace"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(bad("control character"));
+    }
+    if let Some((local, host)) = v.split_once('@') {
+        if local.is_empty() || host.is_empty() {
+            return Err(bad("empty word around '@'"));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn content_length(headers: &Headers) -> Result<Option<usize>, SipError> {
     match headers.single(&Name::CONTENT_LENGTH, "Content-Length")? {
         None => Ok(None),
@@ -302,7 +380,7 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
     };
     let first = lines.next().ok_or(SipError::Empty)?;
     let start = parse_start_line(&first)?;
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(16);
     for line in lines {
         if headers.len() >= MAX_HEADERS {
             return Err(SipError::TooManyHeaders { limit: MAX_HEADERS });
@@ -322,14 +400,14 @@ pub(super) fn parse_head(head: &str) -> Result<(StartLine, Headers), SipError> {
                 limit: MAX_HEADER_LEN,
             });
         }
-        headers.push(Name::from(name.to_owned()), value);
+        headers.push_read(name, value);
     }
     Ok((start, headers))
 }
 
 /// Header lines after the start line, skipping lines that are not `name: value`.
 pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(16);
     for line in (LineIter {
         rest: head,
         line_no: 0,
@@ -348,10 +426,45 @@ pub(super) fn parse_header_lines_lenient(head: &str) -> Headers {
         }
         let value = value.trim_matches([' ', '\t']);
         if value.len() <= MAX_HEADER_LEN {
-            headers.push(Name::from(name.to_owned()), value);
+            headers.push_read(name, value);
         }
     }
     headers
+}
+
+/// The header names of nearly every message, in the spelling of nearly every UA (each the
+/// name's canonical spelling, which a test checks).
+static COMMON_NAMES: [(&str, Name); 15] = [
+    ("Via", Name::VIA),
+    ("From", Name::FROM),
+    ("To", Name::TO),
+    ("Call-ID", Name::CALL_ID),
+    ("CSeq", Name::CSEQ),
+    ("Contact", Name::CONTACT),
+    ("Max-Forwards", Name::MAX_FORWARDS),
+    ("Content-Type", Name::CONTENT_TYPE),
+    ("Content-Length", Name::CONTENT_LENGTH),
+    ("Record-Route", Name::RECORD_ROUTE),
+    ("Route", Name::ROUTE),
+    ("Allow", Name::ALLOW),
+    ("Supported", Name::SUPPORTED),
+    ("User-Agent", Name::USER_AGENT),
+    ("Require", Name::REQUIRE),
+];
+
+/// A header name as `Name::from` resolves it (compact forms and any case to the known name),
+/// and its canonical spelling. A name written exactly as a common one's canonical spelling is
+/// that name: `Name::from` would find the same one after comparing the name with every known
+/// spelling in turn.
+fn header_name(name: &str) -> (Name, Cow<'static, str>) {
+    match COMMON_NAMES.iter().find(|(spelled, _)| *spelled == name) {
+        Some((spelled, common)) => (common.clone(), Cow::Borrowed(*spelled)),
+        None => {
+            let name = Name::from(name.to_owned());
+            let canonical = Cow::Owned(name.as_print_str().to_owned());
+            (name, canonical)
+        }
+    }
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
@@ -466,14 +579,15 @@ struct LineIter<'a> {
     line_no: usize,
 }
 
-impl Iterator for LineIter<'_> {
-    type Item = String;
+impl<'a> Iterator for LineIter<'a> {
+    /// A line without continuation is borrowed as it is; only a folded one is built.
+    type Item = Cow<'a, str>;
 
-    fn next(&mut self) -> Option<String> {
+    fn next(&mut self) -> Option<Cow<'a, str>> {
         if self.rest.is_empty() {
             return None;
         }
-        let mut out = String::new();
+        let mut out: Option<String> = None;
         loop {
             let (line, rest) = match self.rest.find('\n') {
                 Some(i) => (
@@ -483,16 +597,24 @@ impl Iterator for LineIter<'_> {
                 None => (self.rest, ""),
             };
             let line = line.strip_suffix('\r').unwrap_or(line);
-            if out.is_empty() {
-                out.push_str(line);
-            } else {
-                out.push(' ');
-                out.push_str(line.trim_start_matches([' ', '\t']));
-            }
             self.rest = rest;
             self.line_no += 1;
-            if !self.rest.starts_with([' ', '\t']) {
-                return Some(out);
+            let folded = self.rest.starts_with([' ', '\t']);
+            match &mut out {
+                None if !folded => return Some(Cow::Borrowed(line)),
+                None => out = Some(line.to_owned()),
+                Some(o) => {
+                    // While the line so far is empty, a continuation is taken as written.
+                    if !o.is_empty() {
+                        o.push(' ');
+                        o.push_str(line.trim_start_matches([' ', '\t']));
+                    } else {
+                        o.push_str(line);
+                    }
+                }
+            }
+            if !folded {
+                return out.map(Cow::Owned);
             }
         }
     }
@@ -512,6 +634,19 @@ mod tests {
         let (m, _) = parse_datagram(Bytes::from(text))?;
         m.check()?;
         m.call_id().map(str::to_owned)
+    }
+
+    #[test]
+    fn common_header_names_resolve_as_name_from_does() {
+        for (spelled, n) in &super::COMMON_NAMES {
+            assert_eq!(*spelled, n.as_print_str());
+            let full = ezk_sip_types::Name::from((*spelled).to_owned());
+            let (fast, canonical) = super::header_name(spelled);
+            assert_eq!(canonical, full.as_print_str(), "{spelled}");
+            assert_eq!(fast.as_print_str(), full.as_print_str(), "{spelled}");
+            assert_eq!(fast.as_parse_strs(), full.as_parse_strs(), "{spelled}");
+            assert!(full.as_parse_strs().is_some(), "{spelled} is a known name");
+        }
     }
 
     #[test]

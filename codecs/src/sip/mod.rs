@@ -19,8 +19,9 @@ pub use error::SipError;
 pub use ezk_sip_types::Name as HeaderName;
 pub use framing::{parse_datagram, salvage_request_headers, StreamFramer};
 pub use grammar::{
-    is_hostname, is_token_byte, parse_decimal, split_list, CSeq, MediaType, NameAddr, Param, Uri,
-    UriScheme, Via, KNOWN_URI_SCHEMES, MAX_HOSTNAME_LEN, MAX_LABEL_LEN,
+    ip_text, is_hostname, is_token_byte, parse_decimal, socket_text, split_list, CSeq, MediaType,
+    NameAddr, Param, SplitList, Uri, UriScheme, Via, KNOWN_URI_SCHEMES, MAX_HOSTNAME_LEN,
+    MAX_LABEL_LEN,
 };
 pub use message::{Headers, Message, RequestLine, StartLine, StatusLine};
 
