@@ -80,6 +80,34 @@ pub fn parse_decimal(s: &str, max: u32) -> Option<u32> {
     u32::try_from(n).ok().filter(|n| *n <= max)
 }
 
+/// Where a left-to-right scan of a header value stands with regard to quoted strings
+/// (RFC 3261 section 25.1: `"..."` with `\` escaping the next character).
+#[derive(Debug, Default, Clone, Copy)]
+struct Quoting {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Quoting {
+    /// Takes the next character; `true` when it is part of a quoted string (its quotes
+    /// included), so the caller's own syntax does not apply to it.
+    fn quoted(&mut self, c: char) -> bool {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == '\\' {
+                self.escaped = true;
+            } else if c == '"' {
+                self.inside = false;
+            }
+            true
+        } else {
+            self.inside = c == '"';
+            self.inside
+        }
+    }
+}
+
 /// Splits a comma-separated header value, ignoring commas inside quoted strings and `<...>`.
 /// Elements are trimmed; empty elements are kept so callers can reject them.
 pub fn split_list(value: &str) -> SplitList<'_> {
@@ -98,22 +126,13 @@ impl<'a> Iterator for SplitList<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let value = self.rest?;
-        let mut in_quote = false;
-        let mut escaped = false;
+        let mut quoting = Quoting::default();
         let mut in_angle = false;
         for (i, c) in value.char_indices() {
-            if in_quote {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == '"' {
-                    in_quote = false;
-                }
+            if quoting.quoted(c) {
                 continue;
             }
             match c {
-                '"' => in_quote = true,
                 '<' => in_angle = true,
                 '>' => in_angle = false,
                 ',' if !in_angle => {
@@ -200,21 +219,13 @@ fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a Param> {
 /// Splits on `sep` outside quoted strings.
 fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     let mut out = Vec::new();
-    let mut in_quote = false;
-    let mut escaped = false;
+    let mut quoting = Quoting::default();
     let mut start = 0;
     for (i, c) in s.char_indices() {
-        if in_quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quote = false;
-            }
-        } else if c == '"' {
-            in_quote = true;
-        } else if c == sep {
+        if quoting.quoted(c) {
+            continue;
+        }
+        if c == sep {
             out.push(s.get(start..i).unwrap_or(""));
             start = i + c.len_utf8();
         }
@@ -530,26 +541,15 @@ impl NameAddr {
         let bad = |why| SipError::BadHeader { name: header, why };
         let s = s.trim();
         // Find '<' outside a quoted string.
-        let mut in_quote = false;
-        let mut escaped = false;
+        let mut quoting = Quoting::default();
         let mut lt = None;
         for (i, c) in s.char_indices() {
-            if in_quote {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == '"' {
-                    in_quote = false;
-                }
-            } else if c == '"' {
-                in_quote = true;
-            } else if c == '<' {
+            if !quoting.quoted(c) && c == '<' {
                 lt = Some(i);
                 break;
             }
         }
-        if in_quote {
+        if quoting.inside {
             return Err(bad("unterminated quoted string"));
         }
         match lt {
