@@ -641,16 +641,26 @@ def robustness(py, rounds, seed):
     rnd = __import__("random").Random(seed)
     problems = []
     for name, msgs in frames_for_answer(hp, rnd, rounds):
-        port = free_port("127.0.0.1")
-        proc = subprocess.Popen(
-            [py, PEER, "answer", "--listen", str(port), "--rtp-port",
-             str(free_port("127.0.0.1", socket.SOCK_DGRAM, True)), "--seconds", "1",
-             "--connect-timeout", "3", "--release-timeout", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        try:
+        # A port found free may be taken before the peer binds it (the gateways the other
+        # tests run bind their media ports ahead in ranges found the same way): a peer that
+        # stopped on a port in use is started again on other ports, twice at most.
+        for _ in range(3):
+            port = free_port("127.0.0.1")
+            proc = subprocess.Popen(
+                [py, PEER, "answer", "--listen", str(port), "--rtp-port",
+                 str(free_port("127.0.0.1", socket.SOCK_DGRAM, True)), "--seconds", "1",
+                 "--connect-timeout", "3", "--release-timeout", "1"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
             line, early = read_line(proc, "listening", 20)
+            if line is not None or proc.poll() is None:
+                break
+            err = proc.stderr.read().decode(errors="replace")
+            if "in use" not in err:
+                break
+        try:
             if line is None:
-                problems.append("%s: answer did not listen" % name)
+                problems.append("%s: answer did not listen (exit %s): %s" % (
+                    name, proc.poll(), early.decode(errors="replace")[-300:]))
                 continue
             t0 = time.monotonic()
             with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
