@@ -182,25 +182,7 @@ fn nth_record(log: &Path, half: &str, called: &str, n: usize) -> serde_json::Val
 }
 
 fn counters(prefix: &str) -> std::collections::BTreeMap<String, u64> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &format!("{prefix}-router"), "nft"])
-        .args(["-j", "list", "counters"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "nft: {out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o.get("counter"))
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap().to_owned(),
-                c["packets"].as_u64().unwrap(),
-            )
-        })
-        .collect()
+    support::zones::router_counters(prefix)
 }
 
 /// Runs a sipp command printed by `up` (no keyboard, bounded, errors traced in `cwd`).

@@ -51,25 +51,7 @@ impl Zones {
 
     /// The router's named counters: name -> packets.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        let out = self
-            .exec("router", "nft")
-            .args(["-j", "list", "counters"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "nft: {out:?}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|o| o.get("counter"))
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap().to_owned(),
-                    c["packets"].as_u64().unwrap(),
-                )
-            })
-            .collect()
+        router_counters(&self.prefix)
     }
 
     /// A TCP connection attempt from `zone` to `[ip]:port`, given up after half a second: less
@@ -107,4 +89,27 @@ impl Drop for Zones {
             eprintln!("sgw lab down --prefix {}: {out}", self.prefix);
         }
     }
+}
+
+/// The named nftables counters of the router of the zones `prefix-*`: name -> packets.
+pub fn router_counters(prefix: &str) -> BTreeMap<String, u64> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-router"), "nft"])
+        .args(["-j", "list", "counters"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nft: {out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("counter"))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["packets"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
