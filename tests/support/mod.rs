@@ -62,8 +62,61 @@ pub fn free_udp_port(ip: &str) -> u16 {
         .port()
 }
 
-/// A free even UDP port with the next one free too (RTP and RTCP).
+/// Ports of a [`free_rtp_port`] block: a test may use a media range of up to 100 ports from
+/// the port it returns.
+const RTP_BLOCK: u16 = 128;
+
+/// A free even UDP port that starts a block of [`RTP_BLOCK`] ports all free now, for media
+/// ranges (RTP and RTCP). The blocks lie outside the kernel's ephemeral range
+/// (`ip_local_port_range`) and outside 10000-31999 (`call_model_live`'s fixed ranges): a socket
+/// some program binds to port 0 after the probe (a peer, a gateway's client socket, another test)
+/// never lands in a gateway's media range, and the gateways' pre-binders, which bind ports ahead
+/// in their ranges, never hold a port another test was given. Blocks come from one cursor per
+/// test process, so parallel tests get disjoint ones.
 pub fn free_rtp_port(ip: &str) -> u16 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CURSOR: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let (eph_lo, eph_hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|w| w.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    let outside = |lo: u32, hi: u32| hi < eph_lo || lo > eph_hi;
+    let block = u32::from(RTP_BLOCK);
+    let starts: Vec<u16> = (2048..65_536 - block)
+        .step_by(RTP_BLOCK as usize)
+        .filter(|&lo| outside(lo, lo + block - 1) && (lo + block <= 10_000 || lo >= 32_000))
+        .filter_map(|lo| u16::try_from(lo).ok())
+        .collect();
+    if starts.is_empty() {
+        return free_rtp_port_ephemeral(ip);
+    }
+    // Each test process starts somewhere else, so a port a previous process's peer still holds is
+    // rarely the first one tried.
+    let _ = CURSOR.compare_exchange(
+        usize::MAX,
+        std::process::id() as usize % starts.len(),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..starts.len() {
+        let i = CURSOR.fetch_add(1, Ordering::Relaxed) % starts.len();
+        let lo = starts[i];
+        let held: Vec<UdpSocket> = (lo..lo + RTP_BLOCK)
+            .map_while(|p| UdpSocket::bind((ip, p)).ok())
+            .collect();
+        if held.len() == usize::from(RTP_BLOCK) {
+            return lo;
+        }
+    }
+    free_rtp_port_ephemeral(ip)
+}
+
+/// An even port from the ephemeral range with the two above it free: where no block outside it
+/// is free.
+fn free_rtp_port_ephemeral(ip: &str) -> u16 {
     for _ in 0..100 {
         let a = UdpSocket::bind((ip, 0)).unwrap();
         let p = a.local_addr().unwrap().port();
