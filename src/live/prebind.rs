@@ -19,33 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 /// Pairs ready per side at most, whatever was announced.
 pub const MAX_READY: usize = 4 * PREPARE_AHEAD;
 
-/// A media socket as the binder hands it to the driver: registered with the driver's runtime
-/// already when it was bound ahead there, so that is not done on the engine's task either.
-#[derive(Debug)]
-pub enum MediaSocket {
-    Bound(UdpSocket),
-    Registered(tokio::net::UdpSocket),
-}
-
-impl MediaSocket {
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match self {
-            MediaSocket::Bound(s) => s.local_addr(),
-            MediaSocket::Registered(s) => s.local_addr(),
-        }
-    }
-
-    /// The socket for the driver's runtime.
-    pub fn into_tokio(self) -> std::io::Result<tokio::net::UdpSocket> {
-        match self {
-            MediaSocket::Bound(s) => tokio::net::UdpSocket::from_std(s),
-            MediaSocket::Registered(s) => Ok(s),
-        }
-    }
-}
-
 /// The RTP and RTCP sockets of one media port.
-pub type Pair = (MediaSocket, MediaSocket);
+pub type Pair = (UdpSocket, UdpSocket);
 
 /// Binds the RTP socket at `rtp` and the RTCP one at the port above, non-blocking; fails when
 /// either is held (by another program, or by this one).
@@ -56,24 +31,7 @@ pub fn bind_pair(rtp: SocketAddr) -> std::io::Result<Pair> {
         s.set_nonblocking(true)?;
         Ok::<_, std::io::Error>(s)
     };
-    Ok((
-        MediaSocket::Bound(bind(rtp)?),
-        MediaSocket::Bound(bind(rtcp)?),
-    ))
-}
-
-/// [`bind_pair`], registered with `runtime` when there is one.
-fn bind_registered(
-    rtp: SocketAddr,
-    runtime: Option<&tokio::runtime::Handle>,
-) -> std::io::Result<Pair> {
-    let (a, b) = bind_pair(rtp)?;
-    let Some(handle) = runtime else {
-        return Ok((a, b));
-    };
-    let _entered = handle.enter();
-    let register = |s: MediaSocket| s.into_tokio().map(MediaSocket::Registered);
-    Ok((register(a)?, register(b)?))
+    Ok((bind(rtp)?, bind(rtcp)?))
 }
 
 /// How streams' sockets were found, for the driver's counters.
@@ -183,8 +141,6 @@ impl Shared {
 /// The stock of one half and its binding thread (started at the first announcement).
 pub struct Prebinder {
     name: String,
-    /// The driver's runtime, which the pairs bound ahead are registered with.
-    runtime: Option<tokio::runtime::Handle>,
     shared: Arc<Shared>,
     /// Whether the thread runs; `None` before the first announcement.
     started: Option<bool>,
@@ -192,12 +148,10 @@ pub struct Prebinder {
 }
 
 impl Prebinder {
-    /// `name` names the thread (`sgw-gw2-bind`, ...). Made within a tokio runtime, the pairs
-    /// it binds ahead are registered with that runtime.
+    /// `name` names the thread (`sgw-gw2-bind`, ...).
     pub fn new(name: String) -> Self {
         Prebinder {
             name,
-            runtime: tokio::runtime::Handle::try_current().ok(),
             shared: Arc::new(Shared {
                 stock: Mutex::new(Stock::default()),
                 work: Condvar::new(),
@@ -213,10 +167,9 @@ impl Prebinder {
     pub fn prepare(&mut self, side: Side, ip: IpAddr, upcoming: &mut dyn Iterator<Item = u16>) {
         let started = *self.started.get_or_insert_with(|| {
             let shared = self.shared.clone();
-            let runtime = self.runtime.clone();
             std::thread::Builder::new()
                 .name(self.name.clone())
-                .spawn(move || run(&shared, runtime.as_ref()))
+                .spawn(move || run(&shared))
                 .is_ok()
         });
         // Without the thread nothing is bound ahead: every pair is bound when asked for.
@@ -273,10 +226,9 @@ impl Drop for Prebinder {
     }
 }
 
-/// The binding thread: binds announced ports one at a time (and registers them with the
-/// driver's runtime), the lock released meanwhile; closes the pairs no longer announced;
-/// closes them all when stopped.
-fn run(shared: &Shared, runtime: Option<&tokio::runtime::Handle>) {
+/// The binding thread: binds announced ports one at a time, the lock released meanwhile;
+/// closes the pairs no longer announced; closes them all when stopped.
+fn run(shared: &Shared) {
     loop {
         let mut stale = Vec::new();
         let next = {
@@ -304,7 +256,7 @@ fn run(shared: &Shared, runtime: Option<&tokio::runtime::Handle>) {
         // Closed here, not under the lock.
         drop(stale);
         let Some((side, rtp)) = next else { continue };
-        let bound = bind_registered(rtp, runtime);
+        let bound = bind_pair(rtp);
         let mut s = shared.lock();
         s.binding = None;
         let unwanted = match bound {

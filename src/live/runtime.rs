@@ -3,8 +3,8 @@
 //! what happens to a message: every verdict, answer, port choice and keepalive is the engine's.
 //!
 //! One task owns the engine; reader tasks (the signalling UDP sockets, SIP TCP connections, the
-//! tunnel, and a few shared readers of all per-call media sockets) send it [`Input`]s over one
-//! channel, and it drains the engine's outputs after each input in the order
+//! tunnel) and the half's media thread (all per-call media sockets, see
+//! [`crate::live::media_poll`]) send it [`Input`]s over one channel, and it drains the engine's outputs after each input in the order
 //! the engine documents: socket requests, transmits, tunnel frames, events.
 
 use crate::engine::{
@@ -12,15 +12,14 @@ use crate::engine::{
     Transport, TunnelOut, Verdict,
 };
 use crate::live::logging::{RejectDecision, RejectLog};
-use crate::live::prebind::{bind_pair, MediaSocket, PrebindCounters, Prebinder};
+use crate::live::media_poll::{self, MediaPoller};
+use crate::live::prebind::{bind_pair, PrebindCounters, Prebinder};
 use crate::live::tunnel::{
     ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
 };
 use bytes::Bytes;
 use codecs::meta::{FrameReader, StreamId};
 use codecs::tunnel::{ConnectionKind, MediaFramer, MediaRepr};
-use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -339,7 +338,7 @@ enum SocketOp {
     Opened {
         side: Side,
         local: SocketAddr,
-        socket: MediaSocket,
+        socket: std::net::UdpSocket,
     },
     Closed {
         local: SocketAddr,
@@ -435,190 +434,36 @@ impl Binder for LiveBinder {
     }
 }
 
-struct UdpEntry {
-    socket: Arc<UdpSocket>,
-    reader: Reader,
+/// A UDP socket of the driver, with how it is read.
+enum UdpEntry {
+    /// A signalling socket, read by a task of its own.
+    Task(Arc<UdpSocket>, JoinHandle<()>),
+    /// A media socket (four per call with media), read by the half's media thread while its
+    /// registration lives; the driver sends on it, non-blocking.
+    Media {
+        socket: Arc<std::net::UdpSocket>,
+        /// Held for its drop, which stops the reading.
+        _reading: media_poll::Registration,
+    },
 }
 
-/// How a UDP socket is read: a task of its own (the few signalling sockets) or a future of a
-/// shared media reader (per-call media sockets).
-enum Reader {
-    Task(JoinHandle<()>),
-    Shared(AbortHandle),
+impl UdpEntry {
+    /// Sends without waiting; false when the socket's buffer is full or the send failed (the
+    /// datagram is dropped, as UDP would).
+    fn try_send_to(&self, data: &[u8], to: SocketAddr) -> bool {
+        match self {
+            UdpEntry::Task(s, _) => s.try_send_to(data, to).is_ok(),
+            UdpEntry::Media { socket, .. } => socket.send_to(data, to).is_ok(),
+        }
+    }
 }
 
 impl Drop for UdpEntry {
     fn drop(&mut self) {
         // The reader lets go of the socket: it closes once the driver's handle is gone too.
-        match &self.reader {
-            Reader::Task(t) => t.abort(),
-            Reader::Shared(a) => a.abort(),
+        if let UdpEntry::Task(_, reader) = self {
+            reader.abort();
         }
-    }
-}
-
-/// A media socket handed to a shared reader; its reader stops when its [`AbortHandle`] is
-/// aborted.
-struct MediaRead {
-    socket: Arc<UdpSocket>,
-    side: Side,
-    local: SocketAddr,
-    registration: AbortRegistration,
-}
-
-/// The media sockets of one half are read by a few shared tasks (one per core), each polling
-/// the readers of many sockets in a `FuturesUnordered`: a socket costs its waiting future, not
-/// a task and a buffer of its own (issue 11, memory per call). Sockets go to the shards in
-/// turn.
-struct MediaReaders {
-    shards: Vec<mpsc::UnboundedSender<MediaRead>>,
-    next: usize,
-}
-
-impl MediaReaders {
-    fn new() -> Self {
-        MediaReaders {
-            shards: Vec::new(),
-            next: 0,
-        }
-    }
-
-    /// Hands `read` to the next shard (started on first use, inside the runtime); `false`
-    /// when that shard is gone.
-    fn add(
-        &mut self,
-        read: MediaRead,
-        input: &mpsc::Sender<Input>,
-        tasks: &mut Vec<JoinHandle<()>>,
-    ) -> bool {
-        if self.shards.is_empty() {
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-            for _ in 0..n {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tasks.push(tokio::spawn(media_shard(rx, input.clone())));
-                self.shards.push(tx);
-            }
-        }
-        self.next = self.next.wrapping_add(1);
-        let Some(shard) = self.shards.get(self.next % self.shards.len().max(1)) else {
-            return false;
-        };
-        shard.send(read).is_ok()
-    }
-}
-
-/// One shared media reader. It polls the [`MediaSocketReader`]s it is handed (each reads its
-/// socket into the shard's queue while it is readable) and hands what they queued to the
-/// engine task, waiting for room there: while it waits, no socket of the shard is read, and
-/// datagrams wait in the kernel's buffers as they would for a slow reader task of their own.
-async fn media_shard(mut add: mpsc::UnboundedReceiver<MediaRead>, tx: mpsc::Sender<Input>) {
-    let queue: ShardQueue = Arc::default();
-    let mut readers = FuturesUnordered::new();
-    let mut ready = Vec::new();
-    loop {
-        let open = std::future::poll_fn(|cx| {
-            loop {
-                match add.poll_recv(cx) {
-                    std::task::Poll::Ready(Some(r)) => {
-                        let reader = MediaSocketReader {
-                            socket: r.socket,
-                            side: r.side,
-                            local: r.local,
-                            queue: queue.clone(),
-                        };
-                        readers.push(Abortable::new(reader, r.registration));
-                    }
-                    std::task::Poll::Ready(None) => return std::task::Poll::Ready(false),
-                    std::task::Poll::Pending => break,
-                }
-            }
-            // The readers never finish; an aborted one ends and is dropped here.
-            while let std::task::Poll::Ready(Some(_)) = readers.poll_next_unpin(cx) {}
-            std::mem::swap(
-                &mut ready,
-                &mut *queue.lock().unwrap_or_else(PoisonError::into_inner),
-            );
-            if ready.is_empty() {
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(true)
-            }
-        })
-        .await;
-        if !open {
-            return;
-        }
-        for input in ready.drain(..) {
-            if tx.send(input).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Datagrams read by one shard's sockets, for the engine task. Only the shard's own task
-/// touches it (its readers run inside it), so the lock is never contended; it is bounded by
-/// [`MEDIA_READ_BURST`] per readable socket per pass.
-type ShardQueue = Arc<Mutex<Vec<Input>>>;
-
-/// Datagrams one media socket reads per pass of its shard before it lets the others run.
-const MEDIA_READ_BURST: usize = 16;
-
-/// Reads one media socket into its shard's queue whenever the socket is readable. It holds
-/// no buffer and no pending future while it waits (readiness is asked of the socket with
-/// `poll_recv_ready`, which keeps only the waker): thousands of calls wait on their sockets
-/// at once, and each costs this small struct (issue 11, memory per call). Each datagram is
-/// read into a buffer on the thread's stack (one byte larger than the largest packet the
-/// engine relays: a larger one arrives truncated to that and is dropped as too large).
-struct MediaSocketReader {
-    socket: Arc<UdpSocket>,
-    side: Side,
-    local: SocketAddr,
-    queue: ShardQueue,
-}
-
-impl std::future::Future for MediaSocketReader {
-    type Output = ();
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        let this = self.get_mut();
-        for _ in 0..MEDIA_READ_BURST {
-            // An error (the socket's registration is gone) is the end of reading; the driver
-            // aborts the reader when it closes the socket in any case.
-            match this.socket.poll_recv_ready(cx) {
-                std::task::Poll::Ready(Ok(())) => {}
-                std::task::Poll::Ready(Err(_)) => return std::task::Poll::Ready(()),
-                std::task::Poll::Pending => return std::task::Poll::Pending,
-            }
-            match recv_media(&this.socket) {
-                Ok((data, remote)) => {
-                    let flow = Flow {
-                        transport: Transport::Udp,
-                        local: this.local,
-                        remote: unmap(remote),
-                    };
-                    let input = Input::Datagram {
-                        side: this.side,
-                        flow,
-                        data,
-                    };
-                    this.queue
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(input);
-                }
-                // Not ready after all (readiness is a hint): `poll_recv_ready` waits again.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                // ICMP errors reported on the socket and the like: keep reading.
-                Err(_) => {}
-            }
-        }
-        // A busy socket: let the shard hand on what it read and come back to it.
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
     }
 }
 
@@ -669,8 +514,8 @@ pub struct Driver {
     h245_listeners: HashMap<SocketAddr, JoinHandle<()>>,
     /// Connections being opened for the engine, with what it sent meanwhile.
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Bytes>>,
-    /// The shared readers of the media sockets.
-    media_readers: MediaReaders,
+    /// The thread reading the media sockets (started with the first one).
+    media_poller: Option<MediaPoller>,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// How the binder found the media sockets: bound ahead or not.
@@ -723,7 +568,7 @@ impl Driver {
             connecting: HashMap::new(),
             socket_ops,
             prebind,
-            media_readers: MediaReaders::new(),
+            media_poller: None,
             half,
             engine,
             base: Instant::now(),
@@ -830,32 +675,39 @@ impl Driver {
         self.add_udp_sized(side, socket, engine_addr, MAX_DATAGRAM);
     }
 
-    /// A media socket (four per call with media): read by one of the half's shared media
-    /// readers (see [`MediaReaders`]), not by a task of its own.
-    fn add_media_udp(&mut self, side: Side, socket: UdpSocket, engine_addr: SocketAddr) {
-        let socket = Arc::new(socket);
-        let (abort, registration) = AbortHandle::new_pair();
-        let read = MediaRead {
-            socket: socket.clone(),
-            side,
-            local: engine_addr,
-            registration,
-        };
-        if !self.media_readers.add(read, &self.tx, &mut self.tasks) {
-            self.counters.bind_failures += 1;
-            warn(
-                self.half,
-                format_args!("cannot read media port {engine_addr}: its reader stopped"),
-            );
-            return;
+    /// A media socket (four per call with media): read by the half's media thread (started
+    /// here with the first one), not by a task of its own.
+    fn add_media_udp(&mut self, side: Side, socket: std::net::UdpSocket, engine_addr: SocketAddr) {
+        if self.media_poller.is_none() {
+            let tx = self.tx.clone();
+            let sink: media_poll::Sink = Box::new(move |side, local, remote, data| {
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote: unmap(remote),
+                };
+                tx.blocking_send(Input::Datagram { side, flow, data })
+                    .is_ok()
+            });
+            match MediaPoller::start(format!("sgw-{}-media", self.half), sink) {
+                Ok(p) => self.media_poller = Some(p),
+                Err(e) => warn(
+                    self.half,
+                    format_args!("cannot start the media thread: {e}"),
+                ),
+            }
         }
-        self.udp.insert(
-            engine_addr,
-            UdpEntry {
-                socket,
-                reader: Reader::Shared(abort),
-            },
-        );
+        let Some(poller) = &self.media_poller else {
+            self.counters.bind_failures += 1;
+            return;
+        };
+        let socket = Arc::new(socket);
+        let registration = poller.add(socket.clone(), side, engine_addr);
+        let entry = UdpEntry::Media {
+            socket,
+            _reading: registration,
+        };
+        self.udp.insert(engine_addr, entry);
     }
 
     fn add_udp_sized(&mut self, side: Side, socket: UdpSocket, addr: SocketAddr, size: usize) {
@@ -867,13 +719,7 @@ impl Driver {
             size,
             self.tx.clone(),
         ));
-        self.udp.insert(
-            addr,
-            UdpEntry {
-                socket,
-                reader: Reader::Task(reader),
-            },
-        );
+        self.udp.insert(addr, UdpEntry::Task(socket, reader));
     }
 
     /// Sets the caps on SIP TCP connections; call before [`Driver::add_tcp_listener`] (all
@@ -1422,16 +1268,7 @@ impl Driver {
                     side,
                     local,
                     socket,
-                } => match socket.into_tokio() {
-                    Ok(s) => self.add_media_udp(side, s, local),
-                    Err(e) => {
-                        self.counters.bind_failures += 1;
-                        warn(
-                            self.half,
-                            format_args!("cannot use media port {local}: {e}"),
-                        );
-                    }
-                },
+                } => self.add_media_udp(side, socket, local),
                 SocketOp::Closed { local } => {
                     self.udp.remove(&local);
                     crate::engine::shrink_when_sparse(&mut self.udp);
@@ -1475,7 +1312,7 @@ impl Driver {
             Transport::Udp => self
                 .udp
                 .get(&t.flow.local)
-                .is_some_and(|u| u.socket.try_send_to(&t.payload, t.flow.remote).is_ok()),
+                .is_some_and(|u| u.try_send_to(&t.payload, t.flow.remote)),
             Transport::Tcp | Transport::Tls => match self.conn_by_flow.get(&key) {
                 Some(c) => self
                     .conns
@@ -1763,16 +1600,6 @@ async fn udp_reader(
             Err(_) => tokio::task::yield_now().await,
         }
     }
-}
-
-/// One datagram of a media socket, read into a stack buffer (not kept across an await).
-fn recv_media(socket: &UdpSocket) -> std::io::Result<(Bytes, SocketAddr)> {
-    let mut buf = [0u8; crate::engine::media::MAX_MEDIA_PACKET + 1];
-    let (n, remote) = socket.try_recv_from(&mut buf)?;
-    Ok((
-        Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()),
-        remote,
-    ))
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -2381,8 +2208,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    /// Announced ports are opened from the stock bound ahead (counted, no bind here, already
-    /// registered with the runtime); a port another program holds is refused as before; one
+    /// Announced ports are opened from the stock bound ahead (counted, no bind here); a port another program holds is refused as before; one
     /// not announced is bound here (counted).
     #[tokio::test]
     async fn the_live_binder_opens_announced_ports_ready_and_refuses_held_ones() {
@@ -2420,28 +2246,20 @@ mod tests {
         assert!(b.open(Side::Outside, addr(3)), "not announced: bound here");
         assert_eq!(count(), (2, 1));
         drop(held);
-        let opened: Vec<(SocketAddr, bool)> = ops
+        let opened: Vec<SocketAddr> = ops
             .lock()
             .unwrap()
             .iter()
             .filter_map(|op| match op {
                 SocketOp::Opened { local, socket, .. } => {
                     assert_eq!(socket.local_addr().unwrap(), *local);
-                    Some((*local, matches!(socket, MediaSocket::Registered(_))))
+                    Some(*local)
                 }
                 _ => None,
             })
             .collect();
-        let pair = |i: usize, ahead: bool| {
-            [
-                (addr(i), ahead),
-                (SocketAddr::new(ip(), ports[i] + 1), ahead),
-            ]
-        };
-        assert_eq!(
-            opened,
-            [pair(0, true), pair(2, true), pair(3, false)].concat()
-        );
+        let pair = |i: usize| [addr(i), SocketAddr::new(ip(), ports[i] + 1)];
+        assert_eq!(opened, [pair(0), pair(2), pair(3)].concat());
     }
 
     /// The signalling sockets get the larger receive buffer, as far as the kernel allows.
