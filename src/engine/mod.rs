@@ -1046,38 +1046,34 @@ impl Engine {
     /// datagram belongs to no stream on this side.
     fn handle_media(&mut self, now: Duration, side: Side, flow: Flow, data: &Bytes) -> bool {
         let rtcp_hint = media::is_rtcp(data);
+        let (inside, replay) = (&self.inside, self.replay);
         // Replay: the answering party's media, seen on the outside, is the inside's.
-        let Some((arrival, stream, call)) = self.out.media.find(side, &flow, rtcp_hint) else {
-            return false;
+        let source = |arrival: Side, call| {
+            if arrival != side {
+                let next_hop = inside
+                    .dialog(call)
+                    .map(|d| d.flow.remote)
+                    .unwrap_or(flow.remote);
+                answering::inside_source(next_hop, flow.remote, rtcp_hint)
+            } else if rtcp_hint && replay {
+                SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))
+            } else {
+                flow.remote
+            }
         };
-        let src = if arrival != side {
-            let next_hop = self
-                .inside
-                .dialog(call)
-                .map(|d| d.flow.remote)
-                .unwrap_or(flow.remote);
-            answering::inside_source(next_hop, flow.remote, rtcp_hint)
-        } else if rtcp_hint && self.replay {
-            SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))
-        } else {
-            flow.remote
+        let Some(media::Received {
+            side: arrival,
+            stream,
+            call,
+            result,
+        }) = self.out.media.receive(now, side, &flow, data, source)
+        else {
+            return false;
         };
         let protocol = if rtcp_hint {
             Protocol::Rtcp
         } else {
             Protocol::Rtp
-        };
-        // An SRTP stream's packet is authenticated and decrypted first; every other check,
-        // and the other half, see the plain packet.
-        let result = match self.out.media.unprotect(arrival, stream, rtcp_hint, data) {
-            Ok(plain) => {
-                let plain = plain.unwrap_or_else(|| data.clone());
-                self.out
-                    .media
-                    .check(now, arrival, stream, src, &plain)
-                    .map(|rtcp| (rtcp, plain))
-            }
-            Err(d) => Err(Some(d)),
         };
         let (verdict, reason) = match result {
             // A telephone-event read into Meta DTMF: the other side could not decode it.
