@@ -358,7 +358,9 @@ pub struct SipLeg {
     /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
     /// (issue 11, memory per call).
     dialogs: FxHashMap<CallRef, Box<Dialog>>,
-    by_call_id: HashMap<String, CallRef>,
+    /// Call-IDs are the peers' text: seeded per process (foldhash's quality hasher, cheaper
+    /// than SipHash for every message).
+    by_call_id: HashMap<String, CallRef, foldhash::quality::RandomState>,
     /// The call an INVITE was admitted as before it failed (no media port, ...): its rejection
     /// carries the call's id, as its call record does.
     failed_call: Option<CallRef>,
@@ -384,7 +386,7 @@ impl SipLeg {
             ids: Ids::new(cfg.ids_seed),
             cfg,
             dialogs: FxHashMap::default(),
-            by_call_id: HashMap::new(),
+            by_call_id: HashMap::default(),
             failed_call: None,
             server: ServerTxns::default(),
             client: ClientTxns::default(),
