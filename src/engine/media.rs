@@ -288,6 +288,9 @@ impl MediaStream {
     /// The transmit that relays a packet from the other half to this stream's peer, from our
     /// RTP port (RTCP: from the port above, RFC 3550 section 11, to where the peer's RTCP comes
     /// from); `None` before the peer is known.
+    // Inlined into the table's relay, and that into the engine's: the transmit is then built
+    // where it is queued or counted, not moved through two returns for every packet.
+    #[inline]
     pub fn relay(
         &mut self,
         side: super::Side,
@@ -387,11 +390,11 @@ impl MediaStream {
     ) -> Result<SourceVerdict, MediaDrop> {
         let (latch, idle) = if rtcp {
             (
-                self.rtcp,
+                &self.rtcp,
                 self.latching.relatch_idle.max(RTCP_RELATCH_IDLE_MIN),
             )
         } else {
-            (self.rtp, self.latching.relatch_idle)
+            (&self.rtp, self.latching.relatch_idle)
         };
         match latch.addr {
             Some(a) if a == src => Ok(SourceVerdict::Latched),
@@ -985,6 +988,7 @@ impl MediaTable {
     }
 
     /// A packet from the other half for `stream`, sent on to this side's peer.
+    #[inline] // See MediaStream::relay.
     pub fn relay(
         &mut self,
         side: Side,
