@@ -1508,6 +1508,10 @@ impl Engine {
     /// when this engine runs both halves, into [`Engine::poll_tunnel`] otherwise. Every Meta
     /// message goes through the wire encoding, as it does on the real tunnel.
     fn pump(&mut self, now: Duration) {
+        // Most inputs (media) leave nothing to pump.
+        if self.out.pump_idle() {
+            return;
+        }
         let local = self.role == Role::Both;
         for _ in 0..4096 {
             if let Some(victim) = self.out.calls.poll_preempted() {
