@@ -2449,7 +2449,7 @@ fn in_dialog(d: &Dialog, method: &Method, cseq: u32, branch: &str) -> MessageBui
 
 fn with_tag(value: &str, tag: Option<&str>) -> String {
     match tag {
-        Some(t) if !value.contains(";tag=") => format!("{value};tag={t}"),
+        Some(t) if !value.contains(";tag=") => [value, ";tag=", t].concat(),
         _ => value.to_owned(),
     }
 }
