@@ -69,8 +69,14 @@ impl MessageBuilder {
 
     pub fn response_with_reason(code: u16, reason: &str) -> Self {
         let refused = (!is_header_text(reason)).then(|| "the status line".to_owned());
+        // Pushed, not formatted: every response the gateway sends starts here.
+        let mut start = String::with_capacity(12 + reason.len());
+        start.push_str("SIP/2.0 ");
+        super::grammar::push_decimal(&mut start, code);
+        start.push(' ');
+        start.push_str(&without_controls(reason));
         MessageBuilder {
-            start: format!("SIP/2.0 {code} {}", without_controls(reason)),
+            start,
             headers: Vec::new(),
             body: Bytes::new(),
             refused,

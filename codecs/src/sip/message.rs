@@ -504,7 +504,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
             return Err(SipError::BadStatusCode(u64::from(code)));
         }
         return Ok(StartLine::Response(StatusLine {
-            version: format!("SIP/{ver}"),
+            version: ["SIP/", ver].concat(),
             code,
             reason: reason.to_owned(),
         }));
