@@ -2418,18 +2418,17 @@ fn contact_uri(user: &str, flow: Flow, sips: bool) -> String {
         Transport::Tcp => ("sip", ";transport=tcp"),
         Transport::Tls => ("sip", ";transport=tls"),
     };
-    format!(
-        "<{scheme}:{user}@{}{transport}>",
-        super::host_port(flow.local)
-    )
+    let host = super::host_port(flow.local);
+    ["<", scheme, ":", user, "@", &host, transport, ">"].concat()
 }
 
 fn via(flow: Flow, branch: &str) -> String {
-    format!(
-        "SIP/2.0/{} {};branch={branch};rport",
-        flow.transport.via_token(),
-        super::host_port(flow.local)
-    )
+    let host = super::host_port(flow.local);
+    let transport = flow.transport.via_token();
+    [
+        "SIP/2.0/", transport, " ", &host, ";branch=", branch, ";rport",
+    ]
+    .concat()
 }
 
 /// A request in the dialog (RFC 3261 section 12.2.1.1): Request-URI the remote target, Route
@@ -2463,19 +2462,20 @@ fn strip_tag(value: &str) -> String {
 /// to case) set to `to`, appended when absent, or removed with `None`.
 pub fn replace_param(value: &str, prefix: &str, to: Option<&str>) -> String {
     let lower = value.to_ascii_lowercase();
-    let set = |v: &str| to.map(|t| format!("{prefix}{t}")).unwrap_or_default() + v;
+    // Concatenated, not formatted: every From, To and Via the legs rewrite comes here.
+    let set = |v: &str| match to {
+        Some(t) => [prefix, t, v].concat(),
+        None => v.to_owned(),
+    };
     match lower.find(prefix) {
         Some(i) => {
             let from = i + prefix.len();
             let rest = value.get(from..).unwrap_or("");
             let end = rest.find([';', ',']).map_or(value.len(), |j| from + j);
-            format!(
-                "{}{}",
-                value.get(..i).unwrap_or(value),
-                set(value.get(end..).unwrap_or(""))
-            )
+            let head = value.get(..i).unwrap_or(value);
+            [head, &set(value.get(end..).unwrap_or(""))].concat()
         }
-        None => format!("{value}{}", set("")),
+        None => [value, &set("")].concat(),
     }
 }
 
