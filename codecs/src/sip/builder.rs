@@ -52,11 +52,13 @@ impl MessageBuilder {
         let refused = (!is_header_text(&method) || uri.chars().any(|c| c.is_control()))
             .then(|| "the request line".to_owned());
         MessageBuilder {
-            start: format!(
-                "{} {} SIP/2.0",
-                without_controls(&method),
-                without_controls(uri)
-            ),
+            start: [
+                &*without_controls(&method),
+                " ",
+                &without_controls(uri),
+                " SIP/2.0",
+            ]
+            .concat(),
             headers: Vec::new(),
             body: Bytes::new(),
             refused,
