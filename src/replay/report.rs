@@ -86,7 +86,7 @@ impl ReplayReport {
         self.meta_log
             .entry(call.0)
             .or_default()
-            .push(format!("{arrow} {}{detail}", m.name()));
+            .push([arrow, " ", m.name(), &detail].concat());
     }
 
     /// The calls seen, in order.

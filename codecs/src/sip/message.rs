@@ -202,7 +202,7 @@ impl Message {
     /// One line for transcripts: "INVITE sip:bob@example.com" or "200 OK (INVITE)".
     pub fn summary(&self) -> String {
         match &self.start {
-            StartLine::Request(r) => format!("{} {}", r.method, r.uri),
+            StartLine::Request(r) => [r.method.as_str(), " ", &r.uri].concat(),
             StartLine::Response(s) => {
                 let method = self
                     .cseq()
