@@ -128,12 +128,11 @@ fn to_inside(
         })
     };
     let via_host = if request { next_hop } else { flow.local };
-    let via = format!(
-        "SIP/2.0/{} {};branch={branch}",
-        flow.transport.via_token(),
-        super::host_port(via_host)
-    );
-    let contact = format!("<sip:pbx@{}>", super::host_port(next_hop));
+    // Concatenated, not formatted: the answering party's every message is rewritten here.
+    let via_host = super::host_port(via_host);
+    let transport = flow.transport.via_token();
+    let via = ["SIP/2.0/", transport, " ", &via_host, ";branch=", &branch].concat();
+    let contact = ["<sip:pbx@", &super::host_port(next_hop), ">"].concat();
     let call_id = d.call_id.clone();
     // The parties as the inside dialog names them: GW1 (local) and the next hop's user.
     let gw1 = d.local_party();
@@ -249,7 +248,9 @@ fn sdp_at(body: &[u8], ip: IpAddr) -> Vec<u8> {
     for line in text.split_inclusive('\n') {
         if line.starts_with("c=") {
             let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
-            out.push_str(&format!("c=IN {family} {ip}{eol}"));
+            for part in ["c=IN ", family, " ", &sip::ip_text(ip), eol] {
+                out.push_str(part);
+            }
         } else {
             out.push_str(line);
         }

@@ -429,6 +429,11 @@ impl CallTable {
         }
     }
 
+    /// Whether a call waits to be pre-empted ([`CallTable::poll_preempted`]).
+    pub fn preempts(&self) -> bool {
+        !self.preempting.is_empty()
+    }
+
     /// The next call to release with cause 8 ([`PREEMPTION`]) through the leg that holds it,
     /// to make room for an emergency call.
     pub fn poll_preempted(&mut self) -> Option<CallRef> {

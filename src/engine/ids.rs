@@ -101,12 +101,17 @@ impl Ids {
 
     /// A token of 16 hex digits.
     pub fn token(&mut self) -> String {
-        format!("{:016x}", self.next())
+        let mut out = String::with_capacity(16);
+        push_hex(&mut out, self.next());
+        out
     }
 
     /// A Via branch with the RFC 3261 magic cookie.
     pub fn branch(&mut self) -> String {
-        format!("z9hG4bK{}", self.token())
+        let mut out = String::with_capacity(23);
+        out.push_str("z9hG4bK");
+        push_hex(&mut out, self.next());
+        out
     }
 
     /// `N` bytes from the generator: SRTP master keys (the OS-keyed ChaCha12 of a live
@@ -135,12 +140,30 @@ fn splitmix(seed: u64, counter: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// `n` as 16 lowercase hex digits, as `{:016x}` writes it, without the formatter (every
+/// message the gateway sends carries a token or a branch).
+fn push_hex(out: &mut String, n: u64) {
+    for shift in (0..16).rev() {
+        let digit = u32::try_from((n >> (shift * 4)) & 0xf).unwrap_or(0);
+        out.push(char::from_digit(digit, 16).unwrap_or('0'));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
 
     /// The seeded sequence is fixed: replay snapshots depend on it.
+    #[test]
+    fn hex_is_what_the_formatter_writes() {
+        for n in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut s = String::new();
+            super::push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:016x}"));
+        }
+    }
+
     #[test]
     fn seeded_is_stable() {
         let mut a = Ids::new(0x5347_5700 ^ 0x6777_3200);

@@ -173,6 +173,19 @@ pub enum Checked {
     Dtmf(Option<(u8, u16)>),
 }
 
+/// A datagram of a stream, as [`MediaTable::receive`] found and checked it.
+#[derive(Debug)]
+pub struct Received {
+    /// The stream's side and id: in replay, the answering party's media arrives on the
+    /// outside for the inside's stream.
+    pub side: Side,
+    pub stream: StreamId,
+    pub call: CallRef,
+    /// What the packet is and the plain packet (SRTP removed) when accepted; `None` when the
+    /// stream's call has ended.
+    pub result: Result<(Checked, Bytes), Option<MediaDrop>>,
+}
+
 /// Why a media packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaDrop {
@@ -275,6 +288,9 @@ impl MediaStream {
     /// The transmit that relays a packet from the other half to this stream's peer, from our
     /// RTP port (RTCP: from the port above, RFC 3550 section 11, to where the peer's RTCP comes
     /// from); `None` before the peer is known.
+    // Inlined into the table's relay, and that into the engine's: the transmit is then built
+    // where it is queued or counted, not moved through two returns for every packet.
+    #[inline]
     pub fn relay(
         &mut self,
         side: super::Side,
@@ -374,11 +390,11 @@ impl MediaStream {
     ) -> Result<SourceVerdict, MediaDrop> {
         let (latch, idle) = if rtcp {
             (
-                self.rtcp,
+                &self.rtcp,
                 self.latching.relatch_idle.max(RTCP_RELATCH_IDLE_MIN),
             )
         } else {
-            (self.rtp, self.latching.relatch_idle)
+            (&self.rtp, self.latching.relatch_idle)
         };
         match latch.addr {
             Some(a) if a == src => Ok(SourceVerdict::Latched),
@@ -879,12 +895,11 @@ impl MediaTable {
         }
     }
 
-    /// The stream a datagram on `side` belongs to, with the side of the stream: by the
-    /// gateway's port (live), else by the peer's address (replay; RTCP from the port above the
-    /// peer's RTP port). A stream of another side is not found, except in replay, where the
-    /// answering party's media is seen on the outside and belongs to the inside's stream: one
-    /// lookup serves both.
-    pub fn find(&self, side: Side, flow: &Flow, rtcp: bool) -> Option<(Side, StreamId, CallRef)> {
+    /// The stream a datagram on `side` belongs to: by the gateway's port (live), else by the
+    /// peer's address (replay; RTCP from the port above the peer's RTP port). A stream of
+    /// another side is not found, except in replay, where the answering party's media is seen
+    /// on the outside and belongs to the inside's stream: one lookup serves both.
+    fn key_of(&self, side: Side, flow: &Flow, rtcp: bool) -> Option<(Side, StreamId)> {
         let key = self.by_local.get(&flow.local).or_else(|| {
             if !self.replay {
                 return None;
@@ -895,52 +910,85 @@ impl MediaTable {
             })
         })?;
         let answering = self.replay && side == Side::Outside && key.0 == Side::Inside;
-        if key.0 != side && !answering {
-            return None;
-        }
-        self.streams.get(key).map(|e| (key.0, key.1, e.call))
+        (key.0 == side || answering).then_some(*key)
+    }
+
+    /// The stream a datagram on `side` belongs to (see [`MediaTable::key_of`]), with the side
+    /// of the stream and its call.
+    pub fn find(&self, side: Side, flow: &Flow, rtcp: bool) -> Option<(Side, StreamId, CallRef)> {
+        let key = self.key_of(side, flow, rtcp)?;
+        self.streams.get(&key).map(|e| (key.0, key.1, e.call))
+    }
+
+    /// A datagram arrived on `side`: `None` when it belongs to no stream (see
+    /// [`MediaTable::key_of`]). Else the stream's packet is unprotected (SRTP) and checked at
+    /// engine time `now`, from the source `source` gives for the stream's side and call, with
+    /// one look-up of the stream for all of it. A packet for an ended call is refused with
+    /// `None`.
+    pub fn receive(
+        &mut self,
+        now: Duration,
+        side: Side,
+        flow: &Flow,
+        data: &Bytes,
+        source: impl FnOnce(Side, CallRef) -> SocketAddr,
+    ) -> Option<Received> {
+        let rtcp = is_rtcp(data);
+        let (arrival, stream) = self.key_of(side, flow, rtcp)?;
+        let e = self.streams.get_mut(&(arrival, stream))?;
+        let src = source(arrival, e.call);
+        // An SRTP stream's packet is authenticated and decrypted first; every other check,
+        // and the other half, see the plain packet.
+        let result = match Self::unprotect(e, &mut self.counters, rtcp, data) {
+            Ok(plain) => {
+                let plain = plain.unwrap_or_else(|| data.clone());
+                Self::check(now, e, &mut self.counters, src, &plain).map(|c| (c, plain))
+            }
+            Err(d) => Err(Some(d)),
+        };
+        Some(Received {
+            side: arrival,
+            stream,
+            call: e.call,
+            result,
+        })
     }
 
     /// Checks a packet from `src` on a stream at engine time `now`; `Ok(rtcp)` when it may be
     /// forwarded. A packet for an ended call is refused with `None`.
-    pub fn check(
-        &mut self,
+    fn check(
         now: Duration,
-        side: Side,
-        stream: StreamId,
+        e: &mut Entry,
+        t: &mut MediaTableCounters,
         src: SocketAddr,
         data: &[u8],
     ) -> Result<Checked, Option<MediaDrop>> {
-        match self.streams.get_mut(&(side, stream)) {
-            Some(e) if !e.ended => {
-                let c = e.stream.counters;
-                let result = e.stream.check(now, src, data);
-                let d = &e.stream.counters;
-                self.counters.relatches +=
-                    (d.relatches + d.rtcp_relatches).saturating_sub(c.relatches + c.rtcp_relatches);
-                let t = &mut self.counters;
-                match result {
-                    Ok(Checked::Dtmf(e)) => {
-                        t.dtmf_packets += 1;
-                        t.dtmf_events += u64::from(e.is_some());
-                    }
-                    Ok(_) => {}
-                    Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
-                    Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => t.dropped_malformed += 1,
-                    Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
-                    Err(MediaDrop::Size) => t.dropped_size += 1,
-                    Err(MediaDrop::Srtp(_)) => {}
-                }
-                result.map_err(Some)
-            }
-            _ => {
-                self.counters.unknown_stream += 1;
-                Err(None)
-            }
+        if e.ended {
+            t.unknown_stream += 1;
+            return Err(None);
         }
+        let c = &e.stream.counters;
+        let relatches = c.relatches + c.rtcp_relatches;
+        let result = e.stream.check(now, src, data);
+        let d = &e.stream.counters;
+        t.relatches += (d.relatches + d.rtcp_relatches).saturating_sub(relatches);
+        match result {
+            Ok(Checked::Dtmf(e)) => {
+                t.dtmf_packets += 1;
+                t.dtmf_events += u64::from(e.is_some());
+            }
+            Ok(_) => {}
+            Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
+            Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => t.dropped_malformed += 1,
+            Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
+            Err(MediaDrop::Size) => t.dropped_size += 1,
+            Err(MediaDrop::Srtp(_)) => {}
+        }
+        result.map_err(Some)
     }
 
     /// A packet from the other half for `stream`, sent on to this side's peer.
+    #[inline] // See MediaStream::relay.
     pub fn relay(
         &mut self,
         side: Side,
@@ -1087,23 +1135,19 @@ impl MediaTable {
 
     /// Authenticates and decrypts a packet of an SRTP stream (before any other check, so a
     /// forged packet cannot latch it): the plain packet, or `None` for a plain stream.
-    pub fn unprotect(
-        &mut self,
-        side: Side,
-        stream: StreamId,
+    fn unprotect(
+        e: &mut Entry,
+        t: &mut MediaTableCounters,
         rtcp: bool,
         data: &[u8],
     ) -> Result<Option<Bytes>, MediaDrop> {
-        let Some(e) = self.streams.get_mut(&(side, stream)) else {
-            return Ok(None);
-        };
         let Some(s) = &mut e.srtp else {
             return Ok(None);
         };
         match s.unprotect(rtcp, data) {
             Ok(p) => Ok(Some(p)),
             Err(d) => {
-                let (c, t) = (&mut e.stream.counters, &mut self.counters);
+                let c = &mut e.stream.counters;
                 match d {
                     super::srtp::SrtpDrop::Auth => {
                         c.dropped_srtp_auth += 1;
@@ -1238,6 +1282,21 @@ pub fn payload_types(m: &codecs::meta::MediaDescription) -> Vec<u8> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    impl MediaTable {
+        /// The checks [`MediaTable::receive`] runs on a packet of a stream it found.
+        fn check_stream(
+            &mut self,
+            now: Duration,
+            side: Side,
+            stream: StreamId,
+            src: SocketAddr,
+            data: &[u8],
+        ) -> Result<Checked, Option<MediaDrop>> {
+            let e = self.streams.get_mut(&(side, stream)).unwrap();
+            MediaTable::check(now, e, &mut self.counters, src, data)
+        }
+    }
 
     /// Refuses the ports in its list, as if another program held them.
     struct Held(Vec<u16>);
@@ -1654,11 +1713,11 @@ mod tests {
         // Outside (default `signalling`): the NAT address latches.
         let nat = a("203.0.113.9:61000");
         assert_eq!(
-            t.check(ms(0), Side::Outside, out_id, nat, &rtp(1)),
+            t.check_stream(ms(0), Side::Outside, out_id, nat, &rtp(1)),
             Ok(Checked::Rtp)
         );
         assert_eq!(
-            t.check(
+            t.check_stream(
                 ms(10),
                 Side::Outside,
                 out_id,
@@ -1671,23 +1730,23 @@ mod tests {
         // set for the outside does not count on the inside.
         let pbx = a("127.0.0.9:5000");
         assert_eq!(
-            t.check(ms(0), Side::Inside, in_id, pbx, &rtp(1)),
+            t.check_stream(ms(0), Side::Inside, in_id, pbx, &rtp(1)),
             Err(Some(MediaDrop::Source(LatchMode::Sdp)))
         );
         t.set_remote(Side::Inside, in_id, pbx);
         assert_eq!(
-            t.check(ms(1), Side::Inside, in_id, pbx, &rtp(1)),
+            t.check_stream(ms(1), Side::Inside, in_id, pbx, &rtp(1)),
             Ok(Checked::Rtp)
         );
         assert_eq!(t.counters.dropped_source, 2);
         // The inside's shorter idle time applies to the inside only.
         t.set_signalling(Side::Inside, call, "127.0.0.9".parse().unwrap());
         assert_eq!(
-            t.check(ms(600), Side::Inside, in_id, a("127.0.0.9:5002"), &rtp(1)),
+            t.check_stream(ms(600), Side::Inside, in_id, a("127.0.0.9:5002"), &rtp(1)),
             Err(Some(MediaDrop::Source(LatchMode::Sdp)))
         );
         assert_eq!(
-            t.check(
+            t.check_stream(
                 ms(600),
                 Side::Outside,
                 out_id,
@@ -1697,7 +1756,7 @@ mod tests {
             Err(Some(MediaDrop::Latched))
         );
         assert_eq!(
-            t.check(
+            t.check_stream(
                 ms(2000),
                 Side::Outside,
                 out_id,
@@ -1715,11 +1774,11 @@ mod tests {
             p
         };
         assert_eq!(
-            t.check(ms(2001), Side::Inside, in_id, pbx, &[0x80, 8]),
+            t.check_stream(ms(2001), Side::Inside, in_id, pbx, &[0x80, 8]),
             Err(Some(MediaDrop::Malformed))
         );
         assert!(matches!(
-            t.check(ms(2002), Side::Inside, in_id, pbx, &pbx_rtp(0)),
+            t.check_stream(ms(2002), Side::Inside, in_id, pbx, &pbx_rtp(0)),
             Err(Some(MediaDrop::PayloadType(_)))
         ));
         assert_eq!(
@@ -1760,7 +1819,7 @@ mod tests {
             .unwrap();
         // Not converting: telephone-event is no negotiated payload type.
         assert_eq!(
-            t.check(ms(0), Side::Outside, s, peer, &event(1, 160, 1, true)),
+            t.check_stream(ms(0), Side::Outside, s, peer, &event(1, 160, 1, true)),
             Err(Some(MediaDrop::PayloadType(101)))
         );
         assert_eq!(t.send_dtmf(ms(0), Side::Outside, s, 1, 100), None);
@@ -1775,7 +1834,9 @@ mod tests {
         t.set_telephone_event(ms(0), Side::Outside, s, Some(te()), true);
         let got: Vec<_> = [(2, false), (3, true), (4, true), (5, true)]
             .into_iter()
-            .map(|(seq, end)| t.check(ms(20), Side::Outside, s, peer, &event(seq, 320, 5, end)))
+            .map(|(seq, end)| {
+                t.check_stream(ms(20), Side::Outside, s, peer, &event(seq, 320, 5, end))
+            })
             .collect();
         assert_eq!(
             got,
@@ -1787,7 +1848,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            t.check(ms(40), Side::Outside, s, peer, &event(6, 900, 16, true)),
+            t.check_stream(ms(40), Side::Outside, s, peer, &event(6, 900, 16, true)),
             Err(Some(MediaDrop::NotDtmf(16)))
         );
         assert_eq!((t.counters.dtmf_events, t.counters.dtmf_packets), (1, 4));

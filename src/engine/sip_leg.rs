@@ -358,7 +358,9 @@ pub struct SipLeg {
     /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
     /// (issue 11, memory per call).
     dialogs: FxHashMap<CallRef, Box<Dialog>>,
-    by_call_id: HashMap<String, CallRef>,
+    /// Call-IDs are the peers' text: seeded per process (foldhash's quality hasher, cheaper
+    /// than SipHash for every message).
+    by_call_id: HashMap<String, CallRef, foldhash::quality::RandomState>,
     /// The call an INVITE was admitted as before it failed (no media port, ...): its rejection
     /// carries the call's id, as its call record does.
     failed_call: Option<CallRef>,
@@ -384,7 +386,7 @@ impl SipLeg {
             ids: Ids::new(cfg.ids_seed),
             cfg,
             dialogs: FxHashMap::default(),
-            by_call_id: HashMap::new(),
+            by_call_id: HashMap::default(),
             failed_call: None,
             server: ServerTxns::default(),
             client: ClientTxns::default(),
@@ -2416,18 +2418,17 @@ fn contact_uri(user: &str, flow: Flow, sips: bool) -> String {
         Transport::Tcp => ("sip", ";transport=tcp"),
         Transport::Tls => ("sip", ";transport=tls"),
     };
-    format!(
-        "<{scheme}:{user}@{}{transport}>",
-        super::host_port(flow.local)
-    )
+    let host = super::host_port(flow.local);
+    ["<", scheme, ":", user, "@", &host, transport, ">"].concat()
 }
 
 fn via(flow: Flow, branch: &str) -> String {
-    format!(
-        "SIP/2.0/{} {};branch={branch};rport",
-        flow.transport.via_token(),
-        super::host_port(flow.local)
-    )
+    let host = super::host_port(flow.local);
+    let transport = flow.transport.via_token();
+    [
+        "SIP/2.0/", transport, " ", &host, ";branch=", branch, ";rport",
+    ]
+    .concat()
 }
 
 /// A request in the dialog (RFC 3261 section 12.2.1.1): Request-URI the remote target, Route
@@ -2447,7 +2448,7 @@ fn in_dialog(d: &Dialog, method: &Method, cseq: u32, branch: &str) -> MessageBui
 
 fn with_tag(value: &str, tag: Option<&str>) -> String {
     match tag {
-        Some(t) if !value.contains(";tag=") => format!("{value};tag={t}"),
+        Some(t) if !value.contains(";tag=") => [value, ";tag=", t].concat(),
         _ => value.to_owned(),
     }
 }
@@ -2461,19 +2462,20 @@ fn strip_tag(value: &str) -> String {
 /// to case) set to `to`, appended when absent, or removed with `None`.
 pub fn replace_param(value: &str, prefix: &str, to: Option<&str>) -> String {
     let lower = value.to_ascii_lowercase();
-    let set = |v: &str| to.map(|t| format!("{prefix}{t}")).unwrap_or_default() + v;
+    // Concatenated, not formatted: every From, To and Via the legs rewrite comes here.
+    let set = |v: &str| match to {
+        Some(t) => [prefix, t, v].concat(),
+        None => v.to_owned(),
+    };
     match lower.find(prefix) {
         Some(i) => {
             let from = i + prefix.len();
             let rest = value.get(from..).unwrap_or("");
             let end = rest.find([';', ',']).map_or(value.len(), |j| from + j);
-            format!(
-                "{}{}",
-                value.get(..i).unwrap_or(value),
-                set(value.get(end..).unwrap_or(""))
-            )
+            let head = value.get(..i).unwrap_or(value);
+            [head, &set(value.get(end..).unwrap_or(""))].concat()
         }
-        None => format!("{value}{}", set("")),
+        None => [value, &set("")].concat(),
     }
 }
 

@@ -189,8 +189,9 @@ pub struct TxnCounters {
 #[derive(Debug, Default)]
 pub struct ServerTxns {
     /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
-    /// (issue 11, memory per call).
-    map: HashMap<TxnKey, Box<ServerTxn>>,
+    /// (issue 11, memory per call). Keys are the peers' text: seeded per process (foldhash's
+    /// quality hasher, cheaper than SipHash).
+    map: HashMap<TxnKey, Box<ServerTxn>, foldhash::quality::RandomState>,
     timers: Timers<TxnKey>,
     /// Transactions in `map` that only remember a rejection.
     rejected: usize,
@@ -378,8 +379,8 @@ pub struct Matched {
 /// Client transactions of one side, keyed by branch.
 #[derive(Debug, Default)]
 pub struct ClientTxns {
-    /// Boxed, as [`ServerTxns`]' map.
-    map: HashMap<String, Box<ClientTxn>>,
+    /// Boxed and hashed as [`ServerTxns`]' map.
+    map: HashMap<String, Box<ClientTxn>, foldhash::quality::RandomState>,
     timers: Timers<String>,
 }
 

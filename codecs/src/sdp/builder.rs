@@ -82,8 +82,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Writes the session out and parses it back strictly: limits, values that would break a
-    /// line, a media without any c=, all come back as errors.
+    /// Checks the session as if written out and parsed back strictly: limits, values that
+    /// would break a line, a media without any c=, all come back as errors.
     pub fn build(self) -> Result<Session, SdpError> {
         let at0 = |kind| SdpError { line: 0, kind };
         let mut lines = vec![
@@ -101,11 +101,7 @@ impl SessionBuilder {
         for m in self.media {
             m.lines(&mut lines).map_err(at0)?;
         }
-        let mut bytes = Vec::new();
-        for l in &lines {
-            l.emit(&mut bytes, true);
-        }
-        Session::parse(&bytes)
+        Session::from_checked_lines(lines)
     }
 }
 

@@ -429,11 +429,7 @@ impl Session {
             return Err(err(0, SdpErrorKind::Empty));
         }
         let strict = mode == Mode::Strict;
-        let mut session = Session {
-            lines: Vec::new(),
-            media: Vec::new(),
-            modified: false,
-        };
+        let mut session = Session::empty();
         for (i, (raw, ending)) in raw_lines.into_iter().enumerate() {
             let n = i + 1;
             let letter = match raw {
@@ -450,25 +446,64 @@ impl Session {
                 ending,
                 field,
             };
-            if let Field::Media(m) = &line.field {
-                if session.media.len() >= MAX_MEDIA {
-                    return Err(err(n, SdpErrorKind::TooManyMedia));
-                }
-                session.media.push(MediaSection {
-                    m: m.clone(),
-                    m_raw: line,
-                    lines: Vec::new(),
-                    modified: false,
-                });
-            } else if let Some(media) = session.media.last_mut() {
-                media.lines.push(line);
-            } else {
-                session.lines.push(line);
-            }
+            session.push(n, line)?;
         }
         if strict {
             session.check_strict()?;
         }
+        Ok(session)
+    }
+
+    /// A session of no lines, filled by [`Session::push`].
+    fn empty() -> Session {
+        Session {
+            lines: Vec::new(),
+            media: Vec::new(),
+            modified: false,
+        }
+    }
+
+    /// Adds line `n` (from 1): an m= line starts a media section, any other line goes to the
+    /// last one, or to the session before the first.
+    fn push(&mut self, n: usize, line: Line) -> Result<(), SdpError> {
+        if let Field::Media(m) = &line.field {
+            if self.media.len() >= MAX_MEDIA {
+                return Err(err(n, SdpErrorKind::TooManyMedia));
+            }
+            self.media.push(MediaSection {
+                m: m.clone(),
+                m_raw: line,
+                lines: Vec::new(),
+                modified: false,
+            });
+        } else if let Some(media) = self.media.last_mut() {
+            media.lines.push(line);
+        } else {
+            self.lines.push(line);
+        }
+        Ok(())
+    }
+
+    /// The strict session of lines already checked one by one ([`Line::new`] and
+    /// [`Line::with_value`] parse each back to its field), as [`Session::parse`] would read
+    /// them written out with CRLF endings: the same size and line limits and the same
+    /// session rules, without parsing every line a second time.
+    fn from_checked_lines(lines: Vec<Line>) -> Result<Session, SdpError> {
+        let size: usize = lines.iter().map(|l| l.raw.len() + 2).sum();
+        if size > MAX_SDP_SIZE {
+            return Err(err(0, SdpErrorKind::TooLarge(size)));
+        }
+        if lines.is_empty() {
+            return Err(err(0, SdpErrorKind::Empty));
+        }
+        if lines.len() > MAX_LINES {
+            return Err(err(MAX_LINES + 1, SdpErrorKind::TooManyLines));
+        }
+        let mut session = Session::empty();
+        for (i, line) in lines.into_iter().enumerate() {
+            session.push(i + 1, line)?;
+        }
+        session.check_strict()?;
         Ok(session)
     }
 

@@ -352,6 +352,29 @@ fn builder_fresh_session() {
 }
 
 #[test]
+fn builder_session_is_what_parsing_its_bytes_gives() {
+    let ip = v4("192.0.2.1");
+    let s = Session::builder(Origin::new("-", 7, 2, ip))
+        .connection(ip)
+        .media(
+            MediaBuilder::new("audio", 40000, "RTP/AVP")
+                .format(0)
+                .rtpmap(Rtpmap::new(101, "telephone-event", 8000))
+                .fmtp("101", "0-15"),
+        )
+        .media(MediaBuilder::new("video", 0, "RTP/AVP").format(31))
+        .build()
+        .unwrap();
+    assert_eq!(Session::parse(&s.to_bytes()).unwrap(), s);
+    // The limits of parsing hold for a built session too.
+    let mut b = Session::builder(Origin::new("-", 7, 2, ip)).connection(ip);
+    for port in 0..=MAX_MEDIA {
+        b = b.media(MediaBuilder::new("audio", port as u16, "RTP/AVP").format(0));
+    }
+    assert_eq!(b.build().unwrap_err().kind, SdpErrorKind::TooManyMedia);
+}
+
+#[test]
 fn builder_rejects_bad_values() {
     let ip = v4("192.0.2.1");
     let o = || Origin::new("sgw", 1, 1, ip);

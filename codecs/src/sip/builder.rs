@@ -52,11 +52,13 @@ impl MessageBuilder {
         let refused = (!is_header_text(&method) || uri.chars().any(|c| c.is_control()))
             .then(|| "the request line".to_owned());
         MessageBuilder {
-            start: format!(
-                "{} {} SIP/2.0",
-                without_controls(&method),
-                without_controls(uri)
-            ),
+            start: [
+                &*without_controls(&method),
+                " ",
+                &without_controls(uri),
+                " SIP/2.0",
+            ]
+            .concat(),
             headers: Vec::new(),
             body: Bytes::new(),
             refused,
@@ -69,8 +71,14 @@ impl MessageBuilder {
 
     pub fn response_with_reason(code: u16, reason: &str) -> Self {
         let refused = (!is_header_text(reason)).then(|| "the status line".to_owned());
+        // Pushed, not formatted: every response the gateway sends starts here.
+        let mut start = String::with_capacity(12 + reason.len());
+        start.push_str("SIP/2.0 ");
+        super::grammar::push_decimal(&mut start, code);
+        start.push(' ');
+        start.push_str(&without_controls(reason));
         MessageBuilder {
-            start: format!("SIP/2.0 {code} {}", without_controls(reason)),
+            start,
             headers: Vec::new(),
             body: Bytes::new(),
             refused,

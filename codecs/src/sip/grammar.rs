@@ -490,7 +490,7 @@ fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
 }
 
 /// `n` in decimal without leading zeros.
-fn push_decimal(out: &mut String, n: u16) {
+pub(super) fn push_decimal(out: &mut String, n: u16) {
     if n >= 10 {
         push_decimal(out, n / 10);
     }
