@@ -3,8 +3,8 @@
 //! what happens to a message: every verdict, answer, port choice and keepalive is the engine's.
 //!
 //! One task owns the engine; reader tasks (the signalling UDP sockets, SIP TCP connections, the
-//! tunnel) and the half's media thread (all per-call media sockets, see
-//! [`crate::live::media_poll`]) send it [`Input`]s over one channel, and it drains the engine's outputs after each input in the order
+//! tunnel) send it [`Input`]s over one channel; the per-call media sockets it reads itself,
+//! through one epoll instance of their own (see [`crate::live::media_poll`]), and it drains the engine's outputs after each input in the order
 //! the engine documents: socket requests, transmits, tunnel frames, events.
 
 use crate::engine::{
@@ -12,7 +12,7 @@ use crate::engine::{
     Transport, TunnelOut, Verdict,
 };
 use crate::live::logging::{RejectDecision, RejectLog};
-use crate::live::media_poll::{self, MediaPoller};
+use crate::live::media_poll::MediaSockets;
 use crate::live::prebind::{bind_pair, PrebindCounters, Prebinder};
 use crate::live::tunnel::{
     ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
@@ -438,12 +438,11 @@ impl Binder for LiveBinder {
 enum UdpEntry {
     /// A signalling socket, read by a task of its own.
     Task(Arc<UdpSocket>, JoinHandle<()>),
-    /// A media socket (four per call with media), read by the half's media thread while its
-    /// registration lives; the driver sends on it, non-blocking.
+    /// A media socket (four per call with media), read through the half's [`MediaSockets`]
+    /// (`token` there); the driver sends on it, non-blocking.
     Media {
         socket: Arc<std::net::UdpSocket>,
-        /// Held for its drop, which stops the reading.
-        _reading: media_poll::Registration,
+        token: mio::Token,
     },
 }
 
@@ -514,8 +513,10 @@ pub struct Driver {
     h245_listeners: HashMap<SocketAddr, JoinHandle<()>>,
     /// Connections being opened for the engine, with what it sent meanwhile.
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Bytes>>,
-    /// The thread reading the media sockets (started with the first one).
-    media_poller: Option<MediaPoller>,
+    /// The media sockets (set up with the first one).
+    media: Option<MediaSockets>,
+    /// Datagrams of one pass over the media sockets, for the engine.
+    media_read: Vec<(Side, SocketAddr, SocketAddr, Bytes)>,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// How the binder found the media sockets: bound ahead or not.
@@ -568,7 +569,8 @@ impl Driver {
             connecting: HashMap::new(),
             socket_ops,
             prebind,
-            media_poller: None,
+            media: None,
+            media_read: Vec::new(),
             half,
             engine,
             base: Instant::now(),
@@ -675,39 +677,53 @@ impl Driver {
         self.add_udp_sized(side, socket, engine_addr, MAX_DATAGRAM);
     }
 
-    /// A media socket (four per call with media): read by the half's media thread (started
-    /// here with the first one), not by a task of its own.
+    /// A media socket (four per call with media): read through the half's [`MediaSockets`]
+    /// (set up here with the first one), not by a task of its own.
     fn add_media_udp(&mut self, side: Side, socket: std::net::UdpSocket, engine_addr: SocketAddr) {
-        if self.media_poller.is_none() {
-            let tx = self.tx.clone();
-            let sink: media_poll::Sink = Box::new(move |side, local, remote, data| {
-                let flow = Flow {
-                    transport: Transport::Udp,
-                    local,
-                    remote: unmap(remote),
-                };
-                tx.blocking_send(Input::Datagram { side, flow, data })
-                    .is_ok()
-            });
-            match MediaPoller::start(format!("sgw-{}-media", self.half), sink) {
-                Ok(p) => self.media_poller = Some(p),
-                Err(e) => warn(
-                    self.half,
-                    format_args!("cannot start the media thread: {e}"),
-                ),
+        if self.media.is_none() {
+            match MediaSockets::new() {
+                Ok(m) => self.media = Some(m),
+                Err(e) => warn(self.half, format_args!("cannot read media sockets: {e}")),
             }
         }
-        let Some(poller) = &self.media_poller else {
+        let Some(media) = &mut self.media else {
             self.counters.bind_failures += 1;
             return;
         };
         let socket = Arc::new(socket);
-        let registration = poller.add(socket.clone(), side, engine_addr);
-        let entry = UdpEntry::Media {
-            socket,
-            _reading: registration,
+        match media.add(socket.clone(), side, engine_addr) {
+            Ok(token) => {
+                self.udp
+                    .insert(engine_addr, UdpEntry::Media { socket, token });
+            }
+            Err(e) => {
+                self.counters.bind_failures += 1;
+                warn(
+                    self.half,
+                    format_args!("cannot read media port {engine_addr}: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Hands the engine what the media sockets hold, at most [`DRAIN_EVERY`] datagrams.
+    fn read_media(&mut self) {
+        let Some(media) = &mut self.media else {
+            return;
         };
-        self.udp.insert(engine_addr, entry);
+        let mut got = std::mem::take(&mut self.media_read);
+        media.read(DRAIN_EVERY, |side, local, remote, data| {
+            got.push((side, local, remote, data));
+        });
+        for (side, local, remote, data) in got.drain(..) {
+            let flow = Flow {
+                transport: Transport::Udp,
+                local,
+                remote: unmap(remote),
+            };
+            self.input_logged(Input::Datagram { side, flow, data });
+        }
+        self.media_read = got;
     }
 
     fn add_udp_sized(&mut self, side: Side, socket: UdpSocket, addr: SocketAddr, size: usize) {
@@ -863,6 +879,13 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                }
+                r = wait_media(self.media.as_ref()) => {
+                    if let Err(e) = r {
+                        warn(self.half, format_args!("media sockets: {e}"));
+                        self.media = None;
+                    }
+                    self.read_media();
                 }
                 () = &mut sleep, if armed.is_some() => {
                     // Elapsed: armed again (reset) at the next pass, whatever the deadline.
@@ -1270,7 +1293,11 @@ impl Driver {
                     socket,
                 } => self.add_media_udp(side, socket, local),
                 SocketOp::Closed { local } => {
-                    self.udp.remove(&local);
+                    if let (Some(UdpEntry::Media { token, .. }), Some(media)) =
+                        (self.udp.remove(&local), &mut self.media)
+                    {
+                        media.remove(token);
+                    }
                     crate::engine::shrink_when_sparse(&mut self.udp);
                 }
                 SocketOp::Listening {
@@ -1599,6 +1626,14 @@ async fn udp_reader(
             // ICMP errors reported on the socket and the like: keep reading.
             Err(_) => tokio::task::yield_now().await,
         }
+    }
+}
+
+/// [`MediaSockets::wait`]; never, before the first media socket.
+async fn wait_media(media: Option<&MediaSockets>) -> std::io::Result<()> {
+    match media {
+        Some(m) => m.wait().await,
+        None => std::future::pending().await,
     }
 }
 
