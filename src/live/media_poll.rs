@@ -34,6 +34,8 @@ struct Entry {
     socket: Arc<UdpSocket>,
     side: Side,
     local: SocketAddr,
+    /// In the list of sockets to read (at most once, however often epoll reports it).
+    listed: bool,
 }
 
 /// One half's media sockets and their epoll instance.
@@ -95,6 +97,7 @@ impl MediaSockets {
                 socket,
                 side,
                 local,
+                listed: false,
             },
         );
         Ok(token)
@@ -142,27 +145,36 @@ impl MediaSockets {
             }
         }
         self.more_events = self.events.iter().count() >= EVENTS;
+        // Each socket is listed once: those left from the last pass first, then those reported
+        // now. A flooded socket is not listed again each time more arrives for it.
         std::mem::swap(&mut self.readable, &mut self.pending);
-        self.readable
-            .extend(self.events.iter().map(mio::event::Event::token));
-        let mut n = 0;
-        let mut tokens = std::mem::take(&mut self.readable).into_iter();
-        for token in tokens.by_ref() {
-            // Removed meanwhile: its datagrams are no one's.
-            let Some(e) = self.entries.get(&token) else {
-                continue;
-            };
-            let (got, emptied) = read_socket(e, &mut self.buf, budget.saturating_sub(n), &mut sink);
-            n += got;
-            if !emptied {
-                self.pending.push(token);
-            }
-            if n >= budget {
-                break;
+        for event in self.events.iter() {
+            let token = event.token();
+            if let Some(e) = self.entries.get_mut(&token) {
+                if !std::mem::replace(&mut e.listed, true) {
+                    self.readable.push(token);
+                }
             }
         }
-        // Not reached in this pass: first in the next one.
-        self.pending.extend(tokens);
+        let mut n = 0;
+        for &token in &self.readable {
+            let Some(e) = self.entries.get_mut(&token) else {
+                continue;
+            };
+            // Not reached in this pass: first in the next one.
+            if n >= budget {
+                self.pending.push(token);
+                continue;
+            }
+            let (got, emptied) = read_socket(e, &mut self.buf, budget - n, &mut sink);
+            n += got;
+            if emptied {
+                e.listed = false;
+            } else {
+                self.pending.push(token);
+            }
+        }
+        self.readable.clear();
         n
     }
 }
@@ -257,6 +269,7 @@ mod tests {
         let of = |side| -> Vec<u8> { got.iter().filter(|g| g.0 == side).map(|g| g.3[0]).collect() };
         let all: Vec<u8> = (0..n).map(|i| i as u8).collect();
         assert_eq!((of(Side::Outside), of(Side::Inside)), (all.clone(), all));
+        assert!(m.pending.len() <= m.entries.len(), "{:?}", m.pending);
 
         m.remove(ta);
         peer.send_to(b"late", la).unwrap();
