@@ -23,6 +23,7 @@ use codecs::meta::{CallRef, StreamId};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Largest RTP/RTCP packet relayed.
@@ -510,6 +511,22 @@ pub trait Binder: Send {
     /// list are no longer expected (taken, or sent to the back of the list), and it should let
     /// them go. Called after every [`PREPARE_AHEAD`]` / 2` ports taken from a list.
     fn prepare(&mut self, _side: Side, _ip: IpAddr, _upcoming: &mut dyn Iterator<Item = u16>) {}
+    /// Whether the binder's driver checks and relays the streams' packets itself, with the
+    /// stream's [`Forwarding`] shared with the engine ([`Binder::publish`]).
+    fn shares_streams(&self) -> bool {
+        false
+    }
+    /// Stream `stream`, just opened at `rtp` ([`Binder::open`]), is checked and relayed with
+    /// `forwarding`, which the engine keeps too (only when [`Binder::shares_streams`]).
+    /// [`Binder::close`] ends it.
+    fn publish(
+        &mut self,
+        _side: Side,
+        _rtp: SocketAddr,
+        _stream: StreamId,
+        _forwarding: &SharedForwarding,
+    ) {
+    }
 }
 
 /// A binder that opens nothing: ports are only numbers (replay, `sgw check`, engine tests).
@@ -664,14 +681,171 @@ pub struct MediaTableCounters {
     pub dtmf_dropped: u64,
 }
 
+/// What the checks and the relay of one stream read and change for each packet. The live
+/// driver's media workers share it with the engine ([`Binder::publish`]) and check and relay
+/// the stream's packets with it off the engine's task; replay and tests leave it to the table.
 #[derive(Debug)]
-struct Entry {
-    call: CallRef,
-    stream: MediaStream,
+pub struct Forwarding {
+    pub call: CallRef,
+    pub stream: MediaStream,
     /// SRTP keys of an outside stream served as `RTP/SAVP`.
     srtp: Option<Box<super::srtp::SrtpSession>>,
     /// The call ended: the port is released and packets are refused.
     ended: bool,
+}
+
+/// A stream's [`Forwarding`] as the driver's media workers hold it.
+pub type SharedForwarding = Arc<Mutex<Forwarding>>;
+
+impl Forwarding {
+    /// Whether the call ended (its packets are refused).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// A datagram of this stream from `src` at engine time `now`: unprotected (SRTP) and
+    /// checked, counted in `t` and in the stream's counters. The plain packet when accepted;
+    /// `Err(None)` when the call has ended.
+    pub fn receive(
+        &mut self,
+        now: Duration,
+        t: &mut MediaTableCounters,
+        src: SocketAddr,
+        data: &Bytes,
+    ) -> Result<(Checked, Bytes), Option<MediaDrop>> {
+        if self.ended {
+            t.unknown_stream += 1;
+            return Err(None);
+        }
+        // An SRTP stream's packet is authenticated and decrypted first; every other check,
+        // and the other half, see the plain packet.
+        let plain = match self.unprotect(t, is_rtcp(data), data) {
+            Ok(plain) => plain.unwrap_or_else(|| data.clone()),
+            Err(d) => return Err(Some(d)),
+        };
+        let c = &self.stream.counters;
+        let relatches = c.relatches + c.rtcp_relatches;
+        let result = self.stream.check(now, src, &plain);
+        let d = &self.stream.counters;
+        t.relatches += (d.relatches + d.rtcp_relatches).saturating_sub(relatches);
+        match result {
+            Ok(Checked::Dtmf(e)) => {
+                t.dtmf_packets += 1;
+                t.dtmf_events += u64::from(e.is_some());
+            }
+            Ok(_) => {}
+            Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
+            Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => t.dropped_malformed += 1,
+            Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
+            Err(MediaDrop::Size) => t.dropped_size += 1,
+            Err(MediaDrop::Srtp(_)) => {}
+        }
+        result.map(|c| (c, plain)).map_err(Some)
+    }
+
+    /// A packet from the other half, sent on to this stream's peer (protected when the
+    /// stream is SRTP): `None` when the call ended (counted in `t`) or the peer is not known
+    /// yet.
+    #[inline] // See MediaStream::relay.
+    pub fn relay(
+        &mut self,
+        t: &mut MediaTableCounters,
+        side: Side,
+        rtcp: bool,
+        data: Bytes,
+    ) -> Option<Transmit> {
+        if self.ended {
+            t.unknown_stream += 1;
+            return None;
+        }
+        let data = match &mut self.srtp {
+            Some(s) => s.protect(rtcp, &data)?,
+            None => data,
+        };
+        self.stream.relay(side, rtcp, data)
+    }
+
+    /// Authenticates and decrypts a packet of an SRTP stream (before any other check, so a
+    /// forged packet cannot latch it): the plain packet, or `None` for a plain stream.
+    fn unprotect(
+        &mut self,
+        t: &mut MediaTableCounters,
+        rtcp: bool,
+        data: &[u8],
+    ) -> Result<Option<Bytes>, MediaDrop> {
+        let Some(s) = &mut self.srtp else {
+            return Ok(None);
+        };
+        match s.unprotect(rtcp, data) {
+            Ok(p) => Ok(Some(p)),
+            Err(d) => {
+                let c = &mut self.stream.counters;
+                match d {
+                    super::srtp::SrtpDrop::Auth => {
+                        c.dropped_srtp_auth += 1;
+                        t.dropped_srtp_auth += 1;
+                    }
+                    super::srtp::SrtpDrop::Replay => {
+                        c.dropped_srtp_replay += 1;
+                        t.dropped_srtp_replay += 1;
+                    }
+                }
+                Err(MediaDrop::Srtp(d))
+            }
+        }
+    }
+}
+
+/// Where the table keeps a stream's [`Forwarding`]: alone, or shared with the driver's media
+/// workers (the binder asked for it, [`Binder::shares_streams`]).
+#[derive(Debug)]
+enum Cell {
+    Own(Box<Forwarding>),
+    Shared(SharedForwarding),
+}
+
+/// A stream's [`Forwarding`], borrowed from its [`Cell`].
+enum Guard<'a> {
+    Own(&'a mut Forwarding),
+    Shared(MutexGuard<'a, Forwarding>),
+}
+
+impl Cell {
+    fn get(&mut self) -> Guard<'_> {
+        match self {
+            Cell::Own(f) => Guard::Own(f),
+            // A worker that panicked while holding it left a usable stream (its checks
+            // change counters and latches field by field).
+            Cell::Shared(m) => Guard::Shared(m.lock().unwrap_or_else(PoisonError::into_inner)),
+        }
+    }
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = Forwarding;
+    fn deref(&self) -> &Forwarding {
+        match self {
+            Guard::Own(f) => f,
+            Guard::Shared(g) => g,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Forwarding {
+        match self {
+            Guard::Own(f) => f,
+            Guard::Shared(g) => g,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    call: CallRef,
+    /// The stream's RTP address here (fixed for its life).
+    local: SocketAddr,
+    cell: Cell,
     /// Replay: the keys this stream put into `by_remote`.
     remotes: Vec<SocketAddr>,
     /// Plays Meta DTMF to the peer as RFC 4733 events, when it negotiated telephone-event.
@@ -758,7 +932,7 @@ impl MediaTable {
         for key in self.by_call.get(&call).into_iter().flatten() {
             if key.0 == side {
                 if let Some(e) = self.streams.get_mut(key) {
-                    e.stream.signalling = Some(ip);
+                    e.cell.get().stream.signalling = Some(ip);
                 }
             }
         }
@@ -811,7 +985,7 @@ impl MediaTable {
         remote: Option<SocketAddr>,
     ) -> Result<SocketAddr, Refusal> {
         if let Some(e) = self.streams.get(&(side, stream)) {
-            return Ok(e.stream.local);
+            return Ok(e.local);
         }
         let range = self.range(side, ip);
         let pool = self
@@ -857,13 +1031,25 @@ impl MediaTable {
         self.by_call.entry(call).or_default().push((side, stream));
         let mut s = MediaStream::new(stream, local, remote, self.latching(side), payload_types);
         s.signalling = self.signalling.get(&(call, side)).copied();
+        let forwarding = Forwarding {
+            call,
+            stream: s,
+            srtp: None,
+            ended: false,
+        };
+        let cell = if self.binder.shares_streams() {
+            let shared = Arc::new(Mutex::new(forwarding));
+            self.binder.publish(side, local, stream, &shared);
+            Cell::Shared(shared)
+        } else {
+            Cell::Own(Box::new(forwarding))
+        };
         self.streams.insert(
             (side, stream),
             Box::new(Entry {
                 call,
-                stream: s,
-                srtp: None,
-                ended: false,
+                local,
+                cell,
                 remotes,
                 dtmf_out: None,
             }),
@@ -872,13 +1058,13 @@ impl MediaTable {
     }
 
     pub fn local(&self, side: Side, stream: StreamId) -> Option<SocketAddr> {
-        self.streams.get(&(side, stream)).map(|e| e.stream.local)
+        self.streams.get(&(side, stream)).map(|e| e.local)
     }
 
     /// The peer's RTP address from SDP (an answer, a re-INVITE).
     pub fn set_remote(&mut self, side: Side, stream: StreamId, remote: SocketAddr) {
         if let Some(e) = self.streams.get_mut(&(side, stream)) {
-            e.stream.set_negotiated(remote);
+            e.cell.get().stream.set_negotiated(remote);
             if self.replay {
                 self.by_remote.insert(remote, (side, stream));
                 e.remotes.push(remote);
@@ -890,7 +1076,7 @@ impl MediaTable {
     pub fn set_payload_types(&mut self, side: Side, stream: StreamId, pts: Vec<u8>) {
         if let Some(e) = self.streams.get_mut(&(side, stream)) {
             if !pts.is_empty() {
-                e.stream.payload_types = pts;
+                e.cell.get().stream.payload_types = pts;
             }
         }
     }
@@ -937,54 +1123,13 @@ impl MediaTable {
         let (arrival, stream) = self.key_of(side, flow, rtcp)?;
         let e = self.streams.get_mut(&(arrival, stream))?;
         let src = source(arrival, e.call);
-        // An SRTP stream's packet is authenticated and decrypted first; every other check,
-        // and the other half, see the plain packet.
-        let result = match Self::unprotect(e, &mut self.counters, rtcp, data) {
-            Ok(plain) => {
-                let plain = plain.unwrap_or_else(|| data.clone());
-                Self::check(now, e, &mut self.counters, src, &plain).map(|c| (c, plain))
-            }
-            Err(d) => Err(Some(d)),
-        };
+        let result = e.cell.get().receive(now, &mut self.counters, src, data);
         Some(Received {
             side: arrival,
             stream,
             call: e.call,
             result,
         })
-    }
-
-    /// Checks a packet from `src` on a stream at engine time `now`; `Ok(rtcp)` when it may be
-    /// forwarded. A packet for an ended call is refused with `None`.
-    fn check(
-        now: Duration,
-        e: &mut Entry,
-        t: &mut MediaTableCounters,
-        src: SocketAddr,
-        data: &[u8],
-    ) -> Result<Checked, Option<MediaDrop>> {
-        if e.ended {
-            t.unknown_stream += 1;
-            return Err(None);
-        }
-        let c = &e.stream.counters;
-        let relatches = c.relatches + c.rtcp_relatches;
-        let result = e.stream.check(now, src, data);
-        let d = &e.stream.counters;
-        t.relatches += (d.relatches + d.rtcp_relatches).saturating_sub(relatches);
-        match result {
-            Ok(Checked::Dtmf(e)) => {
-                t.dtmf_packets += 1;
-                t.dtmf_events += u64::from(e.is_some());
-            }
-            Ok(_) => {}
-            Err(MediaDrop::Source(_) | MediaDrop::Latched) => t.dropped_source += 1,
-            Err(MediaDrop::Malformed | MediaDrop::NotDtmf(_)) => t.dropped_malformed += 1,
-            Err(MediaDrop::PayloadType(_)) => t.dropped_payload_type += 1,
-            Err(MediaDrop::Size) => t.dropped_size += 1,
-            Err(MediaDrop::Srtp(_)) => {}
-        }
-        result.map_err(Some)
     }
 
     /// A packet from the other half for `stream`, sent on to this side's peer.
@@ -997,14 +1142,8 @@ impl MediaTable {
         data: Bytes,
     ) -> Option<Transmit> {
         match self.streams.get_mut(&(side, stream)) {
-            Some(e) if !e.ended => {
-                let data = match &mut e.srtp {
-                    Some(s) => s.protect(rtcp, &data)?,
-                    None => data,
-                };
-                e.stream.relay(side, rtcp, data)
-            }
-            _ => {
+            Some(e) => e.cell.get().relay(&mut self.counters, side, rtcp, data),
+            None => {
                 self.counters.unknown_stream += 1;
                 None
             }
@@ -1029,7 +1168,7 @@ impl MediaTable {
         // Only where the gateway converts: between two parties that both negotiated it, events
         // stay media and INFO stays INFO.
         let te = te.filter(|_| convert);
-        e.stream.convert_dtmf(te);
+        e.cell.get().stream.convert_dtmf(te);
         match te {
             None => e.dtmf_out = None,
             Some(te)
@@ -1037,7 +1176,7 @@ impl MediaTable {
                     .as_ref()
                     .is_some_and(|s| s.telephone_event() == te) => {}
             Some(te) => {
-                let seed = (u64::from(stream.0) << 16) | u64::from(e.stream.local.port());
+                let seed = (u64::from(stream.0) << 16) | u64::from(e.local.port());
                 e.dtmf_out = Some(Box::new(super::dtmf::DtmfSender::new(te, seed, now)));
             }
         }
@@ -1045,13 +1184,12 @@ impl MediaTable {
 
     /// The telephone-event `stream` converts (see [`MediaTable::set_telephone_event`]).
     pub fn converts_dtmf(
-        &self,
+        &mut self,
         side: Side,
         stream: StreamId,
     ) -> Option<codecs::meta::TelephoneEvent> {
-        self.streams
-            .get(&(side, stream))
-            .and_then(|e| e.stream.dtmf_in.map(|(te, _)| te))
+        let e = self.streams.get_mut(&(side, stream))?;
+        e.cell.get().stream.dtmf_in.map(|(te, _)| te)
     }
 
     /// Plays a Meta DTMF event on `stream` as RFC 4733 events: `None` when the stream does not
@@ -1066,19 +1204,20 @@ impl MediaTable {
         duration_ms: u16,
     ) -> Option<bool> {
         let e = self.streams.get_mut(&(side, stream))?;
-        if e.ended {
+        let mut f = e.cell.get();
+        if f.ended {
             return Some(false);
         }
         let sender = e.dtmf_out.as_mut()?;
         let queued = sender.push(now, event, duration_ms);
         if queued {
-            e.stream.counters.dtmf_sent += 1;
+            f.stream.counters.dtmf_sent += 1;
             self.counters.dtmf_sent += 1;
             if let Some(due) = sender.next_due() {
                 self.dtmf_timers.set(due, (side, stream));
             }
         } else {
-            e.stream.counters.dtmf_dropped += 1;
+            f.stream.counters.dtmf_dropped += 1;
             self.counters.dtmf_dropped += 1;
         }
         Some(queued)
@@ -1095,7 +1234,8 @@ impl MediaTable {
             let Some(e) = self.streams.get_mut(&(side, stream)) else {
                 continue;
             };
-            if e.ended {
+            let mut f = e.cell.get();
+            if f.ended {
                 e.dtmf_out = None;
                 continue;
             }
@@ -1107,11 +1247,7 @@ impl MediaTable {
                 continue;
             }
             while let Some(pkt) = sender.poll(now) {
-                let data = match &mut e.srtp {
-                    Some(s) => s.protect(false, &pkt),
-                    None => Some(Bytes::from(pkt)),
-                };
-                if let Some(t) = data.and_then(|d| e.stream.relay(side, false, d)) {
+                if let Some(t) = f.relay(&mut self.counters, side, false, Bytes::from(pkt)) {
                     transmits.push_back(t);
                 }
             }
@@ -1124,43 +1260,19 @@ impl MediaTable {
     /// Serves `stream` as SRTP with `session`'s keys.
     pub fn set_srtp(&mut self, side: Side, stream: StreamId, session: super::srtp::SrtpSession) {
         if let Some(e) = self.streams.get_mut(&(side, stream)) {
-            e.srtp = Some(Box::new(session));
+            e.cell.get().srtp = Some(Box::new(session));
         }
     }
 
-    /// The SRTP keys of `stream`, if it is served as SRTP.
-    pub fn srtp(&self, side: Side, stream: StreamId) -> Option<&super::srtp::SrtpSession> {
-        self.streams.get(&(side, stream))?.srtp.as_deref()
-    }
-
-    /// Authenticates and decrypts a packet of an SRTP stream (before any other check, so a
-    /// forged packet cannot latch it): the plain packet, or `None` for a plain stream.
-    fn unprotect(
-        e: &mut Entry,
-        t: &mut MediaTableCounters,
-        rtcp: bool,
-        data: &[u8],
-    ) -> Result<Option<Bytes>, MediaDrop> {
-        let Some(s) = &mut e.srtp else {
-            return Ok(None);
-        };
-        match s.unprotect(rtcp, data) {
-            Ok(p) => Ok(Some(p)),
-            Err(d) => {
-                let c = &mut e.stream.counters;
-                match d {
-                    super::srtp::SrtpDrop::Auth => {
-                        c.dropped_srtp_auth += 1;
-                        t.dropped_srtp_auth += 1;
-                    }
-                    super::srtp::SrtpDrop::Replay => {
-                        c.dropped_srtp_replay += 1;
-                        t.dropped_srtp_replay += 1;
-                    }
-                }
-                Err(MediaDrop::Srtp(d))
-            }
-        }
+    /// The keys (the peer's, ours) of `stream`, if it is served as SRTP.
+    pub fn srtp_keys(
+        &mut self,
+        side: Side,
+        stream: StreamId,
+    ) -> Option<(super::srtp::Sdes, super::srtp::Sdes)> {
+        let e = self.streams.get_mut(&(side, stream))?;
+        let f = e.cell.get();
+        f.srtp.as_ref().map(|s| (s.remote.clone(), s.local.clone()))
     }
 
     /// The streams of a call on one side, in the order they were opened.
@@ -1201,13 +1313,15 @@ impl MediaTable {
             let Some(e) = self.streams.get_mut(&key) else {
                 continue;
             };
+            let mut f = e.cell.get();
             if (key.0 == Side::Outside) == has_outside {
-                sum.add(&e.stream.counters);
+                sum.add(&f.stream.counters);
             }
-            if std::mem::replace(&mut e.ended, true) {
+            if std::mem::replace(&mut f.ended, true) {
                 continue;
             }
-            let local = e.stream.local;
+            drop(f);
+            let local = e.local;
             for a in [local, bump(local)] {
                 if self.by_local.get(&a) == Some(&key) {
                     self.by_local.remove(&a);
@@ -1294,7 +1408,9 @@ mod tests {
             data: &[u8],
         ) -> Result<Checked, Option<MediaDrop>> {
             let e = self.streams.get_mut(&(side, stream)).unwrap();
-            MediaTable::check(now, e, &mut self.counters, src, data)
+            let data = Bytes::copy_from_slice(data);
+            let result = e.cell.get().receive(now, &mut self.counters, src, &data);
+            result.map(|(c, _)| c)
         }
     }
 

@@ -614,10 +614,7 @@ impl SipLeg {
         for (i, (m, new)) in offer.media.iter().zip(&offer.sdes).enumerate() {
             let Some(id) = m.stream else { continue };
             let had = before.get(i).cloned().flatten();
-            let current = out
-                .media
-                .srtp(side, id)
-                .map(|s| (s.remote.clone(), s.local.clone()));
+            let current = out.media.srtp_keys(side, id);
             let attr = match (new, current) {
                 (None, Some(_)) | (None, None) if had.is_some() => {
                     return Err(Rejection::NotAcceptableHere(
