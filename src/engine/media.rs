@@ -684,6 +684,36 @@ pub struct MediaTableCounters {
 /// What the checks and the relay of one stream read and change for each packet. The live
 /// driver's media workers share it with the engine ([`Binder::publish`]) and check and relay
 /// the stream's packets with it off the engine's task; replay and tests leave it to the table.
+/// What a driver's media workers counted off the engine's task, for the engine's stats
+/// ([`super::Engine::absorb_media_counts`]).
+#[derive(Debug, Default, Clone)]
+pub struct WorkerCounts {
+    pub table: MediaTableCounters,
+    /// Verdicts on RTP and RTCP packets: accepted, rejected.
+    pub rtp: [u64; 2],
+    pub rtcp: [u64; 2],
+}
+
+impl WorkerCounts {
+    /// Counts a verdict on a packet.
+    pub fn verdict(&mut self, rtcp: bool, accepted: bool) {
+        let v = if rtcp { &mut self.rtcp } else { &mut self.rtp };
+        if let Some(n) = v.get_mut(usize::from(!accepted)) {
+            *n += 1;
+        }
+    }
+
+    pub fn add(&mut self, o: &WorkerCounts) {
+        self.table.add(&o.table);
+        for (a, b) in self.rtp.iter_mut().zip(o.rtp) {
+            *a += b;
+        }
+        for (a, b) in self.rtcp.iter_mut().zip(o.rtcp) {
+            *a += b;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Forwarding {
     pub call: CallRef,
@@ -837,6 +867,26 @@ impl std::ops::DerefMut for Guard<'_> {
             Guard::Own(f) => f,
             Guard::Shared(g) => g,
         }
+    }
+}
+
+impl MediaTableCounters {
+    pub fn add(&mut self, o: &MediaTableCounters) {
+        self.streams_opened += o.streams_opened;
+        self.bind_failures += o.bind_failures;
+        self.no_port += o.no_port;
+        self.unknown_stream += o.unknown_stream;
+        self.dropped_source += o.dropped_source;
+        self.dropped_malformed += o.dropped_malformed;
+        self.dropped_payload_type += o.dropped_payload_type;
+        self.dropped_size += o.dropped_size;
+        self.dropped_srtp_auth += o.dropped_srtp_auth;
+        self.dropped_srtp_replay += o.dropped_srtp_replay;
+        self.relatches += o.relatches;
+        self.dtmf_events += o.dtmf_events;
+        self.dtmf_packets += o.dtmf_packets;
+        self.dtmf_sent += o.dtmf_sent;
+        self.dtmf_dropped += o.dtmf_dropped;
     }
 }
 

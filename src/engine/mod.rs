@@ -1123,6 +1123,45 @@ impl Engine {
         true
     }
 
+    /// A telephone-event on `call`'s stream on `side` that a driver's media worker read into a
+    /// DTMF digit ([`media::Checked::Dtmf`]): it goes to the other half as Meta DTMF, as
+    /// [`Engine::handle_datagram`] would have sent it.
+    pub fn handle_media_dtmf(
+        &mut self,
+        now: Duration,
+        side: Side,
+        call: meta::CallRef,
+        event: u8,
+        duration_ms: u16,
+    ) {
+        let m = meta::Message::Dtmf(meta::Dtmf {
+            call,
+            event,
+            duration_ms,
+        });
+        self.out.send_other(side, m);
+        self.pump(now);
+    }
+
+    /// Adds what a driver's media workers counted (verdicts, the media table's counters).
+    pub fn absorb_media_counts(&mut self, c: &media::WorkerCounts) {
+        self.out.media.counters.add(&c.table);
+        let s = &mut self.out.stats;
+        let [rtp_ok, rtp_no] = c.rtp;
+        let [rtcp_ok, rtcp_no] = c.rtcp;
+        s.rtp_packets += rtp_ok + rtp_no;
+        s.rtcp_packets += rtcp_ok + rtcp_no;
+        s.accepted += rtp_ok + rtcp_ok;
+        s.rejected += rtp_no + rtcp_no;
+    }
+
+    /// Whether media packets must come to the engine rather than be checked and relayed by a
+    /// driver's media workers: while a source is blocked (its packets are dropped here, see
+    /// [`Engine::handle_datagram`]), or when every accepted packet is reported.
+    pub fn media_needs_engine(&self) -> bool {
+        self.out.report_accepted_media || self.out.calls.limits.blocked_sources() > 0
+    }
+
     /// An accepted packet goes to the other half. With both halves in this engine and nothing
     /// queued that the pump would handle first, it is relayed at once: the order is the
     /// pump's, without the round trip through its queue for every packet.

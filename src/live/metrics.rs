@@ -87,6 +87,15 @@ impl Histogram {
         self.count
     }
 
+    /// Adds the observations of `o` (same buckets).
+    pub fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.sum += o.sum;
+        self.count += o.count;
+    }
+
     /// (upper bound, count in that bucket) with `+Inf` last.
     fn buckets(&self) -> Vec<(f64, u64)> {
         self.bounds
@@ -192,6 +201,11 @@ impl DriverMetrics {
     }
 
     /// A call was answered `setup` after its INVITE or Setup came in.
+    /// Tunnel-frame-in to UDP-out times observed by the media workers.
+    pub fn merge_transit(&mut self, h: &Histogram) {
+        self.transit.merge(h);
+    }
+
     pub fn call_setup(&mut self, setup: Duration) {
         self.setup.observe(setup.as_secs_f64());
     }

@@ -6,7 +6,7 @@ pub mod cover;
 pub mod front;
 pub mod hep;
 pub mod logging;
-pub mod media_poll;
+pub mod media_plane;
 pub mod metrics;
 pub mod prebind;
 pub mod recording;

@@ -3,16 +3,17 @@
 //! what happens to a message: every verdict, answer, port choice and keepalive is the engine's.
 //!
 //! One task owns the engine; reader tasks (the signalling UDP sockets, SIP TCP connections, the
-//! tunnel) send it [`Input`]s over one channel; the per-call media sockets it reads itself,
-//! through one epoll instance of their own (see [`crate::live::media_poll`]), and it drains the engine's outputs after each input in the order
-//! the engine documents: socket requests, transmits, tunnel frames, events.
+//! tunnel) send it [`Input`]s over one channel, and it drains the engine's outputs after each
+//! input in the order the engine documents: socket requests, transmits, tunnel frames, events.
+//! The per-call media sockets are read by the half's media workers, which check and forward
+//! the packets of established streams themselves (see [`crate::live::media_plane`]).
 
 use crate::engine::{
     Binder, ConnId, Engine, Event, Flow, Protocol, Side, Stats, StreamProtocol, Transmit,
     Transport, TunnelOut, Verdict,
 };
 use crate::live::logging::{RejectDecision, RejectLog};
-use crate::live::media_poll::MediaSockets;
+use crate::live::media_plane::{MediaBatch, MediaPlane, ToEngine};
 use crate::live::prebind::{bind_pair, PrebindCounters, Prebinder};
 use crate::live::tunnel::{
     ServerEvent, TunnelClient, TunnelConnection, TunnelError, TunnelPair, TunnelServer,
@@ -67,9 +68,6 @@ const RAS_UNREGISTER_WAIT: Duration = Duration::from_secs(2);
 /// A tunnel is declared dead after this many keepalive intervals of silence from the peer.
 const DEAD_AFTER_INTERVALS: u32 = 3;
 
-/// Media frames for the tunnel, in order: stream, RTCP flag, packet.
-type MediaBatch = Vec<(StreamId, bool, Bytes)>;
-
 /// What the reader tasks hand the engine task.
 #[derive(Debug)]
 enum Input {
@@ -120,6 +118,8 @@ enum Input {
         generation: u64,
         reason: String,
     },
+    /// From the media workers: a datagram for the engine, or a DTMF digit they read.
+    FromMedia(ToEngine),
     /// An operator's request (`sgw ctl`, SIGHUP), answered on `reply`.
     Control {
         request: crate::live::control::Request,
@@ -336,12 +336,18 @@ pub struct Summary {
 /// What the engine's binder did, for the driver to take up: sockets to read, sockets to close.
 enum SocketOp {
     Opened {
-        side: Side,
         local: SocketAddr,
         socket: std::net::UdpSocket,
     },
     Closed {
         local: SocketAddr,
+    },
+    /// The stream opened at `local` (RTP) is served by the media workers.
+    Published {
+        side: Side,
+        local: SocketAddr,
+        stream: StreamId,
+        forwarding: crate::engine::media::SharedForwarding,
     },
     /// A listener for one call's separate H.245 connection.
     Listening {
@@ -361,10 +367,36 @@ enum SocketOp {
 struct LiveBinder {
     ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     prebinder: Prebinder,
+    /// The half's media workers started: without them no media port can be served.
+    workers: bool,
 }
 
 impl Binder for LiveBinder {
+    fn shares_streams(&self) -> bool {
+        true
+    }
+
+    fn publish(
+        &mut self,
+        side: Side,
+        rtp: SocketAddr,
+        stream: StreamId,
+        forwarding: &crate::engine::media::SharedForwarding,
+    ) {
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.push(SocketOp::Published {
+                side,
+                local: rtp,
+                stream,
+                forwarding: forwarding.clone(),
+            });
+        }
+    }
+
     fn open(&mut self, side: Side, rtp: SocketAddr) -> bool {
+        if !self.workers {
+            return false;
+        }
         let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
         let (a, b) = match self.prebinder.take(side, rtp) {
             Some(pair) => pair,
@@ -383,12 +415,10 @@ impl Binder for LiveBinder {
             return false;
         };
         ops.push(SocketOp::Opened {
-            side,
             local: rtp,
             socket: a,
         });
         ops.push(SocketOp::Opened {
-            side,
             local: rtcp,
             socket: b,
         });
@@ -438,12 +468,9 @@ impl Binder for LiveBinder {
 enum UdpEntry {
     /// A signalling socket, read by a task of its own.
     Task(Arc<UdpSocket>, JoinHandle<()>),
-    /// A media socket (four per call with media), read through the half's [`MediaSockets`]
-    /// (`token` there); the driver sends on it, non-blocking.
-    Media {
-        socket: Arc<std::net::UdpSocket>,
-        token: mio::Token,
-    },
+    /// A media socket (four per call with media), read by the half's media workers; the
+    /// driver sends on it, non-blocking, what the engine relays itself.
+    Media(Arc<std::net::UdpSocket>),
 }
 
 impl UdpEntry {
@@ -452,7 +479,7 @@ impl UdpEntry {
     fn try_send_to(&self, data: &[u8], to: SocketAddr) -> bool {
         match self {
             UdpEntry::Task(s, _) => s.try_send_to(data, to).is_ok(),
-            UdpEntry::Media { socket, .. } => socket.send_to(data, to).is_ok(),
+            UdpEntry::Media(socket) => socket.send_to(data, to).is_ok(),
         }
     }
 }
@@ -513,10 +540,8 @@ pub struct Driver {
     h245_listeners: HashMap<SocketAddr, JoinHandle<()>>,
     /// Connections being opened for the engine, with what it sent meanwhile.
     connecting: HashMap<(SocketAddr, SocketAddr), Vec<Bytes>>,
-    /// The media sockets (set up with the first one).
-    media: Option<MediaSockets>,
-    /// Datagrams of one pass over the media sockets, for the engine.
-    media_read: Vec<(Side, SocketAddr, SocketAddr, Bytes)>,
+    /// The media workers (`None` when they could not start: media ports are then refused).
+    plane: Option<MediaPlane>,
     /// Media sockets the engine's binder opened or closed, not yet taken up.
     socket_ops: Arc<std::sync::Mutex<Vec<SocketOp>>>,
     /// How the binder found the media sockets: bound ahead or not.
@@ -555,9 +580,29 @@ impl Driver {
         let socket_ops = Arc::new(std::sync::Mutex::new(Vec::new()));
         let prebinder = Prebinder::new(format!("sgw-{half}-bind"));
         let prebind = prebinder.counters.clone();
+        let base = Instant::now();
+        let to_engine = tx.clone();
+        let plane = MediaPlane::new(
+            half,
+            base.into_std(),
+            Box::new(move |m| to_engine.blocking_send(Input::FromMedia(m)).is_ok()),
+        );
+        let plane = match plane {
+            Ok(p) => Some(p),
+            Err(e) => {
+                warn(
+                    half,
+                    format_args!(
+                        "cannot start the media workers ({e}): calls with media are refused"
+                    ),
+                );
+                None
+            }
+        };
         engine.set_binder(Box::new(LiveBinder {
             ops: socket_ops.clone(),
             prebinder,
+            workers: plane.is_some(),
         }));
         // Call records carry UTC time: the engine's zero is now.
         engine.set_wall_epoch(
@@ -569,11 +614,10 @@ impl Driver {
             connecting: HashMap::new(),
             socket_ops,
             prebind,
-            media: None,
-            media_read: Vec::new(),
+            plane,
             half,
             engine,
-            base: Instant::now(),
+            base,
             tx,
             rx,
             udp: HashMap::new(),
@@ -637,7 +681,8 @@ impl Driver {
         self.metrics = Some(crate::live::metrics::DriverMetrics::new(board));
     }
 
-    fn publish_metrics(&self) {
+    fn publish_metrics(&mut self) {
+        self.collect_media();
         if let Some(m) = &self.metrics {
             let driver = self.driver_counters();
             m.publish(self.half, &self.engine, driver, self.tunnel.is_some());
@@ -677,53 +722,49 @@ impl Driver {
         self.add_udp_sized(side, socket, engine_addr, MAX_DATAGRAM);
     }
 
-    /// A media socket (four per call with media): read through the half's [`MediaSockets`]
-    /// (set up here with the first one), not by a task of its own.
-    fn add_media_udp(&mut self, side: Side, socket: std::net::UdpSocket, engine_addr: SocketAddr) {
-        if self.media.is_none() {
-            match MediaSockets::new() {
-                Ok(m) => self.media = Some(m),
-                Err(e) => warn(self.half, format_args!("cannot read media sockets: {e}")),
-            }
-        }
-        let Some(media) = &mut self.media else {
-            self.counters.bind_failures += 1;
+    /// Hands the stream opened at `local` (its RTP and RTCP sockets, opened just before) to the
+    /// media workers.
+    fn serve_stream(
+        &mut self,
+        side: Side,
+        local: SocketAddr,
+        stream: StreamId,
+        forwarding: crate::engine::media::SharedForwarding,
+    ) {
+        let rtcp = SocketAddr::new(local.ip(), local.port().wrapping_add(1));
+        let socket = |a| match self.udp.get(&a) {
+            Some(UdpEntry::Media(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let (Some(a), Some(b), Some(plane)) = (socket(local), socket(rtcp), &mut self.plane) else {
             return;
         };
-        let socket = Arc::new(socket);
-        match media.add(socket.clone(), side, engine_addr) {
-            Ok(token) => {
-                self.udp
-                    .insert(engine_addr, UdpEntry::Media { socket, token });
-            }
-            Err(e) => {
-                self.counters.bind_failures += 1;
-                warn(
-                    self.half,
-                    format_args!("cannot read media port {engine_addr}: {e}"),
-                );
-            }
+        if let Err(e) = plane.add(side, local, stream, forwarding, (a, b)) {
+            self.counters.bind_failures += 1;
+            warn(
+                self.half,
+                format_args!("cannot read media port {local}: {e}"),
+            );
         }
     }
 
-    /// Hands the engine what the media sockets hold, at most [`DRAIN_EVERY`] datagrams.
-    fn read_media(&mut self) {
-        let Some(media) = &mut self.media else {
-            return;
-        };
-        let mut got = std::mem::take(&mut self.media_read);
-        media.read(DRAIN_EVERY, |side, local, remote, data| {
-            got.push((side, local, remote, data));
-        });
-        for (side, local, remote, data) in got.drain(..) {
-            let flow = Flow {
-                transport: Transport::Udp,
-                local,
-                remote: unmap(remote),
-            };
-            self.input_logged(Input::Datagram { side, flow, data });
+    /// Adds what the media workers counted to the engine's stats and the driver's counters.
+    fn collect_media(&mut self) {
+        let Some(plane) = &self.plane else { return };
+        let c = plane.take_counts();
+        self.engine.absorb_media_counts(&c.engine);
+        let d = &mut self.counters;
+        d.tunnel_media_sent += c.tunnel_media_sent;
+        d.tunnel_media_received += c.tunnel_media_received;
+        let [[out_rtp, out_rtcp], [in_rtp, in_rtcp]] = c.sent;
+        d.outside_rtp_sent += out_rtp;
+        d.outside_rtcp_sent += out_rtcp;
+        d.inside_rtp_sent += in_rtp;
+        d.inside_rtcp_sent += in_rtcp;
+        d.send_failures += c.send_failures;
+        if let (Some(m), Some(t)) = (&mut self.metrics, &c.transit) {
+            m.merge_transit(t);
         }
-        self.media_read = got;
     }
 
     fn add_udp_sized(&mut self, side: Side, socket: UdpSocket, addr: SocketAddr, size: usize) {
@@ -813,6 +854,14 @@ impl Driver {
         self.tasks.push(task);
     }
 
+    fn tunnel_shape(&self, keepalive: Duration) -> TunnelShape {
+        TunnelShape {
+            keepalive,
+            cover: self.cover,
+            media: self.plane.as_ref().map(MediaPlane::shared),
+        }
+    }
+
     /// GW2: takes GW1's tunnel connections from `server`, one signalling and one media
     /// connection of the same instance making a tunnel.
     pub fn add_tunnel_server(&mut self, server: TunnelServer, keepalive: Duration) {
@@ -820,7 +869,7 @@ impl Driver {
         let task = tokio::spawn(tunnel_server(
             server,
             self.tx.clone(),
-            (keepalive, self.cover),
+            self.tunnel_shape(keepalive),
             half,
         ));
         self.tasks.push(task);
@@ -832,7 +881,7 @@ impl Driver {
         let task = tokio::spawn(tunnel_client(
             client,
             self.tx.clone(),
-            (keepalive, self.cover),
+            self.tunnel_shape(keepalive),
             half,
         ));
         self.tasks.push(task);
@@ -880,13 +929,6 @@ impl Driver {
                         }
                     }
                 }
-                r = wait_media(self.media.as_ref()) => {
-                    if let Err(e) = r {
-                        warn(self.half, format_args!("media sockets: {e}"));
-                        self.media = None;
-                    }
-                    self.read_media();
-                }
                 () = &mut sleep, if armed.is_some() => {
                     // Elapsed: armed again (reset) at the next pass, whatever the deadline.
                     armed = None;
@@ -925,6 +967,7 @@ impl Driver {
             let _ = tokio::task::spawn_blocking(move || w.stop()).await;
             c.count_into(&mut self.counters);
         }
+        self.collect_media();
         let driver = self.driver_counters();
         Summary {
             half: self.half,
@@ -1093,6 +1136,9 @@ impl Driver {
                     // A new tunnel replaces the old one: its calls are gone with it.
                     self.engine.handle_tunnel_down(now);
                 }
+                if let Some(plane) = &self.plane {
+                    plane.set_tunnel(Some(media.clone()));
+                }
                 self.tunnel = Some(TunnelLink {
                     generation,
                     meta,
@@ -1135,7 +1181,19 @@ impl Driver {
                     self.tunnel_lost(&reason);
                 }
             }
+            Input::FromMedia(ToEngine::Datagram { side, flow, data }) => {
+                self.input(Input::Datagram { side, flow, data });
+            }
+            Input::FromMedia(ToEngine::Dtmf {
+                side,
+                call,
+                event,
+                duration_ms,
+            }) => self
+                .engine
+                .handle_media_dtmf(now, side, call, event, duration_ms),
             Input::Control { request, reply } => {
+                self.collect_media();
                 let answer = crate::live::control::handle(&mut self.engine, now, request);
                 let _ = reply.send(answer);
             }
@@ -1205,6 +1263,9 @@ impl Driver {
     /// and lets the engine release the calls.
     fn tunnel_lost(&mut self, reason: &str) {
         self.tunnel = None;
+        if let Some(plane) = &self.plane {
+            plane.set_tunnel(None);
+        }
         self.counters.tunnel_downs += 1;
         warn(self.half, format_args!("tunnel down: {reason}"));
         let now = self.now();
@@ -1231,6 +1292,10 @@ impl Driver {
             for t in self.engine.take_setup_times() {
                 m.call_setup(t);
             }
+        }
+        if let Some(plane) = &self.plane {
+            let slow = self.tap.is_active() || self.engine.media_needs_engine();
+            plane.shared().set_slow(slow);
         }
     }
 
@@ -1287,17 +1352,20 @@ impl Driver {
         };
         for op in ops {
             match op {
-                SocketOp::Opened {
+                SocketOp::Opened { local, socket } => {
+                    self.udp.insert(local, UdpEntry::Media(Arc::new(socket)));
+                }
+                SocketOp::Published {
                     side,
                     local,
-                    socket,
-                } => self.add_media_udp(side, socket, local),
+                    stream,
+                    forwarding,
+                } => self.serve_stream(side, local, stream, forwarding),
                 SocketOp::Closed { local } => {
-                    if let (Some(UdpEntry::Media { token, .. }), Some(media)) =
-                        (self.udp.remove(&local), &mut self.media)
-                    {
-                        media.remove(token);
+                    if let Some(plane) = &mut self.plane {
+                        plane.remove(local);
                     }
+                    self.udp.remove(&local);
                     crate::engine::shrink_when_sparse(&mut self.udp);
                 }
                 SocketOp::Listening {
@@ -1629,16 +1697,8 @@ async fn udp_reader(
     }
 }
 
-/// [`MediaSockets::wait`]; never, before the first media socket.
-async fn wait_media(media: Option<&MediaSockets>) -> std::io::Result<()> {
-    match media {
-        Some(m) => m.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn unmap(a: SocketAddr) -> SocketAddr {
+pub(crate) fn unmap(a: SocketAddr) -> SocketAddr {
     match a {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(v4.into(), v6.port()),
@@ -1877,12 +1937,18 @@ fn millis_since(t: Instant) -> u64 {
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// The keepalive interval of a tunnel, its cover traffic, and the media workers that relay
+/// what its media connection carries.
+#[derive(Clone)]
+struct TunnelShape {
+    keepalive: Duration,
+    cover: Option<crate::live::cover::CoverTraffic>,
+    media: Option<Arc<crate::live::media_plane::Shared>>,
+}
+
 /// GW2's side of the tunnel: pairs one signalling and one media connection of the same GW1
 /// instance into a session. A half pair not completed within the handshake timeout is dropped,
 /// so a GW1 that died between its two connections does not block its successor.
-/// The keepalive interval of a tunnel, and its cover traffic.
-type TunnelShape = (Duration, Option<crate::live::cover::CoverTraffic>);
-
 async fn tunnel_server(
     mut server: TunnelServer,
     tx: mpsc::Sender<Input>,
@@ -1933,7 +1999,7 @@ async fn tunnel_server(
                         media: c,
                     }
                 };
-                tokio::spawn(session(pair, tx.clone(), shape));
+                tokio::spawn(session(pair, tx.clone(), shape.clone()));
             }
             Ok(ServerEvent::Rejected { remote, error }) => {
                 warn(
@@ -1955,7 +2021,7 @@ async fn tunnel_client(
 ) {
     loop {
         match client.connect_pair().await {
-            Ok(pair) => session(pair, tx.clone(), shape).await,
+            Ok(pair) => session(pair, tx.clone(), shape.clone()).await,
             Err(e) => {
                 warn(half, format_args!("tunnel to GW2 failed: {e}"));
                 // connect_pair only gives up on errors retrying cannot fix; an operator may
@@ -1971,7 +2037,12 @@ async fn tunnel_client(
 
 /// One tunnel: reads and writes both connections until either fails, is silent for
 /// [`DEAD_AFTER_INTERVALS`] keepalive intervals, or the driver drops its queues.
-async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, (keepalive, cover): TunnelShape) {
+async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, shape: TunnelShape) {
+    let TunnelShape {
+        keepalive,
+        cover,
+        media,
+    } = shape;
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let dead_after = keepalive.saturating_mul(DEAD_AFTER_INTERVALS);
     let remote = pair.signalling.remote;
@@ -1990,7 +2061,7 @@ async fn session(pair: TunnelPair, tx: mpsc::Sender<Input>, (keepalive, cover): 
     }
     let reason = tokio::select! {
         r = read_meta(sig_r, generation, &tx) => r,
-        r = read_media(med_r, generation, &tx) => r,
+        r = read_media(med_r, generation, &tx, media.as_deref()) => r,
         r = write_meta(sig_w, meta_rx) => r,
         r = async {
             match cover {
@@ -2035,10 +2106,13 @@ async fn read_meta<R: AsyncRead + Unpin>(
     }
 }
 
+/// Reads the tunnel's media connection: the media workers relay its packets to the peers of
+/// their streams from here, or the engine does (see [`crate::live::media_plane`]).
 async fn read_media<R: AsyncRead + Unpin>(
     mut r: R,
     generation: u64,
     tx: &mpsc::Sender<Input>,
+    workers: Option<&crate::live::media_plane::Shared>,
 ) -> String {
     let mut framer = MediaFramer::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -2074,10 +2148,18 @@ async fn read_media<R: AsyncRead + Unpin>(
             let len = len.min(staged.len());
             packets.push((stream, rtcp, staged.split_to(len).freeze()));
         }
+        let at = Instant::now();
+        let packets = match workers {
+            Some(w) => match w.relay_from_tunnel(packets, at.into_std()) {
+                Some(back) => back,
+                None => continue,
+            },
+            None => packets,
+        };
         let input = Input::TunnelMedia {
             generation,
             packets,
-            at: Instant::now(),
+            at,
         };
         if tx.send(input).await.is_err() {
             return "gateway stopping".to_owned();
@@ -2255,6 +2337,7 @@ mod tests {
         let mut b = LiveBinder {
             ops: ops.clone(),
             prebinder: Prebinder::new("test-bind".into()),
+            workers: true,
         };
         let counters = b.prebinder.counters.clone();
         let count = || {
@@ -2286,7 +2369,7 @@ mod tests {
             .unwrap()
             .iter()
             .filter_map(|op| match op {
-                SocketOp::Opened { local, socket, .. } => {
+                SocketOp::Opened { local, socket } => {
                     assert_eq!(socket.local_addr().unwrap(), *local);
                     Some(*local)
                 }
