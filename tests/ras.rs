@@ -171,6 +171,19 @@ fn gateway(name: &str, gk_port: u16, lines: &str, control: bool) -> Gateway {
     Gateway::start(name, &s)
 }
 
+/// [`gk_status`] once it is in `state`, or after 5 s: an RCF the gatekeeper logged as sent may
+/// still be on its way to GW1 when the test asks.
+fn gk_status_once(gw: &Gateway, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = gk_status(gw);
+        if st["state"] == state || Instant::now() >= deadline {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `sgw ctl status --json`: GW1's gatekeeper registration.
 fn gk_status(gw: &Gateway) -> Value {
     let mut cmd = sgw();
@@ -424,7 +437,8 @@ fn silent_gatekeeper_times_out_and_gw1_registers_again_when_it_is_back() {
     gk.wait("registration", Duration::from_secs(15), |m| {
         count(m, "out", "RCF") >= 1
     });
-    assert_eq!(gk_status(&gw)["state"], "registered");
+    let st = gk_status_once(&gw, "registered");
+    assert_eq!(st["state"], "registered", "{st}");
     // The gatekeeper goes away: the keep-alive is sent three times (3 s apart) and times out.
     gk.stop();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -446,7 +460,7 @@ fn silent_gatekeeper_times_out_and_gw1_registers_again_when_it_is_back() {
     });
     let rrq = ms.iter().find(|m| is(m, "in", "RRQ")).unwrap();
     assert_eq!(rrq["keepAlive"], false, "{rrq}");
-    let st = gk_status(&gw);
+    let st = gk_status_once(&gw, "registered");
     assert_eq!(st["state"], "registered", "{st}");
     assert_eq!(st["registrations"], 2, "{st}");
     gw.stop();
