@@ -89,6 +89,25 @@ struct Quoting {
 }
 
 impl Quoting {
+    /// [`Quoting::quoted`] byte by byte, for scans that look for ASCII only: the quote, the
+    /// backslash and every separator are ASCII, and no byte of a multi-byte UTF-8 character
+    /// is, so the bytes of a character after `\` leave the state as the character would.
+    fn quoted_byte(&mut self, b: u8) -> bool {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.inside = false;
+            }
+            true
+        } else {
+            self.inside = b == b'"';
+            self.inside
+        }
+    }
+
     /// Takes the next character; `true` when it is part of a quoted string (its quotes
     /// included), so the caller's own syntax does not apply to it.
     fn quoted(&mut self, c: char) -> bool {
@@ -128,14 +147,15 @@ impl<'a> Iterator for SplitList<'a> {
         let value = self.rest?;
         let mut quoting = Quoting::default();
         let mut in_angle = false;
-        for (i, c) in value.char_indices() {
-            if quoting.quoted(c) {
+        // Byte by byte (see `Quoting::quoted_byte`): a comma at `i` is a character boundary.
+        for (i, b) in value.bytes().enumerate() {
+            if quoting.quoted_byte(b) {
                 continue;
             }
-            match c {
-                '<' => in_angle = true,
-                '>' => in_angle = false,
-                ',' if !in_angle => {
+            match b {
+                b'<' => in_angle = true,
+                b'>' => in_angle = false,
+                b',' if !in_angle => {
                     self.rest = Some(value.get(i + 1..).unwrap_or(""));
                     return Some(value.get(..i).unwrap_or("").trim());
                 }
@@ -165,7 +185,7 @@ fn parse_params(s: &str, header: &'static str) -> Result<Vec<Param>, SipError> {
         .strip_prefix(';')
         .ok_or(bad("unexpected text after value"))?;
     let mut out = Vec::new();
-    for part in split_outside_quotes(s, ';') {
+    for part in split_outside_quotes(s, b';') {
         if out.len() >= MAX_PARAMS {
             return Err(bad("too many parameters"));
         }
@@ -217,17 +237,18 @@ fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a Param> {
 }
 
 /// Splits on `sep` outside quoted strings.
-fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+fn split_outside_quotes(s: &str, sep: u8) -> Vec<&str> {
     let mut out = Vec::new();
     let mut quoting = Quoting::default();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        if quoting.quoted(c) {
+    // Byte by byte (see `Quoting::quoted_byte`); `sep` is ASCII, so `i` is a boundary.
+    for (i, b) in s.bytes().enumerate() {
+        if quoting.quoted_byte(b) {
             continue;
         }
-        if c == sep {
+        if b == sep {
             out.push(s.get(start..i).unwrap_or(""));
-            start = i + c.len_utf8();
+            start = i + 1;
         }
     }
     out.push(s.get(start..).unwrap_or(""));
@@ -936,6 +957,51 @@ impl MediaType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte scans split where the character scans they replaced did.
+    #[test]
+    fn byte_scans_split_as_character_scans() {
+        fn by_chars(value: &str, sep: char, angles: bool) -> Vec<&str> {
+            let (mut out, mut quoting, mut in_angle, mut start) =
+                (Vec::new(), Quoting::default(), false, 0);
+            for (i, c) in value.char_indices() {
+                if quoting.quoted(c) {
+                    continue;
+                }
+                match c {
+                    '<' if angles => in_angle = true,
+                    '>' if angles => in_angle = false,
+                    c if c == sep && !in_angle => {
+                        out.push(value.get(start..i).unwrap_or(""));
+                        start = i + c.len_utf8();
+                    }
+                    _ => {}
+                }
+            }
+            out.push(value.get(start..).unwrap_or(""));
+            out
+        }
+        let pieces = ["a", "\\", "\"", ",", ";", "<", ">", "é", "\\é", " ", "x=1"];
+        let mut seed: u64 = 7;
+        for _ in 0..50_000 {
+            let mut s = String::new();
+            for _ in 0..seed % 12 {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                s.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            seed = seed.wrapping_add(1);
+            let list: Vec<&str> = split_list(&s).collect();
+            let expected: Vec<&str> = by_chars(&s, ',', true).into_iter().map(str::trim).collect();
+            assert_eq!(list, expected, "{s:?}");
+            assert_eq!(
+                split_outside_quotes(&s, b';'),
+                by_chars(&s, ';', false),
+                "{s:?}"
+            );
+        }
+    }
 
     /// Every URI the hand path reads, the grammar reads the same: a table of the common and
     /// the tricky, then random texts over the characters that matter to either.
