@@ -535,6 +535,19 @@ fn plain_sip_parts(s: &str, sips: bool) -> Option<(SipParts, &str)> {
         }
         None => (None, user_host),
     };
+    let (host, ip, port) = plain_host_port(host_port)?;
+    let parts = SipParts {
+        user,
+        host,
+        ip,
+        port,
+    };
+    Some((parts, params))
+}
+
+/// A plain `host [":" port]` (see [`plain_sip_parts`]): the host as written, its address, the
+/// port. `None` for anything else.
+fn plain_host_port(host_port: &str) -> Option<(String, Option<IpAddr>, Option<u16>)> {
     let (host, port) = match host_port.bytes().position(|b| b == b':') {
         Some(colon) => {
             let port = host_port.get(colon + 1..)?;
@@ -554,13 +567,7 @@ fn plain_sip_parts(s: &str, sips: bool) -> Option<(SipParts, &str)> {
         return None;
     };
     // Without leading zeros an address is written as `Display` writes it.
-    let parts = SipParts {
-        user,
-        host: host.to_owned(),
-        ip,
-        port,
-    };
-    Some((parts, params))
+    Some((host.to_owned(), ip, port))
 }
 
 /// Unreserved characters of a user or parameter that need no percent-decoding: letters,
@@ -857,16 +864,24 @@ impl Via {
         if sent_by.is_empty() || sent_by.contains([' ', '\t']) {
             return Err(bad("invalid sent-by"));
         }
-        let hp = HostPort::from_str(sent_by).map_err(|_| bad("invalid sent-by"))?;
-        let (host, ip) = host_string(&hp);
-        if matches!(hp.host, Host::Name(_)) && host.contains(':') {
+        // A plain one by hand (see `plain_host_port`), else by the grammar.
+        let (host, ip, port) = match plain_host_port(sent_by) {
+            Some(plain) => plain,
+            None => {
+                let hp = HostPort::from_str(sent_by).map_err(|_| bad("invalid sent-by"))?;
+                let (host, ip) = host_string(&hp);
+                (host, ip, hp.port)
+            }
+        };
+        // No address: a host name (`host_string`).
+        if ip.is_none() && host.contains(':') {
             return Err(bad("IPv6 sent-by without brackets"));
         }
         // sent-by = host [ COLON port ], host = hostname / IPv4address / IPv6reference.
-        if matches!(hp.host, Host::Name(_)) && !is_hostname(&host) {
+        if ip.is_none() && !is_hostname(&host) {
             return Err(bad("sent-by host is neither a host name nor an IP address"));
         }
-        if hp.port == Some(0) {
+        if port == Some(0) {
             return Err(bad("sent-by port 0"));
         }
         let params = parse_params(params, "Via")?;
@@ -874,7 +889,7 @@ impl Via {
             transport: transport.to_ascii_uppercase(),
             host,
             ip,
-            port: hp.port,
+            port,
             params,
             raw: raw.to_owned(),
         })
@@ -1082,6 +1097,12 @@ mod tests {
                 s.push_str(pieces[next() % pieces.len()]);
             }
             check(&s);
+            let host_port = s.rsplit('@').next().unwrap_or("");
+            if let Some(plain) = plain_host_port(host_port) {
+                let hp = HostPort::from_str(host_port).unwrap();
+                let (host, ip) = host_string(&hp);
+                assert_eq!(plain, (host, ip, hp.port), "{host_port:?}");
+            }
             let sips = s.starts_with("sips:");
             if plain_sip_parts(&s, sips).is_some() {
                 plain += 1;
