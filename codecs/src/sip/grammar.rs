@@ -32,7 +32,12 @@ pub const KNOWN_URI_SCHEMES: &[&str] = &[
 
 /// RFC 3261 `token` characters.
 pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    // A match, not a search of the ten marks: every header name and parameter is tested.
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
 }
 
 /// Longest host name, written without the final dot (RFC 1035 section 2.3.4).
@@ -145,6 +150,12 @@ impl<'a> Iterator for SplitList<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let value = self.rest?;
+        // Without a comma there is nothing to split (a memchr, not the scan below): nearly
+        // every From, To and Contact.
+        if !value.as_bytes().contains(&b',') {
+            self.rest = None;
+            return Some(value.trim());
+        }
         let mut quoting = Quoting::default();
         let mut in_angle = false;
         // Byte by byte (see `Quoting::quoted_byte`): a comma at `i` is a character boundary.
