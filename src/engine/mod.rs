@@ -1512,6 +1512,12 @@ impl Engine {
         self.out.events.pop_front()
     }
 
+    /// Events queued and not yet polled (replay skips polling after the packets, nearly
+    /// all media, that leave nothing to poll).
+    pub fn pending_events(&self) -> usize {
+        self.out.events.len()
+    }
+
     /// Running totals of verdicts, calls and tunnel traffic, and the size of every table.
     pub fn stats(&self) -> Stats {
         let mut s = self.out.stats.clone();

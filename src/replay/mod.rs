@@ -181,7 +181,10 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                 }
                 _ => None,
             };
-            drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
+            // Most packets (media counted, not reported or queued) leave nothing to drain.
+            if engine.pending_transmits() > 0 || engine.pending_events() > 0 {
+                drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
+            }
         }
         let _ = recycle.send(batch.events);
     }

@@ -39,11 +39,14 @@ fn without_controls(s: &str) -> Cow<'_, str> {
 }
 
 fn is_header_text(s: &str) -> bool {
-    if s.is_ascii() {
-        // The same test byte by byte: the ASCII control characters are 0x00-0x1f and 0x7f.
-        return s.bytes().all(|b| b == b'\t' || !b.is_ascii_control());
-    }
-    s.chars().all(is_header_char)
+    // Nearly every value is ASCII without control characters (0x00-0x1f, 0x7f) but HTAB:
+    // looked for in one pass that does not stop early, which compiles to vector code
+    // (`is_ascii` then `all` cost about 500 instructions a header value). A value with any
+    // other byte is decided character by character.
+    let other = s.bytes().fold(false, |other, b| {
+        other | ((b < 0x20 && b != b'\t') | (b >= 0x7f))
+    });
+    !other || s.chars().all(is_header_char)
 }
 
 impl MessageBuilder {
