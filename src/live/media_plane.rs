@@ -1,9 +1,11 @@
 //! The media path of one half, off the engine's task and across the cores (issue 11).
 //!
 //! A call with media holds two RTP/RTCP pairs per half, each socket carrying one packet per
-//! 20 ms. The sockets are shared out over a few worker threads (one per core), each waiting on
-//! an epoll instance of its own (mio); a socket costs its descriptor and a table entry, not a
-//! runtime registration or a task.
+//! 20 ms. The sockets of every half in the process are shared out over one pool of worker
+//! threads (one per core), each waiting on an epoll instance of its own (mio); a socket costs
+//! its descriptor and a table entry, not a runtime registration or a task. One pool, not one per
+//! half: `--role both` (and GW1 with several GW2s) runs several halves in one process, and more
+//! busy threads than cores would only take turns.
 //!
 //! The engine still owns every stream: it opens it, negotiates it, ends it and writes its call
 //! record. What it shares with the workers is the stream's [`Forwarding`] (latches, payload
@@ -33,7 +35,7 @@ use crate::live::metrics::{Histogram, TRANSIT_BUCKETS};
 use bytes::{Bytes, BytesMut};
 use codecs::meta::{CallRef, StreamId};
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -49,17 +51,14 @@ pub const READ_BURST: usize = 16;
 /// Events a worker takes from its epoll instance at once.
 const EVENTS: usize = 1024;
 
-/// Most worker threads per half.
+/// Most worker threads in the process.
 const MAX_WORKERS: usize = 8;
 
-/// How long a worker waits for a readable socket before it looks at its stop flag.
-const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How long a worker waits for a readable socket when none is left from its last round.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
 
 /// Bytes of a block that datagrams are read into (see the module docs).
 const BLOCK: usize = 64 * 1024;
-
-/// The token that wakes a worker to stop.
-const WAKE: Token = Token(usize::MAX);
 
 /// Media frames for the tunnel, in order: stream, RTCP flag, packet.
 pub type MediaBatch = Vec<(StreamId, bool, Bytes)>;
@@ -122,6 +121,8 @@ impl PlaneCounts {
 
 /// One stream as the workers and the tunnel's reader serve it.
 struct Route {
+    /// The half whose stream it is.
+    half: Arc<Shared>,
     side: Side,
     stream: StreamId,
     call: CallRef,
@@ -136,7 +137,6 @@ struct Route {
 pub struct Shared {
     /// Engine time zero.
     base: Instant,
-    stop: AtomicBool,
     /// Every packet goes to the engine (see the module docs).
     slow: AtomicBool,
     /// The media writer of the tunnel that is up.
@@ -221,59 +221,74 @@ impl Shared {
     }
 }
 
-/// A worker thread, as the driver reaches it.
+/// A worker thread, as the halves reach it.
 struct Worker {
     registry: mio::Registry,
-    waker: Waker,
     routes: Arc<Mutex<FxHashMap<usize, Arc<Route>>>>,
 }
 
-/// One half's media workers and the streams they serve (owned by the driver).
+/// The process's media workers (started with the first half that needs them, for the life of
+/// the process).
+struct Pool {
+    workers: Vec<Worker>,
+    next_id: std::sync::atomic::AtomicUsize,
+}
+
+static POOL: std::sync::OnceLock<Result<Pool, String>> = std::sync::OnceLock::new();
+
+fn pool() -> std::io::Result<&'static Pool> {
+    POOL.get_or_init(|| start_pool().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| std::io::Error::other(e.clone()))
+}
+
+/// Starts one worker per core, at most [`MAX_WORKERS`].
+fn start_pool() -> std::io::Result<Pool> {
+    let n = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_WORKERS);
+    let mut workers = Vec::with_capacity(n);
+    for i in 0..n {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let routes = Arc::new(Mutex::new(FxHashMap::default()));
+        let r = routes.clone();
+        std::thread::Builder::new()
+            .name(format!("sgw-media-{i}"))
+            .spawn(move || run_worker(poll, &r))?;
+        workers.push(Worker { registry, routes });
+    }
+    Ok(Pool {
+        workers,
+        next_id: std::sync::atomic::AtomicUsize::new(0),
+    })
+}
+
+/// One half's streams as the process's media workers serve them (owned by the driver).
 pub struct MediaPlane {
     shared: Arc<Shared>,
-    workers: Vec<Worker>,
+    pool: &'static Pool,
     /// Per stream's RTP address: its worker and route id.
     routes: HashMap<SocketAddr, (usize, usize, StreamId)>,
-    next_id: usize,
 }
 
 impl MediaPlane {
-    /// Starts the workers (one per core, at most [`MAX_WORKERS`]) of half `half`, whose engine
-    /// time began at `base` and whose engine takes inputs through `to_engine`.
-    pub fn new(half: &str, base: Instant, to_engine: EngineSink) -> std::io::Result<MediaPlane> {
-        let n = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, MAX_WORKERS);
+    /// The media path of a half whose engine time began at `base` and whose engine takes
+    /// inputs through `to_engine` (the process's workers start with the first one).
+    pub fn new(base: Instant, to_engine: EngineSink) -> std::io::Result<MediaPlane> {
+        let pool = pool()?;
         let shared = Arc::new(Shared {
             base,
-            stop: AtomicBool::new(false),
             slow: AtomicBool::new(false),
             tunnel: Mutex::new(None),
             to_engine,
             by_stream: RwLock::new(FxHashMap::default()),
             counts: Mutex::new(PlaneCounts::default()),
         });
-        let mut workers = Vec::with_capacity(n);
-        for i in 0..n {
-            let poll = Poll::new()?;
-            let registry = poll.registry().try_clone()?;
-            let waker = Waker::new(poll.registry(), WAKE)?;
-            let routes = Arc::new(Mutex::new(FxHashMap::default()));
-            let (r, s) = (routes.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name(format!("sgw-{half}-media-{i}"))
-                .spawn(move || run_worker(poll, &r, &s))?;
-            workers.push(Worker {
-                registry,
-                waker,
-                routes,
-            });
-        }
         Ok(MediaPlane {
             shared,
-            workers,
+            pool,
             routes: HashMap::new(),
-            next_id: 0,
         })
     }
 
@@ -302,15 +317,15 @@ impl MediaPlane {
         (rtp, rtcp): (Arc<UdpSocket>, Arc<UdpSocket>),
     ) -> std::io::Result<()> {
         self.remove(local);
-        let n = self.workers.len().max(1);
+        let n = self.pool.workers.len().max(1);
         let w = usize::from(stream.0) % n;
-        let Some(worker) = self.workers.get(w) else {
+        let Some(worker) = self.pool.workers.get(w) else {
             return Err(std::io::Error::other("no media worker"));
         };
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1) % (usize::MAX / 4);
+        let id = self.pool.next_id.fetch_add(1, Ordering::Relaxed) % (usize::MAX / 4);
         let call = lock(&forwarding).call;
         let route = Arc::new(Route {
+            half: self.shared.clone(),
             side,
             stream,
             call,
@@ -349,7 +364,7 @@ impl MediaPlane {
             return;
         };
         crate::engine::shrink_when_sparse(&mut self.routes);
-        let Some(worker) = self.workers.get(w) else {
+        let Some(worker) = self.pool.workers.get(w) else {
             return;
         };
         let route = lock(&worker.routes).remove(&id);
@@ -383,26 +398,33 @@ impl MediaPlane {
 }
 
 impl Drop for MediaPlane {
+    /// The half stopped: the workers let go of its streams (and their sockets).
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        for w in &self.workers {
-            let _ = w.waker.wake();
+        let locals: Vec<SocketAddr> = self.routes.keys().copied().collect();
+        for local in locals {
+            self.remove(local);
         }
     }
 }
 
+/// What a worker read for one half in one round: checked packets for its tunnel, counts.
+struct HalfRound {
+    half: Arc<Shared>,
+    batch: MediaBatch,
+    counts: PlaneCounts,
+}
+
 /// A worker's loop: waits for readable sockets, reads them, checks and forwards what they
-/// hold, until the plane is dropped.
-fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>, shared: &Shared) {
+/// hold, for the life of the process.
+fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>) {
     let mut events = Events::with_capacity(EVENTS);
     // Sockets left readable after their turn (epoll reports a socket again only when more
     // arrives), read first in the next round.
     let mut pending: Vec<(Arc<Route>, bool)> = Vec::new();
     let mut readable: Vec<(Arc<Route>, bool)> = Vec::new();
     let mut block = BytesMut::new();
-    let mut batch: MediaBatch = Vec::new();
-    let mut counts = PlaneCounts::default();
-    while !shared.stop.load(Ordering::Relaxed) {
+    let mut rounds: Vec<HalfRound> = Vec::new();
+    loop {
         let wait = if pending.is_empty() {
             IDLE_WAIT
         } else {
@@ -411,7 +433,7 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>, shar
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 tracing::error!("media worker: epoll failed ({e})");
-                std::thread::sleep(IDLE_WAIT);
+                std::thread::sleep(Duration::from_millis(500));
             }
             continue;
         }
@@ -420,9 +442,6 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>, shar
             let routes = lock(routes);
             for event in events.iter() {
                 let token = event.token();
-                if token == WAKE {
-                    continue;
-                }
                 if let Some(r) = routes.get(&(token.0 >> 1)) {
                     let rtcp = token.0 & 1 == 1;
                     // Listed once per round, however often it was reported.
@@ -435,8 +454,25 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>, shar
                 }
             }
         }
-        let now = shared.now();
         for (route, rtcp) in readable.drain(..) {
+            let i = match rounds
+                .iter()
+                .position(|h| Arc::ptr_eq(&h.half, &route.half))
+            {
+                Some(i) => i,
+                None => {
+                    rounds.push(HalfRound {
+                        half: route.half.clone(),
+                        batch: Vec::new(),
+                        counts: PlaneCounts::default(),
+                    });
+                    rounds.len() - 1
+                }
+            };
+            let Some(round) = rounds.get_mut(i) else {
+                continue;
+            };
+            let now = route.half.now();
             let socket = if rtcp { &route.rtcp } else { &route.rtp };
             let mut emptied = false;
             for _ in 0..READ_BURST {
@@ -451,16 +487,7 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>, shar
                         block.truncate(len);
                         let data = block.split().freeze();
                         let src = crate::live::runtime::unmap(src);
-                        serve(
-                            shared,
-                            now,
-                            &route,
-                            rtcp,
-                            src,
-                            data,
-                            &mut batch,
-                            &mut counts,
-                        );
+                        serve(now, &route, rtcp, src, data, round);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         emptied = true;
@@ -475,23 +502,24 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>, shar
                 pending.push((route, rtcp));
             }
         }
-        shared.to_tunnel(&mut batch, &mut counts);
-        lock(&shared.counts).add(&std::mem::take(&mut counts));
+        for mut round in rounds.drain(..) {
+            round.half.to_tunnel(&mut round.batch, &mut round.counts);
+            lock(&round.half.counts).add(&round.counts);
+        }
     }
 }
 
 /// One datagram from `src` on a stream's RTP or RTCP socket.
-#[allow(clippy::too_many_arguments)]
 fn serve(
-    shared: &Shared,
     now: Duration,
     route: &Route,
     rtcp_socket: bool,
     src: SocketAddr,
     data: Bytes,
-    batch: &mut MediaBatch,
-    c: &mut PlaneCounts,
+    round: &mut HalfRound,
 ) {
+    let shared = &route.half;
+    let (batch, c) = (&mut round.batch, &mut round.counts);
     if shared.is_slow() {
         let local = if rtcp_socket {
             SocketAddr::new(route.local.ip(), route.local.port().wrapping_add(1))
@@ -594,7 +622,6 @@ mod tests {
         let to_engine = Arc::new(Mutex::new(Vec::new()));
         let sink = to_engine.clone();
         let mut plane = MediaPlane::new(
-            "test",
             Instant::now(),
             Box::new(move |m| {
                 sink.lock().unwrap().push(m);

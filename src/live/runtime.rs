@@ -42,7 +42,7 @@ const META_QUEUE: usize = 16_384;
 const MEDIA_QUEUE: usize = 4096;
 /// Batches of media packets (one per drain of the engine task, see [`Driver::flush_media`])
 /// queued for the tunnel's media connection; more are dropped (as UDP would).
-const MEDIA_BATCHES: usize = 256;
+const MEDIA_BATCHES: usize = 1024;
 /// SIP messages queued per TCP connection.
 const STREAM_QUEUE: usize = 256;
 /// SIP connections being opened at once; a request needing one more is not sent (counted).
@@ -583,7 +583,6 @@ impl Driver {
         let base = Instant::now();
         let to_engine = tx.clone();
         let plane = MediaPlane::new(
-            half,
             base.into_std(),
             Box::new(move |m| to_engine.blocking_send(Input::FromMedia(m)).is_ok()),
         );
