@@ -728,6 +728,11 @@ pub struct Forwarding {
 pub type SharedForwarding = Arc<Mutex<Forwarding>>;
 
 impl Forwarding {
+    /// Whether the call ended (its packets are refused).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
     /// A datagram of this stream from `src` at engine time `now`: unprotected (SRTP) and
     /// checked, counted in `t` and in the stream's counters. The plain packet when accepted;
     /// `Err(None)` when the call has ended.

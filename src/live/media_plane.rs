@@ -131,20 +131,6 @@ struct Route {
     rtp: Arc<UdpSocket>,
     rtcp: Arc<UdpSocket>,
     forwarding: SharedForwarding,
-    /// RTP, RTCP: in its worker's list of sockets to read (at most once, however often epoll
-    /// reports it). Only that worker touches them.
-    listed: [AtomicBool; 2],
-}
-
-impl Route {
-    fn listed(&self, rtcp: bool) -> &AtomicBool {
-        let [rtp, rtcp_flag] = &self.listed;
-        if rtcp {
-            rtcp_flag
-        } else {
-            rtp
-        }
-    }
 }
 
 /// What the driver, the workers and the tunnel's reader share.
@@ -310,11 +296,6 @@ impl MediaPlane {
         self.shared.clone()
     }
 
-    /// See [`Shared::set_slow`].
-    pub fn set_slow(&self, slow: bool) {
-        self.shared.set_slow(slow);
-    }
-
     /// Where the workers send checked packets (`None`: no tunnel, they are dropped).
     pub fn set_tunnel(&self, tx: Option<mpsc::Sender<MediaBatch>>) {
         *lock(&self.shared.tunnel) = tx;
@@ -352,7 +333,6 @@ impl MediaPlane {
             rtp,
             rtcp,
             forwarding,
-            listed: [AtomicBool::new(false), AtomicBool::new(false)],
         });
         lock(&worker.routes).insert(id, route.clone());
         // Data that came before the registration is reported by it.
@@ -407,7 +387,11 @@ impl MediaPlane {
         }
     }
 
-    /// Whether it serves no stream.
+    /// Streams served now.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
@@ -460,9 +444,11 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>) {
                 let token = event.token();
                 if let Some(r) = routes.get(&(token.0 >> 1)) {
                     let rtcp = token.0 & 1 == 1;
-                    // Listed once, however often it was reported: a peer flooding one port
-                    // cannot grow the list.
-                    if !r.listed(rtcp).swap(true, Ordering::Relaxed) {
+                    // Listed once per round, however often it was reported.
+                    if !readable
+                        .iter()
+                        .any(|(p, c)| *c == rtcp && Arc::ptr_eq(p, r))
+                    {
                         readable.push((r.clone(), rtcp));
                     }
                 }
@@ -512,9 +498,7 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>) {
                 }
             }
             block.clear();
-            if emptied {
-                route.listed(rtcp).store(false, Ordering::Relaxed);
-            } else {
+            if !emptied {
                 pending.push((route, rtcp));
             }
         }

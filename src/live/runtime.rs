@@ -1294,7 +1294,7 @@ impl Driver {
         }
         if let Some(plane) = &self.plane {
             let slow = self.tap.is_active() || self.engine.media_needs_engine();
-            plane.set_slow(slow);
+            plane.shared().set_slow(slow);
         }
     }
 
