@@ -1,11 +1,15 @@
 //! The media path of one half, off the engine's task and across the cores (issue 11).
 //!
 //! A call with media holds two RTP/RTCP pairs per half, each socket carrying one packet per
-//! 20 ms. The sockets of every half in the process are shared out over one pool of worker
-//! threads (one per core), each waiting on an epoll instance of its own (mio); a socket costs
-//! its descriptor and a table entry, not a runtime registration or a task. One pool, not one per
-//! half: `--role both` (and GW1 with several GW2s) runs several halves in one process, and more
-//! busy threads than cores would only take turns.
+//! 20 ms. A half's sockets are shared out over its media workers: one task per thread of the
+//! runtime, each waiting on an epoll instance of its own (mio) that the runtime's reactor
+//! watches. A socket costs its descriptor and a table entry, not a runtime registration or a
+//! task.
+//!
+//! Workers are tasks, not threads of their own: a checked batch wakes the tunnel's media writer
+//! on the worker's own thread (the runtime runs a task just woken there next), so no parked
+//! thread is woken between the check and the TLS write. The first version ran dedicated
+//! threads, and that futex wake added tens of µs to every packet at low load.
 //!
 //! The engine still owns every stream: it opens it, negotiates it, ends it and writes its call
 //! record. What it shares with the workers is the stream's [`Forwarding`] (latches, payload
@@ -24,8 +28,9 @@
 //!
 //! Each readable socket is read until it is empty, at most [`READ_BURST`] datagrams before the
 //! other readable ones of its worker get their turn; what is left is read first in the next
-//! round, which does not wait. Datagrams are read into 64 KiB blocks that their packets share
-//! (one allocation per block, not per packet).
+//! round, which does not wait for the reactor (a worker yields to the runtime's other tasks
+//! between rounds). Datagrams are read into 64 KiB blocks that their packets share (one
+//! allocation per block, not per packet).
 
 use crate::engine::media::{
     is_rtcp, Checked, Forwarding, SharedForwarding, WorkerCounts, MAX_MEDIA_PACKET,
@@ -38,24 +43,26 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Datagrams one socket reads per turn before the other readable sockets get theirs.
 pub const READ_BURST: usize = 16;
 
-/// Events a worker takes from its epoll instance at once.
-const EVENTS: usize = 1024;
+/// Events a worker takes from its epoll instance per round (a round is at most this many
+/// turns of [`READ_BURST`] before the worker yields).
+const EVENTS: usize = 256;
 
-/// Most worker threads in the process.
+/// Most workers per half.
 const MAX_WORKERS: usize = 8;
-
-/// How long a worker waits for a readable socket when none is left from its last round.
-const IDLE_WAIT: Duration = Duration::from_secs(60);
 
 /// Bytes of a block that datagrams are read into (see the module docs).
 const BLOCK: usize = 64 * 1024;
@@ -77,9 +84,10 @@ pub enum ToEngine {
     },
 }
 
-/// Hands the engine's task a [`ToEngine`], waiting while its queue is full; `false` once it
-/// stopped. Called on the workers' threads, never on the runtime's.
-pub type EngineSink = Box<dyn Fn(ToEngine) -> bool + Send + Sync>;
+/// Hands the engine's task a [`ToEngine`]; the future waits while its queue is full and gives
+/// `false` once it stopped.
+pub type EngineSink =
+    Box<dyn Fn(ToEngine) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// What the workers and the tunnel's reader counted since the driver last collected.
 #[derive(Debug, Default)]
@@ -121,8 +129,6 @@ impl PlaneCounts {
 
 /// One stream as the workers and the tunnel's reader serve it.
 struct Route {
-    /// The half whose stream it is.
-    half: Arc<Shared>,
     side: Side,
     stream: StreamId,
     call: CallRef,
@@ -131,6 +137,20 @@ struct Route {
     rtp: Arc<UdpSocket>,
     rtcp: Arc<UdpSocket>,
     forwarding: SharedForwarding,
+    /// RTP, RTCP: in its worker's list of sockets to read (at most once, however often epoll
+    /// reports it). Only that worker touches them.
+    listed: [AtomicBool; 2],
+}
+
+impl Route {
+    fn listed(&self, rtcp: bool) -> &AtomicBool {
+        let [rtp, rtcp_flag] = &self.listed;
+        if rtcp {
+            rtcp_flag
+        } else {
+            rtp
+        }
+    }
 }
 
 /// What the driver, the workers and the tunnel's reader share.
@@ -221,62 +241,28 @@ impl Shared {
     }
 }
 
-/// A worker thread, as the halves reach it.
+/// A media worker, as its half reaches it.
 struct Worker {
     registry: mio::Registry,
     routes: Arc<Mutex<FxHashMap<usize, Arc<Route>>>>,
+    task: JoinHandle<()>,
 }
 
-/// The process's media workers (started with the first half that needs them, for the life of
-/// the process).
-struct Pool {
-    workers: Vec<Worker>,
-    next_id: std::sync::atomic::AtomicUsize,
-}
-
-static POOL: std::sync::OnceLock<Result<Pool, String>> = std::sync::OnceLock::new();
-
-fn pool() -> std::io::Result<&'static Pool> {
-    POOL.get_or_init(|| start_pool().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| std::io::Error::other(e.clone()))
-}
-
-/// Starts one worker per core, at most [`MAX_WORKERS`].
-fn start_pool() -> std::io::Result<Pool> {
-    let n = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, MAX_WORKERS);
-    let mut workers = Vec::with_capacity(n);
-    for i in 0..n {
-        let poll = Poll::new()?;
-        let registry = poll.registry().try_clone()?;
-        let routes = Arc::new(Mutex::new(FxHashMap::default()));
-        let r = routes.clone();
-        std::thread::Builder::new()
-            .name(format!("sgw-media-{i}"))
-            .spawn(move || run_worker(poll, &r))?;
-        workers.push(Worker { registry, routes });
-    }
-    Ok(Pool {
-        workers,
-        next_id: std::sync::atomic::AtomicUsize::new(0),
-    })
-}
-
-/// One half's streams as the process's media workers serve them (owned by the driver).
+/// One half's streams as its media workers serve them (owned by the driver).
 pub struct MediaPlane {
     shared: Arc<Shared>,
-    pool: &'static Pool,
+    workers: Vec<Worker>,
+    next_id: usize,
     /// Per stream's RTP address: its worker and route id.
     routes: HashMap<SocketAddr, (usize, usize, StreamId)>,
 }
 
 impl MediaPlane {
     /// The media path of a half whose engine time began at `base` and whose engine takes
-    /// inputs through `to_engine` (the process's workers start with the first one).
+    /// inputs through `to_engine`: starts one worker per thread of the current runtime (at
+    /// most [`MAX_WORKERS`]). Called inside a Tokio runtime.
     pub fn new(base: Instant, to_engine: EngineSink) -> std::io::Result<MediaPlane> {
-        let pool = pool()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
             base,
             slow: AtomicBool::new(false),
@@ -285,15 +271,53 @@ impl MediaPlane {
             by_stream: RwLock::new(FxHashMap::default()),
             counts: Mutex::new(PlaneCounts::default()),
         });
+        let n = runtime.metrics().num_workers().clamp(1, MAX_WORKERS);
+        let mut workers: Vec<Worker> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = Poll::new()?;
+            let registry = poll.registry().try_clone()?;
+            // The reactor reports the worker's epoll instance readable when one of its
+            // sockets is. Tokio deprecated this constructor for types that could close or
+            // replace their descriptor while registered (its replacement is `unsafe`, which
+            // this crate forbids); a `Poll` owns its epoll descriptor until it is dropped, and
+            // the `AsyncFd` owns the `Poll`, so the descriptor outlives the registration.
+            let poll = {
+                let _entered = runtime.enter();
+                #[allow(deprecated)]
+                AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)
+            };
+            let poll = match poll {
+                Ok(p) => p,
+                Err(e) => {
+                    for w in &workers {
+                        w.task.abort();
+                    }
+                    return Err(e);
+                }
+            };
+            let routes = Arc::new(Mutex::new(FxHashMap::default()));
+            let task = runtime.spawn(run_worker(poll, routes.clone(), shared.clone()));
+            workers.push(Worker {
+                registry,
+                routes,
+                task,
+            });
+        }
         Ok(MediaPlane {
             shared,
-            pool,
+            workers,
+            next_id: 0,
             routes: HashMap::new(),
         })
     }
 
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
+    }
+
+    /// See [`Shared::set_slow`].
+    pub fn set_slow(&self, slow: bool) {
+        self.shared.set_slow(slow);
     }
 
     /// Where the workers send checked packets (`None`: no tunnel, they are dropped).
@@ -317,15 +341,15 @@ impl MediaPlane {
         (rtp, rtcp): (Arc<UdpSocket>, Arc<UdpSocket>),
     ) -> std::io::Result<()> {
         self.remove(local);
-        let n = self.pool.workers.len().max(1);
+        let n = self.workers.len().max(1);
         let w = usize::from(stream.0) % n;
-        let Some(worker) = self.pool.workers.get(w) else {
+        let Some(worker) = self.workers.get(w) else {
             return Err(std::io::Error::other("no media worker"));
         };
-        let id = self.pool.next_id.fetch_add(1, Ordering::Relaxed) % (usize::MAX / 4);
+        let id = self.next_id;
+        self.next_id = (self.next_id + 1) % (usize::MAX / 4);
         let call = lock(&forwarding).call;
         let route = Arc::new(Route {
-            half: self.shared.clone(),
             side,
             stream,
             call,
@@ -333,6 +357,7 @@ impl MediaPlane {
             rtp,
             rtcp,
             forwarding,
+            listed: [AtomicBool::new(false), AtomicBool::new(false)],
         });
         lock(&worker.routes).insert(id, route.clone());
         // Data that came before the registration is reported by it.
@@ -364,7 +389,7 @@ impl MediaPlane {
             return;
         };
         crate::engine::shrink_when_sparse(&mut self.routes);
-        let Some(worker) = self.pool.workers.get(w) else {
+        let Some(worker) = self.workers.get(w) else {
             return;
         };
         let route = lock(&worker.routes).remove(&id);
@@ -387,92 +412,87 @@ impl MediaPlane {
         }
     }
 
-    /// Streams served now.
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
+    /// Whether it serves no stream.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
 }
 
 impl Drop for MediaPlane {
-    /// The half stopped: the workers let go of its streams (and their sockets).
+    /// The half stopped: its workers stop and let go of its streams (and their sockets).
     fn drop(&mut self) {
         let locals: Vec<SocketAddr> = self.routes.keys().copied().collect();
         for local in locals {
             self.remove(local);
         }
+        for w in &self.workers {
+            w.task.abort();
+        }
     }
 }
 
-/// What a worker read for one half in one round: checked packets for its tunnel, counts.
-struct HalfRound {
-    half: Arc<Shared>,
+/// What a worker read in one round: checked packets for the tunnel, inputs for the engine,
+/// counts.
+#[derive(Default)]
+struct Round {
     batch: MediaBatch,
+    to_engine: Vec<ToEngine>,
     counts: PlaneCounts,
 }
 
 /// A worker's loop: waits for readable sockets, reads them, checks and forwards what they
-/// hold, for the life of the process.
-fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>) {
+/// hold, until its half stops.
+async fn run_worker(
+    mut poll: AsyncFd<Poll>,
+    routes: Arc<Mutex<FxHashMap<usize, Arc<Route>>>>,
+    half: Arc<Shared>,
+) {
     let mut events = Events::with_capacity(EVENTS);
     // Sockets left readable after their turn (epoll reports a socket again only when more
     // arrives), read first in the next round.
     let mut pending: Vec<(Arc<Route>, bool)> = Vec::new();
     let mut readable: Vec<(Arc<Route>, bool)> = Vec::new();
     let mut block = BytesMut::new();
-    let mut rounds: Vec<HalfRound> = Vec::new();
+    let mut round = Round::default();
+    // Whether the epoll instance may hold more events than the last round took.
+    let mut more = false;
     loop {
-        let wait = if pending.is_empty() {
-            IDLE_WAIT
-        } else {
-            Duration::ZERO
-        };
-        if let Err(e) = poll.poll(&mut events, Some(wait)) {
+        if pending.is_empty() && !more {
+            match poll.readable_mut().await {
+                // Cleared before the epoll instance is read: what arrives after that read
+                // makes it readable again.
+                Ok(mut guard) => guard.clear_ready(),
+                Err(e) => {
+                    tracing::error!("media worker: the reactor failed ({e}); its streams stop");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = poll.get_mut().poll(&mut events, Some(Duration::ZERO)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 tracing::error!("media worker: epoll failed ({e})");
-                std::thread::sleep(Duration::from_millis(500));
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             continue;
         }
+        more = events.iter().count() >= EVENTS;
         std::mem::swap(&mut readable, &mut pending);
         {
-            let routes = lock(routes);
+            let routes = lock(&routes);
             for event in events.iter() {
                 let token = event.token();
                 if let Some(r) = routes.get(&(token.0 >> 1)) {
                     let rtcp = token.0 & 1 == 1;
-                    // Listed once per round, however often it was reported.
-                    if !readable
-                        .iter()
-                        .any(|(p, c)| *c == rtcp && Arc::ptr_eq(p, r))
-                    {
+                    // Listed once, however often it was reported: a peer flooding one port
+                    // cannot grow the list.
+                    if !r.listed(rtcp).swap(true, Ordering::Relaxed) {
                         readable.push((r.clone(), rtcp));
                     }
                 }
             }
         }
+        let now = half.now();
         for (route, rtcp) in readable.drain(..) {
-            let i = match rounds
-                .iter()
-                .position(|h| Arc::ptr_eq(&h.half, &route.half))
-            {
-                Some(i) => i,
-                None => {
-                    rounds.push(HalfRound {
-                        half: route.half.clone(),
-                        batch: Vec::new(),
-                        counts: PlaneCounts::default(),
-                    });
-                    rounds.len() - 1
-                }
-            };
-            let Some(round) = rounds.get_mut(i) else {
-                continue;
-            };
-            let now = route.half.now();
             let socket = if rtcp { &route.rtcp } else { &route.rtp };
             let mut emptied = false;
             for _ in 0..READ_BURST {
@@ -487,7 +507,7 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>) {
                         block.truncate(len);
                         let data = block.split().freeze();
                         let src = crate::live::runtime::unmap(src);
-                        serve(now, &route, rtcp, src, data, round);
+                        serve(&half, now, &route, rtcp, src, data, &mut round);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         emptied = true;
@@ -498,29 +518,38 @@ fn run_worker(mut poll: Poll, routes: &Mutex<FxHashMap<usize, Arc<Route>>>) {
                 }
             }
             block.clear();
-            if !emptied {
+            if emptied {
+                route.listed(rtcp).store(false, Ordering::Relaxed);
+            } else {
                 pending.push((route, rtcp));
             }
         }
-        for mut round in rounds.drain(..) {
-            round.half.to_tunnel(&mut round.batch, &mut round.counts);
-            lock(&round.half.counts).add(&round.counts);
+        // The writer is woken on this thread and runs once this task waits or yields.
+        half.to_tunnel(&mut round.batch, &mut round.counts);
+        lock(&half.counts).add(&std::mem::take(&mut round.counts));
+        for m in round.to_engine.drain(..) {
+            if !(half.to_engine)(m).await {
+                return;
+            }
+        }
+        if !pending.is_empty() || more {
+            tokio::task::yield_now().await;
         }
     }
 }
 
 /// One datagram from `src` on a stream's RTP or RTCP socket.
 fn serve(
+    half: &Shared,
     now: Duration,
     route: &Route,
     rtcp_socket: bool,
     src: SocketAddr,
     data: Bytes,
-    round: &mut HalfRound,
+    round: &mut Round,
 ) {
-    let shared = &route.half;
-    let (batch, c) = (&mut round.batch, &mut round.counts);
-    if shared.is_slow() {
+    let c = &mut round.counts;
+    if half.is_slow() {
         let local = if rtcp_socket {
             SocketAddr::new(route.local.ip(), route.local.port().wrapping_add(1))
         } else {
@@ -531,7 +560,7 @@ fn serve(
             local,
             remote: src,
         };
-        let _ = (shared.to_engine)(ToEngine::Datagram {
+        round.to_engine.push(ToEngine::Datagram {
             side: route.side,
             flow,
             data,
@@ -547,7 +576,7 @@ fn serve(
         Ok((Checked::Dtmf(event), _)) => {
             c.engine.verdict(rtcp, true);
             if let Some((event, duration_ms)) = event {
-                let _ = (shared.to_engine)(ToEngine::Dtmf {
+                round.to_engine.push(ToEngine::Dtmf {
                     side: route.side,
                     call: route.call,
                     event,
@@ -557,7 +586,9 @@ fn serve(
         }
         Ok((checked, plain)) => {
             c.engine.verdict(rtcp, true);
-            batch.push((route.stream, checked == Checked::Rtcp, plain));
+            round
+                .batch
+                .push((route.stream, checked == Checked::Rtcp, plain));
         }
         Err(_) => c.engine.verdict(rtcp, false),
     }
@@ -617,18 +648,19 @@ mod tests {
     /// tunnel in order (bursts larger than a socket's turn too); a refused one is counted, not
     /// forwarded; in slow mode they go to the engine instead; packets from the tunnel are sent
     /// to the latched peer from the stream's socket; a removed stream's socket is not read.
-    #[test]
-    fn workers_check_and_forward_a_streams_packets_until_it_is_removed() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workers_check_and_forward_a_streams_packets_until_it_is_removed() {
         let to_engine = Arc::new(Mutex::new(Vec::new()));
         let sink = to_engine.clone();
         let mut plane = MediaPlane::new(
             Instant::now(),
             Box::new(move |m| {
                 sink.lock().unwrap().push(m);
-                true
+                Box::pin(async { true })
             }),
         )
         .unwrap();
+        assert_eq!(plane.workers.len(), 2);
         let (tx, mut rx) = mpsc::channel(1024);
         plane.set_tunnel(Some(tx));
 

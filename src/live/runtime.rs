@@ -584,7 +584,10 @@ impl Driver {
         let to_engine = tx.clone();
         let plane = MediaPlane::new(
             base.into_std(),
-            Box::new(move |m| to_engine.blocking_send(Input::FromMedia(m)).is_ok()),
+            Box::new(move |m| {
+                let tx = to_engine.clone();
+                Box::pin(async move { tx.send(Input::FromMedia(m)).await.is_ok() })
+            }),
         );
         let plane = match plane {
             Ok(p) => Some(p),
@@ -1294,7 +1297,7 @@ impl Driver {
         }
         if let Some(plane) = &self.plane {
             let slow = self.tap.is_active() || self.engine.media_needs_engine();
-            plane.shared().set_slow(slow);
+            plane.set_slow(slow);
         }
     }
 
