@@ -320,6 +320,19 @@ impl MediaStream {
         })
     }
 
+    /// [`MediaStream::relay`] for a driver that sends nothing: whether the packet would be
+    /// sent (the peer is known), counted as relayed, without building the transmit.
+    #[inline]
+    pub fn relay_counted(&mut self, rtcp: bool) -> bool {
+        let known = if rtcp {
+            self.rtcp_remote().is_some()
+        } else {
+            self.remote().is_some()
+        };
+        self.counters.relayed += u64::from(known);
+        known
+    }
+
     /// Reads the peer's telephone-event `te` into Meta DTMF instead of relaying it (`None`:
     /// relay it, when negotiated, as any payload).
     pub fn convert_dtmf(&mut self, te: Option<codecs::meta::TelephoneEvent>) {
@@ -795,6 +808,23 @@ impl Forwarding {
         self.stream.relay(side, rtcp, data)
     }
 
+    /// [`Forwarding::relay`] for a driver that sends nothing: whether a transmit would have
+    /// been sent, with the same counters and stream state changed. An SRTP stream's packet is
+    /// still protected (its session state moves with every packet, and protection may fail).
+    #[inline]
+    pub fn relay_counted(
+        &mut self,
+        t: &mut MediaTableCounters,
+        side: Side,
+        rtcp: bool,
+        data: Bytes,
+    ) -> bool {
+        if self.ended || self.srtp.is_some() {
+            return self.relay(t, side, rtcp, data).is_some();
+        }
+        self.stream.relay_counted(rtcp)
+    }
+
     /// Authenticates and decrypts a packet of an SRTP stream (before any other check, so a
     /// forged packet cannot latch it): the plain packet, or `None` for a plain stream.
     fn unprotect(
@@ -1196,6 +1226,22 @@ impl MediaTable {
             None => {
                 self.counters.unknown_stream += 1;
                 None
+            }
+        }
+    }
+
+    /// [`MediaTable::relay`] for a driver that sends nothing: whether a transmit would have
+    /// been sent, the table and stream changed as by `relay`, no transmit built.
+    #[inline]
+    pub fn relay_counted(&mut self, side: Side, stream: StreamId, rtcp: bool, data: Bytes) -> bool {
+        match self.streams.get_mut(&(side, stream)) {
+            Some(e) => e
+                .cell
+                .get()
+                .relay_counted(&mut self.counters, side, rtcp, data),
+            None => {
+                self.counters.unknown_stream += 1;
+                false
             }
         }
     }

@@ -580,9 +580,16 @@ struct Transmits {
 
 impl Transmits {
     fn push_back(&mut self, t: Transmit) {
-        if !self.count_only {
+        if self.count_only {
+            self.count(t.side);
+        } else {
             self.queue.push_back(t);
-        } else if t.side == Side::Inside {
+        }
+    }
+
+    /// Counts a transmit to `side` that is not queued.
+    fn count(&mut self, side: Side) {
+        if side == Side::Inside {
             self.to_inside += 1;
         } else {
             self.to_outside += 1;
@@ -1631,6 +1638,13 @@ impl Engine {
 
     /// A media packet from the other half, sent on from this side's port of the stream.
     fn relay(&mut self, side: Side, stream: meta::StreamId, rtcp: bool, data: Bytes) {
+        if self.out.transmits.count_only {
+            // Nothing is written: no transmit is built only to be counted.
+            if self.out.media.relay_counted(side, stream, rtcp, data) {
+                self.out.transmits.count(side);
+            }
+            return;
+        }
         if let Some(t) = self.out.media.relay(side, stream, rtcp, data) {
             self.out.transmits.push_back(t);
         }
