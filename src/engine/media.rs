@@ -182,9 +182,10 @@ pub struct Received {
     pub side: Side,
     pub stream: StreamId,
     pub call: CallRef,
-    /// What the packet is and the plain packet (SRTP removed) when accepted; `None` when the
-    /// stream's call has ended.
-    pub result: Result<(Checked, Bytes), Option<MediaDrop>>,
+    /// What the packet is and, when accepted, the plain packet if SRTP was removed (`None`:
+    /// the packet as it arrived, not copied or shared); `Err(None)` when the stream's call has
+    /// ended.
+    pub result: Result<(Checked, Option<Bytes>), Option<MediaDrop>>,
 }
 
 /// Why a media packet was dropped.
@@ -756,6 +757,19 @@ impl Forwarding {
         src: SocketAddr,
         data: &Bytes,
     ) -> Result<(Checked, Bytes), Option<MediaDrop>> {
+        self.receive_in_place(now, t, src, data)
+            .map(|(c, plain)| (c, plain.unwrap_or_else(|| data.clone())))
+    }
+
+    /// [`Forwarding::receive`], with the plain packet only when SRTP was removed (`None`: the
+    /// packet is `data` as it is; the caller shares it only if it needs it).
+    fn receive_in_place(
+        &mut self,
+        now: Duration,
+        t: &mut MediaTableCounters,
+        src: SocketAddr,
+        data: &Bytes,
+    ) -> Result<(Checked, Option<Bytes>), Option<MediaDrop>> {
         if self.ended {
             t.unknown_stream += 1;
             return Err(None);
@@ -763,12 +777,12 @@ impl Forwarding {
         // An SRTP stream's packet is authenticated and decrypted first; every other check,
         // and the other half, see the plain packet.
         let plain = match self.unprotect(t, is_rtcp(data), data) {
-            Ok(plain) => plain.unwrap_or_else(|| data.clone()),
+            Ok(plain) => plain,
             Err(d) => return Err(Some(d)),
         };
         let c = &self.stream.counters;
         let relatches = c.relatches + c.rtcp_relatches;
-        let result = self.stream.check(now, src, &plain);
+        let result = self.stream.check(now, src, plain.as_ref().unwrap_or(data));
         let d = &self.stream.counters;
         t.relatches += (d.relatches + d.rtcp_relatches).saturating_sub(relatches);
         match result {
@@ -817,10 +831,10 @@ impl Forwarding {
         t: &mut MediaTableCounters,
         side: Side,
         rtcp: bool,
-        data: Bytes,
+        data: impl FnOnce() -> Bytes,
     ) -> bool {
         if self.ended || self.srtp.is_some() {
-            return self.relay(t, side, rtcp, data).is_some();
+            return self.relay(t, side, rtcp, data()).is_some();
         }
         self.stream.relay_counted(rtcp)
     }
@@ -1203,7 +1217,10 @@ impl MediaTable {
         let (arrival, stream) = self.key_of(side, flow, rtcp)?;
         let e = self.streams.get_mut(&(arrival, stream))?;
         let src = source(arrival, e.call);
-        let result = e.cell.get().receive(now, &mut self.counters, src, data);
+        let result = e
+            .cell
+            .get()
+            .receive_in_place(now, &mut self.counters, src, data);
         Some(Received {
             side: arrival,
             stream,
@@ -1231,9 +1248,16 @@ impl MediaTable {
     }
 
     /// [`MediaTable::relay`] for a driver that sends nothing: whether a transmit would have
-    /// been sent, the table and stream changed as by `relay`, no transmit built.
+    /// been sent, the table and stream changed as by `relay`, no transmit built. The packet is
+    /// asked of `data` only where it is still needed (an SRTP stream protects it).
     #[inline]
-    pub fn relay_counted(&mut self, side: Side, stream: StreamId, rtcp: bool, data: Bytes) -> bool {
+    pub fn relay_counted(
+        &mut self,
+        side: Side,
+        stream: StreamId,
+        rtcp: bool,
+        data: impl FnOnce() -> Bytes,
+    ) -> bool {
         match self.streams.get_mut(&(side, stream)) {
             Some(e) => e
                 .cell

@@ -1107,7 +1107,7 @@ impl Engine {
             }
             Ok((checked, plain)) => {
                 let rtcp = checked == media::Checked::Rtcp;
-                self.forward_media(arrival, stream, rtcp, plain);
+                self.forward_media(arrival, stream, rtcp, plain, data);
                 (Verdict::Accepted, None)
             }
             Err(Some(d)) => (Verdict::Rejected, Some(d.reason())),
@@ -1171,8 +1171,17 @@ impl Engine {
 
     /// An accepted packet goes to the other half. With both halves in this engine and nothing
     /// queued that the pump would handle first, it is relayed at once: the order is the
-    /// pump's, without the round trip through its queue for every packet.
-    fn forward_media(&mut self, arrival: Side, stream: meta::StreamId, rtcp: bool, data: Bytes) {
+    /// pump's, without the round trip through its queue for every packet. The packet is
+    /// `plain` (SRTP removed), else `received` as it is, shared only where it is still needed.
+    fn forward_media(
+        &mut self,
+        arrival: Side,
+        stream: meta::StreamId,
+        rtcp: bool,
+        plain: Option<Bytes>,
+        received: &Bytes,
+    ) {
+        let data = || plain.unwrap_or_else(|| received.clone());
         if self.role == Role::Both && self.out.pump_idle() {
             let other = match arrival {
                 Side::Outside => Side::Inside,
@@ -1181,6 +1190,7 @@ impl Engine {
             self.relay(other, stream, rtcp, data);
             return;
         }
+        let data = data();
         match arrival {
             Side::Outside => self.out.media_to_gw1.push_back((stream, rtcp, data)),
             Side::Inside => self.out.media_to_gw2.push_back((stream, rtcp, data)),
@@ -1584,14 +1594,14 @@ impl Engine {
                 self.send_meta(now, m, false, local);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
                 if local {
-                    self.relay(Side::Inside, stream, rtcp, data);
+                    self.relay(Side::Inside, stream, rtcp, || data);
                 } else {
                     self.tunnel
                         .push_back(TunnelOut::Media { stream, rtcp, data });
                 }
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
                 if local {
-                    self.relay(Side::Outside, stream, rtcp, data);
+                    self.relay(Side::Outside, stream, rtcp, || data);
                 } else {
                     self.tunnel
                         .push_back(TunnelOut::Media { stream, rtcp, data });
@@ -1636,8 +1646,15 @@ impl Engine {
         self.out.origin = origin;
     }
 
-    /// A media packet from the other half, sent on from this side's port of the stream.
-    fn relay(&mut self, side: Side, stream: meta::StreamId, rtcp: bool, data: Bytes) {
+    /// A media packet from the other half, sent on from this side's port of the stream (`data`
+    /// is asked for the packet only when it is sent or protected).
+    fn relay(
+        &mut self,
+        side: Side,
+        stream: meta::StreamId,
+        rtcp: bool,
+        data: impl FnOnce() -> Bytes,
+    ) {
         if self.out.transmits.count_only {
             // Nothing is written: no transmit is built only to be counted.
             if self.out.media.relay_counted(side, stream, rtcp, data) {
@@ -1645,7 +1662,7 @@ impl Engine {
             }
             return;
         }
-        if let Some(t) = self.out.media.relay(side, stream, rtcp, data) {
+        if let Some(t) = self.out.media.relay(side, stream, rtcp, data()) {
             self.out.transmits.push_back(t);
         }
     }
@@ -1763,7 +1780,7 @@ impl Engine {
         } else {
             Side::Outside
         };
-        self.relay(side, stream, rtcp, data);
+        self.relay(side, stream, rtcp, || data);
         self.pump(now);
     }
 
