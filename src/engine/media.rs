@@ -1179,6 +1179,7 @@ impl MediaTable {
     /// peer's address (replay; RTCP from the port above the peer's RTP port). A stream of
     /// another side is not found, except in replay, where the answering party's media is seen
     /// on the outside and belongs to the inside's stream: one lookup serves both.
+    #[inline]
     fn key_of(&self, side: Side, flow: &Flow, rtcp: bool) -> Option<(Side, StreamId)> {
         let key = self.by_local.get(&flow.local).or_else(|| {
             if !self.replay {
@@ -1205,6 +1206,9 @@ impl MediaTable {
     /// engine time `now`, from the source `source` gives for the stream's side and call, with
     /// one look-up of the stream for all of it. A packet for an ended call is refused with
     /// `None`.
+    // Inlined into the engine's media path (its one caller there): the result is then not
+    // moved out through a return for every packet.
+    #[inline]
     pub fn receive(
         &mut self,
         now: Duration,
