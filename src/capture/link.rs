@@ -42,6 +42,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Strips the link header of a frame.
+#[inline]
 pub(crate) fn decap(linktype: u32, frame: &[u8]) -> Link<'_> {
     match linktype {
         LINKTYPE_ETHERNET => match (be16(frame, 12), frame.get(14..)) {

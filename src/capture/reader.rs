@@ -97,6 +97,7 @@ impl<R: Read> CaptureReader<R> {
     }
 
     /// The next event; `None` at the end of the capture or after an error.
+    #[inline]
     pub fn next_event(&mut self) -> Option<Result<Event, CaptureError>> {
         loop {
             if let Some(ev) = self.layers.queue.pop_front() {

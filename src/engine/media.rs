@@ -182,9 +182,10 @@ pub struct Received {
     pub side: Side,
     pub stream: StreamId,
     pub call: CallRef,
-    /// What the packet is and the plain packet (SRTP removed) when accepted; `None` when the
-    /// stream's call has ended.
-    pub result: Result<(Checked, Bytes), Option<MediaDrop>>,
+    /// What the packet is and, when accepted, the plain packet if SRTP was removed (`None`:
+    /// the packet as it arrived, not copied or shared); `Err(None)` when the stream's call has
+    /// ended.
+    pub result: Result<(Checked, Option<Bytes>), Option<MediaDrop>>,
 }
 
 /// Why a media packet was dropped.
@@ -318,6 +319,19 @@ impl MediaStream {
             },
             payload: data,
         })
+    }
+
+    /// [`MediaStream::relay`] for a driver that sends nothing: whether the packet would be
+    /// sent (the peer is known), counted as relayed, without building the transmit.
+    #[inline]
+    pub fn relay_counted(&mut self, rtcp: bool) -> bool {
+        let known = if rtcp {
+            self.rtcp_remote().is_some()
+        } else {
+            self.remote().is_some()
+        };
+        self.counters.relayed += u64::from(known);
+        known
     }
 
     /// Reads the peer's telephone-event `te` into Meta DTMF instead of relaying it (`None`:
@@ -743,6 +757,19 @@ impl Forwarding {
         src: SocketAddr,
         data: &Bytes,
     ) -> Result<(Checked, Bytes), Option<MediaDrop>> {
+        self.receive_in_place(now, t, src, data)
+            .map(|(c, plain)| (c, plain.unwrap_or_else(|| data.clone())))
+    }
+
+    /// [`Forwarding::receive`], with the plain packet only when SRTP was removed (`None`: the
+    /// packet is `data` as it is; the caller shares it only if it needs it).
+    fn receive_in_place(
+        &mut self,
+        now: Duration,
+        t: &mut MediaTableCounters,
+        src: SocketAddr,
+        data: &Bytes,
+    ) -> Result<(Checked, Option<Bytes>), Option<MediaDrop>> {
         if self.ended {
             t.unknown_stream += 1;
             return Err(None);
@@ -750,12 +777,12 @@ impl Forwarding {
         // An SRTP stream's packet is authenticated and decrypted first; every other check,
         // and the other half, see the plain packet.
         let plain = match self.unprotect(t, is_rtcp(data), data) {
-            Ok(plain) => plain.unwrap_or_else(|| data.clone()),
+            Ok(plain) => plain,
             Err(d) => return Err(Some(d)),
         };
         let c = &self.stream.counters;
         let relatches = c.relatches + c.rtcp_relatches;
-        let result = self.stream.check(now, src, &plain);
+        let result = self.stream.check(now, src, plain.as_ref().unwrap_or(data));
         let d = &self.stream.counters;
         t.relatches += (d.relatches + d.rtcp_relatches).saturating_sub(relatches);
         match result {
@@ -793,6 +820,23 @@ impl Forwarding {
             None => data,
         };
         self.stream.relay(side, rtcp, data)
+    }
+
+    /// [`Forwarding::relay`] for a driver that sends nothing: whether a transmit would have
+    /// been sent, with the same counters and stream state changed. An SRTP stream's packet is
+    /// still protected (its session state moves with every packet, and protection may fail).
+    #[inline]
+    pub fn relay_counted(
+        &mut self,
+        t: &mut MediaTableCounters,
+        side: Side,
+        rtcp: bool,
+        data: impl FnOnce() -> Bytes,
+    ) -> bool {
+        if self.ended || self.srtp.is_some() {
+            return self.relay(t, side, rtcp, data()).is_some();
+        }
+        self.stream.relay_counted(rtcp)
     }
 
     /// Authenticates and decrypts a packet of an SRTP stream (before any other check, so a
@@ -1135,6 +1179,7 @@ impl MediaTable {
     /// peer's address (replay; RTCP from the port above the peer's RTP port). A stream of
     /// another side is not found, except in replay, where the answering party's media is seen
     /// on the outside and belongs to the inside's stream: one lookup serves both.
+    #[inline]
     fn key_of(&self, side: Side, flow: &Flow, rtcp: bool) -> Option<(Side, StreamId)> {
         let key = self.by_local.get(&flow.local).or_else(|| {
             if !self.replay {
@@ -1161,6 +1206,9 @@ impl MediaTable {
     /// engine time `now`, from the source `source` gives for the stream's side and call, with
     /// one look-up of the stream for all of it. A packet for an ended call is refused with
     /// `None`.
+    // Inlined into the engine's media path (its one caller there): the result is then not
+    // moved out through a return for every packet.
+    #[inline]
     pub fn receive(
         &mut self,
         now: Duration,
@@ -1173,7 +1221,10 @@ impl MediaTable {
         let (arrival, stream) = self.key_of(side, flow, rtcp)?;
         let e = self.streams.get_mut(&(arrival, stream))?;
         let src = source(arrival, e.call);
-        let result = e.cell.get().receive(now, &mut self.counters, src, data);
+        let result = e
+            .cell
+            .get()
+            .receive_in_place(now, &mut self.counters, src, data);
         Some(Received {
             side: arrival,
             stream,
@@ -1196,6 +1247,29 @@ impl MediaTable {
             None => {
                 self.counters.unknown_stream += 1;
                 None
+            }
+        }
+    }
+
+    /// [`MediaTable::relay`] for a driver that sends nothing: whether a transmit would have
+    /// been sent, the table and stream changed as by `relay`, no transmit built. The packet is
+    /// asked of `data` only where it is still needed (an SRTP stream protects it).
+    #[inline]
+    pub fn relay_counted(
+        &mut self,
+        side: Side,
+        stream: StreamId,
+        rtcp: bool,
+        data: impl FnOnce() -> Bytes,
+    ) -> bool {
+        match self.streams.get_mut(&(side, stream)) {
+            Some(e) => e
+                .cell
+                .get()
+                .relay_counted(&mut self.counters, side, rtcp, data),
+            None => {
+                self.counters.unknown_stream += 1;
+                false
             }
         }
     }

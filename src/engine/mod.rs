@@ -580,9 +580,16 @@ struct Transmits {
 
 impl Transmits {
     fn push_back(&mut self, t: Transmit) {
-        if !self.count_only {
+        if self.count_only {
+            self.count(t.side);
+        } else {
             self.queue.push_back(t);
-        } else if t.side == Side::Inside {
+        }
+    }
+
+    /// Counts a transmit to `side` that is not queued.
+    fn count(&mut self, side: Side) {
+        if side == Side::Inside {
             self.to_inside += 1;
         } else {
             self.to_outside += 1;
@@ -921,7 +928,7 @@ impl Engine {
             self.drop_blocked(first, protocol);
             return;
         }
-        if !self.handle_media(now, Side::Outside, flow, &data) {
+        if !self.handle_media(now, Side::Outside, &flow, &data) {
             // RAS (UDP 1718/1719), then SIP.
             if !self.h323.handle_datagram(flow, &data, &mut self.out) && looks_like_sip(&data) {
                 match codecs::sip::parse_datagram(data.clone()) {
@@ -945,7 +952,7 @@ impl Engine {
             self.pump(now);
             return;
         }
-        if !self.handle_media(now, Side::Inside, flow, &data) && looks_like_sip(&data) {
+        if !self.handle_media(now, Side::Inside, &flow, &data) && looks_like_sip(&data) {
             self.inside.handle_datagram(now, flow, data, &mut self.out);
         }
         self.pump(now);
@@ -1054,7 +1061,7 @@ impl Engine {
 
     /// RTP/RTCP of a known stream: checked, then sent over the tunnel. Returns false when the
     /// datagram belongs to no stream on this side.
-    fn handle_media(&mut self, now: Duration, side: Side, flow: Flow, data: &Bytes) -> bool {
+    fn handle_media(&mut self, now: Duration, side: Side, flow: &Flow, data: &Bytes) -> bool {
         let rtcp_hint = media::is_rtcp(data);
         let (inside, replay) = (&self.inside, self.replay);
         // Replay: the answering party's media, seen on the outside, is the inside's.
@@ -1076,7 +1083,7 @@ impl Engine {
             stream,
             call,
             result,
-        }) = self.out.media.receive(now, side, &flow, data, source)
+        }) = self.out.media.receive(now, side, flow, data, source)
         else {
             return false;
         };
@@ -1100,7 +1107,7 @@ impl Engine {
             }
             Ok((checked, plain)) => {
                 let rtcp = checked == media::Checked::Rtcp;
-                self.forward_media(arrival, stream, rtcp, plain);
+                self.forward_media(arrival, stream, rtcp, plain, data);
                 (Verdict::Accepted, None)
             }
             Err(Some(d)) => (Verdict::Rejected, Some(d.reason())),
@@ -1164,8 +1171,17 @@ impl Engine {
 
     /// An accepted packet goes to the other half. With both halves in this engine and nothing
     /// queued that the pump would handle first, it is relayed at once: the order is the
-    /// pump's, without the round trip through its queue for every packet.
-    fn forward_media(&mut self, arrival: Side, stream: meta::StreamId, rtcp: bool, data: Bytes) {
+    /// pump's, without the round trip through its queue for every packet. The packet is
+    /// `plain` (SRTP removed), else `received` as it is, shared only where it is still needed.
+    fn forward_media(
+        &mut self,
+        arrival: Side,
+        stream: meta::StreamId,
+        rtcp: bool,
+        plain: Option<Bytes>,
+        received: &Bytes,
+    ) {
+        let data = || plain.unwrap_or_else(|| received.clone());
         if self.role == Role::Both && self.out.pump_idle() {
             let other = match arrival {
                 Side::Outside => Side::Inside,
@@ -1174,6 +1190,7 @@ impl Engine {
             self.relay(other, stream, rtcp, data);
             return;
         }
+        let data = data();
         match arrival {
             Side::Outside => self.out.media_to_gw1.push_back((stream, rtcp, data)),
             Side::Inside => self.out.media_to_gw2.push_back((stream, rtcp, data)),
@@ -1552,11 +1569,16 @@ impl Engine {
     /// Moves Meta messages and media across the tunnel until both halves are quiet: in memory
     /// when this engine runs both halves, into [`Engine::poll_tunnel`] otherwise. Every Meta
     /// message goes through the wire encoding, as it does on the real tunnel.
+    // The check inlined where it is called: most inputs (media) leave nothing to pump, and
+    // they then pay for no call into the loop below.
+    #[inline]
     fn pump(&mut self, now: Duration) {
-        // Most inputs (media) leave nothing to pump.
-        if self.out.pump_idle() {
-            return;
+        if !self.out.pump_idle() {
+            self.pump_queued(now);
         }
+    }
+
+    fn pump_queued(&mut self, now: Duration) {
         let local = self.role == Role::Both;
         for _ in 0..4096 {
             if let Some(victim) = self.out.calls.poll_preempted() {
@@ -1577,14 +1599,14 @@ impl Engine {
                 self.send_meta(now, m, false, local);
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw1.pop_front() {
                 if local {
-                    self.relay(Side::Inside, stream, rtcp, data);
+                    self.relay(Side::Inside, stream, rtcp, || data);
                 } else {
                     self.tunnel
                         .push_back(TunnelOut::Media { stream, rtcp, data });
                 }
             } else if let Some((stream, rtcp, data)) = self.out.media_to_gw2.pop_front() {
                 if local {
-                    self.relay(Side::Outside, stream, rtcp, data);
+                    self.relay(Side::Outside, stream, rtcp, || data);
                 } else {
                     self.tunnel
                         .push_back(TunnelOut::Media { stream, rtcp, data });
@@ -1629,9 +1651,23 @@ impl Engine {
         self.out.origin = origin;
     }
 
-    /// A media packet from the other half, sent on from this side's port of the stream.
-    fn relay(&mut self, side: Side, stream: meta::StreamId, rtcp: bool, data: Bytes) {
-        if let Some(t) = self.out.media.relay(side, stream, rtcp, data) {
+    /// A media packet from the other half, sent on from this side's port of the stream (`data`
+    /// is asked for the packet only when it is sent or protected).
+    fn relay(
+        &mut self,
+        side: Side,
+        stream: meta::StreamId,
+        rtcp: bool,
+        data: impl FnOnce() -> Bytes,
+    ) {
+        if self.out.transmits.count_only {
+            // Nothing is written: no transmit is built only to be counted.
+            if self.out.media.relay_counted(side, stream, rtcp, data) {
+                self.out.transmits.count(side);
+            }
+            return;
+        }
+        if let Some(t) = self.out.media.relay(side, stream, rtcp, data()) {
             self.out.transmits.push_back(t);
         }
     }
@@ -1749,7 +1785,7 @@ impl Engine {
         } else {
             Side::Outside
         };
-        self.relay(side, stream, rtcp, data);
+        self.relay(side, stream, rtcp, || data);
         self.pump(now);
     }
 

@@ -146,7 +146,11 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                 last_tick = now;
                 drain(&mut engine, &mut report, None, now, t0, out.as_deref_mut())?;
             }
-            let ctx = match ev.kind {
+            // What a drain reports a message against (frame, source, destination), built only
+            // when there is something to drain: most packets (media counted, not reported or
+            // queued) leave nothing.
+            let pending = |e: &Engine| e.pending_transmits() > 0 || e.pending_events() > 0;
+            match ev.kind {
                 EventKind::Datagram { src, dst, payload } => {
                     let flow = Flow {
                         transport: Transport::Udp,
@@ -154,7 +158,10 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                         remote: src,
                     };
                     engine.handle_datagram(now, flow, payload);
-                    Some((ev.frame, src, dst))
+                    if pending(&engine) {
+                        let ctx = Some((ev.frame, src, dst));
+                        drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
+                    }
                 }
                 EventKind::StreamData {
                     conn,
@@ -168,22 +175,29 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                         remote: src,
                     };
                     engine.handle_stream(now, stream_id(conn.0, src, dst), flow, &data);
-                    Some((ev.frame, src, dst))
+                    if pending(&engine) {
+                        let ctx = Some((ev.frame, src, dst));
+                        drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
+                    }
                 }
                 EventKind::StreamGap { conn, src, dst, .. } => {
                     engine.handle_stream_gap(now, stream_id(conn.0, src, dst));
-                    None
+                    if pending(&engine) {
+                        drain(&mut engine, &mut report, None, now, t0, out.as_deref_mut())?;
+                    }
                 }
                 EventKind::StreamClosed { conn, src, dst, .. } => {
                     engine.handle_stream_closed(now, stream_id(conn.0, src, dst));
                     engine.handle_stream_closed(now, stream_id(conn.0, dst, src));
-                    None
+                    if pending(&engine) {
+                        drain(&mut engine, &mut report, None, now, t0, out.as_deref_mut())?;
+                    }
                 }
-                _ => None,
-            };
-            // Most packets (media counted, not reported or queued) leave nothing to drain.
-            if engine.pending_transmits() > 0 || engine.pending_events() > 0 {
-                drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
+                _ => {
+                    if pending(&engine) {
+                        drain(&mut engine, &mut report, None, now, t0, out.as_deref_mut())?;
+                    }
+                }
             }
         }
         let _ = recycle.send(batch.events);
