@@ -948,7 +948,7 @@ fn kamailio_dispatcher_spreads_calls_over_two_gw2s_and_survives_one_dying() {
     assert!(
         fw_end["intra_reply_in"] > fw_start["intra_reply_in"]
             && fw_end["inet_dmz_sip"] > fw_start["inet_dmz_sip"]
-            && fw_end["dmz_inet_voip"] > fw_start["dmz_inet_voip"],
+            && fw_end["dmz_inet_sip"] > fw_start["dmz_inet_sip"],
         "firewall: {fw_start:?} -> {fw_end:?}"
     );
     // And it was there: probes from the Internet and the DMZ into the intranet (GW1's SIP and
