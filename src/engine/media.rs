@@ -299,12 +299,7 @@ impl MediaStream {
         rtcp: bool,
         data: bytes::Bytes,
     ) -> Option<super::Transmit> {
-        let (local, remote) = if rtcp {
-            (bump(self.local), self.rtcp_remote()?)
-        } else {
-            (self.local, self.remote()?)
-        };
-        self.counters.relayed += 1;
+        let (local, remote) = self.relay_ports(rtcp)?;
         Some(super::Transmit {
             side,
             flow: super::Flow {
@@ -325,13 +320,20 @@ impl MediaStream {
     /// sent (the peer is known), counted as relayed, without building the transmit.
     #[inline]
     pub fn relay_counted(&mut self, rtcp: bool) -> bool {
-        let known = if rtcp {
-            self.rtcp_remote().is_some()
+        self.relay_ports(rtcp).is_some()
+    }
+
+    /// Our port and the peer's for a packet from the other half, counted as relayed; `None`
+    /// before the peer is known.
+    #[inline]
+    fn relay_ports(&mut self, rtcp: bool) -> Option<(SocketAddr, SocketAddr)> {
+        let ports = if rtcp {
+            (bump(self.local), self.rtcp_remote()?)
         } else {
-            self.remote().is_some()
+            (self.local, self.remote()?)
         };
-        self.counters.relayed += u64::from(known);
-        known
+        self.counters.relayed += 1;
+        Some(ports)
     }
 
     /// Reads the peer's telephone-event `te` into Meta DTMF instead of relaying it (`None`:
