@@ -10,7 +10,7 @@ use crate::engine::{
     ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Side, Transport,
 };
 use anyhow::Context;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -348,7 +348,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
     }
     let rep = &replayed.report;
     if args.json {
-        println!("{}", serde_json::to_string(&rep.to_json())?);
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer(&mut stdout, &rep.json())?;
+        writeln!(stdout)?;
+        stdout.flush()?;
     } else {
         print!("{}", rep.human(&path.display().to_string()));
     }
