@@ -449,6 +449,34 @@ fn exercise_engine(data: &[u8], split: usize) {
     while engine.poll_transmit().is_some() {}
 }
 
+/// Everything an engine does with one datagram, in order, as text.
+fn outputs(engine: &mut Engine) -> Vec<String> {
+    let mut out: Vec<String> = std::iter::from_fn(|| engine.poll_transmit())
+        .map(|t| format!("{t:?}"))
+        .collect();
+    out.extend(std::iter::from_fn(|| engine.poll_event()).map(|e| format!("{e:?}")));
+    out
+}
+
+/// A datagram read as SIP off the engine ([`sgw::engine::parse_sip`], what replay's reader
+/// thread does) is handled exactly as one the engine reads itself.
+fn same_when_parsed_off_engine(data: &[u8]) {
+    let config = || EngineConfig {
+        replay: true,
+        ..EngineConfig::default()
+    };
+    let (mut here, mut off) = (Engine::new(config()), Engine::new(config()));
+    // After an INVITE, so that a mutated message may also meet a dialog.
+    for (i, d) in [INVITE, data].into_iter().enumerate() {
+        let now = Duration::from_millis(10 * i as u64);
+        let d = Bytes::copy_from_slice(d);
+        here.handle_datagram(now, udp_flow(), d.clone());
+        let parsed = sgw::engine::parse_sip(&d);
+        off.handle_datagram_parsed(now, udp_flow(), d, parsed);
+        assert_eq!(outputs(&mut here), outputs(&mut off));
+    }
+}
+
 fn exercise_rtp(data: &[u8]) {
     let _ = rtp::classify(data);
     let _ = (rtp::looks_like_rtp(data), rtp::looks_like_rtcp(data));
@@ -640,6 +668,11 @@ proptest! {
     fn engine_arbitrary_bytes(data in arbitrary(256), split in any::<usize>()) {
         exercise_engine(&data, split);
     }
+
+    #[test]
+    fn engine_same_when_sip_parsed_off_engine(data in mutated(&SIP_SEEDS)) {
+        same_when_parsed_off_engine(&data);
+    }
 }
 
 /// Every seed unmodified, and every truncation of the INVITE, through everything.
@@ -650,6 +683,7 @@ fn seeds_and_every_truncation() {
     for s in SIP_SEEDS.iter() {
         exercise_sip(s, 0);
         exercise_engine(s, s.len() / 2);
+        same_when_parsed_off_engine(s);
     }
     for s in SDP_SEEDS.iter() {
         exercise_sdp(s);

@@ -320,11 +320,16 @@ impl MediaStream {
     /// sent (the peer is known), counted as relayed, without building the transmit.
     #[inline]
     pub fn relay_counted(&mut self, rtcp: bool) -> bool {
-        self.relay_ports(rtcp).is_some()
+        // Whether `relay_ports` would find a peer, without copying the addresses out.
+        let known = self.rtp.addr.is_some()
+            || self.negotiated.is_some()
+            || (rtcp && self.rtcp.addr.is_some());
+        self.counters.relayed += u64::from(known);
+        known
     }
 
     /// Our port and the peer's for a packet from the other half, counted as relayed; `None`
-    /// before the peer is known.
+    /// before the peer is known (the rule [`MediaStream::relay_counted`] follows).
     #[inline]
     fn relay_ports(&mut self, rtcp: bool) -> Option<(SocketAddr, SocketAddr)> {
         let ports = if rtcp {

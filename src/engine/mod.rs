@@ -531,6 +531,25 @@ pub fn host_port(a: SocketAddr) -> String {
 }
 
 /// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
+/// A datagram read as SIP: the message and where its body ends, or why it is not one.
+pub type SipParse = Result<(codecs::sip::Message, usize), codecs::sip::SipError>;
+
+/// A datagram that looks like SIP, read as SIP, with the header values the checks read
+/// parsed as well (they are kept in the message); `None` when it does not look like SIP. What
+/// [`Engine::handle_datagram_parsed`] takes from a driver that parses off the engine.
+pub fn parse_sip(data: &Bytes) -> Option<SipParse> {
+    if !looks_like_sip(data) {
+        return None;
+    }
+    let parsed = codecs::sip::parse_datagram(data.clone());
+    if let Ok((m, _)) = &parsed {
+        // For the header values the checks parse (kept in the message): the engine checks
+        // again, and reports the result.
+        let _ = m.check();
+    }
+    Some(parsed)
+}
+
 pub fn looks_like_sip(data: &[u8]) -> bool {
     let start = data
         .iter()
@@ -916,6 +935,19 @@ impl Engine {
 
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
+        self.handle_datagram_parsed(now, flow, data, None);
+    }
+
+    /// [`Engine::handle_datagram`] with the datagram already read as SIP by [`parse_sip`]
+    /// (`None`: read here, when it is SIP). The parse is a function of the bytes alone, so a
+    /// driver may run it on another thread (replay does, on its reader thread).
+    pub fn handle_datagram_parsed(
+        &mut self,
+        now: Duration,
+        flow: Flow,
+        data: Bytes,
+        sip: Option<SipParse>,
+    ) {
         self.out.origin = EndedBy::Outside;
         if let Some(first) = self.out.calls.limits.blocked(now, flow.remote.ip()) {
             let protocol = if looks_like_sip(&data) {
@@ -931,7 +963,7 @@ impl Engine {
         if !self.handle_media(now, Side::Outside, &flow, &data) {
             // RAS (UDP 1718/1719), then SIP.
             if !self.h323.handle_datagram(flow, &data, &mut self.out) && looks_like_sip(&data) {
-                match codecs::sip::parse_datagram(data.clone()) {
+                match sip.unwrap_or_else(|| codecs::sip::parse_datagram(data.clone())) {
                     Ok((msg, _)) => self.handle_sip(now, flow, msg),
                     Err(e) => self
                         .outside

@@ -7,7 +7,8 @@ mod report;
 use crate::capture::{CaptureReader, CaptureWriter, EventKind, OutLink};
 use crate::cli::{FamilyArg, ProtocolArg, ReplayArgs};
 use crate::engine::{
-    ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Side, Transport,
+    parse_sip, ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Side, SipParse,
+    Transport,
 };
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
@@ -46,25 +47,30 @@ const BATCH: usize = 1024;
 /// One batch from the reader thread: events, the file offset reached, and the error that ended
 /// reading, if any (always in the last batch).
 struct Batch {
-    events: Vec<crate::capture::Event>,
+    events: Vec<ReadEvent>,
     offset: u64,
     error: Option<crate::capture::CaptureError>,
 }
 
-/// Reads the capture on its own thread (file, link layers, IP and TCP reassembly) while the
-/// engine runs on this one; batches keep the hand-over cheap.
+/// A capture event, and a datagram that looks like SIP already read as SIP (boxed: a parsed
+/// message is large, and most events are media, moved twice through the batches).
+type ReadEvent = (crate::capture::Event, Option<Box<SipParse>>);
+
+/// Reads the capture on its own thread (file, link layers, IP and TCP reassembly, and the
+/// parse of SIP datagrams, a function of their bytes alone) while the engine runs on this one;
+/// batches keep the hand-over cheap.
 fn read_ahead<R: std::io::Read + Send + 'static>(
     mut reader: CaptureReader<R>,
 ) -> (
     std::sync::mpsc::Receiver<Batch>,
-    std::sync::mpsc::Sender<Vec<crate::capture::Event>>,
+    std::sync::mpsc::Sender<Vec<ReadEvent>>,
     std::thread::JoinHandle<crate::capture::Stats>,
 ) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
     // Emptied batches come back for reuse, so the hand-over allocates nothing in steady state.
-    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<crate::capture::Event>>();
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<ReadEvent>>();
     let handle = std::thread::spawn(move || {
-        let fresh = |recycle: &std::sync::mpsc::Receiver<Vec<crate::capture::Event>>| {
+        let fresh = |recycle: &std::sync::mpsc::Receiver<Vec<ReadEvent>>| {
             recycle
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(BATCH))
@@ -73,7 +79,11 @@ fn read_ahead<R: std::io::Read + Send + 'static>(
         loop {
             match reader.next_event() {
                 Some(Ok(ev)) => {
-                    events.push(ev);
+                    let sip = match &ev.kind {
+                        EventKind::Datagram { payload, .. } => parse_sip(payload).map(Box::new),
+                        _ => None,
+                    };
+                    events.push((ev, sip));
                     if events.len() == BATCH {
                         let batch = Batch {
                             events: std::mem::replace(&mut events, fresh(&recycle_rx)),
@@ -138,7 +148,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
         if let Some(e) = batch.error {
             error = Some(e);
         }
-        for ev in batch.events.drain(..) {
+        for (ev, sip) in batch.events.drain(..) {
             let t0 = *first_time.get_or_insert(ev.time);
             let now = ev.time;
             if now >= last_tick + TIMER_TICK {
@@ -157,7 +167,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                         local: dst,
                         remote: src,
                     };
-                    engine.handle_datagram(now, flow, payload);
+                    engine.handle_datagram_parsed(now, flow, payload, sip.map(|p| *p));
                     if pending(&engine) {
                         let ctx = Some((ev.frame, src, dst));
                         drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
