@@ -7,20 +7,20 @@
 #   CAPTURE  an existing pcap to use; default: generate one with examples/gen_capture.rs into
 #            ${BENCH_DIR:-${TMPDIR:-/tmp}/sgw-bench}/bench-${SIZE_MB}mb-seed${SEED}.pcap
 #            (kept and reused by later runs; it is deterministic for a seed).
-# Env: SIZE_MB (default 200), SEED (default 1), RUNS (default 3; the median is reported),
+# Env: SIZE_MB (default 200), SEED (default 1), RUNS (default 5 rounds; medians are reported),
 #      SKIP_SGW=1 to time tshark only; SGW_BIN=PATH to time another sgw binary (no build).
 #
-# Timing uses hyperfine when installed, else bash's EPOCHREALTIME around /usr/bin/time (which
-# gives the peak RSS); each tool runs RUNS times, and the
-# median wall-clock time gives packets/s. Both read the same file, which is in the page cache
-# after the first run (a warm-up run is done and not counted).
+# Timing: RUNS interleaved rounds, each timing tshark and sgw back to back (bash's EPOCHREALTIME
+# around /usr/bin/time, which gives the peak RSS); the median of each tool's times gives
+# packets/s, and the median of the rounds' ratios the ratio. Both read the same file, which is
+# in the page cache after a warm-up run of each (not counted).
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE_MB=${SIZE_MB:-200}
 SEED=${SEED:-1}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}/sgw-bench}
 SGW=${SGW_BIN:-$ROOT/target/release/sgw}
 
@@ -68,45 +68,59 @@ if [[ "${SKIP_SGW:-0}" != 1 ]]; then
     fi
 fi
 
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # --- timing ------------------------------------------------------------------------------------
-# time_cmd NAME CMD: prints "median_seconds max_rss_kb" (rss empty with hyperfine).
-# Exit status 0 and 1 count as success (sgw replay exits 1 when it rejected something).
-time_cmd() {
-    local name=$1 cmd=$2
-    log "timing $name: $cmd"
-    if command -v hyperfine >/dev/null; then
-        local json
-        json=$(mktemp)
-        hyperfine --warmup 1 --runs "$RUNS" -i --export-json "$json" --style none "$cmd" >&2
-        python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(r["median"], "")' "$json"
-        rm -f "$json"
-        return
-    fi
-    bash -c "$cmd" || true # warm-up (page cache), not counted
-    local i t0 t1 rc rss=0 r tf times=()
+# The two tools are interleaved: each of RUNS rounds times tshark and sgw back to back (in turn
+# which goes first), so a change in the machine's speed during the run (a shared VM's steal time)
+# reaches both. The ratio of each round is taken, and the median of the rounds reported.
+# once CMD: prints "seconds max_rss_kb"; exit status 0 and 1 count as success (sgw replay exits
+# 1 when it rejected something).
+once() {
+    local cmd=$1 tf t0 t1 rc=0 rss
     tf=$(mktemp)
-    for ((i = 0; i < RUNS; i++)); do
-        t0=$EPOCHREALTIME
-        rc=0
-        /usr/bin/time -f '%M' -o "$tf" bash -c "$cmd" || rc=$?
-        t1=$EPOCHREALTIME
-        (( rc <= 1 )) || { log "$name failed (exit $rc)"; echo "NaN 0"; rm -f "$tf"; return; }
-        r=$(tail -1 "$tf")
-        (( r > rss )) && rss=$r
-        times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
-        log "  run $((i + 1)): ${times[-1]} s, max RSS $r kB"
-    done
+    t0=$EPOCHREALTIME
+    /usr/bin/time -f '%M' -o "$tf" bash -c "$cmd" || rc=$?
+    t1=$EPOCHREALTIME
+    rss=$(tail -1 "$tf")
     rm -f "$tf"
-    printf '%s\n' "${times[@]}" | sort -n | awk -v rss="$rss" '{a[NR]=$1} END {print a[int((NR+1)/2)], rss}'
+    (( rc <= 1 )) || { log "failed (exit $rc): $cmd"; echo "NaN 0"; return; }
+    awk -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.3f %s\n", b - a, r }'
 }
 
 TSHARK_CMD="tshark -r '$CAP' -q -z sip,stat > /dev/null"
-read -r T_TSHARK RSS_TSHARK < <(time_cmd tshark "$TSHARK_CMD")
+SGW_CMD="'$SGW' replay --json '$CAP' > /dev/null"
+log "warm-up (page cache)"
+bash -c "$TSHARK_CMD" || true
+[[ $HAVE_SGW == 1 ]] && { bash -c "$SGW_CMD" || true; }
+ROUNDS=$(mktemp)
+for ((i = 0; i < RUNS; i++)); do
+    if [[ $HAVE_SGW == 1 && $((i % 2)) == 1 ]]; then
+        read -r ts rs < <(once "$SGW_CMD")
+        read -r tt rt < <(once "$TSHARK_CMD")
+    else
+        read -r tt rt < <(once "$TSHARK_CMD")
+        ts=NaN rs=0
+        [[ $HAVE_SGW == 1 ]] && read -r ts rs < <(once "$SGW_CMD")
+    fi
+    log "  round $((i + 1)): tshark $tt s, sgw $ts s"
+    echo "$tt $rt $ts $rs" >>"$ROUNDS"
+done
+# Medians of each tool's times and of the rounds' ratios; the range of the ratios; peak RSS.
+read -r T_TSHARK RSS_TSHARK T_SGW RSS_SGW RATIO RATIO_MIN RATIO_MAX < <(python3 - "$ROUNDS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+tt = [float(r[0]) for r in rows]; ts = [float(r[2]) for r in rows]
+ratios = [a / b for a, b in zip(tt, ts) if b == b and b > 0]
+med = lambda v: statistics.median(v) if v else float("nan")
+print(f"{med(tt):.3f} {max(int(r[1]) for r in rows)} {med(ts):.3f} {max(int(r[3]) for r in rows)}",
+      f"{med(ratios):.1f} {min(ratios, default=float('nan')):.1f} {max(ratios, default=float('nan')):.1f}")
+PY
+)
+rm -f "$ROUNDS"
 TSHARK_SIP=$(tshark -r "$CAP" -q -z sip,stat 2>/dev/null | awk -F: '/Number of SIP messages/ {gsub(/ /, "", $2); print $2}')
 
 if [[ $HAVE_SGW == 1 ]]; then
-    SGW_CMD="'$SGW' replay --json '$CAP' > /dev/null"
-    read -r T_SGW RSS_SGW < <(time_cmd sgw "$SGW_CMD")
     SGW_JSON=$(mktemp)
     "$SGW" replay --json "$CAP" >"$SGW_JSON" 2>/dev/null || true
     SGW_SIP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["sip_messages"])' \
@@ -124,7 +138,7 @@ echo "### Replay throughput: sgw vs tshark ($(date -u +%Y-%m-%d), sgw $REV)"
 echo
 echo "- Capture: \`$(basename "$CAP")\` — $BYTES bytes, $PACKETS packets, $TSHARK_SIP SIP messages (tshark), made with \`$GEN_CMD\`"
 echo "- Machine: $(nproc) CPUs, $MODEL; $TSHARK_VER"
-echo "- Median wall time of $RUNS runs after one warm-up (file in page cache), $(command -v hyperfine >/dev/null && echo 'hyperfine' || echo 'EPOCHREALTIME + /usr/bin/time') (shared machine: other load may slow both)"
+echo "- $RUNS interleaved rounds after one warm-up (file in page cache), each timing tshark and sgw back to back with EPOCHREALTIME around /usr/bin/time; medians of the times and of the rounds' ratios; load average before the run: $LOAD"
 echo
 echo "| tool | command | wall time (s) | packets/s | max RSS (kB) |"
 echo "|---|---|---|---|---|"
@@ -134,8 +148,7 @@ fi
 echo "| tshark | \`tshark -r FILE -q -z sip,stat > /dev/null\` | $T_TSHARK | $(rate "$T_TSHARK") | ${RSS_TSHARK:-} |"
 echo
 if [[ $HAVE_SGW == 1 ]]; then
-    RATIO=$(python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:.1f}" if b > 0 else "n/a")' "$T_TSHARK" "$T_SGW")
-    echo "Ratio: sgw replay is **${RATIO}×** tshark (goal: ≥ 20×). SIP messages: sgw $SGW_SIP, tshark $TSHARK_SIP."
+    echo "Ratio: sgw replay is **${RATIO}×** tshark, median of the rounds (range ${RATIO_MIN}–${RATIO_MAX}×; goal: ≥ 20×). SIP messages: sgw $SGW_SIP, tshark $TSHARK_SIP."
 else
     echo "sgw replay: not available in this build (only tshark was timed)."
 fi

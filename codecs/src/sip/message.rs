@@ -162,6 +162,8 @@ struct Parsed {
     /// Where the Call-ID is among the headers, once found and checked.
     call_id: OnceLock<Result<usize, SipError>>,
     request_uri: OnceLock<Result<Uri, SipError>>,
+    /// The result of [`Message::check`] (a message never changes once parsed).
+    check: OnceLock<Result<(), SipError>>,
 }
 
 impl Message {
@@ -585,11 +587,16 @@ impl Message {
     /// Checks the mandatory headers and their syntax (see RFC 3261 section 8.1.1); a failure
     /// means a 400 for a request and a silent drop for a response.
     pub fn check(&self) -> Result<(), SipError> {
-        if self.is_request() {
-            check_request(self)
-        } else {
-            check_response(self)
-        }
+        self.parsed
+            .check
+            .get_or_init(|| {
+                if self.is_request() {
+                    check_request(self)
+                } else {
+                    check_response(self)
+                }
+            })
+            .clone()
     }
 }
 
