@@ -953,6 +953,72 @@ struct Entry {
     dtmf_out: Option<Box<super::dtmf::DtmfSender>>,
 }
 
+/// The table's streams by side and tunnel id. Ids are 16 bits and handed out from the bottom
+/// of their range, so each side keeps a slot per id up to the highest used: an index, not a
+/// hash look-up, for each of the two or three look-ups of every packet. Boxed: the slots keep
+/// their largest number (at most 64 Ki a side, 512 KiB), and a slot holds only a pointer
+/// (issue 11, memory per call).
+#[derive(Default)]
+struct Slots {
+    sides: [Vec<Option<Box<Entry>>>; 2],
+    len: usize,
+}
+
+impl Slots {
+    fn side(&self, side: Side) -> &Vec<Option<Box<Entry>>> {
+        match side {
+            Side::Outside => &self.sides[0],
+            Side::Inside => &self.sides[1],
+        }
+    }
+
+    fn side_mut(&mut self, side: Side) -> &mut Vec<Option<Box<Entry>>> {
+        match side {
+            Side::Outside => &mut self.sides[0],
+            Side::Inside => &mut self.sides[1],
+        }
+    }
+
+    #[inline]
+    fn get(&self, &(side, id): &(Side, StreamId)) -> Option<&Entry> {
+        self.side(side).get(usize::from(id.0))?.as_deref()
+    }
+
+    #[inline]
+    fn get_mut(&mut self, &(side, id): &(Side, StreamId)) -> Option<&mut Entry> {
+        self.side_mut(side)
+            .get_mut(usize::from(id.0))?
+            .as_deref_mut()
+    }
+
+    fn insert(&mut self, (side, id): (Side, StreamId), entry: Box<Entry>) {
+        let slots = self.side_mut(side);
+        let i = usize::from(id.0);
+        if slots.len() <= i {
+            slots.resize_with(i + 1, || None);
+        }
+        if let Some(slot) = slots.get_mut(i) {
+            if slot.replace(entry).is_none() {
+                self.len += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, &(side, id): &(Side, StreamId)) -> Option<Box<Entry>> {
+        let e = self.side_mut(side).get_mut(usize::from(id.0))?.take()?;
+        self.len -= 1;
+        Some(e)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Every media stream of the engine, per side. See the module docs.
 pub struct MediaTable {
     binder: Box<dyn Binder>,
@@ -962,9 +1028,7 @@ pub struct MediaTable {
     ranges: [(u16, u16); 3],
     pools: HashMap<(Side, IpAddr), PortPool>,
     ids: [IdPool; 2],
-    /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
-    /// (issue 11, memory per call).
-    streams: FxHashMap<(Side, StreamId), Box<Entry>>,
+    streams: Slots,
     by_local: FxHashMap<SocketAddr, (Side, StreamId)>,
     /// Keyed by addresses an SDP names, so seeded per process (foldhash's quality hasher, about
     /// twice as fast as SipHash here) rather than the fixed Fx hash of the maps above.
@@ -1002,7 +1066,7 @@ impl MediaTable {
             ranges: [outside, inside_v4, inside_v6],
             pools: HashMap::new(),
             ids: [IdPool::new(0), IdPool::new(1)],
-            streams: FxHashMap::default(),
+            streams: Slots::default(),
             by_local: FxHashMap::default(),
             by_remote: HashMap::default(),
             by_call: FxHashMap::default(),
@@ -1556,6 +1620,33 @@ mod tests {
 
     fn ip() -> IpAddr {
         IpAddr::from([127, 0, 0, 1])
+    }
+
+    #[test]
+    fn streams_are_kept_per_side_and_id_up_to_the_highest_id() {
+        let mut t = MediaTable::new(
+            Box::new(NoSockets),
+            false,
+            (30000, 30019),
+            (31000, 31019),
+            (0, 0),
+        );
+        let top = StreamId(u16::MAX);
+        let a = t
+            .open(Side::Outside, CallRef(1), top, ip(), vec![], None)
+            .unwrap();
+        let b = t
+            .open(Side::Inside, CallRef(1), top, ip(), vec![], None)
+            .unwrap();
+        assert_ne!(a, b);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.local(Side::Outside, top), Some(a));
+        assert_eq!(t.local(Side::Inside, top), Some(b));
+        assert_eq!(t.local(Side::Inside, StreamId(7)), None);
+        t.end_call(CallRef(1));
+        t.forget_call(CallRef(1));
+        assert!(t.is_empty());
+        assert_eq!(t.local(Side::Outside, top), None);
     }
 
     #[test]
