@@ -1622,6 +1622,27 @@ mod tests {
         IpAddr::from([127, 0, 0, 1])
     }
 
+    /// `relay_counted` asks whether a peer is known without `relay_ports`' addresses: the two
+    /// follow one rule, in every state of the latches and the SDP's address.
+    #[test]
+    fn relay_counted_counts_what_relay_would_send() {
+        let addr = |on: bool, p| on.then(|| SocketAddr::from(([192, 0, 2, 1], p)));
+        for bits in 0..8u8 {
+            for rtcp in [false, true] {
+                let local = SocketAddr::from(([127, 0, 0, 1], 30000));
+                let negotiated = addr(bits & 1 != 0, 4000);
+                let mut a =
+                    MediaStream::new(StreamId(2), local, negotiated, Latching::OUTSIDE, vec![]);
+                a.rtp.addr = addr(bits & 2 != 0, 5000);
+                a.rtcp.addr = addr(bits & 4 != 0, 5001);
+                let mut b = a.clone();
+                let sent = b.relay_ports(rtcp).is_some();
+                assert_eq!(a.relay_counted(rtcp), sent, "bits {bits}, rtcp {rtcp}");
+                assert_eq!(a.counters.relayed, b.counters.relayed);
+            }
+        }
+    }
+
     #[test]
     fn streams_are_kept_per_side_and_id_up_to_the_highest_id() {
         let mut t = MediaTable::new(

@@ -530,12 +530,11 @@ pub fn host_port(a: SocketAddr) -> String {
     codecs::sip::socket_text(a)
 }
 
-/// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
 /// A datagram read as SIP: the message and where its body ends, or why it is not one.
 pub type SipParse = Result<(codecs::sip::Message, usize), codecs::sip::SipError>;
 
-/// A datagram that looks like SIP, read as SIP, with the header values the checks read
-/// parsed as well (they are kept in the message); `None` when it does not look like SIP. What
+/// A datagram that looks like SIP, read as SIP and checked (the message keeps the header
+/// values and the check's result); `None` when it does not look like SIP. What
 /// [`Engine::handle_datagram_parsed`] takes from a driver that parses off the engine.
 pub fn parse_sip(data: &Bytes) -> Option<SipParse> {
     if !looks_like_sip(data) {
@@ -543,13 +542,13 @@ pub fn parse_sip(data: &Bytes) -> Option<SipParse> {
     }
     let parsed = codecs::sip::parse_datagram(data.clone());
     if let Ok((m, _)) = &parsed {
-        // For the header values the checks parse (kept in the message): the engine checks
-        // again, and reports the result.
+        // Only to fill the message's cache: the engine asks for the result and reports it.
         let _ = m.check();
     }
     Some(parsed)
 }
 
+/// A cheap test for a SIP start line, so RTP and other UDP traffic is not parsed as SIP.
 pub fn looks_like_sip(data: &[u8]) -> bool {
     let start = data
         .iter()
