@@ -17,7 +17,7 @@ use codecs::{rtcp, rtp, sdp, telephone_event};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sgw::check::check_bytes;
-use sgw::engine::{policy, ConnId, Engine, EngineConfig, Flow, Transport, Verdict};
+use sgw::engine::{policy, ConnId, Engine, EngineConfig, Flow, Payload, Transport, Verdict};
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -472,7 +472,7 @@ fn same_when_parsed_off_engine(data: &[u8]) {
         let d = Bytes::copy_from_slice(d);
         here.handle_datagram(now, udp_flow(), d.clone());
         let parsed = sgw::engine::parse_sip(&d);
-        off.handle_datagram_parsed(now, udp_flow(), d, parsed);
+        off.handle_datagram_parsed(now, udp_flow(), Payload::Shared(&d), parsed);
         assert_eq!(outputs(&mut here), outputs(&mut off));
     }
 }

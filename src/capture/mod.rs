@@ -72,6 +72,14 @@ pub enum EventKind {
         dst: SocketAddr,
         payload: Bytes,
     },
+    /// A UDP payload like [`EventKind::Datagram`]'s that looks like RTP or RTCP, lent rather
+    /// than shared: it sits at `at` in the buffer given to [`CaptureReader::lend_into`]. Only
+    /// while lending.
+    LentDatagram {
+        src: SocketAddr,
+        dst: SocketAddr,
+        at: std::ops::Range<usize>,
+    },
     /// In-order, de-duplicated bytes of the TCP direction `src -> dst`.
     StreamData {
         conn: ConnId,

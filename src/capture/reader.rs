@@ -45,6 +45,8 @@ pub struct CaptureReader<R = BufReader<File>> {
 struct Layers {
     /// Datagram payloads are copied once, from the file's block buffer into pooled chunks.
     pool: ChunkPool,
+    /// While lending, RTP and RTCP payloads are copied here instead.
+    lent: Option<Vec<u8>>,
     ip: Ip,
     tcp: Tcp,
     stats: Stats,
@@ -83,6 +85,30 @@ impl<R: Read> CaptureReader<R> {
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.layers.stats
+    }
+
+    /// Lends from now on: a payload that looks like RTP or RTCP (replay drops those right after
+    /// their checks) is appended to `buf` and its event is an [`EventKind::LentDatagram`]
+    /// naming its place there, instead of a [`EventKind::Datagram`] sharing a chunk. A shared
+    /// payload costs two atomic operations on its chunk's count (one to carve it, one to drop
+    /// it); a lent one, none. The caller swaps the buffer out between events
+    /// ([`CaptureReader::take_lent`]) once it has taken the events that name it.
+    pub fn lend_into(&mut self, buf: Vec<u8>) {
+        self.layers.lent = Some(buf);
+    }
+
+    /// The buffer the lent payloads of the events so far went to; `fresh` takes its place.
+    /// Every lent event has been returned by then: a frame that lends yields that one event.
+    pub fn take_lent(&mut self, fresh: Vec<u8>) -> Vec<u8> {
+        debug_assert!(
+            !self
+                .layers
+                .queue
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::LentDatagram { .. })),
+            "a lent event still queued"
+        );
+        self.layers.lent.replace(fresh).unwrap_or_default()
     }
 
     /// Counters of the payload chunk pool.
@@ -213,19 +239,27 @@ impl Layers {
                     return self.skip(time, Skip::Malformed);
                 };
                 self.stats.udp_datagrams += 1;
-                let payload = if short_lived(body) {
-                    self.pool.copy(body)
-                } else {
-                    Bytes::copy_from_slice(body)
+                let (src, dst) = (SocketAddr::new(p.src, sport), SocketAddr::new(p.dst, dport));
+                let kind = match &mut self.lent {
+                    Some(buf) if short_lived(body) => {
+                        let start = buf.len();
+                        buf.extend_from_slice(body);
+                        EventKind::LentDatagram {
+                            src,
+                            dst,
+                            at: start..buf.len(),
+                        }
+                    }
+                    _ => {
+                        let payload = if short_lived(body) {
+                            self.pool.copy(body)
+                        } else {
+                            Bytes::copy_from_slice(body)
+                        };
+                        EventKind::Datagram { src, dst, payload }
+                    }
                 };
-                self.push(
-                    time,
-                    EventKind::Datagram {
-                        src: SocketAddr::new(p.src, sport),
-                        dst: SocketAddr::new(p.dst, dport),
-                        payload,
-                    },
-                );
+                self.push(time, kind);
             }
             IPPROTO_TCP => {
                 let Ok(h) = TcpHeaderSlice::from_slice(payload) else {

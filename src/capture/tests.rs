@@ -1570,3 +1570,58 @@ mod fuzz {
         }
     }
 }
+
+/// Lending (replay's mode) yields the same events, in the same order, as sharing: each RTP- or
+/// RTCP-looking payload lent at its place in the buffer of its time, every other event the
+/// same. The buffer is swapped out every few events, as replay does per batch.
+#[test]
+fn lent_payloads_are_the_shared_ones() {
+    let index = std::fs::read_to_string(corpus("INDEX.md")).expect("corpora present");
+    let mut lent_total = 0;
+    for file in index
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| file"))
+        .filter_map(|l| l.split('|').nth(1).map(str::trim))
+    {
+        let shared = run_file(&corpus(file));
+        let mut r = CaptureReader::open(corpus(file)).unwrap();
+        r.lend_into(Vec::new());
+        let (mut pending, mut n) = (Vec::new(), 0);
+        let mut check = |pending: &mut Vec<Event>, buf: Vec<u8>, n: &mut usize| {
+            for ev in pending.drain(..) {
+                let want = shared.events.get(*n).expect("as many events");
+                *n += 1;
+                let EventKind::LentDatagram { src, dst, ref at } = ev.kind else {
+                    assert_eq!(&ev, want, "{file}");
+                    continue;
+                };
+                let payload = buf.get(at.clone()).expect("in the buffer");
+                assert_eq!(payload.first().map(|b| b >> 6), Some(2), "{file}");
+                let kind = EventKind::Datagram {
+                    src,
+                    dst,
+                    payload: Bytes::copy_from_slice(payload),
+                };
+                assert_eq!(
+                    (ev.frame, ev.time, &kind),
+                    (want.frame, want.time, &want.kind)
+                );
+                lent_total += 1;
+            }
+        };
+        while let Some(Ok(ev)) = r.next_event() {
+            pending.push(ev);
+            if pending.len() == 7 {
+                let buf = r.take_lent(Vec::new());
+                check(&mut pending, buf, &mut n);
+            }
+        }
+        let buf = r.take_lent(Vec::new());
+        check(&mut pending, buf, &mut n);
+        assert_eq!(n, shared.events.len(), "{file}");
+    }
+    assert!(
+        lent_total > 1000,
+        "only {lent_total} RTP/RTCP payloads lent"
+    );
+}

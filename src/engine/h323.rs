@@ -1826,7 +1826,7 @@ impl H323 {
     }
 
     /// A UDP datagram: RAS on its ports. Returns false when it is not RAS.
-    pub fn handle_datagram(&mut self, flow: Flow, data: &Bytes, out: &mut Out) -> bool {
+    pub fn handle_datagram(&mut self, flow: Flow, data: &[u8], out: &mut Out) -> bool {
         if RAS_PORTS.contains(&flow.local.port()) || RAS_PORTS.contains(&flow.remote.port()) {
             self.handle_ras(flow, data, out);
             return true;

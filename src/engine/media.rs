@@ -775,7 +775,7 @@ impl Forwarding {
         now: Duration,
         t: &mut MediaTableCounters,
         src: SocketAddr,
-        data: &Bytes,
+        data: &[u8],
     ) -> Result<(Checked, Option<Bytes>), Option<MediaDrop>> {
         if self.ended {
             t.unknown_stream += 1;
@@ -789,7 +789,9 @@ impl Forwarding {
         };
         let c = &self.stream.counters;
         let relatches = c.relatches + c.rtcp_relatches;
-        let result = self.stream.check(now, src, plain.as_ref().unwrap_or(data));
+        let result = self
+            .stream
+            .check(now, src, plain.as_deref().unwrap_or(data));
         let d = &self.stream.counters;
         t.relatches += (d.relatches + d.rtcp_relatches).saturating_sub(relatches);
         match result {
@@ -1285,7 +1287,7 @@ impl MediaTable {
         now: Duration,
         side: Side,
         flow: &Flow,
-        data: &Bytes,
+        data: &[u8],
         source: impl FnOnce(Side, CallRef) -> SocketAddr,
     ) -> Option<Received> {
         let rtcp = is_rtcp(data);

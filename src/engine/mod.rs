@@ -530,6 +530,34 @@ pub fn host_port(a: SocketAddr) -> String {
     codecs::sip::socket_text(a)
 }
 
+/// A datagram as a driver hands it to [`Engine::handle_datagram_parsed`]: shared, so that
+/// what the engine keeps of it (a SIP message, a relayed packet it queues) costs no copy; or
+/// borrowed from the driver's own buffer, and copied only where it is kept. Replay lends its
+/// RTP and RTCP, the bulk of a capture and never kept when nothing is written: sharing each
+/// costs two atomic operations on its buffer's count.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    Shared(&'a Bytes),
+    Borrowed(&'a [u8]),
+}
+
+impl<'a> Payload<'a> {
+    pub fn as_slice(self) -> &'a [u8] {
+        match self {
+            Payload::Shared(b) => b,
+            Payload::Borrowed(s) => s,
+        }
+    }
+
+    /// The payload to keep: shared, or copied when borrowed.
+    pub fn to_bytes(self) -> Bytes {
+        match self {
+            Payload::Shared(b) => b.clone(),
+            Payload::Borrowed(s) => Bytes::copy_from_slice(s),
+        }
+    }
+}
+
 /// A datagram read as SIP: the message and where its body ends, or why it is not one.
 pub type SipParse = Result<(codecs::sip::Message, usize), codecs::sip::SipError>;
 
@@ -934,24 +962,26 @@ impl Engine {
 
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        self.handle_datagram_parsed(now, flow, data, None);
+        self.handle_datagram_parsed(now, flow, Payload::Shared(&data), None);
     }
 
     /// [`Engine::handle_datagram`] with the datagram already read as SIP by [`parse_sip`]
     /// (`None`: read here, when it is SIP). The parse is a function of the bytes alone, so a
-    /// driver may run it on another thread (replay does, on its reader thread).
+    /// driver may run it on another thread (replay does, on its reader thread). The datagram is
+    /// borrowed (see [`Payload`]): the driver drops it.
     pub fn handle_datagram_parsed(
         &mut self,
         now: Duration,
         flow: Flow,
-        data: Bytes,
+        payload: Payload<'_>,
         sip: Option<SipParse>,
     ) {
+        let data = payload.as_slice();
         self.out.origin = EndedBy::Outside;
         if let Some(first) = self.out.calls.limits.blocked(now, flow.remote.ip()) {
-            let protocol = if looks_like_sip(&data) {
+            let protocol = if looks_like_sip(data) {
                 Protocol::Sip
-            } else if media::is_rtcp(&data) {
+            } else if media::is_rtcp(data) {
                 Protocol::Rtcp
             } else {
                 Protocol::Rtp
@@ -959,14 +989,14 @@ impl Engine {
             self.drop_blocked(first, protocol);
             return;
         }
-        if !self.handle_media(now, Side::Outside, &flow, &data) {
+        if !self.handle_media(now, Side::Outside, &flow, payload) {
             // RAS (UDP 1718/1719), then SIP.
-            if !self.h323.handle_datagram(flow, &data, &mut self.out) && looks_like_sip(&data) {
-                match sip.unwrap_or_else(|| codecs::sip::parse_datagram(data.clone())) {
+            if !self.h323.handle_datagram(flow, data, &mut self.out) && looks_like_sip(data) {
+                match sip.unwrap_or_else(|| codecs::sip::parse_datagram(payload.to_bytes())) {
                     Ok((msg, _)) => self.handle_sip(now, flow, msg),
                     Err(e) => self
                         .outside
-                        .report_parse_error(flow, &e, Some(&data), &mut self.out),
+                        .report_parse_error(flow, &e, Some(data), &mut self.out),
                 }
             }
         }
@@ -983,7 +1013,9 @@ impl Engine {
             self.pump(now);
             return;
         }
-        if !self.handle_media(now, Side::Inside, &flow, &data) && looks_like_sip(&data) {
+        if !self.handle_media(now, Side::Inside, &flow, Payload::Shared(&data))
+            && looks_like_sip(&data)
+        {
             self.inside.handle_datagram(now, flow, data, &mut self.out);
         }
         self.pump(now);
@@ -1092,7 +1124,8 @@ impl Engine {
 
     /// RTP/RTCP of a known stream: checked, then sent over the tunnel. Returns false when the
     /// datagram belongs to no stream on this side.
-    fn handle_media(&mut self, now: Duration, side: Side, flow: &Flow, data: &Bytes) -> bool {
+    fn handle_media(&mut self, now: Duration, side: Side, flow: &Flow, payload: Payload) -> bool {
+        let data = payload.as_slice();
         let rtcp_hint = media::is_rtcp(data);
         let (inside, replay) = (&self.inside, self.replay);
         // Replay: the answering party's media, seen on the outside, is the inside's.
@@ -1138,7 +1171,7 @@ impl Engine {
             }
             Ok((checked, plain)) => {
                 let rtcp = checked == media::Checked::Rtcp;
-                self.forward_media(arrival, stream, rtcp, plain, data);
+                self.forward_media(arrival, stream, rtcp, plain, payload);
                 (Verdict::Accepted, None)
             }
             Err(Some(d)) => (Verdict::Rejected, Some(d.reason())),
@@ -1203,16 +1236,17 @@ impl Engine {
     /// An accepted packet goes to the other half. With both halves in this engine and nothing
     /// queued that the pump would handle first, it is relayed at once: the order is the
     /// pump's, without the round trip through its queue for every packet. The packet is
-    /// `plain` (SRTP removed), else `received` as it is, shared only where it is still needed.
+    /// `plain` (SRTP removed), else `received` as it is, shared (or copied) only where it is
+    /// still needed.
     fn forward_media(
         &mut self,
         arrival: Side,
         stream: meta::StreamId,
         rtcp: bool,
         plain: Option<Bytes>,
-        received: &Bytes,
+        received: Payload,
     ) {
-        let data = || plain.unwrap_or_else(|| received.clone());
+        let data = || plain.unwrap_or_else(|| received.to_bytes());
         if self.role == Role::Both && self.out.pump_idle() {
             let other = match arrival {
                 Side::Outside => Side::Inside,

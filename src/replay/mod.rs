@@ -7,8 +7,8 @@ mod report;
 use crate::capture::{CaptureReader, CaptureWriter, EventKind, OutLink};
 use crate::cli::{FamilyArg, ProtocolArg, ReplayArgs};
 use crate::engine::{
-    parse_sip, ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Side, SipParse,
-    Transport,
+    parse_sip, ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Payload, Side,
+    SipParse, Transport,
 };
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
@@ -44,13 +44,18 @@ pub struct Replayed {
 /// Events read ahead per batch handed from the reader thread to the engine.
 const BATCH: usize = 1024;
 
-/// One batch from the reader thread: events, the file offset reached, and the error that ended
-/// reading, if any (always in the last batch).
+/// One batch from the reader thread: events, the payloads its RTP and RTCP events lend
+/// ([`CaptureReader::lend_into`]), the file offset reached, and the error that ended reading,
+/// if any (always in the last batch).
 struct Batch {
     events: Vec<ReadEvent>,
+    lent: Vec<u8>,
     offset: u64,
     error: Option<crate::capture::CaptureError>,
 }
+
+/// A handled batch's two buffers, going back to the reader for reuse.
+type Emptied = (Vec<ReadEvent>, Vec<u8>);
 
 /// A capture event, and a datagram that looks like SIP already read as SIP (boxed: a parsed
 /// message is large, and most events are media, moved twice through the batches).
@@ -58,24 +63,31 @@ type ReadEvent = (crate::capture::Event, Option<Box<SipParse>>);
 
 /// Reads the capture on its own thread (file, link layers, IP and TCP reassembly, and the
 /// parse of SIP datagrams, a function of their bytes alone) while the engine runs on this one;
-/// batches keep the hand-over cheap.
+/// batches keep the hand-over cheap. RTP and RTCP payloads are lent: copied into the batch's
+/// own buffer, not shared.
 fn read_ahead<R: std::io::Read + Send + 'static>(
     mut reader: CaptureReader<R>,
 ) -> (
     std::sync::mpsc::Receiver<Batch>,
-    std::sync::mpsc::Sender<Vec<ReadEvent>>,
+    std::sync::mpsc::Sender<Emptied>,
     std::thread::JoinHandle<crate::capture::Stats>,
 ) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
     // Emptied batches come back for reuse, so the hand-over allocates nothing in steady state.
-    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<ReadEvent>>();
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Emptied>();
     let handle = std::thread::spawn(move || {
-        let fresh = |recycle: &std::sync::mpsc::Receiver<Vec<ReadEvent>>| {
-            recycle
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(BATCH))
+        // A batch comes back with its events, which are dropped here: on the thread that made
+        // their payloads (see `replay`).
+        let fresh = |recycle: &std::sync::mpsc::Receiver<Emptied>| match recycle.try_recv() {
+            Ok((mut events, mut lent)) => {
+                events.clear();
+                lent.clear();
+                (events, lent)
+            }
+            Err(_) => (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH * 256)),
         };
-        let mut events = fresh(&recycle_rx);
+        let (mut events, lent) = fresh(&recycle_rx);
+        reader.lend_into(lent);
         loop {
             match reader.next_event() {
                 Some(Ok(ev)) => {
@@ -85,8 +97,10 @@ fn read_ahead<R: std::io::Read + Send + 'static>(
                     };
                     events.push((ev, sip));
                     if events.len() == BATCH {
+                        let (next, lent) = fresh(&recycle_rx);
                         let batch = Batch {
-                            events: std::mem::replace(&mut events, fresh(&recycle_rx)),
+                            events: std::mem::replace(&mut events, next),
+                            lent: reader.take_lent(lent),
                             offset: reader.offset(),
                             error: None,
                         };
@@ -99,6 +113,7 @@ fn read_ahead<R: std::io::Read + Send + 'static>(
                     let error = end.and_then(Result::err);
                     let _ = tx.send(Batch {
                         events,
+                        lent: reader.take_lent(Vec::new()),
                         offset: reader.offset(),
                         error,
                     });
@@ -148,7 +163,10 @@ pub fn replay<R: std::io::Read + Send + 'static>(
         if let Some(e) = batch.error {
             error = Some(e);
         }
-        for (ev, sip) in batch.events.drain(..) {
+        // Events are handled in place and go back to the reader with the batch, which drops
+        // them: a payload's drop is an atomic decrement of its chunk's count, and on this
+        // thread every chunk's count would move between the two cores.
+        for (ev, sip) in &mut batch.events {
             let t0 = *first_time.get_or_insert(ev.time);
             let now = ev.time;
             if now >= last_tick + TIMER_TICK {
@@ -161,13 +179,35 @@ pub fn replay<R: std::io::Read + Send + 'static>(
             // queued) leave nothing.
             let pending = |e: &Engine| e.pending_transmits() > 0 || e.pending_events() > 0;
             match ev.kind {
-                EventKind::Datagram { src, dst, payload } => {
+                EventKind::Datagram {
+                    src,
+                    dst,
+                    ref payload,
+                } => {
                     let flow = Flow {
                         transport: Transport::Udp,
                         local: dst,
                         remote: src,
                     };
-                    engine.handle_datagram_parsed(now, flow, payload, sip.map(|p| *p));
+                    engine.handle_datagram_parsed(
+                        now,
+                        flow,
+                        Payload::Shared(payload),
+                        sip.take().map(|p| *p),
+                    );
+                    if pending(&engine) {
+                        let ctx = Some((ev.frame, src, dst));
+                        drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
+                    }
+                }
+                EventKind::LentDatagram { src, dst, ref at } => {
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        local: dst,
+                        remote: src,
+                    };
+                    let payload = batch.lent.get(at.clone()).unwrap_or_default();
+                    engine.handle_datagram_parsed(now, flow, Payload::Borrowed(payload), None);
                     if pending(&engine) {
                         let ctx = Some((ev.frame, src, dst));
                         drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
@@ -177,14 +217,14 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                     conn,
                     src,
                     dst,
-                    data,
+                    ref data,
                 } => {
                     let flow = Flow {
                         transport: Transport::Tcp,
                         local: dst,
                         remote: src,
                     };
-                    engine.handle_stream(now, stream_id(conn.0, src, dst), flow, &data);
+                    engine.handle_stream(now, stream_id(conn.0, src, dst), flow, data);
                     if pending(&engine) {
                         let ctx = Some((ev.frame, src, dst));
                         drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
@@ -210,7 +250,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                 }
             }
         }
-        let _ = recycle.send(batch.events);
+        let _ = recycle.send((batch.events, batch.lent));
     }
     // Let pending transactions and retransmission timers run out.
     let end = last_tick + Duration::from_secs(64);
