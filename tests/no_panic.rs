@@ -17,7 +17,10 @@ use codecs::{rtcp, rtp, sdp, telephone_event};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sgw::check::check_bytes;
-use sgw::engine::{policy, ConnId, Engine, EngineConfig, Flow, Payload, Transport, Verdict};
+use sgw::engine::{
+    media::Head, policy, ConnId, Engine, EngineConfig, Flow, Payload, Prepared, Transport, Verdict,
+};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -458,6 +461,60 @@ fn outputs(engine: &mut Engine) -> Vec<String> {
     out
 }
 
+/// RTP and RTCP with their header read off the engine ([`Head::of`], what replay's reader
+/// thread does) and lent rather than shared are handled exactly as when the engine reads them:
+/// the caller's media after its INVITE, several packets of it (latching, SSRC changes).
+fn same_when_media_read_off_engine(packets: &[Vec<u8>]) -> Vec<String> {
+    let mut all = Vec::new();
+    let config = || EngineConfig {
+        replay: true,
+        report_accepted_media: true,
+        ..EngineConfig::default()
+    };
+    let (mut here, mut off) = (Engine::new(config()), Engine::new(config()));
+    let invite = Bytes::from_static(INVITE);
+    here.handle_datagram(Duration::ZERO, udp_flow(), invite.clone());
+    off.handle_datagram(Duration::ZERO, udp_flow(), invite);
+    assert_eq!(outputs(&mut here), outputs(&mut off));
+    // From the SDP's address (RTCP from the port above) to the callee's media port.
+    for (i, d) in packets.iter().enumerate() {
+        let now = Duration::from_millis(20 * (i as u64 + 1));
+        let port = if Head::of(d).rtcp { 49171 } else { 49170 };
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: "198.51.100.1:30000".parse().unwrap(),
+            remote: SocketAddr::from(([192, 0, 2, 1], port)),
+        };
+        here.handle_datagram(now, flow, Bytes::copy_from_slice(d));
+        off.handle_datagram_parsed(
+            now,
+            flow,
+            Payload::Borrowed(d),
+            Prepared::Media(Head::of(d)),
+        );
+        let out = outputs(&mut here);
+        assert_eq!(out, outputs(&mut off));
+        all.extend(out);
+    }
+    all
+}
+
+/// The seeds reach the caller's stream and are accepted (the property test above meets a
+/// stream, not only unknown packets).
+#[test]
+fn media_seeds_read_off_engine_reach_the_stream() {
+    let seeds: Vec<Vec<u8>> = RTP_SEEDS.iter().chain(RTCP_SEEDS.iter()).cloned().collect();
+    let out = same_when_media_read_off_engine(&seeds);
+    for p in ["Rtp", "Rtcp"] {
+        let accepted = format!("protocol: {p}, side: Outside");
+        assert!(
+            out.iter()
+                .any(|o| o.contains(&accepted) && o.contains("Accepted")),
+            "no accepted {p}: {out:#?}"
+        );
+    }
+}
+
 /// A datagram read as SIP off the engine ([`sgw::engine::parse_sip`], what replay's reader
 /// thread does) is handled exactly as one the engine reads itself.
 fn same_when_parsed_off_engine(data: &[u8]) {
@@ -472,7 +529,8 @@ fn same_when_parsed_off_engine(data: &[u8]) {
         let d = Bytes::copy_from_slice(d);
         here.handle_datagram(now, udp_flow(), d.clone());
         let parsed = sgw::engine::parse_sip(&d);
-        off.handle_datagram_parsed(now, udp_flow(), Payload::Shared(&d), parsed);
+        let prepared = parsed.map_or(Prepared::Nothing, |p| Prepared::Sip(Box::new(p)));
+        off.handle_datagram_parsed(now, udp_flow(), Payload::Shared(&d), prepared);
         assert_eq!(outputs(&mut here), outputs(&mut off));
     }
 }
@@ -672,6 +730,16 @@ proptest! {
     #[test]
     fn engine_same_when_sip_parsed_off_engine(data in mutated(&SIP_SEEDS)) {
         same_when_parsed_off_engine(&data);
+    }
+
+    #[test]
+    fn engine_same_when_media_read_off_engine(
+        packets in proptest::collection::vec(
+            prop_oneof![arbitrary(64), mutated(&RTP_SEEDS), mutated(&RTCP_SEEDS)],
+            1..6,
+        )
+    ) {
+        let _ = same_when_media_read_off_engine(&packets);
     }
 }
 

@@ -37,6 +37,8 @@ pub struct CaptureReader<R = BufReader<File>> {
     container: Container<R>,
     layers: Layers,
     state: State,
+    /// Events of the last frame not yet pulled by [`CaptureReader::next_event`].
+    ready: VecDeque<Event>,
 }
 
 /// Everything after the file container: link, IP and TCP state, counters, and the events
@@ -50,7 +52,9 @@ struct Layers {
     ip: Ip,
     tcp: Tcp,
     stats: Stats,
-    queue: VecDeque<Event>,
+    /// Where the events of the frame being read go: emptied into `ready` by `next_event`, or
+    /// the caller's own vector during [`CaptureReader::read_into`].
+    queue: Vec<Event>,
     tcp_out: Vec<Out>,
     frame: u64,
     last_time: Duration,
@@ -79,6 +83,7 @@ impl<R: Read> CaptureReader<R> {
             container: Container::new(src)?,
             layers: Layers::default(),
             state: State::Running,
+            ready: VecDeque::new(),
         })
     }
 
@@ -97,13 +102,17 @@ impl<R: Read> CaptureReader<R> {
         self.layers.lent = Some(buf);
     }
 
+    /// The buffer lent payloads go to (empty when not lending).
+    pub fn lent(&self) -> &[u8] {
+        self.layers.lent.as_deref().unwrap_or_default()
+    }
+
     /// The buffer the lent payloads of the events so far went to; `fresh` takes its place.
     /// Every lent event has been returned by then: a frame that lends yields that one event.
     pub fn take_lent(&mut self, fresh: Vec<u8>) -> Vec<u8> {
         debug_assert!(
             !self
-                .layers
-                .queue
+                .ready
                 .iter()
                 .any(|e| matches!(e.kind, EventKind::LentDatagram { .. })),
             "a lent event still queued"
@@ -126,7 +135,7 @@ impl<R: Read> CaptureReader<R> {
     #[inline]
     pub fn next_event(&mut self) -> Option<Result<Event, CaptureError>> {
         loop {
-            if let Some(ev) = self.layers.queue.pop_front() {
+            if let Some(ev) = self.ready.pop_front() {
                 return Some(Ok(ev));
             }
             match &mut self.state {
@@ -138,22 +147,52 @@ impl<R: Read> CaptureReader<R> {
                 }
                 State::Running => {}
             }
-            match self.container.next_frame() {
-                Ok(Some(meta)) => {
-                    let data = self.container.frame(&meta);
-                    let l = &mut self.layers;
-                    l.frame += 1;
-                    l.last_time = meta.time;
-                    l.handle_frame(meta.time, meta.linktype, data);
-                }
-                Ok(None) => {
-                    self.layers.finish();
-                    self.state = State::Done;
-                }
-                Err(e) => {
-                    self.layers.finish();
-                    self.state = State::Failed(Some(e));
-                }
+            self.read_frame();
+            self.ready.extend(self.layers.queue.drain(..));
+        }
+    }
+
+    /// Appends the next events to `out`, the ones [`CaptureReader::next_event`] would yield:
+    /// at least `max` of them (the events of a frame are never split) unless the capture ends
+    /// first. `Ok(true)` when more may follow, `Ok(false)` at the end, the error that ended
+    /// reading after the events before it. Events go straight into `out`: a bulk reader (replay)
+    /// moves each once.
+    pub fn read_into(&mut self, out: &mut Vec<Event>, max: usize) -> Result<bool, CaptureError> {
+        let until = out.len().saturating_add(max.max(1));
+        out.extend(self.ready.drain(..));
+        std::mem::swap(&mut self.layers.queue, out);
+        while self.layers.queue.len() < until && matches!(self.state, State::Running) {
+            self.read_frame();
+        }
+        std::mem::swap(&mut self.layers.queue, out);
+        match &mut self.state {
+            State::Running => Ok(true),
+            State::Done => Ok(false),
+            State::Failed(err) => {
+                let err = err.take();
+                self.state = State::Done;
+                err.map_or(Ok(false), Err)
+            }
+        }
+    }
+
+    /// Reads one frame (its events go to the layers' queue), or ends reading.
+    fn read_frame(&mut self) {
+        match self.container.next_frame() {
+            Ok(Some(meta)) => {
+                let data = self.container.frame(&meta);
+                let l = &mut self.layers;
+                l.frame += 1;
+                l.last_time = meta.time;
+                l.handle_frame(meta.time, meta.linktype, data);
+            }
+            Ok(None) => {
+                self.layers.finish();
+                self.state = State::Done;
+            }
+            Err(e) => {
+                self.layers.finish();
+                self.state = State::Failed(Some(e));
             }
         }
     }
@@ -167,7 +206,7 @@ impl Layers {
     }
 
     fn push(&mut self, time: Duration, kind: EventKind) {
-        self.queue.push_back(Event {
+        self.queue.push(Event {
             frame: self.frame,
             time,
             kind,

@@ -572,6 +572,20 @@ fn truncated_file_yields_earlier_packets_then_the_offset() {
         assert!(matches!(err, CaptureError::Truncated { .. }), "{err}");
         assert_eq!(err.offset(), Some(offsets[6] as u64));
         assert_eq!(err.to_string(), format!("truncated at byte {}", offsets[6]));
+        // In batches: the events before the cut, then the same error, then the end.
+        let mut r = CaptureReader::open(&path).unwrap();
+        let mut events = Vec::new();
+        let err = loop {
+            match r.read_into(&mut events, 4) {
+                Ok(true) => {}
+                Ok(false) => panic!("no error"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(events, run.events, "cut at {cut}");
+        assert_eq!(err.offset(), Some(offsets[6] as u64));
+        assert!(!r.read_into(&mut events, 4).unwrap());
+        assert!(r.next_event().is_none());
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -1571,9 +1585,9 @@ mod fuzz {
     }
 }
 
-/// Lending (replay's mode) yields the same events, in the same order, as sharing: each RTP- or
-/// RTCP-looking payload lent at its place in the buffer of its time, every other event the
-/// same. The buffer is swapped out every few events, as replay does per batch.
+/// Lending and reading in batches (replay's mode) yield the same events, in the same order, as
+/// sharing and reading one by one: each RTP- or RTCP-looking payload lent at its place in the
+/// buffer of its batch, every other event the same. Batches are a few events long.
 #[test]
 fn lent_payloads_are_the_shared_ones() {
     let index = std::fs::read_to_string(corpus("INDEX.md")).expect("corpora present");
@@ -1609,15 +1623,14 @@ fn lent_payloads_are_the_shared_ones() {
                 lent_total += 1;
             }
         };
-        while let Some(Ok(ev)) = r.next_event() {
-            pending.push(ev);
-            if pending.len() == 7 {
-                let buf = r.take_lent(Vec::new());
-                check(&mut pending, buf, &mut n);
-            }
+        while r.read_into(&mut pending, 7).expect("no error") {
+            assert!(pending.len() >= 7, "{file}: a short batch before the end");
+            let buf = r.take_lent(Vec::new());
+            check(&mut pending, buf, &mut n);
         }
         let buf = r.take_lent(Vec::new());
         check(&mut pending, buf, &mut n);
+        assert!(!r.read_into(&mut pending, 7).expect("no error") && pending.is_empty());
         assert_eq!(n, shared.events.len(), "{file}");
     }
     assert!(

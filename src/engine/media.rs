@@ -242,6 +242,37 @@ pub fn is_rtcp(data: &[u8]) -> bool {
     matches!(data.get(1), Some(200..=211))
 }
 
+/// What the checks read of a media packet's header: a function of its bytes alone, so a driver
+/// may read it on another thread and hand it over with the packet (replay does, on its reader
+/// thread: the engine then reads none of a plain RTP packet's bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// [`is_rtcp`].
+    pub rtcp: bool,
+    /// RTCP: at least 8 bytes, version 2.
+    rtcp_ok: bool,
+    /// RTP: a whole header (version 2, CSRCs, extension and padding within the packet), with
+    /// its payload type and SSRC.
+    rtp: Option<(u8, u32)>,
+}
+
+impl Head {
+    pub fn of(data: &[u8]) -> Head {
+        let rtcp = is_rtcp(data);
+        Head {
+            rtcp,
+            rtcp_ok: rtcp && data.len() >= 8 && data.first().is_some_and(|b| b >> 6 == 2),
+            rtp: if rtcp {
+                None
+            } else {
+                codecs::rtp::Packet::new_checked(data)
+                    .ok()
+                    .map(|p| (p.payload_type(), p.ssrc()))
+            },
+        }
+    }
+}
+
 impl MediaStream {
     /// A stream that has latched to nothing yet.
     pub fn new(
@@ -364,7 +395,18 @@ impl MediaStream {
         src: SocketAddr,
         data: &[u8],
     ) -> Result<Checked, MediaDrop> {
-        let result = self.check_inner(now, src, data);
+        self.check_head(now, src, data, Head::of(data))
+    }
+
+    /// [`MediaStream::check`] with the packet's header already read ([`Head::of`]`(data)`).
+    fn check_head(
+        &mut self,
+        now: Duration,
+        src: SocketAddr,
+        data: &[u8],
+        head: Head,
+    ) -> Result<Checked, MediaDrop> {
+        let result = self.check_inner(now, src, data, head);
         match result {
             Ok(Checked::Rtcp) => self.counters.rtcp_forwarded += 1,
             Ok(Checked::Rtp) => self.counters.forwarded += 1,
@@ -433,22 +475,21 @@ impl MediaStream {
         now: Duration,
         src: SocketAddr,
         data: &[u8],
+        head: Head,
     ) -> Result<Checked, MediaDrop> {
         if data.len() > MAX_MEDIA_PACKET {
             return Err(MediaDrop::Size);
         }
-        let rtcp = is_rtcp(data);
+        let rtcp = head.rtcp;
         let verdict = self.check_source(now, src, rtcp)?;
         let mut ssrc = None;
         let mut dtmf = None;
         if rtcp {
-            let ok = data.len() >= 8 && data.first().is_some_and(|b| b >> 6 == 2);
-            if !ok {
+            if !head.rtcp_ok {
                 return Err(MediaDrop::Malformed);
             }
         } else {
-            let pkt = codecs::rtp::Packet::new_checked(data).map_err(|_| MediaDrop::Malformed)?;
-            let pt = pkt.payload_type();
+            let (pt, packet_ssrc) = head.rtp.ok_or(MediaDrop::Malformed)?;
             if !self.payload_types.is_empty() && !self.payload_types.contains(&pt) {
                 return Err(MediaDrop::PayloadType(pt));
             }
@@ -463,7 +504,7 @@ impl MediaStream {
                     });
                 }
             }
-            ssrc = Some(pkt.ssrc());
+            ssrc = Some(packet_ssrc);
         }
         // Accepted: the latch moves (or is refreshed) only now.
         let latch = if rtcp { &mut self.rtcp } else { &mut self.rtp };
@@ -764,34 +805,38 @@ impl Forwarding {
         src: SocketAddr,
         data: &Bytes,
     ) -> Result<(Checked, Bytes), Option<MediaDrop>> {
-        self.receive_in_place(now, t, src, data)
+        self.receive_in_place(now, t, src, data, None)
             .map(|(c, plain)| (c, plain.unwrap_or_else(|| data.clone())))
     }
 
     /// [`Forwarding::receive`], with the plain packet only when SRTP was removed (`None`: the
-    /// packet is `data` as it is; the caller shares it only if it needs it).
+    /// packet is `data` as it is; the caller shares it only if it needs it). `head` is
+    /// [`Head::of`]`(data)` when the caller read it.
     fn receive_in_place(
         &mut self,
         now: Duration,
         t: &mut MediaTableCounters,
         src: SocketAddr,
         data: &[u8],
+        head: Option<Head>,
     ) -> Result<(Checked, Option<Bytes>), Option<MediaDrop>> {
         if self.ended {
             t.unknown_stream += 1;
             return Err(None);
         }
+        let head = head.unwrap_or_else(|| Head::of(data));
         // An SRTP stream's packet is authenticated and decrypted first; every other check,
         // and the other half, see the plain packet.
-        let plain = match self.unprotect(t, is_rtcp(data), data) {
+        let plain = match self.unprotect(t, head.rtcp, data) {
             Ok(plain) => plain,
             Err(d) => return Err(Some(d)),
         };
         let c = &self.stream.counters;
         let relatches = c.relatches + c.rtcp_relatches;
-        let result = self
-            .stream
-            .check(now, src, plain.as_deref().unwrap_or(data));
+        let result = match plain.as_deref() {
+            Some(p) => self.stream.check(now, src, p),
+            None => self.stream.check_head(now, src, data, head),
+        };
         let d = &self.stream.counters;
         t.relatches += (d.relatches + d.rtcp_relatches).saturating_sub(relatches);
         match result {
@@ -1278,7 +1323,7 @@ impl MediaTable {
     /// [`MediaTable::key_of`]). Else the stream's packet is unprotected (SRTP) and checked at
     /// engine time `now`, from the source `source` gives for the stream's side and call, with
     /// one look-up of the stream for all of it. A packet for an ended call is refused with
-    /// `None`.
+    /// `None`. `head` is [`Head::of`]`(data)`.
     // Inlined into the engine's media path (its one caller there): the result is then not
     // moved out through a return for every packet.
     #[inline]
@@ -1288,16 +1333,17 @@ impl MediaTable {
         side: Side,
         flow: &Flow,
         data: &[u8],
+        head: Head,
         source: impl FnOnce(Side, CallRef) -> SocketAddr,
     ) -> Option<Received> {
-        let rtcp = is_rtcp(data);
+        let rtcp = head.rtcp;
         let (arrival, stream) = self.key_of(side, flow, rtcp)?;
         let e = self.streams.get_mut(&(arrival, stream))?;
         let src = source(arrival, e.call);
         let result = e
             .cell
             .get()
-            .receive_in_place(now, &mut self.counters, src, data);
+            .receive_in_place(now, &mut self.counters, src, data, Some(head));
         Some(Received {
             side: arrival,
             stream,

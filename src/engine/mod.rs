@@ -558,6 +558,19 @@ impl<'a> Payload<'a> {
     }
 }
 
+/// What a driver read of a datagram before handing it to [`Engine::handle_datagram_parsed`]:
+/// functions of its bytes alone, so it may read them on another thread. Small, to be moved
+/// with every packet: a parsed message is boxed.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Nothing: the engine reads the datagram itself.
+    Nothing,
+    /// The datagram looks like SIP: [`parse_sip`] of it.
+    Sip(Box<SipParse>),
+    /// The datagram looks like RTP or RTCP: [`media::Head::of`] it.
+    Media(media::Head),
+}
+
 /// A datagram read as SIP: the message and where its body ends, or why it is not one.
 pub type SipParse = Result<(codecs::sip::Message, usize), codecs::sip::SipError>;
 
@@ -962,21 +975,24 @@ impl Engine {
 
     /// A datagram arrived on the outside (from `flow.remote` to `flow.local`).
     pub fn handle_datagram(&mut self, now: Duration, flow: Flow, data: Bytes) {
-        self.handle_datagram_parsed(now, flow, Payload::Shared(&data), None);
+        self.handle_datagram_parsed(now, flow, Payload::Shared(&data), Prepared::Nothing);
     }
 
-    /// [`Engine::handle_datagram`] with the datagram already read as SIP by [`parse_sip`]
-    /// (`None`: read here, when it is SIP). The parse is a function of the bytes alone, so a
-    /// driver may run it on another thread (replay does, on its reader thread). The datagram is
-    /// borrowed (see [`Payload`]): the driver drops it.
+    /// [`Engine::handle_datagram`] with what a driver already read of the datagram (see
+    /// [`Prepared`]; replay reads it on its reader thread). The datagram is borrowed (see
+    /// [`Payload`]): the driver drops it.
     pub fn handle_datagram_parsed(
         &mut self,
         now: Duration,
         flow: Flow,
         payload: Payload<'_>,
-        sip: Option<SipParse>,
+        prepared: Prepared,
     ) {
         let data = payload.as_slice();
+        let head = match prepared {
+            Prepared::Media(h) => Some(h),
+            _ => None,
+        };
         self.out.origin = EndedBy::Outside;
         if let Some(first) = self.out.calls.limits.blocked(now, flow.remote.ip()) {
             let protocol = if looks_like_sip(data) {
@@ -989,10 +1005,14 @@ impl Engine {
             self.drop_blocked(first, protocol);
             return;
         }
-        if !self.handle_media(now, Side::Outside, &flow, payload) {
+        if !self.handle_media(now, Side::Outside, &flow, payload, head) {
             // RAS (UDP 1718/1719), then SIP.
             if !self.h323.handle_datagram(flow, data, &mut self.out) && looks_like_sip(data) {
-                match sip.unwrap_or_else(|| codecs::sip::parse_datagram(payload.to_bytes())) {
+                let parsed = match prepared {
+                    Prepared::Sip(p) => *p,
+                    _ => codecs::sip::parse_datagram(payload.to_bytes()),
+                };
+                match parsed {
                     Ok((msg, _)) => self.handle_sip(now, flow, msg),
                     Err(e) => self
                         .outside
@@ -1013,7 +1033,7 @@ impl Engine {
             self.pump(now);
             return;
         }
-        if !self.handle_media(now, Side::Inside, &flow, Payload::Shared(&data))
+        if !self.handle_media(now, Side::Inside, &flow, Payload::Shared(&data), None)
             && looks_like_sip(&data)
         {
             self.inside.handle_datagram(now, flow, data, &mut self.out);
@@ -1124,9 +1144,19 @@ impl Engine {
 
     /// RTP/RTCP of a known stream: checked, then sent over the tunnel. Returns false when the
     /// datagram belongs to no stream on this side.
-    fn handle_media(&mut self, now: Duration, side: Side, flow: &Flow, payload: Payload) -> bool {
+    /// A datagram of a media stream on `side`, with its header read ([`media::Head::of`]) when
+    /// the driver did; false when it is not media.
+    fn handle_media(
+        &mut self,
+        now: Duration,
+        side: Side,
+        flow: &Flow,
+        payload: Payload,
+        head: Option<media::Head>,
+    ) -> bool {
         let data = payload.as_slice();
-        let rtcp_hint = media::is_rtcp(data);
+        let head = head.unwrap_or_else(|| media::Head::of(data));
+        let rtcp_hint = head.rtcp;
         let (inside, replay) = (&self.inside, self.replay);
         // Replay: the answering party's media, seen on the outside, is the inside's.
         let source = |arrival: Side, call| {
@@ -1147,7 +1177,7 @@ impl Engine {
             stream,
             call,
             result,
-        }) = self.out.media.receive(now, side, flow, data, source)
+        }) = self.out.media.receive(now, side, flow, data, head, source)
         else {
             return false;
         };

@@ -7,8 +7,8 @@ mod report;
 use crate::capture::{CaptureReader, CaptureWriter, EventKind, OutLink};
 use crate::cli::{FamilyArg, ProtocolArg, ReplayArgs};
 use crate::engine::{
-    parse_sip, ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol, Payload, Side,
-    SipParse, Transport,
+    media::Head, parse_sip, ConnId, Engine, EngineConfig, Event, Family, Flow, InsideProtocol,
+    Payload, Prepared, Side, Transport,
 };
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
@@ -44,27 +44,24 @@ pub struct Replayed {
 /// Events read ahead per batch handed from the reader thread to the engine.
 const BATCH: usize = 1024;
 
-/// One batch from the reader thread: events, the payloads its RTP and RTCP events lend
-/// ([`CaptureReader::lend_into`]), the file offset reached, and the error that ended reading,
-/// if any (always in the last batch).
+/// One batch from the reader thread: events, what the reader read of each for the engine,
+/// the payloads its RTP and RTCP events lend ([`CaptureReader::lend_into`]), the file offset
+/// reached, and the error that ended reading, if any (always in the last batch).
 struct Batch {
-    events: Vec<ReadEvent>,
+    events: Vec<crate::capture::Event>,
+    prepared: Vec<Prepared>,
     lent: Vec<u8>,
     offset: u64,
     error: Option<crate::capture::CaptureError>,
 }
 
-/// A handled batch's two buffers, going back to the reader for reuse.
-type Emptied = (Vec<ReadEvent>, Vec<u8>);
+/// A handled batch's buffers, going back to the reader for reuse.
+type Emptied = (Vec<crate::capture::Event>, Vec<Prepared>, Vec<u8>);
 
-/// A capture event, and a datagram that looks like SIP already read as SIP (boxed: a parsed
-/// message is large, and most events are media, moved twice through the batches).
-type ReadEvent = (crate::capture::Event, Option<Box<SipParse>>);
-
-/// Reads the capture on its own thread (file, link layers, IP and TCP reassembly, and the
-/// parse of SIP datagrams, a function of their bytes alone) while the engine runs on this one;
-/// batches keep the hand-over cheap. RTP and RTCP payloads are lent: copied into the batch's
-/// own buffer, not shared.
+/// Reads the capture on its own thread (file, link layers, IP and TCP reassembly, and what
+/// the engine would read first of a datagram, a function of its bytes alone: the parse of SIP,
+/// the header of RTP and RTCP) while the engine runs on this one; batches keep the hand-over
+/// cheap. RTP and RTCP payloads are lent: copied into the batch's own buffer, not shared.
 fn read_ahead<R: std::io::Read + Send + 'static>(
     mut reader: CaptureReader<R>,
 ) -> (
@@ -79,46 +76,49 @@ fn read_ahead<R: std::io::Read + Send + 'static>(
         // A batch comes back with its events, which are dropped here: on the thread that made
         // their payloads (see `replay`).
         let fresh = |recycle: &std::sync::mpsc::Receiver<Emptied>| match recycle.try_recv() {
-            Ok((mut events, mut lent)) => {
+            Ok((mut events, mut prepared, mut lent)) => {
                 events.clear();
+                prepared.clear();
                 lent.clear();
-                (events, lent)
+                (events, prepared, lent)
             }
-            Err(_) => (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH * 256)),
+            Err(_) => (
+                Vec::with_capacity(BATCH),
+                Vec::with_capacity(BATCH),
+                Vec::with_capacity(BATCH * 256),
+            ),
         };
-        let (mut events, lent) = fresh(&recycle_rx);
+        let (mut events, mut prepared, lent) = fresh(&recycle_rx);
         reader.lend_into(lent);
         loop {
-            match reader.next_event() {
-                Some(Ok(ev)) => {
-                    let sip = match &ev.kind {
-                        EventKind::Datagram { payload, .. } => parse_sip(payload).map(Box::new),
-                        _ => None,
-                    };
-                    events.push((ev, sip));
-                    if events.len() == BATCH {
-                        let (next, lent) = fresh(&recycle_rx);
-                        let batch = Batch {
-                            events: std::mem::replace(&mut events, next),
-                            lent: reader.take_lent(lent),
-                            offset: reader.offset(),
-                            error: None,
-                        };
-                        if tx.send(batch).is_err() {
-                            break;
-                        }
-                    }
+            let (more, error) = match reader.read_into(&mut events, BATCH) {
+                Ok(more) => (more, None),
+                Err(e) => (false, Some(e)),
+            };
+            let lent = reader.lent();
+            prepared.extend(events.iter().map(|ev| match &ev.kind {
+                EventKind::Datagram { payload, .. } => {
+                    parse_sip(payload).map_or(Prepared::Nothing, |p| Prepared::Sip(Box::new(p)))
                 }
-                end => {
-                    let error = end.and_then(Result::err);
-                    let _ = tx.send(Batch {
-                        events,
-                        lent: reader.take_lent(Vec::new()),
-                        offset: reader.offset(),
-                        error,
-                    });
-                    break;
+                EventKind::LentDatagram { at, .. } => {
+                    Prepared::Media(Head::of(lent.get(at.clone()).unwrap_or_default()))
                 }
+                _ => Prepared::Nothing,
+            }));
+            let (next_events, next_prepared, next_lent) = if more {
+                fresh(&recycle_rx)
+            } else {
+                Default::default()
+            };
+            let batch = Batch {
+                events: std::mem::replace(&mut events, next_events),
+                prepared: std::mem::replace(&mut prepared, next_prepared),
+                lent: reader.take_lent(next_lent),
+                offset: reader.offset(),
+                error,
+            };
+            if tx.send(batch).is_err() || !more {
+                break;
             }
         }
         reader.stats().clone()
@@ -166,7 +166,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
         // Events are handled in place and go back to the reader with the batch, which drops
         // them: a payload's drop is an atomic decrement of its chunk's count, and on this
         // thread every chunk's count would move between the two cores.
-        for (ev, sip) in &mut batch.events {
+        for (ev, read) in batch.events.iter().zip(&mut batch.prepared) {
             let t0 = *first_time.get_or_insert(ev.time);
             let now = ev.time;
             if now >= last_tick + TIMER_TICK {
@@ -193,7 +193,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                         now,
                         flow,
                         Payload::Shared(payload),
-                        sip.take().map(|p| *p),
+                        std::mem::replace(read, Prepared::Nothing),
                     );
                     if pending(&engine) {
                         let ctx = Some((ev.frame, src, dst));
@@ -207,7 +207,8 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                         remote: src,
                     };
                     let payload = batch.lent.get(at.clone()).unwrap_or_default();
-                    engine.handle_datagram_parsed(now, flow, Payload::Borrowed(payload), None);
+                    let read = std::mem::replace(read, Prepared::Nothing);
+                    engine.handle_datagram_parsed(now, flow, Payload::Borrowed(payload), read);
                     if pending(&engine) {
                         let ctx = Some((ev.frame, src, dst));
                         drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
@@ -250,7 +251,7 @@ pub fn replay<R: std::io::Read + Send + 'static>(
                 }
             }
         }
-        let _ = recycle.send((batch.events, batch.lent));
+        let _ = recycle.send((batch.events, batch.prepared, batch.lent));
     }
     // Let pending transactions and retransmission timers run out.
     let end = last_tick + Duration::from_secs(64);
