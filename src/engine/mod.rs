@@ -1161,10 +1161,7 @@ impl Engine {
         // Replay: the answering party's media, seen on the outside, is the inside's.
         let source = |arrival: Side, call| {
             if arrival != side {
-                let next_hop = inside
-                    .dialog(call)
-                    .map(|d| d.flow.remote)
-                    .unwrap_or(flow.remote);
+                let next_hop = inside.next_hop(call).unwrap_or(flow.remote);
                 answering::inside_source(next_hop, flow.remote, rtcp_hint)
             } else if rtcp_hint && replay {
                 SocketAddr::new(flow.remote.ip(), flow.remote.port().wrapping_sub(1))

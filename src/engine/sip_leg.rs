@@ -358,6 +358,9 @@ pub struct SipLeg {
     /// Boxed: a map keeps the slots of its largest size, and a slot holds only a pointer
     /// (issue 11, memory per call).
     dialogs: FxHashMap<CallRef, Box<Dialog>>,
+    /// Each dialog's next hop (its flow's remote, fixed for its life), apart from the dialog:
+    /// replay's media path asks it for every packet of the answering party.
+    next_hops: FxHashMap<CallRef, SocketAddr>,
     /// Call-IDs are the peers' text: seeded per process (foldhash's quality hasher, cheaper
     /// than SipHash for every message).
     by_call_id: HashMap<String, CallRef, foldhash::quality::RandomState>,
@@ -386,6 +389,7 @@ impl SipLeg {
             ids: Ids::new(cfg.ids_seed),
             cfg,
             dialogs: FxHashMap::default(),
+            next_hops: FxHashMap::default(),
             by_call_id: HashMap::default(),
             failed_call: None,
             server: ServerTxns::default(),
@@ -480,6 +484,14 @@ impl SipLeg {
 
     pub fn dialog(&self, call: CallRef) -> Option<&Dialog> {
         self.dialogs.get(&call).map(Box::as_ref)
+    }
+
+    /// The remote of `call`'s dialog flow: `dialog(call).map(|d| d.flow.remote)`, without
+    /// reading the dialog.
+    pub fn next_hop(&self, call: CallRef) -> Option<SocketAddr> {
+        let hop = self.next_hops.get(&call).copied();
+        debug_assert_eq!(hop, self.dialog(call).map(|d| d.flow.remote));
+        hop
     }
 
     pub fn call_by_call_id(&self, call_id: &str) -> Option<CallRef> {
@@ -1080,6 +1092,7 @@ impl SipLeg {
             dtmf_added: Vec::new(),
         };
         self.by_call_id.insert(call_id, call);
+        self.next_hops.insert(call, dialog.flow.remote);
         self.dialogs.insert(call, Box::new(dialog));
         self.timers.set(now + NO_ANSWER, call);
         out.send_other(self.cfg.side, setup);
@@ -2154,6 +2167,7 @@ impl SipLeg {
             }
         };
         self.by_call_id.insert(call_id, call);
+        self.next_hops.insert(call, d.flow.remote);
         self.dialogs.insert(call, Box::new(d));
         self.timers.set(now + NO_ANSWER, call);
         let counters = &mut self.counters;
@@ -2193,6 +2207,7 @@ impl SipLeg {
         let Some(d) = self.dialogs.remove(&call) else {
             return;
         };
+        self.next_hops.remove(&call);
         if self.by_call_id.get(&d.call_id) == Some(&call) {
             self.by_call_id.remove(&d.call_id);
         }
