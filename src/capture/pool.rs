@@ -1,8 +1,9 @@
 //! The payload chunk pool: datagram payloads are copied into shared chunks, and a chunk whose
 //! payloads have all been dropped is written again from its start instead of being freed.
 //!
-//! Replay reads on one thread and drops the payloads on another. Freed there, every 64 KiB
-//! chunk went back to the allocator across threads and the reader asked for fresh pages, which
+//! A consumer that reads on one thread and drops the payloads on another (replay did, before it
+//! lent its RTP and RTCP instead: [`super::CaptureReader::lend_into`]) freed every 64 KiB
+//! chunk there: it went back to the allocator across threads and the reader asked for fresh pages, which
 //! the kernel zeroes on first touch (≈ 8 % of replay's samples in `perf`). Here the reader keeps
 //! the empty tail of each filled chunk in a ring; when the tail is the chunk's last owner
 //! ([`bytes::BytesMut::try_reclaim`]), every payload carved from it is gone and the whole chunk is

@@ -28,9 +28,11 @@ const READ_BUFFER: usize = 1 << 16;
 
 /// Reads a pcap or pcapng capture as [`Event`]s. See the [module docs](super) for an example.
 ///
-/// Call order: [`CaptureReader::next_event`] (or iterate) until `None`; [`CaptureReader::stats`]
-/// and [`CaptureReader::offset`] at any time (for progress). After `Some(Err(..))` the reader
-/// yields `None`.
+/// Call order: [`CaptureReader::next_event`] (or iterate) until `None`, or
+/// [`CaptureReader::read_into`] in batches until it returns `Ok(false)` or an error (the two may
+/// be mixed); [`CaptureReader::stats`] and [`CaptureReader::offset`] at any time (for
+/// progress). After `Some(Err(..))` the reader yields `None`. With
+/// [`CaptureReader::lend_into`], RTP and RTCP payloads are lent rather than shared.
 #[derive(Debug)]
 pub struct CaptureReader<R = BufReader<File>> {
     /// Frames are read in place from the container's block buffer.
@@ -384,8 +386,9 @@ impl<R: Read> Iterator for CaptureReader<R> {
 
 impl<R: Read> std::iter::FusedIterator for CaptureReader<R> {}
 
-/// Whether a datagram looks like RTP or RTCP (version 2 in its first two bits): replay drops
-/// those right after their checks, so they go to the chunk pool. Anything else (SIP, RAS, ...)
+/// Whether a datagram looks like RTP or RTCP (version 2 in its first two bits): a consumer
+/// such as replay drops those right after their checks, so they are lent while lending and go
+/// to the chunk pool otherwise. Anything else (SIP, RAS, ...)
 /// may be kept by the engine for a call's life (transactions, dialogs) and gets an allocation
 /// of its own rather than pinning a whole chunk (without this, a quarter of the chunks of the
 /// 200 MB benchmark capture were pinned by SIP messages).
