@@ -164,8 +164,8 @@ pub fn replay<R: std::io::Read + Send + 'static>(
             error = Some(e);
         }
         // Events are handled in place and go back to the reader with the batch, which drops
-        // them: a payload's drop is an atomic decrement of its chunk's count, and on this
-        // thread every chunk's count would move between the two cores.
+        // them and reuses the batch's vectors: nothing is moved out of a batch, and what
+        // dropping an event costs is paid on the thread that made it.
         for (ev, read) in batch.events.iter().zip(&mut batch.prepared) {
             let t0 = *first_time.get_or_insert(ev.time);
             let now = ev.time;
@@ -178,42 +178,21 @@ pub fn replay<R: std::io::Read + Send + 'static>(
             // when there is something to drain: most packets (media counted, not reported or
             // queued) leave nothing.
             let pending = |e: &Engine| e.pending_transmits() > 0 || e.pending_events() > 0;
+            if let Some((src, dst, payload)) = datagram(&ev.kind, &batch.lent) {
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local: dst,
+                    remote: src,
+                };
+                let read = std::mem::replace(read, Prepared::Nothing);
+                engine.handle_datagram_parsed(now, flow, payload, read);
+                if pending(&engine) {
+                    let ctx = Some((ev.frame, src, dst));
+                    drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
+                }
+                continue;
+            }
             match ev.kind {
-                EventKind::Datagram {
-                    src,
-                    dst,
-                    ref payload,
-                } => {
-                    let flow = Flow {
-                        transport: Transport::Udp,
-                        local: dst,
-                        remote: src,
-                    };
-                    engine.handle_datagram_parsed(
-                        now,
-                        flow,
-                        Payload::Shared(payload),
-                        std::mem::replace(read, Prepared::Nothing),
-                    );
-                    if pending(&engine) {
-                        let ctx = Some((ev.frame, src, dst));
-                        drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
-                    }
-                }
-                EventKind::LentDatagram { src, dst, ref at } => {
-                    let flow = Flow {
-                        transport: Transport::Udp,
-                        local: dst,
-                        remote: src,
-                    };
-                    let payload = batch.lent.get(at.clone()).unwrap_or_default();
-                    let read = std::mem::replace(read, Prepared::Nothing);
-                    engine.handle_datagram_parsed(now, flow, Payload::Borrowed(payload), read);
-                    if pending(&engine) {
-                        let ctx = Some((ev.frame, src, dst));
-                        drain(&mut engine, &mut report, ctx, now, t0, out.as_deref_mut())?;
-                    }
-                }
                 EventKind::StreamData {
                     conn,
                     src,
@@ -274,6 +253,22 @@ pub fn replay<R: std::io::Read + Send + 'static>(
     report.count(&engine.stats());
     report.capture = serde_json::to_value(&stats).unwrap_or_default();
     Ok(Replayed { report, error })
+}
+
+/// A UDP datagram's addresses and payload, shared or lent (from the batch's `lent` buffer).
+fn datagram<'a>(
+    kind: &'a EventKind,
+    lent: &'a [u8],
+) -> Option<(SocketAddr, SocketAddr, Payload<'a>)> {
+    match kind {
+        EventKind::Datagram { src, dst, payload } => Some((*src, *dst, Payload::Shared(payload))),
+        EventKind::LentDatagram { src, dst, at } => Some((
+            *src,
+            *dst,
+            Payload::Borrowed(lent.get(at.clone()).unwrap_or_default()),
+        )),
+        _ => None,
+    }
 }
 
 /// The engine's stream key for one direction of a TCP connection.
