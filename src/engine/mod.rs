@@ -1142,10 +1142,9 @@ impl Engine {
         }
     }
 
-    /// RTP/RTCP of a known stream: checked, then sent over the tunnel. Returns false when the
+    /// RTP/RTCP of a known stream: checked, then sent over the tunnel. `head` is
+    /// [`media::Head::of`] the datagram when the driver read it. Returns false when the
     /// datagram belongs to no stream on this side.
-    /// A datagram of a media stream on `side`, with its header read ([`media::Head::of`]) when
-    /// the driver did; false when it is not media.
     fn handle_media(
         &mut self,
         now: Duration,

@@ -44,6 +44,10 @@ pub struct Replayed {
 /// Events read ahead per batch handed from the reader thread to the engine.
 const BATCH: usize = 1024;
 
+/// Bytes of lent payloads a batch's buffer keeps room for between batches: a batch of G.711
+/// (172-byte RTP) and then some.
+const LENT_KEPT: usize = BATCH * 256;
+
 /// One batch from the reader thread: events, what the reader read of each for the engine,
 /// the payloads its RTP and RTCP events lend ([`CaptureReader::lend_into`]), the file offset
 /// reached, and the error that ended reading, if any (always in the last batch).
@@ -80,12 +84,14 @@ fn read_ahead<R: std::io::Read + Send + 'static>(
                 events.clear();
                 prepared.clear();
                 lent.clear();
+                // A batch of large datagrams grows its buffer; it is not kept that large.
+                lent.shrink_to(LENT_KEPT);
                 (events, prepared, lent)
             }
             Err(_) => (
                 Vec::with_capacity(BATCH),
                 Vec::with_capacity(BATCH),
-                Vec::with_capacity(BATCH * 256),
+                Vec::with_capacity(LENT_KEPT),
             ),
         };
         let (mut events, mut prepared, lent) = fresh(&recycle_rx);
